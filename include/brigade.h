@@ -1,0 +1,38 @@
+//  brigade - an actor framework for C. Users include this one header.
+//
+//  Threads. Unless a function says otherwise:
+//  - functions taking a brg_ctx_t * run only inside that actor's behaviour
+//    (or its init or reply callback), on the thread that called it;
+//  - functions taking a brg_system_t * or a brg_ref_t are safe from any thread;
+//  - no function called from a behaviour blocks the worker thread.
+//
+//  Ownership of messages: a call taking brg_msg_t ** always takes the message
+//  and sets the caller's pointer to NULL, success or failure; what cannot be
+//  delivered becomes a counted dead letter. See brigade/msg.h.
+//
+//  Errors: int results, BRG_OK (0) or a negative BRG_E... code; see
+//  brigade/error.h. If a call that would later deliver a reply, timeout or
+//  callback returns an error, that reply, timeout or callback never arrives.
+#ifndef BRIGADE_H
+#define BRIGADE_H
+
+#define BRG_VERSION_MAJOR 0
+#define BRG_VERSION_MINOR 1
+#define BRG_VERSION_PATCH 0
+#define BRG_MAKE_VERSION(major, minor, patch) ((major) * 10000 + (minor) * 100 + (patch))
+#define BRG_VERSION BRG_MAKE_VERSION(BRG_VERSION_MAJOR, BRG_VERSION_MINOR, BRG_VERSION_PATCH)
+
+#include "brigade/actor.h"
+#include "brigade/error.h"
+#include "brigade/export.h"
+#include "brigade/msg.h"
+#include "brigade/ref.h"
+#include "brigade/registry.h"
+#include "brigade/system.h"
+#include "brigade/timer.h"
+
+//  The library's version as "major.minor.patch" (the built library, which may
+//  differ from the header's BRG_VERSION). Static string.
+BRG_EXPORT const char *brg_version(void);
+
+#endif

@@ -1,0 +1,144 @@
+//  actor - spawning actors, behaviours, sending, replying and asking.
+//
+//  An actor is a behaviour function, private state and a private mailbox. The
+//  runtime calls the behaviour once per message, on one worker thread at a
+//  time, so the state needs no locks. A behaviour must not block: slow calls
+//  belong in an actor spawned with BRG_SPAWN_BLOCKING.
+#ifndef BRG_ACTOR_H
+#define BRG_ACTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "export.h"
+#include "msg.h"
+#include "ref.h"
+#include "system.h"
+
+//  The context of one behaviour call: who the actor is, its state, the
+//  message being handled. Borrowed: valid until the behaviour returns; never
+//  store it or pass it to another thread.
+typedef struct brg_ctx brg_ctx_t;
+
+//  Returned by a behaviour that does not handle msg: the message becomes a
+//  dead letter (reason BRG_DEAD_UNHANDLED) and the actor goes on.
+#define BRG_UNHANDLED 1
+
+//  A behaviour. msg: Borrowed: valid until the behaviour returns.
+//  Return BRG_OK when handled, BRG_UNHANDLED when not, or a negative BRG_E...
+//  code to fail: the actor then stops (its state destructor runs, its mailbox
+//  goes to dead letters, its name is released) and counts as failed.
+//  Thread: a Brigade worker (or blocking-pool) thread; one call at a time.
+typedef int (*brg_behaviour_fn)(brg_ctx_t *ctx, const brg_msg_t *msg);
+
+//  Runs once, as the actor's first activation, before any message. A negative
+//  return fails the actor as a behaviour's would. Thread: as a behaviour.
+typedef int (*brg_init_fn)(brg_ctx_t *ctx, void *arg);
+
+//  Destroys the actor's state when the actor stops (also at system destroy).
+//  Thread: a Brigade thread; it must not send or spawn.
+typedef void (*brg_state_destroy_fn)(void *state);
+
+//  Spawn flags.
+enum {
+    //  Run the actor on the bounded blocking pool, not on the workers, so its
+    //  slow calls (HTTP, files, sleeps) never stall the workers.
+    BRG_SPAWN_BLOCKING = 1u << 0,
+};
+
+//  Spawn options. Start from brg_spawn_opts_init(&opts); NULL options mean
+//  "no state, no init, no name".
+typedef struct brg_spawn_opts {
+    size_t state_size;                  // > 0: zeroed state of this size, allocated with the actor
+    void *state;                        // or: the caller's state pointer; the actor owns it from spawn
+    brg_state_destroy_fn state_destroy; // called on the state when the actor stops (may be NULL)
+    brg_init_fn init;                   // optional first activation
+    void *init_arg;                     // passed to init
+    unsigned flags;                     // BRG_SPAWN_...
+    const char *name;                   // optional: register under this name at spawn
+} brg_spawn_opts_t;
+
+//  Reply callback for brg_ask. Called exactly once, on the asking actor's
+//  thread, in its context: with status BRG_OK and the reply (Borrowed: valid
+//  until the callback returns), or with status BRG_ETIMEDOUT, BRG_ENOACTOR or
+//  the replier's error and reply NULL. A negative return fails the actor.
+typedef int (*brg_reply_fn)(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg);
+
+//  The tag of the message an actor receives after an idle timeout.
+#define BRG_TAG_IDLE "brg.idle"
+
+BRG_EXPORT void brg_spawn_opts_init(brg_spawn_opts_t *opts);
+
+//  Spawn an actor from inside a behaviour. On BRG_OK *ref (if not NULL) is its
+//  address. Errors: BRG_ENOMEM, BRG_EBUSY (max_actors reached), BRG_EEXIST
+//  (opts->name taken), BRG_ECLOSED. On error nothing is spawned and the
+//  caller keeps ownership of opts->state.
+BRG_EXPORT int brg_spawn(brg_ctx_t *ctx, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
+                         brg_ref_t *ref);
+
+//  Spawn from any thread, as brg_spawn. Thread: any.
+BRG_EXPORT int brg_system_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
+                                brg_ref_t *ref);
+
+//  This actor's address.
+BRG_EXPORT brg_ref_t brg_self(const brg_ctx_t *ctx);
+
+//  This actor's state (opts.state or the zeroed state_size bytes), or NULL.
+BRG_EXPORT void *brg_state(const brg_ctx_t *ctx);
+
+//  The system this actor lives in.
+BRG_EXPORT brg_system_t *brg_ctx_system(const brg_ctx_t *ctx);
+
+//  Send msg to `to`. Returns BRG_OK when queued (local) or handed to the
+//  transport (remote), BRG_ENOACTOR when the target is dead or unknown: the
+//  message is then a dead letter. Never blocks. Messages from one actor to
+//  another arrive in the order sent.
+//  Takes ownership of *msg_p and sets it to NULL.
+BRG_EXPORT int brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p);
+
+//  One-line sends of the common small message: a tag alone, or with one
+//  integer or string. Errors as brg_send, plus BRG_EINVAL for a bad tag.
+BRG_EXPORT int brg_send_tag(brg_ctx_t *ctx, brg_ref_t to, const char *tag);
+BRG_EXPORT int brg_send_int(brg_ctx_t *ctx, brg_ref_t to, const char *tag, int64_t value);
+BRG_EXPORT int brg_send_str(brg_ctx_t *ctx, brg_ref_t to, const char *tag, const char *value);
+
+//  Reply to the message being handled: to its sender, and, if it was an ask,
+//  to that ask's callback or waiting thread. BRG_ENOACTOR if the current
+//  message has no sender. Takes ownership of *msg_p and sets it to NULL.
+BRG_EXPORT int brg_reply(brg_ctx_t *ctx, brg_msg_t **msg_p);
+
+//  Answer the current ask with an error: the asker's callback (or
+//  brg_system_ask) gets `status` (negative) and no reply. For a plain message
+//  it sends nothing and returns BRG_EINVAL.
+BRG_EXPORT int brg_reply_error(brg_ctx_t *ctx, int status);
+
+//  Forward a copy of the current message to `to`, keeping its original sender
+//  and ask, so `to` replies straight to the asker. Errors as brg_send.
+BRG_EXPORT int brg_forward(brg_ctx_t *ctx, brg_ref_t to);
+
+//  Ask: send msg to `to` and have fn(ctx, status, reply, arg) called once,
+//  in this actor, with the reply or with BRG_ETIMEDOUT after timeout_ms.
+//  A reply after the deadline is a counted dead letter (BRG_DEAD_LATE_REPLY).
+//  If brg_ask returns an error (BRG_ENOACTOR: the target is known to be dead;
+//  BRG_ENOMEM), fn is never called. Takes ownership of *msg_p and sets it to NULL.
+BRG_EXPORT int brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
+                       brg_reply_fn fn, void *arg);
+
+//  Handle the next messages with fn instead (from the next message on).
+BRG_EXPORT void brg_become(brg_ctx_t *ctx, brg_behaviour_fn fn);
+
+//  Stop this actor normally once the behaviour returns: no further message is
+//  handled; the state destructor runs; the mailbox goes to dead letters.
+BRG_EXPORT void brg_stop(brg_ctx_t *ctx);
+
+//  Ask another actor to stop. The stop travels in the actor's system lane, so
+//  it overtakes ordinary messages; the actor finishes its current behaviour
+//  call first. Returns BRG_OK or BRG_ENOACTOR. Thread: any.
+BRG_EXPORT int brg_actor_stop(brg_system_t *sys, brg_ref_t ref);
+
+//  Receive a BRG_TAG_IDLE message after timeout_ms with no message handled;
+//  0 turns it off. The timer restarts after each message, and after each
+//  idle message if no other came.
+BRG_EXPORT void brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms);
+
+#endif

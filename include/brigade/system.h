@@ -1,0 +1,109 @@
+//  system - a Brigade node: worker threads, actors, timers, dead letters.
+#ifndef BRG_SYSTEM_H
+#define BRG_SYSTEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "export.h"
+#include "msg.h"
+#include "ref.h"
+
+typedef struct brg_system brg_system_t;
+
+//  Why a message became a dead letter.
+typedef enum {
+    BRG_DEAD_NO_ACTOR = 1,  // target dead, stale or unknown
+    BRG_DEAD_STOPPED,       // left in the mailbox of an actor that stopped
+    BRG_DEAD_LATE_REPLY,    // reply to an ask that had already timed out or been answered
+    BRG_DEAD_UNHANDLED,     // the behaviour returned BRG_UNHANDLED for it
+    BRG_DEAD_REMOTE,        // addressed to another node and no transport is plugged in
+    BRG_DEAD_SHUTDOWN       // sent while the system was being destroyed
+} brg_dead_reason_t;
+
+//  Called for every dead letter, on the thread that dropped it (a worker, the
+//  timer thread or a caller's thread). msg is borrowed for the call. It must
+//  not block and must not call brg_system_destroy.
+typedef void (*brg_dead_letter_fn)(void *arg, brg_ref_t to, const brg_msg_t *msg,
+                                   brg_dead_reason_t reason);
+
+//  Configuration. Always start from brg_config_init(&cfg), which sets the
+//  defaults, so fields added later get theirs.
+typedef struct brg_config {
+    int workers;              // worker threads; 0 = one per online CPU (default)
+    int batch;                // messages an actor runs before it yields (default 64)
+    int blocking_threads;     // threads of the pool for blocking actors (default 4)
+    uint32_t max_actors;      // live actors at most (default 64 Mi, hard max 2^31)
+    bool log_dead_letters;    // print each dead letter to stderr (default false)
+    brg_dead_letter_fn dead_letter_fn; // optional hook for every dead letter
+    void *dead_letter_arg;             // passed to dead_letter_fn
+} brg_config_t;
+
+//  Counters, a consistent-enough snapshot (each counter read atomically on its
+//  own; they are not read as one transaction).
+typedef struct brg_stats {
+    uint64_t actors_alive;       // spawned and not yet stopped
+    uint64_t actors_spawned;     // since the system started
+    uint64_t actors_stopped;     // normal stops and failures
+    uint64_t actors_failed;      // stopped with a failure reason
+    uint64_t messages_processed; // messages handed to behaviours
+    uint64_t dead_letters;       // messages dropped, every reason
+    uint64_t mailbox_hwm;        // longest mailbox seen by any actor
+    uint64_t timers_active;      // timers armed and not yet fired or cancelled
+    uint32_t workers;            // worker threads
+    uint32_t blocking_threads;   // blocking-pool threads
+} brg_stats_t;
+
+//  Fill cfg with the defaults.
+BRG_EXPORT void brg_config_init(brg_config_t *cfg);
+
+//  Start a system: create the node UUID, start the worker threads, the timer
+//  thread and the blocking pool. cfg may be NULL for the defaults. Returns a
+//  running system, or NULL on invalid configuration or out of resources.
+//  Thread: any thread that is not a Brigade worker.
+BRG_EXPORT brg_system_t *brg_system_new(const brg_config_t *cfg);
+
+//  Stop every actor (each one's state destructor runs on a Brigade thread),
+//  drop undelivered messages to dead letters, join every thread and free
+//  everything; then set *self_p to NULL. Accepts a pointer to NULL. Actors
+//  still running a behaviour are let finish it first. Messages sent during
+//  destroy are dead letters.
+//  Thread: any thread that is not a Brigade worker or timer thread.
+BRG_EXPORT void brg_system_destroy(brg_system_t **self_p);
+
+//  Block until no actor is alive, or timeout_ms passes (negative: forever).
+//  Returns BRG_OK or BRG_ETIMEDOUT.
+//  Thread: any thread that is not a Brigade worker; blocks.
+BRG_EXPORT int brg_system_await_actors(brg_system_t *self, int timeout_ms);
+
+//  Read the counters into *stats.
+BRG_EXPORT void brg_system_stats(brg_system_t *self, brg_stats_t *stats);
+
+//  The node's UUID as text (36 characters and a NUL into out[37]).
+BRG_EXPORT void brg_system_node(brg_system_t *self, char out[37]);
+
+//  True when ref names an actor of this node (not whether it is alive).
+BRG_EXPORT bool brg_system_is_local(brg_system_t *self, brg_ref_t ref);
+
+//  True when ref names a live actor of this node. A snapshot: the answer can be
+//  stale by the time the caller acts on it.
+BRG_EXPORT bool brg_system_is_alive(brg_system_t *self, brg_ref_t ref);
+
+//  Send msg from outside any actor (sender BRG_REF_NONE). Returns BRG_OK when
+//  the message was queued, BRG_ENOACTOR when the target is dead or unknown
+//  (the message is then a dead letter). Takes ownership of *msg_p and sets it
+//  to NULL.
+BRG_EXPORT int brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p);
+
+//  Ask from outside the system: send msg to `to` and wait up to timeout_ms for
+//  its reply (brg_reply). On BRG_OK *reply_p holds the reply: Caller owns the
+//  returned message and must destroy it. Errors: BRG_ETIMEDOUT (a reply that
+//  comes later is a counted dead letter), BRG_ENOACTOR (target dead, or it
+//  stopped before replying), or the negative status the replier gave to
+//  brg_reply_error. Takes ownership of *msg_p and sets it to NULL.
+//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+BRG_EXPORT int brg_system_ask(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
+                              brg_msg_t **reply_p);
+
+#endif

@@ -1,0 +1,825 @@
+//  actor - the actor object, its mailbox and the slot table of addresses
+//
+//  Design notes.
+//
+//  Mailbox. One atomic word, `head`, is both the mailbox and the run state:
+//  NULL (idle), RUNNING (scheduled, nothing new), a stack of new messages
+//  (pushed LIFO by producers with one CAS each), or DEAD (closed). A producer
+//  that pushes onto NULL made the actor runnable and is the one that schedules
+//  it, so an actor is in at most one run queue at a time without a separate
+//  state machine. The running thread grabs the whole stack with one exchange
+//  (leaving RUNNING), reverses it into private FIFO lists, and, when it has
+//  run out of messages, CASes RUNNING back to NULL; if that CAS fails, new
+//  messages arrived and it keeps the actor. Every state change is an RMW on
+//  the same word, so no wake-up can be lost. Per-sender order holds because
+//  the CAS order is a total order and reversal restores it.
+//
+//  System lane. Messages whose kind is a system kind (stop, ask timeout) go to
+//  a second private list, drained before any ordinary message at every step,
+//  so a stop never waits behind the ordinary backlog already grabbed (at most
+//  the one behaviour call in progress). Grabbing happens at the start of every
+//  activation and whenever the private lists run dry.
+//
+//  Slot table. An address is node UUID + (generation << 32 | slot). Slots live
+//  in chunks of BRG__SLOT_CHUNK, allocated on first use and never moved, so a
+//  lookup is two loads. Each slot has a 64-bit word: generation (32 bits),
+//  state (FREE / LIVE / DYING, 2 bits) and a reference count (30 bits). A
+//  sender increments the count (one fetch_add), and uses the actor only if the
+//  generation matches and the state is LIVE; it decrements when done. A dying
+//  actor moves LIVE -> DYING; whoever brings the count of a DYING slot to zero
+//  moves it to FREE (one CAS, so exactly one thread) and frees the actor. So a
+//  stale ref can never touch freed memory nor reach the slot's next occupant.
+//  Slot allocation takes slot_lock (spawn only, never on the send path).
+//
+//  Thread ownership. Everything in the actor but `head` belongs to the thread
+//  running it: it took the actor from a run queue (acquire) and hands it back
+//  through one (release). mode, sys and id never change after spawn.
+#include "runtime_internal.h"
+
+struct brg__slot {
+    _Atomic uint64_t word;   // generation << 32 | state << 30 | refs
+    _Atomic uintptr_t ptr;   // the actor (LIVE, DYING); next free index + 1 (FREE)
+};
+
+#define S_FREE 0u
+#define S_LIVE 1u
+#define S_DYING 2u
+#define S_REFS_MASK ((1ull << 30) - 1)
+#define S_STATE(w) ((uint32_t)(((w) >> 30) & 3u))
+#define S_GEN(w) ((uint32_t)((w) >> 32))
+#define S_REFS(w) ((w)&S_REFS_MASK)
+#define S_WORD(gen, state, refs) (((uint64_t)(gen) << 32) | ((uint64_t)(state) << 30) | (refs))
+
+int
+brg__slots_init(brg_system_t *sys)
+{
+    sys->max_chunks = (sys->cfg.max_actors + BRG__SLOT_CHUNK - 1) / BRG__SLOT_CHUNK;
+    sys->chunks = calloc(sys->max_chunks, sizeof(*sys->chunks));
+    if (!sys->chunks)
+        return BRG_ENOMEM;
+    atomic_init(&sys->slot_limit, 0);
+    sys->free_head = 0;
+    if (pthread_mutex_init(&sys->slot_lock, NULL) != 0) {
+        free(sys->chunks);
+        sys->chunks = NULL;
+        return BRG_ESYS;
+    }
+    return BRG_OK;
+}
+
+void
+brg__slots_fini(brg_system_t *sys)
+{
+    if (!sys->chunks)
+        return;
+    for (uint32_t i = 0; i < sys->max_chunks; i++)
+        free(atomic_load_explicit(&sys->chunks[i], memory_order_relaxed));
+    free(sys->chunks);
+    sys->chunks = NULL;
+    pthread_mutex_destroy(&sys->slot_lock);
+}
+
+//  The slot of index idx, or NULL if no such slot was ever handed out.
+static brg__slot_t *
+s_slot(brg_system_t *sys, uint32_t idx)
+{
+    // Acquire: pairs with the release store of slot_limit in s_slot_alloc, so
+    // the chunk pointer stored before it is visible.
+    if (idx >= atomic_load_explicit(&sys->slot_limit, memory_order_acquire))
+        return NULL;
+    brg__slot_t *chunk =
+        atomic_load_explicit(&sys->chunks[idx >> BRG__SLOT_CHUNK_BITS], memory_order_relaxed);
+    return &chunk[idx & (BRG__SLOT_CHUNK - 1)];
+}
+
+static void
+s_actor_free(brg_system_t *sys, brg__actor_t *actor)
+{
+    uint32_t idx = (uint32_t)actor->id;
+    if (actor->ext) {
+        if (actor->ext->waiter) {
+            pthread_mutex_destroy(&actor->ext->waiter->lock);
+            pthread_cond_destroy(&actor->ext->waiter->cond);
+            free(actor->ext->waiter);
+        }
+        free(actor->ext);
+    }
+    free(actor);
+    brg__slot_t *slot = s_slot(sys, idx);
+    pthread_mutex_lock(&sys->slot_lock);
+    atomic_store_explicit(&slot->ptr, sys->free_head, memory_order_relaxed);
+    sys->free_head = idx + 1;
+    pthread_mutex_unlock(&sys->slot_lock);
+}
+
+//  Drop one reference; the thread that drops the last one of a DYING slot
+//  frees the actor.
+static void
+s_slot_unref(brg_system_t *sys, brg__slot_t *slot)
+{
+    // Acq_rel: release publishes our use of the actor to whoever frees it;
+    // acquire (for the freeing path) sees every other user's accesses.
+    uint64_t w = atomic_fetch_sub_explicit(&slot->word, 1, memory_order_acq_rel) - 1;
+    if (S_STATE(w) != S_DYING || S_REFS(w) != 0)
+        return;
+    brg__actor_t *actor = (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
+    // One CAS decides the single freer among racing last holders.
+    if (atomic_compare_exchange_strong_explicit(&slot->word, &w, S_WORD(S_GEN(w), S_FREE, 0),
+                                                memory_order_acq_rel, memory_order_relaxed))
+        s_actor_free(sys, actor);
+}
+
+brg__actor_t *
+brg__actor_acquire(brg_system_t *sys, uint64_t id)
+{
+    brg__slot_t *slot = s_slot(sys, (uint32_t)id);
+    if (!slot)
+        return NULL;
+    // Acq_rel: acquire pairs with the release CAS that made the slot LIVE, so
+    // the actor pointer and fields written at spawn are visible.
+    uint64_t w = atomic_fetch_add_explicit(&slot->word, 1, memory_order_acq_rel);
+    if (S_GEN(w) == (uint32_t)(id >> 32) && S_STATE(w) == S_LIVE)
+        return (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
+    s_slot_unref(sys, slot);
+    return NULL;
+}
+
+void
+brg__actor_release(brg_system_t *sys, uint64_t id)
+{
+    s_slot_unref(sys, s_slot(sys, (uint32_t)id));
+}
+
+//  Take a free slot, publish actor in it and return its id (0 on failure:
+//  *rc says why). Under slot_lock, so brg__actor_stop_all, which sets closing
+//  under the same lock, sees every actor published before it.
+static uint64_t
+s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, int *rc)
+{
+    pthread_mutex_lock(&sys->slot_lock);
+    if (atomic_load_explicit(&sys->closing, memory_order_relaxed)) {
+        pthread_mutex_unlock(&sys->slot_lock);
+        *rc = BRG_ECLOSED;
+        return 0;
+    }
+    uint32_t idx;
+    brg__slot_t *slot;
+    if (sys->free_head) {
+        idx = sys->free_head - 1;
+        slot = s_slot(sys, idx);
+        sys->free_head = (uint32_t)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
+    } else {
+        idx = atomic_load_explicit(&sys->slot_limit, memory_order_relaxed);
+        if (idx >= sys->cfg.max_actors) {
+            pthread_mutex_unlock(&sys->slot_lock);
+            *rc = BRG_EBUSY;
+            return 0;
+        }
+        uint32_t c = idx >> BRG__SLOT_CHUNK_BITS;
+        if (!atomic_load_explicit(&sys->chunks[c], memory_order_relaxed)) {
+            brg__slot_t *chunk = calloc(BRG__SLOT_CHUNK, sizeof(*chunk));
+            if (!chunk) {
+                pthread_mutex_unlock(&sys->slot_lock);
+                *rc = BRG_ENOMEM;
+                return 0;
+            }
+            atomic_store_explicit(&sys->chunks[c], chunk, memory_order_relaxed);
+        }
+        // Release: pairs with the acquire load in s_slot; publishes the chunk.
+        atomic_store_explicit(&sys->slot_limit, idx + 1, memory_order_release);
+        slot = s_slot(sys, idx);
+    }
+    atomic_store_explicit(&slot->ptr, (uintptr_t)actor, memory_order_relaxed);
+    // A CAS loop, not a store: stale senders may hold transient references on
+    // a FREE slot; their count carries over and they drop it themselves.
+    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
+    uint64_t nw;
+    uint32_t gen;
+    do {
+        gen = S_GEN(w) + 1;
+        if (gen == 0)
+            gen = 1; // generation 0 would make id 0 possible: BRG_REF_NONE
+        nw = S_WORD(gen, S_LIVE, S_REFS(w));
+        actor->id = ((uint64_t)gen << 32) | idx;
+        // Release: publishes the actor's fields (and ptr) to brg__actor_acquire.
+    } while (!atomic_compare_exchange_weak_explicit(&slot->word, &w, nw, memory_order_release,
+                                                    memory_order_relaxed));
+    if (counted) {
+        atomic_fetch_add_explicit(&sys->actors_alive, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sys->actors_spawned, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&sys->slot_lock);
+    *rc = BRG_OK;
+    return actor->id;
+}
+
+//  LIVE -> DYING; frees the actor now if nobody holds a reference. The actor
+//  must not be touched by the caller afterwards.
+static void
+s_slot_retire(brg_system_t *sys, brg__actor_t *actor)
+{
+    brg__slot_t *slot = s_slot(sys, (uint32_t)actor->id);
+    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
+    uint64_t nw;
+    do {
+        if (S_STATE(w) != S_LIVE)
+            brg__panic("actor %llx retired twice", (unsigned long long)actor->id);
+        nw = S_WORD(S_GEN(w), S_DYING, S_REFS(w));
+        // Acq_rel: release publishes everything the dying actor did to the
+        // thread that will free it; acquire sees the senders' last uses.
+    } while (!atomic_compare_exchange_weak_explicit(&slot->word, &w, nw, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    if (S_REFS(nw) != 0)
+        return; // the last sender frees it
+    if (atomic_compare_exchange_strong_explicit(&slot->word, &nw, S_WORD(S_GEN(nw), S_FREE, 0),
+                                                memory_order_acq_rel, memory_order_relaxed))
+        s_actor_free(sys, actor);
+}
+
+brg_ref_t
+brg__actor_ref(const brg__actor_t *actor)
+{
+    return brg__system_ref(actor->sys, actor->id);
+}
+
+void
+brg__actor_fail_later(brg__actor_t *actor)
+{
+    actor->flags |= BRG__ACTOR_FAILING | BRG__ACTOR_STOPPING;
+}
+
+brg__actor_ext_t *
+brg__actor_ext(brg__actor_t *actor)
+{
+    if (!actor->ext)
+        actor->ext = calloc(1, sizeof(*actor->ext));
+    return actor->ext;
+}
+
+int
+brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
+{
+    brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
+    do {
+        if (old == BRG__MB_DEAD)
+            return BRG_ENOACTOR;
+        atomic_store_explicit(&msg->next, old, memory_order_relaxed);
+        brg__debug_yield(); // race window: another producer or the owner moves head
+        // Release: publishes the message's contents (and, through the release
+        // sequence, the older stack below it) to the owner's acquire exchange.
+    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_release,
+                                                    memory_order_relaxed));
+    if (old == NULL) {
+        // We moved the mailbox out of idle: the actor is ours to schedule.
+        if (actor->mode & BRG__MODE_WAITER)
+            brg__waiter_wake(actor->ext->waiter);
+        else
+            brg__sched_schedule(actor->sys->sched, actor);
+    }
+    return BRG_OK;
+}
+
+static bool
+s_is_system_kind(const brg_msg_t *msg)
+{
+    return msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_ASK_TIMEOUT;
+}
+
+//  Move a stack taken from head (newest first, ending at NULL or RUNNING)
+//  into the private FIFO lists, restoring send order.
+static void
+s_take_stack(brg__actor_t *actor, brg_msg_t *top)
+{
+    brg_msg_t *user_first = NULL, *user_last = NULL, *sys_first = NULL, *sys_last = NULL;
+    uint32_t n = 0;
+    while (top != NULL && top != BRG__MB_RUNNING) {
+        brg_msg_t *next = atomic_load_explicit(&top->next, memory_order_relaxed);
+        if (s_is_system_kind(top)) {
+            atomic_store_explicit(&top->next, sys_first, memory_order_relaxed);
+            if (!sys_first)
+                sys_last = top;
+            sys_first = top;
+        } else {
+            atomic_store_explicit(&top->next, user_first, memory_order_relaxed);
+            if (!user_first)
+                user_last = top;
+            user_first = top;
+        }
+        n++;
+        top = next;
+    }
+    if (user_first) {
+        if (actor->user_tail)
+            atomic_store_explicit(&actor->user_tail->next, user_first, memory_order_relaxed);
+        else
+            actor->user_head = user_first;
+        actor->user_tail = user_last;
+    }
+    if (sys_first) {
+        if (actor->sys_tail)
+            atomic_store_explicit(&actor->sys_tail->next, sys_first, memory_order_relaxed);
+        else
+            actor->sys_head = sys_first;
+        actor->sys_tail = sys_last;
+    }
+    actor->queued += n;
+}
+
+//  Take whatever was pushed since the last grab. Returns true if anything was.
+static bool
+s_grab(brg__actor_t *actor)
+{
+    // Relaxed pre-check: skips the RMW when nothing is new; a push racing
+    // with it is seen by the CAS to NULL before the actor goes idle.
+    if (atomic_load_explicit(&actor->head, memory_order_relaxed) == BRG__MB_RUNNING)
+        return false;
+    // Acquire: pairs with the producers' release CAS, making the messages'
+    // contents visible.
+    brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_RUNNING, memory_order_acquire);
+    s_take_stack(actor, top);
+    brg__sched_note_queued(actor->sys, actor->queued);
+    return true;
+}
+
+static brg_msg_t *
+s_pop(brg_msg_t **head, brg_msg_t **tail)
+{
+    brg_msg_t *msg = *head;
+    if (msg) {
+        *head = atomic_load_explicit(&msg->next, memory_order_relaxed);
+        if (!*head)
+            *tail = NULL;
+        atomic_store_explicit(&msg->next, NULL, memory_order_relaxed);
+    }
+    return msg;
+}
+
+//  Everything left in the private lists becomes a dead letter; an ask among
+//  them gets an error reply, so its asker learns at once.
+static void
+s_drain_dead(brg__actor_t *actor)
+{
+    brg_ref_t self = brg__actor_ref(actor);
+    brg_msg_t *msg;
+    while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
+        brg__msg_free(msg); // internal messages (stop, ask timeouts): nothing to report
+    while ((msg = s_pop(&actor->user_head, &actor->user_tail)) != NULL) {
+        if (msg->kind == BRG__MSG_SYS_IDLE)
+            brg__msg_free(msg);
+        else
+            brg__dead_letter(actor->sys, self, msg, BRG_DEAD_STOPPED, true);
+    }
+    actor->queued = 0;
+}
+
+//  The actor ends: close the mailbox, release the name, drop the backlog,
+//  destroy the state, free the slot. The actor is gone when this returns.
+static void
+s_die(brg__actor_t *actor, bool failed)
+{
+    brg_system_t *sys = actor->sys;
+    actor->flags |= BRG__ACTOR_DEAD;
+    // Acquire: the last producers' messages are visible to the drain.
+    brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
+    s_take_stack(actor, top);
+    // After the mailbox is closed, so brg_register can no longer bind a name
+    // to this actor (it checks the mailbox under the registry lock).
+    brg__registry_release(sys, actor->id);
+    s_drain_dead(actor);
+    if (actor->ext) {
+        brg__ask_map_destroy(&actor->ext->asks, sys);
+        if (actor->ext->idle_timer)
+            brg__timers_cancel(sys->timers, actor->ext->idle_timer);
+    }
+    if (actor->state_destroy && actor->state)
+        actor->state_destroy(actor->state);
+    actor->state = NULL;
+    brg__system_actor_ended(sys, failed);
+    s_slot_retire(sys, actor);
+}
+
+//  Arm (or re-arm) the idle timer for the deadline last_active + idle_ms.
+static void
+s_idle_arm(brg__actor_t *actor)
+{
+    brg__actor_ext_t *ext = actor->ext;
+    uint64_t now = brg__now_ns();
+    uint64_t deadline = ext->last_active_ns + (uint64_t)ext->idle_ms * 1000000u;
+    brg_msg_t *msg = brg__msg_alloc();
+    if (!msg)
+        return; // out of memory: the idle timeout is skipped, not the actor
+    brg__msg_set_tag(msg, BRG_TAG_IDLE, sizeof(BRG_TAG_IDLE) - 1);
+    msg->kind = BRG__MSG_SYS_IDLE;
+    msg->corr = ++ext->idle_seq;
+    brg_timer_id_t id = 0;
+    if (brg__timers_start(actor->sys->timers, brg__actor_ref(actor), &msg,
+                          deadline > now ? deadline - now : 0, 0, &id) == BRG_OK) {
+        ext->idle_timer = id;
+        actor->flags |= BRG__ACTOR_IDLE_ARMED;
+    }
+}
+
+//  The idle timer fired. Returns true if the behaviour should see it.
+static bool
+s_idle_due(brg__actor_t *actor, const brg_msg_t *msg)
+{
+    brg__actor_ext_t *ext = actor->ext;
+    if (!ext || ext->idle_ms <= 0 || msg->corr != ext->idle_seq)
+        return false; // stale: the timeout was changed or re-armed since
+    actor->flags &= (uint16_t)~BRG__ACTOR_IDLE_ARMED;
+    ext->idle_timer = 0;
+    uint64_t now = brg__now_ns();
+    if (now - ext->last_active_ns + 1000000u < (uint64_t)ext->idle_ms * 1000000u)
+        return false; // there was activity since: re-armed when the actor idles
+    ext->last_active_ns = now;
+    return true;
+}
+
+//  Run one message. Returns true if the actor must die (and *failed says how).
+static bool
+s_handle(brg__actor_t *actor, brg_msg_t *msg, bool *failed)
+{
+    brg_ctx_t ctx = {actor, msg};
+    int rc = BRG_OK;
+    switch ((brg__msg_kind_t)msg->kind) {
+    case BRG__MSG_SYS_STOP:
+        brg__msg_free(msg);
+        return true;
+    case BRG__MSG_SYS_ASK_TIMEOUT:
+        ctx.msg = NULL;
+        brg__ask_on_timeout(&ctx, msg->corr);
+        brg__msg_free(msg);
+        break;
+    case BRG__MSG_REPLY:
+    case BRG__MSG_REPLY_ERROR: {
+        bool handled = false;
+        brg__ask_on_reply(&ctx, msg, &handled);
+        if (handled)
+            brg__msg_free(msg);
+        else
+            brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_LATE_REPLY, false);
+        break;
+    }
+    case BRG__MSG_SYS_IDLE:
+        if (!s_idle_due(actor, msg)) {
+            brg__msg_free(msg);
+            break;
+        }
+        msg->kind = BRG__MSG_USER;
+        msg->corr = 0;
+        /* fall through */
+    case BRG__MSG_USER:
+        rc = actor->fn(&ctx, msg);
+        if (rc == BRG_UNHANDLED)
+            brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
+        else
+            brg__msg_free(msg);
+        break;
+    }
+    if (rc < 0 || (actor->flags & BRG__ACTOR_FAILING)) {
+        *failed = true;
+        return true;
+    }
+    return (actor->flags & BRG__ACTOR_STOPPING) != 0;
+}
+
+bool
+brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
+{
+    bool failed = false;
+    *processed = 0;
+    if (actor->flags & BRG__ACTOR_INIT) {
+        actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
+        brg_ctx_t ctx = {actor, NULL};
+        int rc = actor->ext->init(&ctx, actor->ext->init_arg);
+        if (rc < 0 || (actor->flags & BRG__ACTOR_STOPPING)) {
+            s_die(actor, rc < 0);
+            return false;
+        }
+    }
+    // New messages first, so the system lane sees a stop that came in since
+    // the last activation before any of the grabbed backlog runs.
+    s_grab(actor);
+    int n = 0;
+    int user = 0;
+    while (n < batch) {
+        brg_msg_t *msg = s_pop(&actor->sys_head, &actor->sys_tail);
+        if (!msg) {
+            msg = s_pop(&actor->user_head, &actor->user_tail);
+            if (!msg) {
+                if (!s_grab(actor))
+                    break;
+                continue;
+            }
+            user++;
+        }
+        actor->queued--;
+        n++;
+        if (s_handle(actor, msg, &failed)) {
+            *processed = (uint32_t)n;
+            s_die(actor, failed);
+            return false;
+        }
+    }
+    *processed = (uint32_t)n;
+    if (actor->ext && actor->ext->idle_ms > 0 && user > 0)
+        actor->ext->last_active_ns = brg__now_ns();
+    if (actor->user_head || actor->sys_head)
+        return true; // batch used up: yield to the others
+    if (actor->ext && actor->ext->idle_ms > 0 && !(actor->flags & BRG__ACTOR_IDLE_ARMED))
+        s_idle_arm(actor); // before going idle: afterwards the actor is not ours
+    brg_msg_t *expected = BRG__MB_RUNNING;
+    // Acq_rel: release hands the actor's private state to whichever thread
+    // schedules it next (that producer's CAS reads NULL and acquires); on
+    // failure, new messages arrived and we keep running it.
+    if (atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL,
+                                                memory_order_acq_rel, memory_order_acquire))
+        return false;
+    return true;
+}
+
+int
+brg__actor_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
+                 uint16_t mode, brg_ref_t *ref, brg__actor_t **actor_out)
+{
+    brg_spawn_opts_t none;
+    if (!opts) {
+        brg_spawn_opts_init(&none);
+        opts = &none;
+    }
+    if (opts->name && (opts->name[0] == '\0' || strlen(opts->name) > BRG_NAME_MAX))
+        return BRG_EINVAL;
+    size_t base = (sizeof(brg__actor_t) + 15u) & ~(size_t)15u;
+    brg__actor_t *actor = malloc(base + opts->state_size);
+    if (!actor)
+        return BRG_ENOMEM;
+    memset(actor, 0, sizeof(*actor));
+    actor->fn = fn;
+    actor->sys = sys;
+    actor->mode = mode | ((opts->flags & BRG_SPAWN_BLOCKING) ? BRG__MODE_BLOCKING : 0);
+    actor->state_destroy = opts->state_destroy;
+    if (opts->state_size > 0) {
+        actor->state = (char *)actor + base;
+        memset(actor->state, 0, opts->state_size);
+    } else {
+        actor->state = opts->state;
+    }
+    if (opts->init || (mode & BRG__MODE_WAITER)) {
+        if (!brg__actor_ext(actor)) {
+            free(actor);
+            return BRG_ENOMEM;
+        }
+        actor->ext->init = opts->init;
+        actor->ext->init_arg = opts->init_arg;
+    }
+    if (mode & BRG__MODE_WAITER) {
+        brg__waiter_t *w = calloc(1, sizeof(*w));
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        if (!w || pthread_mutex_init(&w->lock, NULL) != 0 ||
+            pthread_cond_init(&w->cond, &attr) != 0) {
+            pthread_condattr_destroy(&attr);
+            free(w);
+            free(actor->ext);
+            free(actor);
+            return BRG_ENOMEM;
+        }
+        pthread_condattr_destroy(&attr);
+        actor->ext->waiter = w;
+    }
+    // An actor with init runs at once: it starts RUNNING (scheduled) and is
+    // queued below; others start idle and run on their first message.
+    if (opts->init) {
+        actor->flags |= BRG__ACTOR_INIT;
+        atomic_init(&actor->head, BRG__MB_RUNNING);
+    } else {
+        atomic_init(&actor->head, NULL);
+    }
+    // The name is reserved before the actor exists, so a taken name fails the
+    // spawn before anything is published, and filled in once it has an id.
+    int rc;
+    if (opts->name && (rc = brg__registry_reserve(sys, opts->name)) != BRG_OK) {
+        free(actor->ext);
+        free(actor);
+        return rc;
+    }
+    bool counted = !(mode & BRG__MODE_WAITER);
+    if (s_slot_publish(sys, actor, counted, &rc) == 0) {
+        if (opts->name)
+            brg__registry_cancel(sys, opts->name);
+        if (actor->ext && actor->ext->waiter) {
+            pthread_mutex_destroy(&actor->ext->waiter->lock);
+            pthread_cond_destroy(&actor->ext->waiter->cond);
+            free(actor->ext->waiter);
+        }
+        free(actor->ext);
+        free(actor);
+        return rc;
+    }
+    brg_ref_t self = brg__actor_ref(actor);
+    if (opts->name)
+        brg__registry_fill(sys, opts->name, self);
+    if (ref)
+        *ref = self;
+    if (actor_out)
+        *actor_out = actor;
+    if (opts->init)
+        brg__sched_schedule(sys->sched, actor);
+    return BRG_OK;
+}
+
+brg_msg_t *
+brg__actor_retire_waiter(brg__actor_t *actor)
+{
+    brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
+    s_take_stack(actor, top);
+    brg_msg_t *first = s_pop(&actor->user_head, &actor->user_tail);
+    brg_msg_t *msg;
+    while ((msg = s_pop(&actor->user_head, &actor->user_tail)) != NULL)
+        brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_LATE_REPLY, false);
+    while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
+        brg__msg_free(msg);
+    s_slot_retire(actor->sys, actor);
+    return first;
+}
+
+uint32_t
+brg__actor_stop_all(brg_system_t *sys)
+{
+    pthread_mutex_lock(&sys->slot_lock);
+    atomic_store_explicit(&sys->closing, true, memory_order_relaxed);
+    uint32_t limit = atomic_load_explicit(&sys->slot_limit, memory_order_relaxed);
+    pthread_mutex_unlock(&sys->slot_lock);
+    uint32_t asked = 0;
+    for (uint32_t idx = 0; idx < limit; idx++) {
+        brg__slot_t *slot = s_slot(sys, idx);
+        uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
+        if (S_STATE(w) != S_LIVE)
+            continue;
+        uint64_t id = ((uint64_t)S_GEN(w) << 32) | idx;
+        brg__actor_t *actor = brg__actor_acquire(sys, id);
+        if (!actor)
+            continue;
+        if (!(actor->mode & BRG__MODE_WAITER)) {
+            brg_msg_t *stop = brg__msg_alloc();
+            if (!stop)
+                brg__panic("out of memory while stopping actors");
+            brg__msg_set_tag(stop, "brg.stop", 8);
+            stop->kind = BRG__MSG_SYS_STOP;
+            if (brg__actor_push(actor, stop) == BRG_OK)
+                asked++;
+            else
+                brg__msg_free(stop);
+        }
+        brg__actor_release(sys, id);
+    }
+    return asked;
+}
+
+//  ---------------------------------------------------------------------------
+//  Public API
+
+void
+brg_spawn_opts_init(brg_spawn_opts_t *opts)
+{
+    assert(opts);
+    memset(opts, 0, sizeof(*opts));
+}
+
+int
+brg_spawn(brg_ctx_t *ctx, brg_behaviour_fn fn, const brg_spawn_opts_t *opts, brg_ref_t *ref)
+{
+    assert(ctx);
+    assert(fn);
+    return brg__actor_spawn(ctx->actor->sys, fn, opts, 0, ref, NULL);
+}
+
+int
+brg_system_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
+                 brg_ref_t *ref)
+{
+    assert(sys);
+    assert(fn);
+    return brg__actor_spawn(sys, fn, opts, 0, ref, NULL);
+}
+
+brg_ref_t
+brg_self(const brg_ctx_t *ctx)
+{
+    assert(ctx);
+    return brg__actor_ref(ctx->actor);
+}
+
+void *
+brg_state(const brg_ctx_t *ctx)
+{
+    assert(ctx);
+    return ctx->actor->state;
+}
+
+brg_system_t *
+brg_ctx_system(const brg_ctx_t *ctx)
+{
+    assert(ctx);
+    return ctx->actor->sys;
+}
+
+int
+brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p)
+{
+    assert(ctx);
+    assert(msg_p && *msg_p);
+    (*msg_p)->sender = brg__actor_ref(ctx->actor);
+    brg__sched_note_send();
+    return brg__system_deliver(ctx->actor->sys, to, msg_p);
+}
+
+int
+brg_send_tag(brg_ctx_t *ctx, brg_ref_t to, const char *tag)
+{
+    brg_msg_t *msg = brg_msg_new(tag);
+    if (!msg)
+        return tag ? BRG_ENOMEM : BRG_EINVAL;
+    return brg_send(ctx, to, &msg);
+}
+
+int
+brg_send_int(brg_ctx_t *ctx, brg_ref_t to, const char *tag, int64_t value)
+{
+    brg_msg_t *msg = brg_msg_new_int(tag, value);
+    if (!msg)
+        return tag ? BRG_ENOMEM : BRG_EINVAL;
+    return brg_send(ctx, to, &msg);
+}
+
+int
+brg_send_str(brg_ctx_t *ctx, brg_ref_t to, const char *tag, const char *value)
+{
+    assert(value);
+    brg_msg_t *msg = brg_msg_new_str(tag, value);
+    if (!msg)
+        return tag ? BRG_ENOMEM : BRG_EINVAL;
+    return brg_send(ctx, to, &msg);
+}
+
+void
+brg_become(brg_ctx_t *ctx, brg_behaviour_fn fn)
+{
+    assert(ctx);
+    assert(fn);
+    ctx->actor->fn = fn;
+}
+
+void
+brg_stop(brg_ctx_t *ctx)
+{
+    assert(ctx);
+    ctx->actor->flags |= BRG__ACTOR_STOPPING;
+}
+
+int
+brg_actor_stop(brg_system_t *sys, brg_ref_t ref)
+{
+    assert(sys);
+    if (!brg_system_is_local(sys, ref))
+        return BRG_ENOACTOR;
+    brg__actor_t *actor = brg__actor_acquire(sys, ref.id);
+    if (!actor)
+        return BRG_ENOACTOR;
+    int rc = BRG_ENOACTOR;
+    if (!(actor->mode & BRG__MODE_WAITER)) {
+        brg_msg_t *stop = brg__msg_alloc();
+        if (!stop) {
+            rc = BRG_ENOMEM;
+        } else {
+            brg__msg_set_tag(stop, "brg.stop", 8);
+            stop->kind = BRG__MSG_SYS_STOP;
+            rc = brg__actor_push(actor, stop);
+            if (rc != BRG_OK)
+                brg__msg_free(stop);
+        }
+    }
+    brg__actor_release(sys, ref.id);
+    return rc;
+}
+
+void
+brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms)
+{
+    assert(ctx);
+    assert(timeout_ms >= 0);
+    brg__actor_t *actor = ctx->actor;
+    if (timeout_ms == 0 && !actor->ext)
+        return;
+    brg__actor_ext_t *ext = brg__actor_ext(actor);
+    if (!ext)
+        return; // out of memory: no idle timeout; documented as best effort
+    if (ext->idle_timer)
+        brg__timers_cancel(actor->sys->timers, ext->idle_timer);
+    ext->idle_timer = 0;
+    ext->idle_seq++; // a timer already in flight is now stale
+    actor->flags &= (uint16_t)~BRG__ACTOR_IDLE_ARMED;
+    ext->idle_ms = timeout_ms;
+    ext->last_active_ns = brg__now_ns();
+}

@@ -1,0 +1,149 @@
+//  actor - the actor object, its mailbox and the slot table of addresses
+//  (internal view).
+#ifndef BRG_RUNTIME_ACTOR_H
+#define BRG_RUNTIME_ACTOR_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "brigade/actor.h"
+#include "brigade/msg.h"
+#include "brigade/ref.h"
+
+typedef struct brg__actor brg__actor_t;
+typedef struct brg__ask_map brg__ask_map_t;
+typedef struct brg__waiter brg__waiter_t;
+
+//  Mailbox states (the values of brg__actor.head besides message stacks).
+//  NULL                      idle: empty and not scheduled
+//  BRG__MB_RUNNING           scheduled or running, nothing new since the last grab
+//  stack of messages ending
+//    in NULL or RUNNING      new messages; the end says which state it was pushed on
+//  BRG__MB_DEAD              closed: every push fails
+#define BRG__MB_RUNNING ((brg_msg_t *)(uintptr_t)1)
+#define BRG__MB_DEAD ((brg_msg_t *)(uintptr_t)2)
+
+//  Actor modes: fixed at spawn, read by any thread.
+enum {
+    BRG__MODE_BLOCKING = 1u << 0, // runs on the blocking pool
+    BRG__MODE_WAITER = 1u << 1    // the reply box of brg_system_ask: never scheduled
+};
+
+//  Actor flags: owner thread only.
+enum {
+    BRG__ACTOR_INIT = 1u << 2,      // init has not run yet
+    BRG__ACTOR_STOPPING = 1u << 3,  // brg_stop called: die after this behaviour returns
+    BRG__ACTOR_DEAD = 1u << 4,      // died; no behaviour runs again
+    BRG__ACTOR_IDLE_ARMED = 1u << 5, // an idle-timeout timer is armed
+    BRG__ACTOR_FAILING = 1u << 6     // a callback failed: die as failed after this call
+};
+
+//  Rarely used parts of an actor, allocated on first use so an idle actor
+//  stays small.
+typedef struct brg__actor_ext {
+    brg_init_fn init;         // first activation, if any
+    void *init_arg;
+    brg__ask_map_t *asks;     // pending asks made by this actor
+    uint64_t next_corr;       // last ask correlation id used
+    int idle_ms;              // idle timeout; 0 = off
+    uint64_t idle_seq;        // arming sequence of the idle timer
+    uint64_t idle_timer;      // the armed idle timer's id, or 0
+    uint64_t last_active_ns;  // when the actor last handled a message
+    brg__waiter_t *waiter;    // WAITER actors: the blocked thread's wake-up
+} brg__actor_ext_t;
+
+//  An actor. Fields other than head are owned by the thread running the actor
+//  (the one that took it from a run queue); hand-over between threads goes
+//  through the run queues, whose release/acquire order publishes them.
+struct brg__actor {
+    _Atomic(brg_msg_t *) head;     // mailbox stack and run state; producers CAS it
+    brg_msg_t *user_head;          // private FIFO of ordinary messages (owner)
+    brg_msg_t *user_tail;
+    brg_msg_t *sys_head;           // private FIFO of system messages, run first (owner)
+    brg_msg_t *sys_tail;
+    brg_behaviour_fn fn;           // current behaviour
+    void *state;                   // user state, or NULL
+    brg_state_destroy_fn state_destroy; // destructor of state, or NULL
+    brg_system_t *sys;             // owning system
+    brg__actor_t *next;            // link in the inject queue or blocking-pool queue
+    brg__actor_ext_t *ext;         // lazily allocated extras, or NULL
+    uint64_t id;                   // generation << 32 | slot
+    uint32_t queued;               // messages in the private FIFOs (owner)
+    uint16_t flags;                // BRG__ACTOR_... (owner)
+    uint16_t mode;                 // BRG__MODE_... (immutable after spawn)
+};
+
+//  How a thread blocked in brg_system_ask is woken by the first message into
+//  its waiter actor. Freed with the actor (after the last sender let go).
+struct brg__waiter {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;  // CLOCK_MONOTONIC
+    bool ready;           // a message arrived since the waiting thread last looked (lock)
+};
+
+//  Wake the thread waiting on w. Thread: the sender that made the waiter's
+//  mailbox non-empty, holding a slot reference.
+void brg__waiter_wake(brg__waiter_t *w);
+
+//  The context of one behaviour call (lives on the running thread's stack).
+struct brg_ctx {
+    brg__actor_t *actor;   // the running actor
+    const brg_msg_t *msg;  // the message being handled, or NULL (init, callbacks)
+};
+
+//  ---------------------------------------------------------------------------
+//  Slot table: id -> actor, O(1), without a global lock. See actor.c.
+
+//  Look up the live actor named by a local id and take a reference that keeps
+//  its memory valid; returns NULL if it is dead, stale or unknown. Every
+//  successful acquire must be paired with brg__actor_release. Thread: any.
+brg__actor_t *brg__actor_acquire(brg_system_t *sys, uint64_t id);
+void brg__actor_release(brg_system_t *sys, uint64_t id);
+
+//  Push msg into actor's mailbox; schedules the actor if it was idle. Returns
+//  BRG_OK, or BRG_ENOACTOR when the mailbox is closed (msg untouched: the
+//  caller still owns it). Thread: any, holding a reference (acquire).
+int brg__actor_push(brg__actor_t *actor, brg_msg_t *msg);
+
+//  Create an actor. See brg_system_spawn. from is the spawning actor or NULL.
+//  mode: BRG__MODE_... added to what opts asks for.
+int brg__actor_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
+                     uint16_t mode, brg_ref_t *ref, brg__actor_t **actor_out);
+
+//  Run up to a batch of the actor's messages; *processed gets how many ran.
+//  Returns true if the actor must be queued again (it still has messages),
+//  false if it went idle or died.
+//  Thread: the one that took the actor from a run queue.
+bool brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed);
+
+//  Close a waiter actor's mailbox and retire it (brg_system_ask's reply box).
+//  Returns the first message still in it (caller owns) or NULL; later ones are
+//  dead letters. Thread: the waiting thread.
+brg_msg_t *brg__actor_retire_waiter(brg__actor_t *actor);
+
+//  Make the running actor die as failed once the current call returns (a
+//  reply callback returned an error). Thread: the actor's.
+void brg__actor_fail_later(brg__actor_t *actor);
+
+//  The actor's extras, allocated on first use; NULL if out of memory.
+brg__actor_ext_t *brg__actor_ext(brg__actor_t *actor);
+
+//  The actor's address.
+brg_ref_t brg__actor_ref(const brg__actor_t *actor);
+
+//  Stop-all at system destroy: send a stop to every live actor.
+//  Returns how many were asked. Thread: the destroying thread.
+uint32_t brg__actor_stop_all(brg_system_t *sys);
+
+//  Slot table lifecycle (system new/destroy).
+int brg__slots_init(brg_system_t *sys);
+void brg__slots_fini(brg_system_t *sys);
+
+//  Ask bookkeeping (ask.c), on the asking actor's thread.
+void brg__ask_on_reply(brg_ctx_t *ctx, const brg_msg_t *msg, bool *handled);
+void brg__ask_on_timeout(brg_ctx_t *ctx, uint64_t corr);
+void brg__ask_map_destroy(brg__ask_map_t **self_p, brg_system_t *sys);
+
+#endif

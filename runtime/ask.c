@@ -1,0 +1,377 @@
+//  ask - request-reply: asks from actors (callbacks) and from outside threads
+//
+//  Design notes.
+//  An ask is an ordinary message with a correlation id (corr), unique per
+//  asking actor. brg_reply copies the current message's corr into the reply
+//  and marks it BRG__MSG_REPLY; the asker's runtime looks corr up in its
+//  table of pending asks (an open-addressing map, owned by the asking actor's
+//  thread, so no locks) and calls the callback. The deadline is a timer that
+//  sends a BRG__MSG_SYS_ASK_TIMEOUT message with the same corr into the
+//  asker's system lane. Reply and timeout are both handled on the asker's own
+//  thread, one after the other; whichever finds the entry first removes it,
+//  so the callback runs exactly once, and the loser is a late reply (a counted
+//  dead letter) or a stale timeout (dropped silently: it is internal).
+//
+//  From outside the system, brg_system_ask spawns a waiter: an actor that is
+//  never scheduled; the push that takes its mailbox out of idle signals a
+//  condition variable instead. The waiting thread takes the reply out of the
+//  mailbox itself and then retires the waiter, so a reply that comes after
+//  the deadline meets a closed mailbox and becomes a dead letter.
+#include "runtime_internal.h"
+
+typedef struct {
+    uint64_t corr;          // 0 = empty slot
+    brg_reply_fn fn;
+    void *arg;
+    brg_timer_id_t timer;
+} s_pending_t;
+
+struct brg__ask_map {
+    s_pending_t *items;     // capacity entries, linear probing
+    uint32_t capacity;      // a power of two
+    uint32_t count;
+};
+
+static uint32_t
+s_hash(uint64_t corr)
+{
+    corr ^= corr >> 33;
+    corr *= 0xff51afd7ed558ccdull;
+    corr ^= corr >> 33;
+    return (uint32_t)corr;
+}
+
+static int
+s_map_grow(brg__ask_map_t *map)
+{
+    uint32_t capacity = map->capacity ? map->capacity * 2 : 8;
+    s_pending_t *items = calloc(capacity, sizeof(*items));
+    if (!items)
+        return BRG_ENOMEM;
+    for (uint32_t i = 0; i < map->capacity; i++) {
+        if (!map->items[i].corr)
+            continue;
+        uint32_t j = s_hash(map->items[i].corr) & (capacity - 1);
+        while (items[j].corr)
+            j = (j + 1) & (capacity - 1);
+        items[j] = map->items[i];
+    }
+    free(map->items);
+    map->items = items;
+    map->capacity = capacity;
+    return BRG_OK;
+}
+
+static int
+s_map_put(brg__ask_map_t *map, const s_pending_t *entry)
+{
+    if ((map->count + 1) * 4 > map->capacity * 3) {
+        int rc = s_map_grow(map);
+        if (rc != BRG_OK)
+            return rc;
+    }
+    uint32_t j = s_hash(entry->corr) & (map->capacity - 1);
+    while (map->items[j].corr)
+        j = (j + 1) & (map->capacity - 1);
+    map->items[j] = *entry;
+    map->count++;
+    return BRG_OK;
+}
+
+//  Remove corr's entry into *out. Backward-shift deletion keeps probe chains
+//  intact without tombstones.
+static bool
+s_map_take(brg__ask_map_t *map, uint64_t corr, s_pending_t *out)
+{
+    if (!map || !map->count || !corr)
+        return false;
+    uint32_t mask = map->capacity - 1;
+    uint32_t j = s_hash(corr) & mask;
+    while (map->items[j].corr != corr) {
+        if (!map->items[j].corr)
+            return false;
+        j = (j + 1) & mask;
+    }
+    *out = map->items[j];
+    uint32_t hole = j;
+    for (uint32_t k = (j + 1) & mask; map->items[k].corr; k = (k + 1) & mask) {
+        uint32_t home = s_hash(map->items[k].corr) & mask;
+        // Move k into the hole if its home is not in (hole, k] cyclically.
+        bool in_range = hole <= k ? (home > hole && home <= k) : (home > hole || home <= k);
+        if (!in_range) {
+            map->items[hole] = map->items[k];
+            hole = k;
+        }
+    }
+    map->items[hole].corr = 0;
+    map->count--;
+    return true;
+}
+
+void
+brg__ask_map_destroy(brg__ask_map_t **self_p, brg_system_t *sys)
+{
+    assert(self_p);
+    brg__ask_map_t *map = *self_p;
+    if (!map)
+        return;
+    // The asker is gone: its callbacks can no longer run; stop the timers.
+    for (uint32_t i = 0; i < map->capacity; i++)
+        if (map->items[i].corr && map->items[i].timer)
+            brg__timers_cancel(sys->timers, map->items[i].timer);
+    free(map->items);
+    free(map);
+    *self_p = NULL;
+}
+
+void
+brg__ask_on_reply(brg_ctx_t *ctx, const brg_msg_t *msg, bool *handled)
+{
+    brg__actor_ext_t *ext = ctx->actor->ext;
+    s_pending_t entry;
+    if (!ext || !s_map_take(ext->asks, msg->corr, &entry)) {
+        *handled = false;
+        return;
+    }
+    *handled = true;
+    if (entry.timer)
+        brg__timers_cancel(ctx->actor->sys->timers, entry.timer);
+    int rc;
+    if (msg->kind == BRG__MSG_REPLY_ERROR) {
+        ctx->msg = NULL;
+        rc = entry.fn(ctx, msg->status < 0 ? msg->status : BRG_EFAILED, NULL, entry.arg);
+    } else {
+        ctx->msg = msg;
+        rc = entry.fn(ctx, BRG_OK, msg, entry.arg);
+    }
+    if (rc < 0)
+        brg__actor_fail_later(ctx->actor);
+}
+
+void
+brg__ask_on_timeout(brg_ctx_t *ctx, uint64_t corr)
+{
+    brg__actor_ext_t *ext = ctx->actor->ext;
+    s_pending_t entry;
+    if (!ext || !s_map_take(ext->asks, corr, &entry))
+        return; // answered in time: this timeout lost the race
+    if (entry.fn(ctx, BRG_ETIMEDOUT, NULL, entry.arg) < 0)
+        brg__actor_fail_later(ctx->actor);
+}
+
+int
+brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_reply_fn fn,
+        void *arg)
+{
+    assert(ctx);
+    assert(msg_p && *msg_p);
+    assert(timeout_ms >= 0);
+    assert(fn);
+    brg__actor_t *actor = ctx->actor;
+    brg_system_t *sys = actor->sys;
+    brg__actor_ext_t *ext = brg__actor_ext(actor);
+    if (ext && !ext->asks)
+        ext->asks = calloc(1, sizeof(*ext->asks));
+    if (!ext || !ext->asks) {
+        brg__dead_letter(sys, to, *msg_p, BRG_DEAD_NO_ACTOR, false);
+        *msg_p = NULL;
+        return BRG_ENOMEM;
+    }
+    // The timeout can only be handled after this behaviour returns (it runs
+    // on this actor's thread), so arming it before recording the entry is safe.
+    s_pending_t entry = {++ext->next_corr, fn, arg, 0};
+    brg_msg_t *timeout = brg__msg_alloc();
+    int rc = BRG_ENOMEM;
+    if (timeout) {
+        brg__msg_set_tag(timeout, "brg.ask_timeout", 15);
+        timeout->kind = BRG__MSG_SYS_ASK_TIMEOUT;
+        timeout->corr = entry.corr;
+        rc = brg__timers_start(sys->timers, brg__actor_ref(actor), &timeout,
+                               (uint64_t)timeout_ms * 1000000u, 0, &entry.timer);
+    }
+    if (rc == BRG_OK && (rc = s_map_put(ext->asks, &entry)) != BRG_OK)
+        brg__timers_cancel(sys->timers, entry.timer);
+    if (rc != BRG_OK) {
+        brg__dead_letter(sys, to, *msg_p, BRG_DEAD_SHUTDOWN, false);
+        *msg_p = NULL;
+        return rc;
+    }
+    brg_msg_t *msg = *msg_p;
+    *msg_p = NULL;
+    msg->corr = entry.corr;
+    msg->kind = BRG__MSG_USER;
+    msg->sender = brg__actor_ref(actor);
+    rc = brg__system_deliver(sys, to, &msg);
+    if (rc != BRG_OK) {
+        // Known dead at once: report it now and never call fn (brigade.h rule).
+        s_pending_t taken;
+        s_map_take(ext->asks, entry.corr, &taken);
+        brg__timers_cancel(sys->timers, entry.timer);
+    }
+    return rc;
+}
+
+//  Build the reply to the current message; NULL (and *rc) when there is no one
+//  to reply to.
+static int
+s_reply_to(brg_ctx_t *ctx, brg_msg_t *reply)
+{
+    const brg_msg_t *cur = ctx->msg;
+    if (!cur || brg_ref_is_none(cur->sender)) {
+        brg__dead_letter(ctx->actor->sys, BRG_REF_NONE, reply, BRG_DEAD_NO_ACTOR, false);
+        return BRG_ENOACTOR;
+    }
+    if (cur->corr) {
+        reply->corr = cur->corr;
+        if (reply->kind != BRG__MSG_REPLY_ERROR)
+            reply->kind = BRG__MSG_REPLY;
+    } else {
+        reply->kind = BRG__MSG_USER;
+        reply->corr = 0;
+    }
+    reply->sender = brg__actor_ref(ctx->actor);
+    brg_ref_t to = cur->sender;
+    return brg__system_deliver(ctx->actor->sys, to, &reply);
+}
+
+int
+brg_reply(brg_ctx_t *ctx, brg_msg_t **msg_p)
+{
+    assert(ctx);
+    assert(msg_p && *msg_p);
+    brg_msg_t *reply = *msg_p;
+    *msg_p = NULL;
+    reply->kind = BRG__MSG_USER;
+    return s_reply_to(ctx, reply);
+}
+
+int
+brg_reply_error(brg_ctx_t *ctx, int status)
+{
+    assert(ctx);
+    assert(status < 0);
+    if (!ctx->msg || !ctx->msg->corr)
+        return BRG_EINVAL;
+    brg_msg_t *reply = brg__msg_alloc();
+    if (!reply)
+        return BRG_ENOMEM;
+    brg__msg_set_tag(reply, "brg.error", 9);
+    reply->kind = BRG__MSG_REPLY_ERROR;
+    reply->status = status;
+    return s_reply_to(ctx, reply);
+}
+
+int
+brg_forward(brg_ctx_t *ctx, brg_ref_t to)
+{
+    assert(ctx);
+    assert(ctx->msg);
+    brg_msg_t *copy = brg_msg_dup(ctx->msg);
+    if (!copy)
+        return BRG_ENOMEM;
+    // brg_msg_dup keeps sender, corr and kind: the receiver answers the asker.
+    return brg__system_deliver(ctx->actor->sys, to, &copy);
+}
+
+void
+brg__waiter_wake(brg__waiter_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->ready = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+//  Wait until the waiter has a message or the deadline passes. Returns false
+//  on timeout.
+static bool
+s_wait(brg__waiter_t *w, const struct timespec *deadline)
+{
+    bool ready;
+    pthread_mutex_lock(&w->lock);
+    while (!w->ready) {
+        if (pthread_cond_timedwait(&w->cond, &w->lock, deadline) == ETIMEDOUT)
+            break;
+    }
+    ready = w->ready;
+    w->ready = false;
+    pthread_mutex_unlock(&w->lock);
+    return ready;
+}
+
+int
+brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
+               brg_msg_t **reply_p)
+{
+    assert(sys);
+    assert(msg_p && *msg_p);
+    assert(reply_p);
+    assert(!brg__sched_on_thread_of(sys)); // would block a worker: use brg_ask
+    brg_msg_t *msg = *msg_p;
+    *msg_p = NULL;
+    *reply_p = NULL;
+    brg__actor_t *waiter;
+    brg_ref_t self;
+    int rc = brg__actor_spawn(sys, NULL, NULL, BRG__MODE_WAITER, &self, &waiter);
+    if (rc != BRG_OK) {
+        brg__dead_letter(sys, to, msg, BRG_DEAD_SHUTDOWN, false);
+        return rc;
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    msg->corr = 1; // the waiter makes one request only
+    msg->kind = BRG__MSG_USER;
+    msg->sender = self;
+    rc = brg__system_deliver(sys, to, &msg);
+    if (rc == BRG_OK) {
+        rc = BRG_ETIMEDOUT;
+        while (s_wait(waiter->ext->waiter, &deadline)) {
+            // The waiting thread is the waiter's only consumer: grab and look.
+            brg_msg_t *top =
+                atomic_exchange_explicit(&waiter->head, BRG__MB_RUNNING, memory_order_acquire);
+            brg_msg_t *found = NULL;
+            while (top && top != BRG__MB_RUNNING) {
+                brg_msg_t *next = atomic_load_explicit(&top->next, memory_order_relaxed);
+                atomic_store_explicit(&top->next, NULL, memory_order_relaxed);
+                if (!found && top->corr == 1 &&
+                    (top->kind == BRG__MSG_REPLY || top->kind == BRG__MSG_REPLY_ERROR))
+                    found = top; // the oldest reply wins; the stack is newest first
+                else if (found && top->corr == 1) {
+                    brg__dead_letter(sys, self, found, BRG_DEAD_LATE_REPLY, false);
+                    found = top;
+                } else {
+                    brg__dead_letter(sys, self, top, BRG_DEAD_NO_ACTOR, false);
+                }
+                top = next;
+            }
+            if (found) {
+                if (found->kind == BRG__MSG_REPLY_ERROR) {
+                    rc = found->status < 0 ? found->status : BRG_EFAILED;
+                    brg__msg_free(found);
+                } else {
+                    found->kind = BRG__MSG_USER;
+                    found->corr = 0;
+                    *reply_p = found;
+                    rc = BRG_OK;
+                }
+                break;
+            }
+            // Nothing for us: go back to idle so the next push wakes us.
+            brg_msg_t *expected = BRG__MB_RUNNING;
+            if (!atomic_compare_exchange_strong_explicit(&waiter->head, &expected, NULL,
+                                                         memory_order_acq_rel,
+                                                         memory_order_acquire))
+                brg__waiter_wake(waiter->ext->waiter); // more came meanwhile
+        }
+    }
+    brg_msg_t *late = brg__actor_retire_waiter(waiter);
+    if (late)
+        brg__dead_letter(sys, self, late, BRG_DEAD_LATE_REPLY, false);
+    return rc;
+}

@@ -1,0 +1,61 @@
+//  msg - the message object and its per-thread free lists (internal view).
+#ifndef BRG_RUNTIME_MSG_H
+#define BRG_RUNTIME_MSG_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "brigade/msg.h"
+
+//  Bytes of payload stored inside the message itself; larger payloads move
+//  to a heap buffer that travels with the message.
+#define BRG__MSG_INLINE 64
+
+//  What a message is for the runtime. Users see only BRG__MSG_USER messages
+//  (replies and idle timeouts are delivered as user messages too).
+typedef enum {
+    BRG__MSG_USER = 0,     // ordinary message (user lane)
+    BRG__MSG_REPLY,        // reply to an ask: corr names the request (user lane)
+    BRG__MSG_REPLY_ERROR,  // error reply: status holds the code (user lane)
+    BRG__MSG_SYS_STOP,     // stop request (system lane)
+    BRG__MSG_SYS_ASK_TIMEOUT, // an ask's deadline passed: corr names it (system lane)
+    BRG__MSG_SYS_IDLE      // idle-timeout check: corr = arming sequence (user lane)
+} brg__msg_kind_t;
+
+//  A message. Owned by exactly one party at a time: the builder, then the
+//  mailbox it is queued in (next is the mailbox's link), then the worker that
+//  runs the behaviour, which frees it afterwards.
+struct brg_msg {
+    _Atomic(struct brg_msg *) next; // mailbox link; written by the mailbox only
+    brg_ref_t sender;               // sending actor, or BRG_REF_NONE
+    uint64_t corr;                  // ask correlation id; 0 = not part of an ask
+    uint8_t kind;                   // brg__msg_kind_t
+    uint8_t tag_len;                // strlen(tag)
+    uint16_t reserved;              // zero
+    int32_t status;                 // error code of BRG__MSG_REPLY_ERROR
+    uint32_t tag_hash;              // brg_tag_hash(tag)
+    uint32_t size;                  // payload bytes used
+    uint32_t cap;                   // payload bytes available at data
+    uint8_t *data;                  // inline_data, or a heap buffer when cap > BRG__MSG_INLINE
+    char tag[BRG_TAG_MAX + 1];      // NUL-terminated
+    uint8_t inline_data[BRG__MSG_INLINE];
+};
+
+//  Take a message from this thread's free list (or the shared pool, or
+//  malloc), with every field reset: empty payload, no tag, sender none, kind
+//  USER. Returns NULL if out of memory. Thread: any.
+brg_msg_t *brg__msg_alloc(void);
+
+//  Return a message to this thread's free list (a heap payload buffer larger
+//  than a few KiB is freed). Thread: any.
+void brg__msg_free(brg_msg_t *self);
+
+//  Set the tag (length and hash included). Returns BRG_OK or BRG_EINVAL for an
+//  empty or too long tag.
+int brg__msg_set_tag(brg_msg_t *self, const char *tag, size_t len);
+
+//  Free every message cached in the shared pool and in the calling thread's
+//  free list. Called when the last system is destroyed, and at exit.
+void brg__msg_pool_trim(void);
+
+#endif

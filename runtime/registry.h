@@ -1,0 +1,24 @@
+//  registry - the name table (internal view).
+#ifndef BRG_RUNTIME_REGISTRY_H
+#define BRG_RUNTIME_REGISTRY_H
+
+#include "brigade/registry.h"
+
+typedef struct brg__registry brg__registry_t;
+typedef struct brg__actor brg__actor_t;
+
+brg__registry_t *brg__registry_new(void);
+void brg__registry_destroy(brg__registry_t **self_p);
+
+//  Remove the name of a dying actor, if it has one. Called after its mailbox
+//  is closed, so no brg_register can bind it again. Thread: the dying actor's.
+void brg__registry_release(brg_system_t *sys, uint64_t id);
+
+//  Spawn with a name: reserve it (BRG_OK, BRG_EEXIST, BRG_ENOMEM) before the
+//  actor is published; then fill in the actor's ref, or cancel the reservation
+//  if the spawn failed. A reserved name is not found by brg_whereis.
+int brg__registry_reserve(brg_system_t *sys, const char *name);
+void brg__registry_fill(brg_system_t *sys, const char *name, brg_ref_t ref);
+void brg__registry_cancel(brg_system_t *sys, const char *name);
+
+#endif

@@ -1,0 +1,33 @@
+//  runtime_internal - the private umbrella of runtime/: system headers and
+//  the folder's module headers, in one place (house rule R9/R11).
+#ifndef BRG_RUNTIME_INTERNAL_H
+#define BRG_RUNTIME_INTERNAL_H
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "brigade.h"
+
+#include "actor.h"
+#include "debug.h"
+#include "msg.h"
+#include "registry.h"
+#include "runq.h"
+#include "sched.h"
+#include "system.h"
+#include "timer.h"
+
+#endif

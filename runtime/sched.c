@@ -1,0 +1,599 @@
+//  sched - worker threads, run queues, stealing, parking and the blocking pool
+//
+//  Design notes.
+//
+//  Where a runnable actor goes. An actor becomes runnable when a push takes
+//  its mailbox out of idle (actor.c); that producer calls brg__sched_schedule
+//  exactly once. On a worker thread of the same system the actor goes into
+//  the worker's next-to-run slot (the "LIFO slot" of Go and Tokio): the
+//  conversation stays on the thread that already has its data in cache, and
+//  no other thread is woken, because waking a parked thread here costs tens
+//  of microseconds and a cache-line transfer between cores 60-350 ns, more
+//  than a whole local message. Whatever was in the slot moves to the worker's
+//  FIFO ring, which other workers may steal from. From any other thread (the
+//  main thread, the timer thread, the blocking pool) the actor goes into the
+//  shared inject queue and one parked worker is woken.
+//
+//  Two guards keep the LIFO slot from starving others: a worker runs at most
+//  BRG__LIFO_STREAK actors in a row from it before it takes from the ring, and
+//  an actor that sends more than BRG__LIFO_SENDS messages in one activation
+//  (a producer flooding a consumer) has the slot's occupant moved to the ring
+//  and a worker woken, so the consumer runs in parallel.
+//
+//  Fairness. An actor runs at most `batch` messages, then goes to the back of
+//  the ring. Every BRG__INJECT_TICK runs a worker looks at the inject queue
+//  first, so outside work is never starved by a busy ring.
+//
+//  Parking (Go's scheduler protocol, simplified). A worker that runs out of
+//  work becomes a searcher: it steals half of another ring and polls the
+//  inject queue for about BRG__SPIN_NS, then parks on its own condition
+//  variable. Wake-ups are "exactly one": s_notify wakes a sleeper only if no
+//  worker is searching, and claims the right to wake by moving n_searching
+//  from 0 to 1 (the woken worker starts as a searcher). A searcher that finds
+//  work and was the last searcher wakes another, so parallelism ramps up one
+//  worker at a time. No wake-up is lost: the submitter makes its work visible
+//  and then reads n_sleeping; the parking worker increments n_sleeping and
+//  then re-reads every queue; a seq_cst fence on each side between the write
+//  and the read (Dekker) means at least one of them sees the other.
+//
+//  Threads and ownership. Each worker owns its ring's push/pop side, its LIFO
+//  slot and its counters' writes. inject_lock guards the inject queue,
+//  idle_lock the idle stack, each worker's park_lock its notified flag,
+//  pool_lock the blocking pool's queue. Lock order: idle_lock before a
+//  worker's park_lock; no other lock is held while taking another.
+#include "runtime_internal.h"
+
+#define BRG__LIFO_STREAK 8
+#define BRG__LIFO_SENDS 64
+#define BRG__INJECT_TICK 61
+#define BRG__SPIN_NS 50000u
+
+typedef struct brg__worker {
+    brg__runq_t runq;             // stealable FIFO (first: it is cache-line aligned inside)
+    brg__sched_t *sched;          // immutable
+    uint32_t index;               // immutable
+    brg__actor_t *lifo;           // next to run; owner only, never stolen
+    uint32_t lifo_streak;         // actors run from lifo in a row (owner)
+    uint32_t sends;               // sends by the running actor while lifo is full (owner)
+    uint32_t tick;                // runs so far, for the inject-queue check (owner)
+    bool searching;               // counted in n_searching (owner)
+    uint64_t rng;                 // victim choice (owner)
+    uint64_t processed_local;     // messages run (owner), published in processed
+    uint64_t hwm_local;           // longest mailbox seen (owner), published in hwm
+    _Atomic uint64_t processed;   // written by owner only (relaxed store), read by stats
+    _Atomic uint64_t hwm;         // written by owner only (relaxed store), read by stats
+    pthread_t thread;
+    pthread_mutex_t park_lock;
+    pthread_cond_t park_cond;
+    bool notified;                // park_lock: woken by s_notify or shutdown
+} brg__worker_t;
+
+struct brg__sched {
+    brg_system_t *sys;            // immutable
+    brg__worker_t *workers;       // n entries, immutable array
+    uint32_t n;
+    int batch;
+
+    pthread_mutex_t inject_lock;  // guards inject_head/tail
+    brg__actor_t *inject_head;
+    brg__actor_t *inject_tail;
+    _Atomic uint32_t inject_len;  // written under inject_lock; read without it as a hint
+
+    pthread_mutex_t idle_lock;    // guards idle[] and n_idle
+    uint32_t *idle;               // stack of parked worker indexes
+    uint32_t n_idle;
+    _Atomic uint32_t n_sleeping;  // == n_idle; readable without the lock
+    _Atomic uint32_t n_searching; // workers searching for work (or woken to)
+    _Atomic bool shutdown;
+
+    pthread_t *pool;              // blocking-pool threads
+    uint32_t n_pool;
+    pthread_mutex_t pool_lock;    // guards pool_head/tail and pool_shutdown
+    pthread_cond_t pool_cond;
+    brg__actor_t *pool_head;
+    brg__actor_t *pool_tail;
+    bool pool_shutdown;
+};
+
+//  The worker the calling thread is, or NULL; and the system whose thread it is
+//  (workers and blocking pool).
+static _Thread_local brg__worker_t *s_worker;
+static _Thread_local brg_system_t *s_thread_sys;
+
+//  ---------------------------------------------------------------------------
+//  Inject queue
+
+static void
+s_inject_push(brg__sched_t *self, brg__actor_t **actors, uint32_t n)
+{
+    pthread_mutex_lock(&self->inject_lock);
+    for (uint32_t i = 0; i < n; i++) {
+        actors[i]->next = NULL;
+        if (self->inject_tail)
+            self->inject_tail->next = actors[i];
+        else
+            self->inject_head = actors[i];
+        self->inject_tail = actors[i];
+    }
+    // Relaxed: the hint is re-checked under the lock by every consumer.
+    atomic_store_explicit(&self->inject_len,
+                          atomic_load_explicit(&self->inject_len, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&self->inject_lock);
+}
+
+//  Take one actor to run and move up to half the rest (bounded by the ring's
+//  room) into the worker's ring.
+static brg__actor_t *
+s_inject_take(brg__sched_t *self, brg__worker_t *w)
+{
+    if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&self->inject_lock);
+    uint32_t len = atomic_load_explicit(&self->inject_len, memory_order_relaxed);
+    brg__actor_t *first = self->inject_head;
+    uint32_t taken = 0;
+    if (first) {
+        self->inject_head = first->next;
+        taken = 1;
+        uint32_t extra = w ? (len - 1) / 2 : 0;
+        uint32_t room = w ? BRG__RUNQ_CAP - brg__runq_len(&w->runq) : 0;
+        if (extra > room)
+            extra = room;
+        while (extra-- > 0 && self->inject_head) {
+            brg__actor_t *a = self->inject_head;
+            self->inject_head = a->next;
+            brg__runq_push(&w->runq, a);
+            taken++;
+        }
+        if (!self->inject_head)
+            self->inject_tail = NULL;
+        atomic_store_explicit(&self->inject_len, len - taken, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&self->inject_lock);
+    return first;
+}
+
+//  ---------------------------------------------------------------------------
+//  Waking and parking
+
+static void
+s_unpark(brg__worker_t *w)
+{
+    pthread_mutex_lock(&w->park_lock);
+    w->notified = true;
+    pthread_cond_signal(&w->park_cond);
+    pthread_mutex_unlock(&w->park_lock);
+}
+
+//  New stealable or injected work exists: wake one parked worker if nobody is
+//  already looking for work.
+static void
+s_notify(brg__sched_t *self)
+{
+    // Seq_cst fence: orders our publication of the work before the loads
+    // below. Pairs with the fence in s_park (Dekker, see the design notes).
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&self->n_searching, memory_order_relaxed) != 0)
+        return;
+    if (atomic_load_explicit(&self->n_sleeping, memory_order_relaxed) == 0)
+        return;
+    uint32_t zero = 0;
+    // Relaxed: the CAS only elects one waker; the lock below orders the rest.
+    if (!atomic_compare_exchange_strong_explicit(&self->n_searching, &zero, 1,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&self->idle_lock);
+    if (self->n_idle == 0) {
+        pthread_mutex_unlock(&self->idle_lock);
+        atomic_fetch_sub_explicit(&self->n_searching, 1, memory_order_relaxed);
+        return;
+    }
+    brg__worker_t *w = &self->workers[self->idle[--self->n_idle]];
+    atomic_fetch_sub_explicit(&self->n_sleeping, 1, memory_order_relaxed);
+    s_unpark(w); // idle_lock before park_lock: the documented order
+    pthread_mutex_unlock(&self->idle_lock);
+}
+
+static bool
+s_any_work(brg__sched_t *self)
+{
+    if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) != 0)
+        return true;
+    for (uint32_t i = 0; i < self->n; i++)
+        if (brg__runq_len(&self->workers[i].runq) != 0)
+            return true;
+    return false;
+}
+
+static void
+s_stop_searching(brg__worker_t *w, bool found)
+{
+    if (!w->searching)
+        return;
+    w->searching = false;
+    // The last searcher that found work wakes another one to keep looking,
+    // as more work may be behind it.
+    if (atomic_fetch_sub_explicit(&w->sched->n_searching, 1, memory_order_relaxed) == 1 && found)
+        s_notify(w->sched);
+}
+
+static void
+s_park(brg__worker_t *w)
+{
+    brg__sched_t *self = w->sched;
+    pthread_mutex_lock(&self->idle_lock);
+    self->idle[self->n_idle++] = w->index;
+    atomic_fetch_add_explicit(&self->n_sleeping, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&self->idle_lock);
+    s_stop_searching(w, false);
+    // Seq_cst fence: orders our n_sleeping increment before the queue loads
+    // below. Pairs with the fence in s_notify.
+    atomic_thread_fence(memory_order_seq_cst);
+    if (s_any_work(self) || atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
+        pthread_mutex_lock(&self->idle_lock);
+        for (uint32_t i = 0; i < self->n_idle; i++) {
+            if (self->idle[i] == w->index) {
+                self->idle[i] = self->idle[--self->n_idle];
+                atomic_fetch_sub_explicit(&self->n_sleeping, 1, memory_order_relaxed);
+                pthread_mutex_unlock(&self->idle_lock);
+                return; // back to searching
+            }
+        }
+        pthread_mutex_unlock(&self->idle_lock);
+        // Not in the stack: a notifier popped us and is waking us; wait for it.
+    }
+    pthread_mutex_lock(&w->park_lock);
+    while (!w->notified)
+        pthread_cond_wait(&w->park_cond, &w->park_lock);
+    w->notified = false;
+    pthread_mutex_unlock(&w->park_lock);
+    // The notifier counted us in n_searching (shutdown wakes do not; they
+    // never return to the loop's work).
+    if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed))
+        w->searching = true;
+}
+
+//  ---------------------------------------------------------------------------
+//  Running
+
+static void
+s_push_local(brg__worker_t *w, brg__actor_t *actor)
+{
+    if (brg__runq_push(&w->runq, actor))
+        return;
+    // Ring full: move half of it, and the actor, to the inject queue.
+    brg__actor_t *batch[BRG__RUNQ_CAP / 2 + 1];
+    uint32_t n = brg__runq_pop_batch(&w->runq, batch, BRG__RUNQ_CAP / 2);
+    batch[n++] = actor;
+    s_inject_push(w->sched, batch, n);
+}
+
+void
+brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
+{
+    if (actor->mode & BRG__MODE_BLOCKING) {
+        pthread_mutex_lock(&self->pool_lock);
+        actor->next = NULL;
+        if (self->pool_tail)
+            self->pool_tail->next = actor;
+        else
+            self->pool_head = actor;
+        self->pool_tail = actor;
+        pthread_cond_signal(&self->pool_cond);
+        pthread_mutex_unlock(&self->pool_lock);
+        return;
+    }
+    brg__worker_t *w = s_worker;
+    if (w && w->sched == self) {
+        brg__actor_t *prev = w->lifo;
+        w->lifo = actor;
+        w->sends = 0;
+        if (prev) {
+            s_push_local(w, prev);
+            s_notify(self);
+        }
+        return;
+    }
+    s_inject_push(self, &actor, 1);
+    s_notify(self);
+}
+
+void
+brg__sched_note_send(void)
+{
+    brg__worker_t *w = s_worker;
+    if (!w || !w->lifo || ++w->sends < BRG__LIFO_SENDS)
+        return;
+    // The running actor floods the one in the slot: let another worker run it.
+    w->sends = 0;
+    brg__actor_t *actor = w->lifo;
+    w->lifo = NULL;
+    s_push_local(w, actor);
+    s_notify(w->sched);
+}
+
+void
+brg__sched_note_queued(brg_system_t *sys, uint32_t queued)
+{
+    brg__worker_t *w = s_worker;
+    if (w && w->sched->sys == sys) {
+        if (queued > w->hwm_local) {
+            w->hwm_local = queued;
+            atomic_store_explicit(&w->hwm, queued, memory_order_relaxed);
+        }
+        return;
+    }
+    uint64_t cur = atomic_load_explicit(&sys->aux_hwm, memory_order_relaxed);
+    while (queued > cur && !atomic_compare_exchange_weak_explicit(
+                               &sys->aux_hwm, &cur, queued, memory_order_relaxed,
+                               memory_order_relaxed)) {
+    }
+}
+
+static brg__actor_t *
+s_next_local(brg__worker_t *w)
+{
+    brg__sched_t *self = w->sched;
+    if (w->lifo) {
+        brg__actor_t *a = w->lifo;
+        w->lifo = NULL;
+        if (w->lifo_streak++ < BRG__LIFO_STREAK)
+            return a;
+        s_push_local(w, a); // let the ring's older actors run first
+    }
+    w->lifo_streak = 0;
+    if (++w->tick % BRG__INJECT_TICK == 0) {
+        brg__actor_t *a = s_inject_take(self, w);
+        if (a)
+            return a;
+    }
+    brg__actor_t *a = brg__runq_pop(&w->runq);
+    if (a)
+        return a;
+    return s_inject_take(self, w);
+}
+
+static brg__actor_t *
+s_steal(brg__worker_t *w)
+{
+    brg__sched_t *self = w->sched;
+    w->rng ^= w->rng << 13;
+    w->rng ^= w->rng >> 7;
+    w->rng ^= w->rng << 17;
+    uint32_t start = (uint32_t)(w->rng % self->n);
+    for (uint32_t i = 0; i < self->n; i++) {
+        uint32_t v = (start + i) % self->n;
+        if (v == w->index)
+            continue;
+        brg__actor_t *a = brg__runq_steal_into(&w->runq, &self->workers[v].runq);
+        if (a)
+            return a;
+    }
+    return s_inject_take(self, w);
+}
+
+static brg__actor_t *
+s_search(brg__worker_t *w)
+{
+    brg__sched_t *self = w->sched;
+    if (!w->searching) {
+        // At most half the workers search at once (at least one), as in Go:
+        // more would only burn CPU contending for the same queues.
+        // Still look once, so work seen by s_park's re-check is not left
+        // behind while this worker spins between parking and searching.
+        uint32_t searching = atomic_load_explicit(&self->n_searching, memory_order_relaxed);
+        if (searching > 0 && 2 * searching >= self->n)
+            return s_steal(w);
+        w->searching = true;
+        atomic_fetch_add_explicit(&self->n_searching, 1, memory_order_relaxed);
+    }
+    uint64_t start = brg__now_ns();
+    do {
+        brg__actor_t *a = s_steal(w);
+        if (a) {
+            s_stop_searching(w, true);
+            return a;
+        }
+        for (int i = 0; i < 32; i++)
+            brg__cpu_relax();
+    } while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed) &&
+             brg__now_ns() - start < BRG__SPIN_NS);
+    return NULL;
+}
+
+static void
+s_run(brg__worker_t *w, brg__actor_t *actor)
+{
+    uint32_t processed;
+    w->sends = 0;
+    bool again = brg__actor_run(actor, w->sched->batch, &processed);
+    w->processed_local += processed;
+    atomic_store_explicit(&w->processed, w->processed_local, memory_order_relaxed);
+    if (again) {
+        s_push_local(w, actor);
+        if (brg__runq_len(&w->runq) > 1 || w->lifo)
+            s_notify(w->sched); // more runnable actors than this worker can run now
+    }
+}
+
+static void *
+s_worker_main(void *arg)
+{
+    brg__worker_t *w = arg;
+    brg__sched_t *self = w->sched;
+    s_worker = w;
+    s_thread_sys = self->sys;
+    while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
+        brg__actor_t *a = s_next_local(w);
+        if (!a)
+            a = s_search(w);
+        if (a) {
+            s_stop_searching(w, true);
+            s_run(w, a);
+        } else {
+            s_park(w);
+        }
+    }
+    s_stop_searching(w, false);
+    return NULL;
+}
+
+static void *
+s_pool_main(void *arg)
+{
+    brg__sched_t *self = arg;
+    s_thread_sys = self->sys;
+    for (;;) {
+        pthread_mutex_lock(&self->pool_lock);
+        while (!self->pool_head && !self->pool_shutdown)
+            pthread_cond_wait(&self->pool_cond, &self->pool_lock);
+        brg__actor_t *a = self->pool_head;
+        if (!a) {
+            pthread_mutex_unlock(&self->pool_lock);
+            break;
+        }
+        self->pool_head = a->next;
+        if (!self->pool_head)
+            self->pool_tail = NULL;
+        pthread_mutex_unlock(&self->pool_lock);
+        uint32_t processed;
+        if (brg__actor_run(a, self->batch, &processed))
+            brg__sched_schedule(self, a); // back of the pool's queue
+        atomic_fetch_add_explicit(&self->sys->aux_processed, processed, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+//  ---------------------------------------------------------------------------
+//  Lifecycle
+
+static void
+s_stop_threads(brg__sched_t *self, uint32_t workers_started, uint32_t pool_started)
+{
+    atomic_store_explicit(&self->shutdown, true, memory_order_seq_cst);
+    for (uint32_t i = 0; i < workers_started; i++)
+        s_unpark(&self->workers[i]);
+    for (uint32_t i = 0; i < workers_started; i++)
+        pthread_join(self->workers[i].thread, NULL);
+    pthread_mutex_lock(&self->pool_lock);
+    self->pool_shutdown = true;
+    pthread_cond_broadcast(&self->pool_cond);
+    pthread_mutex_unlock(&self->pool_lock);
+    for (uint32_t i = 0; i < pool_started; i++)
+        pthread_join(self->pool[i], NULL);
+}
+
+static void
+s_free(brg__sched_t *self)
+{
+    for (uint32_t i = 0; i < self->n; i++) {
+        pthread_mutex_destroy(&self->workers[i].park_lock);
+        pthread_cond_destroy(&self->workers[i].park_cond);
+    }
+    pthread_mutex_destroy(&self->inject_lock);
+    pthread_mutex_destroy(&self->idle_lock);
+    pthread_mutex_destroy(&self->pool_lock);
+    pthread_cond_destroy(&self->pool_cond);
+    free(self->workers);
+    free(self->idle);
+    free(self->pool);
+    free(self);
+}
+
+brg__sched_t *
+brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch)
+{
+    assert(sys);
+    assert(workers > 0 && blocking >= 0 && batch > 0);
+    brg__sched_t *self = calloc(1, sizeof(*self));
+    if (!self)
+        return NULL;
+    self->sys = sys;
+    self->n = (uint32_t)workers;
+    self->batch = batch;
+    self->n_pool = (uint32_t)blocking;
+    // aligned_alloc: the rings' head and tail sit on separate cache lines.
+    size_t size = ((sizeof(brg__worker_t) * self->n + 63) / 64) * 64;
+    self->workers = aligned_alloc(64, size);
+    self->idle = calloc(self->n, sizeof(*self->idle));
+    self->pool = calloc(self->n_pool ? self->n_pool : 1, sizeof(*self->pool));
+    pthread_mutex_init(&self->inject_lock, NULL);
+    pthread_mutex_init(&self->idle_lock, NULL);
+    pthread_mutex_init(&self->pool_lock, NULL);
+    pthread_cond_init(&self->pool_cond, NULL);
+    if (!self->workers || !self->idle || !self->pool) {
+        self->n = 0;
+        s_free(self);
+        return NULL;
+    }
+    memset(self->workers, 0, size);
+    for (uint32_t i = 0; i < self->n; i++) {
+        brg__worker_t *w = &self->workers[i];
+        brg__runq_init(&w->runq);
+        w->sched = self;
+        w->index = i;
+        w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+        pthread_mutex_init(&w->park_lock, NULL);
+        pthread_cond_init(&w->park_cond, NULL);
+    }
+    uint32_t started = 0, pool_started = 0;
+    for (; started < self->n; started++)
+        if (pthread_create(&self->workers[started].thread, NULL, s_worker_main,
+                           &self->workers[started]) != 0)
+            break;
+    if (started == self->n)
+        for (; pool_started < self->n_pool; pool_started++)
+            if (pthread_create(&self->pool[pool_started], NULL, s_pool_main, self) != 0)
+                break;
+    if (started < self->n || pool_started < self->n_pool) {
+        s_stop_threads(self, started, pool_started);
+        s_free(self);
+        return NULL;
+    }
+    return self;
+}
+
+void
+brg__sched_destroy(brg__sched_t **self_p)
+{
+    assert(self_p);
+    brg__sched_t *self = *self_p;
+    if (!self)
+        return;
+    s_stop_threads(self, self->n, self->n_pool);
+    s_free(self);
+    *self_p = NULL;
+}
+
+void
+brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm)
+{
+    uint64_t p = 0, h = 0;
+    for (uint32_t i = 0; i < self->n; i++) {
+        p += atomic_load_explicit(&self->workers[i].processed, memory_order_relaxed);
+        uint64_t wh = atomic_load_explicit(&self->workers[i].hwm, memory_order_relaxed);
+        if (wh > h)
+            h = wh;
+    }
+    *processed = p;
+    *hwm = h;
+}
+
+bool
+brg__sched_on_thread_of(brg_system_t *sys)
+{
+    return s_thread_sys == sys;
+}
+
+uint32_t
+brg__sched_workers(const brg__sched_t *self)
+{
+    return self->n;
+}
+
+uint32_t
+brg__sched_blocking(const brg__sched_t *self)
+{
+    return self->n_pool;
+}

@@ -1,0 +1,46 @@
+//  sched - worker threads, run queues, stealing, parking and the blocking pool.
+#ifndef BRG_RUNTIME_SCHED_H
+#define BRG_RUNTIME_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "brigade/system.h"
+
+typedef struct brg__sched brg__sched_t;
+typedef struct brg__actor brg__actor_t;
+
+//  Start workers worker threads and blocking blocking-pool threads. Returns
+//  NULL if a thread or the memory cannot be had (nothing is left running).
+brg__sched_t *brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch);
+
+//  Stop and join every thread. Actors must all have ended. Thread: not a
+//  thread of this scheduler.
+void brg__sched_destroy(brg__sched_t **self_p);
+
+//  Make an actor that just became runnable (its mailbox left the idle state
+//  through us) run: on a worker of its system, in that worker's next-to-run
+//  slot so a conversation stays on one thread; elsewhere, through the shared
+//  inject queue, waking one parked worker. Blocking actors go to the pool.
+//  Thread: any.
+void brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor);
+
+//  Messages processed and the mailbox high-water mark, over all workers.
+void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
+
+//  Note a mailbox length seen by the running actor (for the high-water mark).
+//  Thread: the thread running the actor.
+void brg__sched_note_queued(brg_system_t *sys, uint32_t queued);
+
+//  Note that the running actor has sent a message (LIFO slot heuristic).
+//  Thread: any; a no-op outside the scheduler's workers.
+void brg__sched_note_send(void);
+
+//  True when the calling thread is a worker or blocking-pool thread of sys.
+bool brg__sched_on_thread_of(brg_system_t *sys);
+
+//  The number of worker and blocking-pool threads.
+uint32_t brg__sched_workers(const brg__sched_t *self);
+uint32_t brg__sched_blocking(const brg__sched_t *self);
+
+#endif

@@ -1,0 +1,302 @@
+//  system - a Brigade node: lifecycle, the send path, dead letters, counters
+//
+//  Design notes.
+//  brg_system_new starts, in order: the slot table, the registry, the timer
+//  thread, then the scheduler (workers and blocking pool). destroy is
+//  synchronous (house rule R3) and runs the other way round: it marks the
+//  system closing and sends every live actor a stop through its system lane
+//  (so each state destructor runs on a Brigade thread), waits until none is
+//  alive, stops the timer thread, then the workers and the pool, and frees
+//  everything. Messages sent while closing still reach live actors; spawns
+//  fail with BRG_ECLOSED.
+//  The node UUID comes from libuuid at new; every ref carries it, so sends to
+//  another node's actors are recognised at the one send path,
+//  brg__system_deliver, and handed to the plugged-in transport (phase 2) or,
+//  without one, counted as dead letters.
+#include "runtime_internal.h"
+
+#include <uuid/uuid.h>
+
+//  Live systems in the process: the last destroy trims the message pool.
+static _Atomic int s_systems;
+
+void
+brg_config_init(brg_config_t *cfg)
+{
+    assert(cfg);
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->workers = 0;
+    cfg->batch = 64;
+    cfg->blocking_threads = 4;
+    cfg->max_actors = 64u * 1024 * 1024;
+}
+
+static uint64_t
+s_be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+brg_system_t *
+brg_system_new(const brg_config_t *cfg)
+{
+    brg_config_t defaults;
+    if (!cfg) {
+        brg_config_init(&defaults);
+        cfg = &defaults;
+    }
+    if (cfg->workers < 0 || cfg->workers > 1024 || cfg->batch <= 0 ||
+        cfg->blocking_threads < 0 || cfg->blocking_threads > 1024 || cfg->max_actors == 0 ||
+        cfg->max_actors > (1u << 31))
+        return NULL;
+    brg_system_t *self = calloc(1, sizeof(*self));
+    if (!self)
+        return NULL;
+    self->cfg = *cfg;
+    if (self->cfg.workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        self->cfg.workers = n > 0 ? (int)n : 1;
+    }
+    uuid_t uuid;
+    uuid_generate(uuid);
+    self->node_hi = s_be64(uuid);
+    self->node_lo = s_be64(uuid + 8);
+    uuid_unparse_lower(uuid, self->node_str);
+    pthread_mutex_init(&self->await_lock, NULL);
+    pthread_cond_init(&self->await_cond, NULL);
+    if (brg__slots_init(self) != BRG_OK)
+        goto fail;
+    self->registry = brg__registry_new();
+    if (!self->registry)
+        goto fail;
+    self->timers = brg__timers_new(self);
+    if (!self->timers)
+        goto fail;
+    self->sched =
+        brg__sched_new(self, self->cfg.workers, self->cfg.blocking_threads, self->cfg.batch);
+    if (!self->sched)
+        goto fail;
+    atomic_fetch_add(&s_systems, 1);
+    return self;
+fail:
+    brg__timers_destroy(&self->timers);
+    brg__registry_destroy(&self->registry);
+    brg__slots_fini(self);
+    pthread_mutex_destroy(&self->await_lock);
+    pthread_cond_destroy(&self->await_cond);
+    free(self);
+    return NULL;
+}
+
+void
+brg_system_destroy(brg_system_t **self_p)
+{
+    assert(self_p);
+    brg_system_t *self = *self_p;
+    if (!self)
+        return;
+    assert(!brg__sched_on_thread_of(self)); // a worker cannot join itself
+    brg__actor_stop_all(self);
+    brg_system_await_actors(self, -1);
+    brg__timers_destroy(&self->timers);
+    brg__sched_destroy(&self->sched);
+    brg__registry_destroy(&self->registry);
+    brg__slots_fini(self);
+    pthread_mutex_destroy(&self->await_lock);
+    pthread_cond_destroy(&self->await_cond);
+    free(self);
+    *self_p = NULL;
+    if (atomic_fetch_sub(&s_systems, 1) == 1)
+        brg__msg_pool_trim();
+}
+
+int
+brg_system_await_actors(brg_system_t *self, int timeout_ms)
+{
+    assert(self);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms >= 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    int rc = BRG_OK;
+    pthread_mutex_lock(&self->await_lock);
+    while (atomic_load_explicit(&self->actors_alive, memory_order_acquire) != 0) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&self->await_cond, &self->await_lock);
+        } else if (pthread_cond_timedwait(&self->await_cond, &self->await_lock, &deadline) ==
+                   ETIMEDOUT) {
+            if (atomic_load_explicit(&self->actors_alive, memory_order_acquire) != 0)
+                rc = BRG_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&self->await_lock);
+    return rc;
+}
+
+void
+brg__system_actor_ended(brg_system_t *sys, bool failed)
+{
+    atomic_fetch_add_explicit(&sys->actors_stopped, 1, memory_order_relaxed);
+    if (failed)
+        atomic_fetch_add_explicit(&sys->actors_failed, 1, memory_order_relaxed);
+    // Acq_rel: the waiter's acquire load of zero sees everything the last
+    // actor did, including its state destructor.
+    if (atomic_fetch_sub_explicit(&sys->actors_alive, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_lock(&sys->await_lock);
+        pthread_cond_broadcast(&sys->await_cond);
+        pthread_mutex_unlock(&sys->await_lock);
+    }
+}
+
+void
+brg_system_stats(brg_system_t *self, brg_stats_t *stats)
+{
+    assert(self);
+    assert(stats);
+    memset(stats, 0, sizeof(*stats));
+    stats->actors_alive = atomic_load_explicit(&self->actors_alive, memory_order_relaxed);
+    stats->actors_spawned = atomic_load_explicit(&self->actors_spawned, memory_order_relaxed);
+    stats->actors_stopped = atomic_load_explicit(&self->actors_stopped, memory_order_relaxed);
+    stats->actors_failed = atomic_load_explicit(&self->actors_failed, memory_order_relaxed);
+    stats->dead_letters = atomic_load_explicit(&self->dead_letters, memory_order_relaxed);
+    uint64_t processed, hwm;
+    brg__sched_stats(self->sched, &processed, &hwm);
+    uint64_t aux_hwm = atomic_load_explicit(&self->aux_hwm, memory_order_relaxed);
+    stats->messages_processed =
+        processed + atomic_load_explicit(&self->aux_processed, memory_order_relaxed);
+    stats->mailbox_hwm = hwm > aux_hwm ? hwm : aux_hwm;
+    stats->timers_active = brg__timers_active(self->timers);
+    stats->workers = brg__sched_workers(self->sched);
+    stats->blocking_threads = brg__sched_blocking(self->sched);
+}
+
+void
+brg_system_node(brg_system_t *self, char out[37])
+{
+    assert(self);
+    assert(out);
+    memcpy(out, self->node_str, 37);
+}
+
+brg_ref_t
+brg__system_ref(const brg_system_t *sys, uint64_t id)
+{
+    brg_ref_t ref = {sys->node_hi, sys->node_lo, id};
+    return ref;
+}
+
+bool
+brg_system_is_local(brg_system_t *self, brg_ref_t ref)
+{
+    assert(self);
+    return ref.node_hi == self->node_hi && ref.node_lo == self->node_lo;
+}
+
+bool
+brg_system_is_alive(brg_system_t *self, brg_ref_t ref)
+{
+    assert(self);
+    if (!brg_system_is_local(self, ref))
+        return false;
+    brg__actor_t *actor = brg__actor_acquire(self, ref.id);
+    if (!actor)
+        return false;
+    bool alive = atomic_load_explicit(&actor->head, memory_order_relaxed) != BRG__MB_DEAD;
+    brg__actor_release(self, ref.id);
+    return alive;
+}
+
+void
+brg__system_set_remote(brg_system_t *sys, brg__remote_fn fn, void *arg)
+{
+    sys->remote_arg = arg;
+    sys->remote_fn = fn;
+}
+
+static const char *
+s_reason_name(brg_dead_reason_t reason)
+{
+    switch (reason) {
+    case BRG_DEAD_NO_ACTOR:
+        return "no-actor";
+    case BRG_DEAD_STOPPED:
+        return "stopped";
+    case BRG_DEAD_LATE_REPLY:
+        return "late-reply";
+    case BRG_DEAD_UNHANDLED:
+        return "unhandled";
+    case BRG_DEAD_REMOTE:
+        return "remote-unreachable";
+    case BRG_DEAD_SHUTDOWN:
+        return "shutdown";
+    }
+    return "unknown";
+}
+
+void
+brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_reason_t reason,
+                 bool notify_asker)
+{
+    atomic_fetch_add_explicit(&sys->dead_letters, 1, memory_order_relaxed);
+    if (sys->cfg.dead_letter_fn)
+        sys->cfg.dead_letter_fn(sys->cfg.dead_letter_arg, to, msg, reason);
+    if (sys->cfg.log_dead_letters) {
+        char buf[BRG_REF_STRLEN];
+        brg_ref_format(to, buf, sizeof(buf));
+        fprintf(stderr, "brigade: dead letter '%s' to %s (%s)\n", msg->tag, buf,
+                s_reason_name(reason));
+    }
+    // An undeliverable ask: tell the asker now rather than at its deadline.
+    if (notify_asker && msg->corr && msg->kind == BRG__MSG_USER &&
+        !brg_ref_is_none(msg->sender)) {
+        brg_ref_t asker = msg->sender;
+        brg__msg_set_tag(msg, "brg.error", 9);
+        msg->kind = BRG__MSG_REPLY_ERROR;
+        msg->status = BRG_ENOACTOR;
+        msg->size = 0;
+        msg->sender = to;
+        brg__system_deliver(sys, asker, &msg);
+        return;
+    }
+    brg__msg_free(msg);
+}
+
+int
+brg__system_deliver(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p)
+{
+    brg_msg_t *msg = *msg_p;
+    *msg_p = NULL;
+    if (to.node_hi != sys->node_hi || to.node_lo != sys->node_lo) {
+        if (sys->remote_fn && !brg_ref_is_none(to))
+            return sys->remote_fn(sys->remote_arg, to, &msg);
+        brg__dead_letter(sys, to, msg, brg_ref_is_none(to) ? BRG_DEAD_NO_ACTOR : BRG_DEAD_REMOTE,
+                         false);
+        return BRG_ENOACTOR;
+    }
+    brg__actor_t *actor = brg__actor_acquire(sys, to.id);
+    int rc = actor ? brg__actor_push(actor, msg) : BRG_ENOACTOR;
+    if (actor)
+        brg__actor_release(sys, to.id);
+    if (rc != BRG_OK)
+        brg__dead_letter(sys, to, msg, BRG_DEAD_NO_ACTOR, false);
+    return rc;
+}
+
+int
+brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p)
+{
+    assert(self);
+    assert(msg_p && *msg_p);
+    (*msg_p)->sender = BRG_REF_NONE;
+    return brg__system_deliver(self, to, msg_p);
+}

@@ -1,0 +1,79 @@
+//  system - the system object shared by the runtime's modules (internal view).
+#ifndef BRG_RUNTIME_SYSTEM_H
+#define BRG_RUNTIME_SYSTEM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "brigade/system.h"
+
+typedef struct brg__sched brg__sched_t;
+typedef struct brg__timers brg__timers_t;
+typedef struct brg__registry brg__registry_t;
+typedef struct brg__slot brg__slot_t;
+
+//  Slots per chunk of the slot table (a power of two).
+#define BRG__SLOT_CHUNK_BITS 12
+#define BRG__SLOT_CHUNK (1u << BRG__SLOT_CHUNK_BITS)
+
+//  Hands messages for other nodes to a transport (phase 2). Takes ownership
+//  of *msg_p and sets it to NULL. Thread: any.
+typedef int (*brg__remote_fn)(void *arg, brg_ref_t to, brg_msg_t **msg_p);
+
+struct brg_system {
+    brg_config_t cfg;                 // configuration as resolved at new (immutable)
+    uint64_t node_hi;                 // node UUID, bytes 0-7 big-endian (immutable)
+    uint64_t node_lo;                 // node UUID, bytes 8-15 big-endian (immutable)
+    char node_str[37];                // node UUID as text (immutable)
+
+    // Slot table (actor.c). chunks[] is allocated once; each chunk is
+    // allocated on first use under slot_lock and published with release.
+    _Atomic(brg__slot_t *) *chunks;   // max_chunks entries
+    uint32_t max_chunks;
+    _Atomic uint32_t slot_limit;      // slots handed out so far; lookups beyond are unknown
+    pthread_mutex_t slot_lock;        // guards free_head and the chunk allocation
+    uint32_t free_head;               // first free slot index + 1, 0 = none (slot_lock)
+
+    brg__sched_t *sched;              // workers, run queues, blocking pool
+    brg__timers_t *timers;            // timer thread and heap
+    brg__registry_t *registry;        // local names
+
+    _Atomic bool closing;             // destroy has begun: spawns fail, sends are dead letters
+    brg__remote_fn remote_fn;         // transport hook, or NULL (set before use, then immutable)
+    void *remote_arg;
+
+    // Counters. Relaxed RMWs: they order nothing, they only count.
+    _Atomic uint64_t actors_alive;
+    _Atomic uint64_t actors_spawned;
+    _Atomic uint64_t actors_stopped;
+    _Atomic uint64_t actors_failed;
+    _Atomic uint64_t dead_letters;
+    _Atomic uint64_t aux_processed;   // messages run outside workers (blocking pool)
+    _Atomic uint64_t aux_hwm;         // mailbox high-water mark seen outside workers
+
+    pthread_mutex_t await_lock;       // with await_cond: brg_system_await_actors
+    pthread_cond_t await_cond;
+};
+
+//  The one send path: a local actor's mailbox, the transport for another
+//  node, or dead letters. Takes ownership of *msg_p and sets it to NULL.
+//  Returns BRG_OK or BRG_ENOACTOR. Thread: any.
+int brg__system_deliver(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p);
+
+//  Count, report and free an undeliverable message. If it was an ask, the
+//  asker gets an error reply (BRG_ENOACTOR) when notify_asker is true.
+void brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_reason_t reason,
+                      bool notify_asker);
+
+//  Bookkeeping when an actor ends (wakes brg_system_await_actors at zero).
+void brg__system_actor_ended(brg_system_t *sys, bool failed);
+
+//  The ref for a local id of this system.
+brg_ref_t brg__system_ref(const brg_system_t *sys, uint64_t id);
+
+//  Plug a transport in (phase 2). Must be called before any remote send.
+void brg__system_set_remote(brg_system_t *sys, brg__remote_fn fn, void *arg);
+
+#endif
