@@ -28,14 +28,20 @@
 //  work becomes a searcher: it steals half of another ring and polls the
 //  inject queue for about BRG__SPIN_NS, then parks on its own condition
 //  variable. Wake-ups are "exactly one": s_notify wakes a sleeper only if no
-//  worker is searching, and claims the right to wake by moving n_searching
-//  from 0 to 1 (the woken worker starts as a searcher). A searcher that finds
-//  work and was the last searcher wakes another, so parallelism ramps up one
-//  worker at a time. No wake-up is lost: the submitter makes its work visible
-//  and then reads n_sleeping; the parking worker increments n_sleeping and
-//  then re-reads every queue; a seq_cst fence on each side between the write
-//  and the read (Dekker) means at least one of them sees the other.
-//
+//  worker is searching, and claims the right to wake by moving the searcher
+//  count from 0 to 1 (the woken worker starts as a searcher). A searcher that
+//  finds work and was the last searcher wakes another, so parallelism ramps
+//  up one worker at a time.
+//  No wake-up is lost. The searcher and sleeper counts share one atomic word,
+//  `idle_state`, and both sides touch it with an RMW: a submitter publishes
+//  its work and then reads the word with an acq_rel RMW; a worker that stops
+//  searching or goes to sleep changes the word with an acq_rel RMW and then
+//  re-reads every queue. RMWs on one location are totally ordered: if the
+//  submitter's comes first, the worker's RMW reads from it (synchronizes) and
+//  its re-check sees the work; if the worker's comes first, the submitter
+//  sees it searching (it will re-check) or sleeping (it wakes it).
+//  (Fences would express the same, but ThreadSanitizer does not model them.)
+
 //  Threads and ownership. Each worker owns its ring's push/pop side, its LIFO
 //  slot and its counters' writes. inject_lock guards the inject queue,
 //  idle_lock the idle stack, each worker's park_lock its notified flag,
@@ -56,7 +62,7 @@ typedef struct brg__worker {
     uint32_t lifo_streak;         // actors run from lifo in a row (owner)
     uint32_t sends;               // sends by the running actor while lifo is full (owner)
     uint32_t tick;                // runs so far, for the inject-queue check (owner)
-    bool searching;               // counted in n_searching (owner)
+    bool searching;               // counted in idle_state (owner)
     uint64_t rng;                 // victim choice (owner)
     uint64_t processed_local;     // messages run (owner), published in processed
     uint64_t hwm_local;           // longest mailbox seen (owner), published in hwm
@@ -82,8 +88,7 @@ struct brg__sched {
     pthread_mutex_t idle_lock;    // guards idle[] and n_idle
     uint32_t *idle;               // stack of parked worker indexes
     uint32_t n_idle;
-    _Atomic uint32_t n_sleeping;  // == n_idle; readable without the lock
-    _Atomic uint32_t n_searching; // workers searching for work (or woken to)
+    _Atomic uint64_t idle_state;  // searching << 32 | sleeping (see the design notes)
     _Atomic bool shutdown;
 
     pthread_t *pool;              // blocking-pool threads
@@ -99,6 +104,10 @@ struct brg__sched {
 //  (workers and blocking pool).
 static _Thread_local brg__worker_t *s_worker;
 static _Thread_local brg_system_t *s_thread_sys;
+
+#define S_SEARCHING(w) ((uint32_t)((w) >> 32))
+#define S_SLEEPING(w) ((uint32_t)(w))
+#define S_ONE_SEARCHING (1ull << 32)
 
 //  ---------------------------------------------------------------------------
 //  Inject queue
@@ -171,27 +180,27 @@ s_unpark(brg__worker_t *w)
 static void
 s_notify(brg__sched_t *self)
 {
-    // Seq_cst fence: orders our publication of the work before the loads
-    // below. Pairs with the fence in s_park (Dekker, see the design notes).
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&self->n_searching, memory_order_relaxed) != 0)
-        return;
-    if (atomic_load_explicit(&self->n_sleeping, memory_order_relaxed) == 0)
-        return;
-    uint32_t zero = 0;
-    // Relaxed: the CAS only elects one waker; the lock below orders the rest.
-    if (!atomic_compare_exchange_strong_explicit(&self->n_searching, &zero, 1,
-                                                 memory_order_relaxed, memory_order_relaxed))
-        return;
+    // Acq_rel RMW (adds nothing): our work, published before it, is ordered
+    // against the parking workers' RMWs on the same word (design notes).
+    uint64_t w = atomic_fetch_add_explicit(&self->idle_state, 0, memory_order_acq_rel);
+    for (;;) {
+        if (S_SEARCHING(w) != 0 || S_SLEEPING(w) == 0)
+            return;
+        // Claim the wake-up: searching 0 -> 1 on behalf of the worker we wake.
+        if (atomic_compare_exchange_weak_explicit(&self->idle_state, &w, w + S_ONE_SEARCHING,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            break;
+    }
     pthread_mutex_lock(&self->idle_lock);
     if (self->n_idle == 0) {
+        // It re-checked and left the stack by itself meanwhile.
         pthread_mutex_unlock(&self->idle_lock);
-        atomic_fetch_sub_explicit(&self->n_searching, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&self->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
         return;
     }
-    brg__worker_t *w = &self->workers[self->idle[--self->n_idle]];
-    atomic_fetch_sub_explicit(&self->n_sleeping, 1, memory_order_relaxed);
-    s_unpark(w); // idle_lock before park_lock: the documented order
+    brg__worker_t *worker = &self->workers[self->idle[--self->n_idle]];
+    atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
+    s_unpark(worker); // idle_lock before park_lock: the documented order
     pthread_mutex_unlock(&self->idle_lock);
 }
 
@@ -212,9 +221,11 @@ s_stop_searching(brg__worker_t *w, bool found)
     if (!w->searching)
         return;
     w->searching = false;
+    uint64_t prev =
+        atomic_fetch_sub_explicit(&w->sched->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
     // The last searcher that found work wakes another one to keep looking,
     // as more work may be behind it.
-    if (atomic_fetch_sub_explicit(&w->sched->n_searching, 1, memory_order_relaxed) == 1 && found)
+    if (found && S_SEARCHING(prev) == 1)
         s_notify(w->sched);
 }
 
@@ -224,18 +235,20 @@ s_park(brg__worker_t *w)
     brg__sched_t *self = w->sched;
     pthread_mutex_lock(&self->idle_lock);
     self->idle[self->n_idle++] = w->index;
-    atomic_fetch_add_explicit(&self->n_sleeping, 1, memory_order_relaxed);
+    // One acq_rel RMW: sleeping + 1, and searching - 1 if we were searching.
+    // The queue re-check below must come after it (design notes).
+    uint64_t delta = 1;
+    if (w->searching)
+        delta -= S_ONE_SEARCHING; // modular: adds 2^64 - 2^32 + 1
+    w->searching = false;
+    atomic_fetch_add_explicit(&self->idle_state, delta, memory_order_acq_rel);
     pthread_mutex_unlock(&self->idle_lock);
-    s_stop_searching(w, false);
-    // Seq_cst fence: orders our n_sleeping increment before the queue loads
-    // below. Pairs with the fence in s_notify.
-    atomic_thread_fence(memory_order_seq_cst);
     if (s_any_work(self) || atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
         pthread_mutex_lock(&self->idle_lock);
         for (uint32_t i = 0; i < self->n_idle; i++) {
             if (self->idle[i] == w->index) {
                 self->idle[i] = self->idle[--self->n_idle];
-                atomic_fetch_sub_explicit(&self->n_sleeping, 1, memory_order_relaxed);
+                atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
                 pthread_mutex_unlock(&self->idle_lock);
                 return; // back to searching
             }
@@ -248,8 +261,8 @@ s_park(brg__worker_t *w)
         pthread_cond_wait(&w->park_cond, &w->park_lock);
     w->notified = false;
     pthread_mutex_unlock(&w->park_lock);
-    // The notifier counted us in n_searching (shutdown wakes do not; they
-    // never return to the loop's work).
+    // The notifier counted us as searching (shutdown wakes do not; the loop
+    // then exits without searching).
     if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed))
         w->searching = true;
 }
@@ -382,11 +395,11 @@ s_search(brg__worker_t *w)
         // more would only burn CPU contending for the same queues.
         // Still look once, so work seen by s_park's re-check is not left
         // behind while this worker spins between parking and searching.
-        uint32_t searching = atomic_load_explicit(&self->n_searching, memory_order_relaxed);
-        if (searching > 0 && 2 * searching >= self->n)
+        uint64_t state = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
+        if (S_SEARCHING(state) > 0 && 2 * S_SEARCHING(state) >= self->n)
             return s_steal(w);
         w->searching = true;
-        atomic_fetch_add_explicit(&self->n_searching, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&self->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
     }
     uint64_t start = brg__now_ns();
     do {
