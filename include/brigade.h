@@ -25,6 +25,7 @@
 #include "brigade/actor.h"
 #include "brigade/error.h"
 #include "brigade/export.h"
+#include "brigade/link.h"
 #include "brigade/msg.h"
 #include "brigade/ref.h"
 #include "brigade/registry.h"

@@ -102,6 +102,8 @@ s_actor_free(brg_system_t *sys, brg__actor_t *actor)
             pthread_cond_destroy(&actor->ext->waiter->cond);
             free(actor->ext->waiter);
         }
+        brg__links_free(&actor->ext->links);
+        free(actor->ext->fail_reason);
         free(actor->ext);
     }
     free(actor);
@@ -154,7 +156,8 @@ brg__actor_release(brg_system_t *sys, uint64_t id)
 //  *rc says why). Under slot_lock, so brg__actor_stop_all, which sets closing
 //  under the same lock, sees every actor published before it.
 static uint64_t
-s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, int *rc)
+s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, brg__actor_t *parent,
+               unsigned link_flags, uint64_t *monitor, int *rc)
 {
     pthread_mutex_lock(&sys->slot_lock);
     if (atomic_load_explicit(&sys->closing, memory_order_relaxed)) {
@@ -190,17 +193,28 @@ s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, int *rc)
         slot = s_slot(sys, idx);
     }
     atomic_store_explicit(&slot->ptr, (uintptr_t)actor, memory_order_relaxed);
+    // The generation only changes here, under slot_lock, so it is stable
+    // until the CAS below; the id is known before the actor is reachable,
+    // which lets BRG_SPAWN_LINK/MONITOR set up both ends first.
+    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
+    uint32_t gen = S_GEN(w) + 1;
+    if (gen == 0)
+        gen = 1; // generation 0 would make id 0 possible: BRG_REF_NONE
+    actor->id = ((uint64_t)gen << 32) | idx;
+    if (link_flags && (*rc = brg__link_spawned(parent, actor, link_flags, monitor)) != BRG_OK) {
+        // Not published: give the slot back. A link entry the parent may
+        // have recorded names an id that never lived; signals to it are
+        // dropped like those to any dead actor.
+        atomic_store_explicit(&slot->ptr, sys->free_head, memory_order_relaxed);
+        sys->free_head = idx + 1;
+        pthread_mutex_unlock(&sys->slot_lock);
+        return 0;
+    }
     // A CAS loop, not a store: stale senders may hold transient references on
     // a FREE slot; their count carries over and they drop it themselves.
-    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
     uint64_t nw;
-    uint32_t gen;
     do {
-        gen = S_GEN(w) + 1;
-        if (gen == 0)
-            gen = 1; // generation 0 would make id 0 possible: BRG_REF_NONE
         nw = S_WORD(gen, S_LIVE, S_REFS(w));
-        actor->id = ((uint64_t)gen << 32) | idx;
         // Release: publishes the actor's fields (and ptr) to brg__actor_acquire.
     } while (!atomic_compare_exchange_weak_explicit(&slot->word, &w, nw, memory_order_release,
                                                     memory_order_relaxed));
@@ -282,7 +296,8 @@ brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
 static bool
 s_is_system_kind(const brg_msg_t *msg)
 {
-    return msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_ASK_TIMEOUT;
+    return msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_ASK_TIMEOUT ||
+           msg->kind == BRG__MSG_SYS_KILL;
 }
 
 //  Move a stack taken from head (newest first, ending at NULL or RUNNING)
@@ -362,11 +377,11 @@ s_drain_dead(brg__actor_t *actor)
     brg_ref_t self = brg__actor_ref(actor);
     brg_msg_t *msg;
     while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
-        brg__msg_free(msg); // internal messages (stop, ask timeouts): nothing to report
+        brg__msg_free(msg); // internal messages (stop, kill, ask timeouts): nothing to report
     while ((msg = s_pop(&actor->user_head, &actor->user_tail)) != NULL) {
         if (msg->kind == BRG__MSG_SYS_IDLE)
             brg__msg_free(msg);
-        else
+        else if (!brg__link_on_drain(actor, msg)) // link/monitor requests get noproc
             brg__dead_letter(actor->sys, self, msg, BRG_DEAD_STOPPED, true);
     }
     actor->queued = 0;
@@ -375,9 +390,10 @@ s_drain_dead(brg__actor_t *actor)
 //  The actor ends: close the mailbox, release the name, drop the backlog,
 //  destroy the state, free the slot. The actor is gone when this returns.
 static void
-s_die(brg__actor_t *actor, bool failed)
+s_die(brg__actor_t *actor, const brg_exit_reason_t *reason)
 {
     brg_system_t *sys = actor->sys;
+    bool failed = reason->kind == BRG_EXIT_FAILED || reason->kind == BRG_EXIT_KILLED;
     actor->flags |= BRG__ACTOR_DEAD;
     // Acquire: the last producers' messages are visible to the drain.
     brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
@@ -386,6 +402,7 @@ s_die(brg__actor_t *actor, bool failed)
     // to this actor (it checks the mailbox under the registry lock).
     brg__registry_release(sys, actor->id);
     s_drain_dead(actor);
+    brg__link_on_death(actor, reason);
     if (actor->ext) {
         brg__ask_map_destroy(&actor->ext->asks, sys);
         if (actor->ext->idle_timer)
@@ -435,15 +452,49 @@ s_idle_due(brg__actor_t *actor, const brg_msg_t *msg)
     return true;
 }
 
-//  Run one message. Returns true if the actor must die (and *failed says how).
+//  Why an actor that stopped itself is ending: a brg_fail reason, a generic
+//  failure (a reply callback failed), or normal.
+static void
+s_own_reason(brg__actor_t *actor, brg_exit_reason_t *reason)
+{
+    if (!(actor->flags & BRG__ACTOR_FAILING))
+        brg__exit_reason_set(reason, BRG_EXIT_NORMAL, 0, NULL);
+    else if (actor->ext && actor->ext->fail_reason)
+        *reason = *actor->ext->fail_reason;
+    else
+        brg__exit_reason_set(reason, BRG_EXIT_FAILED, BRG_EFAILED, "reply callback failed");
+}
+
+static void
+s_rc_reason(int rc, brg_exit_reason_t *reason)
+{
+    brg__exit_reason_set(reason, BRG_EXIT_FAILED, rc, brg_err_name(rc));
+}
+
+//  Run one message. Returns true if the actor must die, with *reason.
 static bool
-s_handle(brg__actor_t *actor, brg_msg_t *msg, bool *failed)
+s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
 {
     brg_ctx_t ctx = {actor, msg};
     int rc = BRG_OK;
+    if (brg__link_is_signal(msg)) {
+        switch (brg__link_handle(actor, msg, reason)) {
+        case BRG__LINK_DIE:
+            brg__msg_free(msg);
+            return true;
+        case BRG__LINK_DELIVER:
+            msg->kind = BRG__MSG_USER; // shown to the behaviour as EXIT / DOWN
+            msg->corr = 0;
+            break;
+        default:
+            brg__msg_free(msg);
+            return false;
+        }
+    }
     switch ((brg__msg_kind_t)msg->kind) {
     case BRG__MSG_SYS_STOP:
         brg__msg_free(msg);
+        brg__exit_reason_set(reason, BRG_EXIT_NORMAL, 0, NULL);
         return true;
     case BRG__MSG_SYS_ASK_TIMEOUT:
         ctx.msg = NULL;
@@ -474,26 +525,40 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, bool *failed)
             brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
         else
             brg__msg_free(msg);
-        break;
+        break;    case BRG__MSG_SYS_KILL:
+    case BRG__MSG_SYS_LINK:
+    case BRG__MSG_SYS_UNLINK:
+    case BRG__MSG_SYS_MONITOR:
+    case BRG__MSG_SYS_DEMONITOR:
+    case BRG__MSG_SYS_EXIT:
+    case BRG__MSG_SYS_DOWN:
+        brg__panic("link signal kind %d escaped brg__link_handle", msg->kind);
     }
-    if (rc < 0 || (actor->flags & BRG__ACTOR_FAILING)) {
-        *failed = true;
+    if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING)) {
+        s_rc_reason(rc, reason);
         return true;
     }
-    return (actor->flags & BRG__ACTOR_STOPPING) != 0;
+    if (!(actor->flags & BRG__ACTOR_STOPPING))
+        return false;
+    s_own_reason(actor, reason);
+    return true;
 }
 
 bool
 brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
 {
-    bool failed = false;
+    brg_exit_reason_t reason;
     *processed = 0;
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
         brg_ctx_t ctx = {actor, NULL};
         int rc = actor->ext->init(&ctx, actor->ext->init_arg);
         if (rc < 0 || (actor->flags & BRG__ACTOR_STOPPING)) {
-            s_die(actor, rc < 0);
+            if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING))
+                s_rc_reason(rc, &reason);
+            else
+                s_own_reason(actor, &reason);
+            s_die(actor, &reason);
             return false;
         }
     }
@@ -515,9 +580,9 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
         }
         actor->queued--;
         n++;
-        if (s_handle(actor, msg, &failed)) {
+        if (s_handle(actor, msg, &reason)) {
             *processed = (uint32_t)n;
-            s_die(actor, failed);
+            s_die(actor, &reason);
             return false;
         }
     }
@@ -539,14 +604,18 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
 }
 
 int
-brg__actor_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
-                 uint16_t mode, brg_ref_t *ref, brg__actor_t **actor_out)
+brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
+                 const brg_spawn_opts_t *opts, uint16_t mode, brg_ref_t *ref,
+                 brg__actor_t **actor_out)
 {
     brg_spawn_opts_t none;
     if (!opts) {
         brg_spawn_opts_init(&none);
         opts = &none;
     }
+    unsigned link_flags = opts->flags & (BRG_SPAWN_LINK | BRG_SPAWN_MONITOR);
+    if (link_flags && !parent)
+        return BRG_EINVAL;
     if (opts->name && (opts->name[0] == '\0' || strlen(opts->name) > BRG_NAME_MAX))
         return BRG_EINVAL;
     size_t base = (sizeof(brg__actor_t) + 15u) & ~(size_t)15u;
@@ -605,7 +674,7 @@ brg__actor_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t 
         return rc;
     }
     bool counted = !(mode & BRG__MODE_WAITER);
-    if (s_slot_publish(sys, actor, counted, &rc) == 0) {
+    if (s_slot_publish(sys, actor, counted, parent, link_flags, opts->monitor, &rc) == 0) {
         if (opts->name)
             brg__registry_cancel(sys, opts->name);
         if (actor->ext && actor->ext->waiter) {
@@ -613,6 +682,8 @@ brg__actor_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t 
             pthread_cond_destroy(&actor->ext->waiter->cond);
             free(actor->ext->waiter);
         }
+        if (actor->ext)
+            brg__links_free(&actor->ext->links);
         free(actor->ext);
         free(actor);
         return rc;
@@ -692,7 +763,7 @@ brg_spawn(brg_ctx_t *ctx, brg_behaviour_fn fn, const brg_spawn_opts_t *opts, brg
 {
     assert(ctx);
     assert(fn);
-    return brg__actor_spawn(ctx->actor->sys, fn, opts, 0, ref, NULL);
+    return brg__actor_spawn(ctx->actor->sys, ctx->actor, fn, opts, 0, ref, NULL);
 }
 
 int
@@ -701,7 +772,7 @@ brg_system_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t 
 {
     assert(sys);
     assert(fn);
-    return brg__actor_spawn(sys, fn, opts, 0, ref, NULL);
+    return brg__actor_spawn(sys, NULL, fn, opts, 0, ref, NULL);
 }
 
 brg_ref_t

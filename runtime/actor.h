@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "brigade/actor.h"
+#include "brigade/link.h"
 #include "brigade/msg.h"
 #include "brigade/ref.h"
 
@@ -52,6 +53,8 @@ typedef struct brg__actor_ext {
     uint64_t idle_timer;      // the armed idle timer's id, or 0
     uint64_t last_active_ns;  // when the actor last handled a message
     brg__waiter_t *waiter;    // WAITER actors: the blocked thread's wake-up
+    struct brg__links *links; // links and monitors (link.c), or NULL
+    brg_exit_reason_t *fail_reason; // set by brg_fail, or NULL
 } brg__actor_ext_t;
 
 //  An actor. Fields other than head are owned by the thread running the actor
@@ -108,9 +111,11 @@ void brg__actor_release(brg_system_t *sys, uint64_t id);
 int brg__actor_push(brg__actor_t *actor, brg_msg_t *msg);
 
 //  Create an actor. See brg_system_spawn. from is the spawning actor or NULL.
-//  mode: BRG__MODE_... added to what opts asks for.
-int brg__actor_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
-                     uint16_t mode, brg_ref_t *ref, brg__actor_t **actor_out);
+//  mode: BRG__MODE_... added to what opts asks for. parent: the spawning
+//  actor (brg_spawn) or NULL; BRG_SPAWN_LINK/MONITOR need one (else BRG_EINVAL).
+int brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
+                     const brg_spawn_opts_t *opts, uint16_t mode, brg_ref_t *ref,
+                     brg__actor_t **actor_out);
 
 //  Run up to a batch of the actor's messages; *processed gets how many ran.
 //  Returns true if the actor must be queued again (it still has messages),

@@ -312,7 +312,7 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
     *reply_p = NULL;
     brg__actor_t *waiter;
     brg_ref_t self;
-    int rc = brg__actor_spawn(sys, NULL, NULL, BRG__MODE_WAITER, &self, &waiter);
+    int rc = brg__actor_spawn(sys, NULL, NULL, NULL, BRG__MODE_WAITER, &self, &waiter);
     if (rc != BRG_OK) {
         brg__dead_letter(sys, to, msg, BRG_DEAD_SHUTDOWN, false);
         return rc;

@@ -23,6 +23,7 @@
 
 #include "actor.h"
 #include "debug.h"
+#include "link.h"
 #include "msg.h"
 #include "registry.h"
 #include "runq.h"

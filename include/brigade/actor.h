@@ -44,6 +44,12 @@ enum {
     //  Run the actor on the bounded blocking pool, not on the workers, so its
     //  slow calls (HTTP, files, sleeps) never stall the workers.
     BRG_SPAWN_BLOCKING = 1u << 0,
+    //  Link the new actor to the spawning actor before it can run (brg_spawn
+    //  only): no window in which a crash goes unseen. See brigade/link.h.
+    BRG_SPAWN_LINK = 1u << 1,
+    //  Monitor the new actor from the spawning actor, atomically (brg_spawn
+    //  only); the monitor id goes to *opts.monitor.
+    BRG_SPAWN_MONITOR = 1u << 2,
 };
 
 //  Spawn options. Start from brg_spawn_opts_init(&opts); NULL options mean
@@ -56,6 +62,7 @@ typedef struct brg_spawn_opts {
     void *init_arg;                     // passed to init
     unsigned flags;                     // BRG_SPAWN_...
     const char *name;                   // optional: register under this name at spawn
+    uint64_t *monitor;                  // with BRG_SPAWN_MONITOR: receives the monitor id
 } brg_spawn_opts_t;
 
 //  Reply callback for brg_ask. Called exactly once, on the asking actor's
