@@ -420,7 +420,7 @@ static void
 s_idle_arm(brg__actor_t *actor)
 {
     brg__actor_ext_t *ext = actor->ext;
-    uint64_t now = brg__now_ns();
+    uint64_t now = brg__system_now_ns(actor->sys);
     uint64_t deadline = ext->last_active_ns + (uint64_t)ext->idle_ms * 1000000u;
     brg_msg_t *msg = brg__msg_alloc();
     if (!msg)
@@ -445,7 +445,7 @@ s_idle_due(brg__actor_t *actor, const brg_msg_t *msg)
         return false; // stale: the timeout was changed or re-armed since
     actor->flags &= (uint16_t)~BRG__ACTOR_IDLE_ARMED;
     ext->idle_timer = 0;
-    uint64_t now = brg__now_ns();
+    uint64_t now = brg__system_now_ns(actor->sys);
     if (now - ext->last_active_ns + 1000000u < (uint64_t)ext->idle_ms * 1000000u)
         return false; // there was activity since: re-armed when the actor idles
     ext->last_active_ns = now;
@@ -469,6 +469,19 @@ static void
 s_rc_reason(int rc, brg_exit_reason_t *reason)
 {
     brg__exit_reason_set(reason, BRG_EXIT_FAILED, rc, brg_err_name(rc));
+}
+
+//  The watchdog caught this call holding its thread too long (cfg.watchdog_fail).
+static void
+s_watchdog_fail(brg__actor_t *actor)
+{
+    brg__actor_ext_t *ext = brg__actor_ext(actor);
+    if (ext && !ext->fail_reason)
+        ext->fail_reason = malloc(sizeof(*ext->fail_reason));
+    if (ext && ext->fail_reason)
+        brg__exit_reason_set(ext->fail_reason, BRG_EXIT_FAILED, BRG_ETIMEDOUT,
+                             "watchdog: behaviour held its thread too long");
+    brg__actor_fail_later(actor);
 }
 
 //  Run one message. Returns true if the actor must die, with *reason.
@@ -520,7 +533,10 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
         msg->corr = 0;
         /* fall through */
     case BRG__MSG_USER:
+        brg__watch_begin(actor->id);
         rc = actor->fn(&ctx, msg);
+        if (brg__watch_end())
+            s_watchdog_fail(actor);
         if (rc == BRG_UNHANDLED)
             brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
         else
@@ -552,7 +568,10 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
         brg_ctx_t ctx = {actor, NULL};
+        brg__watch_begin(actor->id);
         int rc = actor->ext->init(&ctx, actor->ext->init_arg);
+        if (brg__watch_end())
+            s_watchdog_fail(actor);
         if (rc < 0 || (actor->flags & BRG__ACTOR_STOPPING)) {
             if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING))
                 s_rc_reason(rc, &reason);
@@ -576,7 +595,8 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
                     break;
                 continue;
             }
-            user++;
+            if (msg->kind != BRG__MSG_SYS_IDLE)
+                user++; // the idle check itself is not activity
         }
         actor->queued--;
         n++;
@@ -588,7 +608,7 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
     }
     *processed = (uint32_t)n;
     if (actor->ext && actor->ext->idle_ms > 0 && user > 0)
-        actor->ext->last_active_ns = brg__now_ns();
+        actor->ext->last_active_ns = brg__system_now_ns(actor->sys);
     if (actor->user_head || actor->sys_head)
         return true; // batch used up: yield to the others
     if (actor->ext && actor->ext->idle_ms > 0 && !(actor->flags & BRG__ACTOR_IDLE_ARMED))
@@ -892,5 +912,5 @@ brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms)
     ext->idle_seq++; // a timer already in flight is now stale
     actor->flags &= (uint16_t)~BRG__ACTOR_IDLE_ARMED;
     ext->idle_ms = timeout_ms;
-    ext->last_active_ns = brg__now_ns();
+    ext->last_active_ns = brg__system_now_ns(actor->sys);
 }

@@ -329,6 +329,11 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
     msg->kind = BRG__MSG_USER;
     msg->sender = self;
     rc = brg__system_deliver(sys, to, &msg);
+    if (rc == BRG_OK && sys->cfg.deterministic) {
+        // Nothing else runs the actors: run them here, then look once.
+        brg_system_run_until_idle(sys);
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+    }
     if (rc == BRG_OK) {
         rc = BRG_ETIMEDOUT;
         while (s_wait(waiter->ext->waiter, &deadline)) {

@@ -54,6 +54,14 @@
 #define BRG__INJECT_TICK 61
 #define BRG__SPIN_NS 50000u
 
+//  What the watchdog sees of one thread's current behaviour call.
+typedef struct brg__watch {
+    _Atomic uint64_t since_ns; // start of the call in progress, 0 = none (owner writes)
+    _Atomic uint64_t actor_id; // its actor (owner writes)
+    _Atomic uint64_t fail_at;  // since_ns of a call the watchdog wants failed (timer thread writes)
+    uint64_t reported;         // since_ns last reported (timer thread only)
+} brg__watch_t;
+
 typedef struct brg__worker {
     brg__runq_t runq;             // stealable FIFO (first: it is cache-line aligned inside)
     brg__sched_t *sched;          // immutable
@@ -72,6 +80,7 @@ typedef struct brg__worker {
     pthread_mutex_t park_lock;
     pthread_cond_t park_cond;
     bool notified;                // park_lock: woken by s_notify or shutdown
+    brg__watch_t watch;           // this thread's watchdog slot
 } brg__worker_t;
 
 struct brg__sched {
@@ -98,12 +107,16 @@ struct brg__sched {
     brg__actor_t *pool_head;
     brg__actor_t *pool_tail;
     bool pool_shutdown;
+    brg__watch_t *pool_watch;     // one watchdog slot per pool thread
+    bool deterministic;           // no threads: brg__sched_step runs actors
 };
 
 //  The worker the calling thread is, or NULL; and the system whose thread it is
 //  (workers and blocking pool).
 static _Thread_local brg__worker_t *s_worker;
 static _Thread_local brg_system_t *s_thread_sys;
+//  The calling thread's watchdog slot, set only when the watchdog is on.
+static _Thread_local brg__watch_t *s_watch;
 
 #define S_SEARCHING(w) ((uint32_t)((w) >> 32))
 #define S_SLEEPING(w) ((uint32_t)(w))
@@ -285,6 +298,10 @@ s_push_local(brg__worker_t *w, brg__actor_t *actor)
 void
 brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
 {
+    if (self->deterministic) {
+        s_inject_push(self, &actor, 1); // one FIFO: the order is the schedule
+        return;
+    }
     if (actor->mode & BRG__MODE_BLOCKING) {
         pthread_mutex_lock(&self->pool_lock);
         actor->next = NULL;
@@ -437,6 +454,8 @@ s_worker_main(void *arg)
     brg__sched_t *self = w->sched;
     s_worker = w;
     s_thread_sys = self->sys;
+    if (self->sys->cfg.watchdog_ms > 0)
+        s_watch = &w->watch;
     while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
         brg__actor_t *a = s_next_local(w);
         if (!a)
@@ -452,11 +471,20 @@ s_worker_main(void *arg)
     return NULL;
 }
 
+typedef struct {
+    brg__sched_t *sched;
+    brg__watch_t *watch;
+} s_pool_arg_t;
+
 static void *
 s_pool_main(void *arg)
 {
-    brg__sched_t *self = arg;
+    s_pool_arg_t *pa = arg;
+    brg__sched_t *self = pa->sched;
     s_thread_sys = self->sys;
+    if (self->sys->cfg.watchdog_ms > 0)
+        s_watch = pa->watch;
+    free(pa);
     for (;;) {
         pthread_mutex_lock(&self->pool_lock);
         while (!self->pool_head && !self->pool_shutdown)
@@ -511,11 +539,12 @@ s_free(brg__sched_t *self)
     free(self->workers);
     free(self->idle);
     free(self->pool);
+    free(self->pool_watch);
     free(self);
 }
 
 brg__sched_t *
-brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch)
+brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool deterministic)
 {
     assert(sys);
     assert(workers > 0 && blocking >= 0 && batch > 0);
@@ -523,19 +552,21 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch)
     if (!self)
         return NULL;
     self->sys = sys;
-    self->n = (uint32_t)workers;
-    self->batch = batch;
-    self->n_pool = (uint32_t)blocking;
+    self->deterministic = deterministic;
+    self->n = deterministic ? 0 : (uint32_t)workers;
+    self->batch = deterministic ? 1 : batch;
+    self->n_pool = deterministic ? 0 : (uint32_t)blocking;
     // aligned_alloc: the rings' head and tail sit on separate cache lines.
-    size_t size = ((sizeof(brg__worker_t) * self->n + 63) / 64) * 64;
+    size_t size = ((sizeof(brg__worker_t) * (self->n ? self->n : 1) + 63) / 64) * 64;
     self->workers = aligned_alloc(64, size);
-    self->idle = calloc(self->n, sizeof(*self->idle));
+    self->idle = calloc(self->n ? self->n : 1, sizeof(*self->idle));
     self->pool = calloc(self->n_pool ? self->n_pool : 1, sizeof(*self->pool));
+    self->pool_watch = calloc(self->n_pool ? self->n_pool : 1, sizeof(*self->pool_watch));
     pthread_mutex_init(&self->inject_lock, NULL);
     pthread_mutex_init(&self->idle_lock, NULL);
     pthread_mutex_init(&self->pool_lock, NULL);
     pthread_cond_init(&self->pool_cond, NULL);
-    if (!self->workers || !self->idle || !self->pool) {
+    if (!self->workers || !self->idle || !self->pool || !self->pool_watch) {
         self->n = 0;
         s_free(self);
         return NULL;
@@ -555,10 +586,19 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch)
         if (pthread_create(&self->workers[started].thread, NULL, s_worker_main,
                            &self->workers[started]) != 0)
             break;
-    if (started == self->n)
-        for (; pool_started < self->n_pool; pool_started++)
-            if (pthread_create(&self->pool[pool_started], NULL, s_pool_main, self) != 0)
+    if (started == self->n) {
+        for (; pool_started < self->n_pool; pool_started++) {
+            s_pool_arg_t *pa = malloc(sizeof(*pa));
+            if (!pa)
                 break;
+            pa->sched = self;
+            pa->watch = &self->pool_watch[pool_started];
+            if (pthread_create(&self->pool[pool_started], NULL, s_pool_main, pa) != 0) {
+                free(pa);
+                break;
+            }
+        }
+    }
     if (started < self->n || pool_started < self->n_pool) {
         s_stop_threads(self, started, pool_started);
         s_free(self);
@@ -597,6 +637,78 @@ bool
 brg__sched_on_thread_of(brg_system_t *sys)
 {
     return s_thread_sys == sys;
+}
+
+bool
+brg__sched_step(brg__sched_t *self)
+{
+    assert(self->deterministic);
+    brg__actor_t *a = s_inject_take(self, NULL);
+    if (!a)
+        return false;
+    // While a behaviour runs, the calling thread counts as the system's own
+    // (brg_system_ask from inside a behaviour is then the caller bug it is).
+    brg_system_t *prev = s_thread_sys;
+    s_thread_sys = self->sys;
+    uint32_t processed;
+    if (brg__actor_run(a, 1, &processed))
+        s_inject_push(self, &a, 1);
+    s_thread_sys = prev;
+    atomic_fetch_add_explicit(&self->sys->aux_processed, processed, memory_order_relaxed);
+    return true;
+}
+
+void
+brg__watch_begin(uint64_t actor_id)
+{
+    brg__watch_t *w = s_watch;
+    if (!w)
+        return;
+    // Relaxed: the watchdog only needs to see these eventually; a report
+    // from a stale pair names an actor that was busy a moment ago.
+    atomic_store_explicit(&w->actor_id, actor_id, memory_order_relaxed);
+    atomic_store_explicit(&w->since_ns, brg__now_ns(), memory_order_relaxed);
+}
+
+bool
+brg__watch_end(void)
+{
+    brg__watch_t *w = s_watch;
+    if (!w)
+        return false;
+    uint64_t since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
+    atomic_store_explicit(&w->since_ns, 0, memory_order_relaxed);
+    // The request names the call by its start time, so a late request can
+    // never fail a later call.
+    return atomic_load_explicit(&w->fail_at, memory_order_relaxed) == since;
+}
+
+static uint32_t
+s_watch_scan(brg_system_t *sys, brg__watch_t *w, uint64_t now, uint64_t limit, bool fail)
+{
+    uint64_t since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
+    if (since == 0 || now < since || now - since < limit || w->reported == since)
+        return 0;
+    w->reported = since;
+    if (fail)
+        atomic_store_explicit(&w->fail_at, since, memory_order_relaxed);
+    char buf[BRG_REF_STRLEN];
+    brg_ref_format(brg__system_ref(sys, atomic_load_explicit(&w->actor_id, memory_order_relaxed)),
+                   buf, sizeof(buf));
+    fprintf(stderr, "brigade: watchdog: actor %s has held its thread for %llu ms%s\n", buf,
+            (unsigned long long)((now - since) / 1000000u), fail ? " (it will fail)" : "");
+    return 1;
+}
+
+uint32_t
+brg__sched_watchdog_scan(brg__sched_t *self, uint64_t now_ns, uint64_t limit_ns, bool fail)
+{
+    uint32_t reports = 0;
+    for (uint32_t i = 0; i < self->n; i++)
+        reports += s_watch_scan(self->sys, &self->workers[i].watch, now_ns, limit_ns, fail);
+    for (uint32_t i = 0; i < self->n_pool; i++)
+        reports += s_watch_scan(self->sys, &self->pool_watch[i], now_ns, limit_ns, fail);
+    return reports;
 }
 
 uint32_t

@@ -12,7 +12,25 @@ typedef struct brg__actor brg__actor_t;
 
 //  Start workers worker threads and blocking blocking-pool threads. Returns
 //  NULL if a thread or the memory cannot be had (nothing is left running).
-brg__sched_t *brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch);
+//  deterministic: start no thread at all; actors run in brg__sched_step.
+brg__sched_t *brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch,
+                             bool deterministic);
+
+//  Deterministic mode: run one message of the actor that waited longest.
+//  Returns true if something ran. Thread: the system's creator.
+bool brg__sched_step(brg__sched_t *self);
+
+//  Watchdog hooks around one behaviour call on the running thread (no-ops
+//  unless the watchdog is on). end returns true if the watchdog asked for
+//  this call to fail the actor.
+void brg__watch_begin(uint64_t actor_id);
+bool brg__watch_end(void);
+
+//  Watchdog scan, from the timer thread: report calls running longer than
+//  limit_ns (once each); with fail, ask for them to fail. Returns the number
+//  of new reports.
+uint32_t brg__sched_watchdog_scan(brg__sched_t *self, uint64_t now_ns, uint64_t limit_ns,
+                                  bool fail);
 
 //  Stop and join every thread. Actors must all have ended. Thread: not a
 //  thread of this scheduler.

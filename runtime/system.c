@@ -72,11 +72,14 @@ brg_system_new(const brg_config_t *cfg)
     self->registry = brg__registry_new();
     if (!self->registry)
         goto fail;
-    self->timers = brg__timers_new(self);
+    // Virtual time starts at one second, not zero, so that "deadline 0"
+    // never looks special.
+    atomic_init(&self->vclock_ns, 1000000000u);
+    self->timers = brg__timers_new(self, !self->cfg.deterministic);
     if (!self->timers)
         goto fail;
-    self->sched =
-        brg__sched_new(self, self->cfg.workers, self->cfg.blocking_threads, self->cfg.batch);
+    self->sched = brg__sched_new(self, self->cfg.workers, self->cfg.blocking_threads,
+                                 self->cfg.batch, self->cfg.deterministic);
     if (!self->sched)
         goto fail;
     atomic_fetch_add(&s_systems, 1);
@@ -100,6 +103,12 @@ brg_system_destroy(brg_system_t **self_p)
         return;
     assert(!brg__sched_on_thread_of(self)); // a worker cannot join itself
     brg__actor_stop_all(self);
+    if (self->cfg.deterministic) {
+        // Run the stops (and whatever they cause) until nothing is alive.
+        while (atomic_load_explicit(&self->actors_alive, memory_order_acquire) != 0)
+            if (!brg__sched_step(self->sched))
+                brg__panic("deterministic destroy: actors alive but nothing runnable");
+    }
     brg_system_await_actors(self, -1);
     brg__timers_destroy(&self->timers);
     brg__sched_destroy(&self->sched);
@@ -126,6 +135,12 @@ brg_system_await_actors(brg_system_t *self, int timeout_ms)
             deadline.tv_sec++;
             deadline.tv_nsec -= 1000000000L;
         }
+    }
+    if (self->cfg.deterministic) {
+        brg_system_run_until_idle(self);
+        return atomic_load_explicit(&self->actors_alive, memory_order_acquire) == 0
+                   ? BRG_OK
+                   : BRG_ETIMEDOUT;
     }
     int rc = BRG_OK;
     pthread_mutex_lock(&self->await_lock);
@@ -176,8 +191,65 @@ brg_system_stats(brg_system_t *self, brg_stats_t *stats)
         processed + atomic_load_explicit(&self->aux_processed, memory_order_relaxed);
     stats->mailbox_hwm = hwm > aux_hwm ? hwm : aux_hwm;
     stats->timers_active = brg__timers_active(self->timers);
+    stats->watchdog_reports = atomic_load_explicit(&self->watchdog_reports, memory_order_relaxed);
     stats->workers = brg__sched_workers(self->sched);
     stats->blocking_threads = brg__sched_blocking(self->sched);
+}
+
+uint64_t
+brg__system_now_ns(const brg_system_t *sys)
+{
+    if (sys->cfg.deterministic)
+        return atomic_load_explicit(&sys->vclock_ns, memory_order_relaxed);
+    return brg__now_ns();
+}
+
+uint64_t
+brg_system_now_ms(brg_system_t *self)
+{
+    assert(self);
+    return brg__system_now_ns(self) / 1000000u;
+}
+
+int
+brg_system_step(brg_system_t *self)
+{
+    assert(self);
+    assert(self->cfg.deterministic);
+    return brg__sched_step(self->sched) ? 1 : 0;
+}
+
+int
+brg_system_run_until_idle(brg_system_t *self)
+{
+    assert(self);
+    assert(self->cfg.deterministic);
+    int steps = 0;
+    while (brg__sched_step(self->sched))
+        steps++;
+    return steps;
+}
+
+int
+brg_system_advance(brg_system_t *self, int ms)
+{
+    assert(self);
+    assert(self->cfg.deterministic);
+    assert(ms >= 0);
+    int steps = brg_system_run_until_idle(self);
+    uint64_t target = brg__system_now_ns(self) + (uint64_t)ms * 1000000u;
+    for (;;) {
+        uint64_t next = brg__timers_next_deadline(self->timers);
+        if (next > target)
+            break;
+        // Relaxed: only this thread reads or writes the virtual clock.
+        if (next > brg__system_now_ns(self))
+            atomic_store_explicit(&self->vclock_ns, next, memory_order_relaxed);
+        brg__timers_fire_due(self->timers, next);
+        steps += brg_system_run_until_idle(self);
+    }
+    atomic_store_explicit(&self->vclock_ns, target, memory_order_relaxed);
+    return steps + brg_system_run_until_idle(self);
 }
 
 void

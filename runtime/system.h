@@ -52,6 +52,8 @@ struct brg_system {
     _Atomic uint64_t dead_letters;
     _Atomic uint64_t aux_processed;   // messages run outside workers (blocking pool)
     _Atomic uint64_t aux_hwm;         // mailbox high-water mark seen outside workers
+    _Atomic uint64_t watchdog_reports;
+    _Atomic uint64_t vclock_ns;       // deterministic mode: virtual time (creator thread writes)
 
     pthread_mutex_t await_lock;       // with await_cond: brg_system_await_actors
     pthread_cond_t await_cond;
@@ -69,6 +71,9 @@ void brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_
 
 //  Bookkeeping when an actor ends (wakes brg_system_await_actors at zero).
 void brg__system_actor_ended(brg_system_t *sys, bool failed);
+
+//  The system's clock: virtual in deterministic mode, CLOCK_MONOTONIC else.
+uint64_t brg__system_now_ns(const brg_system_t *sys);
 
 //  The ref for a local id of this system.
 brg_ref_t brg__system_ref(const brg_system_t *sys, uint64_t id);

@@ -13,6 +13,10 @@
 //  the scheduler's locks and call the dead-letter hook). A periodic timer
 //  sends a copy each period; its message stays in the table.
 //  Everything here is guarded by `lock`; `active` is only a counter for stats.
+//  The same thread runs the watchdog: with cfg.watchdog_ms set it wakes at
+//  least every quarter of the limit and scans the workers' watch slots.
+//  In deterministic mode there is no thread: brg_system_advance moves the
+//  virtual clock and calls brg__timers_fire_due.
 #include "runtime_internal.h"
 
 typedef struct {
@@ -37,6 +41,7 @@ struct brg__timers {
     uint32_t heap_len;
     bool stop;
     pthread_t thread;
+    bool threaded;             // a timer thread runs (immutable)
     _Atomic uint64_t active;   // armed timers, for stats (relaxed: a counter)
 };
 
@@ -135,63 +140,131 @@ s_abs_timespec(uint64_t ns)
     return ts;
 }
 
+//  Take the earliest timer if it is due at now: its message to send (caller
+//  owns), target and id. Lock held. Returns false if none is due.
+static bool
+s_take_due(brg__timers_t *self, uint64_t now, brg_ref_t *to, brg_msg_t **msg, uint64_t *id,
+           bool *periodic)
+{
+    if (self->heap_len == 0)
+        return false;
+    uint32_t slot = self->heap[0];
+    s_entry_t *e = &self->table[slot];
+    if (e->deadline > now)
+        return false;
+    *to = e->to;
+    *id = ((uint64_t)e->gen << 32) | slot;
+    *periodic = e->period > 0;
+    if (*periodic) {
+        *msg = brg_msg_dup(e->msg);
+        e->deadline += e->period;
+        if (e->deadline <= now)
+            e->deadline = now + e->period; // fell behind: skip, do not burst
+        s_sift_down(self, 0);
+    } else {
+        *msg = e->msg;
+        s_heap_remove(self, 0);
+        s_entry_free(self, slot);
+    }
+    return true;
+}
+
+static void
+s_send(brg__timers_t *self, brg_ref_t to, brg_msg_t *msg, uint64_t id, bool periodic)
+{
+    int rc = msg ? brg__system_deliver(self->sys, to, &msg) : BRG_ENOMEM;
+    if (periodic && rc == BRG_ENOACTOR)
+        brg__timers_cancel(self, id); // the target is gone: stop sending
+}
+
 static void *
 s_timer_main(void *arg)
 {
     brg__timers_t *self = arg;
+    brg_system_t *sys = self->sys;
+    uint64_t limit = (uint64_t)sys->cfg.watchdog_ms * 1000000u;
+    uint64_t next_scan = limit ? brg__now_ns() + limit / 4 : UINT64_MAX;
     pthread_mutex_lock(&self->lock);
     while (!self->stop) {
-        if (self->heap_len == 0) {
-            pthread_cond_wait(&self->cond, &self->lock);
-            continue;
-        }
-        uint32_t slot = self->heap[0];
-        s_entry_t *e = &self->table[slot];
         uint64_t now = brg__now_ns();
-        if (e->deadline > now) {
-            struct timespec ts = s_abs_timespec(e->deadline);
-            pthread_cond_timedwait(&self->cond, &self->lock, &ts);
+        if (now >= next_scan) {
+            pthread_mutex_unlock(&self->lock);
+            uint32_t n = brg__sched_watchdog_scan(sys->sched, now, limit, sys->cfg.watchdog_fail);
+            atomic_fetch_add_explicit(&sys->watchdog_reports, n, memory_order_relaxed);
+            pthread_mutex_lock(&self->lock);
+            next_scan = now + limit / 4;
             continue;
         }
-        brg_ref_t to = e->to;
-        brg_msg_t *msg;
-        uint64_t id = ((uint64_t)e->gen << 32) | slot;
-        bool periodic = e->period > 0;
-        if (periodic) {
-            msg = brg_msg_dup(e->msg);
-            e->deadline += e->period;
-            if (e->deadline <= now)
-                e->deadline = now + e->period; // fell behind: skip, do not burst
-            s_sift_down(self, 0);
-        } else {
-            msg = e->msg;
-            s_heap_remove(self, 0);
-            s_entry_free(self, slot);
+        uint64_t wake = next_scan;
+        if (self->heap_len > 0 && self->table[self->heap[0]].deadline < wake)
+            wake = self->table[self->heap[0]].deadline;
+        if (wake > now) {
+            if (wake == UINT64_MAX) {
+                pthread_cond_wait(&self->cond, &self->lock);
+            } else {
+                struct timespec ts = s_abs_timespec(wake);
+                pthread_cond_timedwait(&self->cond, &self->lock, &ts);
+            }
+            continue;
         }
+        brg_ref_t to;
+        brg_msg_t *msg;
+        uint64_t id;
+        bool periodic;
+        if (!s_take_due(self, now, &to, &msg, &id, &periodic))
+            continue;
         pthread_mutex_unlock(&self->lock);
-        int rc = msg ? brg__system_deliver(self->sys, to, &msg) : BRG_ENOMEM;
-        if (periodic && rc == BRG_ENOACTOR)
-            brg__timers_cancel(self, id); // the target is gone: stop sending
+        s_send(self, to, msg, id, periodic);
         pthread_mutex_lock(&self->lock);
     }
     pthread_mutex_unlock(&self->lock);
     return NULL;
 }
 
+uint64_t
+brg__timers_next_deadline(brg__timers_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    uint64_t d = self->heap_len ? self->table[self->heap[0]].deadline : UINT64_MAX;
+    pthread_mutex_unlock(&self->lock);
+    return d;
+}
+
+uint32_t
+brg__timers_fire_due(brg__timers_t *self, uint64_t now_ns)
+{
+    uint32_t fired = 0;
+    for (;;) {
+        brg_ref_t to;
+        brg_msg_t *msg;
+        uint64_t id;
+        bool periodic;
+        pthread_mutex_lock(&self->lock);
+        bool due = s_take_due(self, now_ns, &to, &msg, &id, &periodic);
+        pthread_mutex_unlock(&self->lock);
+        if (!due)
+            return fired;
+        s_send(self, to, msg, id, periodic);
+        fired++;
+    }
+}
+
 brg__timers_t *
-brg__timers_new(brg_system_t *sys)
+brg__timers_new(brg_system_t *sys, bool threaded)
 {
     brg__timers_t *self = calloc(1, sizeof(*self));
     if (!self)
         return NULL;
     self->sys = sys;
+    self->threaded = threaded;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, &attr);
     pthread_condattr_destroy(&attr);
-    if (s_grow(self) != BRG_OK || pthread_create(&self->thread, NULL, s_timer_main, self) != 0) {
+    if (s_grow(self) != BRG_OK ||
+        (threaded && pthread_create(&self->thread, NULL, s_timer_main, self) != 0)) {
         pthread_mutex_destroy(&self->lock);
         pthread_cond_destroy(&self->cond);
         free(self->table);
@@ -213,7 +286,8 @@ brg__timers_destroy(brg__timers_t **self_p)
     self->stop = true;
     pthread_cond_signal(&self->cond);
     pthread_mutex_unlock(&self->lock);
-    pthread_join(self->thread, NULL);
+    if (self->threaded)
+        pthread_join(self->thread, NULL);
     for (uint32_t i = 0; i < self->capacity; i++)
         if (self->table[i].armed)
             brg__msg_free(self->table[i].msg);
@@ -243,7 +317,7 @@ brg__timers_start(brg__timers_t *self, brg_ref_t to, brg_msg_t **msg_p, uint64_t
     uint32_t slot = self->free_head - 1;
     s_entry_t *e = &self->table[slot];
     self->free_head = e->next_free;
-    e->deadline = brg__now_ns() + delay_ns;
+    e->deadline = brg__system_now_ns(self->sys) + delay_ns;
     e->period = period_ns;
     e->to = to;
     e->msg = msg;

@@ -2,14 +2,22 @@
 #ifndef BRG_RUNTIME_TIMER_H
 #define BRG_RUNTIME_TIMER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "brigade/timer.h"
 
 typedef struct brg__timers brg__timers_t;
 
-//  Start the timer thread. Returns NULL if out of resources.
-brg__timers_t *brg__timers_new(brg_system_t *sys);
+//  Start the timer thread (none when threaded is false: deterministic mode,
+//  where brg__timers_fire_due drives it). Returns NULL if out of resources.
+brg__timers_t *brg__timers_new(brg_system_t *sys, bool threaded);
+
+//  Deterministic mode: the earliest deadline (UINT64_MAX if none), and fire
+//  every timer due at or before now_ns, in deadline order. Returns how many
+//  fired. Thread: the system's creator.
+uint64_t brg__timers_next_deadline(brg__timers_t *self);
+uint32_t brg__timers_fire_due(brg__timers_t *self, uint64_t now_ns);
 
 //  Stop the thread; free armed timers and their messages (not sent).
 void brg__timers_destroy(brg__timers_t **self_p);

@@ -38,6 +38,19 @@ typedef struct brg_config {
     bool log_dead_letters;    // print each dead letter to stderr (default false)
     brg_dead_letter_fn dead_letter_fn; // optional hook for every dead letter
     void *dead_letter_arg;             // passed to dead_letter_fn
+    //  Watchdog: report a behaviour call (or init, or reply callback) that holds
+    //  its thread longer than watchdog_ms (0 = off, the default). C cannot
+    //  preempt a running function: the report comes while it runs, and with
+    //  watchdog_fail the actor fails (reason failed, BRG_ETIMEDOUT) once the
+    //  call returns. Reports are counted (stats.watchdog_reports) and printed.
+    int watchdog_ms;
+    bool watchdog_fail;
+    //  Deterministic test mode (default false): no threads at all. Every actor
+    //  runs on the thread that calls brg_system_run_until_idle / step /
+    //  advance, one message per turn, in FIFO order of becoming runnable; time
+    //  is virtual and moves only with brg_system_advance. Blocking actors run
+    //  the same way. For tests of supervision and timer logic.
+    bool deterministic;
 } brg_config_t;
 
 //  Counters, a consistent-enough snapshot (each counter read atomically on its
@@ -51,6 +64,7 @@ typedef struct brg_stats {
     uint64_t dead_letters;       // messages dropped, every reason
     uint64_t mailbox_hwm;        // longest mailbox seen by any actor
     uint64_t timers_active;      // timers armed and not yet fired or cancelled
+    uint64_t watchdog_reports;   // behaviour calls reported by the watchdog
     uint32_t workers;            // worker threads
     uint32_t blocking_threads;   // blocking-pool threads
 } brg_stats_t;
@@ -73,7 +87,8 @@ BRG_EXPORT brg_system_t *brg_system_new(const brg_config_t *cfg);
 BRG_EXPORT void brg_system_destroy(brg_system_t **self_p);
 
 //  Block until no actor is alive, or timeout_ms passes (negative: forever).
-//  Returns BRG_OK or BRG_ETIMEDOUT.
+//  Returns BRG_OK or BRG_ETIMEDOUT. In deterministic mode it runs the system
+//  until idle and then answers at once (time does not move).
 //  Thread: any thread that is not a Brigade worker; blocks.
 BRG_EXPORT int brg_system_await_actors(brg_system_t *self, int timeout_ms);
 
@@ -102,8 +117,32 @@ BRG_EXPORT int brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg
 //  comes later is a counted dead letter), BRG_ENOACTOR (target dead, or it
 //  stopped before replying), or the negative status the replier gave to
 //  brg_reply_error. Takes ownership of *msg_p and sets it to NULL.
+//  In deterministic mode it runs the system until idle and then answers at
+//  once: BRG_ETIMEDOUT if no reply came by then (time does not move).
 //  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
 BRG_EXPORT int brg_system_ask(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
                               brg_msg_t **reply_p);
+
+//  ---------------------------------------------------------------------------
+//  Deterministic test mode (cfg.deterministic). Calling these on a threaded
+//  system is a caller bug (assert).
+//  Thread: only the thread that created the system.
+
+//  Run one message (or one init) of the actor that has waited longest.
+//  Returns 1 if something ran, 0 if the system is idle.
+BRG_EXPORT int brg_system_step(brg_system_t *self);
+
+//  Run until no actor has anything to do (timers not yet due do not count).
+//  Returns the number of steps run.
+BRG_EXPORT int brg_system_run_until_idle(brg_system_t *self);
+
+//  Move virtual time forward by ms: timers fire in deadline order, each at its
+//  own virtual time, with the system run until idle after each. Returns the
+//  number of steps run.
+BRG_EXPORT int brg_system_advance(brg_system_t *self, int ms);
+
+//  The system's clock in milliseconds: virtual time in deterministic mode,
+//  CLOCK_MONOTONIC otherwise.
+BRG_EXPORT uint64_t brg_system_now_ms(brg_system_t *self);
 
 #endif
