@@ -67,7 +67,8 @@ BRG_EXPORT brg_msg_t *brg_msg_new_str(const char *tag, const char *value);
 //  Destroy the message and set *self_p to NULL. Accepts a pointer to NULL.
 BRG_EXPORT void brg_msg_destroy(brg_msg_t **self_p);
 
-//  Copy tag, payload and sender. Returns NULL if out of memory.
+//  Copy tag, payload, sender and the runtime's ask fields (so a copy of an
+//  ask can still be answered). Returns NULL if out of memory.
 //  Caller owns the returned message and must destroy it.
 BRG_EXPORT brg_msg_t *brg_msg_dup(const brg_msg_t *self);
 
@@ -93,6 +94,7 @@ BRG_EXPORT int brg_msg_add_map(brg_msg_t *self, uint32_t count);
 BRG_EXPORT int brg_msg_add_ref(brg_msg_t *self, brg_ref_t ref);
 //  Append already-encoded msgpack bytes: one or more complete values. The
 //  bytes are validated first; BRG_EBADMSG if they are not whole msgpack values.
+//  len 0 appends nothing.
 BRG_EXPORT int brg_msg_add_raw(brg_msg_t *self, const void *data, size_t len);
 
 //  ---------------------------------------------------------------------------
@@ -122,7 +124,8 @@ BRG_EXPORT int brg_msg_read_array(const brg_msg_t *self, size_t *pos, uint32_t *
 //  Reads a map header: the next 2 * *count values are its keys and values.
 BRG_EXPORT int brg_msg_read_map(const brg_msg_t *self, size_t *pos, uint32_t *count);
 BRG_EXPORT int brg_msg_read_ref(const brg_msg_t *self, size_t *pos, brg_ref_t *out);
-//  Skip one whole value (with everything nested in it).
+//  Skip one whole value (with everything nested in it). BRG_EBADMSG if it
+//  nests deeper than BRG_MSG_DEPTH_MAX.
 BRG_EXPORT int brg_msg_skip(const brg_msg_t *self, size_t *pos);
 //  Copy a string value into buf as a NUL-terminated C string. BRG_EMSGSIZE if
 //  it does not fit in len bytes (cursor unchanged).
