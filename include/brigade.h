@@ -4,7 +4,10 @@
 //  - functions taking a brg_ctx_t * run only inside that actor's behaviour
 //    (or its init or reply callback), on the thread that called it;
 //  - functions taking a brg_system_t * or a brg_ref_t are safe from any thread;
-//  - no function called from a behaviour blocks the worker thread.
+//  - no function called from a behaviour blocks the worker thread;
+//  - a send from a behaviour may run another actor's behaviour on the same
+//    thread before it returns (help-along, when every worker is busy), so a
+//    behaviour must not hold a lock across a send that another behaviour takes.
 //
 //  Ownership of messages: a call taking brg_msg_t ** always takes the message
 //  and sets the caller's pointer to NULL, success or failure; what cannot be
@@ -25,11 +28,16 @@
 #include "brigade/actor.h"
 #include "brigade/error.h"
 #include "brigade/export.h"
+#include "brigade/gather.h"
+#include "brigade/limiter.h"
 #include "brigade/link.h"
 #include "brigade/msg.h"
 #include "brigade/ref.h"
 #include "brigade/registry.h"
+#include "brigade/router.h"
+#include "brigade/supervisor.h"
 #include "brigade/system.h"
+#include "brigade/text.h"
 #include "brigade/timer.h"
 
 //  The library's version as "major.minor.patch" (the built library, which may

@@ -14,11 +14,14 @@
 //  the same word, so no wake-up can be lost. Per-sender order holds because
 //  the CAS order is a total order and reversal restores it.
 //
-//  System lane. Messages whose kind is a system kind (stop, ask timeout) go to
-//  a second private list, drained before any ordinary message at every step,
-//  so a stop never waits behind the ordinary backlog already grabbed (at most
-//  the one behaviour call in progress). Grabbing happens at the start of every
-//  activation and whenever the private lists run dry.
+//  System lane. Messages whose kind is a system kind (stop, kill, ask timeout)
+//  go to a second private list, drained before any ordinary message at every
+//  step. Grabbing happens at the start of every activation and whenever the
+//  private lists run dry; so that a stop or kill pushed while the actor runs
+//  does not wait behind the ordinary backlog already grabbed (up to a batch),
+//  its producer also raises `urgent`, which the owner checks before each
+//  message and answers with an early grab: the stop waits for at most the one
+//  behaviour call in progress.
 //
 //  Slot table. An address is node UUID + (generation << 32 | slot). Slots live
 //  in chunks of BRG__SLOT_CHUNK, allocated on first use and never moved, so a
@@ -273,16 +276,30 @@ brg__actor_ext(brg__actor_t *actor)
 int
 brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
 {
+    // Read before the push: afterwards the message belongs to the owner.
+    bool urgent = msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_KILL;
     brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
     do {
         if (old == BRG__MB_DEAD)
             return BRG_ENOACTOR;
         atomic_store_explicit(&msg->next, old, memory_order_relaxed);
         brg__debug_yield(); // race window: another producer or the owner moves head
-        // Release: publishes the message's contents (and, through the release
-        // sequence, the older stack below it) to the owner's acquire exchange.
-    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_release,
+        // Acq_rel. Release: publishes the message's contents (and, through
+        // the release sequence, the older stack below it) to the owner's
+        // acquire exchange. Acquire: a push onto NULL takes the actor out of
+        // idle and schedules it, so it must see the actor's private state
+        // (flags, lists) as its last runner left it; pairs with the owner's
+        // acq_rel CAS to NULL in brg__actor_run, and the run queue passes it
+        // on to the next runner, which reads flags before its own grab.
+    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
                                                     memory_order_relaxed));
+    if (urgent && old != NULL) {
+        // The actor is running (or queued) and may hold a grabbed backlog:
+        // have it grab again before its next message. Release: our push above
+        // happens before the owner's grab. Pairs with the acquire exchange in
+        // s_take_urgent.
+        atomic_store_explicit(&actor->urgent, true, memory_order_release);
+    }
     if (old == NULL) {
         // We moved the mailbox out of idle: the actor is ours to schedule.
         if (actor->mode & BRG__MODE_WAITER)
@@ -533,9 +550,9 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
         msg->corr = 0;
         /* fall through */
     case BRG__MSG_USER:
-        brg__watch_begin(actor->id);
+        brg__watch_frame_t watch = brg__watch_begin(actor->id);
         rc = actor->fn(&ctx, msg);
-        if (brg__watch_end())
+        if (brg__watch_end(watch))
             s_watchdog_fail(actor);
         if (rc == BRG_UNHANDLED)
             brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
@@ -560,6 +577,17 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
     return true;
 }
 
+//  True (and the flag cleared) if a stop or kill was pushed since we last
+//  looked. The relaxed pre-check keeps the common case to one plain load.
+static bool
+s_take_urgent(brg__actor_t *actor)
+{
+    // Acquire: pairs with the release store in brg__actor_push, so the grab
+    // that follows sees the urgent message.
+    return atomic_load_explicit(&actor->urgent, memory_order_relaxed) &&
+           atomic_exchange_explicit(&actor->urgent, false, memory_order_acquire);
+}
+
 bool
 brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
 {
@@ -568,9 +596,9 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
         brg_ctx_t ctx = {actor, NULL};
-        brg__watch_begin(actor->id);
+        brg__watch_frame_t watch = brg__watch_begin(actor->id);
         int rc = actor->ext->init(&ctx, actor->ext->init_arg);
-        if (brg__watch_end())
+        if (brg__watch_end(watch))
             s_watchdog_fail(actor);
         if (rc < 0 || (actor->flags & BRG__ACTOR_STOPPING)) {
             if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING))
@@ -587,6 +615,8 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
     int n = 0;
     int user = 0;
     while (n < batch) {
+        if (s_take_urgent(actor))
+            s_grab(actor);
         brg_msg_t *msg = s_pop(&actor->sys_head, &actor->sys_tail);
         if (!msg) {
             msg = s_pop(&actor->user_head, &actor->user_tail);
@@ -638,6 +668,11 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
         return BRG_EINVAL;
     if (opts->name && (opts->name[0] == '\0' || strlen(opts->name) > BRG_NAME_MAX))
         return BRG_EINVAL;
+    // Without a pool thread a blocking actor would never run, and destroy
+    // would wait for it forever. (Deterministic mode runs it like any other.)
+    if ((opts->flags & BRG_SPAWN_BLOCKING) && sys->cfg.blocking_threads == 0 &&
+        !sys->cfg.deterministic)
+        return BRG_EINVAL;
     size_t base = (sizeof(brg__actor_t) + 15u) & ~(size_t)15u;
     brg__actor_t *actor = malloc(base + opts->state_size);
     if (!actor)
@@ -685,6 +720,7 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
     } else {
         atomic_init(&actor->head, NULL);
     }
+    atomic_init(&actor->urgent, false);
     // The name is reserved before the actor exists, so a taken name fails the
     // spawn before anything is published, and filled in once it has an id.
     int rc;
@@ -826,21 +862,33 @@ brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p)
     return brg__system_deliver(ctx->actor->sys, to, msg_p);
 }
 
+//  brg_msg_new gives NULL both for a bad tag and for no memory; the
+//  shorthands promise BRG_EINVAL for the first.
+static bool
+s_tag_ok(const char *tag)
+{
+    return tag && tag[0] != '\0' && strnlen(tag, BRG_TAG_MAX + 1) <= BRG_TAG_MAX;
+}
+
 int
 brg_send_tag(brg_ctx_t *ctx, brg_ref_t to, const char *tag)
 {
+    if (!s_tag_ok(tag))
+        return BRG_EINVAL;
     brg_msg_t *msg = brg_msg_new(tag);
     if (!msg)
-        return tag ? BRG_ENOMEM : BRG_EINVAL;
+        return BRG_ENOMEM;
     return brg_send(ctx, to, &msg);
 }
 
 int
 brg_send_int(brg_ctx_t *ctx, brg_ref_t to, const char *tag, int64_t value)
 {
+    if (!s_tag_ok(tag))
+        return BRG_EINVAL;
     brg_msg_t *msg = brg_msg_new_int(tag, value);
     if (!msg)
-        return tag ? BRG_ENOMEM : BRG_EINVAL;
+        return BRG_ENOMEM;
     return brg_send(ctx, to, &msg);
 }
 
@@ -848,9 +896,11 @@ int
 brg_send_str(brg_ctx_t *ctx, brg_ref_t to, const char *tag, const char *value)
 {
     assert(value);
+    if (!s_tag_ok(tag))
+        return BRG_EINVAL;
     brg_msg_t *msg = brg_msg_new_str(tag, value);
     if (!msg)
-        return tag ? BRG_ENOMEM : BRG_EINVAL;
+        return BRG_ENOMEM;
     return brg_send(ctx, to, &msg);
 }
 

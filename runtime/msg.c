@@ -812,6 +812,35 @@ int
 brg_msg_add_int(brg_msg_t *self, int64_t value)
 {
     assert(self);
+    // Fast path: the common small integers, encoded in place (fixint, uint8,
+    // uint16, uint32: the same bytes the packer writes) without its callback.
+    if (self->cap - self->size >= 9) {
+        uint8_t *p = self->data + self->size;
+        uint32_t n;
+        if (value >= -32 && value <= 127) {
+            p[0] = (uint8_t)(int8_t)value;
+            n = 1;
+        } else if (value >= 0 && value <= 0xff) {
+            p[0] = 0xcc;
+            p[1] = (uint8_t)value;
+            n = 2;
+        } else if (value >= 0 && value <= 0xffff) {
+            p[0] = 0xcd;
+            p[1] = (uint8_t)(value >> 8);
+            p[2] = (uint8_t)value;
+            n = 3;
+        } else if (value >= 0 && value <= 0xffffffffll) {
+            p[0] = 0xce;
+            for (int i = 0; i < 4; i++)
+                p[1 + i] = (uint8_t)(value >> (24 - 8 * i));
+            n = 5;
+        } else {
+            goto slow;
+        }
+        self->size += n;
+        return BRG_OK;
+    }
+slow:;
     msgpack_packer packer;
     s_writer_t writer;
     s_packer_init(&packer, &writer, self);
@@ -991,6 +1020,35 @@ brg_msg_read_int(const brg_msg_t *self, size_t *pos, int64_t *out)
     assert(self);
     assert(pos);
     assert(out);
+    // Fast path: the common integer encodings without the generic decoder;
+    // anything else, and any truncated value, takes the checked path below.
+    if (*pos < self->size) {
+        const uint8_t *q = self->data + *pos;
+        size_t left = self->size - *pos;
+        uint8_t b = q[0];
+        if (b <= 0x7f || b >= 0xe0) {
+            *out = (int8_t)b;
+            if (b <= 0x7f)
+                *out = b;
+            *pos += 1;
+            return BRG_OK;
+        }
+        if (b == 0xcc && left >= 2) {
+            *out = q[1];
+            *pos += 2;
+            return BRG_OK;
+        }
+        if (b == 0xcd && left >= 3) {
+            *out = (int64_t)((uint32_t)q[1] << 8 | q[2]);
+            *pos += 3;
+            return BRG_OK;
+        }
+        if (b == 0xce && left >= 5) {
+            *out = (int64_t)((uint32_t)q[1] << 24 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 8 | q[4]);
+            *pos += 5;
+            return BRG_OK;
+        }
+    }
     s_value_t value;
     int rc = s_read(self, *pos, &value);
     if (rc < 0)

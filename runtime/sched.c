@@ -71,6 +71,8 @@ typedef struct brg__worker {
     uint32_t sends;               // sends by the running actor while lifo is full (owner)
     uint32_t tick;                // runs so far, for the inject-queue check (owner)
     bool searching;               // counted in idle_state (owner)
+    bool helping;                 // running a queued actor inside a send (owner)
+    uint32_t help_tick;           // sends since the last help check (owner)
     uint64_t rng;                 // victim choice (owner)
     uint64_t processed_local;     // messages run (owner), published in processed
     uint64_t hwm_local;           // longest mailbox seen (owner), published in hwm
@@ -329,11 +331,63 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
     s_notify(self);
 }
 
+#define BRG__HELP_EVERY 64
+#define BRG__HELP_BATCH_MULT 4
+
+//  Help-along. A behaviour that sends in a long loop (a fan-in sender, a
+//  fork-join driver) holds its worker for the whole loop; when every other
+//  worker is busy too, the actors it feeds wait in this worker's ring while
+//  their mailboxes grow without bound. So every BRG__HELP_EVERY sends, if no
+//  worker is searching or sleeping (nobody could steal the work), the sender's
+//  thread runs one queued actor's batch right here, nested inside the send.
+//  This is safe: the nested actor came out of our ring, so we own it, and it
+//  is not the running actor (a running actor is in no queue). Nesting is one
+//  level deep (helping), actors whose init has not run are not helped (a first
+//  activation may be a flood itself), and the LIFO slot and send count of the
+//  outer activation are restored afterwards. A user-visible consequence,
+//  documented in brigade.h: a send may run another actor's behaviour on the
+//  same thread before it returns.
+__attribute__((noinline, cold)) static void
+s_help(brg__worker_t *w)
+{
+    uint64_t st = atomic_load_explicit(&w->sched->idle_state, memory_order_relaxed);
+    if (S_SEARCHING(st) != 0 || S_SLEEPING(st) != 0)
+        return; // someone can steal it: parallelism beats helping
+    brg__actor_t *actor = brg__runq_pop(&w->runq);
+    if (!actor)
+        return;
+    if (actor->flags & BRG__ACTOR_INIT) {
+        s_push_local(w, actor); // a first activation may be a flood itself
+        return;
+    }
+    brg__actor_t *lifo = w->lifo;
+    uint32_t sends = w->sends;
+    w->lifo = NULL;
+    w->helping = true;
+    uint32_t processed;
+    bool again = brg__actor_run(actor, w->sched->batch * BRG__HELP_BATCH_MULT, &processed);
+    w->helping = false;
+    w->processed_local += processed;
+    atomic_store_explicit(&w->processed, w->processed_local, memory_order_relaxed);
+    if (again)
+        s_push_local(w, actor);
+    if (w->lifo)
+        s_push_local(w, w->lifo);
+    w->lifo = lifo;
+    w->sends = sends;
+}
+
 void
 brg__sched_note_send(void)
 {
     brg__worker_t *w = s_worker;
-    if (!w || !w->lifo || ++w->sends < BRG__LIFO_SENDS)
+    if (!w)
+        return;
+    if (__builtin_expect(++w->help_tick >= BRG__HELP_EVERY, 0) && !w->helping) {
+        w->help_tick = 0;
+        s_help(w);
+    }
+    if (!w->lifo || ++w->sends < BRG__LIFO_SENDS)
         return;
     // The running actor floods the one in the slot: let another worker run it.
     w->sends = 0;
@@ -658,29 +712,36 @@ brg__sched_step(brg__sched_t *self)
     return true;
 }
 
-void
+brg__watch_frame_t
 brg__watch_begin(uint64_t actor_id)
 {
     brg__watch_t *w = s_watch;
+    brg__watch_frame_t frame = {0, 0, 0};
     if (!w)
-        return;
+        return frame;
+    // A call nested by help-along saves the outer call's slot and restores it
+    // in brg__watch_end, so the outer call stays watched.
+    frame.outer_since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
+    frame.outer_actor = atomic_load_explicit(&w->actor_id, memory_order_relaxed);
+    frame.since = brg__now_ns();
     // Relaxed: the watchdog only needs to see these eventually; a report
     // from a stale pair names an actor that was busy a moment ago.
     atomic_store_explicit(&w->actor_id, actor_id, memory_order_relaxed);
-    atomic_store_explicit(&w->since_ns, brg__now_ns(), memory_order_relaxed);
+    atomic_store_explicit(&w->since_ns, frame.since, memory_order_relaxed);
+    return frame;
 }
 
 bool
-brg__watch_end(void)
+brg__watch_end(brg__watch_frame_t frame)
 {
     brg__watch_t *w = s_watch;
     if (!w)
         return false;
-    uint64_t since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
-    atomic_store_explicit(&w->since_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&w->actor_id, frame.outer_actor, memory_order_relaxed);
+    atomic_store_explicit(&w->since_ns, frame.outer_since, memory_order_relaxed);
     // The request names the call by its start time, so a late request can
     // never fail a later call.
-    return atomic_load_explicit(&w->fail_at, memory_order_relaxed) == since;
+    return atomic_load_explicit(&w->fail_at, memory_order_relaxed) == frame.since;
 }
 
 static uint32_t

@@ -23,8 +23,13 @@ bool brg__sched_step(brg__sched_t *self);
 //  Watchdog hooks around one behaviour call on the running thread (no-ops
 //  unless the watchdog is on). end returns true if the watchdog asked for
 //  this call to fail the actor.
-void brg__watch_begin(uint64_t actor_id);
-bool brg__watch_end(void);
+typedef struct {
+    uint64_t since;       // this call's start (0: not watched)
+    uint64_t outer_since; // the enclosing call's, restored at the end (help-along)
+    uint64_t outer_actor;
+} brg__watch_frame_t;
+brg__watch_frame_t brg__watch_begin(uint64_t actor_id);
+bool brg__watch_end(brg__watch_frame_t frame);
 
 //  Watchdog scan, from the timer thread: report calls running longer than
 //  limit_ns (once each); with fail, ask for them to fail. Returns the number
