@@ -62,6 +62,7 @@ typedef struct brg__actor_ext {
 //  through the run queues, whose release/acquire order publishes them.
 struct brg__actor {
     _Atomic(brg_msg_t *) head;     // mailbox stack and run state; producers CAS it
+    _Atomic bool urgent;           // a stop or kill was pushed while it runs (see actor.c)
     brg_msg_t *user_head;          // private FIFO of ordinary messages (owner)
     brg_msg_t *user_tail;
     brg_msg_t *sys_head;           // private FIFO of system messages, run first (owner)

@@ -11,6 +11,9 @@
 //  thread, one after the other; whichever finds the entry first removes it,
 //  so the callback runs exactly once, and the loser is a late reply (a counted
 //  dead letter) or a stale timeout (dropped silently: it is internal).
+//  brg_reply_to answers a saved copy of an earlier request the same way: a
+//  brg_msg_dup keeps sender and corr, which is all a reply needs, so an actor
+//  can ask on a caller's behalf and relay the answer from its reply callback.
 //
 //  From outside the system, brg_system_ask spawns a waiter: an actor that is
 //  never scheduled; the push that takes its mailbox out of idle signals a
@@ -211,12 +214,12 @@ brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_rep
     return rc;
 }
 
-//  Build the reply to the current message; NULL (and *rc) when there is no one
-//  to reply to.
+//  Send reply to the sender of cur (the current message, or a saved copy of
+//  an earlier one: brg_reply_to), as the answer to cur's ask if it was one.
+//  Takes reply; BRG_ENOACTOR (reply dead-lettered) when there is no sender.
 static int
-s_reply_to(brg_ctx_t *ctx, brg_msg_t *reply)
+s_reply_to(brg_ctx_t *ctx, const brg_msg_t *cur, brg_msg_t *reply)
 {
-    const brg_msg_t *cur = ctx->msg;
     if (!cur || brg_ref_is_none(cur->sender)) {
         brg__dead_letter(ctx->actor->sys, BRG_REF_NONE, reply, BRG_DEAD_NO_ACTOR, false);
         return BRG_ENOACTOR;
@@ -242,15 +245,14 @@ brg_reply(brg_ctx_t *ctx, brg_msg_t **msg_p)
     brg_msg_t *reply = *msg_p;
     *msg_p = NULL;
     reply->kind = BRG__MSG_USER;
-    return s_reply_to(ctx, reply);
+    return s_reply_to(ctx, ctx->msg, reply);
 }
 
-int
-brg_reply_error(brg_ctx_t *ctx, int status)
+//  The error reply for request; BRG_EINVAL if it was not an ask.
+static int
+s_reply_error_to(brg_ctx_t *ctx, const brg_msg_t *request, int status)
 {
-    assert(ctx);
-    assert(status < 0);
-    if (!ctx->msg || !ctx->msg->corr)
+    if (!request || !request->corr)
         return BRG_EINVAL;
     brg_msg_t *reply = brg__msg_alloc();
     if (!reply)
@@ -258,7 +260,36 @@ brg_reply_error(brg_ctx_t *ctx, int status)
     brg__msg_set_tag(reply, "brg.error", 9);
     reply->kind = BRG__MSG_REPLY_ERROR;
     reply->status = status;
-    return s_reply_to(ctx, reply);
+    return s_reply_to(ctx, request, reply);
+}
+
+int
+brg_reply_error(brg_ctx_t *ctx, int status)
+{
+    assert(ctx);
+    assert(status < 0);
+    return s_reply_error_to(ctx, ctx->msg, status);
+}
+
+int
+brg_reply_to(brg_ctx_t *ctx, const brg_msg_t *request, brg_msg_t **msg_p)
+{
+    assert(ctx);
+    assert(request);
+    assert(msg_p && *msg_p);
+    brg_msg_t *reply = *msg_p;
+    *msg_p = NULL;
+    reply->kind = BRG__MSG_USER;
+    return s_reply_to(ctx, request, reply);
+}
+
+int
+brg_reply_error_to(brg_ctx_t *ctx, const brg_msg_t *request, int status)
+{
+    assert(ctx);
+    assert(request);
+    assert(status < 0);
+    return s_reply_error_to(ctx, request, status);
 }
 
 int
@@ -344,14 +375,16 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
             while (top && top != BRG__MB_RUNNING) {
                 brg_msg_t *next = atomic_load_explicit(&top->next, memory_order_relaxed);
                 atomic_store_explicit(&top->next, NULL, memory_order_relaxed);
-                if (!found && top->corr == 1 &&
-                    (top->kind == BRG__MSG_REPLY || top->kind == BRG__MSG_REPLY_ERROR))
-                    found = top; // the oldest reply wins; the stack is newest first
-                else if (found && top->corr == 1) {
-                    brg__dead_letter(sys, self, found, BRG_DEAD_LATE_REPLY, false);
-                    found = top;
-                } else {
+                // Only a reply answers; anything else sent to the waiter (a
+                // forwarded copy of the request keeps its corr) is dropped.
+                if (top->corr != 1 ||
+                    (top->kind != BRG__MSG_REPLY && top->kind != BRG__MSG_REPLY_ERROR)) {
                     brg__dead_letter(sys, self, top, BRG_DEAD_NO_ACTOR, false);
+                } else {
+                    // The stack is newest first: the oldest reply wins.
+                    if (found)
+                        brg__dead_letter(sys, self, found, BRG_DEAD_LATE_REPLY, false);
+                    found = top;
                 }
                 top = next;
             }

@@ -71,6 +71,15 @@ s_link_add(brg__links_t *l, brg_ref_t ref)
 }
 
 static bool
+s_link_has(const brg__links_t *l, brg_ref_t ref)
+{
+    for (uint32_t i = 0; l && i < l->n_links; i++)
+        if (brg_ref_eq(l->links[i], ref))
+            return true;
+    return false;
+}
+
+static bool
 s_link_remove(brg__links_t *l, brg_ref_t ref)
 {
     for (uint32_t i = 0; l && i < l->n_links; i++) {
@@ -377,7 +386,11 @@ brg__link_on_drain(brg__actor_t *actor, brg_msg_t *msg)
         return false;
     brg_exit_reason_t noproc;
     brg__exit_reason_set(&noproc, BRG_EXIT_NOPROC, BRG_ENOACTOR, NULL);
-    if (msg->kind == BRG__MSG_SYS_LINK)
+    brg__links_t *l = actor->ext ? actor->ext->links : NULL;
+    // A LINK from an actor already linked (linking twice is one link) gets no
+    // noproc: brg__link_on_death, which runs after the drain, sends it the
+    // EXIT with the real reason, and the requester must hear exactly once.
+    if (msg->kind == BRG__MSG_SYS_LINK && !s_link_has(l, msg->sender))
         s_post(actor->sys, msg->sender,
                s_signal(BRG__MSG_SYS_EXIT, brg__actor_ref(actor), 0, &noproc));
     else if (msg->kind == BRG__MSG_SYS_MONITOR)

@@ -1,8 +1,10 @@
 //  system - a Brigade node: lifecycle, the send path, dead letters, counters
 //
 //  Design notes.
-//  brg_system_new starts, in order: the slot table, the registry, the timer
-//  thread, then the scheduler (workers and blocking pool). destroy is
+//  brg_system_new starts, in order: the slot table, the registry, the
+//  scheduler (workers and blocking pool), then the timer thread, which reads
+//  sched for its watchdog scans (creating the thread publishes the pointer;
+//  no actor can use the timers before new returns). destroy is
 //  synchronous (house rule R3) and runs the other way round: it marks the
 //  system closing and sends every live actor a stop through its system lane
 //  (so each state destructor runs on a Brigade thread), waits until none is
@@ -75,17 +77,17 @@ brg_system_new(const brg_config_t *cfg)
     // Virtual time starts at one second, not zero, so that "deadline 0"
     // never looks special.
     atomic_init(&self->vclock_ns, 1000000000u);
-    self->timers = brg__timers_new(self, !self->cfg.deterministic);
-    if (!self->timers)
-        goto fail;
     self->sched = brg__sched_new(self, self->cfg.workers, self->cfg.blocking_threads,
                                  self->cfg.batch, self->cfg.deterministic);
     if (!self->sched)
         goto fail;
+    self->timers = brg__timers_new(self, !self->cfg.deterministic);
+    if (!self->timers)
+        goto fail;
     atomic_fetch_add(&s_systems, 1);
     return self;
 fail:
-    brg__timers_destroy(&self->timers);
+    brg__sched_destroy(&self->sched);
     brg__registry_destroy(&self->registry);
     brg__slots_fini(self);
     pthread_mutex_destroy(&self->await_lock);
@@ -359,8 +361,18 @@ brg__system_deliver(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p)
     int rc = actor ? brg__actor_push(actor, msg) : BRG_ENOACTOR;
     if (actor)
         brg__actor_release(sys, to.id);
-    if (rc != BRG_OK)
-        brg__dead_letter(sys, to, msg, BRG_DEAD_NO_ACTOR, false);
+    if (rc == BRG_OK)
+        return rc;
+    if (msg->kind == BRG__MSG_SYS_ASK_TIMEOUT || msg->kind == BRG__MSG_SYS_IDLE) {
+        // The runtime's own timer message, fired just before its actor died
+        // (death cancels the rest): nothing a user sent was lost.
+        brg__msg_free(msg);
+        return rc;
+    }
+    // A reply whose asker is gone answers an ask that is over: that is a
+    // late reply (brg_system_ask retires its waiter when it times out).
+    bool reply = msg->kind == BRG__MSG_REPLY || msg->kind == BRG__MSG_REPLY_ERROR;
+    brg__dead_letter(sys, to, msg, reply ? BRG_DEAD_LATE_REPLY : BRG_DEAD_NO_ACTOR, false);
     return rc;
 }
 

@@ -78,7 +78,9 @@ BRG_EXPORT void brg_spawn_opts_init(brg_spawn_opts_t *opts);
 
 //  Spawn an actor from inside a behaviour. On BRG_OK *ref (if not NULL) is its
 //  address. Errors: BRG_ENOMEM, BRG_EBUSY (max_actors reached), BRG_EEXIST
-//  (opts->name taken), BRG_ECLOSED. On error nothing is spawned and the
+//  (opts->name taken), BRG_ECLOSED, BRG_EINVAL (empty or too long name,
+//  BRG_SPAWN_LINK/MONITOR from outside an actor, BRG_SPAWN_BLOCKING in a
+//  system with no blocking threads). On error nothing is spawned and the
 //  caller keeps ownership of opts->state.
 BRG_EXPORT int brg_spawn(brg_ctx_t *ctx, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
                          brg_ref_t *ref);
@@ -118,6 +120,21 @@ BRG_EXPORT int brg_reply(brg_ctx_t *ctx, brg_msg_t **msg_p);
 //  brg_system_ask) gets `status` (negative) and no reply. For a plain message
 //  it sends nothing and returns BRG_EINVAL.
 BRG_EXPORT int brg_reply_error(brg_ctx_t *ctx, int status);
+
+//  Reply to a saved request instead of the current message: request is a
+//  brg_msg_dup of a message this actor received earlier (the copy keeps its
+//  sender and ask), answered later, from a reply callback or another message
+//  (proxies, limiters, routers that ask on a caller's behalf). The reply goes
+//  to request's sender and, if request was an ask, to that ask's callback or
+//  waiting thread. BRG_ENOACTOR if request has no sender. Answering one
+//  request twice makes the second reply a late-reply dead letter.
+//  Takes ownership of *msg_p and sets it to NULL; request stays the caller's.
+BRG_EXPORT int brg_reply_to(brg_ctx_t *ctx, const brg_msg_t *request, brg_msg_t **msg_p);
+
+//  Answer a saved ask with an error, as brg_reply_error answers the current
+//  one. For a request that was not an ask it sends nothing and returns
+//  BRG_EINVAL.
+BRG_EXPORT int brg_reply_error_to(brg_ctx_t *ctx, const brg_msg_t *request, int status);
 
 //  Forward a copy of the current message to `to`, keeping its original sender
 //  and ask, so `to` replies straight to the asker. Errors as brg_send.
