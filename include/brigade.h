@@ -32,6 +32,7 @@
 #include "brigade/msg.h"
 #include "brigade/ref.h"
 #include "brigade/registry.h"
+#include "brigade/supervisor.h"
 #include "brigade/system.h"
 #include "brigade/timer.h"
 

@@ -34,9 +34,10 @@
 //  stale ref can never touch freed memory nor reach the slot's next occupant.
 //  Slot allocation takes slot_lock (spawn only, never on the send path).
 //
-//  Thread ownership. Everything in the actor but `head` belongs to the thread
-//  running it: it took the actor from a run queue (acquire) and hands it back
-//  through one (release). mode, sys and id never change after spawn.
+//  Thread ownership. Everything in the actor but `head` and `urgent` belongs
+//  to the thread running it: it took the actor from a run queue (acquire) and
+//  hands it back through one (release). mode, sys and id never change after
+//  spawn.
 #include "runtime_internal.h"
 
 struct brg__slot {

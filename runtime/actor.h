@@ -57,9 +57,10 @@ typedef struct brg__actor_ext {
     brg_exit_reason_t *fail_reason; // set by brg_fail, or NULL
 } brg__actor_ext_t;
 
-//  An actor. Fields other than head are owned by the thread running the actor
-//  (the one that took it from a run queue); hand-over between threads goes
-//  through the run queues, whose release/acquire order publishes them.
+//  An actor. Fields other than head and urgent are owned by the thread running
+//  the actor (the one that took it from a run queue); hand-over between
+//  threads goes through the run queues, whose release/acquire order publishes
+//  them. Producers write head (CAS) and urgent (store); the owner reads both.
 struct brg__actor {
     _Atomic(brg_msg_t *) head;     // mailbox stack and run state; producers CAS it
     _Atomic bool urgent;           // a stop or kill was pushed while it runs (see actor.c)

@@ -1,0 +1,233 @@
+//  supervisor - OTP-style supervisors: actors that start, watch and restart
+//  other actors (their children) from child specs.
+//
+//  A supervisor is an actor. It traps exits, starts its children in order
+//  when it starts, links to each one and, when one exits, decides from the
+//  child's restart type and the exit reason whether to restart it, and from
+//  its strategy which siblings go with it:
+//
+//                       permanent     transient                temporary
+//    exit normal        restart       -                        - (removed)
+//    exit shutdown      restart       -                        - (removed)
+//    killed/failed/     restart       restart                  - (removed)
+//      noproc
+//
+//    one_for_one        only the child that exited is restarted
+//    one_for_all        every child is stopped (reverse start order), then
+//                       all but the temporary ones are started (start order)
+//    rest_for_one       the child and those started after it: likewise
+//    dynamic            one_for_one over children of one spec that are added
+//                       at run time (OTP's simple_one_for_one)
+//
+//  A child that is not restarted changes nothing for its siblings. A
+//  restarted child gets fresh state from its start function and its
+//  registered name back. More than `intensity` restarts within `period_ms`
+//  make the supervisor stop every child (reverse start order) and fail with
+//  code BRG_EFAILED and text "reached max restart intensity": its parent sees
+//  an EXIT (or DOWN) with reason failed and decides in turn, so failures
+//  escalate up a tree of supervisors. See docs/SUPERVISION.md for the whole
+//  decision table, the shutdown sequence and the message protocol.
+//
+//  Stopping a supervisor: brg_exit(sys, sup, BRG_EXIT_SHUTDOWN) (or its
+//  parent exiting): it stops its children in reverse start order, each with
+//  its spec's shutdown, then exits with reason shutdown. Do not use
+//  brg_actor_stop on a supervisor: that ends it at once with reason normal,
+//  which does not stop its children (normal exits do not propagate).
+#ifndef BRG_SUPERVISOR_H
+#define BRG_SUPERVISOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "actor.h"
+#include "export.h"
+#include "msg.h"
+#include "ref.h"
+#include "system.h"
+
+//  When a child is restarted (see the table above).
+typedef enum {
+    BRG_RESTART_PERMANENT = 0, // always
+    BRG_RESTART_TRANSIENT = 1, // only after an abnormal exit other than shutdown
+    BRG_RESTART_TEMPORARY = 2  // never; the child is forgotten when it exits
+} brg_restart_t;
+
+//  Which children a restart takes along (see the table above).
+typedef enum {
+    BRG_STRATEGY_ONE_FOR_ONE = 0,
+    BRG_STRATEGY_ONE_FOR_ALL = 1,
+    BRG_STRATEGY_REST_FOR_ONE = 2,
+    BRG_STRATEGY_DYNAMIC = 3 // OTP's simple_one_for_one
+} brg_strategy_t;
+
+//  Shutdown of a child: ms to wait after asking it to stop (brg_exit with
+//  BRG_EXIT_SHUTDOWN) before killing it (BRG_EXIT_KILLED), or one of these.
+#define BRG_SHUTDOWN_BRUTAL 0    // kill at once
+#define BRG_SHUTDOWN_INFINITY -1 // wait as long as it takes (nested supervisors)
+#define BRG_SHUTDOWN_DEFAULT 5000
+
+//  Longest child id, in bytes, without the NUL.
+#define BRG_CHILD_ID_MAX 63
+
+//  Most children of a static supervisor (dynamic ones have no limit but memory).
+#define BRG_SUPERVISOR_CHILDREN_MAX 1024
+
+//  Largest restart intensity, the "max" of brg_supervisor_opts_t.intensity
+//  (the supervisor keeps intensity + 1 restart times).
+#define BRG_SUPERVISOR_INTENSITY_MAX 1000000
+
+//  Start one child. Called on the supervisor's thread, inside its behaviour
+//  or init: sup_ctx is the supervisor's context, so spawn the child with
+//  brg_spawn(sup_ctx, ...). arg is the spec's arg. args is NULL for a static
+//  child; for a dynamic child it is the start request (Borrowed: valid until
+//  the start function returns), whose payload holds the start arguments; a
+//  restart passes the same arguments again. On BRG_OK set *child to the new
+//  actor; return a negative BRG_E... code if it could not be started.
+//  Spawn the child with BRG_SPAWN_LINK. The supervisor also links to it
+//  after this returns, but without the flag a child that ends before that
+//  link reaches it (it fails at once, or an exit signal, which overtakes the
+//  link request, stops it) is seen as exiting with reason noproc, which is
+//  abnormal: even a transient child is then restarted. Do not give the child
+//  the spec's name in the spawn options: the supervisor registers it.
+//  Thread: the supervisor's; it must not block.
+typedef int (*brg_child_start_fn)(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args,
+                                  brg_ref_t *child);
+
+//  A child spec. Start from brg_child_spec_init(&spec). The supervisor
+//  copies the spec and its strings; arg is not copied and must stay valid as
+//  long as the supervisor lives.
+typedef struct brg_child_spec {
+    const char *id;           // required: unique among the supervisor's children
+    brg_child_start_fn start; // required
+    void *arg;                // passed to start
+    brg_restart_t restart;    // default BRG_RESTART_PERMANENT
+    int shutdown_ms;          // default BRG_SHUTDOWN_DEFAULT; or _BRUTAL, _INFINITY
+    const char *name;         // optional: registered name, restored after each restart
+} brg_child_spec_t;
+
+//  Supervisor options. Start from brg_supervisor_opts_init(&opts).
+typedef struct brg_supervisor_opts {
+    brg_strategy_t strategy;          // default BRG_STRATEGY_ONE_FOR_ONE
+    int intensity;                    // restarts allowed per period (default 1; 0 .. max)
+    int period_ms;                    // the period (default 5000, > 0)
+    const brg_child_spec_t *children; // static: the children, in start order;
+    size_t n_children;                //   dynamic: exactly one spec (no name)
+    const char *name;                 // optional registered name of the supervisor
+} brg_supervisor_opts_t;
+
+//  One child as a query reports it (a plain value: read its fields freely).
+typedef struct brg_child_info {
+    char id[BRG_CHILD_ID_MAX + 1]; // the spec's id (every dynamic child has its spec's)
+    brg_ref_t ref;                 // the running child, or BRG_REF_NONE if it is not running
+    uint64_t restarts;             // times this child was started again
+} brg_child_info_t;
+
+//  Counters as a query reports them (a plain value).
+typedef struct brg_supervisor_counts {
+    uint64_t children; // children known (running or not; temporary ones leave)
+    uint64_t running;  // children alive now
+    uint64_t restarts; // children started again since the supervisor started
+    uint64_t exits;    // child exits seen, any reason (stops it asked for too)
+} brg_supervisor_counts_t;
+
+//  Tags of the supervisor's message protocol (docs/SUPERVISION.md). Requests
+//  are answered with brg_reply, so they work with brg_ask and brg_system_ask;
+//  a request the supervisor cannot serve gets brg_reply_error.
+#define BRG_SUP_TAG_WHICH "brg.sup.which"         // -> [[id, ref | nil, restarts], ...]
+#define BRG_SUP_TAG_COUNT "brg.sup.count"         // -> children, running, restarts, exits
+#define BRG_SUP_TAG_START "brg.sup.start"         // args... -> BRG_SUP_TAG_STARTED, ref
+#define BRG_SUP_TAG_STARTED "brg.sup.started"     //
+#define BRG_SUP_TAG_TERMINATE "brg.sup.terminate" // ref -> BRG_SUP_TAG_OK
+#define BRG_SUP_TAG_OK "brg.sup.ok"               //
+
+//  Fill with the defaults (see the fields).
+BRG_EXPORT void brg_child_spec_init(brg_child_spec_t *spec);
+BRG_EXPORT void brg_supervisor_opts_init(brg_supervisor_opts_t *opts);
+
+//  Spawn a supervisor from inside a behaviour, linked to the calling actor
+//  (its parent): when the parent exits, for any reason, the supervisor stops
+//  its children and exits with that reason; when the supervisor fails, the
+//  parent gets the exit signal. The children start in the supervisor's first
+//  activation, after this returns; if one fails to start, the supervisor
+//  stops those already started and fails (code: the start function's,
+//  text "failed to start child <id>"). Errors: BRG_EINVAL (bad options:
+//  missing or duplicate id, no start function, a value out of range, a
+//  dynamic supervisor without exactly one spec or with a named spec), then
+//  as brg_spawn; on error nothing is spawned. On BRG_OK *sup (if not NULL)
+//  is its address. opts is copied.
+BRG_EXPORT int brg_supervisor_spawn(brg_ctx_t *ctx, const brg_supervisor_opts_t *opts,
+                                    brg_ref_t *sup);
+
+//  The same from any thread, as the root of a tree: no parent. Thread: any.
+BRG_EXPORT int brg_supervisor_spawn_root(brg_system_t *sys, const brg_supervisor_opts_t *opts,
+                                         brg_ref_t *sup);
+
+//  A ready-made start function for a nested supervisor: arg is a
+//  const brg_supervisor_opts_t * (not copied: keep it valid while the parent
+//  lives). Give such a child BRG_SHUTDOWN_INFINITY, as OTP does. A parent
+//  supervisor waits until a supervisor it started has started all its own
+//  children (recursively) before it starts its next child, as OTP's
+//  synchronous start does; ordinary children start in spawn order, each one's
+//  init possibly still running when the next is spawned.
+BRG_EXPORT int brg_supervisor_start(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args,
+                                    brg_ref_t *child);
+
+//  ---------------------------------------------------------------------------
+//  Requests and replies, for actors that ask a supervisor with brg_ask.
+
+//  A request for the children, the counters, or a new dynamic child (add the
+//  start arguments to it with the brg_msg_add_... builders), or to stop one
+//  dynamic child. NULL if out of memory.
+//  Caller owns the returned message and must destroy it.
+BRG_EXPORT brg_msg_t *brg_supervisor_msg_which(void);
+BRG_EXPORT brg_msg_t *brg_supervisor_msg_count(void);
+BRG_EXPORT brg_msg_t *brg_supervisor_msg_start(void);
+BRG_EXPORT brg_msg_t *brg_supervisor_msg_terminate(brg_ref_t child);
+
+//  Read the reply to a which request: fills out[0 .. min(count, max)) in
+//  start order and returns count, the number of children (which may exceed
+//  max). BRG_ETYPE or BRG_EBADMSG if reply is not such a reply.
+BRG_EXPORT int brg_supervisor_read_which(const brg_msg_t *reply, brg_child_info_t *out, size_t max);
+
+//  Read the reply to a count request. BRG_OK, or BRG_ETYPE / BRG_EBADMSG.
+BRG_EXPORT int brg_supervisor_read_count(const brg_msg_t *reply, brg_supervisor_counts_t *out);
+
+//  Read the reply to a start request: the new child. BRG_OK, or BRG_ETYPE /
+//  BRG_EBADMSG.
+BRG_EXPORT int brg_supervisor_read_started(const brg_msg_t *reply, brg_ref_t *child);
+
+//  ---------------------------------------------------------------------------
+//  Blocking helpers for threads outside the system (built on brg_system_ask).
+//  Errors: those of brg_system_ask (BRG_ETIMEDOUT, BRG_ENOACTOR: the
+//  supervisor is gone), BRG_ENOMEM, and the supervisor's own answer.
+
+//  The children, as brg_supervisor_read_which: returns their number.
+//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+BRG_EXPORT int brg_supervisor_which(brg_system_t *sys, brg_ref_t sup, int timeout_ms,
+                                    brg_child_info_t *out, size_t max);
+
+//  The counters. Thread: any thread that is NOT a Brigade worker; blocks up
+//  to timeout_ms.
+BRG_EXPORT int brg_supervisor_count(brg_system_t *sys, brg_ref_t sup, int timeout_ms,
+                                    brg_supervisor_counts_t *out);
+
+//  Start a child of a dynamic supervisor. *args_p (may be NULL: no
+//  arguments) is a message whose payload is the start arguments; its tag is
+//  ignored. Takes ownership of *args_p and sets it to NULL. On BRG_OK *child
+//  (if not NULL) is the new child. Errors besides the above: BRG_EINVAL (not
+//  a dynamic supervisor), BRG_ECLOSED (it is shutting down), or the start
+//  function's code (nothing was started).
+//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+BRG_EXPORT int brg_supervisor_start_child(brg_system_t *sys, brg_ref_t sup, brg_msg_t **args_p,
+                                          int timeout_ms, brg_ref_t *child);
+
+//  Stop one child of a dynamic supervisor (with its spec's shutdown) and
+//  forget it: it is not restarted. Returns once the stop has begun; the
+//  child leaves the supervisor's list when its exit arrives. Errors besides
+//  the above: BRG_EINVAL (not a dynamic supervisor), BRG_ENOTFOUND (not a
+//  running child of this supervisor).
+//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+BRG_EXPORT int brg_supervisor_terminate_child(brg_system_t *sys, brg_ref_t sup, brg_ref_t child,
+                                              int timeout_ms);
+
+#endif

@@ -1,0 +1,1325 @@
+//  test_supervisor - OTP supervisor semantics, case by case: the decision
+//  table (strategy x restart type x exit reason), start and stop order,
+//  shutdown timeouts, restart intensity and escalation up a tree, names
+//  restored after restarts, the dynamic supervisor, the query protocol, and
+//  a stress storm of failing dynamic children whose counts must add up.
+//
+//  Supervisors are spawned by a "parent" actor that traps exits, so each
+//  test can read the reason its supervisor exited with. Children are
+//  "workers" whose start function and shutdown behaviour are set per child
+//  kind; workers that trap exits log their graceful shutdown ("-id") in
+//  their behaviour, before their EXIT is sent, so the log shows the order in
+//  which the supervisor stopped them.
+#include "test_util.h"
+
+//  ---------------------------------------------------------------------------
+//  The log of starts and graceful stops: "+a +b -b ..."
+
+static pthread_mutex_t ts_lock = PTHREAD_MUTEX_INITIALIZER;
+static char ts_log[4096];
+
+static void
+ts_logf(const char *prefix, const char *id)
+{
+    pthread_mutex_lock(&ts_lock);
+    size_t len = strlen(ts_log);
+    snprintf(ts_log + len, sizeof(ts_log) - len, "%s%s%s", len ? " " : "", prefix, id);
+    pthread_mutex_unlock(&ts_lock);
+}
+
+static bool
+ts_log_is(const char *expected)
+{
+    pthread_mutex_lock(&ts_lock);
+    bool same = strcmp(ts_log, expected) == 0;
+    pthread_mutex_unlock(&ts_lock);
+    return same;
+}
+
+#define TS_WAIT_LOG(expected)                                                                      \
+    do {                                                                                           \
+        uint64_t deadline_ = tu_now_ms() + (uint64_t)(TU_WAIT_MS * tu_multiplier());               \
+        while (!ts_log_is(expected) && tu_now_ms() < deadline_)                                    \
+            tu_sleep_ms(1);                                                                        \
+        pthread_mutex_lock(&ts_lock);                                                              \
+        ck_assert_str_eq(ts_log, expected);                                                        \
+        pthread_mutex_unlock(&ts_lock);                                                            \
+    } while (0)
+
+//  ---------------------------------------------------------------------------
+//  Workers and their start function
+
+typedef struct {
+    const char *id;
+    bool trap;           // trap exits: stop gracefully on shutdown, logging "-id"
+    bool stubborn;       // trap exits and ignore shutdown requests (logging "~id")
+    bool init_fails;     // fail in init, before the supervisor can link
+    bool unlinked;       // the start function spawns without BRG_SPAWN_LINK
+    bool quiet;          // log nothing (stress)
+    int fail_start_from; // the start function fails from this call on (0: never)
+    atomic_int calls;    // start function calls
+    atomic_int starts;   // children started
+} ts_kind_t;
+
+static ts_kind_t ts_kinds[8];
+static atomic_int ts_stops; // worker states destroyed
+
+typedef struct {
+    ts_kind_t *kind;
+    int64_t arg; // the dynamic start argument, or -1
+} ts_state_t;
+
+static void
+ts_state_free(void *state)
+{
+    atomic_fetch_add(&ts_stops, 1);
+    free(state);
+}
+
+static int
+ts_worker_init(brg_ctx_t *ctx, void *arg)
+{
+    (void)arg;
+    ts_state_t *st = brg_state(ctx);
+    if (st->kind->trap || st->kind->stubborn)
+        brg_trap_exits(ctx, true);
+    if (st->kind->init_fails)
+        brg_fail(ctx, -200, "init failed");
+    return BRG_OK;
+}
+
+static int
+ts_worker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    ts_state_t *st = brg_state(ctx);
+    if (brg_msg_is(msg, BRG_TAG_EXIT)) {
+        brg_ref_t from;
+        brg_exit_reason_t reason;
+        if (brg_msg_read_exit(msg, &from, &reason) != BRG_OK || !brg_ref_is_none(from))
+            return BRG_OK;
+        if (st->kind->stubborn) {
+            ts_logf("~", st->kind->id);
+            return BRG_OK;
+        }
+        // A graceful shutdown: clean up (log), then exit with shutdown.
+        ts_logf("-", st->kind->id);
+        brg_trap_exits(ctx, false);
+        return brg_exit(brg_ctx_system(ctx), brg_self(ctx), BRG_EXIT_SHUTDOWN);
+    }
+    if (brg_msg_is(msg, "ping")) {
+        brg_msg_t *pong = brg_msg_new_int("pong", st->arg);
+        return brg_reply(ctx, &pong);
+    }
+    if (brg_msg_is(msg, "fail")) {
+        brg_fail(ctx, -100, "boom");
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, "stop")) {
+        brg_stop(ctx);
+        return BRG_OK;
+    }
+    return BRG_UNHANDLED;
+}
+
+static int
+ts_start(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t *child)
+{
+    ts_kind_t *kind = arg;
+    int call = atomic_fetch_add(&kind->calls, 1) + 1;
+    if (kind->fail_start_from && call >= kind->fail_start_from)
+        return BRG_EINVAL;
+    ts_state_t *st = malloc(sizeof(*st));
+    if (!st)
+        return BRG_ENOMEM;
+    st->kind = kind;
+    st->arg = -1;
+    size_t pos = 0;
+    if (args)
+        brg_msg_read_int(args, &pos, &st->arg);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.state = st;
+    opts.state_destroy = ts_state_free;
+    opts.init = ts_worker_init;
+    opts.flags = kind->unlinked ? 0 : BRG_SPAWN_LINK;
+    int rc = brg_spawn(sup_ctx, ts_worker, &opts, child);
+    if (rc != BRG_OK) {
+        free(st);
+        return rc;
+    }
+    atomic_fetch_add(&kind->starts, 1);
+    if (!kind->quiet)
+        ts_logf("+", kind->id);
+    return BRG_OK;
+}
+
+//  Kind i, with this id, and a child spec that starts it.
+static brg_child_spec_t
+ts_spec(int i, const char *id, brg_restart_t restart)
+{
+    ts_kinds[i].id = id;
+    brg_child_spec_t spec;
+    brg_child_spec_init(&spec);
+    spec.id = id;
+    spec.start = ts_start;
+    spec.arg = &ts_kinds[i];
+    spec.restart = restart;
+    return spec;
+}
+
+//  ---------------------------------------------------------------------------
+//  The parent: spawns supervisors, traps their exits, watches actors
+
+typedef struct {
+    char tag[8]; // "exit" or "down"
+    brg_ref_t from;
+    brg_exit_reason_t reason;
+} ts_signal_t;
+
+static brg_supervisor_opts_t ts_opts; // what the next "spawn" spawns
+static brg_ref_t ts_parent_ref;
+static brg_ref_t ts_sup_ref;       // the last supervisor spawned (ts_lock)
+static atomic_int ts_parent_rc;    // the last command's result
+static atomic_int ts_parent_acks;  // commands handled
+static atomic_int ts_asked;        // what the last brg_ask of "which" read
+static ts_signal_t ts_signals[64]; // EXIT and DOWN the parent saw (ts_lock)
+static atomic_int ts_nsignals;
+
+static void
+ts_signal_add(const char *tag, brg_ref_t from, const brg_exit_reason_t *reason)
+{
+    pthread_mutex_lock(&ts_lock);
+    int n = atomic_load(&ts_nsignals);
+    if (n < 64) {
+        snprintf(ts_signals[n].tag, sizeof(ts_signals[n].tag), "%s", tag);
+        ts_signals[n].from = from;
+        ts_signals[n].reason = *reason;
+        atomic_store(&ts_nsignals, n + 1);
+    }
+    pthread_mutex_unlock(&ts_lock);
+}
+
+static bool
+ts_signal_find(const char *tag, brg_ref_t from, ts_signal_t *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&ts_lock);
+    for (int i = 0; i < atomic_load(&ts_nsignals) && !found; i++) {
+        if (strcmp(ts_signals[i].tag, tag) == 0 && brg_ref_eq(ts_signals[i].from, from)) {
+            *out = ts_signals[i];
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&ts_lock);
+    return found;
+}
+
+//  Wait for the parent to see tag ("exit" or "down") from `from`.
+static brg_exit_reason_t
+ts_wait_signal(const char *tag, brg_ref_t from)
+{
+    ts_signal_t s;
+    TU_WAIT_UNTIL(ts_signal_find(tag, from, &s), TU_WAIT_MS);
+    return s.reason;
+}
+
+static int
+ts_on_which(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    brg_child_info_t info[4];
+    atomic_store(&ts_asked, status == BRG_OK ? brg_supervisor_read_which(reply, info, 4) : status);
+    return BRG_OK;
+}
+
+static int
+ts_parent_init(brg_ctx_t *ctx, void *arg)
+{
+    (void)arg;
+    brg_trap_exits(ctx, true);
+    return BRG_OK;
+}
+
+static int
+ts_parent(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_ref_t ref;
+    brg_exit_reason_t reason;
+    uint64_t mon;
+    size_t pos = 0;
+    int rc = BRG_OK;
+    if (brg_msg_read_exit(msg, &ref, &reason) == BRG_OK) {
+        ts_signal_add("exit", ref, &reason);
+        return BRG_OK;
+    }
+    if (brg_msg_read_down(msg, &ref, &mon, &reason) == BRG_OK) {
+        ts_signal_add("down", ref, &reason);
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, "spawn")) {
+        rc = brg_supervisor_spawn(ctx, &ts_opts, &ref);
+        pthread_mutex_lock(&ts_lock);
+        ts_sup_ref = rc == BRG_OK ? ref : BRG_REF_NONE;
+        pthread_mutex_unlock(&ts_lock);
+    } else if (brg_msg_is(msg, "monitor")) {
+        brg_msg_read_ref(msg, &pos, &ref);
+        rc = brg_monitor(ctx, ref, &mon);
+    } else if (brg_msg_is(msg, "ask_which")) {
+        brg_msg_read_ref(msg, &pos, &ref);
+        brg_msg_t *req = brg_supervisor_msg_which();
+        rc = brg_ask(ctx, ref, &req, TU_WAIT_MS, ts_on_which, NULL);
+    } else if (brg_msg_is(msg, "stop")) {
+        brg_stop(ctx);
+        return BRG_OK;
+    } else {
+        return BRG_UNHANDLED;
+    }
+    atomic_store(&ts_parent_rc, rc);
+    atomic_fetch_add(&ts_parent_acks, 1);
+    return BRG_OK;
+}
+
+static void
+ts_parent_cmd(brg_msg_t *msg)
+{
+    int before = atomic_load(&ts_parent_acks);
+    ck_assert_int_eq(brg_system_send(tu_sys, ts_parent_ref, &msg), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&ts_parent_acks) > before, TU_WAIT_MS);
+}
+
+//  The parent monitors ref (its DOWN then shows in the signals).
+static void
+ts_watch(brg_ref_t ref)
+{
+    brg_msg_t *msg = brg_msg_new("monitor");
+    brg_msg_add_ref(msg, ref);
+    ts_parent_cmd(msg);
+    ck_assert_int_eq(atomic_load(&ts_parent_rc), BRG_OK);
+}
+
+static void
+ts_setup(void)
+{
+    tu_setup();
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.init = ts_parent_init;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, ts_parent, &opts, &ts_parent_ref), BRG_OK);
+}
+
+//  Spawn a supervisor from the parent with these options; returns the
+//  spawn's result and, on BRG_OK, the supervisor in *sup.
+static int
+ts_try_spawn(const brg_supervisor_opts_t *opts, brg_ref_t *sup)
+{
+    ts_opts = *opts; // read by the parent after our send: the send orders it
+    ts_parent_cmd(brg_msg_new("spawn"));
+    pthread_mutex_lock(&ts_lock);
+    *sup = ts_sup_ref;
+    pthread_mutex_unlock(&ts_lock);
+    return atomic_load(&ts_parent_rc);
+}
+
+static brg_ref_t
+ts_spawn(brg_strategy_t strategy, const brg_child_spec_t *specs, size_t n)
+{
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.strategy = strategy;
+    opts.children = specs;
+    opts.n_children = n;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    return sup;
+}
+
+static brg_supervisor_counts_t
+ts_counts(brg_ref_t sup)
+{
+    brg_supervisor_counts_t counts;
+    ck_assert_int_eq(brg_supervisor_count(tu_sys, sup, TU_WAIT_MS, &counts), BRG_OK);
+    return counts;
+}
+
+#define TS_WAIT_COUNTS(sup, cond)                                                                  \
+    do {                                                                                           \
+        brg_supervisor_counts_t c_;                                                                \
+        uint64_t deadline_ = tu_now_ms() + (uint64_t)(TU_WAIT_MS * tu_multiplier());               \
+        for (;;) {                                                                                 \
+            c_ = ts_counts(sup);                                                                   \
+            if (cond)                                                                              \
+                break;                                                                             \
+            ck_assert_msg(tu_now_ms() < deadline_,                                                 \
+                          "timed out waiting for %s: children %llu running %llu restarts %llu "    \
+                          "exits %llu",                                                            \
+                          #cond, (unsigned long long)c_.children, (unsigned long long)c_.running,  \
+                          (unsigned long long)c_.restarts, (unsigned long long)c_.exits);          \
+            tu_sleep_ms(1);                                                                        \
+        }                                                                                          \
+    } while (0)
+
+//  The children, checked to be n.
+static void
+ts_which(brg_ref_t sup, brg_child_info_t *out, int n)
+{
+    ck_assert_int_eq(brg_supervisor_which(tu_sys, sup, TU_WAIT_MS, out, (size_t)n), n);
+}
+
+//  Make a child exit with kind: normal (it stops), shutdown or killed (an
+//  exit signal from outside), failed (it fails).
+static void
+ts_make_exit(brg_ref_t child, brg_exit_kind_t kind)
+{
+    switch (kind) {
+    case BRG_EXIT_NORMAL:
+        ck_assert_int_eq(tu_send_tag(tu_sys, child, "stop"), BRG_OK);
+        break;
+    case BRG_EXIT_FAILED:
+        ck_assert_int_eq(tu_send_tag(tu_sys, child, "fail"), BRG_OK);
+        break;
+    default:
+        ck_assert_int_eq(brg_exit(tu_sys, child, kind), BRG_OK);
+        break;
+    }
+}
+
+//  Wait a little and check that the counters did not move on.
+static void
+ts_assert_quiet(brg_ref_t sup, brg_supervisor_counts_t expected)
+{
+    tu_sleep_ms((uint64_t)(30 * tu_multiplier()));
+    brg_supervisor_counts_t now = ts_counts(sup);
+    ck_assert_uint_eq(now.exits, expected.exits);
+    ck_assert_uint_eq(now.restarts, expected.restarts);
+    ck_assert_uint_eq(now.running, expected.running);
+}
+
+//  ---------------------------------------------------------------------------
+//  The decision table: 4 strategies x 3 restart types x 4 exit reasons
+
+static const brg_exit_kind_t ts_reasons[4] = {BRG_EXIT_NORMAL, BRG_EXIT_SHUTDOWN, BRG_EXIT_KILLED,
+                                              BRG_EXIT_FAILED};
+static const char *const ts_strategy_names[4] = {"one_for_one", "one_for_all", "rest_for_one",
+                                                 "dynamic"};
+static const char *const ts_restart_names[3] = {"permanent", "transient", "temporary"};
+
+START_TEST(test_supervisor_restarts_what_the_decision_table_says)
+{
+    brg_strategy_t strategy = (brg_strategy_t)(_i / 12);
+    brg_restart_t restart = (brg_restart_t)((_i / 4) % 3);
+    brg_exit_kind_t reason = ts_reasons[_i % 4];
+    bool dynamic = strategy == BRG_STRATEGY_DYNAMIC;
+    bool restarted = restart == BRG_RESTART_PERMANENT ||
+                     (restart == BRG_RESTART_TRANSIENT &&
+                      (reason == BRG_EXIT_KILLED || reason == BRG_EXIT_FAILED));
+    // Static: a and c are permanent, b has the type under test; dynamic:
+    // two children of the one spec, with arguments 1 and 2.
+    int n = dynamic ? 2 : 3;
+    int b = 1;
+    brg_ref_t sup;
+    if (dynamic) {
+        brg_child_spec_t spec = ts_spec(1, "b", restart);
+        sup = ts_spawn(strategy, &spec, 1);
+        for (int i = 1; i <= 2; i++) {
+            brg_msg_t *args = brg_msg_new_int("args", i);
+            ck_assert_int_eq(brg_supervisor_start_child(tu_sys, sup, &args, TU_WAIT_MS, NULL),
+                             BRG_OK);
+        }
+    } else {
+        brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                     ts_spec(1, "b", restart),
+                                     ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+        sup = ts_spawn(strategy, specs, 3);
+    }
+    TS_WAIT_COUNTS(sup, c_.running == (uint64_t)n);
+    brg_child_info_t before[3], after[3];
+    ts_which(sup, before, n);
+
+    ts_make_exit(before[b].ref, reason);
+    // Which children go down and come back: only b, or the group.
+    bool moved[3] = {false, restarted, false};
+    if (restarted && strategy == BRG_STRATEGY_ONE_FOR_ALL)
+        moved[0] = moved[2] = true;
+    if (restarted && strategy == BRG_STRATEGY_REST_FOR_ONE)
+        moved[2] = true;
+    uint64_t exits = 0;
+    for (int i = 0; i < n; i++)
+        exits += (i == b || moved[i]);
+    int listed = n;
+    if (!restarted && (restart == BRG_RESTART_TEMPORARY || dynamic))
+        listed = n - 1; // forgotten
+    uint64_t running = restarted ? (uint64_t)n : (uint64_t)n - 1;
+    TS_WAIT_COUNTS(sup,
+                   c_.exits == exits && c_.running == running && c_.children == (uint64_t)listed);
+    ts_which(sup, after, listed);
+
+    char what[96];
+    snprintf(what, sizeof(what), "%s, %s child, exit %s", ts_strategy_names[strategy],
+             ts_restart_names[restart], brg_exit_kind_name(reason));
+    if (listed == n - 1) {
+        // b is gone; the others keep their place and their incarnation.
+        ck_assert_msg(brg_ref_eq(after[0].ref, before[0].ref), "%s: a moved", what);
+        if (!dynamic)
+            ck_assert_msg(brg_ref_eq(after[1].ref, before[2].ref), "%s: c moved", what);
+    } else {
+        for (int i = 0; i < n; i++) {
+            bool same = brg_ref_eq(after[i].ref, before[i].ref);
+            if (!restarted && i == b) {
+                ck_assert_msg(brg_ref_is_none(after[i].ref), "%s: b still listed as running", what);
+                continue;
+            }
+            ck_assert_msg(same != moved[i], "%s: child %d %s", what, i,
+                          moved[i] ? "was not restarted" : "was restarted");
+            ck_assert_msg(!brg_ref_is_none(after[i].ref), "%s: child %d not running", what, i);
+            ck_assert_uint_eq(after[i].restarts, moved[i] ? 1 : 0);
+        }
+    }
+    if (dynamic && restarted) {
+        // The restarted dynamic child got its start arguments again.
+        brg_msg_t *ping = brg_msg_new("ping"), *pong = NULL;
+        ck_assert_int_eq(brg_system_ask(tu_sys, after[1].ref, &ping, TU_WAIT_MS, &pong), BRG_OK);
+        ck_assert_int_eq(tu_msg_int(pong), 2);
+        brg_msg_destroy(&pong);
+    }
+    brg_supervisor_counts_t counts = ts_counts(sup);
+    ck_assert_uint_eq(counts.restarts, exits * restarted);
+    ts_assert_quiet(sup, counts);
+    ck_assert(brg_system_is_alive(tu_sys, sup));
+}
+END_TEST
+
+START_TEST(test_supervisor_group_restart_stops_a_temporary_sibling_for_good)
+{
+    brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_TEMPORARY),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT),
+                                 ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ALL, specs, 3);
+    TS_WAIT_COUNTS(sup, c_.running == 3);
+    brg_child_info_t info[3];
+    ts_which(sup, info, 3);
+    ts_make_exit(info[1].ref, BRG_EXIT_FAILED);
+    TS_WAIT_COUNTS(sup, c_.exits == 3 && c_.running == 2 && c_.children == 2);
+    ts_which(sup, info, 2);
+    ck_assert_str_eq(info[0].id, "b");
+    ck_assert_str_eq(info[1].id, "c");
+    ck_assert_int_eq(atomic_load(&ts_kinds[0].starts), 1);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Order: start, stop, group restarts
+
+START_TEST(test_supervisor_starts_in_order_and_shuts_down_in_reverse_order_with_reason_shutdown)
+{
+    brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT),
+                                 ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+    for (int i = 0; i < 3; i++)
+        ts_kinds[i].trap = true;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 3);
+    TS_WAIT_LOG("+a +b +c");
+    ck_assert_int_eq(brg_exit(tu_sys, sup, BRG_EXIT_SHUTDOWN), BRG_OK);
+    brg_exit_reason_t why = ts_wait_signal("exit", sup);
+    ck_assert_int_eq(why.kind, BRG_EXIT_SHUTDOWN);
+    TS_WAIT_LOG("+a +b +c -c -b -a");
+    TU_WAIT_UNTIL(atomic_load(&ts_stops) == 3, TU_WAIT_MS);
+}
+END_TEST
+
+START_TEST(test_supervisor_one_for_all_stops_the_others_in_reverse_order_then_starts_all_in_order)
+{
+    brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT),
+                                 ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+    for (int i = 0; i < 3; i++)
+        ts_kinds[i].trap = true;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ALL, specs, 3);
+    TS_WAIT_LOG("+a +b +c");
+    brg_child_info_t info[3];
+    ts_which(sup, info, 3);
+    ts_make_exit(info[1].ref, BRG_EXIT_FAILED);
+    TS_WAIT_LOG("+a +b +c -c -a +a +b +c");
+    TS_WAIT_COUNTS(sup, c_.running == 3 && c_.restarts == 3);
+}
+END_TEST
+
+START_TEST(test_supervisor_rest_for_one_restarts_the_child_and_those_started_after_it)
+{
+    brg_child_spec_t specs[4] = {
+        ts_spec(0, "a", BRG_RESTART_PERMANENT), ts_spec(1, "b", BRG_RESTART_PERMANENT),
+        ts_spec(2, "c", BRG_RESTART_PERMANENT), ts_spec(3, "d", BRG_RESTART_PERMANENT)};
+    for (int i = 0; i < 4; i++)
+        ts_kinds[i].trap = true;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_REST_FOR_ONE, specs, 4);
+    TS_WAIT_LOG("+a +b +c +d");
+    brg_child_info_t info[4];
+    ts_which(sup, info, 4);
+    ts_make_exit(info[1].ref, BRG_EXIT_KILLED);
+    TS_WAIT_LOG("+a +b +c +d -d -c +b +c +d");
+    TS_WAIT_COUNTS(sup, c_.running == 4 && c_.restarts == 3);
+    brg_child_info_t now[4];
+    ts_which(sup, now, 4);
+    ck_assert(brg_ref_eq(now[0].ref, info[0].ref));
+    ck_assert_uint_eq(now[0].restarts, 0);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Shutdown: timeouts, brutal kill, infinity
+
+START_TEST(test_supervisor_shutdown_kills_a_child_that_ignores_it_after_its_timeout)
+{
+    brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT),
+                                 ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+    ts_kinds[0].trap = true;     // cooperates
+    ts_kinds[1].stubborn = true; // ignores the request: killed after 100 ms
+    ts_kinds[2].trap = true;     // brutal: killed at once, never asked
+    specs[0].shutdown_ms = BRG_SHUTDOWN_INFINITY;
+    specs[1].shutdown_ms = 100;
+    specs[2].shutdown_ms = BRG_SHUTDOWN_BRUTAL;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 3);
+    TS_WAIT_LOG("+a +b +c");
+    brg_child_info_t info[3];
+    ts_which(sup, info, 3);
+    for (int i = 0; i < 3; i++)
+        ts_watch(info[i].ref);
+    ck_assert_int_eq(brg_exit(tu_sys, sup, BRG_EXIT_SHUTDOWN), BRG_OK);
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_SHUTDOWN);
+    ck_assert_int_eq(ts_wait_signal("down", info[2].ref).kind, BRG_EXIT_KILLED);
+    ck_assert_int_eq(ts_wait_signal("down", info[1].ref).kind, BRG_EXIT_KILLED);
+    ck_assert_int_eq(ts_wait_signal("down", info[0].ref).kind, BRG_EXIT_SHUTDOWN);
+    TS_WAIT_LOG("+a +b +c ~b -a");
+}
+END_TEST
+
+START_TEST(test_supervisor_a_restart_group_waits_for_each_stop_with_its_timeout)
+{
+    brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT),
+                                 ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+    ts_kinds[0].trap = true;
+    ts_kinds[2].stubborn = true;
+    specs[2].shutdown_ms = 50;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ALL, specs, 3);
+    TS_WAIT_LOG("+a +b +c");
+    brg_child_info_t info[3];
+    ts_which(sup, info, 3);
+    ts_make_exit(info[1].ref, BRG_EXIT_FAILED);
+    // c ignores the request and is killed; only then is a asked.
+    TS_WAIT_LOG("+a +b +c ~c -a +a +b +c");
+    TS_WAIT_COUNTS(sup, c_.running == 3 && c_.exits == 3);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Restart intensity and escalation
+
+START_TEST(test_supervisor_fails_when_restarts_exceed_intensity_and_stops_its_children)
+{
+    brg_child_spec_t specs[2] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT)};
+    ts_kinds[0].trap = true;
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = 2;
+    opts.children = specs;
+    opts.n_children = 2;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    for (uint64_t round = 1; round <= 2; round++) {
+        brg_child_info_t info[2];
+        TS_WAIT_COUNTS(sup, c_.running == 2);
+        ts_which(sup, info, 2);
+        ts_make_exit(info[1].ref, BRG_EXIT_FAILED);
+        TS_WAIT_COUNTS(sup, c_.restarts == round && c_.running == 2);
+    }
+    brg_child_info_t info[2];
+    ts_which(sup, info, 2);
+    ts_make_exit(info[1].ref, BRG_EXIT_FAILED); // the third within 5 s: one too many
+    brg_exit_reason_t why = ts_wait_signal("exit", sup);
+    ck_assert_int_eq(why.kind, BRG_EXIT_FAILED);
+    ck_assert_int_eq(why.code, BRG_EFAILED);
+    ck_assert_str_eq(why.text, "reached max restart intensity");
+    TS_WAIT_LOG("+a +b +b +b -a");
+    TU_WAIT_DEAD(tu_sys, info[0].ref);
+    TU_WAIT_DEAD(tu_sys, sup);
+}
+END_TEST
+
+START_TEST(test_supervisor_with_intensity_zero_fails_on_the_first_restart)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_TRANSIENT);
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = 0;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    brg_child_info_t info;
+    ts_which(sup, &info, 1);
+    ts_make_exit(info.ref, BRG_EXIT_KILLED);
+    ck_assert_str_eq(ts_wait_signal("exit", sup).text, "reached max restart intensity");
+    ck_assert_int_eq(atomic_load(&ts_kinds[0].starts), 1);
+}
+END_TEST
+
+START_TEST(test_supervisor_restarts_spread_beyond_the_period_are_allowed)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = 1;
+    opts.period_ms = 100;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    for (uint64_t round = 1; round <= 3; round++) {
+        TS_WAIT_COUNTS(sup, c_.running == 1 && c_.restarts == round - 1);
+        tu_sleep_ms(150); // the previous restart leaves the window
+        brg_child_info_t info;
+        ts_which(sup, &info, 1);
+        ts_make_exit(info.ref, BRG_EXIT_FAILED);
+    }
+    TS_WAIT_COUNTS(sup, c_.running == 1 && c_.restarts == 3);
+    ck_assert(brg_system_is_alive(tu_sys, sup));
+}
+END_TEST
+
+static brg_supervisor_opts_t ts_mid_opts; // the nested supervisor of the tree tests
+static brg_child_spec_t ts_mid_specs[2];
+
+START_TEST(test_supervisor_failure_escalates_up_a_tree_of_supervisors)
+{
+    // root (one_for_one, 1 restart in 5 s) -> mid (intensity 0) -> worker w.
+    ts_mid_specs[0] = ts_spec(0, "w", BRG_RESTART_PERMANENT);
+    ts_mid_specs[0].name = "w";
+    brg_supervisor_opts_init(&ts_mid_opts);
+    ts_mid_opts.intensity = 0;
+    ts_mid_opts.children = ts_mid_specs;
+    ts_mid_opts.n_children = 1;
+    brg_child_spec_t mid;
+    brg_child_spec_init(&mid);
+    mid.id = "mid";
+    mid.start = brg_supervisor_start;
+    mid.arg = &ts_mid_opts;
+    mid.shutdown_ms = BRG_SHUTDOWN_INFINITY;
+    brg_ref_t root = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, &mid, 1);
+    TS_WAIT_COUNTS(root, c_.running == 1);
+    brg_child_info_t first;
+    ts_which(root, &first, 1);
+    brg_ref_t w1;
+    TU_WAIT_UNTIL(brg_whereis(tu_sys, "w", &w1) == BRG_OK, TU_WAIT_MS);
+
+    // w fails: mid may not restart it (intensity 0), so mid fails, and root
+    // restarts mid, which starts a fresh w.
+    ts_make_exit(w1, BRG_EXIT_FAILED);
+    TS_WAIT_COUNTS(root, c_.restarts == 1 && c_.running == 1);
+    brg_child_info_t second;
+    ts_which(root, &second, 1);
+    ck_assert(!brg_ref_eq(second.ref, first.ref));
+    ck_assert_uint_eq(second.restarts, 1);
+    brg_ref_t w2;
+    TU_WAIT_UNTIL(brg_whereis(tu_sys, "w", &w2) == BRG_OK && !brg_ref_eq(w2, w1), TU_WAIT_MS);
+    TU_WAIT_DEAD(tu_sys, first.ref);
+
+    // Again within root's period: root reaches its intensity and fails too;
+    // its parent gets the exit signal.
+    ts_make_exit(w2, BRG_EXIT_FAILED);
+    brg_exit_reason_t why = ts_wait_signal("exit", root);
+    ck_assert_int_eq(why.kind, BRG_EXIT_FAILED);
+    ck_assert_str_eq(why.text, "reached max restart intensity");
+    TU_WAIT_DEAD(tu_sys, second.ref);
+    TU_WAIT_UNTIL(atomic_load(&ts_stops) == 2, TU_WAIT_MS);
+    ck_assert(brg_system_is_alive(tu_sys, ts_parent_ref));
+}
+END_TEST
+
+START_TEST(test_supervisor_tree_shuts_down_depth_first_in_reverse_order)
+{
+    ts_mid_specs[0] = ts_spec(1, "x", BRG_RESTART_PERMANENT);
+    ts_mid_specs[1] = ts_spec(2, "y", BRG_RESTART_PERMANENT);
+    brg_supervisor_opts_init(&ts_mid_opts);
+    ts_mid_opts.children = ts_mid_specs;
+    ts_mid_opts.n_children = 2;
+    brg_child_spec_t specs[3] = {
+        ts_spec(0, "a", BRG_RESTART_PERMANENT), {0}, ts_spec(3, "b", BRG_RESTART_PERMANENT)};
+    brg_child_spec_init(&specs[1]);
+    specs[1].id = "mid";
+    specs[1].start = brg_supervisor_start;
+    specs[1].arg = &ts_mid_opts;
+    specs[1].shutdown_ms = BRG_SHUTDOWN_INFINITY;
+    for (int i = 0; i < 4; i++)
+        ts_kinds[i].trap = true;
+    brg_ref_t root = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 3);
+    TS_WAIT_LOG("+a +x +y +b");
+    ck_assert_int_eq(brg_exit(tu_sys, root, BRG_EXIT_SHUTDOWN), BRG_OK);
+    ck_assert_int_eq(ts_wait_signal("exit", root).kind, BRG_EXIT_SHUTDOWN);
+    TS_WAIT_LOG("+a +x +y +b -b -y -x -a");
+}
+END_TEST
+
+START_TEST(test_supervisor_group_restart_waits_for_a_nested_supervisor_to_come_up)
+{
+    ts_mid_specs[0] = ts_spec(1, "x", BRG_RESTART_PERMANENT);
+    ts_mid_specs[1] = ts_spec(2, "y", BRG_RESTART_PERMANENT);
+    brg_supervisor_opts_init(&ts_mid_opts);
+    ts_mid_opts.children = ts_mid_specs;
+    ts_mid_opts.n_children = 2;
+    brg_child_spec_t specs[3] = {
+        ts_spec(0, "a", BRG_RESTART_PERMANENT), {0}, ts_spec(3, "b", BRG_RESTART_PERMANENT)};
+    brg_child_spec_init(&specs[1]);
+    specs[1].id = "mid";
+    specs[1].start = brg_supervisor_start;
+    specs[1].arg = &ts_mid_opts;
+    specs[1].shutdown_ms = BRG_SHUTDOWN_INFINITY;
+    for (int i = 0; i < 4; i++)
+        ts_kinds[i].trap = true;
+    brg_ref_t root = ts_spawn(BRG_STRATEGY_ONE_FOR_ALL, specs, 3);
+    TS_WAIT_LOG("+a +x +y +b");
+    brg_child_info_t info[3];
+    ts_which(root, info, 3);
+    ts_make_exit(info[0].ref, BRG_EXIT_FAILED);
+    // Down in reverse order (mid takes its own children down first), up in
+    // order, and b only once mid's children are all up.
+    TS_WAIT_LOG("+a +x +y +b -b -y -x +a +x +y +b");
+    TS_WAIT_COUNTS(root, c_.running == 3 && c_.restarts == 3);
+}
+END_TEST
+
+START_TEST(test_supervisor_nested_supervisor_that_cannot_start_fails_its_parent_start)
+{
+    ts_mid_specs[0] = ts_spec(1, "x", BRG_RESTART_PERMANENT);
+    ts_kinds[1].fail_start_from = 1;
+    brg_supervisor_opts_init(&ts_mid_opts);
+    ts_mid_opts.children = ts_mid_specs;
+    ts_mid_opts.n_children = 1;
+    brg_child_spec_t specs[3] = {
+        ts_spec(0, "a", BRG_RESTART_PERMANENT), {0}, ts_spec(2, "b", BRG_RESTART_PERMANENT)};
+    brg_child_spec_init(&specs[1]);
+    specs[1].id = "mid";
+    specs[1].start = brg_supervisor_start;
+    specs[1].arg = &ts_mid_opts;
+    ts_kinds[0].trap = true;
+    brg_ref_t root = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 3);
+    brg_exit_reason_t why = ts_wait_signal("exit", root);
+    ck_assert_int_eq(why.kind, BRG_EXIT_FAILED);
+    ck_assert_int_eq(why.code, BRG_EINVAL); // the code travels up from x's start
+    ck_assert_str_eq(why.text, "failed to start child mid");
+    TS_WAIT_LOG("+a -a");
+    ck_assert_int_eq(atomic_load(&ts_kinds[2].calls), 0); // b never started
+}
+END_TEST
+
+START_TEST(test_supervisor_stops_its_children_and_exits_when_its_parent_exits_normally)
+{
+    brg_child_spec_t specs[2] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT)};
+    ts_kinds[0].trap = ts_kinds[1].trap = true;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 2);
+    TS_WAIT_LOG("+a +b");
+    ck_assert_int_eq(tu_send_tag(tu_sys, ts_parent_ref, "stop"), BRG_OK);
+    TS_WAIT_LOG("+a +b -b -a");
+    TU_WAIT_DEAD(tu_sys, sup);
+    TU_WAIT_UNTIL(atomic_load(&ts_stops) == 2, TU_WAIT_MS);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Failed starts
+
+START_TEST(test_supervisor_that_cannot_start_a_child_stops_the_others_and_fails)
+{
+    brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT),
+                                 ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+    ts_kinds[0].trap = true;
+    ts_kinds[1].fail_start_from = 1;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 3);
+    brg_exit_reason_t why = ts_wait_signal("exit", sup);
+    ck_assert_int_eq(why.kind, BRG_EXIT_FAILED);
+    ck_assert_int_eq(why.code, BRG_EINVAL);
+    ck_assert_str_eq(why.text, "failed to start child b");
+    TS_WAIT_LOG("+a -a");
+    ck_assert_int_eq(atomic_load(&ts_kinds[2].calls), 0);
+}
+END_TEST
+
+START_TEST(test_supervisor_counts_failed_restarts_against_intensity_and_escalates)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    ts_kinds[0].fail_start_from = 2; // only the first start works
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = 3;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    brg_child_info_t info;
+    ts_which(sup, &info, 1);
+    ts_make_exit(info.ref, BRG_EXIT_FAILED);
+    ck_assert_str_eq(ts_wait_signal("exit", sup).text, "reached max restart intensity");
+    // The first start, then three restarts allowed (each failing), then the
+    // fourth restart is one too many.
+    ck_assert_int_eq(atomic_load(&ts_kinds[0].calls), 4);
+}
+END_TEST
+
+START_TEST(test_supervisor_sees_a_child_that_dies_before_it_is_linked_as_an_abnormal_exit)
+{
+    // The child fails in init. Spawned without BRG_SPAWN_LINK, it may be gone
+    // before the supervisor's link reaches it (noproc); with it, the real
+    // reason comes. Either way it is restarted, until intensity.
+    for (int variant = 0; variant < 2; variant++) {
+        brg_child_spec_t spec =
+            ts_spec(variant, variant ? "linked" : "plain", BRG_RESTART_TRANSIENT);
+        ts_kinds[variant].init_fails = true;
+        ts_kinds[variant].unlinked = variant == 0;
+        brg_supervisor_opts_t opts;
+        brg_supervisor_opts_init(&opts);
+        opts.intensity = 2;
+        opts.children = &spec;
+        opts.n_children = 1;
+        brg_ref_t sup;
+        ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+        ck_assert_str_eq(ts_wait_signal("exit", sup).text, "reached max restart intensity");
+        ck_assert_int_eq(atomic_load(&ts_kinds[variant].starts), 3);
+    }
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Names
+
+START_TEST(test_supervisor_gives_a_restarted_child_its_registered_name_back)
+{
+    brg_child_spec_t spec = ts_spec(0, "cook", BRG_RESTART_PERMANENT);
+    spec.name = "cook";
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, &spec, 1);
+    brg_ref_t first, second;
+    TU_WAIT_UNTIL(brg_whereis(tu_sys, "cook", &first) == BRG_OK, TU_WAIT_MS);
+    brg_child_info_t info;
+    ts_which(sup, &info, 1);
+    ck_assert(brg_ref_eq(info.ref, first));
+    ts_make_exit(first, BRG_EXIT_FAILED);
+    TS_WAIT_COUNTS(sup, c_.restarts == 1 && c_.running == 1);
+    ck_assert_int_eq(brg_whereis(tu_sys, "cook", &second), BRG_OK);
+    ck_assert(!brg_ref_eq(first, second));
+    ts_which(sup, &info, 1);
+    ck_assert(brg_ref_eq(info.ref, second));
+    // Whoever sends by name reaches the new incarnation.
+    brg_msg_t *ping = brg_msg_new("ping"), *pong = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, second, &ping, TU_WAIT_MS, &pong), BRG_OK);
+    brg_msg_destroy(&pong);
+}
+END_TEST
+
+START_TEST(test_supervisor_fails_to_start_a_child_whose_name_is_taken)
+{
+    brg_ref_t squatter = tu_spawn(tu_sys, ts_worker);
+    ck_assert_int_eq(brg_register(tu_sys, "cook", squatter), BRG_OK);
+    brg_stats_t before = tu_stats(tu_sys);
+    brg_child_spec_t spec = ts_spec(0, "cook", BRG_RESTART_PERMANENT);
+    spec.name = "cook";
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, &spec, 1);
+    brg_exit_reason_t why = ts_wait_signal("exit", sup);
+    ck_assert_int_eq(why.code, BRG_EEXIST);
+    ck_assert_str_eq(why.text, "failed to start child cook");
+    // The child it had spawned was killed, not left running unwatched.
+    TU_WAIT_UNTIL(tu_stats(tu_sys).actors_alive == before.actors_alive, TU_WAIT_MS);
+    brg_ref_t holder;
+    ck_assert_int_eq(brg_whereis(tu_sys, "cook", &holder), BRG_OK);
+    ck_assert(brg_ref_eq(holder, squatter));
+}
+END_TEST
+
+START_TEST(test_supervisor_registers_its_own_name)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.children = &spec;
+    opts.n_children = 1;
+    opts.name = "head_chef";
+    brg_ref_t sup, found;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    ck_assert_int_eq(brg_whereis(tu_sys, "head_chef", &found), BRG_OK);
+    ck_assert(brg_ref_eq(found, sup));
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  The dynamic supervisor
+
+START_TEST(test_supervisor_dynamic_starts_children_with_their_arguments_at_run_time)
+{
+    brg_child_spec_t spec = ts_spec(0, "worker", BRG_RESTART_TRANSIENT);
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_DYNAMIC, &spec, 1);
+    ck_assert_uint_eq(ts_counts(sup).children, 0);
+    brg_ref_t kids[3];
+    for (int i = 0; i < 3; i++) {
+        brg_msg_t *args = brg_supervisor_msg_start();
+        brg_msg_add_int(args, 10 + i);
+        ck_assert_int_eq(brg_supervisor_start_child(tu_sys, sup, &args, TU_WAIT_MS, &kids[i]),
+                         BRG_OK);
+        ck_assert_ptr_null(args);
+    }
+    brg_child_info_t info[3];
+    ts_which(sup, info, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_str_eq(info[i].id, "worker");
+        ck_assert(brg_ref_eq(info[i].ref, kids[i]));
+        brg_msg_t *ping = brg_msg_new("ping"), *pong = NULL;
+        ck_assert_int_eq(brg_system_ask(tu_sys, kids[i], &ping, TU_WAIT_MS, &pong), BRG_OK);
+        ck_assert_int_eq(tu_msg_int(pong), 10 + i);
+        brg_msg_destroy(&pong);
+    }
+    // No arguments at all is fine too.
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, sup, NULL, TU_WAIT_MS, NULL), BRG_OK);
+    ck_assert_uint_eq(ts_counts(sup).running, 4);
+}
+END_TEST
+
+START_TEST(test_supervisor_dynamic_terminate_stops_a_child_for_good)
+{
+    brg_child_spec_t spec = ts_spec(0, "worker", BRG_RESTART_PERMANENT);
+    ts_kinds[0].trap = true;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_DYNAMIC, &spec, 1);
+    brg_ref_t a, b;
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, sup, NULL, TU_WAIT_MS, &a), BRG_OK);
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, sup, NULL, TU_WAIT_MS, &b), BRG_OK);
+    ck_assert_int_eq(brg_supervisor_terminate_child(tu_sys, sup, a, TU_WAIT_MS), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, a);
+    TS_WAIT_COUNTS(sup, c_.children == 1 && c_.running == 1 && c_.exits == 1);
+    ck_assert_uint_eq(ts_counts(sup).restarts, 0);
+    ck_assert_int_eq(brg_supervisor_terminate_child(tu_sys, sup, a, TU_WAIT_MS), BRG_ENOTFOUND);
+    brg_child_info_t info;
+    ts_which(sup, &info, 1);
+    ck_assert(brg_ref_eq(info.ref, b));
+    TS_WAIT_LOG("+worker +worker -worker");
+}
+END_TEST
+
+START_TEST(test_supervisor_dynamic_shutdown_stops_every_child)
+{
+    brg_child_spec_t spec = ts_spec(0, "worker", BRG_RESTART_PERMANENT);
+    spec.shutdown_ms = BRG_SHUTDOWN_BRUTAL;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_DYNAMIC, &spec, 1);
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(brg_supervisor_start_child(tu_sys, sup, NULL, TU_WAIT_MS, NULL), BRG_OK);
+    ck_assert_int_eq(brg_exit(tu_sys, sup, BRG_EXIT_SHUTDOWN), BRG_OK);
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_SHUTDOWN);
+    TU_WAIT_UNTIL(atomic_load(&ts_stops) == 20, TU_WAIT_MS);
+}
+END_TEST
+
+START_TEST(test_supervisor_dynamic_requests_fail_cleanly)
+{
+    brg_child_spec_t spec = ts_spec(0, "worker", BRG_RESTART_PERMANENT);
+    ts_kinds[0].fail_start_from = 2;
+    brg_ref_t dyn = ts_spawn(BRG_STRATEGY_DYNAMIC, &spec, 1);
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, dyn, NULL, TU_WAIT_MS, NULL), BRG_OK);
+    // The start function fails: its code comes back and nothing is listed.
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, dyn, NULL, TU_WAIT_MS, NULL), BRG_EINVAL);
+    ck_assert_uint_eq(ts_counts(dyn).children, 1);
+    ck_assert_int_eq(brg_supervisor_terminate_child(tu_sys, dyn, dyn, TU_WAIT_MS), BRG_ENOTFOUND);
+
+    brg_child_spec_t one = ts_spec(1, "a", BRG_RESTART_PERMANENT);
+    brg_ref_t fixed = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, &one, 1);
+    TS_WAIT_COUNTS(fixed, c_.running == 1);
+    brg_child_info_t info;
+    ts_which(fixed, &info, 1);
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, fixed, NULL, TU_WAIT_MS, NULL), BRG_EINVAL);
+    ck_assert_int_eq(brg_supervisor_terminate_child(tu_sys, fixed, info.ref, TU_WAIT_MS),
+                     BRG_EINVAL);
+    // A dead supervisor: the ask says so.
+    ck_assert_int_eq(brg_exit(tu_sys, fixed, BRG_EXIT_KILLED), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, fixed);
+    ck_assert_int_eq(brg_supervisor_which(tu_sys, fixed, TU_WAIT_MS, &info, 1), BRG_ENOACTOR);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Queries and options
+
+START_TEST(test_supervisor_queries_report_children_refs_and_restart_counts)
+{
+    brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_TRANSIENT),
+                                 ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 3);
+    TS_WAIT_COUNTS(sup, c_.running == 3);
+    brg_child_info_t info[3];
+    ts_which(sup, info, 3);
+    ck_assert_str_eq(info[0].id, "a");
+    ck_assert_str_eq(info[1].id, "b");
+    ck_assert_str_eq(info[2].id, "c");
+    for (int i = 0; i < 3; i++) {
+        ck_assert(brg_system_is_alive(tu_sys, info[i].ref));
+        ck_assert_uint_eq(info[i].restarts, 0);
+    }
+    ts_make_exit(info[2].ref, BRG_EXIT_FAILED);
+    ts_make_exit(info[1].ref, BRG_EXIT_NORMAL); // transient, normal: not restarted
+    TS_WAIT_COUNTS(sup, c_.exits == 2 && c_.running == 2);
+    brg_supervisor_counts_t counts = ts_counts(sup);
+    ck_assert_uint_eq(counts.children, 3);
+    ck_assert_uint_eq(counts.restarts, 1);
+    // Fewer slots than children: the count is still the whole.
+    ck_assert_int_eq(brg_supervisor_which(tu_sys, sup, TU_WAIT_MS, info, 2), 3);
+    ts_which(sup, info, 3);
+    ck_assert(brg_ref_is_none(info[1].ref));
+    ck_assert_uint_eq(info[2].restarts, 1);
+    ck_assert_int_eq(brg_supervisor_which(tu_sys, sup, TU_WAIT_MS, NULL, 0), 3);
+
+    // The same from an actor, with brg_ask and the reader.
+    brg_msg_t *msg = brg_msg_new("ask_which");
+    brg_msg_add_ref(msg, sup);
+    atomic_store(&ts_asked, -1000);
+    ts_parent_cmd(msg);
+    TU_WAIT_UNTIL(atomic_load(&ts_asked) != -1000, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&ts_asked), 3);
+}
+END_TEST
+
+START_TEST(test_supervisor_readers_reject_other_messages)
+{
+    brg_child_info_t info;
+    brg_supervisor_counts_t counts;
+    brg_ref_t ref;
+    brg_msg_t *other = brg_msg_new("other");
+    ck_assert_int_eq(brg_supervisor_read_which(other, &info, 1), BRG_ETYPE);
+    ck_assert_int_eq(brg_supervisor_read_count(other, &counts), BRG_ETYPE);
+    ck_assert_int_eq(brg_supervisor_read_started(other, &ref), BRG_ETYPE);
+    brg_msg_destroy(&other);
+    brg_msg_t *bad = brg_msg_new(BRG_SUP_TAG_WHICH);
+    brg_msg_add_array(bad, 1);
+    brg_msg_add_str(bad, "no ref, no count");
+    ck_assert_int_eq(brg_supervisor_read_which(bad, &info, 1), BRG_EBADMSG);
+    brg_msg_destroy(&bad);
+    bad = brg_msg_new(BRG_SUP_TAG_COUNT);
+    brg_msg_add_uint(bad, 1);
+    ck_assert_int_eq(brg_supervisor_read_count(bad, &counts), BRG_EBADMSG);
+    brg_msg_destroy(&bad);
+    bad = brg_msg_new(BRG_SUP_TAG_STARTED);
+    ck_assert_int_eq(brg_supervisor_read_started(bad, &ref), BRG_EBADMSG);
+    brg_msg_destroy(&bad);
+    brg_msg_t *term = brg_supervisor_msg_terminate(BRG_REF_NONE);
+    ck_assert_str_eq(brg_msg_tag(term), BRG_SUP_TAG_TERMINATE);
+    brg_msg_destroy(&term);
+}
+END_TEST
+
+START_TEST(test_supervisor_spawn_rejects_bad_options_and_spawns_nothing)
+{
+    brg_child_spec_t specs[2] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "a", BRG_RESTART_PERMANENT)};
+    brg_supervisor_opts_t opts;
+    brg_stats_t before = tu_stats(tu_sys);
+    brg_ref_t sup;
+    for (int i = 0; i < 9; i++) {
+        brg_supervisor_opts_init(&opts);
+        opts.children = specs;
+        opts.n_children = 1;
+        specs[0] = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+        switch (i) {
+        case 0:
+            opts.n_children = 2; // duplicate id
+            break;
+        case 1:
+            specs[0].start = NULL;
+            break;
+        case 2:
+            specs[0].id = "";
+            break;
+        case 3:
+            opts.intensity = -1;
+            break;
+        case 4:
+            opts.period_ms = 0;
+            break;
+        case 5:
+            specs[0].shutdown_ms = -2;
+            break;
+        case 6:
+            opts.strategy = BRG_STRATEGY_DYNAMIC;
+            opts.n_children = 2; // a dynamic supervisor has exactly one spec
+            specs[1].id = "b";
+            break;
+        case 7:
+            opts.strategy = BRG_STRATEGY_DYNAMIC;
+            specs[0].name = "many"; // dynamic children cannot share a name
+            break;
+        case 8:
+            specs[0].restart = (brg_restart_t)7;
+            break;
+        }
+        ck_assert_msg(ts_try_spawn(&opts, &sup) == BRG_EINVAL, "case %d", i);
+        ck_assert_int_eq(brg_supervisor_spawn_root(tu_sys, &opts, &sup), BRG_EINVAL);
+        specs[1].id = "a";
+    }
+    ck_assert_uint_eq(tu_stats(tu_sys).actors_spawned, before.actors_spawned);
+}
+END_TEST
+
+START_TEST(test_supervisor_root_runs_without_a_parent_and_stops_on_request)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    ts_kinds[0].trap = true;
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(brg_supervisor_spawn_root(tu_sys, &opts, &sup), BRG_OK);
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    ck_assert_int_eq(brg_exit(tu_sys, sup, BRG_EXIT_SHUTDOWN), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, sup);
+    TS_WAIT_LOG("+a -a");
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Stress: a storm of failing dynamic children
+
+#define TS_STORM_CHILDREN 2000
+#define TS_STORM_ROUNDS 5
+
+START_TEST(test_supervisor_stress_dynamic_children_failing_repeatedly_add_up)
+{
+    brg_stats_t base = tu_stats(tu_sys);
+    brg_child_spec_t spec = ts_spec(0, "storm", BRG_RESTART_TRANSIENT);
+    ts_kinds[0].quiet = true;
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.strategy = BRG_STRATEGY_DYNAMIC;
+    opts.intensity = BRG_SUPERVISOR_INTENSITY_MAX;
+    opts.period_ms = 1000;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(brg_supervisor_spawn_root(tu_sys, &opts, &sup), BRG_OK);
+    for (int i = 0; i < TS_STORM_CHILDREN; i++) {
+        brg_msg_t *args = brg_msg_new_int("args", i);
+        ck_assert_int_eq(brg_supervisor_start_child(tu_sys, sup, &args, TU_WAIT_MS, NULL), BRG_OK);
+    }
+    static brg_child_info_t info[TS_STORM_CHILDREN];
+    for (uint64_t round = 1; round <= TS_STORM_ROUNDS; round++) {
+        ck_assert_int_eq(brg_supervisor_which(tu_sys, sup, TU_WAIT_MS, info, TS_STORM_CHILDREN),
+                         TS_STORM_CHILDREN);
+        for (int i = 0; i < TS_STORM_CHILDREN; i++) {
+            ck_assert(!brg_ref_is_none(info[i].ref));
+            ck_assert_uint_eq(info[i].restarts, round - 1);
+            ts_make_exit(info[i].ref, i % 2 ? BRG_EXIT_FAILED : BRG_EXIT_KILLED);
+        }
+        uint64_t failures = round * TS_STORM_CHILDREN;
+        TS_WAIT_COUNTS(sup, c_.restarts == failures && c_.running == TS_STORM_CHILDREN);
+        brg_supervisor_counts_t c = ts_counts(sup);
+        ck_assert_uint_eq(c.exits, failures);
+        ck_assert_uint_eq(c.children, TS_STORM_CHILDREN);
+    }
+    // Half leave normally (transient: forgotten), the rest are stopped.
+    ck_assert_int_eq(brg_supervisor_which(tu_sys, sup, TU_WAIT_MS, info, TS_STORM_CHILDREN),
+                     TS_STORM_CHILDREN);
+    for (int i = 0; i < TS_STORM_CHILDREN; i += 2)
+        ts_make_exit(info[i].ref, BRG_EXIT_NORMAL);
+    uint64_t total = (uint64_t)TS_STORM_CHILDREN * TS_STORM_ROUNDS;
+    TS_WAIT_COUNTS(sup, c_.children == TS_STORM_CHILDREN / 2 && c_.running == c_.children &&
+                            c_.exits == total + TS_STORM_CHILDREN / 2);
+    ck_assert_int_eq(brg_exit(tu_sys, sup, BRG_EXIT_SHUTDOWN), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, sup);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).actors_alive == base.actors_alive, TU_WAIT_MS);
+
+    // Every start has its stop; every failure was one restart.
+    int starts = TS_STORM_CHILDREN + (int)total;
+    ck_assert_int_eq(atomic_load(&ts_kinds[0].starts), starts);
+    ck_assert_int_eq(atomic_load(&ts_stops), starts);
+    brg_stats_t end = tu_stats(tu_sys);
+    ck_assert_uint_eq(end.actors_spawned - base.actors_spawned, (uint64_t)starts + 1);
+    ck_assert_uint_eq(end.actors_failed - base.actors_failed, total);
+}
+END_TEST
+
+Suite *
+supervisor_suite(void)
+{
+    Suite *s = suite_create("supervisor");
+    TCase *table = tcase_create("decision table");
+    tcase_add_checked_fixture(table, ts_setup, tu_teardown);
+    tcase_set_timeout(table, 20);
+    tcase_add_loop_test(table, test_supervisor_restarts_what_the_decision_table_says, 0, 48);
+    tcase_add_test(table, test_supervisor_group_restart_stops_a_temporary_sibling_for_good);
+    suite_add_tcase(s, table);
+
+    TCase *order = tcase_create("order and shutdown");
+    tcase_add_checked_fixture(order, ts_setup, tu_teardown);
+    tcase_set_timeout(order, 20);
+    tcase_add_test(
+        order,
+        test_supervisor_starts_in_order_and_shuts_down_in_reverse_order_with_reason_shutdown);
+    tcase_add_test(
+        order,
+        test_supervisor_one_for_all_stops_the_others_in_reverse_order_then_starts_all_in_order);
+    tcase_add_test(order,
+                   test_supervisor_rest_for_one_restarts_the_child_and_those_started_after_it);
+    tcase_add_test(order, test_supervisor_shutdown_kills_a_child_that_ignores_it_after_its_timeout);
+    tcase_add_test(order, test_supervisor_a_restart_group_waits_for_each_stop_with_its_timeout);
+    tcase_add_test(order,
+                   test_supervisor_stops_its_children_and_exits_when_its_parent_exits_normally);
+    tcase_add_test(order, test_supervisor_root_runs_without_a_parent_and_stops_on_request);
+    suite_add_tcase(s, order);
+
+    TCase *intensity = tcase_create("intensity and escalation");
+    tcase_add_checked_fixture(intensity, ts_setup, tu_teardown);
+    tcase_set_timeout(intensity, 20);
+    tcase_add_test(intensity,
+                   test_supervisor_fails_when_restarts_exceed_intensity_and_stops_its_children);
+    tcase_add_test(intensity, test_supervisor_with_intensity_zero_fails_on_the_first_restart);
+    tcase_add_test(intensity, test_supervisor_restarts_spread_beyond_the_period_are_allowed);
+    tcase_add_test(intensity, test_supervisor_failure_escalates_up_a_tree_of_supervisors);
+    tcase_add_test(intensity, test_supervisor_tree_shuts_down_depth_first_in_reverse_order);
+    tcase_add_test(intensity,
+                   test_supervisor_group_restart_waits_for_a_nested_supervisor_to_come_up);
+    tcase_add_test(intensity,
+                   test_supervisor_nested_supervisor_that_cannot_start_fails_its_parent_start);
+    tcase_add_test(intensity, test_supervisor_that_cannot_start_a_child_stops_the_others_and_fails);
+    tcase_add_test(intensity,
+                   test_supervisor_counts_failed_restarts_against_intensity_and_escalates);
+    tcase_add_test(intensity,
+                   test_supervisor_sees_a_child_that_dies_before_it_is_linked_as_an_abnormal_exit);
+    suite_add_tcase(s, intensity);
+
+    TCase *names = tcase_create("names, dynamic children, queries");
+    tcase_add_checked_fixture(names, ts_setup, tu_teardown);
+    tcase_set_timeout(names, 20);
+    tcase_add_test(names, test_supervisor_gives_a_restarted_child_its_registered_name_back);
+    tcase_add_test(names, test_supervisor_fails_to_start_a_child_whose_name_is_taken);
+    tcase_add_test(names, test_supervisor_registers_its_own_name);
+    tcase_add_test(names, test_supervisor_dynamic_starts_children_with_their_arguments_at_run_time);
+    tcase_add_test(names, test_supervisor_dynamic_terminate_stops_a_child_for_good);
+    tcase_add_test(names, test_supervisor_dynamic_shutdown_stops_every_child);
+    tcase_add_test(names, test_supervisor_dynamic_requests_fail_cleanly);
+    tcase_add_test(names, test_supervisor_queries_report_children_refs_and_restart_counts);
+    tcase_add_test(names, test_supervisor_readers_reject_other_messages);
+    tcase_add_test(names, test_supervisor_spawn_rejects_bad_options_and_spawns_nothing);
+    suite_add_tcase(s, names);
+
+    TCase *stress = tcase_create("stress");
+    tcase_set_tags(stress, "stress");
+    tcase_add_checked_fixture(stress, ts_setup, tu_teardown);
+    tcase_set_timeout(stress, 120);
+    tcase_add_test(stress, test_supervisor_stress_dynamic_children_failing_repeatedly_add_up);
+    suite_add_tcase(s, stress);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(supervisor_suite());
+}
