@@ -28,12 +28,16 @@
 #include "brigade/actor.h"
 #include "brigade/error.h"
 #include "brigade/export.h"
+#include "brigade/gather.h"
+#include "brigade/limiter.h"
 #include "brigade/link.h"
 #include "brigade/msg.h"
 #include "brigade/ref.h"
 #include "brigade/registry.h"
+#include "brigade/router.h"
 #include "brigade/supervisor.h"
 #include "brigade/system.h"
+#include "brigade/text.h"
 #include "brigade/timer.h"
 
 //  The library's version as "major.minor.patch" (the built library, which may

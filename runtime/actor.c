@@ -422,7 +422,7 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason)
     s_drain_dead(actor);
     brg__link_on_death(actor, reason);
     if (actor->ext) {
-        brg__ask_map_destroy(&actor->ext->asks, sys);
+        brg__ask_map_destroy(&actor->ext->asks, actor);
         if (actor->ext->idle_timer)
             brg__timers_cancel(sys->timers, actor->ext->idle_timer);
     }

@@ -151,6 +151,8 @@ void brg__slots_fini(brg_system_t *sys);
 //  Ask bookkeeping (ask.c), on the asking actor's thread.
 void brg__ask_on_reply(brg_ctx_t *ctx, const brg_msg_t *msg, bool *handled);
 void brg__ask_on_timeout(brg_ctx_t *ctx, uint64_t corr);
-void brg__ask_map_destroy(brg__ask_map_t **self_p, brg_system_t *sys);
+//  The asking actor stops: call each pending callback with BRG_ECLOSED, stop
+//  the timers, free the map. Thread: the dying actor's.
+void brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor);
 
 #endif

@@ -112,19 +112,31 @@ s_map_take(brg__ask_map_t *map, uint64_t corr, s_pending_t *out)
 }
 
 void
-brg__ask_map_destroy(brg__ask_map_t **self_p, brg_system_t *sys)
+brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor)
 {
     assert(self_p);
     brg__ask_map_t *map = *self_p;
     if (!map)
         return;
-    // The asker is gone: its callbacks can no longer run; stop the timers.
-    for (uint32_t i = 0; i < map->capacity; i++)
-        if (map->items[i].corr && map->items[i].timer)
-            brg__timers_cancel(sys->timers, map->items[i].timer);
+    // The asker is stopping: every pending callback runs once more, with
+    // BRG_ECLOSED, so whatever its arg owns can be released (the promise of
+    // "exactly once" holds to the end). The map is detached first, so a
+    // callback that asks again cannot reach it; such an ask finds a fresh map
+    // that is freed right after (below), its callbacks running the same way.
+    *self_p = NULL;
+    brg_ctx_t ctx = {actor, NULL};
+    for (uint32_t i = 0; i < map->capacity; i++) {
+        s_pending_t *e = &map->items[i];
+        if (!e->corr)
+            continue;
+        if (e->timer)
+            brg__timers_cancel(actor->sys->timers, e->timer);
+        e->fn(&ctx, BRG_ECLOSED, NULL, e->arg);
+    }
     free(map->items);
     free(map);
-    *self_p = NULL;
+    if (*self_p)
+        brg__ask_map_destroy(self_p, actor);
 }
 
 void

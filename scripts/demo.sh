@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 dir=$(scripts/build.sh | tail -n 1)
-echo "== running examples/pingpong =="
-"$dir/examples/pingpong/pingpong" 1000000
+echo "== running examples/assistant on its sample documents =="
+"$dir/examples/assistant/assistant"

@@ -3,7 +3,7 @@
 # Runs apt-get directly as root, through sudo otherwise.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev uuid-dev check libsubunit-dev
-      clang-format)
+      libjansson-dev clang-format)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -68,7 +68,9 @@ typedef struct brg_spawn_opts {
 //  Reply callback for brg_ask. Called exactly once, on the asking actor's
 //  thread, in its context: with status BRG_OK and the reply (Borrowed: valid
 //  until the callback returns), or with status BRG_ETIMEDOUT, BRG_ENOACTOR or
-//  the replier's error and reply NULL. A negative return fails the actor.
+//  the replier's error and reply NULL. If the asking actor stops first, it is
+//  called while the actor stops, with BRG_ECLOSED, so it can release arg (its
+//  return value is then ignored). A negative return fails the actor.
 typedef int (*brg_reply_fn)(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg);
 
 //  The tag of the message an actor receives after an idle timeout.

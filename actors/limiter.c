@@ -1,0 +1,436 @@
+//  limiter - at most K requests in flight (and R per second) to one actor
+//
+//  Design notes.
+//
+//  The limiter is the asker. For each request it keeps a brg_msg_dup of the
+//  caller's message (the copy keeps the caller's sender and ask correlation)
+//  and asks the target with a second copy; the ask callback answers the
+//  caller through the kept copy with brg_reply_to / brg_reply_error_to.
+//  brg_reply would not do: in a reply callback the current message is the
+//  target's reply, not the caller's request. Because the limiter sees every
+//  answer (reply, error reply, or the runtime's timeout), "in flight" is
+//  exact: +1 when brg_ask succeeds, -1 in its callback, which the runtime
+//  calls exactly once.
+//
+//  Waiting requests are kept copies in a ring of max_queue slots, allocated
+//  once, so a burst of callers costs no allocation beyond the copies and the
+//  bound is enforced before anything is copied. FIFO: a new request never
+//  overtakes the queue, even when a slot is free (the queue is only
+//  non-empty with a free slot while the rate holds it back).
+//
+//  Rate: a token bucket in thousandths of a token, refilled from
+//  brg_system_now_ms (virtual time in deterministic mode, so tests control
+//  it): one token per 1000 / rate_per_sec ms, at most `burst` tokens. A
+//  request needs a free slot and a token. When the queue waits only for a
+//  token, the limiter sends itself one tick (brg_send_after) for the moment
+//  the next token is due; at most one tick is armed at a time.
+//
+//  In-flight requests live in a list in the state, because the runtime never
+//  calls an ask callback of an actor that stopped: the state destructor
+//  frees them and the queue, so a stopped limiter leaks nothing.
+#include "actors_internal.h"
+
+#define S_PREFIX "brg.limiter."
+#define S_TAG_TICK "brg.limiter.tick" // to itself: a token is due
+
+//  A request in flight: the caller's message, kept to answer it.
+typedef struct s_request {
+    struct s_request *prev, *next; // the list of requests in flight
+    brg_msg_t *request;            // owned copy of the caller's message
+} s_request_t;
+
+//  The limiter's state: owned by its actor, touched only on its thread.
+typedef struct {
+    brg_system_t *sys;          // the system it lives in
+    brg_limiter_opts_t opts;    // copied; target_name points to name_copy, name is not kept
+    char *name_copy;            // owned copy of opts.target_name, or NULL
+    brg_msg_t **queue;          // max_queue slots: a ring of kept copies
+    size_t q_head;              // the oldest waiting request
+    size_t q_len;               // waiting requests
+    s_request_t *requests;      // in flight, newest first
+    uint64_t tokens;            // rate: thousandths of a token in the bucket
+    uint64_t refilled_ms;       // rate: when the bucket was last refilled
+    bool tick_armed;            // rate: a tick is on its way
+    brg_limiter_stats_t counts; // see brg_limiter_stats_t
+} s_limiter_t;
+
+static void
+s_limiter_destroy(void *state)
+{
+    s_limiter_t *self = state;
+    while (self->requests) {
+        s_request_t *r = self->requests;
+        self->requests = r->next;
+        brg_msg_destroy(&r->request);
+        free(r);
+    }
+    for (size_t k = 0; k < self->q_len; k++)
+        brg_msg_destroy(&self->queue[(self->q_head + k) % (size_t)self->opts.max_queue]);
+    free(self->queue);
+    free(self->name_copy);
+    free(self);
+}
+
+static s_limiter_t *
+s_limiter_new(brg_system_t *sys, const brg_limiter_opts_t *opts)
+{
+    s_limiter_t *self = calloc(1, sizeof(*self));
+    if (!self)
+        return NULL;
+    self->sys = sys;
+    self->opts = *opts;
+    self->opts.name = NULL;
+    self->opts.target_name = NULL;
+    bool ok = true;
+    if (opts->target_name) {
+        self->name_copy = strdup(opts->target_name);
+        self->opts.target_name = self->name_copy;
+        ok = self->name_copy != NULL;
+    }
+    if (opts->max_queue > 0) {
+        self->queue = calloc((size_t)opts->max_queue, sizeof(*self->queue));
+        ok = ok && self->queue;
+    }
+    if (!ok) {
+        s_limiter_destroy(self);
+        return NULL;
+    }
+    self->tokens = (uint64_t)opts->burst * 1000u;
+    self->refilled_ms = brg_system_now_ms(sys);
+    return self;
+}
+
+//  ---------------------------------------------------------------------------
+//  Rate.
+
+static void
+s_refill(s_limiter_t *self)
+{
+    uint64_t now = brg_system_now_ms(self->sys);
+    uint64_t cap = (uint64_t)self->opts.burst * 1000u;
+    uint64_t elapsed = now - self->refilled_ms;
+    self->refilled_ms = now;
+    // elapsed * rate could overflow after a long idle time; cap first.
+    uint64_t rate = (uint64_t)self->opts.rate_per_sec;
+    if (elapsed >= cap / rate + 1)
+        self->tokens = cap;
+    else
+        self->tokens = self->tokens + elapsed * rate < cap ? self->tokens + elapsed * rate : cap;
+}
+
+//  Take a token if there is one (always, without a rate).
+static bool
+s_take_token(s_limiter_t *self)
+{
+    if (self->opts.rate_per_sec == 0)
+        return true;
+    s_refill(self);
+    if (self->tokens < 1000u)
+        return false;
+    self->tokens -= 1000u;
+    return true;
+}
+
+//  Have a tick arrive when the next token is due.
+static void
+s_arm_tick(s_limiter_t *self, brg_ctx_t *ctx)
+{
+    if (self->tick_armed)
+        return;
+    uint64_t rate = (uint64_t)self->opts.rate_per_sec;
+    uint64_t need = 1000u - self->tokens; // s_take_token just refilled: tokens < 1000
+    int delay_ms = (int)((need + rate - 1) / rate);
+    brg_msg_t *tick = brg_msg_new(S_TAG_TICK);
+    if (!tick)
+        return; // out of memory: the next request or answer pumps again
+    if (brg_send_after(ctx, brg_self(ctx), &tick, delay_ms, NULL) == BRG_OK)
+        self->tick_armed = true;
+}
+
+//  ---------------------------------------------------------------------------
+//  Requests.
+
+static void s_pump(s_limiter_t *self, brg_ctx_t *ctx);
+
+//  Count and relay an answer to the caller of request.
+static void
+s_answer(s_limiter_t *self, brg_ctx_t *ctx, const brg_msg_t *request, int status,
+         const brg_msg_t *reply)
+{
+    self->counts.answered++;
+    if (status == BRG_OK) {
+        brg_msg_t *copy = brg_msg_dup(reply);
+        if (copy) {
+            brg_reply_to(ctx, request, &copy);
+            return;
+        }
+        status = BRG_ENOMEM;
+    }
+    self->counts.failed++;
+    // For a request that was not an ask this sends nothing: no one waits.
+    brg_reply_error_to(ctx, request, status);
+}
+
+static int
+s_on_reply(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    s_limiter_t *self = brg_state(ctx);
+    s_request_t *r = arg;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        self->requests = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    assert(self->counts.in_flight > 0);
+    self->counts.in_flight--;
+    s_answer(self, ctx, r->request, status, reply);
+    brg_msg_destroy(&r->request);
+    free(r);
+    s_pump(self, ctx);
+    return BRG_OK;
+}
+
+//  Send a kept request to the target: the caller's slot and token are
+//  already taken. Takes *request_p.
+static void
+s_start(s_limiter_t *self, brg_ctx_t *ctx, brg_msg_t **request_p)
+{
+    brg_msg_t *request = *request_p;
+    *request_p = NULL;
+    self->counts.started++;
+    brg_ref_t target = self->opts.target;
+    int rc = BRG_OK;
+    if (self->opts.target_name && brg_whereis(self->sys, self->opts.target_name, &target) != BRG_OK)
+        rc = BRG_ENOACTOR;
+    s_request_t *r = NULL;
+    brg_msg_t *copy = NULL;
+    if (rc == BRG_OK) {
+        r = calloc(1, sizeof(*r));
+        copy = brg_msg_dup(request);
+        if (!r || !copy) {
+            brg_msg_destroy(&copy);
+            rc = BRG_ENOMEM;
+        }
+    }
+    if (rc == BRG_OK) {
+        r->request = request;
+        rc = brg_ask(ctx, target, &copy, self->opts.request_timeout_ms, s_on_reply, r);
+        if (rc != BRG_OK)
+            r->request = NULL; // still ours below
+    }
+    if (rc != BRG_OK) {
+        // Settled at once (target dead, out of memory): the slot stays free.
+        s_answer(self, ctx, request, rc, NULL);
+        brg_msg_destroy(&request);
+        free(r);
+        return;
+    }
+    r->next = self->requests;
+    if (r->next)
+        r->next->prev = r;
+    self->requests = r;
+    self->counts.in_flight++;
+    if (self->counts.in_flight > self->counts.max_in_flight)
+        self->counts.max_in_flight = self->counts.in_flight;
+}
+
+//  Start waiting requests while a slot and a token are free.
+static void
+s_pump(s_limiter_t *self, brg_ctx_t *ctx)
+{
+    while (self->q_len > 0 && self->counts.in_flight < (uint64_t)self->opts.max_in_flight) {
+        if (!s_take_token(self)) {
+            s_arm_tick(self, ctx);
+            return;
+        }
+        brg_msg_t **slot = &self->queue[self->q_head];
+        self->q_head = (self->q_head + 1) % (size_t)self->opts.max_queue;
+        self->q_len--;
+        s_start(self, ctx, slot); // takes *slot and NULLs it
+    }
+}
+
+static int
+s_on_request(s_limiter_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    bool can_start = self->q_len == 0 &&
+                     self->counts.in_flight < (uint64_t)self->opts.max_in_flight &&
+                     s_take_token(self);
+    if (!can_start && self->q_len == (size_t)self->opts.max_queue) {
+        self->counts.rejected++;
+        // An ask is told at once; anything else becomes a dead letter.
+        return brg_reply_error(ctx, BRG_EBUSY) == BRG_EINVAL ? BRG_UNHANDLED : BRG_OK;
+    }
+    brg_msg_t *kept = brg_msg_dup(msg);
+    if (!kept) {
+        if (can_start)
+            self->tokens += self->opts.rate_per_sec ? 1000u : 0u; // give the token back
+        return brg_reply_error(ctx, BRG_ENOMEM) == BRG_EINVAL ? BRG_UNHANDLED : BRG_OK;
+    }
+    if (can_start) {
+        s_start(self, ctx, &kept);
+        return BRG_OK;
+    }
+    size_t tail = (self->q_head + self->q_len) % (size_t)self->opts.max_queue;
+    self->queue[tail] = kept;
+    self->q_len++;
+    s_pump(self, ctx); // arms the tick if only the rate holds the queue back
+    return BRG_OK;
+}
+
+static void
+s_on_stats(s_limiter_t *self, brg_ctx_t *ctx)
+{
+    brg_limiter_stats_t c = self->counts;
+    c.queued = self->q_len;
+    brg_msg_t *reply = brg_msg_new(BRG_LIMITER_TAG_STATS);
+    const uint64_t fields[] = {c.in_flight, c.queued, c.max_in_flight, c.started,
+                               c.answered,  c.failed, c.rejected};
+    for (size_t k = 0; reply && k < sizeof(fields) / sizeof(fields[0]); k++)
+        if (brg_msg_add_uint(reply, fields[k]) != BRG_OK)
+            brg_msg_destroy(&reply);
+    if (reply)
+        brg_reply(ctx, &reply);
+    else
+        brg_reply_error(ctx, BRG_ENOMEM);
+}
+
+static int
+s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    s_limiter_t *self = brg_state(ctx);
+    if (strncmp(brg_msg_tag(msg), S_PREFIX, sizeof(S_PREFIX) - 1) != 0)
+        return s_on_request(self, ctx, msg);
+    if (brg_msg_is(msg, BRG_LIMITER_TAG_STATS)) {
+        s_on_stats(self, ctx);
+    } else if (brg_msg_is(msg, S_TAG_TICK) && brg_ref_eq(brg_msg_sender(msg), brg_self(ctx))) {
+        self->tick_armed = false;
+        s_pump(self, ctx);
+    } else {
+        return BRG_UNHANDLED;
+    }
+    return BRG_OK;
+}
+
+static int
+s_opts_check(const brg_limiter_opts_t *opts)
+{
+    bool has_ref = !brg_ref_is_none(opts->target);
+    bool has_name = opts->target_name != NULL;
+    if (has_ref == has_name)
+        return BRG_EINVAL;
+    if (has_name && (opts->target_name[0] == '\0' || strlen(opts->target_name) > BRG_NAME_MAX))
+        return BRG_EINVAL;
+    if (opts->max_in_flight < 1 || opts->max_in_flight > BRG_LIMITER_MAX)
+        return BRG_EINVAL;
+    if (opts->max_queue < 0 || opts->max_queue > BRG_LIMITER_MAX)
+        return BRG_EINVAL;
+    if (opts->rate_per_sec < 0 || opts->rate_per_sec > BRG_LIMITER_MAX)
+        return BRG_EINVAL;
+    if (opts->burst < 1 || opts->burst > BRG_LIMITER_MAX || opts->request_timeout_ms < 0)
+        return BRG_EINVAL;
+    return BRG_OK;
+}
+
+static int
+s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_limiter_opts_t *opts, brg_ref_t *limiter)
+{
+    int rc = s_opts_check(opts);
+    if (rc != BRG_OK)
+        return rc;
+    s_limiter_t *self = s_limiter_new(sys, opts);
+    if (!self)
+        return BRG_ENOMEM;
+    brg_spawn_opts_t so;
+    brg_spawn_opts_init(&so);
+    so.state = self;
+    so.state_destroy = s_limiter_destroy;
+    so.name = opts->name;
+    if (ctx) {
+        so.flags = BRG_SPAWN_LINK;
+        rc = brg_spawn(ctx, s_behaviour, &so, limiter);
+    } else {
+        rc = brg_system_spawn(sys, s_behaviour, &so, limiter);
+    }
+    if (rc != BRG_OK)
+        s_limiter_destroy(self); // on error the state is still ours
+    return rc;
+}
+
+//  ---------------------------------------------------------------------------
+//  Public API
+
+void
+brg_limiter_opts_init(brg_limiter_opts_t *opts)
+{
+    assert(opts);
+    memset(opts, 0, sizeof(*opts));
+    opts->target = BRG_REF_NONE;
+    opts->max_in_flight = 1;
+    opts->max_queue = 64;
+    opts->burst = 1;
+    opts->request_timeout_ms = 30000;
+}
+
+int
+brg_limiter_spawn(brg_ctx_t *ctx, const brg_limiter_opts_t *opts, brg_ref_t *limiter)
+{
+    assert(ctx);
+    assert(opts);
+    return s_spawn(brg_ctx_system(ctx), ctx, opts, limiter);
+}
+
+int
+brg_limiter_spawn_root(brg_system_t *sys, const brg_limiter_opts_t *opts, brg_ref_t *limiter)
+{
+    assert(sys);
+    assert(opts);
+    return s_spawn(sys, NULL, opts, limiter);
+}
+
+brg_msg_t *
+brg_limiter_msg_stats(void)
+{
+    return brg_msg_new(BRG_LIMITER_TAG_STATS);
+}
+
+int
+brg_limiter_read_stats(const brg_msg_t *reply, brg_limiter_stats_t *out)
+{
+    assert(reply);
+    assert(out);
+    if (!brg_msg_is(reply, BRG_LIMITER_TAG_STATS))
+        return BRG_ETYPE;
+    uint64_t fields[7];
+    size_t pos = 0;
+    for (size_t k = 0; k < 7; k++) {
+        int rc = brg_msg_read_uint(reply, &pos, &fields[k]);
+        if (rc != BRG_OK)
+            return rc == BRG_ENODATA ? BRG_EBADMSG : rc;
+    }
+    out->in_flight = fields[0];
+    out->queued = fields[1];
+    out->max_in_flight = fields[2];
+    out->started = fields[3];
+    out->answered = fields[4];
+    out->failed = fields[5];
+    out->rejected = fields[6];
+    return BRG_OK;
+}
+
+int
+brg_limiter_stats(brg_system_t *sys, brg_ref_t limiter, int timeout_ms, brg_limiter_stats_t *out)
+{
+    assert(sys);
+    assert(out);
+    brg_msg_t *request = brg_limiter_msg_stats();
+    if (!request)
+        return BRG_ENOMEM;
+    brg_msg_t *reply = NULL;
+    int rc = brg_system_ask(sys, limiter, &request, timeout_ms, &reply);
+    if (rc == BRG_OK)
+        rc = brg_limiter_read_stats(reply, out);
+    brg_msg_destroy(&reply);
+    return rc;
+}

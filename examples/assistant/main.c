@@ -1,0 +1,538 @@
+//  assistant - a document assistant: one job per document, three specialists
+//  asked in parallel, one report per job.
+//
+//  The desk opens a job for every document. Each job is a coordinator actor
+//  that asks the analyser, the summariser and the style checker at the same
+//  time (brg_ask with a deadline) and keeps the answers in a record in its
+//  state; when the last answer or deadline is in, it sends its report to the
+//  desk and stops. A part that did not come back in time is marked missing,
+//  and the job still completes. The specialists live under a supervisor
+//  (one_for_one): one that fails is started again under its registered name,
+//  and jobs whose requests died with it simply ask the new one.
+//
+//  The specialists' work is the offline text backend (brigade/text.h): real
+//  text work that answers in microseconds. A model would take a while, so
+//  --latency=MS makes every call wait that long first (a sleep standing in
+//  for the model). Waiting blocks a thread, so specialists that wait run on
+//  the blocking pool (BRG_SPAWN_BLOCKING); with --latency=0 their work is
+//  pure CPU and they run on the workers.
+//
+//  Usage: assistant [--json] [--deadline=MS] [--latency=MS] [--fail=NAME]
+//                   [--stall=NAME] [FILE...]
+//         assistant --check-json=FILE
+//  NAME is analyser, summariser or checker. With no FILE it reads the sample
+//  documents. Exits 0 when every document got its report.
+#include "report.h"
+
+#include <brigade.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const specialist_name[KINDS] = {"analyser", "summariser", "checker"};
+static const char *const failed[KINDS] = {"analyser failed", "summariser failed", "checker failed"};
+
+static struct {
+    int deadline_ms; // each ask's deadline
+    int latency_ms;  // how long a call waits for the "model"
+    int fail;        // this specialist fails on document 1 (-1: none)
+    int stall;       // this specialist never answers in time (-1: none)
+    bool json;       // print the reports as JSON instead of Markdown
+    int documents;   // how many jobs the desk expects
+} opt = {2000, 25, -1, -1, false, 0};
+
+static int64_t
+now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+//  ---------------------------------------------------------------------------
+//  A specialist: "work" [document, text] -> [json, busy_us, work_us]
+
+static int
+specialist(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    int kind = *(const int *)brg_state(ctx);
+    size_t pos = 0, len;
+    int64_t document;
+    const char *text;
+    if (!brg_msg_is(msg, "work") || brg_msg_read_int(msg, &pos, &document) != BRG_OK ||
+        brg_msg_read_str(msg, &pos, &text, &len) != BRG_OK)
+        return BRG_UNHANDLED;
+    int64_t start = now_us();
+    if (opt.latency_ms > 0)
+        sleep_ms(opt.latency_ms); // the model thinking
+    if (kind == opt.stall)
+        sleep_ms(opt.deadline_ms + 200); // ... for longer than anyone waits
+    if (kind == opt.fail && document == 1) {
+        // The backend failed on this document. Tell the asker now, not at its
+        // deadline; then fail, and the supervisor starts a fresh specialist.
+        brg_reply_error(ctx, BRG_EFAILED);
+        return BRG_EFAILED;
+    }
+    int64_t work_start = now_us();
+    json_t *result = report_work(kind, text, len);
+    int64_t end = now_us();
+    char *json = result ? json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
+    json_decref(result);
+    if (!json)
+        return brg_reply_error(ctx, BRG_ENOMEM);
+    brg_msg_t *reply = brg_msg_new("result");
+    brg_msg_add_str(reply, json);
+    brg_msg_add_int(reply, end - start);
+    brg_msg_add_int(reply, end - work_start);
+    free(json);
+    return brg_reply(ctx, &reply);
+}
+
+//  The supervisor calls this at the start and after every failure.
+static int
+start_specialist(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t *child)
+{
+    (void)args;
+    static int starts[KINDS]; // touched only by the supervisor's thread, one call at a time
+    int kind = *(int *)arg;
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.state = arg; // which specialist: a static int, nothing to free
+    opts.flags = BRG_SPAWN_LINK;
+    if (opt.latency_ms > 0 || kind == opt.stall)
+        opts.flags |= BRG_SPAWN_BLOCKING; // it sleeps: keep it off the workers
+    int rc = brg_spawn(sup_ctx, specialist, &opts, child);
+    if (rc == BRG_OK && starts[kind]++ > 0)
+        fprintf(stderr, "  supervisor: %s failed; a fresh one takes over\n", specialist_name[kind]);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------------
+//  A job: one coordinator per document, with the record of its answers.
+
+typedef struct {
+    brg_ref_t desk;             // where the report goes
+    int64_t index;              // 1-based document number
+    char *title;                // the document's file name
+    char *text;                 // and its text
+    size_t len;                 //
+    json_t *part[KINDS];        // each specialist's answer, NULL while missing
+    const char *missing[KINDS]; // why a part is missing
+    int pending;                // answers still to come
+    int retries;                // asks repeated because a specialist went away
+    int64_t started_us;         // when the job started
+    int64_t busy_us, work_us;   // the specialists' own times for this job
+} job_t;
+
+static void
+job_destroy(void *state)
+{
+    job_t *self = state;
+    for (int k = 0; k < KINDS; k++)
+        json_decref(self->part[k]);
+    free(self->title);
+    free(self->text);
+    free(self);
+}
+
+static void ask_specialist(brg_ctx_t *ctx, int kind);
+
+//  Every part is in: send the report (JSON text) to the desk and stop.
+static void
+job_finish(brg_ctx_t *ctx)
+{
+    job_t *self = brg_state(ctx);
+    json_t *report = json_object();
+    json_object_set_new(report, "document", json_string(self->title));
+    for (int k = 0; k < KINDS; k++) {
+        json_t *part = json_object();
+        json_object_set_new(part, "status", json_string(self->part[k] ? "ok" : "missing"));
+        if (self->part[k])
+            json_object_update(part, self->part[k]);
+        else
+            json_object_set_new(part, "reason", json_string(self->missing[k]));
+        json_object_set_new(report, part_name[k], part);
+    }
+    json_object_set_new(report, "elapsed_ms", json_real((now_us() - self->started_us) / 1e3));
+    char *json = json_dumps(report, JSON_COMPACT | JSON_REAL_PRECISION(4));
+    json_decref(report);
+    brg_msg_t *msg = brg_msg_new("report");
+    brg_msg_add_int(msg, self->index);
+    brg_msg_add_str(msg, json ? json : "null");
+    brg_msg_add_int(msg, self->busy_us);
+    brg_msg_add_int(msg, self->work_us);
+    free(json);
+    brg_send(ctx, self->desk, &msg);
+    brg_stop(ctx);
+}
+
+static int
+on_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    job_t *self = brg_state(ctx);
+    int kind = (int)(intptr_t)arg;
+    if (status == BRG_ENOACTOR && ++self->retries <= 20) {
+        // The specialist went away before it took our request (another
+        // document made it fail) or is being restarted: ask again shortly.
+        brg_msg_t *retry = brg_msg_new_int("retry", kind);
+        brg_send_after(ctx, brg_self(ctx), &retry, 10, NULL);
+        return BRG_OK;
+    }
+    const char *json;
+    size_t pos = 0, len;
+    int64_t busy, took;
+    if (status == BRG_OK && brg_msg_read_str(reply, &pos, &json, &len) == BRG_OK &&
+        brg_msg_read_int(reply, &pos, &busy) == BRG_OK &&
+        brg_msg_read_int(reply, &pos, &took) == BRG_OK &&
+        (self->part[kind] = json_loadb(json, len, 0, NULL)) != NULL) {
+        self->busy_us += busy;
+        self->work_us += took;
+    } else if (status == BRG_ETIMEDOUT) {
+        self->missing[kind] = "timed out";
+    } else if (status == BRG_ENOACTOR) {
+        self->missing[kind] = "no specialist";
+    } else {
+        self->missing[kind] = failed[kind];
+    }
+    if (--self->pending == 0)
+        job_finish(ctx);
+    return BRG_OK;
+}
+
+static void
+ask_specialist(brg_ctx_t *ctx, int kind)
+{
+    job_t *self = brg_state(ctx);
+    brg_ref_t to;
+    if (brg_whereis(brg_ctx_system(ctx), specialist_name[kind], &to) != BRG_OK) {
+        on_answer(ctx, BRG_ENOACTOR, NULL, (void *)(intptr_t)kind); // being restarted
+        return;
+    }
+    brg_msg_t *req = brg_msg_new("work");
+    brg_msg_add_int(req, self->index);
+    brg_msg_add_strn(req, self->text, self->len);
+    if (brg_ask(ctx, to, &req, opt.deadline_ms, on_answer, (void *)(intptr_t)kind) != BRG_OK)
+        on_answer(ctx, BRG_ENOACTOR, NULL, (void *)(intptr_t)kind); // gone meanwhile
+}
+
+static int
+job(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    int64_t kind;
+    if (brg_msg_is(msg, "retry") && brg_msg_read_int(msg, &pos, &kind) == BRG_OK) {
+        ask_specialist(ctx, (int)kind);
+        return BRG_OK;
+    }
+    return BRG_UNHANDLED;
+}
+
+//  Fan out: all three asks leave at once.
+static int
+job_init(brg_ctx_t *ctx, void *arg)
+{
+    (void)arg;
+    job_t *self = brg_state(ctx);
+    self->started_us = now_us();
+    self->pending = KINDS;
+    for (int k = 0; k < KINDS; k++)
+        ask_specialist(ctx, k);
+    return BRG_OK;
+}
+
+//  ---------------------------------------------------------------------------
+//  The desk: opens a job per document, prints progress, then the reports.
+
+typedef struct {
+    brg_ref_t specialists; // their supervisor, shut down at the end
+    int opened, done;      // jobs
+    json_t *reports;       // by document index - 1
+    int64_t started_us;    // when the desk opened
+    int64_t busy_us;       // the specialists' own time, every job
+    int64_t work_us;       // of which text work
+} desk_t;
+
+static void
+desk_destroy(void *state)
+{
+    desk_t *self = state;
+    json_decref(self->reports);
+    free(self);
+}
+
+//  The last report is in: print everything, then close the desk. The
+//  supervisor stops its specialists; main's brg_system_await_actors returns.
+static void
+desk_close(brg_ctx_t *ctx)
+{
+    desk_t *self = brg_state(ctx);
+    double wall_ms = (now_us() - self->started_us) / 1e3;
+    double busy_ms = self->busy_us / 1e3, work_ms = self->work_us / 1e3;
+    if (opt.json) {
+        json_t *root = json_object(), *timing = json_object();
+        json_object_set_new(timing, "wall_ms", json_real(wall_ms));
+        json_object_set_new(timing, "specialists_ms", json_real(busy_ms));
+        json_object_set_new(timing, "text_work_ms", json_real(work_ms));
+        json_object_set(root, "documents", self->reports);
+        json_object_set_new(root, "timing", timing);
+        json_dumpf(root, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(4));
+        printf("\n");
+        json_decref(root);
+    } else {
+        for (size_t i = 0; i < json_array_size(self->reports); i++)
+            report_print_markdown(json_array_get(self->reports, i));
+    }
+    fflush(stdout);
+    double ratio = wall_ms > 0 ? busy_ms / wall_ms : 0;
+    fprintf(stderr,
+            "%d documents: wall time %.1f ms; the specialists' own times add up to %.1f ms "
+            "(text work %.1f ms, simulated model latency %.1f ms): %.1fx the wall time%s\n",
+            self->done, wall_ms, busy_ms, work_ms, busy_ms - work_ms, ratio,
+            ratio > 1 ? ", thanks to asking in parallel" : "");
+    brg_exit(brg_ctx_system(ctx), self->specialists, BRG_EXIT_SHUTDOWN);
+    brg_stop(ctx);
+}
+
+//  "document" [title, text]: open a job for it.
+static int
+desk_open(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    desk_t *self = brg_state(ctx);
+    size_t pos = 0, title_len, len;
+    const char *title, *text;
+    if (brg_msg_read_str(msg, &pos, &title, &title_len) != BRG_OK ||
+        brg_msg_read_str(msg, &pos, &text, &len) != BRG_OK)
+        return BRG_UNHANDLED;
+    job_t *j = calloc(1, sizeof(*j));
+    if (!j || !(j->title = strndup(title, title_len)) || !(j->text = malloc(len + 1))) {
+        if (j)
+            job_destroy(j);
+        return BRG_ENOMEM;
+    }
+    memcpy(j->text, text, len);
+    j->len = len;
+    j->desk = brg_self(ctx);
+    j->index = ++self->opened;
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.state = j;
+    opts.state_destroy = job_destroy;
+    opts.init = job_init;
+    int rc = brg_spawn(ctx, job, &opts, NULL);
+    if (rc != BRG_OK)
+        job_destroy(j);
+    return rc;
+}
+
+//  "report" [index, json, busy_us, work_us]: a job is done.
+static int
+desk_report(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    desk_t *self = brg_state(ctx);
+    size_t pos = 0, len;
+    int64_t index, busy, took;
+    const char *json;
+    if (brg_msg_read_int(msg, &pos, &index) != BRG_OK ||
+        brg_msg_read_str(msg, &pos, &json, &len) != BRG_OK ||
+        brg_msg_read_int(msg, &pos, &busy) != BRG_OK ||
+        brg_msg_read_int(msg, &pos, &took) != BRG_OK || index < 1 || index > opt.documents)
+        return BRG_UNHANDLED;
+    json_t *report = json_loadb(json, len, 0, NULL);
+    json_array_set_new(self->reports, (size_t)index - 1, report ? report : json_null());
+    self->busy_us += busy;
+    self->work_us += took;
+    const char *title = json_string_value(json_object_get(report, "document"));
+    fprintf(stderr, "[%d/%d] %s:", ++self->done, opt.documents, title ? title : "?");
+    for (int k = 0; k < KINDS; k++) {
+        const char *reason =
+            json_string_value(json_object_get(json_object_get(report, part_name[k]), "reason"));
+        fprintf(stderr, "%s %s %s%s%s", k ? "," : "", part_name[k], reason ? "missing" : "ok",
+                reason ? ": " : "", reason ? reason : "");
+    }
+    fprintf(stderr, " (%.1f ms)\n", json_real_value(json_object_get(report, "elapsed_ms")));
+    if (self->done == opt.documents)
+        desk_close(ctx);
+    return BRG_OK;
+}
+
+static int
+desk(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "document"))
+        return desk_open(ctx, msg);
+    if (brg_msg_is(msg, "report"))
+        return desk_report(ctx, msg);
+    return BRG_UNHANDLED;
+}
+
+//  ---------------------------------------------------------------------------
+//  Files, flags and main
+
+//  Read a whole file, at most BRG_TEXT_MAX bytes. NULL on error.
+static char *
+read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = f ? malloc(BRG_TEXT_MAX + 1) : NULL;
+    if (text) {
+        *len = fread(text, 1, BRG_TEXT_MAX + 1, f);
+        if (ferror(f) || *len > BRG_TEXT_MAX) {
+            free(text);
+            text = NULL;
+        }
+    }
+    if (f)
+        fclose(f);
+    return text;
+}
+
+static int
+by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+//  The sample documents: the *.txt files of BRG_ASSISTANT_DOCS, sorted.
+static int
+sample_documents(char **paths, int max)
+{
+    DIR *dir = opendir(BRG_ASSISTANT_DOCS);
+    struct dirent *e;
+    int n = 0;
+    while (dir && n < max && (e = readdir(dir)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0 &&
+            (paths[n] = malloc(sizeof(BRG_ASSISTANT_DOCS) + len + 1)) != NULL)
+            sprintf(paths[n++], "%s/%s", BRG_ASSISTANT_DOCS, e->d_name);
+    }
+    if (dir)
+        closedir(dir);
+    qsort(paths, (size_t)n, sizeof(paths[0]), by_name);
+    return n;
+}
+
+static int
+specialist_of(const char *name)
+{
+    for (int k = 0; k < KINDS; k++)
+        if (strcmp(name, specialist_name[k]) == 0)
+            return k;
+    return -1;
+}
+
+int
+main(int argc, char **argv)
+{
+    char *paths[64];
+    int n = 0;
+    bool samples = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0)
+            opt.json = true;
+        else if (strncmp(a, "--deadline=", 11) == 0 && atoi(a + 11) > 0)
+            opt.deadline_ms = atoi(a + 11);
+        else if (strncmp(a, "--latency=", 10) == 0 && atoi(a + 10) >= 0)
+            opt.latency_ms = atoi(a + 10);
+        else if (strncmp(a, "--fail=", 7) == 0 && specialist_of(a + 7) >= 0)
+            opt.fail = specialist_of(a + 7);
+        else if (strncmp(a, "--stall=", 8) == 0 && specialist_of(a + 8) >= 0)
+            opt.stall = specialist_of(a + 8);
+        else if (strncmp(a, "--check-json=", 13) == 0)
+            return report_check_file(a + 13);
+        else if (a[0] != '-' && n < 64 && (paths[n] = strdup(a)) != NULL)
+            n++, samples = false;
+        else {
+            fprintf(stderr,
+                    "usage: %s [--json] [--deadline=MS] [--latency=MS] [--fail=NAME] "
+                    "[--stall=NAME] [FILE...]\n       %s --check-json=FILE\n"
+                    "NAME: analyser, summariser or checker\n",
+                    argv[0], argv[0]);
+            return 2;
+        }
+    }
+    if (samples)
+        n = sample_documents(paths, 64);
+    char *texts[64];
+    size_t lens[64];
+    for (int i = 0; i < n; i++)
+        if (!(texts[i] = read_file(paths[i], &lens[i]))) {
+            fprintf(stderr, "assistant: cannot read %s\n", paths[i]);
+            return 1;
+        }
+    if (n == 0) {
+        fprintf(stderr, "assistant: no documents\n");
+        return 1;
+    }
+    opt.documents = n;
+    json_object_seed(0); // seed jansson's hashing once, before any thread uses it
+
+    brg_system_t *sys = brg_system_new(NULL);
+    if (!sys)
+        return 1;
+
+    // The specialists, each registered under its name and restarted on failure.
+    static int kinds[KINDS] = {ANALYSER, SUMMARISER, CHECKER};
+    brg_child_spec_t specs[KINDS];
+    for (int k = 0; k < KINDS; k++) {
+        brg_child_spec_init(&specs[k]);
+        specs[k].id = specs[k].name = specialist_name[k];
+        specs[k].start = start_specialist;
+        specs[k].arg = &kinds[k];
+    }
+    brg_supervisor_opts_t sup_opts;
+    brg_supervisor_opts_init(&sup_opts);
+    sup_opts.intensity = 5;
+    sup_opts.children = specs;
+    sup_opts.n_children = KINDS;
+    brg_ref_t specialists, the_desk;
+    brg_supervisor_counts_t counts;
+    desk_t *d = calloc(1, sizeof(*d));
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.state = d;
+    opts.state_destroy = desk_destroy;
+    // The count request is answered once the children are up and named.
+    if (!d || brg_supervisor_spawn_root(sys, &sup_opts, &specialists) != BRG_OK ||
+        brg_supervisor_count(sys, specialists, 5000, &counts) != BRG_OK) {
+        free(d);
+        brg_system_destroy(&sys);
+        return 1;
+    }
+    d->specialists = specialists;
+    d->reports = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(d->reports, json_null());
+    d->started_us = now_us();
+    if (brg_system_spawn(sys, desk, &opts, &the_desk) != BRG_OK) {
+        desk_destroy(d);
+        brg_system_destroy(&sys);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *slash = strrchr(paths[i], '/');
+        brg_msg_t *doc = brg_msg_new("document");
+        brg_msg_add_str(doc, slash ? slash + 1 : paths[i]);
+        brg_msg_add_strn(doc, texts[i], lens[i]);
+        brg_system_send(sys, the_desk, &doc);
+        free(texts[i]);
+        free(paths[i]);
+    }
+
+    // The desk shuts everything down after the last report: wait for that.
+    int rc = brg_system_await_actors(sys, 10 * opt.deadline_ms + 10000);
+    if (rc != BRG_OK)
+        fprintf(stderr, "assistant: not every document got its report (%s)\n", brg_strerror(rc));
+    brg_system_destroy(&sys);
+    return rc == BRG_OK ? 0 : 1;
+}

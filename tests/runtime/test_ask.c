@@ -1,0 +1,890 @@
+//  test_ask - request-reply: asks from actors (callbacks) and from outside
+//  threads, deadlines, late replies, error replies and dead targets.
+#include "test_util.h"
+
+//  ---------------------------------------------------------------------------
+//  Repliers
+
+//  "double" n: replies n * 2. "silent": never replies. "error" n: replies with
+//  error status n. "slow" n: sleeps n ms (run it on the blocking pool), then
+//  replies. "block": holds its thread until s_gate opens.
+static atomic_int s_gate;
+static atomic_int s_blocked;
+static atomic_int s_reply_rc = 1; // brg_reply's result, for the tests that look
+static atomic_int s_replies_sent;
+
+static int
+s_replier(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "block")) {
+        atomic_store(&s_blocked, 1);
+        tu_gate_wait(&s_gate);
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, "silent"))
+        return BRG_OK;
+    if (brg_msg_is(msg, "error"))
+        return brg_reply_error(ctx, (int)tu_msg_int(msg));
+    if (brg_msg_is(msg, "slow"))
+        tu_sleep_ms((uint64_t)tu_msg_int(msg));
+    int64_t n = brg_msg_is(msg, "slow") ? 7 : tu_msg_int(msg);
+    brg_msg_t *reply = brg_msg_new_int("result", n * 2);
+    int rc = brg_reply(ctx, &reply);
+    ck_assert_ptr_null(reply);
+    atomic_store(&s_reply_rc, rc);
+    atomic_fetch_add(&s_replies_sent, 1);
+    return BRG_OK;
+}
+
+static brg_ref_t
+s_spawn_replier(brg_system_t *sys, unsigned flags)
+{
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = flags;
+    brg_ref_t ref;
+    ck_assert_int_eq(brg_system_spawn(sys, s_replier, &opts, &ref), BRG_OK);
+    return ref;
+}
+
+//  ---------------------------------------------------------------------------
+//  The asking actor: a "go" message carries (target id, request tag, value,
+//  timeout); it asks and records what its callback sees.
+
+static atomic_int s_calls;      // callback invocations
+static atomic_int s_status = 1; // status of the last callback
+static _Atomic int64_t s_value; // the reply's integer, if any
+static atomic_int s_reply_was_null;
+static atomic_int s_ask_rc = 1; // brg_ask's own result
+static atomic_int s_callback_thread_ok = 1;
+static brg_ref_t s_reply_sender;
+static brg_ref_t s_target;
+
+static int
+s_on_reply(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    // The callback runs in the asking actor's context.
+    if (brg_state(ctx) != arg)
+        atomic_store(&s_callback_thread_ok, 0);
+    atomic_store(&s_reply_was_null, reply == NULL);
+    if (reply) {
+        atomic_store(&s_value, tu_msg_int(reply));
+        s_reply_sender = brg_msg_sender(reply);
+    }
+    atomic_store(&s_status, status);
+    atomic_fetch_add(&s_calls, 1);
+    return BRG_OK;
+}
+
+static int
+s_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    char tag[BRG_TAG_MAX + 1];
+    int64_t value, timeout;
+    ck_assert_int_eq(brg_msg_read_str_copy(msg, &pos, tag, sizeof tag), BRG_OK);
+    ck_assert_int_eq(brg_msg_read_int(msg, &pos, &value), BRG_OK);
+    ck_assert_int_eq(brg_msg_read_int(msg, &pos, &timeout), BRG_OK);
+    brg_msg_t *req = brg_msg_new_int(tag, value);
+    int rc = brg_ask(ctx, s_target, &req, (int)timeout, s_on_reply, brg_state(ctx));
+    ck_assert_ptr_null(req);
+    atomic_store(&s_ask_rc, rc);
+    return BRG_OK;
+}
+
+static brg_ref_t
+s_spawn_asker(void)
+{
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.state_size = 8;
+    brg_ref_t ref;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, s_asker, &opts, &ref), BRG_OK);
+    return ref;
+}
+
+static void
+s_go(brg_ref_t asker, const char *tag, int64_t value, int timeout_ms)
+{
+    brg_msg_t *msg = brg_msg_new("go");
+    brg_msg_add_str(msg, tag);
+    brg_msg_add_int(msg, value);
+    brg_msg_add_int(msg, timeout_ms);
+    ck_assert_int_eq(brg_system_send(tu_sys, asker, &msg), BRG_OK);
+}
+
+//  ---------------------------------------------------------------------------
+//  Asks from actors
+
+START_TEST(test_ask_reply_arrives_at_the_callback_with_ok)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = s_spawn_asker();
+    s_go(asker, "double", 21, 10000);
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_ask_rc), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_value), 42);
+    ck_assert_int_eq(atomic_load(&s_reply_was_null), 0);
+    ck_assert(brg_ref_eq(s_reply_sender, s_target));
+    ck_assert_int_eq(atomic_load(&s_callback_thread_ok), 1);
+    ck_assert_int_eq(atomic_load(&s_reply_rc), BRG_OK);
+    // The deadline timer was cancelled with the reply.
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
+    tu_sleep_ms(20);
+    ck_assert_int_eq(atomic_load(&s_calls), 1);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 0);
+}
+END_TEST
+
+START_TEST(test_ask_timeout_calls_back_with_etimedout_exactly_once)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = s_spawn_asker();
+    uint64_t t0 = tu_now_ms();
+    s_go(asker, "silent", 0, 50);
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
+    ck_assert_uint_ge(tu_now_ms() - t0, 49);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_ETIMEDOUT);
+    ck_assert_int_eq(atomic_load(&s_reply_was_null), 1);
+    tu_sleep_ms(150);
+    ck_assert_int_eq(atomic_load(&s_calls), 1);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 0);
+}
+END_TEST
+
+START_TEST(test_ask_late_reply_is_a_dead_letter_and_no_second_callback)
+{
+    // The replier sleeps 300 ms on the blocking pool; the deadline is 50 ms.
+    s_target = s_spawn_replier(tu_sys, BRG_SPAWN_BLOCKING);
+    brg_ref_t asker = s_spawn_asker();
+    s_go(asker, "slow", 300, 50);
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_ETIMEDOUT);
+    TU_WAIT_UNTIL(tu_dead_count(BRG_DEAD_LATE_REPLY) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_replies_sent), 1);
+    // The replier could not know: its reply was delivered to the asker.
+    ck_assert_int_eq(atomic_load(&s_reply_rc), BRG_OK);
+    tu_sleep_ms(20);
+    ck_assert_int_eq(atomic_load(&s_calls), 1);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 1);
+    ck_assert(brg_system_is_alive(tu_sys, asker));
+}
+END_TEST
+
+START_TEST(test_ask_reply_error_delivers_the_status)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = s_spawn_asker();
+    s_go(asker, "error", BRG_EPROTO, 10000);
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_EPROTO);
+    ck_assert_int_eq(atomic_load(&s_reply_was_null), 1);
+    // A user-defined negative code goes through as is.
+    s_go(asker, "error", -1000, 10000);
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 2, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_status), -1000);
+}
+END_TEST
+
+static atomic_int s_reply_error_plain_rc = 1;
+
+static int
+s_reply_error_on_plain(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    atomic_store(&s_reply_error_plain_rc, brg_reply_error(ctx, BRG_EPROTO));
+    return BRG_OK;
+}
+
+START_TEST(test_ask_reply_error_to_a_plain_message_returns_einval)
+{
+    brg_ref_t ref = tu_spawn(tu_sys, s_reply_error_on_plain);
+    tu_send_tag(tu_sys, ref, "plain");
+    TU_WAIT_UNTIL(atomic_load(&s_reply_error_plain_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_reply_error_plain_rc), BRG_EINVAL);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 0);
+}
+END_TEST
+
+START_TEST(test_ask_to_a_dead_ref_returns_enoactor_and_never_calls_back)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    ck_assert_int_eq(brg_actor_stop(tu_sys, s_target), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, s_target);
+    brg_ref_t asker = s_spawn_asker();
+    s_go(asker, "double", 1, 30);
+    TU_WAIT_UNTIL(atomic_load(&s_ask_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_ask_rc), BRG_ENOACTOR);
+    tu_sleep_ms(150); // past the deadline: no timeout callback either
+    ck_assert_int_eq(atomic_load(&s_calls), 0);
+    ck_assert_uint_eq(tu_stats(tu_sys).timers_active, 0);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_NO_ACTOR), 1);
+
+    // The same for a ref of another node (no transport).
+    atomic_store(&s_ask_rc, 1);
+    s_target.node_hi ^= 1;
+    s_go(asker, "double", 1, 30);
+    TU_WAIT_UNTIL(atomic_load(&s_ask_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_ask_rc), BRG_ENOACTOR);
+    tu_sleep_ms(100);
+    ck_assert_int_eq(atomic_load(&s_calls), 0);
+}
+END_TEST
+
+START_TEST(test_ask_target_stopping_with_the_request_queued_gives_enoactor_promptly)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    tu_send_tag(tu_sys, s_target, "block");
+    TU_WAIT_UNTIL(atomic_load(&s_blocked), TU_WAIT_MS);
+    brg_ref_t asker = s_spawn_asker();
+    s_go(asker, "double", 1, 60000); // a deadline the test would never reach
+    TU_WAIT_UNTIL(atomic_load(&s_ask_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_ask_rc), BRG_OK);
+    ck_assert_int_eq(brg_actor_stop(tu_sys, s_target), BRG_OK);
+    atomic_store(&s_gate, 1);
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, 5000);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_ENOACTOR);
+    ck_assert_int_eq(atomic_load(&s_reply_was_null), 1);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_STOPPED), 1);
+}
+END_TEST
+
+START_TEST(test_ask_many_concurrent_asks_each_get_their_own_reply)
+{
+    // One actor, 200 asks in flight: each callback must get its own answer.
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = s_spawn_asker();
+    for (int i = 0; i < 200; i++)
+        s_go(asker, "double", i, 30000);
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 200, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_callback_thread_ok), 1);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
+}
+END_TEST
+
+static _Atomic int64_t s_pair_bad;
+
+static int
+s_check_pair(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    if (status != BRG_OK || tu_msg_int(reply) != 2 * (int64_t)(intptr_t)arg)
+        atomic_fetch_add(&s_pair_bad, 1);
+    atomic_fetch_add(&s_calls, 1);
+    return BRG_OK;
+}
+
+static int
+s_pair_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    for (intptr_t i = 0; i < 300; i++) {
+        brg_msg_t *req = brg_msg_new_int("double", i);
+        if (brg_ask(ctx, s_target, &req, 30000, s_check_pair, (void *)i) != BRG_OK)
+            atomic_fetch_add(&s_pair_bad, 1);
+    }
+    return BRG_OK;
+}
+
+START_TEST(test_ask_replies_are_matched_to_their_requests)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = tu_spawn(tu_sys, s_pair_asker);
+    tu_send_tag(tu_sys, asker, "go");
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 300, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_pair_bad), 0);
+}
+END_TEST
+
+//  Replies come back in random order (several repliers, random delays) and
+//  timeouts interleave with them: the asker's table of pending asks must
+//  find every entry, whatever order they leave in.
+#define S_MIX 600
+static atomic_int s_mix_calls[S_MIX];
+static brg_ref_t s_mix_repliers[4];
+static brg_ref_t s_mix_silent;
+
+static int
+s_mix_callback(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    intptr_t i = (intptr_t)arg;
+    atomic_fetch_add(&s_mix_calls[i], 1);
+    bool ok = i % 3 == 0 ? status == BRG_ETIMEDOUT && !reply
+                         : status == BRG_OK && tu_msg_int(reply) == 2 * (int64_t)i;
+    if (!ok)
+        atomic_fetch_add(&s_pair_bad, 1);
+    atomic_fetch_add(&s_calls, 1);
+    return BRG_OK;
+}
+
+static int
+s_mix_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    for (intptr_t i = 0; i < S_MIX; i++) {
+        brg_msg_t *req;
+        int rc;
+        if (i % 3 == 0) {
+            req = brg_msg_new("silent");
+            rc = brg_ask(ctx, s_mix_silent, &req, 1 + (int)(i * 7 % 40), s_mix_callback, (void *)i);
+        } else {
+            req = brg_msg_new_int("slow-double", i);
+            rc = brg_ask(ctx, s_mix_repliers[i % 4], &req, 60000, s_mix_callback, (void *)i);
+        }
+        if (rc != BRG_OK)
+            atomic_fetch_add(&s_pair_bad, 1);
+    }
+    return BRG_OK;
+}
+
+//  Blocking-pool replier with a random delay of 0-500 us.
+static int
+s_random_delay_double(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    int64_t n = tu_msg_int(msg);
+    tu_sleep_us((uint64_t)(n * 2654435761u) % 500);
+    brg_msg_t *reply = brg_msg_new_int("result", 2 * n);
+    return brg_reply(ctx, &reply);
+}
+
+START_TEST(test_ask_replies_and_timeouts_in_any_order_reach_the_right_callbacks)
+{
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_BLOCKING;
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(brg_system_spawn(tu_sys, s_random_delay_double, &opts, &s_mix_repliers[i]),
+                         BRG_OK);
+    s_mix_silent = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = tu_spawn(tu_sys, s_mix_asker);
+    tu_send_tag(tu_sys, asker, "go");
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == S_MIX, 30000);
+    tu_sleep_ms(50);
+    ck_assert_int_eq(atomic_load(&s_calls), S_MIX);
+    ck_assert_int_eq(atomic_load(&s_pair_bad), 0);
+    for (int i = 0; i < S_MIX; i++)
+        ck_assert_int_eq(atomic_load(&s_mix_calls[i]), 1);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
+}
+END_TEST
+
+static int
+s_failing_callback(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)status;
+    (void)reply;
+    (void)arg;
+    atomic_fetch_add(&s_calls, 1);
+    return BRG_EPROTO;
+}
+
+static int
+s_asker_failing_cb(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_msg_t *req = brg_msg_new_int("double", 1);
+    return brg_ask(ctx, s_target, &req, 10000, s_failing_callback, NULL);
+}
+
+START_TEST(test_ask_callback_returning_an_error_fails_the_asker)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = tu_spawn(tu_sys, s_asker_failing_cb);
+    tu_send_tag(tu_sys, asker, "go");
+    TU_WAIT_DEAD(tu_sys, asker);
+    ck_assert_int_eq(atomic_load(&s_calls), 1);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).actors_failed == 1, TU_WAIT_MS);
+    ck_assert(brg_system_is_alive(tu_sys, s_target));
+}
+END_TEST
+
+static int
+s_self_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "double"))
+        return s_replier(ctx, msg);
+    brg_msg_t *req = brg_msg_new_int("double", 5);
+    return brg_ask(ctx, brg_self(ctx), &req, 10000, s_on_reply, brg_state(ctx));
+}
+
+START_TEST(test_ask_an_actor_can_ask_itself)
+{
+    brg_ref_t ref = tu_spawn(tu_sys, s_self_asker);
+    tu_send_tag(tu_sys, ref, "go");
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_value), 10);
+}
+END_TEST
+
+//  Each pending callback runs once more while the asker stops, with
+//  BRG_ECLOSED, so its arg can be released; the deadlines are cancelled.
+START_TEST(test_ask_asker_dying_with_asks_pending_cancels_their_deadlines)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = s_spawn_asker();
+    for (int i = 0; i < 10; i++)
+        s_go(asker, "silent", 0, 60000);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 10, TU_WAIT_MS);
+    ck_assert_int_eq(brg_actor_stop(tu_sys, asker), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, asker);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_calls), 10);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_ECLOSED);
+}
+END_TEST
+
+//  Asks with a zero deadline, then dies at once: the timeouts race the death.
+static int
+s_ask_and_die(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    for (int i = 0; i < 50; i++) {
+        brg_msg_t *req = brg_msg_new("silent");
+        brg_ask(ctx, s_target, &req, 0, s_on_reply, NULL);
+    }
+    tu_spin_us(50); // let the timer thread start firing
+    brg_stop(ctx);
+    return BRG_OK;
+}
+
+static atomic_int s_internal_dead;
+
+static void
+s_watch_internal(void *arg, brg_ref_t to, const brg_msg_t *msg, brg_dead_reason_t reason)
+{
+    (void)arg;
+    (void)to;
+    (void)reason;
+    if (strncmp(brg_msg_tag(msg), "brg.", 4) == 0)
+        atomic_fetch_add(&s_internal_dead, 1);
+}
+
+START_TEST(test_ask_deadlines_of_a_dead_asker_are_not_dead_letters)
+{
+    // A deadline that fired just before its asker died is the runtime's own
+    // business: it must not reach the dead-letter hook or count.
+    tu_dead_extra = s_watch_internal;
+    s_target = s_spawn_replier(tu_sys, 0);
+    for (int round = 0; round < 100; round++) {
+        brg_ref_t asker = tu_spawn(tu_sys, s_ask_and_die);
+        tu_send_tag(tu_sys, asker, "go");
+        TU_WAIT_DEAD(tu_sys, asker);
+    }
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
+    tu_sleep_ms(20);
+    ck_assert_int_eq(atomic_load(&s_internal_dead), 0);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 0);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Replies without an asker
+
+START_TEST(test_ask_reply_to_a_message_from_outside_returns_enoactor)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    tu_send_int(tu_sys, s_target, "double", 1);
+    TU_WAIT_UNTIL(atomic_load(&s_replies_sent) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_reply_rc), BRG_ENOACTOR);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_NO_ACTOR), 1);
+}
+END_TEST
+
+static atomic_int s_plain_replies;
+static brg_ref_t s_plain_from;
+
+static int
+s_plain_client(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "go"))
+        return brg_send_int(ctx, s_target, "double", 8);
+    // The reply to a plain message is a plain message.
+    if (brg_msg_is(msg, "result") && tu_msg_int(msg) == 16) {
+        s_plain_from = brg_msg_sender(msg);
+        atomic_fetch_add(&s_plain_replies, 1);
+    }
+    return BRG_OK;
+}
+
+START_TEST(test_ask_reply_to_a_plain_message_from_an_actor_reaches_its_behaviour)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t client = tu_spawn(tu_sys, s_plain_client);
+    tu_send_tag(tu_sys, client, "go");
+    TU_WAIT_UNTIL(atomic_load(&s_plain_replies) == 1, TU_WAIT_MS);
+    ck_assert(brg_ref_eq(s_plain_from, s_target));
+    ck_assert_int_eq(atomic_load(&s_reply_rc), BRG_OK);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  brg_system_ask from outside
+
+START_TEST(test_ask_system_ask_returns_the_reply)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_msg_t *req = brg_msg_new_int("double", 50);
+    brg_msg_t *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, s_target, &req, 10000, &reply), BRG_OK);
+    ck_assert_ptr_null(req);
+    ck_assert_ptr_nonnull(reply);
+    ck_assert_str_eq(brg_msg_tag(reply), "result");
+    ck_assert_int_eq(tu_msg_int(reply), 100);
+    ck_assert(brg_ref_eq(brg_msg_sender(reply), s_target));
+    brg_msg_destroy(&reply);
+    // Many in a row: the waiter slots are reused, nothing is left behind.
+    for (int i = 0; i < 500; i++) {
+        req = brg_msg_new_int("double", i);
+        ck_assert_int_eq(brg_system_ask(tu_sys, s_target, &req, 10000, &reply), BRG_OK);
+        ck_assert_int_eq(tu_msg_int(reply), 2 * i);
+        brg_msg_destroy(&reply);
+    }
+    brg_stats_t st = tu_stats(tu_sys);
+    ck_assert_uint_eq(st.actors_alive, 1);
+    ck_assert_uint_eq(st.actors_spawned, 1); // waiters are not actors of the user
+    ck_assert_uint_eq(st.dead_letters, 0);
+}
+END_TEST
+
+START_TEST(test_ask_system_ask_times_out_and_a_late_reply_is_a_dead_letter)
+{
+    s_target = s_spawn_replier(tu_sys, BRG_SPAWN_BLOCKING);
+    brg_msg_t *req = brg_msg_new_int("slow", 200);
+    brg_msg_t *reply = NULL;
+    uint64_t t0 = tu_now_ms();
+    ck_assert_int_eq(brg_system_ask(tu_sys, s_target, &req, 50, &reply), BRG_ETIMEDOUT);
+    uint64_t waited = tu_now_ms() - t0;
+    ck_assert_uint_ge(waited, 49);
+    ck_assert_ptr_null(reply);
+    TU_WAIT_UNTIL(tu_dead_count(BRG_DEAD_LATE_REPLY) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_replies_sent), 1);
+
+    // A target that never replies.
+    brg_ref_t silent = s_spawn_replier(tu_sys, 0);
+    req = brg_msg_new("silent");
+    ck_assert_int_eq(brg_system_ask(tu_sys, silent, &req, 30, &reply), BRG_ETIMEDOUT);
+    ck_assert_ptr_null(reply);
+}
+END_TEST
+
+START_TEST(test_ask_system_ask_to_a_dead_target_returns_enoactor_at_once)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_actor_stop(tu_sys, s_target);
+    TU_WAIT_DEAD(tu_sys, s_target);
+    brg_msg_t *req = brg_msg_new_int("double", 1);
+    brg_msg_t *reply = NULL;
+    uint64_t t0 = tu_now_ms();
+    ck_assert_int_eq(brg_system_ask(tu_sys, s_target, &req, 5000, &reply), BRG_ENOACTOR);
+    ck_assert_uint_lt(tu_now_ms() - t0, 1000 * tu_multiplier());
+    ck_assert_ptr_null(req);
+    ck_assert_ptr_null(reply);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_NO_ACTOR), 1);
+}
+END_TEST
+
+START_TEST(test_ask_system_ask_gets_the_error_status)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_msg_t *req = brg_msg_new_int("error", BRG_EPROTO);
+    brg_msg_t *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, s_target, &req, 10000, &reply), BRG_EPROTO);
+    ck_assert_ptr_null(reply);
+}
+END_TEST
+
+START_TEST(test_ask_system_ask_to_an_actor_that_stops_first_returns_enoactor)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    tu_send_tag(tu_sys, s_target, "block");
+    TU_WAIT_UNTIL(atomic_load(&s_blocked), TU_WAIT_MS);
+    ck_assert_int_eq(brg_actor_stop(tu_sys, s_target), BRG_OK);
+    // The ask lands behind the stop; the target dies with it queued.
+    brg_msg_t *req = brg_msg_new_int("double", 1);
+    brg_msg_t *reply = NULL;
+    atomic_store(&s_gate, 1);
+    uint64_t t0 = tu_now_ms();
+    int rc = brg_system_ask(tu_sys, s_target, &req, 20000, &reply);
+    ck_assert_int_eq(rc, BRG_ENOACTOR);
+    ck_assert_uint_lt(tu_now_ms() - t0, 5000 * tu_multiplier());
+    ck_assert_ptr_null(reply);
+}
+END_TEST
+
+static brg_ref_t s_forward_dest;
+
+static int
+s_forward_to_target(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    return brg_forward(ctx, s_forward_dest);
+}
+
+START_TEST(test_ask_forwarded_ask_is_answered_by_the_final_target)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    s_forward_dest = s_target;
+    brg_ref_t middle = tu_spawn(tu_sys, s_forward_to_target);
+    brg_msg_t *req = brg_msg_new_int("double", 4);
+    brg_msg_t *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, middle, &req, 10000, &reply), BRG_OK);
+    ck_assert_int_eq(tu_msg_int(reply), 8);
+    ck_assert(brg_ref_eq(brg_msg_sender(reply), s_target));
+    brg_msg_destroy(&reply);
+
+    // From an actor too.
+    brg_ref_t asker = s_spawn_asker();
+    brg_ref_t final_target = s_target;
+    s_target = middle;
+    s_go(asker, "double", 9, 10000);
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_value), 18);
+    ck_assert(brg_ref_eq(s_reply_sender, final_target));
+    s_target = final_target;
+}
+END_TEST
+
+//  Sends the request itself back to the asker (a forward keeps the ask's
+//  correlation) and then the real reply.
+static int
+s_echo_then_reply(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_forward(ctx, brg_msg_sender(msg));
+    brg_msg_t *reply = brg_msg_new_int("result", tu_msg_int(msg) * 2);
+    return brg_reply(ctx, &reply);
+}
+
+START_TEST(test_ask_system_ask_takes_only_a_reply_as_the_answer)
+{
+    brg_ref_t ref = tu_spawn(tu_sys, s_echo_then_reply);
+    for (int i = 0; i < 200; i++) {
+        brg_msg_t *req = brg_msg_new_int("double", i);
+        brg_msg_t *reply = NULL;
+        ck_assert_int_eq(brg_system_ask(tu_sys, ref, &req, 10000, &reply), BRG_OK);
+        ck_assert_str_eq(brg_msg_tag(reply), "result");
+        ck_assert_int_eq(tu_msg_int(reply), 2 * i);
+        brg_msg_destroy(&reply);
+    }
+    // The echoed requests were not replies: dropped, never late replies.
+    TU_WAIT_UNTIL(atomic_load(&tu_dead.total) == 200, TU_WAIT_MS);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_LATE_REPLY), 0);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Stress: 10,000 asks whose replies race their deadlines.
+
+#define S_RACE_ASKS 10000
+#define S_RACE_ASKERS 10
+#define S_RACE_REPLIERS 8
+static brg_ref_t s_race_repliers[S_RACE_REPLIERS];
+static atomic_int s_race_answers[S_RACE_ASKS]; // callbacks per ask
+static atomic_int s_race_ok;
+static atomic_int s_race_timeouts;
+static atomic_int s_race_other;
+static atomic_int s_race_replies; // replies the repliers sent
+
+//  Deadlines are 2 ms, scaled (up to 3x) for slow builds, so the race stays a
+//  race there too.
+static int
+s_race_deadline(void)
+{
+    double m = tu_multiplier();
+    return (int)(2 * (m < 3 ? m : 3));
+}
+
+//  Blocking-pool replier: sleeps 0-1.5 deadlines, then replies.
+static int
+s_race_replier(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    int64_t index = tu_msg_int(msg);
+    tu_sleep_us((uint64_t)((index * 2654435761u) % (uint64_t)(1500 * s_race_deadline())));
+    brg_msg_t *reply = brg_msg_new_int("r", index);
+    brg_reply(ctx, &reply);
+    atomic_fetch_add(&s_race_replies, 1);
+    return BRG_OK;
+}
+
+static int
+s_race_callback(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    intptr_t index = (intptr_t)arg;
+    atomic_fetch_add(&s_race_answers[index], 1);
+    if (status == BRG_OK && tu_msg_int(reply) == index)
+        atomic_fetch_add(&s_race_ok, 1);
+    else if (status == BRG_ETIMEDOUT && !reply)
+        atomic_fetch_add(&s_race_timeouts, 1);
+    else
+        atomic_fetch_add(&s_race_other, 1);
+    return BRG_OK;
+}
+
+//  "go" with (first, count): asks for indexes first .. first+count-1.
+static int
+s_race_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    int64_t first, count;
+    brg_msg_read_int(msg, &pos, &first);
+    brg_msg_read_int(msg, &pos, &count);
+    for (int64_t i = first; i < first + count; i++) {
+        brg_msg_t *req = brg_msg_new_int("q", i);
+        if (brg_ask(ctx, s_race_repliers[i % S_RACE_REPLIERS], &req, s_race_deadline(),
+                    s_race_callback, (void *)(intptr_t)i) != BRG_OK)
+            atomic_fetch_add(&s_race_other, 1);
+    }
+    return BRG_OK;
+}
+
+START_TEST(test_ask_stress_asks_racing_their_deadlines_are_answered_exactly_once)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 2);
+    cfg.blocking_threads = S_RACE_REPLIERS;
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_BLOCKING;
+    for (int i = 0; i < S_RACE_REPLIERS; i++)
+        ck_assert_int_eq(brg_system_spawn(sys, s_race_replier, &opts, &s_race_repliers[i]), BRG_OK);
+    // In rounds, so the repliers' backlog stays near the deadline.
+    enum { ROUND = 200 };
+    for (int first = 0; first < S_RACE_ASKS; first += ROUND) {
+        brg_ref_t asker;
+        ck_assert_int_eq(brg_system_spawn(sys, s_race_asker, NULL, &asker), BRG_OK);
+        brg_msg_t *go = brg_msg_new("go");
+        brg_msg_add_int(go, first);
+        brg_msg_add_int(go, ROUND);
+        brg_system_send(sys, asker, &go);
+        TU_WAIT_UNTIL(atomic_load(&s_race_replies) >= first + ROUND, 60000);
+    }
+    TU_WAIT_UNTIL(atomic_load(&s_race_ok) + atomic_load(&s_race_timeouts) == S_RACE_ASKS, 60000);
+    tu_sleep_ms(50);
+    brg_system_destroy(&sys);
+    ck_assert_int_eq(atomic_load(&s_race_other), 0);
+    for (int i = 0; i < S_RACE_ASKS; i++)
+        ck_assert_msg(atomic_load(&s_race_answers[i]) == 1, "ask %d answered %d times", i,
+                      atomic_load(&s_race_answers[i]));
+    // Every reply either reached its callback or was counted as late.
+    ck_assert_int_eq(atomic_load(&s_race_replies), S_RACE_ASKS);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_LATE_REPLY) + (uint64_t)atomic_load(&s_race_ok),
+                      S_RACE_ASKS);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), tu_dead_count(BRG_DEAD_LATE_REPLY));
+    // Both outcomes happened: the race was real.
+    ck_assert_int_gt(atomic_load(&s_race_ok), 0);
+    ck_assert_int_gt(atomic_load(&s_race_timeouts), 0);
+}
+END_TEST
+
+//  The same race through brg_system_ask from several threads.
+#define S_SYS_ASK_THREADS 4
+#define S_SYS_ASKS 500
+static atomic_int s_sys_ok, s_sys_timeouts, s_sys_other;
+static brg_system_t *s_race_sys;
+
+static void *
+s_sys_ask_thread(void *arg)
+{
+    intptr_t t = (intptr_t)arg;
+    for (int i = 0; i < S_SYS_ASKS; i++) {
+        int64_t index = t * S_SYS_ASKS + i;
+        brg_msg_t *req = brg_msg_new_int("q", index);
+        brg_msg_t *reply = NULL;
+        int rc = brg_system_ask(s_race_sys, s_race_repliers[index % S_RACE_REPLIERS], &req,
+                                s_race_deadline(), &reply);
+        if (rc == BRG_OK && reply && tu_msg_int(reply) == index)
+            atomic_fetch_add(&s_sys_ok, 1);
+        else if (rc == BRG_ETIMEDOUT && !reply)
+            atomic_fetch_add(&s_sys_timeouts, 1);
+        else
+            atomic_fetch_add(&s_sys_other, 1);
+        brg_msg_destroy(&reply);
+    }
+    return NULL;
+}
+
+START_TEST(test_ask_stress_system_asks_racing_their_deadlines_are_answered_exactly_once)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 2);
+    cfg.blocking_threads = S_RACE_REPLIERS;
+    s_race_sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(s_race_sys);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_BLOCKING;
+    for (int i = 0; i < S_RACE_REPLIERS; i++)
+        ck_assert_int_eq(brg_system_spawn(s_race_sys, s_race_replier, &opts, &s_race_repliers[i]),
+                         BRG_OK);
+    pthread_t threads[S_SYS_ASK_THREADS];
+    for (intptr_t t = 0; t < S_SYS_ASK_THREADS; t++)
+        pthread_create(&threads[t], NULL, s_sys_ask_thread, (void *)t);
+    for (int t = 0; t < S_SYS_ASK_THREADS; t++)
+        pthread_join(threads[t], NULL);
+    int total = S_SYS_ASK_THREADS * S_SYS_ASKS;
+    TU_WAIT_UNTIL(atomic_load(&s_race_replies) == total, 60000);
+    brg_system_destroy(&s_race_sys);
+    ck_assert_int_eq(atomic_load(&s_sys_other), 0);
+    ck_assert_int_eq(atomic_load(&s_sys_ok) + atomic_load(&s_sys_timeouts), total);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_LATE_REPLY) + (uint64_t)atomic_load(&s_sys_ok),
+                      (uint64_t)total);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), tu_dead_count(BRG_DEAD_LATE_REPLY));
+}
+END_TEST
+
+Suite *
+ask_suite(void)
+{
+    Suite *s = suite_create("ask");
+    TCase *core = tcase_create("core");
+    tcase_add_checked_fixture(core, tu_setup, tu_teardown);
+    tcase_set_timeout(core, 30);
+    tcase_add_test(core, test_ask_reply_arrives_at_the_callback_with_ok);
+    tcase_add_test(core, test_ask_timeout_calls_back_with_etimedout_exactly_once);
+    tcase_add_test(core, test_ask_late_reply_is_a_dead_letter_and_no_second_callback);
+    tcase_add_test(core, test_ask_reply_error_delivers_the_status);
+    tcase_add_test(core, test_ask_reply_error_to_a_plain_message_returns_einval);
+    tcase_add_test(core, test_ask_to_a_dead_ref_returns_enoactor_and_never_calls_back);
+    tcase_add_test(core, test_ask_target_stopping_with_the_request_queued_gives_enoactor_promptly);
+    tcase_add_test(core, test_ask_many_concurrent_asks_each_get_their_own_reply);
+    tcase_add_test(core, test_ask_replies_are_matched_to_their_requests);
+    tcase_add_test(core, test_ask_replies_and_timeouts_in_any_order_reach_the_right_callbacks);
+    tcase_add_test(core, test_ask_callback_returning_an_error_fails_the_asker);
+    tcase_add_test(core, test_ask_an_actor_can_ask_itself);
+    tcase_add_test(core, test_ask_asker_dying_with_asks_pending_cancels_their_deadlines);
+    tcase_add_test(core, test_ask_deadlines_of_a_dead_asker_are_not_dead_letters);
+    tcase_add_test(core, test_ask_reply_to_a_message_from_outside_returns_enoactor);
+    tcase_add_test(core, test_ask_reply_to_a_plain_message_from_an_actor_reaches_its_behaviour);
+    tcase_add_test(core, test_ask_system_ask_returns_the_reply);
+    tcase_add_test(core, test_ask_system_ask_times_out_and_a_late_reply_is_a_dead_letter);
+    tcase_add_test(core, test_ask_system_ask_to_a_dead_target_returns_enoactor_at_once);
+    tcase_add_test(core, test_ask_system_ask_gets_the_error_status);
+    tcase_add_test(core, test_ask_system_ask_to_an_actor_that_stops_first_returns_enoactor);
+    tcase_add_test(core, test_ask_forwarded_ask_is_answered_by_the_final_target);
+    tcase_add_test(core, test_ask_system_ask_takes_only_a_reply_as_the_answer);
+    suite_add_tcase(s, core);
+
+    TCase *stress = tcase_create("stress");
+    tcase_set_tags(stress, "stress");
+    tcase_set_timeout(stress, 300);
+    tcase_add_test(stress, test_ask_stress_asks_racing_their_deadlines_are_answered_exactly_once);
+    tcase_add_test(stress,
+                   test_ask_stress_system_asks_racing_their_deadlines_are_answered_exactly_once);
+    suite_add_tcase(s, stress);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(ask_suite());
+}
