@@ -22,7 +22,7 @@
 #define BRG_VERSION_MAJOR 0
 #define BRG_VERSION_MINOR 1
 #define BRG_VERSION_PATCH 0
-#define BRG_MAKE_VERSION(major, minor, patch) ((major) * 10000 + (minor) * 100 + (patch))
+#define BRG_MAKE_VERSION(major, minor, patch) ((major)*10000 + (minor)*100 + (patch))
 #define BRG_VERSION BRG_MAKE_VERSION(BRG_VERSION_MAJOR, BRG_VERSION_MINOR, BRG_VERSION_PATCH)
 
 #include "brigade/actor.h"

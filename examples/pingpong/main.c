@@ -8,8 +8,8 @@
 #include <stdlib.h>
 
 typedef struct {
-    brg_ref_t pong;   // whom to play with
-    int64_t rounds;   // round trips to make
+    brg_ref_t pong; // whom to play with
+    int64_t rounds; // round trips to make
 } ping_state_t;
 
 static int

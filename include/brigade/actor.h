@@ -55,8 +55,8 @@ enum {
 //  Spawn options. Start from brg_spawn_opts_init(&opts); NULL options mean
 //  "no state, no init, no name".
 typedef struct brg_spawn_opts {
-    size_t state_size;                  // > 0: zeroed state of this size, allocated with the actor
-    void *state;                        // or: the caller's state pointer; the actor owns it from spawn
+    size_t state_size; // > 0: zeroed state of this size, allocated with the actor
+    void *state;       // or: the caller's state pointer; the actor owns it from spawn
     brg_state_destroy_fn state_destroy; // called on the state when the actor stops (may be NULL)
     brg_init_fn init;                   // optional first activation
     void *init_arg;                     // passed to init
@@ -88,8 +88,8 @@ BRG_EXPORT int brg_spawn(brg_ctx_t *ctx, brg_behaviour_fn fn, const brg_spawn_op
                          brg_ref_t *ref);
 
 //  Spawn from any thread, as brg_spawn. Thread: any.
-BRG_EXPORT int brg_system_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
-                                brg_ref_t *ref);
+BRG_EXPORT int brg_system_spawn(brg_system_t *sys, brg_behaviour_fn fn,
+                                const brg_spawn_opts_t *opts, brg_ref_t *ref);
 
 //  This actor's address.
 BRG_EXPORT brg_ref_t brg_self(const brg_ctx_t *ctx);

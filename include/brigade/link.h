@@ -41,8 +41,8 @@ typedef enum {
 //  An exit reason: a plain value (read its fields freely).
 typedef struct brg_exit_reason {
     brg_exit_kind_t kind;
-    int code;                           // BRG_E... code of a failure, else 0
-    char text[BRG_EXIT_TEXT_MAX + 1];   // short description, NUL-terminated; may be empty
+    int code;                         // BRG_E... code of a failure, else 0
+    char text[BRG_EXIT_TEXT_MAX + 1]; // short description, NUL-terminated; may be empty
 } brg_exit_reason_t;
 
 //  Tags of the messages a trapping actor or a watcher receives.

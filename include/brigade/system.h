@@ -14,12 +14,12 @@ typedef struct brg_system brg_system_t;
 
 //  Why a message became a dead letter.
 typedef enum {
-    BRG_DEAD_NO_ACTOR = 1,  // target dead, stale or unknown
-    BRG_DEAD_STOPPED,       // left in the mailbox of an actor that stopped
-    BRG_DEAD_LATE_REPLY,    // reply to an ask that had already timed out or been answered
-    BRG_DEAD_UNHANDLED,     // the behaviour returned BRG_UNHANDLED for it
-    BRG_DEAD_REMOTE,        // addressed to another node and no transport is plugged in
-    BRG_DEAD_SHUTDOWN       // sent while the system was being destroyed
+    BRG_DEAD_NO_ACTOR = 1, // target dead, stale or unknown
+    BRG_DEAD_STOPPED,      // left in the mailbox of an actor that stopped
+    BRG_DEAD_LATE_REPLY,   // reply to an ask that had already timed out or been answered
+    BRG_DEAD_UNHANDLED,    // the behaviour returned BRG_UNHANDLED for it
+    BRG_DEAD_REMOTE,       // addressed to another node and no transport is plugged in
+    BRG_DEAD_SHUTDOWN      // sent while the system was being destroyed
 } brg_dead_reason_t;
 
 //  Called for every dead letter, on the thread that dropped it (a worker, the
@@ -31,11 +31,11 @@ typedef void (*brg_dead_letter_fn)(void *arg, brg_ref_t to, const brg_msg_t *msg
 //  Configuration. Always start from brg_config_init(&cfg), which sets the
 //  defaults, so fields added later get theirs.
 typedef struct brg_config {
-    int workers;              // worker threads; 0 = one per online CPU (default)
-    int batch;                // messages an actor runs before it yields (default 64)
-    int blocking_threads;     // threads of the pool for blocking actors (default 4)
-    uint32_t max_actors;      // live actors at most (default 64 Mi, hard max 2^31)
-    bool log_dead_letters;    // print each dead letter to stderr (default false)
+    int workers;                       // worker threads; 0 = one per online CPU (default)
+    int batch;                         // messages an actor runs before it yields (default 64)
+    int blocking_threads;              // threads of the pool for blocking actors (default 4)
+    uint32_t max_actors;               // live actors at most (default 64 Mi, hard max 2^31)
+    bool log_dead_letters;             // print each dead letter to stderr (default false)
     brg_dead_letter_fn dead_letter_fn; // optional hook for every dead letter
     void *dead_letter_arg;             // passed to dead_letter_fn
     //  Watchdog: report a behaviour call (or init, or reply callback) that holds
