@@ -72,7 +72,7 @@
 //  start instead shuts the supervisor down (OTP: the supervisor fails to
 //  start).
 //
-//  Intensity. The times (CLOCK_MONOTONIC, ms) of the last intensity + 1
+//  Intensity. The times (brg_system_now_ms) of the last intensity + 1
 //  restarts are kept in a ring; the restart that finds the oldest of them
 //  within period_ms is one too many.
 //
@@ -415,20 +415,14 @@ s_sup_new(brg_system_t *sys, const brg_supervisor_opts_t *opts, brg_ref_t parent
 //  ---------------------------------------------------------------------------
 //  Decisions
 
-static uint64_t
-s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 //  Record a restart now. False if it is one too many: more than intensity
 //  restarts within period_ms.
 static bool
 s_restart_allowed(s_sup_t *self)
 {
-    uint64_t now = s_now_ms();
+    // The system's clock: virtual in deterministic mode, so tests control it.
+    uint64_t now = brg_system_now_ms(self->sys);
     self->ring[self->ring_next] = now;
     self->ring_next = (self->ring_next + 1) % self->ring_cap;
     if (self->ring_len < self->ring_cap)
