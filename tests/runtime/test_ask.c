@@ -128,6 +128,7 @@ START_TEST(test_ask_reply_arrives_at_the_callback_with_ok)
     ck_assert_int_eq(atomic_load(&s_reply_was_null), 0);
     ck_assert(brg_ref_eq(s_reply_sender, s_target));
     ck_assert_int_eq(atomic_load(&s_callback_thread_ok), 1);
+    TU_WAIT_UNTIL(atomic_load(&s_reply_rc) != 1, TU_WAIT_MS); // stored after brg_reply
     ck_assert_int_eq(atomic_load(&s_reply_rc), BRG_OK);
     // The deadline timer was cancelled with the reply.
     TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
@@ -162,8 +163,9 @@ START_TEST(test_ask_late_reply_is_a_dead_letter_and_no_second_callback)
     TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
     ck_assert_int_eq(atomic_load(&s_status), BRG_ETIMEDOUT);
     TU_WAIT_UNTIL(tu_dead_count(BRG_DEAD_LATE_REPLY) == 1, TU_WAIT_MS);
-    ck_assert_int_eq(atomic_load(&s_replies_sent), 1);
+    TU_WAIT_UNTIL(atomic_load(&s_replies_sent) == 1, TU_WAIT_MS); // counted after brg_reply
     // The replier could not know: its reply was delivered to the asker.
+    TU_WAIT_UNTIL(atomic_load(&s_reply_rc) != 1, TU_WAIT_MS); // stored after brg_reply
     ck_assert_int_eq(atomic_load(&s_reply_rc), BRG_OK);
     tu_sleep_ms(20);
     ck_assert_int_eq(atomic_load(&s_calls), 1);
@@ -434,7 +436,8 @@ START_TEST(test_ask_asker_dying_with_asks_pending_cancels_their_deadlines)
     ck_assert_int_eq(brg_actor_stop(tu_sys, asker), BRG_OK);
     TU_WAIT_DEAD(tu_sys, asker);
     TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
-    ck_assert_int_eq(atomic_load(&s_calls), 10);
+    // Each timer is cancelled just before its callback runs: wait for all.
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 10, TU_WAIT_MS);
     ck_assert_int_eq(atomic_load(&s_status), BRG_ECLOSED);
 }
 END_TEST
@@ -519,6 +522,7 @@ START_TEST(test_ask_reply_to_a_plain_message_from_an_actor_reaches_its_behaviour
     tu_send_tag(tu_sys, client, "go");
     TU_WAIT_UNTIL(atomic_load(&s_plain_replies) == 1, TU_WAIT_MS);
     ck_assert(brg_ref_eq(s_plain_from, s_target));
+    TU_WAIT_UNTIL(atomic_load(&s_reply_rc) != 1, TU_WAIT_MS); // stored after brg_reply
     ck_assert_int_eq(atomic_load(&s_reply_rc), BRG_OK);
 }
 END_TEST
@@ -563,7 +567,7 @@ START_TEST(test_ask_system_ask_times_out_and_a_late_reply_is_a_dead_letter)
     ck_assert_uint_ge(waited, 49);
     ck_assert_ptr_null(reply);
     TU_WAIT_UNTIL(tu_dead_count(BRG_DEAD_LATE_REPLY) == 1, TU_WAIT_MS);
-    ck_assert_int_eq(atomic_load(&s_replies_sent), 1);
+    TU_WAIT_UNTIL(atomic_load(&s_replies_sent) == 1, TU_WAIT_MS); // counted after brg_reply
 
     // A target that never replies.
     brg_ref_t silent = s_spawn_replier(tu_sys, 0);

@@ -1,0 +1,471 @@
+//  test_sched - the scheduler: work spreads to every worker, a flooding actor
+//  does not starve others, outside threads inject work, batches yield, and a
+//  ring of actors passes tokens without losing any.
+#include "test_util.h"
+
+//  Threads that ran behaviours.
+#define S_MAX_THREADS 16
+static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t s_threads[S_MAX_THREADS];
+static int s_n_threads;
+
+static void
+s_note_thread(void)
+{
+    pthread_t self = pthread_self();
+    pthread_mutex_lock(&s_lock);
+    int found = 0;
+    for (int i = 0; i < s_n_threads; i++)
+        found |= pthread_equal(s_threads[i], self);
+    if (!found && s_n_threads < S_MAX_THREADS)
+        s_threads[s_n_threads++] = self;
+    pthread_mutex_unlock(&s_lock);
+}
+
+static int
+s_threads_seen(void)
+{
+    pthread_mutex_lock(&s_lock);
+    int n = s_n_threads;
+    pthread_mutex_unlock(&s_lock);
+    return n;
+}
+
+static atomic_int s_handled;
+
+//  CPU work: 300 us per message.
+static int
+s_cpu_work(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    s_note_thread();
+    tu_spin_us(300);
+    atomic_fetch_add(&s_handled, 1);
+    return BRG_OK;
+}
+
+static void
+s_spread(int workers)
+{
+    brg_system_t *sys = tu_system_new(workers);
+    ck_assert_ptr_nonnull(sys);
+    enum { ACTORS = 32, EACH = 10 };
+    brg_ref_t refs[ACTORS];
+    for (int i = 0; i < ACTORS; i++)
+        refs[i] = tu_spawn(sys, s_cpu_work);
+    // Rounds of work until every worker has shown up (or clearly never will).
+    for (int round = 0; round < 20 && s_threads_seen() < workers; round++) {
+        int before = atomic_load(&s_handled);
+        for (int m = 0; m < EACH; m++)
+            for (int i = 0; i < ACTORS; i++)
+                tu_send_tag(sys, refs[i], "work");
+        TU_WAIT_UNTIL(atomic_load(&s_handled) == before + ACTORS * EACH, 30000);
+    }
+    brg_system_destroy(&sys);
+    ck_assert_int_eq(s_threads_seen(), workers);
+}
+
+START_TEST(test_sched_work_spreads_to_both_workers)
+{
+    s_spread(2);
+}
+END_TEST
+
+START_TEST(test_sched_work_spreads_to_all_three_workers)
+{
+    s_spread(3);
+}
+END_TEST
+
+//  Actors spawned and fed from inside the system (the LIFO-slot path) must
+//  also spread: a producer actor fans work out to many consumers.
+static brg_ref_t s_consumers[32];
+
+static int
+s_fan_out(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    for (int m = 0; m < 10; m++)
+        for (int i = 0; i < 32; i++)
+            brg_send_tag(ctx, s_consumers[i], "work");
+    return BRG_OK;
+}
+
+START_TEST(test_sched_work_sent_by_an_actor_spreads_to_both_workers)
+{
+    for (int i = 0; i < 32; i++)
+        s_consumers[i] = tu_spawn(tu_sys, s_cpu_work);
+    brg_ref_t producer = tu_spawn(tu_sys, s_fan_out);
+    for (int round = 0; round < 20 && s_threads_seen() < 2; round++) {
+        int before = atomic_load(&s_handled);
+        tu_send_tag(tu_sys, producer, "go");
+        TU_WAIT_UNTIL(atomic_load(&s_handled) == before + 320, 30000);
+    }
+    ck_assert_int_eq(s_threads_seen(), 2);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Fairness
+
+static atomic_llong s_flood_count;
+static atomic_int s_flood_stop;
+static atomic_int s_other_count;
+
+static int
+s_self_flood(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    atomic_fetch_add(&s_flood_count, 1);
+    if (atomic_load(&s_flood_stop))
+        return BRG_OK;
+    // The next message is queued before this one is done: never idle.
+    return brg_send_tag(ctx, brg_self(ctx), "again");
+}
+
+static int
+s_other(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_other_count, 1);
+    return BRG_OK;
+}
+
+START_TEST(test_sched_a_self_flooding_actor_does_not_starve_another)
+{
+    // One worker, so the two actors compete for it.
+    brg_system_t *sys = tu_system_new(1);
+    ck_assert_ptr_nonnull(sys);
+    brg_ref_t flood = tu_spawn(sys, s_self_flood);
+    brg_ref_t other = tu_spawn(sys, s_other);
+    tu_send_tag(sys, flood, "go");
+    TU_WAIT_UNTIL(atomic_load(&s_flood_count) > 10000, TU_WAIT_MS);
+    for (int i = 0; i < 100; i++) {
+        tu_send_tag(sys, other, "tick");
+        tu_sleep_us(500);
+    }
+    TU_WAIT_UNTIL(atomic_load(&s_other_count) == 100, TU_WAIT_MS);
+    long long during = atomic_load(&s_flood_count);
+    TU_WAIT_UNTIL(atomic_load(&s_flood_count) > during + 1000, TU_WAIT_MS); // still flooding
+    atomic_store(&s_flood_stop, 1);
+    brg_actor_stop(sys, flood);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+//  A producer actor floods a consumer; a third actor, fed by another actor,
+//  must keep up meanwhile (the LIFO slot must not pin the pair).
+static brg_ref_t s_consumer, s_third;
+static atomic_llong s_consumed;
+
+static int
+s_consumer_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_consumed, 1);
+    return BRG_OK;
+}
+
+static int
+s_producer_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    if (atomic_load(&s_flood_stop))
+        return BRG_OK;
+    if (atomic_load(&s_flood_count) - atomic_load(&s_consumed) > 20000) {
+        // Keep the backlog bounded: come back in a millisecond.
+        brg_msg_t *more = brg_msg_new("more");
+        return brg_send_after(ctx, brg_self(ctx), &more, 1, NULL);
+    }
+    for (int i = 0; i < 100; i++)
+        brg_send_tag(ctx, s_consumer, "item");
+    atomic_fetch_add(&s_flood_count, 100);
+    return brg_send_tag(ctx, brg_self(ctx), "more");
+}
+
+static int
+s_pinger(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    if (atomic_load(&s_other_count) >= 200)
+        return BRG_OK;
+    brg_send_tag(ctx, s_third, "ping");
+    return brg_send_tag(ctx, brg_self(ctx), "next");
+}
+
+START_TEST(test_sched_a_producer_flooding_a_consumer_does_not_starve_a_third_actor)
+{
+    brg_system_t *sys = tu_system_new(1);
+    ck_assert_ptr_nonnull(sys);
+    s_consumer = tu_spawn(sys, s_consumer_fn);
+    s_third = tu_spawn(sys, s_other);
+    brg_ref_t producer = tu_spawn(sys, s_producer_fn);
+    brg_ref_t pinger = tu_spawn(sys, s_pinger);
+    tu_send_tag(sys, producer, "go");
+    TU_WAIT_UNTIL(atomic_load(&s_consumed) > 10000, TU_WAIT_MS);
+    tu_send_tag(sys, pinger, "go");
+    TU_WAIT_UNTIL(atomic_load(&s_other_count) >= 200, TU_WAIT_MS);
+    atomic_store(&s_flood_stop, 1);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+//  A batch bounds how long one actor holds its worker: with batch 4 and one
+//  worker, a backlog of 400 messages is handled in at least 100 activations,
+//  so a message sent to another actor meanwhile gets in long before the end.
+static atomic_int s_slow_handled;
+static atomic_int s_slow_at_other;
+static atomic_int s_in_block;
+
+static int
+s_slow_backlog(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    if (brg_msg_is(msg, "block")) {
+        atomic_fetch_add(&s_in_block, 1);
+        while (!atomic_load(&s_flood_stop))
+            tu_sleep_us(100);
+        return BRG_OK;
+    }
+    tu_spin_us(200);
+    atomic_fetch_add(&s_slow_handled, 1);
+    return BRG_OK;
+}
+
+static int
+s_note_progress(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_store(&s_slow_at_other, atomic_load(&s_slow_handled) + 1);
+    return BRG_OK;
+}
+
+START_TEST(test_sched_an_actor_yields_its_worker_after_a_batch)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 1);
+    cfg.batch = 4;
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    brg_ref_t slow = tu_spawn(sys, s_slow_backlog);
+    brg_ref_t other = tu_spawn(sys, s_note_progress);
+    tu_send_tag(sys, slow, "block"); // holds the only worker while we queue
+    for (int i = 0; i < 400; i++)
+        tu_send_tag(sys, slow, "work");
+    tu_send_tag(sys, other, "hello");
+    atomic_store(&s_flood_stop, 1);
+    TU_WAIT_UNTIL(atomic_load(&s_slow_handled) == 400, TU_WAIT_MS);
+    TU_WAIT_UNTIL(atomic_load(&s_slow_at_other) != 0, TU_WAIT_MS);
+    // The inject queue is checked at least every 61 activations of 4.
+    ck_assert_msg(atomic_load(&s_slow_at_other) - 1 < 300,
+                  "the other actor ran only after %d of 400 messages",
+                  atomic_load(&s_slow_at_other) - 1);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Outside threads
+
+#define S_INJECT_THREADS 4
+#define S_INJECT_ACTORS 100
+#define S_INJECT_EACH 10000
+static brg_ref_t s_inject_refs[S_INJECT_ACTORS];
+static atomic_int s_inject_counts[S_INJECT_ACTORS];
+
+static int
+s_inject_sink(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    atomic_fetch_add(&s_inject_counts[tu_msg_int(msg)], 1);
+    atomic_fetch_add(&s_handled, 1);
+    return BRG_OK;
+}
+
+static void *
+s_inject_thread(void *arg)
+{
+    intptr_t t = (intptr_t)arg;
+    for (int i = 0; i < S_INJECT_EACH; i++) {
+        int a = (int)((i + t * 17) % S_INJECT_ACTORS);
+        tu_send_int(tu_sys, s_inject_refs[a], "in", a);
+    }
+    return NULL;
+}
+
+START_TEST(test_sched_outside_threads_injecting_to_many_actors_lose_nothing)
+{
+    for (int i = 0; i < S_INJECT_ACTORS; i++)
+        s_inject_refs[i] = tu_spawn(tu_sys, s_inject_sink);
+    pthread_t threads[S_INJECT_THREADS];
+    for (intptr_t t = 0; t < S_INJECT_THREADS; t++)
+        pthread_create(&threads[t], NULL, s_inject_thread, (void *)t);
+    for (int t = 0; t < S_INJECT_THREADS; t++)
+        pthread_join(threads[t], NULL);
+    TU_WAIT_UNTIL(atomic_load(&s_handled) == S_INJECT_THREADS * S_INJECT_EACH, 30000);
+    for (int i = 0; i < S_INJECT_ACTORS; i++)
+        ck_assert_int_eq(atomic_load(&s_inject_counts[i]),
+                         S_INJECT_THREADS * S_INJECT_EACH / S_INJECT_ACTORS);
+    ck_assert_uint_eq(tu_stats(tu_sys).messages_processed,
+                      (uint64_t)S_INJECT_THREADS * S_INJECT_EACH);
+}
+END_TEST
+
+//  A message sent to a parked system wakes a worker (no lost wake-up): many
+//  rounds of "sleep until every worker parks, then send one message".
+START_TEST(test_sched_a_send_to_an_idle_system_is_always_picked_up)
+{
+    brg_ref_t ref = tu_spawn(tu_sys, s_other);
+    for (int i = 1; i <= 200; i++) {
+        tu_sleep_us(i % 4 == 0 ? 2000 : 50 * (i % 7)); // around the spin-then-park window
+        tu_send_tag(tu_sys, ref, "wake");
+        TU_WAIT_UNTIL(atomic_load(&s_other_count) == i, 5000);
+    }
+}
+END_TEST
+
+START_TEST(test_sched_blocking_pool_runs_blocking_actors_in_parallel)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 1);
+    cfg.blocking_threads = 4;
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_BLOCKING;
+    brg_ref_t refs[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(brg_system_spawn(sys, s_slow_backlog, &opts, &refs[i]), BRG_OK);
+    // Four actors each hold a pool thread until released: all four must be
+    // blocked at once, or the wait below would never end.
+    for (int i = 0; i < 4; i++) {
+        tu_send_tag(sys, refs[i], "block");
+        tu_send_tag(sys, refs[i], "work");
+    }
+    TU_WAIT_UNTIL(atomic_load(&s_in_block) == 4, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_slow_handled), 0);
+    atomic_store(&s_flood_stop, 1);
+    TU_WAIT_UNTIL(atomic_load(&s_slow_handled) == 4, TU_WAIT_MS);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Stress: a ring of actors passes tokens around.
+
+#define S_RING 500
+#define S_TOKENS 200
+#define S_HOPS 2000
+static brg_ref_t s_ring[S_RING];
+static atomic_llong s_hops_total;
+static atomic_int s_tokens_done;
+
+static int
+s_ring_node(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    int *index = brg_state(ctx);
+    int64_t hops_left = tu_msg_int(msg);
+    atomic_fetch_add_explicit(&s_hops_total, 1, memory_order_relaxed);
+    if (hops_left == 0) {
+        atomic_fetch_add(&s_tokens_done, 1);
+        return BRG_OK;
+    }
+    return brg_send_int(ctx, s_ring[(*index + 1) % S_RING], "token", hops_left - 1);
+}
+
+static int
+s_ring_init(brg_ctx_t *ctx, void *arg)
+{
+    *(int *)brg_state(ctx) = (int)(intptr_t)arg;
+    return BRG_OK;
+}
+
+START_TEST(test_sched_stress_a_ring_of_actors_passes_every_token)
+{
+    for (int i = 0; i < S_RING; i++) {
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.state_size = sizeof(int);
+        opts.init = s_ring_init;
+        opts.init_arg = (void *)(intptr_t)i;
+        ck_assert_int_eq(brg_system_spawn(tu_sys, s_ring_node, &opts, &s_ring[i]), BRG_OK);
+    }
+    for (int t = 0; t < S_TOKENS; t++)
+        tu_send_int(tu_sys, s_ring[(t * 37) % S_RING], "token", S_HOPS);
+    TU_WAIT_UNTIL(atomic_load(&s_tokens_done) == S_TOKENS, 120000);
+    ck_assert_int_eq(atomic_load(&s_hops_total), (long long)S_TOKENS * (S_HOPS + 1));
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 0);
+}
+END_TEST
+
+//  Lost wake-ups: one outside thread sends, waits for the message to be
+//  handled, then pauses around the workers' spin-then-park window. If a
+//  wake-up were ever lost, a message would sit unhandled (no other sender
+//  exists to wake a worker) and the wait would time out.
+static atomic_int s_wake_handled;
+
+static int
+s_wake_sink(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_wake_handled, 1);
+    return BRG_OK;
+}
+
+START_TEST(test_sched_stress_no_wake_up_is_lost_between_spinning_and_parking)
+{
+    enum { ROUNDS = 5000, ACTORS = 8 };
+    brg_ref_t refs[ACTORS];
+    for (int i = 0; i < ACTORS; i++)
+        refs[i] = tu_spawn(tu_sys, s_wake_sink);
+    uint64_t rng = 0x853c49e6748fea9bull;
+    for (int round = 1; round <= ROUNDS; round++) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        tu_send_tag(tu_sys, refs[rng % ACTORS], "wake");
+        TU_WAIT_UNTIL(atomic_load(&s_wake_handled) == round, 5000);
+        tu_sleep_us((rng >> 8) % 120);
+    }
+}
+END_TEST
+
+Suite *
+sched_suite(void)
+{
+    Suite *s = suite_create("sched");
+    TCase *core = tcase_create("core");
+    tcase_set_timeout(core, 30);
+    tcase_add_checked_fixture(core, tu_setup, tu_teardown);
+    tcase_add_test(core, test_sched_work_spreads_to_both_workers);
+    tcase_add_test(core, test_sched_work_spreads_to_all_three_workers);
+    tcase_add_test(core, test_sched_work_sent_by_an_actor_spreads_to_both_workers);
+    tcase_add_test(core, test_sched_a_self_flooding_actor_does_not_starve_another);
+    tcase_add_test(core, test_sched_a_producer_flooding_a_consumer_does_not_starve_a_third_actor);
+    tcase_add_test(core, test_sched_an_actor_yields_its_worker_after_a_batch);
+    tcase_add_test(core, test_sched_outside_threads_injecting_to_many_actors_lose_nothing);
+    tcase_add_test(core, test_sched_a_send_to_an_idle_system_is_always_picked_up);
+    tcase_add_test(core, test_sched_blocking_pool_runs_blocking_actors_in_parallel);
+    suite_add_tcase(s, core);
+
+    TCase *stress = tcase_create("stress");
+    tcase_set_tags(stress, "stress");
+    tcase_add_checked_fixture(stress, tu_setup, tu_teardown);
+    tcase_set_timeout(stress, 300);
+    tcase_add_test(stress, test_sched_stress_a_ring_of_actors_passes_every_token);
+    tcase_add_test(stress, test_sched_stress_no_wake_up_is_lost_between_spinning_and_parking);
+    suite_add_tcase(s, stress);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(sched_suite());
+}
