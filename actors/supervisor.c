@@ -415,7 +415,6 @@ s_sup_new(brg_system_t *sys, const brg_supervisor_opts_t *opts, brg_ref_t parent
 //  ---------------------------------------------------------------------------
 //  Decisions
 
-
 //  Record a restart now. False if it is one too many: more than intensity
 //  restarts within period_ms.
 static bool

@@ -41,8 +41,8 @@
 #include "runtime_internal.h"
 
 struct brg__slot {
-    _Atomic uint64_t word;   // generation << 32 | state << 30 | refs
-    _Atomic uintptr_t ptr;   // the actor (LIVE, DYING); next free index + 1 (FREE)
+    _Atomic uint64_t word; // generation << 32 | state << 30 | refs
+    _Atomic uintptr_t ptr; // the actor (LIVE, DYING); next free index + 1 (FREE)
 };
 
 #define S_FREE 0u
@@ -559,7 +559,8 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
             brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
         else
             brg__msg_free(msg);
-        break;    case BRG__MSG_SYS_KILL:
+        break;
+    case BRG__MSG_SYS_KILL:
     case BRG__MSG_SYS_LINK:
     case BRG__MSG_SYS_UNLINK:
     case BRG__MSG_SYS_MONITOR:
@@ -648,8 +649,8 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
     // Acq_rel: release hands the actor's private state to whichever thread
     // schedules it next (that producer's CAS reads NULL and acquires); on
     // failure, new messages arrived and we keep running it.
-    if (atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL,
-                                                memory_order_acq_rel, memory_order_acquire))
+    if (atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL, memory_order_acq_rel,
+                                                memory_order_acquire))
         return false;
     return true;
 }

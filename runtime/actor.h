@@ -34,9 +34,9 @@ enum {
 
 //  Actor flags: owner thread only.
 enum {
-    BRG__ACTOR_INIT = 1u << 2,      // init has not run yet
-    BRG__ACTOR_STOPPING = 1u << 3,  // brg_stop called: die after this behaviour returns
-    BRG__ACTOR_DEAD = 1u << 4,      // died; no behaviour runs again
+    BRG__ACTOR_INIT = 1u << 2,       // init has not run yet
+    BRG__ACTOR_STOPPING = 1u << 3,   // brg_stop called: die after this behaviour returns
+    BRG__ACTOR_DEAD = 1u << 4,       // died; no behaviour runs again
     BRG__ACTOR_IDLE_ARMED = 1u << 5, // an idle-timeout timer is armed
     BRG__ACTOR_FAILING = 1u << 6     // a callback failed: die as failed after this call
 };
@@ -44,16 +44,16 @@ enum {
 //  Rarely used parts of an actor, allocated on first use so an idle actor
 //  stays small.
 typedef struct brg__actor_ext {
-    brg_init_fn init;         // first activation, if any
+    brg_init_fn init; // first activation, if any
     void *init_arg;
-    brg__ask_map_t *asks;     // pending asks made by this actor
-    uint64_t next_corr;       // last ask correlation id used
-    int idle_ms;              // idle timeout; 0 = off
-    uint64_t idle_seq;        // arming sequence of the idle timer
-    uint64_t idle_timer;      // the armed idle timer's id, or 0
-    uint64_t last_active_ns;  // when the actor last handled a message
-    brg__waiter_t *waiter;    // WAITER actors: the blocked thread's wake-up
-    struct brg__links *links; // links and monitors (link.c), or NULL
+    brg__ask_map_t *asks;           // pending asks made by this actor
+    uint64_t next_corr;             // last ask correlation id used
+    int idle_ms;                    // idle timeout; 0 = off
+    uint64_t idle_seq;              // arming sequence of the idle timer
+    uint64_t idle_timer;            // the armed idle timer's id, or 0
+    uint64_t last_active_ns;        // when the actor last handled a message
+    brg__waiter_t *waiter;          // WAITER actors: the blocked thread's wake-up
+    struct brg__links *links;       // links and monitors (link.c), or NULL
     brg_exit_reason_t *fail_reason; // set by brg_fail, or NULL
 } brg__actor_ext_t;
 
@@ -62,30 +62,30 @@ typedef struct brg__actor_ext {
 //  threads goes through the run queues, whose release/acquire order publishes
 //  them. Producers write head (CAS) and urgent (store); the owner reads both.
 struct brg__actor {
-    _Atomic(brg_msg_t *) head;     // mailbox stack and run state; producers CAS it
-    _Atomic bool urgent;           // a stop or kill was pushed while it runs (see actor.c)
-    brg_msg_t *user_head;          // private FIFO of ordinary messages (owner)
+    _Atomic(brg_msg_t *) head; // mailbox stack and run state; producers CAS it
+    _Atomic bool urgent;       // a stop or kill was pushed while it runs (see actor.c)
+    brg_msg_t *user_head;      // private FIFO of ordinary messages (owner)
     brg_msg_t *user_tail;
-    brg_msg_t *sys_head;           // private FIFO of system messages, run first (owner)
+    brg_msg_t *sys_head; // private FIFO of system messages, run first (owner)
     brg_msg_t *sys_tail;
-    brg_behaviour_fn fn;           // current behaviour
-    void *state;                   // user state, or NULL
+    brg_behaviour_fn fn;                // current behaviour
+    void *state;                        // user state, or NULL
     brg_state_destroy_fn state_destroy; // destructor of state, or NULL
-    brg_system_t *sys;             // owning system
-    brg__actor_t *next;            // link in the inject queue or blocking-pool queue
-    brg__actor_ext_t *ext;         // lazily allocated extras, or NULL
-    uint64_t id;                   // generation << 32 | slot
-    uint32_t queued;               // messages in the private FIFOs (owner)
-    uint16_t flags;                // BRG__ACTOR_... (owner)
-    uint16_t mode;                 // BRG__MODE_... (immutable after spawn)
+    brg_system_t *sys;                  // owning system
+    brg__actor_t *next;                 // link in the inject queue or blocking-pool queue
+    brg__actor_ext_t *ext;              // lazily allocated extras, or NULL
+    uint64_t id;                        // generation << 32 | slot
+    uint32_t queued;                    // messages in the private FIFOs (owner)
+    uint16_t flags;                     // BRG__ACTOR_... (owner)
+    uint16_t mode;                      // BRG__MODE_... (immutable after spawn)
 };
 
 //  How a thread blocked in brg_system_ask is woken by the first message into
 //  its waiter actor. Freed with the actor (after the last sender let go).
 struct brg__waiter {
     pthread_mutex_t lock;
-    pthread_cond_t cond;  // CLOCK_MONOTONIC
-    bool ready;           // a message arrived since the waiting thread last looked (lock)
+    pthread_cond_t cond; // CLOCK_MONOTONIC
+    bool ready;          // a message arrived since the waiting thread last looked (lock)
 };
 
 //  Wake the thread waiting on w. Thread: the sender that made the waiter's
@@ -94,8 +94,8 @@ void brg__waiter_wake(brg__waiter_t *w);
 
 //  The context of one behaviour call (lives on the running thread's stack).
 struct brg_ctx {
-    brg__actor_t *actor;   // the running actor
-    const brg_msg_t *msg;  // the message being handled, or NULL (init, callbacks)
+    brg__actor_t *actor;  // the running actor
+    const brg_msg_t *msg; // the message being handled, or NULL (init, callbacks)
 };
 
 //  ---------------------------------------------------------------------------

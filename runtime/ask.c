@@ -23,15 +23,15 @@
 #include "runtime_internal.h"
 
 typedef struct {
-    uint64_t corr;          // 0 = empty slot
+    uint64_t corr; // 0 = empty slot
     brg_reply_fn fn;
     void *arg;
     brg_timer_id_t timer;
 } s_pending_t;
 
 struct brg__ask_map {
-    s_pending_t *items;     // capacity entries, linear probing
-    uint32_t capacity;      // a power of two
+    s_pending_t *items; // capacity entries, linear probing
+    uint32_t capacity;  // a power of two
     uint32_t count;
 };
 
@@ -175,8 +175,7 @@ brg__ask_on_timeout(brg_ctx_t *ctx, uint64_t corr)
 }
 
 int
-brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_reply_fn fn,
-        void *arg)
+brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_reply_fn fn, void *arg)
 {
     assert(ctx);
     assert(msg_p && *msg_p);
@@ -414,9 +413,8 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
             }
             // Nothing for us: go back to idle so the next push wakes us.
             brg_msg_t *expected = BRG__MB_RUNNING;
-            if (!atomic_compare_exchange_strong_explicit(&waiter->head, &expected, NULL,
-                                                         memory_order_acq_rel,
-                                                         memory_order_acquire))
+            if (!atomic_compare_exchange_strong_explicit(
+                    &waiter->head, &expected, NULL, memory_order_acq_rel, memory_order_acquire))
                 brg__waiter_wake(waiter->ext->waiter); // more came meanwhile
         }
     }

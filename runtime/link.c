@@ -20,19 +20,19 @@
 #include "runtime_internal.h"
 
 typedef struct {
-    uint64_t mon;    // monitor id, unique per watcher
-    brg_ref_t ref;   // the other end
+    uint64_t mon;  // monitor id, unique per watcher
+    brg_ref_t ref; // the other end
 } s_mon_t;
 
 struct brg__links {
-    brg_ref_t *links;       // actors linked to this one
+    brg_ref_t *links; // actors linked to this one
     uint32_t n_links, cap_links;
-    s_mon_t *watchers;      // (monitor id, watcher) pairs watching this actor
+    s_mon_t *watchers; // (monitor id, watcher) pairs watching this actor
     uint32_t n_watchers, cap_watchers;
-    s_mon_t *monitors;      // (monitor id, target) pairs this actor watches
+    s_mon_t *monitors; // (monitor id, target) pairs this actor watches
     uint32_t n_monitors, cap_monitors;
-    uint64_t next_mon;      // last monitor id handed out
-    bool trap;              // trap exits
+    uint64_t next_mon; // last monitor id handed out
+    bool trap;         // trap exits
 };
 
 static int

@@ -35,8 +35,7 @@ bool brg__link_on_drain(brg__actor_t *actor, brg_msg_t *msg);
 
 //  BRG_SPAWN_LINK / BRG_SPAWN_MONITOR bookkeeping on both ends, before the
 //  child can run (its id is already set). Thread: the parent's.
-int brg__link_spawned(brg__actor_t *parent, brg__actor_t *child, unsigned flags,
-                      uint64_t *monitor);
+int brg__link_spawned(brg__actor_t *parent, brg__actor_t *child, unsigned flags, uint64_t *monitor);
 
 void brg__links_free(brg__links_t **self_p);
 

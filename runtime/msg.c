@@ -1044,7 +1044,8 @@ brg_msg_read_int(const brg_msg_t *self, size_t *pos, int64_t *out)
             return BRG_OK;
         }
         if (b == 0xce && left >= 5) {
-            *out = (int64_t)((uint32_t)q[1] << 24 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 8 | q[4]);
+            *out =
+                (int64_t)((uint32_t)q[1] << 24 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 8 | q[4]);
             *pos += 5;
             return BRG_OK;
         }

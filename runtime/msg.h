@@ -14,19 +14,19 @@
 //  What a message is for the runtime. Users see only BRG__MSG_USER messages
 //  (replies and idle timeouts are delivered as user messages too).
 typedef enum {
-    BRG__MSG_USER = 0,     // ordinary message (user lane)
-    BRG__MSG_REPLY,        // reply to an ask: corr names the request (user lane)
-    BRG__MSG_REPLY_ERROR,  // error reply: status holds the code (user lane)
-    BRG__MSG_SYS_STOP,     // stop request (system lane)
+    BRG__MSG_USER = 0,        // ordinary message (user lane)
+    BRG__MSG_REPLY,           // reply to an ask: corr names the request (user lane)
+    BRG__MSG_REPLY_ERROR,     // error reply: status holds the code (user lane)
+    BRG__MSG_SYS_STOP,        // stop request (system lane)
     BRG__MSG_SYS_ASK_TIMEOUT, // an ask's deadline passed: corr names it (system lane)
-    BRG__MSG_SYS_IDLE,     // idle-timeout check: corr = arming sequence (user lane)
-    BRG__MSG_SYS_KILL,     // exit signal from brg_exit: status = brg_exit_kind_t (system lane)
-    BRG__MSG_SYS_LINK,     // sender asks to be linked (user lane: ordered)
-    BRG__MSG_SYS_UNLINK,   // sender removes its link (user lane)
-    BRG__MSG_SYS_MONITOR,  // sender watches us with monitor id corr (user lane)
-    BRG__MSG_SYS_DEMONITOR, // sender drops monitor corr (user lane)
-    BRG__MSG_SYS_EXIT,     // a linked actor exited; payload = reason (user lane: ordered)
-    BRG__MSG_SYS_DOWN      // a monitored actor exited; corr = monitor id (user lane)
+    BRG__MSG_SYS_IDLE,        // idle-timeout check: corr = arming sequence (user lane)
+    BRG__MSG_SYS_KILL,        // exit signal from brg_exit: status = brg_exit_kind_t (system lane)
+    BRG__MSG_SYS_LINK,        // sender asks to be linked (user lane: ordered)
+    BRG__MSG_SYS_UNLINK,      // sender removes its link (user lane)
+    BRG__MSG_SYS_MONITOR,     // sender watches us with monitor id corr (user lane)
+    BRG__MSG_SYS_DEMONITOR,   // sender drops monitor corr (user lane)
+    BRG__MSG_SYS_EXIT,        // a linked actor exited; payload = reason (user lane: ordered)
+    BRG__MSG_SYS_DOWN         // a monitored actor exited; corr = monitor id (user lane)
 } brg__msg_kind_t;
 
 //  A message. Owned by exactly one party at a time: the builder, then the

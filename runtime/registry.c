@@ -15,16 +15,16 @@
 typedef struct s_entry {
     struct s_entry *next_by_name;
     struct s_entry *next_by_id;
-    brg_ref_t ref;           // BRG_REF_NONE while reserved by a spawn
+    brg_ref_t ref; // BRG_REF_NONE while reserved by a spawn
     uint32_t name_hash;
     char name[BRG_NAME_MAX + 1];
 } s_entry_t;
 
 struct brg__registry {
     pthread_mutex_t lock;
-    s_entry_t **by_name;     // buckets
-    s_entry_t **by_id;       // buckets
-    uint32_t buckets;        // a power of two
+    s_entry_t **by_name; // buckets
+    s_entry_t **by_id;   // buckets
+    uint32_t buckets;    // a power of two
     uint32_t count;
 };
 

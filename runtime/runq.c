@@ -86,8 +86,8 @@ brg__runq_steal_into(brg__runq_t *self, brg__runq_t *victim)
         uint32_t n = avail - avail / 2;
         brg__debug_yield(); // race window: the owner pops while we copy
         for (uint32_t i = 0; i < n; i++) {
-            brg__actor_t *a =
-                atomic_load_explicit(&victim->buf[(head + i) % BRG__RUNQ_CAP], memory_order_relaxed);
+            brg__actor_t *a = atomic_load_explicit(&victim->buf[(head + i) % BRG__RUNQ_CAP],
+                                                   memory_order_relaxed);
             atomic_store_explicit(&self->buf[(dst_tail + i) % BRG__RUNQ_CAP], a,
                                   memory_order_relaxed);
         }

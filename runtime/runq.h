@@ -21,9 +21,9 @@
 typedef struct brg__actor brg__actor_t;
 
 typedef struct brg__runq {
-    _Atomic uint32_t head;                     // next slot to pop/steal; CAS by owner and thieves
-    char pad0[60];                             // keep head and tail on separate cache lines
-    _Atomic uint32_t tail;                     // next slot to fill; stored by the owner only
+    _Atomic uint32_t head; // next slot to pop/steal; CAS by owner and thieves
+    char pad0[60];         // keep head and tail on separate cache lines
+    _Atomic uint32_t tail; // next slot to fill; stored by the owner only
     char pad1[60];
     _Atomic(brg__actor_t *) buf[BRG__RUNQ_CAP]; // ring; entries read by thieves, hence atomic
 } brg__runq_t;

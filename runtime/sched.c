@@ -63,54 +63,54 @@ typedef struct brg__watch {
 } brg__watch_t;
 
 typedef struct brg__worker {
-    brg__runq_t runq;             // stealable FIFO (first: it is cache-line aligned inside)
-    brg__sched_t *sched;          // immutable
-    uint32_t index;               // immutable
-    brg__actor_t *lifo;           // next to run; owner only, never stolen
-    uint32_t lifo_streak;         // actors run from lifo in a row (owner)
-    uint32_t sends;               // sends by the running actor while lifo is full (owner)
-    uint32_t tick;                // runs so far, for the inject-queue check (owner)
-    bool searching;               // counted in idle_state (owner)
-    bool helping;                 // running a queued actor inside a send (owner)
-    uint32_t help_tick;           // sends since the last help check (owner)
-    uint64_t rng;                 // victim choice (owner)
-    uint64_t processed_local;     // messages run (owner), published in processed
-    uint64_t hwm_local;           // longest mailbox seen (owner), published in hwm
-    _Atomic uint64_t processed;   // written by owner only (relaxed store), read by stats
-    _Atomic uint64_t hwm;         // written by owner only (relaxed store), read by stats
+    brg__runq_t runq;           // stealable FIFO (first: it is cache-line aligned inside)
+    brg__sched_t *sched;        // immutable
+    uint32_t index;             // immutable
+    brg__actor_t *lifo;         // next to run; owner only, never stolen
+    uint32_t lifo_streak;       // actors run from lifo in a row (owner)
+    uint32_t sends;             // sends by the running actor while lifo is full (owner)
+    uint32_t tick;              // runs so far, for the inject-queue check (owner)
+    bool searching;             // counted in idle_state (owner)
+    bool helping;               // running a queued actor inside a send (owner)
+    uint32_t help_tick;         // sends since the last help check (owner)
+    uint64_t rng;               // victim choice (owner)
+    uint64_t processed_local;   // messages run (owner), published in processed
+    uint64_t hwm_local;         // longest mailbox seen (owner), published in hwm
+    _Atomic uint64_t processed; // written by owner only (relaxed store), read by stats
+    _Atomic uint64_t hwm;       // written by owner only (relaxed store), read by stats
     pthread_t thread;
     pthread_mutex_t park_lock;
     pthread_cond_t park_cond;
-    bool notified;                // park_lock: woken by s_notify or shutdown
-    brg__watch_t watch;           // this thread's watchdog slot
+    bool notified;      // park_lock: woken by s_notify or shutdown
+    brg__watch_t watch; // this thread's watchdog slot
 } brg__worker_t;
 
 struct brg__sched {
-    brg_system_t *sys;            // immutable
-    brg__worker_t *workers;       // n entries, immutable array
+    brg_system_t *sys;      // immutable
+    brg__worker_t *workers; // n entries, immutable array
     uint32_t n;
     int batch;
 
-    pthread_mutex_t inject_lock;  // guards inject_head/tail
+    pthread_mutex_t inject_lock; // guards inject_head/tail
     brg__actor_t *inject_head;
     brg__actor_t *inject_tail;
-    _Atomic uint32_t inject_len;  // written under inject_lock; read without it as a hint
+    _Atomic uint32_t inject_len; // written under inject_lock; read without it as a hint
 
-    pthread_mutex_t idle_lock;    // guards idle[] and n_idle
-    uint32_t *idle;               // stack of parked worker indexes
+    pthread_mutex_t idle_lock; // guards idle[] and n_idle
+    uint32_t *idle;            // stack of parked worker indexes
     uint32_t n_idle;
-    _Atomic uint64_t idle_state;  // searching << 32 | sleeping (see the design notes)
+    _Atomic uint64_t idle_state; // searching << 32 | sleeping (see the design notes)
     _Atomic bool shutdown;
 
-    pthread_t *pool;              // blocking-pool threads
+    pthread_t *pool; // blocking-pool threads
     uint32_t n_pool;
-    pthread_mutex_t pool_lock;    // guards pool_head/tail and pool_shutdown
+    pthread_mutex_t pool_lock; // guards pool_head/tail and pool_shutdown
     pthread_cond_t pool_cond;
     brg__actor_t *pool_head;
     brg__actor_t *pool_tail;
     bool pool_shutdown;
-    brg__watch_t *pool_watch;     // one watchdog slot per pool thread
-    bool deterministic;           // no threads: brg__sched_step runs actors
+    brg__watch_t *pool_watch; // one watchdog slot per pool thread
+    bool deterministic;       // no threads: brg__sched_step runs actors
 };
 
 //  The worker the calling thread is, or NULL; and the system whose thread it is
@@ -409,9 +409,9 @@ brg__sched_note_queued(brg_system_t *sys, uint32_t queued)
         return;
     }
     uint64_t cur = atomic_load_explicit(&sys->aux_hwm, memory_order_relaxed);
-    while (queued > cur && !atomic_compare_exchange_weak_explicit(
-                               &sys->aux_hwm, &cur, queued, memory_order_relaxed,
-                               memory_order_relaxed)) {
+    while (queued > cur &&
+           !atomic_compare_exchange_weak_explicit(&sys->aux_hwm, &cur, queued, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
     }
 }
 

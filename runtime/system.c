@@ -50,9 +50,8 @@ brg_system_new(const brg_config_t *cfg)
         brg_config_init(&defaults);
         cfg = &defaults;
     }
-    if (cfg->workers < 0 || cfg->workers > 1024 || cfg->batch <= 0 ||
-        cfg->blocking_threads < 0 || cfg->blocking_threads > 1024 || cfg->max_actors == 0 ||
-        cfg->max_actors > (1u << 31))
+    if (cfg->workers < 0 || cfg->workers > 1024 || cfg->batch <= 0 || cfg->blocking_threads < 0 ||
+        cfg->blocking_threads > 1024 || cfg->max_actors == 0 || cfg->max_actors > (1u << 31))
         return NULL;
     brg_system_t *self = calloc(1, sizeof(*self));
     if (!self)
@@ -68,7 +67,12 @@ brg_system_new(const brg_config_t *cfg)
     self->node_lo = s_be64(uuid + 8);
     uuid_unparse_lower(uuid, self->node_str);
     pthread_mutex_init(&self->await_lock, NULL);
-    pthread_cond_init(&self->await_cond, NULL);
+    // CLOCK_MONOTONIC: a wall-clock jump must not end or stretch the wait.
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&self->await_cond, &attr);
+    pthread_condattr_destroy(&attr);
     if (brg__slots_init(self) != BRG_OK)
         goto fail;
     self->registry = brg__registry_new();
@@ -129,7 +133,7 @@ brg_system_await_actors(brg_system_t *self, int timeout_ms)
 {
     assert(self);
     struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
     if (timeout_ms >= 0) {
         deadline.tv_sec += timeout_ms / 1000;
         deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
@@ -140,9 +144,8 @@ brg_system_await_actors(brg_system_t *self, int timeout_ms)
     }
     if (self->cfg.deterministic) {
         brg_system_run_until_idle(self);
-        return atomic_load_explicit(&self->actors_alive, memory_order_acquire) == 0
-                   ? BRG_OK
-                   : BRG_ETIMEDOUT;
+        return atomic_load_explicit(&self->actors_alive, memory_order_acquire) == 0 ? BRG_OK
+                                                                                    : BRG_ETIMEDOUT;
     }
     int rc = BRG_OK;
     pthread_mutex_lock(&self->await_lock);
@@ -331,8 +334,7 @@ brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_reaso
                 s_reason_name(reason));
     }
     // An undeliverable ask: tell the asker now rather than at its deadline.
-    if (notify_asker && msg->corr && msg->kind == BRG__MSG_USER &&
-        !brg_ref_is_none(msg->sender)) {
+    if (notify_asker && msg->corr && msg->kind == BRG__MSG_USER && !brg_ref_is_none(msg->sender)) {
         brg_ref_t asker = msg->sender;
         brg__msg_set_tag(msg, "brg.error", 9);
         msg->kind = BRG__MSG_REPLY_ERROR;

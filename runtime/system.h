@@ -23,25 +23,25 @@ typedef struct brg__slot brg__slot_t;
 typedef int (*brg__remote_fn)(void *arg, brg_ref_t to, brg_msg_t **msg_p);
 
 struct brg_system {
-    brg_config_t cfg;                 // configuration as resolved at new (immutable)
-    uint64_t node_hi;                 // node UUID, bytes 0-7 big-endian (immutable)
-    uint64_t node_lo;                 // node UUID, bytes 8-15 big-endian (immutable)
-    char node_str[37];                // node UUID as text (immutable)
+    brg_config_t cfg;  // configuration as resolved at new (immutable)
+    uint64_t node_hi;  // node UUID, bytes 0-7 big-endian (immutable)
+    uint64_t node_lo;  // node UUID, bytes 8-15 big-endian (immutable)
+    char node_str[37]; // node UUID as text (immutable)
 
     // Slot table (actor.c). chunks[] is allocated once; each chunk is
     // allocated on first use under slot_lock and published with release.
-    _Atomic(brg__slot_t *) *chunks;   // max_chunks entries
+    _Atomic(brg__slot_t *) *chunks; // max_chunks entries
     uint32_t max_chunks;
-    _Atomic uint32_t slot_limit;      // slots handed out so far; lookups beyond are unknown
-    pthread_mutex_t slot_lock;        // guards free_head and the chunk allocation
-    uint32_t free_head;               // first free slot index + 1, 0 = none (slot_lock)
+    _Atomic uint32_t slot_limit; // slots handed out so far; lookups beyond are unknown
+    pthread_mutex_t slot_lock;   // guards free_head and the chunk allocation
+    uint32_t free_head;          // first free slot index + 1, 0 = none (slot_lock)
 
-    brg__sched_t *sched;              // workers, run queues, blocking pool
-    brg__timers_t *timers;            // timer thread and heap
-    brg__registry_t *registry;        // local names
+    brg__sched_t *sched;       // workers, run queues, blocking pool
+    brg__timers_t *timers;     // timer thread and heap
+    brg__registry_t *registry; // local names
 
-    _Atomic bool closing;             // destroy has begun: spawns fail, sends are dead letters
-    brg__remote_fn remote_fn;         // transport hook, or NULL (set before use, then immutable)
+    _Atomic bool closing;     // destroy has begun: spawns fail, sends are dead letters
+    brg__remote_fn remote_fn; // transport hook, or NULL (set before use, then immutable)
     void *remote_arg;
 
     // Counters. Relaxed RMWs: they order nothing, they only count.
@@ -50,12 +50,12 @@ struct brg_system {
     _Atomic uint64_t actors_stopped;
     _Atomic uint64_t actors_failed;
     _Atomic uint64_t dead_letters;
-    _Atomic uint64_t aux_processed;   // messages run outside workers (blocking pool)
-    _Atomic uint64_t aux_hwm;         // mailbox high-water mark seen outside workers
+    _Atomic uint64_t aux_processed; // messages run outside workers (blocking pool)
+    _Atomic uint64_t aux_hwm;       // mailbox high-water mark seen outside workers
     _Atomic uint64_t watchdog_reports;
-    _Atomic uint64_t vclock_ns;       // deterministic mode: virtual time (creator thread writes)
+    _Atomic uint64_t vclock_ns; // deterministic mode: virtual time (creator thread writes)
 
-    pthread_mutex_t await_lock;       // with await_cond: brg_system_await_actors
+    pthread_mutex_t await_lock; // with await_cond: brg_system_await_actors
     pthread_cond_t await_cond;
 };
 

@@ -20,29 +20,29 @@
 #include "runtime_internal.h"
 
 typedef struct {
-    uint64_t deadline;   // CLOCK_MONOTONIC ns
-    uint64_t period;     // ns; 0 = one-shot
+    uint64_t deadline; // CLOCK_MONOTONIC ns
+    uint64_t period;   // ns; 0 = one-shot
     brg_ref_t to;
-    brg_msg_t *msg;      // owned by the entry while armed
-    uint32_t gen;        // bumped when the entry is freed
-    uint32_t heap_pos;   // index in heap while armed
-    uint32_t next_free;  // free-list link (slot + 1), 0 = end
+    brg_msg_t *msg;     // owned by the entry while armed
+    uint32_t gen;       // bumped when the entry is freed
+    uint32_t heap_pos;  // index in heap while armed
+    uint32_t next_free; // free-list link (slot + 1), 0 = end
     bool armed;
 } s_entry_t;
 
 struct brg__timers {
-    brg_system_t *sys;         // immutable
-    pthread_mutex_t lock;      // guards everything below
-    pthread_cond_t cond;       // CLOCK_MONOTONIC; signalled on a new earliest deadline or stop
+    brg_system_t *sys;    // immutable
+    pthread_mutex_t lock; // guards everything below
+    pthread_cond_t cond;  // CLOCK_MONOTONIC; signalled on a new earliest deadline or stop
     s_entry_t *table;
     uint32_t capacity;
-    uint32_t free_head;        // slot + 1, 0 = none
-    uint32_t *heap;            // slots ordered by deadline
+    uint32_t free_head; // slot + 1, 0 = none
+    uint32_t *heap;     // slots ordered by deadline
     uint32_t heap_len;
     bool stop;
     pthread_t thread;
-    bool threaded;             // a timer thread runs (immutable)
-    _Atomic uint64_t active;   // armed timers, for stats (relaxed: a counter)
+    bool threaded;           // a timer thread runs (immutable)
+    _Atomic uint64_t active; // armed timers, for stats (relaxed: a counter)
 };
 
 static void

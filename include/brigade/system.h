@@ -60,7 +60,7 @@ typedef struct brg_stats {
     uint64_t actors_spawned;     // since the system started
     uint64_t actors_stopped;     // normal stops and failures
     uint64_t actors_failed;      // stopped with a failure reason
-    uint64_t messages_processed; // messages handed to behaviours
+    uint64_t messages_processed; // messages run, the runtime's own (stop, deadlines) included
     uint64_t dead_letters;       // messages dropped, every reason
     uint64_t mailbox_hwm;        // longest mailbox seen by any actor
     uint64_t timers_active;      // timers armed and not yet fired or cancelled
@@ -115,8 +115,9 @@ BRG_EXPORT int brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg
 //  its reply (brg_reply). On BRG_OK *reply_p holds the reply: Caller owns the
 //  returned message and must destroy it. Errors: BRG_ETIMEDOUT (a reply that
 //  comes later is a counted dead letter), BRG_ENOACTOR (target dead, or it
-//  stopped before replying), or the negative status the replier gave to
-//  brg_reply_error. Takes ownership of *msg_p and sets it to NULL.
+//  stopped before replying), the negative status the replier gave to
+//  brg_reply_error, or BRG_ENOMEM / BRG_EBUSY / BRG_ECLOSED (the reply box
+//  could not be made: out of memory, max_actors reached, system closing). Takes ownership of *msg_p and sets it to NULL.
 //  In deterministic mode it runs the system until idle and then answers at
 //  once: BRG_ETIMEDOUT if no reply came by then (time does not move).
 //  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
