@@ -342,20 +342,8 @@ s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_limiter_opts_t *opts, brg_r
     s_limiter_t *self = s_limiter_new(sys, opts);
     if (!self)
         return BRG_ENOMEM;
-    brg_spawn_opts_t so;
-    brg_spawn_opts_init(&so);
-    so.state = self;
-    so.state_destroy = s_limiter_destroy;
-    so.name = opts->name;
-    if (ctx) {
-        so.flags = BRG_SPAWN_LINK;
-        rc = brg_spawn(ctx, s_behaviour, &so, limiter);
-    } else {
-        rc = brg_system_spawn(sys, s_behaviour, &so, limiter);
-    }
-    if (rc != BRG_OK)
-        s_limiter_destroy(self); // on error the state is still ours
-    return rc;
+    return brg__actors_spawn(sys, ctx, s_behaviour, self, s_limiter_destroy, NULL, opts->name,
+                             limiter);
 }
 
 //  ---------------------------------------------------------------------------

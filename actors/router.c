@@ -450,21 +450,8 @@ s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_router_opts_t *opts, brg_re
     s_router_t *self = s_router_new(sys, opts, ctx ? brg_self(ctx) : BRG_REF_NONE);
     if (!self)
         return BRG_ENOMEM;
-    brg_spawn_opts_t so;
-    brg_spawn_opts_init(&so);
-    so.state = self;
-    so.state_destroy = s_router_destroy;
-    so.init = s_init;
-    so.name = opts->name;
-    if (ctx) {
-        so.flags = BRG_SPAWN_LINK;
-        rc = brg_spawn(ctx, s_behaviour, &so, router);
-    } else {
-        rc = brg_system_spawn(sys, s_behaviour, &so, router);
-    }
-    if (rc != BRG_OK)
-        s_router_destroy(self); // on error the state is still ours
-    return rc;
+    return brg__actors_spawn(sys, ctx, s_behaviour, self, s_router_destroy, s_init, opts->name,
+                             router);
 }
 
 //  ---------------------------------------------------------------------------
