@@ -117,8 +117,8 @@ BRG_EXPORT int brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg
 //  comes later is a counted dead letter), BRG_ENOACTOR (target dead, or it
 //  stopped before replying), the negative status the replier gave to
 //  brg_reply_error, or BRG_ENOMEM / BRG_EBUSY / BRG_ECLOSED (the reply box
-//  could not be made: out of memory, max_actors reached, system closing). Takes ownership of *msg_p and sets it to NULL.
-//  In deterministic mode it runs the system until idle and then answers at
+//  could not be made: out of memory, max_actors reached, system closing). Takes ownership of *msg_p
+//  and sets it to NULL. In deterministic mode it runs the system until idle and then answers at
 //  once: BRG_ETIMEDOUT if no reply came by then (time does not move).
 //  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
 BRG_EXPORT int brg_system_ask(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
