@@ -550,16 +550,27 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
         msg->kind = BRG__MSG_USER;
         msg->corr = 0;
         /* fall through */
-    case BRG__MSG_USER:
+    case BRG__MSG_USER: {
         brg__watch_frame_t watch = brg__watch_begin(actor->id);
         rc = actor->fn(&ctx, msg);
         if (brg__watch_end(watch))
             s_watchdog_fail(actor);
-        if (rc == BRG_UNHANDLED)
-            brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
-        else
+        if (rc != BRG_UNHANDLED) {
             brg__msg_free(msg);
+            break;
+        }
+        if (actor->mode & BRG__MODE_FAIL_UNHANDLED) {
+            // The policy says an unexpected message is a bug in the protocol:
+            // fail (the message is still reported as a dead letter).
+            char text[BRG_EXIT_TEXT_MAX + 1];
+            snprintf(text, sizeof(text), "unhandled message '%s'", msg->tag);
+            brg__exit_reason_set(reason, BRG_EXIT_FAILED, BRG_EPROTO, text);
+            brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
+            return true;
+        }
+        brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
         break;
+    }
     case BRG__MSG_SYS_KILL:
     case BRG__MSG_SYS_LINK:
     case BRG__MSG_SYS_UNLINK:
@@ -682,7 +693,8 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
     memset(actor, 0, sizeof(*actor));
     actor->fn = fn;
     actor->sys = sys;
-    actor->mode = mode | ((opts->flags & BRG_SPAWN_BLOCKING) ? BRG__MODE_BLOCKING : 0);
+    actor->mode = mode | ((opts->flags & BRG_SPAWN_BLOCKING) ? BRG__MODE_BLOCKING : 0) |
+                  ((opts->flags & BRG_SPAWN_FAIL_UNHANDLED) ? BRG__MODE_FAIL_UNHANDLED : 0);
     actor->state_destroy = opts->state_destroy;
     if (opts->state_size > 0) {
         actor->state = (char *)actor + base;

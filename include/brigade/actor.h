@@ -21,7 +21,8 @@
 typedef struct brg_ctx brg_ctx_t;
 
 //  Returned by a behaviour that does not handle msg: the message becomes a
-//  dead letter (reason BRG_DEAD_UNHANDLED) and the actor goes on.
+//  dead letter (reason BRG_DEAD_UNHANDLED) and the actor goes on, unless it
+//  was spawned with BRG_SPAWN_FAIL_UNHANDLED, which makes it fail.
 #define BRG_UNHANDLED 1
 
 //  A behaviour. msg: Borrowed: valid until the behaviour returns.
@@ -50,6 +51,11 @@ enum {
     //  Monitor the new actor from the spawning actor, atomically (brg_spawn
     //  only); the monitor id goes to *opts.monitor.
     BRG_SPAWN_MONITOR = 1u << 2,
+    //  Unhandled-message policy: a message the behaviour returns BRG_UNHANDLED
+    //  for fails the actor (reason failed, code BRG_EPROTO, text "unhandled
+    //  message '<tag>'"), so its supervisor restarts it. The default policy
+    //  only makes it a dead letter (it is one in both cases).
+    BRG_SPAWN_FAIL_UNHANDLED = 1u << 3,
 };
 
 //  Spawn options. Start from brg_spawn_opts_init(&opts); NULL options mean

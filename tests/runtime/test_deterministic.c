@@ -169,6 +169,14 @@ silent(brg_ctx_t *ctx, const brg_msg_t *msg)
     return BRG_OK;
 }
 
+//  Handles "known" only.
+static int
+silent_unless_known(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    return brg_msg_is(msg, "known") ? BRG_OK : BRG_UNHANDLED;
+}
+
 START_TEST(test_deterministic_system_ask_runs_the_system_and_answers_at_once)
 {
     brg_ref_t e, s;
@@ -213,6 +221,76 @@ START_TEST(test_deterministic_destroy_runs_state_destructors)
     brg_system_destroy(&s_sys);
     ck_assert_ptr_null(s_sys);
     ck_assert_int_eq(s_destroyed, 3);
+}
+END_TEST
+
+//  The unhandled-message policy: dead letter by default, failure on request.
+static brg_exit_reason_t s_down_reason;
+static int s_downs;
+
+static int
+s_watcher(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_ref_t from;
+    uint64_t mon;
+    (void)ctx;
+    if (brg_msg_read_down(msg, &from, &mon, &s_down_reason) == BRG_OK)
+        s_downs++;
+    return BRG_OK;
+}
+
+static brg_ref_t s_strict_child;
+
+static int
+s_watcher_init(brg_ctx_t *ctx, void *arg)
+{
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_MONITOR | *(unsigned *)arg;
+    uint64_t mon;
+    opts.monitor = &mon;
+    return brg_spawn(ctx, silent_unless_known, &opts, &s_strict_child);
+}
+
+static void
+s_send_unknown(unsigned policy)
+{
+    s_downs = 0;
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.init = s_watcher_init;
+    opts.init_arg = &policy;
+    ck_assert_int_eq(brg_system_spawn(s_sys, s_watcher, &opts, NULL), BRG_OK);
+    brg_system_run_until_idle(s_sys);
+    brg_msg_t *m = brg_msg_new("no-such-request");
+    ck_assert_int_eq(brg_system_send(s_sys, s_strict_child, &m), BRG_OK);
+    brg_system_run_until_idle(s_sys);
+}
+
+START_TEST(test_policy_unhandled_message_is_a_dead_letter_by_default)
+{
+    s_send_unknown(0);
+    brg_stats_t st;
+    brg_system_stats(s_sys, &st);
+    ck_assert(brg_system_is_alive(s_sys, s_strict_child));
+    ck_assert_uint_eq(st.dead_letters, 1);
+    ck_assert_uint_eq(st.actors_failed, 0);
+    ck_assert_int_eq(s_downs, 0);
+}
+END_TEST
+
+START_TEST(test_policy_fail_unhandled_makes_an_unhandled_message_fail_the_actor)
+{
+    s_send_unknown(BRG_SPAWN_FAIL_UNHANDLED);
+    brg_stats_t st;
+    brg_system_stats(s_sys, &st);
+    ck_assert(!brg_system_is_alive(s_sys, s_strict_child));
+    ck_assert_uint_eq(st.dead_letters, 1); // still reported
+    ck_assert_uint_eq(st.actors_failed, 1);
+    ck_assert_int_eq(s_downs, 1);
+    ck_assert_int_eq(s_down_reason.kind, BRG_EXIT_FAILED);
+    ck_assert_int_eq(s_down_reason.code, BRG_EPROTO);
+    ck_assert_str_eq(s_down_reason.text, "unhandled message 'no-such-request'");
 }
 END_TEST
 
@@ -282,6 +360,8 @@ deterministic_suite(void)
     tcase_add_test(tc, test_deterministic_messages_run_in_send_order_one_per_step);
     tcase_add_test(tc, test_deterministic_system_ask_runs_the_system_and_answers_at_once);
     tcase_add_test(tc, test_deterministic_destroy_runs_state_destructors);
+    tcase_add_test(tc, test_policy_unhandled_message_is_a_dead_letter_by_default);
+    tcase_add_test(tc, test_policy_fail_unhandled_makes_an_unhandled_message_fail_the_actor);
     suite_add_tcase(s, tc);
     TCase *wd = tcase_create("watchdog");
     tcase_set_timeout(wd, 30);
