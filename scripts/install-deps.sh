@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Installs Brigade's build and test dependencies from Debian's packages.
-# Runs apt-get directly as root, through sudo otherwise.
+# Runs apt-get directly as root, through sudo otherwise. --list prints the packages.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev uuid-dev check libsubunit-dev
       libjansson-dev clang-format)
+if [ "${1:-}" = "--list" ]; then
+    echo "${PKGS[@]}" # for .ci/run, which installs them itself
+    exit 0
+fi
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
