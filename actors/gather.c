@@ -241,16 +241,6 @@ s_waiter_new(size_t n, int *statuses, brg_msg_t **replies)
     return w;
 }
 
-//  True for a system in deterministic test mode: the only kind with no worker
-//  threads (a threaded system has at least one).
-static bool
-s_deterministic(brg_system_t *sys)
-{
-    brg_stats_t stats;
-    brg_system_stats(sys, &stats);
-    return stats.workers == 0;
-}
-
 //  Wait for the helper; false if it did not finish in time (then the
 //  waiter is abandoned and the arrays are the caller's again).
 static bool
@@ -389,7 +379,7 @@ brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, size_t n, brg_msg
         return rc;
     }
     // From here the helper owns its state; w is ours until we release it.
-    bool finished = s_waiter_wait(w, sys, timeout_ms, s_deterministic(sys));
+    bool finished = s_waiter_wait(w, sys, timeout_ms, brg_system_is_deterministic(sys));
     int ok = w->ok;
     s_waiter_release(w);
     return finished ? ok : BRG_ETIMEDOUT;

@@ -876,46 +876,42 @@ brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p)
     return brg__system_deliver(ctx->actor->sys, to, msg_p);
 }
 
-//  brg_msg_new gives NULL both for a bad tag and for no memory; the
-//  shorthands promise BRG_EINVAL for the first.
-static bool
-s_tag_ok(const char *tag)
+//  brg_msg_new already validates the tag; it gives NULL both for a bad tag
+//  and for no memory, and the shorthands promise BRG_EINVAL for the first.
+//  So the tag is looked at again only on that failure path, never per send.
+static int
+s_new_failed(const char *tag)
 {
-    return tag && tag[0] != '\0' && strnlen(tag, BRG_TAG_MAX + 1) <= BRG_TAG_MAX;
+    bool ok = tag && tag[0] != '\0' && strnlen(tag, BRG_TAG_MAX + 1) <= BRG_TAG_MAX;
+    return ok ? BRG_ENOMEM : BRG_EINVAL;
+}
+
+//  Send a message made by one of the brg_msg_new shorthands (NULL: failed).
+static int
+s_send_new(brg_ctx_t *ctx, brg_ref_t to, const char *tag, brg_msg_t *msg)
+{
+    if (!msg)
+        return s_new_failed(tag);
+    return brg_send(ctx, to, &msg);
 }
 
 int
 brg_send_tag(brg_ctx_t *ctx, brg_ref_t to, const char *tag)
 {
-    if (!s_tag_ok(tag))
-        return BRG_EINVAL;
-    brg_msg_t *msg = brg_msg_new(tag);
-    if (!msg)
-        return BRG_ENOMEM;
-    return brg_send(ctx, to, &msg);
+    return s_send_new(ctx, to, tag, brg_msg_new(tag));
 }
 
 int
 brg_send_int(brg_ctx_t *ctx, brg_ref_t to, const char *tag, int64_t value)
 {
-    if (!s_tag_ok(tag))
-        return BRG_EINVAL;
-    brg_msg_t *msg = brg_msg_new_int(tag, value);
-    if (!msg)
-        return BRG_ENOMEM;
-    return brg_send(ctx, to, &msg);
+    return s_send_new(ctx, to, tag, brg_msg_new_int(tag, value));
 }
 
 int
 brg_send_str(brg_ctx_t *ctx, brg_ref_t to, const char *tag, const char *value)
 {
     assert(value);
-    if (!s_tag_ok(tag))
-        return BRG_EINVAL;
-    brg_msg_t *msg = brg_msg_new_str(tag, value);
-    if (!msg)
-        return BRG_ENOMEM;
-    return brg_send(ctx, to, &msg);
+    return s_send_new(ctx, to, tag, brg_msg_new_str(tag, value));
 }
 
 void

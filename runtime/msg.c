@@ -982,17 +982,26 @@ brg_msg_peek(const brg_msg_t *self, size_t pos)
     return value.type;
 }
 
+//  Decode the value at pos and check that it has the wanted type: the common
+//  head of every typed reader. Cursor untouched; errors as the readers'.
+static int
+s_read_as(const brg_msg_t *self, size_t pos, brg_type_t type, s_value_t *value)
+{
+    int rc = s_read(self, pos, value);
+    if (rc < 0)
+        return rc;
+    return value->type == type ? BRG_OK : BRG_ETYPE;
+}
+
 int
 brg_msg_read_nil(const brg_msg_t *self, size_t *pos)
 {
     assert(self);
     assert(pos);
     s_value_t value;
-    int rc = s_read(self, *pos, &value);
-    if (rc < 0)
+    int rc = s_read_as(self, *pos, BRG_TYPE_NIL, &value);
+    if (rc != BRG_OK)
         return rc;
-    if (value.type != BRG_TYPE_NIL)
-        return BRG_ETYPE;
     *pos += value.size;
     return BRG_OK;
 }
@@ -1004,11 +1013,9 @@ brg_msg_read_bool(const brg_msg_t *self, size_t *pos, bool *out)
     assert(pos);
     assert(out);
     s_value_t value;
-    int rc = s_read(self, *pos, &value);
-    if (rc < 0)
+    int rc = s_read_as(self, *pos, BRG_TYPE_BOOL, &value);
+    if (rc != BRG_OK)
         return rc;
-    if (value.type != BRG_TYPE_BOOL)
-        return BRG_ETYPE;
     *out = value.b;
     *pos += value.size;
     return BRG_OK;
@@ -1051,11 +1058,9 @@ brg_msg_read_int(const brg_msg_t *self, size_t *pos, int64_t *out)
         }
     }
     s_value_t value;
-    int rc = s_read(self, *pos, &value);
-    if (rc < 0)
+    int rc = s_read_as(self, *pos, BRG_TYPE_INT, &value);
+    if (rc != BRG_OK)
         return rc;
-    if (value.type != BRG_TYPE_INT)
-        return BRG_ETYPE;
     if (!value.neg && value.u > INT64_MAX)
         return BRG_ERANGE;
     *out = value.neg ? value.i : (int64_t)value.u;
@@ -1070,11 +1075,9 @@ brg_msg_read_uint(const brg_msg_t *self, size_t *pos, uint64_t *out)
     assert(pos);
     assert(out);
     s_value_t value;
-    int rc = s_read(self, *pos, &value);
-    if (rc < 0)
+    int rc = s_read_as(self, *pos, BRG_TYPE_INT, &value);
+    if (rc != BRG_OK)
         return rc;
-    if (value.type != BRG_TYPE_INT)
-        return BRG_ETYPE;
     if (value.neg)
         return BRG_ERANGE;
     *out = value.u;
@@ -1110,11 +1113,9 @@ brg_msg_read_str(const brg_msg_t *self, size_t *pos, const char **str, size_t *l
     assert(str);
     assert(len);
     s_value_t value;
-    int rc = s_read(self, *pos, &value);
-    if (rc < 0)
+    int rc = s_read_as(self, *pos, BRG_TYPE_STR, &value);
+    if (rc != BRG_OK)
         return rc;
-    if (value.type != BRG_TYPE_STR)
-        return BRG_ETYPE;
     *str = (const char *)value.body;
     *len = value.len;
     *pos += value.size;
@@ -1129,11 +1130,9 @@ brg_msg_read_bin(const brg_msg_t *self, size_t *pos, const void **data, size_t *
     assert(data);
     assert(len);
     s_value_t value;
-    int rc = s_read(self, *pos, &value);
-    if (rc < 0)
+    int rc = s_read_as(self, *pos, BRG_TYPE_BIN, &value);
+    if (rc != BRG_OK)
         return rc;
-    if (value.type != BRG_TYPE_BIN)
-        return BRG_ETYPE;
     *data = value.body;
     *len = value.len;
     *pos += value.size;
@@ -1147,11 +1146,9 @@ s_read_container(const brg_msg_t *self, size_t *pos, brg_type_t type, uint32_t *
     assert(pos);
     assert(count);
     s_value_t value;
-    int rc = s_read(self, *pos, &value);
-    if (rc < 0)
+    int rc = s_read_as(self, *pos, type, &value);
+    if (rc != BRG_OK)
         return rc;
-    if (value.type != type)
-        return BRG_ETYPE;
     *count = value.len;
     *pos += value.size;
     return BRG_OK;
@@ -1210,11 +1207,9 @@ brg_msg_read_str_copy(const brg_msg_t *self, size_t *pos, char *buf, size_t len)
     assert(pos);
     assert(buf);
     s_value_t value;
-    int rc = s_read(self, *pos, &value);
-    if (rc < 0)
+    int rc = s_read_as(self, *pos, BRG_TYPE_STR, &value);
+    if (rc != BRG_OK)
         return rc;
-    if (value.type != BRG_TYPE_STR)
-        return BRG_ETYPE;
     if (value.len >= len)
         return BRG_EMSGSIZE;
     memcpy(buf, value.body, value.len);

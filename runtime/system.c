@@ -209,6 +209,13 @@ brg__system_now_ns(const brg_system_t *sys)
     return brg__now_ns();
 }
 
+bool
+brg_system_is_deterministic(brg_system_t *self)
+{
+    assert(self);
+    return self->cfg.deterministic;
+}
+
 uint64_t
 brg_system_now_ms(brg_system_t *self)
 {

@@ -142,6 +142,10 @@ BRG_EXPORT int brg_system_run_until_idle(brg_system_t *self);
 //  number of steps run.
 BRG_EXPORT int brg_system_advance(brg_system_t *self, int ms);
 
+//  True when the system runs in the deterministic test mode (cfg.deterministic).
+//  Thread: any.
+BRG_EXPORT bool brg_system_is_deterministic(brg_system_t *self);
+
 //  The system's clock in milliseconds: virtual time in deterministic mode,
 //  CLOCK_MONOTONIC otherwise.
 BRG_EXPORT uint64_t brg_system_now_ms(brg_system_t *self);
