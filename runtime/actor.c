@@ -759,6 +759,11 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
         return rc;
     }
     brg_ref_t self = brg__actor_ref(actor);
+    // Nobody but us has the new ref yet, so nothing can make the actor die
+    // between its publication and this fill, with one exception: a
+    // brg_system_destroy that started meanwhile stops every published actor.
+    // Then the fill may bind the name to an actor already gone; harmless, as
+    // the registry is about to be destroyed with the system.
     if (opts->name)
         brg__registry_fill(sys, opts->name, self);
     if (ref)
