@@ -388,23 +388,18 @@ brg_limiter_read_stats(const brg_msg_t *reply, brg_limiter_stats_t *out)
 {
     assert(reply);
     assert(out);
-    if (!brg_msg_is(reply, BRG_LIMITER_TAG_STATS))
-        return BRG_ETYPE;
-    uint64_t fields[7];
-    size_t pos = 0;
-    for (size_t k = 0; k < 7; k++) {
-        int rc = brg_msg_read_uint(reply, &pos, &fields[k]);
-        if (rc != BRG_OK)
-            return rc == BRG_ENODATA ? BRG_EBADMSG : rc;
-    }
-    out->in_flight = fields[0];
-    out->queued = fields[1];
-    out->max_in_flight = fields[2];
-    out->started = fields[3];
-    out->answered = fields[4];
-    out->failed = fields[5];
-    out->rejected = fields[6];
+    uint64_t f[7];
+    int rc = brg__actors_read_uints(reply, BRG_LIMITER_TAG_STATS, f, 7);
+    if (rc != BRG_OK)
+        return rc;
+    *out = (brg_limiter_stats_t){f[0], f[1], f[2], f[3], f[4], f[5], f[6]};
     return BRG_OK;
+}
+
+static int
+s_read_stats(const brg_msg_t *reply, void *out)
+{
+    return brg_limiter_read_stats(reply, out);
 }
 
 int
@@ -412,13 +407,6 @@ brg_limiter_stats(brg_system_t *sys, brg_ref_t limiter, int timeout_ms, brg_limi
 {
     assert(sys);
     assert(out);
-    brg_msg_t *request = brg_limiter_msg_stats();
-    if (!request)
-        return BRG_ENOMEM;
-    brg_msg_t *reply = NULL;
-    int rc = brg_system_ask(sys, limiter, &request, timeout_ms, &reply);
-    if (rc == BRG_OK)
-        rc = brg_limiter_read_stats(reply, out);
-    brg_msg_destroy(&reply);
-    return rc;
+    return brg__actors_ask_read(sys, limiter, brg_limiter_msg_stats(), timeout_ms, s_read_stats,
+                                out);
 }

@@ -17,9 +17,10 @@ endfunction()
 brg_require_pkg(MSGPACK msgpack libmsgpack-dev)
 brg_require_pkg(UUID uuid uuid-dev)
 brg_require_pkg(ZMQ libzmq libzmq3-dev)
-if(BRG_BUILD_EXAMPLES)
-    brg_require_pkg(JANSSON jansson libjansson-dev) # examples/assistant writes its JSON with it
-endif()
+# The agent layer of actors/: the HTTP client actor (libcurl) and the model
+# backends, which build and parse JSON with jansson (never by hand).
+brg_require_pkg(CURL libcurl libcurl4-openssl-dev)
+brg_require_pkg(JANSSON jansson libjansson-dev)
 if(BRG_BUILD_TESTS)
     brg_require_pkg(CHECK check check)
 endif()

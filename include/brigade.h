@@ -29,6 +29,7 @@
 #include "brigade/error.h"
 #include "brigade/export.h"
 #include "brigade/gather.h"
+#include "brigade/http.h"
 #include "brigade/limiter.h"
 #include "brigade/link.h"
 #include "brigade/msg.h"

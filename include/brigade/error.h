@@ -27,7 +27,9 @@
     XX(EFAILED, -13, "actor failed")                                                               \
     XX(EBUSY, -14, "resource busy")                                                                \
     XX(EPROTO, -15, "protocol error")                                                              \
-    XX(ESYS, -16, "operating system call failed")
+    XX(ESYS, -16, "operating system call failed")                                                  \
+    XX(ENETWORK, -17, "network failure (resolve, connect, TLS or transfer)")                       \
+    XX(EHTTP, -18, "HTTP error status (not 2xx)")
 
 typedef enum {
     BRG_OK = 0,

@@ -1,0 +1,718 @@
+//  http - the HTTP client actor: requests in messages, transfers on one I/O
+//  thread with libcurl's multi interface, every answer from the actor.
+//
+//  Design notes.
+//  Ownership. A transfer (s_xfer_t) belongs to one party at a time and moves
+//  along one path:
+//
+//    actor: on_request builds it (easy handle, saved request)
+//      -> inbox (under lock) -> I/O thread: runs it in the multi handle
+//      -> done list (under lock) -> actor: answers the request, frees it.
+//
+//  `lock` guards only the inbox, the done list and `wake_sent`; the mutex
+//  hand-offs order every write one party made to a transfer before the next
+//  party reads it. The I/O thread never touches a message nor answers: when
+//  the done list goes from empty to not empty it sends the actor one
+//  "brg.http.wake" message, and the actor drains the list on its own thread.
+//  So all replies, counters and logs happen in the behaviour, and a forged
+//  wake does no harm (it drains what is done, perhaps nothing).
+//  curl_multi_wakeup interrupts curl_multi_poll when the inbox gains a
+//  transfer or when the actor stops; curl_multi_poll also returns on
+//  libcurl's own timers, which enforce each transfer's deadline.
+//
+//  `self` (the actor's address) is written by the init callback, before the
+//  actor takes any message; the I/O thread reads it only after it took a
+//  transfer from the inbox, which the actor pushed later under the lock.
+//
+//  Stop. state_destroy runs after the actor's last message: it sets `quit`
+//  (release; the thread's acquire load sees it), wakes the thread and joins
+//  it. The thread removes the transfers it still runs from the multi handle
+//  and leaves them on the done list; destroy frees both lists without
+//  answering (the askers time out, as documented).
+#include "actors_internal.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define S_TAG_WAKE "brg.http.wake"
+#define S_USER_AGENT_MAX 255
+
+typedef struct s_xfer {
+    struct s_xfer *next, *prev; // in the inbox, done list (next only) or the thread's active list
+    CURL *easy;                 //
+    struct curl_slist *headers; // the request's header lines
+    char *body_out;             // request body (libcurl does not copy POSTFIELDS)
+    size_t body_out_len;        //
+    brg_msg_t *request;         // the caller's request, answered with brg_reply_to
+    char method[BRG_HTTP_METHOD_MAX + 1];
+    char *url;  // for the error log
+    char *body; // response body so far
+    size_t body_len, body_cap;
+    size_t body_max;         // max_response_bytes
+    bool too_big, no_memory; // set by the write callback
+    CURLcode result;         // set by the I/O thread when the transfer ends
+    char errbuf[CURL_ERROR_SIZE];
+} s_xfer_t;
+
+typedef struct {
+    // Set at spawn, read-only afterwards.
+    brg_system_t *sys;
+    CURLM *multi;
+    int max_pending, timeout_ms, connect_timeout_ms;
+    size_t max_response_bytes;
+    char user_agent[S_USER_AGENT_MAX + 1];
+    bool log_errors;
+    // Written by init, read by the I/O thread (see the design notes).
+    brg_ref_t self;
+    // Shared, under lock.
+    pthread_mutex_t lock;
+    s_xfer_t *inbox, *inbox_tail;
+    s_xfer_t *done, *done_tail;
+    bool wake_sent; // a wake is on its way; the actor clears it when it drains
+    // I/O thread.
+    pthread_t thread;
+    bool thread_started;
+    atomic_bool quit;
+    s_xfer_t *active; // transfers in the multi handle (owned by the I/O thread)
+    // Actor.
+    brg_http_stats_t counts;
+} s_http_t;
+
+//  ---------------------------------------------------------------------------
+//  Transfers
+
+static void
+s_xfer_free(s_xfer_t *x)
+{
+    if (!x)
+        return;
+    if (x->easy)
+        curl_easy_cleanup(x->easy);
+    curl_slist_free_all(x->headers);
+    brg_msg_destroy(&x->request);
+    free(x->body_out);
+    free(x->url);
+    free(x->body);
+    free(x);
+}
+
+static void
+s_xfer_free_list(s_xfer_t *x)
+{
+    while (x) {
+        s_xfer_t *next = x->next;
+        s_xfer_free(x);
+        x = next;
+    }
+}
+
+//  libcurl's write callback, on the I/O thread: keep the body, up to body_max.
+static size_t
+s_on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    s_xfer_t *x = arg;
+    size_t n = size * nmemb;
+    if (n > x->body_max - x->body_len) {
+        x->too_big = true;
+        return 0; // anything but n ends the transfer with CURLE_WRITE_ERROR
+    }
+    if (x->body_len + n > x->body_cap) {
+        size_t cap = x->body_cap ? x->body_cap : 4096;
+        while (cap < x->body_len + n)
+            cap *= 2;
+        if (cap > x->body_max)
+            cap = x->body_max;
+        char *body = realloc(x->body, cap);
+        if (!body) {
+            x->no_memory = true;
+            return 0;
+        }
+        x->body = body;
+        x->body_cap = cap;
+    }
+    memcpy(x->body + x->body_len, data, n);
+    x->body_len += n;
+    return n;
+}
+
+//  The error status of a finished transfer, BRG_OK if it got a response.
+static int
+s_status(const s_xfer_t *x)
+{
+    if (x->too_big || x->result == CURLE_FILESIZE_EXCEEDED)
+        return BRG_EMSGSIZE;
+    if (x->no_memory || x->result == CURLE_OUT_OF_MEMORY)
+        return BRG_ENOMEM;
+    switch (x->result) {
+    case CURLE_OK:
+        return BRG_OK;
+    case CURLE_OPERATION_TIMEDOUT:
+        return BRG_ETIMEDOUT;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return BRG_EINVAL;
+    default:
+        return BRG_ENETWORK;
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  The I/O thread
+
+//  Move finished transfers to the done list; wake the actor if it was empty.
+static void
+s_hand_back(s_http_t *self, s_xfer_t *first, s_xfer_t *last)
+{
+    pthread_mutex_lock(&self->lock);
+    if (self->done_tail)
+        self->done_tail->next = first;
+    else
+        self->done = first;
+    self->done_tail = last;
+    bool wake = !self->wake_sent;
+    self->wake_sent = true;
+    pthread_mutex_unlock(&self->lock);
+    if (wake) {
+        brg_msg_t *msg = brg_msg_new(S_TAG_WAKE);
+        // Fails only if the actor is gone or the system closes; then nobody
+        // answers anyway, and destroy frees the done list.
+        if (msg)
+            brg_system_send(self->sys, self->self, &msg);
+        brg_msg_destroy(&msg);
+    }
+}
+
+static void
+s_active_remove(s_http_t *self, s_xfer_t *x)
+{
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        self->active = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    x->next = x->prev = NULL;
+}
+
+static void *
+s_io_main(void *arg)
+{
+    s_http_t *self = arg;
+    while (!atomic_load_explicit(&self->quit, memory_order_acquire)) {
+        pthread_mutex_lock(&self->lock);
+        s_xfer_t *x = self->inbox;
+        self->inbox = self->inbox_tail = NULL;
+        pthread_mutex_unlock(&self->lock);
+        s_xfer_t *first = NULL, *last = NULL; // finished in this round
+        while (x) {
+            s_xfer_t *next = x->next;
+            x->next = x->prev = NULL;
+            if (curl_multi_add_handle(self->multi, x->easy) == CURLM_OK) {
+                x->next = self->active;
+                if (self->active)
+                    self->active->prev = x;
+                self->active = x;
+            } else {
+                x->result = CURLE_OUT_OF_MEMORY;
+                if (last)
+                    last->next = x;
+                else
+                    first = x;
+                last = x;
+            }
+            x = next;
+        }
+        int running = 0, left = 0;
+        curl_multi_perform(self->multi, &running);
+        CURLMsg *m;
+        while ((m = curl_multi_info_read(self->multi, &left)) != NULL) {
+            if (m->msg != CURLMSG_DONE)
+                continue;
+            CURL *easy = m->easy_handle;
+            CURLcode result = m->data.result;
+            s_xfer_t *done = NULL;
+            curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&done);
+            curl_multi_remove_handle(self->multi, easy); // m is invalid from here
+            s_active_remove(self, done);
+            done->result = result;
+            if (last)
+                last->next = done;
+            else
+                first = done;
+            last = done;
+        }
+        if (first)
+            s_hand_back(self, first, last);
+        curl_multi_poll(self->multi, NULL, 0, 1000, NULL);
+    }
+    // Stopping: take the running transfers out; destroy frees them.
+    s_xfer_t *first = NULL, *last = NULL;
+    while (self->active) {
+        s_xfer_t *x = self->active;
+        curl_multi_remove_handle(self->multi, x->easy);
+        s_active_remove(self, x);
+        if (last)
+            last->next = x;
+        else
+            first = x;
+        last = x;
+    }
+    if (first) {
+        pthread_mutex_lock(&self->lock);
+        if (self->done_tail)
+            self->done_tail->next = first;
+        else
+            self->done = first;
+        self->done_tail = last;
+        pthread_mutex_unlock(&self->lock);
+    }
+    return NULL;
+}
+
+//  ---------------------------------------------------------------------------
+//  The actor
+
+static void
+s_http_destroy(void *state)
+{
+    s_http_t *self = state;
+    if (self->thread_started) {
+        atomic_store_explicit(&self->quit, true, memory_order_release);
+        curl_multi_wakeup(self->multi);
+        pthread_join(self->thread, NULL);
+    }
+    s_xfer_free_list(self->inbox);
+    s_xfer_free_list(self->done);
+    if (self->multi)
+        curl_multi_cleanup(self->multi);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+}
+
+static bool
+s_method_ok(const char *method, size_t len)
+{
+    if (len == 0 || len > BRG_HTTP_METHOD_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (method[i] < 'A' || method[i] > 'Z')
+            return false;
+    return true;
+}
+
+static bool
+s_url_ok(const char *url, size_t len)
+{
+    if (len > BRG_HTTP_URL_MAX || !((len > 7 && strncasecmp(url, "http://", 7) == 0) ||
+                                    (len > 8 && strncasecmp(url, "https://", 8) == 0)))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f)
+            return false; // no spaces, controls or NULs
+    return true;
+}
+
+static bool
+s_header_ok(const char *line, size_t len)
+{
+    if (len == 0 || len > BRG_HTTP_HEADER_MAX || !memchr(line, ':', len) || line[0] == ':')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (line[i] == '\r' || line[i] == '\n' || line[i] == '\0')
+            return false; // no header injection
+    return true;
+}
+
+//  Decode and check a request into x (headers, body, URL, method, timeout).
+//  BRG_OK, BRG_EINVAL or BRG_ENOMEM.
+static int
+s_decode(const brg_msg_t *msg, s_xfer_t *x, int *timeout_ms)
+{
+    size_t pos = 0, method_len, url_len, body_len = 0;
+    const char *method, *url;
+    const void *body = NULL;
+    uint32_t n_headers;
+    int64_t timeout;
+    if (brg_msg_read_str(msg, &pos, &method, &method_len) != BRG_OK ||
+        brg_msg_read_str(msg, &pos, &url, &url_len) != BRG_OK ||
+        brg_msg_read_array(msg, &pos, &n_headers) != BRG_OK || n_headers > BRG_HTTP_HEADERS_MAX)
+        return BRG_EINVAL;
+    if (!s_method_ok(method, method_len) || !s_url_ok(url, url_len))
+        return BRG_EINVAL;
+    memcpy(x->method, method, method_len);
+    x->method[method_len] = '\0';
+    if (!(x->url = strndup(url, url_len)))
+        return BRG_ENOMEM;
+    for (uint32_t i = 0; i < n_headers; i++) {
+        const char *line;
+        size_t len;
+        if (brg_msg_read_str(msg, &pos, &line, &len) != BRG_OK || !s_header_ok(line, len))
+            return BRG_EINVAL;
+        char *copy = strndup(line, len);
+        struct curl_slist *more = copy ? curl_slist_append(x->headers, copy) : NULL;
+        free(copy);
+        if (!more)
+            return BRG_ENOMEM;
+        x->headers = more;
+    }
+    if (brg_msg_peek(msg, pos) == BRG_TYPE_NIL)
+        brg_msg_read_nil(msg, &pos);
+    else if (brg_msg_read_bin(msg, &pos, &body, &body_len) != BRG_OK)
+        return BRG_EINVAL;
+    if (brg_msg_read_int(msg, &pos, &timeout) != BRG_OK || timeout < 0 || timeout > INT32_MAX)
+        return BRG_EINVAL;
+    *timeout_ms = (int)timeout;
+    if (body) {
+        // malloc(0) may return NULL: keep at least one byte.
+        if (!(x->body_out = malloc(body_len ? body_len : 1)))
+            return BRG_ENOMEM;
+        memcpy(x->body_out, body, body_len);
+        x->body_out_len = body_len;
+    }
+    // libcurl would send "Expect: 100-continue" before larger bodies and wait
+    // for the server; an empty Expect header turns that round trip off.
+    struct curl_slist *more = curl_slist_append(x->headers, "Expect:");
+    if (!more)
+        return BRG_ENOMEM;
+    x->headers = more;
+    return BRG_OK;
+}
+
+//  Set up the easy handle of a decoded transfer. BRG_OK or BRG_ENOMEM.
+static int
+s_setup(s_http_t *self, s_xfer_t *x, int timeout_ms)
+{
+    long timeout = timeout_ms > 0 ? timeout_ms : self->timeout_ms;
+    long connect = self->connect_timeout_ms < timeout ? self->connect_timeout_ms : timeout;
+    CURL *e = x->easy = curl_easy_init();
+    if (!e)
+        return BRG_ENOMEM;
+    CURLcode rc = CURLE_OK;
+    // Each call fails only for out of memory (or an option this libcurl does
+    // not know); the first failure is kept.
+#define S_SET(opt, value)                                                                          \
+    if (rc == CURLE_OK)                                                                            \
+    rc = curl_easy_setopt(e, opt, value)
+    S_SET(CURLOPT_URL, x->url);
+    S_SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    S_SET(CURLOPT_NOSIGNAL, 1L);
+    S_SET(CURLOPT_TIMEOUT_MS, timeout);
+    S_SET(CURLOPT_CONNECTTIMEOUT_MS, connect);
+    S_SET(CURLOPT_USERAGENT, self->user_agent);
+    S_SET(CURLOPT_HTTPHEADER, x->headers);
+    S_SET(CURLOPT_WRITEFUNCTION, s_on_body);
+    S_SET(CURLOPT_WRITEDATA, x);
+    S_SET(CURLOPT_ERRORBUFFER, x->errbuf);
+    S_SET(CURLOPT_PRIVATE, x);
+    S_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)self->max_response_bytes);
+    if (x->body_out) {
+        S_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_out_len);
+        S_SET(CURLOPT_POSTFIELDS, x->body_out);
+        if (strcmp(x->method, "POST") != 0)
+            S_SET(CURLOPT_CUSTOMREQUEST, x->method);
+    } else if (strcmp(x->method, "HEAD") == 0) {
+        S_SET(CURLOPT_NOBODY, 1L);
+    } else if (strcmp(x->method, "GET") != 0) {
+        S_SET(CURLOPT_CUSTOMREQUEST, x->method);
+    }
+#undef S_SET
+    return rc == CURLE_OK ? BRG_OK : BRG_ENOMEM;
+}
+
+//  Refuse a request before any transfer: answer an ask with the error.
+static void
+s_reject(s_http_t *self, brg_ctx_t *ctx, int status)
+{
+    self->counts.rejected++;
+    brg_reply_error(ctx, status); // a plain message: nothing to answer (BRG_EINVAL)
+}
+
+static void
+s_on_request(s_http_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (self->counts.in_flight >= (uint64_t)self->max_pending) {
+        s_reject(self, ctx, BRG_EBUSY);
+        return;
+    }
+    s_xfer_t *x = calloc(1, sizeof(*x));
+    if (!x) {
+        s_reject(self, ctx, BRG_ENOMEM);
+        return;
+    }
+    x->body_max = self->max_response_bytes;
+    int timeout_ms = 0;
+    int rc = s_decode(msg, x, &timeout_ms);
+    if (rc == BRG_OK)
+        rc = s_setup(self, x, timeout_ms);
+    if (rc == BRG_OK && !(x->request = brg_msg_dup(msg)))
+        rc = BRG_ENOMEM;
+    if (rc != BRG_OK) {
+        s_xfer_free(x);
+        s_reject(self, ctx, rc);
+        return;
+    }
+    self->counts.in_flight++;
+    self->counts.requests++;
+    pthread_mutex_lock(&self->lock);
+    if (self->inbox_tail)
+        self->inbox_tail->next = x;
+    else
+        self->inbox = x;
+    self->inbox_tail = x;
+    pthread_mutex_unlock(&self->lock);
+    curl_multi_wakeup(self->multi);
+}
+
+//  Answer one finished transfer.
+static void
+s_answer(s_http_t *self, brg_ctx_t *ctx, s_xfer_t *x)
+{
+    self->counts.in_flight--;
+    int status = s_status(x);
+    brg_msg_t *reply = NULL;
+    if (status == BRG_OK) {
+        long code = 0;
+        char *type = NULL;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &type);
+        reply = brg_msg_new(BRG_HTTP_TAG_RESPONSE);
+        if (!reply || brg_msg_add_int(reply, code) != BRG_OK ||
+            brg_msg_add_str(reply, type ? type : "") != BRG_OK ||
+            brg_msg_add_bin(reply, x->body ? x->body : "", x->body_len) != BRG_OK) {
+            brg_msg_destroy(&reply);
+            status = BRG_ENOMEM;
+        }
+    }
+    if (status == BRG_OK) {
+        self->counts.responses++;
+        brg_reply_to(ctx, x->request, &reply);
+        return;
+    }
+    self->counts.failed++;
+    if (self->log_errors)
+        fprintf(stderr, "brigade http: %s %s: %s (%s)\n", x->method, x->url,
+                x->too_big     ? "response body larger than max_response_bytes"
+                : x->errbuf[0] ? x->errbuf
+                               : curl_easy_strerror(x->result),
+                brg_err_name(status));
+    brg_reply_error_to(ctx, x->request, status);
+}
+
+static void
+s_drain(s_http_t *self, brg_ctx_t *ctx)
+{
+    pthread_mutex_lock(&self->lock);
+    s_xfer_t *x = self->done;
+    self->done = self->done_tail = NULL;
+    self->wake_sent = false;
+    pthread_mutex_unlock(&self->lock);
+    while (x) {
+        s_xfer_t *next = x->next;
+        s_answer(self, ctx, x);
+        s_xfer_free(x);
+        x = next;
+    }
+}
+
+static void
+s_on_stats(s_http_t *self, brg_ctx_t *ctx)
+{
+    brg_http_stats_t c = self->counts;
+    uint64_t f[] = {c.in_flight, c.requests, c.responses, c.failed, c.rejected};
+    brg_msg_t *reply = brg_msg_new(BRG_HTTP_TAG_STATS);
+    for (size_t k = 0; reply && k < sizeof f / sizeof f[0]; k++)
+        if (brg_msg_add_uint(reply, f[k]) != BRG_OK)
+            brg_msg_destroy(&reply);
+    if (reply)
+        brg_reply(ctx, &reply);
+    else
+        brg_reply_error(ctx, BRG_ENOMEM);
+}
+
+static int
+s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    s_http_t *self = brg_state(ctx);
+    if (brg_msg_is(msg, S_TAG_WAKE))
+        s_drain(self, ctx);
+    else if (brg_msg_is(msg, BRG_HTTP_TAG_REQUEST))
+        s_on_request(self, ctx, msg);
+    else if (brg_msg_is(msg, BRG_HTTP_TAG_STATS))
+        s_on_stats(self, ctx);
+    else
+        return BRG_UNHANDLED;
+    return BRG_OK;
+}
+
+static int
+s_init(brg_ctx_t *ctx, void *arg)
+{
+    (void)arg;
+    s_http_t *self = brg_state(ctx);
+    self->self = brg_self(ctx);
+    return BRG_OK;
+}
+
+//  ---------------------------------------------------------------------------
+//  Spawning
+
+static pthread_once_t s_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode s_curl_global;
+
+static void
+s_curl_global_init(void)
+{
+    s_curl_global = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static int
+s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_http_opts_t *opts, brg_ref_t *http)
+{
+    const char *agent = opts->user_agent;
+    if (opts->max_pending < 1 || opts->max_pending > 1000000 || opts->timeout_ms < 1 ||
+        opts->connect_timeout_ms < 1 || opts->max_response_bytes < 1 ||
+        opts->max_response_bytes > BRG_MSG_MAX - 4096 ||
+        (agent && strlen(agent) > S_USER_AGENT_MAX))
+        return BRG_EINVAL;
+    pthread_once(&s_curl_once, s_curl_global_init);
+    if (s_curl_global != CURLE_OK)
+        return BRG_ESYS;
+    s_http_t *self = calloc(1, sizeof(*self));
+    if (!self)
+        return BRG_ENOMEM;
+    pthread_mutex_init(&self->lock, NULL);
+    atomic_init(&self->quit, false);
+    self->sys = sys;
+    self->self = BRG_REF_NONE;
+    self->max_pending = opts->max_pending;
+    self->timeout_ms = opts->timeout_ms;
+    self->connect_timeout_ms = opts->connect_timeout_ms;
+    self->max_response_bytes = opts->max_response_bytes;
+    self->log_errors = opts->log_errors;
+    if (agent)
+        snprintf(self->user_agent, sizeof self->user_agent, "%s", agent);
+    else
+        snprintf(self->user_agent, sizeof self->user_agent, "brigade/%s", brg_version());
+    if (!(self->multi = curl_multi_init())) {
+        s_http_destroy(self);
+        return BRG_ENOMEM;
+    }
+    if (pthread_create(&self->thread, NULL, s_io_main, self) != 0) {
+        s_http_destroy(self);
+        return BRG_ESYS;
+    }
+    self->thread_started = true;
+    return brg__actors_spawn(sys, ctx, s_behaviour, self, s_http_destroy, s_init, opts->name, http);
+}
+
+//  ---------------------------------------------------------------------------
+//  Public API
+
+void
+brg_http_opts_init(brg_http_opts_t *opts)
+{
+    assert(opts);
+    memset(opts, 0, sizeof(*opts));
+    opts->max_pending = 256;
+    opts->timeout_ms = 30000;
+    opts->connect_timeout_ms = 10000;
+    opts->max_response_bytes = 8u * 1024 * 1024;
+    opts->log_errors = true;
+}
+
+int
+brg_http_spawn(brg_ctx_t *ctx, const brg_http_opts_t *opts, brg_ref_t *http)
+{
+    assert(ctx);
+    assert(opts);
+    return s_spawn(brg_ctx_system(ctx), ctx, opts, http);
+}
+
+int
+brg_http_spawn_root(brg_system_t *sys, const brg_http_opts_t *opts, brg_ref_t *http)
+{
+    assert(sys);
+    assert(opts);
+    return s_spawn(sys, NULL, opts, http);
+}
+
+brg_msg_t *
+brg_http_msg_request(const brg_http_request_t *req)
+{
+    assert(req);
+    if (!req->url || strlen(req->url) > BRG_HTTP_URL_MAX || req->n_headers > BRG_HTTP_HEADERS_MAX ||
+        (req->n_headers && !req->headers) || (req->body_len && !req->body) ||
+        (req->method && strlen(req->method) > BRG_HTTP_METHOD_MAX) || req->timeout_ms < 0)
+        return NULL;
+    const char *method = req->method ? req->method : req->body ? "POST" : "GET";
+    brg_msg_t *msg = brg_msg_new(BRG_HTTP_TAG_REQUEST);
+    int rc = msg ? BRG_OK : BRG_ENOMEM;
+    if (rc == BRG_OK)
+        rc = brg_msg_add_str(msg, method);
+    if (rc == BRG_OK)
+        rc = brg_msg_add_str(msg, req->url);
+    if (rc == BRG_OK)
+        rc = brg_msg_add_array(msg, (uint32_t)req->n_headers);
+    for (size_t i = 0; rc == BRG_OK && i < req->n_headers; i++)
+        rc = req->headers[i] ? brg_msg_add_str(msg, req->headers[i]) : BRG_EINVAL;
+    if (rc == BRG_OK)
+        rc = req->body ? brg_msg_add_bin(msg, req->body, req->body_len) : brg_msg_add_nil(msg);
+    if (rc == BRG_OK)
+        rc = brg_msg_add_int(msg, req->timeout_ms);
+    if (rc != BRG_OK)
+        brg_msg_destroy(&msg);
+    return msg;
+}
+
+int
+brg_http_read_response(const brg_msg_t *reply, brg_http_response_t *out)
+{
+    assert(reply);
+    assert(out);
+    if (!brg_msg_is(reply, BRG_HTTP_TAG_RESPONSE))
+        return BRG_ETYPE;
+    size_t pos = 0;
+    int64_t status;
+    brg_http_response_t r;
+    if (brg_msg_read_int(reply, &pos, &status) != BRG_OK || status < 0 || status > 999 ||
+        brg_msg_read_str(reply, &pos, &r.content_type, &r.content_type_len) != BRG_OK ||
+        brg_msg_read_bin(reply, &pos, &r.body, &r.body_len) != BRG_OK)
+        return BRG_EBADMSG;
+    r.status = (int)status;
+    *out = r;
+    return BRG_OK;
+}
+
+brg_msg_t *
+brg_http_msg_stats(void)
+{
+    return brg_msg_new(BRG_HTTP_TAG_STATS);
+}
+
+int
+brg_http_read_stats(const brg_msg_t *reply, brg_http_stats_t *out)
+{
+    assert(reply);
+    assert(out);
+    uint64_t f[5];
+    int rc = brg__actors_read_uints(reply, BRG_HTTP_TAG_STATS, f, 5);
+    if (rc != BRG_OK)
+        return rc;
+    *out = (brg_http_stats_t){f[0], f[1], f[2], f[3], f[4]};
+    return BRG_OK;
+}
+
+static int
+s_read_stats(const brg_msg_t *reply, void *out)
+{
+    return brg_http_read_stats(reply, out);
+}
+
+int
+brg_http_stats(brg_system_t *sys, brg_ref_t http, int timeout_ms, brg_http_stats_t *out)
+{
+    assert(sys);
+    assert(out);
+    return brg__actors_ask_read(sys, http, brg_http_msg_stats(), timeout_ms, s_read_stats, out);
+}

@@ -1,0 +1,135 @@
+//  http - an HTTP client actor, for calling outside services from actors
+//  without blocking the workers.
+//
+//  The HTTP actor takes requests as messages, runs every transfer at once on
+//  one I/O thread of its own (libcurl's multi interface), and answers each
+//  request when its transfer ends: with a response message (any HTTP status,
+//  including 4xx and 5xx: the transfer worked), or with an error status:
+//
+//    BRG_ETIMEDOUT  the request's deadline (timeout_ms) passed
+//    BRG_ENETWORK   could not resolve, connect, do TLS, or the transfer broke
+//    BRG_EMSGSIZE   the response body is larger than max_response_bytes
+//    BRG_EINVAL     a malformed request (bad URL scheme, method or header)
+//    BRG_EBUSY      max_pending requests are in flight already
+//    BRG_ENOMEM     out of memory
+//
+//  Ask it (brg_ask / brg_system_ask) and give the ask a deadline a little
+//  longer than the request's timeout_ms, so the HTTP actor's answer, not the
+//  ask's own deadline, tells what happened. A request sent with brg_send is
+//  answered with the response as a plain message to its sender (errors then
+//  only count). With log_errors, every failed transfer also prints one line
+//  to stderr with curl's own explanation ("brigade http: GET <url>: Failed to
+//  connect to 127.0.0.1 port 9: Connection refused (BRG_ENETWORK)").
+//
+//  Only http:// and https:// URLs are accepted, redirects are not followed,
+//  and responses are read up to max_response_bytes: an address that came
+//  from untrusted input cannot make it read local files or grow without
+//  bound. TLS certificates are verified (libcurl's defaults).
+//
+//  Threads: the actor's behaviour runs on a worker and never blocks; its I/O
+//  thread only moves bytes and hands finished transfers back to the actor,
+//  which answers every request itself. When the actor stops, transfers still
+//  running are cancelled and their askers are not answered (they time out).
+//
+//  Messages with a tag starting "brg.http." are the HTTP actor's protocol.
+#ifndef BRG_HTTP_H
+#define BRG_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "actor.h"
+#include "export.h"
+#include "msg.h"
+#include "ref.h"
+#include "system.h"
+
+//  Longest URL, method and one header line (bytes, without the NUL).
+#define BRG_HTTP_URL_MAX 4096
+#define BRG_HTTP_METHOD_MAX 16
+#define BRG_HTTP_HEADER_MAX 8192
+//  Most header lines in one request.
+#define BRG_HTTP_HEADERS_MAX 64
+
+//  Tags of the protocol.
+#define BRG_HTTP_TAG_REQUEST "brg.http.request"   // -> brg.http.response or an error
+#define BRG_HTTP_TAG_RESPONSE "brg.http.response" // [status, content_type, body]
+#define BRG_HTTP_TAG_STATS "brg.http.stats"       // -> the counters, in field order
+
+//  HTTP actor options. Start from brg_http_opts_init(&opts); the actor
+//  copies them and their strings.
+typedef struct brg_http_opts {
+    int max_pending;           // requests in flight at once; more get BRG_EBUSY (default 256)
+    int timeout_ms;            // a request's deadline unless it sets its own (default 30000)
+    int connect_timeout_ms;    // deadline to connect, within timeout_ms (default 10000)
+    size_t max_response_bytes; // larger bodies fail with BRG_EMSGSIZE (default 8 MiB,
+                               // at most BRG_MSG_MAX - 4096)
+    const char *user_agent;    // User-Agent header (default "brigade/<version>")
+    bool log_errors;           // print one line per failed transfer to stderr (default true)
+    const char *name;          // optional registered name of the actor
+} brg_http_opts_t;
+
+//  One request, as brg_http_msg_request encodes it (the strings are copied).
+typedef struct brg_http_request {
+    const char *method;         // "GET", "POST", ...; NULL: POST with a body, else GET
+    const char *url;            // http:// or https://
+    const char *const *headers; // header lines "Name: value", no CR or LF
+    size_t n_headers;           //   (at most BRG_HTTP_HEADERS_MAX)
+    const void *body;           // request body, or NULL
+    size_t body_len;            //
+    int timeout_ms;             // > 0: this request's deadline; 0: the actor's default
+} brg_http_request_t;
+
+//  A response as brg_http_read_response sees it. The pointers point into the
+//  reply message: valid while the caller keeps the message.
+typedef struct brg_http_response {
+    int status;               // HTTP status code, e.g. 200
+    const char *content_type; // Content-Type value (not NUL-terminated), "" if none
+    size_t content_type_len;  //
+    const void *body;         // the body (not NUL-terminated)
+    size_t body_len;          //
+} brg_http_response_t;
+
+//  Counters as the actor reports them (a plain value: read its fields).
+typedef struct brg_http_stats {
+    uint64_t in_flight; // transfers running now
+    uint64_t requests;  // requests accepted (transfers started)
+    uint64_t responses; // of those, answered with a response (any HTTP status)
+    uint64_t failed;    // of those, answered with an error (timeout, network, size)
+    uint64_t rejected;  // requests refused before a transfer: BRG_EBUSY or BRG_EINVAL
+} brg_http_stats_t;
+
+//  Fill with the defaults (see the fields).
+BRG_EXPORT void brg_http_opts_init(brg_http_opts_t *opts);
+
+//  Spawn an HTTP actor from inside a behaviour, linked to the calling actor
+//  (so it ends with it and can be a supervisor's child). Errors: BRG_EINVAL
+//  (a value out of range, a too long name or user agent), BRG_ENOMEM,
+//  BRG_ESYS (libcurl could not be set up), then as brg_spawn; on error
+//  nothing is spawned. On BRG_OK *http (if not NULL) is its address.
+BRG_EXPORT int brg_http_spawn(brg_ctx_t *ctx, const brg_http_opts_t *opts, brg_ref_t *http);
+
+//  The same from any thread, with no link. Thread: any.
+BRG_EXPORT int brg_http_spawn_root(brg_system_t *sys, const brg_http_opts_t *opts, brg_ref_t *http);
+
+//  Encode a request (tag BRG_HTTP_TAG_REQUEST). NULL if out of memory or if
+//  req is not valid (no URL, too many headers, a string too long). Caller
+//  owns the returned message. The actor checks the rest (scheme, CR/LF).
+BRG_EXPORT brg_msg_t *brg_http_msg_request(const brg_http_request_t *req);
+
+//  Read a response (views into reply). BRG_OK, BRG_ETYPE (another tag) or
+//  BRG_EBADMSG.
+BRG_EXPORT int brg_http_read_response(const brg_msg_t *reply, brg_http_response_t *out);
+
+//  A request for the counters, for brg_ask. NULL if out of memory. Caller owns it.
+BRG_EXPORT brg_msg_t *brg_http_msg_stats(void);
+
+//  Read the reply to a stats request. BRG_OK, or BRG_ETYPE / BRG_EBADMSG.
+BRG_EXPORT int brg_http_read_stats(const brg_msg_t *reply, brg_http_stats_t *out);
+
+//  The counters, blocking. Errors: those of brg_system_ask, BRG_ENOMEM and
+//  the reader's. Thread: any thread that is NOT a Brigade worker.
+BRG_EXPORT int brg_http_stats(brg_system_t *sys, brg_ref_t http, int timeout_ms,
+                              brg_http_stats_t *out);
+
+#endif

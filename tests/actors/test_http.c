@@ -1,0 +1,438 @@
+//  test_http - the HTTP client actor against a stub server on 127.0.0.1 that
+//  each test starts itself: a response with its status, content type and
+//  body; what went over the wire (method, path, headers, body); HTTP error
+//  statuses as responses; the deadline (BRG_ETIMEDOUT), a refused connection
+//  (BRG_ENETWORK), a body over the limit (BRG_EMSGSIZE), requests refused
+//  before any transfer (BRG_EINVAL, BRG_EBUSY); many transfers at once from
+//  one actor, each answered once; and an actor stopped mid-transfer.
+//
+//  The stub's "/gate" requests wait until the test opens th_gate, so "all
+//  requests are in flight at once" is a fact of the test, not of timing.
+#include "stub_http.h"
+#include "test_util.h"
+
+#include <netinet/in.h>
+
+static atomic_int th_gate;
+
+static void
+th_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
+{
+    (void)arg;
+    if (strcmp(req->path, "/hello") == 0) {
+        resp->content_type = "text/plain; charset=utf-8";
+        resp->body = strdup("hello, brigade");
+    } else if (strcmp(req->path, "/echo") == 0) {
+        resp->body = malloc(req->body_len + 1);
+        memcpy(resp->body, req->body, req->body_len + 1);
+        resp->body_len = req->body_len;
+        resp->content_type = "application/octet-stream";
+    } else if (strcmp(req->path, "/fail") == 0) {
+        resp->status = 503;
+        resp->body = strdup("{\"error\":\"overloaded\"}");
+    } else if (strcmp(req->path, "/slow") == 0) {
+        resp->delay_ms = 5000;
+        resp->body = strdup("too late");
+    } else if (strcmp(req->path, "/big") == 0) {
+        resp->body = malloc(4096);
+        memset(resp->body, 'x', 4096);
+        resp->body_len = 4096;
+    } else if (strcmp(req->path, "/gate") == 0) {
+        tu_gate_wait(&th_gate);
+        resp->body = strdup("opened");
+    } else if (strcmp(req->path, "/hangup") == 0) {
+        resp->status = 0; // close without answering
+    } else {
+        resp->status = 404;
+    }
+}
+
+static tu_http_stub_t *th_stub;
+static brg_ref_t th_http;
+
+static void
+th_setup_with(int max_pending, size_t max_response)
+{
+    tu_setup();
+    th_stub = tu_http_stub_start(th_handler, NULL);
+    ck_assert_ptr_nonnull(th_stub);
+    brg_http_opts_t opts;
+    brg_http_opts_init(&opts);
+    opts.max_pending = max_pending;
+    opts.max_response_bytes = max_response;
+    opts.user_agent = "brigade-test/1";
+    ck_assert_int_eq(brg_http_spawn_root(tu_sys, &opts, &th_http), BRG_OK);
+}
+
+static void
+th_setup(void)
+{
+    th_setup_with(256, 1024);
+}
+
+static void
+th_teardown(void)
+{
+    atomic_store(&th_gate, 1);
+    brg_actor_stop(tu_sys, th_http);
+    TU_WAIT_DEAD(tu_sys, th_http); // joins the I/O thread before the stub goes
+    tu_http_stub_stop(&th_stub);
+    tu_teardown();
+}
+
+//  Ask the HTTP actor from this thread. Returns the ask's status; *reply is
+//  the response (caller destroys it).
+static int
+th_ask(const char *method, const char *path, const char *const *headers, size_t n_headers,
+       const char *body, int timeout_ms, brg_msg_t **reply)
+{
+    char url[256];
+    tu_http_stub_url(th_stub, url, sizeof url, path);
+    brg_http_request_t req = {method,    url, headers, n_headers, body, body ? strlen(body) : 0,
+                              timeout_ms};
+    brg_msg_t *msg = brg_http_msg_request(&req);
+    ck_assert_ptr_nonnull(msg);
+    *reply = NULL;
+    return brg_system_ask(tu_sys, th_http, &msg, 10000, reply);
+}
+
+static brg_http_stats_t
+th_stats(void)
+{
+    brg_http_stats_t s;
+    ck_assert_int_eq(brg_http_stats(tu_sys, th_http, 5000, &s), BRG_OK);
+    return s;
+}
+
+START_TEST(test_http_get_answers_with_status_content_type_and_body)
+{
+    static const char *const headers[] = {"X-Trace: 42", "Accept: text/plain"};
+    brg_msg_t *reply;
+    ck_assert_int_eq(th_ask(NULL, "/hello", headers, 2, NULL, 0, &reply), BRG_OK);
+    brg_http_response_t r;
+    ck_assert_int_eq(brg_http_read_response(reply, &r), BRG_OK);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.content_type_len, strlen("text/plain; charset=utf-8"));
+    ck_assert(memcmp(r.content_type, "text/plain; charset=utf-8", r.content_type_len) == 0);
+    ck_assert_uint_eq(r.body_len, 14);
+    ck_assert(memcmp(r.body, "hello, brigade", 14) == 0);
+    brg_msg_destroy(&reply);
+
+    tu_http_req_t seen;
+    ck_assert_int_eq(tu_http_stub_last(th_stub, &seen, NULL, 0), 1);
+    ck_assert_str_eq(seen.method, "GET");
+    ck_assert_str_eq(seen.path, "/hello");
+    ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nX-Trace: 42"));
+    ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nAccept: text/plain"));
+    ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nUser-Agent: brigade-test/1"));
+    brg_http_stats_t s = th_stats();
+    ck_assert_uint_eq(s.requests, 1);
+    ck_assert_uint_eq(s.responses, 1);
+    ck_assert_uint_eq(s.failed, 0);
+    ck_assert_uint_eq(s.in_flight, 0);
+}
+END_TEST
+
+START_TEST(test_http_post_and_put_send_the_body_byte_for_byte)
+{
+    static const char *const json[] = {"Content-Type: application/json"};
+    const char *body = "{\"question\":\"why?\",\"n\":3}";
+    brg_msg_t *reply;
+    ck_assert_int_eq(th_ask(NULL, "/echo", json, 1, body, 0, &reply), BRG_OK);
+    brg_http_response_t r;
+    ck_assert_int_eq(brg_http_read_response(reply, &r), BRG_OK);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, strlen(body));
+    ck_assert(memcmp(r.body, body, r.body_len) == 0);
+    brg_msg_destroy(&reply);
+    tu_http_req_t seen;
+    char seen_body[256];
+    tu_http_stub_last(th_stub, &seen, seen_body, sizeof seen_body);
+    ck_assert_str_eq(seen.method, "POST"); // a body and no method: POST
+    ck_assert_str_eq(seen_body, body);
+    ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nContent-Type: application/json"));
+    ck_assert_ptr_null(strstr(seen.headers, "Expect:"));
+
+    ck_assert_int_eq(th_ask("PUT", "/echo", NULL, 0, "put me", 0, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+    tu_http_stub_last(th_stub, &seen, seen_body, sizeof seen_body);
+    ck_assert_str_eq(seen.method, "PUT");
+    ck_assert_str_eq(seen_body, "put me");
+}
+END_TEST
+
+START_TEST(test_http_error_status_is_a_response_not_a_failure)
+{
+    brg_msg_t *reply;
+    ck_assert_int_eq(th_ask(NULL, "/fail", NULL, 0, NULL, 0, &reply), BRG_OK);
+    brg_http_response_t r;
+    ck_assert_int_eq(brg_http_read_response(reply, &r), BRG_OK);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert(memcmp(r.body, "{\"error\":\"overloaded\"}", r.body_len) == 0);
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(th_ask(NULL, "/nowhere", NULL, 0, NULL, 0, &reply), BRG_OK);
+    ck_assert_int_eq(brg_http_read_response(reply, &r), BRG_OK);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_uint_eq(r.body_len, 0);
+    brg_msg_destroy(&reply);
+    ck_assert_uint_eq(th_stats().responses, 2);
+}
+END_TEST
+
+START_TEST(test_http_request_deadline_answers_timed_out)
+{
+    brg_msg_t *reply;
+    ck_assert_int_eq(th_ask(NULL, "/slow", NULL, 0, NULL, 200, &reply), BRG_ETIMEDOUT);
+    ck_assert_ptr_null(reply);
+    brg_http_stats_t s = th_stats();
+    ck_assert_uint_eq(s.failed, 1);
+    ck_assert_uint_eq(s.responses, 0);
+    ck_assert_uint_eq(s.in_flight, 0);
+    // The actor still works afterwards.
+    ck_assert_int_eq(th_ask(NULL, "/hello", NULL, 0, NULL, 0, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+}
+END_TEST
+
+START_TEST(test_http_refused_connection_and_hangup_answer_network_error)
+{
+    // A port that was just free: nothing listens there.
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+    close(fd);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", ntohs(addr.sin_port));
+    brg_http_request_t req = {.url = url};
+    brg_msg_t *msg = brg_http_msg_request(&req), *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, th_http, &msg, 10000, &reply), BRG_ENETWORK);
+    ck_assert_ptr_null(reply);
+
+    ck_assert_int_eq(th_ask(NULL, "/hangup", NULL, 0, NULL, 0, &reply), BRG_ENETWORK);
+    ck_assert_uint_eq(th_stats().failed, 2);
+}
+END_TEST
+
+START_TEST(test_http_body_over_the_limit_answers_msgsize)
+{
+    brg_msg_t *reply;
+    ck_assert_int_eq(th_ask(NULL, "/big", NULL, 0, NULL, 0, &reply), BRG_EMSGSIZE);
+    ck_assert_ptr_null(reply);
+    ck_assert_int_eq(th_ask(NULL, "/hello", NULL, 0, NULL, 0, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+}
+END_TEST
+
+//  Ask with a hand-made request message.
+static int
+th_ask_raw(brg_msg_t *msg)
+{
+    brg_msg_t *reply = NULL;
+    int rc = brg_system_ask(tu_sys, th_http, &msg, 5000, &reply);
+    brg_msg_destroy(&reply);
+    return rc;
+}
+
+START_TEST(test_http_rejects_bad_requests_before_any_transfer)
+{
+    const char *bad_urls[] = {"file:///etc/passwd", "ftp://127.0.0.1/", "http://a b/",
+                              "gopher://x",         "http://",          "127.0.0.1:80/"};
+    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+        brg_http_request_t req = {.url = bad_urls[i]};
+        ck_assert_int_eq(th_ask_raw(brg_http_msg_request(&req)), BRG_EINVAL);
+    }
+    char url[256];
+    tu_http_stub_url(th_stub, url, sizeof url, "/hello");
+    static const char *const injected[] = {"X-A: 1\r\nX-B: 2"};
+    static const char *const no_colon[] = {"X-A 1"};
+    brg_http_request_t req = {.url = url, .headers = injected, .n_headers = 1};
+    ck_assert_int_eq(th_ask_raw(brg_http_msg_request(&req)), BRG_EINVAL);
+    req.headers = no_colon;
+    ck_assert_int_eq(th_ask_raw(brg_http_msg_request(&req)), BRG_EINVAL);
+    brg_http_request_t lower = {.method = "get", .url = url};
+    ck_assert_int_eq(th_ask_raw(brg_http_msg_request(&lower)), BRG_EINVAL);
+    // Malformed payloads: missing fields, wrong types.
+    brg_msg_t *msg = brg_msg_new(BRG_HTTP_TAG_REQUEST);
+    brg_msg_add_str(msg, "GET");
+    ck_assert_int_eq(th_ask_raw(msg), BRG_EINVAL);
+    msg = brg_msg_new(BRG_HTTP_TAG_REQUEST);
+    brg_msg_add_str(msg, "GET");
+    brg_msg_add_str(msg, url);
+    brg_msg_add_array(msg, 0);
+    brg_msg_add_str(msg, "a body must be bin or nil");
+    brg_msg_add_int(msg, 0);
+    ck_assert_int_eq(th_ask_raw(msg), BRG_EINVAL);
+    // The encoder refuses what it can see is wrong.
+    brg_http_request_t no_url = {0};
+    ck_assert_ptr_null(brg_http_msg_request(&no_url));
+    brg_http_request_t negative = {.url = url, .timeout_ms = -1};
+    ck_assert_ptr_null(brg_http_msg_request(&negative));
+
+    brg_http_stats_t s = th_stats();
+    ck_assert_uint_eq(s.rejected, 11);
+    ck_assert_uint_eq(s.requests, 0);
+    ck_assert_int_eq(tu_http_stub_last(th_stub, NULL, NULL, 0), 0); // nothing went out
+}
+END_TEST
+
+START_TEST(test_http_spawn_rejects_bad_options)
+{
+    brg_http_opts_t opts;
+    brg_ref_t ref = BRG_REF_NONE;
+    brg_http_opts_init(&opts);
+    opts.max_pending = 0;
+    ck_assert_int_eq(brg_http_spawn_root(tu_sys, &opts, &ref), BRG_EINVAL);
+    brg_http_opts_init(&opts);
+    opts.timeout_ms = 0;
+    ck_assert_int_eq(brg_http_spawn_root(tu_sys, &opts, &ref), BRG_EINVAL);
+    brg_http_opts_init(&opts);
+    opts.max_response_bytes = BRG_MSG_MAX;
+    ck_assert_int_eq(brg_http_spawn_root(tu_sys, &opts, &ref), BRG_EINVAL);
+    brg_http_opts_init(&opts);
+    opts.name = "http";
+    ck_assert_int_eq(brg_http_spawn_root(tu_sys, &opts, &ref), BRG_OK);
+    ck_assert_int_eq(brg_http_spawn_root(tu_sys, &opts, NULL), BRG_EEXIST);
+    brg_ref_t named;
+    ck_assert_int_eq(brg_whereis(tu_sys, "http", &named), BRG_OK);
+    ck_assert(brg_ref_eq(named, ref));
+    brg_actor_stop(tu_sys, ref);
+    TU_WAIT_DEAD(tu_sys, ref);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Many at once: a client actor fires N asks at the HTTP actor, all of them to
+//  "/gate", and counts the answers by status.
+
+static atomic_int th_ok, th_busy, th_other, th_answers;
+
+static int
+th_on_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    brg_http_response_t r;
+    if (status == BRG_OK && brg_http_read_response(reply, &r) == BRG_OK && r.status == 200 &&
+        r.body_len == 6 && memcmp(r.body, "opened", 6) == 0)
+        atomic_fetch_add(&th_ok, 1);
+    else if (status == BRG_EBUSY)
+        atomic_fetch_add(&th_busy, 1);
+    else if (status != BRG_ECLOSED)
+        atomic_fetch_add(&th_other, 1);
+    atomic_fetch_add(&th_answers, 1);
+    return BRG_OK;
+}
+
+static int
+th_client(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    int n = (int)tu_msg_int(msg);
+    char url[256];
+    tu_http_stub_url(th_stub, url, sizeof url, "/gate");
+    brg_http_request_t req = {.url = url};
+    for (int i = 0; i < n; i++) {
+        brg_msg_t *ask = brg_http_msg_request(&req);
+        ck_assert_int_eq(brg_ask(ctx, th_http, &ask, 20000, th_on_answer, NULL), BRG_OK);
+    }
+    return BRG_OK;
+}
+
+static void
+th_fire(int n)
+{
+    brg_ref_t client;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, th_client, NULL, &client), BRG_OK);
+    ck_assert_int_eq(tu_send_int(tu_sys, client, "go", n), BRG_OK);
+}
+
+START_TEST(test_http_runs_many_transfers_at_once_and_answers_each_once)
+{
+    enum { N = 40 };
+    th_fire(N);
+    // Every request is at the stub, held at the gate, at the same time.
+    TU_WAIT_UNTIL(tu_http_stub_last(th_stub, NULL, NULL, 0) == N, TU_WAIT_MS);
+    ck_assert_uint_eq(th_stats().in_flight, N);
+    ck_assert_int_eq(atomic_load(&th_answers), 0);
+    atomic_store(&th_gate, 1);
+    TU_WAIT_UNTIL(atomic_load(&th_answers) == N, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&th_ok), N);
+    brg_http_stats_t s = th_stats();
+    ck_assert_uint_eq(s.requests, N);
+    ck_assert_uint_eq(s.responses, N);
+    ck_assert_uint_eq(s.in_flight, 0);
+    tu_sleep_ms(50); // and nothing comes twice
+    ck_assert_int_eq(atomic_load(&th_answers), N);
+}
+END_TEST
+
+static void
+th_setup_small(void)
+{
+    th_setup_with(5, 1024);
+}
+
+START_TEST(test_http_past_max_pending_answers_busy)
+{
+    enum { N = 20, K = 5 };
+    th_fire(N);
+    TU_WAIT_UNTIL(atomic_load(&th_busy) == N - K, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_http_stub_last(th_stub, NULL, NULL, 0) == K, TU_WAIT_MS);
+    brg_http_stats_t s = th_stats();
+    ck_assert_uint_eq(s.in_flight, K);
+    ck_assert_uint_eq(s.rejected, N - K);
+    atomic_store(&th_gate, 1);
+    TU_WAIT_UNTIL(atomic_load(&th_answers) == N, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&th_ok), K);
+    ck_assert_int_eq(atomic_load(&th_other), 0);
+}
+END_TEST
+
+START_TEST(test_http_stopped_mid_transfer_cancels_and_frees_everything)
+{
+    enum { N = 10 };
+    th_fire(N);
+    TU_WAIT_UNTIL(tu_http_stub_last(th_stub, NULL, NULL, 0) == N, TU_WAIT_MS);
+    brg_actor_stop(tu_sys, th_http);
+    TU_WAIT_DEAD(tu_sys, th_http);
+    // The askers are not answered (their deadline is far off); the I/O
+    // thread has been joined and the transfers freed (ASan checks).
+    ck_assert_int_eq(atomic_load(&th_ok), 0);
+    atomic_store(&th_gate, 1);
+}
+END_TEST
+
+Suite *
+http_suite(void)
+{
+    Suite *s = suite_create("http");
+    TCase *core = tcase_create("core");
+    tcase_add_checked_fixture(core, th_setup, th_teardown);
+    tcase_set_timeout(core, 30);
+    tcase_add_test(core, test_http_get_answers_with_status_content_type_and_body);
+    tcase_add_test(core, test_http_post_and_put_send_the_body_byte_for_byte);
+    tcase_add_test(core, test_http_error_status_is_a_response_not_a_failure);
+    tcase_add_test(core, test_http_request_deadline_answers_timed_out);
+    tcase_add_test(core, test_http_refused_connection_and_hangup_answer_network_error);
+    tcase_add_test(core, test_http_body_over_the_limit_answers_msgsize);
+    tcase_add_test(core, test_http_rejects_bad_requests_before_any_transfer);
+    tcase_add_test(core, test_http_spawn_rejects_bad_options);
+    tcase_add_test(core, test_http_runs_many_transfers_at_once_and_answers_each_once);
+    tcase_add_test(core, test_http_stopped_mid_transfer_cancels_and_frees_everything);
+    suite_add_tcase(s, core);
+    TCase *small = tcase_create("small");
+    tcase_add_checked_fixture(small, th_setup_small, th_teardown);
+    tcase_set_timeout(small, 30);
+    tcase_add_test(small, test_http_past_max_pending_answers_busy);
+    suite_add_tcase(s, small);
+    return s;
+}
+
+int
+main(void)
+{
+    return tu_run(http_suite());
+}

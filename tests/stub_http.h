@@ -1,0 +1,284 @@
+//  stub_http - a tiny HTTP/1.1 server on 127.0.0.1 for tests: the test starts
+//  it, says how to answer each request, and reads back what was asked.
+//
+//  One thread accepts; every connection gets a thread of its own, so slow
+//  answers (delay_ms) do not hold up the others. Each connection carries one
+//  request and is closed after the answer. Header-only (static functions),
+//  shared by the Check suites and the stub model server program.
+//
+//  Thread contract: the handler runs on the connection threads, at once for
+//  several requests; what it touches must be safe for that. The counters and
+//  the last request are read under the stub's lock (tu_http_stub_last).
+#ifndef TU_STUB_HTTP_H
+#define TU_STUB_HTTP_H
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TU_HTTP_MAX_REQUEST (1024 * 1024)
+#define TU_HTTP_MAX_CONNS 512
+
+typedef struct {
+    char method[16];
+    char path[1024];
+    char headers[8192]; // the header lines as received, "\r\n"-separated
+    char *body;         // NUL-terminated
+    size_t body_len;
+} tu_http_req_t;
+
+typedef struct {
+    int status;               // 0: close the connection without answering
+    const char *content_type; // default "application/json"
+    char *body;               // malloc'd by the handler (freed by the stub), or NULL
+    size_t body_len;          // with body: its length (0: strlen)
+    int delay_ms;             // wait before answering
+} tu_http_resp_t;
+
+typedef void (*tu_http_handler_fn)(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg);
+
+typedef struct tu_http_stub {
+    int fd;
+    int port;
+    pthread_t acceptor;
+    tu_http_handler_fn handler;
+    void *arg;
+    atomic_bool stopping;
+    pthread_mutex_t lock; // guards the fields below
+    pthread_t conns[TU_HTTP_MAX_CONNS];
+    int n_conns;
+    int requests; // requests read
+    tu_http_req_t last;
+    char last_body[16384];
+} tu_http_stub_t;
+
+typedef struct {
+    tu_http_stub_t *stub;
+    int fd;
+} tu__http_conn_t;
+
+static void
+tu__http_sleep_ms(tu_http_stub_t *stub, int ms)
+{
+    for (int t = 0; t < ms && !atomic_load(&stub->stopping); t += 10) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static bool
+tu__http_write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return false;
+        data += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+//  Read one request: headers up to the blank line, then Content-Length bytes.
+static bool
+tu__http_read_request(int fd, tu_http_req_t *req)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap + 1);
+    char *end = NULL;
+    size_t want = 0;
+    while (buf) {
+        if (len == cap) {
+            if (cap >= TU_HTTP_MAX_REQUEST)
+                break;
+            char *bigger = realloc(buf, 2 * cap + 1);
+            if (!bigger)
+                break;
+            buf = bigger;
+            cap *= 2;
+        }
+        ssize_t n = recv(fd, buf + len, cap - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        if (!end && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+            const char *cl = strcasestr(buf, "\r\ncontent-length:");
+            size_t body = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
+            want = (size_t)(end + 4 - buf) + body;
+        }
+        if (end && len >= want) {
+            size_t head = (size_t)(end - buf);
+            char *sp1 = strchr(buf, ' ');
+            char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+            if (!sp1 || !sp2 || sp2 > end)
+                break;
+            snprintf(req->method, sizeof req->method, "%.*s", (int)(sp1 - buf), buf);
+            snprintf(req->path, sizeof req->path, "%.*s", (int)(sp2 - sp1 - 1), sp1 + 1);
+            snprintf(req->headers, sizeof req->headers, "%.*s", (int)head, buf);
+            req->body_len = want - head - 4;
+            req->body = malloc(req->body_len + 1);
+            if (!req->body)
+                break;
+            memcpy(req->body, end + 4, req->body_len);
+            req->body[req->body_len] = '\0';
+            free(buf);
+            return true;
+        }
+    }
+    free(buf);
+    return false;
+}
+
+static void *
+tu__http_conn_main(void *arg)
+{
+    tu__http_conn_t *conn = arg;
+    tu_http_stub_t *stub = conn->stub;
+    tu_http_req_t req;
+    memset(&req, 0, sizeof req);
+    if (tu__http_read_request(conn->fd, &req)) {
+        pthread_mutex_lock(&stub->lock);
+        stub->requests++;
+        stub->last = req;
+        snprintf(stub->last_body, sizeof stub->last_body, "%s", req.body);
+        stub->last.body = stub->last_body;
+        pthread_mutex_unlock(&stub->lock);
+        tu_http_resp_t resp = {200, NULL, NULL, 0, 0};
+        stub->handler(&req, &resp, stub->arg);
+        tu__http_sleep_ms(stub, resp.delay_ms);
+        if (resp.status > 0 && !atomic_load(&stub->stopping)) {
+            size_t blen = resp.body ? (resp.body_len ? resp.body_len : strlen(resp.body)) : 0;
+            char head[512];
+            int n = snprintf(head, sizeof head,
+                             "HTTP/1.1 %d Stub\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                             "Connection: close\r\n\r\n",
+                             resp.status,
+                             resp.content_type ? resp.content_type : "application/json", blen);
+            if (tu__http_write_all(conn->fd, head, (size_t)n) && blen)
+                tu__http_write_all(conn->fd, resp.body, blen);
+        }
+        free(resp.body);
+        free(req.body);
+    }
+    close(conn->fd);
+    free(conn);
+    return NULL;
+}
+
+static void *
+tu__http_accept_main(void *arg)
+{
+    tu_http_stub_t *stub = arg;
+    while (!atomic_load(&stub->stopping)) {
+        int fd = accept(stub->fd, NULL, NULL);
+        if (fd < 0)
+            continue; // woken by shutdown(), or a transient error
+        if (atomic_load(&stub->stopping)) {
+            close(fd);
+            break;
+        }
+        tu__http_conn_t *conn = malloc(sizeof *conn);
+        pthread_mutex_lock(&stub->lock);
+        bool room = conn && stub->n_conns < TU_HTTP_MAX_CONNS;
+        if (room) {
+            conn->stub = stub;
+            conn->fd = fd;
+            if (pthread_create(&stub->conns[stub->n_conns], NULL, tu__http_conn_main, conn) == 0)
+                stub->n_conns++;
+            else
+                room = false;
+        }
+        pthread_mutex_unlock(&stub->lock);
+        if (!room) {
+            close(fd);
+            free(conn);
+        }
+    }
+    return NULL;
+}
+
+//  Start a stub on 127.0.0.1 at a free port (stub->port). NULL on error.
+static tu_http_stub_t *
+tu_http_stub_start(tu_http_handler_fn handler, void *arg)
+{
+    tu_http_stub_t *stub = calloc(1, sizeof *stub);
+    if (!stub)
+        return NULL;
+    stub->handler = handler;
+    stub->arg = arg;
+    pthread_mutex_init(&stub->lock, NULL);
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof addr;
+    int one = 1;
+    stub->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (stub->fd < 0 || setsockopt(stub->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(stub->fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(stub->fd, 128) != 0 ||
+        getsockname(stub->fd, (struct sockaddr *)&addr, &alen) != 0 ||
+        pthread_create(&stub->acceptor, NULL, tu__http_accept_main, stub) != 0) {
+        if (stub->fd >= 0)
+            close(stub->fd);
+        pthread_mutex_destroy(&stub->lock);
+        free(stub);
+        return NULL;
+    }
+    stub->port = ntohs(addr.sin_port);
+    return stub;
+}
+
+//  The base URL, "http://127.0.0.1:<port>", into buf.
+static void
+tu_http_stub_url(const tu_http_stub_t *stub, char *buf, size_t size, const char *path)
+{
+    snprintf(buf, size, "http://127.0.0.1:%d%s", stub->port, path ? path : "");
+}
+
+//  Requests read so far, and a copy of the last one (body truncated to 16 KiB).
+static int
+tu_http_stub_last(tu_http_stub_t *stub, tu_http_req_t *last, char *body, size_t body_size)
+{
+    pthread_mutex_lock(&stub->lock);
+    int n = stub->requests;
+    if (last)
+        *last = stub->last;
+    if (body && body_size > 0) {
+        size_t copy = strnlen(stub->last_body, body_size - 1);
+        memcpy(body, stub->last_body, copy);
+        body[copy] = 0;
+    }
+    pthread_mutex_unlock(&stub->lock);
+    if (last)
+        last->body = NULL;
+    return n;
+}
+
+//  Stop accepting, cut short every delay, join every thread, free the stub.
+static void
+tu_http_stub_stop(tu_http_stub_t **stub_p)
+{
+    tu_http_stub_t *stub = *stub_p;
+    if (!stub)
+        return;
+    atomic_store(&stub->stopping, true);
+    shutdown(stub->fd, SHUT_RDWR); // wakes accept()
+    pthread_join(stub->acceptor, NULL);
+    close(stub->fd);
+    for (int i = 0; i < stub->n_conns; i++)
+        pthread_join(stub->conns[i], NULL);
+    pthread_mutex_destroy(&stub->lock);
+    free(stub);
+    *stub_p = NULL;
+}
+
+#endif
