@@ -13,9 +13,17 @@
 //  The specialists' work is the offline text backend (brigade/text.h): real
 //  text work that answers in microseconds. A model would take a while, so
 //  --latency=MS makes every call wait that long first (a sleep standing in
-//  for the model). Waiting blocks a thread, so specialists that wait run on
-//  the blocking pool (BRG_SPAWN_BLOCKING); with --latency=0 their work is
-//  pure CPU and they run on the workers.
+//  for the model; not used when a real model is configured). Waiting blocks a thread, so
+//  specialists that wait run on the blocking pool (BRG_SPAWN_BLOCKING); with --latency=0 their work
+//  is pure CPU and they run on the workers.
+//
+//  With a model configured in the environment (BRG_MODEL_URL, and
+//  BRG_MODEL_KEY / BRG_MODEL_NAME; see brigade/model.h) the summariser and
+//  the checker ask the model instead: through a limiter (at most 4 calls in
+//  flight) to the OpenAI-compatible backend, which calls the endpoint through
+//  the HTTP actor. Both sit under the same supervisor. The specialists then
+//  never block: they ask and answer from the reply callback, and the report
+//  shows the model's text. The analyser stays offline.
 //
 //  Usage: assistant [--json] [--deadline=MS] [--latency=MS] [--fail=NAME]
 //                   [--stall=NAME] [FILE...]
@@ -42,7 +50,11 @@ static struct {
     int stall;       // this specialist never answers in time (-1: none)
     bool json;       // print the reports as JSON instead of Markdown
     int documents;   // how many jobs the desk expects
-} opt = {2000, 25, -1, -1, false, 0};
+    bool model;      // a model is configured: the summariser and checker ask it
+    brg_model_openai_opts_t model_opts;
+} opt = {.deadline_ms = 2000, .latency_ms = 25, .fail = -1, .stall = -1};
+
+#define MODEL_IN_FLIGHT 4 // calls to the model at once (the limiter's K)
 
 static int64_t
 now_us(void)
@@ -62,6 +74,79 @@ sleep_ms(int ms)
 //  ---------------------------------------------------------------------------
 //  A specialist: "work" [document, text] -> [json, busy_us, work_us]
 
+//  Answer request (the current message if NULL) with a part of the report.
+static int
+reply_result(brg_ctx_t *ctx, const brg_msg_t *request, json_t *result, int64_t busy_us,
+             int64_t work_us)
+{
+    char *json = result ? json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
+    json_decref(result);
+    brg_msg_t *reply = json ? brg_msg_new("result") : NULL;
+    if (reply &&
+        (brg_msg_add_str(reply, json) != BRG_OK || brg_msg_add_int(reply, busy_us) != BRG_OK ||
+         brg_msg_add_int(reply, work_us) != BRG_OK))
+        brg_msg_destroy(&reply);
+    free(json);
+    if (!reply)
+        return request ? brg_reply_error_to(ctx, request, BRG_ENOMEM)
+                       : brg_reply_error(ctx, BRG_ENOMEM);
+    return request ? brg_reply_to(ctx, request, &reply) : brg_reply(ctx, &reply);
+}
+
+//  A call to the model on a document's behalf: the request to answer later.
+typedef struct {
+    brg_msg_t *request; // a copy of the job's "work" ask
+    int64_t start_us;
+} model_call_t;
+
+static int
+on_model_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    model_call_t *call = arg;
+    brg_model_reply_t r;
+    if (status == BRG_OK && brg_model_read_reply(reply, &r) == BRG_OK) {
+        char model[128];
+        snprintf(model, sizeof model, "%.*s", (int)r.model_len, r.model);
+        json_t *part = report_model(r.text, r.len, "openai", model);
+        if (part)
+            reply_result(ctx, call->request, part, now_us() - call->start_us, 0);
+        else
+            brg_reply_error_to(ctx, call->request, BRG_EPROTO); // not UTF-8
+    } else if (status != BRG_ECLOSED) {
+        brg_reply_error_to(ctx, call->request, status == BRG_OK ? BRG_EPROTO : status);
+    }
+    brg_msg_destroy(&call->request);
+    free(call);
+    return BRG_OK;
+}
+
+//  Ask the model (through its limiter) and answer the job from the callback.
+static void
+ask_model(brg_ctx_t *ctx, const brg_msg_t *msg, int kind, const char *text, size_t len)
+{
+    brg_ref_t limiter;
+    brg_model_request_t req = {kind == SUMMARISER ? BRG_MODEL_SUMMARISE : BRG_MODEL_CHECK, NULL, 0,
+                               text, len};
+    model_call_t *call = malloc(sizeof(*call));
+    brg_msg_t *ask = call ? brg_model_msg_request(&req) : NULL;
+    if (!ask || !(call->request = brg_msg_dup(msg))) {
+        brg_msg_destroy(&ask);
+        free(call);
+        brg_reply_error(ctx, BRG_ENOMEM);
+        return;
+    }
+    call->start_us = now_us();
+    int rc = brg_whereis(brg_ctx_system(ctx), "model.limiter", &limiter);
+    if (rc == BRG_OK)
+        rc = brg_ask(ctx, limiter, &ask, opt.deadline_ms, on_model_answer, call);
+    if (rc != BRG_OK) {
+        brg_msg_destroy(&ask);
+        brg_msg_destroy(&call->request);
+        free(call);
+        brg_reply_error(ctx, rc);
+    }
+}
+
 static int
 specialist(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
@@ -73,8 +158,9 @@ specialist(brg_ctx_t *ctx, const brg_msg_t *msg)
         brg_msg_read_str(msg, &pos, &text, &len) != BRG_OK)
         return BRG_UNHANDLED;
     int64_t start = now_us();
-    if (opt.latency_ms > 0)
-        sleep_ms(opt.latency_ms); // the model thinking
+    bool ask = opt.model && kind != ANALYSER;
+    if (opt.latency_ms > 0 && !opt.model)
+        sleep_ms(opt.latency_ms); // the model thinking (a real one answers in ask_model)
     if (kind == opt.stall)
         sleep_ms(opt.deadline_ms + 200); // ... for longer than anyone waits
     if (kind == opt.fail && document == 1) {
@@ -83,19 +169,14 @@ specialist(brg_ctx_t *ctx, const brg_msg_t *msg)
         brg_reply_error(ctx, BRG_EFAILED);
         return BRG_EFAILED;
     }
+    if (ask) {
+        ask_model(ctx, msg, kind, text, len);
+        return BRG_OK;
+    }
     int64_t work_start = now_us();
     json_t *result = report_work(kind, text, len);
     int64_t end = now_us();
-    char *json = result ? json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(4)) : NULL;
-    json_decref(result);
-    if (!json)
-        return brg_reply_error(ctx, BRG_ENOMEM);
-    brg_msg_t *reply = brg_msg_new("result");
-    brg_msg_add_str(reply, json);
-    brg_msg_add_int(reply, end - start);
-    brg_msg_add_int(reply, end - work_start);
-    free(json);
-    return brg_reply(ctx, &reply);
+    return reply_result(ctx, NULL, result, end - start, end - work_start);
 }
 
 //  The supervisor calls this at the start and after every failure.
@@ -109,12 +190,37 @@ start_specialist(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t
     brg_spawn_opts_init(&opts);
     opts.state = arg; // which specialist: a static int, nothing to free
     opts.flags = BRG_SPAWN_LINK;
-    if (opt.latency_ms > 0 || kind == opt.stall)
+    // With a real model nobody sleeps: the analyser's work is microseconds
+    // and the others ask and answer from a callback.
+    if ((opt.latency_ms > 0 && !opt.model) || kind == opt.stall)
         opts.flags |= BRG_SPAWN_BLOCKING; // it sleeps: keep it off the workers
     int rc = brg_spawn(sup_ctx, specialist, &opts, child);
     if (rc == BRG_OK && starts[kind]++ > 0)
         fprintf(stderr, "  supervisor: %s failed; a fresh one takes over\n", specialist_name[kind]);
     return rc;
+}
+
+//  The model's backend and its limiter, children of the same supervisor.
+static int
+start_model(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t *child)
+{
+    (void)arg;
+    (void)args;
+    return brg_model_openai_spawn(NULL, sup_ctx, &opt.model_opts, child);
+}
+
+static int
+start_model_limiter(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t *child)
+{
+    (void)arg;
+    (void)args;
+    brg_limiter_opts_t lo;
+    brg_limiter_opts_init(&lo);
+    lo.target_name = "model";
+    lo.max_in_flight = MODEL_IN_FLIGHT;
+    lo.max_queue = 1024;
+    lo.request_timeout_ms = opt.deadline_ms;
+    return brg_limiter_spawn(sup_ctx, &lo, child);
 }
 
 //  ---------------------------------------------------------------------------
@@ -201,8 +307,10 @@ on_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
         self->missing[kind] = "timed out";
     } else if (status == BRG_ENOACTOR) {
         self->missing[kind] = "no specialist";
-    } else {
+    } else if (status == BRG_EFAILED || status == BRG_OK) {
         self->missing[kind] = failed[kind];
+    } else {
+        self->missing[kind] = brg_strerror(status); // the model's call failed: say why
     }
     if (--self->pending == 0)
         job_finish(ctx);
@@ -296,9 +404,10 @@ desk_close(brg_ctx_t *ctx)
     double ratio = wall_ms > 0 ? busy_ms / wall_ms : 0;
     fprintf(stderr,
             "%d documents: wall time %.1f ms; the specialists' own times add up to %.1f ms "
-            "(text work %.1f ms, simulated model latency %.1f ms): %.1fx the wall time%s\n",
-            self->done, wall_ms, busy_ms, work_ms, busy_ms - work_ms, ratio,
-            ratio > 1 ? ", thanks to asking in parallel" : "");
+            "(text work %.1f ms, %s %.1f ms): %.1fx the wall time%s\n",
+            self->done, wall_ms, busy_ms, work_ms,
+            opt.model ? "waiting for the model" : "simulated model latency", busy_ms - work_ms,
+            ratio, ratio > 1 ? ", thanks to asking in parallel" : "");
     brg_exit(brg_ctx_system(ctx), self->specialists, BRG_EXIT_SHUTDOWN);
     brg_stop(ctx);
 }
@@ -435,13 +544,13 @@ main(int argc, char **argv)
 {
     char *paths[64];
     int n = 0;
-    bool samples = true;
+    bool samples = true, deadline_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--json") == 0)
             opt.json = true;
         else if (strncmp(a, "--deadline=", 11) == 0 && atoi(a + 11) > 0)
-            opt.deadline_ms = atoi(a + 11);
+            opt.deadline_ms = atoi(a + 11), deadline_set = true;
         else if (strncmp(a, "--latency=", 10) == 0 && atoi(a + 10) >= 0)
             opt.latency_ms = atoi(a + 10);
         else if (strncmp(a, "--fail=", 7) == 0 && specialist_of(a + 7) >= 0)
@@ -460,6 +569,18 @@ main(int argc, char **argv)
                     argv[0], argv[0]);
             return 2;
         }
+    }
+    brg_model_openai_opts_init(&opt.model_opts);
+    if (brg_model_openai_opts_from_env(&opt.model_opts) == BRG_OK) {
+        opt.model = true;
+        if (!deadline_set)
+            opt.deadline_ms = 60000; // a model takes seconds, not microseconds
+        // The backend's own deadline answers first, so the report says why.
+        opt.model_opts.timeout_ms = opt.deadline_ms > 400 ? opt.deadline_ms - 200 : 200;
+        fprintf(stderr,
+                "assistant: the summariser and checker ask the model %s at %s "
+                "(at most %d calls at once)\n",
+                opt.model_opts.model, opt.model_opts.url, MODEL_IN_FLIGHT);
     }
     if (samples)
         n = sample_documents(paths, 64);
@@ -482,19 +603,30 @@ main(int argc, char **argv)
         return 1;
 
     // The specialists, each registered under its name and restarted on failure.
+    // With a model, its backend and limiter come first (started first,
+    // stopped last).
     static int kinds[KINDS] = {ANALYSER, SUMMARISER, CHECKER};
-    brg_child_spec_t specs[KINDS];
-    for (int k = 0; k < KINDS; k++) {
-        brg_child_spec_init(&specs[k]);
-        specs[k].id = specs[k].name = specialist_name[k];
-        specs[k].start = start_specialist;
-        specs[k].arg = &kinds[k];
+    brg_child_spec_t specs[KINDS + 2];
+    int n_specs = 0;
+    if (opt.model) {
+        brg_child_spec_init(&specs[n_specs]);
+        specs[n_specs].id = specs[n_specs].name = "model";
+        specs[n_specs++].start = start_model;
+        brg_child_spec_init(&specs[n_specs]);
+        specs[n_specs].id = specs[n_specs].name = "model.limiter";
+        specs[n_specs++].start = start_model_limiter;
+    }
+    for (int k = 0; k < KINDS; k++, n_specs++) {
+        brg_child_spec_init(&specs[n_specs]);
+        specs[n_specs].id = specs[n_specs].name = specialist_name[k];
+        specs[n_specs].start = start_specialist;
+        specs[n_specs].arg = &kinds[k];
     }
     brg_supervisor_opts_t sup_opts;
     brg_supervisor_opts_init(&sup_opts);
     sup_opts.intensity = 5;
     sup_opts.children = specs;
-    sup_opts.n_children = KINDS;
+    sup_opts.n_children = (size_t)n_specs;
     brg_ref_t specialists, the_desk;
     brg_supervisor_counts_t counts;
     desk_t *d = calloc(1, sizeof(*d));

@@ -83,6 +83,34 @@ report_work(int kind, const char *text, size_t len)
     return work[kind](text, len);
 }
 
+json_t *
+report_model(const char *text, size_t len, const char *backend, const char *model)
+{
+    json_t *answer = json_stringn(text, len), *result = answer ? json_object() : NULL;
+    if (!result) {
+        json_decref(answer);
+        return NULL;
+    }
+    json_object_set_new(result, "backend", json_string(backend));
+    json_object_set_new(result, "model", json_string(model));
+    json_object_set_new(result, "text", answer);
+    return result;
+}
+
+//  Print a model's answer, each of its lines quoted.
+static void
+print_model_part(const char *name, const json_t *part)
+{
+    printf("- %s (by the model %s):\n", name, json_string_value(json_object_get(part, "model")));
+    const char *text = json_string_value(json_object_get(part, "text"));
+    while (text && *text) {
+        size_t line = strcspn(text, "\n");
+        if (line > 0)
+            printf("  > %.*s\n", (int)line, text);
+        text += line + (text[line] == '\n');
+    }
+}
+
 //  ---------------------------------------------------------------------------
 //  Reports: {"document", "analysis", "summary", "style", "elapsed_ms"}, each
 //  part {"status": "ok", ...the answer} or {"status": "missing", "reason"}.
@@ -99,7 +127,9 @@ report_print_markdown(const json_t *report)
                    json_string_value(json_object_get(part, "reason")));
             continue;
         }
-        if (k == ANALYSER) {
+        if (json_object_get(part, "text")) {
+            print_model_part(part_name[k], part);
+        } else if (k == ANALYSER) {
             printf("- analysis: %lld words in %lld sentences (%.1f words each), %lld syllables; "
                    "Flesch reading ease %.1f, grade %.1f\n- keywords:",
                    (long long)json_integer_value(json_object_get(part, "words")),
