@@ -234,13 +234,24 @@ s_no_state(void *state)
     (void)state;
 }
 
-int
-brg_model_offline_spawn(brg_system_t *sys, brg_ctx_t *ctx, const char *name, brg_ref_t *model)
+static int
+s_offline_spawn(brg_system_t *sys, brg_ctx_t *ctx, const char *name, brg_ref_t *model)
 {
-    assert(sys || ctx);
-    if (ctx)
-        sys = brg_ctx_system(ctx);
     return brg__actors_spawn(sys, ctx, s_offline, NULL, s_no_state, NULL, name, model);
+}
+
+int
+brg_model_offline_spawn(brg_ctx_t *ctx, const char *name, brg_ref_t *model)
+{
+    assert(ctx);
+    return s_offline_spawn(brg_ctx_system(ctx), ctx, name, model);
+}
+
+int
+brg_model_offline_spawn_root(brg_system_t *sys, const char *name, brg_ref_t *model)
+{
+    assert(sys);
+    return s_offline_spawn(sys, NULL, name, model);
 }
 
 //  ---------------------------------------------------------------------------
@@ -450,14 +461,10 @@ s_short(const char *s)
     return !s || strlen(s) <= S_STRING_MAX;
 }
 
-int
-brg_model_openai_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_openai_opts_t *opts,
-                       brg_ref_t *model)
+static int
+s_openai_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_openai_opts_t *opts,
+               brg_ref_t *model)
 {
-    assert(sys || ctx);
-    assert(opts);
-    if (ctx)
-        sys = brg_ctx_system(ctx);
     if (!opts->url || !opts->model || !*opts->model || !s_short(opts->url) ||
         !s_short(opts->api_key) || !s_short(opts->model) ||
         !(strncasecmp(opts->url, "http://", 7) == 0 ||
@@ -499,8 +506,25 @@ brg_model_openai_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_openai
 }
 
 int
-brg_model_spawn_from_env(brg_system_t *sys, brg_ctx_t *ctx, const char *name, brg_ref_t *model,
-                         const char **backend)
+brg_model_openai_spawn(brg_ctx_t *ctx, const brg_model_openai_opts_t *opts, brg_ref_t *model)
+{
+    assert(ctx);
+    assert(opts);
+    return s_openai_spawn(brg_ctx_system(ctx), ctx, opts, model);
+}
+
+int
+brg_model_openai_spawn_root(brg_system_t *sys, const brg_model_openai_opts_t *opts,
+                            brg_ref_t *model)
+{
+    assert(sys);
+    assert(opts);
+    return s_openai_spawn(sys, NULL, opts, model);
+}
+
+static int
+s_spawn_from_env(brg_system_t *sys, brg_ctx_t *ctx, const char *name, brg_ref_t *model,
+                 const char **backend)
 {
     brg_model_openai_opts_t opts;
     brg_model_openai_opts_init(&opts);
@@ -508,9 +532,24 @@ brg_model_spawn_from_env(brg_system_t *sys, brg_ctx_t *ctx, const char *name, br
         opts.name = name;
         if (backend)
             *backend = "openai";
-        return brg_model_openai_spawn(sys, ctx, &opts, model);
+        return s_openai_spawn(sys, ctx, &opts, model);
     }
     if (backend)
         *backend = "offline";
-    return brg_model_offline_spawn(sys, ctx, name, model);
+    return s_offline_spawn(sys, ctx, name, model);
+}
+
+int
+brg_model_spawn_from_env(brg_ctx_t *ctx, const char *name, brg_ref_t *model, const char **backend)
+{
+    assert(ctx);
+    return s_spawn_from_env(brg_ctx_system(ctx), ctx, name, model, backend);
+}
+
+int
+brg_model_spawn_from_env_root(brg_system_t *sys, const char *name, brg_ref_t *model,
+                              const char **backend)
+{
+    assert(sys);
+    return s_spawn_from_env(sys, NULL, name, model, backend);
 }

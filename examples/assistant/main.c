@@ -206,7 +206,7 @@ start_model(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t *chi
 {
     (void)arg;
     (void)args;
-    return brg_model_openai_spawn(NULL, sup_ctx, &opt.model_opts, child);
+    return brg_model_openai_spawn(sup_ctx, &opt.model_opts, child);
 }
 
 static int

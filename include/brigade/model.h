@@ -106,11 +106,13 @@ BRG_EXPORT int brg_model_msg_reply(const brg_model_reply_t *in, brg_msg_t **repl
 //  Read a reply (views into reply): BRG_OK, BRG_ETYPE or BRG_EBADMSG.
 BRG_EXPORT int brg_model_read_reply(const brg_msg_t *reply, brg_model_reply_t *out);
 
-//  Spawn the offline backend, linked to the calling actor (ctx) or as a
-//  root of sys (ctx NULL), under an optional registered name. Errors as
-//  brg_spawn. On BRG_OK *model (if not NULL) is its address.
-BRG_EXPORT int brg_model_offline_spawn(brg_system_t *sys, brg_ctx_t *ctx, const char *name,
-                                       brg_ref_t *model);
+//  Spawn the offline backend from inside a behaviour, linked to the calling
+//  actor, under an optional registered name. Errors as brg_spawn. On BRG_OK
+//  *model (if not NULL) is its address.
+BRG_EXPORT int brg_model_offline_spawn(brg_ctx_t *ctx, const char *name, brg_ref_t *model);
+
+//  The same from any thread, with no link. Thread: any.
+BRG_EXPORT int brg_model_offline_spawn_root(brg_system_t *sys, const char *name, brg_ref_t *model);
 
 //  OpenAI-compatible backend options. Start from brg_model_openai_opts_init;
 //  the backend copies the strings.
@@ -133,17 +135,28 @@ BRG_EXPORT void brg_model_openai_opts_init(brg_model_openai_opts_t *opts);
 //  BRG_MODEL_URL is set and not empty, else BRG_ENOTFOUND (opts unchanged).
 BRG_EXPORT int brg_model_openai_opts_from_env(brg_model_openai_opts_t *opts);
 
-//  Spawn the OpenAI-compatible backend, linked to ctx or as a root of sys
-//  (ctx NULL). Errors: BRG_EINVAL (no URL or not http(s), a value out of
-//  range, a string too long), BRG_ENOMEM, those of brg_http_spawn and
-//  brg_spawn. On BRG_OK *model (if not NULL) is its address.
-BRG_EXPORT int brg_model_openai_spawn(brg_system_t *sys, brg_ctx_t *ctx,
-                                      const brg_model_openai_opts_t *opts, brg_ref_t *model);
+//  Spawn the OpenAI-compatible backend from inside a behaviour, linked to
+//  the calling actor. Errors: BRG_EINVAL (no URL or not http(s), a value
+//  out of range, a string too long), BRG_ENOMEM, then as brg_spawn; its own
+//  HTTP actor is spawned by the backend's init, linked to it (if that fails
+//  the backend fails at once with the error of brg_http_spawn). On BRG_OK
+//  *model (if not NULL) is its address.
+BRG_EXPORT int brg_model_openai_spawn(brg_ctx_t *ctx, const brg_model_openai_opts_t *opts,
+                                      brg_ref_t *model);
+
+//  The same from any thread, with no link. Thread: any.
+BRG_EXPORT int brg_model_openai_spawn_root(brg_system_t *sys, const brg_model_openai_opts_t *opts,
+                                           brg_ref_t *model);
 
 //  The backend the environment asks for: openai when BRG_MODEL_URL is set,
-//  offline otherwise. *backend (if not NULL) is set to "openai" or "offline".
-//  Errors as the two spawns.
-BRG_EXPORT int brg_model_spawn_from_env(brg_system_t *sys, brg_ctx_t *ctx, const char *name,
-                                        brg_ref_t *model, const char **backend);
+//  offline otherwise, from inside a behaviour and linked to the calling actor.
+//  *backend (if not NULL) is set to "openai" or "offline". Errors as the two
+//  spawns.
+BRG_EXPORT int brg_model_spawn_from_env(brg_ctx_t *ctx, const char *name, brg_ref_t *model,
+                                        const char **backend);
+
+//  The same from any thread, with no link. Thread: any.
+BRG_EXPORT int brg_model_spawn_from_env_root(brg_system_t *sys, const char *name, brg_ref_t *model,
+                                             const char **backend);
 
 #endif

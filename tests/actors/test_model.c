@@ -47,7 +47,7 @@ static void
 tm_setup_offline(void)
 {
     tu_setup();
-    ck_assert_int_eq(brg_model_offline_spawn(tu_sys, NULL, "model", &tm_offline), BRG_OK);
+    ck_assert_int_eq(brg_model_offline_spawn_root(tu_sys, "model", &tm_offline), BRG_OK);
 }
 
 static const char tm_doc[] =
@@ -220,7 +220,7 @@ tm_openai(const char *prefix, int timeout_ms)
     opts.timeout_ms = timeout_ms;
     opts.max_tokens = 64;
     brg_ref_t model;
-    ck_assert_int_eq(brg_model_openai_spawn(tu_sys, NULL, &opts, &model), BRG_OK);
+    ck_assert_int_eq(brg_model_openai_spawn_root(tu_sys, &opts, &model), BRG_OK);
     return model;
 }
 
@@ -365,7 +365,7 @@ START_TEST(test_model_backend_is_chosen_from_the_environment)
     brg_ref_t model;
     const char *backend = NULL;
     unsetenv("BRG_MODEL_URL");
-    ck_assert_int_eq(brg_model_spawn_from_env(tu_sys, NULL, "m1", &model, &backend), BRG_OK);
+    ck_assert_int_eq(brg_model_spawn_from_env_root(tu_sys, "m1", &model, &backend), BRG_OK);
     ck_assert_str_eq(backend, "offline");
     char out[256];
     ck_assert_int_eq(
@@ -378,7 +378,7 @@ START_TEST(test_model_backend_is_chosen_from_the_environment)
     setenv("BRG_MODEL_URL", url, 1);
     setenv("BRG_MODEL_KEY", "k-env", 1);
     setenv("BRG_MODEL_NAME", "env-model", 1);
-    ck_assert_int_eq(brg_model_spawn_from_env(tu_sys, NULL, "m2", &model, &backend), BRG_OK);
+    ck_assert_int_eq(brg_model_spawn_from_env_root(tu_sys, "m2", &model, &backend), BRG_OK);
     ck_assert_str_eq(backend, "openai");
     ck_assert_int_eq(tm_ask(model, BRG_MODEL_KEYWORDS, NULL, "cats", out, sizeof out, NULL, NULL),
                      BRG_OK);
@@ -396,15 +396,15 @@ START_TEST(test_model_openai_spawn_rejects_bad_options)
 {
     brg_model_openai_opts_t opts;
     brg_model_openai_opts_init(&opts);
-    ck_assert_int_eq(brg_model_openai_spawn(tu_sys, NULL, &opts, NULL), BRG_EINVAL); // no URL
+    ck_assert_int_eq(brg_model_openai_spawn_root(tu_sys, &opts, NULL), BRG_EINVAL); // no URL
     opts.url = "file:///etc/passwd";
-    ck_assert_int_eq(brg_model_openai_spawn(tu_sys, NULL, &opts, NULL), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_openai_spawn_root(tu_sys, &opts, NULL), BRG_EINVAL);
     opts.url = "http://127.0.0.1:1/v1";
     opts.temperature = 3;
-    ck_assert_int_eq(brg_model_openai_spawn(tu_sys, NULL, &opts, NULL), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_openai_spawn_root(tu_sys, &opts, NULL), BRG_EINVAL);
     opts.temperature = 0.5;
     opts.max_tokens = 0;
-    ck_assert_int_eq(brg_model_openai_spawn(tu_sys, NULL, &opts, NULL), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_openai_spawn_root(tu_sys, &opts, NULL), BRG_EINVAL);
     ck_assert_uint_eq(tu_stats(tu_sys).actors_alive, 0);
 }
 END_TEST
