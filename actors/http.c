@@ -55,6 +55,36 @@ typedef struct s_xfer {
     char errbuf[CURL_ERROR_SIZE];
 } s_xfer_t;
 
+//  A FIFO of transfers linked through `next`.
+typedef struct {
+    s_xfer_t *head, *tail;
+} s_list_t;
+
+static void
+s_list_push(s_list_t *list, s_xfer_t *x)
+{
+    x->next = NULL;
+    if (list->tail)
+        list->tail->next = x;
+    else
+        list->head = x;
+    list->tail = x;
+}
+
+//  Move all of `from` to the end of `to`.
+static void
+s_list_move(s_list_t *to, s_list_t *from)
+{
+    if (!from->head)
+        return;
+    if (to->tail)
+        to->tail->next = from->head;
+    else
+        to->head = from->head;
+    to->tail = from->tail;
+    from->head = from->tail = NULL;
+}
+
 typedef struct {
     // Set at spawn, read-only afterwards.
     brg_system_t *sys;
@@ -67,8 +97,8 @@ typedef struct {
     brg_ref_t self;
     // Shared, under lock.
     pthread_mutex_t lock;
-    s_xfer_t *inbox, *inbox_tail;
-    s_xfer_t *done, *done_tail;
+    s_list_t inbox;
+    s_list_t done;
     bool wake_sent; // a wake is on its way; the actor clears it when it drains
     // I/O thread.
     pthread_t thread;
@@ -162,14 +192,10 @@ s_status(const s_xfer_t *x)
 
 //  Move finished transfers to the done list; wake the actor if it was empty.
 static void
-s_hand_back(s_http_t *self, s_xfer_t *first, s_xfer_t *last)
+s_hand_back(s_http_t *self, s_list_t *finished)
 {
     pthread_mutex_lock(&self->lock);
-    if (self->done_tail)
-        self->done_tail->next = first;
-    else
-        self->done = first;
-    self->done_tail = last;
+    s_list_move(&self->done, finished);
     bool wake = !self->wake_sent;
     self->wake_sent = true;
     pthread_mutex_unlock(&self->lock);
@@ -200,13 +226,12 @@ s_io_main(void *arg)
 {
     s_http_t *self = arg;
     while (!atomic_load_explicit(&self->quit, memory_order_acquire)) {
+        s_list_t inbox = {NULL, NULL}, finished = {NULL, NULL};
         pthread_mutex_lock(&self->lock);
-        s_xfer_t *x = self->inbox;
-        self->inbox = self->inbox_tail = NULL;
+        s_list_move(&inbox, &self->inbox);
         pthread_mutex_unlock(&self->lock);
-        s_xfer_t *first = NULL, *last = NULL; // finished in this round
-        while (x) {
-            s_xfer_t *next = x->next;
+        for (s_xfer_t *x = inbox.head, *next; x; x = next) {
+            next = x->next;
             x->next = x->prev = NULL;
             if (curl_multi_add_handle(self->multi, x->easy) == CURLM_OK) {
                 x->next = self->active;
@@ -215,13 +240,8 @@ s_io_main(void *arg)
                 self->active = x;
             } else {
                 x->result = CURLE_OUT_OF_MEMORY;
-                if (last)
-                    last->next = x;
-                else
-                    first = x;
-                last = x;
+                s_list_push(&finished, x);
             }
-            x = next;
         }
         int running = 0, left = 0;
         curl_multi_perform(self->multi, &running);
@@ -236,37 +256,23 @@ s_io_main(void *arg)
             curl_multi_remove_handle(self->multi, easy); // m is invalid from here
             s_active_remove(self, done);
             done->result = result;
-            if (last)
-                last->next = done;
-            else
-                first = done;
-            last = done;
+            s_list_push(&finished, done);
         }
-        if (first)
-            s_hand_back(self, first, last);
+        if (finished.head)
+            s_hand_back(self, &finished);
         curl_multi_poll(self->multi, NULL, 0, 1000, NULL);
     }
     // Stopping: take the running transfers out; destroy frees them.
-    s_xfer_t *first = NULL, *last = NULL;
+    s_list_t cancelled = {NULL, NULL};
     while (self->active) {
         s_xfer_t *x = self->active;
         curl_multi_remove_handle(self->multi, x->easy);
         s_active_remove(self, x);
-        if (last)
-            last->next = x;
-        else
-            first = x;
-        last = x;
+        s_list_push(&cancelled, x);
     }
-    if (first) {
-        pthread_mutex_lock(&self->lock);
-        if (self->done_tail)
-            self->done_tail->next = first;
-        else
-            self->done = first;
-        self->done_tail = last;
-        pthread_mutex_unlock(&self->lock);
-    }
+    pthread_mutex_lock(&self->lock);
+    s_list_move(&self->done, &cancelled);
+    pthread_mutex_unlock(&self->lock);
     return NULL;
 }
 
@@ -282,8 +288,8 @@ s_http_destroy(void *state)
         curl_multi_wakeup(self->multi);
         pthread_join(self->thread, NULL);
     }
-    s_xfer_free_list(self->inbox);
-    s_xfer_free_list(self->done);
+    s_xfer_free_list(self->inbox.head);
+    s_xfer_free_list(self->done.head);
     if (self->multi)
         curl_multi_cleanup(self->multi);
     pthread_mutex_destroy(&self->lock);
@@ -455,11 +461,7 @@ s_on_request(s_http_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     self->counts.in_flight++;
     self->counts.requests++;
     pthread_mutex_lock(&self->lock);
-    if (self->inbox_tail)
-        self->inbox_tail->next = x;
-    else
-        self->inbox = x;
-    self->inbox_tail = x;
+    s_list_push(&self->inbox, x);
     pthread_mutex_unlock(&self->lock);
     curl_multi_wakeup(self->multi);
 }
@@ -502,11 +504,12 @@ s_answer(s_http_t *self, brg_ctx_t *ctx, s_xfer_t *x)
 static void
 s_drain(s_http_t *self, brg_ctx_t *ctx)
 {
+    s_list_t done = {NULL, NULL};
     pthread_mutex_lock(&self->lock);
-    s_xfer_t *x = self->done;
-    self->done = self->done_tail = NULL;
+    s_list_move(&done, &self->done);
     self->wake_sent = false;
     pthread_mutex_unlock(&self->lock);
+    s_xfer_t *x = done.head;
     while (x) {
         s_xfer_t *next = x->next;
         s_answer(self, ctx, x);

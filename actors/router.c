@@ -502,22 +502,11 @@ brg_router_read_stats(const brg_msg_t *reply, brg_router_stats_t *out)
 {
     assert(reply);
     assert(out);
-    if (!brg_msg_is(reply, BRG_ROUTER_TAG_STATS))
-        return BRG_ETYPE;
-    uint64_t fields[7];
-    size_t pos = 0;
-    for (size_t k = 0; k < 7; k++) {
-        int rc = brg_msg_read_uint(reply, &pos, &fields[k]);
-        if (rc != BRG_OK)
-            return rc == BRG_ENODATA ? BRG_EBADMSG : rc;
-    }
-    out->workers = fields[0];
-    out->live = fields[1];
-    out->routed = fields[2];
-    out->rerouted = fields[3];
-    out->dropped = fields[4];
-    out->restarts = fields[5];
-    out->in_flight = fields[6];
+    uint64_t f[7];
+    int rc = brg__actors_read_uints(reply, BRG_ROUTER_TAG_STATS, f, 7);
+    if (rc != BRG_OK)
+        return rc;
+    *out = (brg_router_stats_t){f[0], f[1], f[2], f[3], f[4], f[5], f[6]};
     return BRG_OK;
 }
 
@@ -555,17 +544,18 @@ s_system_ask(brg_system_t *sys, brg_ref_t router, brg_msg_t *request, int timeou
     return brg_system_ask(sys, router, &request, timeout_ms, reply);
 }
 
+static int
+s_read_stats(const brg_msg_t *reply, void *out)
+{
+    return brg_router_read_stats(reply, out);
+}
+
 int
 brg_router_stats(brg_system_t *sys, brg_ref_t router, int timeout_ms, brg_router_stats_t *out)
 {
     assert(sys);
     assert(out);
-    brg_msg_t *reply = NULL;
-    int rc = s_system_ask(sys, router, brg_router_msg_stats(), timeout_ms, &reply);
-    if (rc == BRG_OK)
-        rc = brg_router_read_stats(reply, out);
-    brg_msg_destroy(&reply);
-    return rc;
+    return brg__actors_ask_read(sys, router, brg_router_msg_stats(), timeout_ms, s_read_stats, out);
 }
 
 int

@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #define TU_HTTP_MAX_REQUEST (1024 * 1024)
-#define TU_HTTP_MAX_CONNS 512
+#define TU_HTTP_MAX_CONNS 1024 // connections open at once; more are closed at once
 
 typedef struct {
     char method[16];
@@ -54,9 +54,9 @@ typedef struct tu_http_stub {
     void *arg;
     atomic_bool stopping;
     pthread_mutex_t lock; // guards the fields below
-    pthread_t conns[TU_HTTP_MAX_CONNS];
-    int n_conns;
-    int requests; // requests read
+    pthread_cond_t idle;  // signalled when a connection thread ends
+    int n_conns;          // connection threads running (detached)
+    int requests;         // requests read
     tu_http_req_t last;
     char last_body[16384];
 } tu_http_stub_t;
@@ -172,6 +172,10 @@ tu__http_conn_main(void *arg)
     }
     close(conn->fd);
     free(conn);
+    pthread_mutex_lock(&stub->lock);
+    if (--stub->n_conns == 0)
+        pthread_cond_broadcast(&stub->idle);
+    pthread_mutex_unlock(&stub->lock);
     return NULL;
 }
 
@@ -193,10 +197,15 @@ tu__http_accept_main(void *arg)
         if (room) {
             conn->stub = stub;
             conn->fd = fd;
-            if (pthread_create(&stub->conns[stub->n_conns], NULL, tu__http_conn_main, conn) == 0)
+            pthread_t thread;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            if (pthread_create(&thread, &attr, tu__http_conn_main, conn) == 0)
                 stub->n_conns++;
             else
                 room = false;
+            pthread_attr_destroy(&attr);
         }
         pthread_mutex_unlock(&stub->lock);
         if (!room) {
@@ -217,6 +226,7 @@ tu_http_stub_start(tu_http_handler_fn handler, void *arg)
     stub->handler = handler;
     stub->arg = arg;
     pthread_mutex_init(&stub->lock, NULL);
+    pthread_cond_init(&stub->idle, NULL);
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -229,6 +239,7 @@ tu_http_stub_start(tu_http_handler_fn handler, void *arg)
         pthread_create(&stub->acceptor, NULL, tu__http_accept_main, stub) != 0) {
         if (stub->fd >= 0)
             close(stub->fd);
+        pthread_cond_destroy(&stub->idle);
         pthread_mutex_destroy(&stub->lock);
         free(stub);
         return NULL;
@@ -263,7 +274,7 @@ tu_http_stub_last(tu_http_stub_t *stub, tu_http_req_t *last, char *body, size_t 
     return n;
 }
 
-//  Stop accepting, cut short every delay, join every thread, free the stub.
+//  Stop accepting, cut short every delay, wait for every thread, free the stub.
 static void
 tu_http_stub_stop(tu_http_stub_t **stub_p)
 {
@@ -274,8 +285,11 @@ tu_http_stub_stop(tu_http_stub_t **stub_p)
     shutdown(stub->fd, SHUT_RDWR); // wakes accept()
     pthread_join(stub->acceptor, NULL);
     close(stub->fd);
-    for (int i = 0; i < stub->n_conns; i++)
-        pthread_join(stub->conns[i], NULL);
+    pthread_mutex_lock(&stub->lock);
+    while (stub->n_conns > 0)
+        pthread_cond_wait(&stub->idle, &stub->lock);
+    pthread_mutex_unlock(&stub->lock);
+    pthread_cond_destroy(&stub->idle);
     pthread_mutex_destroy(&stub->lock);
     free(stub);
     *stub_p = NULL;

@@ -40,6 +40,10 @@ th_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
     } else if (strcmp(req->path, "/gate") == 0) {
         tu_gate_wait(&th_gate);
         resp->body = strdup("opened");
+    } else if (strncmp(req->path, "/jitter/", 8) == 0) {
+        // A random short delay, so transfers finish in every order.
+        resp->delay_ms = (int)(strtoul(req->path + 8, NULL, 10) % 7);
+        resp->body = strdup(req->path + 8);
     } else if (strcmp(req->path, "/hangup") == 0) {
         resp->status = 0; // close without answering
     } else {
@@ -375,6 +379,12 @@ th_setup_small(void)
     th_setup_with(5, 1024);
 }
 
+static void
+th_setup_stress(void)
+{
+    th_setup_with(1000, 1024);
+}
+
 START_TEST(test_http_past_max_pending_answers_busy)
 {
     enum { N = 20, K = 5 };
@@ -405,6 +415,98 @@ START_TEST(test_http_stopped_mid_transfer_cancels_and_frees_everything)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Stress: the hand-offs between actor and I/O thread under many transfers
+//  finishing in random order, and actors stopped while transfers run.
+
+static atomic_int th_right, th_wrong, th_failed; // right body, wrong body, no response
+
+static int
+th_on_jitter(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    brg_http_response_t r;
+    char expected[32];
+    snprintf(expected, sizeof expected, "%d", (int)(intptr_t)arg);
+    if (status != BRG_OK)
+        atomic_fetch_add(&th_failed, 1);
+    else if (brg_http_read_response(reply, &r) == BRG_OK && r.body_len == strlen(expected) &&
+             memcmp(r.body, expected, r.body_len) == 0)
+        atomic_fetch_add(&th_right, 1);
+    else
+        atomic_fetch_add(&th_wrong, 1);
+    return BRG_OK;
+}
+
+//  "go" [first, n, http]: ask for /jitter/<i> for each i in [first, first + n).
+static int
+th_jitter_client(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    int64_t first, n;
+    brg_ref_t http;
+    ck_assert_int_eq(brg_msg_read_int(msg, &pos, &first), BRG_OK);
+    ck_assert_int_eq(brg_msg_read_int(msg, &pos, &n), BRG_OK);
+    ck_assert_int_eq(brg_msg_read_ref(msg, &pos, &http), BRG_OK);
+    for (int64_t i = first; i < first + n; i++) {
+        char url[256];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/jitter/%lld", th_stub->port, (long long)i);
+        brg_http_request_t req = {.url = url};
+        brg_msg_t *ask = brg_http_msg_request(&req);
+        if (brg_ask(ctx, http, &ask, 30000, th_on_jitter, (void *)(intptr_t)i) != BRG_OK)
+            atomic_fetch_add(&th_failed, 1); // the HTTP actor is gone already
+    }
+    return BRG_OK;
+}
+
+static void
+th_jitter(brg_ref_t http, int64_t first, int64_t n)
+{
+    brg_ref_t client;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, th_jitter_client, NULL, &client), BRG_OK);
+    brg_msg_t *go = brg_msg_new("go");
+    brg_msg_add_int(go, first);
+    brg_msg_add_int(go, n);
+    brg_msg_add_ref(go, http);
+    ck_assert_int_eq(brg_system_send(tu_sys, client, &go), BRG_OK);
+}
+
+START_TEST(test_http_stress_every_transfer_answered_once_with_its_own_body)
+{
+    enum { CLIENTS = 4, EACH = 100, ROUNDS = 3 };
+    for (int round = 0; round < ROUNDS; round++) {
+        int before = atomic_load(&th_right);
+        for (int c = 0; c < CLIENTS; c++)
+            th_jitter(th_http, (int64_t)(round * CLIENTS + c) * EACH, EACH);
+        TU_WAIT_UNTIL(atomic_load(&th_right) - before == CLIENTS * EACH, 60000);
+    }
+    ck_assert_int_eq(atomic_load(&th_wrong), 0);
+    ck_assert_int_eq(atomic_load(&th_failed), 0);
+    brg_http_stats_t s = th_stats();
+    ck_assert_uint_eq(s.responses, CLIENTS * EACH * ROUNDS);
+    ck_assert_uint_eq(s.in_flight, 0);
+}
+END_TEST
+
+START_TEST(test_http_stress_actors_stopped_while_transfers_run)
+{
+    for (int i = 0; i < 30; i++) {
+        brg_http_opts_t opts;
+        brg_http_opts_init(&opts);
+        brg_ref_t http;
+        ck_assert_int_eq(brg_http_spawn_root(tu_sys, &opts, &http), BRG_OK);
+        th_jitter(http, i * 20, 20);
+        tu_sleep_us((useconds_t)(rand() % 3000));
+        brg_actor_stop(tu_sys, http);
+        TU_WAIT_DEAD(tu_sys, http);
+    }
+    // Whatever got a response got its own; the rest found the actor gone
+    // (or are not answered, and the system's destroy ends their asks).
+    ck_assert_int_eq(atomic_load(&th_wrong), 0);
+    ck_assert_int_gt(atomic_load(&th_right) + atomic_load(&th_failed), 0);
+}
+END_TEST
+
 Suite *
 http_suite(void)
 {
@@ -428,6 +530,13 @@ http_suite(void)
     tcase_set_timeout(small, 30);
     tcase_add_test(small, test_http_past_max_pending_answers_busy);
     suite_add_tcase(s, small);
+    TCase *stress = tcase_create("stress");
+    tcase_set_tags(stress, "stress");
+    tcase_add_checked_fixture(stress, th_setup_stress, th_teardown);
+    tcase_set_timeout(stress, 120);
+    tcase_add_test(stress, test_http_stress_every_transfer_answered_once_with_its_own_body);
+    tcase_add_test(stress, test_http_stress_actors_stopped_while_transfers_run);
+    suite_add_tcase(s, stress);
     return s;
 }
 
