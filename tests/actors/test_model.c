@@ -181,6 +181,17 @@ tm_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
         resp->body = strdup(tm_completion);
     } else if (strncmp(req->path, "/bad/", 5) == 0) {
         resp->body = strdup("{\"choices\": [ {\"message\": "); // cut short
+    } else if (strncmp(req->path, "/garbage", 8) == 0) {
+        // "/garbage<seed>/v1/...": random bytes, sometimes starting like JSON.
+        unsigned seed = (unsigned)strtoul(req->path + 8, NULL, 10);
+        size_t len = 1 + rand_r(&seed) % 2048;
+        resp->body = malloc(len + 1);
+        for (size_t i = 0; i < len; i++)
+            resp->body[i] = (char)(rand_r(&seed) % 256);
+        if (seed % 2)
+            memcpy(resp->body, "{\"choices\":[{\"message\":", len < 24 ? len : 24);
+        resp->body[len] = '\0';
+        resp->body_len = len;
     } else if (strncmp(req->path, "/empty/", 7) == 0) {
         resp->body = strdup("{\"choices\":[]}");
     } else {
@@ -307,6 +318,24 @@ START_TEST(test_model_openai_malformed_json_answers_eproto)
 }
 END_TEST
 
+START_TEST(test_model_openai_random_bytes_from_the_server_answer_eproto)
+{
+    // Fuzzing the response side: whatever comes back, the caller gets
+    // BRG_EPROTO and the backend keeps working.
+    for (int i = 0; i < 60; i++) {
+        char prefix[32], out[64];
+        snprintf(prefix, sizeof prefix, "/garbage%d", i);
+        ck_assert_int_eq(tm_ask(tm_openai(prefix, 10000), BRG_MODEL_SUMMARISE, NULL, "text", out,
+                                sizeof out, NULL, NULL),
+                         BRG_EPROTO);
+    }
+    char out[256];
+    ck_assert_int_eq(tm_ask(tm_openai("/ok", 10000), BRG_MODEL_SUMMARISE, NULL, "text", out,
+                            sizeof out, NULL, NULL),
+                     BRG_OK);
+}
+END_TEST
+
 START_TEST(test_model_openai_refuses_text_that_is_not_utf8)
 {
     char out[64];
@@ -429,6 +458,7 @@ model_suite(void)
     tcase_add_test(openai, test_model_openai_http_error_status_answers_ehttp);
     tcase_add_test(openai, test_model_openai_deadline_answers_timed_out);
     tcase_add_test(openai, test_model_openai_malformed_json_answers_eproto);
+    tcase_add_test(openai, test_model_openai_random_bytes_from_the_server_answer_eproto);
     tcase_add_test(openai, test_model_openai_refuses_text_that_is_not_utf8);
     tcase_add_test(openai, test_model_openai_stopped_mid_call_frees_its_requests);
     tcase_add_test(openai, test_model_backend_is_chosen_from_the_environment);
