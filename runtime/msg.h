@@ -11,6 +11,11 @@
 //  to a heap buffer that travels with the message.
 #define BRG__MSG_INLINE 64
 
+//  The msgpack ext type of an actor address (brg_msg_add_ref, brg_msg_read_ref)
+//  and the length of its body: node UUID (16 bytes) and id (8), big-endian.
+#define BRG__MSG_EXT_REF 1
+#define BRG__MSG_REF_BYTES 24
+
 //  What a message is for the runtime. Users see only BRG__MSG_USER messages
 //  (replies and idle timeouts are delivered as user messages too).
 typedef enum {
