@@ -18,6 +18,14 @@
 //  overtakes the queue, even when a slot is free (the queue is only
 //  non-empty with a free slot while the rate holds it back).
 //
+//  Expiry: queued_at[] (parallel to the ring) holds when each request was
+//  queued. s_pump looks at the head before it takes a token: one that waited
+//  more than max_queue_wait_ms is answered BRG_ETIMEDOUT, never started. The
+//  check runs when a slot frees up or a token is due, which is the only time
+//  a queued request could start, so none starts late; an expired request may
+//  be answered up to request_timeout_ms late (its caller has then usually
+//  timed out already and the answer is a late-reply dead letter).
+//
 //  Rate: a token bucket in thousandths of a token, refilled from
 //  brg_system_now_ms (virtual time in deterministic mode, so tests control
 //  it): one token per 1000 / rate_per_sec ms, at most `burst` tokens. A
@@ -45,6 +53,7 @@ typedef struct {
     brg_limiter_opts_t opts;    // copied; target_name points to name_copy, name is not kept
     char *name_copy;            // owned copy of opts.target_name, or NULL
     brg_msg_t **queue;          // max_queue slots: a ring of kept copies
+    uint64_t *queued_at;        // brg_system_now_ms when each slot's request was queued
     size_t q_head;              // the oldest waiting request
     size_t q_len;               // waiting requests
     s_request_t *requests;      // in flight, newest first
@@ -67,6 +76,7 @@ s_limiter_destroy(void *state)
     for (size_t k = 0; k < self->q_len; k++)
         brg_msg_destroy(&self->queue[(self->q_head + k) % (size_t)self->opts.max_queue]);
     free(self->queue);
+    free(self->queued_at);
     free(self->name_copy);
     free(self);
 }
@@ -89,7 +99,8 @@ s_limiter_new(brg_system_t *sys, const brg_limiter_opts_t *opts)
     }
     if (opts->max_queue > 0) {
         self->queue = calloc((size_t)opts->max_queue, sizeof(*self->queue));
-        ok = ok && self->queue;
+        self->queued_at = calloc((size_t)opts->max_queue, sizeof(*self->queued_at));
+        ok = ok && self->queue && self->queued_at;
     }
     if (!ok) {
         s_limiter_destroy(self);
@@ -239,7 +250,18 @@ s_start(s_limiter_t *self, brg_ctx_t *ctx, brg_msg_t **request_p)
 static void
 s_pump(s_limiter_t *self, brg_ctx_t *ctx)
 {
+    uint64_t now = self->opts.max_queue_wait_ms ? brg_system_now_ms(self->sys) : 0;
     while (self->q_len > 0 && self->counts.in_flight < (uint64_t)self->opts.max_in_flight) {
+        if (self->opts.max_queue_wait_ms &&
+            now - self->queued_at[self->q_head] > (uint64_t)self->opts.max_queue_wait_ms) {
+            brg_msg_t **slot = &self->queue[self->q_head];
+            self->q_head = (self->q_head + 1) % (size_t)self->opts.max_queue;
+            self->q_len--;
+            self->counts.expired++;
+            brg_reply_error_to(ctx, *slot, BRG_ETIMEDOUT); // not an ask: nobody waits
+            brg_msg_destroy(slot);
+            continue;
+        }
         if (!s_take_token(self)) {
             s_arm_tick(self, ctx);
             return;
@@ -274,6 +296,7 @@ s_on_request(s_limiter_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     }
     size_t tail = (self->q_head + self->q_len) % (size_t)self->opts.max_queue;
     self->queue[tail] = kept;
+    self->queued_at[tail] = brg_system_now_ms(self->sys);
     self->q_len++;
     s_pump(self, ctx); // arms the tick if only the rate holds the queue back
     return BRG_OK;
@@ -286,7 +309,7 @@ s_on_stats(s_limiter_t *self, brg_ctx_t *ctx)
     c.queued = self->q_len;
     brg_msg_t *reply = brg_msg_new(BRG_LIMITER_TAG_STATS);
     const uint64_t fields[] = {c.in_flight, c.queued, c.max_in_flight, c.started,
-                               c.answered,  c.failed, c.rejected};
+                               c.answered,  c.failed, c.rejected,      c.expired};
     for (size_t k = 0; reply && k < sizeof(fields) / sizeof(fields[0]); k++)
         if (brg_msg_add_uint(reply, fields[k]) != BRG_OK)
             brg_msg_destroy(&reply);
@@ -328,7 +351,8 @@ s_opts_check(const brg_limiter_opts_t *opts)
         return BRG_EINVAL;
     if (opts->rate_per_sec < 0 || opts->rate_per_sec > BRG_LIMITER_MAX)
         return BRG_EINVAL;
-    if (opts->burst < 1 || opts->burst > BRG_LIMITER_MAX || opts->request_timeout_ms < 0)
+    if (opts->burst < 1 || opts->burst > BRG_LIMITER_MAX || opts->request_timeout_ms < 0 ||
+        opts->max_queue_wait_ms < 0)
         return BRG_EINVAL;
     return BRG_OK;
 }
@@ -388,11 +412,11 @@ brg_limiter_read_stats(const brg_msg_t *reply, brg_limiter_stats_t *out)
 {
     assert(reply);
     assert(out);
-    uint64_t f[7];
-    int rc = brg__actors_read_uints(reply, BRG_LIMITER_TAG_STATS, f, 7);
+    uint64_t f[8];
+    int rc = brg__actors_read_uints(reply, BRG_LIMITER_TAG_STATS, f, 8);
     if (rc != BRG_OK)
         return rc;
-    *out = (brg_limiter_stats_t){f[0], f[1], f[2], f[3], f[4], f[5], f[6]};
+    *out = (brg_limiter_stats_t){f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]};
     return BRG_OK;
 }
 

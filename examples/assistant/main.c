@@ -220,6 +220,7 @@ start_model_limiter(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_re
     lo.max_in_flight = MODEL_IN_FLIGHT;
     lo.max_queue = 1024;
     lo.request_timeout_ms = opt.deadline_ms;
+    lo.max_queue_wait_ms = opt.deadline_ms; // its asker has given up by then: do not call
     return brg_limiter_spawn(sup_ctx, &lo, child);
 }
 

@@ -23,7 +23,11 @@
 //
 //  The caller's own deadline keeps running while its request waits in the
 //  queue: give the caller a timeout that covers the queueing, or a reply
-//  that comes too late is a counted dead letter (BRG_DEAD_LATE_REPLY).
+//  that comes too late is a counted dead letter (BRG_DEAD_LATE_REPLY). Set
+//  max_queue_wait_ms to (about) the callers' deadline so that a request whose
+//  caller has given up is never sent on (an outside call costs money): when
+//  a slot frees up, a request at the head of the queue that waited longer is
+//  answered BRG_ETIMEDOUT and counted as expired, and the next one is tried.
 //  If the limiter stops, its queued and in-flight requests are not answered
 //  (their askers time out); its memory is freed.
 //
@@ -53,6 +57,8 @@ typedef struct brg_limiter_opts {
     int rate_per_sec;        // requests started per second; 0 = no rate limit (default)
     int burst;               // with a rate: tokens the bucket holds, >= 1 (default 1)
     int request_timeout_ms;  // deadline of each request to the target (default 30000)
+    int max_queue_wait_ms;   // a queued request that waited longer is answered
+                             // BRG_ETIMEDOUT instead of started; 0 = no limit (default)
     const char *name;        // optional registered name of the limiter
 } brg_limiter_opts_t;
 
@@ -65,6 +71,7 @@ typedef struct brg_limiter_stats {
     uint64_t answered;      // of those, answers relayed: reply, error or timeout
     uint64_t failed;        // of those answers, errors (target's, timeout, no actor)
     uint64_t rejected;      // requests refused with BRG_EBUSY (queue full)
+    uint64_t expired;       // queued requests answered BRG_ETIMEDOUT (max_queue_wait_ms)
 } brg_limiter_stats_t;
 
 //  Tag of the limiter's counters request, answered with brg_reply.

@@ -363,6 +363,39 @@ START_TEST(test_limiter_stopped_with_requests_waiting_answers_every_asker_eclose
 }
 END_TEST
 
+//  A request that waited in the queue past max_queue_wait_ms is answered
+//  BRG_ETIMEDOUT when a slot frees up and never reaches the target.
+START_TEST(test_limiter_expires_requests_that_waited_too_long_in_the_queue)
+{
+    brg_ref_t holder = tl_spawn_holder();
+    brg_limiter_opts_t opts;
+    brg_limiter_opts_init(&opts);
+    opts.target = holder;
+    opts.max_queue = 8;
+    opts.max_queue_wait_ms = 500;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &opts, &limiter), BRG_OK);
+    tl_go(limiter, 3, 100000); // 0 starts, 1 and 2 wait
+    brg_system_run_until_idle(tu_sys);
+    brg_system_advance(tu_sys, 400);
+    tl_go(limiter, 1, 100000); // a second client: its request (also i = 0) waits from here
+    brg_system_run_until_idle(tu_sys);
+    brg_system_advance(tu_sys, 200); // 1 and 2 waited 600 ms, the new one 200 ms
+    tu_send_tag(tu_sys, holder, "release");
+    brg_system_run_until_idle(tu_sys);
+    brg_limiter_stats_t stats = tl_stats(limiter);
+    ck_assert_uint_eq(stats.expired, 2);
+    ck_assert_uint_eq(stats.started, 2); // the first, then the fresh one
+    ck_assert_int_eq(tl_held_total, 2);
+    ck_assert_int_eq(atomic_load(&tl_status[1]), BRG_ETIMEDOUT);
+    ck_assert_int_eq(atomic_load(&tl_status[2]), BRG_ETIMEDOUT);
+    tu_send_tag(tu_sys, holder, "release");
+    brg_system_run_until_idle(tu_sys);
+    ck_assert_int_eq(atomic_load(&tl_answers), 4);
+    ck_assert_int_eq(atomic_load(&tl_ok), 2);
+}
+END_TEST
+
 START_TEST(test_limiter_spawn_rejects_bad_options_and_spawns_nothing)
 {
     brg_limiter_opts_t opts;
@@ -378,6 +411,10 @@ START_TEST(test_limiter_spawn_rejects_bad_options_and_spawns_nothing)
     opts.max_in_flight = 1;
     opts.max_queue = -1;
     ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &opts, &limiter), BRG_EINVAL);
+    opts.max_queue = 1;
+    opts.max_queue_wait_ms = -1;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &opts, &limiter), BRG_EINVAL);
+    opts.max_queue_wait_ms = 0;
     opts.max_queue = 1;
     opts.rate_per_sec = 5;
     opts.burst = 0;
@@ -478,6 +515,7 @@ limiter_suite(void)
     tcase_add_test(core, test_limiter_answers_no_actor_for_a_dead_or_unregistered_target);
     tcase_add_test(core, test_limiter_rate_starts_a_burst_then_one_request_per_token);
     tcase_add_test(core, test_limiter_stopped_with_requests_waiting_answers_every_asker_eclosed);
+    tcase_add_test(core, test_limiter_expires_requests_that_waited_too_long_in_the_queue);
     tcase_add_test(core, test_limiter_spawn_rejects_bad_options_and_spawns_nothing);
     suite_add_tcase(s, core);
 
