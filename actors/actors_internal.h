@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 //  Spawn a ready-made actor (router, limiter) that owns `state`: linked to the
@@ -72,6 +73,95 @@ brg__actors_ask_read(brg_system_t *sys, brg_ref_t to, brg_msg_t *request, int ti
         rc = read(reply, out);
     brg_msg_destroy(&reply);
     return rc;
+}
+
+//  ---------------------------------------------------------------------------
+//  Ending with the parent. A ready-made actor spawned from a behaviour (the
+//  HTTP actor, the model backends) is linked to its parent, but a link passes
+//  on only abnormal exits; these actors should also end when the parent stops
+//  normally, or they would outlive it holding threads and sockets. So they
+//  trap exits (init calls brg_trap_exits when parent is set) and handle
+//  BRG_TAG_EXIT here: the parent's exit, whatever its reason, ends them with
+//  the same kind (normal stays normal); another linked actor's abnormal exit
+//  ends them as if they did not trap (its normal exit is ignored, as without
+//  trapping). Returns true if msg was an exit signal (handled).
+static inline bool
+brg__actors_on_exit(brg_ctx_t *ctx, const brg_msg_t *msg, brg_ref_t parent)
+{
+    brg_ref_t from;
+    brg_exit_reason_t reason;
+    if (!brg_msg_is(msg, BRG_TAG_EXIT) || brg_msg_read_exit(msg, &from, &reason) != BRG_OK)
+        return false;
+    bool abnormal = brg_exit_is_abnormal(&reason);
+    if (abnormal && reason.kind == BRG_EXIT_FAILED) {
+        // Exit as a non-trapping actor would: with the signal's reason.
+        brg_fail(ctx, reason.code < 0 ? reason.code : BRG_EFAILED, reason.text);
+    } else if (abnormal) {
+        brg_trap_exits(ctx, false);
+        brg_exit(brg_ctx_system(ctx), brg_self(ctx),
+                 reason.kind == BRG_EXIT_KILLED ? BRG_EXIT_KILLED : BRG_EXIT_SHUTDOWN);
+    } else if (brg_ref_eq(from, parent)) {
+        brg_stop(ctx);
+    }
+    return true;
+}
+
+//  ---------------------------------------------------------------------------
+//  HTTP details shared by http.c and model.c.
+
+//  An http:// or https:// URL with a host, at most BRG_HTTP_URL_MAX bytes, and
+//  no spaces, controls or NULs.
+static inline bool
+brg__http_url_ok(const char *url, size_t len)
+{
+    size_t scheme = len > 7 && strncasecmp(url, "http://", 7) == 0    ? 7
+                    : len > 8 && strncasecmp(url, "https://", 8) == 0 ? 8
+                                                                      : 0;
+    if (scheme == 0 || len > BRG_HTTP_URL_MAX || url[scheme] == '/')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f)
+            return false;
+    return true;
+}
+
+//  "Name: value": the name is an RFC 9110 token (so a line cannot start with
+//  whitespace and fold into the previous header), the value has no control
+//  characters but tab (no CR or LF: no header injection).
+static inline bool
+brg__http_header_ok(const char *line, size_t len)
+{
+    static const char token[] = "!#$%&'*+-.^_`|~";
+    size_t i = 0;
+    for (; i < len && line[i] != ':'; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (!(c >= 'a' && c <= 'z') && !(c >= 'A' && c <= 'Z') && !(c >= '0' && c <= '9') &&
+            !memchr(token, c, sizeof token - 1))
+            return false;
+    }
+    if (i == 0 || i == len || len > BRG_HTTP_HEADER_MAX)
+        return false;
+    for (i++; i < len; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if ((c < ' ' && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+//  The URL as logs may show it: without user:password@ and without the query
+//  and fragment (where API keys travel).
+static inline void
+brg__http_url_for_log(const char *url, char *buf, size_t size)
+{
+    const char *rest = strstr(url, "://");
+    rest = rest ? rest + 3 : url;
+    size_t host_end = strcspn(rest, "/?#");
+    const char *at = memchr(rest, '@', host_end);
+    size_t path = strcspn(rest, "?#");
+    snprintf(buf, size, "%.*s%.*s%s", (int)(rest - url), url,
+             (int)(path - (at ? (size_t)(at + 1 - rest) : 0)), at ? at + 1 : rest,
+             rest[path] ? "?..." : "");
 }
 
 #endif

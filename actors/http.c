@@ -92,7 +92,9 @@ typedef struct {
     int max_pending, timeout_ms, connect_timeout_ms;
     size_t max_response_bytes;
     char user_agent[S_USER_AGENT_MAX + 1];
+    char *proxy; // NULL: no proxy at all (the environment's are ignored)
     bool log_errors;
+    brg_ref_t parent; // the spawning actor, whose exit ends this one; NONE for a root
     // Written by init, read by the I/O thread (see the design notes).
     brg_ref_t self;
     // Shared, under lock.
@@ -190,23 +192,29 @@ s_status(const s_xfer_t *x)
 //  ---------------------------------------------------------------------------
 //  The I/O thread
 
-//  Move finished transfers to the done list; wake the actor if it was empty.
-static void
+//  Move finished transfers (may be none) to the done list, and wake the actor
+//  unless a wake is on its way already. Returns false if the wake could not
+//  be sent (out of memory, or the actor is gone): the caller tries again.
+static bool
 s_hand_back(s_http_t *self, s_list_t *finished)
 {
     pthread_mutex_lock(&self->lock);
     s_list_move(&self->done, finished);
-    bool wake = !self->wake_sent;
-    self->wake_sent = true;
+    bool wake = self->done.head && !self->wake_sent;
+    self->wake_sent = self->wake_sent || wake;
     pthread_mutex_unlock(&self->lock);
-    if (wake) {
-        brg_msg_t *msg = brg_msg_new(S_TAG_WAKE);
-        // Fails only if the actor is gone or the system closes; then nobody
-        // answers anyway, and destroy frees the done list.
-        if (msg)
-            brg_system_send(self->sys, self->self, &msg);
-        brg_msg_destroy(&msg);
-    }
+    if (!wake)
+        return true;
+    brg_msg_t *msg = brg_msg_new(S_TAG_WAKE);
+    if (msg && brg_system_send(self->sys, self->self, &msg) == BRG_OK)
+        return true;
+    brg_msg_destroy(&msg);
+    // No wake is on its way: clear the flag so the next round sends one
+    // (if the actor is gone, destroy frees the done list).
+    pthread_mutex_lock(&self->lock);
+    self->wake_sent = false;
+    pthread_mutex_unlock(&self->lock);
+    return false;
 }
 
 static void
@@ -225,6 +233,7 @@ static void *
 s_io_main(void *arg)
 {
     s_http_t *self = arg;
+    bool retry_wake = false;
     while (!atomic_load_explicit(&self->quit, memory_order_acquire)) {
         s_list_t inbox = {NULL, NULL}, finished = {NULL, NULL};
         pthread_mutex_lock(&self->lock);
@@ -251,16 +260,22 @@ s_io_main(void *arg)
                 continue;
             CURL *easy = m->easy_handle;
             CURLcode result = m->data.result;
-            s_xfer_t *done = NULL;
-            curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&done);
+            char *private = NULL;
+            curl_easy_getinfo(easy, CURLINFO_PRIVATE, &private);
+            s_xfer_t *done = (s_xfer_t *)(void *)private;
             curl_multi_remove_handle(self->multi, easy); // m is invalid from here
             s_active_remove(self, done);
             done->result = result;
             s_list_push(&finished, done);
         }
-        if (finished.head)
-            s_hand_back(self, &finished);
-        curl_multi_poll(self->multi, NULL, 0, 1000, NULL);
+        if (finished.head || retry_wake)
+            retry_wake = !s_hand_back(self, &finished);
+        // Wait for sockets, libcurl's timers, a wakeup, or 1 s (100 ms while
+        // a wake is to be retried). A failing poll must not spin the loop.
+        if (curl_multi_poll(self->multi, NULL, 0, retry_wake ? 100 : 1000, NULL) != CURLM_OK) {
+            struct timespec pause = {0, 10 * 1000000L};
+            nanosleep(&pause, NULL);
+        }
     }
     // Stopping: take the running transfers out; destroy frees them.
     s_list_t cancelled = {NULL, NULL};
@@ -293,6 +308,7 @@ s_http_destroy(void *state)
     if (self->multi)
         curl_multi_cleanup(self->multi);
     pthread_mutex_destroy(&self->lock);
+    free(self->proxy);
     free(self);
 }
 
@@ -304,29 +320,6 @@ s_method_ok(const char *method, size_t len)
     for (size_t i = 0; i < len; i++)
         if (method[i] < 'A' || method[i] > 'Z')
             return false;
-    return true;
-}
-
-static bool
-s_url_ok(const char *url, size_t len)
-{
-    if (len > BRG_HTTP_URL_MAX || !((len > 7 && strncasecmp(url, "http://", 7) == 0) ||
-                                    (len > 8 && strncasecmp(url, "https://", 8) == 0)))
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)url[i] <= ' ' || url[i] == 0x7f)
-            return false; // no spaces, controls or NULs
-    return true;
-}
-
-static bool
-s_header_ok(const char *line, size_t len)
-{
-    if (len == 0 || len > BRG_HTTP_HEADER_MAX || !memchr(line, ':', len) || line[0] == ':')
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (line[i] == '\r' || line[i] == '\n' || line[i] == '\0')
-            return false; // no header injection
     return true;
 }
 
@@ -344,7 +337,7 @@ s_decode(const brg_msg_t *msg, s_xfer_t *x, int *timeout_ms)
         brg_msg_read_str(msg, &pos, &url, &url_len) != BRG_OK ||
         brg_msg_read_array(msg, &pos, &n_headers) != BRG_OK || n_headers > BRG_HTTP_HEADERS_MAX)
         return BRG_EINVAL;
-    if (!s_method_ok(method, method_len) || !s_url_ok(url, url_len))
+    if (!s_method_ok(method, method_len) || !brg__http_url_ok(url, url_len))
         return BRG_EINVAL;
     memcpy(x->method, method, method_len);
     x->method[method_len] = '\0';
@@ -353,7 +346,7 @@ s_decode(const brg_msg_t *msg, s_xfer_t *x, int *timeout_ms)
     for (uint32_t i = 0; i < n_headers; i++) {
         const char *line;
         size_t len;
-        if (brg_msg_read_str(msg, &pos, &line, &len) != BRG_OK || !s_header_ok(line, len))
+        if (brg_msg_read_str(msg, &pos, &line, &len) != BRG_OK || !brg__http_header_ok(line, len))
             return BRG_EINVAL;
         char *copy = strndup(line, len);
         struct curl_slist *more = copy ? curl_slist_append(x->headers, copy) : NULL;
@@ -412,6 +405,13 @@ s_setup(s_http_t *self, s_xfer_t *x, int timeout_ms)
     S_SET(CURLOPT_ERRORBUFFER, x->errbuf);
     S_SET(CURLOPT_PRIVATE, x);
     S_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)self->max_response_bytes);
+    // An explicit proxy, or "" for none: libcurl would otherwise follow
+    // http_proxy / https_proxy / ALL_PROXY from the environment.
+    S_SET(CURLOPT_PROXY, self->proxy ? self->proxy : "");
+    bool sends_body = strcmp(x->method, "POST") == 0 || strcmp(x->method, "PUT") == 0 ||
+                      strcmp(x->method, "PATCH") == 0;
+    if (!x->body_out && sends_body && !(x->body_out = calloc(1, 1)))
+        rc = CURLE_OUT_OF_MEMORY; // an empty body, so "Content-Length: 0" goes out
     if (x->body_out) {
         S_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_out_len);
         S_SET(CURLOPT_POSTFIELDS, x->body_out);
@@ -479,8 +479,9 @@ s_answer(s_http_t *self, brg_ctx_t *ctx, s_xfer_t *x)
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
         curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &type);
         reply = brg_msg_new(BRG_HTTP_TAG_RESPONSE);
+        size_t type_len = type ? strnlen(type, BRG_HTTP_CONTENT_TYPE_MAX) : 0;
         if (!reply || brg_msg_add_int(reply, code) != BRG_OK ||
-            brg_msg_add_str(reply, type ? type : "") != BRG_OK ||
+            brg_msg_add_strn(reply, type ? type : "", type_len) != BRG_OK ||
             brg_msg_add_bin(reply, x->body ? x->body : "", x->body_len) != BRG_OK) {
             brg_msg_destroy(&reply);
             status = BRG_ENOMEM;
@@ -492,8 +493,11 @@ s_answer(s_http_t *self, brg_ctx_t *ctx, s_xfer_t *x)
         return;
     }
     self->counts.failed++;
+    char url[256];
     if (self->log_errors)
-        fprintf(stderr, "brigade http: %s %s: %s (%s)\n", x->method, x->url,
+        brg__http_url_for_log(x->url, url, sizeof url);
+    if (self->log_errors)
+        fprintf(stderr, "brigade http: %s %s: %s (%s)\n", x->method, url,
                 x->too_big     ? "response body larger than max_response_bytes"
                 : x->errbuf[0] ? x->errbuf
                                : curl_easy_strerror(x->result),
@@ -539,6 +543,8 @@ s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
     s_http_t *self = brg_state(ctx);
     if (brg_msg_is(msg, S_TAG_WAKE))
         s_drain(self, ctx);
+    else if (brg__actors_on_exit(ctx, msg, self->parent))
+        return BRG_OK;
     else if (brg_msg_is(msg, BRG_HTTP_TAG_REQUEST))
         s_on_request(self, ctx, msg);
     else if (brg_msg_is(msg, BRG_HTTP_TAG_STATS))
@@ -554,6 +560,8 @@ s_init(brg_ctx_t *ctx, void *arg)
     (void)arg;
     s_http_t *self = brg_state(ctx);
     self->self = brg_self(ctx);
+    if (!brg_ref_is_none(self->parent))
+        brg_trap_exits(ctx, true); // to end with the parent (brg__actors_on_exit)
     return BRG_OK;
 }
 
@@ -576,7 +584,8 @@ s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_http_opts_t *opts, brg_ref_
     if (opts->max_pending < 1 || opts->max_pending > 1000000 || opts->timeout_ms < 1 ||
         opts->connect_timeout_ms < 1 || opts->max_response_bytes < 1 ||
         opts->max_response_bytes > BRG_MSG_MAX - 4096 ||
-        (agent && strlen(agent) > S_USER_AGENT_MAX))
+        (agent && strlen(agent) > S_USER_AGENT_MAX) ||
+        (opts->proxy && !brg__http_url_ok(opts->proxy, strlen(opts->proxy))))
         return BRG_EINVAL;
     pthread_once(&s_curl_once, s_curl_global_init);
     if (s_curl_global != CURLE_OK)
@@ -593,6 +602,11 @@ s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_http_opts_t *opts, brg_ref_
     self->connect_timeout_ms = opts->connect_timeout_ms;
     self->max_response_bytes = opts->max_response_bytes;
     self->log_errors = opts->log_errors;
+    self->parent = ctx ? brg_self(ctx) : BRG_REF_NONE;
+    if (opts->proxy && !(self->proxy = strdup(opts->proxy))) {
+        s_http_destroy(self);
+        return BRG_ENOMEM;
+    }
     if (agent)
         snprintf(self->user_agent, sizeof self->user_agent, "%s", agent);
     else

@@ -19,12 +19,12 @@
 //  non-empty with a free slot while the rate holds it back).
 //
 //  Expiry: queued_at[] (parallel to the ring) holds when each request was
-//  queued. s_pump looks at the head before it takes a token: one that waited
-//  more than max_queue_wait_ms is answered BRG_ETIMEDOUT, never started. The
-//  check runs when a slot frees up or a token is due, which is the only time
-//  a queued request could start, so none starts late; an expired request may
-//  be answered up to request_timeout_ms late (its caller has then usually
-//  timed out already and the answer is a late-reply dead letter).
+//  queued. s_expire answers the asks at the head that waited more than
+//  max_queue_wait_ms with BRG_ETIMEDOUT; they are never started. It runs
+//  before a queued request could start (a slot freed up, a token is due) and
+//  before a new request is queued or refused, so none starts late and an
+//  expired one never holds a place; its answer may come late (its caller has
+//  then usually timed out, and the answer is a late-reply dead letter).
 //
 //  Rate: a token bucket in thousandths of a token, refilled from
 //  brg_system_now_ms (virtual time in deterministic mode, so tests control
@@ -246,22 +246,33 @@ s_start(s_limiter_t *self, brg_ctx_t *ctx, brg_msg_t **request_p)
         self->counts.max_in_flight = self->counts.in_flight;
 }
 
+//  Answer BRG_ETIMEDOUT to the asks at the head of the queue that waited
+//  longer than max_queue_wait_ms. A plain message (not an ask) has no caller
+//  waiting for it, so it never expires: the expiry stops at it.
+static void
+s_expire(s_limiter_t *self, brg_ctx_t *ctx)
+{
+    if (!self->opts.max_queue_wait_ms)
+        return;
+    uint64_t now = brg_system_now_ms(self->sys);
+    while (self->q_len > 0 &&
+           now - self->queued_at[self->q_head] > (uint64_t)self->opts.max_queue_wait_ms) {
+        brg_msg_t **slot = &self->queue[self->q_head];
+        if (brg_reply_error_to(ctx, *slot, BRG_ETIMEDOUT) == BRG_EINVAL)
+            return; // not an ask: nothing was sent; it waits for its turn
+        self->q_head = (self->q_head + 1) % (size_t)self->opts.max_queue;
+        self->q_len--;
+        self->counts.expired++;
+        brg_msg_destroy(slot);
+    }
+}
+
 //  Start waiting requests while a slot and a token are free.
 static void
 s_pump(s_limiter_t *self, brg_ctx_t *ctx)
 {
-    uint64_t now = self->opts.max_queue_wait_ms ? brg_system_now_ms(self->sys) : 0;
+    s_expire(self, ctx);
     while (self->q_len > 0 && self->counts.in_flight < (uint64_t)self->opts.max_in_flight) {
-        if (self->opts.max_queue_wait_ms &&
-            now - self->queued_at[self->q_head] > (uint64_t)self->opts.max_queue_wait_ms) {
-            brg_msg_t **slot = &self->queue[self->q_head];
-            self->q_head = (self->q_head + 1) % (size_t)self->opts.max_queue;
-            self->q_len--;
-            self->counts.expired++;
-            brg_reply_error_to(ctx, *slot, BRG_ETIMEDOUT); // not an ask: nobody waits
-            brg_msg_destroy(slot);
-            continue;
-        }
         if (!s_take_token(self)) {
             s_arm_tick(self, ctx);
             return;
@@ -276,6 +287,7 @@ s_pump(s_limiter_t *self, brg_ctx_t *ctx)
 static int
 s_on_request(s_limiter_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
 {
+    s_expire(self, ctx); // expired requests give their places back first
     bool can_start = self->q_len == 0 &&
                      self->counts.in_flight < (uint64_t)self->opts.max_in_flight &&
                      s_take_token(self);

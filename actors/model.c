@@ -208,10 +208,28 @@ s_offline_work(const brg_model_request_t *req, s_buf_t *b)
     return BRG_EINVAL; // CHAT: no language model here
 }
 
+//  Both backends: the spawning actor (whose exit ends them), or NONE.
+typedef struct {
+    brg_ref_t parent;
+} s_offline_t;
+
+static int
+s_trap_if_child(brg_ctx_t *ctx, void *arg)
+{
+    (void)arg;
+    const brg_ref_t *parent = brg_state(ctx); // first field of either state
+    if (!brg_ref_is_none(*parent))
+        brg_trap_exits(ctx, true); // to end with the parent (brg__actors_on_exit)
+    return BRG_OK;
+}
+
 static int
 s_offline(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
+    const s_offline_t *self = brg_state(ctx);
     brg_model_request_t req;
+    if (brg__actors_on_exit(ctx, msg, self->parent))
+        return BRG_OK;
     if (!brg_msg_is(msg, BRG_MODEL_TAG_REQUEST))
         return BRG_UNHANDLED;
     if (brg_model_read_request(msg, &req) != BRG_OK)
@@ -228,16 +246,14 @@ s_offline(brg_ctx_t *ctx, const brg_msg_t *msg)
     return BRG_OK;
 }
 
-static void
-s_no_state(void *state)
-{
-    (void)state;
-}
-
 static int
 s_offline_spawn(brg_system_t *sys, brg_ctx_t *ctx, const char *name, brg_ref_t *model)
 {
-    return brg__actors_spawn(sys, ctx, s_offline, NULL, s_no_state, NULL, name, model);
+    s_offline_t *self = malloc(sizeof(*self));
+    if (!self)
+        return BRG_ENOMEM;
+    self->parent = ctx ? brg_self(ctx) : BRG_REF_NONE;
+    return brg__actors_spawn(sys, ctx, s_offline, self, free, s_trap_if_child, name, model);
 }
 
 int
@@ -268,8 +284,9 @@ static const char *const s_prompts[] = {
 };
 
 typedef struct {
-    char *url;  // the full .../chat/completions URL
-    char *auth; // "Authorization: Bearer <key>", or NULL
+    brg_ref_t parent; // first, as in s_offline_t: the spawning actor, or NONE
+    char *url;        // the full .../chat/completions URL
+    char *auth;       // "Authorization: Bearer <key>", or NULL
     char *model;
     int max_tokens;
     double temperature;
@@ -292,9 +309,12 @@ s_openai_destroy(void *state)
 static void
 s_log(const s_openai_t *self, int status, const char *what, const char *detail, size_t len)
 {
-    if (self->log_errors)
-        fprintf(stderr, "brigade model: POST %s: %s%s%.*s (%s)\n", self->url, what, len ? ": " : "",
-                (int)len, detail ? detail : "", brg_err_name(status));
+    char url[256];
+    if (!self->log_errors)
+        return;
+    brg__http_url_for_log(self->url, url, sizeof url);
+    fprintf(stderr, "brigade model: POST %s: %s%s%.*s (%s)\n", url, what, len ? ": " : "", (int)len,
+            detail ? detail : "", brg_err_name(status));
 }
 
 //  The message text of an error body {"error": {"message": "..."}}, if any.
@@ -348,7 +368,8 @@ s_on_http(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     brg_msg_t *request = arg; // our copy of the caller's request
     brg_http_response_t r;
     if (status == BRG_ECLOSED) {
-        // We are stopping: nobody to answer.
+        // We are stopping: tell the caller now rather than at its deadline.
+        brg_reply_error_to(ctx, request, BRG_ECLOSED);
     } else if (status != BRG_OK) {
         s_log(self, status, "the call failed", NULL, 0);
         brg_reply_error_to(ctx, request, status);
@@ -385,6 +406,8 @@ s_openai(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     s_openai_t *self = brg_state(ctx);
     brg_model_request_t req;
+    if (brg__actors_on_exit(ctx, msg, self->parent))
+        return BRG_OK;
     if (!brg_msg_is(msg, BRG_MODEL_TAG_REQUEST))
         return BRG_UNHANDLED;
     if (brg_model_read_request(msg, &req) != BRG_OK)
@@ -393,6 +416,12 @@ s_openai(brg_ctx_t *ctx, const brg_msg_t *msg)
     char *body = s_body(self, &req);
     if (!body)
         return brg_reply_error(ctx, BRG_EINVAL), BRG_OK;
+    // JSON escapes can make the body up to 6 times the text: past the
+    // message limit it cannot travel to the HTTP actor.
+    if (strlen(body) > BRG_MSG_MAX - 4096) {
+        free(body);
+        return brg_reply_error(ctx, BRG_EMSGSIZE), BRG_OK;
+    }
     const char *headers[] = {"Content-Type: application/json", self->auth};
     brg_http_request_t hr = {"POST", self->url,    headers,         self->auth ? 2 : 1,
                              body,   strlen(body), self->timeout_ms};
@@ -418,13 +447,14 @@ s_openai_init(brg_ctx_t *ctx, void *arg)
 {
     (void)arg;
     s_openai_t *self = brg_state(ctx);
+    s_trap_if_child(ctx, arg);
     if (!self->own_http)
         return BRG_OK;
     brg_http_opts_t opts;
     brg_http_opts_init(&opts);
     opts.timeout_ms = self->timeout_ms;
     opts.log_errors = self->log_errors;
-    return brg_http_spawn(ctx, &opts, &self->http); // linked: it ends with us
+    return brg_http_spawn(ctx, &opts, &self->http); // it ends with us, however we end
 }
 
 void
@@ -461,16 +491,26 @@ s_short(const char *s)
     return !s || strlen(s) <= S_STRING_MAX;
 }
 
+//  An API key goes into a header line: printable ASCII, no spaces.
+static bool
+s_token_ok(const char *key)
+{
+    for (; *key; key++)
+        if (*key <= ' ' || *key >= 0x7f)
+            return false;
+    return true;
+}
+
 static int
 s_openai_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_openai_opts_t *opts,
                brg_ref_t *model)
 {
     if (!opts->url || !opts->model || !*opts->model || !s_short(opts->url) ||
         !s_short(opts->api_key) || !s_short(opts->model) ||
-        !(strncasecmp(opts->url, "http://", 7) == 0 ||
-          strncasecmp(opts->url, "https://", 8) == 0) ||
-        opts->max_tokens < 1 || opts->max_tokens > 100000 || !(opts->temperature >= 0) ||
-        opts->temperature > 2 || opts->timeout_ms < 1 || opts->timeout_ms > 3600000)
+        !brg__http_url_ok(opts->url, strlen(opts->url)) ||
+        (opts->api_key && !s_token_ok(opts->api_key)) || opts->max_tokens < 1 ||
+        opts->max_tokens > 100000 || !(opts->temperature >= 0) || opts->temperature > 2 ||
+        opts->timeout_ms < 1 || opts->timeout_ms > 3600000)
         return BRG_EINVAL;
     s_openai_t *self = calloc(1, sizeof(*self));
     if (!self)
@@ -501,6 +541,7 @@ s_openai_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_openai_opts_t 
     self->log_errors = opts->log_errors;
     self->http = opts->http;
     self->own_http = brg_ref_is_none(opts->http);
+    self->parent = ctx ? brg_self(ctx) : BRG_REF_NONE;
     return brg__actors_spawn(sys, ctx, s_openai, self, s_openai_destroy, s_openai_init, opts->name,
                              model);
 }

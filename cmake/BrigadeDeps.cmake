@@ -19,7 +19,7 @@ brg_require_pkg(UUID uuid uuid-dev)
 brg_require_pkg(ZMQ libzmq libzmq3-dev)
 # The agent layer of actors/: the HTTP client actor (libcurl) and the model
 # backends, which build and parse JSON with jansson (never by hand).
-brg_require_pkg(CURL libcurl libcurl4-openssl-dev)
+brg_require_pkg(CURL "libcurl>=7.85" libcurl4-openssl-dev) # CURLOPT_PROTOCOLS_STR
 brg_require_pkg(JANSSON jansson libjansson-dev)
 if(BRG_BUILD_TESTS)
     brg_require_pkg(CHECK check check)

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +43,7 @@ typedef struct {
     char *body;               // malloc'd by the handler (freed by the stub), or NULL
     size_t body_len;          // with body: its length (0: strlen)
     int delay_ms;             // wait before answering
+    bool no_length;           // send no Content-Length: the body ends when the connection closes
 } tu_http_resp_t;
 
 typedef void (*tu_http_handler_fn)(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg);
@@ -94,7 +96,7 @@ tu__http_read_request(int fd, tu_http_req_t *req)
 {
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap + 1);
-    char *end = NULL;
+    size_t head = 0; // offset of the blank line ending the headers; 0 until seen
     size_t want = 0;
     while (buf) {
         if (len == cap) {
@@ -111,13 +113,16 @@ tu__http_read_request(int fd, tu_http_req_t *req)
             break;
         len += (size_t)n;
         buf[len] = '\0';
-        if (!end && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+        char *blank;
+        if (!head && (blank = strstr(buf, "\r\n\r\n")) != NULL) {
+            head = (size_t)(blank - buf);
             const char *cl = strcasestr(buf, "\r\ncontent-length:");
-            size_t body = cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0;
-            want = (size_t)(end + 4 - buf) + body;
+            size_t body = cl && cl < blank ? strtoul(cl + 17, NULL, 10) : 0;
+            want = head + 4 + body;
         }
-        if (end && len >= want) {
-            size_t head = (size_t)(end - buf);
+        if (head && len >= want) {
+            // buf may have moved (realloc): work from offsets.
+            char *end = buf + head;
             char *sp1 = strchr(buf, ' ');
             char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
             if (!sp1 || !sp2 || sp2 > end)
@@ -153,7 +158,7 @@ tu__http_conn_main(void *arg)
         snprintf(stub->last_body, sizeof stub->last_body, "%s", req.body);
         stub->last.body = stub->last_body;
         pthread_mutex_unlock(&stub->lock);
-        tu_http_resp_t resp = {200, NULL, NULL, 0, 0};
+        tu_http_resp_t resp = {200, NULL, NULL, 0, 0, false};
         stub->handler(&req, &resp, stub->arg);
         tu__http_sleep_ms(stub, resp.delay_ms);
         if (resp.status > 0 && !atomic_load(&stub->stopping)) {
@@ -185,8 +190,16 @@ tu__http_accept_main(void *arg)
     tu_http_stub_t *stub = arg;
     while (!atomic_load(&stub->stopping)) {
         int fd = accept(stub->fd, NULL, NULL);
-        if (fd < 0)
-            continue; // woken by shutdown(), or a transient error
+        if (fd < 0) {
+            // Woken by shutdown(), or an error such as EMFILE: do not spin.
+            struct timespec pause = {0, 10 * 1000000L};
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        // A client that connects and never finishes its request must not
+        // hold tu_http_stub_stop forever.
+        struct timeval limit = {5, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
         if (atomic_load(&stub->stopping)) {
             close(fd);
             break;

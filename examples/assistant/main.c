@@ -105,14 +105,16 @@ on_model_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     model_call_t *call = arg;
     brg_model_reply_t r;
     if (status == BRG_OK && brg_model_read_reply(reply, &r) == BRG_OK) {
-        char model[128];
-        snprintf(model, sizeof model, "%.*s", (int)r.model_len, r.model);
-        json_t *part = report_model(r.text, r.len, "openai", model);
+        json_t *part = report_model(&r);
         if (part)
             reply_result(ctx, call->request, part, now_us() - call->start_us, 0);
         else
             brg_reply_error_to(ctx, call->request, BRG_EPROTO); // not UTF-8
-    } else if (status != BRG_ECLOSED) {
+    } else if (status == BRG_ECLOSED) {
+        // This specialist is stopping (it failed on another document): the
+        // job asks again, and the supervisor's fresh specialist answers.
+        brg_reply_error_to(ctx, call->request, BRG_ENOACTOR);
+    } else {
         brg_reply_error_to(ctx, call->request, status == BRG_OK ? BRG_EPROTO : status);
     }
     brg_msg_destroy(&call->request);

@@ -84,16 +84,15 @@ report_work(int kind, const char *text, size_t len)
 }
 
 json_t *
-report_model(const char *text, size_t len, const char *backend, const char *model)
+report_model(const brg_model_reply_t *reply)
 {
-    json_t *answer = json_stringn(text, len), *result = answer ? json_object() : NULL;
-    if (!result) {
-        json_decref(answer);
+    json_t *result = json_object();
+    if (!result || json_object_set_new(result, "text", json_stringn(reply->text, reply->len)) ||
+        json_object_set_new(result, "backend", json_stringn(reply->backend, reply->backend_len)) ||
+        json_object_set_new(result, "model", json_stringn(reply->model, reply->model_len))) {
+        json_decref(result); // a string was not valid UTF-8, or out of memory
         return NULL;
     }
-    json_object_set_new(result, "backend", json_string(backend));
-    json_object_set_new(result, "model", json_string(model));
-    json_object_set_new(result, "text", answer);
     return result;
 }
 
@@ -101,7 +100,8 @@ report_model(const char *text, size_t len, const char *backend, const char *mode
 static void
 print_model_part(const char *name, const json_t *part)
 {
-    printf("- %s (by the model %s):\n", name, json_string_value(json_object_get(part, "model")));
+    const char *model = json_string_value(json_object_get(part, "model"));
+    printf("- %s (by the model %s):\n", name, model ? model : "?");
     const char *text = json_string_value(json_object_get(part, "text"));
     while (text && *text) {
         size_t line = strcspn(text, "\n");

@@ -4,6 +4,7 @@
 #ifndef ASSISTANT_REPORT_H
 #define ASSISTANT_REPORT_H
 
+#include <brigade.h>
 #include <jansson.h>
 #include <stddef.h>
 
@@ -15,9 +16,9 @@ extern const char *const part_name[KINDS]; // "analysis", "summary", "style"
 //  NULL if the backend failed. Caller owns the returned object (json_decref).
 json_t *report_work(int kind, const char *text, size_t len);
 
-//  A part written by a language model: its answer as text. NULL if the text
-//  is not valid UTF-8. Caller owns the returned object.
-json_t *report_model(const char *text, size_t len, const char *backend, const char *model);
+//  A part written by a language model: its answer, backend and model name.
+//  NULL if one of them is not valid UTF-8. Caller owns the returned object.
+json_t *report_model(const brg_model_reply_t *reply);
 
 //  Print one job's report, as its coordinator built it, as Markdown.
 void report_print_markdown(const json_t *report);

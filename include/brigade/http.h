@@ -22,14 +22,20 @@
 //  connect to 127.0.0.1 port 9: Connection refused (BRG_ENETWORK)").
 //
 //  Only http:// and https:// URLs are accepted, redirects are not followed,
-//  and responses are read up to max_response_bytes: an address that came
-//  from untrusted input cannot make it read local files or grow without
-//  bound. TLS certificates are verified (libcurl's defaults).
+//  no proxy is used unless opts.proxy names one, and responses are read up
+//  to max_response_bytes: an address that came from untrusted input cannot
+//  make it read local files or grow without bound. Header names must be
+//  tokens and values free of control characters (no injection, no folding).
+//  POST, PUT and PATCH without a body send "Content-Length: 0". TLS
+//  certificates are verified (libcurl's defaults). Logs show URLs without
+//  user:password@ and without the query string.
 //
 //  Threads: the actor's behaviour runs on a worker and never blocks; its I/O
 //  thread only moves bytes and hands finished transfers back to the actor,
 //  which answers every request itself. When the actor stops, transfers still
 //  running are cancelled and their askers are not answered (they time out).
+//  Spawned with brg_http_spawn, it ends when the spawning actor ends, for
+//  any reason (it traps exits to see a normal exit too).
 //
 //  Messages with a tag starting "brg.http." are the HTTP actor's protocol.
 #ifndef BRG_HTTP_H
@@ -50,6 +56,8 @@
 #define BRG_HTTP_HEADER_MAX 8192
 //  Most header lines in one request.
 #define BRG_HTTP_HEADERS_MAX 64
+//  Longest Content-Type passed on in a response (longer ones are cut).
+#define BRG_HTTP_CONTENT_TYPE_MAX 1024
 
 //  Tags of the protocol.
 #define BRG_HTTP_TAG_REQUEST "brg.http.request"   // -> brg.http.response or an error
@@ -66,6 +74,8 @@ typedef struct brg_http_opts {
                                // at most BRG_MSG_MAX - 4096)
     const char *user_agent;    // User-Agent header (default "brigade/<version>")
     bool log_errors;           // print one line per failed transfer to stderr (default true)
+    const char *proxy;         // proxy URL (http:// or https://); NULL: none (default).
+                               // The environment's http_proxy etc. are never used.
     const char *name;          // optional registered name of the actor
 } brg_http_opts_t;
 
@@ -95,16 +105,20 @@ typedef struct brg_http_stats {
     uint64_t in_flight; // transfers running now
     uint64_t requests;  // requests accepted (transfers started)
     uint64_t responses; // of those, answered with a response (any HTTP status)
-    uint64_t failed;    // of those, answered with an error (timeout, network, size)
-    uint64_t rejected;  // requests refused before a transfer: BRG_EBUSY or BRG_EINVAL
+    uint64_t failed;    // of those, answered with an error: BRG_ETIMEDOUT,
+                        // BRG_ENETWORK, BRG_EMSGSIZE, BRG_EINVAL (libcurl refused
+                        // the URL) or BRG_ENOMEM
+    uint64_t rejected;  // requests refused before a transfer: BRG_EBUSY,
+                        // BRG_EINVAL (malformed) or BRG_ENOMEM
 } brg_http_stats_t;
 
 //  Fill with the defaults (see the fields).
 BRG_EXPORT void brg_http_opts_init(brg_http_opts_t *opts);
 
 //  Spawn an HTTP actor from inside a behaviour, linked to the calling actor
-//  (so it ends with it and can be a supervisor's child). Errors: BRG_EINVAL
-//  (a value out of range, a too long name or user agent), BRG_ENOMEM,
+//  (so it ends with it, also on a normal exit, and can be a supervisor's
+//  child). Errors: BRG_EINVAL (a value out of range, a too long name or user
+//  agent, a proxy that is not an http(s) URL), BRG_ENOMEM,
 //  BRG_ESYS (libcurl could not be set up), then as brg_spawn; on error
 //  nothing is spawned. On BRG_OK *http (if not NULL) is its address.
 BRG_EXPORT int brg_http_spawn(brg_ctx_t *ctx, const brg_http_opts_t *opts, brg_ref_t *http);
@@ -113,8 +127,11 @@ BRG_EXPORT int brg_http_spawn(brg_ctx_t *ctx, const brg_http_opts_t *opts, brg_r
 BRG_EXPORT int brg_http_spawn_root(brg_system_t *sys, const brg_http_opts_t *opts, brg_ref_t *http);
 
 //  Encode a request (tag BRG_HTTP_TAG_REQUEST). NULL if out of memory or if
-//  req is not valid (no URL, too many headers, a string too long). Caller
-//  owns the returned message. The actor checks the rest (scheme, CR/LF).
+//  req is plainly not valid: no URL, a URL over BRG_HTTP_URL_MAX or a method
+//  over BRG_HTTP_METHOD_MAX bytes, more than BRG_HTTP_HEADERS_MAX headers, a
+//  NULL header, a NULL body with body_len > 0, a negative timeout_ms, or a
+//  message over BRG_MSG_MAX. Caller owns the returned message. The actor
+//  checks the rest (scheme and host, method and header syntax).
 BRG_EXPORT brg_msg_t *brg_http_msg_request(const brg_http_request_t *req);
 
 //  Read a response (views into reply). BRG_OK, BRG_ETYPE (another tag) or

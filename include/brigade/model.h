@@ -26,8 +26,16 @@
 //    max_tokens, temperature} and answers with choices[0].message.content.
 //    Errors: those of the HTTP actor (BRG_ETIMEDOUT, BRG_ENETWORK, ...),
 //    BRG_EHTTP for a status that is not 2xx, BRG_EPROTO for a body that is
-//    not the JSON of a chat completion. With log_errors it prints one line
-//    per failure to stderr, with the server's error message when it sent one.
+//    not the JSON of a chat completion, BRG_EINVAL for a text or
+//    instructions that are not valid UTF-8, BRG_EMSGSIZE for a request body
+//    over the message limit, BRG_EBADMSG for a malformed request, BRG_ENOMEM.
+//    With log_errors it prints one line per failure to stderr, with the
+//    server's error message when it sent one (URLs without their query).
+//
+//  Both backends answer every request exactly once. When the openai backend
+//  stops, the calls it has in flight are answered BRG_ECLOSED at once.
+//  Spawned from a behaviour (the non-root spawns), a backend is linked to the
+//  spawning actor and ends when it ends, for any reason (it traps exits).
 //
 //  Configuration from the environment (brg_model_openai_opts_from_env):
 //    BRG_MODEL_URL   base URL, e.g. https://api.openai.com/v1 or

@@ -396,6 +396,42 @@ START_TEST(test_limiter_expires_requests_that_waited_too_long_in_the_queue)
 }
 END_TEST
 
+//  Expired requests give their places back: a full queue whose requests all
+//  waited too long takes a new one instead of answering BRG_EBUSY.
+START_TEST(test_limiter_expired_requests_free_their_queue_places)
+{
+    brg_ref_t holder = tl_spawn_holder();
+    brg_limiter_opts_t opts;
+    brg_limiter_opts_init(&opts);
+    opts.target = holder;
+    opts.max_queue = 2;
+    opts.max_queue_wait_ms = 500;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &opts, &limiter), BRG_OK);
+    tl_go(limiter, 3, 100000); // one in flight, the queue full
+    brg_system_run_until_idle(tu_sys);
+    brg_system_advance(tu_sys, 600);
+    tl_go(limiter, 1, 100000);
+    brg_system_run_until_idle(tu_sys);
+    brg_limiter_stats_t stats = tl_stats(limiter);
+    ck_assert_uint_eq(stats.expired, 2);
+    ck_assert_uint_eq(stats.rejected, 0);
+    ck_assert_uint_eq(stats.queued, 1);
+    ck_assert_int_eq(atomic_load(&tl_busy), 0);
+    // A plain message never expires: nobody waits for an answer to it.
+    ck_assert_int_eq(tu_send_int(tu_sys, limiter, "call", 7), BRG_OK);
+    brg_system_run_until_idle(tu_sys);
+    brg_system_advance(tu_sys, 600);
+    tu_send_tag(tu_sys, holder,
+                "release"); // frees the slot: the fresh ask expired, the plain one starts
+    brg_system_run_until_idle(tu_sys);
+    stats = tl_stats(limiter);
+    ck_assert_uint_eq(stats.expired, 3);
+    ck_assert_uint_eq(stats.started, 2);
+    ck_assert_int_eq(tl_held_total, 2);
+}
+END_TEST
+
 START_TEST(test_limiter_spawn_rejects_bad_options_and_spawns_nothing)
 {
     brg_limiter_opts_t opts;
@@ -516,6 +552,7 @@ limiter_suite(void)
     tcase_add_test(core, test_limiter_rate_starts_a_burst_then_one_request_per_token);
     tcase_add_test(core, test_limiter_stopped_with_requests_waiting_answers_every_asker_eclosed);
     tcase_add_test(core, test_limiter_expires_requests_that_waited_too_long_in_the_queue);
+    tcase_add_test(core, test_limiter_expired_requests_free_their_queue_places);
     tcase_add_test(core, test_limiter_spawn_rejects_bad_options_and_spawns_nothing);
     suite_add_tcase(s, core);
 

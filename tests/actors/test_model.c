@@ -188,12 +188,19 @@ tm_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
         resp->body = malloc(len + 1);
         for (size_t i = 0; i < len; i++)
             resp->body[i] = (char)(rand_r(&seed) % 256);
+        static const char json_start[] = "{\"choices\":[{\"message\":";
         if (seed % 2)
-            memcpy(resp->body, "{\"choices\":[{\"message\":", len < 24 ? len : 24);
+            memcpy(resp->body, json_start, len < strlen(json_start) ? len : strlen(json_start));
         resp->body[len] = '\0';
         resp->body_len = len;
     } else if (strncmp(req->path, "/empty/", 7) == 0) {
         resp->body = strdup("{\"choices\":[]}");
+    } else if (strncmp(req->path, "/number/", 8) == 0) {
+        resp->body = strdup("{\"choices\":[{\"message\":{\"content\":42}}]}");
+    } else if (strncmp(req->path, "/object/", 8) == 0) {
+        resp->body = strdup("{\"choices\":{\"0\":{\"message\":{\"content\":\"x\"}}}}");
+    } else if (strncmp(req->path, "/array/", 7) == 0) {
+        resp->body = strdup("[1, 2, 3]");
     } else {
         resp->status = 404;
     }
@@ -312,9 +319,11 @@ START_TEST(test_model_openai_malformed_json_answers_eproto)
     ck_assert_int_eq(tm_ask(tm_openai("/bad", 10000), BRG_MODEL_SUMMARISE, NULL, "text", out,
                             sizeof out, NULL, NULL),
                      BRG_EPROTO);
-    ck_assert_int_eq(tm_ask(tm_openai("/empty", 10000), BRG_MODEL_SUMMARISE, NULL, "text", out,
-                            sizeof out, NULL, NULL),
-                     BRG_EPROTO);
+    const char *wrong[] = {"/empty", "/number", "/object", "/array"};
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++)
+        ck_assert_int_eq(tm_ask(tm_openai(wrong[i], 10000), BRG_MODEL_SUMMARISE, NULL, "text", out,
+                                sizeof out, NULL, NULL),
+                         BRG_EPROTO);
 }
 END_TEST
 
@@ -346,15 +355,16 @@ START_TEST(test_model_openai_refuses_text_that_is_not_utf8)
 }
 END_TEST
 
-static atomic_int tm_answers;
+static atomic_int tm_answers, tm_closed;
 
 static int
 tm_on_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
 {
     (void)ctx;
-    (void)status;
     (void)reply;
     (void)arg;
+    if (status == BRG_ECLOSED)
+        atomic_fetch_add(&tm_closed, 1);
     atomic_fetch_add(&tm_answers, 1);
     return BRG_OK;
 }
@@ -381,11 +391,15 @@ START_TEST(test_model_openai_stopped_mid_call_frees_its_requests)
     brg_msg_add_ref(go, model);
     ck_assert_int_eq(brg_system_send(tu_sys, asker, &go), BRG_OK);
     TU_WAIT_UNTIL(tu_http_stub_last(tm_stub, NULL, NULL, 0) == 5, TU_WAIT_MS);
+    ck_assert_uint_eq(tu_stats(tu_sys).actors_alive, 3); // asker, backend, its HTTP actor
     brg_actor_stop(tu_sys, model);
     TU_WAIT_DEAD(tu_sys, model);
-    // Its HTTP actor was linked to it and went too; the saved requests were
-    // freed on the BRG_ECLOSED path (ASan checks); nobody got an answer.
-    ck_assert_int_eq(atomic_load(&tm_answers), 0);
+    // Every caller hears BRG_ECLOSED at once (not at its 60 s deadline), the
+    // saved requests are freed (ASan checks), and the backend's own HTTP
+    // actor ends with it although the stop was a normal exit.
+    TU_WAIT_UNTIL(atomic_load(&tm_answers) == 5, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&tm_closed), 5);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).actors_alive == 1, TU_WAIT_MS);
 }
 END_TEST
 

@@ -33,9 +33,11 @@ tr_worker(brg_ctx_t *ctx, const brg_msg_t *msg)
         return BRG_OK;
     }
     if (brg_msg_is(msg, "release")) {
-        brg_msg_t *reply = brg_msg_new("released");
-        brg_reply_to(ctx, *kept, &reply);
-        brg_msg_destroy(kept);
+        if (*kept) { // a worker that holds nothing has nothing to release
+            brg_msg_t *reply = brg_msg_new("released");
+            brg_reply_to(ctx, *kept, &reply);
+            brg_msg_destroy(kept);
+        }
         return BRG_OK;
     }
     if (brg_msg_is(msg, "refuse")) {
