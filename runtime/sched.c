@@ -332,16 +332,59 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
 }
 
 #define BRG__HELP_EVERY 64
-#define BRG__HELP_BATCH_MULT 4
+#define BRG__HELP_STEAL_TRIES 4
+
+//  The actor help-along runs: the oldest one in our ring whose init has run;
+//  failing that, one taken from another worker's ring. Actors whose init has
+//  not run (a first activation may be a flood itself; in a fan-in the other
+//  senders wait ahead of the consumer) go to the tail of our ring, in their
+//  order: a stolen one simply moves to us, as in any steal. Stealing matters
+//  because a helped actor that still has work goes back to the helper's
+//  ring: without it, only that one worker would ever help it, while the
+//  other worker's sender goes on filling its mailbox.
+static brg__actor_t *
+s_help_pick(brg__worker_t *w)
+{
+    for (uint32_t n = brg__runq_len(&w->runq); n > 0; n--) {
+        brg__actor_t *a = brg__runq_pop(&w->runq);
+        if (!a)
+            break;
+        if (!(a->flags & BRG__ACTOR_INIT))
+            return a;
+        s_push_local(w, a);
+    }
+    brg__sched_t *self = w->sched;
+    for (uint32_t i = 1; i < self->n; i++) {
+        brg__worker_t *v = &self->workers[(w->index + i) % self->n];
+        for (int tries = 0; tries < BRG__HELP_STEAL_TRIES; tries++) {
+            brg__actor_t *a = brg__runq_steal_one(&v->runq);
+            if (!a)
+                break;
+            if (!(a->flags & BRG__ACTOR_INIT))
+                return a;
+            s_push_local(w, a);
+        }
+    }
+    return NULL;
+}
+
+#define BRG__HELP_BATCH_MULT 16
 
 //  Help-along. A behaviour that sends in a long loop (a fan-in sender, a
 //  fork-join driver) holds its worker for the whole loop; when every other
 //  worker is busy too, the actors it feeds wait in this worker's ring while
 //  their mailboxes grow without bound. So every BRG__HELP_EVERY sends, if no
 //  worker is searching or sleeping (nobody could steal the work), the sender's
-//  thread runs one queued actor's batch right here, nested inside the send.
-//  This is safe: the nested actor came out of our ring, so we own it, and it
-//  is not the running actor (a running actor is in no queue). Nesting is one
+//  thread runs one queued actor (s_help_pick) for up to BRG__HELP_BATCH_MULT
+//  batches right here, nested inside the send. The limit must let the helper
+//  drain what the other workers' senders add meanwhile: with 4 batches the
+//  consumer of fanin2/fanin8 fell behind (every help used all 256 messages),
+//  its backlog reached 0.3-2.5 M messages, and each then cost two cache
+//  misses and often a malloc; with 16 the backlog stays in the thousands and
+//  fanin runs ~1.7x faster (docs/PERFORMANCE.md).
+//  This is safe: the nested actor came out of a run queue (ours, or another
+//  worker's by a steal's CAS), so we own it, and it is not the running actor
+//  (a running actor is in no queue). Nesting is one
 //  level deep (helping), actors whose init has not run are not helped (a first
 //  activation may be a flood itself), and the LIFO slot and send count of the
 //  outer activation are restored afterwards. A user-visible consequence,
@@ -353,13 +396,9 @@ s_help(brg__worker_t *w)
     uint64_t st = atomic_load_explicit(&w->sched->idle_state, memory_order_relaxed);
     if (S_SEARCHING(st) != 0 || S_SLEEPING(st) != 0)
         return; // someone can steal it: parallelism beats helping
-    brg__actor_t *actor = brg__runq_pop(&w->runq);
+    brg__actor_t *actor = s_help_pick(w);
     if (!actor)
         return;
-    if (actor->flags & BRG__ACTOR_INIT) {
-        s_push_local(w, actor); // a first activation may be a flood itself
-        return;
-    }
     brg__actor_t *lifo = w->lifo;
     uint32_t sends = w->sends;
     w->lifo = NULL;
