@@ -644,7 +644,10 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
         actor->queued--;
         n++;
         if (s_handle(actor, msg, &reason)) {
-            *processed = (uint32_t)n;
+            // Counted before s_die counts the actor stopped, so whoever sees
+            // it stopped (brg_system_await_actors) sees its messages too;
+            // the caller then has nothing left to count.
+            brg__sched_count_processed(actor->sys, (uint32_t)n);
             s_die(actor, &reason);
             return false;
         }

@@ -454,6 +454,21 @@ brg__sched_note_queued(brg_system_t *sys, uint32_t queued)
     }
 }
 
+void
+brg__sched_count_processed(brg_system_t *sys, uint32_t n)
+{
+    brg__worker_t *w = s_worker;
+    if (w && w->sched->sys == sys) {
+        w->processed_local += n;
+        // Relaxed: program order puts this store before the dying actor's
+        // acq_rel decrement of actors_alive, so a thread whose acquire load
+        // sees that decrement (brg_system_await_actors) reads this count.
+        atomic_store_explicit(&w->processed, w->processed_local, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&sys->aux_processed, n, memory_order_relaxed);
+}
+
 static brg__actor_t *
 s_next_local(brg__worker_t *w)
 {

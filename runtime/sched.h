@@ -55,6 +55,12 @@ void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
 //  Thread: the thread running the actor.
 void brg__sched_note_queued(brg_system_t *sys, uint32_t queued);
 
+//  Count n messages run by the calling thread in sys's messages_processed
+//  now, rather than when the activation returns: a dying actor's last
+//  messages must be counted before it is counted stopped (brg__actor_run).
+//  Thread: the thread running an actor of sys.
+void brg__sched_count_processed(brg_system_t *sys, uint32_t n);
+
 //  Note that the running actor has sent a message (LIFO slot heuristic).
 //  Thread: any; a no-op outside the scheduler's workers.
 void brg__sched_note_send(void);
