@@ -55,12 +55,12 @@
 #define BRG__SPIN_NS 50000u
 
 //  What the watchdog sees of one thread's current behaviour call.
-typedef struct brg__watch {
+struct brg__watch {
     _Atomic uint64_t since_ns; // start of the call in progress, 0 = none (owner writes)
     _Atomic uint64_t actor_id; // its actor (owner writes)
     _Atomic uint64_t fail_at;  // since_ns of a call the watchdog wants failed (timer thread writes)
     uint64_t reported;         // since_ns last reported (timer thread only)
-} brg__watch_t;
+};
 
 typedef struct brg__worker {
     brg__runq_t runq;           // stealable FIFO (first: it is cache-line aligned inside)
@@ -117,8 +117,9 @@ struct brg__sched {
 //  (workers and blocking pool).
 static _Thread_local brg__worker_t *s_worker;
 static _Thread_local brg_system_t *s_thread_sys;
-//  The calling thread's watchdog slot, set only when the watchdog is on.
-static _Thread_local brg__watch_t *s_watch;
+//  The calling thread's watchdog slot, set only when the watchdog is on
+//  (declared in sched.h, where the inline brg__watch_begin/end test it).
+_Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exec")));
 
 #define S_SEARCHING(w) ((uint32_t)((w) >> 32))
 #define S_SLEEPING(w) ((uint32_t)(w))
@@ -563,7 +564,7 @@ s_worker_main(void *arg)
     s_worker = w;
     s_thread_sys = self->sys;
     if (self->sys->cfg.watchdog_ms > 0)
-        s_watch = &w->watch;
+        brg__watch_tls = &w->watch;
     while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
         brg__actor_t *a = s_next_local(w);
         if (!a)
@@ -591,7 +592,7 @@ s_pool_main(void *arg)
     brg__sched_t *self = pa->sched;
     s_thread_sys = self->sys;
     if (self->sys->cfg.watchdog_ms > 0)
-        s_watch = pa->watch;
+        brg__watch_tls = pa->watch;
     free(pa);
     for (;;) {
         pthread_mutex_lock(&self->pool_lock);
@@ -767,12 +768,9 @@ brg__sched_step(brg__sched_t *self)
 }
 
 brg__watch_frame_t
-brg__watch_begin(uint64_t actor_id)
+brg__watch_begin_on(brg__watch_t *w, uint64_t actor_id)
 {
-    brg__watch_t *w = s_watch;
-    brg__watch_frame_t frame = {0, 0, 0};
-    if (!w)
-        return frame;
+    brg__watch_frame_t frame;
     // A call nested by help-along saves the outer call's slot and restores it
     // in brg__watch_end, so the outer call stays watched.
     frame.outer_since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
@@ -786,11 +784,8 @@ brg__watch_begin(uint64_t actor_id)
 }
 
 bool
-brg__watch_end(brg__watch_frame_t frame)
+brg__watch_end_on(brg__watch_t *w, brg__watch_frame_t frame)
 {
-    brg__watch_t *w = s_watch;
-    if (!w)
-        return false;
     atomic_store_explicit(&w->actor_id, frame.outer_actor, memory_order_relaxed);
     atomic_store_explicit(&w->since_ns, frame.outer_since, memory_order_relaxed);
     // The request names the call by its start time, so a late request can
