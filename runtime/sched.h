@@ -74,6 +74,23 @@ void brg__sched_destroy(brg__sched_t **self_p);
 //  Thread: any.
 void brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor);
 
+//  The system whose worker thread the caller is, or NULL. Written by each
+//  worker thread for itself when it starts and stops.
+extern _Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));
+
+//  True if the calling thread is a worker of sys: it may use actors found
+//  in sys's slot table without a reference (actor.c, brg__actor_send).
+static inline bool
+brg__sched_is_worker_of(const brg_system_t *sys)
+{
+    return brg__worker_sys == sys;
+}
+
+//  The actor died and its slot is DYING: call brg__actor_reclaim once no
+//  worker can still be using it without a reference (at once without
+//  workers). Thread: any.
+void brg__sched_retire(brg__sched_t *self, brg__actor_t *actor);
+
 //  Messages processed and the mailbox high-water mark, over all workers.
 void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
 
