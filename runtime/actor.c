@@ -685,10 +685,9 @@ s_take_urgent(brg__actor_t *actor)
 }
 
 bool
-brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
+brg__actor_run(brg__actor_t *actor, int batch)
 {
     brg_exit_reason_t reason;
-    *processed = 0;
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
         brg_ctx_t ctx = {actor, NULL};
@@ -728,14 +727,16 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
         n++;
         if (s_handle(actor, msg, &reason)) {
             // Counted before s_die counts the actor stopped, so whoever sees
-            // it stopped (brg_system_await_actors) sees its messages too;
-            // the caller then has nothing left to count.
+            // it stopped (brg_system_await_actors) sees its messages too.
             brg__sched_count_processed(actor->sys, (uint32_t)n);
             s_die(actor, &reason);
             return false;
         }
     }
-    *processed = (uint32_t)n;
+    // Counted while the actor is still ours: the next activation may run on
+    // another thread and end in death right after we hand it over, and
+    // that death must not be seen before these messages are.
+    brg__sched_count_processed(actor->sys, (uint32_t)n);
     if (actor->ext && actor->ext->idle_ms > 0 && user > 0)
         actor->ext->last_active_ns = brg__system_now_ns(actor->sys);
     if (actor->user_head || actor->sys_head)

@@ -136,13 +136,12 @@ int brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn f
                      const brg_spawn_opts_t *opts, uint16_t mode, brg_ref_t *ref,
                      brg__actor_t **actor_out);
 
-//  Run up to a batch of the actor's messages; *processed gets how many ran,
-//  for the caller to count (0 when the actor died: it counted its own
-//  messages then, before it was counted stopped). Returns true if the actor
-//  must be queued again (it still has messages), false if it went idle or
-//  died.
-//  Thread: the one that took the actor from a run queue.
-bool brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed);
+//  Run up to a batch of the actor's messages. Returns true if the actor must
+//  be queued again (it still has messages), false if it went idle or died.
+//  The messages run are counted (brg__sched_count_processed) before the actor
+//  leaves the caller's hands, so a thread that sees it stopped, or runs it
+//  next, sees them counted.
+bool brg__actor_run(brg__actor_t *actor, int batch);
 
 //  Close a waiter actor's mailbox and retire it (brg_system_ask's reply box).
 //  Returns the first message still in it (caller owns) or NULL; later ones are

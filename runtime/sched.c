@@ -613,11 +613,8 @@ s_help(brg__worker_t *w)
     uint32_t sends = w->sends;
     w->lifo = NULL;
     w->helping = true;
-    uint32_t processed;
-    bool again = brg__actor_run(actor, w->sched->batch * BRG__HELP_BATCH_MULT, &processed);
+    bool again = brg__actor_run(actor, w->sched->batch * BRG__HELP_BATCH_MULT);
     w->helping = false;
-    w->processed_local += processed;
-    atomic_store_explicit(&w->processed, w->processed_local, memory_order_relaxed);
     if (again)
         s_push_local(w, actor);
     if (w->lifo)
@@ -673,9 +670,11 @@ brg__sched_count_processed(brg_system_t *sys, uint32_t n)
     brg__worker_t *w = s_worker;
     if (w && w->sched->sys == sys) {
         w->processed_local += n;
-        // Relaxed: program order puts this store before the dying actor's
-        // acq_rel decrement of actors_alive, so a thread whose acquire load
-        // sees that decrement (brg_system_await_actors) reads this count.
+        // Relaxed: program order puts this store before the hand-over of
+        // the actor (the acq_rel CAS to idle, a run queue's release) or its
+        // death's acq_rel decrement of actors_alive, so a thread whose
+        // acquire load sees that decrement (brg_system_await_actors),
+        // directly or through later activations, reads this count.
         atomic_store_explicit(&w->processed, w->processed_local, memory_order_relaxed);
         return;
     }
@@ -756,11 +755,8 @@ s_search(brg__worker_t *w)
 static void
 s_run(brg__worker_t *w, brg__actor_t *actor)
 {
-    uint32_t processed;
     w->sends = 0;
-    bool again = brg__actor_run(actor, w->sched->batch, &processed);
-    w->processed_local += processed;
-    atomic_store_explicit(&w->processed, w->processed_local, memory_order_relaxed);
+    bool again = brg__actor_run(actor, w->sched->batch);
     if (again) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)
@@ -842,10 +838,8 @@ s_pool_main(void *arg)
         if (!self->pool_head)
             self->pool_tail = NULL;
         pthread_mutex_unlock(&self->pool_lock);
-        uint32_t processed;
-        if (brg__actor_run(a, self->batch, &processed))
+        if (brg__actor_run(a, self->batch))
             brg__sched_schedule(self, a); // back of the pool's queue
-        atomic_fetch_add_explicit(&self->sys->aux_processed, processed, memory_order_relaxed);
     }
     return NULL;
 }
@@ -1006,11 +1000,9 @@ brg__sched_step(brg__sched_t *self)
     // (brg_system_ask from inside a behaviour is then the caller bug it is).
     brg_system_t *prev = s_thread_sys;
     s_thread_sys = self->sys;
-    uint32_t processed;
-    if (brg__actor_run(a, 1, &processed))
+    if (brg__actor_run(a, 1))
         s_inject_push(self, &a, 1);
     s_thread_sys = prev;
-    atomic_fetch_add_explicit(&self->sys->aux_processed, processed, memory_order_relaxed);
     return true;
 }
 

@@ -98,9 +98,10 @@ void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
 //  Thread: the thread running the actor.
 void brg__sched_note_queued(brg_system_t *sys, uint32_t queued);
 
-//  Count n messages run by the calling thread in sys's messages_processed
-//  now, rather than when the activation returns: a dying actor's last
-//  messages must be counted before it is counted stopped (brg__actor_run).
+//  Count n messages run by the calling thread in sys's messages_processed,
+//  before the actor leaves its hands: a dying actor's messages must be
+//  counted before it is counted stopped, and an activation's before the next
+//  one, perhaps on another thread, can end in death (brg__actor_run).
 //  Thread: the thread running an actor of sys.
 void brg__sched_count_processed(brg_system_t *sys, uint32_t n);
 
