@@ -234,9 +234,9 @@ s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, brg__actor_
         uint32_t c = idx >> BRG__SLOT_CHUNK_BITS;
         if (!atomic_load_explicit(&sys->chunks[c], memory_order_relaxed)) {
             // Cache-line aligned: a chunk must not share a line with the
-            // heap object before it (in fanin, the receiver's own actor,
-            // whose owner fields change per message), or every send's load
-            // of the slot word misses.
+            // heap object before it (in fanin, most likely the receiver's
+            // own actor, whose owner fields change per message), or the
+            // reference-free send's load of the slot word misses every time.
             brg__slot_t *chunk = aligned_alloc(64, BRG__SLOT_CHUNK * sizeof(*chunk));
             if (chunk)
                 memset(chunk, 0, BRG__SLOT_CHUNK * sizeof(*chunk));
