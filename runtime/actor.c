@@ -34,6 +34,25 @@
 //  stale ref can never touch freed memory nor reach the slot's next occupant.
 //  Slot allocation takes slot_lock (spawn only, never on the send path).
 //
+//  Sends from workers take no reference (quiescent-state reclamation). The
+//  reference count costs two locked RMWs per send on the receiver's slot
+//  word, a line every sender to that actor writes (fan-in: both cores). A
+//  worker sending to an actor of its own system (brg__actor_send) instead
+//  loads the word (acquire), checks generation and LIVE, and pushes; its
+//  "critical section" is that one call. In exchange, a dying actor's slot
+//  does not go DYING -> FREE at once: s_slot_retire hands the actor to the
+//  scheduler (brg__sched_retire), which calls brg__actor_reclaim only after
+//  every worker has passed a quiescent point (between activations, or every
+//  64 sends: never inside brg__actor_send) or is parked; sched.c says which
+//  atomics order what. Until then the slot stays DYING with its actor
+//  pointer, so a worker that loaded LIVE just before the death still pushes
+//  into this actor (its mailbox is closed: a dead letter), never into freed
+//  memory and never into the slot's next occupant, because the slot is not
+//  reused before reclaim. Reclaim then frees at once if no counted
+//  reference is held, or marks the slot DEAD, and the last counted holder
+//  frees it. Other threads (main, timer, blocking pool) and the other
+//  lookups (stop, links, registry, is_alive) keep the counted path.
+//
 //  Thread ownership. Everything in the actor but `head` and `urgent` belongs
 //  to the thread running it: it took the actor from a run queue (acquire) and
 //  hands it back through one (release). mode, sys and id never change after
@@ -47,7 +66,8 @@ struct brg__slot {
 
 #define S_FREE 0u
 #define S_LIVE 1u
-#define S_DYING 2u
+#define S_DYING 2u // retired; waits for the workers' grace period (brg__actor_reclaim)
+#define S_DEAD 3u  // grace period over; the last counted reference frees it
 #define S_REFS_MASK ((1ull << 30) - 1)
 #define S_STATE(w) ((uint32_t)(((w) >> 30) & 3u))
 #define S_GEN(w) ((uint32_t)((w) >> 32))
@@ -118,15 +138,15 @@ s_actor_free(brg_system_t *sys, brg__actor_t *actor)
     pthread_mutex_unlock(&sys->slot_lock);
 }
 
-//  Drop one reference; the thread that drops the last one of a DYING slot
-//  frees the actor.
+//  Drop one reference; the thread that drops the last one of a DEAD slot
+//  frees the actor (a DYING one is freed by brg__actor_reclaim).
 static void
 s_slot_unref(brg_system_t *sys, brg__slot_t *slot)
 {
     // Acq_rel: release publishes our use of the actor to whoever frees it;
     // acquire (for the freeing path) sees every other user's accesses.
     uint64_t w = atomic_fetch_sub_explicit(&slot->word, 1, memory_order_acq_rel) - 1;
-    if (S_STATE(w) != S_DYING || S_REFS(w) != 0)
+    if (S_STATE(w) != S_DEAD || S_REFS(w) != 0)
         return;
     brg__actor_t *actor = (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
     // One CAS decides the single freer among racing last holders.
@@ -154,6 +174,35 @@ void
 brg__actor_release(brg_system_t *sys, uint64_t id)
 {
     s_slot_unref(sys, s_slot(sys, (uint32_t)id));
+}
+
+int
+brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg)
+{
+    if (!brg__sched_is_worker_of(sys)) {
+        brg__actor_t *actor = brg__actor_acquire(sys, id);
+        if (!actor)
+            return BRG_ENOACTOR;
+        int rc = brg__actor_push(actor, msg);
+        brg__actor_release(sys, id);
+        return rc;
+    }
+    // A worker of sys: no reference (design notes). From this load to the
+    // end of the push, this worker passes no quiescent point, so an actor
+    // we find LIVE here is not reclaimed under us.
+    brg__slot_t *slot = s_slot(sys, (uint32_t)id);
+    if (!slot)
+        return BRG_ENOACTOR;
+    // Acquire: pairs with the release CAS that made the slot LIVE (and the
+    // release sequence of counted senders' RMWs after it), so ptr and the
+    // fields written at spawn are visible. ptr is rewritten only when the
+    // slot is reused, after FREE, after reclaim, after our quiescent point.
+    uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
+    if (S_GEN(w) != (uint32_t)(id >> 32) || S_STATE(w) != S_LIVE)
+        return BRG_ENOACTOR;
+    brg__actor_t *actor = (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
+    brg__debug_yield(); // race window: the actor dies and is retired meanwhile
+    return brg__actor_push(actor, msg);
 }
 
 //  Take a free slot, publish actor in it and return its id (0 on failure:
@@ -184,7 +233,13 @@ s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, brg__actor_
         }
         uint32_t c = idx >> BRG__SLOT_CHUNK_BITS;
         if (!atomic_load_explicit(&sys->chunks[c], memory_order_relaxed)) {
-            brg__slot_t *chunk = calloc(BRG__SLOT_CHUNK, sizeof(*chunk));
+            // Cache-line aligned: a chunk must not share a line with the
+            // heap object before it (in fanin, most likely the receiver's
+            // own actor, whose owner fields change per message), or the
+            // reference-free send's load of the slot word misses every time.
+            brg__slot_t *chunk = aligned_alloc(64, BRG__SLOT_CHUNK * sizeof(*chunk));
+            if (chunk)
+                memset(chunk, 0, BRG__SLOT_CHUNK * sizeof(*chunk));
             if (!chunk) {
                 pthread_mutex_unlock(&sys->slot_lock);
                 *rc = BRG_ENOMEM;
@@ -231,8 +286,9 @@ s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, brg__actor_
     return actor->id;
 }
 
-//  LIVE -> DYING; frees the actor now if nobody holds a reference. The actor
-//  must not be touched by the caller afterwards.
+//  LIVE -> DYING, then hand the actor to the scheduler, which reclaims it
+//  after the workers' grace period. The actor must not be touched by the
+//  caller afterwards.
 static void
 s_slot_retire(brg_system_t *sys, brg__actor_t *actor)
 {
@@ -245,13 +301,40 @@ s_slot_retire(brg_system_t *sys, brg__actor_t *actor)
         nw = S_WORD(S_GEN(w), S_DYING, S_REFS(w));
         // Acq_rel: release publishes everything the dying actor did to the
         // thread that will free it; acquire sees the senders' last uses.
+        // brg__sched_retire's epoch RMW comes after it in program order, so
+        // a worker that reads the new epoch also sees DYING (sched.c).
     } while (!atomic_compare_exchange_weak_explicit(&slot->word, &w, nw, memory_order_acq_rel,
                                                     memory_order_relaxed));
-    if (S_REFS(nw) != 0)
-        return; // the last sender frees it
-    if (atomic_compare_exchange_strong_explicit(&slot->word, &nw, S_WORD(S_GEN(nw), S_FREE, 0),
-                                                memory_order_acq_rel, memory_order_relaxed))
+    brg__sched_retire(sys->sched, actor);
+}
+
+void
+brg__actor_reclaim(brg_system_t *sys, brg__actor_t *actor)
+{
+    brg__slot_t *slot = s_slot(sys, (uint32_t)actor->id);
+    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
+    uint64_t nw;
+    do {
+        if (S_STATE(w) != S_DYING)
+            brg__panic("actor %llx reclaimed twice", (unsigned long long)actor->id);
+        // No counted holder: free now. Else the last one frees (s_slot_unref).
+        nw = S_WORD(S_GEN(w), S_REFS(w) == 0 ? S_FREE : S_DEAD, S_REFS(w));
+        // Acq_rel: acquire sees the counted senders' last uses before we
+        // free; release hands our view to the last holder that frees.
+    } while (!atomic_compare_exchange_weak_explicit(&slot->word, &w, nw, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    if (S_STATE(nw) == S_FREE)
         s_actor_free(sys, actor);
+}
+
+void
+brg__actor_reclaim_final(brg_system_t *sys, brg__actor_t *actor)
+{
+    // System teardown: no thread is left to hold a reference.
+    brg__slot_t *slot = s_slot(sys, (uint32_t)actor->id);
+    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
+    atomic_store_explicit(&slot->word, S_WORD(S_GEN(w), S_FREE, 0), memory_order_relaxed);
+    s_actor_free(sys, actor);
 }
 
 brg_ref_t
@@ -602,10 +685,9 @@ s_take_urgent(brg__actor_t *actor)
 }
 
 bool
-brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
+brg__actor_run(brg__actor_t *actor, int batch)
 {
     brg_exit_reason_t reason;
-    *processed = 0;
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
         brg_ctx_t ctx = {actor, NULL};
@@ -644,12 +726,17 @@ brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed)
         actor->queued--;
         n++;
         if (s_handle(actor, msg, &reason)) {
-            *processed = (uint32_t)n;
+            // Counted before s_die counts the actor stopped, so whoever sees
+            // it stopped (brg_system_await_actors) sees its messages too.
+            brg__sched_count_processed(actor->sys, (uint32_t)n);
             s_die(actor, &reason);
             return false;
         }
     }
-    *processed = (uint32_t)n;
+    // Counted while the actor is still ours: the next activation may run on
+    // another thread and end in death right after we hand it over, and
+    // that death must not be seen before these messages are.
+    brg__sched_count_processed(actor->sys, (uint32_t)n);
     if (actor->ext && actor->ext->idle_ms > 0 && user > 0)
         actor->ext->last_active_ns = brg__system_now_ns(actor->sys);
     if (actor->user_head || actor->sys_head)

@@ -65,6 +65,7 @@ typedef struct brg__actor_ext {
 struct brg__actor {
     _Atomic(brg_msg_t *) head; // mailbox stack and run state; producers CAS it
     _Atomic bool urgent;       // a stop or kill was pushed while it runs (see actor.c)
+    uint32_t retired_epoch;    // dead, awaiting reclaim: low bits of its epoch (sched.c)
     brg_msg_t *user_head;      // private FIFO of ordinary messages (owner)
     brg_msg_t *user_tail;
     brg_msg_t *sys_head; // private FIFO of system messages, run first (owner)
@@ -73,7 +74,7 @@ struct brg__actor {
     void *state;                        // user state, or NULL
     brg_state_destroy_fn state_destroy; // destructor of state, or NULL
     brg_system_t *sys;                  // owning system
-    brg__actor_t *next;                 // link in the inject queue or blocking-pool queue
+    brg__actor_t *next;                 // link in the inject/pool queue, or limbo once dead
     brg__actor_ext_t *ext;              // lazily allocated extras, or NULL
     uint64_t id;                        // generation << 32 | slot
     uint32_t queued;                    // messages in the private FIFOs (owner)
@@ -90,7 +91,8 @@ struct brg__waiter {
 };
 
 //  Wake the thread waiting on w. Thread: the sender that made the waiter's
-//  mailbox non-empty, holding a slot reference.
+//  mailbox non-empty, inside brg__actor_send (a slot reference, or a
+//  worker's reference-free send, keeps the waiter from being freed).
 void brg__waiter_wake(brg__waiter_t *w);
 
 //  The context of one behaviour call (lives on the running thread's stack).
@@ -108,6 +110,20 @@ struct brg_ctx {
 brg__actor_t *brg__actor_acquire(brg_system_t *sys, uint64_t id);
 void brg__actor_release(brg_system_t *sys, uint64_t id);
 
+//  Push msg into the mailbox of the local actor named by id: BRG_OK, or
+//  BRG_ENOACTOR if it is dead, stale or unknown (msg untouched: the caller
+//  still owns it). A worker of sys takes no slot reference (see actor.c);
+//  other threads take one around the push. Thread: any.
+int brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg);
+
+//  The workers' grace period after the actor's retirement is over
+//  (brg__sched_retire): free it, or leave that to the last counted holder.
+//  Thread: any.
+void brg__actor_reclaim(brg_system_t *sys, brg__actor_t *actor);
+
+//  Free a retired actor at system teardown, when no thread is left.
+void brg__actor_reclaim_final(brg_system_t *sys, brg__actor_t *actor);
+
 //  Push msg into actor's mailbox; schedules the actor if it was idle. Returns
 //  BRG_OK, or BRG_ENOACTOR when the mailbox is closed (msg untouched: the
 //  caller still owns it). Thread: any, holding a reference (acquire).
@@ -120,11 +136,12 @@ int brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn f
                      const brg_spawn_opts_t *opts, uint16_t mode, brg_ref_t *ref,
                      brg__actor_t **actor_out);
 
-//  Run up to a batch of the actor's messages; *processed gets how many ran.
-//  Returns true if the actor must be queued again (it still has messages),
-//  false if it went idle or died.
-//  Thread: the one that took the actor from a run queue.
-bool brg__actor_run(brg__actor_t *actor, int batch, uint32_t *processed);
+//  Run up to a batch of the actor's messages. Returns true if the actor must
+//  be queued again (it still has messages), false if it went idle or died.
+//  The messages run are counted (brg__sched_count_processed) before the actor
+//  leaves the caller's hands, so a thread that sees it stopped, or runs it
+//  next, sees them counted.
+bool brg__actor_run(brg__actor_t *actor, int batch);
 
 //  Close a waiter actor's mailbox and retire it (brg_system_ask's reply box).
 //  Returns the first message still in it (caller owns) or NULL; later ones are

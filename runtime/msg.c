@@ -247,6 +247,12 @@ brg__msg_alloc(void)
     if (msg) {
         cache->hot = s_list_next(msg);
         cache->hot_count--;
+        // The next alloc reads and writes the new head. A message freed on
+        // the consumer's thread is cold here (fan-in: perf put 80% of this
+        // function on that load), so fetch it while the caller fills and
+        // sends this one.
+        if (cache->hot)
+            __builtin_prefetch(cache->hot, 1);
     } else {
         msg = malloc(sizeof *msg);
         if (!msg)

@@ -106,6 +106,28 @@ brg__runq_steal_into(brg__runq_t *self, brg__runq_t *victim)
     }
 }
 
+brg__actor_t *
+brg__runq_steal_one(brg__runq_t *victim)
+{
+    uint32_t head = atomic_load_explicit(&victim->head, memory_order_acquire);
+    for (;;) {
+        // Acquire: pairs with the victim owner's release store of tail, so
+        // the entry below is the one it published.
+        uint32_t tail = atomic_load_explicit(&victim->tail, memory_order_acquire);
+        uint32_t avail = tail - head;
+        if (avail == 0 || avail > BRG__RUNQ_CAP)
+            return NULL;    // empty, or a stale head read
+        brg__debug_yield(); // race window: the owner pops while we read
+        brg__actor_t *actor =
+            atomic_load_explicit(&victim->buf[head % BRG__RUNQ_CAP], memory_order_relaxed);
+        // Acq_rel: claims the entry against the owner and other thieves; on
+        // failure head is reloaded and we retry (the read may be stale).
+        if (atomic_compare_exchange_weak_explicit(&victim->head, &head, head + 1,
+                                                  memory_order_acq_rel, memory_order_acquire))
+            return actor;
+    }
+}
+
 uint32_t
 brg__runq_pop_batch(brg__runq_t *self, brg__actor_t **out, uint32_t max)
 {

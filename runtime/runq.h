@@ -12,6 +12,7 @@
 //    push (owner)   X       X         -          -
 //    pop (owner)    X       X         -          -
 //    steal (any)    -       -         -          -
+//  (steal_one is a steal of one entry: the same row as steal_into.)
 //  push and pop run only on the owning worker; any worker may steal at any
 //  time. Head is advanced by CAS (owner pop and thieves compete for it);
 //  tail is written only by the owner.
@@ -41,6 +42,11 @@ brg__actor_t *brg__runq_pop(brg__runq_t *self);
 //  return one of them to run now, or NULL if victim was empty.
 //  Thread: self's owner; victim is another worker's queue.
 brg__actor_t *brg__runq_steal_into(brg__runq_t *self, brg__runq_t *victim);
+
+//  Take the oldest actor of victim's queue, or NULL if it is empty (help-along
+//  takes one actor to run nested, without moving half of a ring).
+//  Thread: any worker but victim's owner.
+brg__actor_t *brg__runq_steal_one(brg__runq_t *victim);
 
 //  Pop up to max actors into out[] for the inject queue when the ring is
 //  full; returns how many. Thread: owner.

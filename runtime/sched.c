@@ -42,6 +42,42 @@
 //  sees it searching (it will re-check) or sleeping (it wakes it).
 //  (Fences would express the same, but ThreadSanitizer does not model them.)
 
+//  Reclamation (quiescent-state based; actor.c says why). A worker sending
+//  to an actor of its system reads the slot without a reference, so a dead
+//  actor's memory (and its slot, whose reuse would redirect such a read) is
+//  reclaimed only after every worker has passed a quiescent point since the
+//  death. The protocol, with who writes what:
+//  - epoch (any retiring thread, seq_cst fetch_add): a retirement takes
+//    target = the new epoch, after its slot's LIVE -> DYING CAS.
+//  - w->qs (its worker only): the epoch it read at its last quiescent point
+//    (acquire load of epoch, release store of qs), or QS_OFFLINE while it
+//    sleeps or after it exited. Quiescent points: the top of the worker
+//    loop (between activations) and every BRG__HELP_EVERY sends in
+//    brg__sched_note_send, which is called before brg__system_deliver,
+//    never inside it; the lookup-and-push in brg__actor_send is the only
+//    reference-free use of another actor.
+//  - An actor is reclaimable once every qs is QS_OFFLINE or >= its target.
+//    Why that is enough: a worker that announced qs >= target had read an
+//    epoch value at or after the retirement's fetch_add (acquire from its
+//    release), so the DYING CAS happens before everything it does after
+//    that point; it will not find the slot LIVE. What it did before, inside
+//    brg__actor_send, happens before its release store of qs, which the
+//    reclaimer's load of qs acquires; so the free comes after those uses.
+//  - Going offline is a release store of QS_OFFLINE after the worker's last
+//    send. Coming back online is a seq_cst store of qs followed by a seq_cst
+//    load of epoch: a reclaimer that read QS_OFFLINE (seq_cst load, after
+//    its seq_cst fetch_add) precedes our store in the single total order,
+//    so our seq_cst load of epoch reads its fetch_add or a later RMW and
+//    acquires the DYING CAS before our first send. A plain store would let
+//    the reclaimer miss us while we miss DYING (the store-load reordering
+//    every hazard-pointer scheme must close).
+//  - Limbo: a worker keeps the actors it retired in its own FIFO (owner
+//    only) and reclaims them at quiescent points; other threads (blocking
+//    pool, brg_system_ask's caller retiring its waiter) use a shared list
+//    under limbo_lock; workers leaving hand theirs to it; destroy frees
+//    what is left. With no workers (deterministic mode) there is no
+//    reference-free reader, so a retirement is reclaimed at once.
+//
 //  Threads and ownership. Each worker owns its ring's push/pop side, its LIFO
 //  slot and its counters' writes. inject_lock guards the inject queue,
 //  idle_lock the idle stack, each worker's park_lock its notified flag,
@@ -53,14 +89,16 @@
 #define BRG__LIFO_SENDS 64
 #define BRG__INJECT_TICK 61
 #define BRG__SPIN_NS 50000u
+#define BRG__LIMBO_BATCH 64 // a worker reclaims once it holds this many dead actors
+#define S_QS_OFFLINE UINT64_MAX
 
 //  What the watchdog sees of one thread's current behaviour call.
-typedef struct brg__watch {
+struct brg__watch {
     _Atomic uint64_t since_ns; // start of the call in progress, 0 = none (owner writes)
     _Atomic uint64_t actor_id; // its actor (owner writes)
     _Atomic uint64_t fail_at;  // since_ns of a call the watchdog wants failed (timer thread writes)
     uint64_t reported;         // since_ns last reported (timer thread only)
-} brg__watch_t;
+};
 
 typedef struct brg__worker {
     brg__runq_t runq;           // stealable FIFO (first: it is cache-line aligned inside)
@@ -81,8 +119,13 @@ typedef struct brg__worker {
     pthread_t thread;
     pthread_mutex_t park_lock;
     pthread_cond_t park_cond;
-    bool notified;      // park_lock: woken by s_notify or shutdown
-    brg__watch_t watch; // this thread's watchdog slot
+    bool notified;           // park_lock: woken by s_notify or shutdown
+    brg__watch_t watch;      // this thread's watchdog slot
+    _Atomic uint64_t qs;     // epoch at the last quiescent point, or S_QS_OFFLINE (owner writes)
+    uint64_t qs_local;       // the value last stored in qs (owner)
+    brg__actor_t *limbo;     // actors retired here, oldest first, linked by next (owner)
+    brg__actor_t *limbo_end; // its last entry (owner)
+    uint32_t limbo_n;        // entries in limbo (owner)
 } brg__worker_t;
 
 struct brg__sched {
@@ -111,14 +154,23 @@ struct brg__sched {
     bool pool_shutdown;
     brg__watch_t *pool_watch; // one watchdog slot per pool thread
     bool deterministic;       // no threads: brg__sched_step runs actors
+
+    _Alignas(64) _Atomic uint64_t epoch; // retirements so far (see Reclamation)
+    pthread_mutex_t limbo_lock;          // guards limbo, limbo_end
+    brg__actor_t *limbo;                 // actors retired off the workers, oldest first
+    brg__actor_t *limbo_end;
+    _Atomic uint32_t limbo_n; // entries in limbo: written under limbo_lock, read as a hint
 };
 
 //  The worker the calling thread is, or NULL; and the system whose thread it is
 //  (workers and blocking pool).
 static _Thread_local brg__worker_t *s_worker;
 static _Thread_local brg_system_t *s_thread_sys;
-//  The calling thread's watchdog slot, set only when the watchdog is on.
-static _Thread_local brg__watch_t *s_watch;
+//  The system whose worker the calling thread is, or NULL (see sched.h).
+_Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));
+//  The calling thread's watchdog slot, set only when the watchdog is on
+//  (declared in sched.h, where the inline brg__watch_begin/end test it).
+_Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exec")));
 
 #define S_SEARCHING(w) ((uint32_t)((w) >> 32))
 #define S_SLEEPING(w) ((uint32_t)(w))
@@ -176,6 +228,160 @@ s_inject_take(brg__sched_t *self, brg__worker_t *w)
     }
     pthread_mutex_unlock(&self->inject_lock);
     return first;
+}
+
+//  ---------------------------------------------------------------------------
+//  Reclamation (design notes)
+
+//  The smallest epoch announced by a worker that is online, or S_QS_OFFLINE.
+static uint64_t
+s_grace_min(brg__sched_t *self)
+{
+    uint64_t min = S_QS_OFFLINE;
+    for (uint32_t i = 0; i < self->n; i++) {
+        // Seq_cst: with the retirer's seq_cst fetch_add before it, and a
+        // worker's seq_cst online store + epoch load, this closes the
+        // offline-to-online window (design notes); acquire, as it
+        // includes, orders the worker's earlier sends before our free.
+        uint64_t q = atomic_load_explicit(&self->workers[i].qs, memory_order_seq_cst);
+        if (q < min)
+            min = q;
+    }
+    return min;
+}
+
+//  True if every worker has passed a quiescent point since actor's retirement.
+//  Epochs are compared in 32 bits, modulo: the oldest waiting retirement is
+//  never 2^31 retirements behind the slowest worker's announcement.
+static bool
+s_graced(uint64_t min, const brg__actor_t *actor)
+{
+    return min == S_QS_OFFLINE || (int32_t)((uint32_t)min - actor->retired_epoch) >= 0;
+}
+
+static void
+s_limbo_append(brg__actor_t **head, brg__actor_t **end, brg__actor_t *actor)
+{
+    actor->next = NULL;
+    if (*end)
+        (*end)->next = actor;
+    else
+        *head = actor;
+    *end = actor;
+}
+
+//  Reclaim the graced prefix of the shared limbo. Thread: any.
+static void
+s_reclaim_shared(brg__sched_t *self)
+{
+    if (atomic_load_explicit(&self->limbo_n, memory_order_relaxed) == 0)
+        return;
+    pthread_mutex_lock(&self->limbo_lock);
+    uint64_t min = s_grace_min(self);
+    brg__actor_t *done = self->limbo, *last = NULL;
+    uint32_t n = 0;
+    for (brg__actor_t *a = self->limbo; a && s_graced(min, a); a = a->next) {
+        last = a;
+        n++;
+    }
+    if (last) {
+        self->limbo = last->next;
+        if (!self->limbo)
+            self->limbo_end = NULL;
+        last->next = NULL;
+        atomic_store_explicit(&self->limbo_n,
+                              atomic_load_explicit(&self->limbo_n, memory_order_relaxed) - n,
+                              memory_order_relaxed);
+    } else {
+        done = NULL;
+    }
+    pthread_mutex_unlock(&self->limbo_lock);
+    // Outside the lock: reclaim takes slot_lock and frees.
+    while (done) {
+        brg__actor_t *next = done->next;
+        brg__actor_reclaim(self->sys, done);
+        done = next;
+    }
+}
+
+//  Reclaim the graced prefix of this worker's limbo (and of the shared one).
+static void
+s_reclaim(brg__worker_t *w)
+{
+    if (w->limbo) {
+        uint64_t min = s_grace_min(w->sched);
+        while (w->limbo && s_graced(min, w->limbo)) {
+            brg__actor_t *a = w->limbo;
+            w->limbo = a->next;
+            w->limbo_n--;
+            brg__actor_reclaim(w->sched->sys, a);
+        }
+        if (!w->limbo)
+            w->limbo_end = NULL;
+    }
+    s_reclaim_shared(w->sched);
+}
+
+//  A quiescent point: this worker holds no reference-free actor pointer.
+static inline void
+s_quiescent(brg__worker_t *w)
+{
+    // Acquire: pairs with the retirers' fetch_add (release), so every DYING
+    // CAS before an epoch we read is visible to our next sends.
+    uint64_t e = atomic_load_explicit(&w->sched->epoch, memory_order_acquire);
+    if (e != w->qs_local) {
+        w->qs_local = e;
+        // Release: our sends so far happen before a reclaimer that reads it.
+        atomic_store_explicit(&w->qs, e, memory_order_release);
+    }
+    if (w->limbo_n >= BRG__LIMBO_BATCH)
+        s_reclaim(w);
+}
+
+static void
+s_offline(brg__worker_t *w)
+{
+    w->qs_local = S_QS_OFFLINE;
+    // Release: our last sends happen before a reclaimer that reads it.
+    atomic_store_explicit(&w->qs, S_QS_OFFLINE, memory_order_release);
+}
+
+static void
+s_online(brg__worker_t *w)
+{
+    uint64_t e = atomic_load_explicit(&w->sched->epoch, memory_order_acquire);
+    // Seq_cst store, then seq_cst load: see "Coming back online" above.
+    atomic_store_explicit(&w->qs, e, memory_order_seq_cst);
+    uint64_t now = atomic_load_explicit(&w->sched->epoch, memory_order_seq_cst);
+    if (now != e)
+        atomic_store_explicit(&w->qs, now, memory_order_release);
+    w->qs_local = now;
+}
+
+void
+brg__sched_retire(brg__sched_t *self, brg__actor_t *actor)
+{
+    if (self->n == 0) {
+        brg__actor_reclaim(self->sys, actor); // no workers: no reference-free reader
+        return;
+    }
+    // Seq_cst (and so release): after the slot's DYING CAS in program order;
+    // a worker that reads this epoch or a later one sees DYING.
+    uint64_t target = atomic_fetch_add_explicit(&self->epoch, 1, memory_order_seq_cst) + 1;
+    actor->retired_epoch = (uint32_t)target;
+    brg__worker_t *w = s_worker;
+    if (w && w->sched == self) {
+        s_limbo_append(&w->limbo, &w->limbo_end, actor);
+        w->limbo_n++;
+        return; // reclaimed at a later quiescent point of ours
+    }
+    pthread_mutex_lock(&self->limbo_lock);
+    s_limbo_append(&self->limbo, &self->limbo_end, actor);
+    atomic_store_explicit(&self->limbo_n,
+                          atomic_load_explicit(&self->limbo_n, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&self->limbo_lock);
+    s_reclaim_shared(self); // older ones, and this one if every worker is offline
 }
 
 //  ---------------------------------------------------------------------------
@@ -271,11 +477,15 @@ s_park(brg__worker_t *w)
         pthread_mutex_unlock(&self->idle_lock);
         // Not in the stack: a notifier popped us and is waking us; wait for it.
     }
+    // Asleep, this worker holds no actor: it must not hold up reclamation.
+    s_reclaim(w);
+    s_offline(w);
     pthread_mutex_lock(&w->park_lock);
     while (!w->notified)
         pthread_cond_wait(&w->park_cond, &w->park_lock);
     w->notified = false;
     pthread_mutex_unlock(&w->park_lock);
+    s_online(w);
     // The notifier counted us as searching (shutdown wakes do not; the loop
     // then exits without searching).
     if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed))
@@ -332,16 +542,59 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
 }
 
 #define BRG__HELP_EVERY 64
-#define BRG__HELP_BATCH_MULT 4
+#define BRG__HELP_STEAL_TRIES 4
+
+//  The actor help-along runs: the oldest one in our ring whose init has run;
+//  failing that, one taken from another worker's ring. Actors whose init has
+//  not run (a first activation may be a flood itself; in a fan-in the other
+//  senders wait ahead of the consumer) go to the tail of our ring, in their
+//  order: a stolen one simply moves to us, as in any steal. Stealing matters
+//  because a helped actor that still has work goes back to the helper's
+//  ring: without it, only that one worker would ever help it, while the
+//  other worker's sender goes on filling its mailbox.
+static brg__actor_t *
+s_help_pick(brg__worker_t *w)
+{
+    for (uint32_t n = brg__runq_len(&w->runq); n > 0; n--) {
+        brg__actor_t *a = brg__runq_pop(&w->runq);
+        if (!a)
+            break;
+        if (!(a->flags & BRG__ACTOR_INIT))
+            return a;
+        s_push_local(w, a);
+    }
+    brg__sched_t *self = w->sched;
+    for (uint32_t i = 1; i < self->n; i++) {
+        brg__worker_t *v = &self->workers[(w->index + i) % self->n];
+        for (int tries = 0; tries < BRG__HELP_STEAL_TRIES; tries++) {
+            brg__actor_t *a = brg__runq_steal_one(&v->runq);
+            if (!a)
+                break;
+            if (!(a->flags & BRG__ACTOR_INIT))
+                return a;
+            s_push_local(w, a);
+        }
+    }
+    return NULL;
+}
+
+#define BRG__HELP_BATCH_MULT 16
 
 //  Help-along. A behaviour that sends in a long loop (a fan-in sender, a
 //  fork-join driver) holds its worker for the whole loop; when every other
 //  worker is busy too, the actors it feeds wait in this worker's ring while
 //  their mailboxes grow without bound. So every BRG__HELP_EVERY sends, if no
 //  worker is searching or sleeping (nobody could steal the work), the sender's
-//  thread runs one queued actor's batch right here, nested inside the send.
-//  This is safe: the nested actor came out of our ring, so we own it, and it
-//  is not the running actor (a running actor is in no queue). Nesting is one
+//  thread runs one queued actor (s_help_pick) for up to BRG__HELP_BATCH_MULT
+//  batches right here, nested inside the send. The limit must let the helper
+//  drain what the other workers' senders add meanwhile: with 4 batches the
+//  consumer of fanin2/fanin8 fell behind (every help used all 256 messages),
+//  its backlog reached 0.3-2.5 M messages, and each then cost two cache
+//  misses and often a malloc; with 16 the backlog stays in the thousands and
+//  fanin runs ~1.7x faster (docs/PERFORMANCE.md).
+//  This is safe: the nested actor came out of a run queue (ours, or another
+//  worker's by a steal's CAS), so we own it, and it is not the running actor
+//  (a running actor is in no queue). Nesting is one
 //  level deep (helping), actors whose init has not run are not helped (a first
 //  activation may be a flood itself), and the LIFO slot and send count of the
 //  outer activation are restored afterwards. A user-visible consequence,
@@ -353,22 +606,15 @@ s_help(brg__worker_t *w)
     uint64_t st = atomic_load_explicit(&w->sched->idle_state, memory_order_relaxed);
     if (S_SEARCHING(st) != 0 || S_SLEEPING(st) != 0)
         return; // someone can steal it: parallelism beats helping
-    brg__actor_t *actor = brg__runq_pop(&w->runq);
+    brg__actor_t *actor = s_help_pick(w);
     if (!actor)
         return;
-    if (actor->flags & BRG__ACTOR_INIT) {
-        s_push_local(w, actor); // a first activation may be a flood itself
-        return;
-    }
     brg__actor_t *lifo = w->lifo;
     uint32_t sends = w->sends;
     w->lifo = NULL;
     w->helping = true;
-    uint32_t processed;
-    bool again = brg__actor_run(actor, w->sched->batch * BRG__HELP_BATCH_MULT, &processed);
+    bool again = brg__actor_run(actor, w->sched->batch * BRG__HELP_BATCH_MULT);
     w->helping = false;
-    w->processed_local += processed;
-    atomic_store_explicit(&w->processed, w->processed_local, memory_order_relaxed);
     if (again)
         s_push_local(w, actor);
     if (w->lifo)
@@ -385,6 +631,9 @@ brg__sched_note_send(void)
         return;
     if (__builtin_expect(++w->help_tick >= BRG__HELP_EVERY, 0) && !w->helping) {
         w->help_tick = 0;
+        // Called before the send's delivery, so a quiescent point: a long
+        // flood must not hold up reclamation for its whole activation.
+        s_quiescent(w);
         s_help(w);
     }
     if (!w->lifo || ++w->sends < BRG__LIFO_SENDS)
@@ -413,6 +662,23 @@ brg__sched_note_queued(brg_system_t *sys, uint32_t queued)
            !atomic_compare_exchange_weak_explicit(&sys->aux_hwm, &cur, queued, memory_order_relaxed,
                                                   memory_order_relaxed)) {
     }
+}
+
+void
+brg__sched_count_processed(brg_system_t *sys, uint32_t n)
+{
+    brg__worker_t *w = s_worker;
+    if (w && w->sched->sys == sys) {
+        w->processed_local += n;
+        // Relaxed: program order puts this store before the hand-over of
+        // the actor (the acq_rel CAS to idle, a run queue's release) or its
+        // death's acq_rel decrement of actors_alive, so a thread whose
+        // acquire load sees that decrement (brg_system_await_actors),
+        // directly or through later activations, reads this count.
+        atomic_store_explicit(&w->processed, w->processed_local, memory_order_relaxed);
+        return;
+    }
+    atomic_fetch_add_explicit(&sys->aux_processed, n, memory_order_relaxed);
 }
 
 static brg__actor_t *
@@ -489,11 +755,8 @@ s_search(brg__worker_t *w)
 static void
 s_run(brg__worker_t *w, brg__actor_t *actor)
 {
-    uint32_t processed;
     w->sends = 0;
-    bool again = brg__actor_run(actor, w->sched->batch, &processed);
-    w->processed_local += processed;
-    atomic_store_explicit(&w->processed, w->processed_local, memory_order_relaxed);
+    bool again = brg__actor_run(actor, w->sched->batch);
     if (again) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)
@@ -508,12 +771,18 @@ s_worker_main(void *arg)
     brg__sched_t *self = w->sched;
     s_worker = w;
     s_thread_sys = self->sys;
+    brg__worker_sys = self->sys;
     if (self->sys->cfg.watchdog_ms > 0)
-        s_watch = &w->watch;
+        brg__watch_tls = &w->watch;
+    s_online(w);
     while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
+        s_quiescent(w); // between activations
         brg__actor_t *a = s_next_local(w);
-        if (!a)
+        if (!a) {
+            if (w->limbo)
+                s_reclaim(w); // nothing to run: a good moment
             a = s_search(w);
+        }
         if (a) {
             s_stop_searching(w, true);
             s_run(w, a);
@@ -522,6 +791,23 @@ s_worker_main(void *arg)
         }
     }
     s_stop_searching(w, false);
+    // Leaving: hand what we retired to the shared limbo (destroy frees it).
+    s_offline(w);
+    brg__worker_sys = NULL;
+    if (w->limbo) {
+        pthread_mutex_lock(&self->limbo_lock);
+        if (self->limbo_end)
+            self->limbo_end->next = w->limbo;
+        else
+            self->limbo = w->limbo;
+        self->limbo_end = w->limbo_end;
+        atomic_store_explicit(
+            &self->limbo_n, atomic_load_explicit(&self->limbo_n, memory_order_relaxed) + w->limbo_n,
+            memory_order_relaxed);
+        pthread_mutex_unlock(&self->limbo_lock);
+        w->limbo = w->limbo_end = NULL;
+        w->limbo_n = 0;
+    }
     return NULL;
 }
 
@@ -537,7 +823,7 @@ s_pool_main(void *arg)
     brg__sched_t *self = pa->sched;
     s_thread_sys = self->sys;
     if (self->sys->cfg.watchdog_ms > 0)
-        s_watch = pa->watch;
+        brg__watch_tls = pa->watch;
     free(pa);
     for (;;) {
         pthread_mutex_lock(&self->pool_lock);
@@ -552,10 +838,8 @@ s_pool_main(void *arg)
         if (!self->pool_head)
             self->pool_tail = NULL;
         pthread_mutex_unlock(&self->pool_lock);
-        uint32_t processed;
-        if (brg__actor_run(a, self->batch, &processed))
+        if (brg__actor_run(a, self->batch))
             brg__sched_schedule(self, a); // back of the pool's queue
-        atomic_fetch_add_explicit(&self->sys->aux_processed, processed, memory_order_relaxed);
     }
     return NULL;
 }
@@ -586,6 +870,13 @@ s_free(brg__sched_t *self)
         pthread_mutex_destroy(&self->workers[i].park_lock);
         pthread_cond_destroy(&self->workers[i].park_cond);
     }
+    // Every thread is gone: what is still in limbo has no reader left.
+    while (self->limbo) {
+        brg__actor_t *a = self->limbo;
+        self->limbo = a->next;
+        brg__actor_reclaim_final(self->sys, a);
+    }
+    pthread_mutex_destroy(&self->limbo_lock);
     pthread_mutex_destroy(&self->inject_lock);
     pthread_mutex_destroy(&self->idle_lock);
     pthread_mutex_destroy(&self->pool_lock);
@@ -616,6 +907,9 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
     self->idle = calloc(self->n ? self->n : 1, sizeof(*self->idle));
     self->pool = calloc(self->n_pool ? self->n_pool : 1, sizeof(*self->pool));
     self->pool_watch = calloc(self->n_pool ? self->n_pool : 1, sizeof(*self->pool_watch));
+    pthread_mutex_init(&self->limbo_lock, NULL);
+    atomic_init(&self->epoch, 0);
+    atomic_init(&self->limbo_n, 0);
     pthread_mutex_init(&self->inject_lock, NULL);
     pthread_mutex_init(&self->idle_lock, NULL);
     pthread_mutex_init(&self->pool_lock, NULL);
@@ -632,6 +926,8 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
         w->sched = self;
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+        atomic_init(&w->qs, S_QS_OFFLINE); // until its thread starts (s_online)
+        w->qs_local = S_QS_OFFLINE;
         pthread_mutex_init(&w->park_lock, NULL);
         pthread_cond_init(&w->park_cond, NULL);
     }
@@ -704,21 +1000,16 @@ brg__sched_step(brg__sched_t *self)
     // (brg_system_ask from inside a behaviour is then the caller bug it is).
     brg_system_t *prev = s_thread_sys;
     s_thread_sys = self->sys;
-    uint32_t processed;
-    if (brg__actor_run(a, 1, &processed))
+    if (brg__actor_run(a, 1))
         s_inject_push(self, &a, 1);
     s_thread_sys = prev;
-    atomic_fetch_add_explicit(&self->sys->aux_processed, processed, memory_order_relaxed);
     return true;
 }
 
 brg__watch_frame_t
-brg__watch_begin(uint64_t actor_id)
+brg__watch_begin_on(brg__watch_t *w, uint64_t actor_id)
 {
-    brg__watch_t *w = s_watch;
-    brg__watch_frame_t frame = {0, 0, 0};
-    if (!w)
-        return frame;
+    brg__watch_frame_t frame;
     // A call nested by help-along saves the outer call's slot and restores it
     // in brg__watch_end, so the outer call stays watched.
     frame.outer_since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
@@ -732,11 +1023,8 @@ brg__watch_begin(uint64_t actor_id)
 }
 
 bool
-brg__watch_end(brg__watch_frame_t frame)
+brg__watch_end_on(brg__watch_t *w, brg__watch_frame_t frame)
 {
-    brg__watch_t *w = s_watch;
-    if (!w)
-        return false;
     atomic_store_explicit(&w->actor_id, frame.outer_actor, memory_order_relaxed);
     atomic_store_explicit(&w->since_ns, frame.outer_since, memory_order_relaxed);
     // The request names the call by its start time, so a late request can

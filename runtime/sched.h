@@ -28,8 +28,34 @@ typedef struct {
     uint64_t outer_since; // the enclosing call's, restored at the end (help-along)
     uint64_t outer_actor;
 } brg__watch_frame_t;
-brg__watch_frame_t brg__watch_begin(uint64_t actor_id);
-bool brg__watch_end(brg__watch_frame_t frame);
+typedef struct brg__watch brg__watch_t;
+//  The calling thread's watchdog slot, or NULL (watchdog off, or not a
+//  Brigade thread). Written by its own thread only, when it starts.
+//  initial-exec: one instruction instead of a __tls_get_addr call when the
+//  runtime is a shared library (as the message cache in msg.c).
+extern _Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exec")));
+brg__watch_frame_t brg__watch_begin_on(brg__watch_t *w, uint64_t actor_id);
+bool brg__watch_end_on(brg__watch_t *w, brg__watch_frame_t frame);
+
+//  Inline, so that with the watchdog off (most systems) a behaviour call
+//  pays one TLS load and a test, not two calls and a returned struct.
+static inline brg__watch_frame_t
+brg__watch_begin(uint64_t actor_id)
+{
+    brg__watch_t *w = brg__watch_tls;
+    if (__builtin_expect(w == NULL, 1))
+        return (brg__watch_frame_t){0, 0, 0};
+    return brg__watch_begin_on(w, actor_id);
+}
+
+static inline bool
+brg__watch_end(brg__watch_frame_t frame)
+{
+    brg__watch_t *w = brg__watch_tls;
+    if (__builtin_expect(w == NULL, 1))
+        return false;
+    return brg__watch_end_on(w, frame);
+}
 
 //  Watchdog scan, from the timer thread: report calls running longer than
 //  limit_ns (once each); with fail, ask for them to fail. Returns the number
@@ -48,12 +74,36 @@ void brg__sched_destroy(brg__sched_t **self_p);
 //  Thread: any.
 void brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor);
 
+//  The system whose worker thread the caller is, or NULL. Written by each
+//  worker thread for itself when it starts and stops.
+extern _Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));
+
+//  True if the calling thread is a worker of sys: it may use actors found
+//  in sys's slot table without a reference (actor.c, brg__actor_send).
+static inline bool
+brg__sched_is_worker_of(const brg_system_t *sys)
+{
+    return brg__worker_sys == sys;
+}
+
+//  The actor died and its slot is DYING: call brg__actor_reclaim once no
+//  worker can still be using it without a reference (at once without
+//  workers). Thread: any.
+void brg__sched_retire(brg__sched_t *self, brg__actor_t *actor);
+
 //  Messages processed and the mailbox high-water mark, over all workers.
 void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
 
 //  Note a mailbox length seen by the running actor (for the high-water mark).
 //  Thread: the thread running the actor.
 void brg__sched_note_queued(brg_system_t *sys, uint32_t queued);
+
+//  Count n messages run by the calling thread in sys's messages_processed,
+//  before the actor leaves its hands: a dying actor's messages must be
+//  counted before it is counted stopped, and an activation's before the next
+//  one, perhaps on another thread, can end in death (brg__actor_run).
+//  Thread: the thread running an actor of sys.
+void brg__sched_count_processed(brg_system_t *sys, uint32_t n);
 
 //  Note that the running actor has sent a message (LIFO slot heuristic).
 //  Thread: any; a no-op outside the scheduler's workers.

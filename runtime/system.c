@@ -366,10 +366,7 @@ brg__system_deliver(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p)
                          false);
         return BRG_ENOACTOR;
     }
-    brg__actor_t *actor = brg__actor_acquire(sys, to.id);
-    int rc = actor ? brg__actor_push(actor, msg) : BRG_ENOACTOR;
-    if (actor)
-        brg__actor_release(sys, to.id);
+    int rc = brg__actor_send(sys, to.id, msg);
     if (rc == BRG_OK)
         return rc;
     if (msg->kind == BRG__MSG_SYS_ASK_TIMEOUT || msg->kind == BRG__MSG_SYS_IDLE) {

@@ -1212,6 +1212,199 @@ START_TEST(test_actor_stress_a_million_short_lived_actors_reuse_slots)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Stress: sends racing deaths and slot reuse (the reclamation of actor.c).
+//
+//  Sender actors on the workers (the reference-free send path) and the main
+//  thread (the counted path) send to a small table of victims while the
+//  main thread and the senders stop victims and the main thread respawns
+//  them into the freed slots, which the slot table reuses LIFO; some victims
+//  run on the blocking pool and some stop themselves, and the main thread
+//  asks now and then (its waiter is retired off the workers). Each "n"
+//  message carries the id it was sent to: a victim that gets one addressed
+//  to another incarnation is a misdelivery. ASan sees a use after free,
+//  TSan a missing order; the counts see a lost or duplicated message.
+
+#define S_RECL_VICTIMS 8
+#define S_RECL_SENDERS 3
+#define S_RECL_ROUNDS 6000
+#define S_RECL_BURST 64
+static _Atomic uint64_t s_recl_ids[S_RECL_VICTIMS]; // current victim id of each place
+static brg_ref_t s_recl_node;                       // any local ref: node_hi/lo for the others
+static atomic_bool s_recl_done;
+static atomic_llong s_recl_sent;         // "n" sends that returned BRG_OK
+static atomic_llong s_recl_handled;      // "n" handled by the right victim
+static atomic_llong s_recl_misdelivered; // "n" handled by another incarnation
+static atomic_llong s_recl_dropped;      // "n" dead-lettered because its victim stopped
+static atomic_int s_recl_errors;
+
+typedef struct {
+    int64_t handled;
+    int64_t limit; // stops itself after this many; 0: not chosen yet, -1: never
+} s_recl_victim_t;
+
+static brg_ref_t
+s_recl_ref(uint64_t id)
+{
+    brg_ref_t ref = s_recl_node;
+    ref.id = id;
+    return ref;
+}
+
+static uint64_t
+s_recl_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static void
+s_recl_dead(void *arg, brg_ref_t to, const brg_msg_t *msg, brg_dead_reason_t reason)
+{
+    (void)arg;
+    (void)to;
+    if (brg_msg_is(msg, "n") && reason == BRG_DEAD_STOPPED)
+        atomic_fetch_add(&s_recl_dropped, 1);
+}
+
+static int
+s_recl_victim(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    s_recl_victim_t *self = brg_state(ctx);
+    if (brg_msg_is(msg, "die")) {
+        brg_stop(ctx);
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, "ask")) {
+        brg_msg_t *reply = brg_msg_new_int("id", (int64_t)brg_self(ctx).id);
+        return reply ? brg_reply(ctx, &reply) : BRG_ENOMEM;
+    }
+    size_t pos = 0;
+    int64_t to = 0;
+    if (!brg_msg_is(msg, "n") || brg_msg_read_int(msg, &pos, &to) != BRG_OK) {
+        atomic_fetch_add(&s_recl_errors, 1);
+        return BRG_OK;
+    }
+    if ((uint64_t)to != brg_self(ctx).id)
+        atomic_fetch_add(&s_recl_misdelivered, 1);
+    else
+        atomic_fetch_add(&s_recl_handled, 1);
+    if (self->limit == 0) // a third of the victims stop themselves after 1-40 messages
+        self->limit = brg_self(ctx).id % 3 == 0 ? 1 + (int64_t)(brg_self(ctx).id >> 32) % 40 : -1;
+    if (++self->handled == self->limit)
+        brg_stop(ctx);
+    return BRG_OK;
+}
+
+//  A burst of sends to random victims per activation (some of them "die"),
+//  then "go" to itself, so quiescent points fall between bursts.
+static int
+s_recl_sender(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    int64_t seed = 0;
+    brg_msg_read_int(msg, &pos, &seed);
+    uint64_t x = (uint64_t)seed | 1;
+    if (atomic_load(&s_recl_done)) {
+        brg_stop(ctx);
+        return BRG_OK;
+    }
+    for (int i = 0; i < S_RECL_BURST; i++) {
+        uint64_t r = s_recl_rand(&x);
+        uint64_t id = atomic_load(&s_recl_ids[r % S_RECL_VICTIMS]);
+        if (r % 509 == 0) {
+            brg_send_tag(ctx, s_recl_ref(id), "die");
+            continue;
+        }
+        if (brg_send_int(ctx, s_recl_ref(id), "n", (int64_t)id) == BRG_OK)
+            atomic_fetch_add(&s_recl_sent, 1);
+        if (r % 61 == 0)
+            tu_spin_us(r % 7); // a random delay inside the activation
+    }
+    return brg_send_int(ctx, brg_self(ctx), "go", (int64_t)(x >> 1));
+}
+
+static uint64_t
+s_recl_spawn(brg_system_t *sys, uint64_t r)
+{
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.state_size = sizeof(s_recl_victim_t);
+    if (r % 5 == 0)
+        opts.flags |= BRG_SPAWN_BLOCKING;
+    brg_ref_t ref;
+    ck_assert_int_eq(brg_system_spawn(sys, s_recl_victim, &opts, &ref), BRG_OK);
+    return ref.id;
+}
+
+START_TEST(test_actor_stress_sends_racing_deaths_and_slot_reuse_never_misdeliver)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 3); // more workers than cores: preempted mid-send
+    cfg.dead_letter_fn = s_recl_dead;
+    cfg.blocking_threads = 2;
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    for (int i = 0; i < S_RECL_VICTIMS; i++) {
+        uint64_t id = s_recl_spawn(sys, s_recl_rand(&x));
+        atomic_store(&s_recl_ids[i], id);
+    }
+    // The node part of every ref: from a real ref.
+    brg_ref_t probe;
+    ck_assert_int_eq(brg_system_spawn(sys, s_recl_victim, NULL, &probe), BRG_OK);
+    ck_assert_int_eq(brg_actor_stop(sys, probe), BRG_OK);
+    s_recl_node = probe;
+    for (int i = 0; i < S_RECL_SENDERS; i++) {
+        brg_ref_t sender;
+        ck_assert_int_eq(brg_system_spawn(sys, s_recl_sender, NULL, &sender), BRG_OK);
+        brg_msg_t *go = brg_msg_new_int("go", (int64_t)(s_recl_rand(&x) >> 1));
+        ck_assert_int_eq(brg_system_send(sys, sender, &go), BRG_OK);
+    }
+    for (int round = 0; round < S_RECL_ROUNDS; round++) {
+        uint64_t r = s_recl_rand(&x);
+        int place = (int)(r % S_RECL_VICTIMS);
+        uint64_t old = atomic_load(&s_recl_ids[place]);
+        int rc = brg_actor_stop(sys, s_recl_ref(old));
+        if (rc != BRG_OK && rc != BRG_ENOACTOR)
+            atomic_fetch_add(&s_recl_errors, 1);
+        atomic_store(&s_recl_ids[place], s_recl_spawn(sys, r >> 8));
+        // The counted path from this thread, to a random victim.
+        uint64_t id = atomic_load(&s_recl_ids[(r >> 20) % S_RECL_VICTIMS]);
+        brg_msg_t *m = brg_msg_new_int("n", (int64_t)id);
+        if (brg_system_send(sys, s_recl_ref(id), &m) == BRG_OK)
+            atomic_fetch_add(&s_recl_sent, 1);
+        if (r % 16 == 0) {
+            brg_msg_t *req = brg_msg_new("ask");
+            brg_msg_t *reply = NULL;
+            rc = brg_system_ask(sys, s_recl_ref(id), &req, 10000, &reply);
+            if (rc == BRG_OK) {
+                if (tu_msg_int(reply) != (int64_t)id)
+                    atomic_fetch_add(&s_recl_misdelivered, 1);
+                brg_msg_destroy(&reply);
+            } else if (rc != BRG_ENOACTOR) {
+                atomic_fetch_add(&s_recl_errors, 1);
+            }
+        }
+        if (r % 7 == 0)
+            tu_sleep_us(r % 50); // random delays between rounds
+    }
+    atomic_store(&s_recl_done, true);
+    for (int i = 0; i < S_RECL_VICTIMS; i++)
+        brg_actor_stop(sys, s_recl_ref(atomic_load(&s_recl_ids[i])));
+    ck_assert_int_eq(brg_system_await_actors(sys, (int)(60000 * tu_multiplier())), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_recl_errors), 0);
+    ck_assert_int_eq(atomic_load(&s_recl_misdelivered), 0);
+    ck_assert_int_gt(atomic_load(&s_recl_handled), 0);
+    // Every accepted "n" was handled by its victim or dropped when it stopped.
+    ck_assert_int_eq(atomic_load(&s_recl_handled) + atomic_load(&s_recl_dropped),
+                     atomic_load(&s_recl_sent));
+    brg_system_destroy(&sys);
+}
+END_TEST
+
 Suite *
 actor_suite(void)
 {
@@ -1255,6 +1448,7 @@ actor_suite(void)
     tcase_set_timeout(stress, 300);
     tcase_add_test(stress, test_actor_stress_8_producers_to_one_actor_lose_nothing_and_keep_order);
     tcase_add_test(stress, test_actor_stress_a_million_short_lived_actors_reuse_slots);
+    tcase_add_test(stress, test_actor_stress_sends_racing_deaths_and_slot_reuse_never_misdeliver);
     suite_add_tcase(s, stress);
     return s;
 }

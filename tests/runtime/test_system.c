@@ -453,6 +453,32 @@ END_TEST
 //  ---------------------------------------------------------------------------
 //  Node identity
 
+//  An actor's last activation must be counted in messages_processed before
+//  the actor is counted stopped: once brg_system_await_actors says nobody is
+//  alive, the count is complete. The race is narrow (the worker published
+//  the count only after the dying actor had also freed its slot), so poll
+//  await with a zero timeout, which acquires like a blocking await but
+//  returns at once, and repeat.
+START_TEST(test_system_messages_processed_is_complete_when_await_actors_returns)
+{
+    uint64_t expected = 0;
+    int short_counts = 0;
+    for (int i = 0; i < 2000; i++) {
+        brg_ref_t ref = tu_spawn(tu_sys, s_stopper);
+        ck_assert_int_eq(tu_send_tag(tu_sys, ref, "x"), BRG_OK);
+        ck_assert_int_eq(tu_send_tag(tu_sys, ref, "stop"), BRG_OK);
+        expected += 2;
+        while (brg_system_await_actors(tu_sys, 0) != BRG_OK) {
+        }
+        if (tu_stats(tu_sys).messages_processed != expected)
+            short_counts++;
+        // Whatever was missing is published by now: keep the next round exact.
+        TU_WAIT_UNTIL(tu_stats(tu_sys).messages_processed == expected, TU_WAIT_MS);
+    }
+    ck_assert_int_eq(short_counts, 0);
+}
+END_TEST
+
 START_TEST(test_system_node_uuid_is_36_chars_and_refs_carry_it)
 {
     char node[37];
@@ -788,6 +814,7 @@ system_suite(void)
     tcase_add_test(core, test_system_many_systems_in_a_row_start_and_stop_cleanly);
     tcase_add_test(core, test_system_destroy_frees_pending_timers_asks_and_idle_timeouts);
     tcase_add_test(core, test_system_stats_count_actors_messages_dead_letters_and_timers);
+    tcase_add_test(core, test_system_messages_processed_is_complete_when_await_actors_returns);
     tcase_add_test(core, test_system_node_uuid_is_36_chars_and_refs_carry_it);
     tcase_add_test(core, test_system_is_alive_follows_the_actor_lifecycle);
     tcase_add_test(core, test_system_dead_letter_for_a_stale_ref_says_no_actor);
