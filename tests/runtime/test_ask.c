@@ -696,12 +696,20 @@ static atomic_int s_race_other;
 static atomic_int s_race_replies; // replies the repliers sent
 
 //  Deadlines are 2 ms, scaled (up to 3x) for slow builds, so the race stays a
-//  race there too.
+//  race there too. With BRG_DEBUG_YIELD every worker send may sleep, so an
+//  asker needs several ms just to send its round: the deadline must be longer
+//  than that loop, or every ask times out before the asker can take a reply
+//  (correct, but then the race is not exercised).
 static int
 s_race_deadline(void)
 {
     double m = tu_multiplier();
-    return (int)(2 * (m < 3 ? m : 3));
+#ifdef BRG_DEBUG_YIELD
+    int base = 20;
+#else
+    int base = 2;
+#endif
+    return (int)(base * (m < 3 ? m : 3));
 }
 
 //  Blocking-pool replier: sleeps 0-1.5 deadlines, then replies.
