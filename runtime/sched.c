@@ -74,9 +74,10 @@
 //  - Limbo: a worker keeps the actors it retired in its own FIFO (owner
 //    only) and reclaims them at quiescent points; other threads (blocking
 //    pool, brg_system_ask's caller retiring its waiter) use a shared list
-//    under limbo_lock; workers leaving hand theirs to it; destroy frees
-//    what is left. With no workers (deterministic mode) there is no
-//    reference-free reader, so a retirement is reclaimed at once.
+//    under limbo_lock; workers parking or leaving hand theirs to it; a spawn
+//    that finds no free slot reclaims the shared list before it grows the
+//    table (or answers BRG_EBUSY at max_actors); destroy frees what is left. With no workers
+//    (deterministic mode) there is no reference-free reader, so a retirement is reclaimed at once.
 //
 //  Threads and ownership. Each worker owns its ring's push/pop side, its LIFO
 //  slot and its counters' writes. inject_lock guards the inject queue,
@@ -322,6 +323,45 @@ s_reclaim(brg__worker_t *w)
     s_reclaim_shared(w->sched);
 }
 
+//  Move this worker's limbo to the shared one, where any thread's reclaim can
+//  reach it: done when the worker leaves, and when it parks, since a parked
+//  worker runs no reclaim of its own, and dead actors kept in its limbo would
+//  hold their slots (a spawn at max_actors would get BRG_EBUSY) until it woke.
+static void
+s_limbo_hand_over(brg__worker_t *w)
+{
+    if (!w->limbo)
+        return;
+    brg__sched_t *self = w->sched;
+    pthread_mutex_lock(&self->limbo_lock);
+    if (self->limbo_end)
+        self->limbo_end->next = w->limbo;
+    else
+        self->limbo = w->limbo;
+    self->limbo_end = w->limbo_end;
+    atomic_store_explicit(&self->limbo_n,
+                          atomic_load_explicit(&self->limbo_n, memory_order_relaxed) + w->limbo_n,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&self->limbo_lock);
+    w->limbo = w->limbo_end = NULL;
+    w->limbo_n = 0;
+}
+
+bool
+brg__sched_has_pending(brg__sched_t *self)
+{
+    return atomic_load_explicit(&self->limbo_n, memory_order_relaxed) != 0;
+}
+
+bool
+brg__sched_reclaim_pending(brg__sched_t *self)
+{
+    if (atomic_load_explicit(&self->limbo_n, memory_order_relaxed) == 0)
+        return false;
+    s_reclaim_shared(self);
+    return true;
+}
+
 //  A quiescent point: this worker holds no reference-free actor pointer.
 static inline void
 s_quiescent(brg__worker_t *w)
@@ -477,8 +517,10 @@ s_park(brg__worker_t *w)
         pthread_mutex_unlock(&self->idle_lock);
         // Not in the stack: a notifier popped us and is waking us; wait for it.
     }
-    // Asleep, this worker holds no actor: it must not hold up reclamation.
+    // Asleep, this worker holds no actor: it must not hold up reclamation,
+    // and what it retired must stay reachable (s_limbo_hand_over).
     s_reclaim(w);
+    s_limbo_hand_over(w);
     s_offline(w);
     pthread_mutex_lock(&w->park_lock);
     while (!w->notified)
@@ -794,20 +836,7 @@ s_worker_main(void *arg)
     // Leaving: hand what we retired to the shared limbo (destroy frees it).
     s_offline(w);
     brg__worker_sys = NULL;
-    if (w->limbo) {
-        pthread_mutex_lock(&self->limbo_lock);
-        if (self->limbo_end)
-            self->limbo_end->next = w->limbo;
-        else
-            self->limbo = w->limbo;
-        self->limbo_end = w->limbo_end;
-        atomic_store_explicit(
-            &self->limbo_n, atomic_load_explicit(&self->limbo_n, memory_order_relaxed) + w->limbo_n,
-            memory_order_relaxed);
-        pthread_mutex_unlock(&self->limbo_lock);
-        w->limbo = w->limbo_end = NULL;
-        w->limbo_n = 0;
-    }
+    s_limbo_hand_over(w);
     return NULL;
 }
 

@@ -1033,6 +1033,40 @@ START_TEST(test_actor_max_actors_limit_gives_ebusy)
 }
 END_TEST
 
+//  Dead actors whose memory waits for every worker to pass a quiescent point
+//  (reference-free sends) must not hold their slots while the workers sleep.
+//  Right after the deaths a spawn at max_actors may briefly get BRG_EBUSY
+//  (a worker still holds them until it parks), but a spawn that is refused
+//  wakes nobody, so a slot kept by a sleeping worker would be kept for good:
+//  the retried spawn must succeed with the system otherwise idle.
+static int
+s_die_at_once(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_stop(ctx);
+    return BRG_OK;
+}
+
+START_TEST(test_actor_slots_of_the_dead_are_free_once_the_workers_sleep)
+{
+    enum { MAX = 64, ROUNDS = 30 };
+    brg_config_t cfg;
+    tu_config(&cfg, 2);
+    cfg.max_actors = MAX;
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < MAX; i++) {
+            brg_ref_t ref;
+            TU_WAIT_UNTIL(brg_system_spawn(sys, s_die_at_once, NULL, &ref) == BRG_OK, 5000);
+            ck_assert_int_eq(tu_send_tag(sys, ref, "die"), BRG_OK);
+        }
+        ck_assert_int_eq(brg_system_await_actors(sys, 10000), BRG_OK);
+    }
+    brg_system_destroy(&sys);
+}
+END_TEST
+
 //  ---------------------------------------------------------------------------
 //  Stress: 8 producers to one actor.
 
@@ -1440,6 +1474,7 @@ actor_suite(void)
     tcase_add_test(core, test_actor_idle_timeout_fires_after_the_timeout_and_repeats);
     tcase_add_test(core, test_actor_idle_timeout_counts_from_the_last_message);
     tcase_add_test(core, test_actor_max_actors_limit_gives_ebusy);
+    tcase_add_test(core, test_actor_slots_of_the_dead_are_free_once_the_workers_sleep);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");
