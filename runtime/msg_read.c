@@ -408,38 +408,39 @@ brg_msg_read_double(const brg_msg_t *self, size_t *pos, double *out)
     return BRG_OK;
 }
 
-int
-brg_msg_read_str(const brg_msg_t *self, size_t *pos, const char **str, size_t *len)
+//  A str or bin value (type) at *pos: its bytes, in place.
+static int
+s_read_bytes(const brg_msg_t *self, size_t *pos, brg_type_t type, const void **body, size_t *len)
 {
     assert(self);
     assert(pos);
-    assert(str);
+    assert(body);
     assert(len);
     s_value_t value;
-    int rc = s_read_as(self, *pos, BRG_TYPE_STR, &value);
+    int rc = s_read_as(self, *pos, type, &value);
     if (rc != BRG_OK)
         return rc;
-    *str = (const char *)value.body;
+    *body = value.body;
     *len = value.len;
     *pos += value.size;
     return BRG_OK;
 }
 
 int
+brg_msg_read_str(const brg_msg_t *self, size_t *pos, const char **str, size_t *len)
+{
+    assert(str);
+    const void *body;
+    int rc = s_read_bytes(self, pos, BRG_TYPE_STR, &body, len);
+    if (rc == BRG_OK)
+        *str = body;
+    return rc;
+}
+
+int
 brg_msg_read_bin(const brg_msg_t *self, size_t *pos, const void **data, size_t *len)
 {
-    assert(self);
-    assert(pos);
-    assert(data);
-    assert(len);
-    s_value_t value;
-    int rc = s_read_as(self, *pos, BRG_TYPE_BIN, &value);
-    if (rc != BRG_OK)
-        return rc;
-    *data = value.body;
-    *len = value.len;
-    *pos += value.size;
-    return BRG_OK;
+    return s_read_bytes(self, pos, BRG_TYPE_BIN, data, len);
 }
 
 static int
