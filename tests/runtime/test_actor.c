@@ -1241,8 +1241,14 @@ START_TEST(test_actor_stress_a_million_short_lived_actors_reuse_slots)
     ck_assert_uint_eq(st.actors_alive, 0);
     ck_assert_int_eq(atomic_load(&s_short_handled), expected);
     ck_assert_uint_eq(st.dead_letters, 0);
-    // At most S_WAVE are alive at once: the slot table must reuse slots.
-    ck_assert_uint_lt(max_slot, 2 * S_WAVE);
+    // At most S_WAVE are alive at once: the slot table must reuse slots. A
+    // dead actor's slot is reused only after every worker has passed a
+    // quiescent point (reference-free sends, see sched.c); a worker that the
+    // OS deschedules (CI runs suites side by side under ASan) stretches that
+    // grace period, and the table grows past S_WAVE: 0.5x on a quiet
+    // machine, 2.5x seen in CI. A million actors in 10 x S_WAVE slots still
+    // proves reuse; slots that were never reused would blow through it.
+    ck_assert_msg(max_slot < 10 * S_WAVE, "max_slot %u for waves of %d", max_slot, S_WAVE);
 }
 END_TEST
 
