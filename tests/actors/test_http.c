@@ -1,4 +1,4 @@
-//  test_http - the HTTP client actor against a stub server on 127.0.0.1 that
+//  test_http - the HTTP client actor against a test HTTP server on 127.0.0.1 that
 //  each test starts itself: a response with its status, content type and
 //  body; what went over the wire (method, path, headers, body); HTTP error
 //  statuses as responses; the deadline (BRG_ETIMEDOUT), a refused connection
@@ -6,9 +6,9 @@
 //  before any transfer (BRG_EINVAL, BRG_EBUSY); many transfers at once from
 //  one actor, each answered once; and an actor stopped mid-transfer.
 //
-//  The stub's "/gate" requests wait until the test opens th_gate, so "all
+//  The server's "/gate" requests wait until the test opens th_gate, so "all
 //  requests are in flight at once" is a fact of the test, not of timing.
-#include "stub_http.h"
+#include "http_test_server.h"
 #include "test_util.h"
 
 #include <netinet/in.h>
@@ -52,7 +52,7 @@ th_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
     }
 }
 
-static tu_http_stub_t *th_stub;
+static tu_http_server_t *th_server;
 static brg_ref_t th_http;
 
 static void
@@ -62,8 +62,8 @@ th_setup_with(int max_pending, size_t max_response)
     setenv("http_proxy", "http://127.0.0.1:9", 1);
     setenv("ALL_PROXY", "http://127.0.0.1:9", 1);
     tu_setup();
-    th_stub = tu_http_stub_start(th_handler, NULL);
-    ck_assert_ptr_nonnull(th_stub);
+    th_server = tu_http_server_start(th_handler, NULL);
+    ck_assert_ptr_nonnull(th_server);
     brg_http_opts_t opts;
     brg_http_opts_init(&opts);
     opts.max_pending = max_pending;
@@ -83,8 +83,8 @@ th_teardown(void)
 {
     atomic_store(&th_gate, 1);
     brg_actor_stop(tu_sys, th_http);
-    TU_WAIT_DEAD(tu_sys, th_http); // joins the I/O thread before the stub goes
-    tu_http_stub_stop(&th_stub);
+    TU_WAIT_DEAD(tu_sys, th_http); // joins the I/O thread before the server goes
+    tu_http_server_stop(&th_server);
     tu_teardown();
 }
 
@@ -95,7 +95,7 @@ th_ask(const char *method, const char *path, const char *const *headers, size_t 
        const char *body, int timeout_ms, brg_msg_t **reply)
 {
     char url[256];
-    tu_http_stub_url(th_stub, url, sizeof url, path);
+    tu_http_server_url(th_server, url, sizeof url, path);
     brg_http_request_t req = {method,    url, headers, n_headers, body, body ? strlen(body) : 0,
                               timeout_ms};
     brg_msg_t *msg = brg_http_msg_request(&req);
@@ -127,7 +127,7 @@ START_TEST(test_http_get_answers_with_status_content_type_and_body)
     brg_msg_destroy(&reply);
 
     tu_http_req_t seen;
-    ck_assert_int_eq(tu_http_stub_last(th_stub, &seen, NULL, 0), 1);
+    ck_assert_int_eq(tu_http_server_last(th_server, &seen, NULL, 0), 1);
     ck_assert_str_eq(seen.method, "GET");
     ck_assert_str_eq(seen.path, "/hello");
     ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nX-Trace: 42"));
@@ -155,7 +155,7 @@ START_TEST(test_http_post_and_put_send_the_body_byte_for_byte)
     brg_msg_destroy(&reply);
     tu_http_req_t seen;
     char seen_body[256];
-    tu_http_stub_last(th_stub, &seen, seen_body, sizeof seen_body);
+    tu_http_server_last(th_server, &seen, seen_body, sizeof seen_body);
     ck_assert_str_eq(seen.method, "POST"); // a body and no method: POST
     ck_assert_str_eq(seen_body, body);
     ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nContent-Type: application/json"));
@@ -163,7 +163,7 @@ START_TEST(test_http_post_and_put_send_the_body_byte_for_byte)
 
     ck_assert_int_eq(th_ask("PUT", "/echo", NULL, 0, "put me", 0, &reply), BRG_OK);
     brg_msg_destroy(&reply);
-    tu_http_stub_last(th_stub, &seen, seen_body, sizeof seen_body);
+    tu_http_server_last(th_server, &seen, seen_body, sizeof seen_body);
     ck_assert_str_eq(seen.method, "PUT");
     ck_assert_str_eq(seen_body, "put me");
 }
@@ -179,12 +179,12 @@ START_TEST(test_http_head_and_bodyless_post_are_well_formed)
     ck_assert_uint_eq(r.body_len, 0);
     brg_msg_destroy(&reply);
     tu_http_req_t seen;
-    tu_http_stub_last(th_stub, &seen, NULL, 0);
+    tu_http_server_last(th_server, &seen, NULL, 0);
     ck_assert_str_eq(seen.method, "HEAD");
 
     ck_assert_int_eq(th_ask("POST", "/echo", NULL, 0, NULL, 0, &reply), BRG_OK);
     brg_msg_destroy(&reply);
-    tu_http_stub_last(th_stub, &seen, NULL, 0);
+    tu_http_server_last(th_server, &seen, NULL, 0);
     ck_assert_str_eq(seen.method, "POST");
     ck_assert_ptr_nonnull(strcasestr(seen.headers, "\r\nContent-Length: 0"));
 }
@@ -306,7 +306,7 @@ START_TEST(test_http_rejects_bad_requests_before_any_transfer)
         ck_assert_int_eq(th_ask_raw(brg_http_msg_request(&req)), BRG_EINVAL);
     }
     char url[256];
-    tu_http_stub_url(th_stub, url, sizeof url, "/hello");
+    tu_http_server_url(th_server, url, sizeof url, "/hello");
     static const char *const injected[] = {"X-A: 1\r\nX-B: 2"};
     static const char *const no_colon[] = {"X-A 1"};
     static const char *const folded[] = {"X-A: 1", " X-B: 2"};
@@ -347,7 +347,7 @@ START_TEST(test_http_rejects_bad_requests_before_any_transfer)
     brg_http_stats_t s = th_stats();
     ck_assert_uint_eq(s.rejected, 15);
     ck_assert_uint_eq(s.requests, 0);
-    ck_assert_int_eq(tu_http_stub_last(th_stub, NULL, NULL, 0), 0); // nothing went out
+    ck_assert_int_eq(tu_http_server_last(th_server, NULL, NULL, 0), 0); // nothing went out
 }
 END_TEST
 
@@ -454,7 +454,7 @@ th_client(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     int n = (int)tu_msg_int(msg);
     char url[256];
-    tu_http_stub_url(th_stub, url, sizeof url, "/gate");
+    tu_http_server_url(th_server, url, sizeof url, "/gate");
     brg_http_request_t req = {.url = url};
     for (int i = 0; i < n; i++) {
         brg_msg_t *ask = brg_http_msg_request(&req);
@@ -475,8 +475,8 @@ START_TEST(test_http_runs_many_transfers_at_once_and_answers_each_once)
 {
     enum { N = 40 };
     th_fire(N);
-    // Every request is at the stub, held at the gate, at the same time.
-    TU_WAIT_UNTIL(tu_http_stub_last(th_stub, NULL, NULL, 0) == N, TU_WAIT_MS);
+    // Every request is at the server, held at the gate, at the same time.
+    TU_WAIT_UNTIL(tu_http_server_last(th_server, NULL, NULL, 0) == N, TU_WAIT_MS);
     ck_assert_uint_eq(th_stats().in_flight, N);
     ck_assert_int_eq(atomic_load(&th_answers), 0);
     atomic_store(&th_gate, 1);
@@ -508,7 +508,7 @@ START_TEST(test_http_past_max_pending_answers_busy)
     enum { N = 20, K = 5 };
     th_fire(N);
     TU_WAIT_UNTIL(atomic_load(&th_busy) == N - K, TU_WAIT_MS);
-    TU_WAIT_UNTIL(tu_http_stub_last(th_stub, NULL, NULL, 0) == K, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_http_server_last(th_server, NULL, NULL, 0) == K, TU_WAIT_MS);
     brg_http_stats_t s = th_stats();
     ck_assert_uint_eq(s.in_flight, K);
     ck_assert_uint_eq(s.rejected, N - K);
@@ -523,7 +523,7 @@ START_TEST(test_http_stopped_mid_transfer_cancels_and_frees_everything)
 {
     enum { N = 10 };
     th_fire(N);
-    TU_WAIT_UNTIL(tu_http_stub_last(th_stub, NULL, NULL, 0) == N, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_http_server_last(th_server, NULL, NULL, 0) == N, TU_WAIT_MS);
     brg_actor_stop(tu_sys, th_http);
     TU_WAIT_DEAD(tu_sys, th_http);
     // The askers are not answered (their deadline is far off); the I/O
@@ -568,7 +568,7 @@ th_jitter_client(brg_ctx_t *ctx, const brg_msg_t *msg)
     ck_assert_int_eq(brg_msg_read_ref(msg, &pos, &http), BRG_OK);
     for (int64_t i = first; i < first + n; i++) {
         char url[256];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d/jitter/%lld", th_stub->port, (long long)i);
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/jitter/%lld", th_server->port, (long long)i);
         brg_http_request_t req = {.url = url};
         brg_msg_t *ask = brg_http_msg_request(&req);
         if (brg_ask(ctx, http, &ask, 30000, th_on_jitter, (void *)(intptr_t)i) != BRG_OK)

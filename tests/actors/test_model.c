@@ -1,14 +1,14 @@
 //  test_model - the model backend protocol and both backends.
 //
 //  Offline: each task's exact answer on fixed inputs, CHAT refused, a
-//  malformed request refused. OpenAI-compatible: against a stub server on
+//  malformed request refused. OpenAI-compatible: against a test HTTP server on
 //  127.0.0.1 that this test starts: the request it builds (path, headers,
 //  JSON body), a success with the completion's text, model and token
 //  counts, an HTTP error status (BRG_EHTTP), a deadline (BRG_ETIMEDOUT),
 //  malformed JSON and JSON that is not a completion (BRG_EPROTO), invalid
 //  UTF-8 input (BRG_EINVAL), a backend stopped mid-call, and the choice of
 //  backend from the environment.
-#include "stub_http.h"
+#include "http_test_server.h"
 #include "test_util.h"
 
 #include <jansson.h>
@@ -157,10 +157,10 @@ START_TEST(test_model_request_round_trips_through_the_reader)
 END_TEST
 
 //  ---------------------------------------------------------------------------
-//  OpenAI-compatible backend against the stub
+//  OpenAI-compatible backend against the server
 
 static const char tm_completion[] =
-    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"stub-model-1\","
+    "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"model\":\"test-model-1\","
     "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
     "\"Actors share nothing.\\nThey talk by messages.\"},\"finish_reason\":\"stop\"}],"
     "\"usage\":{\"prompt_tokens\":42,\"completion_tokens\":9,\"total_tokens\":51}}";
@@ -206,35 +206,35 @@ tm_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
     }
 }
 
-static tu_http_stub_t *tm_stub;
+static tu_http_server_t *tm_server;
 
 static void
 tm_setup_openai(void)
 {
     tu_setup();
-    tm_stub = tu_http_stub_start(tm_handler, NULL);
-    ck_assert_ptr_nonnull(tm_stub);
+    tm_server = tu_http_server_start(tm_handler, NULL);
+    ck_assert_ptr_nonnull(tm_server);
 }
 
 static void
 tm_teardown_openai(void)
 {
     brg_system_destroy(&tu_sys); // stops the backends and joins their I/O threads
-    tu_http_stub_stop(&tm_stub);
+    tu_http_server_stop(&tm_server);
 }
 
-//  Spawn a backend at the stub's base URL "<prefix>/v1".
+//  Spawn a backend at the server's base URL "<prefix>/v1".
 static brg_ref_t
 tm_openai(const char *prefix, int timeout_ms)
 {
     char url[256];
-    tu_http_stub_url(tm_stub, url, sizeof url, prefix);
+    tu_http_server_url(tm_server, url, sizeof url, prefix);
     strcat(url, "/v1/");
     brg_model_openai_opts_t opts;
     brg_model_openai_opts_init(&opts);
     opts.url = url;
     opts.api_key = "sk-test-123";
-    opts.model = "stub-model";
+    opts.model = "test-model";
     opts.timeout_ms = timeout_ms;
     opts.max_tokens = 64;
     brg_ref_t model;
@@ -253,7 +253,7 @@ START_TEST(test_model_openai_posts_a_chat_completion_and_answers_with_its_text)
                      BRG_OK);
     ck_assert_str_eq(out, "Actors share nothing.\nThey talk by messages.");
     ck_assert(info.backend_len == 6 && memcmp(info.backend, "openai", 6) == 0);
-    ck_assert(info.model_len == 12 && memcmp(info.model, "stub-model-1", 12) == 0);
+    ck_assert(info.model_len == 12 && memcmp(info.model, "test-model-1", 12) == 0);
     ck_assert_int_eq(info.prompt_tokens, 42);
     ck_assert_int_eq(info.completion_tokens, 9);
     brg_msg_destroy(&reply);
@@ -261,14 +261,14 @@ START_TEST(test_model_openai_posts_a_chat_completion_and_answers_with_its_text)
     // What went over the wire.
     tu_http_req_t seen;
     char body[4096];
-    ck_assert_int_eq(tu_http_stub_last(tm_stub, &seen, body, sizeof body), 1);
+    ck_assert_int_eq(tu_http_server_last(tm_server, &seen, body, sizeof body), 1);
     ck_assert_str_eq(seen.path, "/ok/v1/chat/completions");
     ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nAuthorization: Bearer sk-test-123"));
     ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nContent-Type: application/json"));
     json_error_t err;
     json_t *root = json_loads(body, 0, &err);
     ck_assert_msg(root != NULL, "request body is not JSON: %s", err.text);
-    ck_assert_str_eq(json_string_value(json_object_get(root, "model")), "stub-model");
+    ck_assert_str_eq(json_string_value(json_object_get(root, "model")), "test-model");
     ck_assert_int_eq(json_integer_value(json_object_get(root, "max_tokens")), 64);
     json_t *messages = json_object_get(root, "messages");
     ck_assert_uint_eq(json_array_size(messages), 2);
@@ -284,7 +284,7 @@ START_TEST(test_model_openai_posts_a_chat_completion_and_answers_with_its_text)
     ck_assert_int_eq(
         tm_ask(model, BRG_MODEL_CHAT, "Answer in French.", "Hi", out, sizeof out, NULL, NULL),
         BRG_OK);
-    tu_http_stub_last(tm_stub, NULL, body, sizeof body);
+    tu_http_server_last(tm_server, NULL, body, sizeof body);
     root = json_loads(body, 0, &err);
     sys_msg = json_array_get(json_object_get(root, "messages"), 0);
     ck_assert_str_eq(json_string_value(json_object_get(sys_msg, "content")), "Answer in French.");
@@ -351,7 +351,7 @@ START_TEST(test_model_openai_refuses_text_that_is_not_utf8)
     ck_assert_int_eq(tm_ask(tm_openai("/ok", 10000), BRG_MODEL_SUMMARISE, NULL, "bad \xff byte",
                             out, sizeof out, NULL, NULL),
                      BRG_EINVAL);
-    ck_assert_int_eq(tu_http_stub_last(tm_stub, NULL, NULL, 0), 0);
+    ck_assert_int_eq(tu_http_server_last(tm_server, NULL, NULL, 0), 0);
 }
 END_TEST
 
@@ -390,7 +390,7 @@ START_TEST(test_model_openai_stopped_mid_call_frees_its_requests)
     brg_msg_t *go = brg_msg_new("go");
     brg_msg_add_ref(go, model);
     ck_assert_int_eq(brg_system_send(tu_sys, asker, &go), BRG_OK);
-    TU_WAIT_UNTIL(tu_http_stub_last(tm_stub, NULL, NULL, 0) == 5, TU_WAIT_MS);
+    TU_WAIT_UNTIL(tu_http_server_last(tm_server, NULL, NULL, 0) == 5, TU_WAIT_MS);
     ck_assert_uint_eq(tu_stats(tu_sys).actors_alive, 3); // asker, backend, its HTTP actor
     brg_actor_stop(tu_sys, model);
     TU_WAIT_DEAD(tu_sys, model);
@@ -417,7 +417,8 @@ START_TEST(test_model_backend_is_chosen_from_the_environment)
     ck_assert_str_eq(out, "cats (2)");
 
     char url[256];
-    tu_http_stub_url(tm_stub, url, sizeof url, "/ok/v1/chat/completions"); // a full URL works too
+    tu_http_server_url(tm_server, url, sizeof url,
+                       "/ok/v1/chat/completions"); // a full URL works too
     setenv("BRG_MODEL_URL", url, 1);
     setenv("BRG_MODEL_KEY", "k-env", 1);
     setenv("BRG_MODEL_NAME", "env-model", 1);
@@ -428,7 +429,7 @@ START_TEST(test_model_backend_is_chosen_from_the_environment)
     ck_assert_str_eq(out, "Actors share nothing.\nThey talk by messages.");
     tu_http_req_t seen;
     char body[4096];
-    tu_http_stub_last(tm_stub, &seen, body, sizeof body);
+    tu_http_server_last(tm_server, &seen, body, sizeof body);
     ck_assert_str_eq(seen.path, "/ok/v1/chat/completions");
     ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nAuthorization: Bearer k-env"));
     ck_assert_ptr_nonnull(strstr(body, "\"model\":\"env-model\""));

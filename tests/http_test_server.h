@@ -1,16 +1,16 @@
-//  stub_http - a tiny HTTP/1.1 server on 127.0.0.1 for tests: the test starts
+//  http_test_server - a tiny HTTP/1.1 server on 127.0.0.1 for tests: the test starts
 //  it, says how to answer each request, and reads back what was asked.
 //
 //  One thread accepts; every connection gets a thread of its own, so slow
 //  answers (delay_ms) do not hold up the others. Each connection carries one
 //  request and is closed after the answer. Header-only (static functions),
-//  shared by the Check suites and the stub model server program.
+//  shared by the Check suites and tests/tools/model_server.c.
 //
 //  Thread contract: the handler runs on the connection threads, at once for
 //  several requests; what it touches must be safe for that. The counters and
-//  the last request are read under the stub's lock (tu_http_stub_last).
-#ifndef TU_STUB_HTTP_H
-#define TU_STUB_HTTP_H
+//  the last request are read under the server's lock (tu_http_server_last).
+#ifndef TU_HTTP_TEST_SERVER_H
+#define TU_HTTP_TEST_SERVER_H
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -40,7 +40,7 @@ typedef struct {
 typedef struct {
     int status;               // 0: close the connection without answering
     const char *content_type; // default "application/json"
-    char *body;               // malloc'd by the handler (freed by the stub), or NULL
+    char *body;               // malloc'd by the handler (freed by the server), or NULL
     size_t body_len;          // with body: its length (0: strlen)
     int delay_ms;             // wait before answering
     bool no_length;           // send no Content-Length: the body ends when the connection closes
@@ -48,7 +48,7 @@ typedef struct {
 
 typedef void (*tu_http_handler_fn)(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg);
 
-typedef struct tu_http_stub {
+typedef struct tu_http_server {
     int fd;
     int port;
     pthread_t acceptor;
@@ -61,17 +61,17 @@ typedef struct tu_http_stub {
     int requests;         // requests read
     tu_http_req_t last;
     char last_body[16384];
-} tu_http_stub_t;
+} tu_http_server_t;
 
 typedef struct {
-    tu_http_stub_t *stub;
+    tu_http_server_t *server;
     int fd;
 } tu__http_conn_t;
 
 static void
-tu__http_sleep_ms(tu_http_stub_t *stub, int ms)
+tu__http_sleep_ms(tu_http_server_t *server, int ms)
 {
-    for (int t = 0; t < ms && !atomic_load(&stub->stopping); t += 10) {
+    for (int t = 0; t < ms && !atomic_load(&server->stopping); t += 10) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -148,24 +148,24 @@ static void *
 tu__http_conn_main(void *arg)
 {
     tu__http_conn_t *conn = arg;
-    tu_http_stub_t *stub = conn->stub;
+    tu_http_server_t *server = conn->server;
     tu_http_req_t req;
     memset(&req, 0, sizeof req);
     if (tu__http_read_request(conn->fd, &req)) {
-        pthread_mutex_lock(&stub->lock);
-        stub->requests++;
-        stub->last = req;
-        snprintf(stub->last_body, sizeof stub->last_body, "%s", req.body);
-        stub->last.body = stub->last_body;
-        pthread_mutex_unlock(&stub->lock);
+        pthread_mutex_lock(&server->lock);
+        server->requests++;
+        server->last = req;
+        snprintf(server->last_body, sizeof server->last_body, "%s", req.body);
+        server->last.body = server->last_body;
+        pthread_mutex_unlock(&server->lock);
         tu_http_resp_t resp = {200, NULL, NULL, 0, 0, false};
-        stub->handler(&req, &resp, stub->arg);
-        tu__http_sleep_ms(stub, resp.delay_ms);
-        if (resp.status > 0 && !atomic_load(&stub->stopping)) {
+        server->handler(&req, &resp, server->arg);
+        tu__http_sleep_ms(server, resp.delay_ms);
+        if (resp.status > 0 && !atomic_load(&server->stopping)) {
             size_t blen = resp.body ? (resp.body_len ? resp.body_len : strlen(resp.body)) : 0;
             char head[512];
             int n = snprintf(head, sizeof head,
-                             "HTTP/1.1 %d Stub\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                             "HTTP/1.1 %d Test\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                              "Connection: close\r\n\r\n",
                              resp.status,
                              resp.content_type ? resp.content_type : "application/json", blen);
@@ -177,19 +177,19 @@ tu__http_conn_main(void *arg)
     }
     close(conn->fd);
     free(conn);
-    pthread_mutex_lock(&stub->lock);
-    if (--stub->n_conns == 0)
-        pthread_cond_broadcast(&stub->idle);
-    pthread_mutex_unlock(&stub->lock);
+    pthread_mutex_lock(&server->lock);
+    if (--server->n_conns == 0)
+        pthread_cond_broadcast(&server->idle);
+    pthread_mutex_unlock(&server->lock);
     return NULL;
 }
 
 static void *
 tu__http_accept_main(void *arg)
 {
-    tu_http_stub_t *stub = arg;
-    while (!atomic_load(&stub->stopping)) {
-        int fd = accept(stub->fd, NULL, NULL);
+    tu_http_server_t *server = arg;
+    while (!atomic_load(&server->stopping)) {
+        int fd = accept(server->fd, NULL, NULL);
         if (fd < 0) {
             // Woken by shutdown(), or an error such as EMFILE: do not spin.
             struct timespec pause = {0, 10 * 1000000L};
@@ -197,30 +197,30 @@ tu__http_accept_main(void *arg)
             continue;
         }
         // A client that connects and never finishes its request must not
-        // hold tu_http_stub_stop forever.
+        // hold tu_http_server_stop forever.
         struct timeval limit = {5, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-        if (atomic_load(&stub->stopping)) {
+        if (atomic_load(&server->stopping)) {
             close(fd);
             break;
         }
         tu__http_conn_t *conn = malloc(sizeof *conn);
-        pthread_mutex_lock(&stub->lock);
-        bool room = conn && stub->n_conns < TU_HTTP_MAX_CONNS;
+        pthread_mutex_lock(&server->lock);
+        bool room = conn && server->n_conns < TU_HTTP_MAX_CONNS;
         if (room) {
-            conn->stub = stub;
+            conn->server = server;
             conn->fd = fd;
             pthread_t thread;
             pthread_attr_t attr;
             pthread_attr_init(&attr);
             pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
             if (pthread_create(&thread, &attr, tu__http_conn_main, conn) == 0)
-                stub->n_conns++;
+                server->n_conns++;
             else
                 room = false;
             pthread_attr_destroy(&attr);
         }
-        pthread_mutex_unlock(&stub->lock);
+        pthread_mutex_unlock(&server->lock);
         if (!room) {
             close(fd);
             free(conn);
@@ -229,83 +229,84 @@ tu__http_accept_main(void *arg)
     return NULL;
 }
 
-//  Start a stub on 127.0.0.1 at a free port (stub->port). NULL on error.
-static tu_http_stub_t *
-tu_http_stub_start(tu_http_handler_fn handler, void *arg)
+//  Start a server on 127.0.0.1 at a free port (server->port). NULL on error.
+static tu_http_server_t *
+tu_http_server_start(tu_http_handler_fn handler, void *arg)
 {
-    tu_http_stub_t *stub = calloc(1, sizeof *stub);
-    if (!stub)
+    tu_http_server_t *server = calloc(1, sizeof *server);
+    if (!server)
         return NULL;
-    stub->handler = handler;
-    stub->arg = arg;
-    pthread_mutex_init(&stub->lock, NULL);
-    pthread_cond_init(&stub->idle, NULL);
+    server->handler = handler;
+    server->arg = arg;
+    pthread_mutex_init(&server->lock, NULL);
+    pthread_cond_init(&server->idle, NULL);
     struct sockaddr_in addr = {0};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t alen = sizeof addr;
     int one = 1;
-    stub->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (stub->fd < 0 || setsockopt(stub->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(stub->fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(stub->fd, 128) != 0 ||
-        getsockname(stub->fd, (struct sockaddr *)&addr, &alen) != 0 ||
-        pthread_create(&stub->acceptor, NULL, tu__http_accept_main, stub) != 0) {
-        if (stub->fd >= 0)
-            close(stub->fd);
-        pthread_cond_destroy(&stub->idle);
-        pthread_mutex_destroy(&stub->lock);
-        free(stub);
+    server->fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (server->fd < 0 || setsockopt(server->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(server->fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
+        listen(server->fd, 128) != 0 ||
+        getsockname(server->fd, (struct sockaddr *)&addr, &alen) != 0 ||
+        pthread_create(&server->acceptor, NULL, tu__http_accept_main, server) != 0) {
+        if (server->fd >= 0)
+            close(server->fd);
+        pthread_cond_destroy(&server->idle);
+        pthread_mutex_destroy(&server->lock);
+        free(server);
         return NULL;
     }
-    stub->port = ntohs(addr.sin_port);
-    return stub;
+    server->port = ntohs(addr.sin_port);
+    return server;
 }
 
 //  The base URL, "http://127.0.0.1:<port>", into buf.
 static void
-tu_http_stub_url(const tu_http_stub_t *stub, char *buf, size_t size, const char *path)
+tu_http_server_url(const tu_http_server_t *server, char *buf, size_t size, const char *path)
 {
-    snprintf(buf, size, "http://127.0.0.1:%d%s", stub->port, path ? path : "");
+    snprintf(buf, size, "http://127.0.0.1:%d%s", server->port, path ? path : "");
 }
 
 //  Requests read so far, and a copy of the last one (body truncated to 16 KiB).
 static int
-tu_http_stub_last(tu_http_stub_t *stub, tu_http_req_t *last, char *body, size_t body_size)
+tu_http_server_last(tu_http_server_t *server, tu_http_req_t *last, char *body, size_t body_size)
 {
-    pthread_mutex_lock(&stub->lock);
-    int n = stub->requests;
+    pthread_mutex_lock(&server->lock);
+    int n = server->requests;
     if (last)
-        *last = stub->last;
+        *last = server->last;
     if (body && body_size > 0) {
-        size_t copy = strnlen(stub->last_body, body_size - 1);
-        memcpy(body, stub->last_body, copy);
+        size_t copy = strnlen(server->last_body, body_size - 1);
+        memcpy(body, server->last_body, copy);
         body[copy] = 0;
     }
-    pthread_mutex_unlock(&stub->lock);
+    pthread_mutex_unlock(&server->lock);
     if (last)
         last->body = NULL;
     return n;
 }
 
-//  Stop accepting, cut short every delay, wait for every thread, free the stub.
+//  Stop accepting, cut short every delay, wait for every thread, free the server.
 static void
-tu_http_stub_stop(tu_http_stub_t **stub_p)
+tu_http_server_stop(tu_http_server_t **server_p)
 {
-    tu_http_stub_t *stub = *stub_p;
-    if (!stub)
+    tu_http_server_t *server = *server_p;
+    if (!server)
         return;
-    atomic_store(&stub->stopping, true);
-    shutdown(stub->fd, SHUT_RDWR); // wakes accept()
-    pthread_join(stub->acceptor, NULL);
-    close(stub->fd);
-    pthread_mutex_lock(&stub->lock);
-    while (stub->n_conns > 0)
-        pthread_cond_wait(&stub->idle, &stub->lock);
-    pthread_mutex_unlock(&stub->lock);
-    pthread_cond_destroy(&stub->idle);
-    pthread_mutex_destroy(&stub->lock);
-    free(stub);
-    *stub_p = NULL;
+    atomic_store(&server->stopping, true);
+    shutdown(server->fd, SHUT_RDWR); // wakes accept()
+    pthread_join(server->acceptor, NULL);
+    close(server->fd);
+    pthread_mutex_lock(&server->lock);
+    while (server->n_conns > 0)
+        pthread_cond_wait(&server->idle, &server->lock);
+    pthread_mutex_unlock(&server->lock);
+    pthread_cond_destroy(&server->idle);
+    pthread_mutex_destroy(&server->lock);
+    free(server);
+    *server_p = NULL;
 }
 
 #endif

@@ -1,16 +1,16 @@
-//  stub_model - runs a program against a stub OpenAI-compatible server.
+//  model_server - runs a program against a test OpenAI-compatible server.
 //
-//    stub_model [--status=N] [--delay=MS] -- PROGRAM [ARGS...]
+//    model_server [--status=N] [--delay=MS] -- PROGRAM [ARGS...]
 //
-//  Starts a chat-completions stub on 127.0.0.1 (tests/stub_http.h), runs
+//  Starts a chat-completions server on 127.0.0.1 (tests/http_test_server.h), runs
 //  PROGRAM with BRG_MODEL_URL (and a dummy BRG_MODEL_KEY) pointing at it, and
-//  exits with PROGRAM's status, or 1 if PROGRAM never asked the stub. The
-//  stub answers a summary prompt with "Stub summary of a <n>-byte text.", a
-//  copy-editing prompt with "line 1: stub finding", anything else with
-//  "stub answer"; --status makes it answer with that HTTP status and an
+//  exits with PROGRAM's status, or 1 if PROGRAM never asked the server. The
+//  server answers a summary prompt with "Test summary of a <n>-byte text.", a
+//  copy-editing prompt with "line 1: test finding", anything else with
+//  "test answer"; --status makes it answer with that HTTP status and an
 //  OpenAI-style error body instead, --delay waits first. CTest uses it to run
 //  examples/assistant with its HTTP backend configured.
-#include "stub_http.h"
+#include "http_test_server.h"
 
 #include <jansson.h>
 #include <sys/wait.h>
@@ -28,7 +28,7 @@ handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
     }
     if (status_code != 200) {
         resp->status = status_code;
-        resp->body = strdup("{\"error\":{\"message\":\"the stub was told to fail\"}}");
+        resp->body = strdup("{\"error\":{\"message\":\"the test server was told to fail\"}}");
         return;
     }
     json_t *root = json_loadb(req->body, req->body_len, 0, NULL);
@@ -42,15 +42,15 @@ handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
         return;
     }
     if (system && strstr(system, "summar"))
-        snprintf(answer, sizeof answer, "Stub summary of a %zu-byte text.", user_len);
+        snprintf(answer, sizeof answer, "Test summary of a %zu-byte text.", user_len);
     else if (system && strstr(system, "copy editor"))
-        snprintf(answer, sizeof answer, "line 1: stub finding");
+        snprintf(answer, sizeof answer, "line 1: test finding");
     else
-        snprintf(answer, sizeof answer, "stub answer");
+        snprintf(answer, sizeof answer, "test answer");
     json_decref(root);
     json_t *reply =
         json_pack("{s:s, s:s, s:[{s:i, s:{s:s, s:s}, s:s}], s:{s:i, s:i}}", "object",
-                  "chat.completion", "model", "stub-model-1", "choices", "index", 0, "message",
+                  "chat.completion", "model", "test-model-1", "choices", "index", 0, "message",
                   "role", "assistant", "content", answer, "finish_reason", "stop", "usage",
                   "prompt_tokens", (int)user_len / 4, "completion_tokens", 8);
     resp->body = json_dumps(reply, JSON_COMPACT);
@@ -74,32 +74,32 @@ main(int argc, char **argv)
         return 2;
     }
     json_object_seed(0);
-    tu_http_stub_t *stub = tu_http_stub_start(handler, NULL);
-    if (!stub) {
-        perror("stub_model: cannot listen on 127.0.0.1");
+    tu_http_server_t *server = tu_http_server_start(handler, NULL);
+    if (!server) {
+        perror("model_server: cannot listen on 127.0.0.1");
         return 1;
     }
     char url[64];
-    tu_http_stub_url(stub, url, sizeof url, "/v1");
+    tu_http_server_url(server, url, sizeof url, "/v1");
     setenv("BRG_MODEL_URL", url, 1);
-    setenv("BRG_MODEL_KEY", "sk-stub", 1);
+    setenv("BRG_MODEL_KEY", "sk-test", 1);
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
         execv(argv[i + 1], argv + i + 1);
-        perror("stub_model: exec");
+        perror("model_server: exec");
         _exit(127);
     }
     int wstatus = 0;
     if (pid < 0 || waitpid(pid, &wstatus, 0) != pid) {
-        perror("stub_model: fork/wait");
+        perror("model_server: fork/wait");
         return 1;
     }
-    int served = tu_http_stub_last(stub, NULL, NULL, 0);
-    tu_http_stub_stop(&stub);
-    fprintf(stderr, "stub_model: served %d requests\n", served);
+    int served = tu_http_server_last(server, NULL, NULL, 0);
+    tu_http_server_stop(&server);
+    fprintf(stderr, "model_server: served %d requests\n", served);
     if (served == 0) {
-        fprintf(stderr, "stub_model: the program never asked the model\n");
+        fprintf(stderr, "model_server: the program never asked the model\n");
         return 1;
     }
     return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 1;
