@@ -11,8 +11,11 @@
 //
 //  `lock` guards only the inbox, the done list and `wake_sent`; the mutex
 //  hand-offs order every write one party made to a transfer before the next
-//  party reads it. The I/O thread never touches a message nor answers: when
-//  the done list goes from empty to not empty it sends the actor one
+//  party reads it. The request body libcurl sends is a view into the saved
+//  request message (no copy): the message is not changed or freed while the
+//  transfer is out, and the I/O thread only reads those bytes. The I/O
+//  thread never reads a message otherwise and never answers: when the done
+//  list goes from empty to not empty it sends the actor one
 //  "brg.http.wake" message, and the actor drains the list on its own thread.
 //  So all replies, counters and logs happen in the behaviour, and a forged
 //  wake does no harm (it drains what is done, perhaps nothing).
@@ -42,8 +45,8 @@ typedef struct s_xfer {
     struct s_xfer *next, *prev; // in the inbox, done list (next only) or the thread's active list
     CURL *easy;                 //
     struct curl_slist *headers; // the request's header lines
-    char *body_out;             // request body (libcurl does not copy POSTFIELDS)
-    size_t body_out_len;        //
+    const void *body_out;       // request body: a view into `request` (libcurl does not
+    size_t body_out_len;        //   copy POSTFIELDS; request lives as long as the transfer)
     brg_msg_t *request;         // the caller's request, answered with brg_reply_to
     char method[BRG_HTTP_METHOD_MAX + 1];
     char *url;  // for the error log
@@ -123,7 +126,6 @@ s_xfer_free(s_xfer_t *x)
         curl_easy_cleanup(x->easy);
     curl_slist_free_all(x->headers);
     brg_msg_destroy(&x->request);
-    free(x->body_out);
     free(x->url);
     free(x->body);
     free(x);
@@ -323,11 +325,13 @@ s_method_ok(const char *method, size_t len)
     return true;
 }
 
-//  Decode and check a request into x (headers, body, URL, method, timeout).
+//  Decode and check x->request into x (headers, body, URL, method, timeout).
+//  The body stays in the request message: x->body_out points into it.
 //  BRG_OK, BRG_EINVAL or BRG_ENOMEM.
 static int
-s_decode(const brg_msg_t *msg, s_xfer_t *x, int *timeout_ms)
+s_decode(s_xfer_t *x, int *timeout_ms)
 {
+    const brg_msg_t *msg = x->request;
     size_t pos = 0, method_len, url_len, body_len = 0;
     const char *method, *url;
     const void *body = NULL;
@@ -362,13 +366,8 @@ s_decode(const brg_msg_t *msg, s_xfer_t *x, int *timeout_ms)
     if (brg_msg_read_int(msg, &pos, &timeout) != BRG_OK || timeout < 0 || timeout > INT32_MAX)
         return BRG_EINVAL;
     *timeout_ms = (int)timeout;
-    if (body) {
-        // malloc(0) may return NULL: keep at least one byte.
-        if (!(x->body_out = malloc(body_len ? body_len : 1)))
-            return BRG_ENOMEM;
-        memcpy(x->body_out, body, body_len);
-        x->body_out_len = body_len;
-    }
+    x->body_out = body;
+    x->body_out_len = body_len;
     // libcurl would send "Expect: 100-continue" before larger bodies and wait
     // for the server; an empty Expect header turns that round trip off.
     struct curl_slist *more = curl_slist_append(x->headers, "Expect:");
@@ -410,8 +409,8 @@ s_setup(s_http_t *self, s_xfer_t *x, int timeout_ms)
     S_SET(CURLOPT_PROXY, self->proxy ? self->proxy : "");
     bool sends_body = strcmp(x->method, "POST") == 0 || strcmp(x->method, "PUT") == 0 ||
                       strcmp(x->method, "PATCH") == 0;
-    if (!x->body_out && sends_body && !(x->body_out = calloc(1, 1)))
-        rc = CURLE_OUT_OF_MEMORY; // an empty body, so "Content-Length: 0" goes out
+    if (!x->body_out && sends_body)
+        x->body_out = ""; // an empty body, so "Content-Length: 0" goes out
     if (x->body_out) {
         S_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_out_len);
         S_SET(CURLOPT_POSTFIELDS, x->body_out);
@@ -448,11 +447,10 @@ s_on_request(s_http_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     }
     x->body_max = self->max_response_bytes;
     int timeout_ms = 0;
-    int rc = s_decode(msg, x, &timeout_ms);
+    // The copy is kept to answer, and holds the body libcurl sends from.
+    int rc = (x->request = brg_msg_dup(msg)) != NULL ? s_decode(x, &timeout_ms) : BRG_ENOMEM;
     if (rc == BRG_OK)
         rc = s_setup(self, x, timeout_ms);
-    if (rc == BRG_OK && !(x->request = brg_msg_dup(msg)))
-        rc = BRG_ENOMEM;
     if (rc != BRG_OK) {
         s_xfer_free(x);
         s_reject(self, ctx, rc);
