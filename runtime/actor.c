@@ -504,12 +504,10 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason)
     brg_system_t *sys = actor->sys;
     bool failed = reason->kind == BRG_EXIT_FAILED || reason->kind == BRG_EXIT_KILLED;
     actor->flags |= BRG__ACTOR_DEAD;
-    // Acquire: the last producers' messages are visible to the drain.
-    brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
-    s_take_stack(actor, top);
-    // After the mailbox is closed, so brg_register can no longer bind a name
-    // to this actor (it checks the mailbox under the registry lock).
-    brg__registry_release(sys, actor->id);
+    // Close the mailbox and release the name as one step, before any EXIT or
+    // DOWN is sent: whoever learns of this death, by a signal or by a failed
+    // send, link or monitor, finds the name free (registry.c).
+    s_take_stack(actor, brg__registry_close(sys, actor));
     s_drain_dead(actor);
     brg__link_on_death(actor, reason);
     if (actor->ext) {

@@ -6,10 +6,17 @@
 //  rule). One mutex guards both; registry calls are rare next to sends, and
 //  a lookup from a behaviour holds it for a few hundred nanoseconds.
 //  Binding a name to an actor that is dying must not leak the name: a dying
-//  actor closes its mailbox (head = DEAD) and only then calls
-//  brg__registry_release, which takes the lock; brg_register checks the
-//  mailbox under the lock. Either the register sees the closed mailbox and
-//  fails, or the release runs after it and removes the binding.
+//  actor closes its mailbox (head = DEAD) and removes its name in one step
+//  under the lock (brg__registry_close); brg_register checks the mailbox
+//  under the lock. Either the register sees the closed mailbox and fails, or
+//  it ran before the close and the close removes the binding.
+//  The same step gives the guarantee supervisors rely on: once anyone can
+//  tell that an actor is dead, its name is free. EXIT and DOWN are sent after
+//  the close; and a thread that sees the closed mailbox some other way (a
+//  send, link or monitor fails with BRG_ENOACTOR, brg_system_is_alive says
+//  false) and then takes the lock cannot get it before the close released
+//  it: its read of DEAD comes before its lock, and the write of DEAD was made
+//  inside the close's critical section.
 #include "runtime_internal.h"
 
 typedef struct s_entry {
@@ -256,12 +263,16 @@ brg_send_named(brg_ctx_t *ctx, const char *name, brg_msg_t **msg_p)
     return brg_send(ctx, to, msg_p);
 }
 
-void
-brg__registry_release(brg_system_t *sys, uint64_t id)
+brg_msg_t *
+brg__registry_close(brg_system_t *sys, brg__actor_t *actor)
 {
     brg__registry_t *self = sys->registry;
     pthread_mutex_lock(&self->lock);
-    s_entry_t **pp = s_find_id(self, id);
+    // Acquire: the last producers' messages are visible to the caller's
+    // drain. Made under the lock, so that a thread that reads DEAD and then
+    // takes the lock finds the name removed below (see the design notes).
+    brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
+    s_entry_t **pp = s_find_id(self, actor->id);
     if (*pp) {
         s_entry_t *e = *pp;
         *pp = e->next_by_id;
@@ -269,6 +280,7 @@ brg__registry_release(brg_system_t *sys, uint64_t id)
         s_unlink(self, s_find_name(self, e->name, e->name_hash));
     }
     pthread_mutex_unlock(&self->lock);
+    return top;
 }
 
 int

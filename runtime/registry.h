@@ -10,9 +10,11 @@ typedef struct brg__actor brg__actor_t;
 brg__registry_t *brg__registry_new(void);
 void brg__registry_destroy(brg__registry_t **self_p);
 
-//  Remove the name of a dying actor, if it has one. Called after its mailbox
-//  is closed, so no brg_register can bind it again. Thread: the dying actor's.
-void brg__registry_release(brg_system_t *sys, uint64_t id);
+//  A dying actor: close its mailbox (head = DEAD; returns the stack it held)
+//  and remove its name, if it has one, in one step under the registry lock,
+//  so that no brg_register can bind it again and whoever learns it is dead
+//  finds its name free (registry.c). Thread: the dying actor's.
+brg_msg_t *brg__registry_close(brg_system_t *sys, brg__actor_t *actor);
 
 //  Spawn with a name: reserve it (BRG_OK, BRG_EEXIST, BRG_ENOMEM) before the
 //  actor is published; then fill in the actor's ref, or cancel the reservation

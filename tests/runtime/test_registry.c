@@ -390,6 +390,51 @@ START_TEST(test_registry_stress_threads_churning_names_leave_a_consistent_table)
 }
 END_TEST
 
+//  Whoever sees an actor dead finds its name free: the mailbox closes and
+//  the name goes in one step. The dying actor waits, in its last behaviour
+//  call, until a long backlog is queued behind it, so that the close has a
+//  long stack to take: before the fix, is_alive said false while the name
+//  was still bound for as long as that took.
+#define S_DEAD_ROUNDS 50
+#define S_DEAD_BACKLOG 20000
+
+static atomic_int s_backlog_queued;
+
+static int
+s_dies_after_backlog(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "die")) {
+        while (!atomic_load(&s_backlog_queued))
+            sched_yield();
+        brg_stop(ctx);
+    }
+    return BRG_OK;
+}
+
+START_TEST(test_registry_stress_an_actor_seen_dead_has_released_its_name)
+{
+    int bound = 0;
+    for (int round = 0; round < S_DEAD_ROUNDS; round++) {
+        atomic_store(&s_backlog_queued, 0);
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.name = "mortal";
+        brg_ref_t ref, found;
+        ck_assert_int_eq(brg_system_spawn(tu_sys, s_dies_after_backlog, &opts, &ref), BRG_OK);
+        ck_assert_int_eq(tu_send_tag(tu_sys, ref, "die"), BRG_OK);
+        for (int i = 0; i < S_DEAD_BACKLOG; i++)
+            tu_send_tag(tu_sys, ref, "junk");
+        atomic_store(&s_backlog_queued, 1);
+        while (brg_system_is_alive(tu_sys, ref))
+            ;
+        if (brg_whereis(tu_sys, "mortal", &found) == BRG_OK && brg_ref_eq(found, ref))
+            bound++;
+        S_WAIT_UNBOUND("mortal");
+    }
+    ck_assert_int_eq(bound, 0);
+}
+END_TEST
+
 Suite *
 registry_suite(void)
 {
@@ -415,6 +460,7 @@ registry_suite(void)
     tcase_set_timeout(stress, 300);
     tcase_add_test(stress, test_registry_stress_names_bound_while_actors_die_are_never_leaked);
     tcase_add_test(stress, test_registry_stress_threads_churning_names_leave_a_consistent_table);
+    tcase_add_test(stress, test_registry_stress_an_actor_seen_dead_has_released_its_name);
     suite_add_tcase(s, stress);
     return s;
 }
