@@ -18,11 +18,28 @@
 //  linked to the supervisor) is ignored, as OTP does; one from the parent or
 //  from brg_exit (sender BRG_REF_NONE) is a request to shut down.
 //
-//  Names. The runtime releases a dying actor's name before it sends its
-//  EXIT, and a child is only started again after the EXIT of its previous
-//  incarnation was handled, so the name is always free when the new
-//  incarnation registers it; a name held by some other actor makes the start
-//  fail (the new child is killed, unlinked first).
+//  Monitors while stopping. A child that unlinked itself sends no EXIT, so,
+//  as OTP's shutdown/2 does, the supervisor monitors a child from the moment
+//  it asks it to stop: the stop ends with whichever of EXIT and DOWN comes
+//  first. After an EXIT it demonitors (the DOWN in flight is dropped); after
+//  a DOWN it unlinks (an EXIT in flight is ignored by the runtime).
+//
+//  Names. The runtime closes a dying actor's mailbox and releases its name
+//  in one step, before it sends EXIT and DOWN (runtime/registry.c): whoever
+//  learns that an actor is dead finds its name free. A child is started
+//  again only after its previous incarnation's EXIT (or DOWN), so its own
+//  old incarnation never holds the name. But an incarnation of another
+//  supervisor may: when a nested supervisor is killed, its children die of
+//  its exit signal on their own time, and the parent restarts the nested
+//  supervisor meanwhile. So before a start function runs, a child with a
+//  name looks it up; if an actor holds it, the child waits ("restarting"):
+//  it monitors the holder and starts when the DOWN comes, which is after the
+//  name was released. The wait is bounded by the child's shutdown time (an
+//  old incarnation that takes longer would have been killed by its own
+//  supervisor; brutal: the default worker shutdown; infinity: no bound); at
+//  the bound the start fails with BRG_EEXIST, like one whose name some other
+//  actor holds for good. A name taken between the look-up and the start
+//  makes the start fail too (the new child is killed, unlinked first).
 //
 //  The state machine. A behaviour must not block, so every sequence that
 //  waits is a phase in s_sup_t, moved on by events:
@@ -64,17 +81,26 @@
 //  are not waited for: their start order is their spawn order.
 //
 //  Failed starts. A start function that fails during a restart, or a child
-//  that died before it could be linked, is marked pending, and the
-//  supervisor sends itself one retry message; the retry applies the restart
-//  decision as if the child had exited (reason failed, or noproc). So a child
-//  that cannot start uses up restart intensity and escalates, without
-//  recursion, and other messages are served in between. At init a failed
-//  start instead shuts the supervisor down (OTP: the supervisor fails to
-//  start).
+//  that died before it could be linked, is marked pending ("restarting"),
+//  and the supervisor sends itself one retry message; the retry applies the
+//  restart decision as if the child had exited (reason failed, or noproc).
+//  So a child that cannot start uses up restart intensity and escalates,
+//  without recursion, and other messages are served in between (OTP's
+//  try_again_restart): a terminate request can end the loop. At init a
+//  failed start instead shuts the supervisor down (OTP: the supervisor fails
+//  to start). A start function that answers BRG_CHILD_IGNORE starts nothing:
+//  the child is left stopped (static) or forgotten (dynamic, temporary).
+//
+//  Requests that wait. terminate_child answers once the child is dead and
+//  removed: the request is kept (brg_msg_dup) on the child and answered with
+//  brg_reply_to when its EXIT or DOWN has been handled.
 //
 //  Intensity. The times (brg_system_now_ms) of the last intensity + 1
 //  restarts are kept in a ring; the restart that finds the oldest of them
 //  within period_ms is one too many.
+//
+//  Intensity reached: the supervisor gives up (s_give_up) with reason
+//  shutdown, as OTP's does, so a transient parent does not restart it.
 //
 //  Exit. Once no child runs, the supervisor exits with `final`: brg_stop for
 //  normal, brg_fail for failed; for shutdown or killed it stops trapping and
@@ -85,12 +111,17 @@
 //  Internal messages the supervisor sends itself (accepted only from itself).
 #define S_TAG_KILL "brg.sup.kill"   // a child's shutdown time is up; payload: its ref
 #define S_TAG_RETRY "brg.sup.retry" // decide for the pending children
+#define S_TAG_NAME "brg.sup.name"   // a wait for a name is up; payload: the child's order
 //  From a nested supervisor to its parent supervisor: my children are up.
 #define S_TAG_READY "brg.sup.ready"
 
 typedef enum { S_STARTING, S_RUNNING, S_RESTARTING, S_SHUTTING_DOWN, S_DONE } s_phase_t;
 
 typedef enum { S_DEAD, S_ALIVE, S_STOPPING } s_state_t;
+
+//  s_start's answer "the child waits for its name" (besides BRG_OK,
+//  BRG_CHILD_IGNORE and the negative codes).
+#define S_WAITING 2
 
 //  A child spec, copied.
 typedef struct {
@@ -99,8 +130,15 @@ typedef struct {
     brg_child_start_fn start; // the user's start function
     void *arg;                // its argument (not owned)
     brg_restart_t restart;    // restart type
-    int shutdown_ms;          // > 0, BRG_SHUTDOWN_BRUTAL or BRG_SHUTDOWN_INFINITY
+    int shutdown_ms;          // > 0, BRG_SHUTDOWN_BRUTAL or BRG_SHUTDOWN_INFINITY (resolved)
+    brg_child_type_t type;    // worker or supervisor
 } s_spec_t;
+
+//  A terminate request that waits for its child's exit.
+typedef struct s_waiter {
+    struct s_waiter *next;
+    brg_msg_t *request; // owned: a brg_msg_dup of the request
+} s_waiter_t;
 
 //  One child, running or not.
 typedef struct s_child {
@@ -108,13 +146,19 @@ typedef struct s_child {
     const s_spec_t *spec;        // the supervisor's copy
     brg_msg_t *args;             // dynamic: the start request (owned); static: NULL
     brg_ref_t ref;               // the running incarnation, or BRG_REF_NONE
+    brg_ref_t last_ref;          // the last incarnation that ran (found while restarting)
     uint64_t order;              // position in start order (static: the spec's index)
     uint64_t restarts;           // times started again
+    uint64_t stop_mon;           // STOPPING: the monitor on it, or 0
     brg_timer_id_t kill_timer;   // armed while STOPPING with a finite shutdown, else 0
+    uint64_t name_mon;           // name_wait: the monitor on the name's holder
+    brg_timer_id_t name_timer;   // name_wait: the bound of the wait, or 0
+    s_waiter_t *waiters;         // terminate requests to answer when it has exited
     uint8_t state;               // s_state_t
     uint8_t pending_kind;        // brg_exit_kind_t the retry decides with
     bool pending;                // waiting for the retry message
-    bool terminating;            // dynamic: stopped on request; forget it when it exits
+    bool name_wait;              // waiting for its name's holder to end
+    bool terminating;            // stopped on request: not restarted when it exits
     bool started;                // started once: a further start is a restart
     bool is_sup;                 // the running incarnation is a nested supervisor
 } s_child_t;
@@ -150,7 +194,8 @@ typedef struct {
     uint64_t group_from;     // RESTARTING: the group is the children of order >= this
     bool group_stopped;      // RESTARTING: the group is down; starting it from cursor
     s_child_t *cursor;       // STARTING, RESTARTING: the next child to start
-    s_child_t *awaiting;     // a nested supervisor whose ready message we wait for
+    s_child_t *awaiting;     // a nested supervisor whose ready message we wait for,
+                             //   or a child that waits for its name
     brg_ref_t spawned_sup;   // a supervisor our current start function spawned
     brg_exit_reason_t final; // SHUTTING_DOWN, DONE: the reason to exit with
     bool retry_posted;       // a retry message is on its way
@@ -275,11 +320,45 @@ s_child_add(s_sup_t *self, const s_spec_t *spec, brg_msg_t *args)
     return c;
 }
 
-//  Forget a child that does not run.
+//  Answer and free terminate requests: the child has exited (or is gone).
 static void
-s_child_remove(s_sup_t *self, s_child_t *c)
+s_answer_waiters(brg_ctx_t *ctx, s_waiter_t *w)
+{
+    while (w) {
+        s_waiter_t *next = w->next;
+        brg_msg_t *ok = brg_msg_new(BRG_SUP_TAG_OK);
+        if (ok)
+            brg_reply_to(ctx, w->request, &ok);
+        else
+            brg_reply_error_to(ctx, w->request, BRG_ENOMEM);
+        brg_msg_destroy(&w->request);
+        free(w);
+        w = next;
+    }
+}
+
+//  Stop waiting for c's name (c->name_wait).
+static void
+s_unwait(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c)
+{
+    if (!c->name_wait)
+        return;
+    brg_demonitor(ctx, c->name_mon); // BRG_ENOTFOUND if its DOWN came: fine
+    if (c->name_timer)
+        brg_timer_cancel(self->sys, c->name_timer);
+    c->name_mon = 0;
+    c->name_timer = 0;
+    c->name_wait = false;
+}
+
+//  Forget a child that does not run. Terminate requests waiting on it are
+//  answered: it is gone.
+static void
+s_child_remove(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c)
 {
     assert(c->state == S_DEAD);
+    s_unwait(self, ctx, c);
+    s_answer_waiters(ctx, c->waiters);
     if (self->cursor == c)
         self->cursor = c->next;
     if (self->awaiting == c)
@@ -311,6 +390,14 @@ s_sup_destroy(void *state)
         s_child_t *next = c->next;
         if (c->kill_timer)
             brg_timer_cancel(self->sys, c->kill_timer);
+        if (c->name_timer)
+            brg_timer_cancel(self->sys, c->name_timer);
+        // Unanswered terminate requests: their askers get BRG_ENOACTOR or time out.
+        for (s_waiter_t *w = c->waiters, *wn; w; w = wn) {
+            wn = w->next;
+            brg_msg_destroy(&w->request);
+            free(w);
+        }
         brg_msg_destroy(&c->args);
         free(c);
         c = next;
@@ -333,7 +420,9 @@ s_spec_valid(const brg_supervisor_opts_t *opts, size_t i)
         return false;
     if (spec->restart < BRG_RESTART_PERMANENT || spec->restart > BRG_RESTART_TEMPORARY)
         return false;
-    if (spec->shutdown_ms < BRG_SHUTDOWN_INFINITY)
+    if (spec->shutdown_ms < BRG_SHUTDOWN_DEFAULT)
+        return false;
+    if (spec->type < BRG_CHILD_WORKER || spec->type > BRG_CHILD_SUPERVISOR)
         return false;
     if (spec->name && (spec->name[0] == '\0' || strlen(spec->name) > BRG_NAME_MAX))
         return false;
@@ -399,7 +488,11 @@ s_sup_new(brg_system_t *sys, const brg_supervisor_opts_t *opts, brg_ref_t parent
         to->start = from->start;
         to->arg = from->arg;
         to->restart = from->restart;
+        to->type = from->type;
         to->shutdown_ms = from->shutdown_ms;
+        if (to->shutdown_ms == BRG_SHUTDOWN_DEFAULT) // OTP: by type
+            to->shutdown_ms = to->type == BRG_CHILD_SUPERVISOR ? BRG_SHUTDOWN_INFINITY
+                                                               : BRG_SHUTDOWN_WORKER_DEFAULT;
         if (!to->id || (from->name && !to->name)) {
             s_sup_destroy(self);
             return NULL;
@@ -446,23 +539,39 @@ s_wants_restart(brg_restart_t restart, brg_exit_kind_t kind)
     return false;
 }
 
+//  Stop: no more starts or restarts; s_advance stops the children and exits
+//  with reason. The first reason stands.
 static void
-s_begin_shutdown(s_sup_t *self, const brg_exit_reason_t *reason)
+s_begin_shutdown(s_sup_t *self, brg_ctx_t *ctx, const brg_exit_reason_t *reason)
 {
     if (self->phase == S_SHUTTING_DOWN || self->phase == S_DONE)
-        return; // the first reason stands
+        return;
     self->phase = S_SHUTTING_DOWN;
     self->final = *reason;
     self->cursor = NULL;
     self->awaiting = NULL;
+    for (s_child_t *c = self->head; c; c = c->next) {
+        s_unwait(self, ctx, c);
+        c->pending = false;
+    }
 }
 
 static void
-s_fail(s_sup_t *self, int code, const char *text)
+s_fail(s_sup_t *self, brg_ctx_t *ctx, int code, const char *text)
 {
     brg_exit_reason_t reason = {BRG_EXIT_FAILED, code, ""};
     snprintf(reason.text, sizeof(reason.text), "%s", text);
-    s_begin_shutdown(self, &reason);
+    s_begin_shutdown(self, ctx, &reason);
+}
+
+//  Too many restarts within the period: give up. OTP's supervisor reports
+//  reached_max_restart_intensity and exits with reason shutdown, so that a
+//  transient parent does not restart a supervisor that gave up.
+static void
+s_give_up(s_sup_t *self, brg_ctx_t *ctx)
+{
+    brg_exit_reason_t reason = {BRG_EXIT_SHUTDOWN, 0, "reached max restart intensity"};
+    s_begin_shutdown(self, ctx, &reason);
 }
 
 //  Mark c (not running) for the retry message to decide, as if it had exited
@@ -477,7 +586,7 @@ s_pend(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind)
     if (brg_send_tag(ctx, brg_self(ctx), S_TAG_RETRY) == BRG_OK)
         self->retry_posted = true;
     else
-        s_fail(self, BRG_ENOMEM, "supervisor: cannot schedule a restart");
+        s_fail(self, ctx, BRG_ENOMEM, "supervisor: cannot schedule a restart");
 }
 
 //  Bind the spec's name to a new incarnation.
@@ -495,15 +604,52 @@ s_register(s_sup_t *self, const char *name, brg_ref_t ref)
     return rc;
 }
 
+//  How long a child waits for its name's holder to end (see the design
+//  notes), or -1: no bound.
+static int
+s_name_wait_ms(const s_spec_t *spec)
+{
+    if (spec->shutdown_ms == BRG_SHUTDOWN_INFINITY)
+        return -1;
+    return spec->shutdown_ms == BRG_SHUTDOWN_BRUTAL ? BRG_SHUTDOWN_WORKER_DEFAULT
+                                                    : spec->shutdown_ms;
+}
+
+//  c's name is held by `holder`: wait for its DOWN (sent after the name is
+//  released), bounded by s_name_wait_ms. S_WAITING, or BRG_ENOMEM.
+static int
+s_wait_name(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_ref_t holder)
+{
+    if (brg_monitor(ctx, holder, &c->name_mon) != BRG_OK)
+        return BRG_ENOMEM;
+    c->name_wait = true;
+    int ms = s_name_wait_ms(c->spec);
+    if (ms < 0)
+        return S_WAITING;
+    brg_msg_t *bound = brg_msg_new(S_TAG_NAME);
+    if (bound && brg_msg_add_uint(bound, c->order) == BRG_OK &&
+        brg_send_after(ctx, brg_self(ctx), &bound, ms, &c->name_timer) == BRG_OK)
+        return S_WAITING;
+    brg_msg_destroy(&bound);
+    s_unwait(self, ctx, c);
+    return BRG_ENOMEM;
+}
+
 //  Start c (not running) from its spec. BRG_OK: c runs, or died before the
 //  link and is pending with noproc; *started (if not NULL) is the new actor
-//  either way. Otherwise nothing runs: the start function's error, or
-//  BRG_ENOMEM, or BRG_EEXIST (its name is taken).
+//  either way. BRG_CHILD_IGNORE: the start function started nothing.
+//  S_WAITING (only if may_wait): its name is held; c waits (name_wait) and
+//  nothing was started. Otherwise nothing runs: the start function's error,
+//  or BRG_ENOMEM, or BRG_EEXIST (its name is taken).
 static int
-s_start(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_ref_t *started)
+s_start(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_ref_t *started, bool may_wait)
 {
     assert(c->state == S_DEAD);
     c->pending = false;
+    s_unwait(self, ctx, c);
+    brg_ref_t holder;
+    if (c->spec->name && brg_whereis(self->sys, c->spec->name, &holder) == BRG_OK)
+        return may_wait ? s_wait_name(self, ctx, c, holder) : BRG_EEXIST;
     if (s_map_reserve(&self->running) != BRG_OK)
         return BRG_ENOMEM;
     brg_ref_t ref = BRG_REF_NONE;
@@ -512,6 +658,8 @@ s_start(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_ref_t *started)
     self->spawned_sup = BRG_REF_NONE;
     int rc = c->spec->start(ctx, c->spec->arg, c->args, &ref);
     s_starting = outer;
+    if (rc == BRG_CHILD_IGNORE)
+        return BRG_CHILD_IGNORE;
     if (rc < 0)
         return rc;
     if (brg_ref_is_none(ref))
@@ -522,6 +670,7 @@ s_start(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_ref_t *started)
         self->restarts++;
     }
     c->started = true;
+    c->last_ref = ref;
     if (started)
         *started = ref;
     rc = brg_link(ctx, ref);
@@ -547,27 +696,38 @@ s_start(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_ref_t *started)
     return BRG_OK;
 }
 
-static void
+//  Restart c (not running): start it again from its spec. A start that fails
+//  leaves c restarting (pending: the retry decides again); one that waits for
+//  c's name leaves it restarting until the name's holder ends; an ignored one
+//  leaves c stopped, or forgets it (dynamic, temporary: c is freed). Returns
+//  s_start's answer.
+static int
 s_restart(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c)
 {
-    int rc = s_start(self, ctx, c, NULL);
-    if (rc == BRG_ECLOSED)
-        return; // the system is being destroyed: nothing to restart into
-    if (rc < 0)
+    int rc = s_start(self, ctx, c, NULL, true);
+    if (rc == BRG_CHILD_IGNORE) {
+        if (self->strategy == BRG_STRATEGY_DYNAMIC || c->spec->restart == BRG_RESTART_TEMPORARY)
+            s_child_remove(self, ctx, c);
+    } else if (rc < 0 && rc != BRG_ECLOSED) { // ECLOSED: the system is being destroyed
         s_pend(self, ctx, c, BRG_EXIT_FAILED);
+    }
+    return rc;
 }
 
 //  Restart the children of order >= from: stop them (s_advance), then start
 //  them again. A start sequence in progress (init, or an earlier group
-//  restart) is abandoned: the new group's start covers what it had left.
+//  restart) is abandoned: the new group's start covers what it had left,
+//  including members that wait for their names.
 static void
-s_group_restart(s_sup_t *self, uint64_t from)
+s_group_restart(s_sup_t *self, brg_ctx_t *ctx, uint64_t from)
 {
     self->phase = S_RESTARTING;
     self->group_from = from;
     self->group_stopped = false;
     self->cursor = NULL;
     self->awaiting = NULL;
+    for (s_child_t *c = self->tail; c && c->order >= from; c = c->prev)
+        s_unwait(self, ctx, c);
 }
 
 //  c (not running) has exited with kind: restart it, take a group along,
@@ -580,21 +740,25 @@ s_decide(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind)
         return;
     bool temporary = c->spec->restart == BRG_RESTART_TEMPORARY;
     if (c->terminating) {
-        s_child_remove(self, c);
+        // Stopped on request: a dynamic or temporary child is forgotten, a
+        // static one stays listed, stopped (OTP's terminate_child).
+        c->terminating = false;
+        if (temporary || self->strategy == BRG_STRATEGY_DYNAMIC)
+            s_child_remove(self, ctx, c);
         return;
     }
     if (self->phase == S_RESTARTING && !self->group_stopped && c->order >= self->group_from) {
         if (temporary)
-            s_child_remove(self, c);
+            s_child_remove(self, ctx, c);
         return; // the group is being stopped anyway: the restart takes it along
     }
     if (!s_wants_restart(c->spec->restart, kind)) {
         if (temporary || self->strategy == BRG_STRATEGY_DYNAMIC)
-            s_child_remove(self, c);
+            s_child_remove(self, ctx, c);
         return; // a static transient child stays listed, not running
     }
     if (!s_restart_allowed(self)) {
-        s_fail(self, BRG_EFAILED, "reached max restart intensity");
+        s_give_up(self, ctx);
         return;
     }
     switch (self->strategy) {
@@ -603,14 +767,14 @@ s_decide(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind)
         s_restart(self, ctx, c);
         break;
     case BRG_STRATEGY_ONE_FOR_ALL:
-        s_group_restart(self, 0);
+        s_group_restart(self, ctx, 0);
         break;
     case BRG_STRATEGY_REST_FOR_ONE:
         // While a group is still being stopped, an earlier child widens it.
         if (self->phase == S_RESTARTING && !self->group_stopped && self->group_from < c->order)
-            s_group_restart(self, self->group_from);
+            s_group_restart(self, ctx, self->group_from);
         else
-            s_group_restart(self, c->order);
+            s_group_restart(self, ctx, c->order);
         break;
     }
 }
@@ -618,16 +782,25 @@ s_decide(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind)
 //  ---------------------------------------------------------------------------
 //  Stopping children and moving the state machine
 
-//  Ask c (ALIVE) to stop, with its spec's shutdown. Its EXIT ends the stop.
+//  Ask c (ALIVE) to stop, with its spec's shutdown. Its EXIT or DOWN, which
+//  ever comes first, ends the stop.
 static void
 s_stop(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c)
 {
     assert(c->state == S_ALIVE);
     c->state = S_STOPPING;
     self->n_stopping++;
+    // OTP's shutdown/2: monitor the child while it stops, so that one that
+    // unlinked itself cannot make us wait for an EXIT that never comes. Only
+    // out of memory fails; then the link's EXIT is all we have. (A child that
+    // died just before this gets a DOWN with noproc, which may come before
+    // its EXIT; the stop then ends with reason noproc. The reason of a stop
+    // we asked for decides nothing, so the difference is only in reports.)
+    if (brg_monitor(ctx, c->ref, &c->stop_mon) != BRG_OK)
+        c->stop_mon = 0;
     int ms = c->spec->shutdown_ms;
     if (ms != BRG_SHUTDOWN_BRUTAL) {
-        // BRG_ENOACTOR: it is dying already; its EXIT comes all the same.
+        // BRG_ENOACTOR: it is dying already; its EXIT or DOWN comes all the same.
         brg_exit(self->sys, c->ref, BRG_EXIT_SHUTDOWN);
         if (ms == BRG_SHUTDOWN_INFINITY)
             return;
@@ -674,16 +847,16 @@ s_exit(s_sup_t *self, brg_ctx_t *ctx)
 //  At init: c could not be started. The supervisor fails (OTP: it fails to
 //  start), once the children already started are stopped.
 static void
-s_start_failed(s_sup_t *self, s_child_t *c, int code)
+s_start_failed(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, int code)
 {
     brg_exit_reason_t reason = {BRG_EXIT_FAILED, code < 0 ? code : BRG_EFAILED, ""};
     snprintf(reason.text, sizeof(reason.text), "failed to start child %s", c->spec->id);
-    s_begin_shutdown(self, &reason);
+    s_begin_shutdown(self, ctx, &reason);
 }
 
 //  Start the children from the cursor on, in order (restart: a group
-//  restart). False if it must wait for a nested supervisor's ready message,
-//  or if the phase changed (a start failed at init).
+//  restart). False if it must wait for a nested supervisor's ready message
+//  or for a child's name, or if the phase changed (a start failed at init).
 static bool
 s_start_run(s_sup_t *self, brg_ctx_t *ctx, bool restart)
 {
@@ -692,17 +865,24 @@ s_start_run(s_sup_t *self, brg_ctx_t *ctx, bool restart)
         self->cursor = c->next;
         if (c->state != S_DEAD)
             continue;
-        if (restart && c->spec->restart == BRG_RESTART_TEMPORARY) {
-            s_child_remove(self, c);
+        bool temporary = c->spec->restart == BRG_RESTART_TEMPORARY;
+        if (restart && temporary) {
+            s_child_remove(self, ctx, c);
             continue;
         }
-        if (restart) {
-            s_restart(self, ctx, c);
-        } else {
-            int rc = s_start(self, ctx, c, NULL);
-            if (rc < 0)
-                s_start_failed(self, c, rc);
+        int rc = restart ? s_restart(self, ctx, c) : s_start(self, ctx, c, NULL, true);
+        if (rc == S_WAITING) {
+            self->cursor = c; // started once its name is free (s_on_name_free)
+            self->awaiting = c;
+            return false;
         }
+        if (rc == BRG_CHILD_IGNORE) {
+            if (!restart && temporary) // s_restart has removed c if it had to
+                s_child_remove(self, ctx, c);
+            continue;
+        }
+        if (!restart && rc < 0)
+            s_start_failed(self, ctx, c, rc);
         if (self->phase == S_SHUTTING_DOWN)
             return false;
         if (c->state == S_ALIVE && c->is_sup) {
@@ -784,16 +964,21 @@ s_advance(s_sup_t *self, brg_ctx_t *ctx)
 //  ---------------------------------------------------------------------------
 //  Events
 
-//  c's EXIT came: it does not run any more.
+//  c's EXIT (or DOWN, if it unlinked itself) came: it does not run any more.
 static void
 s_child_exited(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind, int code)
 {
+    s_waiter_t *waiters = c->waiters; // answered once c is decided for
+    c->waiters = NULL;
     s_map_del(&self->running, c->ref);
     if (c->state == S_STOPPING) {
         self->n_stopping--;
         if (c->kill_timer)
             brg_timer_cancel(self->sys, c->kill_timer);
         c->kill_timer = 0;
+        if (c->stop_mon)
+            brg_demonitor(ctx, c->stop_mon); // its DOWN, in flight, is dropped
+        c->stop_mon = 0;
     }
     c->state = S_DEAD;
     c->ref = BRG_REF_NONE;
@@ -802,11 +987,13 @@ s_child_exited(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind
     if (self->awaiting == c) {
         self->awaiting = NULL;
         if (self->phase == S_STARTING) {
-            s_start_failed(self, c, code); // a nested supervisor that did not come up
+            s_start_failed(self, ctx, c, code); // a nested supervisor that did not come up
+            s_answer_waiters(ctx, waiters);
             return;
         }
     }
     s_decide(self, ctx, c, kind);
+    s_answer_waiters(ctx, waiters);
 }
 
 static void
@@ -820,10 +1007,50 @@ s_on_exit(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     if (c)
         s_child_exited(self, ctx, c, reason.kind, reason.code);
     else if (brg_ref_is_none(from) || brg_ref_eq(from, self->parent))
-        s_begin_shutdown(self, &reason);
+        s_begin_shutdown(self, ctx, &reason);
     // else: a stale incarnation, or an actor that linked to us: ignored.
 }
 
+//  The name c waits for is free (its holder's DOWN came): start c.
+static void
+s_on_name_free(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c)
+{
+    s_unwait(self, ctx, c);
+    if (self->awaiting == c) {
+        self->awaiting = NULL; // s_advance starts it: it is the cursor
+        return;
+    }
+    s_restart(self, ctx, c);
+}
+
+static void
+s_on_down(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_ref_t from;
+    uint64_t mon;
+    brg_exit_reason_t reason;
+    if (brg_msg_read_down(msg, &from, &mon, &reason) != BRG_OK)
+        return;
+    s_child_t *c = s_map_get(&self->running, from);
+    if (c && c->state == S_STOPPING && c->stop_mon == mon) {
+        // Before its EXIT, or instead of it (it unlinked itself). Unlinked
+        // now, an EXIT still in flight is dropped by the runtime.
+        c->stop_mon = 0;
+        brg_unlink(ctx, from);
+        s_child_exited(self, ctx, c, reason.kind, reason.code);
+        return;
+    }
+    for (c = self->head; c; c = c->next) {
+        if (c->name_wait && c->name_mon == mon) {
+            s_on_name_free(self, ctx, c);
+            return;
+        }
+    }
+    // else: a monitor we dropped (its DOWN was already on its way).
+}
+
+//  A child's shutdown time is up: kill it. The point where a child that
+//  ignored its shutdown request is killed.
 static void
 s_on_kill_timer(s_sup_t *self, const brg_msg_t *msg)
 {
@@ -836,6 +1063,33 @@ s_on_kill_timer(s_sup_t *self, const brg_msg_t *msg)
         return; // it stopped in time
     c->kill_timer = 0;
     brg_exit(self->sys, ref, BRG_EXIT_KILLED);
+}
+
+//  A child waited for its name as long as it may: the holder is not going
+//  away, and the start fails with BRG_EEXIST.
+static void
+s_on_name_timer(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    uint64_t order;
+    if (brg_msg_read_uint(msg, &pos, &order) != BRG_OK)
+        return;
+    s_child_t *c = self->head;
+    while (c && c->order != order)
+        c = c->next;
+    if (!c || !c->name_wait)
+        return; // the name came free in time
+    c->name_timer = 0;
+    s_unwait(self, ctx, c);
+    if (self->awaiting == c) {
+        self->awaiting = NULL;
+        self->cursor = c->next; // a start sequence goes on without it
+        if (self->phase == S_STARTING) {
+            s_start_failed(self, ctx, c, BRG_EEXIST);
+            return;
+        }
+    }
+    s_pend(self, ctx, c, BRG_EXIT_FAILED); // a failed restart: decided again
 }
 
 static void
@@ -873,19 +1127,31 @@ s_answer(brg_ctx_t *ctx, brg_msg_t **reply_p, int rc)
     brg_reply_error(ctx, rc); // BRG_EINVAL for a plain message: nobody to tell
 }
 
+static brg_child_state_t
+s_child_state(const s_child_t *c)
+{
+    if (c->state != S_DEAD)
+        return BRG_CHILD_RUNNING;
+    return c->pending || c->name_wait ? BRG_CHILD_RESTARTING : BRG_CHILD_STOPPED;
+}
+
 static void
 s_on_which(s_sup_t *self, brg_ctx_t *ctx)
 {
     brg_msg_t *reply = brg_msg_new(BRG_SUP_TAG_WHICH);
     int rc = reply ? brg_msg_add_array(reply, (uint32_t)self->n_children) : BRG_ENOMEM;
     for (s_child_t *c = self->head; c && rc == BRG_OK; c = c->next) {
-        rc = brg_msg_add_array(reply, 3);
+        rc = brg_msg_add_array(reply, 5);
         if (rc == BRG_OK)
             rc = brg_msg_add_str(reply, c->spec->id);
         if (rc == BRG_OK)
             rc = c->state == S_DEAD ? brg_msg_add_nil(reply) : brg_msg_add_ref(reply, c->ref);
         if (rc == BRG_OK)
             rc = brg_msg_add_uint(reply, c->restarts);
+        if (rc == BRG_OK)
+            rc = brg_msg_add_uint(reply, s_child_state(c));
+        if (rc == BRG_OK)
+            rc = brg_msg_add_uint(reply, c->spec->type);
     }
     s_answer(ctx, &reply, rc);
 }
@@ -893,6 +1159,9 @@ s_on_which(s_sup_t *self, brg_ctx_t *ctx)
 static void
 s_on_count(s_sup_t *self, brg_ctx_t *ctx)
 {
+    uint64_t supervisors = 0;
+    for (const s_child_t *c = self->head; c; c = c->next)
+        supervisors += c->spec->type == BRG_CHILD_SUPERVISOR;
     brg_msg_t *reply = brg_msg_new(BRG_SUP_TAG_COUNT);
     int rc = reply ? brg_msg_add_uint(reply, self->n_children) : BRG_ENOMEM;
     if (rc == BRG_OK)
@@ -901,6 +1170,21 @@ s_on_count(s_sup_t *self, brg_ctx_t *ctx)
         rc = brg_msg_add_uint(reply, self->restarts);
     if (rc == BRG_OK)
         rc = brg_msg_add_uint(reply, self->exits);
+    if (rc == BRG_OK)
+        rc = brg_msg_add_uint(reply, supervisors);
+    if (rc == BRG_OK)
+        rc = brg_msg_add_uint(reply, self->n_children - supervisors);
+    s_answer(ctx, &reply, rc);
+}
+
+//  Answer with BRG_SUP_TAG_STARTED and ref (nil for none: an ignored start).
+static void
+s_answer_started(brg_ctx_t *ctx, brg_ref_t ref)
+{
+    brg_msg_t *reply = brg_msg_new(BRG_SUP_TAG_STARTED);
+    int rc = BRG_ENOMEM;
+    if (reply)
+        rc = brg_ref_is_none(ref) ? brg_msg_add_nil(reply) : brg_msg_add_ref(reply, ref);
     s_answer(ctx, &reply, rc);
 }
 
@@ -925,35 +1209,183 @@ s_on_start(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
         return;
     }
     brg_ref_t ref = BRG_REF_NONE;
-    rc = s_start(self, ctx, c, &ref);
-    if (rc != BRG_OK) {
-        s_child_remove(self, c);
+    rc = s_start(self, ctx, c, &ref, false); // dynamic children have no names: no wait
+    if (rc != BRG_OK)
+        s_child_remove(self, ctx, c); // failed, or ignored: OTP keeps no such child
+    if (rc == BRG_OK || rc == BRG_CHILD_IGNORE)
+        s_answer_started(ctx, ref);
+    else
+        s_answer(ctx, &reply, rc);
+}
+
+//  The static child with this id, or NULL.
+static s_child_t *
+s_find_id(s_sup_t *self, const char *id, size_t len)
+{
+    for (s_child_t *c = self->head; c; c = c->next)
+        if (strlen(c->spec->id) == len && memcmp(c->spec->id, id, len) == 0)
+            return c;
+    return NULL;
+}
+
+//  Read a by-id request of a static supervisor: *c is the child, or the
+//  error to answer (BRG_EINVAL for a dynamic supervisor or a request without
+//  an id, BRG_ENOTFOUND).
+static int
+s_read_id(s_sup_t *self, const brg_msg_t *msg, s_child_t **c)
+{
+    size_t pos = 0, len;
+    const char *id;
+    if (self->strategy == BRG_STRATEGY_DYNAMIC || brg_msg_read_str(msg, &pos, &id, &len) != BRG_OK)
+        return BRG_EINVAL;
+    *c = s_find_id(self, id, len);
+    return *c ? BRG_OK : BRG_ENOTFOUND;
+}
+
+//  A dynamic child by ref: running, or restarting with this as its last
+//  incarnation (OTP finds a restarting child by the pid it had).
+static s_child_t *
+s_find_ref(s_sup_t *self, brg_ref_t ref)
+{
+    s_child_t *c = s_map_get(&self->running, ref);
+    if (c)
+        return c;
+    for (c = self->head; c; c = c->next)
+        if (s_child_state(c) == BRG_CHILD_RESTARTING && brg_ref_eq(c->last_ref, ref))
+            return c;
+    return NULL;
+}
+
+//  Stop c on request and answer once it has exited; a child not running is
+//  answered at once (and stops being restarted).
+static void
+s_on_terminate(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t *reply = NULL;
+    s_child_t *c = NULL;
+    int rc;
+    size_t pos = 0;
+    brg_ref_t ref;
+    if (self->strategy != BRG_STRATEGY_DYNAMIC) {
+        // OTP: by id only; a ref names no static child.
+        rc = brg_msg_peek(msg, 0) == BRG_TYPE_STR ? s_read_id(self, msg, &c) : BRG_ENOTFOUND;
+    } else if (brg_msg_read_ref(msg, &pos, &ref) != BRG_OK) {
+        rc = BRG_EINVAL; // an id, or nothing: a dynamic child is named by its ref
+    } else if ((c = s_find_ref(self, ref)) != NULL) {
+        rc = BRG_OK;
     } else {
-        reply = brg_msg_new(BRG_SUP_TAG_STARTED);
-        rc = reply ? brg_msg_add_ref(reply, ref) : BRG_ENOMEM;
+        // Not a child: fine if it is dead already (OTP), else not ours.
+        rc = brg_system_is_alive(self->sys, ref) ? BRG_ENOTFOUND : BRG_OK;
+    }
+    if (rc == BRG_OK && c && c->state != S_DEAD) {
+        s_waiter_t *w = malloc(sizeof(*w));
+        brg_msg_t *request = w ? brg_msg_dup(msg) : NULL;
+        if (!request) {
+            free(w);
+            s_answer(ctx, &reply, BRG_ENOMEM);
+            return;
+        }
+        w->request = request;
+        w->next = c->waiters;
+        c->waiters = w;
+        c->terminating = true;
+        if (c->state == S_ALIVE)
+            s_stop(self, ctx, c);
+        return; // answered by s_child_exited
+    }
+    if (rc == BRG_OK && c) {
+        // Not running: it stops being restarted, and a dynamic or temporary
+        // child is forgotten.
+        c->pending = false;
+        s_unwait(self, ctx, c);
+        if (self->awaiting == c) {
+            self->awaiting = NULL;
+            self->cursor = c->next;
+        }
+        if (self->strategy == BRG_STRATEGY_DYNAMIC || c->spec->restart == BRG_RESTART_TEMPORARY)
+            s_child_remove(self, ctx, c);
+    }
+    if (rc == BRG_OK && !(reply = brg_msg_new(BRG_SUP_TAG_OK)))
+        rc = BRG_ENOMEM;
+    s_answer(ctx, &reply, rc);
+}
+
+//  OTP's errors for a static child that must not be running.
+static int
+s_not_running(s_sup_t *self, const s_child_t *c)
+{
+    if (self->phase == S_SHUTTING_DOWN || self->phase == S_DONE)
+        return BRG_ECLOSED;
+    switch (s_child_state(c)) {
+    case BRG_CHILD_RUNNING:
+        return BRG_EEXIST;
+    case BRG_CHILD_RESTARTING:
+        return BRG_EBUSY;
+    case BRG_CHILD_STOPPED:
+        break;
+    }
+    return BRG_OK;
+}
+
+static void
+s_on_restart_child(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t *reply = NULL;
+    s_child_t *c = NULL;
+    int rc = s_read_id(self, msg, &c);
+    if (rc == BRG_OK)
+        rc = s_not_running(self, c);
+    brg_ref_t ref = BRG_REF_NONE;
+    if (rc == BRG_OK)
+        rc = s_start(self, ctx, c, &ref, false);
+    if (rc == BRG_OK || rc == BRG_CHILD_IGNORE)
+        s_answer_started(ctx, ref);
+    else
+        s_answer(ctx, &reply, rc);
+}
+
+static void
+s_on_delete_child(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t *reply = NULL;
+    s_child_t *c = NULL;
+    int rc = s_read_id(self, msg, &c);
+    if (rc == BRG_OK)
+        rc = s_not_running(self, c);
+    if (rc == BRG_OK) {
+        s_child_remove(self, ctx, c);
+        if (!(reply = brg_msg_new(BRG_SUP_TAG_OK)))
+            rc = BRG_ENOMEM;
     }
     s_answer(ctx, &reply, rc);
 }
 
 static void
-s_on_terminate(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
+s_on_get_childspec(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     brg_msg_t *reply = NULL;
-    size_t pos = 0;
-    brg_ref_t ref;
-    s_child_t *c = NULL;
-    int rc = BRG_OK;
-    if (self->strategy != BRG_STRATEGY_DYNAMIC || brg_msg_read_ref(msg, &pos, &ref) != BRG_OK)
-        rc = BRG_EINVAL;
-    else if (!(c = s_map_get(&self->running, ref)) || c->terminating)
-        rc = BRG_ENOTFOUND;
-    if (rc == BRG_OK) {
-        c->terminating = true;
-        if (c->state == S_ALIVE)
-            s_stop(self, ctx, c);
-        reply = brg_msg_new(BRG_SUP_TAG_OK);
-        if (!reply)
-            rc = BRG_ENOMEM;
+    size_t pos = 0, len;
+    const char *id;
+    const s_spec_t *spec = NULL;
+    int rc = brg_msg_read_str(msg, &pos, &id, &len) == BRG_OK ? BRG_ENOTFOUND : BRG_EINVAL;
+    if (rc == BRG_ENOTFOUND && self->strategy == BRG_STRATEGY_DYNAMIC) {
+        if (strlen(self->specs[0].id) == len && memcmp(self->specs[0].id, id, len) == 0)
+            spec = &self->specs[0];
+    } else if (rc == BRG_ENOTFOUND) {
+        s_child_t *c = s_find_id(self, id, len);
+        spec = c ? c->spec : NULL;
+    }
+    if (spec) {
+        reply = brg_msg_new(BRG_SUP_TAG_SPEC);
+        rc = reply ? brg_msg_add_str(reply, spec->id) : BRG_ENOMEM;
+        if (rc == BRG_OK)
+            rc = spec->name ? brg_msg_add_str(reply, spec->name) : brg_msg_add_nil(reply);
+        if (rc == BRG_OK)
+            rc = brg_msg_add_uint(reply, spec->restart);
+        if (rc == BRG_OK)
+            rc = brg_msg_add_int(reply, spec->shutdown_ms);
+        if (rc == BRG_OK)
+            rc = brg_msg_add_uint(reply, spec->type);
     }
     s_answer(ctx, &reply, rc);
 }
@@ -969,6 +1401,9 @@ s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
     if (brg_msg_is(msg, BRG_TAG_EXIT)) {
         if (self->phase != S_DONE)
             s_on_exit(self, ctx, msg);
+    } else if (brg_msg_is(msg, BRG_TAG_DOWN)) {
+        if (self->phase != S_DONE)
+            s_on_down(self, ctx, msg);
     } else if (brg_msg_is(msg, BRG_SUP_TAG_WHICH)) {
         s_on_which(self, ctx);
     } else if (brg_msg_is(msg, BRG_SUP_TAG_COUNT)) {
@@ -977,8 +1412,16 @@ s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
         s_on_start(self, ctx, msg);
     } else if (brg_msg_is(msg, BRG_SUP_TAG_TERMINATE)) {
         s_on_terminate(self, ctx, msg);
+    } else if (brg_msg_is(msg, BRG_SUP_TAG_RESTART)) {
+        s_on_restart_child(self, ctx, msg);
+    } else if (brg_msg_is(msg, BRG_SUP_TAG_DELETE)) {
+        s_on_delete_child(self, ctx, msg);
+    } else if (brg_msg_is(msg, BRG_SUP_TAG_SPEC)) {
+        s_on_get_childspec(self, ctx, msg);
     } else if (from_self && brg_msg_is(msg, S_TAG_KILL)) {
         s_on_kill_timer(self, msg);
+    } else if (from_self && brg_msg_is(msg, S_TAG_NAME)) {
+        s_on_name_timer(self, ctx, msg);
     } else if (from_self && brg_msg_is(msg, S_TAG_RETRY)) {
         s_on_retry(self, ctx);
     } else if (brg_msg_is(msg, S_TAG_READY)) {
@@ -1047,6 +1490,7 @@ brg_child_spec_init(brg_child_spec_t *spec)
     memset(spec, 0, sizeof(*spec));
     spec->restart = BRG_RESTART_PERMANENT;
     spec->shutdown_ms = BRG_SHUTDOWN_DEFAULT;
+    spec->type = BRG_CHILD_WORKER;
 }
 
 void

@@ -21,11 +21,14 @@
 //
 //  A child that is not restarted changes nothing for its siblings. A
 //  restarted child gets fresh state from its start function and its
-//  registered name back. More than `intensity` restarts within `period_ms`
-//  make the supervisor stop every child (reverse start order) and fail with
-//  code BRG_EFAILED and text "reached max restart intensity": its parent sees
-//  an EXIT (or DOWN) with reason failed and decides in turn, so failures
-//  escalate up a tree of supervisors. See docs/SUPERVISION.md for the whole
+//  registered name back: the restart waits until the old incarnation is dead
+//  and its name released. A restart whose start fails leaves the child
+//  "restarting" (BRG_CHILD_RESTARTING) and is retried through the same table.
+//  More than `intensity` restarts within `period_ms` make the supervisor give
+//  up: it stops every child (reverse start order) and exits with reason
+//  shutdown, as OTP's does (reached_max_restart_intensity): its parent sees
+//  an EXIT (or DOWN) with reason shutdown, so a permanent parent restarts it
+//  and a transient one does not. See docs/SUPERVISION.md for the whole
 //  decision table, the shutdown sequence and the message protocol.
 //
 //  Stopping a supervisor: brg_exit(sys, sup, BRG_EXIT_SHUTDOWN) (or its
@@ -43,6 +46,7 @@
 #include "export.h"
 #include "msg.h"
 #include "ref.h"
+#include "registry.h"
 #include "system.h"
 
 //  When a child is restarted (see the table above).
@@ -60,11 +64,29 @@ typedef enum {
     BRG_STRATEGY_DYNAMIC = 3 // OTP's simple_one_for_one
 } brg_strategy_t;
 
+//  What a child is (OTP's child type): it sets the default shutdown and is
+//  what brg_supervisor_counts_t counts. A nested supervisor is
+//  BRG_CHILD_SUPERVISOR.
+typedef enum {
+    BRG_CHILD_WORKER = 0,    // default
+    BRG_CHILD_SUPERVISOR = 1 // started with brg_supervisor_start, or one of yours
+} brg_child_type_t;
+
 //  Shutdown of a child: ms to wait after asking it to stop (brg_exit with
 //  BRG_EXIT_SHUTDOWN) before killing it (BRG_EXIT_KILLED), or one of these.
+//  While it stops, the supervisor monitors it: a child that unlinked itself
+//  cannot make the supervisor wait for an EXIT that never comes.
 #define BRG_SHUTDOWN_BRUTAL 0    // kill at once
 #define BRG_SHUTDOWN_INFINITY -1 // wait as long as it takes (nested supervisors)
-#define BRG_SHUTDOWN_DEFAULT 5000
+#define BRG_SHUTDOWN_DEFAULT -2  // by type (OTP): 5000 ms for a worker, infinity for a supervisor
+#define BRG_SHUTDOWN_WORKER_DEFAULT 5000
+
+//  A start function's answer "do not start this child" (OTP's ignore): no
+//  actor is started and nothing is an error. A static child stays listed, not
+//  running (BRG_CHILD_STOPPED) and is not restarted (unless it is temporary:
+//  then it is forgotten); a dynamic child is not kept at all. A positive
+//  value, so it is never mistaken for a BRG_E... code.
+#define BRG_CHILD_IGNORE 1
 
 //  Longest child id, in bytes, without the NUL.
 #define BRG_CHILD_ID_MAX 63
@@ -82,7 +104,8 @@ typedef enum {
 //  child; for a dynamic child it is the start request (Borrowed: valid until
 //  the start function returns), whose payload holds the start arguments; a
 //  restart passes the same arguments again. On BRG_OK set *child to the new
-//  actor; return a negative BRG_E... code if it could not be started.
+//  actor; return BRG_CHILD_IGNORE to start nothing, or a negative BRG_E...
+//  code if it could not be started.
 //  Spawn the child with BRG_SPAWN_LINK. The supervisor also links to it
 //  after this returns, but without the flag a child that ends before that
 //  link reaches it (it fails at once, or an exit signal, which overtakes the
@@ -101,8 +124,9 @@ typedef struct brg_child_spec {
     brg_child_start_fn start; // required
     void *arg;                // passed to start
     brg_restart_t restart;    // default BRG_RESTART_PERMANENT
-    int shutdown_ms;          // default BRG_SHUTDOWN_DEFAULT; or _BRUTAL, _INFINITY
+    int shutdown_ms;          // default BRG_SHUTDOWN_DEFAULT (by type); ms, _BRUTAL, _INFINITY
     const char *name;         // optional: registered name, restored after each restart
+    brg_child_type_t type;    // default BRG_CHILD_WORKER
 } brg_child_spec_t;
 
 //  Supervisor options. Start from brg_supervisor_opts_init(&opts).
@@ -115,29 +139,63 @@ typedef struct brg_supervisor_opts {
     const char *name;                 // optional registered name of the supervisor
 } brg_supervisor_opts_t;
 
+//  Where a child stands (OTP's which_children shows a pid, `restarting` or
+//  `undefined`).
+typedef enum {
+    BRG_CHILD_STOPPED = 0,   // not running and not to be restarted (undefined)
+    BRG_CHILD_RUNNING = 1,   // ref is the running incarnation (also while it stops)
+    BRG_CHILD_RESTARTING = 2 // to be restarted: its last start failed and is being
+                             // retried, or it waits for its old incarnation to
+                             // release its name
+} brg_child_state_t;
+
 //  One child as a query reports it (a plain value: read its fields freely).
 typedef struct brg_child_info {
     char id[BRG_CHILD_ID_MAX + 1]; // the spec's id (every dynamic child has its spec's)
     brg_ref_t ref;                 // the running child, or BRG_REF_NONE if it is not running
     uint64_t restarts;             // times this child was started again
+    brg_child_state_t state;       // running, restarting or stopped
+    brg_child_type_t type;         // the spec's type
 } brg_child_info_t;
 
-//  Counters as a query reports them (a plain value).
+//  Counters as a query reports them (a plain value). OTP's count_children:
+//  specs = children, active = running, supervisors and workers.
 typedef struct brg_supervisor_counts {
-    uint64_t children; // children known (running or not; temporary ones leave)
-    uint64_t running;  // children alive now
-    uint64_t restarts; // children started again since the supervisor started
-    uint64_t exits;    // child exits seen, any reason (stops it asked for too)
+    uint64_t children;    // children known (running or not; temporary ones leave)
+    uint64_t running;     // children alive now
+    uint64_t restarts;    // children started again since the supervisor started
+    uint64_t exits;       // child exits seen, any reason (stops it asked for too)
+    uint64_t supervisors; // children of type BRG_CHILD_SUPERVISOR (running or not)
+    uint64_t workers;     // children of type BRG_CHILD_WORKER (running or not)
 } brg_supervisor_counts_t;
+
+//  A child's spec as brg_supervisor_get_childspec reports it (a plain value).
+//  The start function and its arg are not in it: a message cannot carry
+//  pointers safely.
+typedef struct brg_child_about {
+    char id[BRG_CHILD_ID_MAX + 1];
+    char name[BRG_NAME_MAX + 1]; // "" if the child has no registered name
+    brg_restart_t restart;
+    int shutdown_ms; // as the supervisor uses it: BRG_SHUTDOWN_DEFAULT resolved by type
+    brg_child_type_t type;
+} brg_child_about_t;
 
 //  Tags of the supervisor's message protocol (docs/SUPERVISION.md). Requests
 //  are answered with brg_reply, so they work with brg_ask and brg_system_ask;
 //  a request the supervisor cannot serve gets brg_reply_error.
-#define BRG_SUP_TAG_WHICH "brg.sup.which"         // -> [[id, ref | nil, restarts], ...]
-#define BRG_SUP_TAG_COUNT "brg.sup.count"         // -> children, running, restarts, exits
-#define BRG_SUP_TAG_START "brg.sup.start"         // args... -> BRG_SUP_TAG_STARTED, ref
+//  Error codes for OTP's errors: not_found BRG_ENOTFOUND, running BRG_EEXIST,
+//  restarting BRG_EBUSY, simple_one_for_one (a call that does not fit the
+//  strategy) BRG_EINVAL; and BRG_ECLOSED once the supervisor is shutting down.
+#define BRG_SUP_TAG_WHICH "brg.sup.which" // -> [[id, ref|nil, restarts, state, type], ...]
+#define BRG_SUP_TAG_COUNT                                                                          \
+    "brg.sup.count"                               // -> children, running, restarts, exits,
+                                                  //    supervisors, workers
+#define BRG_SUP_TAG_START "brg.sup.start"         // args... -> BRG_SUP_TAG_STARTED, ref | nil
 #define BRG_SUP_TAG_STARTED "brg.sup.started"     //
-#define BRG_SUP_TAG_TERMINATE "brg.sup.terminate" // ref -> BRG_SUP_TAG_OK
+#define BRG_SUP_TAG_TERMINATE "brg.sup.terminate" // ref (dynamic) | id (static) -> BRG_SUP_TAG_OK
+#define BRG_SUP_TAG_RESTART "brg.sup.restart"     // id -> BRG_SUP_TAG_STARTED, ref | nil
+#define BRG_SUP_TAG_DELETE "brg.sup.delete"       // id -> BRG_SUP_TAG_OK
+#define BRG_SUP_TAG_SPEC "brg.sup.spec"           // id -> id, name|nil, restart, shutdown, type
 #define BRG_SUP_TAG_OK "brg.sup.ok"               //
 
 //  Fill with the defaults (see the fields).
@@ -164,7 +222,8 @@ BRG_EXPORT int brg_supervisor_spawn_root(brg_system_t *sys, const brg_supervisor
 
 //  A ready-made start function for a nested supervisor: arg is a
 //  const brg_supervisor_opts_t * (not copied: keep it valid while the parent
-//  lives). Give such a child BRG_SHUTDOWN_INFINITY, as OTP does. A parent
+//  lives). Give such a child type BRG_CHILD_SUPERVISOR (its shutdown then
+//  defaults to BRG_SHUTDOWN_INFINITY, as OTP's does). A parent
 //  supervisor waits until a supervisor it started has started all its own
 //  children (recursively) before it starts its next child, as OTP's
 //  synchronous start does; ordinary children start in spawn order, each one's
@@ -176,13 +235,19 @@ BRG_EXPORT int brg_supervisor_start(brg_ctx_t *sup_ctx, void *arg, const brg_msg
 //  Requests and replies, for actors that ask a supervisor with brg_ask.
 
 //  A request for the children, the counters, or a new dynamic child (add the
-//  start arguments to it with the brg_msg_add_... builders), or to stop one
-//  dynamic child. NULL if out of memory.
+//  start arguments to it with the brg_msg_add_... builders), to stop one
+//  dynamic child (by ref) or static child (by id), to restart or delete a
+//  static child, or for a child's spec. NULL if out of memory (or, for the
+//  by-id requests, an id longer than BRG_CHILD_ID_MAX).
 //  Caller owns the returned message and must destroy it.
 BRG_EXPORT brg_msg_t *brg_supervisor_msg_which(void);
 BRG_EXPORT brg_msg_t *brg_supervisor_msg_count(void);
 BRG_EXPORT brg_msg_t *brg_supervisor_msg_start(void);
 BRG_EXPORT brg_msg_t *brg_supervisor_msg_terminate(brg_ref_t child);
+BRG_EXPORT brg_msg_t *brg_supervisor_msg_terminate_id(const char *id);
+BRG_EXPORT brg_msg_t *brg_supervisor_msg_restart(const char *id);
+BRG_EXPORT brg_msg_t *brg_supervisor_msg_delete(const char *id);
+BRG_EXPORT brg_msg_t *brg_supervisor_msg_get_childspec(const char *id);
 
 //  Read the reply to a which request: fills out[0 .. min(count, max)) in
 //  start order and returns count, the number of children (which may exceed
@@ -192,9 +257,13 @@ BRG_EXPORT int brg_supervisor_read_which(const brg_msg_t *reply, brg_child_info_
 //  Read the reply to a count request. BRG_OK, or BRG_ETYPE / BRG_EBADMSG.
 BRG_EXPORT int brg_supervisor_read_count(const brg_msg_t *reply, brg_supervisor_counts_t *out);
 
-//  Read the reply to a start request: the new child. BRG_OK, or BRG_ETYPE /
-//  BRG_EBADMSG.
+//  Read the reply to a start or restart request: the new child, or
+//  BRG_REF_NONE if its start function said BRG_CHILD_IGNORE. BRG_OK, or
+//  BRG_ETYPE / BRG_EBADMSG.
 BRG_EXPORT int brg_supervisor_read_started(const brg_msg_t *reply, brg_ref_t *child);
+
+//  Read the reply to a get-childspec request. BRG_OK, or BRG_ETYPE / BRG_EBADMSG.
+BRG_EXPORT int brg_supervisor_read_childspec(const brg_msg_t *reply, brg_child_about_t *out);
 
 //  ---------------------------------------------------------------------------
 //  Blocking helpers for threads outside the system (built on brg_system_ask).
@@ -214,20 +283,57 @@ BRG_EXPORT int brg_supervisor_count(brg_system_t *sys, brg_ref_t sup, int timeou
 //  Start a child of a dynamic supervisor. *args_p (may be NULL: no
 //  arguments) is a message whose payload is the start arguments; its tag is
 //  ignored. Takes ownership of *args_p and sets it to NULL. On BRG_OK *child
-//  (if not NULL) is the new child. Errors besides the above: BRG_EINVAL (not
-//  a dynamic supervisor), BRG_ECLOSED (it is shutting down), or the start
+//  (if not NULL) is the new child, or BRG_REF_NONE if the start function said
+//  BRG_CHILD_IGNORE (nothing is kept). Errors besides the above: BRG_EINVAL
+//  (not a dynamic supervisor), BRG_ECLOSED (it is shutting down), or the start
 //  function's code (nothing was started).
 //  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
 BRG_EXPORT int brg_supervisor_start_child(brg_system_t *sys, brg_ref_t sup, brg_msg_t **args_p,
                                           int timeout_ms, brg_ref_t *child);
 
 //  Stop one child of a dynamic supervisor (with its spec's shutdown) and
-//  forget it: it is not restarted. Returns once the stop has begun; the
-//  child leaves the supervisor's list when its exit arrives. Errors besides
-//  the above: BRG_EINVAL (not a dynamic supervisor), BRG_ENOTFOUND (not a
-//  running child of this supervisor).
+//  forget it: it is not restarted. Returns once the child is dead and
+//  removed (OTP). A child that is restarting (its last start failed) is found
+//  by the ref it had, and forgotten. BRG_OK too for a ref that is no longer
+//  alive (already gone: nothing to do). Errors besides the above: BRG_EINVAL
+//  (not a dynamic supervisor: use brg_supervisor_terminate_child_id),
+//  BRG_ENOTFOUND (a live actor that is not its child).
 //  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
 BRG_EXPORT int brg_supervisor_terminate_child(brg_system_t *sys, brg_ref_t sup, brg_ref_t child,
                                               int timeout_ms);
+
+//  Stop the static child `id` (with its spec's shutdown), once it is dead:
+//  its spec is kept, not running (BRG_CHILD_STOPPED), and it is not restarted
+//  until brg_supervisor_restart_child (or a later group restart) starts it;
+//  a temporary child is forgotten. A child not running is fine (BRG_OK); a
+//  restarting one stops being restarted. Errors besides the above:
+//  BRG_ENOTFOUND (no such id), BRG_EINVAL (a dynamic supervisor).
+//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+BRG_EXPORT int brg_supervisor_terminate_child_id(brg_system_t *sys, brg_ref_t sup, const char *id,
+                                                 int timeout_ms);
+
+//  Start the static child `id` again, which must not be running: on BRG_OK
+//  *child (if not NULL) is the new incarnation, or BRG_REF_NONE if the start
+//  function said BRG_CHILD_IGNORE. Not counted against the intensity. Errors
+//  besides the above: BRG_ENOTFOUND, BRG_EEXIST (running), BRG_EBUSY
+//  (restarting), BRG_EINVAL (a dynamic supervisor), BRG_ECLOSED (shutting
+//  down), or the start function's code; BRG_EEXIST also if its registered
+//  name is held by another actor (this call does not wait for it).
+//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+BRG_EXPORT int brg_supervisor_restart_child(brg_system_t *sys, brg_ref_t sup, const char *id,
+                                            int timeout_ms, brg_ref_t *child);
+
+//  Forget the static child `id`, which must not be running (terminate it
+//  first). Errors besides the above: BRG_ENOTFOUND, BRG_EEXIST (running),
+//  BRG_EBUSY (restarting), BRG_EINVAL (a dynamic supervisor).
+//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+BRG_EXPORT int brg_supervisor_delete_child(brg_system_t *sys, brg_ref_t sup, const char *id,
+                                           int timeout_ms);
+
+//  The spec of child `id` (a dynamic supervisor's one spec by its id).
+//  Errors besides the above: BRG_ENOTFOUND.
+//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+BRG_EXPORT int brg_supervisor_get_childspec(brg_system_t *sys, brg_ref_t sup, const char *id,
+                                            int timeout_ms, brg_child_about_t *out);
 
 #endif

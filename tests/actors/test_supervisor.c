@@ -57,6 +57,7 @@ typedef struct {
     bool unlinked;       // the start function spawns without BRG_SPAWN_LINK
     bool quiet;          // log nothing (stress)
     int fail_start_from; // the start function fails from this call on (0: never)
+    int ignore_from;     // the start function says BRG_CHILD_IGNORE from this call on
     atomic_int calls;    // start function calls
     atomic_int starts;   // children started
 } ts_kind_t;
@@ -128,6 +129,8 @@ ts_start(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t *child)
     int call = atomic_fetch_add(&kind->calls, 1) + 1;
     if (kind->fail_start_from && call >= kind->fail_start_from)
         return BRG_EINVAL;
+    if (kind->ignore_from && call >= kind->ignore_from)
+        return BRG_CHILD_IGNORE;
     ts_state_t *st = malloc(sizeof(*st));
     if (!st)
         return BRG_ENOMEM;
@@ -638,10 +641,8 @@ START_TEST(test_supervisor_fails_when_restarts_exceed_intensity_and_stops_its_ch
     brg_child_info_t info[2];
     ts_which(sup, info, 2);
     ts_make_exit(info[1].ref, BRG_EXIT_FAILED); // the third within 5 s: one too many
-    brg_exit_reason_t why = ts_wait_signal("exit", sup);
-    ck_assert_int_eq(why.kind, BRG_EXIT_FAILED);
-    ck_assert_int_eq(why.code, BRG_EFAILED);
-    ck_assert_str_eq(why.text, "reached max restart intensity");
+    // OTP: a supervisor that gives up exits with reason shutdown.
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_SHUTDOWN);
     TS_WAIT_LOG("+a +b +b +b -a");
     TU_WAIT_DEAD(tu_sys, info[0].ref);
     TU_WAIT_DEAD(tu_sys, sup);
@@ -662,7 +663,7 @@ START_TEST(test_supervisor_with_intensity_zero_fails_on_the_first_restart)
     brg_child_info_t info;
     ts_which(sup, &info, 1);
     ts_make_exit(info.ref, BRG_EXIT_KILLED);
-    ck_assert_str_eq(ts_wait_signal("exit", sup).text, "reached max restart intensity");
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_SHUTDOWN);
     ck_assert_int_eq(atomic_load(&ts_kinds[0].starts), 1);
 }
 END_TEST
@@ -715,8 +716,8 @@ START_TEST(test_supervisor_failure_escalates_up_a_tree_of_supervisors)
     brg_ref_t w1;
     TU_WAIT_UNTIL(brg_whereis(tu_sys, "w", &w1) == BRG_OK, TU_WAIT_MS);
 
-    // w fails: mid may not restart it (intensity 0), so mid fails, and root
-    // restarts mid, which starts a fresh w.
+    // w fails: mid may not restart it (intensity 0), so mid gives up (exit
+    // shutdown), and root restarts mid (permanent), which starts a fresh w.
     ts_make_exit(w1, BRG_EXIT_FAILED);
     TS_WAIT_COUNTS(root, c_.restarts == 1 && c_.running == 1);
     brg_child_info_t second;
@@ -727,15 +728,48 @@ START_TEST(test_supervisor_failure_escalates_up_a_tree_of_supervisors)
     TU_WAIT_UNTIL(brg_whereis(tu_sys, "w", &w2) == BRG_OK && !brg_ref_eq(w2, w1), TU_WAIT_MS);
     TU_WAIT_DEAD(tu_sys, first.ref);
 
-    // Again within root's period: root reaches its intensity and fails too;
-    // its parent gets the exit signal.
+    // Again within root's period: root reaches its intensity and gives up
+    // too; its parent gets the exit signal.
     ts_make_exit(w2, BRG_EXIT_FAILED);
-    brg_exit_reason_t why = ts_wait_signal("exit", root);
-    ck_assert_int_eq(why.kind, BRG_EXIT_FAILED);
-    ck_assert_str_eq(why.text, "reached max restart intensity");
+    ck_assert_int_eq(ts_wait_signal("exit", root).kind, BRG_EXIT_SHUTDOWN);
     TU_WAIT_DEAD(tu_sys, second.ref);
     TU_WAIT_UNTIL(atomic_load(&ts_stops) == 2, TU_WAIT_MS);
     ck_assert(brg_system_is_alive(tu_sys, ts_parent_ref));
+}
+END_TEST
+
+START_TEST(test_supervisor_that_gives_up_is_not_restarted_as_a_transient_child)
+{
+    // root -> mid (transient, intensity 0) -> w. w fails: mid gives up with
+    // reason shutdown, which a transient child is not restarted for (OTP).
+    ts_mid_specs[0] = ts_spec(1, "w", BRG_RESTART_PERMANENT);
+    brg_supervisor_opts_init(&ts_mid_opts);
+    ts_mid_opts.intensity = 0;
+    ts_mid_opts.children = ts_mid_specs;
+    ts_mid_opts.n_children = 1;
+    brg_child_spec_t mid;
+    brg_child_spec_init(&mid);
+    mid.id = "mid";
+    mid.start = brg_supervisor_start;
+    mid.arg = &ts_mid_opts;
+    mid.restart = BRG_RESTART_TRANSIENT;
+    mid.shutdown_ms = BRG_SHUTDOWN_INFINITY;
+    brg_ref_t root = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, &mid, 1);
+    TS_WAIT_COUNTS(root, c_.running == 1);
+    brg_child_info_t info;
+    ts_which(root, &info, 1);
+    brg_child_info_t w;
+    TU_WAIT_UNTIL(brg_supervisor_which(tu_sys, info.ref, TU_WAIT_MS, &w, 1) == 1 &&
+                      !brg_ref_is_none(w.ref),
+                  TU_WAIT_MS);
+    ts_make_exit(w.ref, BRG_EXIT_FAILED);
+    TS_WAIT_COUNTS(root, c_.exits == 1 && c_.running == 0);
+    brg_supervisor_counts_t counts = ts_counts(root);
+    ck_assert_uint_eq(counts.restarts, 0);
+    ck_assert_uint_eq(counts.children, 1);
+    ts_assert_quiet(root, counts);
+    ck_assert(brg_system_is_alive(tu_sys, root));
+    ck_assert_int_eq(atomic_load(&ts_kinds[1].starts), 1);
 }
 END_TEST
 
@@ -864,7 +898,7 @@ START_TEST(test_supervisor_counts_failed_restarts_against_intensity_and_escalate
     brg_child_info_t info;
     ts_which(sup, &info, 1);
     ts_make_exit(info.ref, BRG_EXIT_FAILED);
-    ck_assert_str_eq(ts_wait_signal("exit", sup).text, "reached max restart intensity");
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_SHUTDOWN);
     // The first start, then three restarts allowed (each failing), then the
     // fourth restart is one too many.
     ck_assert_int_eq(atomic_load(&ts_kinds[0].calls), 4);
@@ -888,7 +922,7 @@ START_TEST(test_supervisor_sees_a_child_that_dies_before_it_is_linked_as_an_abno
         opts.n_children = 1;
         brg_ref_t sup;
         ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
-        ck_assert_str_eq(ts_wait_signal("exit", sup).text, "reached max restart intensity");
+        ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_SHUTDOWN);
         ck_assert_int_eq(atomic_load(&ts_kinds[variant].starts), 3);
     }
 }
@@ -927,12 +961,17 @@ START_TEST(test_supervisor_fails_to_start_a_child_whose_name_is_taken)
     brg_stats_t before = tu_stats(tu_sys);
     brg_child_spec_t spec = ts_spec(0, "cook", BRG_RESTART_PERMANENT);
     spec.name = "cook";
+    spec.shutdown_ms = 50; // how long it waits for the holder to go away
     brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, &spec, 1);
+    brg_child_info_t info;
+    if (brg_supervisor_which(tu_sys, sup, TU_WAIT_MS, &info, 1) == 1) // unless it gave up
+        ck_assert_int_ne(info.state, BRG_CHILD_RUNNING);
     brg_exit_reason_t why = ts_wait_signal("exit", sup);
     ck_assert_int_eq(why.code, BRG_EEXIST);
     ck_assert_str_eq(why.text, "failed to start child cook");
-    // The child it had spawned was killed, not left running unwatched.
+    // No child was left running unwatched; none was even started.
     TU_WAIT_UNTIL(tu_stats(tu_sys).actors_alive == before.actors_alive, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&ts_kinds[0].calls), 0);
     brg_ref_t holder;
     ck_assert_int_eq(brg_whereis(tu_sys, "cook", &holder), BRG_OK);
     ck_assert(brg_ref_eq(holder, squatter));
@@ -998,11 +1037,58 @@ START_TEST(test_supervisor_dynamic_terminate_stops_a_child_for_good)
     TU_WAIT_DEAD(tu_sys, a);
     TS_WAIT_COUNTS(sup, c_.children == 1 && c_.running == 1 && c_.exits == 1);
     ck_assert_uint_eq(ts_counts(sup).restarts, 0);
-    ck_assert_int_eq(brg_supervisor_terminate_child(tu_sys, sup, a, TU_WAIT_MS), BRG_ENOTFOUND);
+    // Already terminated: OTP says ok, as for deleting what does not exist.
+    ck_assert_int_eq(brg_supervisor_terminate_child(tu_sys, sup, a, TU_WAIT_MS), BRG_OK);
     brg_child_info_t info;
     ts_which(sup, &info, 1);
     ck_assert(brg_ref_eq(info.ref, b));
     TS_WAIT_LOG("+worker +worker -worker");
+}
+END_TEST
+
+START_TEST(test_supervisor_terminate_child_returns_once_the_child_is_dead_and_removed)
+{
+    brg_child_spec_t spec = ts_spec(0, "worker", BRG_RESTART_PERMANENT);
+    spec.shutdown_ms = 100;
+    ts_kinds[0].stubborn = true; // ignores the request: killed after 100 ms
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_DYNAMIC, &spec, 1);
+    brg_ref_t a;
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, sup, NULL, TU_WAIT_MS, &a), BRG_OK);
+    ck_assert_int_eq(brg_supervisor_terminate_child(tu_sys, sup, a, TU_WAIT_MS), BRG_OK);
+    ck_assert(!brg_system_is_alive(tu_sys, a)); // no waiting: it is gone already
+    brg_supervisor_counts_t counts = ts_counts(sup);
+    ck_assert_uint_eq(counts.children, 0);
+    ck_assert_uint_eq(counts.exits, 1);
+    ck_assert_int_eq(atomic_load(&ts_stops), 1);
+    TS_WAIT_LOG("+worker ~worker");
+}
+END_TEST
+
+START_TEST(test_supervisor_dynamic_child_stuck_restarting_can_be_terminated)
+{
+    // Its restarts fail, again and again; terminate_child with its last ref
+    // ends the loop and forgets it (OTP: a child restarting is found by the
+    // pid it had).
+    brg_child_spec_t spec = ts_spec(0, "worker", BRG_RESTART_PERMANENT);
+    ts_kinds[0].fail_start_from = 2;
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.strategy = BRG_STRATEGY_DYNAMIC;
+    opts.intensity = BRG_SUPERVISOR_INTENSITY_MAX;
+    opts.period_ms = 3600 * 1000;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup, a;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, sup, NULL, TU_WAIT_MS, &a), BRG_OK);
+    ts_make_exit(a, BRG_EXIT_FAILED);
+    TU_WAIT_UNTIL(atomic_load(&ts_kinds[0].calls) > 10, TU_WAIT_MS);
+    ck_assert_int_eq(brg_supervisor_terminate_child(tu_sys, sup, a, TU_WAIT_MS), BRG_OK);
+    TS_WAIT_COUNTS(sup, c_.children == 0);
+    int calls = atomic_load(&ts_kinds[0].calls);
+    tu_sleep_ms((uint64_t)(30 * tu_multiplier()));
+    ck_assert_int_eq(atomic_load(&ts_kinds[0].calls), calls); // the loop ended
+    ck_assert(brg_system_is_alive(tu_sys, sup));
 }
 END_TEST
 
@@ -1036,12 +1122,206 @@ START_TEST(test_supervisor_dynamic_requests_fail_cleanly)
     brg_child_info_t info;
     ts_which(fixed, &info, 1);
     ck_assert_int_eq(brg_supervisor_start_child(tu_sys, fixed, NULL, TU_WAIT_MS, NULL), BRG_EINVAL);
+    // OTP: a static child is named by its id; a ref names none of them.
     ck_assert_int_eq(brg_supervisor_terminate_child(tu_sys, fixed, info.ref, TU_WAIT_MS),
+                     BRG_ENOTFOUND);
+    // And a dynamic child by its ref only.
+    ck_assert_int_eq(brg_supervisor_terminate_child_id(tu_sys, dyn, "worker", TU_WAIT_MS),
                      BRG_EINVAL);
     // A dead supervisor: the ask says so.
     ck_assert_int_eq(brg_exit(tu_sys, fixed, BRG_EXIT_KILLED), BRG_OK);
     TU_WAIT_DEAD(tu_sys, fixed);
     ck_assert_int_eq(brg_supervisor_which(tu_sys, fixed, TU_WAIT_MS, &info, 1), BRG_ENOACTOR);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Static children by id (OTP's child_adm), the restarting state, ignore,
+//  child types
+
+START_TEST(test_supervisor_static_child_is_terminated_restarted_and_deleted_by_id)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    ts_kinds[0].trap = true;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, &spec, 1);
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    brg_child_info_t info;
+    ts_which(sup, &info, 1);
+    ck_assert_int_eq(info.state, BRG_CHILD_RUNNING);
+    brg_ref_t first = info.ref, again;
+    ck_assert_int_eq(brg_supervisor_terminate_child_id(tu_sys, sup, "hej", TU_WAIT_MS),
+                     BRG_ENOTFOUND);
+    ck_assert_int_eq(brg_supervisor_delete_child(tu_sys, sup, "hej", TU_WAIT_MS), BRG_ENOTFOUND);
+    ck_assert_int_eq(brg_supervisor_restart_child(tu_sys, sup, "hej", TU_WAIT_MS, NULL),
+                     BRG_ENOTFOUND);
+    ck_assert_int_eq(brg_supervisor_delete_child(tu_sys, sup, "a", TU_WAIT_MS), BRG_EEXIST);
+    ck_assert_int_eq(brg_supervisor_restart_child(tu_sys, sup, "a", TU_WAIT_MS, NULL), BRG_EEXIST);
+
+    // Terminated: dead when the call returns, kept as stopped, not restarted.
+    ck_assert_int_eq(brg_supervisor_terminate_child_id(tu_sys, sup, "a", TU_WAIT_MS), BRG_OK);
+    ck_assert(!brg_system_is_alive(tu_sys, first));
+    ts_which(sup, &info, 1);
+    ck_assert_int_eq(info.state, BRG_CHILD_STOPPED);
+    ck_assert(brg_ref_is_none(info.ref));
+    brg_supervisor_counts_t counts = ts_counts(sup);
+    ck_assert_uint_eq(counts.running, 0);
+    ts_assert_quiet(sup, counts);
+    // Like deleting what does not exist, terminating it again succeeds.
+    ck_assert_int_eq(brg_supervisor_terminate_child_id(tu_sys, sup, "a", TU_WAIT_MS), BRG_OK);
+
+    ck_assert_int_eq(brg_supervisor_restart_child(tu_sys, sup, "a", TU_WAIT_MS, &again), BRG_OK);
+    ck_assert(!brg_ref_eq(again, first));
+    ck_assert(brg_system_is_alive(tu_sys, again));
+    ts_which(sup, &info, 1);
+    ck_assert(brg_ref_eq(info.ref, again));
+    ck_assert_int_eq(brg_supervisor_terminate_child_id(tu_sys, sup, "a", TU_WAIT_MS), BRG_OK);
+    ck_assert_int_eq(brg_supervisor_delete_child(tu_sys, sup, "a", TU_WAIT_MS), BRG_OK);
+    ck_assert_int_eq(brg_supervisor_restart_child(tu_sys, sup, "a", TU_WAIT_MS, NULL),
+                     BRG_ENOTFOUND);
+    counts = ts_counts(sup);
+    ck_assert_uint_eq(counts.children, 0);
+    ck_assert_uint_eq(counts.workers, 0);
+    TS_WAIT_LOG("+a -a +a -a");
+
+    // Not for a dynamic supervisor (OTP: simple_one_for_one).
+    brg_child_spec_t dspec = ts_spec(1, "d", BRG_RESTART_PERMANENT);
+    brg_ref_t dyn = ts_spawn(BRG_STRATEGY_DYNAMIC, &dspec, 1);
+    ck_assert_int_eq(brg_supervisor_restart_child(tu_sys, dyn, "d", TU_WAIT_MS, NULL), BRG_EINVAL);
+    ck_assert_int_eq(brg_supervisor_delete_child(tu_sys, dyn, "d", TU_WAIT_MS), BRG_EINVAL);
+}
+END_TEST
+
+START_TEST(test_supervisor_a_child_whose_restart_fails_shows_restarting_until_terminated)
+{
+    brg_child_spec_t specs[2] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT)};
+    ts_kinds[0].fail_start_from = 2; // every restart fails
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = BRG_SUPERVISOR_INTENSITY_MAX;
+    opts.period_ms = 3600 * 1000;
+    opts.children = specs;
+    opts.n_children = 2;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    TS_WAIT_COUNTS(sup, c_.running == 2);
+    brg_child_info_t info[2];
+    ts_which(sup, info, 2);
+    ts_make_exit(info[0].ref, BRG_EXIT_FAILED);
+    TU_WAIT_UNTIL(atomic_load(&ts_kinds[0].calls) > 10, TU_WAIT_MS);
+    ts_which(sup, info, 2);
+    ck_assert_int_eq(info[0].state, BRG_CHILD_RESTARTING);
+    ck_assert(brg_ref_is_none(info[0].ref));
+    ck_assert_int_eq(info[1].state, BRG_CHILD_RUNNING);
+    ck_assert_int_eq(brg_supervisor_restart_child(tu_sys, sup, "a", TU_WAIT_MS, NULL), BRG_EBUSY);
+    ck_assert_int_eq(brg_supervisor_delete_child(tu_sys, sup, "a", TU_WAIT_MS), BRG_EBUSY);
+    // Terminating it ends the loop; it stays listed, stopped.
+    ck_assert_int_eq(brg_supervisor_terminate_child_id(tu_sys, sup, "a", TU_WAIT_MS), BRG_OK);
+    int calls = atomic_load(&ts_kinds[0].calls);
+    tu_sleep_ms((uint64_t)(30 * tu_multiplier()));
+    ck_assert_int_eq(atomic_load(&ts_kinds[0].calls), calls);
+    ts_which(sup, info, 2);
+    ck_assert_int_eq(info[0].state, BRG_CHILD_STOPPED);
+    ck_assert_int_eq(brg_supervisor_delete_child(tu_sys, sup, "a", TU_WAIT_MS), BRG_OK);
+    ck_assert(brg_system_is_alive(tu_sys, sup));
+}
+END_TEST
+
+START_TEST(test_supervisor_ignored_starts_keep_static_specs_and_drop_the_rest)
+{
+    // OTP's sup_start_ignore_*: a static child whose start says ignore is
+    // kept, not running; a temporary one, and a dynamic one, are not kept.
+    brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "t", BRG_RESTART_TEMPORARY),
+                                 ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+    ts_kinds[0].ignore_from = 1;
+    ts_kinds[1].ignore_from = 1;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 3);
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    brg_child_info_t info[3];
+    ts_which(sup, info, 2);
+    ck_assert_str_eq(info[0].id, "a");
+    ck_assert_int_eq(info[0].state, BRG_CHILD_STOPPED);
+    ck_assert_str_eq(info[1].id, "c");
+    ck_assert_int_eq(info[1].state, BRG_CHILD_RUNNING);
+    brg_supervisor_counts_t counts = ts_counts(sup);
+    ck_assert_uint_eq(counts.children, 2);
+    ck_assert_uint_eq(counts.workers, 2);
+    // restart_child of a child that ignores: ok, and no child.
+    brg_ref_t ref = info[1].ref;
+    ck_assert_int_eq(brg_supervisor_restart_child(tu_sys, sup, "a", TU_WAIT_MS, &ref), BRG_OK);
+    ck_assert(brg_ref_is_none(ref));
+    ts_which(sup, info, 2);
+    ck_assert_int_eq(info[0].state, BRG_CHILD_STOPPED);
+    // Ignored on a restart: stopped, not retried.
+    ts_kinds[2].ignore_from = 2;
+    ts_make_exit(info[1].ref, BRG_EXIT_FAILED);
+    TS_WAIT_COUNTS(sup, c_.exits == 1 && c_.running == 0);
+    ts_which(sup, info, 2);
+    ck_assert_int_eq(info[1].state, BRG_CHILD_STOPPED);
+    ts_assert_quiet(sup, ts_counts(sup));
+    ck_assert_int_eq(atomic_load(&ts_kinds[2].calls), 2);
+
+    brg_child_spec_t dspec = ts_spec(3, "d", BRG_RESTART_PERMANENT);
+    ts_kinds[3].ignore_from = 1;
+    brg_ref_t dyn = ts_spawn(BRG_STRATEGY_DYNAMIC, &dspec, 1);
+    ref = sup;
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, dyn, NULL, TU_WAIT_MS, &ref), BRG_OK);
+    ck_assert(brg_ref_is_none(ref));
+    ck_assert_uint_eq(ts_counts(dyn).children, 0);
+}
+END_TEST
+
+START_TEST(test_supervisor_child_types_set_default_shutdowns_and_are_counted)
+{
+    ts_mid_specs[0] = ts_spec(1, "x", BRG_RESTART_PERMANENT);
+    brg_supervisor_opts_init(&ts_mid_opts);
+    ts_mid_opts.children = ts_mid_specs;
+    ts_mid_opts.n_children = 1;
+    brg_child_spec_t specs[3] = {
+        ts_spec(0, "w", BRG_RESTART_TRANSIENT), {0}, ts_spec(2, "b", BRG_RESTART_PERMANENT)};
+    specs[0].name = "w_name";
+    brg_child_spec_init(&specs[1]);
+    specs[1].id = "mid";
+    specs[1].start = brg_supervisor_start;
+    specs[1].arg = &ts_mid_opts;
+    specs[1].type = BRG_CHILD_SUPERVISOR; // shutdown: infinity by default
+    specs[2].shutdown_ms = BRG_SHUTDOWN_BRUTAL;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 3);
+    TS_WAIT_COUNTS(sup, c_.running == 3);
+    brg_child_about_t about;
+    ck_assert_int_eq(brg_supervisor_get_childspec(tu_sys, sup, "w", TU_WAIT_MS, &about), BRG_OK);
+    ck_assert_str_eq(about.id, "w");
+    ck_assert_str_eq(about.name, "w_name");
+    ck_assert_int_eq(about.restart, BRG_RESTART_TRANSIENT);
+    ck_assert_int_eq(about.shutdown_ms, BRG_SHUTDOWN_WORKER_DEFAULT);
+    ck_assert_int_eq(about.type, BRG_CHILD_WORKER);
+    ck_assert_int_eq(brg_supervisor_get_childspec(tu_sys, sup, "mid", TU_WAIT_MS, &about), BRG_OK);
+    ck_assert_str_eq(about.name, "");
+    ck_assert_int_eq(about.shutdown_ms, BRG_SHUTDOWN_INFINITY);
+    ck_assert_int_eq(about.type, BRG_CHILD_SUPERVISOR);
+    ck_assert_int_eq(brg_supervisor_get_childspec(tu_sys, sup, "b", TU_WAIT_MS, &about), BRG_OK);
+    ck_assert_int_eq(about.shutdown_ms, BRG_SHUTDOWN_BRUTAL);
+    ck_assert_int_eq(brg_supervisor_get_childspec(tu_sys, sup, "nope", TU_WAIT_MS, &about),
+                     BRG_ENOTFOUND);
+    brg_supervisor_counts_t counts = ts_counts(sup);
+    ck_assert_uint_eq(counts.supervisors, 1);
+    ck_assert_uint_eq(counts.workers, 2);
+    brg_child_info_t info[3];
+    ts_which(sup, info, 3);
+    ck_assert_int_eq(info[0].type, BRG_CHILD_WORKER);
+    ck_assert_int_eq(info[1].type, BRG_CHILD_SUPERVISOR);
+    // A dynamic supervisor's one spec, by its id; its children by type.
+    brg_child_spec_t dspec = ts_spec(3, "d", BRG_RESTART_TEMPORARY);
+    dspec.type = BRG_CHILD_SUPERVISOR;
+    dspec.shutdown_ms = 250;
+    brg_ref_t dyn = ts_spawn(BRG_STRATEGY_DYNAMIC, &dspec, 1);
+    ck_assert_int_eq(brg_supervisor_start_child(tu_sys, dyn, NULL, TU_WAIT_MS, NULL), BRG_OK);
+    ck_assert_int_eq(brg_supervisor_get_childspec(tu_sys, dyn, "d", TU_WAIT_MS, &about), BRG_OK);
+    ck_assert_int_eq(about.shutdown_ms, 250);
+    counts = ts_counts(dyn);
+    ck_assert_uint_eq(counts.supervisors, 1);
+    ck_assert_uint_eq(counts.workers, 0);
 }
 END_TEST
 
@@ -1144,7 +1424,7 @@ START_TEST(test_supervisor_spawn_rejects_bad_options_and_spawns_nothing)
             opts.period_ms = 0;
             break;
         case 5:
-            specs[0].shutdown_ms = -2;
+            specs[0].shutdown_ms = -3;
             break;
         case 6:
             opts.strategy = BRG_STRATEGY_DYNAMIC;
@@ -1245,6 +1525,84 @@ START_TEST(test_supervisor_stress_dynamic_children_failing_repeatedly_add_up)
 }
 END_TEST
 
+//  A named worker under a nested supervisor that is killed again and again:
+//  each new incarnation of the nested supervisor must start the worker
+//  exactly once (never a start that fails on the name the old worker, dying
+//  of its parent's exit signal on another thread, still holds).
+#define TS_NAMED_KILLS 300
+
+START_TEST(test_supervisor_stress_killed_nested_supervisor_never_fails_on_a_held_name)
+{
+    ts_mid_specs[0] = ts_spec(1, "w", BRG_RESTART_PERMANENT);
+    ts_mid_specs[0].name = "w";
+    ts_kinds[1].quiet = true;
+    brg_supervisor_opts_init(&ts_mid_opts);
+    ts_mid_opts.children = ts_mid_specs;
+    ts_mid_opts.n_children = 1;
+    brg_child_spec_t mid;
+    brg_child_spec_init(&mid);
+    mid.id = "mid";
+    mid.start = brg_supervisor_start;
+    mid.arg = &ts_mid_opts;
+    mid.shutdown_ms = BRG_SHUTDOWN_INFINITY;
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = BRG_SUPERVISOR_INTENSITY_MAX;
+    opts.children = &mid;
+    opts.n_children = 1;
+    brg_ref_t root;
+    ck_assert_int_eq(ts_try_spawn(&opts, &root), BRG_OK);
+    for (uint64_t i = 1; i <= TS_NAMED_KILLS; i++) {
+        brg_child_info_t info;
+        TS_WAIT_COUNTS(root, c_.running == 1);
+        ts_which(root, &info, 1);
+        brg_supervisor_counts_t mc;
+        TU_WAIT_UNTIL(brg_supervisor_count(tu_sys, info.ref, TU_WAIT_MS, &mc) == BRG_OK &&
+                          mc.running == 1,
+                      TU_WAIT_MS);
+        ck_assert_int_eq(brg_exit(tu_sys, info.ref, BRG_EXIT_KILLED), BRG_OK);
+        TS_WAIT_COUNTS(root, c_.restarts >= i);
+    }
+    TS_WAIT_COUNTS(root, c_.running == 1);
+    ck_assert_uint_eq(ts_counts(root).restarts, TS_NAMED_KILLS);
+    brg_ref_t w;
+    TU_WAIT_UNTIL(brg_whereis(tu_sys, "w", &w) == BRG_OK && brg_system_is_alive(tu_sys, w),
+                  TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&ts_kinds[1].calls), TS_NAMED_KILLS + 1);
+    ck_assert_int_eq(atomic_load(&ts_kinds[1].starts), TS_NAMED_KILLS + 1);
+}
+END_TEST
+
+//  The same one level down: a named worker killed again and again is always
+//  restarted at the first attempt.
+#define TS_NAMED_CHILD_KILLS 1000
+
+START_TEST(test_supervisor_stress_named_child_killed_1000_times_restarts_at_once_each_time)
+{
+    brg_child_spec_t spec = ts_spec(0, "w", BRG_RESTART_PERMANENT);
+    spec.name = "w";
+    ts_kinds[0].quiet = true;
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = BRG_SUPERVISOR_INTENSITY_MAX;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    brg_ref_t w, prev = BRG_REF_NONE;
+    for (uint64_t i = 1; i <= TS_NAMED_CHILD_KILLS; i++) {
+        TU_WAIT_UNTIL(brg_whereis(tu_sys, "w", &w) == BRG_OK && !brg_ref_eq(w, prev), TU_WAIT_MS);
+        ck_assert_int_eq(brg_exit(tu_sys, w, BRG_EXIT_KILLED), BRG_OK);
+        prev = w;
+        TS_WAIT_COUNTS(sup, c_.restarts >= i);
+    }
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    ck_assert_uint_eq(ts_counts(sup).restarts, TS_NAMED_CHILD_KILLS);
+    ck_assert_int_eq(atomic_load(&ts_kinds[0].calls), TS_NAMED_CHILD_KILLS + 1);
+    ck_assert(brg_system_is_alive(tu_sys, sup));
+}
+END_TEST
+
 Suite *
 supervisor_suite(void)
 {
@@ -1282,6 +1640,7 @@ supervisor_suite(void)
     tcase_add_test(intensity, test_supervisor_with_intensity_zero_fails_on_the_first_restart);
     tcase_add_test(intensity, test_supervisor_restarts_spread_beyond_the_period_are_allowed);
     tcase_add_test(intensity, test_supervisor_failure_escalates_up_a_tree_of_supervisors);
+    tcase_add_test(intensity, test_supervisor_that_gives_up_is_not_restarted_as_a_transient_child);
     tcase_add_test(intensity, test_supervisor_tree_shuts_down_depth_first_in_reverse_order);
     tcase_add_test(intensity,
                    test_supervisor_group_restart_waits_for_a_nested_supervisor_to_come_up);
@@ -1303,8 +1662,16 @@ supervisor_suite(void)
     tcase_add_test(names, test_supervisor_dynamic_starts_children_with_their_arguments_at_run_time);
     tcase_add_test(names, test_supervisor_dynamic_terminate_stops_a_child_for_good);
     tcase_add_test(names, test_supervisor_dynamic_shutdown_stops_every_child);
+    tcase_add_test(names,
+                   test_supervisor_terminate_child_returns_once_the_child_is_dead_and_removed);
+    tcase_add_test(names, test_supervisor_dynamic_child_stuck_restarting_can_be_terminated);
     tcase_add_test(names, test_supervisor_dynamic_requests_fail_cleanly);
     tcase_add_test(names, test_supervisor_queries_report_children_refs_and_restart_counts);
+    tcase_add_test(names, test_supervisor_static_child_is_terminated_restarted_and_deleted_by_id);
+    tcase_add_test(names,
+                   test_supervisor_a_child_whose_restart_fails_shows_restarting_until_terminated);
+    tcase_add_test(names, test_supervisor_ignored_starts_keep_static_specs_and_drop_the_rest);
+    tcase_add_test(names, test_supervisor_child_types_set_default_shutdowns_and_are_counted);
     tcase_add_test(names, test_supervisor_readers_reject_other_messages);
     tcase_add_test(names, test_supervisor_spawn_rejects_bad_options_and_spawns_nothing);
     suite_add_tcase(s, names);
@@ -1314,6 +1681,10 @@ supervisor_suite(void)
     tcase_add_checked_fixture(stress, ts_setup, tu_teardown);
     tcase_set_timeout(stress, 120);
     tcase_add_test(stress, test_supervisor_stress_dynamic_children_failing_repeatedly_add_up);
+    tcase_add_test(stress,
+                   test_supervisor_stress_killed_nested_supervisor_never_fails_on_a_held_name);
+    tcase_add_test(stress,
+                   test_supervisor_stress_named_child_killed_1000_times_restarts_at_once_each_time);
     suite_add_tcase(s, stress);
     return s;
 }
