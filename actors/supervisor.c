@@ -108,6 +108,8 @@
 //  actor with that reason. Messages handled in DONE change nothing.
 #include "actors_internal.h"
 
+#include <pthread.h> // the parked specs of brg_supervisor_add_child
+
 //  Internal messages the supervisor sends itself (accepted only from itself).
 #define S_TAG_KILL "brg.sup.kill"   // a child's shutdown time is up; payload: its ref
 #define S_TAG_RETRY "brg.sup.retry" // decide for the pending children
@@ -154,6 +156,7 @@ typedef struct s_child {
     uint64_t name_mon;           // name_wait: the monitor on the name's holder
     brg_timer_id_t name_timer;   // name_wait: the bound of the wait, or 0
     s_waiter_t *waiters;         // terminate requests to answer when it has exited
+    s_spec_t *own_spec;          // added at run time: its spec (owned), else NULL
     uint8_t state;               // s_state_t
     uint8_t pending_kind;        // brg_exit_kind_t the retry decides with
     bool pending;                // waiting for the retry message
@@ -298,6 +301,112 @@ s_map_del(s_map_t *self, brg_ref_t ref)
 }
 
 //  ---------------------------------------------------------------------------
+//  Specs
+
+static char *
+s_strdup(const char *text)
+{
+    size_t len = strlen(text) + 1;
+    char *copy = malloc(len);
+    if (copy)
+        memcpy(copy, text, len);
+    return copy;
+}
+
+//  Copy a checked spec into *to, its strings included, with the default
+//  shutdown resolved by type. BRG_ENOMEM leaves *to to s_spec_clear.
+static int
+s_spec_copy(s_spec_t *to, const brg_child_spec_t *from)
+{
+    to->id = s_strdup(from->id);
+    to->name = from->name ? s_strdup(from->name) : NULL;
+    to->start = from->start;
+    to->arg = from->arg;
+    to->restart = from->restart;
+    to->type = from->type;
+    to->shutdown_ms = from->shutdown_ms;
+    if (to->shutdown_ms == BRG_SHUTDOWN_DEFAULT) // OTP: by type
+        to->shutdown_ms =
+            to->type == BRG_CHILD_SUPERVISOR ? BRG_SHUTDOWN_INFINITY : BRG_SHUTDOWN_WORKER_DEFAULT;
+    return !to->id || (from->name && !to->name) ? BRG_ENOMEM : BRG_OK;
+}
+
+static void
+s_spec_clear(s_spec_t *spec)
+{
+    free(spec->id);
+    free(spec->name);
+}
+
+//  Free a spec of its own (added at run time); NULL is fine.
+static void
+s_spec_free(s_spec_t *spec)
+{
+    if (!spec)
+        return;
+    s_spec_clear(spec);
+    free(spec);
+}
+
+//  Specs on their way to a supervisor (brg_supervisor_add_child). A message
+//  must not carry pointers: it may come from anywhere, another node
+//  included, and a spec holds a start function and its arg. So the caller
+//  parks a copy here under a fresh token and sends the token; the
+//  supervisor claims the copy by token and its own ref, and a forged or
+//  stale token finds nothing. The caller withdraws the copy if the
+//  supervisor never claimed it (the ask failed or timed out).
+typedef struct s_parked {
+    struct s_parked *next;
+    uint64_t token;
+    brg_ref_t sup;  // the supervisor it is meant for
+    s_spec_t *spec; // owned
+} s_parked_t;
+
+static pthread_mutex_t s_parked_lock = PTHREAD_MUTEX_INITIALIZER;
+static s_parked_t *s_parked;     // s_parked_lock
+static uint64_t s_parked_tokens; // s_parked_lock: the last token handed out
+
+//  Park spec for sup. Returns its token, or 0 if out of memory.
+static uint64_t
+s_park(brg_ref_t sup, const brg_child_spec_t *spec)
+{
+    s_parked_t *p = calloc(1, sizeof(*p));
+    s_spec_t *copy = calloc(1, sizeof(*copy));
+    if (!p || !copy || s_spec_copy(copy, spec) != BRG_OK) {
+        free(p);
+        s_spec_free(copy);
+        return 0;
+    }
+    p->sup = sup;
+    p->spec = copy;
+    pthread_mutex_lock(&s_parked_lock);
+    p->token = ++s_parked_tokens;
+    p->next = s_parked;
+    s_parked = p;
+    pthread_mutex_unlock(&s_parked_lock);
+    return p->token;
+}
+
+//  Take the spec parked under token for sup, or NULL. The caller owns it.
+static s_spec_t *
+s_unpark(uint64_t token, brg_ref_t sup)
+{
+    s_spec_t *spec = NULL;
+    pthread_mutex_lock(&s_parked_lock);
+    for (s_parked_t **pp = &s_parked; *pp; pp = &(*pp)->next) {
+        s_parked_t *p = *pp;
+        if (p->token == token && brg_ref_eq(p->sup, sup)) {
+            *pp = p->next;
+            spec = p->spec;
+            free(p);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s_parked_lock);
+    return spec;
+}
+
+//  ---------------------------------------------------------------------------
 //  Child records
 
 static s_child_t *
@@ -372,6 +481,7 @@ s_child_remove(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c)
     else
         self->tail = c->prev;
     brg_msg_destroy(&c->args);
+    s_spec_free(c->own_spec);
     free(c);
     self->n_children--;
 }
@@ -399,23 +509,22 @@ s_sup_destroy(void *state)
             free(w);
         }
         brg_msg_destroy(&c->args);
+        s_spec_free(c->own_spec);
         free(c);
         c = next;
     }
-    for (size_t i = 0; i < self->n_specs; i++) {
-        free(self->specs[i].id);
-        free(self->specs[i].name);
-    }
+    for (size_t i = 0; i < self->n_specs; i++)
+        s_spec_clear(&self->specs[i]);
     free(self->specs);
     free(self->running.slots);
     free(self->ring);
     free(self);
 }
 
+//  One spec's own fields are in range.
 static bool
-s_spec_valid(const brg_supervisor_opts_t *opts, size_t i)
+s_spec_ok(const brg_child_spec_t *spec)
 {
-    const brg_child_spec_t *spec = &opts->children[i];
     if (!spec->id || spec->id[0] == '\0' || strlen(spec->id) > BRG_CHILD_ID_MAX || !spec->start)
         return false;
     if (spec->restart < BRG_RESTART_PERMANENT || spec->restart > BRG_RESTART_TEMPORARY)
@@ -425,6 +534,15 @@ s_spec_valid(const brg_supervisor_opts_t *opts, size_t i)
     if (spec->type < BRG_CHILD_WORKER || spec->type > BRG_CHILD_SUPERVISOR)
         return false;
     if (spec->name && (spec->name[0] == '\0' || strlen(spec->name) > BRG_NAME_MAX))
+        return false;
+    return true;
+}
+
+static bool
+s_spec_valid(const brg_supervisor_opts_t *opts, size_t i)
+{
+    const brg_child_spec_t *spec = &opts->children[i];
+    if (!s_spec_ok(spec))
         return false;
     for (size_t j = 0; j < i; j++)
         if (strcmp(opts->children[j].id, spec->id) == 0)
@@ -450,16 +568,6 @@ s_opts_check(const brg_supervisor_opts_t *opts)
     return BRG_OK;
 }
 
-static char *
-s_strdup(const char *text)
-{
-    size_t len = strlen(text) + 1;
-    char *copy = malloc(len);
-    if (copy)
-        memcpy(copy, text, len);
-    return copy;
-}
-
 //  A new state from checked options: copies the specs and, for a static
 //  supervisor, makes one (not yet started) record per spec.
 static s_sup_t *
@@ -483,17 +591,7 @@ s_sup_new(brg_system_t *sys, const brg_supervisor_opts_t *opts, brg_ref_t parent
         const brg_child_spec_t *from = &opts->children[i];
         s_spec_t *to = &self->specs[i];
         self->n_specs = i + 1; // so destroy frees what was copied so far
-        to->id = s_strdup(from->id);
-        to->name = from->name ? s_strdup(from->name) : NULL;
-        to->start = from->start;
-        to->arg = from->arg;
-        to->restart = from->restart;
-        to->type = from->type;
-        to->shutdown_ms = from->shutdown_ms;
-        if (to->shutdown_ms == BRG_SHUTDOWN_DEFAULT) // OTP: by type
-            to->shutdown_ms = to->type == BRG_CHILD_SUPERVISOR ? BRG_SHUTDOWN_INFINITY
-                                                               : BRG_SHUTDOWN_WORKER_DEFAULT;
-        if (!to->id || (from->name && !to->name)) {
+        if (s_spec_copy(to, from) != BRG_OK) {
             s_sup_destroy(self);
             return NULL;
         }
@@ -1360,6 +1458,47 @@ s_on_delete_child(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     s_answer(ctx, &reply, rc);
 }
 
+//  OTP's start_child(Sup, ChildSpec) for a static supervisor: add the parked
+//  spec as the last child and start it.
+static void
+s_on_add_child(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t *reply = NULL;
+    size_t pos = 0;
+    uint64_t token;
+    s_spec_t *spec = NULL;
+    int rc = BRG_OK;
+    if (brg_msg_read_uint(msg, &pos, &token) != BRG_OK || !(spec = s_unpark(token, brg_self(ctx))))
+        rc = BRG_ENOTFOUND; // a forged or stale token: nothing parked
+    else if (self->strategy == BRG_STRATEGY_DYNAMIC)
+        rc = BRG_EINVAL; // OTP: simple_one_for_one takes start arguments instead
+    else if (self->phase == S_SHUTTING_DOWN || self->phase == S_DONE)
+        rc = BRG_ECLOSED;
+    else if (s_find_id(self, spec->id, strlen(spec->id)))
+        rc = BRG_EEXIST; // OTP: already_started or already_present
+    else if (self->n_children >= BRG_SUPERVISOR_CHILDREN_MAX)
+        rc = BRG_EINVAL;
+    s_child_t *c = rc == BRG_OK ? s_child_add(self, spec, NULL) : NULL;
+    if (rc == BRG_OK && !c)
+        rc = BRG_ENOMEM;
+    if (rc != BRG_OK) {
+        s_spec_free(spec);
+        s_answer(ctx, &reply, rc);
+        return;
+    }
+    c->own_spec = spec;
+    brg_ref_t ref = BRG_REF_NONE;
+    rc = s_start(self, ctx, c, &ref, false);
+    // OTP: a failed start keeps nothing; an ignored one keeps the spec,
+    // unless the child is temporary.
+    if (rc != BRG_OK && (rc != BRG_CHILD_IGNORE || spec->restart == BRG_RESTART_TEMPORARY))
+        s_child_remove(self, ctx, c);
+    if (rc == BRG_OK || rc == BRG_CHILD_IGNORE)
+        s_answer_started(ctx, ref);
+    else
+        s_answer(ctx, &reply, rc);
+}
+
 static void
 s_on_get_childspec(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
 {
@@ -1418,6 +1557,8 @@ s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
         s_on_delete_child(self, ctx, msg);
     } else if (brg_msg_is(msg, BRG_SUP_TAG_SPEC)) {
         s_on_get_childspec(self, ctx, msg);
+    } else if (brg_msg_is(msg, BRG_SUP_TAG_ADD)) {
+        s_on_add_child(self, ctx, msg);
     } else if (from_self && brg_msg_is(msg, S_TAG_KILL)) {
         s_on_kill_timer(self, msg);
     } else if (from_self && brg_msg_is(msg, S_TAG_NAME)) {
@@ -1526,4 +1667,28 @@ brg_supervisor_start(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_r
     assert(arg);
     (void)args;
     return brg_supervisor_spawn(sup_ctx, arg, child);
+}
+
+int
+brg_supervisor_add_child(brg_system_t *sys, brg_ref_t sup, const brg_child_spec_t *spec,
+                         int timeout_ms, brg_ref_t *child)
+{
+    assert(sys);
+    assert(spec);
+    if (!s_spec_ok(spec))
+        return BRG_EINVAL;
+    uint64_t token = s_park(sup, spec);
+    brg_msg_t *req = token ? brg_msg_new(BRG_SUP_TAG_ADD) : NULL, *reply = NULL;
+    int rc = req ? brg_msg_add_uint(req, token) : BRG_ENOMEM;
+    if (rc == BRG_OK)
+        rc = brg_system_ask(sys, sup, &req, timeout_ms, &reply);
+    brg_msg_destroy(&req);
+    // Not claimed (the ask failed before the supervisor saw it, or timed out
+    // first): withdraw it. Claimed: the supervisor owns it.
+    s_spec_free(token ? s_unpark(token, sup) : NULL);
+    brg_ref_t ref;
+    if (rc == BRG_OK && (rc = brg_supervisor_read_started(reply, &ref)) == BRG_OK && child)
+        *child = ref;
+    brg_msg_destroy(&reply);
+    return rc;
 }

@@ -196,6 +196,7 @@ typedef struct brg_child_about {
 #define BRG_SUP_TAG_RESTART "brg.sup.restart"     // id -> BRG_SUP_TAG_STARTED, ref | nil
 #define BRG_SUP_TAG_DELETE "brg.sup.delete"       // id -> BRG_SUP_TAG_OK
 #define BRG_SUP_TAG_SPEC "brg.sup.spec"           // id -> id, name|nil, restart, shutdown, type
+#define BRG_SUP_TAG_ADD "brg.sup.add"             // token -> BRG_SUP_TAG_STARTED, ref | nil
 #define BRG_SUP_TAG_OK "brg.sup.ok"               //
 
 //  Fill with the defaults (see the fields).
@@ -290,6 +291,22 @@ BRG_EXPORT int brg_supervisor_count(brg_system_t *sys, brg_ref_t sup, int timeou
 //  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
 BRG_EXPORT int brg_supervisor_start_child(brg_system_t *sys, brg_ref_t sup, brg_msg_t **args_p,
                                           int timeout_ms, brg_ref_t *child);
+
+//  Add a child to a static supervisor and start it (OTP's start_child with a
+//  child spec): it becomes the last child in start order. spec is copied
+//  (its arg is not: keep it valid while the supervisor lives). On BRG_OK
+//  *child (if not NULL) is the new child, or BRG_REF_NONE if its start
+//  function said BRG_CHILD_IGNORE (then the spec is kept, stopped, unless
+//  the child is temporary). If the start fails nothing is kept. Errors
+//  besides the above: BRG_EINVAL (a bad spec, a dynamic supervisor, or
+//  BRG_SUPERVISOR_CHILDREN_MAX reached), BRG_EEXIST (the id is taken: OTP's
+//  already_started or already_present; or the spec's name is held),
+//  BRG_ECLOSED (shutting down), or the start function's code. The spec
+//  travels by a token, not in the message: only this process can add one.
+//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+BRG_EXPORT int brg_supervisor_add_child(brg_system_t *sys, brg_ref_t sup,
+                                        const brg_child_spec_t *spec, int timeout_ms,
+                                        brg_ref_t *child);
 
 //  Stop one child of a dynamic supervisor (with its spec's shutdown) and
 //  forget it: it is not restarted. Returns once the child is dead and

@@ -1325,6 +1325,59 @@ START_TEST(test_supervisor_child_types_set_default_shutdowns_and_are_counted)
 }
 END_TEST
 
+START_TEST(test_supervisor_add_child_starts_a_new_static_child_with_otp_errors)
+{
+    brg_child_spec_t a = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, &a, 1);
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    brg_ref_t ref = BRG_REF_NONE;
+    // The id is taken: running (already_started), then stopped (already_present).
+    ck_assert_int_eq(brg_supervisor_add_child(tu_sys, sup, &a, TU_WAIT_MS, &ref), BRG_EEXIST);
+    ck_assert_int_eq(brg_supervisor_terminate_child_id(tu_sys, sup, "a", TU_WAIT_MS), BRG_OK);
+    ck_assert_int_eq(brg_supervisor_add_child(tu_sys, sup, &a, TU_WAIT_MS, &ref), BRG_EEXIST);
+    ck_assert_int_eq(brg_supervisor_delete_child(tu_sys, sup, "a", TU_WAIT_MS), BRG_OK);
+    ck_assert_int_eq(brg_supervisor_add_child(tu_sys, sup, &a, TU_WAIT_MS, &ref), BRG_OK);
+    ck_assert(brg_system_is_alive(tu_sys, ref));
+
+    // Added last, supervised like the others: restarted when it fails.
+    brg_child_spec_t b = ts_spec(1, "b", BRG_RESTART_PERMANENT);
+    brg_ref_t bref;
+    ck_assert_int_eq(brg_supervisor_add_child(tu_sys, sup, &b, TU_WAIT_MS, &bref), BRG_OK);
+    brg_child_info_t info[4];
+    ts_which(sup, info, 2);
+    ck_assert_str_eq(info[1].id, "b");
+    ck_assert(brg_ref_eq(info[1].ref, bref));
+    ts_make_exit(bref, BRG_EXIT_FAILED);
+    TS_WAIT_COUNTS(sup, c_.restarts == 1 && c_.running == 2);
+
+    // Ignored: kept stopped, unless temporary; a failed start keeps nothing.
+    brg_child_spec_t c = ts_spec(2, "c", BRG_RESTART_TRANSIENT);
+    brg_child_spec_t t = ts_spec(3, "t", BRG_RESTART_TEMPORARY);
+    brg_child_spec_t f = ts_spec(4, "f", BRG_RESTART_PERMANENT);
+    ts_kinds[2].ignore_from = ts_kinds[3].ignore_from = 1;
+    ts_kinds[4].fail_start_from = 1;
+    ck_assert_int_eq(brg_supervisor_add_child(tu_sys, sup, &c, TU_WAIT_MS, &ref), BRG_OK);
+    ck_assert(brg_ref_is_none(ref));
+    ck_assert_int_eq(brg_supervisor_add_child(tu_sys, sup, &t, TU_WAIT_MS, &ref), BRG_OK);
+    ck_assert(brg_ref_is_none(ref));
+    ck_assert_int_eq(brg_supervisor_add_child(tu_sys, sup, &f, TU_WAIT_MS, &ref), BRG_EINVAL);
+    ts_which(sup, info, 3);
+    ck_assert_str_eq(info[2].id, "c");
+    ck_assert_int_eq(info[2].state, BRG_CHILD_STOPPED);
+
+    // Bad specs, a dynamic supervisor, a forged token.
+    brg_child_spec_t bad = ts_spec(5, "x", BRG_RESTART_PERMANENT);
+    bad.start = NULL;
+    ck_assert_int_eq(brg_supervisor_add_child(tu_sys, sup, &bad, TU_WAIT_MS, NULL), BRG_EINVAL);
+    brg_child_spec_t d = ts_spec(6, "d", BRG_RESTART_PERMANENT);
+    brg_ref_t dyn = ts_spawn(BRG_STRATEGY_DYNAMIC, &d, 1);
+    ck_assert_int_eq(brg_supervisor_add_child(tu_sys, dyn, &a, TU_WAIT_MS, NULL), BRG_EINVAL);
+    brg_msg_t *forged = brg_msg_new_int(BRG_SUP_TAG_ADD, 12345), *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, sup, &forged, TU_WAIT_MS, &reply), BRG_ENOTFOUND);
+    ck_assert_uint_eq(ts_counts(sup).children, 3);
+}
+END_TEST
+
 //  ---------------------------------------------------------------------------
 //  Queries and options
 
@@ -1672,6 +1725,7 @@ supervisor_suite(void)
                    test_supervisor_a_child_whose_restart_fails_shows_restarting_until_terminated);
     tcase_add_test(names, test_supervisor_ignored_starts_keep_static_specs_and_drop_the_rest);
     tcase_add_test(names, test_supervisor_child_types_set_default_shutdowns_and_are_counted);
+    tcase_add_test(names, test_supervisor_add_child_starts_a_new_static_child_with_otp_errors);
     tcase_add_test(names, test_supervisor_readers_reject_other_messages);
     tcase_add_test(names, test_supervisor_spawn_rejects_bad_options_and_spawns_nothing);
     suite_add_tcase(s, names);
