@@ -1084,7 +1084,7 @@ s_child_exited(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind
     self->exits++;
     if (self->awaiting == c) {
         self->awaiting = NULL;
-        if (self->phase == S_STARTING) {
+        if (self->phase == S_STARTING && !c->terminating) {
             s_start_failed(self, ctx, c, code); // a nested supervisor that did not come up
             s_answer_waiters(ctx, waiters);
             return;

@@ -128,6 +128,11 @@ typedef struct brg_child_spec {
     const char *name;         // optional: registered name, restored after each restart
     brg_child_type_t type;    // default BRG_CHILD_WORKER
 } brg_child_spec_t;
+//  A child with a name starts only once the name is free: while another
+//  actor holds it (the old incarnation under a nested supervisor that was
+//  killed, say), the child waits, restarting, for that actor to end, at most
+//  its shutdown time (brutal: BRG_SHUTDOWN_WORKER_DEFAULT; infinity: no
+//  bound); then the start fails with BRG_EEXIST (docs/SUPERVISION.md, 5).
 
 //  Supervisor options. Start from brg_supervisor_opts_init(&opts).
 typedef struct brg_supervisor_opts {

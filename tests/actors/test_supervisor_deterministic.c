@@ -242,6 +242,63 @@ START_TEST(test_supervisor_terminate_child_ends_even_if_the_child_unlinked_itsel
 }
 END_TEST
 
+static int
+s_idle(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    return BRG_OK;
+}
+
+START_TEST(test_supervisor_restart_waits_for_a_held_name_at_most_its_shutdown_time)
+{
+    static brg_child_spec_t spec;
+    brg_child_spec_init(&spec);
+    spec.id = "A";
+    spec.name = "a";
+    spec.start = s_start;
+    spec.arg = &s_protos[0];
+    spec.shutdown_ms = 300;
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = 2;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup, squatter, a;
+    ck_assert_int_eq(brg_supervisor_spawn_root(s_sys, &opts, &sup), BRG_OK);
+    brg_system_run_until_idle(s_sys);
+    // A dies; before the supervisor hears of it, another actor takes "a".
+    ck_assert_int_eq(brg_exit(s_sys, s_child_ref(sup, "A"), BRG_EXIT_KILLED), BRG_OK);
+    ck_assert_int_eq(brg_system_step(s_sys), 1);
+    ck_assert_int_eq(brg_system_spawn(s_sys, s_idle, NULL, &squatter), BRG_OK);
+    ck_assert_int_eq(brg_register(s_sys, "a", squatter), BRG_OK);
+    brg_system_run_until_idle(s_sys);
+    brg_child_info_t info;
+    ck_assert_int_eq(brg_supervisor_which(s_sys, sup, 1000, &info, 1), 1);
+    ck_assert_int_eq(info.state, BRG_CHILD_RESTARTING);
+    brg_system_advance(s_sys, 299);
+    ck_assert_int_eq(brg_supervisor_which(s_sys, sup, 1000, &info, 1), 1);
+    ck_assert_int_eq(info.state, BRG_CHILD_RESTARTING);
+    // The bound: a failed restart, decided again (the second of two allowed),
+    // which waits again. The squatter ends: A starts at last.
+    brg_system_advance(s_sys, 1);
+    ck_assert(brg_system_is_alive(s_sys, sup));
+    ck_assert_int_eq(brg_supervisor_which(s_sys, sup, 1000, &info, 1), 1);
+    ck_assert_int_eq(info.state, BRG_CHILD_RESTARTING);
+    ck_assert_int_eq(brg_exit(s_sys, squatter, BRG_EXIT_KILLED), BRG_OK);
+    brg_system_run_until_idle(s_sys);
+    ck_assert_int_eq(brg_supervisor_which(s_sys, sup, 1000, &info, 1), 1);
+    ck_assert_int_eq(info.state, BRG_CHILD_RUNNING);
+    ck_assert_int_eq(brg_whereis(s_sys, "a", &a), BRG_OK);
+    ck_assert(brg_ref_eq(a, info.ref));
+    // Once more without a squatter: the third restart in the period is one
+    // too many.
+    ck_assert_int_eq(brg_exit(s_sys, a, BRG_EXIT_KILLED), BRG_OK);
+    brg_system_run_until_idle(s_sys);
+    ck_assert(!brg_system_is_alive(s_sys, sup));
+}
+END_TEST
+
 static child_t s_lingering = {.id = "w", .linger = true};
 static brg_child_spec_t s_mid_spec;
 static brg_supervisor_opts_t s_mid_opts;
@@ -315,6 +372,7 @@ supervisor_deterministic_suite(void)
     tcase_add_test(tc, test_supervisor_shutdown_ends_even_if_children_unlinked_themselves);
     tcase_add_test(tc, test_supervisor_terminate_child_ends_even_if_the_child_unlinked_itself);
     tcase_add_test(tc, test_supervisor_restart_waits_until_the_old_incarnation_released_its_name);
+    tcase_add_test(tc, test_supervisor_restart_waits_for_a_held_name_at_most_its_shutdown_time);
     suite_add_tcase(s, tc);
     return s;
 }
