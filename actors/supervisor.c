@@ -46,23 +46,24 @@
 //
 //    phase          waits for                       then
 //    STARTING       the ready message of a nested   RUNNING once every child is
-//      (init)       supervisor it has just started  started, in order
+//      (init)       supervisor it has just started, started, in order
+//                   or the DOWN of a name's holder
 //    RUNNING        nothing (one_for_one and        RESTARTING on a group restart,
-//                   dynamic restart at once)        SHUTTING_DOWN on a request or
-//                                                   too many restarts
+//                   dynamic restart at once; a      SHUTTING_DOWN on a request or
+//                   child may wait for its name)    too many restarts
 //    RESTARTING     first the EXIT of the group     RUNNING, once every member
 //                   member it is stopping, then     (order >= group_from) is stopped
 //                   ready messages, as STARTING     and started again in order
-//    SHUTTING_DOWN  the EXITs of the children       DONE, once no child runs
-//                   it is stopping
+//    SHUTTING_DOWN  the EXITs (or DOWNs) of the     DONE, once no child runs
+//                   children it is stopping
 //    DONE           nothing                         the actor exits with `final`
 //
 //  Every event handler ends with s_advance(), which moves the machine as far
 //  as it can without waiting. A static supervisor stops its children one at
-//  a time in reverse start order; stopping one is brg_exit(shutdown) plus a
-//  kill timer (brg_send_after to itself, carrying the child's ref, so a timer
-//  that fires after the EXIT finds no STOPPING child and is ignored), then
-//  brg_exit(killed); brutal kill skips to the last step. A dynamic supervisor
+//  a time in reverse start order; stopping one is a monitor, brg_exit(shutdown)
+//  and a kill timer (brg_send_after to itself, carrying the child's ref, so a
+//  timer that fires after the EXIT finds no STOPPING child and is ignored),
+//  then brg_exit(killed); brutal kill skips to the last step. A dynamic supervisor
 //  stops all its children at once, as OTP does: their order means nothing.
 //  Events in the middle of a sequence are folded in: while a group is being
 //  stopped, a member that exits by itself is only marked stopped (the group
@@ -97,10 +98,13 @@
 //
 //  Intensity. The times (brg_system_now_ms) of the last intensity + 1
 //  restarts are kept in a ring; the restart that finds the oldest of them
-//  within period_ms is one too many.
+//  within period_ms is one too many: the supervisor gives up (s_give_up)
+//  with reason shutdown, as OTP's does, so a transient parent does not
+//  restart it.
 //
-//  Intensity reached: the supervisor gives up (s_give_up) with reason
-//  shutdown, as OTP's does, so a transient parent does not restart it.
+//  Threads. Everything here runs on the supervisor's own thread, except
+//  brg_supervisor_add_child's parking of a spec (s_park, on the caller's
+//  thread), which s_parked_lock orders against the supervisor's s_unpark.
 //
 //  Exit. Once no child runs, the supervisor exits with `final`: brg_stop for
 //  normal, brg_fail for failed; for shutdown or killed it stops trapping and
