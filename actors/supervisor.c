@@ -415,6 +415,35 @@ s_sup_new(brg_system_t *sys, const brg_supervisor_opts_t *opts, brg_ref_t parent
 //  ---------------------------------------------------------------------------
 //  Decisions
 
+//  A report line (brigade/log.h, category "supervisor", about the supervisor
+//  sup): "child '<id>' [(<ref>)] <what>[: <reason>]". reason may be NULL.
+static void
+s_report(brg_system_t *sys, brg_ref_t sup, brg_log_level_t level, const char *id, brg_ref_t child,
+         const brg_exit_reason_t *reason, const char *what)
+{
+    if (!brg_log_enabled(sys, level))
+        return;
+    char ref[BRG_REF_STRLEN + 3] = "";
+    if (!brg_ref_is_none(child)) {
+        ref[0] = '(';
+        brg_ref_format(child, ref + 1, BRG_REF_STRLEN);
+        strcat(ref, ") ");
+    }
+    if (!reason) {
+        brg_system_log(sys, level, "supervisor", sup, "child '%s' %s%s", id, ref, what);
+        return;
+    }
+    char code[32] = "";
+    if (reason->code && strcmp(brg_err_name(reason->code), "BRG_EUNKNOWN") == 0)
+        snprintf(code, sizeof(code), " code %d", reason->code); // a code of the user's own
+    else if (reason->code)
+        snprintf(code, sizeof(code), " %s", brg_err_name(reason->code));
+    bool text = reason->text[0] != '\0';
+    brg_system_log(sys, level, "supervisor", sup, "child '%s' %s%s: %s%s%s%s%s", id, ref, what,
+                   brg_exit_kind_name(reason->kind), code, text ? " \"" : "", reason->text,
+                   text ? "\"" : "");
+}
+
 //  Record a restart now. False if it is one too many: more than intensity
 //  restarts within period_ms.
 static bool
@@ -553,8 +582,12 @@ s_restart(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c)
     int rc = s_start(self, ctx, c, NULL);
     if (rc == BRG_ECLOSED)
         return; // the system is being destroyed: nothing to restart into
-    if (rc < 0)
+    if (rc < 0) {
+        brg_exit_reason_t why = {BRG_EXIT_FAILED, rc, ""};
+        s_report(self->sys, brg_self(ctx), BRG_LOG_ERROR, c->spec->id, BRG_REF_NONE, &why,
+                 "could not be restarted");
         s_pend(self, ctx, c, BRG_EXIT_FAILED);
+    }
 }
 
 //  Restart the children of order >= from: stop them (s_advance), then start
@@ -593,10 +626,18 @@ s_decide(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind)
             s_child_remove(self, c);
         return; // a static transient child stays listed, not running
     }
+    brg_exit_reason_t why = {kind, 0, ""};
     if (!s_restart_allowed(self)) {
+        char what[96];
+        snprintf(what, sizeof(what),
+                 "exited, reached max restart intensity (%u in %d ms), giving up",
+                 self->ring_cap - 1, self->period_ms);
+        s_report(self->sys, brg_self(ctx), BRG_LOG_ERROR, c->spec->id, BRG_REF_NONE, &why, what);
         s_fail(self, BRG_EFAILED, "reached max restart intensity");
         return;
     }
+    s_report(self->sys, brg_self(ctx), BRG_LOG_NOTICE, c->spec->id, BRG_REF_NONE, &why,
+             "exited, restarting");
     switch (self->strategy) {
     case BRG_STRATEGY_ONE_FOR_ONE:
     case BRG_STRATEGY_DYNAMIC:
@@ -817,6 +858,12 @@ s_on_exit(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     if (brg_msg_read_exit(msg, &from, &reason) != BRG_OK)
         return;
     s_child_t *c = s_map_get(&self->running, from);
+    // OTP's child_terminated and shutdown_error reports; a kill after the
+    // shutdown time was reported when it was sent.
+    if (c && reason.kind != BRG_EXIT_NORMAL && reason.kind != BRG_EXIT_SHUTDOWN &&
+        (c->state == S_ALIVE || reason.kind == BRG_EXIT_FAILED))
+        s_report(self->sys, brg_self(ctx), BRG_LOG_ERROR, c->spec->id, from, &reason,
+                 c->state == S_ALIVE ? "terminated" : "failed while shutting down");
     if (c)
         s_child_exited(self, ctx, c, reason.kind, reason.code);
     else if (brg_ref_is_none(from) || brg_ref_eq(from, self->parent))
@@ -835,6 +882,9 @@ s_on_kill_timer(s_sup_t *self, const brg_msg_t *msg)
     if (!c || c->state != S_STOPPING)
         return; // it stopped in time
     c->kill_timer = 0;
+    char what[64];
+    snprintf(what, sizeof(what), "did not stop within %d ms; killed", c->spec->shutdown_ms);
+    s_report(self->sys, brg_msg_sender(msg), BRG_LOG_ERROR, c->spec->id, ref, NULL, what);
     brg_exit(self->sys, ref, BRG_EXIT_KILLED);
 }
 
