@@ -17,11 +17,12 @@
 //                            and shutdown exits, and exits caused by exit
 //                            signals (links, brg_exit), are not reported,
 //                            as in Erlang/OTP.
-//    "supervisor"   error    a child terminated abnormally; a supervisor gave
-//                            up (max restart intensity); a child did not stop
-//                            within its shutdown time and was killed, or
-//                            failed while being shut down
-//                   notice   a child was restarted
+//    "supervisor"   error    a child terminated abnormally; a child could not
+//                            be restarted; a supervisor gave up (max restart
+//                            intensity); a child did not stop within its
+//                            shutdown time and was killed, or failed while
+//                            being shut down
+//                   notice   a child (or its group) is restarted
 //    "dead_letter"  notice   a summary of dead letters, at most one line per
 //                            second per system, with counts per reason; with
 //                            cfg.log_dead_letters one line per dead letter
@@ -74,21 +75,24 @@ typedef struct brg_log_event {
                             // "model", "user" (brg_log), or the caller's (brg_system_log)
     brg_system_t *system;   // the system the event belongs to
     brg_ref_t actor;        // the actor concerned, or BRG_REF_NONE
-    const char *actor_name; // its registered name, or NULL
+    const char *actor_name; // its registered name (escaped as text is), or NULL
     const char *text;       // one line: no newline, no control characters, NUL-terminated
     size_t len;             // strlen(text), at most BRG_LOG_TEXT_MAX
 } brg_log_event_t;
 
 //  A log hook (cfg.log_fn). arg is cfg.log_arg. Thread: the thread where the
 //  event happened, possibly several at once, so the hook must be thread-safe.
-//  It should not block for long (it may run on a worker) and must not call
-//  brg_system_destroy; it may call brg_log_stderr and brg_log_level_name.
+//  It may run inside a Brigade call of any thread (a send that becomes a dead
+//  letter logs on the sender's thread). It should not block for long (it may
+//  run on a worker) and must not call brg_system_destroy; it may call
+//  brg_log_stderr and brg_log_level_name. It is never called after
+//  brg_system_destroy returns.
 typedef void (*brg_log_fn)(void *arg, const brg_log_event_t *event);
 
 //  The default sink: write "brigade: <level> <category>: [actor <ref>
-//  [\"<name>\"]: ]<text>\n" to stderr with one write(2) call (a line is at
-//  most about 700 bytes, under PIPE_BUF, so lines from different threads do
-//  not interleave on a pipe). arg is ignored. A hook may call it to keep the
+//  [\"<name>\"]: ]<text>\n" to stderr with one write(2) call (a line is
+//  under 1 KiB, far below PIPE_BUF, so lines from different threads do not
+//  interleave on a pipe). arg is ignored. A hook may call it to keep the
 //  stderr line as well. Thread: any.
 BRG_EXPORT void brg_log_stderr(void *arg, const brg_log_event_t *event);
 

@@ -1403,6 +1403,33 @@ START_TEST(test_supervisor_reports_a_child_killed_after_its_shutdown_time)
 }
 END_TEST
 
+START_TEST(test_supervisor_reports_a_child_that_could_not_be_restarted)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    ts_kinds[0].fail_start_from = 2; // the first restart's start function fails
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = 1;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    brg_child_info_t info;
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    ts_which(sup, &info, 1);
+    ts_make_exit(info.ref, BRG_EXIT_FAILED);
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_FAILED);
+    ck_assert(tr_logged("supervisor", BRG_LOG_NOTICE, sup, "child 'a' exited, restarting: failed"));
+    ck_assert(tr_logged("supervisor", BRG_LOG_ERROR, sup,
+                        "child 'a' could not be restarted: failed BRG_EINVAL"));
+    // The failed start counts as a failure: the second restart is one too many.
+    ck_assert(tr_logged("supervisor", BRG_LOG_ERROR, sup,
+                        "child 'a' exited, reached max restart intensity (1 in 5000 ms), giving "
+                        "up: failed"));
+    ck_assert_int_eq(tr_count("supervisor"), 4);
+}
+END_TEST
+
 //  A child that fails when asked to shut down.
 static int
 tr_fails_on_shutdown(brg_ctx_t *ctx, const brg_msg_t *msg)
@@ -1530,6 +1557,7 @@ supervisor_suite(void)
     tcase_set_timeout(reports, 20);
     tcase_add_test(reports, test_supervisor_reports_a_terminated_child_and_its_restart);
     tcase_add_test(reports, test_supervisor_reports_giving_up_at_max_restart_intensity);
+    tcase_add_test(reports, test_supervisor_reports_a_child_that_could_not_be_restarted);
     tcase_add_test(reports, test_supervisor_reports_a_child_killed_after_its_shutdown_time);
     tcase_add_test(reports, test_supervisor_reports_a_child_that_fails_while_shutting_down);
     suite_add_tcase(s, reports);
