@@ -8,8 +8,8 @@
 //  \xHH; a cut text ends in "..." and never in half a UTF-8 sequence or half
 //  an escape), then handed to cfg.log_fn or brg_log_stderr. Nothing is
 //  allocated and no lock is taken but the registry's, for a moment, to find
-//  the actor's name. The stderr sink writes a whole line with one write(2):
-//  lines are far below PIPE_BUF, so lines from different threads never
+//  the actor's name (and the timer's, below, at most once a second). The stderr sink writes a whole
+//  line with one write(2): lines are far below PIPE_BUF, so lines from different threads never
 //  interleave, and no stdio lock is held while a slow terminal drains.
 //  Filtered events cost one comparison with cfg.log_level.
 //
@@ -31,11 +31,10 @@
 //  seq_cst), so its step 3 sees the flag clear and arms a new flush; if the
 //  flush loses its CAS to a step 2 whose exchange may have come before that
 //  increment, it sets dl_armed again. Summaries are at least a second apart
-//  (both writers CAS dl_last_ns only from a time a second older). The clock
-//  is the system's, so in deterministic mode brg_system_advance drives the
-//  window; brg_system_destroy writes what is left once no thread runs.
-//  In deterministic mode there is no timer thread: brg_system_advance calls
-//  the flush after it moves the clock.
+//  (both writers CAS dl_last_ns only from a time a second older).
+//  brg_system_destroy writes what is left once no thread runs. The clock is
+//  the system's: in deterministic mode, where there is no timer thread,
+//  brg_system_advance moves it and then calls the flush.
 #include "runtime_internal.h"
 
 //  Room for the printf text before escaping: a text that long is cut anyway.

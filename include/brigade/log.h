@@ -41,7 +41,8 @@
 //  blocking-pool thread, the timer thread, an I/O thread or a caller's
 //  thread), and the hook is called there, concurrently from several threads,
 //  with no lock of Brigade held. The facility itself takes no lock but the
-//  registry's, briefly, to find an actor's name.
+//  registry's, briefly, to find an actor's name (and, at most once a second,
+//  the timer's, to wake the timer thread for a dead-letter summary).
 #ifndef BRG_LOG_H
 #define BRG_LOG_H
 
