@@ -492,14 +492,15 @@ s_answer(s_http_t *self, brg_ctx_t *ctx, s_xfer_t *x)
     }
     self->counts.failed++;
     char url[256];
-    if (self->log_errors)
+    if (self->log_errors && brg_log_enabled(brg_ctx_system(ctx), BRG_LOG_WARNING)) {
         brg__http_url_for_log(x->url, url, sizeof url);
-    if (self->log_errors)
-        fprintf(stderr, "brigade http: %s %s: %s (%s)\n", x->method, url,
-                x->too_big     ? "response body larger than max_response_bytes"
-                : x->errbuf[0] ? x->errbuf
-                               : curl_easy_strerror(x->result),
-                brg_err_name(status));
+        brg_system_log(brg_ctx_system(ctx), BRG_LOG_WARNING, "http", brg_self(ctx),
+                       "%s %s: %s (%s)", x->method, url,
+                       x->too_big     ? "response body larger than max_response_bytes"
+                       : x->errbuf[0] ? x->errbuf
+                                      : curl_easy_strerror(x->result),
+                       brg_err_name(status));
+    }
     brg_reply_error_to(ctx, x->request, status);
 }
 

@@ -306,20 +306,23 @@ s_openai_destroy(void *state)
     free(self);
 }
 
+//  One log line (category "model", level warning) about a failed call.
 static void
-s_log(const s_openai_t *self, int status, const char *what, const char *detail, size_t len)
+s_log(brg_ctx_t *ctx, const s_openai_t *self, int status, const char *what, const char *detail,
+      size_t len)
 {
     char url[256];
-    if (!self->log_errors)
+    if (!self->log_errors || !brg_log_enabled(brg_ctx_system(ctx), BRG_LOG_WARNING))
         return;
     brg__http_url_for_log(self->url, url, sizeof url);
-    fprintf(stderr, "brigade model: POST %s: %s%s%.*s (%s)\n", url, what, len ? ": " : "", (int)len,
-            detail ? detail : "", brg_err_name(status));
+    brg_system_log(brg_ctx_system(ctx), BRG_LOG_WARNING, "model", brg_self(ctx),
+                   "POST %s: %s%s%.*s (%s)", url, what, len ? ": " : "", (int)len,
+                   detail ? detail : "", brg_err_name(status));
 }
 
 //  The message text of an error body {"error": {"message": "..."}}, if any.
 static void
-s_log_http_error(const s_openai_t *self, const brg_http_response_t *r)
+s_log_http_error(brg_ctx_t *ctx, const s_openai_t *self, const brg_http_response_t *r)
 {
     json_t *root = json_loadb(r->body, r->body_len, 0, NULL);
     const char *message =
@@ -327,9 +330,9 @@ s_log_http_error(const s_openai_t *self, const brg_http_response_t *r)
     char what[32];
     snprintf(what, sizeof what, "HTTP status %d", r->status);
     if (message)
-        s_log(self, BRG_EHTTP, what, message, strlen(message));
+        s_log(ctx, self, BRG_EHTTP, what, message, strlen(message));
     else
-        s_log(self, BRG_EHTTP, what, r->body, r->body_len < 200 ? r->body_len : 200);
+        s_log(ctx, self, BRG_EHTTP, what, r->body, r->body_len < 200 ? r->body_len : 200);
     json_decref(root);
 }
 
@@ -343,7 +346,7 @@ s_answer_completion(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *request,
     json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
     json_t *content = json_object_get(json_object_get(choice, "message"), "content");
     if (!json_is_string(content)) {
-        s_log(self, BRG_EPROTO, "not a chat completion",
+        s_log(ctx, self, BRG_EPROTO, "not a chat completion",
               root ? "no choices[0].message.content" : err.text,
               strlen(root ? "no choices[0].message.content" : err.text));
         json_decref(root);
@@ -371,12 +374,12 @@ s_on_http(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
         // We are stopping: tell the caller now rather than at its deadline.
         brg_reply_error_to(ctx, request, BRG_ECLOSED);
     } else if (status != BRG_OK) {
-        s_log(self, status, "the call failed", NULL, 0);
+        s_log(ctx, self, status, "the call failed", NULL, 0);
         brg_reply_error_to(ctx, request, status);
     } else if (brg_http_read_response(reply, &r) != BRG_OK) {
         brg_reply_error_to(ctx, request, BRG_EPROTO);
     } else if (r.status < 200 || r.status > 299) {
-        s_log_http_error(self, &r);
+        s_log_http_error(ctx, self, &r);
         brg_reply_error_to(ctx, request, BRG_EHTTP);
     } else {
         s_answer_completion(ctx, self, request, &r);

@@ -610,6 +610,36 @@ s_sup_new(brg_system_t *sys, const brg_supervisor_opts_t *opts, brg_ref_t parent
 //  ---------------------------------------------------------------------------
 //  Decisions
 
+//  A report line (brigade/log.h, category "supervisor", about the supervisor
+//  sup): "child '<id>' [(<ref>)] <what>[: <reason>]". reason may be NULL.
+static void
+s_report(brg_system_t *sys, brg_ref_t sup, brg_log_level_t level, const char *id, brg_ref_t child,
+         const brg_exit_reason_t *reason, const char *what)
+{
+    if (!brg_log_enabled(sys, level))
+        return;
+    char ref[BRG_REF_STRLEN + 3] = "";
+    if (!brg_ref_is_none(child)) {
+        ref[0] = '(';
+        brg_ref_format(child, ref + 1, BRG_REF_STRLEN);
+        strcat(ref, ") ");
+    }
+    if (!reason) {
+        brg_system_log(sys, level, "supervisor", sup, "child '%s' %s%s", id, ref, what);
+        return;
+    }
+    char code[32] = "";
+    if (reason->code && strcmp(brg_err_name(reason->code), "BRG_EUNKNOWN") == 0)
+        snprintf(code, sizeof(code), " code %d", reason->code); // a code of the user's own
+    else if (reason->code)
+        snprintf(code, sizeof(code), " %s", brg_err_name(reason->code));
+    // A failure without a text of its own carries its code's name as text.
+    bool text = reason->text[0] != '\0' && strcmp(reason->text, brg_err_name(reason->code)) != 0;
+    brg_system_log(sys, level, "supervisor", sup, "child '%s' %s%s: %s%s%s%s%s", id, ref, what,
+                   brg_exit_kind_name(reason->kind), code, text ? " \"" : "", reason->text,
+                   text ? "\"" : "");
+}
+
 //  Record a restart now. False if it is one too many: more than intensity
 //  restarts within period_ms.
 static bool
@@ -811,6 +841,9 @@ s_restart(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c)
         if (self->strategy == BRG_STRATEGY_DYNAMIC || c->spec->restart == BRG_RESTART_TEMPORARY)
             s_child_remove(self, ctx, c);
     } else if (rc < 0 && rc != BRG_ECLOSED) { // ECLOSED: the system is being destroyed
+        brg_exit_reason_t why = {BRG_EXIT_FAILED, rc, ""};
+        s_report(self->sys, brg_self(ctx), BRG_LOG_ERROR, c->spec->id, BRG_REF_NONE, &why,
+                 "could not be restarted");
         s_pend(self, ctx, c, BRG_EXIT_FAILED);
     }
     return rc;
@@ -859,10 +892,18 @@ s_decide(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind)
             s_child_remove(self, ctx, c);
         return; // a static transient child stays listed, not running
     }
+    brg_exit_reason_t why = {kind, 0, ""};
     if (!s_restart_allowed(self)) {
+        char what[96];
+        snprintf(what, sizeof(what),
+                 "exited, reached max restart intensity (%u in %d ms), giving up",
+                 self->ring_cap - 1, self->period_ms);
+        s_report(self->sys, brg_self(ctx), BRG_LOG_ERROR, c->spec->id, BRG_REF_NONE, &why, what);
         s_give_up(self, ctx);
         return;
     }
+    s_report(self->sys, brg_self(ctx), BRG_LOG_NOTICE, c->spec->id, BRG_REF_NONE, &why,
+             "exited, restarting");
     switch (self->strategy) {
     case BRG_STRATEGY_ONE_FOR_ONE:
     case BRG_STRATEGY_DYNAMIC:
@@ -895,9 +936,8 @@ s_stop(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c)
     // OTP's shutdown/2: monitor the child while it stops, so that one that
     // unlinked itself cannot make us wait for an EXIT that never comes. Only
     // out of memory fails; then the link's EXIT is all we have. (A child that
-    // died just before this gets a DOWN with noproc, which may come before
-    // its EXIT; the stop then ends with reason noproc. The reason of a stop
-    // we asked for decides nothing, so the difference is only in reports.)
+    // is gone when the MONITOR reaches it answers DOWN noproc; while we are
+    // still linked to it, s_on_down waits for its EXIT, which has the reason.)
     if (brg_monitor(ctx, c->ref, &c->stop_mon) != BRG_OK)
         c->stop_mon = 0;
     int ms = c->spec->shutdown_ms;
@@ -1098,6 +1138,20 @@ s_child_exited(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, brg_exit_kind_t kind
     s_answer_waiters(ctx, waiters);
 }
 
+//  OTP's child_terminated and shutdown_error reports for c's end, whether
+//  its EXIT or (while it stops) its DOWN told us; a kill after the shutdown
+//  time was reported when it was sent.
+static void
+s_report_exit(s_sup_t *self, brg_ctx_t *ctx, const s_child_t *c, brg_ref_t from,
+              const brg_exit_reason_t *reason)
+{
+    if (reason->kind == BRG_EXIT_NORMAL || reason->kind == BRG_EXIT_SHUTDOWN)
+        return;
+    if (c->state == S_ALIVE || reason->kind == BRG_EXIT_FAILED)
+        s_report(self->sys, brg_self(ctx), BRG_LOG_ERROR, c->spec->id, from, reason,
+                 c->state == S_ALIVE ? "terminated" : "failed while shutting down");
+}
+
 static void
 s_on_exit(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
 {
@@ -1106,9 +1160,10 @@ s_on_exit(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     if (brg_msg_read_exit(msg, &from, &reason) != BRG_OK)
         return;
     s_child_t *c = s_map_get(&self->running, from);
-    if (c)
+    if (c) {
+        s_report_exit(self, ctx, c, from, &reason);
         s_child_exited(self, ctx, c, reason.kind, reason.code);
-    else if (brg_ref_is_none(from) || brg_ref_eq(from, self->parent))
+    } else if (brg_ref_is_none(from) || brg_ref_eq(from, self->parent))
         s_begin_shutdown(self, ctx, &reason);
     // else: a stale incarnation, or an actor that linked to us: ignored.
 }
@@ -1134,11 +1189,21 @@ s_on_down(s_sup_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     if (brg_msg_read_down(msg, &from, &mon, &reason) != BRG_OK)
         return;
     s_child_t *c = s_map_get(&self->running, from);
+    if (c && c->state == S_STOPPING && c->stop_mon == mon && reason.kind == BRG_EXIT_NOPROC &&
+        brg_is_linked(ctx, from)) {
+        // Our shutdown signal (system lane) overtook the MONITOR (ordinary
+        // lane) and the child was gone when the MONITOR reached it. Still
+        // linked, so its EXIT, with the reason it really ended with, is
+        // certain to come: that one ends the stop (and its report).
+        c->stop_mon = 0;
+        return;
+    }
     if (c && c->state == S_STOPPING && c->stop_mon == mon) {
         // Before its EXIT, or instead of it (it unlinked itself). Unlinked
         // now, an EXIT still in flight is dropped by the runtime.
         c->stop_mon = 0;
         brg_unlink(ctx, from);
+        s_report_exit(self, ctx, c, from, &reason);
         s_child_exited(self, ctx, c, reason.kind, reason.code);
         return;
     }
@@ -1164,6 +1229,9 @@ s_on_kill_timer(s_sup_t *self, const brg_msg_t *msg)
     if (!c || c->state != S_STOPPING)
         return; // it stopped in time
     c->kill_timer = 0;
+    char what[64];
+    snprintf(what, sizeof(what), "did not stop within %d ms; killed", c->spec->shutdown_ms);
+    s_report(self->sys, brg_msg_sender(msg), BRG_LOG_ERROR, c->spec->id, ref, NULL, what);
     brg_exit(self->sys, ref, BRG_EXIT_KILLED);
 }
 

@@ -32,6 +32,7 @@
 #include "brigade/http.h"
 #include "brigade/limiter.h"
 #include "brigade/link.h"
+#include "brigade/log.h"
 #include "brigade/model.h"
 #include "brigade/msg.h"
 #include "brigade/ref.h"

@@ -496,13 +496,40 @@ s_drain_dead(brg__actor_t *actor)
     actor->queued = 0;
 }
 
+//  The crash report (log category "crash"): one line naming the reason's code
+//  and text and where the actor was, `where`. Only for an actor that failed
+//  by itself; exits caused by exit signals are the signal sender's story,
+//  and normal or shutdown exits are not errors (as in Erlang/OTP).
+static void
+s_crash_report(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *where)
+{
+    if (!brg__log_on(actor->sys, BRG_LOG_ERROR))
+        return;
+    const char *err = brg_err_name(reason->code);
+    // A failure without a text of its own carries its code's name as text.
+    bool text = reason->text[0] && strcmp(reason->text, err) != 0;
+    char code[32];
+    const char *name = err;
+    if (strcmp(err, "BRG_EUNKNOWN") == 0) { // a code of the user's own
+        snprintf(code, sizeof(code), "code %d", reason->code);
+        name = code;
+    }
+    brg__log(actor->sys, BRG_LOG_ERROR, "crash", brg__actor_ref(actor), "failed: %s%s%s%s; %s",
+             name, text ? " \"" : "", text ? reason->text : "", text ? "\"" : "", where);
+}
+
 //  The actor ends: close the mailbox, release the name, drop the backlog,
 //  destroy the state, free the slot. The actor is gone when this returns.
+//  crash_where: for an actor that failed by itself, where (its crash report
+//  says); NULL otherwise.
 static void
-s_die(brg__actor_t *actor, const brg_exit_reason_t *reason)
+s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_where)
 {
     brg_system_t *sys = actor->sys;
     bool failed = reason->kind == BRG_EXIT_FAILED || reason->kind == BRG_EXIT_KILLED;
+    // Before the name is released, so that the report can name the actor.
+    if (crash_where && reason->kind == BRG_EXIT_FAILED)
+        s_crash_report(actor, reason, crash_where);
     actor->flags |= BRG__ACTOR_DEAD;
     // Close the mailbox and release the name as one step, before any EXIT or
     // DOWN is sent: whoever learns of this death, by a signal or by a failed
@@ -591,12 +618,17 @@ s_watchdog_fail(brg__actor_t *actor)
     brg__actor_fail_later(actor);
 }
 
-//  Run one message. Returns true if the actor must die, with *reason.
+//  Run one message. Returns true if the actor must die, with *reason; then
+//  *own says whether the actor failed by itself (not by an exit signal or a
+//  stop) and tag holds the message's tag, for the crash report.
 static bool
-s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
+s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *own,
+         char tag[BRG_TAG_MAX + 1])
 {
     brg_ctx_t ctx = {actor, msg};
     int rc = BRG_OK;
+    *own = false;
+    tag[0] = '\0';
     if (brg__link_is_signal(msg)) {
         switch (brg__link_handle(actor, msg, reason)) {
         case BRG__LINK_DIE:
@@ -611,6 +643,8 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
             return false;
         }
     }
+    // The message is freed at the end, not in the cases below, so that a
+    // death can still report its tag; a case that hands it on sets it NULL.
     switch ((brg__msg_kind_t)msg->kind) {
     case BRG__MSG_SYS_STOP:
         brg__msg_free(msg);
@@ -619,23 +653,20 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
     case BRG__MSG_SYS_ASK_TIMEOUT:
         ctx.msg = NULL;
         brg__ask_on_timeout(&ctx, msg->corr);
-        brg__msg_free(msg);
         break;
     case BRG__MSG_REPLY:
     case BRG__MSG_REPLY_ERROR: {
         bool handled = false;
         brg__ask_on_reply(&ctx, msg, &handled);
-        if (handled)
-            brg__msg_free(msg);
-        else
+        if (!handled) {
             brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_LATE_REPLY, false);
+            msg = NULL;
+        }
         break;
     }
     case BRG__MSG_SYS_IDLE:
-        if (!s_idle_due(actor, msg)) {
-            brg__msg_free(msg);
+        if (!s_idle_due(actor, msg))
             break;
-        }
         msg->kind = BRG__MSG_USER;
         msg->corr = 0;
         /* fall through */
@@ -644,10 +675,9 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
         rc = actor->fn(&ctx, msg);
         if (brg__watch_end(watch))
             s_watchdog_fail(actor);
-        if (rc != BRG_UNHANDLED) {
-            brg__msg_free(msg);
+        if (rc != BRG_UNHANDLED)
             break;
-        }
+        memcpy(tag, msg->tag, (size_t)msg->tag_len + 1);
         if (actor->mode & BRG__MODE_FAIL_UNHANDLED) {
             // The policy says an unexpected message is a bug in the protocol:
             // fail (the message is still reported as a dead letter).
@@ -655,9 +685,11 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
             snprintf(text, sizeof(text), "unhandled message '%s'", msg->tag);
             brg__exit_reason_set(reason, BRG_EXIT_FAILED, BRG_EPROTO, text);
             brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
+            *own = true;
             return true;
         }
         brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_UNHANDLED, true);
+        msg = NULL; // its tag is in tag already, should brg_fail have been called
         break;
     }
     case BRG__MSG_SYS_KILL:
@@ -669,14 +701,20 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
     case BRG__MSG_SYS_DOWN:
         brg__panic("link signal kind %d escaped brg__link_handle", msg->kind);
     }
-    if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING)) {
+    bool die = true;
+    if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING))
         s_rc_reason(rc, reason);
-        return true;
+    else if (actor->flags & BRG__ACTOR_STOPPING)
+        s_own_reason(actor, reason);
+    else
+        die = false;
+    if (msg) {
+        if (die)
+            memcpy(tag, msg->tag, (size_t)msg->tag_len + 1);
+        brg__msg_free(msg);
     }
-    if (!(actor->flags & BRG__ACTOR_STOPPING))
-        return false;
-    s_own_reason(actor, reason);
-    return true;
+    *own = die;
+    return die;
 }
 
 //  True (and the flag cleared) if a stop or kill was pushed since we last
@@ -706,7 +744,7 @@ brg__actor_run(brg__actor_t *actor, int batch)
                 s_rc_reason(rc, &reason);
             else
                 s_own_reason(actor, &reason);
-            s_die(actor, &reason);
+            s_die(actor, &reason, "in init");
             return false;
         }
     }
@@ -731,11 +769,16 @@ brg__actor_run(brg__actor_t *actor, int batch)
         }
         actor->queued--;
         n++;
-        if (s_handle(actor, msg, &reason)) {
+        bool own;
+        char tag[BRG_TAG_MAX + 1];
+        if (s_handle(actor, msg, &reason, &own, tag)) {
             // Counted before s_die counts the actor stopped, so whoever sees
             // it stopped (brg_system_await_actors) sees its messages too.
             brg__sched_count_processed(actor->sys, (uint32_t)n);
-            s_die(actor, &reason);
+            char where[BRG_TAG_MAX + 32];
+            if (own)
+                snprintf(where, sizeof(where), "last message '%s'", tag);
+            s_die(actor, &reason, own ? where : NULL);
             return false;
         }
     }

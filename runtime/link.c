@@ -470,6 +470,14 @@ brg_unlink(brg_ctx_t *ctx, brg_ref_t other)
     return BRG_OK;
 }
 
+bool
+brg_is_linked(brg_ctx_t *ctx, brg_ref_t other)
+{
+    assert(ctx);
+    brg__actor_t *actor = ctx->actor;
+    return actor->ext && actor->ext->links && s_link_has(actor->ext->links, other);
+}
+
 int
 brg_monitor(brg_ctx_t *ctx, brg_ref_t target, uint64_t *monitor)
 {

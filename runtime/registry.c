@@ -283,6 +283,18 @@ brg__registry_close(brg_system_t *sys, brg__actor_t *actor)
     return top;
 }
 
+bool
+brg__registry_name_of(brg_system_t *sys, uint64_t id, char out[BRG_NAME_MAX + 1])
+{
+    brg__registry_t *self = sys->registry;
+    pthread_mutex_lock(&self->lock);
+    s_entry_t *e = *s_find_id(self, id);
+    if (e)
+        memcpy(out, e->name, sizeof(e->name));
+    pthread_mutex_unlock(&self->lock);
+    return e != NULL;
+}
+
 int
 brg__registry_reserve(brg_system_t *sys, const char *name)
 {

@@ -2,6 +2,9 @@
 #ifndef BRG_RUNTIME_REGISTRY_H
 #define BRG_RUNTIME_REGISTRY_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "brigade/registry.h"
 
 typedef struct brg__registry brg__registry_t;
@@ -15,6 +18,10 @@ void brg__registry_destroy(brg__registry_t **self_p);
 //  so that no brg_register can bind it again and whoever learns it is dead
 //  finds its name free (registry.c). Thread: the dying actor's.
 brg_msg_t *brg__registry_close(brg_system_t *sys, brg__actor_t *actor);
+
+//  Copy the name of the live actor id into out (escaping nothing) and return
+//  true, or return false if it has none. Thread: any (takes the lock).
+bool brg__registry_name_of(brg_system_t *sys, uint64_t id, char out[BRG_NAME_MAX + 1]);
 
 //  Spawn with a name: reserve it (BRG_OK, BRG_EEXIST, BRG_ENOMEM) before the
 //  actor is published; then fill in the actor's ref, or cancel the reservation

@@ -24,6 +24,7 @@
 #include "actor.h"
 #include "debug.h"
 #include "link.h"
+#include "log.h"
 #include "msg.h"
 #include "registry.h"
 #include "runq.h"

@@ -1070,11 +1070,10 @@ s_watch_scan(brg_system_t *sys, brg__watch_t *w, uint64_t now, uint64_t limit, b
     w->reported = since;
     if (fail)
         atomic_store_explicit(&w->fail_at, since, memory_order_relaxed);
-    char buf[BRG_REF_STRLEN];
-    brg_ref_format(brg__system_ref(sys, atomic_load_explicit(&w->actor_id, memory_order_relaxed)),
-                   buf, sizeof(buf));
-    fprintf(stderr, "brigade: watchdog: actor %s has held its thread for %llu ms%s\n", buf,
-            (unsigned long long)((now - since) / 1000000u), fail ? " (it will fail)" : "");
+    brg_ref_t actor =
+        brg__system_ref(sys, atomic_load_explicit(&w->actor_id, memory_order_relaxed));
+    brg__log(sys, BRG_LOG_WARNING, "watchdog", actor, "has held its thread for %llu ms%s",
+             (unsigned long long)((now - since) / 1000000u), fail ? " (it will fail)" : "");
     return 1;
 }
 

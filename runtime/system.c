@@ -14,7 +14,8 @@
 //  The node UUID comes from libuuid at new; every ref carries it, so sends to
 //  another node's actors are recognised at the one send path,
 //  brg__system_deliver, and handed to the plugged-in transport (phase 2) or,
-//  without one, counted as dead letters.
+//  without one, counted as dead letters. Every dead letter is counted, given
+//  to cfg.dead_letter_fn and to the log's rate-limited summary (log.c).
 #include "runtime_internal.h"
 
 #include <uuid/uuid.h>
@@ -31,6 +32,7 @@ brg_config_init(brg_config_t *cfg)
     cfg->batch = 64;
     cfg->blocking_threads = 4;
     cfg->max_actors = 64u * 1024 * 1024;
+    cfg->log_level = BRG_LOG_NOTICE;
 }
 
 static uint64_t
@@ -118,6 +120,8 @@ brg_system_destroy(brg_system_t **self_p)
     brg_system_await_actors(self, -1);
     brg__timers_destroy(&self->timers);
     brg__sched_destroy(&self->sched);
+    // No other thread runs now: write the dead letters not yet summarised.
+    brg__log_flush(self, brg__system_now_ns(self), true);
     brg__registry_destroy(&self->registry);
     brg__slots_fini(self);
     pthread_mutex_destroy(&self->await_lock);
@@ -259,9 +263,13 @@ brg_system_advance(brg_system_t *self, int ms)
             atomic_store_explicit(&self->vclock_ns, next, memory_order_relaxed);
         brg__timers_fire_due(self->timers, next);
         steps += brg_system_run_until_idle(self);
+        brg__log_flush(self, brg__system_now_ns(self), false);
     }
     atomic_store_explicit(&self->vclock_ns, target, memory_order_relaxed);
-    return steps + brg_system_run_until_idle(self);
+    steps += brg_system_run_until_idle(self);
+    // The dead-letter summary's second is measured on the virtual clock too.
+    brg__log_flush(self, target, false);
+    return steps;
 }
 
 void
@@ -307,26 +315,6 @@ brg__system_set_remote(brg_system_t *sys, brg__remote_fn fn, void *arg)
     sys->remote_fn = fn;
 }
 
-static const char *
-s_reason_name(brg_dead_reason_t reason)
-{
-    switch (reason) {
-    case BRG_DEAD_NO_ACTOR:
-        return "no-actor";
-    case BRG_DEAD_STOPPED:
-        return "stopped";
-    case BRG_DEAD_LATE_REPLY:
-        return "late-reply";
-    case BRG_DEAD_UNHANDLED:
-        return "unhandled";
-    case BRG_DEAD_REMOTE:
-        return "remote-unreachable";
-    case BRG_DEAD_SHUTDOWN:
-        return "shutdown";
-    }
-    return "unknown";
-}
-
 void
 brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_reason_t reason,
                  bool notify_asker)
@@ -334,12 +322,7 @@ brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_reaso
     atomic_fetch_add_explicit(&sys->dead_letters, 1, memory_order_relaxed);
     if (sys->cfg.dead_letter_fn)
         sys->cfg.dead_letter_fn(sys->cfg.dead_letter_arg, to, msg, reason);
-    if (sys->cfg.log_dead_letters) {
-        char buf[BRG_REF_STRLEN];
-        brg_ref_format(to, buf, sizeof(buf));
-        fprintf(stderr, "brigade: dead letter '%s' to %s (%s)\n", msg->tag, buf,
-                s_reason_name(reason));
-    }
+    brg__log_dead_letter(sys, to, msg, reason);
     // An undeliverable ask: tell the asker now rather than at its deadline.
     if (notify_asker && msg->corr && msg->kind == BRG__MSG_USER && !brg_ref_is_none(msg->sender)) {
         brg_ref_t asker = msg->sender;

@@ -9,6 +9,8 @@
 
 #include "brigade/system.h"
 
+#include "log.h"
+
 typedef struct brg__sched brg__sched_t;
 typedef struct brg__timers brg__timers_t;
 typedef struct brg__registry brg__registry_t;
@@ -54,6 +56,8 @@ struct brg_system {
     _Atomic uint64_t aux_hwm;       // mailbox high-water mark seen outside workers
     _Atomic uint64_t watchdog_reports;
     _Atomic uint64_t vclock_ns; // deterministic mode: virtual time (creator thread writes)
+
+    brg__log_t log; // the dead-letter summary (log.c)
 
     pthread_mutex_t await_lock; // with await_cond: brg_system_await_actors
     pthread_cond_t await_cond;

@@ -15,6 +15,9 @@
 //  Everything here is guarded by `lock`; `active` is only a counter for stats.
 //  The same thread runs the watchdog: with cfg.watchdog_ms set it wakes at
 //  least every quarter of the limit and scans the workers' watch slots.
+//  It also writes the dead-letter summary that a dead letter could not write
+//  at once (log.c): brg__timers_kick wakes it, and it sleeps until the
+//  summary's second is up.
 //  In deterministic mode there is no thread: brg_system_advance moves the
 //  virtual clock and calls brg__timers_fire_due.
 #include "runtime_internal.h"
@@ -187,6 +190,15 @@ s_timer_main(void *arg)
     pthread_mutex_lock(&self->lock);
     while (!self->stop) {
         uint64_t now = brg__now_ns();
+        // Read under the lock: a dead letter that arms a flush later takes
+        // the lock to signal (brg__timers_kick), so the wake-up is not lost.
+        uint64_t flush_at = brg__log_flush_deadline(sys);
+        if (now >= flush_at) {
+            pthread_mutex_unlock(&self->lock);
+            brg__log_flush(sys, now, false);
+            pthread_mutex_lock(&self->lock);
+            continue;
+        }
         if (now >= next_scan) {
             pthread_mutex_unlock(&self->lock);
             uint32_t n = brg__sched_watchdog_scan(sys->sched, now, limit, sys->cfg.watchdog_fail);
@@ -195,7 +207,7 @@ s_timer_main(void *arg)
             next_scan = now + limit / 4;
             continue;
         }
-        uint64_t wake = next_scan;
+        uint64_t wake = next_scan < flush_at ? next_scan : flush_at;
         if (self->heap_len > 0 && self->table[self->heap[0]].deadline < wake)
             wake = self->table[self->heap[0]].deadline;
         if (wake > now) {
@@ -219,6 +231,16 @@ s_timer_main(void *arg)
     }
     pthread_mutex_unlock(&self->lock);
     return NULL;
+}
+
+void
+brg__timers_kick(brg__timers_t *self)
+{
+    if (!self->threaded)
+        return; // deterministic mode: brg_system_advance flushes
+    pthread_mutex_lock(&self->lock);
+    pthread_cond_signal(&self->cond);
+    pthread_mutex_unlock(&self->lock);
 }
 
 uint64_t

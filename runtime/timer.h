@@ -13,6 +13,12 @@ typedef struct brg__timers brg__timers_t;
 //  where brg__timers_fire_due drives it). Returns NULL if out of resources.
 brg__timers_t *brg__timers_new(brg_system_t *sys, bool threaded);
 
+//  Wake the timer thread to look again at what it waits for (a dead-letter
+//  summary to flush, log.c). No-op in deterministic mode. Thread: any that
+//  does not hold the timer lock (the timer thread sends outside it); takes
+//  the lock briefly.
+void brg__timers_kick(brg__timers_t *self);
+
 //  Deterministic mode: the earliest deadline (UINT64_MAX if none), and fire
 //  every timer due at or before now_ns, in deadline order. Returns how many
 //  fired. Thread: the system's creator.

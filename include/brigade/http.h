@@ -17,9 +17,10 @@
 //  longer than the request's timeout_ms, so the HTTP actor's answer, not the
 //  ask's own deadline, tells what happened. A request sent with brg_send is
 //  answered with the response as a plain message to its sender (errors then
-//  only count). With log_errors, every failed transfer also prints one line
-//  to stderr with curl's own explanation ("brigade http: GET <url>: Failed to
-//  connect to 127.0.0.1 port 9: Connection refused (BRG_ENETWORK)").
+//  only count). With log_errors, every failed transfer also logs one line
+//  (brigade/log.h: category "http", level warning; stderr by default) with
+//  curl's own explanation ("brigade: warning http: actor <ref>: GET <url>:
+//  Failed to connect to 127.0.0.1 port 9: Connection refused (BRG_ENETWORK)").
 //
 //  Only http:// and https:// URLs are accepted, redirects are not followed,
 //  no proxy is used unless opts.proxy names one, and responses are read up
@@ -73,7 +74,7 @@ typedef struct brg_http_opts {
     size_t max_response_bytes; // larger bodies fail with BRG_EMSGSIZE (default 8 MiB,
                                // at most BRG_MSG_MAX - 4096)
     const char *user_agent;    // User-Agent header (default "brigade/<version>")
-    bool log_errors;           // print one line per failed transfer to stderr (default true)
+    bool log_errors;           // log one line per failed transfer, see above (default true)
     const char *proxy;         // proxy URL (http:// or https://); NULL: none (default).
                                // The environment's http_proxy etc. are never used.
     const char *name;          // optional registered name of the actor

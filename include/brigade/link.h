@@ -69,6 +69,11 @@ BRG_EXPORT int brg_link(brg_ctx_t *ctx, brg_ref_t other);
 //  this link are ignored.
 BRG_EXPORT int brg_unlink(brg_ctx_t *ctx, brg_ref_t other);
 
+//  Whether this actor holds a link to `other` now: made by either end and
+//  not yet removed by either (an UNLINK from `other` counts once this actor
+//  has handled it; signals from one actor arrive in the order it sent them).
+BRG_EXPORT bool brg_is_linked(brg_ctx_t *ctx, brg_ref_t other);
+
 //  Watch `target`: exactly one BRG_TAG_DOWN message will come, with *monitor
 //  as its id (brg_msg_read_down). Always BRG_OK unless out of memory.
 BRG_EXPORT int brg_monitor(brg_ctx_t *ctx, brg_ref_t target, uint64_t *monitor);

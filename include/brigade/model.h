@@ -29,8 +29,9 @@
 //    not the JSON of a chat completion, BRG_EINVAL for a text or
 //    instructions that are not valid UTF-8, BRG_EMSGSIZE for a request body
 //    over the message limit, BRG_EBADMSG for a malformed request, BRG_ENOMEM.
-//    With log_errors it prints one line per failure to stderr, with the
-//    server's error message when it sent one (URLs without their query).
+//    With log_errors it logs one line per failure (brigade/log.h: category
+//    "model", level warning; stderr by default), with the server's error
+//    message when it sent one (URLs without their query).
 //
 //  Both backends answer every request exactly once. When the openai backend
 //  stops, the calls it has in flight are answered BRG_ECLOSED at once.
@@ -132,7 +133,7 @@ typedef struct brg_model_openai_opts {
     double temperature;  // default 0.2 (0 .. 2)
     int timeout_ms;      // each call's deadline (default 60000)
     brg_ref_t http;      // an HTTP actor to use; BRG_REF_NONE: spawn one, linked
-    bool log_errors;     // one stderr line per failed call (default true)
+    bool log_errors;     // one log line per failed call (default true)
     const char *name;    // optional registered name of the backend
 } brg_model_openai_opts_t;
 

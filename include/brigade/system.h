@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "export.h"
+#include "log.h"
 #include "msg.h"
 #include "ref.h"
 
@@ -31,18 +32,29 @@ typedef void (*brg_dead_letter_fn)(void *arg, brg_ref_t to, const brg_msg_t *msg
 //  Configuration. Always start from brg_config_init(&cfg), which sets the
 //  defaults, so fields added later get theirs.
 typedef struct brg_config {
-    int workers;                       // worker threads; 0 = one per online CPU (default)
-    int batch;                         // messages an actor runs before it yields (default 64)
-    int blocking_threads;              // threads of the pool for blocking actors (default 4)
-    uint32_t max_actors;               // live actors at most (default 64 Mi, hard max 2^31)
-    bool log_dead_letters;             // print each dead letter to stderr (default false)
+    int workers;          // worker threads; 0 = one per online CPU (default)
+    int batch;            // messages an actor runs before it yields (default 64)
+    int blocking_threads; // threads of the pool for blocking actors (default 4)
+    uint32_t max_actors;  // live actors at most (default 64 Mi, hard max 2^31)
+    //  Logging (brigade/log.h). Events at log_level or more severe go to
+    //  log_fn(log_arg, event), or to stderr (brg_log_stderr) when log_fn is
+    //  NULL. Default BRG_LOG_NOTICE: crash reports, supervisor reports,
+    //  dead-letter summaries and the watchdog print; a negative log_level
+    //  turns logging off.
+    int log_level;
+    brg_log_fn log_fn;
+    void *log_arg;
+    //  One log line (category "dead_letter", level notice) per dead letter
+    //  instead of the rate-limited summary: for debugging (default false).
+    bool log_dead_letters;
     brg_dead_letter_fn dead_letter_fn; // optional hook for every dead letter
     void *dead_letter_arg;             // passed to dead_letter_fn
     //  Watchdog: report a behaviour call (or init, or reply callback) that holds
     //  its thread longer than watchdog_ms (0 = off, the default). C cannot
     //  preempt a running function: the report comes while it runs, and with
     //  watchdog_fail the actor fails (reason failed, BRG_ETIMEDOUT) once the
-    //  call returns. Reports are counted (stats.watchdog_reports) and printed.
+    //  call returns. Reports are counted (stats.watchdog_reports) and logged
+    //  (category "watchdog", level warning).
     int watchdog_ms;
     bool watchdog_fail;
     //  Deterministic test mode (default false): no threads at all. Every actor

@@ -1656,6 +1656,248 @@ START_TEST(test_supervisor_stress_named_child_killed_1000_times_restarts_at_once
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Reports (brigade/log.h): the fixture's system logs into tr_events.
+
+typedef struct {
+    brg_log_level_t level;
+    char category[16];
+    brg_ref_t actor;
+    char text[BRG_LOG_TEXT_MAX + 1];
+} tr_event_t;
+
+static tr_event_t tr_events[64]; // ts_lock
+static int tr_n;                 // ts_lock
+
+static void
+tr_hook(void *arg, const brg_log_event_t *ev)
+{
+    (void)arg;
+    pthread_mutex_lock(&ts_lock);
+    if (tr_n < 64) {
+        tr_events[tr_n].level = ev->level;
+        snprintf(tr_events[tr_n].category, sizeof(tr_events[tr_n].category), "%s", ev->category);
+        tr_events[tr_n].actor = ev->actor;
+        snprintf(tr_events[tr_n].text, sizeof(tr_events[tr_n].text), "%s", ev->text);
+        tr_n++;
+    }
+    pthread_mutex_unlock(&ts_lock);
+}
+
+//  True if an event of this category, level and actor with exactly this text
+//  was logged.
+static bool
+tr_logged(const char *category, brg_log_level_t level, brg_ref_t actor, const char *text)
+{
+    bool found = false;
+    pthread_mutex_lock(&ts_lock);
+    for (int i = 0; i < tr_n && !found; i++)
+        found = strcmp(tr_events[i].category, category) == 0 && tr_events[i].level == level &&
+                brg_ref_eq(tr_events[i].actor, actor) && strcmp(tr_events[i].text, text) == 0;
+    pthread_mutex_unlock(&ts_lock);
+    return found;
+}
+
+//  Events of a category so far.
+static int
+tr_count(const char *category)
+{
+    int n = 0;
+    pthread_mutex_lock(&ts_lock);
+    for (int i = 0; i < tr_n; i++)
+        n += strcmp(tr_events[i].category, category) == 0;
+    pthread_mutex_unlock(&ts_lock);
+    return n;
+}
+
+static void
+tr_setup(void)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 2);
+    cfg.log_fn = tr_hook;
+    tu_sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(tu_sys);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.init = ts_parent_init;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, ts_parent, &opts, &ts_parent_ref), BRG_OK);
+}
+
+static char *
+tr_ref(brg_ref_t ref, char buf[BRG_REF_STRLEN])
+{
+    brg_ref_format(ref, buf, BRG_REF_STRLEN);
+    return buf;
+}
+
+START_TEST(test_supervisor_reports_a_terminated_child_and_its_restart)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = 5;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    brg_child_info_t info;
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    ts_which(sup, &info, 1);
+    ts_make_exit(info.ref, BRG_EXIT_FAILED);
+    TS_WAIT_COUNTS(sup, c_.restarts == 1 && c_.running == 1);
+    char ref[BRG_REF_STRLEN];
+    char want[256];
+    snprintf(want, sizeof(want), "child 'a' (%s) terminated: failed code -100 \"boom\"",
+             tr_ref(info.ref, ref));
+    ck_assert(tr_logged("supervisor", BRG_LOG_ERROR, sup, want));
+    ck_assert(tr_logged("supervisor", BRG_LOG_NOTICE, sup, "child 'a' exited, restarting: failed"));
+    ck_assert(tr_logged("crash", BRG_LOG_ERROR, info.ref,
+                        "failed: code -100 \"boom\"; last message 'fail'"));
+    ck_assert_int_eq(tr_count("supervisor"), 2);
+    // A normal exit of a permanent child is restarted without an error report.
+    ts_which(sup, &info, 1);
+    ts_make_exit(info.ref, BRG_EXIT_NORMAL);
+    TS_WAIT_COUNTS(sup, c_.restarts == 2 && c_.running == 1);
+    ck_assert(tr_logged("supervisor", BRG_LOG_NOTICE, sup, "child 'a' exited, restarting: normal"));
+    ck_assert_int_eq(tr_count("supervisor"), 3);
+}
+END_TEST
+
+START_TEST(test_supervisor_reports_giving_up_at_max_restart_intensity)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = 0;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    brg_child_info_t info;
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    ts_which(sup, &info, 1);
+    ts_make_exit(info.ref, BRG_EXIT_FAILED);
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_SHUTDOWN);
+    ck_assert(tr_logged("supervisor", BRG_LOG_ERROR, sup,
+                        "child 'a' exited, reached max restart intensity (0 in 5000 ms), giving "
+                        "up: failed"));
+    // Giving up is a shutdown, as in OTP: no crash report of the supervisor's own.
+    ck_assert_int_eq(tr_count("crash"), 1); // the child's, made by ts_make_exit
+}
+END_TEST
+
+START_TEST(test_supervisor_reports_a_child_killed_after_its_shutdown_time)
+{
+    brg_child_spec_t specs[3] = {ts_spec(0, "a", BRG_RESTART_PERMANENT),
+                                 ts_spec(1, "b", BRG_RESTART_PERMANENT),
+                                 ts_spec(2, "c", BRG_RESTART_PERMANENT)};
+    ts_kinds[0].trap = true;     // stops in time: no report
+    ts_kinds[1].stubborn = true; // killed after 50 ms: a shutdown error
+    specs[1].shutdown_ms = 50;
+    specs[2].shutdown_ms = BRG_SHUTDOWN_BRUTAL; // killed at once, as asked: no report
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, specs, 3);
+    TS_WAIT_LOG("+a +b +c");
+    brg_child_info_t info[3];
+    ts_which(sup, info, 3);
+    ck_assert_int_eq(brg_exit(tu_sys, sup, BRG_EXIT_SHUTDOWN), BRG_OK);
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_SHUTDOWN);
+    char ref[BRG_REF_STRLEN];
+    char want[256];
+    snprintf(want, sizeof(want), "child 'b' (%s) did not stop within 50 ms; killed",
+             tr_ref(info[1].ref, ref));
+    ck_assert(tr_logged("supervisor", BRG_LOG_ERROR, sup, want));
+    ck_assert_int_eq(tr_count("supervisor"), 1);
+    ck_assert_int_eq(tr_count("crash"), 0);
+}
+END_TEST
+
+START_TEST(test_supervisor_reports_a_child_that_could_not_be_restarted)
+{
+    brg_child_spec_t spec = ts_spec(0, "a", BRG_RESTART_PERMANENT);
+    ts_kinds[0].fail_start_from = 2; // the first restart's start function fails
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.intensity = 1;
+    opts.children = &spec;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(ts_try_spawn(&opts, &sup), BRG_OK);
+    brg_child_info_t info;
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    ts_which(sup, &info, 1);
+    ts_make_exit(info.ref, BRG_EXIT_FAILED);
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind,
+                     BRG_EXIT_SHUTDOWN); // gave up, as OTP: shutdown
+    ck_assert(tr_logged("supervisor", BRG_LOG_NOTICE, sup, "child 'a' exited, restarting: failed"));
+    ck_assert(tr_logged("supervisor", BRG_LOG_ERROR, sup,
+                        "child 'a' could not be restarted: failed BRG_EINVAL"));
+    // The failed start counts as a failure: the second restart is one too many.
+    ck_assert(tr_logged("supervisor", BRG_LOG_ERROR, sup,
+                        "child 'a' exited, reached max restart intensity (1 in 5000 ms), giving "
+                        "up: failed"));
+    ck_assert_int_eq(tr_count("supervisor"), 4);
+}
+END_TEST
+
+//  A child that fails when asked to shut down.
+static int
+tr_fails_on_shutdown(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, BRG_TAG_EXIT))
+        brg_fail(ctx, BRG_ESYS, "flush failed");
+    return BRG_OK;
+}
+
+static int
+tr_trap_init(brg_ctx_t *ctx, void *arg)
+{
+    (void)arg;
+    brg_trap_exits(ctx, true);
+    return BRG_OK;
+}
+
+static brg_ref_t tr_child;
+
+static int
+tr_start(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t *child)
+{
+    (void)arg;
+    (void)args;
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.init = tr_trap_init;
+    opts.flags = BRG_SPAWN_LINK;
+    int rc = brg_spawn(sup_ctx, tr_fails_on_shutdown, &opts, child);
+    pthread_mutex_lock(&ts_lock);
+    tr_child = *child;
+    pthread_mutex_unlock(&ts_lock);
+    return rc;
+}
+
+START_TEST(test_supervisor_reports_a_child_that_fails_while_shutting_down)
+{
+    brg_child_spec_t spec;
+    brg_child_spec_init(&spec);
+    spec.id = "flusher";
+    spec.start = tr_start;
+    brg_ref_t sup = ts_spawn(BRG_STRATEGY_ONE_FOR_ONE, &spec, 1);
+    TS_WAIT_COUNTS(sup, c_.running == 1);
+    ck_assert_int_eq(brg_exit(tu_sys, sup, BRG_EXIT_SHUTDOWN), BRG_OK);
+    ck_assert_int_eq(ts_wait_signal("exit", sup).kind, BRG_EXIT_SHUTDOWN);
+    char ref[BRG_REF_STRLEN];
+    char want[256];
+    pthread_mutex_lock(&ts_lock);
+    tr_ref(tr_child, ref);
+    pthread_mutex_unlock(&ts_lock);
+    snprintf(want, sizeof(want),
+             "child 'flusher' (%s) failed while shutting down: failed BRG_ESYS \"flush failed\"",
+             ref);
+    ck_assert(tr_logged("supervisor", BRG_LOG_ERROR, sup, want));
+    ck_assert_int_eq(tr_count("supervisor"), 1);
+}
+END_TEST
+
 Suite *
 supervisor_suite(void)
 {
@@ -1729,6 +1971,16 @@ supervisor_suite(void)
     tcase_add_test(names, test_supervisor_readers_reject_other_messages);
     tcase_add_test(names, test_supervisor_spawn_rejects_bad_options_and_spawns_nothing);
     suite_add_tcase(s, names);
+
+    TCase *reports = tcase_create("reports");
+    tcase_add_checked_fixture(reports, tr_setup, tu_teardown);
+    tcase_set_timeout(reports, 20);
+    tcase_add_test(reports, test_supervisor_reports_a_terminated_child_and_its_restart);
+    tcase_add_test(reports, test_supervisor_reports_giving_up_at_max_restart_intensity);
+    tcase_add_test(reports, test_supervisor_reports_a_child_that_could_not_be_restarted);
+    tcase_add_test(reports, test_supervisor_reports_a_child_killed_after_its_shutdown_time);
+    tcase_add_test(reports, test_supervisor_reports_a_child_that_fails_while_shutting_down);
+    suite_add_tcase(s, reports);
 
     TCase *stress = tcase_create("stress");
     tcase_set_tags(stress, "stress");
