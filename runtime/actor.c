@@ -782,6 +782,10 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
         !sys->cfg.deterministic)
         return BRG_EINVAL;
     size_t base = (sizeof(brg__actor_t) + 15u) & ~(size_t)15u;
+    // A state_size near SIZE_MAX would wrap the sum into a small block that
+    // the memset below overruns: refuse it (the only size added here).
+    if (opts->state_size > SIZE_MAX - base)
+        return BRG_EINVAL;
     brg__actor_t *actor = malloc(base + opts->state_size);
     if (!actor)
         return BRG_ENOMEM;

@@ -88,7 +88,8 @@ BRG_EXPORT void brg_spawn_opts_init(brg_spawn_opts_t *opts);
 //  address. Errors: BRG_ENOMEM, BRG_EBUSY (max_actors reached), BRG_EEXIST
 //  (opts->name taken), BRG_ECLOSED, BRG_EINVAL (empty or too long name,
 //  BRG_SPAWN_LINK/MONITOR from outside an actor, BRG_SPAWN_BLOCKING in a
-//  system with no blocking threads). On error nothing is spawned and the
+//  system with no blocking threads, a state_size so large that the actor's
+//  size plus it overflows size_t). On error nothing is spawned and the
 //  caller keeps ownership of opts->state.
 BRG_EXPORT int brg_spawn(brg_ctx_t *ctx, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
                          brg_ref_t *ref);

@@ -188,6 +188,23 @@ START_TEST(test_actor_spawn_failure_leaves_opts_state_with_the_caller)
 }
 END_TEST
 
+//  Issue 9: a state_size whose sum with the actor's own size overflows
+//  size_t must be refused, not wrap into a small allocation.
+START_TEST(test_actor_state_size_that_overflows_the_allocation_returns_einval)
+{
+    size_t sizes[] = {SIZE_MAX, SIZE_MAX - 8, SIZE_MAX - 64, SIZE_MAX - 100};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.state_size = sizes[i];
+        brg_ref_t ref = BRG_REF_NONE;
+        ck_assert_int_eq(brg_system_spawn(tu_sys, s_basic, &opts, &ref), BRG_EINVAL);
+        ck_assert(brg_ref_is_none(ref));
+    }
+    ck_assert_uint_eq(tu_stats(tu_sys).actors_spawned, 0);
+}
+END_TEST
+
 //  ---------------------------------------------------------------------------
 //  Init
 
@@ -1456,6 +1473,7 @@ actor_suite(void)
     tcase_add_test(core, test_actor_spawn_from_a_behaviour_gives_a_working_ref);
     tcase_add_test(core, test_actor_state_size_gives_zeroed_state_that_persists);
     tcase_add_test(core, test_actor_opts_state_is_owned_by_the_actor_and_destroyed_once);
+    tcase_add_test(core, test_actor_state_size_that_overflows_the_allocation_returns_einval);
     tcase_add_test(core, test_actor_spawn_failure_leaves_opts_state_with_the_caller);
     tcase_add_test(core, test_actor_init_runs_before_the_first_message);
     tcase_add_test(core, test_actor_failing_init_fails_the_actor);
