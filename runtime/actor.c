@@ -488,7 +488,7 @@ s_drain_dead(brg__actor_t *actor)
     while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
         brg__msg_free(msg); // internal messages (stop, kill, ask timeouts): nothing to report
     while ((msg = s_pop(&actor->user_head, &actor->user_tail)) != NULL) {
-        if (msg->kind == BRG__MSG_SYS_IDLE)
+        if (msg->kind == BRG__MSG_SYS_IDLE || !brg__timers_tick_is_live(actor->sys->timers, msg))
             brg__msg_free(msg);
         else if (!brg__link_on_drain(actor, msg)) // link/monitor requests get noproc
             brg__dead_letter(actor->sys, self, msg, BRG_DEAD_STOPPED, true);
@@ -634,7 +634,11 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason)
         break;
     }
     case BRG__MSG_SYS_IDLE:
-        if (!s_idle_due(actor, msg)) {
+    case BRG__MSG_TIMER:
+        // A stale idle check, or a tick of a periodic timer cancelled after
+        // it was sent (brg_timer_cancel's promise): not a message any more.
+        if (msg->kind == BRG__MSG_SYS_IDLE ? !s_idle_due(actor, msg)
+                                           : !brg__timers_tick_is_live(actor->sys->timers, msg)) {
             brg__msg_free(msg);
             break;
         }
