@@ -979,7 +979,7 @@ brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p)
 {
     assert(ctx);
     assert(msg_p && *msg_p);
-    (*msg_p)->sender = brg__actor_ref(ctx->actor);
+    brg__msg_make_plain(*msg_p, brg__actor_ref(ctx->actor));
     brg__sched_note_send();
     return brg__system_deliver(ctx->actor->sys, to, msg_p);
 }

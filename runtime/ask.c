@@ -15,6 +15,20 @@
 //  brg_msg_dup keeps sender and corr, which is all a reply needs, so an actor
 //  can ask on a caller's behalf and relay the answer from its reply callback.
 //
+//  An id is bound to its asker. corr is set only together with the sender
+//  (brg_ask, brg_system_ask) and kept only together with it (brg_forward);
+//  every other send (brg_send, brg_system_send, timers) makes a plain
+//  message (brg__msg_make_plain), so a proxy that sends a saved copy of an
+//  ask on gets the answer as a plain message, never as a reply that would
+//  be a late reply to it, or worse, match an ask of its own with the same
+//  id. A reply goes to the request's sender, which is therefore always the
+//  actor whose table holds that id.
+//
+//  A dying asker's pending callbacks run once with BRG_ECLOSED (actor.c runs
+//  them before the exit signals go out). brg_ask refuses new asks from an
+//  actor that is stopping or dying (BRG_ECLOSED, callback never called), so
+//  a callback that asks again cannot recurse.
+//
 //  From outside the system, brg_system_ask spawns a waiter: an actor that is
 //  never scheduled; the push that takes its mailbox out of idle signals a
 //  condition variable instead. The waiting thread takes the reply out of the

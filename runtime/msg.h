@@ -63,6 +63,13 @@ brg_msg_t *brg__msg_alloc(void);
 //  than a few KiB is freed). Thread: any.
 void brg__msg_free(brg_msg_t *self);
 
+//  Make msg a plain message from sender: no ask correlation, kind USER.
+//  Every send but brg_forward does this, so a copy of an ask (brg_msg_dup)
+//  sent on can never carry someone else's ask id: an id travels only with
+//  the ref of the actor that asked (brg_ask, brg_system_ask, brg_forward),
+//  and a reply goes to that ref, so it can only match its asker's ask.
+void brg__msg_make_plain(brg_msg_t *self, brg_ref_t sender);
+
 //  Set the tag (length and hash included). Returns BRG_OK or BRG_EINVAL for an
 //  empty or too long tag.
 int brg__msg_set_tag(brg_msg_t *self, const char *tag, size_t len);

@@ -387,6 +387,6 @@ brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p)
 {
     assert(self);
     assert(msg_p && *msg_p);
-    (*msg_p)->sender = BRG_REF_NONE;
+    brg__msg_make_plain(*msg_p, BRG_REF_NONE);
     return brg__system_deliver(self, to, msg_p);
 }

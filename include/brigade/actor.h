@@ -110,7 +110,10 @@ BRG_EXPORT brg_system_t *brg_ctx_system(const brg_ctx_t *ctx);
 //  Send msg to `to`. Returns BRG_OK when queued (local) or handed to the
 //  transport (remote), BRG_ENOACTOR when the target is dead or unknown: the
 //  message is then a dead letter. Never blocks. Messages from one actor to
-//  another arrive in the order sent.
+//  another arrive in the order sent. msg goes as a plain message from this
+//  actor: a copy of an ask (brg_msg_dup) is no longer part of that ask, so
+//  the receiver's brg_reply comes back to this actor as a plain message (to
+//  pass the ask itself on, use brg_forward).
 //  Takes ownership of *msg_p and sets it to NULL.
 BRG_EXPORT int brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p);
 
@@ -146,7 +149,10 @@ BRG_EXPORT int brg_reply_to(brg_ctx_t *ctx, const brg_msg_t *request, brg_msg_t 
 BRG_EXPORT int brg_reply_error_to(brg_ctx_t *ctx, const brg_msg_t *request, int status);
 
 //  Forward a copy of the current message to `to`, keeping its original sender
-//  and ask, so `to` replies straight to the asker. Errors as brg_send.
+//  and ask, so `to` replies straight to the asker. The only send that keeps
+//  an ask's id: an id travels only with its asker's ref, and a reply goes to
+//  that ref, so a reply can only ever match its own asker's ask.
+//  Errors as brg_send.
 BRG_EXPORT int brg_forward(brg_ctx_t *ctx, brg_ref_t to);
 
 //  Ask: send msg to `to` and have fn(ctx, status, reply, arg) called once,

@@ -105,7 +105,9 @@ BRG_EXPORT bool brg_system_is_local(brg_system_t *self, brg_ref_t ref);
 //  stale by the time the caller acts on it.
 BRG_EXPORT bool brg_system_is_alive(brg_system_t *self, brg_ref_t ref);
 
-//  Send msg from outside any actor (sender BRG_REF_NONE). Returns BRG_OK when
+//  Send msg from outside any actor (sender BRG_REF_NONE), as a plain message:
+//  a copy of an ask (brg_msg_dup) sent this way is no longer part of that
+//  ask, so its answer can never reach the original asker. Returns BRG_OK when
 //  the message was queued, BRG_ENOACTOR when the target is dead or unknown
 //  (the message is then a dead letter). Takes ownership of *msg_p and sets it
 //  to NULL.

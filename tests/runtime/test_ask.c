@@ -853,6 +853,99 @@ START_TEST(test_ask_stress_system_asks_racing_their_deadlines_are_answered_exact
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Correlation ids: a send makes a plain message
+
+//  A proxy keeps a copy of the ask it got and sends another copy on to the
+//  backend with brg_send. The copy it sends is a plain message from the
+//  proxy, so the backend's brg_reply reaches the proxy as a plain message
+//  too, which the proxy relays to the asker with brg_reply_to. On "own", the
+//  proxy first makes an ask of its own (its first: the same id as the
+//  client's first) to an actor that never answers: that ask's callback must
+//  see only that ask's fate, never the backend's answer.
+static brg_ref_t s_backend;
+static brg_ref_t s_silent;
+static brg_msg_t *s_saved; // the proxy's saved request (proxy thread only)
+static atomic_int s_own_calls;
+static atomic_int s_own_status = 1;
+static atomic_int s_own_got_reply;
+static atomic_int s_proxy_plain; // plain "result" messages the proxy handled
+
+static int
+s_on_own(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    atomic_store(&s_own_got_reply, reply != NULL);
+    atomic_store(&s_own_status, status);
+    atomic_fetch_add(&s_own_calls, 1);
+    return BRG_OK;
+}
+
+static int
+s_proxy(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "double") || brg_msg_is(msg, "own")) {
+        if (brg_msg_is(msg, "own")) {
+            brg_msg_t *mine = brg_msg_new("silent");
+            ck_assert_int_eq(brg_ask(ctx, s_silent, &mine, 300, s_on_own, NULL), BRG_OK);
+        }
+        s_saved = brg_msg_dup(msg);
+        brg_msg_t *copy = brg_msg_dup(msg);
+        return brg_send(ctx, s_backend, &copy);
+    }
+    if (brg_msg_is(msg, "result")) {
+        atomic_fetch_add(&s_proxy_plain, 1);
+        brg_msg_t *answer = brg_msg_new_int("result", tu_msg_int(msg));
+        int rc = brg_reply_to(ctx, s_saved, &answer);
+        brg_msg_destroy(&s_saved);
+        return rc;
+    }
+    return BRG_UNHANDLED;
+}
+
+//  "double" or "own" n: replies "result" 2n.
+static int
+s_backend_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t *reply = brg_msg_new_int("result", 2 * tu_msg_int(msg));
+    return brg_reply(ctx, &reply);
+}
+
+START_TEST(test_ask_proxy_that_sends_a_copy_of_an_ask_gets_the_answer_as_a_plain_message)
+{
+    s_backend = tu_spawn(tu_sys, s_backend_fn);
+    brg_ref_t proxy = tu_spawn(tu_sys, s_proxy);
+    brg_msg_t *req = brg_msg_new_int("double", 21);
+    brg_msg_t *reply = NULL;
+    // Before the fix the backend's answer was a reply to the proxy, with the
+    // client's id: a late reply there, and the client timed out.
+    ck_assert_int_eq(brg_system_ask(tu_sys, proxy, &req, 5000, &reply), BRG_OK);
+    ck_assert_int_eq(tu_msg_int(reply), 42);
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(atomic_load(&s_proxy_plain), 1);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_LATE_REPLY), 0);
+}
+END_TEST
+
+START_TEST(test_ask_answer_to_a_sent_copy_never_reaches_an_ask_of_the_sender_with_the_same_id)
+{
+    s_backend = tu_spawn(tu_sys, s_backend_fn);
+    s_silent = s_spawn_replier(tu_sys, 0);
+    s_target = tu_spawn(tu_sys, s_proxy);
+    brg_ref_t client = s_spawn_asker();
+    s_go(client, "own", 21, 10000); // the client's first ask: id 1, as the proxy's own
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_value), 42);
+    // The proxy's own ask was never answered: its callback sees the deadline.
+    TU_WAIT_UNTIL(atomic_load(&s_own_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_own_status), BRG_ETIMEDOUT);
+    ck_assert_int_eq(atomic_load(&s_own_got_reply), 0);
+    ck_assert_int_eq(atomic_load(&s_proxy_plain), 1);
+}
+END_TEST
+
 Suite *
 ask_suite(void)
 {
@@ -883,6 +976,10 @@ ask_suite(void)
     tcase_add_test(core, test_ask_system_ask_to_an_actor_that_stops_first_returns_enoactor);
     tcase_add_test(core, test_ask_forwarded_ask_is_answered_by_the_final_target);
     tcase_add_test(core, test_ask_system_ask_takes_only_a_reply_as_the_answer);
+    tcase_add_test(core,
+                   test_ask_proxy_that_sends_a_copy_of_an_ask_gets_the_answer_as_a_plain_message);
+    tcase_add_test(
+        core, test_ask_answer_to_a_sent_copy_never_reaches_an_ask_of_the_sender_with_the_same_id);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");
