@@ -511,12 +511,16 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason)
     // to this actor (it checks the mailbox under the registry lock).
     brg__registry_release(sys, actor->id);
     s_drain_dead(actor);
-    brg__link_on_death(actor, reason);
-    if (actor->ext) {
+    // The pending asks' callbacks run (BRG_ECLOSED) before the exit signals
+    // go out, as an OTP terminate/2 runs before the process exits: a link,
+    // monitor or BRG_SPAWN_LINK child made in a callback is signalled below
+    // with the others. New asks from these callbacks fail at once (brg_ask
+    // sees BRG__ACTOR_DEAD), so nothing recurses and nothing outlives us.
+    if (actor->ext)
         brg__ask_map_destroy(&actor->ext->asks, actor);
-        if (actor->ext->idle_timer)
-            brg__timers_cancel(sys->timers, actor->ext->idle_timer);
-    }
+    brg__link_on_death(actor, reason);
+    if (actor->ext && actor->ext->idle_timer)
+        brg__timers_cancel(sys->timers, actor->ext->idle_timer);
     if (actor->state_destroy && actor->state)
         actor->state_destroy(actor->state);
     actor->state = NULL;

@@ -134,9 +134,9 @@ brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor)
         return;
     // The asker is stopping: every pending callback runs once more, with
     // BRG_ECLOSED, so whatever its arg owns can be released (the promise of
-    // "exactly once" holds to the end). The map is detached first, so a
-    // callback that asks again cannot reach it; such an ask finds a fresh map
-    // that is freed right after (below), its callbacks running the same way.
+    // "exactly once" holds to the end). The actor is marked dead, so a
+    // callback that asks again gets BRG_ECLOSED at once and no new entry.
+    assert(actor->flags & BRG__ACTOR_DEAD);
     *self_p = NULL;
     brg_ctx_t ctx = {actor, NULL};
     for (uint32_t i = 0; i < map->capacity; i++) {
@@ -149,8 +149,6 @@ brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor)
     }
     free(map->items);
     free(map);
-    if (*self_p)
-        brg__ask_map_destroy(self_p, actor);
 }
 
 void
@@ -193,10 +191,19 @@ brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_rep
 {
     assert(ctx);
     assert(msg_p && *msg_p);
-    assert(timeout_ms >= 0);
     assert(fn);
     brg__actor_t *actor = ctx->actor;
     brg_system_t *sys = actor->sys;
+    if (timeout_ms < 0) {
+        brg_msg_destroy(msg_p);
+        return BRG_EINVAL;
+    }
+    // No reply could ever reach an actor that handles no further message;
+    // a dying actor's callbacks asking again would recurse without end.
+    if (actor->flags & (BRG__ACTOR_STOPPING | BRG__ACTOR_DEAD)) {
+        brg_msg_destroy(msg_p);
+        return BRG_ECLOSED;
+    }
     brg__actor_ext_t *ext = brg__actor_ext(actor);
     if (ext && !ext->asks)
         ext->asks = calloc(1, sizeof(*ext->asks));

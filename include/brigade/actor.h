@@ -76,7 +76,11 @@ typedef struct brg_spawn_opts {
 //  until the callback returns), or with status BRG_ETIMEDOUT, BRG_ENOACTOR or
 //  the replier's error and reply NULL. If the asking actor stops first, it is
 //  called while the actor stops, with BRG_ECLOSED, so it can release arg (its
-//  return value is then ignored). A negative return fails the actor.
+//  return value is then ignored). Those BRG_ECLOSED calls run before the
+//  actor's exit signals go out (as OTP's terminate/2 before the exit): a
+//  link, monitor or BRG_SPAWN_LINK child made in them gets the actor's EXIT
+//  or DOWN like any other; a brg_ask made in them fails with BRG_ECLOSED and
+//  never calls back. A negative return fails the actor.
 typedef int (*brg_reply_fn)(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg);
 
 //  The tag of the message an actor receives after an idle timeout.
@@ -158,8 +162,11 @@ BRG_EXPORT int brg_forward(brg_ctx_t *ctx, brg_ref_t to);
 //  Ask: send msg to `to` and have fn(ctx, status, reply, arg) called once,
 //  in this actor, with the reply or with BRG_ETIMEDOUT after timeout_ms.
 //  A reply after the deadline is a counted dead letter (BRG_DEAD_LATE_REPLY).
-//  If brg_ask returns an error (BRG_ENOACTOR: the target is known to be dead;
-//  BRG_ENOMEM), fn is never called. Takes ownership of *msg_p and sets it to NULL.
+//  If brg_ask returns an error, nothing is asked and fn is never called:
+//  BRG_ENOACTOR (the target is known to be dead), BRG_ENOMEM, BRG_EINVAL
+//  (timeout_ms < 0; in every build), BRG_ECLOSED (this actor is stopping:
+//  brg_stop or brg_fail was called, or it is dying and this is one of its
+//  BRG_ECLOSED callbacks). Takes ownership of *msg_p and sets it to NULL.
 BRG_EXPORT int brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
                        brg_reply_fn fn, void *arg);
 

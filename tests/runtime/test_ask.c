@@ -946,6 +946,122 @@ START_TEST(test_ask_answer_to_a_sent_copy_never_reaches_an_ask_of_the_sender_wit
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Deadlines out of range
+
+START_TEST(test_ask_with_a_negative_timeout_returns_einval_and_never_calls_back)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = s_spawn_asker();
+    s_go(asker, "double", 1, -5);
+    TU_WAIT_UNTIL(atomic_load(&s_ask_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_ask_rc), BRG_EINVAL);
+    tu_sleep_ms(20);
+    ck_assert_int_eq(atomic_load(&s_calls), 0);
+    ck_assert_int_eq(atomic_load(&s_replies_sent), 0);
+    ck_assert_uint_eq(tu_stats(tu_sys).timers_active, 0);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  The asks of a dying actor
+
+//  The asker's callbacks, called with BRG_ECLOSED while it dies, try to go
+//  on: ask again, link, spawn a linked child.
+static atomic_int s_dying_calls;
+static atomic_int s_dying_exits; // EXITs the trapper got
+static atomic_int s_dying_ask_rc = 1;
+static brg_ref_t s_dying_child; // written by the dying actor, read after it died
+static brg_ref_t s_trapper;
+
+static int
+s_idle(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    return BRG_OK;
+}
+
+static int
+s_trapper_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "trap")) {
+        brg_trap_exits(ctx, true);
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, BRG_TAG_EXIT)) {
+        atomic_fetch_add(&s_dying_exits, 1);
+        return BRG_OK;
+    }
+    return BRG_OK; // LINK bookkeeping is the runtime's; anything else: ignore
+}
+
+static int
+s_on_dying(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)reply;
+    atomic_fetch_add(&s_dying_calls, 1);
+    if (status != BRG_ECLOSED)
+        return BRG_OK;
+    intptr_t what = (intptr_t)arg;
+    if (what == 0) {
+        // Ask again: must fail at once, never call back (no recursion).
+        brg_msg_t *req = brg_msg_new("silent");
+        atomic_store(&s_dying_ask_rc, brg_ask(ctx, s_target, &req, 10000, s_on_dying, arg));
+        ck_assert_ptr_null(req);
+    } else if (what == 1) {
+        ck_assert_int_eq(brg_link(ctx, s_trapper), BRG_OK);
+    } else {
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.flags = BRG_SPAWN_LINK;
+        ck_assert_int_eq(brg_spawn(ctx, s_idle, &opts, &s_dying_child), BRG_OK);
+    }
+    return BRG_OK;
+}
+
+//  "go" n: ask the silent target with callback argument n.
+static int
+s_dying_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t *req = brg_msg_new("silent");
+    return brg_ask(ctx, s_target, &req, 60000, s_on_dying, (void *)(intptr_t)tu_msg_int(msg));
+}
+
+START_TEST(test_ask_callback_of_a_dying_actor_that_asks_again_gets_eclosed_at_once)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = tu_spawn(tu_sys, s_dying_asker);
+    ck_assert_int_eq(tu_send_int(tu_sys, asker, "go", 0), BRG_OK);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 1, TU_WAIT_MS);
+    ck_assert_int_eq(brg_actor_stop(tu_sys, asker), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, asker);
+    ck_assert_int_eq(atomic_load(&s_dying_calls), 1);
+    ck_assert_int_eq(atomic_load(&s_dying_ask_rc), BRG_ECLOSED);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
+}
+END_TEST
+
+START_TEST(test_ask_links_made_in_the_callbacks_of_a_dying_actor_get_its_exit)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    s_trapper = tu_spawn(tu_sys, s_trapper_fn);
+    ck_assert_int_eq(tu_send_tag(tu_sys, s_trapper, "trap"), BRG_OK);
+    brg_ref_t asker = tu_spawn(tu_sys, s_dying_asker);
+    ck_assert_int_eq(tu_send_int(tu_sys, asker, "go", 1), BRG_OK); // links to the trapper
+    ck_assert_int_eq(tu_send_int(tu_sys, asker, "go", 2), BRG_OK); // spawns a linked child
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 2, TU_WAIT_MS);
+    ck_assert_int_eq(brg_exit(tu_sys, asker, BRG_EXIT_SHUTDOWN), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, asker);
+    ck_assert_int_eq(atomic_load(&s_dying_calls), 2);
+    // The link made in the callback was signalled: the trapper got the EXIT,
+    // and the linked child (not trapping) went down with the shutdown.
+    TU_WAIT_UNTIL(atomic_load(&s_dying_exits) == 1, TU_WAIT_MS);
+    ck_assert(!brg_ref_is_none(s_dying_child));
+    TU_WAIT_DEAD(tu_sys, s_dying_child);
+}
+END_TEST
+
 Suite *
 ask_suite(void)
 {
@@ -980,6 +1096,9 @@ ask_suite(void)
                    test_ask_proxy_that_sends_a_copy_of_an_ask_gets_the_answer_as_a_plain_message);
     tcase_add_test(
         core, test_ask_answer_to_a_sent_copy_never_reaches_an_ask_of_the_sender_with_the_same_id);
+    tcase_add_test(core, test_ask_with_a_negative_timeout_returns_einval_and_never_calls_back);
+    tcase_add_test(core, test_ask_callback_of_a_dying_actor_that_asks_again_gets_eclosed_at_once);
+    tcase_add_test(core, test_ask_links_made_in_the_callbacks_of_a_dying_actor_get_its_exit);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");
