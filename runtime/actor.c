@@ -1067,17 +1067,18 @@ brg_actor_stop(brg_system_t *sys, brg_ref_t ref)
     return rc;
 }
 
-void
+int
 brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms)
 {
     assert(ctx);
-    assert(timeout_ms >= 0);
+    if (timeout_ms < 0)
+        return BRG_EINVAL; // the same answer in every build; nothing changes
     brg__actor_t *actor = ctx->actor;
     if (timeout_ms == 0 && !actor->ext)
-        return;
+        return BRG_OK;
     brg__actor_ext_t *ext = brg__actor_ext(actor);
     if (!ext)
-        return; // out of memory: no idle timeout; documented as best effort
+        return BRG_ENOMEM;
     if (ext->idle_timer)
         brg__timers_cancel(actor->sys->timers, ext->idle_timer);
     ext->idle_timer = 0;
@@ -1085,4 +1086,5 @@ brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms)
     actor->flags &= (uint16_t)~BRG__ACTOR_IDLE_ARMED;
     ext->idle_ms = timeout_ms;
     ext->last_active_ns = brg__system_now_ns(actor->sys);
+    return BRG_OK;
 }

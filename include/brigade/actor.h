@@ -184,7 +184,8 @@ BRG_EXPORT int brg_actor_stop(brg_system_t *sys, brg_ref_t ref);
 
 //  Receive a BRG_TAG_IDLE message after timeout_ms with no message handled;
 //  0 turns it off. The timer restarts after each message, and after each
-//  idle message if no other came.
-BRG_EXPORT void brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms);
+//  idle message if no other came. Returns BRG_OK, BRG_EINVAL (timeout_ms < 0,
+//  in every build) or BRG_ENOMEM; on error the previous setting stays.
+BRG_EXPORT int brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms);
 
 #endif

@@ -141,7 +141,7 @@ BRG_EXPORT int brg_system_run_until_idle(brg_system_t *self);
 
 //  Move virtual time forward by ms: timers fire in deadline order, each at its
 //  own virtual time, with the system run until idle after each. Returns the
-//  number of steps run.
+//  number of steps run, or BRG_EINVAL (nothing done) for ms < 0.
 BRG_EXPORT int brg_system_advance(brg_system_t *self, int ms);
 
 //  True when the system runs in the deterministic test mode (cfg.deterministic).
