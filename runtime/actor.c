@@ -288,6 +288,10 @@ s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, brg__actor_
     if (counted) {
         atomic_fetch_add_explicit(&sys->actors_alive, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&sys->actors_spawned, 1, memory_order_relaxed);
+    } else {
+        // A brg_system_ask begins. Under slot_lock, like closing, so destroy
+        // either refuses this spawn or waits for this ask to end.
+        atomic_fetch_add_explicit(&sys->asks_waiting, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&sys->slot_lock);
     *rc = BRG_OK;
@@ -882,19 +886,28 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
     return BRG_OK;
 }
 
-brg_msg_t *
+void
 brg__actor_retire_waiter(brg__actor_t *actor)
 {
     brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
     s_take_stack(actor, top);
-    brg_msg_t *first = s_pop(&actor->user_head, &actor->user_tail);
     brg_msg_t *msg;
     while ((msg = s_pop(&actor->user_head, &actor->user_tail)) != NULL)
-        brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_LATE_REPLY, false);
+        brg__waiter_drop(actor, msg);
     while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
-        brg__msg_free(msg);
+        brg__waiter_drop(actor, msg);
     s_slot_retire(actor->sys, actor);
-    return first;
+}
+
+//  Wake the thread blocked on waiter w for good: it answers BRG_ECLOSED.
+static void
+s_waiter_close(brg__waiter_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->closed = true;
+    w->ready = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
 }
 
 uint32_t
@@ -904,28 +917,35 @@ brg__actor_stop_all(brg_system_t *sys)
     atomic_store_explicit(&sys->closing, true, memory_order_relaxed);
     uint32_t limit = atomic_load_explicit(&sys->slot_limit, memory_order_relaxed);
     pthread_mutex_unlock(&sys->slot_lock);
+    // Two passes: the blocked brg_system_asks are released first, so they
+    // answer BRG_ECLOSED rather than whatever their target's stop causes.
     uint32_t asked = 0;
-    for (uint32_t idx = 0; idx < limit; idx++) {
-        brg__slot_t *slot = s_slot(sys, idx);
-        uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
-        if (S_STATE(w) != S_LIVE)
-            continue;
-        uint64_t id = ((uint64_t)S_GEN(w) << 32) | idx;
-        brg__actor_t *actor = brg__actor_acquire(sys, id);
-        if (!actor)
-            continue;
-        if (!(actor->mode & BRG__MODE_WAITER)) {
-            brg_msg_t *stop = brg__msg_alloc();
-            if (!stop)
-                brg__panic("out of memory while stopping actors");
-            brg__msg_set_tag(stop, "brg.stop", 8);
-            stop->kind = BRG__MSG_SYS_STOP;
-            if (brg__actor_push(actor, stop) == BRG_OK)
-                asked++;
-            else
-                brg__msg_free(stop);
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t idx = 0; idx < limit; idx++) {
+            brg__slot_t *slot = s_slot(sys, idx);
+            uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
+            if (S_STATE(w) != S_LIVE)
+                continue;
+            uint64_t id = ((uint64_t)S_GEN(w) << 32) | idx;
+            brg__actor_t *actor = brg__actor_acquire(sys, id);
+            if (!actor)
+                continue;
+            bool waiter = actor->mode & BRG__MODE_WAITER;
+            if (pass == 0 && waiter) {
+                s_waiter_close(actor->ext->waiter);
+            } else if (pass == 1 && !waiter) {
+                brg_msg_t *stop = brg__msg_alloc();
+                if (!stop)
+                    brg__panic("out of memory while stopping actors");
+                brg__msg_set_tag(stop, "brg.stop", 8);
+                stop->kind = BRG__MSG_SYS_STOP;
+                if (brg__actor_push(actor, stop) == BRG_OK)
+                    asked++;
+                else
+                    brg__msg_free(stop);
+            }
+            brg__actor_release(sys, id);
         }
-        brg__actor_release(sys, id);
     }
     return asked;
 }

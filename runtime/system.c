@@ -100,14 +100,17 @@ fail:
     return NULL;
 }
 
-void
+int
 brg_system_destroy(brg_system_t **self_p)
 {
     assert(self_p);
     brg_system_t *self = *self_p;
     if (!self)
-        return;
-    assert(!brg__sched_on_thread_of(self)); // a worker cannot join itself
+        return BRG_OK;
+    // A worker cannot join itself: refused in every build, not only where
+    // assert() is compiled in (the default build defines NDEBUG).
+    if (brg__system_on_own_thread(self))
+        return BRG_EDEADLK;
     brg__actor_stop_all(self);
     if (self->cfg.deterministic) {
         // Run the stops (and whatever they cause) until nothing is alive.
@@ -116,6 +119,12 @@ brg_system_destroy(brg_system_t **self_p)
                 brg__panic("deterministic destroy: actors alive but nothing runnable");
     }
     brg_system_await_actors(self, -1);
+    // The blocked brg_system_asks were woken by stop_all; they still use the
+    // scheduler (to retire their waiters) and the counters until they end.
+    pthread_mutex_lock(&self->await_lock);
+    while (atomic_load_explicit(&self->asks_waiting, memory_order_acquire) != 0)
+        pthread_cond_wait(&self->await_cond, &self->await_lock);
+    pthread_mutex_unlock(&self->await_lock);
     brg__timers_destroy(&self->timers);
     brg__sched_destroy(&self->sched);
     brg__registry_destroy(&self->registry);
@@ -126,12 +135,15 @@ brg_system_destroy(brg_system_t **self_p)
     *self_p = NULL;
     if (atomic_fetch_sub(&s_systems, 1) == 1)
         brg__msg_pool_trim();
+    return BRG_OK;
 }
 
 int
 brg_system_await_actors(brg_system_t *self, int timeout_ms)
 {
     assert(self);
+    if (brg__system_on_own_thread(self))
+        return BRG_EDEADLK; // the actors awaited may need this very thread
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     if (timeout_ms >= 0) {
@@ -176,6 +188,24 @@ brg__system_actor_ended(brg_system_t *sys, bool failed)
         pthread_cond_broadcast(&sys->await_cond);
         pthread_mutex_unlock(&sys->await_lock);
     }
+}
+
+void
+brg__system_ask_ended(brg_system_t *sys)
+{
+    // Acq_rel: destroy's acquire load of zero sees everything this ask did
+    // (its waiter retired, its dead letters counted) before it frees.
+    if (atomic_fetch_sub_explicit(&sys->asks_waiting, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_lock(&sys->await_lock);
+        pthread_cond_broadcast(&sys->await_cond);
+        pthread_mutex_unlock(&sys->await_lock);
+    }
+}
+
+bool
+brg__system_on_own_thread(brg_system_t *sys)
+{
+    return brg__sched_on_thread_of(sys) || brg__timers_on_own_thread(sys->timers);
 }
 
 void

@@ -947,7 +947,128 @@ START_TEST(test_ask_answer_to_a_sent_copy_never_reaches_an_ask_of_the_sender_wit
 END_TEST
 
 //  ---------------------------------------------------------------------------
+//  brg_system_ask and the system's end
+
+static atomic_int s_silent_seen;
+
+static int
+s_swallow(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_silent_seen, 1);
+    return BRG_OK;
+}
+
+typedef struct {
+    brg_system_t *sys;
+    brg_ref_t to;
+    atomic_int rc;
+    atomic_int done;
+} s_blocked_ask_t;
+
+static void *
+s_blocked_ask_main(void *arg)
+{
+    s_blocked_ask_t *a = arg;
+    brg_msg_t *req = brg_msg_new("hold");
+    brg_msg_t *reply = NULL;
+    int rc = brg_system_ask(a->sys, a->to, &req, 60000, &reply);
+    brg_msg_destroy(&reply);
+    atomic_store(&a->rc, rc);
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+START_TEST(test_ask_system_ask_blocked_while_the_system_is_destroyed_returns_eclosed)
+{
+    s_blocked_ask_t a = {tu_sys, tu_spawn(tu_sys, s_swallow), 1, 0};
+    pthread_t thread;
+    pthread_create(&thread, NULL, s_blocked_ask_main, &a);
+    TU_WAIT_UNTIL(atomic_load(&s_silent_seen) == 1, TU_WAIT_MS);
+    // The request was taken and will never be answered: the thread waits.
+    brg_system_destroy(&tu_sys);
+    ck_assert_ptr_null(tu_sys);
+    // Destroy returned only after the blocked ask let go of the system.
+    ck_assert_int_eq(atomic_load(&a.done), 1);
+    pthread_join(thread, NULL);
+    ck_assert_int_eq(atomic_load(&a.rc), BRG_ECLOSED);
+}
+END_TEST
+
+//  The callee of a brg_system_ask monitors or links to the sender it sees
+//  (the waiting thread's reply box), then answers. The reply box is no actor
+//  that lives on: each watcher must still hear exactly once (noproc).
+static atomic_int s_downs, s_exits, s_watch_rc = 1;
+
+static int
+s_watcher(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, BRG_TAG_DOWN)) {
+        brg_ref_t from;
+        uint64_t mon;
+        brg_exit_reason_t reason;
+        ck_assert_int_eq(brg_msg_read_down(msg, &from, &mon, &reason), BRG_OK);
+        ck_assert_int_eq(reason.kind, BRG_EXIT_NOPROC);
+        atomic_fetch_add(&s_downs, 1);
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, BRG_TAG_EXIT)) {
+        brg_ref_t from;
+        brg_exit_reason_t reason;
+        ck_assert_int_eq(brg_msg_read_exit(msg, &from, &reason), BRG_OK);
+        ck_assert_int_eq(reason.kind, BRG_EXIT_NOPROC);
+        atomic_fetch_add(&s_exits, 1);
+        return BRG_OK;
+    }
+    int rc;
+    if (brg_msg_is(msg, "monitor")) {
+        uint64_t mon;
+        rc = brg_monitor(ctx, brg_msg_sender(msg), &mon);
+    } else {
+        brg_trap_exits(ctx, true);
+        rc = brg_link(ctx, brg_msg_sender(msg));
+        if (rc == BRG_ENOACTOR)
+            atomic_fetch_add(&s_exits, 1); // known dead at once: heard now
+        rc = BRG_OK;
+    }
+    if (rc != BRG_OK)
+        atomic_store(&s_watch_rc, rc);
+    brg_msg_t *reply = brg_msg_new("ok");
+    return brg_reply(ctx, &reply);
+}
+
+START_TEST(test_ask_monitor_or_link_on_a_system_ask_caller_is_answered_with_noproc)
+{
+    brg_ref_t watcher = tu_spawn(tu_sys, s_watcher);
+    for (int i = 0; i < 200; i++) {
+        brg_msg_t *req = brg_msg_new(i % 2 ? "link" : "monitor");
+        brg_msg_t *reply = NULL;
+        ck_assert_int_eq(brg_system_ask(tu_sys, watcher, &req, 10000, &reply), BRG_OK);
+        brg_msg_destroy(&reply);
+    }
+    TU_WAIT_UNTIL(atomic_load(&s_downs) == 100 && atomic_load(&s_exits) == 100, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_watch_rc), 1);
+    tu_sleep_ms(20);
+    ck_assert_int_eq(atomic_load(&s_downs), 100);
+    ck_assert_int_eq(atomic_load(&s_exits), 100);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
 //  Deadlines out of range
+
+START_TEST(test_ask_system_ask_with_a_negative_timeout_returns_einval)
+{
+    brg_ref_t ref = s_spawn_replier(tu_sys, 0);
+    brg_msg_t *req = brg_msg_new_int("double", 1);
+    brg_msg_t *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, ref, &req, -1, &reply), BRG_EINVAL);
+    ck_assert_ptr_null(req);
+    ck_assert_ptr_null(reply);
+    ck_assert_int_eq(atomic_load(&s_replies_sent), 0); // nothing was sent
+}
+END_TEST
 
 START_TEST(test_ask_with_a_negative_timeout_returns_einval_and_never_calls_back)
 {
@@ -1062,6 +1183,99 @@ START_TEST(test_ask_links_made_in_the_callbacks_of_a_dying_actor_get_its_exit)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Blocking calls from Brigade threads: an error at once, in every build (the
+//  default build defines NDEBUG, so no assert() is involved here).
+
+static atomic_int s_bl_ask = 1, s_bl_await = 1, s_bl_destroy = 1, s_bl_done;
+static brg_system_t *s_bl_sys;
+
+static int
+s_blocking_caller(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_system_t *sys = brg_ctx_system(ctx);
+    brg_msg_t *req = brg_msg_new_int("double", 1);
+    brg_msg_t *reply = NULL;
+    atomic_store(&s_bl_ask, brg_system_ask(sys, s_target, &req, 10000, &reply));
+    ck_assert_ptr_null(req);
+    ck_assert_ptr_null(reply);
+    atomic_store(&s_bl_await, brg_system_await_actors(sys, 10000));
+    brg_system_t *copy = sys;
+    atomic_store(&s_bl_destroy, brg_system_destroy(&copy));
+    ck_assert_ptr_eq(copy, sys); // refused: nothing destroyed
+    atomic_store(&s_bl_done, 1);
+    return BRG_OK;
+}
+
+static void
+s_check_blocking_calls_refused(unsigned flags)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = flags;
+    brg_ref_t ref;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, s_blocking_caller, &opts, &ref), BRG_OK);
+    uint64_t start = tu_now_ms();
+    ck_assert_int_eq(tu_send_tag(tu_sys, ref, "go"), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&s_bl_done) == 1, TU_WAIT_MS);
+    // At once, not at the 10 s deadlines.
+    ck_assert_uint_lt(tu_now_ms() - start, 5000);
+    ck_assert_int_eq(atomic_load(&s_bl_ask), BRG_EDEADLK);
+    ck_assert_int_eq(atomic_load(&s_bl_await), BRG_EDEADLK);
+    ck_assert_int_eq(atomic_load(&s_bl_destroy), BRG_EDEADLK);
+    ck_assert_int_eq(atomic_load(&s_replies_sent), 0); // the ask sent nothing
+    ck_assert_str_eq(brg_err_name(BRG_EDEADLK), "BRG_EDEADLK");
+}
+
+START_TEST(test_ask_blocking_calls_from_a_worker_return_edeadlk_at_once)
+{
+    s_check_blocking_calls_refused(0);
+}
+END_TEST
+
+START_TEST(test_ask_blocking_calls_from_a_blocking_actor_return_edeadlk_at_once)
+{
+    s_check_blocking_calls_refused(BRG_SPAWN_BLOCKING);
+}
+END_TEST
+
+//  The dead-letter hook runs on the timer thread for a timer whose target is
+//  gone: a blocking call there would stall every timer of the system.
+static void
+s_dead_hook_blocks(void *arg, brg_ref_t to, const brg_msg_t *msg, brg_dead_reason_t reason)
+{
+    (void)arg;
+    (void)to;
+    (void)reason;
+    if (brg_msg_is(msg, "too-late")) {
+        atomic_store(&s_bl_await, brg_system_await_actors(s_bl_sys, 10000));
+        atomic_store(&s_bl_done, 1);
+    }
+}
+
+START_TEST(test_ask_blocking_call_from_the_timer_thread_returns_edeadlk_at_once)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 1);
+    cfg.dead_letter_fn = s_dead_hook_blocks;
+    s_bl_sys = brg_system_new(&cfg);
+    brg_ref_t ref = tu_spawn(s_bl_sys, s_idle);
+    brg_actor_stop(s_bl_sys, ref);
+    TU_WAIT_DEAD(s_bl_sys, ref);
+    brg_ref_t keep = tu_spawn(s_bl_sys, s_idle); // so await_actors would wait
+    (void)keep;
+    brg_msg_t *msg = brg_msg_new("too-late");
+    uint64_t start = tu_now_ms();
+    ck_assert_int_eq(brg_system_send_after(s_bl_sys, ref, &msg, 1, 0, NULL), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&s_bl_done) == 1, TU_WAIT_MS);
+    ck_assert_uint_lt(tu_now_ms() - start, 5000);
+    ck_assert_int_eq(atomic_load(&s_bl_await), BRG_EDEADLK);
+    brg_system_destroy(&s_bl_sys);
+}
+END_TEST
+
 Suite *
 ask_suite(void)
 {
@@ -1096,9 +1310,15 @@ ask_suite(void)
                    test_ask_proxy_that_sends_a_copy_of_an_ask_gets_the_answer_as_a_plain_message);
     tcase_add_test(
         core, test_ask_answer_to_a_sent_copy_never_reaches_an_ask_of_the_sender_with_the_same_id);
+    tcase_add_test(core, test_ask_system_ask_blocked_while_the_system_is_destroyed_returns_eclosed);
+    tcase_add_test(core, test_ask_monitor_or_link_on_a_system_ask_caller_is_answered_with_noproc);
+    tcase_add_test(core, test_ask_system_ask_with_a_negative_timeout_returns_einval);
     tcase_add_test(core, test_ask_with_a_negative_timeout_returns_einval_and_never_calls_back);
     tcase_add_test(core, test_ask_callback_of_a_dying_actor_that_asks_again_gets_eclosed_at_once);
     tcase_add_test(core, test_ask_links_made_in_the_callbacks_of_a_dying_actor_get_its_exit);
+    tcase_add_test(core, test_ask_blocking_calls_from_a_worker_return_edeadlk_at_once);
+    tcase_add_test(core, test_ask_blocking_calls_from_a_blocking_actor_return_edeadlk_at_once);
+    tcase_add_test(core, test_ask_blocking_call_from_the_timer_thread_returns_edeadlk_at_once);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");
