@@ -364,9 +364,10 @@ brg__waiter_drop(brg__actor_t *waiter, brg_msg_t *msg)
         break;
     case BRG__MSG_USER:
     case BRG__MSG_TIMER:
-        // No notify: a forwarded copy of our own request comes back with the
-        // waiter as its sender, and must not answer it.
-        brg__dead_letter(sys, self, msg, BRG_DEAD_NO_ACTOR, false);
+        // An ask made of the waiter hears BRG_ENOACTOR at once, as from any
+        // dead actor; but not a forwarded copy of our own request, which
+        // comes back with the waiter as its sender and must not answer it.
+        brg__dead_letter(sys, self, msg, BRG_DEAD_NO_ACTOR, !brg_ref_eq(msg->sender, self));
         break;
     default:
         brg__msg_free(msg); // the runtime's own (stop, timeouts): nothing lost

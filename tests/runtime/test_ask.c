@@ -1055,6 +1055,44 @@ START_TEST(test_ask_monitor_or_link_on_a_system_ask_caller_is_answered_with_nopr
 }
 END_TEST
 
+//  The callee asks the sender it sees (the waiting call's reply box) before
+//  it replies: nothing will answer, so its callback hears BRG_ENOACTOR at
+//  once, as from any dead actor, not at the deadline.
+static atomic_int s_askback_status = 1;
+
+static int
+s_on_askback(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)reply;
+    (void)arg;
+    atomic_store(&s_askback_status, status);
+    return BRG_OK;
+}
+
+static int
+s_asks_back(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (!brg_msg_is(msg, "askback"))
+        return BRG_UNHANDLED;
+    brg_msg_t *q = brg_msg_new("q");
+    ck_assert_int_eq(brg_ask(ctx, brg_msg_sender(msg), &q, 60000, s_on_askback, NULL), BRG_OK);
+    brg_msg_t *reply = brg_msg_new("ok");
+    return brg_reply(ctx, &reply);
+}
+
+START_TEST(test_ask_ask_made_of_a_system_ask_caller_gets_enoactor_at_once)
+{
+    brg_ref_t ref = tu_spawn(tu_sys, s_asks_back);
+    brg_msg_t *req = brg_msg_new("askback");
+    brg_msg_t *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, ref, &req, 10000, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+    TU_WAIT_UNTIL(atomic_load(&s_askback_status) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_askback_status), BRG_ENOACTOR);
+}
+END_TEST
+
 //  ---------------------------------------------------------------------------
 //  Deadlines out of range
 
@@ -1316,6 +1354,7 @@ ask_suite(void)
         core, test_ask_answer_to_a_sent_copy_never_reaches_an_ask_of_the_sender_with_the_same_id);
     tcase_add_test(core, test_ask_system_ask_blocked_while_the_system_is_destroyed_returns_eclosed);
     tcase_add_test(core, test_ask_monitor_or_link_on_a_system_ask_caller_is_answered_with_noproc);
+    tcase_add_test(core, test_ask_ask_made_of_a_system_ask_caller_gets_enoactor_at_once);
     tcase_add_test(core, test_ask_system_ask_with_a_negative_timeout_returns_einval);
     tcase_add_test(core, test_ask_with_a_negative_timeout_returns_einval_and_never_calls_back);
     tcase_add_test(core, test_ask_callback_of_a_dying_actor_that_asks_again_gets_eclosed_at_once);
