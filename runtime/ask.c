@@ -472,7 +472,9 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
             s_waiter_take(waiter, &found);
             if (found) {
                 if (found->kind == BRG__MSG_REPLY_ERROR) {
-                    rc = found->status < 0 ? found->status : BRG_EFAILED;
+                    // Once destroy has begun, an error is its doing (the
+                    // target stopped with our request queued): say so.
+                    rc = closed ? BRG_ECLOSED : found->status < 0 ? found->status : BRG_EFAILED;
                     brg__msg_free(found);
                 } else {
                     brg__msg_make_plain(found, found->sender);

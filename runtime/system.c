@@ -8,9 +8,13 @@
 //  synchronous (house rule R3) and runs the other way round: it marks the
 //  system closing and sends every live actor a stop through its system lane
 //  (so each state destructor runs on a Brigade thread), waits until none is
-//  alive, stops the timer thread, then the workers and the pool, and frees
-//  everything. Messages sent while closing still reach live actors; spawns
-//  fail with BRG_ECLOSED.
+//  alive and until every brg_system_ask blocked in another thread has woken
+//  (stop_all closes their waiters first: BRG_ECLOSED) and let go of the
+//  system (asks_waiting), stops the timer thread, then the workers and the
+//  pool, and frees everything. destroy, await_actors and system_ask refuse
+//  to block on one of the system's own threads (BRG_EDEADLK, a run-time
+//  check in every build: brg__system_on_own_thread). Messages sent while
+//  closing still reach live actors; spawns fail with BRG_ECLOSED.
 //  The node UUID comes from libuuid at new; every ref carries it, so sends to
 //  another node's actors are recognised at the one send path,
 //  brg__system_deliver, and handed to the plugged-in transport (phase 2) or,

@@ -1318,6 +1318,103 @@ START_TEST(test_ask_blocking_call_from_the_timer_thread_returns_edeadlk_at_once)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Stress: destroy while many threads are blocked in brg_system_ask. Half
+//  the asks are swallowed (never answered), half are answered by blocking-
+//  pool actors a few ms after they took them, so replies race the destroy.
+//  Destroy starts only once every thread is inside its call (its request
+//  was taken); each call must return OK or BRG_ECLOSED, and under ASan
+//  nothing may touch the system after destroy freed it.
+
+#define S_CLOSE_ROUNDS 20
+#define S_CLOSE_THREADS 12
+static atomic_int s_close_swallowed, s_close_seen;
+static atomic_int s_close_ok, s_close_closed, s_close_bad;
+
+static int
+s_close_swallow(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_close_swallowed, 1);
+    return BRG_OK;
+}
+
+static int
+s_close_replier(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    int64_t n = tu_msg_int(msg);
+    atomic_fetch_add(&s_close_seen, 1);
+    tu_sleep_us((uint64_t)(n * 2654435761u) % 4000);
+    brg_msg_t *reply = brg_msg_new_int("r", n);
+    return brg_reply(ctx, &reply);
+}
+
+typedef struct {
+    brg_system_t *sys;
+    brg_ref_t to;
+    int64_t n;
+} s_close_arg_t;
+
+static void *
+s_close_thread(void *arg)
+{
+    s_close_arg_t *a = arg;
+    brg_msg_t *req = brg_msg_new_int("q", a->n);
+    brg_msg_t *reply = NULL;
+    int rc = brg_system_ask(a->sys, a->to, &req, 60000, &reply);
+    if (rc == BRG_OK && reply && tu_msg_int(reply) == a->n)
+        atomic_fetch_add(&s_close_ok, 1);
+    else if (rc == BRG_ECLOSED && !reply)
+        atomic_fetch_add(&s_close_closed, 1);
+    else
+        atomic_fetch_add(&s_close_bad, 1);
+    brg_msg_destroy(&reply);
+    return NULL;
+}
+
+START_TEST(test_ask_stress_system_asks_blocked_at_destroy_all_return_eclosed_or_their_reply)
+{
+    int swallowed_total = 0;
+    for (int round = 0; round < S_CLOSE_ROUNDS; round++) {
+        brg_system_t *sys = tu_system_new(2);
+        ck_assert_ptr_nonnull(sys);
+        brg_ref_t swallow = tu_spawn(sys, s_close_swallow);
+        s_close_arg_t args[S_CLOSE_THREADS];
+        pthread_t threads[S_CLOSE_THREADS];
+        atomic_store(&s_close_swallowed, 0);
+        atomic_store(&s_close_seen, 0);
+        for (int i = 0; i < S_CLOSE_THREADS; i++) {
+            args[i].sys = sys;
+            args[i].n = round * S_CLOSE_THREADS + i;
+            if (i % 2 == 0) {
+                args[i].to = swallow;
+            } else {
+                brg_spawn_opts_t opts;
+                brg_spawn_opts_init(&opts);
+                opts.flags = BRG_SPAWN_BLOCKING;
+                ck_assert_int_eq(brg_system_spawn(sys, s_close_replier, &opts, &args[i].to),
+                                 BRG_OK);
+            }
+            pthread_create(&threads[i], NULL, s_close_thread, &args[i]);
+        }
+        // Every thread is inside brg_system_ask once its request was taken.
+        TU_WAIT_UNTIL(atomic_load(&s_close_swallowed) == S_CLOSE_THREADS / 2 &&
+                          atomic_load(&s_close_seen) == S_CLOSE_THREADS / 2,
+                      TU_WAIT_MS);
+        ck_assert_int_eq(brg_system_destroy(&sys), BRG_OK);
+        ck_assert_ptr_null(sys);
+        for (int i = 0; i < S_CLOSE_THREADS; i++)
+            pthread_join(threads[i], NULL);
+        swallowed_total += S_CLOSE_THREADS / 2;
+        ck_assert_int_eq(atomic_load(&s_close_bad), 0);
+        ck_assert_int_eq(atomic_load(&s_close_ok) + atomic_load(&s_close_closed),
+                         (round + 1) * S_CLOSE_THREADS);
+        ck_assert_int_ge(atomic_load(&s_close_closed), swallowed_total);
+    }
+}
+END_TEST
+
 Suite *
 ask_suite(void)
 {
@@ -1368,6 +1465,8 @@ ask_suite(void)
     tcase_set_tags(stress, "stress");
     tcase_set_timeout(stress, 300);
     tcase_add_test(stress, test_ask_stress_asks_racing_their_deadlines_are_answered_exactly_once);
+    tcase_add_test(
+        stress, test_ask_stress_system_asks_blocked_at_destroy_all_return_eclosed_or_their_reply);
     tcase_add_test(stress,
                    test_ask_stress_system_asks_racing_their_deadlines_are_answered_exactly_once);
     suite_add_tcase(s, stress);
