@@ -178,13 +178,23 @@ s_status(const s_xfer_t *x)
         return BRG_EMSGSIZE;
     if (x->no_memory || x->result == CURLE_OUT_OF_MEMORY)
         return BRG_ENOMEM;
+    // The request was checked before the transfer (s_decode: http or https
+    // URL, method, headers), so libcurl's codes after it describe the far
+    // end, with one exception. CURLE_UNSUPPORTED_PROTOCOL in particular
+    // comes from the response here: a server that answers with bytes that
+    // are not HTTP looks like HTTP/0.9, which libcurl refuses with it (the
+    // scheme was checked, and redirects are not followed). So are
+    // CURLE_WEIRD_SERVER_REPLY (a broken status line or header),
+    // CURLE_GOT_NOTHING, CURLE_RECV_ERROR, CURLE_SEND_ERROR, resolve,
+    // connect and TLS failures: all BRG_ENETWORK.
     switch (x->result) {
     case CURLE_OK:
         return BRG_OK;
     case CURLE_OPERATION_TIMEDOUT:
         return BRG_ETIMEDOUT;
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
+        // Our check let through a URL libcurl's parser refuses (a port out
+        // of range, say): still the caller's URL, before any byte was sent.
         return BRG_EINVAL;
     default:
         return BRG_ENETWORK;

@@ -4,7 +4,10 @@
 //  - functions taking a brg_ctx_t * run only inside that actor's behaviour
 //    (or its init or reply callback), on the thread that called it;
 //  - functions taking a brg_system_t * or a brg_ref_t are safe from any thread;
-//  - no function called from a behaviour blocks the worker thread;
+//  - no function called from a behaviour blocks the worker thread; the few
+//    that block (brg_system_ask, brg_system_await_actors, brg_system_destroy)
+//    return BRG_EDEADLK at once on a thread of their own system (worker,
+//    blocking pool, timer thread), in every build;
 //  - a send from a behaviour may run another actor's behaviour on the same
 //    thread before it returns (help-along, when every worker is busy), so a
 //    behaviour must not hold a lock across a send that another behaviour takes.

@@ -288,6 +288,10 @@ s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, brg__actor_
     if (counted) {
         atomic_fetch_add_explicit(&sys->actors_alive, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&sys->actors_spawned, 1, memory_order_relaxed);
+    } else {
+        // A brg_system_ask begins. Under slot_lock, like closing, so destroy
+        // either refuses this spawn or waits for this ask to end.
+        atomic_fetch_add_explicit(&sys->asks_waiting, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&sys->slot_lock);
     *rc = BRG_OK;
@@ -488,7 +492,7 @@ s_drain_dead(brg__actor_t *actor)
     while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
         brg__msg_free(msg); // internal messages (stop, kill, ask timeouts): nothing to report
     while ((msg = s_pop(&actor->user_head, &actor->user_tail)) != NULL) {
-        if (msg->kind == BRG__MSG_SYS_IDLE)
+        if (msg->kind == BRG__MSG_SYS_IDLE || !brg__timers_tick_is_live(actor->sys->timers, msg))
             brg__msg_free(msg);
         else if (!brg__link_on_drain(actor, msg)) // link/monitor requests get noproc
             brg__dead_letter(actor->sys, self, msg, BRG_DEAD_STOPPED, true);
@@ -536,12 +540,16 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
     // send, link or monitor, finds the name free (registry.c).
     s_take_stack(actor, brg__registry_close(sys, actor));
     s_drain_dead(actor);
-    brg__link_on_death(actor, reason);
-    if (actor->ext) {
+    // The pending asks' callbacks run (BRG_ECLOSED) before the exit signals
+    // go out, as an OTP terminate/2 runs before the process exits: a link,
+    // monitor or BRG_SPAWN_LINK child made in a callback is signalled below
+    // with the others. New asks from these callbacks fail at once (brg_ask
+    // sees BRG__ACTOR_DEAD), so nothing recurses and nothing outlives us.
+    if (actor->ext)
         brg__ask_map_destroy(&actor->ext->asks, actor);
-        if (actor->ext->idle_timer)
-            brg__timers_cancel(sys->timers, actor->ext->idle_timer);
-    }
+    brg__link_on_death(actor, reason);
+    if (actor->ext && actor->ext->idle_timer)
+        brg__timers_cancel(sys->timers, actor->ext->idle_timer);
     if (actor->state_destroy && actor->state)
         actor->state_destroy(actor->state);
     actor->state = NULL;
@@ -665,7 +673,11 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *o
         break;
     }
     case BRG__MSG_SYS_IDLE:
-        if (!s_idle_due(actor, msg))
+    case BRG__MSG_TIMER:
+        // A stale idle check, or a tick of a periodic timer cancelled after
+        // it was sent (brg_timer_cancel's promise): not a message any more.
+        if (msg->kind == BRG__MSG_SYS_IDLE ? !s_idle_due(actor, msg)
+                                           : !brg__timers_tick_is_live(actor->sys->timers, msg))
             break;
         msg->kind = BRG__MSG_USER;
         msg->corr = 0;
@@ -823,6 +835,10 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
         !sys->cfg.deterministic)
         return BRG_EINVAL;
     size_t base = (sizeof(brg__actor_t) + 15u) & ~(size_t)15u;
+    // A state_size near SIZE_MAX would wrap the sum into a small block that
+    // the memset below overruns: refuse it (the only size added here).
+    if (opts->state_size > SIZE_MAX - base)
+        return BRG_EINVAL;
     brg__actor_t *actor = malloc(base + opts->state_size);
     if (!actor)
         return BRG_ENOMEM;
@@ -911,19 +927,28 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
     return BRG_OK;
 }
 
-brg_msg_t *
+void
 brg__actor_retire_waiter(brg__actor_t *actor)
 {
     brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
     s_take_stack(actor, top);
-    brg_msg_t *first = s_pop(&actor->user_head, &actor->user_tail);
     brg_msg_t *msg;
     while ((msg = s_pop(&actor->user_head, &actor->user_tail)) != NULL)
-        brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_LATE_REPLY, false);
+        brg__waiter_drop(actor, msg);
     while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
-        brg__msg_free(msg);
+        brg__waiter_drop(actor, msg);
     s_slot_retire(actor->sys, actor);
-    return first;
+}
+
+//  Wake the thread blocked on waiter w for good: it answers BRG_ECLOSED.
+static void
+s_waiter_close(brg__waiter_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    w->closed = true;
+    w->ready = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
 }
 
 uint32_t
@@ -933,28 +958,35 @@ brg__actor_stop_all(brg_system_t *sys)
     atomic_store_explicit(&sys->closing, true, memory_order_relaxed);
     uint32_t limit = atomic_load_explicit(&sys->slot_limit, memory_order_relaxed);
     pthread_mutex_unlock(&sys->slot_lock);
+    // Two passes: the blocked brg_system_asks are released first, so they
+    // answer BRG_ECLOSED rather than whatever their target's stop causes.
     uint32_t asked = 0;
-    for (uint32_t idx = 0; idx < limit; idx++) {
-        brg__slot_t *slot = s_slot(sys, idx);
-        uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
-        if (S_STATE(w) != S_LIVE)
-            continue;
-        uint64_t id = ((uint64_t)S_GEN(w) << 32) | idx;
-        brg__actor_t *actor = brg__actor_acquire(sys, id);
-        if (!actor)
-            continue;
-        if (!(actor->mode & BRG__MODE_WAITER)) {
-            brg_msg_t *stop = brg__msg_alloc();
-            if (!stop)
-                brg__panic("out of memory while stopping actors");
-            brg__msg_set_tag(stop, "brg.stop", 8);
-            stop->kind = BRG__MSG_SYS_STOP;
-            if (brg__actor_push(actor, stop) == BRG_OK)
-                asked++;
-            else
-                brg__msg_free(stop);
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t idx = 0; idx < limit; idx++) {
+            brg__slot_t *slot = s_slot(sys, idx);
+            uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
+            if (S_STATE(w) != S_LIVE)
+                continue;
+            uint64_t id = ((uint64_t)S_GEN(w) << 32) | idx;
+            brg__actor_t *actor = brg__actor_acquire(sys, id);
+            if (!actor)
+                continue;
+            bool waiter = actor->mode & BRG__MODE_WAITER;
+            if (pass == 0 && waiter) {
+                s_waiter_close(actor->ext->waiter);
+            } else if (pass == 1 && !waiter) {
+                brg_msg_t *stop = brg__msg_alloc();
+                if (!stop)
+                    brg__panic("out of memory while stopping actors");
+                brg__msg_set_tag(stop, "brg.stop", 8);
+                stop->kind = BRG__MSG_SYS_STOP;
+                if (brg__actor_push(actor, stop) == BRG_OK)
+                    asked++;
+                else
+                    brg__msg_free(stop);
+            }
+            brg__actor_release(sys, id);
         }
-        brg__actor_release(sys, id);
     }
     return asked;
 }
@@ -1012,7 +1044,7 @@ brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p)
 {
     assert(ctx);
     assert(msg_p && *msg_p);
-    (*msg_p)->sender = brg__actor_ref(ctx->actor);
+    brg__msg_make_plain(*msg_p, brg__actor_ref(ctx->actor));
     brg__sched_note_send();
     return brg__system_deliver(ctx->actor->sys, to, msg_p);
 }
@@ -1096,17 +1128,18 @@ brg_actor_stop(brg_system_t *sys, brg_ref_t ref)
     return rc;
 }
 
-void
+int
 brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms)
 {
     assert(ctx);
-    assert(timeout_ms >= 0);
+    if (timeout_ms < 0)
+        return BRG_EINVAL; // the same answer in every build; nothing changes
     brg__actor_t *actor = ctx->actor;
     if (timeout_ms == 0 && !actor->ext)
-        return;
+        return BRG_OK;
     brg__actor_ext_t *ext = brg__actor_ext(actor);
     if (!ext)
-        return; // out of memory: no idle timeout; documented as best effort
+        return BRG_ENOMEM;
     if (ext->idle_timer)
         brg__timers_cancel(actor->sys->timers, ext->idle_timer);
     ext->idle_timer = 0;
@@ -1114,4 +1147,5 @@ brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms)
     actor->flags &= (uint16_t)~BRG__ACTOR_IDLE_ARMED;
     ext->idle_ms = timeout_ms;
     ext->last_active_ns = brg__system_now_ns(actor->sys);
+    return BRG_OK;
 }

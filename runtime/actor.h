@@ -88,6 +88,7 @@ struct brg__waiter {
     pthread_mutex_t lock;
     pthread_cond_t cond; // CLOCK_MONOTONIC
     bool ready;          // a message arrived since the waiting thread last looked (lock)
+    bool closed;         // the system is being destroyed: answer BRG_ECLOSED (lock)
 };
 
 //  Wake the thread waiting on w. Thread: the sender that made the waiter's
@@ -144,9 +145,14 @@ int brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn f
 bool brg__actor_run(brg__actor_t *actor, int batch);
 
 //  Close a waiter actor's mailbox and retire it (brg_system_ask's reply box).
-//  Returns the first message still in it (caller owns) or NULL; later ones are
-//  dead letters. Thread: the waiting thread.
-brg_msg_t *brg__actor_retire_waiter(brg__actor_t *actor);
+//  Whatever is still in it goes to brg__waiter_drop. Thread: the waiting thread.
+void brg__actor_retire_waiter(brg__actor_t *actor);
+
+//  A message for a waiter that is not its answer: a link or monitor request
+//  is answered as by a dead actor (EXIT / DOWN noproc), a reply is a late
+//  reply, anything else from a user a dead letter (no actor behind the
+//  ref), the runtime's own messages are freed. Thread: the waiting thread.
+void brg__waiter_drop(brg__actor_t *waiter, brg_msg_t *msg);
 
 //  Make the running actor die as failed once the current call returns (a
 //  reply callback returned an error). Thread: the actor's.
@@ -158,8 +164,9 @@ brg__actor_ext_t *brg__actor_ext(brg__actor_t *actor);
 //  The actor's address.
 brg_ref_t brg__actor_ref(const brg__actor_t *actor);
 
-//  Stop-all at system destroy: send a stop to every live actor.
-//  Returns how many were asked. Thread: the destroying thread.
+//  Stop-all at system destroy: wake every blocked brg_system_ask for good
+//  (it answers BRG_ECLOSED), then send a stop to every live actor.
+//  Returns how many actors were asked. Thread: the destroying thread.
 uint32_t brg__actor_stop_all(brg_system_t *sys);
 
 //  Slot table lifecycle (system new/destroy).

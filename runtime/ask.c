@@ -15,11 +15,30 @@
 //  brg_msg_dup keeps sender and corr, which is all a reply needs, so an actor
 //  can ask on a caller's behalf and relay the answer from its reply callback.
 //
+//  An id is bound to its asker. corr is set only together with the sender
+//  (brg_ask, brg_system_ask) and kept only together with it (brg_forward);
+//  every other send (brg_send, brg_system_send, timers) makes a plain
+//  message (brg__msg_make_plain), so a proxy that sends a saved copy of an
+//  ask on gets the answer as a plain message, never as a reply that would
+//  be a late reply to it, or worse, match an ask of its own with the same
+//  id. A reply goes to the request's sender, which is therefore always the
+//  actor whose table holds that id.
+//
+//  A dying asker's pending callbacks run once with BRG_ECLOSED (actor.c runs
+//  them before the exit signals go out). brg_ask refuses new asks from an
+//  actor that is stopping or dying (BRG_ECLOSED, callback never called), so
+//  a callback that asks again cannot recurse.
+//
 //  From outside the system, brg_system_ask spawns a waiter: an actor that is
 //  never scheduled; the push that takes its mailbox out of idle signals a
 //  condition variable instead. The waiting thread takes the reply out of the
 //  mailbox itself and then retires the waiter, so a reply that comes after
-//  the deadline meets a closed mailbox and becomes a dead letter.
+//  the deadline meets a closed mailbox and becomes a dead letter. The callee
+//  sees the waiter as the sender, and may link to it or monitor it: those
+//  requests are answered as by a dead actor (noproc), since nothing lives
+//  behind the waiter to send an EXIT or DOWN later (brg__waiter_drop).
+//  The system counts the asks under way (asks_waiting); destroy wakes them
+//  (waiter->closed: BRG_ECLOSED) and waits until each has let go of it.
 #include "runtime_internal.h"
 
 typedef struct {
@@ -120,9 +139,9 @@ brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor)
         return;
     // The asker is stopping: every pending callback runs once more, with
     // BRG_ECLOSED, so whatever its arg owns can be released (the promise of
-    // "exactly once" holds to the end). The map is detached first, so a
-    // callback that asks again cannot reach it; such an ask finds a fresh map
-    // that is freed right after (below), its callbacks running the same way.
+    // "exactly once" holds to the end). The actor is marked dead, so a
+    // callback that asks again gets BRG_ECLOSED at once and no new entry.
+    assert(actor->flags & BRG__ACTOR_DEAD);
     *self_p = NULL;
     brg_ctx_t ctx = {actor, NULL};
     for (uint32_t i = 0; i < map->capacity; i++) {
@@ -135,8 +154,6 @@ brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor)
     }
     free(map->items);
     free(map);
-    if (*self_p)
-        brg__ask_map_destroy(self_p, actor);
 }
 
 void
@@ -179,10 +196,19 @@ brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_rep
 {
     assert(ctx);
     assert(msg_p && *msg_p);
-    assert(timeout_ms >= 0);
     assert(fn);
     brg__actor_t *actor = ctx->actor;
     brg_system_t *sys = actor->sys;
+    if (timeout_ms < 0) {
+        brg_msg_destroy(msg_p);
+        return BRG_EINVAL;
+    }
+    // No reply could ever reach an actor that handles no further message;
+    // a dying actor's callbacks asking again would recurse without end.
+    if (actor->flags & (BRG__ACTOR_STOPPING | BRG__ACTOR_DEAD)) {
+        brg_msg_destroy(msg_p);
+        return BRG_ECLOSED;
+    }
     brg__actor_ext_t *ext = brg__actor_ext(actor);
     if (ext && !ext->asks)
         ext->asks = calloc(1, sizeof(*ext->asks));
@@ -324,10 +350,35 @@ brg__waiter_wake(brg__waiter_t *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-//  Wait until the waiter has a message or the deadline passes. Returns false
-//  on timeout.
+void
+brg__waiter_drop(brg__actor_t *waiter, brg_msg_t *msg)
+{
+    brg_system_t *sys = waiter->sys;
+    brg_ref_t self = brg__actor_ref(waiter);
+    if (brg__link_on_drain(waiter, msg))
+        return; // a LINK or MONITOR got its EXIT / DOWN noproc; other signals freed
+    switch ((brg__msg_kind_t)msg->kind) {
+    case BRG__MSG_REPLY:
+    case BRG__MSG_REPLY_ERROR:
+        brg__dead_letter(sys, self, msg, BRG_DEAD_LATE_REPLY, false);
+        break;
+    case BRG__MSG_USER:
+    case BRG__MSG_TIMER:
+        // An ask made of the waiter hears BRG_ENOACTOR at once, as from any
+        // dead actor; but not a forwarded copy of our own request, which
+        // comes back with the waiter as its sender and must not answer it.
+        brg__dead_letter(sys, self, msg, BRG_DEAD_NO_ACTOR, !brg_ref_eq(msg->sender, self));
+        break;
+    default:
+        brg__msg_free(msg); // the runtime's own (stop, timeouts): nothing lost
+        break;
+    }
+}
+
+//  Wait until the waiter has a message, the system closes, or the deadline
+//  passes. Returns false on timeout; *closed tells that destroy has begun.
 static bool
-s_wait(brg__waiter_t *w, const struct timespec *deadline)
+s_wait(brg__waiter_t *w, const struct timespec *deadline, bool *closed)
 {
     bool ready;
     pthread_mutex_lock(&w->lock);
@@ -337,8 +388,34 @@ s_wait(brg__waiter_t *w, const struct timespec *deadline)
     }
     ready = w->ready;
     w->ready = false;
+    *closed = w->closed;
     pthread_mutex_unlock(&w->lock);
     return ready;
+}
+
+//  Take the waiter's new messages; the oldest reply to our request (if any)
+//  goes to *found, everything else to brg__waiter_drop.
+static void
+s_waiter_take(brg__actor_t *waiter, brg_msg_t **found)
+{
+    // The waiting thread is the waiter's only consumer: grab and look.
+    brg_msg_t *top = atomic_exchange_explicit(&waiter->head, BRG__MB_RUNNING, memory_order_acquire);
+    while (top && top != BRG__MB_RUNNING) {
+        brg_msg_t *next = atomic_load_explicit(&top->next, memory_order_relaxed);
+        atomic_store_explicit(&top->next, NULL, memory_order_relaxed);
+        // Only a reply answers; anything else sent to the waiter (a forwarded
+        // copy of the request keeps its corr) is dropped.
+        if (top->corr != 1 || (top->kind != BRG__MSG_REPLY && top->kind != BRG__MSG_REPLY_ERROR)) {
+            brg__waiter_drop(waiter, top);
+        } else {
+            // The stack is newest first: the oldest reply wins.
+            if (*found)
+                brg__dead_letter(waiter->sys, brg__actor_ref(waiter), *found, BRG_DEAD_LATE_REPLY,
+                                 false);
+            *found = top;
+        }
+        top = next;
+    }
 }
 
 int
@@ -348,10 +425,19 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
     assert(sys);
     assert(msg_p && *msg_p);
     assert(reply_p);
-    assert(!brg__sched_on_thread_of(sys)); // would block a worker: use brg_ask
+    *reply_p = NULL;
+    // Checked in every build (the default one defines NDEBUG): from a
+    // Brigade thread of sys the wait would hold the thread the reply needs.
+    if (brg__system_on_own_thread(sys)) {
+        brg_msg_destroy(msg_p);
+        return BRG_EDEADLK;
+    }
+    if (timeout_ms < 0) {
+        brg_msg_destroy(msg_p);
+        return BRG_EINVAL;
+    }
     brg_msg_t *msg = *msg_p;
     *msg_p = NULL;
-    *reply_p = NULL;
     brg__actor_t *waiter;
     brg_ref_t self;
     int rc = brg__actor_spawn(sys, NULL, NULL, NULL, BRG__MODE_WAITER, &self, &waiter);
@@ -359,6 +445,8 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
         brg__dead_letter(sys, to, msg, BRG_DEAD_SHUTDOWN, false);
         return rc;
     }
+    // From here on sys counts this ask (asks_waiting): destroy waits for
+    // brg__system_ask_ended below before it frees anything.
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += timeout_ms / 1000;
@@ -378,37 +466,25 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
     }
     if (rc == BRG_OK) {
         rc = BRG_ETIMEDOUT;
-        while (s_wait(waiter->ext->waiter, &deadline)) {
-            // The waiting thread is the waiter's only consumer: grab and look.
-            brg_msg_t *top =
-                atomic_exchange_explicit(&waiter->head, BRG__MB_RUNNING, memory_order_acquire);
+        bool closed = false;
+        while (s_wait(waiter->ext->waiter, &deadline, &closed)) {
             brg_msg_t *found = NULL;
-            while (top && top != BRG__MB_RUNNING) {
-                brg_msg_t *next = atomic_load_explicit(&top->next, memory_order_relaxed);
-                atomic_store_explicit(&top->next, NULL, memory_order_relaxed);
-                // Only a reply answers; anything else sent to the waiter (a
-                // forwarded copy of the request keeps its corr) is dropped.
-                if (top->corr != 1 ||
-                    (top->kind != BRG__MSG_REPLY && top->kind != BRG__MSG_REPLY_ERROR)) {
-                    brg__dead_letter(sys, self, top, BRG_DEAD_NO_ACTOR, false);
-                } else {
-                    // The stack is newest first: the oldest reply wins.
-                    if (found)
-                        brg__dead_letter(sys, self, found, BRG_DEAD_LATE_REPLY, false);
-                    found = top;
-                }
-                top = next;
-            }
+            s_waiter_take(waiter, &found);
             if (found) {
                 if (found->kind == BRG__MSG_REPLY_ERROR) {
-                    rc = found->status < 0 ? found->status : BRG_EFAILED;
+                    // Once destroy has begun, an error is its doing (the
+                    // target stopped with our request queued): say so.
+                    rc = closed ? BRG_ECLOSED : found->status < 0 ? found->status : BRG_EFAILED;
                     brg__msg_free(found);
                 } else {
-                    found->kind = BRG__MSG_USER;
-                    found->corr = 0;
+                    brg__msg_make_plain(found, found->sender);
                     *reply_p = found;
                     rc = BRG_OK;
                 }
+                break;
+            }
+            if (closed) {
+                rc = BRG_ECLOSED; // destroy has begun: no reply is coming
                 break;
             }
             // Nothing for us: go back to idle so the next push wakes us.
@@ -418,8 +494,7 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
                 brg__waiter_wake(waiter->ext->waiter); // more came meanwhile
         }
     }
-    brg_msg_t *late = brg__actor_retire_waiter(waiter);
-    if (late)
-        brg__dead_letter(sys, self, late, BRG_DEAD_LATE_REPLY, false);
+    brg__actor_retire_waiter(waiter);
+    brg__system_ask_ended(sys); // the last touch of sys
     return rc;
 }

@@ -310,6 +310,15 @@ s_hash(const char *bytes, size_t len)
     return hash;
 }
 
+void
+brg__msg_make_plain(brg_msg_t *self, brg_ref_t sender)
+{
+    self->sender = sender;
+    self->corr = 0;
+    self->kind = BRG__MSG_USER;
+    self->status = 0;
+}
+
 int
 brg__msg_set_tag(brg_msg_t *self, const char *tag, size_t len)
 {

@@ -31,7 +31,8 @@ typedef enum {
     BRG__MSG_SYS_MONITOR,     // sender watches us with monitor id corr (user lane)
     BRG__MSG_SYS_DEMONITOR,   // sender drops monitor corr (user lane)
     BRG__MSG_SYS_EXIT,        // a linked actor exited; payload = reason (user lane: ordered)
-    BRG__MSG_SYS_DOWN         // a monitored actor exited; corr = monitor id (user lane)
+    BRG__MSG_SYS_DOWN,        // a monitored actor exited; corr = monitor id (user lane)
+    BRG__MSG_TIMER            // a periodic timer's tick: corr = timer id, checked (user lane)
 } brg__msg_kind_t;
 
 //  A message. Owned by exactly one party at a time: the builder, then the
@@ -61,6 +62,13 @@ brg_msg_t *brg__msg_alloc(void);
 //  Return a message to this thread's free list (a heap payload buffer larger
 //  than a few KiB is freed). Thread: any.
 void brg__msg_free(brg_msg_t *self);
+
+//  Make msg a plain message from sender: no ask correlation, kind USER.
+//  Every send but brg_forward does this, so a copy of an ask (brg_msg_dup)
+//  sent on can never carry someone else's ask id: an id travels only with
+//  the ref of the actor that asked (brg_ask, brg_system_ask, brg_forward),
+//  and a reply goes to that ref, so it can only match its asker's ask.
+void brg__msg_make_plain(brg_msg_t *self, brg_ref_t sender);
 
 //  Set the tag (length and hash included). Returns BRG_OK or BRG_EINVAL for an
 //  empty or too long tag.

@@ -8,9 +8,13 @@
 //  synchronous (house rule R3) and runs the other way round: it marks the
 //  system closing and sends every live actor a stop through its system lane
 //  (so each state destructor runs on a Brigade thread), waits until none is
-//  alive, stops the timer thread, then the workers and the pool, and frees
-//  everything. Messages sent while closing still reach live actors; spawns
-//  fail with BRG_ECLOSED.
+//  alive and until every brg_system_ask blocked in another thread has woken
+//  (stop_all closes their waiters first: BRG_ECLOSED) and let go of the
+//  system (asks_waiting), stops the timer thread, then the workers and the
+//  pool, and frees everything. destroy, await_actors and system_ask refuse
+//  to block on one of the system's own threads (BRG_EDEADLK, a run-time
+//  check in every build: brg__system_on_own_thread). Messages sent while
+//  closing still reach live actors; spawns fail with BRG_ECLOSED.
 //  The node UUID comes from libuuid at new; every ref carries it, so sends to
 //  another node's actors are recognised at the one send path,
 //  brg__system_deliver, and handed to the plugged-in transport (phase 2) or,
@@ -102,14 +106,17 @@ fail:
     return NULL;
 }
 
-void
+int
 brg_system_destroy(brg_system_t **self_p)
 {
     assert(self_p);
     brg_system_t *self = *self_p;
     if (!self)
-        return;
-    assert(!brg__sched_on_thread_of(self)); // a worker cannot join itself
+        return BRG_OK;
+    // A worker cannot join itself: refused in every build, not only where
+    // assert() is compiled in (the default build defines NDEBUG).
+    if (brg__system_on_own_thread(self))
+        return BRG_EDEADLK;
     brg__actor_stop_all(self);
     if (self->cfg.deterministic) {
         // Run the stops (and whatever they cause) until nothing is alive.
@@ -118,6 +125,12 @@ brg_system_destroy(brg_system_t **self_p)
                 brg__panic("deterministic destroy: actors alive but nothing runnable");
     }
     brg_system_await_actors(self, -1);
+    // The blocked brg_system_asks were woken by stop_all; they still use the
+    // scheduler (to retire their waiters) and the counters until they end.
+    pthread_mutex_lock(&self->await_lock);
+    while (atomic_load_explicit(&self->asks_waiting, memory_order_acquire) != 0)
+        pthread_cond_wait(&self->await_cond, &self->await_lock);
+    pthread_mutex_unlock(&self->await_lock);
     brg__timers_destroy(&self->timers);
     brg__sched_destroy(&self->sched);
     // No other thread runs now: write the dead letters not yet summarised.
@@ -130,12 +143,15 @@ brg_system_destroy(brg_system_t **self_p)
     *self_p = NULL;
     if (atomic_fetch_sub(&s_systems, 1) == 1)
         brg__msg_pool_trim();
+    return BRG_OK;
 }
 
 int
 brg_system_await_actors(brg_system_t *self, int timeout_ms)
 {
     assert(self);
+    if (brg__system_on_own_thread(self))
+        return BRG_EDEADLK; // the actors awaited may need this very thread
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     if (timeout_ms >= 0) {
@@ -180,6 +196,24 @@ brg__system_actor_ended(brg_system_t *sys, bool failed)
         pthread_cond_broadcast(&sys->await_cond);
         pthread_mutex_unlock(&sys->await_lock);
     }
+}
+
+void
+brg__system_ask_ended(brg_system_t *sys)
+{
+    // Acq_rel: destroy's acquire load of zero sees everything this ask did
+    // (its waiter retired, its dead letters counted) before it frees.
+    if (atomic_fetch_sub_explicit(&sys->asks_waiting, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_lock(&sys->await_lock);
+        pthread_cond_broadcast(&sys->await_cond);
+        pthread_mutex_unlock(&sys->await_lock);
+    }
+}
+
+bool
+brg__system_on_own_thread(brg_system_t *sys)
+{
+    return brg__sched_on_thread_of(sys) || brg__timers_on_own_thread(sys->timers);
 }
 
 void
@@ -251,7 +285,8 @@ brg_system_advance(brg_system_t *self, int ms)
 {
     assert(self);
     assert(self->cfg.deterministic);
-    assert(ms >= 0);
+    if (ms < 0)
+        return BRG_EINVAL; // time does not go back
     int steps = brg_system_run_until_idle(self);
     uint64_t target = brg__system_now_ns(self) + (uint64_t)ms * 1000000u;
     for (;;) {
@@ -370,6 +405,6 @@ brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p)
 {
     assert(self);
     assert(msg_p && *msg_p);
-    (*msg_p)->sender = BRG_REF_NONE;
+    brg__msg_make_plain(*msg_p, BRG_REF_NONE);
     return brg__system_deliver(self, to, msg_p);
 }

@@ -59,7 +59,12 @@ struct brg_system {
 
     brg__log_t log; // the dead-letter summary (log.c)
 
-    pthread_mutex_t await_lock; // with await_cond: brg_system_await_actors
+    // brg_system_asks under way: incremented when the waiter is published
+    // (under slot_lock, so destroy, which sets closing under it, sees it),
+    // decremented as the ask's last touch of the system. destroy waits for 0.
+    _Atomic uint32_t asks_waiting;
+
+    pthread_mutex_t await_lock; // with await_cond: brg_system_await_actors, asks_waiting
     pthread_cond_t await_cond;
 };
 
@@ -75,6 +80,15 @@ void brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_
 
 //  Bookkeeping when an actor ends (wakes brg_system_await_actors at zero).
 void brg__system_actor_ended(brg_system_t *sys, bool failed);
+
+//  A brg_system_ask ends: its last touch of sys (wakes a destroy waiting for
+//  the asks at zero). Thread: the asking thread.
+void brg__system_ask_ended(brg_system_t *sys);
+
+//  True when the calling thread is one of sys's own: a worker, a blocking-
+//  pool thread, the timer thread, or the thread running a deterministic
+//  step. A blocking call of sys made there would wait for itself.
+bool brg__system_on_own_thread(brg_system_t *sys);
 
 //  The system's clock: virtual in deterministic mode, CLOCK_MONOTONIC else.
 uint64_t brg__system_now_ns(const brg_system_t *sys);

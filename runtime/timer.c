@@ -20,6 +20,16 @@
 //  summary's second is up.
 //  In deterministic mode there is no thread: brg_system_advance moves the
 //  virtual clock and calls brg__timers_fire_due.
+//
+//  Cancel and ticks in flight. A periodic timer's tick is taken under the
+//  lock but delivered outside it, and then waits in the target's mailbox;
+//  cancel cannot reach it there. So each tick to a local actor is marked
+//  BRG__MSG_TIMER with the timer's id (generation + slot), and the target
+//  asks brg__timers_tick_is_live just before its behaviour would see it: a
+//  cancelled timer's entry has a newer generation (or is free), and the tick
+//  is dropped. The check and the cancel both take `lock`, so a cancel that
+//  returned BRG_OK before the check is seen by it. One-shot timers need no
+//  check: their entry is freed when they fire, so cancel then finds nothing.
 #include "runtime_internal.h"
 
 typedef struct {
@@ -47,6 +57,10 @@ struct brg__timers {
     bool threaded;           // a timer thread runs (immutable)
     _Atomic uint64_t active; // armed timers, for stats (relaxed: a counter)
 };
+
+//  The timers whose thread the calling thread is, or NULL: a blocking call of
+//  the system from here (a dead-letter hook) would stall every timer.
+static _Thread_local brg__timers_t *s_own;
 
 static void
 s_heap_swap(brg__timers_t *self, uint32_t a, uint32_t b)
@@ -160,6 +174,10 @@ s_take_due(brg__timers_t *self, uint64_t now, brg_ref_t *to, brg_msg_t **msg, ui
     *periodic = e->period > 0;
     if (*periodic) {
         *msg = brg_msg_dup(e->msg);
+        if (*msg && brg_system_is_local(self->sys, *to)) {
+            (*msg)->kind = BRG__MSG_TIMER; // checked against cancel on arrival
+            (*msg)->corr = *id;
+        }
         e->deadline += e->period;
         if (e->deadline <= now)
             e->deadline = now + e->period; // fell behind: skip, do not burst
@@ -185,6 +203,7 @@ s_timer_main(void *arg)
 {
     brg__timers_t *self = arg;
     brg_system_t *sys = self->sys;
+    s_own = self;
     uint64_t limit = (uint64_t)sys->cfg.watchdog_ms * 1000000u;
     uint64_t next_scan = limit ? brg__now_ns() + limit / 4 : UINT64_MAX;
     pthread_mutex_lock(&self->lock);
@@ -375,6 +394,25 @@ brg__timers_cancel(brg__timers_t *self, brg_timer_id_t id)
     return BRG_OK;
 }
 
+bool
+brg__timers_tick_is_live(brg__timers_t *self, const brg_msg_t *msg)
+{
+    if (msg->kind != BRG__MSG_TIMER)
+        return true;
+    uint32_t slot = (uint32_t)msg->corr;
+    pthread_mutex_lock(&self->lock);
+    bool live = slot < self->capacity && self->table[slot].armed &&
+                self->table[slot].gen == (uint32_t)(msg->corr >> 32);
+    pthread_mutex_unlock(&self->lock);
+    return live;
+}
+
+bool
+brg__timers_on_own_thread(const brg__timers_t *self)
+{
+    return self && s_own == self;
+}
+
 uint64_t
 brg__timers_active(brg__timers_t *self)
 {
@@ -384,13 +422,23 @@ brg__timers_active(brg__timers_t *self)
 //  ---------------------------------------------------------------------------
 //  Public API
 
+//  delay_ms and period_ms are checked by the callers: >= 0 each.
 static int
 s_start(brg_system_t *sys, brg_ref_t from, brg_ref_t to, brg_msg_t **msg_p, int delay_ms,
         int period_ms, brg_timer_id_t *id)
 {
-    (*msg_p)->sender = from;
+    brg__msg_make_plain(*msg_p, from);
     return brg__timers_start(sys->timers, to, msg_p, (uint64_t)delay_ms * 1000000u,
                              (uint64_t)period_ms * 1000000u, id);
+}
+
+//  A delay or period out of range: the same answer in every build (an
+//  assert would vanish under NDEBUG and leave a timer for ~584 years).
+static int
+s_refuse(brg_msg_t **msg_p)
+{
+    brg_msg_destroy(msg_p);
+    return BRG_EINVAL;
 }
 
 int
@@ -398,7 +446,8 @@ brg_send_after(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int delay_ms, br
 {
     assert(ctx);
     assert(msg_p && *msg_p);
-    assert(delay_ms >= 0);
+    if (delay_ms < 0)
+        return s_refuse(msg_p);
     return s_start(brg_ctx_system(ctx), brg_self(ctx), to, msg_p, delay_ms, 0, id);
 }
 
@@ -407,7 +456,8 @@ brg_send_every(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int period_ms, b
 {
     assert(ctx);
     assert(msg_p && *msg_p);
-    assert(period_ms > 0);
+    if (period_ms <= 0)
+        return s_refuse(msg_p);
     return s_start(brg_ctx_system(ctx), brg_self(ctx), to, msg_p, period_ms, period_ms, id);
 }
 
@@ -417,7 +467,8 @@ brg_system_send_after(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int de
 {
     assert(sys);
     assert(msg_p && *msg_p);
-    assert(delay_ms >= 0 && period_ms >= 0);
+    if (delay_ms < 0 || period_ms < 0)
+        return s_refuse(msg_p);
     return s_start(sys, BRG_REF_NONE, to, msg_p, delay_ms, period_ms, id);
 }
 

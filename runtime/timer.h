@@ -37,6 +37,14 @@ int brg__timers_start(brg__timers_t *self, brg_ref_t to, brg_msg_t **msg_p, uint
 //  Cancel; BRG_OK or BRG_ENOTFOUND. Thread: any.
 int brg__timers_cancel(brg__timers_t *self, brg_timer_id_t id);
 
+//  False if msg is a tick (BRG__MSG_TIMER) of a periodic timer cancelled
+//  since it was sent: the target drops it. True for any other message.
+//  Thread: any (the target's, before its behaviour sees msg).
+bool brg__timers_tick_is_live(brg__timers_t *self, const brg_msg_t *msg);
+
+//  True when the calling thread is this timer thread. Thread: any.
+bool brg__timers_on_own_thread(const brg__timers_t *self);
+
 //  Timers armed now. Thread: any.
 uint64_t brg__timers_active(brg__timers_t *self);
 

@@ -44,6 +44,7 @@ typedef struct {
     size_t body_len;          // with body: its length (0: strlen)
     int delay_ms;             // wait before answering
     bool no_length;           // send no Content-Length: the body ends when the connection closes
+    bool raw;                 // send body as it is, no status line or headers (not HTTP)
 } tu_http_resp_t;
 
 typedef void (*tu_http_handler_fn)(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg);
@@ -158,10 +159,13 @@ tu__http_conn_main(void *arg)
         snprintf(server->last_body, sizeof server->last_body, "%s", req.body);
         server->last.body = server->last_body;
         pthread_mutex_unlock(&server->lock);
-        tu_http_resp_t resp = {200, NULL, NULL, 0, 0, false};
+        tu_http_resp_t resp = {200, NULL, NULL, 0, 0, false, false};
         server->handler(&req, &resp, server->arg);
         tu__http_sleep_ms(server, resp.delay_ms);
-        if (resp.status > 0 && !atomic_load(&server->stopping)) {
+        if (resp.raw && resp.body && !atomic_load(&server->stopping)) {
+            tu__http_write_all(conn->fd, resp.body,
+                               resp.body_len ? resp.body_len : strlen(resp.body));
+        } else if (resp.status > 0 && !atomic_load(&server->stopping)) {
             size_t blen = resp.body ? (resp.body_len ? resp.body_len : strlen(resp.body)) : 0;
             char head[512];
             int n = snprintf(head, sizeof head,

@@ -145,6 +145,8 @@ on_part(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     (void)reply;
     ticket_t *self = brg_state(ctx);
     int part = (int)(intptr_t)arg;
+    if (status == BRG_ECLOSED)
+        return BRG_OK; // the ticket is closing (its supervisor gave up): nothing to ask
     if (status != BRG_OK) {
         // The station walked out (BRG_ENOACTOR) or never answered
         // (BRG_ETIMEDOUT): ask its replacement.
@@ -174,8 +176,10 @@ ask_part(brg_ctx_t *ctx, int part)
         return;
     }
     brg_msg_t *req = brg_msg_new_int("cook", self->order);
-    if (brg_ask(ctx, cook, &req, PART_TIMEOUT_MS, on_part, (void *)(intptr_t)part) != BRG_OK)
-        on_part(ctx, BRG_ENOACTOR, NULL, (void *)(intptr_t)part); // gone meanwhile
+    int rc = brg_ask(ctx, cook, &req, PART_TIMEOUT_MS, on_part, (void *)(intptr_t)part);
+    if (rc == BRG_ENOACTOR)
+        on_part(ctx, rc, NULL, (void *)(intptr_t)part); // gone meanwhile: ask again
+    // BRG_ECLOSED: this ticket is stopping; nothing will be asked again.
 }
 
 static int

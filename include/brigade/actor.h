@@ -76,7 +76,11 @@ typedef struct brg_spawn_opts {
 //  until the callback returns), or with status BRG_ETIMEDOUT, BRG_ENOACTOR or
 //  the replier's error and reply NULL. If the asking actor stops first, it is
 //  called while the actor stops, with BRG_ECLOSED, so it can release arg (its
-//  return value is then ignored). A negative return fails the actor.
+//  return value is then ignored). Those BRG_ECLOSED calls run before the
+//  actor's exit signals go out (as OTP's terminate/2 before the exit): a
+//  link, monitor or BRG_SPAWN_LINK child made in them gets the actor's EXIT
+//  or DOWN like any other; a brg_ask made in them fails with BRG_ECLOSED and
+//  never calls back. A negative return fails the actor.
 typedef int (*brg_reply_fn)(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg);
 
 //  The tag of the message an actor receives after an idle timeout.
@@ -88,7 +92,8 @@ BRG_EXPORT void brg_spawn_opts_init(brg_spawn_opts_t *opts);
 //  address. Errors: BRG_ENOMEM, BRG_EBUSY (max_actors reached), BRG_EEXIST
 //  (opts->name taken), BRG_ECLOSED, BRG_EINVAL (empty or too long name,
 //  BRG_SPAWN_LINK/MONITOR from outside an actor, BRG_SPAWN_BLOCKING in a
-//  system with no blocking threads). On error nothing is spawned and the
+//  system with no blocking threads, a state_size so large that the actor's
+//  size plus it overflows size_t). On error nothing is spawned and the
 //  caller keeps ownership of opts->state.
 BRG_EXPORT int brg_spawn(brg_ctx_t *ctx, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
                          brg_ref_t *ref);
@@ -109,7 +114,10 @@ BRG_EXPORT brg_system_t *brg_ctx_system(const brg_ctx_t *ctx);
 //  Send msg to `to`. Returns BRG_OK when queued (local) or handed to the
 //  transport (remote), BRG_ENOACTOR when the target is dead or unknown: the
 //  message is then a dead letter. Never blocks. Messages from one actor to
-//  another arrive in the order sent.
+//  another arrive in the order sent. msg goes as a plain message from this
+//  actor: a copy of an ask (brg_msg_dup) is no longer part of that ask, so
+//  the receiver's brg_reply comes back to this actor as a plain message (to
+//  pass the ask itself on, use brg_forward).
 //  Takes ownership of *msg_p and sets it to NULL.
 BRG_EXPORT int brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p);
 
@@ -145,14 +153,20 @@ BRG_EXPORT int brg_reply_to(brg_ctx_t *ctx, const brg_msg_t *request, brg_msg_t 
 BRG_EXPORT int brg_reply_error_to(brg_ctx_t *ctx, const brg_msg_t *request, int status);
 
 //  Forward a copy of the current message to `to`, keeping its original sender
-//  and ask, so `to` replies straight to the asker. Errors as brg_send.
+//  and ask, so `to` replies straight to the asker. The only send that keeps
+//  an ask's id: an id travels only with its asker's ref, and a reply goes to
+//  that ref, so a reply can only ever match its own asker's ask.
+//  Errors as brg_send.
 BRG_EXPORT int brg_forward(brg_ctx_t *ctx, brg_ref_t to);
 
 //  Ask: send msg to `to` and have fn(ctx, status, reply, arg) called once,
 //  in this actor, with the reply or with BRG_ETIMEDOUT after timeout_ms.
 //  A reply after the deadline is a counted dead letter (BRG_DEAD_LATE_REPLY).
-//  If brg_ask returns an error (BRG_ENOACTOR: the target is known to be dead;
-//  BRG_ENOMEM), fn is never called. Takes ownership of *msg_p and sets it to NULL.
+//  If brg_ask returns an error, nothing is asked and fn is never called:
+//  BRG_ENOACTOR (the target is known to be dead), BRG_ENOMEM, BRG_EINVAL
+//  (timeout_ms < 0; in every build), BRG_ECLOSED (this actor is stopping:
+//  brg_stop or brg_fail was called, or it is dying and this is one of its
+//  BRG_ECLOSED callbacks). Takes ownership of *msg_p and sets it to NULL.
 BRG_EXPORT int brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
                        brg_reply_fn fn, void *arg);
 
@@ -170,7 +184,8 @@ BRG_EXPORT int brg_actor_stop(brg_system_t *sys, brg_ref_t ref);
 
 //  Receive a BRG_TAG_IDLE message after timeout_ms with no message handled;
 //  0 turns it off. The timer restarts after each message, and after each
-//  idle message if no other came.
-BRG_EXPORT void brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms);
+//  idle message if no other came. Returns BRG_OK, BRG_EINVAL (timeout_ms < 0,
+//  in every build) or BRG_ENOMEM; on error the previous setting stays.
+BRG_EXPORT int brg_set_idle_timeout(brg_ctx_t *ctx, int timeout_ms);
 
 #endif

@@ -29,7 +29,8 @@
     XX(EPROTO, -15, "protocol error")                                                              \
     XX(ESYS, -16, "operating system call failed")                                                  \
     XX(ENETWORK, -17, "network failure (resolve, connect, TLS or transfer)")                       \
-    XX(EHTTP, -18, "HTTP error status (not 2xx)")
+    XX(EHTTP, -18, "HTTP error status (not 2xx)")                                                  \
+    XX(EDEADLK, -19, "blocking call refused on a thread of its own system (would deadlock)")
 
 typedef enum {
     BRG_OK = 0,

@@ -7,7 +7,9 @@
 //  including 4xx and 5xx: the transfer worked), or with an error status:
 //
 //    BRG_ETIMEDOUT  the request's deadline (timeout_ms) passed
-//    BRG_ENETWORK   could not resolve, connect, do TLS, or the transfer broke
+//    BRG_ENETWORK   could not resolve, connect, do TLS, the transfer broke, or
+//                   the server's answer was not HTTP (garbage bytes, a broken
+//                   status line)
 //    BRG_EMSGSIZE   the response body is larger than max_response_bytes
 //    BRG_EINVAL     a malformed request (bad URL scheme, method or header)
 //    BRG_EBUSY      max_pending requests are in flight already

@@ -68,7 +68,9 @@ BRG_EXPORT brg_msg_t *brg_msg_new_str(const char *tag, const char *value);
 BRG_EXPORT void brg_msg_destroy(brg_msg_t **self_p);
 
 //  Copy tag, payload, sender and the runtime's ask fields (so a copy of an
-//  ask can still be answered). Returns NULL if out of memory.
+//  ask can still be answered with brg_reply_to). Sending the copy with
+//  brg_send, brg_system_send or a timer makes it a plain message, no longer
+//  part of the ask. Returns NULL if out of memory.
 //  Caller owns the returned message and must destroy it.
 BRG_EXPORT brg_msg_t *brg_msg_dup(const brg_msg_t *self);
 

@@ -94,14 +94,22 @@ BRG_EXPORT brg_system_t *brg_system_new(const brg_config_t *cfg);
 //  drop undelivered messages to dead letters, join every thread and free
 //  everything; then set *self_p to NULL. Accepts a pointer to NULL. Actors
 //  still running a behaviour are let finish it first. Messages sent during
-//  destroy are dead letters.
-//  Thread: any thread that is not a Brigade worker or timer thread.
-BRG_EXPORT void brg_system_destroy(brg_system_t **self_p);
+//  destroy are dead letters. A brg_system_ask blocked in another thread
+//  returns BRG_ECLOSED, and destroy waits until it has returned.
+//  Returns BRG_OK, or BRG_EDEADLK when called on one of this system's own
+//  threads (a behaviour, init, reply callback, or the dead-letter hook on the
+//  timer thread): then nothing is done and *self_p is unchanged. The check
+//  holds in every build, NDEBUG or not.
+//  Thread: any thread that is not one of this system's own.
+BRG_EXPORT int brg_system_destroy(brg_system_t **self_p);
 
-//  Block until no actor is alive, or timeout_ms passes (negative: forever).
-//  Returns BRG_OK or BRG_ETIMEDOUT. In deterministic mode it runs the system
-//  until idle and then answers at once (time does not move).
-//  Thread: any thread that is not a Brigade worker; blocks.
+//  Block until no actor is alive, or timeout_ms passes (negative: forever,
+//  the one call where a negative timeout means that). Returns BRG_OK or
+//  BRG_ETIMEDOUT; BRG_EDEADLK at once, in every build, on one of this
+//  system's own threads (workers, blocking pool, timer thread, a
+//  deterministic step). In deterministic mode it runs the system until idle
+//  and then answers at once (time does not move).
+//  Thread: any thread that is not one of this system's own; blocks.
 BRG_EXPORT int brg_system_await_actors(brg_system_t *self, int timeout_ms);
 
 //  Read the counters into *stats.
@@ -117,22 +125,30 @@ BRG_EXPORT bool brg_system_is_local(brg_system_t *self, brg_ref_t ref);
 //  stale by the time the caller acts on it.
 BRG_EXPORT bool brg_system_is_alive(brg_system_t *self, brg_ref_t ref);
 
-//  Send msg from outside any actor (sender BRG_REF_NONE). Returns BRG_OK when
+//  Send msg from outside any actor (sender BRG_REF_NONE), as a plain message:
+//  a copy of an ask (brg_msg_dup) sent this way is no longer part of that
+//  ask, so its answer can never reach the original asker. Returns BRG_OK when
 //  the message was queued, BRG_ENOACTOR when the target is dead or unknown
 //  (the message is then a dead letter). Takes ownership of *msg_p and sets it
 //  to NULL.
 BRG_EXPORT int brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p);
 
-//  Ask from outside the system: send msg to `to` and wait up to timeout_ms for
-//  its reply (brg_reply). On BRG_OK *reply_p holds the reply: Caller owns the
-//  returned message and must destroy it. Errors: BRG_ETIMEDOUT (a reply that
-//  comes later is a counted dead letter), BRG_ENOACTOR (target dead, or it
-//  stopped before replying), the negative status the replier gave to
-//  brg_reply_error, or BRG_ENOMEM / BRG_EBUSY / BRG_ECLOSED (the reply box
-//  could not be made: out of memory, max_actors reached, system closing). Takes ownership of *msg_p
-//  and sets it to NULL. In deterministic mode it runs the system until idle and then answers at
-//  once: BRG_ETIMEDOUT if no reply came by then (time does not move).
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Ask from outside the system: send msg to `to` and wait up to timeout_ms
+//  (>= 0) for its reply (brg_reply). On BRG_OK *reply_p holds the reply:
+//  Caller owns the returned message and must destroy it. Errors:
+//  BRG_ETIMEDOUT (a reply that comes later is a counted dead letter),
+//  BRG_ENOACTOR (target dead, or it stopped before replying), the negative
+//  status the replier gave to brg_reply_error, BRG_ECLOSED (the system is
+//  being destroyed: before the ask, or while it waited), BRG_ENOMEM /
+//  BRG_EBUSY (the reply box could not be made), BRG_EINVAL (timeout_ms < 0;
+//  nothing sent), BRG_EDEADLK (called on one of this system's own threads;
+//  nothing sent; checked in every build). The callee sees the waiting call
+//  as the sender: a link or monitor it makes on that ref gets EXIT / DOWN
+//  with reason noproc, as for any dead actor. Takes ownership of *msg_p and
+//  sets it to NULL. In deterministic mode it runs the system until idle and
+//  then answers at once: BRG_ETIMEDOUT if no reply came by then.
+//  Thread: any thread that is not one of this system's own (not a worker,
+//  blocking-pool or timer thread); blocks up to timeout_ms.
 BRG_EXPORT int brg_system_ask(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
                               brg_msg_t **reply_p);
 
@@ -151,7 +167,7 @@ BRG_EXPORT int brg_system_run_until_idle(brg_system_t *self);
 
 //  Move virtual time forward by ms: timers fire in deadline order, each at its
 //  own virtual time, with the system run until idle after each. Returns the
-//  number of steps run.
+//  number of steps run, or BRG_EINVAL (nothing done) for ms < 0.
 BRG_EXPORT int brg_system_advance(brg_system_t *self, int ms);
 
 //  True when the system runs in the deterministic test mode (cfg.deterministic).

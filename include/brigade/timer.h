@@ -18,6 +18,11 @@
 //  A timer handle: a value, safe to keep after the timer fired; 0 is no timer.
 typedef uint64_t brg_timer_id_t;
 
+//  Delays and periods out of range (negative; a period of 0 for
+//  brg_send_every) are refused with BRG_EINVAL in every build: the message is
+//  freed, no timer is armed. A timer's message is a plain message (a copy of
+//  an ask sent this way is no longer part of the ask).
+
 //  Send msg to `to` after delay_ms (>= 0), with this actor as the sender. On
 //  BRG_OK *id (if not NULL) can cancel it. Takes ownership of *msg_p and sets
 //  it to NULL.
@@ -35,9 +40,16 @@ BRG_EXPORT int brg_send_every(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, i
 BRG_EXPORT int brg_system_send_after(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p,
                                      int delay_ms, int period_ms, brg_timer_id_t *id);
 
-//  Cancel a timer. Returns BRG_OK if it was armed (its message will not be
-//  sent, or, if periodic, not again), BRG_ENOTFOUND if it already fired (one-
-//  shot), was cancelled, or never existed. Thread: any.
+//  Cancel a timer. Returns BRG_OK if it was armed, BRG_ENOTFOUND if it
+//  already fired (one-shot), was cancelled, or never existed.
+//  After BRG_OK, no message of the timer starts to be handled: a one-shot's
+//  message is not sent; a periodic timer's ticks already sent (on their way,
+//  or waiting in the target's mailbox) are dropped when the target comes to
+//  them, before its behaviour sees them. Called from the target's own
+//  behaviour, that means no tick ever reaches the behaviour again. Called
+//  from another thread (or actor), a tick whose handling had already begun
+//  when cancel returned finishes; none starts after.
+//  Thread: any.
 BRG_EXPORT int brg_timer_cancel(brg_system_t *sys, brg_timer_id_t id);
 
 #endif

@@ -45,6 +45,13 @@ th_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
         // A random short delay, so transfers finish in every order.
         resp->delay_ms = (int)(strtoul(req->path + 8, NULL, 10) % 7);
         resp->body = strdup(req->path + 8);
+    } else if (strcmp(req->path, "/garbage") == 0) {
+        // Not HTTP at all: libcurl sees an HTTP/0.9 response it refuses.
+        resp->raw = true;
+        resp->body = strdup("SSH-2.0-OpenSSH_9.2\r\n\x01\x02garbage bytes\r\n\r\n");
+    } else if (strcmp(req->path, "/bad-status") == 0) {
+        resp->raw = true;
+        resp->body = strdup("HTTP/1.1 abc Broken\r\nContent-Length: 0\r\n\r\n");
     } else if (strcmp(req->path, "/hangup") == 0) {
         resp->status = 0; // close without answering
     } else {
@@ -270,6 +277,19 @@ START_TEST(test_http_refused_connection_and_hangup_answer_network_error)
     close(fd);
 
     ck_assert_int_eq(th_ask(NULL, "/hangup", NULL, 0, NULL, 0, &reply), BRG_ENETWORK);
+    ck_assert_uint_eq(th_stats().failed, 2);
+}
+END_TEST
+
+START_TEST(test_http_server_answering_with_non_http_bytes_is_a_network_error)
+{
+    // The request was fine; the server's answer was not HTTP. That is a
+    // failure of the far end (BRG_ENETWORK), never the caller's BRG_EINVAL.
+    brg_msg_t *reply = NULL;
+    ck_assert_int_eq(th_ask(NULL, "/garbage", NULL, 0, NULL, 0, &reply), BRG_ENETWORK);
+    ck_assert_ptr_null(reply);
+    ck_assert_int_eq(th_ask(NULL, "/bad-status", NULL, 0, NULL, 0, &reply), BRG_ENETWORK);
+    ck_assert_ptr_null(reply);
     ck_assert_uint_eq(th_stats().failed, 2);
 }
 END_TEST
@@ -639,6 +659,7 @@ http_suite(void)
     tcase_add_test(core, test_http_error_status_is_a_response_not_a_failure);
     tcase_add_test(core, test_http_request_deadline_answers_timed_out);
     tcase_add_test(core, test_http_refused_connection_and_hangup_answer_network_error);
+    tcase_add_test(core, test_http_server_answering_with_non_http_bytes_is_a_network_error);
     tcase_add_test(core, test_http_body_over_the_limit_answers_msgsize);
     tcase_add_test(core, test_http_rejects_bad_requests_before_any_transfer);
     tcase_add_test(core, test_http_spawn_rejects_bad_options);

@@ -188,6 +188,23 @@ START_TEST(test_actor_spawn_failure_leaves_opts_state_with_the_caller)
 }
 END_TEST
 
+//  Issue 9: a state_size whose sum with the actor's own size overflows
+//  size_t must be refused, not wrap into a small allocation.
+START_TEST(test_actor_state_size_that_overflows_the_allocation_returns_einval)
+{
+    size_t sizes[] = {SIZE_MAX, SIZE_MAX - 8, SIZE_MAX - 64, SIZE_MAX - 100};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.state_size = sizes[i];
+        brg_ref_t ref = BRG_REF_NONE;
+        ck_assert_int_eq(brg_system_spawn(tu_sys, s_basic, &opts, &ref), BRG_EINVAL);
+        ck_assert(brg_ref_is_none(ref));
+    }
+    ck_assert_uint_eq(tu_stats(tu_sys).actors_spawned, 0);
+}
+END_TEST
+
 //  ---------------------------------------------------------------------------
 //  Init
 
@@ -908,6 +925,7 @@ END_TEST
 
 static atomic_int s_idle_count;
 static atomic_int s_user_count;
+static atomic_int s_idle_set_rc = 1;
 
 static int
 s_idle_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
@@ -919,7 +937,7 @@ s_idle_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
         brg_set_idle_timeout(ctx, 0);
         atomic_fetch_add(&s_user_count, 1);
     } else if (brg_msg_is(msg, "set")) {
-        brg_set_idle_timeout(ctx, (int)tu_msg_int(msg));
+        atomic_store(&s_idle_set_rc, brg_set_idle_timeout(ctx, (int)tu_msg_int(msg)));
     } else {
         atomic_fetch_add(&s_user_count, 1);
     }
@@ -984,6 +1002,20 @@ START_TEST(test_actor_idle_timeout_fires_after_the_timeout_and_repeats)
     // And on again.
     tu_send_int(tu_sys, ref, "set", 30);
     TU_WAIT_UNTIL(atomic_load(&s_idle_count) > count, TU_WAIT_MS);
+}
+END_TEST
+
+//  Issue 9: a negative idle timeout is refused in every build and changes
+//  nothing: the timeout already set keeps firing.
+START_TEST(test_actor_negative_idle_timeout_returns_einval_and_keeps_the_old_one)
+{
+    brg_ref_t ref = s_spawn_idle(20);
+    TU_WAIT_UNTIL(atomic_load(&s_idle_count) >= 1, TU_WAIT_MS);
+    tu_send_int(tu_sys, ref, "set", -1);
+    TU_WAIT_UNTIL(atomic_load(&s_idle_set_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_idle_set_rc), BRG_EINVAL);
+    int count = atomic_load(&s_idle_count);
+    TU_WAIT_UNTIL(atomic_load(&s_idle_count) >= count + 2, TU_WAIT_MS);
 }
 END_TEST
 
@@ -1456,6 +1488,7 @@ actor_suite(void)
     tcase_add_test(core, test_actor_spawn_from_a_behaviour_gives_a_working_ref);
     tcase_add_test(core, test_actor_state_size_gives_zeroed_state_that_persists);
     tcase_add_test(core, test_actor_opts_state_is_owned_by_the_actor_and_destroyed_once);
+    tcase_add_test(core, test_actor_state_size_that_overflows_the_allocation_returns_einval);
     tcase_add_test(core, test_actor_spawn_failure_leaves_opts_state_with_the_caller);
     tcase_add_test(core, test_actor_init_runs_before_the_first_message);
     tcase_add_test(core, test_actor_failing_init_fails_the_actor);
@@ -1478,6 +1511,7 @@ actor_suite(void)
     tcase_add_test(core, test_actor_system_send_has_no_sender_and_consumes_the_message);
     tcase_add_test(core, test_actor_idle_timeout_stays_quiet_while_messages_keep_coming);
     tcase_add_test(core, test_actor_idle_timeout_fires_after_the_timeout_and_repeats);
+    tcase_add_test(core, test_actor_negative_idle_timeout_returns_einval_and_keeps_the_old_one);
     tcase_add_test(core, test_actor_idle_timeout_counts_from_the_last_message);
     tcase_add_test(core, test_actor_max_actors_limit_gives_ebusy);
     tcase_add_test(core, test_actor_slots_of_the_dead_are_free_once_the_workers_sleep);

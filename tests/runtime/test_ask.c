@@ -853,6 +853,568 @@ START_TEST(test_ask_stress_system_asks_racing_their_deadlines_are_answered_exact
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Correlation ids: a send makes a plain message
+
+//  A proxy keeps a copy of the ask it got and sends another copy on to the
+//  backend with brg_send. The copy it sends is a plain message from the
+//  proxy, so the backend's brg_reply reaches the proxy as a plain message
+//  too, which the proxy relays to the asker with brg_reply_to. On "own", the
+//  proxy first makes an ask of its own (its first: the same id as the
+//  client's first) to an actor that never answers: that ask's callback must
+//  see only that ask's fate, never the backend's answer.
+static brg_ref_t s_backend;
+static brg_ref_t s_silent;
+static brg_msg_t *s_saved; // the proxy's saved request (proxy thread only)
+static atomic_int s_own_calls;
+static atomic_int s_own_status = 1;
+static atomic_int s_own_got_reply;
+static atomic_int s_proxy_plain; // plain "result" messages the proxy handled
+
+static int
+s_on_own(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    atomic_store(&s_own_got_reply, reply != NULL);
+    atomic_store(&s_own_status, status);
+    atomic_fetch_add(&s_own_calls, 1);
+    return BRG_OK;
+}
+
+static int
+s_proxy(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "double") || brg_msg_is(msg, "own")) {
+        if (brg_msg_is(msg, "own")) {
+            brg_msg_t *mine = brg_msg_new("silent");
+            ck_assert_int_eq(brg_ask(ctx, s_silent, &mine, 300, s_on_own, NULL), BRG_OK);
+        }
+        s_saved = brg_msg_dup(msg);
+        brg_msg_t *copy = brg_msg_dup(msg);
+        return brg_send(ctx, s_backend, &copy);
+    }
+    if (brg_msg_is(msg, "result")) {
+        atomic_fetch_add(&s_proxy_plain, 1);
+        brg_msg_t *answer = brg_msg_new_int("result", tu_msg_int(msg));
+        int rc = brg_reply_to(ctx, s_saved, &answer);
+        brg_msg_destroy(&s_saved);
+        return rc;
+    }
+    return BRG_UNHANDLED;
+}
+
+//  "double" or "own" n: replies "result" 2n.
+static int
+s_backend_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t *reply = brg_msg_new_int("result", 2 * tu_msg_int(msg));
+    return brg_reply(ctx, &reply);
+}
+
+START_TEST(test_ask_proxy_that_sends_a_copy_of_an_ask_gets_the_answer_as_a_plain_message)
+{
+    s_backend = tu_spawn(tu_sys, s_backend_fn);
+    brg_ref_t proxy = tu_spawn(tu_sys, s_proxy);
+    brg_msg_t *req = brg_msg_new_int("double", 21);
+    brg_msg_t *reply = NULL;
+    // Before the fix the backend's answer was a reply to the proxy, with the
+    // client's id: a late reply there, and the client timed out.
+    ck_assert_int_eq(brg_system_ask(tu_sys, proxy, &req, 5000, &reply), BRG_OK);
+    ck_assert_int_eq(tu_msg_int(reply), 42);
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(atomic_load(&s_proxy_plain), 1);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_LATE_REPLY), 0);
+}
+END_TEST
+
+START_TEST(test_ask_answer_to_a_sent_copy_never_reaches_an_ask_of_the_sender_with_the_same_id)
+{
+    s_backend = tu_spawn(tu_sys, s_backend_fn);
+    s_silent = s_spawn_replier(tu_sys, 0);
+    s_target = tu_spawn(tu_sys, s_proxy);
+    brg_ref_t client = s_spawn_asker();
+    s_go(client, "own", 21, 10000); // the client's first ask: id 1, as the proxy's own
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_value), 42);
+    // The proxy's own ask was never answered: its callback sees the deadline.
+    TU_WAIT_UNTIL(atomic_load(&s_own_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_own_status), BRG_ETIMEDOUT);
+    ck_assert_int_eq(atomic_load(&s_own_got_reply), 0);
+    ck_assert_int_eq(atomic_load(&s_proxy_plain), 1);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  brg_system_ask and the system's end
+
+static atomic_int s_silent_seen;
+
+static int
+s_swallow(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_silent_seen, 1);
+    return BRG_OK;
+}
+
+typedef struct {
+    brg_system_t *sys;
+    brg_ref_t to;
+    atomic_int rc;
+    atomic_int done;
+} s_blocked_ask_t;
+
+static void *
+s_blocked_ask_main(void *arg)
+{
+    s_blocked_ask_t *a = arg;
+    brg_msg_t *req = brg_msg_new("hold");
+    brg_msg_t *reply = NULL;
+    int rc = brg_system_ask(a->sys, a->to, &req, 60000, &reply);
+    brg_msg_destroy(&reply);
+    atomic_store(&a->rc, rc);
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+START_TEST(test_ask_system_ask_blocked_while_the_system_is_destroyed_returns_eclosed)
+{
+    s_blocked_ask_t a = {tu_sys, tu_spawn(tu_sys, s_swallow), 1, 0};
+    pthread_t thread;
+    pthread_create(&thread, NULL, s_blocked_ask_main, &a);
+    TU_WAIT_UNTIL(atomic_load(&s_silent_seen) == 1, TU_WAIT_MS);
+    // The request was taken and will never be answered: the thread waits.
+    brg_system_destroy(&tu_sys);
+    ck_assert_ptr_null(tu_sys);
+    // Destroy returned only after the blocked ask let go of the system.
+    ck_assert_int_eq(atomic_load(&a.done), 1);
+    pthread_join(thread, NULL);
+    ck_assert_int_eq(atomic_load(&a.rc), BRG_ECLOSED);
+}
+END_TEST
+
+//  The callee of a brg_system_ask monitors or links to the sender it sees
+//  (the waiting thread's reply box), then answers. The reply box is no actor
+//  that lives on: each watcher must still hear exactly once (noproc).
+static atomic_int s_downs, s_exits, s_watch_rc = 1;
+
+static int
+s_watcher(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, BRG_TAG_DOWN)) {
+        brg_ref_t from;
+        uint64_t mon;
+        brg_exit_reason_t reason;
+        ck_assert_int_eq(brg_msg_read_down(msg, &from, &mon, &reason), BRG_OK);
+        ck_assert_int_eq(reason.kind, BRG_EXIT_NOPROC);
+        atomic_fetch_add(&s_downs, 1);
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, BRG_TAG_EXIT)) {
+        brg_ref_t from;
+        brg_exit_reason_t reason;
+        ck_assert_int_eq(brg_msg_read_exit(msg, &from, &reason), BRG_OK);
+        ck_assert_int_eq(reason.kind, BRG_EXIT_NOPROC);
+        atomic_fetch_add(&s_exits, 1);
+        return BRG_OK;
+    }
+    int rc;
+    if (brg_msg_is(msg, "monitor")) {
+        uint64_t mon;
+        rc = brg_monitor(ctx, brg_msg_sender(msg), &mon);
+    } else {
+        brg_trap_exits(ctx, true);
+        rc = brg_link(ctx, brg_msg_sender(msg));
+        if (rc == BRG_ENOACTOR)
+            atomic_fetch_add(&s_exits, 1); // known dead at once: heard now
+        rc = BRG_OK;
+    }
+    if (rc != BRG_OK)
+        atomic_store(&s_watch_rc, rc);
+    brg_msg_t *reply = brg_msg_new("ok");
+    return brg_reply(ctx, &reply);
+}
+
+START_TEST(test_ask_monitor_or_link_on_a_system_ask_caller_is_answered_with_noproc)
+{
+    brg_ref_t watcher = tu_spawn(tu_sys, s_watcher);
+    for (int i = 0; i < 200; i++) {
+        brg_msg_t *req = brg_msg_new(i % 2 ? "link" : "monitor");
+        brg_msg_t *reply = NULL;
+        ck_assert_int_eq(brg_system_ask(tu_sys, watcher, &req, 10000, &reply), BRG_OK);
+        brg_msg_destroy(&reply);
+    }
+    TU_WAIT_UNTIL(atomic_load(&s_downs) == 100 && atomic_load(&s_exits) == 100, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_watch_rc), 1);
+    tu_sleep_ms(20);
+    ck_assert_int_eq(atomic_load(&s_downs), 100);
+    ck_assert_int_eq(atomic_load(&s_exits), 100);
+}
+END_TEST
+
+//  The callee asks the sender it sees (the waiting call's reply box) before
+//  it replies: nothing will answer, so its callback hears BRG_ENOACTOR at
+//  once, as from any dead actor, not at the deadline.
+static atomic_int s_askback_status = 1;
+
+static int
+s_on_askback(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)reply;
+    (void)arg;
+    atomic_store(&s_askback_status, status);
+    return BRG_OK;
+}
+
+static int
+s_asks_back(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (!brg_msg_is(msg, "askback"))
+        return BRG_UNHANDLED;
+    brg_msg_t *q = brg_msg_new("q");
+    ck_assert_int_eq(brg_ask(ctx, brg_msg_sender(msg), &q, 60000, s_on_askback, NULL), BRG_OK);
+    brg_msg_t *reply = brg_msg_new("ok");
+    return brg_reply(ctx, &reply);
+}
+
+START_TEST(test_ask_ask_made_of_a_system_ask_caller_gets_enoactor_at_once)
+{
+    brg_ref_t ref = tu_spawn(tu_sys, s_asks_back);
+    brg_msg_t *req = brg_msg_new("askback");
+    brg_msg_t *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, ref, &req, 10000, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+    TU_WAIT_UNTIL(atomic_load(&s_askback_status) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_askback_status), BRG_ENOACTOR);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Deadlines out of range
+
+START_TEST(test_ask_system_ask_with_a_negative_timeout_returns_einval)
+{
+    brg_ref_t ref = s_spawn_replier(tu_sys, 0);
+    brg_msg_t *req = brg_msg_new_int("double", 1);
+    brg_msg_t *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, ref, &req, -1, &reply), BRG_EINVAL);
+    ck_assert_ptr_null(req);
+    ck_assert_ptr_null(reply);
+    ck_assert_int_eq(atomic_load(&s_replies_sent), 0); // nothing was sent
+}
+END_TEST
+
+START_TEST(test_ask_with_a_negative_timeout_returns_einval_and_never_calls_back)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = s_spawn_asker();
+    s_go(asker, "double", 1, -5);
+    TU_WAIT_UNTIL(atomic_load(&s_ask_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_ask_rc), BRG_EINVAL);
+    tu_sleep_ms(20);
+    ck_assert_int_eq(atomic_load(&s_calls), 0);
+    ck_assert_int_eq(atomic_load(&s_replies_sent), 0);
+    ck_assert_uint_eq(tu_stats(tu_sys).timers_active, 0);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  The asks of a dying actor
+
+//  The asker's callbacks, called with BRG_ECLOSED while it dies, try to go
+//  on: ask again, link, spawn a linked child.
+static atomic_int s_dying_calls;
+static atomic_int s_dying_exits; // EXITs the trapper got
+static atomic_int s_dying_ask_rc = 1;
+static brg_ref_t s_dying_child; // written by the dying actor, read after it died
+static brg_ref_t s_trapper;
+
+static int
+s_idle(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    return BRG_OK;
+}
+
+static int
+s_trapper_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "trap")) {
+        brg_trap_exits(ctx, true);
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, BRG_TAG_EXIT)) {
+        atomic_fetch_add(&s_dying_exits, 1);
+        return BRG_OK;
+    }
+    return BRG_OK; // LINK bookkeeping is the runtime's; anything else: ignore
+}
+
+static int
+s_on_dying(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)reply;
+    if (status != BRG_ECLOSED) {
+        atomic_fetch_add(&s_dying_calls, 1);
+        return BRG_OK;
+    }
+    intptr_t what = (intptr_t)arg;
+    if (what == 0) {
+        // Ask again: must fail at once, never call back (no recursion).
+        brg_msg_t *req = brg_msg_new("silent");
+        atomic_store(&s_dying_ask_rc, brg_ask(ctx, s_target, &req, 10000, s_on_dying, arg));
+        ck_assert_ptr_null(req);
+    } else if (what == 1) {
+        ck_assert_int_eq(brg_link(ctx, s_trapper), BRG_OK);
+    } else {
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.flags = BRG_SPAWN_LINK;
+        ck_assert_int_eq(brg_spawn(ctx, s_idle, &opts, &s_dying_child), BRG_OK);
+    }
+    // Last: the test reads what this call wrote once it sees the count.
+    atomic_fetch_add(&s_dying_calls, 1);
+    return BRG_OK;
+}
+
+//  "go" n: ask the silent target with callback argument n.
+static int
+s_dying_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t *req = brg_msg_new("silent");
+    return brg_ask(ctx, s_target, &req, 60000, s_on_dying, (void *)(intptr_t)tu_msg_int(msg));
+}
+
+START_TEST(test_ask_callback_of_a_dying_actor_that_asks_again_gets_eclosed_at_once)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_ref_t asker = tu_spawn(tu_sys, s_dying_asker);
+    ck_assert_int_eq(tu_send_int(tu_sys, asker, "go", 0), BRG_OK);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 1, TU_WAIT_MS);
+    ck_assert_int_eq(brg_actor_stop(tu_sys, asker), BRG_OK);
+    // The mailbox closes before the callbacks run; the actor is counted
+    // stopped after them.
+    TU_WAIT_UNTIL(tu_stats(tu_sys).actors_alive == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_dying_calls), 1);
+    ck_assert_int_eq(atomic_load(&s_dying_ask_rc), BRG_ECLOSED);
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 0, TU_WAIT_MS);
+}
+END_TEST
+
+START_TEST(test_ask_links_made_in_the_callbacks_of_a_dying_actor_get_its_exit)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    s_trapper = tu_spawn(tu_sys, s_trapper_fn);
+    ck_assert_int_eq(tu_send_tag(tu_sys, s_trapper, "trap"), BRG_OK);
+    brg_ref_t asker = tu_spawn(tu_sys, s_dying_asker);
+    ck_assert_int_eq(tu_send_int(tu_sys, asker, "go", 1), BRG_OK); // links to the trapper
+    ck_assert_int_eq(tu_send_int(tu_sys, asker, "go", 2), BRG_OK); // spawns a linked child
+    TU_WAIT_UNTIL(tu_stats(tu_sys).timers_active == 2, TU_WAIT_MS);
+    ck_assert_int_eq(brg_exit(tu_sys, asker, BRG_EXIT_SHUTDOWN), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&s_dying_calls) == 2, TU_WAIT_MS);
+    // The link made in the callback was signalled: the trapper got the EXIT,
+    // and the linked child (not trapping) went down with the shutdown.
+    TU_WAIT_UNTIL(atomic_load(&s_dying_exits) == 1, TU_WAIT_MS);
+    ck_assert(!brg_ref_is_none(s_dying_child));
+    TU_WAIT_DEAD(tu_sys, s_dying_child);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Blocking calls from Brigade threads: an error at once, in every build (the
+//  default build defines NDEBUG, so no assert() is involved here).
+
+static atomic_int s_bl_ask = 1, s_bl_await = 1, s_bl_destroy = 1, s_bl_done;
+static brg_system_t *s_bl_sys;
+
+static int
+s_blocking_caller(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_system_t *sys = brg_ctx_system(ctx);
+    brg_msg_t *req = brg_msg_new_int("double", 1);
+    brg_msg_t *reply = NULL;
+    atomic_store(&s_bl_ask, brg_system_ask(sys, s_target, &req, 10000, &reply));
+    ck_assert_ptr_null(req);
+    ck_assert_ptr_null(reply);
+    atomic_store(&s_bl_await, brg_system_await_actors(sys, 10000));
+    brg_system_t *copy = sys;
+    atomic_store(&s_bl_destroy, brg_system_destroy(&copy));
+    ck_assert_ptr_eq(copy, sys); // refused: nothing destroyed
+    atomic_store(&s_bl_done, 1);
+    return BRG_OK;
+}
+
+static void
+s_check_blocking_calls_refused(unsigned flags)
+{
+    s_target = s_spawn_replier(tu_sys, 0);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = flags;
+    brg_ref_t ref;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, s_blocking_caller, &opts, &ref), BRG_OK);
+    uint64_t start = tu_now_ms();
+    ck_assert_int_eq(tu_send_tag(tu_sys, ref, "go"), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&s_bl_done) == 1, TU_WAIT_MS);
+    // At once, not at the 10 s deadlines.
+    ck_assert_uint_lt(tu_now_ms() - start, 5000);
+    ck_assert_int_eq(atomic_load(&s_bl_ask), BRG_EDEADLK);
+    ck_assert_int_eq(atomic_load(&s_bl_await), BRG_EDEADLK);
+    ck_assert_int_eq(atomic_load(&s_bl_destroy), BRG_EDEADLK);
+    ck_assert_int_eq(atomic_load(&s_replies_sent), 0); // the ask sent nothing
+    ck_assert_str_eq(brg_err_name(BRG_EDEADLK), "BRG_EDEADLK");
+}
+
+START_TEST(test_ask_blocking_calls_from_a_worker_return_edeadlk_at_once)
+{
+    s_check_blocking_calls_refused(0);
+}
+END_TEST
+
+START_TEST(test_ask_blocking_calls_from_a_blocking_actor_return_edeadlk_at_once)
+{
+    s_check_blocking_calls_refused(BRG_SPAWN_BLOCKING);
+}
+END_TEST
+
+//  The dead-letter hook runs on the timer thread for a timer whose target is
+//  gone: a blocking call there would stall every timer of the system.
+static void
+s_dead_hook_blocks(void *arg, brg_ref_t to, const brg_msg_t *msg, brg_dead_reason_t reason)
+{
+    (void)arg;
+    (void)to;
+    (void)reason;
+    if (brg_msg_is(msg, "too-late")) {
+        atomic_store(&s_bl_await, brg_system_await_actors(s_bl_sys, 10000));
+        atomic_store(&s_bl_done, 1);
+    }
+}
+
+START_TEST(test_ask_blocking_call_from_the_timer_thread_returns_edeadlk_at_once)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 1);
+    cfg.dead_letter_fn = s_dead_hook_blocks;
+    s_bl_sys = brg_system_new(&cfg);
+    brg_ref_t ref = tu_spawn(s_bl_sys, s_idle);
+    brg_actor_stop(s_bl_sys, ref);
+    TU_WAIT_DEAD(s_bl_sys, ref);
+    brg_ref_t keep = tu_spawn(s_bl_sys, s_idle); // so await_actors would wait
+    (void)keep;
+    brg_msg_t *msg = brg_msg_new("too-late");
+    uint64_t start = tu_now_ms();
+    ck_assert_int_eq(brg_system_send_after(s_bl_sys, ref, &msg, 1, 0, NULL), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&s_bl_done) == 1, TU_WAIT_MS);
+    ck_assert_uint_lt(tu_now_ms() - start, 5000);
+    ck_assert_int_eq(atomic_load(&s_bl_await), BRG_EDEADLK);
+    brg_system_destroy(&s_bl_sys);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Stress: destroy while many threads are blocked in brg_system_ask. Half
+//  the asks are swallowed (never answered), half are answered by blocking-
+//  pool actors a few ms after they took them, so replies race the destroy.
+//  Destroy starts only once every thread is inside its call (its request
+//  was taken); each call must return OK or BRG_ECLOSED, and under ASan
+//  nothing may touch the system after destroy freed it.
+
+#define S_CLOSE_ROUNDS 20
+#define S_CLOSE_THREADS 12
+static atomic_int s_close_swallowed, s_close_seen;
+static atomic_int s_close_ok, s_close_closed, s_close_bad;
+
+static int
+s_close_swallow(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_close_swallowed, 1);
+    return BRG_OK;
+}
+
+static int
+s_close_replier(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    int64_t n = tu_msg_int(msg);
+    atomic_fetch_add(&s_close_seen, 1);
+    tu_sleep_us((uint64_t)(n * 2654435761u) % 4000);
+    brg_msg_t *reply = brg_msg_new_int("r", n);
+    return brg_reply(ctx, &reply);
+}
+
+typedef struct {
+    brg_system_t *sys;
+    brg_ref_t to;
+    int64_t n;
+} s_close_arg_t;
+
+static void *
+s_close_thread(void *arg)
+{
+    s_close_arg_t *a = arg;
+    brg_msg_t *req = brg_msg_new_int("q", a->n);
+    brg_msg_t *reply = NULL;
+    int rc = brg_system_ask(a->sys, a->to, &req, 60000, &reply);
+    if (rc == BRG_OK && reply && tu_msg_int(reply) == a->n)
+        atomic_fetch_add(&s_close_ok, 1);
+    else if (rc == BRG_ECLOSED && !reply)
+        atomic_fetch_add(&s_close_closed, 1);
+    else
+        atomic_fetch_add(&s_close_bad, 1);
+    brg_msg_destroy(&reply);
+    return NULL;
+}
+
+START_TEST(test_ask_stress_system_asks_blocked_at_destroy_all_return_eclosed_or_their_reply)
+{
+    int swallowed_total = 0;
+    for (int round = 0; round < S_CLOSE_ROUNDS; round++) {
+        brg_system_t *sys = tu_system_new(2);
+        ck_assert_ptr_nonnull(sys);
+        brg_ref_t swallow = tu_spawn(sys, s_close_swallow);
+        s_close_arg_t args[S_CLOSE_THREADS];
+        pthread_t threads[S_CLOSE_THREADS];
+        atomic_store(&s_close_swallowed, 0);
+        atomic_store(&s_close_seen, 0);
+        for (int i = 0; i < S_CLOSE_THREADS; i++) {
+            args[i].sys = sys;
+            args[i].n = round * S_CLOSE_THREADS + i;
+            if (i % 2 == 0) {
+                args[i].to = swallow;
+            } else {
+                brg_spawn_opts_t opts;
+                brg_spawn_opts_init(&opts);
+                opts.flags = BRG_SPAWN_BLOCKING;
+                ck_assert_int_eq(brg_system_spawn(sys, s_close_replier, &opts, &args[i].to),
+                                 BRG_OK);
+            }
+            pthread_create(&threads[i], NULL, s_close_thread, &args[i]);
+        }
+        // Every thread is inside brg_system_ask once its request was taken.
+        TU_WAIT_UNTIL(atomic_load(&s_close_swallowed) == S_CLOSE_THREADS / 2 &&
+                          atomic_load(&s_close_seen) == S_CLOSE_THREADS / 2,
+                      TU_WAIT_MS);
+        ck_assert_int_eq(brg_system_destroy(&sys), BRG_OK);
+        ck_assert_ptr_null(sys);
+        for (int i = 0; i < S_CLOSE_THREADS; i++)
+            pthread_join(threads[i], NULL);
+        swallowed_total += S_CLOSE_THREADS / 2;
+        ck_assert_int_eq(atomic_load(&s_close_bad), 0);
+        ck_assert_int_eq(atomic_load(&s_close_ok) + atomic_load(&s_close_closed),
+                         (round + 1) * S_CLOSE_THREADS);
+        ck_assert_int_ge(atomic_load(&s_close_closed), swallowed_total);
+    }
+}
+END_TEST
+
 Suite *
 ask_suite(void)
 {
@@ -883,12 +1445,28 @@ ask_suite(void)
     tcase_add_test(core, test_ask_system_ask_to_an_actor_that_stops_first_returns_enoactor);
     tcase_add_test(core, test_ask_forwarded_ask_is_answered_by_the_final_target);
     tcase_add_test(core, test_ask_system_ask_takes_only_a_reply_as_the_answer);
+    tcase_add_test(core,
+                   test_ask_proxy_that_sends_a_copy_of_an_ask_gets_the_answer_as_a_plain_message);
+    tcase_add_test(
+        core, test_ask_answer_to_a_sent_copy_never_reaches_an_ask_of_the_sender_with_the_same_id);
+    tcase_add_test(core, test_ask_system_ask_blocked_while_the_system_is_destroyed_returns_eclosed);
+    tcase_add_test(core, test_ask_monitor_or_link_on_a_system_ask_caller_is_answered_with_noproc);
+    tcase_add_test(core, test_ask_ask_made_of_a_system_ask_caller_gets_enoactor_at_once);
+    tcase_add_test(core, test_ask_system_ask_with_a_negative_timeout_returns_einval);
+    tcase_add_test(core, test_ask_with_a_negative_timeout_returns_einval_and_never_calls_back);
+    tcase_add_test(core, test_ask_callback_of_a_dying_actor_that_asks_again_gets_eclosed_at_once);
+    tcase_add_test(core, test_ask_links_made_in_the_callbacks_of_a_dying_actor_get_its_exit);
+    tcase_add_test(core, test_ask_blocking_calls_from_a_worker_return_edeadlk_at_once);
+    tcase_add_test(core, test_ask_blocking_calls_from_a_blocking_actor_return_edeadlk_at_once);
+    tcase_add_test(core, test_ask_blocking_call_from_the_timer_thread_returns_edeadlk_at_once);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");
     tcase_set_tags(stress, "stress");
     tcase_set_timeout(stress, 300);
     tcase_add_test(stress, test_ask_stress_asks_racing_their_deadlines_are_answered_exactly_once);
+    tcase_add_test(
+        stress, test_ask_stress_system_asks_blocked_at_destroy_all_return_eclosed_or_their_reply);
     tcase_add_test(stress,
                    test_ask_stress_system_asks_racing_their_deadlines_are_answered_exactly_once);
     suite_add_tcase(s, stress);

@@ -104,6 +104,24 @@ START_TEST(test_deterministic_timers_fire_only_when_time_is_advanced)
 }
 END_TEST
 
+//  Issue 9: time does not go back. A negative advance was an assert (gone
+//  under NDEBUG, where the unsigned arithmetic wrapped and moved the virtual
+//  clock backwards): now BRG_EINVAL, with nothing changed.
+START_TEST(test_deterministic_negative_advance_returns_einval_and_changes_nothing)
+{
+    probe_t p = {0};
+    brg_ref_t r = s_spawn_probe(&p);
+    brg_msg_t *m = brg_msg_new("tick");
+    ck_assert_int_eq(brg_system_send_after(s_sys, r, &m, 100, 0, NULL), BRG_OK);
+    uint64_t t0 = brg_system_now_ms(s_sys);
+    ck_assert_int_eq(brg_system_advance(s_sys, -1), BRG_EINVAL);
+    ck_assert_uint_eq(brg_system_now_ms(s_sys), t0);
+    ck_assert_int_eq(p.ticks, 0);
+    brg_system_advance(s_sys, 100);
+    ck_assert_int_eq(p.ticks, 1);
+}
+END_TEST
+
 static int
 idle_init(brg_ctx_t *ctx, void *arg)
 {
@@ -356,6 +374,7 @@ deterministic_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_deterministic_nothing_runs_until_the_test_runs_the_system);
     tcase_add_test(tc, test_deterministic_timers_fire_only_when_time_is_advanced);
+    tcase_add_test(tc, test_deterministic_negative_advance_returns_einval_and_changes_nothing);
     tcase_add_test(tc, test_deterministic_idle_timeout_fires_at_the_exact_virtual_time);
     tcase_add_test(tc, test_deterministic_messages_run_in_send_order_one_per_step);
     tcase_add_test(tc, test_deterministic_system_ask_runs_the_system_and_answers_at_once);

@@ -377,6 +377,162 @@ START_TEST(test_timer_stress_threads_arming_and_cancelling_lose_nothing)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Issue 9: cancel of a periodic timer, and out-of-range delays.
+
+//  The ticker runs on the blocking pool. Its init arms a periodic tick to
+//  itself and a one-shot "witness" to the witness actor, due just after the
+//  second tick: the timer thread fires in deadline order, so once the witness
+//  arrives, the second tick is in the ticker's mailbox. The ticker holds its
+//  first tick until then, cancels the timer from inside the behaviour, and
+//  sends itself "done", which queues behind the second tick.
+#define S_TICK_MS 50
+static atomic_int s_ticks, s_witnessed, s_cancel_rc = 1, s_ticks_at_done = -1;
+static brg_timer_id_t s_tick_id;
+
+static int
+s_witness(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_store(&s_witnessed, 1);
+    return BRG_OK;
+}
+
+static brg_ref_t s_witness_ref;
+
+static int
+s_ticker_init(brg_ctx_t *ctx, void *arg)
+{
+    (void)arg;
+    brg_msg_t *tick = brg_msg_new("tick");
+    ck_assert_int_eq(brg_send_every(ctx, brg_self(ctx), &tick, S_TICK_MS, &s_tick_id), BRG_OK);
+    brg_msg_t *w = brg_msg_new("witness");
+    ck_assert_int_eq(brg_send_after(ctx, s_witness_ref, &w, 2 * S_TICK_MS + 20, NULL), BRG_OK);
+    return BRG_OK;
+}
+
+static int
+s_ticker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "tick")) {
+        if (atomic_fetch_add(&s_ticks, 1) == 0) {
+            tu_gate_wait(&s_witnessed); // the second tick is queued now
+            atomic_store(&s_cancel_rc, brg_timer_cancel(brg_ctx_system(ctx), s_tick_id));
+            return brg_send_tag(ctx, brg_self(ctx), "done");
+        }
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, "done"))
+        atomic_store(&s_ticks_at_done, atomic_load(&s_ticks));
+    return BRG_OK;
+}
+
+START_TEST(test_timer_tick_already_queued_is_dropped_once_cancel_returned_ok)
+{
+    s_witness_ref = tu_spawn(tu_sys, s_witness);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_BLOCKING;
+    opts.init = s_ticker_init;
+    brg_ref_t ref;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, s_ticker, &opts, &ref), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&s_ticks_at_done) >= 0, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_cancel_rc), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_ticks_at_done), 1);
+    tu_sleep_ms(3 * S_TICK_MS);
+    ck_assert_int_eq(atomic_load(&s_ticks), 1);
+    ck_assert_uint_eq(tu_stats(tu_sys).timers_active, 0);
+}
+END_TEST
+
+//  The same from another thread: cancel while the ticker holds a tick, with
+//  more queued behind it; after the BRG_OK, no tick starts to be handled.
+static atomic_int s_hold_gate, s_holding;
+
+static int
+s_held_ticker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    if (brg_msg_is(msg, "tick")) {
+        atomic_fetch_add(&s_ticks, 1);
+        atomic_store(&s_holding, 1);
+        tu_gate_wait(&s_hold_gate);
+        atomic_store(&s_hold_gate, 0);
+    } else if (brg_msg_is(msg, "done")) {
+        atomic_store(&s_ticks_at_done, atomic_load(&s_ticks));
+    }
+    return BRG_OK;
+}
+
+START_TEST(test_timer_cancel_from_another_thread_drops_ticks_in_flight)
+{
+    s_witness_ref = tu_spawn(tu_sys, s_witness);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_BLOCKING;
+    brg_ref_t ref;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, s_held_ticker, &opts, &ref), BRG_OK);
+    brg_msg_t *tick = brg_msg_new("tick");
+    brg_timer_id_t id;
+    ck_assert_int_eq(brg_system_send_after(tu_sys, ref, &tick, 10, 10, &id), BRG_OK);
+    brg_msg_t *w = brg_msg_new("witness");
+    ck_assert_int_eq(brg_system_send_after(tu_sys, s_witness_ref, &w, 45, 0, NULL), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&s_holding) == 1 && atomic_load(&s_witnessed) == 1, TU_WAIT_MS);
+    // The ticker holds its first tick; ticks 2-4 fired before the witness.
+    int seen = atomic_load(&s_ticks);
+    ck_assert_int_eq(brg_timer_cancel(tu_sys, id), BRG_OK);
+    ck_assert_int_eq(tu_send_tag(tu_sys, ref, "done"), BRG_OK);
+    atomic_store(&s_hold_gate, 1);
+    TU_WAIT_UNTIL(atomic_load(&s_ticks_at_done) >= 0, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_ticks_at_done), seen);
+}
+END_TEST
+
+START_TEST(test_timer_negative_delays_and_periods_return_einval)
+{
+    brg_ref_t ref = tu_spawn(tu_sys, s_witness);
+    brg_msg_t *msg = brg_msg_new("x");
+    ck_assert_int_eq(brg_system_send_after(tu_sys, ref, &msg, -1, 0, NULL), BRG_EINVAL);
+    ck_assert_ptr_null(msg);
+    msg = brg_msg_new("x");
+    ck_assert_int_eq(brg_system_send_after(tu_sys, ref, &msg, 5, -1, NULL), BRG_EINVAL);
+    ck_assert_ptr_null(msg);
+    ck_assert_uint_eq(tu_stats(tu_sys).timers_active, 0);
+    tu_sleep_ms(30);
+    ck_assert_int_eq(atomic_load(&s_witnessed), 0);
+}
+END_TEST
+
+static atomic_int s_after_rc = 1, s_every_neg_rc = 1, s_every_zero_rc = 1;
+
+static int
+s_bad_timers(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_msg_t *m = brg_msg_new("x");
+    atomic_store(&s_after_rc, brg_send_after(ctx, brg_self(ctx), &m, -1, NULL));
+    ck_assert_ptr_null(m);
+    m = brg_msg_new("x");
+    atomic_store(&s_every_neg_rc, brg_send_every(ctx, brg_self(ctx), &m, -10, NULL));
+    m = brg_msg_new("x");
+    atomic_store(&s_every_zero_rc, brg_send_every(ctx, brg_self(ctx), &m, 0, NULL));
+    ck_assert_ptr_null(m);
+    return BRG_OK;
+}
+
+START_TEST(test_timer_negative_delays_from_an_actor_return_einval)
+{
+    brg_ref_t ref = tu_spawn(tu_sys, s_bad_timers);
+    ck_assert_int_eq(tu_send_tag(tu_sys, ref, "go"), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&s_every_zero_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_after_rc), BRG_EINVAL);
+    ck_assert_int_eq(atomic_load(&s_every_neg_rc), BRG_EINVAL);
+    ck_assert_int_eq(atomic_load(&s_every_zero_rc), BRG_EINVAL);
+    ck_assert_uint_eq(tu_stats(tu_sys).timers_active, 0);
+}
+END_TEST
+
 Suite *
 timer_suite(void)
 {
@@ -397,6 +553,10 @@ timer_suite(void)
     tcase_add_test(core, test_timer_periodic_timer_to_a_dead_actor_cancels_itself);
     tcase_add_test(core, test_timer_timers_pending_at_destroy_are_freed);
     tcase_add_test(core, test_timer_many_timers_grow_the_table);
+    tcase_add_test(core, test_timer_tick_already_queued_is_dropped_once_cancel_returned_ok);
+    tcase_add_test(core, test_timer_cancel_from_another_thread_drops_ticks_in_flight);
+    tcase_add_test(core, test_timer_negative_delays_and_periods_return_einval);
+    tcase_add_test(core, test_timer_negative_delays_from_an_actor_return_einval);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");
