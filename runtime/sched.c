@@ -21,8 +21,30 @@
 //  and a worker woken, so the consumer runs in parallel.
 //
 //  Fairness. An actor runs at most `batch` messages, then goes to the back of
-//  the ring. Every BRG__INJECT_TICK runs a worker looks at the inject queue
-//  first, so outside work is never starved by a busy ring.
+//  the ring. Outside work (sends from other threads, timers, which fire from
+//  the timer thread) enters through the inject queue, and the bound is:
+//  every worker polls the inject queue at least once every
+//  BRG__INJECT_EVERY batches it starts, counting the batches help-along runs
+//  nested inside a send. Each batch start is counted (s_count_batches) and
+//  every place that starts one (s_next_local, the drain loop in s_run,
+//  s_help) polls first when the count is due; an actor taken from the queue
+//  runs next (nested, in s_help, unless its init has not run: then it goes
+//  to the ring). The test hook brg__sched_inject_gap_max reports the largest
+//  count seen. Help-along used to count its nested actors' sends towards
+//  the next help, so every send of a flooding actor helped again and one
+//  activation ran thousands of nested batches without a poll.
+//
+//  Memory under floods (backlog-proportional share). An actor that yields
+//  with Q messages still queued runs up to Q / batch + 1 batches the next
+//  time it is picked (s_run), one batch at a time, stopping early when the
+//  inject queue is due and not empty. So a consumer drains, each time it
+//  runs, what it had when it last yielded: its backlog after a run is at
+//  most what arrived while it waited. With plain round-robin it got one
+//  batch per round while each of its producers added one, and the backlog
+//  grew without bound. On one worker that is a bound (one round's output);
+//  with several, producers on other workers keep running while it drains,
+//  so the backlog is bounded only while one worker drains faster than the
+//  others produce (no sender-side backpressure yet; docs/ARCHITECTURE.md).
 //
 //  Parking (Go's scheduler protocol, simplified). A worker that runs out of
 //  work becomes a searcher: it steals half of another ring and polls the
@@ -88,7 +110,6 @@
 
 #define BRG__LIFO_STREAK 8
 #define BRG__LIFO_SENDS 64
-#define BRG__INJECT_TICK 61
 #define BRG__SPIN_NS 50000u
 #define BRG__LIMBO_BATCH 64 // a worker reclaims once it holds this many dead actors
 #define S_QS_OFFLINE UINT64_MAX
@@ -108,7 +129,8 @@ typedef struct brg__worker {
     brg__actor_t *lifo;         // next to run; owner only, never stolen
     uint32_t lifo_streak;       // actors run from lifo in a row (owner)
     uint32_t sends;             // sends by the running actor while lifo is full (owner)
-    uint32_t tick;              // runs so far, for the inject-queue check (owner)
+    uint32_t since_inject;      // batches started since this worker last polled inject (owner)
+    _Atomic uint32_t gap_max;   // the largest since_inject seen (owner writes; stats read)
     bool searching;             // counted in idle_state (owner)
     bool helping;               // running a queued actor inside a send (owner)
     uint32_t help_tick;         // sends since the last help check (owner)
@@ -181,6 +203,14 @@ _Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exe
 //  Inject queue
 
 static void
+s_count_batches(brg__worker_t *w, uint32_t n)
+{
+    w->since_inject += n;
+    if (w->since_inject > atomic_load_explicit(&w->gap_max, memory_order_relaxed))
+        atomic_store_explicit(&w->gap_max, w->since_inject, memory_order_relaxed);
+}
+
+static void
 s_inject_push(brg__sched_t *self, brg__actor_t **actors, uint32_t n)
 {
     pthread_mutex_lock(&self->inject_lock);
@@ -204,6 +234,8 @@ s_inject_push(brg__sched_t *self, brg__actor_t **actors, uint32_t n)
 static brg__actor_t *
 s_inject_take(brg__sched_t *self, brg__worker_t *w)
 {
+    if (w)
+        w->since_inject = 0;
     if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) == 0)
         return NULL;
     pthread_mutex_lock(&self->inject_lock);
@@ -229,6 +261,19 @@ s_inject_take(brg__sched_t *self, brg__worker_t *w)
     }
     pthread_mutex_unlock(&self->inject_lock);
     return first;
+}
+
+//  True if this worker is due to poll the inject queue and something waits
+//  there. Due and empty counts as a poll (the queue was looked at).
+static bool
+s_inject_waiting(brg__worker_t *w)
+{
+    if (w->since_inject < BRG__INJECT_EVERY)
+        return false;
+    if (atomic_load_explicit(&w->sched->inject_len, memory_order_relaxed) != 0)
+        return true;
+    w->since_inject = 0;
+    return false;
 }
 
 //  ---------------------------------------------------------------------------
@@ -620,14 +665,14 @@ s_help_pick(brg__worker_t *w)
     return NULL;
 }
 
-#define BRG__HELP_BATCH_MULT 16
+#define BRG__HELP_BATCHES 16
 
 //  Help-along. A behaviour that sends in a long loop (a fan-in sender, a
 //  fork-join driver) holds its worker for the whole loop; when every other
 //  worker is busy too, the actors it feeds wait in this worker's ring while
 //  their mailboxes grow without bound. So every BRG__HELP_EVERY sends, if no
 //  worker is searching or sleeping (nobody could steal the work), the sender's
-//  thread runs one queued actor (s_help_pick) for up to BRG__HELP_BATCH_MULT
+//  thread runs one queued actor (s_help_pick) for up to BRG__HELP_BATCHES
 //  batches right here, nested inside the send. The limit must let the helper
 //  drain what the other workers' senders add meanwhile: with 4 batches the
 //  consumer of fanin2/fanin8 fell behind (every help used all 256 messages),
@@ -642,22 +687,51 @@ s_help_pick(brg__worker_t *w)
 //  outer activation are restored afterwards. A user-visible consequence,
 //  documented in brigade.h: a send may run another actor's behaviour on the
 //  same thread before it returns.
+//  The inject queue's poll inside help-along (the fairness bound counts
+//  nested batches too): the actor to run nested, or NULL. An actor whose init
+//  has not run is not run nested (see s_help_pick); it goes to our ring.
+static brg__actor_t *
+s_help_poll(brg__worker_t *w)
+{
+    brg__actor_t *a = s_inject_take(w->sched, w);
+    if (a && (a->flags & BRG__ACTOR_INIT)) {
+        s_push_local(w, a);
+        a = NULL;
+    }
+    return a;
+}
+
 __attribute__((noinline, cold)) static void
 s_help(brg__worker_t *w)
 {
     uint64_t st = atomic_load_explicit(&w->sched->idle_state, memory_order_relaxed);
     if (S_SEARCHING(st) != 0 || S_SLEEPING(st) != 0)
         return; // someone can steal it: parallelism beats helping
-    brg__actor_t *actor = s_help_pick(w);
+    brg__actor_t *actor = w->since_inject >= BRG__INJECT_EVERY ? s_help_poll(w) : NULL;
+    if (!actor)
+        actor = s_help_pick(w);
     if (!actor)
         return;
     brg__actor_t *lifo = w->lifo;
     uint32_t sends = w->sends;
     w->lifo = NULL;
     w->helping = true;
-    bool again = brg__actor_run(actor, w->sched->batch * BRG__HELP_BATCH_MULT);
+    // One batch at a time, so every nested batch is counted and the inject
+    // queue is polled between them when due (the fairness bound).
+    for (int left = BRG__HELP_BATCHES; actor && left > 0; left--) {
+        if (w->since_inject >= BRG__INJECT_EVERY) {
+            brg__actor_t *injected = s_help_poll(w);
+            if (injected) {
+                s_push_local(w, actor);
+                actor = injected;
+            }
+        }
+        s_count_batches(w, 1);
+        if (!brg__actor_run(actor, w->sched->batch))
+            actor = NULL; // idle (or dead): no longer ours
+    }
     w->helping = false;
-    if (again)
+    if (actor)
         s_push_local(w, actor);
     if (w->lifo)
         s_push_local(w, w->lifo);
@@ -672,11 +746,13 @@ brg__sched_note_send(void)
     if (!w)
         return;
     if (__builtin_expect(++w->help_tick >= BRG__HELP_EVERY, 0) && !w->helping) {
-        w->help_tick = 0;
         // Called before the send's delivery, so a quiescent point: a long
         // flood must not hold up reclamation for its whole activation.
         s_quiescent(w);
         s_help(w);
+        // After the help: the nested actors' sends do not count towards the
+        // next one, or every send of the outer actor would help again.
+        w->help_tick = 0;
     }
     if (!w->lifo || ++w->sends < BRG__LIFO_SENDS)
         return;
@@ -730,12 +806,12 @@ s_next_local(brg__worker_t *w)
     if (w->lifo) {
         brg__actor_t *a = w->lifo;
         w->lifo = NULL;
-        if (w->lifo_streak++ < BRG__LIFO_STREAK)
+        if (w->lifo_streak++ < BRG__LIFO_STREAK && w->since_inject < BRG__INJECT_EVERY)
             return a;
-        s_push_local(w, a); // let the ring's older actors run first
+        s_push_local(w, a); // let the ring's older actors (or the inject queue) run first
     }
     w->lifo_streak = 0;
-    if (++w->tick % BRG__INJECT_TICK == 0) {
+    if (w->since_inject >= BRG__INJECT_EVERY) {
         brg__actor_t *a = s_inject_take(self, w);
         if (a)
             return a;
@@ -797,8 +873,18 @@ s_search(brg__worker_t *w)
 static void
 s_run(brg__worker_t *w, brg__actor_t *actor)
 {
-    w->sends = 0;
-    bool again = brg__actor_run(actor, w->sched->batch);
+    // Backlog-proportional share: an actor that last yielded with Q messages
+    // still queued (its private backlog, owner field: the actor is ours now)
+    // runs up to Q / batch + 1 batches, one at a time, each counted for the
+    // fairness bound, and stops early if outside work is due.
+    int batch = w->sched->batch;
+    uint32_t batches = actor->queued / (uint32_t)batch + 1;
+    bool again;
+    do {
+        w->sends = 0;
+        s_count_batches(w, 1);
+        again = brg__actor_run(actor, batch);
+    } while (again && --batches > 0 && !s_inject_waiting(w));
     if (again) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)
@@ -1010,6 +1096,18 @@ brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm)
     }
     *processed = p;
     *hwm = h;
+}
+
+uint32_t
+brg__sched_inject_gap_max(brg__sched_t *self)
+{
+    uint32_t max = 0;
+    for (uint32_t i = 0; i < self->n; i++) {
+        uint32_t g = atomic_load_explicit(&self->workers[i].gap_max, memory_order_relaxed);
+        if (g > max)
+            max = g;
+    }
+    return max;
 }
 
 bool
