@@ -54,8 +54,9 @@
 //  idle worker took the consumers (or a second producer) of a busy one, and
 //  every message then crossed cores. So work is left where it is while its
 //  owner is getting to it: a worker with nothing to run steals from a ring
-//  only if the ring's head (its owner's pops, help-along's included) has not
-//  moved for BRG__STALL_NS or the ring is half full (s_stalled), and takes
+//  only if its owner has neither started a batch nor reached a help-along
+//  point (its `progress` counter) for BRG__STALL_NS, or the ring is half
+//  full (s_stalled); a ring that empties starts a new wait. It takes
 //  from the inject queue at once only if no other worker is running actors,
 //  else only once nobody has taken from it for BRG__STALL_NS (s_inject_idle);
 //  busy workers poll it from help-along whenever it is not empty. Help-along
@@ -160,8 +161,8 @@ typedef struct brg__worker {
     bool helping;               // running a queued actor inside a send (owner)
     uint32_t help_tick;         // sends since the last help check (owner)
     uint64_t rng;               // victim choice (owner)
-    uint32_t *seen_head;        // per victim: its ring head at our last look (owner)
-    uint64_t *seen_at;          // per victim: when that head was first seen (owner)
+    uint32_t *seen_head;        // per victim: its progress at our last look (owner)
+    uint64_t *seen_at;          // per victim: when that value was first seen (owner)
     uint32_t seen_inject;       // inject_taken at our last look (owner)
     uint64_t seen_inject_at;    // when that value was first seen (owner)
     uint64_t processed_local;   // messages run (owner), published in processed
@@ -178,6 +179,10 @@ typedef struct brg__worker {
     brg__actor_t *limbo;     // actors retired here, oldest first, linked by next (owner)
     brg__actor_t *limbo_end; // its last entry (owner)
     uint32_t limbo_n;        // entries in limbo (owner)
+    uint32_t batches;        // batch starts and help points, the value last in progress (owner)
+    // Batches started, for thieves deciding whether this worker stalls
+    // (s_stalled). Its own line: thieves read it while the owner writes it.
+    _Alignas(64) _Atomic uint32_t progress;
 } brg__worker_t;
 
 struct brg__sched {
@@ -232,12 +237,22 @@ _Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exe
 //  ---------------------------------------------------------------------------
 //  Inject queue
 
+//  This worker is getting to its ring: it starts a batch, or reaches a
+//  help-along point (it looks at the ring every BRG__HELP_EVERY sends).
+static inline void
+s_progress(brg__worker_t *w)
+{
+    // Relaxed: a progress hint for thieves (s_stalled), it orders nothing.
+    atomic_store_explicit(&w->progress, ++w->batches, memory_order_relaxed);
+}
+
 static void
 s_count_batches(brg__worker_t *w, uint32_t n)
 {
     w->since_inject += n;
     if (w->since_inject > atomic_load_explicit(&w->gap_max, memory_order_relaxed))
         atomic_store_explicit(&w->gap_max, w->since_inject, memory_order_relaxed);
+    s_progress(w);
 }
 
 static void
@@ -329,8 +344,10 @@ static brg__actor_t *
 s_inject_idle(brg__worker_t *w, uint64_t now)
 {
     brg__sched_t *self = w->sched;
-    if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) == 0)
+    if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) == 0) {
+        w->seen_inject_at = 0; // empty: the next entry starts a new wait
         return NULL;
+    }
     // Relaxed: hints; a wrong guess costs a delay of at most BRG__STALL_NS.
     uint64_t st = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
     uint32_t idle = S_SEARCHING(st) + S_SLEEPING(st) + (w->searching ? 0 : 1);
@@ -554,6 +571,37 @@ s_unpark(brg__worker_t *w)
     pthread_mutex_unlock(&w->park_lock);
 }
 
+//  The two sides of the Dekker pair (design notes, "No wake-up is lost").
+//  ThreadSanitizer does not support fences (GCC rejects them with
+//  -fsanitize=thread), so a TSan build keeps the submitter's acq_rel RMW on
+//  idle_state, which orders the same way (RMWs on one word are totally
+//  ordered) at the price of moving the word's line; the sleeper's RMW is
+//  there in both builds.
+#if defined(__SANITIZE_THREAD__)
+#define S_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define S_TSAN 1
+#endif
+#endif
+#ifdef S_TSAN
+#define S_FENCE_SEQ_CST() ((void)0)
+#else
+#define S_FENCE_SEQ_CST() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
+//  Submitter's side: after publishing work, the idle state it must act on.
+static inline uint64_t
+s_idle_state_after_publish(brg__sched_t *self)
+{
+#ifdef S_TSAN
+    return atomic_fetch_add_explicit(&self->idle_state, 0, memory_order_acq_rel);
+#else
+    S_FENCE_SEQ_CST();
+    return atomic_load_explicit(&self->idle_state, memory_order_relaxed);
+#endif
+}
+
 //  New stealable or injected work exists: wake one parked worker if nobody is
 //  already looking for work.
 static void
@@ -563,8 +611,7 @@ s_notify(brg__sched_t *self)
     // fence, is ordered against a parking worker's RMW + fence + re-check
     // (design notes). No RMW here: when nobody sleeps (the busy case) the
     // word's line stays shared instead of moving to every notifier.
-    atomic_thread_fence(memory_order_seq_cst);
-    uint64_t w = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
+    uint64_t w = s_idle_state_after_publish(self);
     for (;;) {
         if (S_SEARCHING(w) != 0 || S_SLEEPING(w) == 0)
             return;
@@ -627,7 +674,7 @@ s_park(brg__worker_t *w)
     pthread_mutex_unlock(&self->idle_lock);
     // Seq_cst fence between our RMW and the re-check: pairs with the fence
     // in s_notify (design notes).
-    atomic_thread_fence(memory_order_seq_cst);
+    S_FENCE_SEQ_CST();
     if (s_any_work(self) || atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
         pthread_mutex_lock(&self->idle_lock);
         for (uint32_t i = 0; i < self->n_idle; i++) {
@@ -834,6 +881,7 @@ brg__sched_note_send(void)
         // Called before the send's delivery, so a quiescent point: a long
         // flood must not hold up reclamation for its whole activation.
         s_quiescent(w);
+        s_progress(w);
         s_help(w);
         // After the help: the nested actors' sends do not count towards the
         // next one, or every send of the outer actor would help again.
@@ -907,20 +955,27 @@ s_next_local(brg__worker_t *w)
     return s_inject_idle(w, 0);
 }
 
-//  True if victim's ring has work its owner is not getting to: its head (the
-//  owner's pops, help-along's included) has not moved for BRG__STALL_NS
-//  while we looked, or the ring is half full. Thread: the thief (w).
+//  True if victim's ring has work and its owner has stalled: it has started
+//  no batch and reached no help-along point (its progress counter) for
+//  BRG__STALL_NS while we looked, or its ring is half full. A worker busy
+//  with short batches is left its ring even while one actor's long drain
+//  keeps the ring waiting: the waiting actors are often that actor's own
+//  producers, and running them beside it would only make it fall behind.
+//  Thread: the thief (w).
 static bool
 s_stalled(brg__worker_t *w, uint32_t v, uint64_t now)
 {
-    brg__runq_t *q = &w->sched->workers[v].runq;
-    // Relaxed: a hint; the steal's own CAS decides what is taken.
-    uint32_t head = atomic_load_explicit(&q->head, memory_order_relaxed);
-    uint32_t len = atomic_load_explicit(&q->tail, memory_order_relaxed) - head;
-    if (len == 0 || len > BRG__RUNQ_CAP)
+    brg__worker_t *victim = &w->sched->workers[v];
+    // Relaxed: hints; the steal's own CAS decides what is taken.
+    uint32_t head = atomic_load_explicit(&victim->runq.head, memory_order_relaxed);
+    uint32_t len = atomic_load_explicit(&victim->runq.tail, memory_order_relaxed) - head;
+    if (len == 0 || len > BRG__RUNQ_CAP) {
+        w->seen_at[v] = 0; // empty: the next entry starts a new wait
         return false;
-    if (head != w->seen_head[v] || w->seen_at[v] == 0) {
-        w->seen_head[v] = head; // it moved: the owner is draining its ring
+    }
+    uint32_t progress = atomic_load_explicit(&victim->progress, memory_order_relaxed);
+    if (progress != w->seen_head[v] || w->seen_at[v] == 0) {
+        w->seen_head[v] = progress; // it moved: the owner is running batches
         w->seen_at[v] = now;
         return len >= BRG__RUNQ_CAP / 2;
     }
