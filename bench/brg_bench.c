@@ -197,7 +197,7 @@ s_payload(const brg_msg_t *msg, size_t pos, size_t *len)
 static int
 s_pong(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
-    if (brg_msg_is(msg, "quit")) {
+    if (brg_msg_is_tag(msg, BRG_TAG("quit"))) {
         brg_stop(ctx);
         return BRG_OK;
     }
@@ -273,7 +273,7 @@ static int
 s_ring(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     s_ring_t *self = brg_state(ctx);
-    if (brg_msg_is(msg, "n")) {
+    if (brg_msg_is_tag(msg, BRG_TAG("n"))) {
         size_t pos;
         int64_t token = s_int(msg, &pos);
         if (token == 0) {
@@ -283,12 +283,12 @@ s_ring(brg_ctx_t *ctx, const brg_msg_t *msg)
         }
         return brg_send_int(ctx, self->next, "n", token - 1);
     }
-    if (brg_msg_is(msg, "quit")) {
+    if (brg_msg_is_tag(msg, BRG_TAG("quit"))) {
         brg_stop(ctx);
         brg_send_tag(ctx, self->next, "quit"); // the last one reaches a dead actor
         return BRG_OK;
     }
-    if (brg_msg_is(msg, "next")) {
+    if (brg_msg_is_tag(msg, BRG_TAG("next"))) {
         size_t pos = 0;
         return brg_msg_read_ref(msg, &pos, &self->next);
     }
@@ -419,7 +419,7 @@ static int
 s_fj_driver(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     s_fj_driver_t *self = brg_state(ctx);
-    if (!brg_msg_is(msg, "done"))
+    if (!brg_msg_is_tag(msg, BRG_TAG("done")))
         return BRG_UNHANDLED;
     if (++self->done == self->workers) {
         s_stamp1();

@@ -751,6 +751,25 @@ brg_msg_is(const brg_msg_t *self, const char *tag)
     return hash == self->tag_hash && len == self->tag_len && memcmp(tag, self->tag, len) == 0;
 }
 
+brg_tag_t
+brg_tag(const char *tag)
+{
+    assert(tag);
+    size_t len = strnlen(tag, BRG_TAG_MAX + 1);
+    brg_tag_t t = {tag, s_hash(tag, len), (uint32_t)len};
+    if (len == 0 || len > BRG_TAG_MAX)
+        t.len = BRG_TAG_MAX + 1; // no message has such a tag: matches none
+    return t;
+}
+
+bool
+brg_msg_is_tag(const brg_msg_t *self, brg_tag_t tag)
+{
+    assert(self);
+    return tag.hash == self->tag_hash && tag.len == self->tag_len &&
+           memcmp(tag.str, self->tag, tag.len) == 0;
+}
+
 uint32_t
 brg_msg_tag_hash(const brg_msg_t *self)
 {

@@ -18,29 +18,75 @@
 //  BRG__LIFO_STREAK actors in a row from it before it takes from the ring, and
 //  an actor that sends more than BRG__LIFO_SENDS messages in one activation
 //  (a producer flooding a consumer) has the slot's occupant moved to the ring
-//  and a worker woken, so the consumer runs in parallel.
+//  (where help-along runs it, or a worker takes it if it stalls there).
 //
 //  Fairness. An actor runs at most `batch` messages, then goes to the back of
-//  the ring. Every BRG__INJECT_TICK runs a worker looks at the inject queue
-//  first, so outside work is never starved by a busy ring.
+//  the ring. Outside work (sends from other threads, timers, which fire from
+//  the timer thread) enters through the inject queue, and the bound is:
+//  every worker polls the inject queue at least once every
+//  BRG__INJECT_EVERY batches it starts, counting the batches help-along runs
+//  nested inside a send. Each batch start is counted (s_count_batches) and
+//  every place that starts one (s_next_local, the drain loop in s_run,
+//  s_help) polls first when the count is due; an actor taken from the queue
+//  runs next (nested, in s_help, unless its init has not run: then it goes
+//  to the ring). The test hook brg__sched_inject_gap_max reports the largest
+//  count seen. Help-along used to count its nested actors' sends towards
+//  the next help, so every send of a flooding actor helped again and one
+//  activation ran thousands of nested batches without a poll.
+//
+//  Memory under floods (backlog-proportional share). An actor that yields
+//  with Q messages still queued runs up to Q / batch + 1 batches the next
+//  time it is picked (s_run), one batch at a time, stopping early when the
+//  inject queue is due and not empty. So a consumer drains, each time it
+//  runs, what it had when it last yielded: its backlog after a run is at
+//  most what arrived while it waited. With plain round-robin it got one
+//  batch per round while each of its producers added one, and the backlog
+//  grew without bound. On one worker that is a bound (one round's output);
+//  with several, producers on other workers keep running while it drains,
+//  so the backlog is bounded only while one worker drains faster than the
+//  others produce (no sender-side backpressure yet; docs/ARCHITECTURE.md).
+//
+//  Locality before parallelism. Most messages cost tens of nanoseconds to
+//  handle, less than moving an actor's mailbox and messages to another core
+//  (a cache-line round trip is 60-350 ns on the 2-vCPU VM, microseconds when
+//  the host deschedules a vCPU). Stealing at once, as Go and Tokio do, made
+//  two workers several times slower than one on fan-in and fork-join: the
+//  idle worker took the consumers (or a second producer) of a busy one, and
+//  every message then crossed cores. So work is left where it is while its
+//  owner is getting to it: a worker with nothing to run steals from a ring
+//  only if its owner has neither started a batch nor reached a help-along
+//  point (its `progress` counter) for BRG__STALL_NS, or the ring is half
+//  full (s_stalled); a ring that empties starts a new wait. It takes
+//  from the inject queue at once only if no other worker is running actors,
+//  else only once nobody has taken from it for BRG__STALL_NS (s_inject_idle);
+//  busy workers poll it from help-along whenever it is not empty. Help-along
+//  runs whether or not a worker is idle (one batch when one is, so a slow
+//  nested actor does not hold up the outer one while an idle worker could
+//  take it). Work that does stall (a long behaviour call, a descheduled
+//  worker) is still taken within BRG__STALL_NS: parallelism for work that
+//  costs more than the move.
 //
 //  Parking (Go's scheduler protocol, simplified). A worker that runs out of
-//  work becomes a searcher: it steals half of another ring and polls the
-//  inject queue for about BRG__SPIN_NS, then parks on its own condition
+//  work becomes a searcher: it looks for stalled work (above) for about
+//  BRG__SPIN_NS, backing off between looks, then parks on its own condition
 //  variable. Wake-ups are "exactly one": s_notify wakes a sleeper only if no
 //  worker is searching, and claims the right to wake by moving the searcher
 //  count from 0 to 1 (the woken worker starts as a searcher). A searcher that
 //  finds work and was the last searcher wakes another, so parallelism ramps
 //  up one worker at a time.
 //  No wake-up is lost. The searcher and sleeper counts share one atomic word,
-//  `idle_state`, and both sides touch it with an RMW: a submitter publishes
-//  its work and then reads the word with an acq_rel RMW; a worker that stops
-//  searching or goes to sleep changes the word with an acq_rel RMW and then
-//  re-reads every queue. RMWs on one location are totally ordered: if the
-//  submitter's comes first, the worker's RMW reads from it (synchronizes) and
-//  its re-check sees the work; if the worker's comes first, the submitter
-//  sees it searching (it will re-check) or sleeping (it wakes it).
-//  (Fences would express the same, but ThreadSanitizer does not model them.)
+//  `idle_state`. A submitter publishes its work, issues a seq_cst fence and
+//  loads the word; a worker about to sleep changes the word with an RMW,
+//  issues a seq_cst fence and re-reads every queue. Of the two fences one
+//  precedes the other in the single total order S: if the worker's comes
+//  first, the submitter's load sees its RMW (it is asleep: wake it); if the
+//  submitter's does, the worker's re-check sees the work (C11 7.17.3p6).
+//  The submitter used to read the word with an RMW (acq_rel fetch_add of 0),
+//  which gave the same guarantee but pulled the word's line to every
+//  notifier's core; the fence costs a local drain of the store buffer and
+//  the line stays shared while nobody sleeps. (ThreadSanitizer does not model
+//  fences; no data is published through this pairing, only the decision to
+//  wake, and the run queues carry their own release/acquire.)
 
 //  Reclamation (quiescent-state based; actor.c says why). A worker sending
 //  to an actor of its system reads the slot without a reference, so a dead
@@ -88,9 +134,10 @@
 
 #define BRG__LIFO_STREAK 8
 #define BRG__LIFO_SENDS 64
-#define BRG__INJECT_TICK 61
 #define BRG__SPIN_NS 50000u
-#define BRG__LIMBO_BATCH 64 // a worker reclaims once it holds this many dead actors
+#define BRG__PAUSE_MAX 1024u  // most pauses between two looks of a searching worker
+#define BRG__STALL_NS 100000u // work another worker has not touched this long may be taken
+#define BRG__LIMBO_BATCH 64   // a worker reclaims once it holds this many dead actors
 #define S_QS_OFFLINE UINT64_MAX
 
 //  What the watchdog sees of one thread's current behaviour call.
@@ -108,11 +155,16 @@ typedef struct brg__worker {
     brg__actor_t *lifo;         // next to run; owner only, never stolen
     uint32_t lifo_streak;       // actors run from lifo in a row (owner)
     uint32_t sends;             // sends by the running actor while lifo is full (owner)
-    uint32_t tick;              // runs so far, for the inject-queue check (owner)
+    uint32_t since_inject;      // batches started since this worker last polled inject (owner)
+    _Atomic uint32_t gap_max;   // the largest since_inject seen (owner writes; stats read)
     bool searching;             // counted in idle_state (owner)
     bool helping;               // running a queued actor inside a send (owner)
     uint32_t help_tick;         // sends since the last help check (owner)
     uint64_t rng;               // victim choice (owner)
+    uint32_t *seen_head;        // per victim: its progress at our last look (owner)
+    uint64_t *seen_at;          // per victim: when that value was first seen (owner)
+    uint32_t seen_inject;       // inject_taken at our last look (owner)
+    uint64_t seen_inject_at;    // when that value was first seen (owner)
     uint64_t processed_local;   // messages run (owner), published in processed
     uint64_t hwm_local;         // longest mailbox seen (owner), published in hwm
     _Atomic uint64_t processed; // written by owner only (relaxed store), read by stats
@@ -127,6 +179,10 @@ typedef struct brg__worker {
     brg__actor_t *limbo;     // actors retired here, oldest first, linked by next (owner)
     brg__actor_t *limbo_end; // its last entry (owner)
     uint32_t limbo_n;        // entries in limbo (owner)
+    uint32_t batches;        // batch starts and help points, the value last in progress (owner)
+    // Batches started, for thieves deciding whether this worker stalls
+    // (s_stalled). Its own line: thieves read it while the owner writes it.
+    _Alignas(64) _Atomic uint32_t progress;
 } brg__worker_t;
 
 struct brg__sched {
@@ -138,7 +194,8 @@ struct brg__sched {
     pthread_mutex_t inject_lock; // guards inject_head/tail
     brg__actor_t *inject_head;
     brg__actor_t *inject_tail;
-    _Atomic uint32_t inject_len; // written under inject_lock; read without it as a hint
+    _Atomic uint32_t inject_len;   // written under inject_lock; read without it as a hint
+    _Atomic uint32_t inject_taken; // actors taken so far: under inject_lock; a progress hint
 
     pthread_mutex_t idle_lock; // guards idle[] and n_idle
     uint32_t *idle;            // stack of parked worker indexes
@@ -180,6 +237,24 @@ _Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exe
 //  ---------------------------------------------------------------------------
 //  Inject queue
 
+//  This worker is getting to its ring: it starts a batch, or reaches a
+//  help-along point (it looks at the ring every BRG__HELP_EVERY sends).
+static inline void
+s_progress(brg__worker_t *w)
+{
+    // Relaxed: a progress hint for thieves (s_stalled), it orders nothing.
+    atomic_store_explicit(&w->progress, ++w->batches, memory_order_relaxed);
+}
+
+static void
+s_count_batches(brg__worker_t *w, uint32_t n)
+{
+    w->since_inject += n;
+    if (w->since_inject > atomic_load_explicit(&w->gap_max, memory_order_relaxed))
+        atomic_store_explicit(&w->gap_max, w->since_inject, memory_order_relaxed);
+    s_progress(w);
+}
+
 static void
 s_inject_push(brg__sched_t *self, brg__actor_t **actors, uint32_t n)
 {
@@ -204,6 +279,8 @@ s_inject_push(brg__sched_t *self, brg__actor_t **actors, uint32_t n)
 static brg__actor_t *
 s_inject_take(brg__sched_t *self, brg__worker_t *w)
 {
+    if (w)
+        w->since_inject = 0;
     if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) == 0)
         return NULL;
     pthread_mutex_lock(&self->inject_lock);
@@ -226,9 +303,67 @@ s_inject_take(brg__sched_t *self, brg__worker_t *w)
         if (!self->inject_head)
             self->inject_tail = NULL;
         atomic_store_explicit(&self->inject_len, len - taken, memory_order_relaxed);
+        atomic_store_explicit(&self->inject_taken,
+                              atomic_load_explicit(&self->inject_taken, memory_order_relaxed) +
+                                  taken,
+                              memory_order_relaxed);
     }
     pthread_mutex_unlock(&self->inject_lock);
     return first;
+}
+
+//  True if this worker is due to poll the inject queue and something waits
+//  there. Due and empty counts as a poll (the queue was looked at).
+static bool
+s_inject_waiting(brg__worker_t *w)
+{
+    if (w->since_inject < BRG__INJECT_EVERY)
+        return false;
+    if (atomic_load_explicit(&w->sched->inject_len, memory_order_relaxed) != 0)
+        return true;
+    w->since_inject = 0;
+    return false;
+}
+
+//  True if this worker should poll the inject queue from help-along: the
+//  bound is due, or something waits there.
+static inline bool
+s_inject_pending(brg__worker_t *w)
+{
+    return w->since_inject >= BRG__INJECT_EVERY ||
+           atomic_load_explicit(&w->sched->inject_len, memory_order_relaxed) != 0;
+}
+
+//  The inject queue seen from a worker with nothing of its own to run. If no
+//  other worker is running actors, take at once. Otherwise take only if
+//  nobody has taken from it for BRG__STALL_NS: the busy workers poll it on
+//  the fairness bound, and an actor started here would run beside theirs,
+//  often feeding the same consumer ("Locality" in the design notes).
+//  now: the caller's clock reading, or 0.
+static brg__actor_t *
+s_inject_idle(brg__worker_t *w, uint64_t now)
+{
+    brg__sched_t *self = w->sched;
+    if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) == 0) {
+        w->seen_inject_at = 0; // empty: the next entry starts a new wait
+        return NULL;
+    }
+    // Relaxed: hints; a wrong guess costs a delay of at most BRG__STALL_NS.
+    uint64_t st = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
+    uint32_t idle = S_SEARCHING(st) + S_SLEEPING(st) + (w->searching ? 0 : 1);
+    if (idle < self->n) {
+        uint32_t taken = atomic_load_explicit(&self->inject_taken, memory_order_relaxed);
+        if (!now)
+            now = brg__now_ns();
+        if (taken != w->seen_inject || w->seen_inject_at == 0) {
+            w->seen_inject = taken; // someone takes from it: leave it to them for now
+            w->seen_inject_at = now;
+            return NULL;
+        }
+        if (now - w->seen_inject_at < BRG__STALL_NS)
+            return NULL;
+    }
+    return s_inject_take(self, w);
 }
 
 //  ---------------------------------------------------------------------------
@@ -436,14 +571,47 @@ s_unpark(brg__worker_t *w)
     pthread_mutex_unlock(&w->park_lock);
 }
 
+//  The two sides of the Dekker pair (design notes, "No wake-up is lost").
+//  ThreadSanitizer does not support fences (GCC rejects them with
+//  -fsanitize=thread), so a TSan build keeps the submitter's acq_rel RMW on
+//  idle_state, which orders the same way (RMWs on one word are totally
+//  ordered) at the price of moving the word's line; the sleeper's RMW is
+//  there in both builds.
+#if defined(__SANITIZE_THREAD__)
+#define S_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define S_TSAN 1
+#endif
+#endif
+#ifdef S_TSAN
+#define S_FENCE_SEQ_CST() ((void)0)
+#else
+#define S_FENCE_SEQ_CST() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
+//  Submitter's side: after publishing work, the idle state it must act on.
+static inline uint64_t
+s_idle_state_after_publish(brg__sched_t *self)
+{
+#ifdef S_TSAN
+    return atomic_fetch_add_explicit(&self->idle_state, 0, memory_order_acq_rel);
+#else
+    S_FENCE_SEQ_CST();
+    return atomic_load_explicit(&self->idle_state, memory_order_relaxed);
+#endif
+}
+
 //  New stealable or injected work exists: wake one parked worker if nobody is
 //  already looking for work.
 static void
 s_notify(brg__sched_t *self)
 {
-    // Acq_rel RMW (adds nothing): our work, published before it, is ordered
-    // against the parking workers' RMWs on the same word (design notes).
-    uint64_t w = atomic_fetch_add_explicit(&self->idle_state, 0, memory_order_acq_rel);
+    // Seq_cst fence, then a plain load: our work, published before the
+    // fence, is ordered against a parking worker's RMW + fence + re-check
+    // (design notes). No RMW here: when nobody sleeps (the busy case) the
+    // word's line stays shared instead of moving to every notifier.
+    uint64_t w = s_idle_state_after_publish(self);
     for (;;) {
         if (S_SEARCHING(w) != 0 || S_SLEEPING(w) == 0)
             return;
@@ -504,6 +672,9 @@ s_park(brg__worker_t *w)
     w->searching = false;
     atomic_fetch_add_explicit(&self->idle_state, delta, memory_order_acq_rel);
     pthread_mutex_unlock(&self->idle_lock);
+    // Seq_cst fence between our RMW and the re-check: pairs with the fence
+    // in s_notify (design notes).
+    S_FENCE_SEQ_CST();
     if (s_any_work(self) || atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
         pthread_mutex_lock(&self->idle_lock);
         for (uint32_t i = 0; i < self->n_idle; i++) {
@@ -620,15 +791,16 @@ s_help_pick(brg__worker_t *w)
     return NULL;
 }
 
-#define BRG__HELP_BATCH_MULT 16
+#define BRG__HELP_BATCHES 16
 
 //  Help-along. A behaviour that sends in a long loop (a fan-in sender, a
 //  fork-join driver) holds its worker for the whole loop; when every other
 //  worker is busy too, the actors it feeds wait in this worker's ring while
-//  their mailboxes grow without bound. So every BRG__HELP_EVERY sends, if no
-//  worker is searching or sleeping (nobody could steal the work), the sender's
-//  thread runs one queued actor (s_help_pick) for up to BRG__HELP_BATCH_MULT
-//  batches right here, nested inside the send. The limit must let the helper
+//  their mailboxes grow without bound. So every BRG__HELP_EVERY sends of the
+//  outer actor, the sender's thread runs one queued actor (s_help_pick) for
+//  up to BRG__HELP_BATCHES batches (one if a worker is idle: it may take
+//  the actor instead, see "Locality") right here, nested inside the send,
+//  one batch at a time (each counted for the fairness bound). The limit must let the helper
 //  drain what the other workers' senders add meanwhile: with 4 batches the
 //  consumer of fanin2/fanin8 fell behind (every help used all 256 messages),
 //  its backlog reached 0.3-2.5 M messages, and each then cost two cache
@@ -642,22 +814,56 @@ s_help_pick(brg__worker_t *w)
 //  outer activation are restored afterwards. A user-visible consequence,
 //  documented in brigade.h: a send may run another actor's behaviour on the
 //  same thread before it returns.
+//  The inject queue's poll inside help-along (the fairness bound counts
+//  nested batches too): the actor to run nested, or NULL. An actor whose init
+//  has not run is not run nested (see s_help_pick); it goes to our ring.
+static brg__actor_t *
+s_help_poll(brg__worker_t *w)
+{
+    brg__actor_t *a = s_inject_take(w->sched, w);
+    if (a && (a->flags & BRG__ACTOR_INIT)) {
+        s_push_local(w, a);
+        a = NULL;
+    }
+    return a;
+}
+
 __attribute__((noinline, cold)) static void
 s_help(brg__worker_t *w)
 {
+    // With a worker idle, help one batch only: a long nested run would hold
+    // up the outer activation while that worker could take the actor (it
+    // steals from a ring whose owner stalls, s_stalled).
     uint64_t st = atomic_load_explicit(&w->sched->idle_state, memory_order_relaxed);
-    if (S_SEARCHING(st) != 0 || S_SLEEPING(st) != 0)
-        return; // someone can steal it: parallelism beats helping
-    brg__actor_t *actor = s_help_pick(w);
+    int budget = S_SEARCHING(st) != 0 || S_SLEEPING(st) != 0 ? 1 : BRG__HELP_BATCHES;
+    // Outside work is polled here whenever there is some, not only when the
+    // bound is due: a busy worker takes it before an idle one would (the
+    // idle one waits for BRG__STALL_NS, s_inject_idle).
+    brg__actor_t *actor = s_inject_pending(w) ? s_help_poll(w) : NULL;
+    if (!actor)
+        actor = s_help_pick(w);
     if (!actor)
         return;
     brg__actor_t *lifo = w->lifo;
     uint32_t sends = w->sends;
     w->lifo = NULL;
     w->helping = true;
-    bool again = brg__actor_run(actor, w->sched->batch * BRG__HELP_BATCH_MULT);
+    // One batch at a time, so every nested batch is counted and the inject
+    // queue is polled between them when due (the fairness bound).
+    for (int left = budget; actor && left > 0; left--) {
+        if (s_inject_pending(w)) {
+            brg__actor_t *injected = s_help_poll(w);
+            if (injected) {
+                s_push_local(w, actor);
+                actor = injected;
+            }
+        }
+        s_count_batches(w, 1);
+        if (!brg__actor_run(actor, w->sched->batch))
+            actor = NULL; // idle (or dead): no longer ours
+    }
     w->helping = false;
-    if (again)
+    if (actor)
         s_push_local(w, actor);
     if (w->lifo)
         s_push_local(w, w->lifo);
@@ -672,11 +878,14 @@ brg__sched_note_send(void)
     if (!w)
         return;
     if (__builtin_expect(++w->help_tick >= BRG__HELP_EVERY, 0) && !w->helping) {
-        w->help_tick = 0;
         // Called before the send's delivery, so a quiescent point: a long
         // flood must not hold up reclamation for its whole activation.
         s_quiescent(w);
+        s_progress(w);
         s_help(w);
+        // After the help: the nested actors' sends do not count towards the
+        // next one, or every send of the outer actor would help again.
+        w->help_tick = 0;
     }
     if (!w->lifo || ++w->sends < BRG__LIFO_SENDS)
         return;
@@ -730,12 +939,12 @@ s_next_local(brg__worker_t *w)
     if (w->lifo) {
         brg__actor_t *a = w->lifo;
         w->lifo = NULL;
-        if (w->lifo_streak++ < BRG__LIFO_STREAK)
+        if (w->lifo_streak++ < BRG__LIFO_STREAK && w->since_inject < BRG__INJECT_EVERY)
             return a;
-        s_push_local(w, a); // let the ring's older actors run first
+        s_push_local(w, a); // let the ring's older actors (or the inject queue) run first
     }
     w->lifo_streak = 0;
-    if (++w->tick % BRG__INJECT_TICK == 0) {
+    if (w->since_inject >= BRG__INJECT_EVERY) {
         brg__actor_t *a = s_inject_take(self, w);
         if (a)
             return a;
@@ -743,11 +952,38 @@ s_next_local(brg__worker_t *w)
     brg__actor_t *a = brg__runq_pop(&w->runq);
     if (a)
         return a;
-    return s_inject_take(self, w);
+    return s_inject_idle(w, 0);
+}
+
+//  True if victim's ring has work and its owner has stalled: it has started
+//  no batch and reached no help-along point (its progress counter) for
+//  BRG__STALL_NS while we looked, or its ring is half full. A worker busy
+//  with short batches is left its ring even while one actor's long drain
+//  keeps the ring waiting: the waiting actors are often that actor's own
+//  producers, and running them beside it would only make it fall behind.
+//  Thread: the thief (w).
+static bool
+s_stalled(brg__worker_t *w, uint32_t v, uint64_t now)
+{
+    brg__worker_t *victim = &w->sched->workers[v];
+    // Relaxed: hints; the steal's own CAS decides what is taken.
+    uint32_t head = atomic_load_explicit(&victim->runq.head, memory_order_relaxed);
+    uint32_t len = atomic_load_explicit(&victim->runq.tail, memory_order_relaxed) - head;
+    if (len == 0 || len > BRG__RUNQ_CAP) {
+        w->seen_at[v] = 0; // empty: the next entry starts a new wait
+        return false;
+    }
+    uint32_t progress = atomic_load_explicit(&victim->progress, memory_order_relaxed);
+    if (progress != w->seen_head[v] || w->seen_at[v] == 0) {
+        w->seen_head[v] = progress; // it moved: the owner is running batches
+        w->seen_at[v] = now;
+        return len >= BRG__RUNQ_CAP / 2;
+    }
+    return now - w->seen_at[v] >= BRG__STALL_NS || len >= BRG__RUNQ_CAP / 2;
 }
 
 static brg__actor_t *
-s_steal(brg__worker_t *w)
+s_steal(brg__worker_t *w, uint64_t now)
 {
     brg__sched_t *self = w->sched;
     w->rng ^= w->rng << 13;
@@ -756,13 +992,13 @@ s_steal(brg__worker_t *w)
     uint32_t start = (uint32_t)(w->rng % self->n);
     for (uint32_t i = 0; i < self->n; i++) {
         uint32_t v = (start + i) % self->n;
-        if (v == w->index)
+        if (v == w->index || !s_stalled(w, v, now))
             continue;
         brg__actor_t *a = brg__runq_steal_into(&w->runq, &self->workers[v].runq);
         if (a)
             return a;
     }
-    return s_inject_take(self, w);
+    return s_inject_idle(w, now);
 }
 
 static brg__actor_t *
@@ -776,29 +1012,45 @@ s_search(brg__worker_t *w)
         // behind while this worker spins between parking and searching.
         uint64_t state = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
         if (S_SEARCHING(state) > 0 && 2 * S_SEARCHING(state) >= self->n)
-            return s_steal(w);
+            return s_steal(w, brg__now_ns());
         w->searching = true;
         atomic_fetch_add_explicit(&self->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
     }
-    uint64_t start = brg__now_ns();
+    uint64_t start = brg__now_ns(), now = start;
+    uint32_t pause = 32;
     do {
-        brg__actor_t *a = s_steal(w);
+        brg__actor_t *a = s_steal(w, now);
         if (a) {
             s_stop_searching(w, true);
             return a;
         }
-        for (int i = 0; i < 32; i++)
+        // Back off: each look reads the other rings' head and tail lines,
+        // which their owners must then fetch back to push or pop.
+        for (uint32_t i = 0; i < pause; i++)
             brg__cpu_relax();
+        if (pause < BRG__PAUSE_MAX)
+            pause *= 2;
+        now = brg__now_ns();
     } while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed) &&
-             brg__now_ns() - start < BRG__SPIN_NS);
+             now - start < BRG__SPIN_NS);
     return NULL;
 }
 
 static void
 s_run(brg__worker_t *w, brg__actor_t *actor)
 {
-    w->sends = 0;
-    bool again = brg__actor_run(actor, w->sched->batch);
+    // Backlog-proportional share: an actor that last yielded with Q messages
+    // still queued (its private backlog, owner field: the actor is ours now)
+    // runs up to Q / batch + 1 batches, one at a time, each counted for the
+    // fairness bound, and stops early if outside work is due.
+    int batch = w->sched->batch;
+    uint32_t batches = actor->queued / (uint32_t)batch + 1;
+    bool again;
+    do {
+        w->sends = 0;
+        s_count_batches(w, 1);
+        again = brg__actor_run(actor, batch);
+    } while (again && --batches > 0 && !s_inject_waiting(w));
     if (again) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)
@@ -898,6 +1150,8 @@ s_free(brg__sched_t *self)
     for (uint32_t i = 0; i < self->n; i++) {
         pthread_mutex_destroy(&self->workers[i].park_lock);
         pthread_cond_destroy(&self->workers[i].park_cond);
+        free(self->workers[i].seen_head);
+        free(self->workers[i].seen_at);
     }
     // Every thread is gone: what is still in limbo has no reader left.
     while (self->limbo) {
@@ -939,6 +1193,7 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
     pthread_mutex_init(&self->limbo_lock, NULL);
     atomic_init(&self->epoch, 0);
     atomic_init(&self->limbo_n, 0);
+    atomic_init(&self->inject_taken, 0);
     pthread_mutex_init(&self->inject_lock, NULL);
     pthread_mutex_init(&self->idle_lock, NULL);
     pthread_mutex_init(&self->pool_lock, NULL);
@@ -959,6 +1214,13 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
         w->qs_local = S_QS_OFFLINE;
         pthread_mutex_init(&w->park_lock, NULL);
         pthread_cond_init(&w->park_cond, NULL);
+        w->seen_head = calloc(self->n, sizeof(*w->seen_head));
+        w->seen_at = calloc(self->n, sizeof(*w->seen_at));
+        if (!w->seen_head || !w->seen_at) {
+            self->n = i + 1; // s_free frees what the first i + 1 workers hold
+            s_free(self);
+            return NULL;
+        }
     }
     uint32_t started = 0, pool_started = 0;
     for (; started < self->n; started++)
@@ -1010,6 +1272,18 @@ brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm)
     }
     *processed = p;
     *hwm = h;
+}
+
+uint32_t
+brg__sched_inject_gap_max(brg__sched_t *self)
+{
+    uint32_t max = 0;
+    for (uint32_t i = 0; i < self->n; i++) {
+        uint32_t g = atomic_load_explicit(&self->workers[i].gap_max, memory_order_relaxed);
+        if (g > max)
+            max = g;
+    }
+    return max;
 }
 
 bool

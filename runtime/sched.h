@@ -102,6 +102,15 @@ bool brg__sched_reclaim_pending(brg__sched_t *self);
 //  Messages processed and the mailbox high-water mark, over all workers.
 void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
 
+//  Fairness bound: a worker polls the inject queue (where outside sends and
+//  timers make actors runnable) at least once every BRG__INJECT_EVERY
+//  batches it runs, counting batches run nested by help-along.
+#define BRG__INJECT_EVERY 32
+
+//  Test hook: the most batches any worker has run (nested help-along batches
+//  included) between two of its polls of the inject queue. Thread: any.
+uint32_t brg__sched_inject_gap_max(brg__sched_t *self);
+
 //  Note a mailbox length seen by the running actor (for the high-water mark).
 //  Thread: the thread running the actor.
 void brg__sched_note_queued(brg_system_t *sys, uint32_t queued);

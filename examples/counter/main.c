@@ -12,11 +12,11 @@ counter(brg_ctx_t *ctx, const brg_msg_t *msg)
     int64_t *total = brg_state(ctx);
     size_t pos = 0;
     int64_t n;
-    if (brg_msg_is(msg, "add") && brg_msg_read_int(msg, &pos, &n) == BRG_OK) {
+    if (brg_msg_is_tag(msg, BRG_TAG("add")) && brg_msg_read_int(msg, &pos, &n) == BRG_OK) {
         *total += n;
         return BRG_OK;
     }
-    if (brg_msg_is(msg, "get")) {
+    if (brg_msg_is_tag(msg, BRG_TAG("get"))) {
         brg_msg_t *reply = brg_msg_new_int("total", *total);
         return brg_reply(ctx, &reply);
     }

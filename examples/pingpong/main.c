@@ -15,11 +15,11 @@ typedef struct {
 static int
 pong_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
-    if (brg_msg_is(msg, "stop")) {
+    if (brg_msg_is_tag(msg, BRG_TAG("stop"))) {
         brg_stop(ctx);
         return BRG_OK;
     }
-    if (!brg_msg_is(msg, "ping"))
+    if (!brg_msg_is_tag(msg, BRG_TAG("ping")))
         return BRG_UNHANDLED;
     size_t pos = 0;
     int64_t n;
@@ -36,7 +36,7 @@ ping_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
     ping_state_t *self = brg_state(ctx);
     size_t pos = 0;
     int64_t n;
-    if (!brg_msg_is(msg, "pong") || brg_msg_read_int(msg, &pos, &n) != BRG_OK)
+    if (!brg_msg_is_tag(msg, BRG_TAG("pong")) || brg_msg_read_int(msg, &pos, &n) != BRG_OK)
         return BRG_UNHANDLED;
     if (n == self->rounds) {
         printf("ping: %lld round trips done\n", (long long)n);

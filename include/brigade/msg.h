@@ -149,6 +149,54 @@ BRG_EXPORT bool brg_msg_is(const brg_msg_t *self, const char *tag);
 BRG_EXPORT uint32_t brg_msg_tag_hash(const brg_msg_t *self);
 BRG_EXPORT uint32_t brg_tag_hash(const char *tag);
 
+//  A tag whose hash and length were computed once, for dispatch in hot
+//  behaviours: brg_msg_is hashes its string argument on every call,
+//  brg_msg_is_tag compares the precomputed hash and length, then the bytes.
+//    if (brg_msg_is_tag(msg, BRG_TAG("add"))) ...
+//  Value type; str is borrowed and must outlive the brg_tag_t (a string
+//  literal, as BRG_TAG requires, always does). A tag that is empty or longer
+//  than BRG_TAG_MAX gets len = BRG_TAG_MAX + 1 and matches no message.
+typedef struct brg_tag {
+    const char *str; // the tag text, NUL-terminated (borrowed)
+    uint32_t hash;   // brg_tag_hash(str) (for a valid tag)
+    uint32_t len;    // strlen(str), or BRG_TAG_MAX + 1 if invalid
+} brg_tag_t;
+
+//  Hash and measure tag once. tag must not be NULL. Thread: any.
+BRG_EXPORT brg_tag_t brg_tag(const char *tag);
+
+//  True when the message's tag equals tag (the same answer as brg_msg_is on
+//  tag.str, without hashing it again).
+BRG_EXPORT bool brg_msg_is_tag(const brg_msg_t *self, brg_tag_t tag);
+
+//  BRG_TAG("lit"): the brg_tag_t of a string literal, computed on the first
+//  use at each place it is written and cached there (a static per call site;
+//  threads that race on the first use compute the same value, stored
+//  atomically). Without GCC/Clang extensions it computes brg_tag each time.
+#if defined(__GNUC__) || defined(__clang__)
+#define BRG_TAG(lit)                                                                               \
+    (__extension__({                                                                               \
+        static uint64_t brg_tag_cache_;                                                            \
+        brg__tag_cached(&brg_tag_cache_, "" lit "");                                               \
+    }))
+
+//  Internal to BRG_TAG: the cache holds hash << 32 | 1 << 31 | len (0: empty).
+static inline brg_tag_t
+brg__tag_cached(uint64_t *cache, const char *lit)
+{
+    uint64_t v = __atomic_load_n(cache, __ATOMIC_RELAXED);
+    if (__builtin_expect(v == 0, 0)) {
+        brg_tag_t t = brg_tag(lit);
+        v = ((uint64_t)t.hash << 32) | (1u << 31) | t.len;
+        __atomic_store_n(cache, v, __ATOMIC_RELAXED);
+    }
+    brg_tag_t t = {lit, (uint32_t)(v >> 32), (uint32_t)v & 0xffu};
+    return t;
+}
+#else
+#define BRG_TAG(lit) brg_tag("" lit "")
+#endif
+
 //  The sender: the actor whose behaviour sent it, or BRG_REF_NONE if it was
 //  sent from outside any actor.
 BRG_EXPORT brg_ref_t brg_msg_sender(const brg_msg_t *self);

@@ -126,6 +126,66 @@ START_TEST(test_msg_is_matches_only_the_same_tag)
 }
 END_TEST
 
+//  brg_tag / BRG_TAG / brg_msg_is_tag: the same answers as brg_msg_is, with
+//  the hash computed once.
+START_TEST(test_msg_is_tag_matches_only_the_same_tag)
+{
+    brg_tag_t get = brg_tag("get");
+    ck_assert_str_eq(get.str, "get");
+    ck_assert_uint_eq(get.hash, brg_tag_hash("get"));
+    ck_assert_uint_eq(get.len, 3);
+    brg_msg_t *msg = brg_msg_new("get");
+    ck_assert(brg_msg_is_tag(msg, get));
+    ck_assert(brg_msg_is_tag(msg, BRG_TAG("get")));
+    ck_assert(!brg_msg_is_tag(msg, brg_tag("ge")));
+    ck_assert(!brg_msg_is_tag(msg, BRG_TAG("gets")));
+    ck_assert(!brg_msg_is_tag(msg, BRG_TAG("GET")));
+    // Invalid tags match nothing, not even a message whose tag was never set.
+    brg_tag_t empty = BRG_TAG("");
+    ck_assert_uint_eq(empty.len, BRG_TAG_MAX + 1);
+    ck_assert(!brg_msg_is_tag(msg, empty));
+    ck_assert(!brg_msg_is_tag(msg, brg_tag("a tag that is far longer than thirty-one bytes")));
+    brg_msg_destroy(&msg);
+    msg = brg_msg_new("costarring"); // same FNV-1a hash as "liquid": the bytes decide
+    ck_assert_uint_eq(BRG_TAG("liquid").hash, BRG_TAG("costarring").hash);
+    ck_assert(brg_msg_is_tag(msg, BRG_TAG("costarring")));
+    ck_assert(!brg_msg_is_tag(msg, BRG_TAG("liquid")));
+    brg_msg_destroy(&msg);
+}
+END_TEST
+
+//  One BRG_TAG call site used from many threads at once: every use sees the
+//  same value whichever thread computed it (under TSan: no race either).
+static brg_tag_t
+s_shared_tag(void)
+{
+    return BRG_TAG("shared.tag");
+}
+
+static void *
+s_tag_thread(void *arg)
+{
+    brg_msg_t *msg = arg;
+    for (int i = 0; i < 10000; i++) {
+        brg_tag_t t = s_shared_tag();
+        S_CHECK(t.len == 10 && t.hash == brg_tag_hash("shared.tag"));
+        S_CHECK(brg_msg_is_tag(msg, t));
+    }
+    return NULL;
+}
+
+START_TEST(test_msg_tag_cache_is_shared_safely_by_threads)
+{
+    brg_msg_t *msg = brg_msg_new("shared.tag");
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&threads[i], NULL, s_tag_thread, msg), 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(threads[i], NULL);
+    brg_msg_destroy(&msg);
+}
+END_TEST
+
 START_TEST(test_msg_set_tag_rejects_empty_and_too_long_tags_and_keeps_the_old_one)
 {
     brg_msg_t *msg = brg_msg_new("old");
@@ -1518,6 +1578,8 @@ msg_suite(void)
     tcase_add_test(core, test_msg_new_has_the_tag_and_an_empty_payload);
     tcase_add_test(core, test_tag_hash_is_32_bit_fnv1a);
     tcase_add_test(core, test_msg_is_matches_only_the_same_tag);
+    tcase_add_test(core, test_msg_is_tag_matches_only_the_same_tag);
+    tcase_add_test(core, test_msg_tag_cache_is_shared_safely_by_threads);
     tcase_add_test(core, test_msg_set_tag_rejects_empty_and_too_long_tags_and_keeps_the_old_one);
     tcase_add_test(core, test_msg_int_round_trips_at_every_encoding_boundary);
     tcase_add_test(core, test_msg_uint_round_trips_up_to_uint64_max);

@@ -3,6 +3,9 @@
 //  ring of actors passes tokens without losing any.
 #include "test_util.h"
 
+#include "runtime/sched.h"
+#include "runtime/system.h"
+
 //  Threads that ran behaviours.
 #define S_MAX_THREADS 16
 static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -268,6 +271,53 @@ START_TEST(test_sched_an_actor_yields_its_worker_after_a_batch)
 }
 END_TEST
 
+//  Locality before parallelism keeps work on its worker while the worker
+//  makes progress, but work behind a behaviour call that holds its worker
+//  must still be taken by an idle one (after BRG__STALL_NS). The holder
+//  sends to two idle actors (the second send moves the first out of the
+//  LIFO slot into the ring, where it can be stolen), then holds its worker
+//  until both have run; without the steal the test times out.
+static brg_ref_t s_behind[2];
+static atomic_int s_behind_ran;
+
+static int
+s_behind_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_behind_ran, 1);
+    return BRG_OK;
+}
+
+static int
+s_holder(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_send_tag(ctx, s_behind[0], "run");
+    brg_send_tag(ctx, s_behind[1], "run");
+    // The first one is in our ring now, the second in our LIFO slot, which
+    // nobody else may take: only the first can run while we hold on.
+    uint64_t deadline = tu_now_ms() + (uint64_t)(TU_WAIT_MS * tu_multiplier());
+    while (atomic_load(&s_behind_ran) < 1 && tu_now_ms() < deadline)
+        tu_sleep_us(100);
+    atomic_store(&s_in_block, atomic_load(&s_behind_ran));
+    return BRG_OK;
+}
+
+START_TEST(test_sched_work_behind_a_worker_held_by_a_long_call_is_taken_by_another)
+{
+    s_behind[0] = tu_spawn(tu_sys, s_behind_fn);
+    s_behind[1] = tu_spawn(tu_sys, s_behind_fn);
+    brg_ref_t holder = tu_spawn(tu_sys, s_holder);
+    atomic_store(&s_in_block, -1);
+    tu_send_tag(tu_sys, holder, "go");
+    TU_WAIT_UNTIL(atomic_load(&s_in_block) != -1, 3 * TU_WAIT_MS);
+    // Counted while the holder still held its worker: one ran elsewhere.
+    ck_assert_int_eq(atomic_load(&s_in_block), 1);
+    TU_WAIT_UNTIL(atomic_load(&s_behind_ran) == 2, TU_WAIT_MS);
+}
+END_TEST
+
 //  ---------------------------------------------------------------------------
 //  Outside threads
 
@@ -352,6 +402,148 @@ START_TEST(test_sched_blocking_pool_runs_blocking_actors_in_parallel)
     atomic_store(&s_flood_stop, 1);
     TU_WAIT_UNTIL(atomic_load(&s_slow_handled) == 4, TU_WAIT_MS);
     brg_system_destroy(&sys);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Fairness under floods: every worker busy with actors that never go idle
+//  (each message sends the next one to itself and one item to a sink). An
+//  outside thread's message to an idle actor and a 1 ms timer must still be
+//  handled, after a bounded number of batches (counted, not timed), and the
+//  sink's backlog must stay bounded.
+
+#define S_FLOODERS 4
+static brg_ref_t s_sink;
+static atomic_llong s_flood_msgs; // flooder messages handled
+static atomic_llong s_sink_msgs;  // sink messages handled
+static atomic_llong s_seen_at[2]; // messages handled when each probe ran (+1)
+
+static int
+s_flooder(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    atomic_fetch_add_explicit(&s_flood_msgs, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&s_flood_stop, memory_order_relaxed))
+        return BRG_OK;
+    brg_send_tag(ctx, s_sink, "item");
+    return brg_send_tag(ctx, brg_self(ctx), "again");
+}
+
+static int
+s_sink_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add_explicit(&s_sink_msgs, 1, memory_order_relaxed);
+    return BRG_OK;
+}
+
+static long long
+s_all_msgs(void)
+{
+    return atomic_load(&s_flood_msgs) + atomic_load(&s_sink_msgs);
+}
+
+static int
+s_probe(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    atomic_store(&s_seen_at[tu_msg_int(msg)], s_all_msgs() + 1);
+    return BRG_OK;
+}
+
+#define S_ROUNDS 21
+
+static int
+s_cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+START_TEST(test_sched_stress_floods_on_every_worker_starve_neither_outside_sends_nor_timers)
+{
+    brg_system_t *sys = tu_sys;
+    int batch = sys->cfg.batch;
+    s_sink = tu_spawn(sys, s_sink_fn);
+    brg_ref_t outside = tu_spawn(sys, s_probe);
+    brg_ref_t timed = tu_spawn(sys, s_probe);
+    brg_ref_t flooders[S_FLOODERS];
+    for (int i = 0; i < S_FLOODERS; i++) {
+        flooders[i] = tu_spawn(sys, s_flooder);
+        tu_send_tag(sys, flooders[i], "go");
+    }
+    long long waited[S_ROUNDS];
+    for (int round = 0; round < S_ROUNDS; round++) {
+        TU_WAIT_UNTIL(s_all_msgs() > 200000 * (round + 1), TU_WAIT_MS);
+        // An outside send to an idle actor: its worker takes it from the
+        // inject queue at a poll; every worker polls at least every
+        // BRG__INJECT_EVERY batches of at most `batch` messages.
+        atomic_store(&s_seen_at[0], 0);
+        atomic_store(&s_seen_at[1], 0);
+        long long sent_at = s_all_msgs();
+        tu_send_int(sys, outside, "probe", 0);
+        brg_msg_t *tick = brg_msg_new_int("probe", 1);
+        ck_assert_int_eq(brg_system_send_after(sys, timed, &tick, 1, 0, NULL), BRG_OK);
+        TU_WAIT_UNTIL(atomic_load(&s_seen_at[0]) != 0 && atomic_load(&s_seen_at[1]) != 0,
+                      TU_WAIT_MS);
+        waited[round] = atomic_load(&s_seen_at[0]) - 1 - sent_at;
+    }
+    // The counted invariant: no worker ran more than BRG__INJECT_EVERY
+    // batches (nested ones included) between two polls of the inject queue.
+    // (Before the fix: 81,705.)
+    uint32_t gap = brg__sched_inject_gap_max(sys->sched);
+    ck_assert_msg(gap <= BRG__INJECT_EVERY, "a worker ran %u batches between inject polls", gap);
+    // What it means for the outside message, in messages handled by every
+    // worker between its send and its handling: each worker polls within
+    // BRG__INJECT_EVERY batches (plus the one in progress) of at most
+    // `batch` messages, and the one that takes it runs it next. The median
+    // over the rounds, because a round in which the host deschedules the
+    // worker holding the probe lets the other run on (before the fix the
+    // median was ~300,000).
+    qsort(waited, S_ROUNDS, sizeof(waited[0]), s_cmp_ll);
+    long long bound = (long long)brg__sched_workers(sys->sched) * (BRG__INJECT_EVERY + 1) * batch;
+    ck_assert_msg(waited[S_ROUNDS / 2] <= bound,
+                  "the outside message waited %lld messages (median; bound %lld)",
+                  waited[S_ROUNDS / 2], bound);
+    atomic_store(&s_flood_stop, 1);
+}
+END_TEST
+
+//  Memory while the floods run: the sink's backlog (the longest mailbox seen,
+//  counted by the consumer at each grab) stays bounded. An actor that yielded
+//  with a backlog runs a share of batches proportional to it (sched.c, s_run),
+//  so the sink drains what it had each time it runs. Without that it got one
+//  batch per round while four flooders each added one: after 8 M messages
+//  its mailbox held 4.0 M with one worker and 1.4 M with two, growing
+//  linearly. With it: 6,400 on one worker (what one round adds); on two, the
+//  other worker keeps flooding while the sink's runs (or while the host
+//  deschedules it), 26,000-97,000 measured; the bounds leave room for that.
+static void
+s_flood_memory(int workers, uint64_t bound)
+{
+    brg_system_t *sys = tu_system_new(workers);
+    ck_assert_ptr_nonnull(sys);
+    s_sink = tu_spawn(sys, s_sink_fn);
+    for (int i = 0; i < S_FLOODERS; i++)
+        tu_send_tag(sys, tu_spawn(sys, s_flooder), "go");
+    TU_WAIT_UNTIL(s_all_msgs() > 8000000, 120000);
+    uint64_t hwm = tu_stats(sys).mailbox_hwm;
+    atomic_store(&s_flood_stop, 1);
+    brg_system_destroy(&sys);
+    ck_assert_msg(hwm <= bound, "with %d workers the sink's backlog reached %llu messages", workers,
+                  (unsigned long long)hwm);
+}
+
+START_TEST(test_sched_stress_a_sink_fed_by_floods_keeps_a_bounded_backlog_on_one_worker)
+{
+    s_flood_memory(1, 16384);
+}
+END_TEST
+
+START_TEST(test_sched_stress_a_sink_fed_by_floods_keeps_a_bounded_backlog_on_two_workers)
+{
+    s_flood_memory(2, 262144);
 }
 END_TEST
 
@@ -449,6 +641,7 @@ sched_suite(void)
     tcase_add_test(core, test_sched_a_self_flooding_actor_does_not_starve_another);
     tcase_add_test(core, test_sched_a_producer_flooding_a_consumer_does_not_starve_a_third_actor);
     tcase_add_test(core, test_sched_an_actor_yields_its_worker_after_a_batch);
+    tcase_add_test(core, test_sched_work_behind_a_worker_held_by_a_long_call_is_taken_by_another);
     tcase_add_test(core, test_sched_outside_threads_injecting_to_many_actors_lose_nothing);
     tcase_add_test(core, test_sched_a_send_to_an_idle_system_is_always_picked_up);
     tcase_add_test(core, test_sched_blocking_pool_runs_blocking_actors_in_parallel);
@@ -460,6 +653,12 @@ sched_suite(void)
     tcase_set_timeout(stress, 300);
     tcase_add_test(stress, test_sched_stress_a_ring_of_actors_passes_every_token);
     tcase_add_test(stress, test_sched_stress_no_wake_up_is_lost_between_spinning_and_parking);
+    tcase_add_test(
+        stress, test_sched_stress_floods_on_every_worker_starve_neither_outside_sends_nor_timers);
+    tcase_add_test(stress,
+                   test_sched_stress_a_sink_fed_by_floods_keeps_a_bounded_backlog_on_one_worker);
+    tcase_add_test(stress,
+                   test_sched_stress_a_sink_fed_by_floods_keeps_a_bounded_backlog_on_two_workers);
     suite_add_tcase(s, stress);
     return s;
 }
