@@ -298,6 +298,8 @@ on_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
 {
     job_t *self = brg_state(ctx);
     int kind = (int)(intptr_t)arg;
+    if (status == BRG_ECLOSED)
+        return BRG_OK; // this job is being stopped (the system closes): no report
     if (status == BRG_ENOACTOR && ++self->retries <= 20) {
         // The specialist went away before it took our request (another
         // document made it fail) or is being restarted: ask again shortly.

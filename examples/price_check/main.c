@@ -210,6 +210,8 @@ on_limiter_stats(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     (void)arg;
     shopper_t *self = brg_state(ctx);
     brg_limiter_stats_t ls;
+    if (status == BRG_ECLOSED)
+        return BRG_OK; // the shopper is being stopped already
     if (status == BRG_OK && brg_limiter_read_stats(reply, &ls) == BRG_OK)
         printf("limiter: %llu calls started, at most %llu at once, %llu still with the server\n",
                (unsigned long long)ls.started, (unsigned long long)ls.max_in_flight,

@@ -134,6 +134,8 @@ on_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     (void)reply;
     (void)arg;
     conversation_t *self = brg_state(ctx);
+    if (status == BRG_ECLOSED)
+        return BRG_OK; // this conversation is being stopped: nothing to say
     if (status != BRG_OK) {
         // No answer in time (or the agent was being restarted): fail. The
         // supervisor starts this conversation again from the top.
