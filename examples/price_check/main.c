@@ -189,7 +189,7 @@ shop(brg_ctx_t *ctx, const brg_msg_t *msg)
     if (rc != BRG_OK) {
         brg_msg_destroy(&get);
         brg_msg_destroy(&request);
-        return brg_reply_error(ctx, rc);
+        brg_reply_error(ctx, rc); // the gather hears why at once
     }
     return BRG_OK;
 }
