@@ -4,7 +4,8 @@
 # The program must exit with EXIT (default 0; "nonzero": any other code). Its
 # output must contain EXPECT (stdout and stderr together), its stdout
 # EXPECT_OUT and its stderr EXPECT_ERR. With JSON_OUT its stdout goes to that
-# file, and `<program> --check-json=<file>` must accept it.
+# file, and `<program> --check-json=<file>` must accept it. A sanitizer's
+# report in the output fails the run.
 cmake_minimum_required(VERSION 3.16)
 separate_arguments(args UNIX_COMMAND "${ARGS}")
 if(NOT DEFINED EXIT)
@@ -25,6 +26,11 @@ if(EXIT STREQUAL "nonzero")
     endif()
 elseif(NOT rc EQUAL EXIT)
     message(FATAL_ERROR "${EXE} ${ARGS} exited with ${rc}, expected ${EXIT}")
+endif()
+# A sanitizer report fails the run whatever the exit code (ASan's is 1, which a
+# test that expects a failure would otherwise accept).
+if("${out}${err}" MATCHES "(ERROR|WARNING): [A-Za-z]+Sanitizer|runtime error:")
+    message(FATAL_ERROR "${EXE} ${ARGS}: a sanitizer reported an error")
 endif()
 set(text_EXPECT "${out}${err}")
 set(text_EXPECT_OUT "${out}")
