@@ -15,7 +15,7 @@
 //
 //  Usage: thumbnails [--images=N] [--report-only]. Exits 0 when every image
 //  got its thumbnail, the watchdog reported the huge one and (without
-//  --report-only) the router replaced that worker.
+//  --report-only) the router replaced each worker the watchdog failed.
 #include <brigade.h>
 
 #include <errno.h>
@@ -225,17 +225,21 @@ main(int argc, char **argv)
         nanosleep(&ms, NULL);
     }
 
-    // The router replaces the failed worker when it handles the worker's
-    // exit, which can come after the last thumbnail: give it a moment.
+    // The router replaces a failed worker when it handles the worker's exit,
+    // which can come after the last thumbnail: give it a moment. (On a
+    // loaded machine an ordinary call can be reported too, if its thread is
+    // kept off the CPU for the watchdog's limit: then that worker is replaced
+    // as well, so the check is one replacement per report.)
     brg_router_stats_t rs = {0};
-    for (int waited = 0; waited < 2000 && brg_router_stats(sys, router, 1000, &rs) == BRG_OK &&
-                         fail && rs.restarts == 0;
-         waited++) {
+    brg_stats_t st;
+    for (int waited = 0; waited < 2000; waited++) {
+        brg_system_stats(sys, &st);
+        if (brg_router_stats(sys, router, 1000, &rs) != BRG_OK || !fail ||
+            rs.restarts >= st.watchdog_reports)
+            break;
         struct timespec ms = {0, 1000000};
         nanosleep(&ms, NULL);
     }
-    brg_stats_t st;
-    brg_system_stats(sys, &st);
     int done = atomic_load(&thumbnails);
     printf("thumbnails: %d of %d done (%d asked again); the watchdog reported %llu call(s); "
            "the router restarted %llu worker(s)\n",
@@ -244,5 +248,6 @@ main(int argc, char **argv)
     brg_exit(sys, router, BRG_EXIT_SHUTDOWN); // stops its workers too
     brg_system_await_actors(sys, 5000);
     brg_system_destroy(&sys);
-    return done == images && st.watchdog_reports == 1 && rs.restarts == (fail ? 1u : 0u) ? 0 : 1;
+    bool replaced = rs.restarts == (fail ? st.watchdog_reports : 0);
+    return done == images && st.watchdog_reports >= 1 && replaced ? 0 : 1;
 }
