@@ -116,6 +116,18 @@ read_text(const char *path)
 int
 main(int argc, char **argv)
 {
+    if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
+        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        if (!help)
+            fprintf(stderr, "ask_model: bad argument '%s'\n", argv[argc > 2 ? 2 : 1]);
+        fprintf(help ? stdout : stderr,
+                "usage: %s [FILE]\n"
+                "  FILE  the text to ask about (default: a short built-in text)\n"
+                "  BRG_MODEL_URL, BRG_MODEL_KEY, BRG_MODEL_NAME: an OpenAI-compatible endpoint\n"
+                "  (default: the offline backend)\n",
+                argv[0]);
+        return help ? 0 : 2;
+    }
     char *text = argc > 1 ? read_text(argv[1]) : strdup(default_text);
     if (!text) {
         fprintf(stderr, "ask_model: cannot read %s\n", argc > 1 ? argv[1] : "the text");

@@ -25,8 +25,13 @@
 //  never block: they ask and answer from the reply callback, and the report
 //  shows the model's text. The analyser stays offline.
 //
+//  The desk keeps at most MAX_OPEN jobs open at once and opens the next
+//  document when a report comes in. Without that window, a few hundred
+//  documents would all queue at the specialists at once, and the last ones
+//  would wait longer than their deadline behind the others.
+//
 //  Usage: assistant [--json] [--deadline=MS] [--latency=MS] [--fail=NAME]
-//                   [--stall=NAME] [FILE...]
+//                   [--stall=NAME] [--documents=N] [FILE...]
 //         assistant --check-json=FILE
 //  NAME is analyser, summariser or checker. With no FILE it reads the sample
 //  documents. Exits 0 when every document got its report.
@@ -35,6 +40,7 @@
 #include <brigade.h>
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,12 +55,14 @@ static struct {
     int fail;        // this specialist fails on document 1 (-1: none)
     int stall;       // this specialist never answers in time (-1: none)
     bool json;       // print the reports as JSON instead of Markdown
-    int documents;   // how many jobs the desk expects
+    int documents;   // how many jobs the desk expects (--documents, or one per file)
     bool model;      // a model is configured: the summariser and checker ask it
     brg_model_openai_opts_t model_opts;
 } opt = {.deadline_ms = 2000, .latency_ms = 25, .fail = -1, .stall = -1};
 
 #define MODEL_IN_FLIGHT 4 // calls to the model at once (the limiter's K)
+#define MAX_OPEN 16       // jobs open at once: each ask waits behind at most 15 others
+#define MAX_DOCUMENTS 100000
 
 static int64_t
 now_us(void)
@@ -290,6 +298,8 @@ on_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
 {
     job_t *self = brg_state(ctx);
     int kind = (int)(intptr_t)arg;
+    if (status == BRG_ECLOSED)
+        return BRG_OK; // this job is being stopped (the system closes): no report
     if (status == BRG_ENOACTOR && ++self->retries <= 20) {
         // The specialist went away before it took our request (another
         // document made it fail) or is being restarted: ask again shortly.
@@ -367,6 +377,8 @@ job_init(brg_ctx_t *ctx, void *arg)
 typedef struct {
     brg_ref_t specialists; // their supervisor, shut down at the end
     int opened, done;      // jobs
+    brg_msg_t **waiting;   // documents not yet opened, in arrival order (owned)
+    int n_waiting, first;  // entries in waiting; the next to open
     json_t *reports;       // by document index - 1
     int64_t started_us;    // when the desk opened
     int64_t busy_us;       // the specialists' own time, every job
@@ -377,6 +389,9 @@ static void
 desk_destroy(void *state)
 {
     desk_t *self = state;
+    for (int i = self->first; i < self->n_waiting; i++)
+        brg_msg_destroy(&self->waiting[i]);
+    free(self->waiting);
     json_decref(self->reports);
     free(self);
 }
@@ -477,13 +492,39 @@ desk_report(brg_ctx_t *ctx, const brg_msg_t *msg)
     return BRG_OK;
 }
 
+//  Open waiting documents while fewer than MAX_OPEN jobs are open.
+static int
+desk_open_waiting(brg_ctx_t *ctx)
+{
+    desk_t *self = brg_state(ctx);
+    while (self->first < self->n_waiting && self->opened - self->done < MAX_OPEN) {
+        brg_msg_t *doc = self->waiting[self->first++];
+        int rc = desk_open(ctx, doc);
+        brg_msg_destroy(&doc);
+        if (rc != BRG_OK)
+            return rc;
+    }
+    return BRG_OK;
+}
+
 static int
 desk(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
-    if (brg_msg_is(msg, "document"))
-        return desk_open(ctx, msg);
-    if (brg_msg_is(msg, "report"))
-        return desk_report(ctx, msg);
+    desk_t *self = brg_state(ctx);
+    if (brg_msg_is(msg, "document")) {
+        // Every document waits its turn, so they open in arrival order.
+        if (self->n_waiting == opt.documents)
+            return BRG_UNHANDLED; // not one main sent
+        brg_msg_t *doc = brg_msg_dup(msg);
+        if (!doc)
+            return BRG_ENOMEM;
+        self->waiting[self->n_waiting++] = doc;
+        return desk_open_waiting(ctx);
+    }
+    if (brg_msg_is(msg, "report")) {
+        int rc = desk_report(ctx, msg);
+        return rc == BRG_OK && self->done < opt.documents ? desk_open_waiting(ctx) : rc;
+    }
     return BRG_UNHANDLED;
 }
 
@@ -515,22 +556,34 @@ by_name(const void *a, const void *b)
 }
 
 //  The sample documents: the *.txt files of BRG_ASSISTANT_DOCS, sorted.
+//  Returns how many were added to *paths (grown as needed), or -1.
 static int
-sample_documents(char **paths, int max)
+sample_documents(char ***paths, int *n)
 {
     DIR *dir = opendir(BRG_ASSISTANT_DOCS);
     struct dirent *e;
-    int n = 0;
-    while (dir && n < max && (e = readdir(dir)) != NULL) {
+    int found = 0;
+    while (dir && (e = readdir(dir)) != NULL) {
         size_t len = strlen(e->d_name);
-        if (len > 4 && strcmp(e->d_name + len - 4, ".txt") == 0 &&
-            (paths[n] = malloc(sizeof(BRG_ASSISTANT_DOCS) + len + 1)) != NULL)
-            sprintf(paths[n++], "%s/%s", BRG_ASSISTANT_DOCS, e->d_name);
+        if (len <= 4 || strcmp(e->d_name + len - 4, ".txt") != 0)
+            continue;
+        char **grown = realloc(*paths, sizeof(char *) * (size_t)(*n + 1));
+        char *path = malloc(sizeof(BRG_ASSISTANT_DOCS) + len + 1);
+        if (grown)
+            *paths = grown;
+        if (!grown || !path) {
+            free(path);
+            closedir(dir);
+            return -1;
+        }
+        sprintf(path, "%s/%s", BRG_ASSISTANT_DOCS, e->d_name);
+        (*paths)[(*n)++] = path;
+        found++;
     }
     if (dir)
         closedir(dir);
-    qsort(paths, (size_t)n, sizeof(paths[0]), by_name);
-    return n;
+    qsort(*paths, (size_t)*n, sizeof(char *), by_name);
+    return found;
 }
 
 static int
@@ -542,35 +595,72 @@ specialist_of(const char *name)
     return -1;
 }
 
+//  A whole decimal number in [min, max] after prefix, or -1.
+static int
+number_after(const char *arg, const char *prefix, int min, int max)
+{
+    size_t n = strlen(prefix);
+    char *end;
+    if (strncmp(arg, prefix, n) != 0 || arg[n] < '0' || arg[n] > '9')
+        return -1;
+    long v = strtol(arg + n, &end, 10);
+    return *end || v < min || v > max ? -1 : (int)v;
+}
+
+static int
+usage(const char *argv0, FILE *out)
+{
+    fprintf(out,
+            "usage: %s [--json] [--deadline=MS] [--latency=MS] [--fail=NAME] [--stall=NAME]\n"
+            "       %*s [--documents=N] [FILE...]\n"
+            "       %s --check-json=FILE\n"
+            "  FILE...          the documents (default: the samples)\n"
+            "  --json           print the reports as one JSON document\n"
+            "  --deadline=MS    each ask's deadline (default 2000; 60000 with a model)\n"
+            "  --latency=MS     simulated model latency per call (default 25)\n"
+            "  --fail=NAME      that specialist fails on the first document\n"
+            "  --stall=NAME     that specialist answers after the deadline\n"
+            "  --documents=N    open N jobs, going round the documents as often as needed\n"
+            "  --check-json=F   check that F holds a report as --json writes it\n"
+            "  NAME: analyser, summariser or checker\n",
+            argv0, (int)strlen(argv0), "", argv0);
+    return out == stdout ? 0 : 2;
+}
+
 int
 main(int argc, char **argv)
 {
-    char *paths[64];
-    int n = 0;
-    bool samples = true, deadline_set = false;
+    char **paths = NULL;
+    int n = 0, documents = 0;
+    bool deadline_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int v;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return usage(argv[0], stdout);
         if (strcmp(a, "--json") == 0)
             opt.json = true;
-        else if (strncmp(a, "--deadline=", 11) == 0 && atoi(a + 11) > 0)
-            opt.deadline_ms = atoi(a + 11), deadline_set = true;
-        else if (strncmp(a, "--latency=", 10) == 0 && atoi(a + 10) >= 0)
-            opt.latency_ms = atoi(a + 10);
+        else if ((v = number_after(a, "--deadline=", 1, 3600000)) >= 0)
+            opt.deadline_ms = v, deadline_set = true;
+        else if ((v = number_after(a, "--latency=", 0, 60000)) >= 0)
+            opt.latency_ms = v;
+        else if ((v = number_after(a, "--documents=", 1, MAX_DOCUMENTS)) >= 0)
+            documents = v;
         else if (strncmp(a, "--fail=", 7) == 0 && specialist_of(a + 7) >= 0)
             opt.fail = specialist_of(a + 7);
         else if (strncmp(a, "--stall=", 8) == 0 && specialist_of(a + 8) >= 0)
             opt.stall = specialist_of(a + 8);
         else if (strncmp(a, "--check-json=", 13) == 0)
             return report_check_file(a + 13);
-        else if (a[0] != '-' && n < 64 && (paths[n] = strdup(a)) != NULL)
-            n++, samples = false;
-        else {
-            fprintf(stderr,
-                    "usage: %s [--json] [--deadline=MS] [--latency=MS] [--fail=NAME] "
-                    "[--stall=NAME] [FILE...]\n       %s --check-json=FILE\n"
-                    "NAME: analyser, summariser or checker\n",
-                    argv[0], argv[0]);
-            return 2;
+        else if (a[0] != '-' && n < MAX_DOCUMENTS) {
+            char **grown = realloc(paths, sizeof(char *) * (size_t)(n + 1));
+            if (!grown || !(grown[n] = strdup(a)))
+                return 1;
+            paths = grown;
+            n++;
+        } else {
+            fprintf(stderr, "assistant: bad argument '%s'\n", a);
+            return usage(argv[0], stderr);
         }
     }
     brg_model_openai_opts_init(&opt.model_opts);
@@ -585,20 +675,24 @@ main(int argc, char **argv)
                 "(at most %d calls at once)\n",
                 opt.model_opts.model, opt.model_opts.url, MODEL_IN_FLIGHT);
     }
-    if (samples)
-        n = sample_documents(paths, 64);
-    char *texts[64];
-    size_t lens[64];
+    if (n == 0 && sample_documents(&paths, &n) < 0) {
+        fprintf(stderr, "assistant: out of memory\n");
+        return 1;
+    }
+    if (n == 0) {
+        fprintf(stderr, "assistant: no documents\n");
+        return 1;
+    }
+    char **texts = calloc((size_t)n, sizeof(char *));
+    size_t *lens = calloc((size_t)n, sizeof(size_t));
+    if (!texts || !lens)
+        return 1;
     for (int i = 0; i < n; i++)
         if (!(texts[i] = read_file(paths[i], &lens[i]))) {
             fprintf(stderr, "assistant: cannot read %s\n", paths[i]);
             return 1;
         }
-    if (n == 0) {
-        fprintf(stderr, "assistant: no documents\n");
-        return 1;
-    }
-    opt.documents = n;
+    opt.documents = documents ? documents : n;
     json_object_seed(0); // seed jansson's hashing once, before any thread uses it
 
     brg_system_t *sys = brg_system_new(NULL);
@@ -646,7 +740,13 @@ main(int argc, char **argv)
     }
     d->specialists = specialists;
     d->reports = json_array();
-    for (int i = 0; i < n; i++)
+    d->waiting = calloc((size_t)opt.documents, sizeof(brg_msg_t *));
+    if (!d->waiting) {
+        desk_destroy(d);
+        brg_system_destroy(&sys);
+        return 1;
+    }
+    for (int i = 0; i < opt.documents; i++)
         json_array_append_new(d->reports, json_null());
     d->started_us = now_us();
     if (brg_system_spawn(sys, desk, &opts, &the_desk) != BRG_OK) {
@@ -654,18 +754,31 @@ main(int argc, char **argv)
         brg_system_destroy(&sys);
         return 1;
     }
-    for (int i = 0; i < n; i++) {
-        const char *slash = strrchr(paths[i], '/');
+    // Document i is file i % n; a second round through the files is titled
+    // "name (2)", and so on.
+    for (int i = 0; i < opt.documents; i++) {
+        const char *slash = strrchr(paths[i % n], '/');
+        char title[512];
+        snprintf(title, sizeof(title), i < n ? "%s" : "%s (%d)", slash ? slash + 1 : paths[i % n],
+                 i / n + 1);
         brg_msg_t *doc = brg_msg_new("document");
-        brg_msg_add_str(doc, slash ? slash + 1 : paths[i]);
-        brg_msg_add_strn(doc, texts[i], lens[i]);
+        brg_msg_add_str(doc, title);
+        brg_msg_add_strn(doc, texts[i % n], lens[i % n]);
         brg_system_send(sys, the_desk, &doc);
+    }
+    for (int i = 0; i < n; i++) {
         free(texts[i]);
         free(paths[i]);
     }
+    free(texts);
+    free(lens);
+    free(paths);
 
     // The desk shuts everything down after the last report: wait for that.
-    int rc = brg_system_await_actors(sys, 10 * opt.deadline_ms + 10000);
+    // Each window of MAX_OPEN jobs takes at most about one deadline.
+    long long wait_ms =
+        ((long long)(opt.documents + MAX_OPEN - 1) / MAX_OPEN + 10) * opt.deadline_ms + 10000;
+    int rc = brg_system_await_actors(sys, wait_ms > INT_MAX ? INT_MAX : (int)wait_ms);
     if (rc != BRG_OK)
         fprintf(stderr, "assistant: not every document got its report (%s)\n", brg_strerror(rc));
     brg_system_destroy(&sys);

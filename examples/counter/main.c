@@ -5,6 +5,7 @@
 //  to a message the behaviour does not handle (a counted dead letter).
 #include <brigade.h>
 #include <stdio.h>
+#include <string.h>
 
 static int
 counter(brg_ctx_t *ctx, const brg_msg_t *msg)
@@ -24,8 +25,15 @@ counter(brg_ctx_t *ctx, const brg_msg_t *msg)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
+    if (argc > 1) { // no arguments, but say so
+        bool help = strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0;
+        if (!help)
+            fprintf(stderr, "counter: bad argument '%s'\n", argv[1]);
+        fprintf(help ? stdout : stderr, "usage: %s   (no arguments)\n", argv[0]);
+        return help ? 0 : 2;
+    }
     brg_system_t *sys = brg_system_new(NULL);
     if (!sys)
         return 1;

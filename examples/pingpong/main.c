@@ -4,8 +4,10 @@
 //  number; after `rounds` round trips ping stops, and main waits for every
 //  actor to finish. Usage: pingpong [rounds]   (default 100000)
 #include <brigade.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
     brg_ref_t pong; // whom to play with
@@ -55,10 +57,29 @@ ping_init(brg_ctx_t *ctx, void *arg)
     return brg_send_int(ctx, self->pong, "ping", 1);
 }
 
+static int
+usage(const char *argv0, FILE *out)
+{
+    fprintf(out, "usage: %s [ROUNDS]\n  ROUNDS  round trips to make, >= 1 (default 100000)\n",
+            argv0);
+    return out == stdout ? 0 : 2;
+}
+
 int
 main(int argc, char **argv)
 {
-    int64_t rounds = argc > 1 ? atoll(argv[1]) : 100000;
+    int64_t rounds = 100000;
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+        return usage(argv[0], stdout);
+    if (argc > 1) {
+        char *end;
+        errno = 0;
+        rounds = strtoll(argv[1], &end, 10);
+        if (argc > 2 || errno || end == argv[1] || *end || rounds < 1) {
+            fprintf(stderr, "pingpong: bad argument '%s'\n", argv[argc > 2 ? 2 : 1]);
+            return usage(argv[0], stderr);
+        }
+    }
     brg_system_t *sys = brg_system_new(NULL);
     if (!sys) {
         fprintf(stderr, "pingpong: cannot start the system\n");

@@ -20,6 +20,7 @@
 //  conversation completed.
 #include <brigade.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #define AGENTS 4
 #define MAX_TURNS 5
 #define ANSWER_DEADLINE_MS 2000
+#define MAX_CONVERSATIONS 1000000 // the conversations' restart intensity is one each
 
 static int64_t
 now_us(void)
@@ -132,6 +134,8 @@ on_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     (void)reply;
     (void)arg;
     conversation_t *self = brg_state(ctx);
+    if (status == BRG_ECLOSED)
+        return BRG_OK; // this conversation is being stopped: nothing to say
     if (status != BRG_OK) {
         // No answer in time (or the agent was being restarted): fail. The
         // supervisor starts this conversation again from the top.
@@ -276,18 +280,48 @@ stats(brg_ctx_t *ctx, const brg_msg_t *msg)
 
 //  ---------------------------------------------------------------------------
 
+static int
+usage(const char *argv0, FILE *out)
+{
+    fprintf(out,
+            "usage: %s [--conversations=N] [--seed=S]\n"
+            "  --conversations=N  customers, 1..%d (default 2000)\n"
+            "  --seed=S           decides each customer's script and think times (default 42)\n",
+            argv0, MAX_CONVERSATIONS);
+    return out == stdout ? 0 : 2;
+}
+
+//  A whole decimal number in [min, max] after prefix, into *out; or false.
+static bool
+number_after(const char *arg, const char *prefix, long long min, long long max, long long *out)
+{
+    size_t n = strlen(prefix);
+    char *end;
+    if (strncmp(arg, prefix, n) != 0 || arg[n] < '0' || arg[n] > '9')
+        return false;
+    errno = 0;
+    long long v = strtoll(arg + n, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
 int
 main(int argc, char **argv)
 {
     int count = 2000;
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--conversations=", 16) == 0 && atoi(argv[i] + 16) > 0)
-            count = atoi(argv[i] + 16);
-        else if (strncmp(argv[i], "--seed=", 7) == 0)
-            seed = (uint32_t)strtoul(argv[i] + 7, NULL, 10);
+        long long v;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return usage(argv[0], stdout);
+        if (number_after(argv[i], "--conversations=", 1, MAX_CONVERSATIONS, &v))
+            count = (int)v;
+        else if (number_after(argv[i], "--seed=", 0, UINT32_MAX, &v))
+            seed = (uint32_t)v;
         else {
-            fprintf(stderr, "usage: %s [--conversations=N] [--seed=S]\n", argv[0]);
-            return 2;
+            fprintf(stderr, "support_desk: bad argument '%s'\n", argv[i]);
+            return usage(argv[0], stderr);
         }
     }
     brg_system_t *sys = brg_system_new(NULL);
