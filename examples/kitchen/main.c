@@ -380,12 +380,11 @@ main(int argc, char **argv)
     specs[PARTS + 1].id = specs[PARTS + 1].name = "tickets";
     specs[PARTS + 1].start = brg_supervisor_start;
     specs[PARTS + 1].arg = &tickets_opts;
-    specs[PARTS + 1].shutdown_ms = BRG_SHUTDOWN_INFINITY;
+    specs[PARTS + 1].type = BRG_CHILD_SUPERVISOR; // shutdown: infinity, as in OTP
     brg_supervisor_opts_t chef_opts;
     brg_supervisor_opts_init(&chef_opts);
-    chef_opts.intensity =
-        kitchen_intensity((int)orders); // walk-outs per 5 s; see above // walk-outs allowed per 5 s
-                                        // before the head chef gives up
+    // Walk-outs allowed per 5 s before the head chef gives up; see kitchen_intensity.
+    chef_opts.intensity = kitchen_intensity((int)orders);
     chef_opts.children = specs;
     chef_opts.n_children = PARTS + 2;
     brg_ref_t head_chef, tickets;

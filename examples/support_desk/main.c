@@ -354,7 +354,7 @@ main(int argc, char **argv)
     specs[AGENTS].id = specs[AGENTS].name = "conversations";
     specs[AGENTS].start = brg_supervisor_start;
     specs[AGENTS].arg = &conversations_opts;
-    specs[AGENTS].shutdown_ms = BRG_SHUTDOWN_INFINITY;
+    specs[AGENTS].type = BRG_CHILD_SUPERVISOR; // shutdown: infinity, as in OTP
     brg_supervisor_opts_t desk_opts;
     brg_supervisor_opts_init(&desk_opts);
     desk_opts.intensity = 5;

@@ -142,6 +142,8 @@ tl_probe(brg_ctx_t *ctx, const brg_msg_t *msg)
         rc = brg_link(ctx, ref);
     } else if (brg_msg_is(msg, "unlink")) {
         rc = brg_unlink(ctx, ref);
+    } else if (brg_msg_is(msg, "is_linked")) {
+        rc = brg_is_linked(ctx, ref) ? 1 : 0;
     } else if (brg_msg_is(msg, "monitor")) {
         rc = brg_monitor(ctx, ref, &mon);
         atomic_store(&tl_mon[id], mon);
@@ -484,6 +486,24 @@ END_TEST
 //  ---------------------------------------------------------------------------
 //  brg_exit
 
+//  brg_is_linked sees both ends' links and unlinks, once the other end's
+//  signal has been handled.
+START_TEST(test_link_is_linked_follows_links_and_unlinks_from_either_end)
+{
+    brg_ref_t a = tl_probe_new(0), b = tl_probe_new(1);
+    ck_assert_int_eq(tl_cmd_ref(a, 0, "is_linked", b), 0);
+    tl_cmd_ref(a, 0, "link", b);
+    ck_assert_int_eq(tl_cmd_ref(a, 0, "is_linked", b), 1); // our own end, at once
+    tl_sync(b);
+    ck_assert_int_eq(tl_cmd_ref(b, 1, "is_linked", a), 1); // the LINK was handled
+    ck_assert_int_eq(tl_cmd_ref(b, 1, "unlink", a), BRG_OK);
+    ck_assert_int_eq(tl_cmd_ref(b, 1, "is_linked", a), 0);
+    tl_sync(a); // the UNLINK, sent before the ping, was handled before it
+    ck_assert_int_eq(tl_cmd_ref(a, 0, "is_linked", b), 0);
+    ck_assert_int_eq(tl_cmd_ref(a, 0, "is_linked", BRG_REF_NONE), 0);
+}
+END_TEST
+
 START_TEST(test_link_exit_shutdown_stops_a_non_trapping_actor_with_reason_shutdown)
 {
     brg_ref_t watcher = tl_probe_new(0), target = tl_probe_new(1);
@@ -727,6 +747,7 @@ link_suite(void)
     tcase_add_test(links,
                    test_link_trapping_actor_gets_exit_messages_for_normal_and_abnormal_exits);
     tcase_add_test(links, test_link_unlink_means_a_later_exit_is_not_seen);
+    tcase_add_test(links, test_link_is_linked_follows_links_and_unlinks_from_either_end);
     suite_add_tcase(s, links);
 
     TCase *exits = tcase_create("exit signals");
