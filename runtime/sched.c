@@ -101,7 +101,9 @@
 //    loop (between activations) and every BRG__HELP_EVERY sends in
 //    brg__sched_note_send, which is called before brg__system_deliver,
 //    never inside it; the lookup-and-push in brg__actor_send is the only
-//    reference-free use of another actor.
+//    reference-free use of another actor, together with the pending send
+//    chain it may leave (actor.c, "Send coalescing"), which is pushed
+//    before each of these points (s_quiescent panics if one is left).
 //  - An actor is reclaimable once every qs is QS_OFFLINE or >= its target.
 //    Why that is enough: a worker that announced qs >= target had read an
 //    epoch value at or after the retirement's fetch_add (acquire from its
