@@ -53,6 +53,50 @@
 //  frees it. Other threads (main, timer, blocking pool) and the other
 //  lookups (stop, links, registry, is_alive) keep the counted path.
 //
+//  Send coalescing (docs/ARCHITECTURE.md §6). In a fan-in with senders on
+//  both cores, every push moved the receiver's `head` line between cores
+//  (a round trip of 60-470 ns, more than handling the message). A stack
+//  push can push an already linked chain with the same one CAS (the
+//  chain's oldest message points at the old top). So a worker keeps at
+//  most one pending chain (brg__send_chain, thread-local: its worker only).
+//  Of a run of plain sends (BRG__MSG_USER without a correlation id, by the
+//  reference-free path) to one target within one behaviour call, the first
+//  is pushed at once, as before, and the next ones are appended to the
+//  chain with no atomic op. So a single send is never held (a call that
+//  sends one message to each of several actors and then works for a long
+//  time lets them run meanwhile, "Locality" in sched.c), and a flood pays
+//  two CASes per chain. The chain is pushed (brg__send_flush_slow) when
+//    - the thread pushes anything else (brg__actor_push flushes first: a
+//      send to another target, a reply, an ask, a system-lane or urgent
+//      message, link/monitor/exit signals, brg_actor_stop),
+//    - it spawns, starts a timer or changes the registry (effects another
+//      actor can observe and react to with a send of its own),
+//    - the chain reaches BRG__SEND_CHAIN_MAX messages,
+//    - a behaviour call (init, a message, the callbacks run by s_die)
+//      ends, and before brg__actor_run starts (help-along nests a run
+//      inside a send: the outer actor's chain goes out first),
+//    - before every quiescent point (brg__sched_note_send's help point;
+//      the worker loop's point and parking come after brg__actor_run).
+//  The price: the second and later messages of a run wait for the end of
+//  the run; a call that sends several messages to one actor and then
+//  computes for long (or busy-waits for their effect: that deadlocks) lets
+//  that actor see only the first until the call ends.
+//  Invariants. (1) Per-sender FIFO and every causal order that held
+//  before: a message waits only behind messages the same behaviour call
+//  sent to the same target, and goes out before any other effect of the
+//  sender another actor can see (the exception, a user's own side channel
+//  such as a shared variable written in the same behaviour call, sees the
+//  send at the end of that call). (2) Memory: at most BRG__SEND_CHAIN_MAX
+//  messages held per worker (brg__send_chain_max reports the largest
+//  chain pushed). (3) Latency: nothing is held past the end of the
+//  behaviour call that sent it, so asks, replies and ping-pong see no
+//  delay. (4) A chain whose target died meanwhile finds the mailbox DEAD:
+//  each message becomes a counted dead letter (BRG_DEAD_STOPPED, as if it
+//  had been pushed at once and left in the mailbox); the target's memory is still there, because
+//  the chain, like a single reference-free send, never spans a quiescent point (below). (5) One CAS
+//  per chain: the one that replaces NULL schedules the actor, exactly once, as for a single
+//  message.
+//
 //  Thread ownership. Everything in the actor but `head` and `urgent` belongs
 //  to the thread running it: it took the actor from a run queue (acquire) and
 //  hands it back through one (release). mode, sys and id never change after
@@ -176,6 +220,69 @@ brg__actor_release(brg_system_t *sys, uint64_t id)
     s_slot_unref(sys, s_slot(sys, (uint32_t)id));
 }
 
+//  The calling worker's pending chain (actor.h). Owner: the thread.
+_Thread_local brg__send_chain_t brg__send_chain __attribute__((tls_model("initial-exec")));
+#define s_chain brg__send_chain
+static _Atomic uint32_t s_chain_max; // the longest chain pushed (test hook)
+
+uint32_t
+brg__send_chain_max(void)
+{
+    return atomic_load_explicit(&s_chain_max, memory_order_relaxed);
+}
+
+void
+brg__send_flush_slow(void)
+{
+    brg__send_chain_t c = s_chain;
+    s_chain.n = 0; // first: a dead letter hook below may send again
+    uint32_t max = atomic_load_explicit(&s_chain_max, memory_order_relaxed);
+    while (c.n > max && !atomic_compare_exchange_weak_explicit(
+                            &s_chain_max, &max, c.n, memory_order_relaxed, memory_order_relaxed)) {
+    }
+    brg__actor_t *actor = c.to;
+    brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
+    do {
+        if (old == BRG__MB_DEAD) {
+            // Closed meanwhile: each message is a dead letter. The sends
+            // returned BRG_OK while the actor lived, so these count as left
+            // in its mailbox when it stopped (BRG_DEAD_STOPPED), as they
+            // would had each been pushed at once. The actor's memory is
+            // still there (no quiescent point since the sends). Oldest first.
+            // A failed CAS may have linked oldest to the stack it saw:
+            // the chain ends at oldest.
+            atomic_store_explicit(&c.oldest->next, NULL, memory_order_relaxed);
+            brg_msg_t *rev = NULL;
+            for (brg_msg_t *m = c.top, *next; m; m = next) {
+                next = atomic_load_explicit(&m->next, memory_order_relaxed);
+                atomic_store_explicit(&m->next, rev, memory_order_relaxed);
+                rev = m;
+            }
+            brg_ref_t to = brg__actor_ref(actor);
+            for (brg_msg_t *m = rev, *next; m; m = next) {
+                next = atomic_load_explicit(&m->next, memory_order_relaxed);
+                atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
+                brg__dead_letter(actor->sys, to, m, BRG_DEAD_STOPPED, false);
+            }
+            return;
+        }
+        atomic_store_explicit(&c.oldest->next, old, memory_order_relaxed);
+        brg__debug_yield(); // race window: another producer or the owner moves head
+        // Acq_rel, as in brg__actor_push: release publishes the whole chain
+        // (written by this thread before the CAS) to the owner's acquire
+        // exchange; acquire, for a push onto NULL, sees the actor's private
+        // state as its last runner left it.
+    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, c.top, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    if (old == NULL) {
+        // We moved the mailbox out of idle: the actor is ours to schedule.
+        if (actor->mode & BRG__MODE_WAITER)
+            brg__waiter_wake(actor->ext->waiter);
+        else
+            brg__sched_schedule(actor->sys->sched, actor);
+    }
+}
+
 int
 brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg)
 {
@@ -202,7 +309,28 @@ brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg)
         return BRG_ENOACTOR;
     brg__actor_t *actor = (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
     brg__debug_yield(); // race window: the actor dies and is retired meanwhile
-    return brg__actor_push(actor, msg);
+    if (msg->kind != BRG__MSG_USER || msg->corr != 0)
+        return brg__actor_push(actor, msg); // flushes the chain first
+    // A plain send (design notes, "Send coalescing"). The first one of a
+    // run to one target goes out at once; the next ones join the chain.
+    // Held across no quiescent point, like the push above: the chain is
+    // flushed before this worker passes one.
+    if (s_chain.to != actor) {
+        brg__send_flush();
+        s_chain.to = actor; // only compared: a later send looks its target up again
+        return brg__actor_push(actor, msg);
+    }
+    if (s_chain.n >= BRG__SEND_CHAIN_MAX)
+        brg__send_flush();
+    if (s_chain.n == 0) {
+        s_chain.oldest = msg;
+        atomic_store_explicit(&msg->next, NULL, memory_order_relaxed);
+    } else {
+        atomic_store_explicit(&msg->next, s_chain.top, memory_order_relaxed);
+    }
+    s_chain.top = msg;
+    s_chain.n++;
+    return BRG_OK;
 }
 
 //  Take a free slot, publish actor in it and return its id (0 on failure:
@@ -374,6 +502,7 @@ brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
 {
     // Read before the push: afterwards the message belongs to the owner.
     bool urgent = msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_KILL;
+    brg__send_flush(); // the sender's earlier plain sends go first
     brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
     do {
         if (old == BRG__MB_DEAD)
@@ -744,11 +873,15 @@ bool
 brg__actor_run(brg__actor_t *actor, int batch)
 {
     brg_exit_reason_t reason;
+    // Help-along runs us nested inside another actor's send: its chain goes
+    // out before anything of ours (design notes, "Send coalescing").
+    brg__send_call_end();
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
         brg_ctx_t ctx = {actor, NULL};
         brg__watch_frame_t watch = brg__watch_begin(actor->id);
         int rc = actor->ext->init(&ctx, actor->ext->init_arg);
+        brg__send_call_end();
         if (brg__watch_end(watch))
             s_watchdog_fail(actor);
         if (rc < 0 || (actor->flags & BRG__ACTOR_STOPPING)) {
@@ -757,6 +890,7 @@ brg__actor_run(brg__actor_t *actor, int batch)
             else
                 s_own_reason(actor, &reason);
             s_die(actor, &reason, "in init");
+            brg__send_call_end(); // what s_die's callbacks sent
             return false;
         }
     }
@@ -783,7 +917,9 @@ brg__actor_run(brg__actor_t *actor, int batch)
         n++;
         bool own;
         char tag[BRG_TAG_MAX + 1];
-        if (s_handle(actor, msg, &reason, &own, tag)) {
+        bool dies = s_handle(actor, msg, &reason, &own, tag);
+        brg__send_call_end();
+        if (dies) {
             // Counted before s_die counts the actor stopped, so whoever sees
             // it stopped (brg_system_await_actors) sees its messages too.
             brg__sched_count_processed(actor->sys, (uint32_t)n);
@@ -791,6 +927,7 @@ brg__actor_run(brg__actor_t *actor, int batch)
             if (own)
                 snprintf(where, sizeof(where), "last message '%s'", tag);
             s_die(actor, &reason, own ? where : NULL);
+            brg__send_call_end(); // what s_die's callbacks sent
             return false;
         }
     }
@@ -819,6 +956,8 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
                  const brg_spawn_opts_t *opts, uint16_t mode, brg_ref_t *ref,
                  brg__actor_t **actor_out)
 {
+    // The child may send to the targets of our pending chain: ours go first.
+    brg__send_flush();
     brg_spawn_opts_t none;
     if (!opts) {
         brg_spawn_opts_init(&none);

@@ -125,6 +125,45 @@ void brg__actor_reclaim(brg_system_t *sys, brg__actor_t *actor);
 //  Free a retired actor at system teardown, when no thread is left.
 void brg__actor_reclaim_final(brg_system_t *sys, brg__actor_t *actor);
 
+//  Send coalescing (actor.c design notes). A worker's plain sends to one
+//  target after the first wait in its pending chain, at most BRG__SEND_CHAIN_MAX of them,
+//  until brg__send_flush pushes the chain with one CAS. top is the newest
+//  message, linked by next down to oldest, whose next becomes the mailbox's
+//  old top. Owner: the calling thread (only workers ever hold a chain).
+#define BRG__SEND_CHAIN_MAX 64
+typedef struct {
+    brg__actor_t *to; // the last plain send's target (reference-free lookup), or NULL
+    brg_msg_t *top;
+    brg_msg_t *oldest;
+    uint32_t n; // 0: no chain
+} brg__send_chain_t;
+extern _Thread_local brg__send_chain_t brg__send_chain __attribute__((tls_model("initial-exec")));
+void brg__send_flush_slow(void);
+
+//  Push the calling thread's pending chain, if any: before any other effect
+//  of the sender, at the end of every behaviour call, and before every
+//  quiescent point. A target that died meanwhile gets each message as a
+//  counted dead letter. Thread: any (a no-op for threads that hold none).
+static inline void
+brg__send_flush(void)
+{
+    if (__builtin_expect(brg__send_chain.n != 0, 0))
+        brg__send_flush_slow();
+}
+
+//  The end of a behaviour call: push the chain, and start the next call's
+//  first send to any target afresh (pushed at once). Thread: any.
+static inline void
+brg__send_call_end(void)
+{
+    brg__send_flush();
+    brg__send_chain.to = NULL;
+}
+
+//  The longest chain any thread has pushed so far (a test hook for the bound
+//  BRG__SEND_CHAIN_MAX). Thread: any.
+uint32_t brg__send_chain_max(void);
+
 //  Push msg into actor's mailbox; schedules the actor if it was idle. Returns
 //  BRG_OK, or BRG_ENOACTOR when the mailbox is closed (msg untouched: the
 //  caller still owns it). Thread: any, holding a reference (acquire).

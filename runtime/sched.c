@@ -101,7 +101,9 @@
 //    loop (between activations) and every BRG__HELP_EVERY sends in
 //    brg__sched_note_send, which is called before brg__system_deliver,
 //    never inside it; the lookup-and-push in brg__actor_send is the only
-//    reference-free use of another actor.
+//    reference-free use of another actor, together with the pending send
+//    chain it may leave (actor.c, "Send coalescing"), which is pushed
+//    before each of these points (s_quiescent panics if one is left).
 //  - An actor is reclaimable once every qs is QS_OFFLINE or >= its target.
 //    Why that is enough: a worker that announced qs >= target had read an
 //    epoch value at or after the retirement's fetch_add (acquire from its
@@ -501,6 +503,8 @@ brg__sched_reclaim_pending(brg__sched_t *self)
 static inline void
 s_quiescent(brg__worker_t *w)
 {
+    if (brg__send_chain.n != 0) // its target pointer would outlive the grace period
+        brg__panic("quiescent point with a pending send chain");
     // Acquire: pairs with the retirers' fetch_add (release), so every DYING
     // CAS before an epoch we read is visible to our next sends.
     uint64_t e = atomic_load_explicit(&w->sched->epoch, memory_order_acquire);
@@ -879,7 +883,9 @@ brg__sched_note_send(void)
         return;
     if (__builtin_expect(++w->help_tick >= BRG__HELP_EVERY, 0) && !w->helping) {
         // Called before the send's delivery, so a quiescent point: a long
-        // flood must not hold up reclamation for its whole activation.
+        // flood must not hold up reclamation for its whole activation. The
+        // pending chain holds a reference-free actor pointer: out first.
+        brg__send_flush();
         s_quiescent(w);
         s_progress(w);
         s_help(w);

@@ -378,6 +378,7 @@ brg__system_deliver(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p)
     brg_msg_t *msg = *msg_p;
     *msg_p = NULL;
     if (to.node_hi != sys->node_hi || to.node_lo != sys->node_lo) {
+        brg__send_flush(); // an effect another actor may react to (actor.c, "Send coalescing")
         if (sys->remote_fn && !brg_ref_is_none(to))
             return sys->remote_fn(sys->remote_arg, to, &msg);
         brg__dead_letter(sys, to, msg, brg_ref_is_none(to) ? BRG_DEAD_NO_ACTOR : BRG_DEAD_REMOTE,

@@ -114,7 +114,10 @@ BRG_EXPORT brg_system_t *brg_ctx_system(const brg_ctx_t *ctx);
 //  Send msg to `to`. Returns BRG_OK when queued (local) or handed to the
 //  transport (remote), BRG_ENOACTOR when the target is dead or unknown: the
 //  message is then a dead letter. Never blocks. Messages from one actor to
-//  another arrive in the order sent. msg goes as a plain message from this
+//  another arrive in the order sent. On a worker, the second and later of a
+//  run of sends to one actor within one behaviour call may be handed over
+//  together when the run ends (another send or effect, 64 messages, or the
+//  end of the call), never later. msg goes as a plain message from this
 //  actor: a copy of an ask (brg_msg_dup) is no longer part of that ask, so
 //  the receiver's brg_reply comes back to this actor as a plain message (to
 //  pass the ask itself on, use brg_forward).

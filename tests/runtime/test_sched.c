@@ -3,6 +3,7 @@
 //  ring of actors passes tokens without losing any.
 #include "test_util.h"
 
+#include "runtime/actor.h"
 #include "runtime/sched.h"
 #include "runtime/system.h"
 
@@ -638,6 +639,300 @@ START_TEST(test_sched_stress_no_wake_up_is_lost_between_spinning_and_parking)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Send coalescing (runtime/actor.c, "Send coalescing"): a worker's plain
+//  sends to one target wait in a chain pushed with one CAS.
+
+#define S_CO_SENDERS 16
+#define S_CO_TARGETS 4
+#define S_CO_EACH 20000 // messages per sender
+static brg_ref_t s_co_targets[S_CO_TARGETS];
+static atomic_llong s_co_received;
+static atomic_llong s_co_sent;
+static atomic_int s_co_order_errors;
+//  Per target, per sender: the last sequence number seen (target's own).
+static int64_t s_co_last[S_CO_TARGETS][S_CO_SENDERS];
+
+static uint64_t
+s_co_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+//  A target: "n" carries sender << 32 | sequence; the sequence numbers of
+//  one sender must only grow (they skip the ones sent to other targets).
+static int
+s_co_target(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    int t = *(int *)brg_state(ctx);
+    int64_t v = tu_msg_int(msg);
+    int from = (int)(v >> 32);
+    int64_t seq = v & 0xffffffff;
+    if (from < 0 || from >= S_CO_SENDERS || seq <= s_co_last[t][from])
+        atomic_fetch_add(&s_co_order_errors, 1);
+    else
+        s_co_last[t][from] = seq;
+    atomic_fetch_add_explicit(&s_co_received, 1, memory_order_relaxed);
+    return BRG_OK;
+}
+
+static int
+s_co_target_init(brg_ctx_t *ctx, void *arg)
+{
+    *(int *)brg_state(ctx) = (int)(intptr_t)arg;
+    return BRG_OK;
+}
+
+//  A sender's state: its index, next sequence number, rng.
+typedef struct {
+    int index;
+    int64_t next;
+    uint64_t rng;
+} s_co_sender_t;
+
+//  "go" (seed): sends up to 1000 messages per behaviour call in runs of
+//  random length to random targets, with now and then a stop-lane or ask
+//  in between, then sends itself "go" to continue in a later call.
+static int
+s_co_sender_init(brg_ctx_t *ctx, void *arg)
+{
+    s_co_sender_t *self = brg_state(ctx);
+    self->index = (int)(intptr_t)arg;
+    self->next = 1;
+    return BRG_OK;
+}
+
+static int
+s_co_sender(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    s_co_sender_t *self = brg_state(ctx);
+    if (brg_msg_is(msg, "noop"))
+        return BRG_OK;
+    if (self->rng == 0)
+        self->rng = (uint64_t)tu_msg_int(msg) | 1;
+    int budget = 1 + (int)(s_co_rand(&self->rng) % 1000);
+    while (budget > 0 && self->next <= S_CO_EACH) {
+        uint64_t r = s_co_rand(&self->rng);
+        int t = (int)(r % S_CO_TARGETS);
+        int run = 1 + (int)((r >> 8) % 100);
+        for (int i = 0; i < run && budget > 0 && self->next <= S_CO_EACH; i++, budget--) {
+            int rc = brg_send_int(ctx, s_co_targets[t], "n",
+                                  ((int64_t)self->index << 32) | self->next++);
+            if (rc != BRG_OK)
+                atomic_fetch_add(&s_co_order_errors, 1);
+            atomic_fetch_add_explicit(&s_co_sent, 1, memory_order_relaxed);
+        }
+        if ((r >> 20) % 16 == 0) // a send of another kind flushes the chain
+            brg_send_tag(ctx, brg_self(ctx), "noop");
+    }
+    if (self->next <= S_CO_EACH)
+        return brg_send_int(ctx, brg_self(ctx), "go", 0);
+    return BRG_OK;
+}
+
+static void
+s_co_run(int workers, uint64_t seed)
+{
+    brg_system_t *sys = tu_system_new(workers);
+    ck_assert_ptr_nonnull(sys);
+    memset(s_co_last, 0, sizeof(s_co_last));
+    atomic_store(&s_co_received, 0);
+    atomic_store(&s_co_sent, 0);
+    for (int t = 0; t < S_CO_TARGETS; t++) {
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.state_size = sizeof(int);
+        opts.init = s_co_target_init;
+        opts.init_arg = (void *)(intptr_t)t;
+        ck_assert_int_eq(brg_system_spawn(sys, s_co_target, &opts, &s_co_targets[t]), BRG_OK);
+    }
+    for (int i = 0; i < S_CO_SENDERS; i++) {
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.state_size = sizeof(s_co_sender_t);
+        opts.init = s_co_sender_init;
+        opts.init_arg = (void *)(intptr_t)i;
+        brg_ref_t sender;
+        ck_assert_int_eq(brg_system_spawn(sys, s_co_sender, &opts, &sender), BRG_OK);
+        brg_msg_t *m = brg_msg_new_int("go", (int64_t)(seed * 977 + (uint64_t)i));
+        ck_assert_ptr_nonnull(m);
+        ck_assert_int_eq(brg_system_send(sys, sender, &m), BRG_OK);
+    }
+    long long total = (long long)S_CO_SENDERS * S_CO_EACH;
+    TU_WAIT_UNTIL(atomic_load(&s_co_received) == total, 120000);
+    tu_sleep_ms(20); // nothing extra arrives
+    brg_system_destroy(&sys);
+    ck_assert_int_eq(atomic_load(&s_co_order_errors), 0);
+    ck_assert_int_eq(atomic_load(&s_co_sent), total);
+    ck_assert_int_eq(atomic_load(&s_co_received), total);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 0);
+    // Coalescing happened, and never beyond its bound.
+    ck_assert_uint_gt(brg__send_chain_max(), 1);
+    ck_assert_uint_le(brg__send_chain_max(), BRG__SEND_CHAIN_MAX);
+}
+
+START_TEST(test_sched_stress_coalesced_sends_keep_per_sender_order_across_interleaved_targets)
+{
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        s_co_run(2, seed);
+        s_co_run(3, seed + 100); // more workers than cores: preempted mid-chain
+    }
+}
+END_TEST
+
+//  Targets that stop after a random number of messages while senders keep
+//  sending to them: every message sent is handled, or counted once as a dead
+//  letter (a chain flushed into a closed mailbox, one left in the mailbox at
+//  the stop, or a send to a dead ref).
+#define S_DY_TARGETS 64
+#define S_DY_SENDERS 8
+#define S_DY_EACH 20000
+static brg_ref_t s_dy_targets[S_DY_TARGETS];
+static atomic_llong s_dy_handled;
+static atomic_llong s_dy_sent;
+static atomic_int s_dy_senders_done;
+
+static int
+s_dy_target(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    int64_t *left = brg_state(ctx);
+    atomic_fetch_add_explicit(&s_dy_handled, 1, memory_order_relaxed);
+    if (--*left == 0)
+        brg_stop(ctx); // whatever is queued or still coming is a dead letter
+    return BRG_OK;
+}
+
+static int
+s_dy_target_init(brg_ctx_t *ctx, void *arg)
+{
+    *(int64_t *)brg_state(ctx) = (int64_t)(intptr_t)arg;
+    return BRG_OK;
+}
+
+static int
+s_dy_sender(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    uint64_t x = (uint64_t)tu_msg_int(msg) | 1;
+    for (int sent = 0; sent < S_DY_EACH;) {
+        uint64_t r = s_co_rand(&x);
+        int run = 1 + (int)(r % 200);
+        brg_ref_t to = s_dy_targets[(r >> 8) % S_DY_TARGETS];
+        for (int i = 0; i < run && sent < S_DY_EACH; i++, sent++) {
+            int rc = brg_send_int(ctx, to, "n", sent);
+            if (rc != BRG_OK && rc != BRG_ENOACTOR)
+                atomic_fetch_add(&s_co_order_errors, 1);
+            atomic_fetch_add_explicit(&s_dy_sent, 1, memory_order_relaxed);
+        }
+    }
+    atomic_fetch_add(&s_dy_senders_done, 1);
+    brg_stop(ctx);
+    return BRG_OK;
+}
+
+START_TEST(test_sched_stress_a_target_dying_mid_chain_gets_every_message_handled_or_counted)
+{
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        brg_system_t *sys = tu_system_new(seed % 2 ? 2 : 3);
+        ck_assert_ptr_nonnull(sys);
+        atomic_store(&tu_dead.total, 0);
+        atomic_store(&s_dy_handled, 0);
+        atomic_store(&s_dy_sent, 0);
+        atomic_store(&s_dy_senders_done, 0);
+        uint64_t x = seed * 0x9e3779b97f4a7c15ull;
+        for (int t = 0; t < S_DY_TARGETS; t++) {
+            brg_spawn_opts_t opts;
+            brg_spawn_opts_init(&opts);
+            opts.state_size = sizeof(int64_t);
+            opts.init = s_dy_target_init;
+            opts.init_arg = (void *)(intptr_t)(1 + s_co_rand(&x) % 4000);
+            ck_assert_int_eq(brg_system_spawn(sys, s_dy_target, &opts, &s_dy_targets[t]), BRG_OK);
+        }
+        for (int i = 0; i < S_DY_SENDERS; i++) {
+            brg_ref_t sender = tu_spawn(sys, s_dy_sender);
+            ck_assert_int_eq(tu_send_int(sys, sender, "go", (int64_t)(s_co_rand(&x) >> 1)), BRG_OK);
+        }
+        TU_WAIT_UNTIL(atomic_load(&s_dy_senders_done) == S_DY_SENDERS, 120000);
+        for (int t = 0; t < S_DY_TARGETS; t++)
+            brg_actor_stop(sys, s_dy_targets[t]);
+        ck_assert_int_eq(brg_system_await_actors(sys, (int)(60000 * tu_multiplier())), BRG_OK);
+        brg_system_destroy(&sys);
+        long long total = (long long)S_DY_SENDERS * S_DY_EACH;
+        ck_assert_int_eq(atomic_load(&s_dy_sent), total);
+        ck_assert_int_eq(atomic_load(&s_co_order_errors), 0);
+        ck_assert_int_eq(atomic_load(&s_dy_handled) + (long long)atomic_load(&tu_dead.total),
+                         total);
+        ck_assert_int_gt(atomic_load(&tu_dead.total), 0); // some targets did die mid-flood
+    }
+}
+END_TEST
+
+//  Nothing is held past the end of the behaviour call that sent it: A sends
+//  X two messages in one call and, in the next call of the same activation,
+//  waits for X to have both. X runs on the blocking pool, so A's worker
+//  holding on does not keep it from running.
+static atomic_int s_nh_gate;
+static atomic_int s_nh_seen;
+static atomic_int s_nh_timed_out;
+static brg_ref_t s_nh_x;
+
+static int
+s_nh_x_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_nh_seen, 1);
+    return BRG_OK;
+}
+
+static int
+s_nh_a(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "hold")) {
+        tu_gate_wait(&s_nh_gate); // "go" and "wait" queue up behind
+    } else if (brg_msg_is(msg, "go")) {
+        // The second is the one a chain would hold (the first goes at once).
+        brg_send_tag(ctx, s_nh_x, "hello");
+        return brg_send_tag(ctx, s_nh_x, "hello");
+    } else if (brg_msg_is(msg, "wait")) {
+        uint64_t end = tu_now_ms() + (uint64_t)(5000 * tu_multiplier());
+        while (atomic_load(&s_nh_seen) < 2 && tu_now_ms() < end)
+            tu_sleep_us(100);
+        if (atomic_load(&s_nh_seen) < 2)
+            atomic_store(&s_nh_timed_out, 1);
+    }
+    return BRG_OK;
+}
+
+START_TEST(test_sched_a_send_is_not_held_past_the_behaviour_call_that_made_it)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 2);
+    cfg.blocking_threads = 1;
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_BLOCKING;
+    ck_assert_int_eq(brg_system_spawn(sys, s_nh_x_fn, &opts, &s_nh_x), BRG_OK);
+    brg_ref_t a = tu_spawn(sys, s_nh_a);
+    ck_assert_int_eq(tu_send_tag(sys, a, "hold"), BRG_OK);
+    ck_assert_int_eq(tu_send_tag(sys, a, "go"), BRG_OK);
+    ck_assert_int_eq(tu_send_tag(sys, a, "wait"), BRG_OK);
+    atomic_store(&s_nh_gate, 1); // one activation now runs go, then wait
+    TU_WAIT_UNTIL(atomic_load(&s_nh_seen) == 2 || atomic_load(&s_nh_timed_out), 30000);
+    ck_assert_int_eq(brg_actor_stop(sys, a), BRG_OK);
+    ck_assert_int_eq(brg_actor_stop(sys, s_nh_x), BRG_OK);
+    ck_assert_int_eq(brg_system_await_actors(sys, 10000), BRG_OK);
+    brg_system_destroy(&sys);
+    ck_assert_int_eq(atomic_load(&s_nh_timed_out), 0);
+    ck_assert_int_eq(atomic_load(&s_nh_seen), 2);
+}
+END_TEST
+
 Suite *
 sched_suite(void)
 {
@@ -655,6 +950,7 @@ sched_suite(void)
     tcase_add_test(core, test_sched_outside_threads_injecting_to_many_actors_lose_nothing);
     tcase_add_test(core, test_sched_a_send_to_an_idle_system_is_always_picked_up);
     tcase_add_test(core, test_sched_blocking_pool_runs_blocking_actors_in_parallel);
+    tcase_add_test(core, test_sched_a_send_is_not_held_past_the_behaviour_call_that_made_it);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");
@@ -662,6 +958,10 @@ sched_suite(void)
     tcase_add_checked_fixture(stress, tu_setup, tu_teardown);
     tcase_set_timeout(stress, 300);
     tcase_add_test(stress, test_sched_stress_a_ring_of_actors_passes_every_token);
+    tcase_add_test(
+        stress, test_sched_stress_coalesced_sends_keep_per_sender_order_across_interleaved_targets);
+    tcase_add_test(
+        stress, test_sched_stress_a_target_dying_mid_chain_gets_every_message_handled_or_counted);
     tcase_add_test(stress, test_sched_stress_no_wake_up_is_lost_between_spinning_and_parking);
     tcase_add_test(
         stress, test_sched_stress_floods_on_every_worker_starve_neither_outside_sends_nor_timers);
