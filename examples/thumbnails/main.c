@@ -26,10 +26,11 @@
 #include <time.h>
 
 #define WORKERS 3
-#define WATCHDOG_MS 100     // the longest a behaviour call may hold its thread
-#define SMALL_MS 2          // a thumbnail of an ordinary photo
-#define HUGE_MS 400         // ... of the huge one
-#define THUMB_DEADLINE 5000 // each ask's deadline: the huge image must not miss it
+#define WATCHDOG_MS 100      // the longest a behaviour call may hold its thread
+#define SMALL_MS 2           // a thumbnail of an ordinary photo
+#define HUGE_MS 400          // ... of the huge one
+#define THUMB_DEADLINE 5000  // each ask's deadline: the huge image must not miss it
+#define WINDOW (8 * WORKERS) // asks in flight at once: a deadline times one image, not the queue
 #define MAX_IMAGES 10000
 
 static int64_t
@@ -68,11 +69,15 @@ worker(brg_ctx_t *ctx, const brg_msg_t *msg)
 }
 
 //  ---------------------------------------------------------------------------
-//  The album: asks the router for every thumbnail at once.
+//  The album: asks the router for the thumbnails, WINDOW at a time. (Asking
+//  for all of them at once would make each deadline cover the whole queue in
+//  front of it: with 10,000 images most asks expired before a worker saw
+//  them.)
 
 typedef struct {
     brg_ref_t router;
     int images, huge; // how many; which one is huge (1-based)
+    int next;         // the next image to ask for (1-based)
     int done, failed; // thumbnails received; images given up on
     int reasked;      // asks repeated after BRG_ENOACTOR
 } album_t;
@@ -105,6 +110,8 @@ on_thumbnail(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
         self->failed++;
         printf("image %lld: no thumbnail (%s)\n", (long long)image, brg_strerror(status));
     }
+    if (self->next <= self->images)
+        ask_thumbnail(ctx, self->next++); // one answered: the window moves on
     if (self->done + self->failed == self->images) {
         atomic_store(&thumbnails, self->done);
         atomic_store(&reasked, self->reasked);
@@ -133,8 +140,8 @@ album_init(brg_ctx_t *ctx, void *arg)
 {
     (void)arg;
     album_t *self = brg_state(ctx);
-    for (int64_t image = 1; image <= self->images; image++)
-        ask_thumbnail(ctx, image);
+    for (self->next = 1; self->next <= self->images && self->next <= WINDOW;)
+        ask_thumbnail(ctx, self->next++);
     return BRG_OK;
 }
 
