@@ -317,8 +317,12 @@ brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg)
     // flushed before this worker passes one.
     if (s_chain.to != actor) {
         brg__send_flush();
-        s_chain.to = actor; // only compared: a later send looks its target up again
-        return brg__actor_push(actor, msg);
+        int rc = brg__actor_push(actor, msg);
+        // Only compared: a later send looks its target up again. A push that
+        // failed (the mailbox closed) starts no run, so every later send to
+        // that target fails the same way, at once, with the same reason.
+        s_chain.to = rc == BRG_OK ? actor : NULL;
+        return rc;
     }
     if (s_chain.n >= BRG__SEND_CHAIN_MAX)
         brg__send_flush();

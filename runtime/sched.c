@@ -25,7 +25,7 @@
 //  the timer thread) enters through the inject queue, and the bound is:
 //  every worker polls the inject queue at least once every
 //  BRG__INJECT_EVERY batches it starts, counting the batches help-along runs
-//  nested inside a send. Each batch start is counted (s_count_batches) and
+//  nested inside a send. Each batch start is counted (s_count_batch) and
 //  every place that starts one (s_next_local, the drain loop in s_run,
 //  s_help) polls first when the count is due; an actor taken from the queue
 //  runs next (nested, in s_help, unless its init has not run: then it goes
@@ -249,9 +249,9 @@ s_progress(brg__worker_t *w)
 }
 
 static void
-s_count_batches(brg__worker_t *w, uint32_t n)
+s_count_batch(brg__worker_t *w)
 {
-    w->since_inject += n;
+    w->since_inject++;
     if (w->since_inject > atomic_load_explicit(&w->gap_max, memory_order_relaxed))
         atomic_store_explicit(&w->gap_max, w->since_inject, memory_order_relaxed);
     s_progress(w);
@@ -505,6 +505,7 @@ s_quiescent(brg__worker_t *w)
 {
     if (brg__send_chain.n != 0) // its target pointer would outlive the grace period
         brg__panic("quiescent point with a pending send chain");
+    brg__send_chain.to = NULL; // nor may a remembered target: its address can be reused after
     // Acquire: pairs with the retirers' fetch_add (release), so every DYING
     // CAS before an epoch we read is visible to our next sends.
     uint64_t e = atomic_load_explicit(&w->sched->epoch, memory_order_acquire);
@@ -862,7 +863,7 @@ s_help(brg__worker_t *w)
                 actor = injected;
             }
         }
-        s_count_batches(w, 1);
+        s_count_batch(w);
         if (!brg__actor_run(actor, w->sched->batch))
             actor = NULL; // idle (or dead): no longer ours
     }
@@ -884,8 +885,10 @@ brg__sched_note_send(void)
     if (__builtin_expect(++w->help_tick >= BRG__HELP_EVERY, 0) && !w->helping) {
         // Called before the send's delivery, so a quiescent point: a long
         // flood must not hold up reclamation for its whole activation. The
-        // pending chain holds a reference-free actor pointer: out first.
-        brg__send_flush();
+        // pending chain holds a reference-free actor pointer: out first, and
+        // its target forgotten, so that no address compared after the
+        // quiescent point can belong to a reclaimed actor's successor.
+        brg__send_call_end();
         s_quiescent(w);
         s_progress(w);
         s_help(w);
@@ -1054,7 +1057,7 @@ s_run(brg__worker_t *w, brg__actor_t *actor)
     bool again;
     do {
         w->sends = 0;
-        s_count_batches(w, 1);
+        s_count_batch(w);
         again = brg__actor_run(actor, batch);
     } while (again && --batches > 0 && !s_inject_waiting(w));
     if (again) {
