@@ -99,8 +99,8 @@
 //  Intensity. The times (brg_system_now_ms) of the last intensity + 1
 //  restarts are kept in a ring; the restart that finds the oldest of them
 //  within period_ms is one too many: the supervisor gives up (s_give_up)
-//  with reason shutdown, as OTP's does, so a transient parent does not
-//  restart it.
+//  with reason shutdown, as OTP's does, so a parent whose spec for it is
+//  transient does not restart it.
 //
 //  Threads. Everything here runs on the supervisor's own thread, except
 //  brg_supervisor_add_child's parking of a spec (s_park, on the caller's
@@ -698,7 +698,7 @@ s_fail(s_sup_t *self, brg_ctx_t *ctx, int code, const char *text)
 
 //  Too many restarts within the period: give up. OTP's supervisor reports
 //  reached_max_restart_intensity and exits with reason shutdown, so that a
-//  transient parent does not restart a supervisor that gave up.
+//  parent whose spec for it is transient does not restart it.
 static void
 s_give_up(s_sup_t *self, brg_ctx_t *ctx)
 {

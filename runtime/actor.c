@@ -53,7 +53,7 @@
 //  frees it. Other threads (main, timer, blocking pool) and the other
 //  lookups (stop, links, registry, is_alive) keep the counted path.
 //
-//  Send coalescing (docs/ARCHITECTURE.md §6). In a fan-in with senders on
+//  Send coalescing (docs/ARCHITECTURE.md §5). In a fan-in with senders on
 //  both cores, every push moved the receiver's `head` line between cores
 //  (a round trip of 60-470 ns, more than handling the message). A stack
 //  push can push an already linked chain with the same one CAS (the

@@ -381,10 +381,11 @@ main(int argc, char **argv)
     specs[PARTS + 1].start = brg_supervisor_start;
     specs[PARTS + 1].arg = &tickets_opts;
     specs[PARTS + 1].type = BRG_CHILD_SUPERVISOR; // shutdown: infinity, as in OTP
+    int intensity = kitchen_intensity((int)orders);
     brg_supervisor_opts_t chef_opts;
     brg_supervisor_opts_init(&chef_opts);
     // Walk-outs allowed per 5 s before the head chef gives up; see kitchen_intensity.
-    chef_opts.intensity = kitchen_intensity((int)orders);
+    chef_opts.intensity = intensity;
     chef_opts.children = specs;
     chef_opts.n_children = PARTS + 2;
     brg_ref_t head_chef, tickets;
@@ -396,7 +397,6 @@ main(int argc, char **argv)
     if (brg_whereis(sys, "tickets", &tickets) != BRG_OK)
         return 1;
 
-    int intensity = kitchen_intensity((int)orders);
     printf("kitchen: %lld orders, seed %lld, the head chef accepts %d walk-outs\n", orders, seed,
            intensity);
     for (int i = 1; i <= orders; i++) {

@@ -120,7 +120,11 @@ BRG_EXPORT brg_system_t *brg_ctx_system(const brg_ctx_t *ctx);
 //  end of the call), never later. msg goes as a plain message from this
 //  actor: a copy of an ask (brg_msg_dup) is no longer part of that ask, so
 //  the receiver's brg_reply comes back to this actor as a plain message (to
-//  pass the ask itself on, use brg_forward).
+//  pass the ask itself on, use brg_forward). A message held in such a run
+//  counts as sent: if the target dies before the run is handed over, it is
+//  a dead letter with BRG_DEAD_STOPPED, as if left in its mailbox. A send
+//  may also run another actor's behaviour on this thread before it returns
+//  (help-along, brigade.h).
 //  Takes ownership of *msg_p and sets it to NULL.
 BRG_EXPORT int brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p);
 

@@ -71,8 +71,9 @@ BRG_EXPORT int brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, br
 //  still open, moves virtual time forward by timeout_ms (brg_system_advance),
 //  so the deadline passes at once.
 //  Takes ownership of *request_p and sets it to NULL.
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms
-//  plus the grace.
+//  Thread: any thread but the system's own. NOT checked (unlike brg_system_ask, no BRG_EDEADLK):
+//  called on a worker it holds that worker until the deadline; blocks up to timeout_ms plus the
+//  grace.
 BRG_EXPORT int brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, size_t n,
                                  brg_msg_t **request_p, int timeout_ms, int *statuses,
                                  brg_msg_t **replies);

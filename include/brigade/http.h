@@ -148,7 +148,8 @@ BRG_EXPORT brg_msg_t *brg_http_msg_stats(void);
 BRG_EXPORT int brg_http_read_stats(const brg_msg_t *reply, brg_http_stats_t *out);
 
 //  The counters, blocking. Errors: those of brg_system_ask, BRG_ENOMEM and
-//  the reader's. Thread: any thread that is NOT a Brigade worker.
+//  the reader's. Thread: any thread but the system's own (there: BRG_EDEADLK at once, as
+//  brg_system_ask).
 BRG_EXPORT int brg_http_stats(brg_system_t *sys, brg_ref_t http, int timeout_ms,
                               brg_http_stats_t *out);
 

@@ -100,8 +100,8 @@ BRG_EXPORT brg_msg_t *brg_limiter_msg_stats(void);
 BRG_EXPORT int brg_limiter_read_stats(const brg_msg_t *reply, brg_limiter_stats_t *out);
 
 //  The counters, blocking. Errors: those of brg_system_ask, BRG_ENOMEM, and
-//  the reader's. Thread: any thread that is NOT a Brigade worker; blocks up
-//  to timeout_ms.
+//  the reader's. Thread: any thread but the system's own (there: BRG_EDEADLK at once, as
+//  brg_system_ask); blocks up to timeout_ms.
 BRG_EXPORT int brg_limiter_stats(brg_system_t *sys, brg_ref_t limiter, int timeout_ms,
                                  brg_limiter_stats_t *out);
 

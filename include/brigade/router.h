@@ -125,7 +125,8 @@ BRG_EXPORT int brg_router_read_workers(const brg_msg_t *reply, brg_ref_t *out, s
 
 //  Blocking forms for threads outside the system (built on brg_system_ask).
 //  Errors: those of brg_system_ask, BRG_ENOMEM, and the readers'.
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once, as brg_system_ask); blocks
+//  up to timeout_ms.
 BRG_EXPORT int brg_router_stats(brg_system_t *sys, brg_ref_t router, int timeout_ms,
                                 brg_router_stats_t *out);
 BRG_EXPORT int brg_router_workers(brg_system_t *sys, brg_ref_t router, int timeout_ms,

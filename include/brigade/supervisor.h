@@ -27,9 +27,9 @@
 //  More than `intensity` restarts within `period_ms` make the supervisor give
 //  up: it stops every child (reverse start order) and exits with reason
 //  shutdown, as OTP's does (reached_max_restart_intensity): its parent sees
-//  an EXIT (or DOWN) with reason shutdown, so a permanent parent restarts it
-//  and a transient one does not. See docs/SUPERVISION.md for the whole
-//  decision table, the shutdown sequence and the message protocol.
+//  an EXIT (or DOWN) with reason shutdown, so a parent supervisor restarts
+//  it if its child spec there is permanent, not if it is transient. See docs/SUPERVISION.md for the
+//  whole decision table, the shutdown sequence and the message protocol.
 //
 //  Stopping a supervisor: brg_exit(sys, sup, BRG_EXIT_SHUTDOWN) (or its
 //  parent exiting): it stops its children in reverse start order, each with
@@ -274,15 +274,17 @@ BRG_EXPORT int brg_supervisor_read_childspec(const brg_msg_t *reply, brg_child_a
 //  ---------------------------------------------------------------------------
 //  Blocking helpers for threads outside the system (built on brg_system_ask).
 //  Errors: those of brg_system_ask (BRG_ETIMEDOUT, BRG_ENOACTOR: the
-//  supervisor is gone), BRG_ENOMEM, and the supervisor's own answer.
+//  supervisor is gone, BRG_EDEADLK: called on the system's own thread),
+//  BRG_ENOMEM, and the supervisor's own answer.
 
 //  The children, as brg_supervisor_read_which: returns their number.
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once, as brg_system_ask); blocks
+//  up to timeout_ms.
 BRG_EXPORT int brg_supervisor_which(brg_system_t *sys, brg_ref_t sup, int timeout_ms,
                                     brg_child_info_t *out, size_t max);
 
-//  The counters. Thread: any thread that is NOT a Brigade worker; blocks up
-//  to timeout_ms.
+//  The counters. Thread: any thread but the system's own (there: BRG_EDEADLK at once, as
+//  brg_system_ask); blocks up to timeout_ms.
 BRG_EXPORT int brg_supervisor_count(brg_system_t *sys, brg_ref_t sup, int timeout_ms,
                                     brg_supervisor_counts_t *out);
 
@@ -293,7 +295,8 @@ BRG_EXPORT int brg_supervisor_count(brg_system_t *sys, brg_ref_t sup, int timeou
 //  BRG_CHILD_IGNORE (nothing is kept). Errors besides the above: BRG_EINVAL
 //  (not a dynamic supervisor), BRG_ECLOSED (it is shutting down), or the start
 //  function's code (nothing was started).
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once, as brg_system_ask); blocks
+//  up to timeout_ms.
 BRG_EXPORT int brg_supervisor_start_child(brg_system_t *sys, brg_ref_t sup, brg_msg_t **args_p,
                                           int timeout_ms, brg_ref_t *child);
 
@@ -308,7 +311,8 @@ BRG_EXPORT int brg_supervisor_start_child(brg_system_t *sys, brg_ref_t sup, brg_
 //  already_started or already_present; or the spec's name is held),
 //  BRG_ECLOSED (shutting down), or the start function's code. The spec
 //  travels by a token, not in the message: only this process can add one.
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once, as brg_system_ask); blocks
+//  up to timeout_ms.
 BRG_EXPORT int brg_supervisor_add_child(brg_system_t *sys, brg_ref_t sup,
                                         const brg_child_spec_t *spec, int timeout_ms,
                                         brg_ref_t *child);
@@ -320,7 +324,8 @@ BRG_EXPORT int brg_supervisor_add_child(brg_system_t *sys, brg_ref_t sup,
 //  alive (already gone: nothing to do). Errors besides the above: BRG_EINVAL
 //  (not a dynamic supervisor: use brg_supervisor_terminate_child_id),
 //  BRG_ENOTFOUND (a live actor that is not its child).
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once, as brg_system_ask); blocks
+//  up to timeout_ms.
 BRG_EXPORT int brg_supervisor_terminate_child(brg_system_t *sys, brg_ref_t sup, brg_ref_t child,
                                               int timeout_ms);
 
@@ -330,7 +335,8 @@ BRG_EXPORT int brg_supervisor_terminate_child(brg_system_t *sys, brg_ref_t sup, 
 //  a temporary child is forgotten. A child not running is fine (BRG_OK); a
 //  restarting one stops being restarted. Errors besides the above:
 //  BRG_ENOTFOUND (no such id), BRG_EINVAL (a dynamic supervisor).
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once, as brg_system_ask); blocks
+//  up to timeout_ms.
 BRG_EXPORT int brg_supervisor_terminate_child_id(brg_system_t *sys, brg_ref_t sup, const char *id,
                                                  int timeout_ms);
 
@@ -341,20 +347,23 @@ BRG_EXPORT int brg_supervisor_terminate_child_id(brg_system_t *sys, brg_ref_t su
 //  (restarting), BRG_EINVAL (a dynamic supervisor), BRG_ECLOSED (shutting
 //  down), or the start function's code; BRG_EEXIST also if its registered
 //  name is held by another actor (this call does not wait for it).
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once, as brg_system_ask); blocks
+//  up to timeout_ms.
 BRG_EXPORT int brg_supervisor_restart_child(brg_system_t *sys, brg_ref_t sup, const char *id,
                                             int timeout_ms, brg_ref_t *child);
 
 //  Forget the static child `id`, which must not be running (terminate it
 //  first). Errors besides the above: BRG_ENOTFOUND, BRG_EEXIST (running),
 //  BRG_EBUSY (restarting), BRG_EINVAL (a dynamic supervisor).
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once, as brg_system_ask); blocks
+//  up to timeout_ms.
 BRG_EXPORT int brg_supervisor_delete_child(brg_system_t *sys, brg_ref_t sup, const char *id,
                                            int timeout_ms);
 
 //  The spec of child `id` (a dynamic supervisor's one spec by its id).
 //  Errors besides the above: BRG_ENOTFOUND.
-//  Thread: any thread that is NOT a Brigade worker; blocks up to timeout_ms.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once, as brg_system_ask); blocks
+//  up to timeout_ms.
 BRG_EXPORT int brg_supervisor_get_childspec(brg_system_t *sys, brg_ref_t sup, const char *id,
                                             int timeout_ms, brg_child_about_t *out);
 
