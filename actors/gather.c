@@ -341,6 +341,15 @@ brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, size_t n, brg_msg
     assert(replies || n == 0);
     brg_msg_t *request = *request_p;
     *request_p = NULL;
+    if (brg_system_is_own_thread(sys)) {
+        // It would hold this thread, which its own helper may need.
+        for (size_t i = 0; i < n; i++) {
+            statuses[i] = BRG_EDEADLK;
+            replies[i] = NULL;
+        }
+        brg_msg_destroy(&request);
+        return BRG_EDEADLK;
+    }
     for (size_t i = 0; i < n; i++) {
         statuses[i] = BRG_ETIMEDOUT;
         replies[i] = NULL;

@@ -216,6 +216,13 @@ brg__system_on_own_thread(brg_system_t *sys)
     return brg__sched_on_thread_of(sys) || brg__timers_on_own_thread(sys->timers);
 }
 
+bool
+brg_system_is_own_thread(brg_system_t *sys)
+{
+    assert(sys);
+    return brg__system_on_own_thread(sys);
+}
+
 void
 brg_system_stats(brg_system_t *self, brg_stats_t *stats)
 {

@@ -65,15 +65,16 @@ BRG_EXPORT int brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, br
 //  BRG_OK (>= 0), or: BRG_EINVAL (n == 0), BRG_ENOMEM, BRG_ECLOSED (the
 //  system is shutting down), BRG_ETIMEDOUT (the helper did not finish within
 //  timeout_ms plus a grace of BRG_GATHER_GRACE_MS: an overloaded system; the
-//  arrays are then all BRG_ETIMEDOUT / NULL). Every target dead is not an
+//  arrays are then all BRG_ETIMEDOUT / NULL), BRG_EDEADLK (called on one of
+//  the system's own threads, in every build: nothing is sent, the arrays are
+//  all BRG_EDEADLK / NULL). Every target dead is not an
 //  error: it returns 0 with every status BRG_ENOACTOR.
 //  In deterministic mode it runs the system until idle and, if parts are
 //  still open, moves virtual time forward by timeout_ms (brg_system_advance),
 //  so the deadline passes at once.
 //  Takes ownership of *request_p and sets it to NULL.
-//  Thread: any thread but the system's own. NOT checked (unlike brg_system_ask, no BRG_EDEADLK):
-//  called on a worker it holds that worker until the deadline; blocks up to timeout_ms plus the
-//  grace.
+//  Thread: any thread but the system's own (there: BRG_EDEADLK at once); blocks up to
+//  timeout_ms plus the grace.
 BRG_EXPORT int brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, size_t n,
                                  brg_msg_t **request_p, int timeout_ms, int *statuses,
                                  brg_msg_t **replies);

@@ -103,6 +103,12 @@ BRG_EXPORT brg_system_t *brg_system_new(const brg_config_t *cfg);
 //  Thread: any thread that is not one of this system's own.
 BRG_EXPORT int brg_system_destroy(brg_system_t **self_p);
 
+//  Whether the calling thread is one of sys's own: a worker, a blocking-pool
+//  thread, the timer thread, or a deterministic step. Blocking calls built
+//  outside the runtime check it to answer BRG_EDEADLK, as the runtime's own
+//  do, instead of holding the thread. Thread: any.
+BRG_EXPORT bool brg_system_is_own_thread(brg_system_t *sys);
+
 //  Block until no actor is alive, or timeout_ms passes (negative: forever,
 //  the one call where a negative timeout means that). Returns BRG_OK or
 //  BRG_ETIMEDOUT; BRG_EDEADLK at once, in every build, on one of this

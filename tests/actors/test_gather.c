@@ -336,6 +336,36 @@ tg_system_gather_check(int timeout_ms)
     brg_msg_destroy(&replies[3]);
 }
 
+//  brg_system_gather from a behaviour: BRG_EDEADLK at once, in every build,
+//  instead of holding the worker until the deadline.
+static _Atomic int tg_blocked_rc = 1;
+
+static int
+tg_gathers_inside(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_ref_t self = brg_self(ctx);
+    int statuses[1] = {0};
+    brg_msg_t *replies[1] = {NULL};
+    brg_msg_t *req = brg_msg_new("q");
+    atomic_store(&tg_blocked_rc,
+                 brg_system_gather(brg_ctx_system(ctx), &self, 1, &req, 60000, statuses, replies));
+    ck_assert_ptr_null(req);
+    ck_assert_int_eq(statuses[0], BRG_EDEADLK);
+    ck_assert_ptr_null(replies[0]);
+    return BRG_OK;
+}
+
+START_TEST(test_system_gather_on_a_worker_is_edeadlk_at_once)
+{
+    brg_ref_t a = tu_spawn(tu_sys, tg_gathers_inside);
+    ck_assert_int_eq(tu_send_tag(tu_sys, a, "go"), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&tg_blocked_rc) != 1, TU_WAIT_MS); // not the 60 s deadline
+    ck_assert_int_eq(atomic_load(&tg_blocked_rc), BRG_EDEADLK);
+    ck_assert(!brg_system_is_own_thread(tu_sys)); // the test's own thread is not
+}
+END_TEST
+
 START_TEST(test_system_gather_returns_replies_and_timeouts_from_an_outside_thread)
 {
     uint64_t start = tu_now_ms();
@@ -449,6 +479,7 @@ gather_suite(void)
     tcase_add_test(threaded,
                    test_system_gather_returns_replies_and_timeouts_from_an_outside_thread);
     tcase_add_test(threaded, test_system_gather_with_every_target_dead_returns_zero_and_no_actor);
+    tcase_add_test(threaded, test_system_gather_on_a_worker_is_edeadlk_at_once);
     suite_add_tcase(s, threaded);
 
     TCase *stress = tcase_create("stress");
