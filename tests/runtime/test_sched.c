@@ -524,10 +524,17 @@ END_TEST
 //  BRG_DEBUG_YIELD every send may sleep, so the yield build floods less (the
 //  unfixed scheduler still ends far over the bounds: its backlog grew with
 //  half of everything sent).
+//  With two workers the backlog has no hard bound (ARCHITECTURE.md §6: the
+//  other worker floods on while the sink drains, longer when the host
+//  deschedules it): 26,000-97,000 measured on a quiet host, 377,843 once in
+//  CI's slow regime. The bound is set under the unfixed scheduler's 1.4 M,
+//  so it still catches a backlog that grows with everything sent.
 #ifdef BRG_DEBUG_YIELD
 #define S_FLOOD_MSGS 400000
+#define S_FLOOD_BOUND_TWO 262144
 #else
 #define S_FLOOD_MSGS 8000000
+#define S_FLOOD_BOUND_TWO 700000
 #endif
 
 static void
@@ -554,7 +561,7 @@ END_TEST
 
 START_TEST(test_sched_stress_a_sink_fed_by_floods_keeps_a_bounded_backlog_on_two_workers)
 {
-    s_flood_memory(2, 262144);
+    s_flood_memory(2, S_FLOOD_BOUND_TWO);
 }
 END_TEST
 
