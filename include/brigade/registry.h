@@ -31,4 +31,18 @@ BRG_EXPORT int brg_whereis(brg_system_t *sys, const char *name, brg_ref_t *ref);
 //  ownership of *msg_p and sets it to NULL.
 BRG_EXPORT int brg_send_named(brg_ctx_t *ctx, const char *name, brg_msg_t **msg_p);
 
+//  Names on any node: `node` is a node ref (id 0; brg_node_find, or the node
+//  part of any ref with id set to 0); this node's own works too. The name is
+//  resolved on that node when the message arrives: an unknown name is a dead
+//  letter there, and an ask gets BRG_ENOACTOR from it. Without a transport a
+//  remote name is a dead letter BRG_DEAD_REMOTE here. Same ownership,
+//  threads and errors as brg_send, brg_ask and brg_system_ask; the reply's
+//  sender is the named actor's ref.
+BRG_EXPORT int brg_send_named_at(brg_ctx_t *ctx, brg_ref_t node, const char *name,
+                                 brg_msg_t **msg_p);
+BRG_EXPORT int brg_ask_named_at(brg_ctx_t *ctx, brg_ref_t node, const char *name, brg_msg_t **msg_p,
+                                int timeout_ms, brg_reply_fn fn, void *arg);
+BRG_EXPORT int brg_system_ask_named_at(brg_system_t *sys, brg_ref_t node, const char *name,
+                                       brg_msg_t **msg_p, int timeout_ms, brg_msg_t **reply_p);
+
 #endif

@@ -1,0 +1,106 @@
+//  remote - the seam between the runtime and a transport (internal).
+//
+//  runtime/ never includes ZeroMQ. A transport (transport/, the only user of
+//  this header besides runtime/ itself) plugs a table of operations into a
+//  system; from then on every message or signal addressed to a ref of
+//  another node (brg_send, brg_ask, brg_reply, brg_forward, brg_link,
+//  brg_unlink, brg_monitor, brg_demonitor, exit signals, EXIT/DOWN of a
+//  dying actor, brg_exit, brg_actor_stop) reaches ops->send through the one
+//  send path, brg__system_deliver. Inbound messages decoded by the
+//  transport come back through brg__remote_deliver; when a connection to a
+//  node is lost the transport builds the signals the runtime's actors must
+//  see (EXIT/DOWN with reason noconnection, error replies BRG_ENETWORK) with
+//  brg__remote_signal and delivers them the same way.
+//
+//  Threads and ownership.
+//  - brg__system_set_remote_ops: once, before any actor can send to another
+//    node (the transport calls it from brg_node_new, on the creating
+//    thread), never while the system runs traffic; ops and arg then stay
+//    valid and unchanged until ops->destroy has returned.
+//  - ops->send: any thread (workers, blocking pool, timer thread, outside
+//    callers). It takes ownership of *msg_p and sets it to NULL whatever it
+//    returns; it never blocks and never calls back into the sender's actor.
+//  - brg__remote_deliver and brg__remote_signal: any thread, in practice the
+//    transport's I/O thread. deliver takes ownership of every message.
+//  - ops->shutdown then ops->destroy: called by brg_system_destroy on the
+//    destroying thread, in that order: shutdown after every actor has stopped
+//    (their last EXIT/DOWN signals have been handed to ops->send) and before
+//    the workers and the timer thread are joined; destroy after they are
+//    joined. After shutdown, ops->send is not called again (a late remote
+//    send is a dead letter BRG_DEAD_SHUTDOWN).
+#ifndef BRG_RUNTIME_REMOTE_H
+#define BRG_RUNTIME_REMOTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "brigade/link.h"
+#include "brigade/msg.h"
+#include "brigade/ref.h"
+#include "brigade/system.h"
+
+typedef struct brg__remote_ops {
+    //  A message or signal for another node's actor `to` (its kind, sender,
+    //  corr, status, tag and payload as the runtime built them; see msg.h).
+    //  Returns BRG_OK (queued for the node), BRG_EBUSY (the node's outbound
+    //  budget is spent: the transport counted it as a dead letter
+    //  BRG_DEAD_REMOTE_BUSY and answered an ask), or BRG_ENETWORK (the node
+    //  is unknown or down: dead letter BRG_DEAD_REMOTE_DOWN, an ask answered
+    //  with BRG_ENETWORK, a LINK answered with EXIT noconnection, a MONITOR
+    //  with DOWN noconnection). Control signals are never refused for space.
+    //  With to_name != NULL the target is that name in the registry of node
+    //  `to` (to.id is 0): brg_send_named_at and friends.
+    int (*send)(void *arg, brg_ref_t to, const char *to_name, brg_msg_t **msg_p);
+    //  Flush what is queued (bounded), say goodbye to every peer, stop the
+    //  I/O thread. See the thread contract above.
+    void (*shutdown)(void *arg);
+    //  Free the transport.
+    void (*destroy)(void *arg);
+} brg__remote_ops_t;
+
+//  The one send path for a name on another node (brg_send_named_at,
+//  brg_ask_named_at): ops->send with the name, or a dead letter
+//  BRG_DEAD_REMOTE when no transport is plugged in. Takes *msg_p.
+int brg__system_deliver_named(brg_system_t *sys, brg_ref_t node, const char *name,
+                              brg_msg_t **msg_p);
+
+//  Plug a transport into sys. Returns BRG_OK, or BRG_EEXIST if one is
+//  already plugged in.
+int brg__system_set_remote_ops(brg_system_t *sys, const brg__remote_ops_t *ops, void *arg);
+
+//  Where an inbound message goes: a local id of this node, or a name in its
+//  registry (name != NULL; then id is ignored).
+typedef struct brg__remote_target {
+    uint64_t id;
+    const char *name; // NUL-terminated, borrowed for the call
+} brg__remote_target_t;
+
+//  Deliver n messages decoded from the network, in order, to this node's
+//  actors. Each msg has kind, sender (a ref on the peer node or a third
+//  one), corr, status, tag and payload set. Takes every msgs[i] (the array
+//  itself stays the caller's). An unknown target or name is a dead letter
+//  (BRG_DEAD_NO_ACTOR) and, for a request, an error reply BRG_ENOACTOR back
+//  to its sender (through ops->send); a LINK or MONITOR to a dead target is
+//  answered EXIT/DOWN noproc as locally. Actors made runnable are scheduled
+//  with one round on the inject queue and at most one wake-up per call.
+//  Returns the number of messages that reached a mailbox.
+size_t brg__remote_deliver(brg_system_t *sys, const brg__remote_target_t *to, brg_msg_t **msgs,
+                           size_t n);
+
+//  Build a signal as the runtime would: kind is BRG__MSG_SYS_EXIT (from =
+//  the exited actor, reason), BRG__MSG_SYS_DOWN (corr = the monitor id),
+//  BRG__MSG_SYS_DEMONITOR (from = the watcher, corr = monitor id, no
+//  reason) or BRG__MSG_REPLY_ERROR (corr = the ask id, status, no reason).
+//  Returns NULL if out of memory.
+brg_msg_t *brg__remote_signal(int kind, brg_ref_t from, uint64_t corr, int status,
+                              const brg_exit_reason_t *reason);
+
+//  Count and report an undeliverable message of the transport's (it owns
+//  msg): a dead letter with reason, and the answer its local sender is owed:
+//  for a request an error reply `status` (BRG_ENETWORK, BRG_EBUSY); for a
+//  LINK an EXIT, for a MONITOR a DOWN, both with reason noconnection (a
+//  signal is exactly-once: whatever did not reach the peer is answered here).
+void brg__remote_dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg,
+                             brg_dead_reason_t reason, int status);
+
+#endif

@@ -1,0 +1,148 @@
+//  session - one peer's session: handshake, sequence numbers, liveness,
+//  and the links, monitors and asks that cross it (internal).
+//
+//  A pure state machine: no sockets, no clock of its own, no threads. The
+//  I/O thread (zmq_io.c) owns every session and calls these functions with
+//  the time; the tests drive two sessions against each other through the
+//  codec with a loopback double. Everything a session wants done comes out
+//  through brg__session_io_t callbacks, called synchronously from inside
+//  the call that caused them.
+//
+//  Directions. Between two nodes each direction is its own connection: our
+//  outbox (we sent HELLO, the peer answers WELCOME on it) carries our
+//  BATCHes and TICKs; the peer's outbox into our inbox (it sent HELLO, we
+//  answered WELCOME) carries theirs. The session is UP when both are
+//  handshaked (a client session has only the inbound one: our frames to a
+//  client go back through the inbox ROUTER). Sequence numbers count BATCH
+//  frames per direction from 1; a gap ends the session.
+//
+//  Tables (the per-node index of links and monitors, PROTOCOL.md
+//  "Node loss"). Updated as envelopes cross, in either direction, in the
+//  order they cross:
+//    links    (local L, remote R)        + LINK out or in; - UNLINK or EXIT either way
+//    watching (local W, remote R, mon)   + MONITOR out;    - DEMONITOR out, DOWN in
+//    watched  (local T, remote W, mon)   + MONITOR in;     - DEMONITOR in, DOWN out
+//    asks     (local A, corr)            + request out;    - REPLY / REPLY_ERROR in
+//  When the session ends, every entry is answered once, after everything
+//  the peer delivered: EXIT noconnection to each L (from R), DOWN
+//  noconnection to each W, DEMONITOR to each T (from W), REPLY_ERROR
+//  BRG_ENETWORK to each A. Tables are bounded (cfg.max_table entries each);
+//  an ask past the bound loses only its fast failure (it still times out),
+//  a LINK or MONITOR past the bound is answered at once as if the session
+//  had ended for it (and counted).
+#ifndef BRG_TRANSPORT_SESSION_H
+#define BRG_TRANSPORT_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "remote.h"
+#include "wire.h"
+
+typedef enum {
+    BRG__SESS_CONNECTING, // our HELLO sent and/or theirs awaited
+    BRG__SESS_UP,         // both directions handshaked (client: the inbound one)
+    BRG__SESS_ENDED       // sticky: a new session is a new object
+} brg__sess_state_t;
+
+//  Why a session ended (logged, counted, and given to node-down watchers).
+typedef enum {
+    BRG__END_NONE = 0,
+    BRG__END_CLOSED,   // the connection closed (peer process gone)
+    BRG__END_TIMEOUT,  // nothing heard for timeout_ms, or no WELCOME in time
+    BRG__END_PROTOCOL, // malformed frame, sequence gap, refused handshake
+    BRG__END_BYE,      // the peer said goodbye (orderly shutdown)
+    BRG__END_REPLACED, // a new HELLO from the same node with another session id
+    BRG__END_LOCAL     // we ended it (disconnect, shutdown)
+} brg__end_reason_t;
+
+const char *brg__end_reason_name(brg__end_reason_t reason);
+
+typedef struct brg__session_cfg {
+    uint8_t node[16];                     // our node UUID
+    char name[BRG__WIRE_NAME_MAX + 1];    // our node name
+    char cluster[BRG__WIRE_NAME_MAX + 1]; // our cluster
+    char ep[BRG__WIRE_EP_MAX + 1];        // our advertised endpoint ("" for none)
+    uint32_t tick_ms;                     // TICK interval (default 1000)
+    uint32_t timeout_ms;                  // silence that ends a session (default 10000)
+    uint32_t handshake_ms;                // HELLO without WELCOME (default 5000)
+    uint32_t max_table;                   // entries per table (default 1 Mi)
+    brg__wire_limits_t limits;
+} brg__session_cfg_t;
+
+void brg__session_cfg_default(brg__session_cfg_t *cfg);
+
+//  What a session asks its owner to do. Each callback is called on the
+//  owner's thread, inside the session call that caused it.
+typedef struct brg__session_io {
+    //  Send one frame to the peer on our side's connection (outbox, or the
+    //  inbox ROUTER for a client). The bytes are borrowed for the call.
+    void (*send_frame)(void *arg, const void *data, size_t len);
+    //  Deliver decoded messages to local actors in order (takes msgs[i]);
+    //  brg__remote_deliver in production.
+    void (*deliver)(void *arg, const brg__remote_target_t *to, brg_msg_t **msgs, size_t n);
+    //  The session is UP (once).
+    void (*up)(void *arg);
+    //  The session ended (once, after its tables were answered through
+    //  deliver). The owner closes the connections.
+    void (*ended)(void *arg, brg__end_reason_t reason);
+} brg__session_io_t;
+
+typedef struct brg__session brg__session_t;
+
+//  A session toward one peer. initiator: we dial (our outbox sends HELLO
+//  now); else it starts from the peer's HELLO on our inbox (pass that
+//  frame to brg__session_on_frame next). Returns NULL if out of memory.
+brg__session_t *brg__session_new(const brg__session_cfg_t *cfg, const brg__session_io_t *io,
+                                 void *io_arg, bool initiator, uint64_t now_ns);
+void brg__session_destroy(brg__session_t **self_p);
+
+brg__sess_state_t brg__session_state(const brg__session_t *self);
+//  The peer's HELLO (valid once it arrived) and its node as a ref (id 0).
+const brg__hello_t *brg__session_peer(const brg__session_t *self);
+brg_ref_t brg__session_peer_node(const brg__session_t *self);
+
+//  A decoded frame from the peer, `inbound` true for frames on our inbox
+//  (the peer's outbox) and false for frames on our outbox (WELCOME, ERROR).
+//  Validates it against the session state (HELLO checks: version, cluster,
+//  self-connection, role), answers (WELCOME, ERROR), checks sequence,
+//  updates tables, delivers BATCH envelopes through io->deliver. A
+//  violation sends ERROR and ends the session (reason PROTOCOL). Returns
+//  BRG_OK or BRG_EPROTO.
+int brg__session_on_frame(brg__session_t *self, const brg__frame_t *frame, bool inbound,
+                          uint64_t now_ns);
+
+//  Messages going to the peer: append msg's envelope to the pending BATCH
+//  (updating the tables for control kinds and requests). Takes *msg_p.
+//  Returns BRG_OK; BRG_ENETWORK if the session has ended (the caller
+//  dead-letters with brg__remote_dead_letter; the message is given back
+//  in *msg_p).
+int brg__session_push(brg__session_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg_p);
+
+//  Seal the pending BATCH (if any) and send it through io->send_frame.
+//  The owner calls it at the end of each grab, and the session itself
+//  does when the batch reaches 64 KiB or 1024 envelopes.
+void brg__session_flush(brg__session_t *self);
+
+//  Time passes: send a TICK when one is due, end the session on silence
+//  (timeout) or a handshake that did not finish. Returns the time in ns
+//  of the next deadline, for the owner's poll timeout.
+uint64_t brg__session_timer(brg__session_t *self, uint64_t now_ns);
+
+//  End the session now (connection closed, local disconnect, shutdown):
+//  sends BYE when reason is LOCAL, answers every table entry, calls
+//  io->ended. Idempotent.
+void brg__session_end(brg__session_t *self, brg__end_reason_t reason);
+
+//  Counters of one session (PROTOCOL.md "Counters").
+typedef struct brg__session_stats {
+    uint64_t frames_in, frames_out, msgs_in, msgs_out, bytes_in, bytes_out;
+    uint64_t dead_on_end;                    // messages pushed but never sent when it ended
+    uint64_t lost_in_flight;                 // sent in frames the peer had not acked when it ended
+    uint64_t links, watching, watched, asks; // current table sizes
+    uint64_t table_full;                     // LINK/MONITOR/asks refused by the table bound
+} brg__session_stats_t;
+
+void brg__session_stats(const brg__session_t *self, brg__session_stats_t *stats);
+
+#endif
