@@ -1249,26 +1249,22 @@ int
 brg_actor_stop(brg_system_t *sys, brg_ref_t ref)
 {
     assert(sys);
-    if (!brg_system_is_local(sys, ref))
-        return BRG_ENOACTOR;
-    brg__actor_t *actor = brg__actor_acquire(sys, ref.id);
-    if (!actor)
-        return BRG_ENOACTOR;
-    int rc = BRG_ENOACTOR;
-    if (!(actor->mode & BRG__MODE_WAITER)) {
-        brg_msg_t *stop = brg__msg_alloc();
-        if (!stop) {
-            rc = BRG_ENOMEM;
-        } else {
-            brg__msg_set_tag(stop, "brg.stop", 8);
-            stop->kind = BRG__MSG_SYS_STOP;
-            rc = brg__actor_push(actor, stop);
-            if (rc != BRG_OK)
-                brg__msg_free(stop);
-        }
+    if (brg_system_is_local(sys, ref)) {
+        // A waiter (brg_system_ask's reply box) has no behaviour to stop.
+        brg__actor_t *actor = brg__actor_acquire(sys, ref.id);
+        bool waiter = actor && (actor->mode & BRG__MODE_WAITER);
+        if (actor)
+            brg__actor_release(sys, ref.id);
+        if (!actor || waiter)
+            return BRG_ENOACTOR;
     }
-    brg__actor_release(sys, ref.id);
-    return rc;
+    brg_msg_t *stop = brg__msg_alloc();
+    if (!stop)
+        return BRG_ENOMEM;
+    brg__msg_set_tag(stop, "brg.stop", 8);
+    stop->kind = BRG__MSG_SYS_STOP;
+    // The one send path: a local mailbox, or the transport for another node.
+    return brg__system_deliver(sys, ref, &stop);
 }
 
 int
