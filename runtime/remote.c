@@ -132,6 +132,107 @@ brg__system_deliver_named(brg_system_t *sys, brg_ref_t node, const char *name, b
     return brg__system_deliver(sys, to, &msg);
 }
 
+//  True for the kinds a peer may send: user messages, replies, and the
+//  signals that travel between actors (stop and exit signals included).
+static bool
+s_inbound_kind_ok(const brg_msg_t *msg)
+{
+    switch ((brg__msg_kind_t)msg->kind) {
+    case BRG__MSG_USER:
+    case BRG__MSG_REPLY:
+    case BRG__MSG_REPLY_ERROR:
+    case BRG__MSG_SYS_STOP:
+    case BRG__MSG_SYS_UNLINK:
+    case BRG__MSG_SYS_DEMONITOR:
+    case BRG__MSG_SYS_EXIT:
+    case BRG__MSG_SYS_DOWN:
+    case BRG__MSG_SYS_LINK:
+    case BRG__MSG_SYS_MONITOR:
+        return true;
+    case BRG__MSG_SYS_KILL:
+        // brg_exit's kinds only: link.c takes status as the exit kind.
+        return msg->status == BRG_EXIT_SHUTDOWN || msg->status == BRG_EXIT_KILLED ||
+               msg->status == BRG_EXIT_FAILED;
+    case BRG__MSG_SYS_ASK_TIMEOUT:
+    case BRG__MSG_SYS_IDLE:
+    case BRG__MSG_TIMER:
+        return false; // local timers: they never leave their node
+    }
+    return false;
+}
+
+//  An inbound message whose target is dead or unknown, answered as a local
+//  send would be (design notes). Takes msg.
+static void
+s_undeliverable(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg)
+{
+    if (!s_inbound_kind_ok(msg)) {
+        brg__dead_letter(sys, to, msg, BRG_DEAD_NO_ACTOR, false);
+        return;
+    }
+    if (brg__link_answer(sys, to, msg, BRG_EXIT_NOPROC) || brg__link_is_signal(msg) ||
+        msg->kind == BRG__MSG_SYS_STOP) {
+        brg__msg_free(msg);
+        return;
+    }
+    bool reply = msg->kind == BRG__MSG_REPLY || msg->kind == BRG__MSG_REPLY_ERROR;
+    brg__dead_letter(sys, to, msg, reply ? BRG_DEAD_LATE_REPLY : BRG_DEAD_NO_ACTOR, !reply);
+}
+
+size_t
+brg__remote_deliver(brg_system_t *sys, const brg__remote_target_t *to, brg_msg_t **msgs, size_t n)
+{
+    assert(sys);
+    assert(n == 0 || (to && msgs));
+    brg__actor_t *run_head = NULL, *run_tail = NULL; // made runnable here, in push order
+    uint32_t run_n = 0;
+    brg__actor_t *cur = NULL; // the current target, with a counted reference
+    uint64_t cur_id = 0;
+    size_t delivered = 0;
+    for (size_t i = 0; i < n; i++) {
+        brg_msg_t *msg = msgs[i];
+        msgs[i] = NULL;
+        uint64_t id = to[i].id;
+        if (to[i].name) {
+            brg_ref_t named;
+            id = brg_whereis(sys, to[i].name, &named) == BRG_OK ? named.id : 0;
+        }
+        // A run of messages to one actor (the common case) takes one reference.
+        if (id != cur_id || !cur) {
+            if (cur)
+                brg__actor_release(sys, cur_id);
+            cur_id = id;
+            cur = id ? brg__actor_acquire(sys, id) : NULL;
+        }
+        bool runnable = false;
+        if (!cur || !s_inbound_kind_ok(msg) ||
+            brg__actor_push_deferred(cur, msg, &runnable) != BRG_OK) {
+            s_undeliverable(sys, brg__system_ref(sys, id), msg);
+            continue;
+        }
+        delivered++;
+        if (!runnable)
+            continue;
+        if (cur->mode & BRG__MODE_WAITER) {
+            brg__waiter_wake(cur->ext->waiter);
+            continue;
+        }
+        // Ours to schedule, and idle until we do: its next field is free.
+        cur->next = NULL;
+        if (run_tail)
+            run_tail->next = cur;
+        else
+            run_head = cur;
+        run_tail = cur;
+        run_n++;
+    }
+    if (cur)
+        brg__actor_release(sys, cur_id);
+    if (run_head)
+        brg__sched_schedule_list(sys->sched, run_head, run_n);
+    return delivered;
+}
+
 brg_msg_t *
 brg__remote_signal(int kind, brg_ref_t from, uint64_t corr, int status,
                    const brg_exit_reason_t *reason)
