@@ -188,17 +188,22 @@ pack_batch(pack_t *p, uint64_t seq, const env_spec_t *envs, uint32_t n)
         pack_env(p, &envs[i]);
 }
 
-//  A batch of one envelope: decode it, expect code (0 = accepted).
+//  A batch of one envelope: decode it, expect code (0 = accepted). The
+//  bytes stay alive until the next call, so s_frame can be walked.
+static pack_t s_last;
+static bool s_last_set;
+
 static void
 expect_env(const env_spec_t *e, int code)
 {
-    pack_t p;
-    pack_batch(&p, 1, e, 1);
+    if (s_last_set)
+        pack_free(&s_last);
+    pack_batch(&s_last, 1, e, 1);
+    s_last_set = true;
     if (code == 0)
-        EXPECT_ACCEPTED(p.sb.data, p.sb.size);
+        EXPECT_ACCEPTED(s_last.sb.data, s_last.sb.size);
     else
-        EXPECT_REFUSED(p.sb.data, p.sb.size, code);
-    pack_free(&p);
+        EXPECT_REFUSED(s_last.sb.data, s_last.sb.size, code);
 }
 
 //  HELLO map with the keys in mask (bit i = key i of the list below).
