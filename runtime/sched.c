@@ -759,6 +759,63 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
     s_notify(self);
 }
 
+void
+brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
+{
+    brg__actor_t *first = NULL, *last = NULL; // the workers' share, in list order
+    uint32_t nw = 0;
+    bool pool = false;
+    for (brg__actor_t *a = head, *next; a; a = next) {
+        next = a->next;
+        if ((a->mode & BRG__MODE_BLOCKING) && !self->deterministic) {
+            pthread_mutex_lock(&self->pool_lock);
+            a->next = NULL;
+            if (self->pool_tail)
+                self->pool_tail->next = a;
+            else
+                self->pool_head = a;
+            self->pool_tail = a;
+            pthread_mutex_unlock(&self->pool_lock);
+            pool = true;
+            continue;
+        }
+        a->next = NULL;
+        if (last)
+            last->next = a;
+        else
+            first = a;
+        last = a;
+        nw++;
+    }
+    assert(nw <= n);
+    if (pool) {
+        // Blocking actors are rare; each pool thread takes one at a time.
+        pthread_mutex_lock(&self->pool_lock);
+        pthread_cond_broadcast(&self->pool_cond);
+        pthread_mutex_unlock(&self->pool_lock);
+    }
+    if (!first)
+        return;
+    // One round on the inject queue for the whole list, and one wake-up at
+    // most: the woken worker takes half of what waits (s_inject_take) and,
+    // finding work as the last searcher, wakes the next (design notes,
+    // Parking). The fairness bound is untouched: these actors are ordinary
+    // inject-queue entries, polled every BRG__INJECT_EVERY batches.
+    pthread_mutex_lock(&self->inject_lock);
+    if (self->inject_tail)
+        self->inject_tail->next = first;
+    else
+        self->inject_head = first;
+    self->inject_tail = last;
+    // Relaxed: the hint is re-checked under the lock by every consumer.
+    atomic_store_explicit(&self->inject_len,
+                          atomic_load_explicit(&self->inject_len, memory_order_relaxed) + nw,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&self->inject_lock);
+    if (!self->deterministic)
+        s_notify(self);
+}
+
 #define BRG__HELP_EVERY 64
 #define BRG__HELP_STEAL_TRIES 4
 
