@@ -503,43 +503,18 @@ brg__session_flush(brg__session_t *self)
 //  ---------------------------------------------------------------------------
 //  Signals the session builds: the answers of the tables.
 
-//  The exit reason kind noconnection (link.h's BRG_EXIT_NOCONNECTION, on
-//  the wire reason kind 5).
-#define S_EXIT_NOCONNECTION 5
-
-//  EXIT/DOWN noconnection, DEMONITOR or REPLY_ERROR BRG_ENETWORK, as the
-//  runtime builds them (link.c): EXIT's payload [kind, code, text], DOWN's
-//  [monitor, kind, code, text]. NULL if out of memory.
+//  EXIT/DOWN noconnection, DEMONITOR or REPLY_ERROR BRG_ENETWORK, built as
+//  the runtime builds its signals. NULL if out of memory.
 static brg_msg_t *
 s_signal(int kind, brg_ref_t from, uint64_t corr)
 {
-    brg_msg_t *msg = brg__msg_alloc();
-    if (!msg)
-        return NULL;
-    const char *tag = kind == BRG__MSG_SYS_DOWN      ? BRG_TAG_DOWN
-                      : kind == BRG__MSG_REPLY_ERROR ? "brg.error"
-                                                     : BRG_TAG_EXIT;
-    brg__msg_set_tag(msg, tag, strlen(tag));
-    msg->kind = (uint8_t)kind;
-    msg->sender = from;
-    msg->corr = corr;
-    int rc = BRG_OK;
     if (kind == BRG__MSG_REPLY_ERROR)
-        msg->status = BRG_ENETWORK;
-    if (kind == BRG__MSG_SYS_DOWN)
-        rc = brg_msg_add_uint(msg, corr);
-    if (rc == BRG_OK && (kind == BRG__MSG_SYS_EXIT || kind == BRG__MSG_SYS_DOWN)) {
-        rc = brg_msg_add_int(msg, S_EXIT_NOCONNECTION);
-        if (rc == BRG_OK)
-            rc = brg_msg_add_int(msg, BRG_ENETWORK);
-        if (rc == BRG_OK)
-            rc = brg_msg_add_str(msg, "");
-    }
-    if (rc != BRG_OK) {
-        brg__msg_free(msg);
-        return NULL;
-    }
-    return msg;
+        return brg__remote_signal(kind, from, corr, BRG_ENETWORK, NULL);
+    brg_exit_reason_t reason;
+    memset(&reason, 0, sizeof(reason));
+    reason.kind = BRG_EXIT_NOCONNECTION;
+    reason.code = BRG_ENETWORK;
+    return brg__remote_signal(kind, from, corr, 0, &reason);
 }
 
 static void

@@ -354,17 +354,22 @@ lb_end(int i, brg__end_reason_t reason)
     S[i].ending = false;
 }
 
-//  The exit reason kind of an EXIT or DOWN message's payload.
-static int64_t
+//  The exit reason kind of an EXIT or DOWN message, read as an actor
+//  reads it (brg_msg_read_exit / brg_msg_read_down).
+static int
 reason_kind(const brg_msg_t *m)
 {
-    size_t pos = 0;
-    int64_t kind = -1;
+    brg_ref_t from;
+    brg_exit_reason_t reason;
     uint64_t mon;
-    if (m->kind == BRG__MSG_SYS_DOWN)
-        ck_assert_int_eq(brg_msg_read_uint(m, &pos, &mon), BRG_OK);
-    ck_assert_int_eq(brg_msg_read_int(m, &pos, &kind), BRG_OK);
-    return kind;
+    if (m->kind == BRG__MSG_SYS_DOWN) {
+        ck_assert_int_eq(brg_msg_read_down(m, &from, &mon, &reason), BRG_OK);
+        ck_assert_uint_eq(mon, m->corr);
+    } else {
+        ck_assert_int_eq(brg_msg_read_exit(m, &from, &reason), BRG_OK);
+    }
+    ck_assert(brg_ref_eq(from, m->sender));
+    return (int)reason.kind;
 }
 
 //  How many log entries of side i match (kind, to, from id, corr); corr
@@ -893,7 +898,7 @@ START_TEST(test_session_end_answers_every_table_entry_exactly_once)
         ck_assert(m->sender.node_hi == side_ref(1, 0).node_hi &&
                   m->sender.node_lo == side_ref(1, 0).node_lo);
         if (m->kind == BRG__MSG_SYS_EXIT || m->kind == BRG__MSG_SYS_DOWN)
-            ck_assert_int_eq(reason_kind(m), 5); // noconnection
+            ck_assert_int_eq(reason_kind(m), BRG_EXIT_NOCONNECTION);
         if (m->kind == BRG__MSG_REPLY_ERROR)
             ck_assert_int_eq(m->status, BRG_ENETWORK);
         if (m->kind == BRG__MSG_SYS_DOWN)
@@ -1008,7 +1013,7 @@ START_TEST(test_session_table_bound_answers_links_and_monitors_at_once)
     push_ctl(0, BRG__MSG_SYS_LINK, 3, 13, 0);
     ck_assert_uint_eq(S[0].nlog, 1);
     ck_assert_int_eq(count(0, BRG__MSG_SYS_EXIT, 3, 13, 0), 1);
-    ck_assert_int_eq(reason_kind(S[0].log[0].msg), 5);
+    ck_assert_int_eq(reason_kind(S[0].log[0].msg), BRG_EXIT_NOCONNECTION);
     ck_assert_uint_eq(stats(0).table_full, 1);
     // Linking a linked pair again takes no new entry.
     push_ctl(0, BRG__MSG_SYS_LINK, 1, 11, 0);
@@ -1055,7 +1060,7 @@ START_TEST(test_session_inbound_link_or_monitor_past_the_bound_is_answered_over_
     // target, and took A's entries with them.
     ck_assert_int_eq(count(0, BRG__MSG_SYS_DOWN, 4, 16, 3), 1);
     ck_assert_int_eq(count(0, BRG__MSG_SYS_EXIT, 3, 13, 0), 1);
-    ck_assert_int_eq(reason_kind(S[0].log[0].msg), 5);
+    ck_assert_int_eq(reason_kind(S[0].log[0].msg), BRG_EXIT_NOCONNECTION);
     ck_assert_uint_eq(stats(0).watching, 2);
     ck_assert_uint_eq(stats(0).links, 2);
     lb_end(0, BRG__END_CLOSED);
@@ -1357,7 +1362,7 @@ r_check_side(int i)
                 const brg_msg_t *m = s->log[k].msg;
                 if (m->kind == BRG__MSG_SYS_DOWN && s->log[k].to == l && m->corr == mon) {
                     ck_assert_uint_eq(m->sender.id + 1, md->watching[l][mon]);
-                    ck_assert_int_eq(reason_kind(m), 5);
+                    ck_assert_int_eq(reason_kind(m), BRG_EXIT_NOCONNECTION);
                     d++;
                 }
             }
