@@ -540,6 +540,13 @@ START_TEST(test_remote_named_ask_for_an_unknown_name_gets_enoactor_from_the_othe
     ck_assert_int_eq(brg_system_ask_named_at(s_a, s_node(s_a), "nobody", &q, 1000, &reply),
                      BRG_ENOACTOR);
     ck_assert_uint_eq(tu_dead_count(BRG_DEAD_NO_ACTOR), 2);
+    // A name that cannot be one is the caller's mistake: nothing is sent.
+    q = brg_msg_new("x");
+    ck_assert_int_eq(brg_system_ask_named_at(s_a, s_node(s_b), "", &q, 1000, &reply), BRG_EINVAL);
+    ck_assert_ptr_null(q);
+    q = brg_msg_new("x");
+    ck_assert_int_eq(brg_system_ask_named_at(s_a, s_node(s_b), NULL, &q, 1000, &reply), BRG_EINVAL);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 2);
 }
 END_TEST
 
