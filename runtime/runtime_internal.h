@@ -40,6 +40,7 @@
 #include "log.h"
 #include "msg.h"
 #include "registry.h"
+#include "remote.h"
 #include "runq.h"
 #include "sched.h"
 #include "system.h"
