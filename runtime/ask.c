@@ -24,6 +24,13 @@
 //  id. A reply goes to the request's sender, which is therefore always the
 //  actor whose table holds that id.
 //
+//  Across nodes nothing changes: the request and its reply travel through
+//  the transport (remote.c) with corr and sender intact. When the transport
+//  cannot take a request (BRG_ENETWORK, BRG_EBUSY) it has already sent the
+//  asker an error reply with that status, so brg_ask keeps the entry and
+//  returns BRG_OK (the callback hears it at once, exactly once), and
+//  brg_system_ask waits for that reply instead of returning early.
+//
 //  A dying asker's pending callbacks run once with BRG_ECLOSED (actor.c runs
 //  them before the exit signals go out). brg_ask refuses new asks from an
 //  actor that is stopping or dying (BRG_ECLOSED, callback never called), so

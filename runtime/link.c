@@ -17,6 +17,11 @@
 //  signals from brg_exit (shutdown, kill) use the priority lane.
 //  An EXIT from an actor that is no longer linked (unlinked meanwhile) is
 //  ignored; a DOWN for a monitor that was dropped is never delivered.
+//  Every signal goes through the one send path (brg__system_deliver), so a
+//  ref of another node works the same. A LINK or MONITOR the transport
+//  cannot take (BRG_ENETWORK) is answered there with EXIT/DOWN noconnection
+//  (brg__remote_dead_letter, through brg__link_answer): brg_link then keeps
+//  the link, which that EXIT breaks, and brg_monitor adds no noproc DOWN.
 #include "runtime_internal.h"
 
 typedef struct {
