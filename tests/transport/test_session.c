@@ -233,6 +233,16 @@ lb_feed(lb_frame_t f)
     return rc;
 }
 
+//  Deliver the oldest frame in flight; returns what on_frame returned.
+static int
+lb_step(void)
+{
+    lb_frame_t f = lb_pop();
+    int rc = lb_feed(f);
+    free(f.data);
+    return rc;
+}
+
 static void
 lb_flush(void)
 {
@@ -444,6 +454,23 @@ START_TEST(test_session_handshake_brings_both_sides_up_once)
 }
 END_TEST
 
+START_TEST(test_session_simultaneous_dials_bring_both_up_with_one_hello_each)
+{
+    lb_start();
+    S[1].s = brg__session_new(&S[1].cfg, &IO, &S[1], true, NOW); // B dials A meanwhile
+    ck_assert_ptr_nonnull(S[1].s);
+    lb_run();
+    ck_assert_int_eq(brg__session_state(S[0].s), BRG__SESS_UP);
+    ck_assert_int_eq(brg__session_state(S[1].s), BRG__SESS_UP);
+    ck_assert_int_eq(S[0].ups + S[1].ups, 2);
+    ck_assert_uint_eq(stats(0).frames_out, 2); // its HELLO, its WELCOME
+    ck_assert_uint_eq(stats(1).frames_out, 2);
+    push_send(1, 1, 1, 1);
+    lb_run();
+    ck_assert_uint_eq(S[0].nlog, 1);
+}
+END_TEST
+
 START_TEST(test_session_handshake_refuses_another_version_with_error_1)
 {
     lb_start();
@@ -480,7 +507,7 @@ START_TEST(test_session_handshake_refuses_another_cluster)
 {
     snprintf(S[1].cfg.cluster, sizeof(S[1].cfg.cluster), "other");
     lb_start();
-    lb_feed(lb_pop());
+    lb_step();
     ck_assert_int_eq(S[1].reason, BRG__END_PROTOCOL);
     ck_assert_int_eq(take_error(1), BRG__WERR_NOT_ALLOWED);
     ck_assert_int_eq(QN, 0); // no WELCOME, no reverse HELLO
@@ -492,7 +519,7 @@ START_TEST(test_session_handshake_refuses_a_connection_to_itself)
 {
     memcpy(S[1].cfg.node, NODE_A, 16);
     lb_start();
-    lb_feed(lb_pop());
+    lb_step();
     ck_assert_int_eq(S[1].reason, BRG__END_PROTOCOL);
     ck_assert_int_eq(take_error(1), BRG__WERR_SELF);
 }
@@ -513,7 +540,7 @@ END_TEST
 START_TEST(test_session_acceptor_times_out_when_its_hello_is_not_welcomed)
 {
     lb_start();
-    lb_feed(lb_pop()); // B takes A's HELLO: WELCOME and B's HELLO in flight
+    lb_step(); // B takes A's HELLO: WELCOME and B's HELLO in flight
     lb_drop_all();
     lb_advance(S[1].cfg.handshake_ms, 10, false);
     ck_assert_int_eq(S[1].reason, BRG__END_TIMEOUT);
@@ -1466,6 +1493,7 @@ session_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_session_handshake_brings_both_sides_up_once);
+    tcase_add_test(tc, test_session_simultaneous_dials_bring_both_up_with_one_hello_each);
     tcase_add_test(tc, test_session_handshake_refuses_another_version_with_error_1);
     tcase_add_test(tc, test_session_handshake_answers_version_error_code);
     tcase_add_test(tc, test_session_handshake_refuses_another_cluster);
