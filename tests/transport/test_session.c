@@ -55,6 +55,7 @@ struct lb_side {
     brg__end_reason_t reason;
     bool ending;
     lb_react_fn react; // called for each delivered message (not while ending)
+    brg_system_t *sys; // set: deliveries go to this system (brg__remote_deliver)
 };
 
 static lb_side_t S[2];
@@ -102,6 +103,10 @@ static void
 lb_deliver(void *arg, const brg__remote_target_t *to, brg_msg_t **msgs, size_t n)
 {
     lb_side_t *side = arg;
+    if (side->sys) {
+        brg__remote_deliver(side->sys, to, msgs, n);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         if (side->nlog == side->caplog) {
             side->caplog = side->caplog ? side->caplog * 2 : 256;
@@ -1179,6 +1184,183 @@ START_TEST(test_session_target_on_another_node_is_delivered_to_id_0)
 END_TEST
 
 //  ---------------------------------------------------------------------------
+//  Two deterministic systems joined by two sessions: the answers of an
+//  ended session, as actors see them.
+
+static brg_ref_t R_B1;                   // the remote actor (system B)
+static int R_hellos, R_exits, R_downs;   // what the linker (system A) received
+static int R_calls, R_status;            // its ask's callbacks
+static int R_exit_at, R_down_at, R_seen; // message order at the linker
+static int R_exit_kind = -1, R_down_kind = -1;
+static uint64_t R_mon, R_down_mon;
+
+static int
+r_on_reply(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    R_calls++;
+    R_status = status;
+    return BRG_OK;
+}
+
+static int
+r_linker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_ref_t from;
+    brg_exit_reason_t reason;
+    R_seen++;
+    if (brg_msg_is(msg, "start")) {
+        brg_trap_exits(ctx, true);
+        ck_assert_int_eq(brg_link(ctx, R_B1), BRG_OK);
+        ck_assert_int_eq(brg_monitor(ctx, R_B1, &R_mon), BRG_OK);
+        brg_msg_t *ping = brg_msg_new("ping");
+        ck_assert_int_eq(brg_ask(ctx, R_B1, &ping, 600000, r_on_reply, NULL), BRG_OK);
+    } else if (brg_msg_is(msg, "hello")) {
+        R_hellos++;
+    } else if (brg_msg_read_exit(msg, &from, &reason) == BRG_OK) {
+        ck_assert(brg_ref_eq(from, R_B1));
+        R_exits++;
+        R_exit_kind = (int)reason.kind;
+        R_exit_at = R_seen;
+    } else if (brg_msg_read_down(msg, &from, &R_down_mon, &reason) == BRG_OK) {
+        ck_assert(brg_ref_eq(from, R_B1));
+        R_downs++;
+        R_down_kind = (int)reason.kind;
+        R_down_at = R_seen;
+    }
+    return BRG_OK;
+}
+
+//  Answers a ping with three hellos and no reply.
+static int
+r_b1(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "ping"))
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_eq(brg_send_tag(ctx, brg_msg_sender(msg), "hello"), BRG_OK);
+    return BRG_OK;
+}
+
+static int
+r_ops_send(void *arg, brg_ref_t to, const char *name, brg_msg_t **msg_p)
+{
+    lb_side_t *side = arg;
+    int rc = side->s ? brg__session_push(side->s, to, name, msg_p) : BRG_ENETWORK;
+    if (rc != BRG_OK) {
+        brg__remote_dead_letter(side->sys, to, *msg_p, BRG_DEAD_REMOTE_DOWN, BRG_ENETWORK);
+        *msg_p = NULL;
+        return BRG_ENETWORK;
+    }
+    return BRG_OK;
+}
+
+static void
+r_ops_shutdown(void *arg)
+{
+    lb_side_t *side = arg;
+    if (side->s)
+        brg__session_end(side->s, BRG__END_LOCAL);
+}
+
+static void
+r_ops_destroy(void *arg)
+{
+}
+
+static const brg__remote_ops_t R_OPS = {r_ops_send, r_ops_shutdown, r_ops_destroy};
+
+static int R_dead[2][16]; // dead letters by system and message kind
+
+static void
+r_dead_letter(void *arg, brg_ref_t to, const brg_msg_t *msg, brg_dead_reason_t reason)
+{
+    R_dead[((lb_side_t *)arg)->idx][msg->kind & 15]++;
+}
+
+static brg_system_t *
+r_system(int i)
+{
+    brg_config_t cfg;
+    brg_config_init(&cfg);
+    cfg.deterministic = true;
+    cfg.dead_letter_fn = r_dead_letter;
+    cfg.dead_letter_arg = &S[i];
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    char text[37];
+    brg_system_node(sys, text);
+    int k = 0;
+    for (const char *c = text; *c && k < 32; c++) {
+        if (*c == '-')
+            continue;
+        int v = *c <= '9' ? *c - '0' : (*c | 0x20) - 'a' + 10;
+        S[i].cfg.node[k / 2] = (uint8_t)(S[i].cfg.node[k / 2] << 4 | v);
+        k++;
+    }
+    ck_assert_int_eq(k, 32);
+    S[i].sys = sys;
+    ck_assert_int_eq(brg__system_set_remote_ops(sys, &R_OPS, &S[i]), BRG_OK);
+    return sys;
+}
+
+static void
+r_settle(void)
+{
+    for (int round = 0; round < 20; round++) {
+        brg_system_run_until_idle(S[0].sys);
+        brg_system_run_until_idle(S[1].sys);
+        lb_run();
+    }
+}
+
+START_TEST(test_session_actors_get_noconnection_and_enetwork_after_what_was_delivered)
+{
+    brg_system_t *sa = r_system(0), *sb = r_system(1);
+    lb_handshake();
+    ck_assert_int_eq(brg_system_spawn(sb, r_b1, NULL, &R_B1), BRG_OK);
+    brg_ref_t linker;
+    ck_assert_int_eq(brg_system_spawn(sa, r_linker, NULL, &linker), BRG_OK);
+    brg_msg_t *start = brg_msg_new("start");
+    ck_assert_int_eq(brg_system_send(sa, linker, &start), BRG_OK);
+    r_settle();
+    ck_assert_int_eq(R_hellos, 3);
+    ck_assert_int_eq(R_calls, 0);
+    ck_assert_uint_eq(stats(0).links, 1);
+    ck_assert_uint_eq(stats(0).watching, 1);
+    ck_assert_uint_eq(stats(0).asks, 1);
+    ck_assert_uint_eq(stats(1).links, 1);
+    ck_assert_uint_eq(stats(1).watched, 1);
+    // The connection is cut.
+    lb_drop_all();
+    lb_end(0, BRG__END_CLOSED);
+    lb_end(1, BRG__END_CLOSED);
+    brg_system_run_until_idle(sa);
+    brg_system_run_until_idle(sb);
+    ck_assert_int_eq(R_exits, 1);
+    ck_assert_int_eq(R_exit_kind, BRG_EXIT_NOCONNECTION);
+    ck_assert_int_eq(R_downs, 1);
+    ck_assert_int_eq(R_down_kind, BRG_EXIT_NOCONNECTION);
+    ck_assert_uint_eq(R_down_mon, R_mon);
+    ck_assert_int_eq(R_calls, 1);
+    ck_assert_int_eq(R_status, BRG_ENETWORK);
+    // start, 3 hellos, then the answers.
+    ck_assert_int_gt(R_exit_at, 4);
+    ck_assert_int_gt(R_down_at, 4);
+    // B's actor, linked without trapping, died of noconnection.
+    ck_assert(!brg_system_is_alive(sb, R_B1));
+    // Its death's DOWN to the linker met the ended session: one counted
+    // dead letter (the linker had its DOWN noconnection already). Nothing
+    // else was lost.
+    for (int k = 0; k < 16; k++) {
+        ck_assert_int_eq(R_dead[0][k], 0);
+        ck_assert_int_eq(R_dead[1][k], k == BRG__MSG_SYS_DOWN ? 1 : 0);
+    }
+    ck_assert_int_eq(brg_system_destroy(&sa), BRG_OK);
+    ck_assert_int_eq(brg_system_destroy(&sb), BRG_OK);
+    S[0].sys = S[1].sys = NULL;
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
 //  A seeded random mix, cut at a random point.
 
 #define R_ACTORS 6
@@ -1524,6 +1706,7 @@ session_suite(void)
     tcase_add_test(tc, test_session_asks_past_the_bound_are_sent_without_an_entry);
     tcase_add_test(tc, test_session_push_refuses_what_cannot_go_on_the_wire);
     tcase_add_test(tc, test_session_target_on_another_node_is_delivered_to_id_0);
+    tcase_add_test(tc, test_session_actors_get_noconnection_and_enetwork_after_what_was_delivered);
     tcase_add_loop_test(tc, test_session_random_mixes_cut_at_a_random_point_keep_every_invariant, 0,
                         5);
     suite_add_tcase(s, tc);
