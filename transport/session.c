@@ -647,8 +647,11 @@ brg__session_push(brg__session_t *self, brg_ref_t to, const char *to_name, brg_m
     bool control = brg__wire_kind_is_control(wk);
     // A control kind speaks for its sender, which must be ours (the peer
     // refuses the frame otherwise), and its target needs an id for the
-    // tables.
-    if (control && (!local || to_name))
+    // tables. Exit signals and stops may have no sender (brg_exit and
+    // brg_actor_stop from outside any actor; the wire allows nil for them).
+    bool anonymous =
+        brg_ref_is_none(msg->sender) && (wk == BRG__WK_EXIT_SIGNAL || wk == BRG__WK_STOP);
+    if (control && ((!local && !anonymous) || to_name))
         return BRG_EINVAL;
     size_t env_max =
         (size_t)msg->size + msg->tag_len + S_ENV_OVERHEAD + (to_name ? strlen(to_name) : 0);

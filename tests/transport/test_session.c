@@ -1153,6 +1153,28 @@ put_ext_ref(uint8_t *p, const uint8_t node[16], uint64_t id)
     return 27;
 }
 
+START_TEST(test_session_stop_and_exit_signal_without_a_sender_cross)
+{
+    lb_handshake();
+    // brg_actor_stop and brg_exit from outside any actor: no sender.
+    ck_assert_int_eq(push(0, 3, mk(BRG__MSG_SYS_STOP, 0, 0, 0, "brg.stop")), BRG_OK);
+    brg_msg_t *kill = mk(BRG__MSG_SYS_KILL, 0, 0, 0, "brg.exit");
+    kill->status = BRG_EXIT_SHUTDOWN;
+    ck_assert_int_eq(push(0, 4, kill), BRG_OK);
+    // Other control kinds still need a local sender.
+    brg_msg_t *link = mk(BRG__MSG_SYS_LINK, 0, 0, 0, "brg.link");
+    ck_assert_int_eq(brg__session_push(S[0].s, side_ref(1, 5), NULL, &link), BRG_EINVAL);
+    brg_msg_destroy(&link);
+    lb_run();
+    ck_assert_uint_eq(S[1].nlog, 2);
+    ck_assert_int_eq(S[1].log[0].msg->kind, BRG__MSG_SYS_STOP);
+    ck_assert(brg_ref_is_none(S[1].log[0].msg->sender));
+    ck_assert_int_eq(S[1].log[1].msg->kind, BRG__MSG_SYS_KILL);
+    ck_assert_int_eq(S[1].log[1].msg->status, BRG_EXIT_SHUTDOWN);
+    ck_assert_uint_eq(S[1].log[1].to, 4);
+}
+END_TEST
+
 START_TEST(test_session_target_on_another_node_is_delivered_to_id_0)
 {
     lb_handshake();
@@ -1705,6 +1727,7 @@ session_suite(void)
                    test_session_inbound_link_or_monitor_past_the_bound_is_answered_over_the_wire);
     tcase_add_test(tc, test_session_asks_past_the_bound_are_sent_without_an_entry);
     tcase_add_test(tc, test_session_push_refuses_what_cannot_go_on_the_wire);
+    tcase_add_test(tc, test_session_stop_and_exit_signal_without_a_sender_cross);
     tcase_add_test(tc, test_session_target_on_another_node_is_delivered_to_id_0);
     tcase_add_test(tc, test_session_actors_get_noconnection_and_enetwork_after_what_was_delivered);
     tcase_add_loop_test(tc, test_session_random_mixes_cut_at_a_random_point_keep_every_invariant, 0,
