@@ -801,6 +801,40 @@ START_TEST(test_session_sequence_gap_ends_with_error_2_and_delivers_nothing_afte
 }
 END_TEST
 
+START_TEST(test_session_duplicated_or_reordered_batch_ends_it_without_a_second_delivery)
+{
+    lb_handshake();
+    push_send(0, 1, 1, 1);
+    lb_flush();
+    push_send(0, 1, 1, 2);
+    lb_flush();
+    ck_assert_int_eq(QN, 2);
+    // Reordered: frame 2 first is a gap.
+    lb_frame_t first = lb_pop(), second = lb_pop();
+    ck_assert_int_eq(lb_feed(second), BRG_EPROTO);
+    ck_assert_uint_eq(S[1].nlog, 0);
+    ck_assert_int_eq(take_error(1), BRG__WERR_SEQUENCE);
+    free(first.data);
+    free(second.data);
+    // Duplicated (a new pair of sessions): frame 1 twice.
+    teardown();
+    setup();
+    lb_handshake();
+    push_send(0, 1, 1, 1);
+    lb_flush();
+    lb_frame_t f = lb_pop();
+    lb_frame_t dup = {f.from, f.inbound, malloc(f.len), f.len};
+    memcpy(dup.data, f.data, f.len);
+    ck_assert_int_eq(lb_feed(f), BRG_OK);
+    ck_assert_int_eq(lb_feed(dup), BRG_EPROTO);
+    free(f.data);
+    free(dup.data);
+    ck_assert_uint_eq(S[1].nlog, 1);
+    ck_assert_int_eq(S[1].reason, BRG__END_PROTOCOL);
+    ck_assert_int_eq(take_error(1), BRG__WERR_SEQUENCE);
+}
+END_TEST
+
 START_TEST(test_session_tick_acking_a_frame_never_sent_is_a_sequence_error)
 {
     lb_handshake();
@@ -1713,6 +1747,8 @@ session_suite(void)
     tcase_add_test(tc, test_session_long_stream_arrives_in_order_in_full_batches);
     tcase_add_test(tc, test_session_batch_is_sealed_at_64_kib_and_a_big_message_goes_alone);
     tcase_add_test(tc, test_session_sequence_gap_ends_with_error_2_and_delivers_nothing_after_it);
+    tcase_add_test(tc,
+                   test_session_duplicated_or_reordered_batch_ends_it_without_a_second_delivery);
     tcase_add_test(tc, test_session_tick_acking_a_frame_never_sent_is_a_sequence_error);
     tcase_add_test(tc, test_session_ticks_keep_it_alive_and_ack_what_arrived);
     tcase_add_test(tc, test_session_silence_ends_it_with_timeout_within_timeout_plus_tick);
