@@ -681,11 +681,19 @@ brg__session_push(brg__session_t *self, brg_ref_t to, const char *to_name, brg_m
     default:
         break;
     }
-    bool full = add && !s_table_has(add, key) && add->count >= self->cfg.max_table;
-    if (full && add != &self->asks) {
-        *msg_p = NULL;
-        s_refuse_out(self, wk, to, msg);
-        return BRG_OK;
+    // The entry goes in before the envelope, so that a LINK or MONITOR
+    // never leaves without one (out of memory counts as a full table).
+    bool added = false, no_entry = false;
+    if (add && !s_table_has(add, key)) {
+        if (add->count < self->cfg.max_table && s_table_add(add, key) == BRG_OK) {
+            added = true;
+        } else if (add != &self->asks) {
+            *msg_p = NULL;
+            s_refuse_out(self, wk, to, msg);
+            return BRG_OK;
+        } else {
+            no_entry = true;
+        }
     }
 
     // A big message goes alone in its frame, after the BATCH before it.
@@ -693,26 +701,26 @@ brg__session_push(brg__session_t *self, brg_ref_t to, const char *to_name, brg_m
         brg__session_flush(self);
     bool began = false;
     if (self->batch_envs == 0) {
-        int rc = brg__wire_batch_begin(&self->batch, self->out_seq + 1);
-        if (rc != BRG_OK)
-            return rc;
-        began = true;
+        began = brg__wire_batch_begin(&self->batch, self->out_seq + 1) == BRG_OK;
+        if (!began) {
+            if (added)
+                s_table_remove(add, key);
+            return BRG_ENOMEM;
+        }
     }
     int rc = brg__wire_batch_add(&self->batch, self->self_node, to, to_name, msg);
     if (rc != BRG_OK) {
         if (began)
             brg__wbuf_reset(&self->batch);
+        if (added)
+            s_table_remove(add, key);
         return rc;
     }
     self->batch_envs++;
-
-    // The envelope is on its way: now the tables see it.
-    if (add && !full) {
-        if (s_table_add(add, key) != BRG_OK)
-            self->stats.table_full++; // out of memory: counted like a full table
-    } else if (full) {
+    if (no_entry)
         self->stats.table_full++;
-    }
+
+    // The envelope is on its way: the closing kinds take their entries.
     switch (wk) {
     case BRG__WK_UNLINK:
     case BRG__WK_EXIT:
