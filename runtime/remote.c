@@ -88,10 +88,8 @@ void
 brg__remote_destroy(brg_system_t *sys)
 {
     const brg__remote_ops_t *ops = atomic_load_explicit(&sys->remote_ops, memory_order_acquire);
-    if (!ops)
-        return;
-    atomic_store_explicit(&sys->remote_ops, NULL, memory_order_relaxed);
-    ops->destroy(sys->remote_arg);
+    if (ops)
+        ops->destroy(sys->remote_arg);
 }
 
 int
@@ -119,7 +117,7 @@ brg__system_deliver_named(brg_system_t *sys, brg_ref_t node, const char *name, b
     brg__send_flush(); // an effect another actor may react to (actor.c, "Send coalescing")
     node.id = 0;
     if (!s_name_ok(name)) {
-        brg__dead_letter(sys, node, msg, BRG_DEAD_NO_ACTOR, false);
+        brg__msg_free(msg); // the caller's mistake: nothing was sent
         return BRG_EINVAL;
     }
     if (!brg_system_is_local(sys, node))

@@ -22,6 +22,10 @@
 //    returns; it never blocks and never calls back into the sender's actor.
 //  - brg__remote_deliver and brg__remote_signal: any thread, in practice the
 //    transport's I/O thread. deliver takes ownership of every message.
+//  - Re-entry: brg__remote_deliver (an error reply or a noproc answer to a
+//    peer's actor) and brg__remote_dead_letter (an answer owed to an actor
+//    on a third node) call ops->send again on the calling thread, so the
+//    transport calls them holding no lock that its ops->send takes.
 //  - ops->shutdown then ops->destroy: called by brg_system_destroy on the
 //    destroying thread, in that order: shutdown after every actor has stopped
 //    (their last EXIT/DOWN signals have been handed to ops->send) and before

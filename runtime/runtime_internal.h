@@ -32,6 +32,7 @@
 #include "brigade/registry.h"
 #include "brigade/system.h"
 #include "brigade/timer.h"
+#include "brigade/version.h"
 
 #include "actor.h"
 #include "debug.h"

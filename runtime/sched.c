@@ -759,38 +759,36 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
     s_notify(self);
 }
 
+//  Append the chain first..last (linked by next, last->next NULL) to a
+//  queue given by its head and tail. Caller holds the queue's lock.
+static void
+s_queue_append(brg__actor_t **head, brg__actor_t **tail, brg__actor_t *first, brg__actor_t *last)
+{
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+}
+
 void
 brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
 {
-    brg__actor_t *first = NULL, *last = NULL; // the workers' share, in list order
+    // Split the list, keeping its order: the workers' share, the pool's.
+    brg__actor_t *first = NULL, *last = NULL, *pfirst = NULL, *plast = NULL;
     uint32_t nw = 0;
-    bool pool = false;
     for (brg__actor_t *a = head, *next; a; a = next) {
         next = a->next;
-        if ((a->mode & BRG__MODE_BLOCKING) && !self->deterministic) {
-            pthread_mutex_lock(&self->pool_lock);
-            a->next = NULL;
-            if (self->pool_tail)
-                self->pool_tail->next = a;
-            else
-                self->pool_head = a;
-            self->pool_tail = a;
-            pthread_mutex_unlock(&self->pool_lock);
-            pool = true;
-            continue;
-        }
         a->next = NULL;
-        if (last)
-            last->next = a;
-        else
-            first = a;
-        last = a;
-        nw++;
+        bool pool = (a->mode & BRG__MODE_BLOCKING) && !self->deterministic;
+        s_queue_append(pool ? &pfirst : &first, pool ? &plast : &last, a, a);
+        nw += !pool;
     }
     assert(nw <= n);
-    if (pool) {
+    if (pfirst) {
         // Blocking actors are rare; each pool thread takes one at a time.
         pthread_mutex_lock(&self->pool_lock);
+        s_queue_append(&self->pool_head, &self->pool_tail, pfirst, plast);
         pthread_cond_broadcast(&self->pool_cond);
         pthread_mutex_unlock(&self->pool_lock);
     }
@@ -802,11 +800,7 @@ brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
     // Parking). The fairness bound is untouched: these actors are ordinary
     // inject-queue entries, polled every BRG__INJECT_EVERY batches.
     pthread_mutex_lock(&self->inject_lock);
-    if (self->inject_tail)
-        self->inject_tail->next = first;
-    else
-        self->inject_head = first;
-    self->inject_tail = last;
+    s_queue_append(&self->inject_head, &self->inject_tail, first, last);
     // Relaxed: the hint is re-checked under the lock by every consumer.
     atomic_store_explicit(&self->inject_len,
                           atomic_load_explicit(&self->inject_len, memory_order_relaxed) + nw,

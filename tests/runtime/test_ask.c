@@ -222,7 +222,6 @@ START_TEST(test_ask_to_a_dead_ref_returns_enoactor_and_never_calls_back)
     ck_assert_int_eq(atomic_load(&s_calls), 0);
     ck_assert_uint_eq(tu_stats(tu_sys).timers_active, 0);
     ck_assert_uint_eq(tu_dead_count(BRG_DEAD_NO_ACTOR), 1);
-
 }
 END_TEST
 
@@ -1439,7 +1438,8 @@ ask_suite(void)
     tcase_add_test(core, test_ask_reply_error_delivers_the_status);
     tcase_add_test(core, test_ask_reply_error_to_a_plain_message_returns_einval);
     tcase_add_test(core, test_ask_to_a_dead_ref_returns_enoactor_and_never_calls_back);
-    tcase_add_test(core, test_ask_to_another_node_without_a_transport_calls_back_once_with_enetwork);
+    tcase_add_test(core,
+                   test_ask_to_another_node_without_a_transport_calls_back_once_with_enetwork);
     tcase_add_test(core, test_ask_target_stopping_with_the_request_queued_gives_enoactor_promptly);
     tcase_add_test(core, test_ask_many_concurrent_asks_each_get_their_own_reply);
     tcase_add_test(core, test_ask_replies_are_matched_to_their_requests);

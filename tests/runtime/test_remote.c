@@ -540,6 +540,13 @@ START_TEST(test_remote_named_ask_for_an_unknown_name_gets_enoactor_from_the_othe
     ck_assert_int_eq(brg_system_ask_named_at(s_a, s_node(s_a), "nobody", &q, 1000, &reply),
                      BRG_ENOACTOR);
     ck_assert_uint_eq(tu_dead_count(BRG_DEAD_NO_ACTOR), 2);
+    // A name that cannot be one is the caller's mistake: nothing is sent.
+    q = brg_msg_new("x");
+    ck_assert_int_eq(brg_system_ask_named_at(s_a, s_node(s_b), "", &q, 1000, &reply), BRG_EINVAL);
+    ck_assert_ptr_null(q);
+    q = brg_msg_new("x");
+    ck_assert_int_eq(brg_system_ask_named_at(s_a, s_node(s_b), NULL, &q, 1000, &reply), BRG_EINVAL);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 2);
 }
 END_TEST
 
@@ -856,8 +863,14 @@ START_TEST(test_remote_deliver_makes_many_actors_runnable_in_one_batch)
     brg_ref_t refs[N];
     brg__remote_target_t to[2 * N];
     brg_msg_t *m[2 * N];
-    for (int i = 0; i < N; i++)
+    for (int i = 3; i < N; i++)
         refs[i] = tu_spawn(s_a, s_probe);
+    // Some of them run on the blocking pool: they go to its queue.
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_BLOCKING;
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(brg_system_spawn(s_a, s_probe, &opts, &refs[i]), BRG_OK);
     for (int i = 0; i < 2 * N; i++) {
         m[i] = brg_msg_new("hello");
         to[i].id = refs[i % N].id;
@@ -866,6 +879,24 @@ START_TEST(test_remote_deliver_makes_many_actors_runnable_in_one_batch)
     ck_assert_uint_eq(brg__remote_deliver(s_a, to, m, 2 * N), 2 * N);
     TU_WAIT_UNTIL(atomic_load(&s_hello) == 2 * N, TU_WAIT_MS);
     ck_assert_uint_eq(atomic_load(&tu_dead.total), 0);
+}
+END_TEST
+
+START_TEST(test_remote_deliver_into_a_deterministic_system_runs_in_its_steps)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 1);
+    cfg.deterministic = true;
+    brg_system_t *det = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(det);
+    brg_ref_t probe = tu_spawn(det, s_probe);
+    brg_msg_t *m[2] = {brg_msg_new("hello"), brg_msg_new("hello")};
+    brg__remote_target_t to[2] = {{probe.id, NULL}, {probe.id, NULL}};
+    ck_assert_uint_eq(brg__remote_deliver(det, to, m, 2), 2);
+    ck_assert_int_eq(atomic_load(&s_hello), 0); // nothing runs outside a step
+    ck_assert_int_eq(brg_system_run_until_idle(det), 2);
+    ck_assert_int_eq(atomic_load(&s_hello), 2);
+    brg_system_destroy(&det);
 }
 END_TEST
 
@@ -1000,6 +1031,7 @@ remote_suite(void)
     tcase_add_test(core, test_remote_signals_built_by_the_transport_answer_links_monitors_and_asks);
     tcase_add_test(core, test_remote_deliver_counts_what_it_cannot_deliver_and_answers_requests);
     tcase_add_test(core, test_remote_deliver_makes_many_actors_runnable_in_one_batch);
+    tcase_add_test(core, test_remote_deliver_into_a_deterministic_system_runs_in_its_steps);
     tcase_add_test(core, test_remote_ops_are_plugged_in_once);
     tcase_add_test(core, test_remote_messages_keep_their_order_per_sender_and_receiver);
     tcase_add_test(core,
