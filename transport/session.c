@@ -247,7 +247,9 @@ struct brg__session {
     uint32_t scratch_cap;
     char *names;
     size_t names_len, names_cap;
-    brg__frame_t walk; // a copy of a BATCH frame's walk state (not its hello)
+    brg__frame_t in;    // brg__session_on_bytes decodes into it (~21 KiB, not per frame)
+    bool in_busy;       // in is in use (bytes fed in from a callback: use the heap)
+    brg__frame_t *walk; // a copy of a caller's BATCH frame's walk state, made on first use
 };
 
 const char *
@@ -355,6 +357,7 @@ brg__session_destroy(brg__session_t **self_p)
     free(self->msgs);
     free(self->name_at);
     free(self->names);
+    free(self->walk);
     free(self);
     *self_p = NULL;
 }
@@ -678,11 +681,19 @@ brg__session_push(brg__session_t *self, brg_ref_t to, const char *to_name, brg_m
     default:
         break;
     }
-    bool full = add && !s_table_has(add, key) && add->count >= self->cfg.max_table;
-    if (full && add != &self->asks) {
-        *msg_p = NULL;
-        s_refuse_out(self, wk, to, msg);
-        return BRG_OK;
+    // The entry goes in before the envelope, so that a LINK or MONITOR
+    // never leaves without one (out of memory counts as a full table).
+    bool added = false, no_entry = false;
+    if (add && !s_table_has(add, key)) {
+        if (add->count < self->cfg.max_table && s_table_add(add, key) == BRG_OK) {
+            added = true;
+        } else if (add != &self->asks) {
+            *msg_p = NULL;
+            s_refuse_out(self, wk, to, msg);
+            return BRG_OK;
+        } else {
+            no_entry = true;
+        }
     }
 
     // A big message goes alone in its frame, after the BATCH before it.
@@ -690,26 +701,26 @@ brg__session_push(brg__session_t *self, brg_ref_t to, const char *to_name, brg_m
         brg__session_flush(self);
     bool began = false;
     if (self->batch_envs == 0) {
-        int rc = brg__wire_batch_begin(&self->batch, self->out_seq + 1);
-        if (rc != BRG_OK)
-            return rc;
-        began = true;
+        began = brg__wire_batch_begin(&self->batch, self->out_seq + 1) == BRG_OK;
+        if (!began) {
+            if (added)
+                s_table_remove(add, key);
+            return BRG_ENOMEM;
+        }
     }
     int rc = brg__wire_batch_add(&self->batch, self->self_node, to, to_name, msg);
     if (rc != BRG_OK) {
         if (began)
             brg__wbuf_reset(&self->batch);
+        if (added)
+            s_table_remove(add, key);
         return rc;
     }
     self->batch_envs++;
-
-    // The envelope is on its way: now the tables see it.
-    if (add && !full) {
-        if (s_table_add(add, key) != BRG_OK)
-            self->stats.table_full++; // out of memory: counted like a full table
-    } else if (full) {
+    if (no_entry)
         self->stats.table_full++;
-    }
+
+    // The envelope is on its way: the closing kinds take their entries.
     switch (wk) {
     case BRG__WK_UNLINK:
     case BRG__WK_EXIT:
@@ -881,17 +892,27 @@ s_add_name(brg__session_t *self, const char *name, size_t len, size_t *at)
     return BRG_OK;
 }
 
-static void
-s_walk_begin(brg__session_t *self, const brg__frame_t *frame)
+//  A walk over frame's envelopes from its first one. A frame decoded into
+//  self->in is walked in place (its walk state saved for a second walk);
+//  a caller's frame is const, so its walk state is copied (not its ~21 KiB
+//  hello) into self->walk. NULL if out of memory.
+static brg__frame_t *
+s_walk_begin(brg__session_t *self, const brg__frame_t *frame, size_t pos, uint32_t next)
 {
-    // Only the walk state: the hello part of a frame is ~21 KiB.
-    self->walk.type = frame->type;
-    self->walk.seq = frame->seq;
-    self->walk.count = frame->count;
-    self->walk.data = frame->data;
-    self->walk.len = frame->len;
-    self->walk.pos = frame->pos;
-    self->walk.next = frame->next;
+    brg__frame_t *w = &self->in;
+    if (frame != &self->in) {
+        if (!self->walk && !(self->walk = malloc(sizeof(*self->walk))))
+            return NULL;
+        w = self->walk;
+        w->type = frame->type;
+        w->seq = frame->seq;
+        w->count = frame->count;
+        w->data = frame->data;
+        w->len = frame->len;
+    }
+    w->pos = pos;
+    w->next = next;
+    return w;
 }
 
 //  An inbound LINK or MONITOR that finds its table full: not delivered;
@@ -958,16 +979,19 @@ s_on_batch(brg__session_t *self, const brg__frame_t *frame)
     if (frame->seq != self->in_seq + 1)
         return s_fail(self, true, BRG__WERR_SEQUENCE, "sequence gap");
     brg__env_t env;
+    size_t pos = frame->pos;
+    uint32_t next = frame->next;
+    brg__frame_t *walk = s_walk_begin(self, frame, pos, next);
     // A client may only send, reply and answer (its key's permission):
     // checked over the whole frame before anything of it is delivered.
-    if (self->client) {
-        s_walk_begin(self, frame);
-        while (brg__wire_next_env(&self->walk, &env) == BRG_OK)
+    if (walk && self->client) {
+        while (brg__wire_next_env(walk, &env) == BRG_OK)
             if (brg__wire_kind_is_control(env.kind))
                 return s_fail(self, true, BRG__WERR_NOT_ALLOWED, "control kind from a client");
+        walk = s_walk_begin(self, frame, pos, next);
     }
     self->in_seq = frame->seq;
-    if (s_grow_scratch(self, frame->count) != BRG_OK) {
+    if (!walk || s_grow_scratch(self, frame->count) != BRG_OK) {
         // Out of memory on the I/O thread: the frame cannot be delivered,
         // and a session with a hole in it must not go on.
         brg__session_end(self, BRG__END_LOCAL);
@@ -976,8 +1000,7 @@ s_on_batch(brg__session_t *self, const brg__frame_t *frame)
     self->names_len = 0;
     size_t n = 0;
     bool oom = false;
-    s_walk_begin(self, frame);
-    while (brg__wire_next_env(&self->walk, &env) == BRG_OK) {
+    while (brg__wire_next_env(walk, &env) == BRG_OK) {
         self->stats.msgs_in++;
         uint64_t target = env.to_id;
         bool by_name = env.to_is_name;
@@ -1067,11 +1090,13 @@ brg__session_on_bytes(brg__session_t *self, const void *data, size_t len, bool i
     if (self->state == BRG__SESS_ENDED)
         return BRG_ENETWORK;
     int werr = BRG__WERR_MALFORMED;
-    brg__frame_t *frame = malloc(sizeof(*frame));
+    bool own = !self->in_busy;
+    brg__frame_t *frame = own ? &self->in : malloc(sizeof(*frame));
     if (!frame) {
         brg__session_end(self, BRG__END_LOCAL);
         return BRG_ENOMEM;
     }
+    self->in_busy = true;
     int rc = brg__wire_decode(data, len, &self->cfg.limits, frame, &werr);
     if (rc == BRG_OK) {
         rc = brg__session_on_frame(self, frame, inbound, now_ns);
@@ -1080,7 +1105,10 @@ brg__session_on_bytes(brg__session_t *self, const void *data, size_t len, bool i
         self->stats.bytes_in += len;
         rc = s_fail(self, inbound, werr, "malformed frame");
     }
-    free(frame);
+    if (own)
+        self->in_busy = false;
+    else
+        free(frame);
     return rc;
 }
 

@@ -137,7 +137,8 @@ int brg__session_on_bytes(brg__session_t *self, const void *data, size_t len, bo
 //  BRG_OK. Otherwise the message is given back in *msg_p for the caller to
 //  dead-letter (brg__remote_dead_letter): BRG_ENETWORK if the session has
 //  ended; BRG_EINVAL for a kind that never leaves a node, or a control
-//  kind whose sender is not a local actor or whose target is a name;
+//  kind whose target is a name or whose sender is not a local actor (STOP
+//  and exit signals may have no sender: brg_actor_stop, brg_exit);
 //  BRG_EMSGSIZE if its envelope exceeds the peer's max_frame; BRG_ENOMEM.
 //  Call it only once the session has taken the peer's HELLO or sent its
 //  own (initiator).

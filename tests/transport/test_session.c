@@ -55,6 +55,7 @@ struct lb_side {
     brg__end_reason_t reason;
     bool ending;
     lb_react_fn react; // called for each delivered message (not while ending)
+    brg_system_t *sys; // set: deliveries go to this system (brg__remote_deliver)
 };
 
 static lb_side_t S[2];
@@ -102,6 +103,10 @@ static void
 lb_deliver(void *arg, const brg__remote_target_t *to, brg_msg_t **msgs, size_t n)
 {
     lb_side_t *side = arg;
+    if (side->sys) {
+        brg__remote_deliver(side->sys, to, msgs, n);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         if (side->nlog == side->caplog) {
             side->caplog = side->caplog ? side->caplog * 2 : 256;
@@ -230,6 +235,16 @@ lb_feed(lb_frame_t f)
         ck_assert_ptr_nonnull(dst->s);
         rc = brg__session_on_frame(dst->s, &FR, inbound, NOW);
     }
+    return rc;
+}
+
+//  Deliver the oldest frame in flight; returns what on_frame returned.
+static int
+lb_step(void)
+{
+    lb_frame_t f = lb_pop();
+    int rc = lb_feed(f);
+    free(f.data);
     return rc;
 }
 
@@ -444,6 +459,23 @@ START_TEST(test_session_handshake_brings_both_sides_up_once)
 }
 END_TEST
 
+START_TEST(test_session_simultaneous_dials_bring_both_up_with_one_hello_each)
+{
+    lb_start();
+    S[1].s = brg__session_new(&S[1].cfg, &IO, &S[1], true, NOW); // B dials A meanwhile
+    ck_assert_ptr_nonnull(S[1].s);
+    lb_run();
+    ck_assert_int_eq(brg__session_state(S[0].s), BRG__SESS_UP);
+    ck_assert_int_eq(brg__session_state(S[1].s), BRG__SESS_UP);
+    ck_assert_int_eq(S[0].ups + S[1].ups, 2);
+    ck_assert_uint_eq(stats(0).frames_out, 2); // its HELLO, its WELCOME
+    ck_assert_uint_eq(stats(1).frames_out, 2);
+    push_send(1, 1, 1, 1);
+    lb_run();
+    ck_assert_uint_eq(S[0].nlog, 1);
+}
+END_TEST
+
 START_TEST(test_session_handshake_refuses_another_version_with_error_1)
 {
     lb_start();
@@ -480,7 +512,7 @@ START_TEST(test_session_handshake_refuses_another_cluster)
 {
     snprintf(S[1].cfg.cluster, sizeof(S[1].cfg.cluster), "other");
     lb_start();
-    lb_feed(lb_pop());
+    lb_step();
     ck_assert_int_eq(S[1].reason, BRG__END_PROTOCOL);
     ck_assert_int_eq(take_error(1), BRG__WERR_NOT_ALLOWED);
     ck_assert_int_eq(QN, 0); // no WELCOME, no reverse HELLO
@@ -492,7 +524,7 @@ START_TEST(test_session_handshake_refuses_a_connection_to_itself)
 {
     memcpy(S[1].cfg.node, NODE_A, 16);
     lb_start();
-    lb_feed(lb_pop());
+    lb_step();
     ck_assert_int_eq(S[1].reason, BRG__END_PROTOCOL);
     ck_assert_int_eq(take_error(1), BRG__WERR_SELF);
 }
@@ -513,7 +545,7 @@ END_TEST
 START_TEST(test_session_acceptor_times_out_when_its_hello_is_not_welcomed)
 {
     lb_start();
-    lb_feed(lb_pop()); // B takes A's HELLO: WELCOME and B's HELLO in flight
+    lb_step(); // B takes A's HELLO: WELCOME and B's HELLO in flight
     lb_drop_all();
     lb_advance(S[1].cfg.handshake_ms, 10, false);
     ck_assert_int_eq(S[1].reason, BRG__END_TIMEOUT);
@@ -766,6 +798,40 @@ START_TEST(test_session_sequence_gap_ends_with_error_2_and_delivers_nothing_afte
     ck_assert_uint_eq(st.msgs_out, 3);
     ck_assert_uint_eq(st.msgs_acked + st.lost_in_flight, st.msgs_out);
     ck_assert_uint_eq(st.lost_in_flight, 3);
+}
+END_TEST
+
+START_TEST(test_session_duplicated_or_reordered_batch_ends_it_without_a_second_delivery)
+{
+    lb_handshake();
+    push_send(0, 1, 1, 1);
+    lb_flush();
+    push_send(0, 1, 1, 2);
+    lb_flush();
+    ck_assert_int_eq(QN, 2);
+    // Reordered: frame 2 first is a gap.
+    lb_frame_t first = lb_pop(), second = lb_pop();
+    ck_assert_int_eq(lb_feed(second), BRG_EPROTO);
+    ck_assert_uint_eq(S[1].nlog, 0);
+    ck_assert_int_eq(take_error(1), BRG__WERR_SEQUENCE);
+    free(first.data);
+    free(second.data);
+    // Duplicated (a new pair of sessions): frame 1 twice.
+    teardown();
+    setup();
+    lb_handshake();
+    push_send(0, 1, 1, 1);
+    lb_flush();
+    lb_frame_t f = lb_pop();
+    lb_frame_t dup = {f.from, f.inbound, malloc(f.len), f.len};
+    memcpy(dup.data, f.data, f.len);
+    ck_assert_int_eq(lb_feed(f), BRG_OK);
+    ck_assert_int_eq(lb_feed(dup), BRG_EPROTO);
+    free(f.data);
+    free(dup.data);
+    ck_assert_uint_eq(S[1].nlog, 1);
+    ck_assert_int_eq(S[1].reason, BRG__END_PROTOCOL);
+    ck_assert_int_eq(take_error(1), BRG__WERR_SEQUENCE);
 }
 END_TEST
 
@@ -1121,6 +1187,28 @@ put_ext_ref(uint8_t *p, const uint8_t node[16], uint64_t id)
     return 27;
 }
 
+START_TEST(test_session_stop_and_exit_signal_without_a_sender_cross)
+{
+    lb_handshake();
+    // brg_actor_stop and brg_exit from outside any actor: no sender.
+    ck_assert_int_eq(push(0, 3, mk(BRG__MSG_SYS_STOP, 0, 0, 0, "brg.stop")), BRG_OK);
+    brg_msg_t *kill = mk(BRG__MSG_SYS_KILL, 0, 0, 0, "brg.exit");
+    kill->status = BRG_EXIT_SHUTDOWN;
+    ck_assert_int_eq(push(0, 4, kill), BRG_OK);
+    // Other control kinds still need a local sender.
+    brg_msg_t *link = mk(BRG__MSG_SYS_LINK, 0, 0, 0, "brg.link");
+    ck_assert_int_eq(brg__session_push(S[0].s, side_ref(1, 5), NULL, &link), BRG_EINVAL);
+    brg_msg_destroy(&link);
+    lb_run();
+    ck_assert_uint_eq(S[1].nlog, 2);
+    ck_assert_int_eq(S[1].log[0].msg->kind, BRG__MSG_SYS_STOP);
+    ck_assert(brg_ref_is_none(S[1].log[0].msg->sender));
+    ck_assert_int_eq(S[1].log[1].msg->kind, BRG__MSG_SYS_KILL);
+    ck_assert_int_eq(S[1].log[1].msg->status, BRG_EXIT_SHUTDOWN);
+    ck_assert_uint_eq(S[1].log[1].to, 4);
+}
+END_TEST
+
 START_TEST(test_session_target_on_another_node_is_delivered_to_id_0)
 {
     lb_handshake();
@@ -1148,6 +1236,183 @@ START_TEST(test_session_target_on_another_node_is_delivered_to_id_0)
     ck_assert_uint_eq(S[1].log[0].to, 0);
     ck_assert_uint_eq(S[1].log[1].to, 4);
     ck_assert_uint_eq(S[1].log[0].frame_no, S[1].log[1].frame_no); // one deliver call
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  Two deterministic systems joined by two sessions: the answers of an
+//  ended session, as actors see them.
+
+static brg_ref_t R_B1;                   // the remote actor (system B)
+static int R_hellos, R_exits, R_downs;   // what the linker (system A) received
+static int R_calls, R_status;            // its ask's callbacks
+static int R_exit_at, R_down_at, R_seen; // message order at the linker
+static int R_exit_kind = -1, R_down_kind = -1;
+static uint64_t R_mon, R_down_mon;
+
+static int
+r_on_reply(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    R_calls++;
+    R_status = status;
+    return BRG_OK;
+}
+
+static int
+r_linker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_ref_t from;
+    brg_exit_reason_t reason;
+    R_seen++;
+    if (brg_msg_is(msg, "start")) {
+        brg_trap_exits(ctx, true);
+        ck_assert_int_eq(brg_link(ctx, R_B1), BRG_OK);
+        ck_assert_int_eq(brg_monitor(ctx, R_B1, &R_mon), BRG_OK);
+        brg_msg_t *ping = brg_msg_new("ping");
+        ck_assert_int_eq(brg_ask(ctx, R_B1, &ping, 600000, r_on_reply, NULL), BRG_OK);
+    } else if (brg_msg_is(msg, "hello")) {
+        R_hellos++;
+    } else if (brg_msg_read_exit(msg, &from, &reason) == BRG_OK) {
+        ck_assert(brg_ref_eq(from, R_B1));
+        R_exits++;
+        R_exit_kind = (int)reason.kind;
+        R_exit_at = R_seen;
+    } else if (brg_msg_read_down(msg, &from, &R_down_mon, &reason) == BRG_OK) {
+        ck_assert(brg_ref_eq(from, R_B1));
+        R_downs++;
+        R_down_kind = (int)reason.kind;
+        R_down_at = R_seen;
+    }
+    return BRG_OK;
+}
+
+//  Answers a ping with three hellos and no reply.
+static int
+r_b1(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "ping"))
+        for (int i = 0; i < 3; i++)
+            ck_assert_int_eq(brg_send_tag(ctx, brg_msg_sender(msg), "hello"), BRG_OK);
+    return BRG_OK;
+}
+
+static int
+r_ops_send(void *arg, brg_ref_t to, const char *name, brg_msg_t **msg_p)
+{
+    lb_side_t *side = arg;
+    int rc = side->s ? brg__session_push(side->s, to, name, msg_p) : BRG_ENETWORK;
+    if (rc != BRG_OK) {
+        brg__remote_dead_letter(side->sys, to, *msg_p, BRG_DEAD_REMOTE_DOWN, BRG_ENETWORK);
+        *msg_p = NULL;
+        return BRG_ENETWORK;
+    }
+    return BRG_OK;
+}
+
+static void
+r_ops_shutdown(void *arg)
+{
+    lb_side_t *side = arg;
+    if (side->s)
+        brg__session_end(side->s, BRG__END_LOCAL);
+}
+
+static void
+r_ops_destroy(void *arg)
+{
+}
+
+static const brg__remote_ops_t R_OPS = {r_ops_send, r_ops_shutdown, r_ops_destroy};
+
+static int R_dead[2][16]; // dead letters by system and message kind
+
+static void
+r_dead_letter(void *arg, brg_ref_t to, const brg_msg_t *msg, brg_dead_reason_t reason)
+{
+    R_dead[((lb_side_t *)arg)->idx][msg->kind & 15]++;
+}
+
+static brg_system_t *
+r_system(int i)
+{
+    brg_config_t cfg;
+    brg_config_init(&cfg);
+    cfg.deterministic = true;
+    cfg.dead_letter_fn = r_dead_letter;
+    cfg.dead_letter_arg = &S[i];
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    char text[37];
+    brg_system_node(sys, text);
+    int k = 0;
+    for (const char *c = text; *c && k < 32; c++) {
+        if (*c == '-')
+            continue;
+        int v = *c <= '9' ? *c - '0' : (*c | 0x20) - 'a' + 10;
+        S[i].cfg.node[k / 2] = (uint8_t)(S[i].cfg.node[k / 2] << 4 | v);
+        k++;
+    }
+    ck_assert_int_eq(k, 32);
+    S[i].sys = sys;
+    ck_assert_int_eq(brg__system_set_remote_ops(sys, &R_OPS, &S[i]), BRG_OK);
+    return sys;
+}
+
+static void
+r_settle(void)
+{
+    for (int round = 0; round < 20; round++) {
+        brg_system_run_until_idle(S[0].sys);
+        brg_system_run_until_idle(S[1].sys);
+        lb_run();
+    }
+}
+
+START_TEST(test_session_actors_get_noconnection_and_enetwork_after_what_was_delivered)
+{
+    brg_system_t *sa = r_system(0), *sb = r_system(1);
+    lb_handshake();
+    ck_assert_int_eq(brg_system_spawn(sb, r_b1, NULL, &R_B1), BRG_OK);
+    brg_ref_t linker;
+    ck_assert_int_eq(brg_system_spawn(sa, r_linker, NULL, &linker), BRG_OK);
+    brg_msg_t *start = brg_msg_new("start");
+    ck_assert_int_eq(brg_system_send(sa, linker, &start), BRG_OK);
+    r_settle();
+    ck_assert_int_eq(R_hellos, 3);
+    ck_assert_int_eq(R_calls, 0);
+    ck_assert_uint_eq(stats(0).links, 1);
+    ck_assert_uint_eq(stats(0).watching, 1);
+    ck_assert_uint_eq(stats(0).asks, 1);
+    ck_assert_uint_eq(stats(1).links, 1);
+    ck_assert_uint_eq(stats(1).watched, 1);
+    // The connection is cut.
+    lb_drop_all();
+    lb_end(0, BRG__END_CLOSED);
+    lb_end(1, BRG__END_CLOSED);
+    brg_system_run_until_idle(sa);
+    brg_system_run_until_idle(sb);
+    ck_assert_int_eq(R_exits, 1);
+    ck_assert_int_eq(R_exit_kind, BRG_EXIT_NOCONNECTION);
+    ck_assert_int_eq(R_downs, 1);
+    ck_assert_int_eq(R_down_kind, BRG_EXIT_NOCONNECTION);
+    ck_assert_uint_eq(R_down_mon, R_mon);
+    ck_assert_int_eq(R_calls, 1);
+    ck_assert_int_eq(R_status, BRG_ENETWORK);
+    // start, 3 hellos, then the answers.
+    ck_assert_int_gt(R_exit_at, 4);
+    ck_assert_int_gt(R_down_at, 4);
+    // B's actor, linked without trapping, died of noconnection.
+    ck_assert(!brg_system_is_alive(sb, R_B1));
+    // Its death's DOWN to the linker met the ended session: one counted
+    // dead letter (the linker had its DOWN noconnection already). Nothing
+    // else was lost.
+    for (int k = 0; k < 16; k++) {
+        ck_assert_int_eq(R_dead[0][k], 0);
+        ck_assert_int_eq(R_dead[1][k], k == BRG__MSG_SYS_DOWN ? 1 : 0);
+    }
+    ck_assert_int_eq(brg_system_destroy(&sa), BRG_OK);
+    ck_assert_int_eq(brg_system_destroy(&sb), BRG_OK);
+    S[0].sys = S[1].sys = NULL;
 }
 END_TEST
 
@@ -1466,6 +1731,7 @@ session_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_session_handshake_brings_both_sides_up_once);
+    tcase_add_test(tc, test_session_simultaneous_dials_bring_both_up_with_one_hello_each);
     tcase_add_test(tc, test_session_handshake_refuses_another_version_with_error_1);
     tcase_add_test(tc, test_session_handshake_answers_version_error_code);
     tcase_add_test(tc, test_session_handshake_refuses_another_cluster);
@@ -1481,6 +1747,8 @@ session_suite(void)
     tcase_add_test(tc, test_session_long_stream_arrives_in_order_in_full_batches);
     tcase_add_test(tc, test_session_batch_is_sealed_at_64_kib_and_a_big_message_goes_alone);
     tcase_add_test(tc, test_session_sequence_gap_ends_with_error_2_and_delivers_nothing_after_it);
+    tcase_add_test(tc,
+                   test_session_duplicated_or_reordered_batch_ends_it_without_a_second_delivery);
     tcase_add_test(tc, test_session_tick_acking_a_frame_never_sent_is_a_sequence_error);
     tcase_add_test(tc, test_session_ticks_keep_it_alive_and_ack_what_arrived);
     tcase_add_test(tc, test_session_silence_ends_it_with_timeout_within_timeout_plus_tick);
@@ -1495,7 +1763,9 @@ session_suite(void)
                    test_session_inbound_link_or_monitor_past_the_bound_is_answered_over_the_wire);
     tcase_add_test(tc, test_session_asks_past_the_bound_are_sent_without_an_entry);
     tcase_add_test(tc, test_session_push_refuses_what_cannot_go_on_the_wire);
+    tcase_add_test(tc, test_session_stop_and_exit_signal_without_a_sender_cross);
     tcase_add_test(tc, test_session_target_on_another_node_is_delivered_to_id_0);
+    tcase_add_test(tc, test_session_actors_get_noconnection_and_enetwork_after_what_was_delivered);
     tcase_add_loop_test(tc, test_session_random_mixes_cut_at_a_random_point_keep_every_invariant, 0,
                         5);
     suite_add_tcase(s, tc);
