@@ -513,6 +513,8 @@ s_signal(int kind, brg_ref_t from, uint64_t corr)
 {
     if (kind == BRG__MSG_REPLY_ERROR)
         return brg__remote_signal(kind, from, corr, BRG_ENETWORK, NULL);
+    if (kind == BRG__MSG_SYS_DEMONITOR) // no reason, as a dying actor's
+        return brg__remote_signal(kind, from, corr, 0, NULL);
     brg_exit_reason_t reason;
     memset(&reason, 0, sizeof(reason));
     reason.kind = BRG_EXIT_NOCONNECTION;

@@ -29,7 +29,10 @@
 //  BRG_ENETWORK to each A. Tables are bounded (cfg.max_table entries each);
 //  an ask past the bound loses only its fast failure (it still times out),
 //  a LINK or MONITOR past the bound is answered at once as if the session
-//  had ended for it (and counted).
+//  had ended for it (and counted): one going out is not sent and its local
+//  sender gets EXIT/DOWN noconnection; one coming in is not delivered and
+//  the peer's sender gets EXIT/DOWN noconnection from the target back over
+//  the wire.
 #ifndef BRG_TRANSPORT_SESSION_H
 #define BRG_TRANSPORT_SESSION_H
 

@@ -260,7 +260,7 @@ s_check_args(int kind, uint64_t corr, const uint8_t *args, size_t len, uint64_t 
 {
     s_cur_t cur = {args, len, 0};
     int64_t i;
-    uint64_t u;
+    uint64_t u = 0;
     brg__mp_value_t v;
     switch (kind) {
     case BRG__WK_SEND:
@@ -309,7 +309,7 @@ static int
 s_env(s_cur_t *cur, size_t max_payload, brg__env_t *env)
 {
     brg__mp_value_t v;
-    uint64_t u;
+    uint64_t u = 0;
     memset(env, 0, sizeof *env);
     if (s_next(cur, &v) != BRG_OK || v.type != BRG_TYPE_ARRAY || v.len < 5)
         return BRG_EPROTO;
@@ -440,7 +440,7 @@ static int
 s_hello(s_cur_t *cur, bool welcome, brg__hello_t *hello)
 {
     brg__mp_value_t v;
-    uint64_t u;
+    uint64_t u = 0;
     memset(hello, 0, sizeof *hello);
     if (s_next(cur, &v) != BRG_OK || v.type != BRG_TYPE_MAP || v.len > S_HELLO_KEYS_MAX)
         return BRG_EPROTO;
@@ -555,7 +555,7 @@ brg__wire_decode(const void *data, size_t len, const brg__wire_limits_t *limits,
     if (s_next_uint(&cur, UINT8_MAX, &type) != BRG_OK)
         return BRG_EPROTO;
     int rc = BRG_EPROTO;
-    uint64_t u;
+    uint64_t u = 0;
     switch (type) {
     case BRG__FRAME_HELLO:
     case BRG__FRAME_WELCOME:

@@ -552,6 +552,23 @@ START_TEST(test_session_acceptor_times_out_when_its_hello_is_not_welcomed)
 }
 END_TEST
 
+START_TEST(test_session_welcome_without_the_reverse_hello_is_not_up_and_times_out)
+{
+    lb_start();
+    lb_step(); // B takes A's HELLO: its WELCOME and its own HELLO are in flight
+    ck_assert_int_eq(QN, 2);
+    lb_frame_t welcome = lb_pop(), hello = lb_pop();
+    free(hello.data); // B's HELLO is lost
+    lb_feed(welcome);
+    free(welcome.data);
+    ck_assert_int_eq(brg__session_state(S[0].s), BRG__SESS_CONNECTING);
+    lb_advance(S[0].cfg.handshake_ms, 10, true);
+    ck_assert_int_eq(S[0].reason, BRG__END_TIMEOUT);
+    ck_assert_int_eq(S[1].reason, BRG__END_TIMEOUT);
+    ck_assert_int_eq(S[0].ups + S[1].ups, 0);
+}
+END_TEST
+
 START_TEST(test_session_batch_before_hello_is_answered_no_session)
 {
     lb_handshake();
@@ -969,6 +986,8 @@ START_TEST(test_session_end_answers_every_table_entry_exactly_once)
             ck_assert_int_eq(m->status, BRG_ENETWORK);
         if (m->kind == BRG__MSG_SYS_DOWN)
             ck_assert_str_eq(brg_msg_tag(m), BRG_TAG_DOWN);
+        if (m->kind == BRG__MSG_SYS_DEMONITOR || m->kind == BRG__MSG_REPLY_ERROR)
+            ck_assert_uint_eq(brg_msg_size(m), 0); // as the runtime builds them
     }
     a = stats(0);
     ck_assert_uint_eq(a.links + a.watching + a.watched + a.asks, 0);
@@ -1066,6 +1085,45 @@ START_TEST(test_session_counters_add_up_after_a_cut)
     ck_assert_uint_eq(st.msgs_acked + st.lost_in_flight, st.msgs_out);
     ck_assert_uint_eq(st.dead_on_end, 7);
     ck_assert_uint_eq(stats(1).msgs_in, 4500);
+}
+END_TEST
+
+//  More unacked frames than the session keeps ranges for (4096): the
+//  newest range absorbs the rest, so acks past it count late and
+//  lost_in_flight stays an upper bound.
+START_TEST(test_session_many_unacked_frames_keep_lost_in_flight_an_upper_bound)
+{
+    lb_handshake();
+    const int frames = 5000;
+    for (int i = 1; i <= frames; i++) {
+        push_send(0, 1, 1, i);
+        lb_flush();
+    }
+    lb_run();
+    ck_assert_uint_eq(stats(1).msgs_in, (uint64_t)frames);
+    // B acks up to 1000: exact, the ranges are kept one per frame there.
+    brg__wbuf_t w = {0};
+    ck_assert_int_eq(brg__wire_encode_tick(&w, 1000), BRG_OK);
+    ck_assert_int_eq(brg__session_on_bytes(S[0].s, w.data, w.size, true, NOW), BRG_OK);
+    ck_assert_uint_eq(stats(0).msgs_acked, 1000);
+    // 2000 more frames: the kept ranges move down, then merge again.
+    for (int i = 1; i <= 2000; i++) {
+        push_send(0, 1, 1, frames + i);
+        lb_flush();
+    }
+    lb_run();
+    brg__wbuf_reset(&w);
+    ck_assert_int_eq(brg__wire_encode_tick(&w, 6000), BRG_OK);
+    ck_assert_int_eq(brg__session_on_bytes(S[0].s, w.data, w.size, true, NOW), BRG_OK);
+    brg__wbuf_free(&w);
+    // Frames 1001..5999 are acked; frame 6000's range took 6001..7000
+    // in, so it waits for an ack of 7000.
+    ck_assert_uint_eq(stats(0).msgs_acked, 5999);
+    lb_end(0, BRG__END_CLOSED);
+    brg__session_stats_t st = stats(0);
+    ck_assert_uint_eq(st.msgs_out, 7000);
+    ck_assert_uint_eq(st.msgs_acked + st.lost_in_flight, st.msgs_out);
+    ck_assert_uint_eq(st.lost_in_flight, 1001); // 6001..7000 were never acked, and 6000
 }
 END_TEST
 
@@ -1738,6 +1796,7 @@ session_suite(void)
     tcase_add_test(tc, test_session_handshake_refuses_a_connection_to_itself);
     tcase_add_test(tc, test_session_handshake_times_out_without_welcome);
     tcase_add_test(tc, test_session_acceptor_times_out_when_its_hello_is_not_welcomed);
+    tcase_add_test(tc, test_session_welcome_without_the_reverse_hello_is_not_up_and_times_out);
     tcase_add_test(tc, test_session_batch_before_hello_is_answered_no_session);
     tcase_add_test(tc, test_session_malformed_bytes_are_answered_error_3);
     tcase_add_test(tc, test_session_client_is_up_after_its_hello_and_gets_frames_through_the_inbox);
@@ -1758,6 +1817,7 @@ session_suite(void)
     tcase_add_test(tc, test_session_entries_removed_by_their_closing_signals_are_not_answered);
     tcase_add_test(tc, test_session_answers_come_after_every_delivered_message);
     tcase_add_test(tc, test_session_counters_add_up_after_a_cut);
+    tcase_add_test(tc, test_session_many_unacked_frames_keep_lost_in_flight_an_upper_bound);
     tcase_add_test(tc, test_session_table_bound_answers_links_and_monitors_at_once);
     tcase_add_test(tc,
                    test_session_inbound_link_or_monitor_past_the_bound_is_answered_over_the_wire);
