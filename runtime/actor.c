@@ -231,6 +231,78 @@ brg__send_chain_max(void)
     return atomic_load_explicit(&s_chain_max, memory_order_relaxed);
 }
 
+//  Backpressure (design notes): the activation the calling thread runs, and
+//  the congested receiver its behaviour call sent to. Owner: the thread;
+//  brg__actor_run saves and restores running and target, as help-along
+//  nests activations. high is the high-water mark of the system whose
+//  thread this is (brg__actor_bp_thread; UINT32_MAX: none, or off).
+static _Thread_local brg__actor_t *s_bp_running __attribute__((tls_model("initial-exec")));
+static _Thread_local uint64_t s_bp_target __attribute__((tls_model("initial-exec"))); // id, or 0
+static _Thread_local uint32_t s_bp_high __attribute__((tls_model("initial-exec"))) = UINT32_MAX;
+
+void
+brg__actor_bp_thread(const brg_system_t *sys)
+{
+    int high = sys->cfg.mailbox_high_water;
+    s_bp_high = high > 0 ? (uint32_t)high : UINT32_MAX;
+}
+
+//  A push found actor's mailbox over the running activation's high-water
+//  mark: remember the receiver, by id (the pointer may not outlive a
+//  quiescent point), for brg__actor_run to suspend on after the call.
+//  Sends to itself never hold an actor back, nor sends to another system,
+//  nor those of a thread that runs no activation (it cannot be suspended).
+__attribute__((noinline, cold)) static void
+s_bp_note(brg__actor_t *actor)
+{
+    brg__actor_t *running = s_bp_running;
+    if (running == NULL || actor == running || actor->sys != running->sys)
+        return;
+    s_bp_target = actor->id;
+}
+
+//  A stack of messages (not NULL, RUNNING or DEAD).
+static inline bool
+s_is_stack(const brg_msg_t *top)
+{
+    return (uintptr_t)top > (uintptr_t)BRG__MB_DEAD;
+}
+
+//  The count of a push of n messages whose CAS is about to replace old
+//  (design notes, "Backpressure"): onto a stack it adds n, onto an empty
+//  mailbox n - 1 (its oldest is the new stack's bottom). *added is what this
+//  push has added so far; adjusted before each CAS, so when one succeeds the
+//  word holds exactly this push's share, and a push onto an idle or running
+//  mailbox with nothing new (every ping-pong send) costs no RMW.
+static inline void
+s_bp_count(brg__actor_t *actor, const brg_msg_t *old, uint32_t n, uint32_t *added)
+{
+    uint32_t want = s_is_stack(old) ? n : n - 1;
+    if (__builtin_expect(want == *added, 1))
+        return;
+    // Relaxed: a count; the flags' RMWs on the same word order what must be.
+    atomic_fetch_add_explicit(&actor->bp, (want - *added) << BRG__BP_SHIFT, // modular
+                              memory_order_relaxed);
+    *added = want;
+}
+
+//  After a push of n messages onto old (not NULL): note the receiver if its
+//  mailbox is now over the running activation's high-water mark. The owner's
+//  published backlog bounds its private lists (it only shrinks them between
+//  publications), and the count + 1 the stack (our share is in it: added
+//  before our CAS), so the estimate is never below the mailbox's length.
+//  Relaxed loads of the line our CAS just took.
+static inline void
+s_bp_check(brg__actor_t *actor, const brg_msg_t *old, uint32_t n)
+{
+    uint32_t stack = n;
+    if (s_is_stack(old))
+        stack = BRG__BP_COUNT(atomic_load_explicit(&actor->bp, memory_order_relaxed)) + 1;
+    uint64_t est = (uint64_t)atomic_load_explicit(&actor->bp_pub, memory_order_relaxed) + stack;
+    if (__builtin_expect(est > s_bp_high, 0))
+        s_bp_note(actor);
+}
+
 void
 brg__send_flush_slow(void)
 {
@@ -241,6 +313,7 @@ brg__send_flush_slow(void)
                             &s_chain_max, &max, c.n, memory_order_relaxed, memory_order_relaxed)) {
     }
     brg__actor_t *actor = c.to;
+    uint32_t added = 0; // backpressure count (s_bp_count)
     brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
     do {
         if (old == BRG__MB_DEAD) {
@@ -267,6 +340,7 @@ brg__send_flush_slow(void)
             return;
         }
         atomic_store_explicit(&c.oldest->next, old, memory_order_relaxed);
+        s_bp_count(actor, old, c.n, &added);
         brg__debug_yield(); // race window: another producer or the owner moves head
         // Acq_rel, as in brg__actor_push: release publishes the whole chain
         // (written by this thread before the CAS) to the owner's acquire
@@ -280,6 +354,8 @@ brg__send_flush_slow(void)
             brg__waiter_wake(actor->ext->waiter);
         else
             brg__sched_schedule(actor->sys->sched, actor);
+    } else {
+        s_bp_check(actor, old, c.n);
     }
 }
 
@@ -501,17 +577,33 @@ brg__actor_ext(brg__actor_t *actor)
     return actor->ext;
 }
 
+//  A stop or kill was pushed to an actor that is running (or queued, or
+//  suspended) and may hold a grabbed backlog: have it grab again before its
+//  next message. Release: the push happens before the owner's grab; pairs
+//  with the acquire RMW in s_take_urgent. In the word's total order with
+//  brg__sched_bp_suspend's RMW: it sees URGENT and does not suspend, or we
+//  see SUSPENDED and hand the actor back to run the stop.
+__attribute__((noinline, cold)) static void
+s_push_urgent(brg__actor_t *actor)
+{
+    uint32_t prev = atomic_fetch_or_explicit(&actor->bp, BRG__BP_URGENT, memory_order_acq_rel);
+    if (prev & BRG__BP_SUSPENDED)
+        brg__sched_bp_resume(actor->sys->sched, actor);
+}
+
 int
 brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
 {
     // Read before the push: afterwards the message belongs to the owner.
     bool urgent = msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_KILL;
-    brg__send_flush(); // the sender's earlier plain sends go first
+    brg__send_flush();  // the sender's earlier plain sends go first
+    uint32_t added = 0; // backpressure count (s_bp_count)
     brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
     do {
         if (old == BRG__MB_DEAD)
-            return BRG_ENOACTOR;
+            return BRG_ENOACTOR; // closed: what we counted no longer matters
         atomic_store_explicit(&msg->next, old, memory_order_relaxed);
+        s_bp_count(actor, old, 1, &added);
         brg__debug_yield(); // race window: another producer or the owner moves head
         // Acq_rel. Release: publishes the message's contents (and, through
         // the release sequence, the older stack below it) to the owner's
@@ -522,19 +614,16 @@ brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
         // on to the next runner, which reads flags before its own grab.
     } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
                                                     memory_order_relaxed));
-    if (urgent && old != NULL) {
-        // The actor is running (or queued) and may hold a grabbed backlog:
-        // have it grab again before its next message. Release: our push above
-        // happens before the owner's grab. Pairs with the acquire exchange in
-        // s_take_urgent.
-        atomic_store_explicit(&actor->urgent, true, memory_order_release);
-    }
+    if (urgent && old != NULL)
+        s_push_urgent(actor);
     if (old == NULL) {
         // We moved the mailbox out of idle: the actor is ours to schedule.
         if (actor->mode & BRG__MODE_WAITER)
             brg__waiter_wake(actor->ext->waiter);
         else
             brg__sched_schedule(actor->sys->sched, actor);
+    } else {
+        s_bp_check(actor, old, 1);
     }
     return BRG_OK;
 }
@@ -547,8 +636,8 @@ s_is_system_kind(const brg_msg_t *msg)
 }
 
 //  Move a stack taken from head (newest first, ending at NULL or RUNNING)
-//  into the private FIFO lists, restoring send order.
-static void
+//  into the private FIFO lists, restoring send order. Returns how many.
+static uint32_t
 s_take_stack(brg__actor_t *actor, brg_msg_t *top)
 {
     brg_msg_t *user_first = NULL, *user_last = NULL, *sys_first = NULL, *sys_last = NULL;
@@ -584,10 +673,11 @@ s_take_stack(brg__actor_t *actor, brg_msg_t *top)
         actor->sys_tail = sys_last;
     }
     actor->queued += n;
+    return n;
 }
 
 //  Take whatever was pushed since the last grab. Returns true if anything was.
-static bool
+static inline bool
 s_grab(brg__actor_t *actor)
 {
     // Relaxed pre-check: skips the RMW when nothing is new; a push racing
@@ -597,7 +687,13 @@ s_grab(brg__actor_t *actor)
     // Acquire: pairs with the producers' release CAS, making the messages'
     // contents visible.
     brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_RUNNING, memory_order_acquire);
-    s_take_stack(actor, top);
+    uint32_t n = s_take_stack(actor, top);
+    // Backpressure: the stack's count (n - 1, s_bp_count) leaves the word,
+    // and the private lists' length is published, both while the line is
+    // ours from the exchange. Relaxed: a count, and a bound senders read.
+    if (n > 1)
+        atomic_fetch_sub_explicit(&actor->bp, (n - 1) << BRG__BP_SHIFT, memory_order_relaxed);
+    atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
     brg__sched_note_queued(actor->sys, actor->queued);
     return true;
 }
@@ -673,6 +769,11 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
     // send, link or monitor, finds the name free (registry.c).
     s_take_stack(actor, brg__registry_close(sys, actor));
     s_drain_dead(actor);
+    // Senders suspended on us go back to work (their next sends to us fail);
+    // CLOSED keeps new ones from waiting (brg__sched_bp_suspend's RMW).
+    if (atomic_fetch_or_explicit(&actor->bp, BRG__BP_CLOSED, memory_order_acq_rel) &
+        BRG__BP_WAITERS)
+        brg__sched_bp_wake(sys->sched, actor);
     // The pending asks' callbacks run (BRG_ECLOSED) before the exit signals
     // go out, as an OTP terminate/2 runs before the process exits: a link,
     // monitor or BRG_SPAWN_LINK child made in a callback is signalled below
@@ -869,17 +970,95 @@ s_take_urgent(brg__actor_t *actor)
 {
     // Acquire: pairs with the release store in brg__actor_push, so the grab
     // that follows sees the urgent message.
-    return atomic_load_explicit(&actor->urgent, memory_order_relaxed) &&
-           atomic_exchange_explicit(&actor->urgent, false, memory_order_acquire);
+    return (atomic_load_explicit(&actor->bp, memory_order_relaxed) & BRG__BP_URGENT) &&
+           (atomic_fetch_and_explicit(&actor->bp, ~BRG__BP_URGENT, memory_order_acquire) &
+            BRG__BP_URGENT);
 }
+
+//  The end of a batch (the actor is still ours): publish what is left, and
+//  hand back the senders suspended on us once we are at the low-water mark.
+//  The relaxed load is the fast path; going idle checks again with the
+//  ordering that makes sure no sender is left waiting (s_bp_idle).
+static inline void
+s_bp_batch_end(brg__actor_t *actor)
+{
+    atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
+    uint32_t w = atomic_load_explicit(&actor->bp, memory_order_relaxed);
+    if (__builtin_expect((w & BRG__BP_WAITERS) != 0, 0) &&
+        (uint64_t)actor->queued + BRG__BP_COUNT(w) <=
+            (uint32_t)actor->sys->cfg.mailbox_high_water / 2)
+        brg__sched_bp_wake(actor->sys->sched, actor);
+}
+
+//  Suspend the running actor on the congested receiver its last behaviour
+//  call sent to (s_bp). Returns true if it is suspended: no longer ours.
+__attribute__((noinline, cold)) static bool
+s_bp_suspend(brg__actor_t *actor)
+{
+    brg_system_t *sys = actor->sys;
+    uint64_t id = s_bp_target;
+    s_bp_target = 0;
+    // A counted reference: the receiver may have died since the send.
+    brg__actor_t *receiver = brg__actor_acquire(sys, id);
+    if (!receiver)
+        return false;
+    bool suspended = brg__sched_bp_suspend(actor->sys->sched, actor, receiver);
+    brg__actor_release(sys, id);
+    return suspended;
+}
+
+//  The mailbox is empty: RUNNING -> NULL. Returns false if messages arrived
+//  meanwhile (the actor is still ours), true if it is idle (no longer ours).
+static bool
+s_go_idle(brg__actor_t *actor)
+{
+    // bp_pub is 0 already (s_bp_batch_end, nothing queued).
+    // A blocking-pool thread passes no quiescent point: without a counted
+    // reference the actor could be run, die and be freed elsewhere before
+    // our look at bp below. Workers need none (a reference-free reader
+    // until their next quiescent point); deterministic steps take one too.
+    bool counted = actor->mode & BRG__MODE_BLOCKING;
+    if (counted && !brg__actor_acquire(actor->sys, actor->id))
+        brg__panic("running actor %llx is not live", (unsigned long long)actor->id);
+    brg_msg_t *expected = BRG__MB_RUNNING;
+    // Seq_cst (acq_rel and more): release hands the actor's private state to
+    // whichever thread schedules it next (that producer's CAS reads NULL and
+    // acquires); on failure, new messages arrived and we keep running it.
+    // Seq_cst for the Dekker pair with brg__sched_bp_suspend: we write head
+    // and then read bp, it writes bp (WAITERS) and then reads head; so
+    // either it sees us idle (and does not suspend) or we see WAITERS here.
+    bool idle = atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL,
+                                                        memory_order_seq_cst, memory_order_acquire);
+    if (idle && (atomic_load_explicit(&actor->bp, memory_order_seq_cst) & BRG__BP_WAITERS))
+        brg__sched_bp_wake_id(actor->sys->sched, actor->id); // not ours: by id only
+    if (counted)
+        brg__actor_release(actor->sys, actor->id); // immutable fields, still held
+    return idle;
+}
+
+static inline bool s_activation(brg__actor_t *actor, int batch) __attribute__((always_inline));
 
 bool
 brg__actor_run(brg__actor_t *actor, int batch)
 {
-    brg_exit_reason_t reason;
     // Help-along runs us nested inside another actor's send: its chain goes
-    // out before anything of ours (design notes, "Send coalescing").
+    // out before anything of ours (design notes, "Send coalescing"), and
+    // counts towards its own backpressure, not ours.
     brg__send_call_end();
+    brg__actor_t *outer = s_bp_running;
+    uint64_t outer_target = s_bp_target;
+    s_bp_running = actor;
+    s_bp_target = 0;
+    bool again = s_activation(actor, batch);
+    s_bp_running = outer;
+    s_bp_target = outer_target;
+    return again;
+}
+
+static inline bool
+s_activation(brg__actor_t *actor, int batch)
+{
+    brg_exit_reason_t reason;
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
         brg_ctx_t ctx = {actor, NULL};
@@ -903,7 +1082,8 @@ brg__actor_run(brg__actor_t *actor, int batch)
     s_grab(actor);
     int n = 0;
     int user = 0;
-    while (n < batch) {
+    // A call that sent to a congested receiver ends the activation (s_bp).
+    while (n < batch && s_bp_target == 0) {
         if (s_take_urgent(actor))
             s_grab(actor);
         brg_msg_t *msg = s_pop(&actor->sys_head, &actor->sys_tail);
@@ -939,20 +1119,16 @@ brg__actor_run(brg__actor_t *actor, int batch)
     // another thread and end in death right after we hand it over, and
     // that death must not be seen before these messages are.
     brg__sched_count_processed(actor->sys, (uint32_t)n);
+    s_bp_batch_end(actor);
     if (actor->ext && actor->ext->idle_ms > 0 && user > 0)
         actor->ext->last_active_ns = brg__system_now_ns(actor->sys);
+    if (s_bp_target != 0 && s_bp_suspend(actor))
+        return false; // suspended: handed back when the receiver drains or dies
     if (actor->user_head || actor->sys_head)
         return true; // batch used up: yield to the others
     if (actor->ext && actor->ext->idle_ms > 0 && !(actor->flags & BRG__ACTOR_IDLE_ARMED))
         s_idle_arm(actor); // before going idle: afterwards the actor is not ours
-    brg_msg_t *expected = BRG__MB_RUNNING;
-    // Acq_rel: release hands the actor's private state to whichever thread
-    // schedules it next (that producer's CAS reads NULL and acquires); on
-    // failure, new messages arrived and we keep running it.
-    if (atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL, memory_order_acq_rel,
-                                                memory_order_acquire))
-        return false;
-    return true;
+    return !s_go_idle(actor);
 }
 
 int
@@ -1029,7 +1205,7 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
     } else {
         atomic_init(&actor->head, NULL);
     }
-    atomic_init(&actor->urgent, false);
+    atomic_init(&actor->bp, 0);
     // The name is reserved before the actor exists, so a taken name fails the
     // spawn before anything is published, and filled in once it has an id.
     int rc;
@@ -1080,6 +1256,11 @@ brg__actor_retire_waiter(brg__actor_t *actor)
         brg__waiter_drop(actor, msg);
     while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
         brg__waiter_drop(actor, msg);
+    // No sender is ever suspended on a reply box (brg__sched_bp_suspend);
+    // closed all the same, as any mailbox that dies.
+    if (atomic_fetch_or_explicit(&actor->bp, BRG__BP_CLOSED, memory_order_acq_rel) &
+        BRG__BP_WAITERS)
+        brg__sched_bp_wake(actor->sys->sched, actor);
     s_slot_retire(actor->sys, actor);
 }
 
