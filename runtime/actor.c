@@ -19,7 +19,7 @@
 //  step. Grabbing happens at the start of every activation and whenever the
 //  private lists run dry; so that a stop or kill pushed while the actor runs
 //  does not wait behind the ordinary backlog already grabbed (up to a batch),
-//  its producer also raises `urgent`, which the owner checks before each
+//  its producer also raises URGENT in `bp`, which the owner checks before each
 //  message and answers with an early grab: the stop waits for at most the one
 //  behaviour call in progress.
 //
@@ -97,7 +97,30 @@
 //  per chain: the one that replaces NULL schedules the actor, exactly once, as for a single
 //  message.
 //
-//  Thread ownership. Everything in the actor but `head` and `urgent` belongs
+//  Backpressure (docs/ARCHITECTURE.md section 6; the table of suspended
+//  senders is in sched.c). The mailbox's length must be known to senders
+//  without an RMW per message, or ping-pong would pay for floods. So the
+//  word `bp`, beside head on the first line, counts only the messages
+//  pushed onto a non-empty stack (s_bp_count: a stack of k counts k - 1,
+//  adjusted before each CAS attempt so the successful one leaves exactly
+//  its share; a push onto NULL or RUNNING, every ping-pong send, adds
+//  nothing), the owner subtracts a grabbed stack's share in s_grab (one RMW
+//  per grab of two or more), and publishes its private lists' length in
+//  bp_pub at every grab and batch end (a plain store; the lists only shrink
+//  in between). So bp_pub + count + 1 is never below the length. A push
+//  that finds the estimate over the high-water mark (s_bp_check) notes the
+//  receiver's id (s_bp_note; not itself, not another system, not from a
+//  thread running no activation); brg__actor_run then ends the activation
+//  after that behaviour call and asks sched.c to suspend the actor
+//  (s_bp_suspend). The owner hands its waiters back at a batch end at the
+//  low-water mark (s_bp_batch_end), when it goes idle (s_go_idle: CAS head,
+//  then a seq_cst look at bp, the Dekker pair with the registration's RMW
+//  then look at head), and when it dies (CLOSED). The invariant: a mailbox
+//  holds at most high-water + the sum over its senders of what each sends
+//  it in one behaviour call, plus the exempt sends (its own, from outside
+//  threads, from actors others wait for).
+//
+//  Thread ownership. Everything in the actor but `head`, `bp` and `bp_pub` belongs
 //  to the thread running it: it took the actor from a run queue (acquire) and
 //  hands it back through one (release). mode, sys and id never change after
 //  spawn.

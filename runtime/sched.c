@@ -44,7 +44,24 @@
 //  grew without bound. On one worker that is a bound (one round's output);
 //  with several, producers on other workers keep running while it drains,
 //  so the backlog is bounded only while one worker drains faster than the
-//  others produce (no sender-side backpressure yet; docs/ARCHITECTURE.md).
+//  others produce: the hard bound is backpressure (next).
+//
+//  Backpressure (docs/ARCHITECTURE.md section 6; the mailbox side is in
+//  actor.c). A sender whose push finds the receiver over the high-water
+//  mark is suspended after its behaviour call (brg__sched_bp_suspend) and
+//  handed back (s_bp_hand_back: to the back of the waker's ring, beside the
+//  receiver) when the receiver drains to the low-water mark (half) or dies
+//  (brg__sched_bp_wake), or when the sender gets a stop or kill
+//  (brg__sched_bp_resume). The suspended senders sit in one table per
+//  system, hashed by their receiver's id, under bp_lock, which also guards
+//  every ext->bp_* field and the SUSPENDED and WAITERS flags' changes; the
+//  one who clears SUSPENDED under it hands the actor back, exactly once.
+//  No cycle: an actor others wait for is not suspended (checked under the
+//  lock), so an edge is only added from an actor without incoming edges.
+//  No lost hand-back: registration sets WAITERS by an RMW on the receiver's
+//  word and reads its head (seq_cst), a receiver going idle CASes head and
+//  then reads the word (seq_cst); a running receiver looks at WAITERS at
+//  every batch end; its death's RMW sets CLOSED and sees WAITERS.
 //
 //  Locality before parallelism. Most messages cost tens of nanoseconds to
 //  handle, less than moving an actor's mailbox and messages to another core

@@ -150,7 +150,10 @@ BRG_EXPORT bool brg_system_is_alive(brg_system_t *self, brg_ref_t ref);
 //  ask, so its answer can never reach the original asker. Returns BRG_OK when
 //  the message was queued, BRG_ENOACTOR when the target is dead or unknown
 //  (the message is then a dead letter). Takes ownership of *msg_p and sets it
-//  to NULL.
+//  to NULL. Never held back by backpressure (cfg.mailbox_high_water): a
+//  thread cannot be suspended between messages, so a mailbox fed from
+//  outside faster than it drains grows without bound; pace such a feed with
+//  brg_system_ask (one reply per request) or a limiter.
 BRG_EXPORT int brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p);
 
 //  Ask from outside the system: send msg to `to` and wait up to timeout_ms
