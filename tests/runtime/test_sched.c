@@ -1108,7 +1108,7 @@ s_trickler(brg_ctx_t *ctx, const brg_msg_t *msg)
 //  count holds its "block" (running) and the sender's messages: the sender
 //  is noted by the push that takes it over S_BP_HIGH, its 64th.
 static brg_ref_t
-s_suspend_a_trickler(brg_system_t *sys, unsigned flags)
+s_suspend_a_trickler(brg_system_t *sys, unsigned flags, brg_behaviour_fn trickler_fn)
 {
     brg_spawn_opts_t opts;
     brg_spawn_opts_init(&opts);
@@ -1116,7 +1116,7 @@ s_suspend_a_trickler(brg_system_t *sys, unsigned flags)
     ck_assert_int_eq(brg_system_spawn(sys, s_gated_sink, &opts, &s_bp_target), BRG_OK);
     tu_send_tag(sys, s_bp_target, "block");
     TU_WAIT_UNTIL(atomic_load(&s_bp_blocked), TU_WAIT_MS);
-    brg_ref_t trickler = tu_spawn(sys, s_trickler);
+    brg_ref_t trickler = tu_spawn(sys, trickler_fn);
     tu_send_tag(sys, trickler, "again");
     TU_WAIT_UNTIL(brg__sched_bp_suspended(sys->sched) == 1, TU_WAIT_MS);
     tu_sleep_ms(20); // held: nothing more is sent
@@ -1128,7 +1128,7 @@ s_suspend_a_trickler(brg_system_t *sys, unsigned flags)
 START_TEST(test_sched_bp_a_sender_suspended_on_a_receiver_that_dies_is_handed_back)
 {
     brg_system_t *sys = s_bp_system(2);
-    brg_ref_t trickler = s_suspend_a_trickler(sys, 0);
+    brg_ref_t trickler = s_suspend_a_trickler(sys, 0, s_trickler);
     ck_assert_int_eq(brg_actor_stop(sys, s_bp_target), BRG_OK); // runs once the call returns
     atomic_store(&s_bp_gate, 1);
     TU_WAIT_DEAD(sys, trickler); // handed back, its next send fails, it stops
@@ -1143,7 +1143,7 @@ END_TEST
 START_TEST(test_sched_bp_a_suspended_sender_still_obeys_a_stop)
 {
     brg_system_t *sys = s_bp_system(2);
-    brg_ref_t trickler = s_suspend_a_trickler(sys, 0);
+    brg_ref_t trickler = s_suspend_a_trickler(sys, 0, s_trickler);
     ck_assert_int_eq(brg_actor_stop(sys, trickler), BRG_OK);
     TU_WAIT_DEAD(sys, trickler); // while the sink still holds its worker
     ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
@@ -1155,19 +1155,10 @@ START_TEST(test_sched_bp_a_suspended_sender_still_obeys_a_stop)
 END_TEST
 
 //  A blocking-pool receiver drains and hands its senders back like any
-//  other: a sender that sends one message per call keeps its mailbox within
+//  other: its sender, suspended while it blocks, runs again once it drains,
+//  and a sender that sends one message per call keeps its mailbox within
 //  high-water mark + 1.
 #define S_BP_POOL_MSGS (40 * S_BP_HIGH)
-
-static int
-s_slow_sink(brg_ctx_t *ctx, const brg_msg_t *msg)
-{
-    (void)ctx;
-    (void)msg;
-    tu_spin_us(20);
-    atomic_fetch_add(&s_bp_handled[0], 1);
-    return BRG_OK;
-}
 
 static int
 s_counted_trickler(brg_ctx_t *ctx, const brg_msg_t *msg)
@@ -1180,16 +1171,14 @@ s_counted_trickler(brg_ctx_t *ctx, const brg_msg_t *msg)
     return brg_send_tag(ctx, brg_self(ctx), "again");
 }
 
-START_TEST(test_sched_bp_a_blocking_pool_receiver_holds_its_sender_back)
+START_TEST(test_sched_bp_a_blocking_pool_receiver_hands_its_sender_back)
 {
     brg_system_t *sys = s_bp_system(2);
-    brg_spawn_opts_t opts;
-    brg_spawn_opts_init(&opts);
-    opts.flags = BRG_SPAWN_BLOCKING;
-    ck_assert_int_eq(brg_system_spawn(sys, s_slow_sink, &opts, &s_bp_target), BRG_OK);
-    tu_send_tag(sys, tu_spawn(sys, s_counted_trickler), "again");
+    s_suspend_a_trickler(sys, BRG_SPAWN_BLOCKING, s_counted_trickler);
+    atomic_store(&s_bp_gate, 1);
     TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == S_BP_POOL_MSGS, 60000);
-    ck_assert_uint_gt(brg__sched_bp_suspensions(sys->sched), 0);
+    ck_assert_uint_ge(brg__sched_bp_suspensions(sys->sched), 1);
+    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
     ck_assert_uint_le(tu_stats(sys).mailbox_hwm, S_BP_HIGH + 1);
     brg_system_destroy(&sys);
 }
@@ -1268,7 +1257,7 @@ sched_suite(void)
     tcase_add_test(core, test_sched_bp_an_actor_flooding_itself_is_not_held_back);
     tcase_add_test(core, test_sched_bp_a_sender_suspended_on_a_receiver_that_dies_is_handed_back);
     tcase_add_test(core, test_sched_bp_a_suspended_sender_still_obeys_a_stop);
-    tcase_add_test(core, test_sched_bp_a_blocking_pool_receiver_holds_its_sender_back);
+    tcase_add_test(core, test_sched_bp_a_blocking_pool_receiver_hands_its_sender_back);
     tcase_add_test(core, test_sched_bp_a_flood_into_an_askers_reply_box_is_not_held_back);
     tcase_add_test(core, test_sched_bp_outside_sends_are_not_held_back);
     suite_add_tcase(s, core);
