@@ -256,18 +256,33 @@ brg__send_chain_max(void)
 
 //  Backpressure (design notes): the activation the calling thread runs, and
 //  the congested receiver its behaviour call sent to. Owner: the thread;
-//  brg__actor_run saves and restores running and target, as help-along
-//  nests activations. high is the high-water mark of the system whose
-//  thread this is (brg__actor_bp_thread; UINT32_MAX: none, or off).
+//  brg__actor_run sets running (target is 0 between activations);
+//  help-along, which nests activations, saves and restores both around
+//  them (brg__actor_bp_save). high is the high-water mark of the system
+//  whose thread this is (brg__actor_bp_thread; UINT32_MAX: none, or off).
 static _Thread_local brg__actor_t *s_bp_running __attribute__((tls_model("initial-exec")));
 static _Thread_local uint64_t s_bp_target __attribute__((tls_model("initial-exec"))); // id, or 0
 static _Thread_local uint32_t s_bp_high __attribute__((tls_model("initial-exec"))) = UINT32_MAX;
 
+brg__actor_bp_frame_t
+brg__actor_bp_save(void)
+{
+    return (brg__actor_bp_frame_t){s_bp_running, s_bp_target};
+}
+
+void
+brg__actor_bp_restore(brg__actor_bp_frame_t frame)
+{
+    s_bp_running = frame.running;
+    s_bp_target = frame.target;
+}
+
 void
 brg__actor_bp_thread(const brg_system_t *sys)
 {
-    int high = sys->cfg.mailbox_high_water;
+    int high = sys ? sys->cfg.mailbox_high_water : -1;
     s_bp_high = high > 0 ? (uint32_t)high : UINT32_MAX;
+    s_bp_running = NULL;
 }
 
 //  A push found actor's mailbox over the running activation's high-water
@@ -282,6 +297,10 @@ s_bp_note(brg__actor_t *actor)
     if (running == NULL || actor == running || actor->sys != running->sys)
         return;
     s_bp_target = actor->id;
+    // Raise our own URGENT: the check brg__actor_run makes before every
+    // message anyway, so that the activation ends after this call without a
+    // look at s_bp_target per message. s_bp_suspend takes it down again.
+    atomic_fetch_or_explicit(&running->bp, BRG__BP_URGENT, memory_order_relaxed);
 }
 
 //  A stack of messages (not NULL, RUNNING or DEAD).
@@ -600,6 +619,33 @@ brg__actor_ext(brg__actor_t *actor)
     return actor->ext;
 }
 
+//  The push loop, counting for backpressure (s_bp_count). *old: the head
+//  value last seen; on success, the one replaced. Returns false if the
+//  mailbox is closed (msg untouched).
+__attribute__((noinline)) static bool
+s_push_counted(brg__actor_t *actor, brg_msg_t *msg, brg_msg_t **old_p)
+{
+    uint32_t added = 0;
+    brg_msg_t *old = *old_p;
+    do {
+        if (old == BRG__MB_DEAD)
+            return false; // closed: what we counted no longer matters
+        atomic_store_explicit(&msg->next, old, memory_order_relaxed);
+        s_bp_count(actor, old, 1, &added);
+        brg__debug_yield(); // race window: another producer or the owner moves head
+        // Acq_rel. Release: publishes the message's contents (and, through
+        // the release sequence, the older stack below it) to the owner's
+        // acquire exchange. Acquire: a push onto NULL takes the actor out of
+        // idle and schedules it, so it must see the actor's private state
+        // (flags, lists) as its last runner left it; pairs with the owner's
+        // acq_rel CAS to NULL in brg__actor_run, and the run queue passes it
+        // on to the next runner, which reads flags before its own grab.
+    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    *old_p = old;
+    return true;
+}
+
 //  A stop or kill was pushed to an actor that is running (or queued, or
 //  suspended) and may hold a grabbed backlog: have it grab again before its
 //  next message. Release: the push happens before the owner's grab; pairs
@@ -619,24 +665,21 @@ brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
 {
     // Read before the push: afterwards the message belongs to the owner.
     bool urgent = msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_KILL;
-    brg__send_flush();  // the sender's earlier plain sends go first
-    uint32_t added = 0; // backpressure count (s_bp_count)
+    brg__send_flush(); // the sender's earlier plain sends go first
     brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
-    do {
-        if (old == BRG__MB_DEAD)
-            return BRG_ENOACTOR; // closed: what we counted no longer matters
+    // An idle or running mailbox with nothing new (every ping-pong send) is
+    // pushed here without a count; a stack, or a lost race, takes the loop.
+    if (old == NULL || old == BRG__MB_RUNNING) {
         atomic_store_explicit(&msg->next, old, memory_order_relaxed);
-        s_bp_count(actor, old, 1, &added);
         brg__debug_yield(); // race window: another producer or the owner moves head
-        // Acq_rel. Release: publishes the message's contents (and, through
-        // the release sequence, the older stack below it) to the owner's
-        // acquire exchange. Acquire: a push onto NULL takes the actor out of
-        // idle and schedules it, so it must see the actor's private state
-        // (flags, lists) as its last runner left it; pairs with the owner's
-        // acq_rel CAS to NULL in brg__actor_run, and the run queue passes it
-        // on to the next runner, which reads flags before its own grab.
-    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
-                                                    memory_order_relaxed));
+        // Acq_rel, as in s_push_counted.
+        if (atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            goto pushed;
+    }
+    if (!s_push_counted(actor, msg, &old))
+        return BRG_ENOACTOR;
+pushed:
     if (urgent && old != NULL)
         s_push_urgent(actor);
     if (old == NULL) {
@@ -783,6 +826,7 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
 {
     brg_system_t *sys = actor->sys;
     bool failed = reason->kind == BRG_EXIT_FAILED || reason->kind == BRG_EXIT_KILLED;
+    s_bp_target = 0; // a dead actor waits for nobody
     // Before the name is released, so that the report can name the actor.
     if (crash_where && reason->kind == BRG_EXIT_FAILED)
         s_crash_report(actor, reason, crash_where);
@@ -998,7 +1042,8 @@ s_take_urgent(brg__actor_t *actor)
             BRG__BP_URGENT);
 }
 
-//  The end of a batch (the actor is still ours): publish what is left, and
+//  The end of a batch that leaves messages queued (the actor is still ours,
+//  and runs again): publish what is left, and
 //  hand back the senders suspended on us once we are at the low-water mark.
 //  The relaxed load is the fast path; going idle checks again with the
 //  ordering that makes sure no sender is left waiting (s_bp_idle).
@@ -1021,6 +1066,16 @@ s_bp_suspend(brg__actor_t *actor)
     brg_system_t *sys = actor->sys;
     uint64_t id = s_bp_target;
     s_bp_target = 0;
+    // Our URGENT may be up (s_bp_note's, or a stop's): take it down, with
+    // a grab, and stay if the system lane has anything (a stop or kill runs
+    // now, not after the receiver drains). A stop pushed after this meets
+    // brg__sched_bp_suspend's RMW on our word (s_push_urgent).
+    if (s_take_urgent(actor))
+        s_grab(actor);
+    if (actor->sys_head)
+        return false;
+    // Senders may register on us while we wait: they read this.
+    atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
     // A counted reference: the receiver may have died since the send.
     brg__actor_t *receiver = brg__actor_acquire(sys, id);
     if (!receiver)
@@ -1035,7 +1090,7 @@ s_bp_suspend(brg__actor_t *actor)
 static bool
 s_go_idle(brg__actor_t *actor)
 {
-    // bp_pub is 0 already (s_bp_batch_end, nothing queued).
+    atomic_store_explicit(&actor->bp_pub, 0, memory_order_relaxed); // nothing queued
     // A blocking-pool thread passes no quiescent point: without a counted
     // reference the actor could be run, die and be freed elsewhere before
     // our look at bp below. Workers need none (a reference-free reader
@@ -1068,14 +1123,11 @@ brg__actor_run(brg__actor_t *actor, int batch)
     // out before anything of ours (design notes, "Send coalescing"), and
     // counts towards its own backpressure, not ours.
     brg__send_call_end();
-    brg__actor_t *outer = s_bp_running;
-    uint64_t outer_target = s_bp_target;
+    // Our activation's frame. s_bp_target is 0 here: every activation ends
+    // with it 0 (s_bp_suspend, s_die), and help-along clears it (after
+    // saving the outer call's, brg__actor_bp_save) before its nested runs.
     s_bp_running = actor;
-    s_bp_target = 0;
-    bool again = s_activation(actor, batch);
-    s_bp_running = outer;
-    s_bp_target = outer_target;
-    return again;
+    return s_activation(actor, batch);
 }
 
 static inline bool
@@ -1105,10 +1157,14 @@ s_activation(brg__actor_t *actor, int batch)
     s_grab(actor);
     int n = 0;
     int user = 0;
-    // A call that sent to a congested receiver ends the activation (s_bp).
-    while (n < batch && s_bp_target == 0) {
-        if (s_take_urgent(actor))
+    while (n < batch) {
+        if (s_take_urgent(actor)) {
+            // A call that sent to a congested receiver ends the activation
+            // (s_bp_note raised URGENT; s_bp_suspend grabs).
+            if (s_bp_target != 0)
+                break;
             s_grab(actor);
+        }
         brg_msg_t *msg = s_pop(&actor->sys_head, &actor->sys_tail);
         if (!msg) {
             msg = s_pop(&actor->user_head, &actor->user_tail);
@@ -1142,13 +1198,14 @@ s_activation(brg__actor_t *actor, int batch)
     // another thread and end in death right after we hand it over, and
     // that death must not be seen before these messages are.
     brg__sched_count_processed(actor->sys, (uint32_t)n);
-    s_bp_batch_end(actor);
     if (actor->ext && actor->ext->idle_ms > 0 && user > 0)
         actor->ext->last_active_ns = brg__system_now_ns(actor->sys);
     if (s_bp_target != 0 && s_bp_suspend(actor))
         return false; // suspended: handed back when the receiver drains or dies
-    if (actor->user_head || actor->sys_head)
+    if (actor->user_head || actor->sys_head) {
+        s_bp_batch_end(actor);
         return true; // batch used up: yield to the others
+    }
     if (actor->ext && actor->ext->idle_ms > 0 && !(actor->flags & BRG__ACTOR_IDLE_ARMED))
         s_idle_arm(actor); // before going idle: afterwards the actor is not ours
     return !s_go_idle(actor);

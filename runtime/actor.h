@@ -184,10 +184,20 @@ brg__send_call_end(void)
 //  BRG__SEND_CHAIN_MAX). Thread: any.
 uint32_t brg__send_chain_max(void);
 
+//  The running activation's backpressure frame (actor.c), which help-along
+//  saves before it runs actors nested inside a send and restores after.
+//  Thread: the calling thread.
+typedef struct {
+    brg__actor_t *running;
+    uint64_t target;
+} brg__actor_bp_frame_t;
+brg__actor_bp_frame_t brg__actor_bp_save(void);
+void brg__actor_bp_restore(brg__actor_bp_frame_t frame);
+
 //  Make the calling thread one that runs sys's actors, for backpressure:
 //  their sends compare mailboxes with sys's high-water mark. Called when a
-//  worker or blocking-pool thread starts, and by each deterministic step.
-//  Thread: the calling thread.
+//  worker or blocking-pool thread starts, and around each deterministic step
+//  (NULL afterwards: the thread runs no activation). Thread: the calling thread.
 void brg__actor_bp_thread(const brg_system_t *sys);
 
 //  Push msg into actor's mailbox; schedules the actor if it was idle. Returns

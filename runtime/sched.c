@@ -1046,6 +1046,8 @@ s_help(brg__worker_t *w)
         return;
     brg__actor_t *lifo = w->lifo;
     uint32_t sends = w->sends;
+    brg__actor_bp_frame_t bp = brg__actor_bp_save();         // the outer call's (backpressure)
+    brg__actor_bp_restore((brg__actor_bp_frame_t){NULL, 0}); // nested runs start afresh
     w->lifo = NULL;
     w->helping = true;
     // One batch at a time, so every nested batch is counted and the inject
@@ -1069,6 +1071,7 @@ s_help(brg__worker_t *w)
         s_push_local(w, w->lifo);
     w->lifo = lifo;
     w->sends = sends;
+    brg__actor_bp_restore(bp);
 }
 
 void
@@ -1523,6 +1526,7 @@ brg__sched_step(brg__sched_t *self)
     brg__actor_bp_thread(self->sys);
     if (brg__actor_run(a, 1))
         s_inject_push(self, &a, 1);
+    brg__actor_bp_thread(NULL); // the caller's own sends are not an actor's
     s_thread_sys = prev;
     return true;
 }
