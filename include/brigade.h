@@ -22,12 +22,6 @@
 #ifndef BRIGADE_H
 #define BRIGADE_H
 
-#define BRG_VERSION_MAJOR 0
-#define BRG_VERSION_MINOR 1
-#define BRG_VERSION_PATCH 0
-#define BRG_MAKE_VERSION(major, minor, patch) ((major)*10000 + (minor)*100 + (patch))
-#define BRG_VERSION BRG_MAKE_VERSION(BRG_VERSION_MAJOR, BRG_VERSION_MINOR, BRG_VERSION_PATCH)
-
 #include "brigade/actor.h"
 #include "brigade/error.h"
 #include "brigade/export.h"
@@ -45,9 +39,6 @@
 #include "brigade/system.h"
 #include "brigade/text.h"
 #include "brigade/timer.h"
-
-//  The library's version as "major.minor.patch" (the built library, which may
-//  differ from the header's BRG_VERSION). Static string.
-BRG_EXPORT const char *brg_version(void);
+#include "brigade/version.h"
 
 #endif

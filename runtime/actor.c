@@ -660,9 +660,12 @@ s_push_urgent(brg__actor_t *actor)
         brg__sched_bp_resume(actor->sys->sched, actor);
 }
 
-int
-brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
+//  The push itself (both entry points below); *runnable: it took the
+//  mailbox out of idle. Inline, so the local send path pays no extra call.
+static inline int
+s_push(brg__actor_t *actor, brg_msg_t *msg, bool *runnable)
 {
+    *runnable = false;
     // Read before the push: afterwards the message belongs to the owner.
     bool urgent = msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_KILL;
     brg__send_flush(); // the sender's earlier plain sends go first
@@ -682,16 +685,32 @@ brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
 pushed:
     if (urgent && old != NULL)
         s_push_urgent(actor);
-    if (old == NULL) {
+    if (old == NULL)
+        *runnable = true; // we moved the mailbox out of idle: ours to schedule
+    else
+        s_bp_check(actor, old, 1);
+    return BRG_OK;
+}
+
+int
+brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
+{
+    bool runnable;
+    int rc = s_push(actor, msg, &runnable);
+    if (runnable) {
         // We moved the mailbox out of idle: the actor is ours to schedule.
         if (actor->mode & BRG__MODE_WAITER)
             brg__waiter_wake(actor->ext->waiter);
         else
             brg__sched_schedule(actor->sys->sched, actor);
-    } else {
-        s_bp_check(actor, old, 1);
     }
-    return BRG_OK;
+    return rc;
+}
+
+int
+brg__actor_push_deferred(brg__actor_t *actor, brg_msg_t *msg, bool *runnable)
+{
+    return s_push(actor, msg, runnable);
 }
 
 static bool
@@ -1510,26 +1529,22 @@ int
 brg_actor_stop(brg_system_t *sys, brg_ref_t ref)
 {
     assert(sys);
-    if (!brg_system_is_local(sys, ref))
-        return BRG_ENOACTOR;
-    brg__actor_t *actor = brg__actor_acquire(sys, ref.id);
-    if (!actor)
-        return BRG_ENOACTOR;
-    int rc = BRG_ENOACTOR;
-    if (!(actor->mode & BRG__MODE_WAITER)) {
-        brg_msg_t *stop = brg__msg_alloc();
-        if (!stop) {
-            rc = BRG_ENOMEM;
-        } else {
-            brg__msg_set_tag(stop, "brg.stop", 8);
-            stop->kind = BRG__MSG_SYS_STOP;
-            rc = brg__actor_push(actor, stop);
-            if (rc != BRG_OK)
-                brg__msg_free(stop);
-        }
+    if (brg_system_is_local(sys, ref)) {
+        // A waiter (brg_system_ask's reply box) has no behaviour to stop.
+        brg__actor_t *actor = brg__actor_acquire(sys, ref.id);
+        bool waiter = actor && (actor->mode & BRG__MODE_WAITER);
+        if (actor)
+            brg__actor_release(sys, ref.id);
+        if (!actor || waiter)
+            return BRG_ENOACTOR;
     }
-    brg__actor_release(sys, ref.id);
-    return rc;
+    brg_msg_t *stop = brg__msg_alloc();
+    if (!stop)
+        return BRG_ENOMEM;
+    brg__msg_set_tag(stop, "brg.stop", 8);
+    stop->kind = BRG__MSG_SYS_STOP;
+    // The one send path: a local mailbox, or the transport for another node.
+    return brg__system_deliver(sys, ref, &stop);
 }
 
 int

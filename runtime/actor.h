@@ -205,6 +205,14 @@ void brg__actor_bp_thread(const brg_system_t *sys);
 //  caller still owns it). Thread: any, holding a reference (acquire).
 int brg__actor_push(brg__actor_t *actor, brg_msg_t *msg);
 
+//  brg__actor_push without the scheduling, for a caller that makes many
+//  actors runnable at once (brg__remote_deliver): *runnable is set when this
+//  push took the mailbox out of idle. The caller must then wake the actor
+//  (a waiter: brg__waiter_wake) or schedule it (brg__sched_schedule_list);
+//  until it does, the actor cannot run, so it cannot die and its memory
+//  stays valid without a reference. Thread: any, holding a reference.
+int brg__actor_push_deferred(brg__actor_t *actor, brg_msg_t *msg, bool *runnable);
+
 //  Create an actor. See brg_system_spawn. from is the spawning actor or NULL.
 //  mode: BRG__MODE_... added to what opts asks for. parent: the spawning
 //  actor (brg_spawn) or NULL; BRG_SPAWN_LINK/MONITOR need one (else BRG_EINVAL).

@@ -24,6 +24,13 @@
 //  id. A reply goes to the request's sender, which is therefore always the
 //  actor whose table holds that id.
 //
+//  Across nodes nothing changes: the request and its reply travel through
+//  the transport (remote.c) with corr and sender intact. When the transport
+//  cannot take a request (BRG_ENETWORK, BRG_EBUSY) it has already sent the
+//  asker an error reply with that status, so brg_ask keeps the entry and
+//  returns BRG_OK (the callback hears it at once, exactly once), and
+//  brg_system_ask waits for that reply instead of returning early.
+//
 //  A dying asker's pending callbacks run once with BRG_ECLOSED (actor.c runs
 //  them before the exit signals go out). brg_ask refuses new asks from an
 //  actor that is stopping or dying (BRG_ECLOSED, callback never called), so
@@ -191,12 +198,27 @@ brg__ask_on_timeout(brg_ctx_t *ctx, uint64_t corr)
         brg__actor_fail_later(ctx->actor);
 }
 
-int
-brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_reply_fn fn, void *arg)
+//  The send of an ask: to a ref, or to a name on node `to` (name != NULL).
+static int
+s_deliver(brg_system_t *sys, brg_ref_t to, const char *name, brg_msg_t **msg_p)
 {
-    assert(ctx);
-    assert(msg_p && *msg_p);
-    assert(fn);
+    return name ? brg__system_deliver_named(sys, to, name, msg_p)
+                : brg__system_deliver(sys, to, msg_p);
+}
+
+//  True when a failed send was answered anyway: on another node's path the
+//  transport (or remote.c) sent the asker an error reply with that status.
+static bool
+s_answered_remotely(int rc)
+{
+    return rc == BRG_ENETWORK || rc == BRG_EBUSY;
+}
+
+//  brg_ask and brg_ask_named_at (name != NULL: a name on node `to`).
+static int
+s_ask(brg_ctx_t *ctx, brg_ref_t to, const char *name, brg_msg_t **msg_p, int timeout_ms,
+      brg_reply_fn fn, void *arg)
+{
     brg__actor_t *actor = ctx->actor;
     brg_system_t *sys = actor->sys;
     if (timeout_ms < 0) {
@@ -241,7 +263,9 @@ brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_rep
     msg->corr = entry.corr;
     msg->kind = BRG__MSG_USER;
     msg->sender = brg__actor_ref(actor);
-    rc = brg__system_deliver(sys, to, &msg);
+    rc = s_deliver(sys, to, name, &msg);
+    if (s_answered_remotely(rc))
+        return BRG_OK; // its error reply is on the way: fn gets the status
     if (rc != BRG_OK) {
         // Known dead at once: report it now and never call fn (brigade.h rule).
         s_pending_t taken;
@@ -249,6 +273,25 @@ brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_rep
         brg__timers_cancel(sys->timers, entry.timer);
     }
     return rc;
+}
+
+int
+brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_reply_fn fn, void *arg)
+{
+    assert(ctx);
+    assert(msg_p && *msg_p);
+    assert(fn);
+    return s_ask(ctx, to, NULL, msg_p, timeout_ms, fn, arg);
+}
+
+int
+brg_ask_named_at(brg_ctx_t *ctx, brg_ref_t node, const char *name, brg_msg_t **msg_p,
+                 int timeout_ms, brg_reply_fn fn, void *arg)
+{
+    assert(ctx);
+    assert(msg_p && *msg_p);
+    assert(fn);
+    return s_ask(ctx, node, name ? name : "", msg_p, timeout_ms, fn, arg);
 }
 
 //  Send reply to the sender of cur (the current message, or a saved copy of
@@ -418,13 +461,12 @@ s_waiter_take(brg__actor_t *waiter, brg_msg_t **found)
     }
 }
 
-int
-brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
-               brg_msg_t **reply_p)
+//  brg_system_ask and brg_system_ask_named_at (name != NULL: a name on
+//  node `to`).
+static int
+s_system_ask(brg_system_t *sys, brg_ref_t to, const char *name, brg_msg_t **msg_p, int timeout_ms,
+             brg_msg_t **reply_p)
 {
-    assert(sys);
-    assert(msg_p && *msg_p);
-    assert(reply_p);
     *reply_p = NULL;
     // Checked in every build (the default one defines NDEBUG): from a
     // Brigade thread of sys the wait would hold the thread the reply needs.
@@ -458,7 +500,9 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
     msg->corr = 1; // the waiter makes one request only
     msg->kind = BRG__MSG_USER;
     msg->sender = self;
-    rc = brg__system_deliver(sys, to, &msg);
+    rc = s_deliver(sys, to, name, &msg);
+    if (s_answered_remotely(rc))
+        rc = BRG_OK; // its error reply is on the way (or already here): wait for it
     if (rc == BRG_OK && sys->cfg.deterministic) {
         // Nothing else runs the actors: run them here, then look once.
         brg_system_run_until_idle(sys);
@@ -497,4 +541,24 @@ brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_m
     brg__actor_retire_waiter(waiter);
     brg__system_ask_ended(sys); // the last touch of sys
     return rc;
+}
+
+int
+brg_system_ask(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
+               brg_msg_t **reply_p)
+{
+    assert(sys);
+    assert(msg_p && *msg_p);
+    assert(reply_p);
+    return s_system_ask(sys, to, NULL, msg_p, timeout_ms, reply_p);
+}
+
+int
+brg_system_ask_named_at(brg_system_t *sys, brg_ref_t node, const char *name, brg_msg_t **msg_p,
+                        int timeout_ms, brg_msg_t **reply_p)
+{
+    assert(sys);
+    assert(msg_p && *msg_p);
+    assert(reply_p);
+    return s_system_ask(sys, node, name ? name : "", msg_p, timeout_ms, reply_p);
 }

@@ -5,7 +5,7 @@
 //  include/brigade/error.h (libuv's UV_ERRNO_MAP), so adding a code there
 //  is the whole change: these switches cannot fall out of step with the
 //  enum. Every string returned is static.
-#include "brigade.h"
+#include "runtime_internal.h"
 
 //  "0.1.0" from the version macros, so the library reports the version it was
 //  built with even when an application's header says otherwise.

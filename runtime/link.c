@@ -17,6 +17,11 @@
 //  signals from brg_exit (shutdown, kill) use the priority lane.
 //  An EXIT from an actor that is no longer linked (unlinked meanwhile) is
 //  ignored; a DOWN for a monitor that was dropped is never delivered.
+//  Every signal goes through the one send path (brg__system_deliver), so a
+//  ref of another node works the same. A LINK or MONITOR the transport
+//  cannot take (BRG_ENETWORK) is answered there with EXIT/DOWN noconnection
+//  (brg__remote_dead_letter, through brg__link_answer): brg_link then keeps
+//  the link, which that EXIT breaks, and brg_monitor adds no noproc DOWN.
 #include "runtime_internal.h"
 
 typedef struct {
@@ -164,6 +169,8 @@ brg_exit_kind_name(brg_exit_kind_t kind)
         return "failed";
     case BRG_EXIT_NOPROC:
         return "noproc";
+    case BRG_EXIT_NOCONNECTION:
+        return "noconnection";
     }
     return "unknown";
 }
@@ -199,22 +206,31 @@ s_signal(brg__msg_kind_t kind, brg_ref_t from, uint64_t corr, const brg_exit_rea
     return msg;
 }
 
-//  Deliver an internal message; failures are not dead letters (nothing a
-//  user sent was lost), the caller decides. Returns BRG_OK or BRG_ENOACTOR.
+brg_msg_t *
+brg__link_signal(int kind, brg_ref_t from, uint64_t corr, const brg_exit_reason_t *reason)
+{
+    return s_signal((brg__msg_kind_t)kind, from, corr, reason);
+}
+
+//  Deliver an internal message through the one send path. A local failure
+//  is no dead letter (nothing a user sent was lost): the caller decides.
+//  Returns BRG_OK, BRG_ENOACTOR, BRG_ENOMEM (no message), or for another
+//  node BRG_ENETWORK / BRG_EBUSY, when the message was counted and a LINK
+//  or MONITOR already answered noconnection (brg__remote_dead_letter).
 static int
 s_post(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg)
 {
     if (!msg)
         return BRG_ENOMEM;
-    if (!brg_system_is_local(sys, to))
-        return brg__system_deliver(sys, to, &msg); // the transport's business (phase 2)
-    brg__actor_t *actor = brg__actor_acquire(sys, to.id);
-    int rc = actor ? brg__actor_push(actor, msg) : BRG_ENOACTOR;
-    if (actor)
-        brg__actor_release(sys, to.id);
-    if (rc != BRG_OK)
-        brg__msg_free(msg);
-    return rc;
+    return brg__system_deliver(sys, to, &msg);
+}
+
+//  True if a post failed on another node's path: the transport (or, with
+//  none, remote.c) has already answered a LINK or MONITOR with noconnection.
+static bool
+s_answered_remotely(int rc)
+{
+    return rc == BRG_ENETWORK || rc == BRG_EBUSY;
 }
 
 //  Queue a message to this actor itself (an immediate noproc answer).
@@ -239,7 +255,7 @@ s_read_reason(const brg_msg_t *msg, size_t *pos, brg_exit_reason_t *reason)
         rc = brg_msg_read_str(msg, &p, &text, &len);
     if (rc != BRG_OK)
         return rc;
-    if (kind < BRG_EXIT_NORMAL || kind > BRG_EXIT_NOPROC || code < INT_MIN || code > INT_MAX)
+    if (kind < BRG_EXIT_NORMAL || kind > BRG_EXIT_NOCONNECTION || code < INT_MIN || code > INT_MAX)
         return BRG_ERANGE;
     reason->kind = (brg_exit_kind_t)kind;
     reason->code = (int)code;
@@ -380,22 +396,33 @@ brg__link_on_death(brg__actor_t *actor, const brg_exit_reason_t *reason)
 }
 
 bool
+brg__link_answer(brg_system_t *sys, brg_ref_t target, const brg_msg_t *msg, brg_exit_kind_t kind)
+{
+    if (msg->kind != BRG__MSG_SYS_LINK && msg->kind != BRG__MSG_SYS_MONITOR)
+        return false;
+    if (brg_ref_is_none(msg->sender))
+        return true; // nobody to answer (a malformed request from outside)
+    brg_exit_reason_t reason;
+    brg__exit_reason_set(&reason, kind, kind == BRG_EXIT_NOCONNECTION ? BRG_ENETWORK : BRG_ENOACTOR,
+                         NULL);
+    if (msg->kind == BRG__MSG_SYS_LINK)
+        s_post(sys, msg->sender, s_signal(BRG__MSG_SYS_EXIT, target, 0, &reason));
+    else
+        s_post(sys, msg->sender, s_signal(BRG__MSG_SYS_DOWN, target, msg->corr, &reason));
+    return true;
+}
+
+bool
 brg__link_on_drain(brg__actor_t *actor, brg_msg_t *msg)
 {
     if (!brg__link_is_signal(msg))
         return false;
-    brg_exit_reason_t noproc;
-    brg__exit_reason_set(&noproc, BRG_EXIT_NOPROC, BRG_ENOACTOR, NULL);
     brg__links_t *l = actor->ext ? actor->ext->links : NULL;
     // A LINK from an actor already linked (linking twice is one link) gets no
     // noproc: brg__link_on_death, which runs after the drain, sends it the
     // EXIT with the real reason, and the requester must hear exactly once.
-    if (msg->kind == BRG__MSG_SYS_LINK && !s_link_has(l, msg->sender))
-        s_post(actor->sys, msg->sender,
-               s_signal(BRG__MSG_SYS_EXIT, brg__actor_ref(actor), 0, &noproc));
-    else if (msg->kind == BRG__MSG_SYS_MONITOR)
-        s_post(actor->sys, msg->sender,
-               s_signal(BRG__MSG_SYS_DOWN, brg__actor_ref(actor), msg->corr, &noproc));
+    if (msg->kind != BRG__MSG_SYS_LINK || !s_link_has(l, msg->sender))
+        brg__link_answer(actor->sys, brg__actor_ref(actor), msg, BRG_EXIT_NOPROC);
     brg__msg_free(msg);
     return true;
 }
@@ -454,7 +481,9 @@ brg_link(brg_ctx_t *ctx, brg_ref_t other)
     if (!l)
         return BRG_ENOMEM;
     int rc = s_post(actor->sys, other, s_signal(BRG__MSG_SYS_LINK, self, 0, NULL));
-    if (rc == BRG_OK)
+    // Another node that cannot be reached: the link is made, and the EXIT
+    // noconnection already queued for us breaks it when we next run.
+    if (rc == BRG_OK || s_answered_remotely(rc))
         rc = s_link_add(l, other);
     return rc;
 }
@@ -494,8 +523,10 @@ brg_monitor(brg_ctx_t *ctx, brg_ref_t target, uint64_t *monitor)
     l->next_mon = mon;
     *monitor = mon;
     brg_ref_t self = brg__actor_ref(actor);
-    if (s_post(actor->sys, target, s_signal(BRG__MSG_SYS_MONITOR, self, mon, NULL)) != BRG_OK) {
+    rc = s_post(actor->sys, target, s_signal(BRG__MSG_SYS_MONITOR, self, mon, NULL));
+    if (rc != BRG_OK && !s_answered_remotely(rc)) {
         // Already gone: the DOWN (noproc) comes as a message, like any other.
+        // (On another node's path it was answered already: noconnection.)
         brg_exit_reason_t noproc;
         brg__exit_reason_set(&noproc, BRG_EXIT_NOPROC, BRG_ENOACTOR, NULL);
         s_post_self(actor, s_signal(BRG__MSG_SYS_DOWN, target, mon, &noproc));

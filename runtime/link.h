@@ -37,6 +37,19 @@ bool brg__link_on_drain(brg__actor_t *actor, brg_msg_t *msg);
 //  child can run (its id is already set). Thread: the parent's.
 int brg__link_spawned(brg__actor_t *parent, brg__actor_t *child, unsigned flags, uint64_t *monitor);
 
+//  Answer a LINK or MONITOR request (msg) that will never reach target: an
+//  EXIT (LINK) or DOWN (MONITOR, with its monitor id) from target, reason
+//  kind (noproc, noconnection), to msg's sender. Returns false, doing
+//  nothing, for any other kind. msg stays the caller's. Thread: any.
+bool brg__link_answer(brg_system_t *sys, brg_ref_t target, const brg_msg_t *msg,
+                      brg_exit_kind_t kind);
+
+//  A link signal as the runtime builds it: EXIT (reason), DOWN (corr = the
+//  monitor id, reason), LINK, UNLINK, MONITOR, DEMONITOR (corr, no reason)
+//  from `from`. Returns NULL if out of memory. Thread: any.
+brg_msg_t *brg__link_signal(int kind, brg_ref_t from, uint64_t corr,
+                            const brg_exit_reason_t *reason);
+
 void brg__links_free(brg__links_t **self_p);
 
 //  Fill a reason (text may be NULL; it is truncated to BRG_EXIT_TEXT_MAX).

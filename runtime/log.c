@@ -270,6 +270,10 @@ s_reason_name(brg_dead_reason_t reason)
         return "remote-unreachable";
     case BRG_DEAD_SHUTDOWN:
         return "shutdown";
+    case BRG_DEAD_REMOTE_BUSY:
+        return "remote-busy";
+    case BRG_DEAD_REMOTE_DOWN:
+        return "remote-down";
     }
     return "unknown";
 }

@@ -14,8 +14,8 @@
 //  One dead-letter summary per this many nanoseconds at most.
 #define BRG__LOG_DL_WINDOW_NS 1000000000u
 
-//  Dead-letter reasons are 1..BRG_DEAD_SHUTDOWN; index 0 is unused.
-#define BRG__LOG_DL_REASONS (BRG_DEAD_SHUTDOWN + 1)
+//  Dead-letter reasons are 1..BRG_DEAD_REMOTE_DOWN; index 0 is unused.
+#define BRG__LOG_DL_REASONS (BRG_DEAD_REMOTE_DOWN + 1)
 
 //  The dead-letter summary's state, inside struct brg_system. See log.c.
 typedef struct brg__log {

@@ -724,6 +724,20 @@ brg_msg_add_raw(brg_msg_t *self, const void *data, size_t len)
     return BRG_OK;
 }
 
+int
+brg__msg_append(brg_msg_t *self, const void *data, size_t len)
+{
+    assert(self);
+    assert(data || len == 0);
+    int rc = s_grow(self, len);
+    if (rc < 0)
+        return rc;
+    if (len > 0)
+        memcpy(self->data + self->size, data, len);
+    self->size += (uint32_t)len;
+    return BRG_OK;
+}
+
 //  ---------------------------------------------------------------------------
 //  Accessors.
 

@@ -3,6 +3,8 @@
 #define BRG_RUNTIME_MSG_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "brigade/msg.h"
@@ -77,5 +79,39 @@ int brg__msg_set_tag(brg_msg_t *self, const char *tag, size_t len);
 //  Free every message cached in the shared pool and in the calling thread's
 //  free list. Called when the last system is destroyed, and at exit.
 void brg__msg_pool_trim(void);
+
+//  Append len bytes that the caller has already checked to be whole msgpack
+//  values (brg_msgpack_validate or brg__msgpack_skip): brg_msg_add_raw
+//  without walking them again. The transport's inbound path uses it.
+//  Returns BRG_OK, BRG_ENOMEM or BRG_EMSGSIZE (payload unchanged).
+int brg__msg_append(brg_msg_t *self, const void *data, size_t len);
+
+//  The bounds-checked msgpack cursor of msg_read.c, for the wire codec
+//  (transport/wire.c), so that there is one msgpack decoder in the tree.
+//  One decoded header: for scalars, strings, bins and exts the whole value;
+//  for arrays and maps only the header (size), len being the element count.
+typedef struct brg__mp_value {
+    brg_type_t type;
+    size_t size;         // bytes of the value; for arrays and maps the header only
+    uint32_t len;        // STR, BIN, EXT: body bytes; ARRAY, MAP: element count
+    bool neg;            // INT: negative, value in i; else value in u
+    bool b;              // BOOL
+    int8_t ext_type;     // EXT
+    int64_t i;           // INT when neg
+    uint64_t u;          // INT when !neg
+    double f;            // FLOAT
+    const uint8_t *body; // STR, BIN, EXT
+} brg__mp_value_t;
+
+//  Decode the value header at p, with avail bytes readable. Returns BRG_OK,
+//  BRG_ENODATA if avail is 0, or BRG_EBADMSG if the bytes are reserved or
+//  truncated, or a container claims more elements than bytes remain. Never
+//  reads outside [p, p + avail).
+int brg__msgpack_head(const uint8_t *p, size_t avail, brg__mp_value_t *value);
+
+//  Skip one whole value at data[*pos] (everything nested in it, at most
+//  BRG_MSG_DEPTH_MAX containers deep) and advance *pos past it. BRG_ENODATA
+//  if *pos == len, else BRG_EBADMSG for malformed or too deep bytes.
+int brg__msgpack_skip(const uint8_t *data, size_t len, size_t *pos);
 
 #endif

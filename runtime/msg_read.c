@@ -44,20 +44,8 @@ s_load16(const uint8_t *p)
 //  ---------------------------------------------------------------------------
 //  The decoder: one value's header at a time, bounds-checked.
 
-//  One decoded msgpack header (and, for scalars, strings, bins and exts, the
-//  whole value).
-typedef struct {
-    brg_type_t type;
-    size_t size;         // bytes of the value; for arrays and maps the header only
-    uint32_t len;        // STR, BIN, EXT: body bytes; ARRAY, MAP: element count
-    bool neg;            // INT: negative, value in i; else value in u
-    bool b;              // BOOL
-    int8_t ext_type;     // EXT
-    int64_t i;           // INT when neg
-    uint64_t u;          // INT when !neg
-    double f;            // FLOAT
-    const uint8_t *body; // STR, BIN, EXT
-} s_value_t;
+//  One decoded msgpack header (msg.h).
+typedef brg__mp_value_t s_value_t;
 
 //  Decode the value header at p, with avail bytes readable. Returns BRG_OK,
 //  BRG_ENODATA if avail is 0, or BRG_EBADMSG if the bytes are reserved or
@@ -523,7 +511,20 @@ brg_msg_read_str_copy(const brg_msg_t *self, size_t *pos, char *buf, size_t len)
 }
 
 //  ---------------------------------------------------------------------------
-//  Whole payloads.
+//  Whole payloads, and the cursor's internal entry points (msg.h).
+
+int
+brg__msgpack_head(const uint8_t *p, size_t avail, brg__mp_value_t *value)
+{
+    return s_head(p, avail, value);
+}
+
+int
+brg__msgpack_skip(const uint8_t *data, size_t len, size_t *pos)
+{
+    assert(*pos <= len);
+    return s_walk(data, len, pos);
+}
 
 int
 brg_msg_count(const brg_msg_t *self)

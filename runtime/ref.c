@@ -10,7 +10,7 @@
 //  brg_ref_format writes (lowercase hex, decimal without sign, spaces or
 //  leading zeros, each number within 32 bits, nothing after it). So a ref has
 //  one text, and text is equal exactly when the refs are.
-#include "brigade.h"
+#include "runtime_internal.h"
 
 #include <assert.h>
 #include <stdio.h>

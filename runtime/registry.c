@@ -265,6 +265,16 @@ brg_send_named(brg_ctx_t *ctx, const char *name, brg_msg_t **msg_p)
     return brg_send(ctx, to, msg_p);
 }
 
+int
+brg_send_named_at(brg_ctx_t *ctx, brg_ref_t node, const char *name, brg_msg_t **msg_p)
+{
+    assert(ctx);
+    assert(msg_p && *msg_p);
+    brg__msg_make_plain(*msg_p, brg_self(ctx));
+    brg__sched_note_send();
+    return brg__system_deliver_named(brg_ctx_system(ctx), node, name ? name : "", msg_p);
+}
+
 brg_msg_t *
 brg__registry_close(brg_system_t *sys, brg__actor_t *actor)
 {

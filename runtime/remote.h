@@ -22,6 +22,10 @@
 //    returns; it never blocks and never calls back into the sender's actor.
 //  - brg__remote_deliver and brg__remote_signal: any thread, in practice the
 //    transport's I/O thread. deliver takes ownership of every message.
+//  - Re-entry: brg__remote_deliver (an error reply or a noproc answer to a
+//    peer's actor) and brg__remote_dead_letter (an answer owed to an actor
+//    on a third node) call ops->send again on the calling thread, so the
+//    transport calls them holding no lock that its ops->send takes.
 //  - ops->shutdown then ops->destroy: called by brg_system_destroy on the
 //    destroying thread, in that order: shutdown after every actor has stopped
 //    (their last EXIT/DOWN signals have been handed to ops->send) and before
@@ -65,7 +69,7 @@ int brg__system_deliver_named(brg_system_t *sys, brg_ref_t node, const char *nam
                               brg_msg_t **msg_p);
 
 //  Plug a transport into sys. Returns BRG_OK, or BRG_EEXIST if one is
-//  already plugged in.
+//  already plugged in. ops and its three functions must not be NULL.
 int brg__system_set_remote_ops(brg_system_t *sys, const brg__remote_ops_t *ops, void *arg);
 
 //  Where an inbound message goes: a local id of this node, or a name in its
@@ -81,17 +85,22 @@ typedef struct brg__remote_target {
 //  itself stays the caller's). An unknown target or name is a dead letter
 //  (BRG_DEAD_NO_ACTOR) and, for a request, an error reply BRG_ENOACTOR back
 //  to its sender (through ops->send); a LINK or MONITOR to a dead target is
-//  answered EXIT/DOWN noproc as locally. Actors made runnable are scheduled
-//  with one round on the inject queue and at most one wake-up per call.
-//  Returns the number of messages that reached a mailbox.
+//  answered EXIT/DOWN noproc as locally, a reply is a late reply, other
+//  signals are dropped uncounted (as locally). A kind that never crosses
+//  nodes (timer tick, idle check, ask timeout) or a KILL whose status is not
+//  shutdown, killed or failed is a counted dead letter, never applied.
+//  Actors made runnable are scheduled with one round on the inject queue
+//  and at most one wake-up per call. Returns the number of messages that
+//  reached a mailbox.
 size_t brg__remote_deliver(brg_system_t *sys, const brg__remote_target_t *to, brg_msg_t **msgs,
                            size_t n);
 
 //  Build a signal as the runtime would: kind is BRG__MSG_SYS_EXIT (from =
 //  the exited actor, reason), BRG__MSG_SYS_DOWN (corr = the monitor id),
 //  BRG__MSG_SYS_DEMONITOR (from = the watcher, corr = monitor id, no
-//  reason) or BRG__MSG_REPLY_ERROR (corr = the ask id, status, no reason).
-//  Returns NULL if out of memory.
+//  reason), BRG__MSG_SYS_UNLINK (from = the linked actor, no reason) or
+//  BRG__MSG_REPLY_ERROR (corr = the ask id, status, no reason); any other
+//  kind is a caller bug (assert). Returns NULL if out of memory.
 brg_msg_t *brg__remote_signal(int kind, brg_ref_t from, uint64_t corr, int status,
                               const brg_exit_reason_t *reason);
 
@@ -100,6 +109,9 @@ brg_msg_t *brg__remote_signal(int kind, brg_ref_t from, uint64_t corr, int statu
 //  for a request an error reply `status` (BRG_ENETWORK, BRG_EBUSY); for a
 //  LINK an EXIT, for a MONITOR a DOWN, both with reason noconnection (a
 //  signal is exactly-once: whatever did not reach the peer is answered here).
+//  A status >= 0 counts as BRG_ENETWORK. Without a transport, or once its
+//  shutdown has begun, the runtime calls this itself for every remote send
+//  (status BRG_ENETWORK, reason BRG_DEAD_REMOTE or BRG_DEAD_SHUTDOWN).
 void brg__remote_dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg,
                              brg_dead_reason_t reason, int status);
 

@@ -19,7 +19,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "brigade.h"
+//  The runtime's own public headers only: the actors library (gather,
+//  router, supervisor, http, ...) and the transport build on the runtime,
+//  never the other way round.
+#include "brigade/actor.h"
+#include "brigade/error.h"
+#include "brigade/export.h"
+#include "brigade/link.h"
+#include "brigade/log.h"
+#include "brigade/msg.h"
+#include "brigade/ref.h"
+#include "brigade/registry.h"
+#include "brigade/system.h"
+#include "brigade/timer.h"
+#include "brigade/version.h"
 
 #include "actor.h"
 #include "debug.h"
@@ -27,6 +40,7 @@
 #include "log.h"
 #include "msg.h"
 #include "registry.h"
+#include "remote.h"
 #include "runq.h"
 #include "sched.h"
 #include "system.h"

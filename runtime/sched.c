@@ -954,6 +954,57 @@ brg__sched_bp_suspended(brg__sched_t *self)
     return atomic_load_explicit(&self->bp_n, memory_order_relaxed);
 }
 
+//  Append the chain first..last (linked by next, last->next NULL) to a
+//  queue given by its head and tail. Caller holds the queue's lock.
+static void
+s_queue_append(brg__actor_t **head, brg__actor_t **tail, brg__actor_t *first, brg__actor_t *last)
+{
+    if (*tail)
+        (*tail)->next = first;
+    else
+        *head = first;
+    *tail = last;
+}
+
+void
+brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
+{
+    // Split the list, keeping its order: the workers' share, the pool's.
+    brg__actor_t *first = NULL, *last = NULL, *pfirst = NULL, *plast = NULL;
+    uint32_t nw = 0;
+    for (brg__actor_t *a = head, *next; a; a = next) {
+        next = a->next;
+        a->next = NULL;
+        bool pool = (a->mode & BRG__MODE_BLOCKING) && !self->deterministic;
+        s_queue_append(pool ? &pfirst : &first, pool ? &plast : &last, a, a);
+        nw += !pool;
+    }
+    assert(nw <= n);
+    if (pfirst) {
+        // Blocking actors are rare; each pool thread takes one at a time.
+        pthread_mutex_lock(&self->pool_lock);
+        s_queue_append(&self->pool_head, &self->pool_tail, pfirst, plast);
+        pthread_cond_broadcast(&self->pool_cond);
+        pthread_mutex_unlock(&self->pool_lock);
+    }
+    if (!first)
+        return;
+    // One round on the inject queue for the whole list, and one wake-up at
+    // most: the woken worker takes half of what waits (s_inject_take) and,
+    // finding work as the last searcher, wakes the next (design notes,
+    // Parking). The fairness bound is untouched: these actors are ordinary
+    // inject-queue entries, polled every BRG__INJECT_EVERY batches.
+    pthread_mutex_lock(&self->inject_lock);
+    s_queue_append(&self->inject_head, &self->inject_tail, first, last);
+    // Relaxed: the hint is re-checked under the lock by every consumer.
+    atomic_store_explicit(&self->inject_len,
+                          atomic_load_explicit(&self->inject_len, memory_order_relaxed) + nw,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&self->inject_lock);
+    if (!self->deterministic)
+        s_notify(self);
+}
+
 #define BRG__HELP_EVERY 64
 #define BRG__HELP_STEAL_TRIES 4
 

@@ -80,6 +80,13 @@ void brg__sched_destroy(brg__sched_t **self_p);
 //  Thread: any.
 void brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor);
 
+//  brg__sched_schedule for n actors at once, linked by their next field
+//  from head (each made runnable by the caller: brg__actor_push_deferred):
+//  one round on the inject queue, in list order, and at most one worker
+//  woken; blocking actors go to the pool. Thread: any (meant for threads
+//  that are not workers: the transport's I/O thread).
+void brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n);
+
 //  The system whose worker thread the caller is, or NULL. Written by each
 //  worker thread for itself when it starts and stops.
 extern _Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));

@@ -17,8 +17,10 @@
 //  closing still reach live actors; spawns fail with BRG_ECLOSED.
 //  The node UUID comes from libuuid at new; every ref carries it, so sends to
 //  another node's actors are recognised at the one send path,
-//  brg__system_deliver, and handed to the plugged-in transport (phase 2) or,
-//  without one, counted as dead letters. Every dead letter is counted, given
+//  brg__system_deliver, and handed to the plugged-in transport (remote.c)
+//  or, without one, counted as dead letters. A transport is shut down after
+//  the last actor has stopped and before the workers and the timer thread
+//  are joined, and freed after. Every dead letter is counted, given
 //  to cfg.dead_letter_fn and to the log's rate-limited summary (log.c).
 #include "runtime_internal.h"
 
@@ -131,8 +133,14 @@ brg_system_destroy(brg_system_t **self_p)
     while (atomic_load_explicit(&self->asks_waiting, memory_order_acquire) != 0)
         pthread_cond_wait(&self->await_cond, &self->await_lock);
     pthread_mutex_unlock(&self->await_lock);
+    // Every actor has stopped and handed its last signals to the transport:
+    // it flushes, says goodbye and stops its thread while ours still run
+    // (what it delivers meanwhile is scheduled as usual), and is freed once
+    // nothing of ours can call it any more.
+    brg__remote_shutdown(self);
     brg__timers_destroy(&self->timers);
     brg__sched_destroy(&self->sched);
+    brg__remote_destroy(self);
     // No other thread runs now: write the dead letters not yet summarised.
     brg__log_flush(self, brg__system_now_ns(self), true);
     brg__registry_destroy(&self->registry);
@@ -351,32 +359,32 @@ brg_system_is_alive(brg_system_t *self, brg_ref_t ref)
 }
 
 void
-brg__system_set_remote(brg_system_t *sys, brg__remote_fn fn, void *arg)
-{
-    sys->remote_arg = arg;
-    sys->remote_fn = fn;
-}
-
-void
-brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_reason_t reason,
-                 bool notify_asker)
+brg__dead_letter_status(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_reason_t reason,
+                        int status)
 {
     atomic_fetch_add_explicit(&sys->dead_letters, 1, memory_order_relaxed);
     if (sys->cfg.dead_letter_fn)
         sys->cfg.dead_letter_fn(sys->cfg.dead_letter_arg, to, msg, reason);
     brg__log_dead_letter(sys, to, msg, reason);
     // An undeliverable ask: tell the asker now rather than at its deadline.
-    if (notify_asker && msg->corr && msg->kind == BRG__MSG_USER && !brg_ref_is_none(msg->sender)) {
+    if (status < 0 && msg->corr && msg->kind == BRG__MSG_USER && !brg_ref_is_none(msg->sender)) {
         brg_ref_t asker = msg->sender;
         brg__msg_set_tag(msg, "brg.error", 9);
         msg->kind = BRG__MSG_REPLY_ERROR;
-        msg->status = BRG_ENOACTOR;
+        msg->status = status;
         msg->size = 0;
         msg->sender = to;
         brg__system_deliver(sys, asker, &msg);
         return;
     }
     brg__msg_free(msg);
+}
+
+void
+brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_reason_t reason,
+                 bool notify_asker)
+{
+    brg__dead_letter_status(sys, to, msg, reason, notify_asker ? BRG_ENOACTOR : 0);
 }
 
 int
@@ -386,18 +394,20 @@ brg__system_deliver(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p)
     *msg_p = NULL;
     if (to.node_hi != sys->node_hi || to.node_lo != sys->node_lo) {
         brg__send_flush(); // an effect another actor may react to (actor.c, "Send coalescing")
-        if (sys->remote_fn && !brg_ref_is_none(to))
-            return sys->remote_fn(sys->remote_arg, to, &msg);
-        brg__dead_letter(sys, to, msg, brg_ref_is_none(to) ? BRG_DEAD_NO_ACTOR : BRG_DEAD_REMOTE,
-                         false);
+        if (!brg_ref_is_none(to))
+            return brg__remote_send(sys, to, NULL, msg);
+        brg__dead_letter(sys, to, msg, BRG_DEAD_NO_ACTOR, false);
         return BRG_ENOACTOR;
     }
     int rc = brg__actor_send(sys, to.id, msg);
     if (rc == BRG_OK)
         return rc;
-    if (msg->kind == BRG__MSG_SYS_ASK_TIMEOUT || msg->kind == BRG__MSG_SYS_IDLE) {
+    if (msg->kind == BRG__MSG_SYS_ASK_TIMEOUT || msg->kind == BRG__MSG_SYS_IDLE ||
+        msg->kind == BRG__MSG_SYS_STOP || brg__link_is_signal(msg)) {
         // The runtime's own timer message, fired just before its actor died
-        // (death cancels the rest): nothing a user sent was lost.
+        // (death cancels the rest), or a stop or link signal, whose sender
+        // decides (link.c answers a LINK or MONITOR noproc): nothing a user
+        // sent was lost.
         brg__msg_free(msg);
         return rc;
     }

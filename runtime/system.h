@@ -20,9 +20,7 @@ typedef struct brg__slot brg__slot_t;
 #define BRG__SLOT_CHUNK_BITS 12
 #define BRG__SLOT_CHUNK (1u << BRG__SLOT_CHUNK_BITS)
 
-//  Hands messages for other nodes to a transport (phase 2). Takes ownership
-//  of *msg_p and sets it to NULL. Thread: any.
-typedef int (*brg__remote_fn)(void *arg, brg_ref_t to, brg_msg_t **msg_p);
+struct brg__remote_ops;
 
 struct brg_system {
     brg_config_t cfg;  // configuration as resolved at new (immutable)
@@ -42,9 +40,13 @@ struct brg_system {
     brg__timers_t *timers;     // timer thread and heap
     brg__registry_t *registry; // local names
 
-    _Atomic bool closing;     // destroy has begun: spawns fail, sends are dead letters
-    brg__remote_fn remote_fn; // transport hook, or NULL (set before use, then immutable)
+    _Atomic bool closing; // destroy has begun: spawns fail, sends are dead letters
+
+    // The transport (remote.c): set once by brg__system_set_remote_ops before
+    // any remote traffic, then unchanged until ops->destroy has returned.
+    _Atomic(const struct brg__remote_ops *) remote_ops; // NULL: no transport
     void *remote_arg;
+    _Atomic bool remote_closed; // ops->shutdown has begun: remote sends are dead letters
 
     // Counters. Relaxed RMWs: they order nothing, they only count.
     _Atomic uint64_t actors_alive;
@@ -68,15 +70,26 @@ struct brg_system {
     pthread_cond_t await_cond;
 };
 
-//  The one send path: a local actor's mailbox, the transport for another
-//  node, or dead letters. Takes ownership of *msg_p and sets it to NULL.
-//  Returns BRG_OK or BRG_ENOACTOR. Thread: any.
+//  The one send path for every message and signal of the runtime: a local
+//  actor's mailbox, the transport for another node (remote.c), or dead
+//  letters. Takes ownership of *msg_p and sets it to NULL. Returns BRG_OK,
+//  BRG_ENOACTOR (local target dead or unknown: a user message is a dead
+//  letter, a runtime signal is freed and the caller decides), or for another
+//  node what the transport answered, BRG_ENETWORK or BRG_EBUSY (then the
+//  message was counted and whatever its sender is owed was sent: an error
+//  reply for an ask, EXIT/DOWN noconnection for a LINK/MONITOR; see
+//  brg__remote_dead_letter). Thread: any.
 int brg__system_deliver(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p);
 
 //  Count, report and free an undeliverable message. If it was an ask, the
 //  asker gets an error reply (BRG_ENOACTOR) when notify_asker is true.
 void brg__dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg, brg_dead_reason_t reason,
                       bool notify_asker);
+
+//  brg__dead_letter with the error reply's status chosen: an ask (a request
+//  with a sender) is answered with status (negative), or not at all for 0.
+void brg__dead_letter_status(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg,
+                             brg_dead_reason_t reason, int status);
 
 //  Bookkeeping when an actor ends (wakes brg_system_await_actors at zero).
 void brg__system_actor_ended(brg_system_t *sys, bool failed);
@@ -96,7 +109,17 @@ uint64_t brg__system_now_ns(const brg_system_t *sys);
 //  The ref for a local id of this system.
 brg_ref_t brg__system_ref(const brg_system_t *sys, uint64_t id);
 
-//  Plug a transport in (phase 2). Must be called before any remote send.
-void brg__system_set_remote(brg_system_t *sys, brg__remote_fn fn, void *arg);
+//  A message for another node (to's node is not ours and not none): to the
+//  transport with name (NULL: to.id is the target), or, with no transport
+//  or after its shutdown began, a dead letter answered as an unreachable
+//  node's (BRG_ENETWORK). Takes msg. Returns as brg__system_deliver.
+//  Thread: any. (remote.c)
+int brg__remote_send(brg_system_t *sys, brg_ref_t to, const char *name, brg_msg_t *msg);
+
+//  brg_system_destroy's two transport steps (remote.c): shutdown after every
+//  actor has stopped, destroy after the threads are joined. No-ops without
+//  a transport. Thread: the destroying thread.
+void brg__remote_shutdown(brg_system_t *sys);
+void brg__remote_destroy(brg_system_t *sys);
 
 #endif

@@ -112,7 +112,7 @@ tu_gate_wait(atomic_int *gate)
 
 typedef struct {
     atomic_ullong total;
-    atomic_ullong by_reason[8]; // indexed by brg_dead_reason_t
+    atomic_ullong by_reason[16]; // indexed by brg_dead_reason_t
 } tu_dead_t;
 
 static tu_dead_t tu_dead TU_UNUSED;
@@ -122,7 +122,7 @@ static inline void
 tu_dead_hook(void *arg, brg_ref_t to, const brg_msg_t *msg, brg_dead_reason_t reason)
 {
     (void)arg;
-    if ((unsigned)reason < 8)
+    if ((unsigned)reason < 16)
         atomic_fetch_add(&tu_dead.by_reason[reason], 1);
     atomic_fetch_add(&tu_dead.total, 1);
     if (tu_dead_extra)

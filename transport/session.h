@@ -29,7 +29,10 @@
 //  BRG_ENETWORK to each A. Tables are bounded (cfg.max_table entries each);
 //  an ask past the bound loses only its fast failure (it still times out),
 //  a LINK or MONITOR past the bound is answered at once as if the session
-//  had ended for it (and counted).
+//  had ended for it (and counted): one going out is not sent and its local
+//  sender gets EXIT/DOWN noconnection; one coming in is not delivered and
+//  the peer's sender gets EXIT/DOWN noconnection from the target back over
+//  the wire.
 #ifndef BRG_TRANSPORT_SESSION_H
 #define BRG_TRANSPORT_SESSION_H
 
@@ -67,6 +70,9 @@ typedef struct brg__session_cfg {
     uint32_t timeout_ms;                  // silence that ends a session (default 10000)
     uint32_t handshake_ms;                // HELLO without WELCOME (default 5000)
     uint32_t max_table;                   // entries per table (default 1 Mi)
+    uint32_t client_idle_ms;              // silence that ends a client session (default 600000)
+    uint64_t sess;                        // this session's id: set a fresh random one before
+                                          // each brg__session_new (0: derived from the time)
     brg__wire_limits_t limits;
 } brg__session_cfg_t;
 
@@ -75,11 +81,18 @@ void brg__session_cfg_default(brg__session_cfg_t *cfg);
 //  What a session asks its owner to do. Each callback is called on the
 //  owner's thread, inside the session call that caused it.
 typedef struct brg__session_io {
-    //  Send one frame to the peer on our side's connection (outbox, or the
-    //  inbox ROUTER for a client). The bytes are borrowed for the call.
-    void (*send_frame)(void *arg, const void *data, size_t len);
-    //  Deliver decoded messages to local actors in order (takes msgs[i]);
-    //  brg__remote_deliver in production.
+    //  Send one frame to the peer. inbound true: on the connection the
+    //  peer dialed (our inbox ROUTER, to the peer's routing id): WELCOME
+    //  and ERROR answering the peer's HELLO, and every frame to a client;
+    //  false: on our outbox (our HELLO, BATCH, TICK, BYE, and ERROR
+    //  answering a WELCOME). The bytes are borrowed for the call.
+    void (*send_frame)(void *arg, bool inbound, const void *data, size_t len);
+    //  Deliver decoded messages to local actors in order: to[i] is the
+    //  target of msgs[i] (takes every msgs[i]); brg__remote_deliver in
+    //  production. A BATCH is delivered in one call, the answers of an
+    //  ended session in calls of up to 256. A target id 0 is a dead letter
+    //  (an envelope whose `to` names another node, or a control kind
+    //  addressed by name: the session keeps no table entry for it).
     void (*deliver)(void *arg, const brg__remote_target_t *to, brg_msg_t **msgs, size_t n);
     //  The session is UP (once).
     void (*up)(void *arg);
@@ -87,6 +100,7 @@ typedef struct brg__session_io {
     //  deliver). The owner closes the connections.
     void (*ended)(void *arg, brg__end_reason_t reason);
 } brg__session_io_t;
+//  A callback may push to, flush or end the session; it must not destroy it.
 
 typedef struct brg__session brg__session_t;
 
@@ -108,15 +122,29 @@ brg_ref_t brg__session_peer_node(const brg__session_t *self);
 //  self-connection, role), answers (WELCOME, ERROR), checks sequence,
 //  updates tables, delivers BATCH envelopes through io->deliver. A
 //  violation sends ERROR and ends the session (reason PROTOCOL). Returns
-//  BRG_OK or BRG_EPROTO.
+//  BRG_OK; BRG_EPROTO (the session ended); BRG_EEXIST for a HELLO from the
+//  same node with another session id (this session ended REPLACED: create
+//  a new one, initiator false, and give it the same frame); BRG_ENETWORK
+//  if the session had already ended (the frame is ignored).
 int brg__session_on_frame(brg__session_t *self, const brg__frame_t *frame, bool inbound,
                           uint64_t now_ns);
 
+//  brg__session_on_frame for the frame's bytes: decodes them with the
+//  session's limits first; a frame that does not decode is answered with
+//  ERROR (1 for a version other than 1, else 3) and ends the session.
+int brg__session_on_bytes(brg__session_t *self, const void *data, size_t len, bool inbound,
+                          uint64_t now_ns);
+
 //  Messages going to the peer: append msg's envelope to the pending BATCH
-//  (updating the tables for control kinds and requests). Takes *msg_p.
-//  Returns BRG_OK; BRG_ENETWORK if the session has ended (the caller
-//  dead-letters with brg__remote_dead_letter; the message is given back
-//  in *msg_p).
+//  (updating the tables for control kinds and requests). Takes *msg_p on
+//  BRG_OK. Otherwise the message is given back in *msg_p for the caller to
+//  dead-letter (brg__remote_dead_letter): BRG_ENETWORK if the session has
+//  ended; BRG_EINVAL for a kind that never leaves a node, or a control
+//  kind whose target is a name or whose sender is not a local actor (STOP
+//  and exit signals may have no sender: brg_actor_stop, brg_exit);
+//  BRG_EMSGSIZE if its envelope exceeds the peer's max_frame; BRG_ENOMEM.
+//  Call it only once the session has taken the peer's HELLO or sent its
+//  own (initiator).
 int brg__session_push(brg__session_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg_p);
 
 //  Seal the pending BATCH (if any) and send it through io->send_frame.
@@ -137,8 +165,10 @@ void brg__session_end(brg__session_t *self, brg__end_reason_t reason);
 //  Counters of one session (PROTOCOL.md "Counters").
 typedef struct brg__session_stats {
     uint64_t frames_in, frames_out, msgs_in, msgs_out, bytes_in, bytes_out;
+    uint64_t msgs_acked;                     // sent in frames the peer acked (TICK)
     uint64_t dead_on_end;                    // messages pushed but never sent when it ended
     uint64_t lost_in_flight;                 // sent in frames the peer had not acked when it ended
+                                             // (after the end: msgs_out = msgs_acked + lost)
     uint64_t links, watching, watched, asks; // current table sizes
     uint64_t table_full;                     // LINK/MONITOR/asks refused by the table bound
 } brg__session_stats_t;

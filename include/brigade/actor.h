@@ -113,7 +113,11 @@ BRG_EXPORT brg_system_t *brg_ctx_system(const brg_ctx_t *ctx);
 
 //  Send msg to `to`. Returns BRG_OK when queued (local) or handed to the
 //  transport (remote), BRG_ENOACTOR when the target is dead or unknown: the
-//  message is then a dead letter. Never blocks. Messages from one actor to
+//  message is then a dead letter. For an actor on another node: BRG_ENETWORK
+//  when the node cannot be reached (unknown, down, or no transport plugged
+//  in; dead letter BRG_DEAD_REMOTE_DOWN, or BRG_DEAD_REMOTE without a
+//  transport) and BRG_EBUSY when the node's outbound queue is full (dead
+//  letter BRG_DEAD_REMOTE_BUSY). Never blocks. Messages from one actor to
 //  another arrive in the order sent. On a worker, the second and later of a
 //  run of sends to one actor within one behaviour call may be handed over
 //  together when the run ends (another send or effect, 64 messages, or the
@@ -173,7 +177,11 @@ BRG_EXPORT int brg_forward(brg_ctx_t *ctx, brg_ref_t to);
 //  BRG_ENOACTOR (the target is known to be dead), BRG_ENOMEM, BRG_EINVAL
 //  (timeout_ms < 0; in every build), BRG_ECLOSED (this actor is stopping:
 //  brg_stop or brg_fail was called, or it is dying and this is one of its
-//  BRG_ECLOSED callbacks). Takes ownership of *msg_p and sets it to NULL.
+//  BRG_ECLOSED callbacks). To an actor on another node, what brg_send would
+//  return as BRG_ENETWORK or BRG_EBUSY (node unreachable, outbound queue
+//  full) comes as fn's status instead, once and at once, and brg_ask
+//  returns BRG_OK; so does BRG_ENETWORK for a node lost while the ask waits.
+//  Takes ownership of *msg_p and sets it to NULL.
 BRG_EXPORT int brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
                        brg_reply_fn fn, void *arg);
 

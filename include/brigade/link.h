@@ -3,8 +3,10 @@
 //  Every actor ends with an exit reason: normal (brg_stop, init/behaviour
 //  done), shutdown (asked to by a supervisor), killed (untrappable), failed
 //  (a negative behaviour result, brg_fail, a failed reply callback, or the
-//  watchdog), or noproc (given to those who link to or monitor an actor that
-//  is already gone).
+//  watchdog), noproc (given to those who link to or monitor an actor that
+//  is already gone), or noconnection (given to those linked to or monitoring
+//  an actor on another node that cannot be reached: no transport, the node
+//  unknown or down, or its connection lost).
 //
 //  Links are bidirectional: when a linked actor exits with an abnormal
 //  reason, the other one exits with the same reason too, unless it traps
@@ -29,11 +31,12 @@
 #include "system.h"
 
 typedef enum {
-    BRG_EXIT_NORMAL = 0,   // finished its work
-    BRG_EXIT_SHUTDOWN = 1, // asked to stop by brg_exit / a supervisor
-    BRG_EXIT_KILLED = 2,   // brg_exit with BRG_EXIT_KILLED: cannot be trapped
-    BRG_EXIT_FAILED = 3,   // failed: see code and text
-    BRG_EXIT_NOPROC = 4    // the actor did not exist (link or monitor to a dead ref)
+    BRG_EXIT_NORMAL = 0,      // finished its work
+    BRG_EXIT_SHUTDOWN = 1,    // asked to stop by brg_exit / a supervisor
+    BRG_EXIT_KILLED = 2,      // brg_exit with BRG_EXIT_KILLED: cannot be trapped
+    BRG_EXIT_FAILED = 3,      // failed: see code and text
+    BRG_EXIT_NOPROC = 4,      // the actor did not exist (link or monitor to a dead ref)
+    BRG_EXIT_NOCONNECTION = 5 // its node could not be reached, or the connection was lost
 } brg_exit_kind_t;
 
 #define BRG_EXIT_TEXT_MAX 95
@@ -49,10 +52,12 @@ typedef struct brg_exit_reason {
 #define BRG_TAG_EXIT "brg.exit"
 #define BRG_TAG_DOWN "brg.down"
 
-//  True for reasons that propagate along links: shutdown, killed, failed, noproc.
+//  True for reasons that propagate along links: shutdown, killed, failed,
+//  noproc, noconnection.
 BRG_EXPORT bool brg_exit_is_abnormal(const brg_exit_reason_t *reason);
 
-//  "normal", "shutdown", "killed", "failed", "noproc". Static string.
+//  "normal", "shutdown", "killed", "failed", "noproc", "noconnection".
+//  Static string.
 BRG_EXPORT const char *brg_exit_kind_name(brg_exit_kind_t kind);
 
 //  Fail this actor once the behaviour returns, with code (negative BRG_E...
@@ -62,7 +67,10 @@ BRG_EXPORT void brg_fail(brg_ctx_t *ctx, int code, const char *text);
 
 //  Link this actor and `other`. BRG_ENOACTOR if other is known to be dead now
 //  (no link is made); if it dies before the link reaches it, this actor gets
-//  the exit signal with reason noproc. Linking twice is one link.
+//  the exit signal with reason noproc. For `other` on another node that
+//  cannot be reached (no transport, node unknown or down) the link is made
+//  (BRG_OK) and the exit signal with reason noconnection follows, as it does
+//  when the connection is lost later. Linking twice is one link.
 BRG_EXPORT int brg_link(brg_ctx_t *ctx, brg_ref_t other);
 
 //  Remove the link, if any. Exit signals already in flight from `other` for
@@ -75,7 +83,9 @@ BRG_EXPORT int brg_unlink(brg_ctx_t *ctx, brg_ref_t other);
 BRG_EXPORT bool brg_is_linked(brg_ctx_t *ctx, brg_ref_t other);
 
 //  Watch `target`: exactly one BRG_TAG_DOWN message will come, with *monitor
-//  as its id (brg_msg_read_down). Always BRG_OK unless out of memory.
+//  as its id (brg_msg_read_down): reason noproc if target is already gone,
+//  noconnection if it is on another node that cannot be reached or whose
+//  connection is lost. Always BRG_OK unless out of memory.
 BRG_EXPORT int brg_monitor(brg_ctx_t *ctx, brg_ref_t target, uint64_t *monitor);
 
 //  Stop watching; a DOWN for this monitor that is already in flight is
@@ -89,8 +99,9 @@ BRG_EXPORT void brg_trap_exits(brg_ctx_t *ctx, bool on);
 //  Send an exit signal to `target` (Erlang exit/2): BRG_EXIT_SHUTDOWN (or
 //  FAILED) makes it exit with that reason unless it traps exits, then it gets
 //  a BRG_TAG_EXIT message; BRG_EXIT_KILLED always makes it exit. The signal
-//  travels in the system lane, ahead of ordinary messages.
-//  Returns BRG_OK or BRG_ENOACTOR. Thread: any.
+//  travels in the system lane, ahead of ordinary messages; to another node,
+//  through its transport. Returns BRG_OK, BRG_ENOACTOR, or for another node
+//  BRG_ENETWORK (unreachable; counted as a dead letter). Thread: any.
 BRG_EXPORT int brg_exit(brg_system_t *sys, brg_ref_t target, brg_exit_kind_t kind);
 
 //  Read a BRG_TAG_EXIT message: who exited and why. BRG_ETYPE if msg is not one.

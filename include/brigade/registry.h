@@ -36,8 +36,10 @@ BRG_EXPORT int brg_send_named(brg_ctx_t *ctx, const char *name, brg_msg_t **msg_
 //  resolved on that node when the message arrives: an unknown name is a dead
 //  letter there, and an ask gets BRG_ENOACTOR from it. Without a transport a
 //  remote name is a dead letter BRG_DEAD_REMOTE here. Same ownership,
-//  threads and errors as brg_send, brg_ask and brg_system_ask; the reply's
-//  sender is the named actor's ref.
+//  threads and errors as brg_send, brg_ask and brg_system_ask (a name of
+//  this node that is not registered: BRG_ENOACTOR at once, a dead letter),
+//  plus BRG_EINVAL for a NULL, empty or too long name (nothing sent); the
+//  reply's sender is the named actor's ref.
 BRG_EXPORT int brg_send_named_at(brg_ctx_t *ctx, brg_ref_t node, const char *name,
                                  brg_msg_t **msg_p);
 BRG_EXPORT int brg_ask_named_at(brg_ctx_t *ctx, brg_ref_t node, const char *name, brg_msg_t **msg_p,

@@ -20,7 +20,9 @@ typedef enum {
     BRG_DEAD_LATE_REPLY,   // reply to an ask that had already timed out or been answered
     BRG_DEAD_UNHANDLED,    // the behaviour returned BRG_UNHANDLED for it
     BRG_DEAD_REMOTE,       // addressed to another node and no transport is plugged in
-    BRG_DEAD_SHUTDOWN      // sent while the system was being destroyed
+    BRG_DEAD_SHUTDOWN,     // sent while the system was being destroyed
+    BRG_DEAD_REMOTE_BUSY,  // the other node's outbound queue was full (brg_send: BRG_EBUSY)
+    BRG_DEAD_REMOTE_DOWN   // the other node is unknown or down (brg_send: BRG_ENETWORK)
 } brg_dead_reason_t;
 
 //  Called for every dead letter, on the thread that dropped it (a worker, the
@@ -149,8 +151,9 @@ BRG_EXPORT bool brg_system_is_alive(brg_system_t *self, brg_ref_t ref);
 //  a copy of an ask (brg_msg_dup) sent this way is no longer part of that
 //  ask, so its answer can never reach the original asker. Returns BRG_OK when
 //  the message was queued, BRG_ENOACTOR when the target is dead or unknown
-//  (the message is then a dead letter). Takes ownership of *msg_p and sets it
-//  to NULL. Never held back by backpressure (cfg.mailbox_high_water): a
+//  (the message is then a dead letter), and for another node's actor
+//  BRG_ENETWORK or BRG_EBUSY as brg_send. Takes ownership of *msg_p and sets
+//  it to NULL. Never held back by backpressure (cfg.mailbox_high_water): a
 //  thread cannot be suspended between messages, so a mailbox fed from
 //  outside faster than it drains grows without bound; pace such a feed with
 //  brg_system_ask (one reply per request) or a limiter.
@@ -160,7 +163,9 @@ BRG_EXPORT int brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg
 //  (>= 0) for its reply (brg_reply). On BRG_OK *reply_p holds the reply:
 //  Caller owns the returned message and must destroy it. Errors:
 //  BRG_ETIMEDOUT (a reply that comes later is a counted dead letter),
-//  BRG_ENOACTOR (target dead, or it stopped before replying), the negative
+//  BRG_ENOACTOR (target dead, or it stopped before replying), BRG_ENETWORK /
+//  BRG_EBUSY (target on another node that cannot be reached, or whose
+//  outbound queue is full, or that was lost while waiting), the negative
 //  status the replier gave to brg_reply_error, BRG_ECLOSED (the system is
 //  being destroyed: before the ask, or while it waited), BRG_ENOMEM /
 //  BRG_EBUSY (the reply box could not be made), BRG_EINVAL (timeout_ms < 0;

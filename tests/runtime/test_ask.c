@@ -222,15 +222,25 @@ START_TEST(test_ask_to_a_dead_ref_returns_enoactor_and_never_calls_back)
     ck_assert_int_eq(atomic_load(&s_calls), 0);
     ck_assert_uint_eq(tu_stats(tu_sys).timers_active, 0);
     ck_assert_uint_eq(tu_dead_count(BRG_DEAD_NO_ACTOR), 1);
+}
+END_TEST
 
-    // The same for a ref of another node (no transport).
-    atomic_store(&s_ask_rc, 1);
+START_TEST(test_ask_to_another_node_without_a_transport_calls_back_once_with_enetwork)
+{
+    // No transport: the node cannot be reached, and the ask is answered as
+    // a transport answers one to a node that is down (runtime/remote.h).
+    s_target = s_spawn_replier(tu_sys, 0);
     s_target.node_hi ^= 1;
+    brg_ref_t asker = s_spawn_asker();
     s_go(asker, "double", 1, 30);
-    TU_WAIT_UNTIL(atomic_load(&s_ask_rc) != 1, TU_WAIT_MS);
-    ck_assert_int_eq(atomic_load(&s_ask_rc), BRG_ENOACTOR);
-    tu_sleep_ms(100);
-    ck_assert_int_eq(atomic_load(&s_calls), 0);
+    TU_WAIT_UNTIL(atomic_load(&s_calls) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_ask_rc), BRG_OK);
+    ck_assert_int_eq(atomic_load(&s_status), BRG_ENETWORK);
+    tu_sleep_ms(100); // past the deadline: no timeout callback
+    ck_assert_int_eq(atomic_load(&s_calls), 1);
+    ck_assert_uint_eq(tu_stats(tu_sys).timers_active, 0);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_REMOTE), 1);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_LATE_REPLY), 0);
 }
 END_TEST
 
@@ -1428,6 +1438,8 @@ ask_suite(void)
     tcase_add_test(core, test_ask_reply_error_delivers_the_status);
     tcase_add_test(core, test_ask_reply_error_to_a_plain_message_returns_einval);
     tcase_add_test(core, test_ask_to_a_dead_ref_returns_enoactor_and_never_calls_back);
+    tcase_add_test(core,
+                   test_ask_to_another_node_without_a_transport_calls_back_once_with_enetwork);
     tcase_add_test(core, test_ask_target_stopping_with_the_request_queued_gives_enoactor_promptly);
     tcase_add_test(core, test_ask_many_concurrent_asks_each_get_their_own_reply);
     tcase_add_test(core, test_ask_replies_are_matched_to_their_requests);

@@ -310,7 +310,7 @@ START_TEST(test_system_many_systems_in_a_row_start_and_stop_cleanly)
         tu_send_tag(a, ra, "x");
         tu_send_tag(b, rb, "x");
         // A ref of one system is another node to the other.
-        ck_assert_int_eq(tu_send_tag(a, rb, "x"), BRG_ENOACTOR);
+        ck_assert_int_eq(tu_send_tag(a, rb, "x"), BRG_ENETWORK);
         TU_WAIT_UNTIL(atomic_load(&s_handled) == 2 * (round + 1), TU_WAIT_MS);
         brg_system_destroy(&b);
         brg_system_destroy(&a);
@@ -625,7 +625,7 @@ START_TEST(test_system_dead_letter_for_another_node_says_remote)
     brg_ref_t ref = tu_spawn(tu_sys, s_count);
     brg_ref_t remote = ref;
     remote.node_hi ^= 0x0102030405060708ull;
-    ck_assert_int_eq(tu_send_tag(tu_sys, remote, "far"), BRG_ENOACTOR);
+    ck_assert_int_eq(tu_send_tag(tu_sys, remote, "far"), BRG_ENETWORK);
     ck_assert_int_eq(s_last_calls(), 1);
     ck_assert_int_eq(s_last.reason, BRG_DEAD_REMOTE);
     ck_assert(brg_ref_eq(s_last.to, remote));
