@@ -19,7 +19,7 @@
 //  step. Grabbing happens at the start of every activation and whenever the
 //  private lists run dry; so that a stop or kill pushed while the actor runs
 //  does not wait behind the ordinary backlog already grabbed (up to a batch),
-//  its producer also raises `urgent`, which the owner checks before each
+//  its producer also raises URGENT in `bp`, which the owner checks before each
 //  message and answers with an early grab: the stop waits for at most the one
 //  behaviour call in progress.
 //
@@ -97,7 +97,30 @@
 //  per chain: the one that replaces NULL schedules the actor, exactly once, as for a single
 //  message.
 //
-//  Thread ownership. Everything in the actor but `head` and `urgent` belongs
+//  Backpressure (docs/ARCHITECTURE.md section 6; the table of suspended
+//  senders is in sched.c). The mailbox's length must be known to senders
+//  without an RMW per message, or ping-pong would pay for floods. So the
+//  word `bp`, beside head on the first line, counts only the messages
+//  pushed onto a non-empty stack (s_bp_count: a stack of k counts k - 1,
+//  adjusted before each CAS attempt so the successful one leaves exactly
+//  its share; a push onto NULL or RUNNING, every ping-pong send, adds
+//  nothing), the owner subtracts a grabbed stack's share in s_grab (one RMW
+//  per grab of two or more), and publishes its private lists' length in
+//  bp_pub at every grab and batch end (a plain store; the lists only shrink
+//  in between). So bp_pub + count + 1 is never below the length. A push
+//  that finds the estimate over the high-water mark (s_bp_check) notes the
+//  receiver's id (s_bp_note; not itself, not another system, not from a
+//  thread running no activation); brg__actor_run then ends the activation
+//  after that behaviour call and asks sched.c to suspend the actor
+//  (s_bp_suspend). The owner hands its waiters back at a batch end at the
+//  low-water mark (s_bp_batch_end), when it goes idle (s_go_idle: CAS head,
+//  then a seq_cst look at bp, the Dekker pair with the registration's RMW
+//  then look at head), and when it dies (CLOSED). The invariant: a mailbox
+//  holds at most high-water + the sum over its senders of what each sends
+//  it in one behaviour call, plus the exempt sends (its own, from outside
+//  threads, from actors others wait for).
+//
+//  Thread ownership. Everything in the actor but `head`, `bp` and `bp_pub` belongs
 //  to the thread running it: it took the actor from a run queue (acquire) and
 //  hands it back through one (release). mode, sys and id never change after
 //  spawn.
@@ -231,6 +254,97 @@ brg__send_chain_max(void)
     return atomic_load_explicit(&s_chain_max, memory_order_relaxed);
 }
 
+//  Backpressure (design notes): the activation the calling thread runs, and
+//  the congested receiver its behaviour call sent to. Owner: the thread;
+//  brg__actor_run sets running (target is 0 between activations);
+//  help-along, which nests activations, saves and restores both around
+//  them (brg__actor_bp_save). high is the high-water mark of the system
+//  whose thread this is (brg__actor_bp_thread; UINT32_MAX: none, or off).
+static _Thread_local brg__actor_t *s_bp_running __attribute__((tls_model("initial-exec")));
+static _Thread_local uint64_t s_bp_target __attribute__((tls_model("initial-exec"))); // id, or 0
+static _Thread_local uint32_t s_bp_high __attribute__((tls_model("initial-exec"))) = UINT32_MAX;
+
+brg__actor_bp_frame_t
+brg__actor_bp_save(void)
+{
+    return (brg__actor_bp_frame_t){s_bp_running, s_bp_target};
+}
+
+void
+brg__actor_bp_restore(brg__actor_bp_frame_t frame)
+{
+    s_bp_running = frame.running;
+    s_bp_target = frame.target;
+}
+
+void
+brg__actor_bp_thread(const brg_system_t *sys)
+{
+    int high = sys ? sys->cfg.mailbox_high_water : -1;
+    s_bp_high = high > 0 ? (uint32_t)high : UINT32_MAX;
+    s_bp_running = NULL;
+}
+
+//  A push found actor's mailbox over the running activation's high-water
+//  mark: remember the receiver, by id (the pointer may not outlive a
+//  quiescent point), for brg__actor_run to suspend on after the call.
+//  Sends to itself never hold an actor back, nor sends to another system,
+//  nor those of a thread that runs no activation (it cannot be suspended).
+__attribute__((noinline, cold)) static void
+s_bp_note(brg__actor_t *actor)
+{
+    brg__actor_t *running = s_bp_running;
+    if (running == NULL || actor == running || actor->sys != running->sys)
+        return;
+    s_bp_target = actor->id;
+    // Raise our own URGENT: the check brg__actor_run makes before every
+    // message anyway, so that the activation ends after this call without a
+    // look at s_bp_target per message. s_bp_suspend takes it down again.
+    atomic_fetch_or_explicit(&running->bp, BRG__BP_URGENT, memory_order_relaxed);
+}
+
+//  A stack of messages (not NULL, RUNNING or DEAD).
+static inline bool
+s_is_stack(const brg_msg_t *top)
+{
+    return (uintptr_t)top > (uintptr_t)BRG__MB_DEAD;
+}
+
+//  The count of a push of n messages whose CAS is about to replace old
+//  (design notes, "Backpressure"): onto a stack it adds n, onto an empty
+//  mailbox n - 1 (its oldest is the new stack's bottom). *added is what this
+//  push has added so far; adjusted before each CAS, so when one succeeds the
+//  word holds exactly this push's share, and a push onto an idle or running
+//  mailbox with nothing new (every ping-pong send) costs no RMW.
+static inline void
+s_bp_count(brg__actor_t *actor, const brg_msg_t *old, uint32_t n, uint32_t *added)
+{
+    uint32_t want = s_is_stack(old) ? n : n - 1;
+    if (__builtin_expect(want == *added, 1))
+        return;
+    // Relaxed: a count; the flags' RMWs on the same word order what must be.
+    atomic_fetch_add_explicit(&actor->bp, (want - *added) << BRG__BP_SHIFT, // modular
+                              memory_order_relaxed);
+    *added = want;
+}
+
+//  After a push of n messages onto old (not NULL): note the receiver if its
+//  mailbox is now over the running activation's high-water mark. The owner's
+//  published backlog bounds its private lists (it only shrinks them between
+//  publications), and the count + 1 the stack (our share is in it: added
+//  before our CAS), so the estimate is never below the mailbox's length.
+//  Relaxed loads of the line our CAS just took.
+static inline void
+s_bp_check(brg__actor_t *actor, const brg_msg_t *old, uint32_t n)
+{
+    uint32_t stack = n;
+    if (s_is_stack(old))
+        stack = BRG__BP_COUNT(atomic_load_explicit(&actor->bp, memory_order_relaxed)) + 1;
+    uint64_t est = (uint64_t)atomic_load_explicit(&actor->bp_pub, memory_order_relaxed) + stack;
+    if (__builtin_expect(est > s_bp_high, 0))
+        s_bp_note(actor);
+}
+
 void
 brg__send_flush_slow(void)
 {
@@ -241,6 +355,7 @@ brg__send_flush_slow(void)
                             &s_chain_max, &max, c.n, memory_order_relaxed, memory_order_relaxed)) {
     }
     brg__actor_t *actor = c.to;
+    uint32_t added = 0; // backpressure count (s_bp_count)
     brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
     do {
         if (old == BRG__MB_DEAD) {
@@ -267,6 +382,7 @@ brg__send_flush_slow(void)
             return;
         }
         atomic_store_explicit(&c.oldest->next, old, memory_order_relaxed);
+        s_bp_count(actor, old, c.n, &added);
         brg__debug_yield(); // race window: another producer or the owner moves head
         // Acq_rel, as in brg__actor_push: release publishes the whole chain
         // (written by this thread before the CAS) to the owner's acquire
@@ -280,6 +396,8 @@ brg__send_flush_slow(void)
             brg__waiter_wake(actor->ext->waiter);
         else
             brg__sched_schedule(actor->sys->sched, actor);
+    } else {
+        s_bp_check(actor, old, c.n);
     }
 }
 
@@ -501,9 +619,78 @@ brg__actor_ext(brg__actor_t *actor)
     return actor->ext;
 }
 
+//  The push loop, counting for backpressure (s_bp_count). *old: the head
+//  value last seen; on success, the one replaced. Returns false if the
+//  mailbox is closed (msg untouched).
+__attribute__((noinline)) static bool
+s_push_counted(brg__actor_t *actor, brg_msg_t *msg, brg_msg_t **old_p)
+{
+    uint32_t added = 0;
+    brg_msg_t *old = *old_p;
+    do {
+        if (old == BRG__MB_DEAD)
+            return false; // closed: what we counted no longer matters
+        atomic_store_explicit(&msg->next, old, memory_order_relaxed);
+        s_bp_count(actor, old, 1, &added);
+        brg__debug_yield(); // race window: another producer or the owner moves head
+        // Acq_rel. Release: publishes the message's contents (and, through
+        // the release sequence, the older stack below it) to the owner's
+        // acquire exchange. Acquire: a push onto NULL takes the actor out of
+        // idle and schedules it, so it must see the actor's private state
+        // (flags, lists) as its last runner left it; pairs with the owner's
+        // acq_rel CAS to NULL in brg__actor_run, and the run queue passes it
+        // on to the next runner, which reads flags before its own grab.
+    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    *old_p = old;
+    return true;
+}
+
+//  A stop or kill was pushed to an actor that is running (or queued, or
+//  suspended) and may hold a grabbed backlog: have it grab again before its
+//  next message. Release: the push happens before the owner's grab; pairs
+//  with the acquire RMW in s_take_urgent. In the word's total order with
+//  brg__sched_bp_suspend's RMW: it sees URGENT and does not suspend, or we
+//  see SUSPENDED and hand the actor back to run the stop.
+__attribute__((noinline, cold)) static void
+s_push_urgent(brg__actor_t *actor)
+{
+    uint32_t prev = atomic_fetch_or_explicit(&actor->bp, BRG__BP_URGENT, memory_order_acq_rel);
+    if (prev & BRG__BP_SUSPENDED)
+        brg__sched_bp_resume(actor->sys->sched, actor);
+}
+
 //  The push itself (both entry points below); *runnable: it took the
 //  mailbox out of idle. Inline, so the local send path pays no extra call.
-static inline int s_push(brg__actor_t *actor, brg_msg_t *msg, bool *runnable);
+static inline int
+s_push(brg__actor_t *actor, brg_msg_t *msg, bool *runnable)
+{
+    *runnable = false;
+    // Read before the push: afterwards the message belongs to the owner.
+    bool urgent = msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_KILL;
+    brg__send_flush(); // the sender's earlier plain sends go first
+    brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
+    // An idle or running mailbox with nothing new (every ping-pong send) is
+    // pushed here without a count; a stack, or a lost race, takes the loop.
+    if (old == NULL || old == BRG__MB_RUNNING) {
+        atomic_store_explicit(&msg->next, old, memory_order_relaxed);
+        brg__debug_yield(); // race window: another producer or the owner moves head
+        // Acq_rel, as in s_push_counted.
+        if (atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            goto pushed;
+    }
+    if (!s_push_counted(actor, msg, &old))
+        return BRG_ENOACTOR;
+pushed:
+    if (urgent && old != NULL)
+        s_push_urgent(actor);
+    if (old == NULL)
+        *runnable = true; // we moved the mailbox out of idle: ours to schedule
+    else
+        s_bp_check(actor, old, 1);
+    return BRG_OK;
+}
 
 int
 brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
@@ -526,39 +713,6 @@ brg__actor_push_deferred(brg__actor_t *actor, brg_msg_t *msg, bool *runnable)
     return s_push(actor, msg, runnable);
 }
 
-static inline int
-s_push(brg__actor_t *actor, brg_msg_t *msg, bool *runnable)
-{
-    *runnable = false;
-    // Read before the push: afterwards the message belongs to the owner.
-    bool urgent = msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_KILL;
-    brg__send_flush(); // the sender's earlier plain sends go first
-    brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
-    do {
-        if (old == BRG__MB_DEAD)
-            return BRG_ENOACTOR;
-        atomic_store_explicit(&msg->next, old, memory_order_relaxed);
-        brg__debug_yield(); // race window: another producer or the owner moves head
-        // Acq_rel. Release: publishes the message's contents (and, through
-        // the release sequence, the older stack below it) to the owner's
-        // acquire exchange. Acquire: a push onto NULL takes the actor out of
-        // idle and schedules it, so it must see the actor's private state
-        // (flags, lists) as its last runner left it; pairs with the owner's
-        // acq_rel CAS to NULL in brg__actor_run, and the run queue passes it
-        // on to the next runner, which reads flags before its own grab.
-    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    if (urgent && old != NULL) {
-        // The actor is running (or queued) and may hold a grabbed backlog:
-        // have it grab again before its next message. Release: our push above
-        // happens before the owner's grab. Pairs with the acquire exchange in
-        // s_take_urgent.
-        atomic_store_explicit(&actor->urgent, true, memory_order_release);
-    }
-    *runnable = old == NULL;
-    return BRG_OK;
-}
-
 static bool
 s_is_system_kind(const brg_msg_t *msg)
 {
@@ -567,8 +721,8 @@ s_is_system_kind(const brg_msg_t *msg)
 }
 
 //  Move a stack taken from head (newest first, ending at NULL or RUNNING)
-//  into the private FIFO lists, restoring send order.
-static void
+//  into the private FIFO lists, restoring send order. Returns how many.
+static uint32_t
 s_take_stack(brg__actor_t *actor, brg_msg_t *top)
 {
     brg_msg_t *user_first = NULL, *user_last = NULL, *sys_first = NULL, *sys_last = NULL;
@@ -604,10 +758,11 @@ s_take_stack(brg__actor_t *actor, brg_msg_t *top)
         actor->sys_tail = sys_last;
     }
     actor->queued += n;
+    return n;
 }
 
 //  Take whatever was pushed since the last grab. Returns true if anything was.
-static bool
+static inline bool
 s_grab(brg__actor_t *actor)
 {
     // Relaxed pre-check: skips the RMW when nothing is new; a push racing
@@ -617,7 +772,13 @@ s_grab(brg__actor_t *actor)
     // Acquire: pairs with the producers' release CAS, making the messages'
     // contents visible.
     brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_RUNNING, memory_order_acquire);
-    s_take_stack(actor, top);
+    uint32_t n = s_take_stack(actor, top);
+    // Backpressure: the stack's count (n - 1, s_bp_count) leaves the word,
+    // and the private lists' length is published, both while the line is
+    // ours from the exchange. Relaxed: a count, and a bound senders read.
+    if (n > 1)
+        atomic_fetch_sub_explicit(&actor->bp, (n - 1) << BRG__BP_SHIFT, memory_order_relaxed);
+    atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
     brg__sched_note_queued(actor->sys, actor->queued);
     return true;
 }
@@ -684,6 +845,7 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
 {
     brg_system_t *sys = actor->sys;
     bool failed = reason->kind == BRG_EXIT_FAILED || reason->kind == BRG_EXIT_KILLED;
+    s_bp_target = 0; // a dead actor waits for nobody
     // Before the name is released, so that the report can name the actor.
     if (crash_where && reason->kind == BRG_EXIT_FAILED)
         s_crash_report(actor, reason, crash_where);
@@ -693,6 +855,11 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
     // send, link or monitor, finds the name free (registry.c).
     s_take_stack(actor, brg__registry_close(sys, actor));
     s_drain_dead(actor);
+    // Senders suspended on us go back to work (their next sends to us fail);
+    // CLOSED keeps new ones from waiting (brg__sched_bp_suspend's RMW).
+    if (atomic_fetch_or_explicit(&actor->bp, BRG__BP_CLOSED, memory_order_acq_rel) &
+        BRG__BP_WAITERS)
+        brg__sched_bp_wake(sys->sched, actor);
     // The pending asks' callbacks run (BRG_ECLOSED) before the exit signals
     // go out, as an OTP terminate/2 runs before the process exits: a link,
     // monitor or BRG_SPAWN_LINK child made in a callback is signalled below
@@ -889,17 +1056,103 @@ s_take_urgent(brg__actor_t *actor)
 {
     // Acquire: pairs with the release store in brg__actor_push, so the grab
     // that follows sees the urgent message.
-    return atomic_load_explicit(&actor->urgent, memory_order_relaxed) &&
-           atomic_exchange_explicit(&actor->urgent, false, memory_order_acquire);
+    return (atomic_load_explicit(&actor->bp, memory_order_relaxed) & BRG__BP_URGENT) &&
+           (atomic_fetch_and_explicit(&actor->bp, ~BRG__BP_URGENT, memory_order_acquire) &
+            BRG__BP_URGENT);
 }
+
+//  The end of a batch that leaves messages queued (the actor is still ours,
+//  and runs again): publish what is left, and
+//  hand back the senders suspended on us once we are at the low-water mark.
+//  The relaxed load is the fast path; going idle checks again with the
+//  ordering that makes sure no sender is left waiting (s_bp_idle).
+static inline void
+s_bp_batch_end(brg__actor_t *actor)
+{
+    atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
+    uint32_t w = atomic_load_explicit(&actor->bp, memory_order_relaxed);
+    if (__builtin_expect((w & BRG__BP_WAITERS) != 0, 0) &&
+        (uint64_t)actor->queued + BRG__BP_COUNT(w) <=
+            (uint32_t)actor->sys->cfg.mailbox_high_water / 2)
+        brg__sched_bp_wake(actor->sys->sched, actor);
+}
+
+//  Suspend the running actor on the congested receiver its last behaviour
+//  call sent to (s_bp). Returns true if it is suspended: no longer ours.
+__attribute__((noinline, cold)) static bool
+s_bp_suspend(brg__actor_t *actor)
+{
+    brg_system_t *sys = actor->sys;
+    uint64_t id = s_bp_target;
+    s_bp_target = 0;
+    // Our URGENT may be up (s_bp_note's, or a stop's): take it down, with
+    // a grab, and stay if the system lane has anything (a stop or kill runs
+    // now, not after the receiver drains). A stop pushed after this meets
+    // brg__sched_bp_suspend's RMW on our word (s_push_urgent).
+    if (s_take_urgent(actor))
+        s_grab(actor);
+    if (actor->sys_head)
+        return false;
+    // Senders may register on us while we wait: they read this.
+    atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
+    // A counted reference: the receiver may have died since the send.
+    brg__actor_t *receiver = brg__actor_acquire(sys, id);
+    if (!receiver)
+        return false;
+    bool suspended = brg__sched_bp_suspend(actor->sys->sched, actor, receiver);
+    brg__actor_release(sys, id);
+    return suspended;
+}
+
+//  The mailbox is empty: RUNNING -> NULL. Returns false if messages arrived
+//  meanwhile (the actor is still ours), true if it is idle (no longer ours).
+static bool
+s_go_idle(brg__actor_t *actor)
+{
+    atomic_store_explicit(&actor->bp_pub, 0, memory_order_relaxed); // nothing queued
+    // A blocking-pool thread passes no quiescent point: without a counted
+    // reference the actor could be run, die and be freed elsewhere before
+    // our look at bp below. Workers need none (a reference-free reader
+    // until their next quiescent point); deterministic steps take one too.
+    bool counted = actor->mode & BRG__MODE_BLOCKING;
+    if (counted && !brg__actor_acquire(actor->sys, actor->id))
+        brg__panic("running actor %llx is not live", (unsigned long long)actor->id);
+    brg_msg_t *expected = BRG__MB_RUNNING;
+    // Seq_cst (acq_rel and more): release hands the actor's private state to
+    // whichever thread schedules it next (that producer's CAS reads NULL and
+    // acquires); on failure, new messages arrived and we keep running it.
+    // Seq_cst for the Dekker pair with brg__sched_bp_suspend: we write head
+    // and then read bp, it writes bp (WAITERS) and then reads head; so
+    // either it sees us idle (and does not suspend) or we see WAITERS here.
+    bool idle = atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL,
+                                                        memory_order_seq_cst, memory_order_acquire);
+    if (idle && (atomic_load_explicit(&actor->bp, memory_order_seq_cst) & BRG__BP_WAITERS))
+        brg__sched_bp_wake_id(actor->sys->sched, actor->id); // not ours: by id only
+    if (counted)
+        brg__actor_release(actor->sys, actor->id); // immutable fields, still held
+    return idle;
+}
+
+static inline bool s_activation(brg__actor_t *actor, int batch) __attribute__((always_inline));
 
 bool
 brg__actor_run(brg__actor_t *actor, int batch)
 {
-    brg_exit_reason_t reason;
     // Help-along runs us nested inside another actor's send: its chain goes
-    // out before anything of ours (design notes, "Send coalescing").
+    // out before anything of ours (design notes, "Send coalescing"), and
+    // counts towards its own backpressure, not ours.
     brg__send_call_end();
+    // Our activation's frame. s_bp_target is 0 here: every activation ends
+    // with it 0 (s_bp_suspend, s_die), and help-along clears it (after
+    // saving the outer call's, brg__actor_bp_save) before its nested runs.
+    s_bp_running = actor;
+    return s_activation(actor, batch);
+}
+
+static inline bool
+s_activation(brg__actor_t *actor, int batch)
+{
+    brg_exit_reason_t reason;
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
         brg_ctx_t ctx = {actor, NULL};
@@ -924,8 +1177,13 @@ brg__actor_run(brg__actor_t *actor, int batch)
     int n = 0;
     int user = 0;
     while (n < batch) {
-        if (s_take_urgent(actor))
+        if (s_take_urgent(actor)) {
+            // A call that sent to a congested receiver ends the activation
+            // (s_bp_note raised URGENT; s_bp_suspend grabs).
+            if (s_bp_target != 0)
+                break;
             s_grab(actor);
+        }
         brg_msg_t *msg = s_pop(&actor->sys_head, &actor->sys_tail);
         if (!msg) {
             msg = s_pop(&actor->user_head, &actor->user_tail);
@@ -961,18 +1219,15 @@ brg__actor_run(brg__actor_t *actor, int batch)
     brg__sched_count_processed(actor->sys, (uint32_t)n);
     if (actor->ext && actor->ext->idle_ms > 0 && user > 0)
         actor->ext->last_active_ns = brg__system_now_ns(actor->sys);
-    if (actor->user_head || actor->sys_head)
+    if (s_bp_target != 0 && s_bp_suspend(actor))
+        return false; // suspended: handed back when the receiver drains or dies
+    if (actor->user_head || actor->sys_head) {
+        s_bp_batch_end(actor);
         return true; // batch used up: yield to the others
+    }
     if (actor->ext && actor->ext->idle_ms > 0 && !(actor->flags & BRG__ACTOR_IDLE_ARMED))
         s_idle_arm(actor); // before going idle: afterwards the actor is not ours
-    brg_msg_t *expected = BRG__MB_RUNNING;
-    // Acq_rel: release hands the actor's private state to whichever thread
-    // schedules it next (that producer's CAS reads NULL and acquires); on
-    // failure, new messages arrived and we keep running it.
-    if (atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL, memory_order_acq_rel,
-                                                memory_order_acquire))
-        return false;
-    return true;
+    return !s_go_idle(actor);
 }
 
 int
@@ -1049,7 +1304,7 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
     } else {
         atomic_init(&actor->head, NULL);
     }
-    atomic_init(&actor->urgent, false);
+    atomic_init(&actor->bp, 0);
     // The name is reserved before the actor exists, so a taken name fails the
     // spawn before anything is published, and filled in once it has an id.
     int rc;
@@ -1100,6 +1355,11 @@ brg__actor_retire_waiter(brg__actor_t *actor)
         brg__waiter_drop(actor, msg);
     while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
         brg__waiter_drop(actor, msg);
+    // No sender is ever suspended on a reply box (brg__sched_bp_suspend);
+    // closed all the same, as any mailbox that dies.
+    if (atomic_fetch_or_explicit(&actor->bp, BRG__BP_CLOSED, memory_order_acq_rel) &
+        BRG__BP_WAITERS)
+        brg__sched_bp_wake(actor->sys->sched, actor);
     s_slot_retire(actor->sys, actor);
 }
 

@@ -56,16 +56,33 @@ typedef struct brg__actor_ext {
     brg__waiter_t *waiter;          // WAITER actors: the blocked thread's wake-up
     struct brg__links *links;       // links and monitors (link.c), or NULL
     brg_exit_reason_t *fail_reason; // set by brg_fail, or NULL
+    //  Backpressure (sched.c): read and written only under the scheduler's
+    //  bp lock, while the actor is suspended or being suspended.
+    uint64_t bp_on;             // the receiver it is suspended on (id), or 0
+    struct brg__actor *bp_next; // next suspended actor in its bucket
 } brg__actor_ext_t;
 
-//  An actor. Fields other than head and urgent are owned by the thread running
+//  The word `bp` of an actor (actor.c, "Backpressure"): the number of
+//  messages pushed onto a non-empty mailbox stack and not yet grabbed (a
+//  stack of k messages counts k - 1: its bottom one was pushed onto an empty
+//  one), and four flags. The count sits above the flags (count <<
+//  BRG__BP_SHIFT), so it wraps modulo 2^28 without touching them.
+#define BRG__BP_URGENT 1u    // a stop or kill was pushed: grab before the next message
+#define BRG__BP_SUSPENDED 2u // suspended on a congested receiver (bp lock; sched.c)
+#define BRG__BP_WAITERS 4u   // senders may be suspended on this actor (set under the bp lock)
+#define BRG__BP_CLOSED 8u    // died: no sender is suspended on it any more
+#define BRG__BP_SHIFT 4
+#define BRG__BP_COUNT(w) ((w) >> BRG__BP_SHIFT)
+
+//  An actor. Fields other than head and bp are owned by the thread running
 //  the actor (the one that took it from a run queue); hand-over between
 //  threads goes through the run queues, whose release/acquire order publishes
-//  them. Producers write head (CAS) and urgent (store); the owner reads both.
+//  them. Producers write head (CAS) and bp (RMW); the owner reads both and
+//  writes bp_pub, which producers read. The three share the first cache line.
 struct brg__actor {
     _Atomic(brg_msg_t *) head; // mailbox stack and run state; producers CAS it
-    _Atomic bool urgent;       // a stop or kill was pushed while it runs (see actor.c)
-    uint32_t retired_epoch;    // dead, awaiting reclaim: low bits of its epoch (sched.c)
+    _Atomic uint32_t bp;       // stack count << 4 | BRG__BP_... flags (see above)
+    _Atomic uint32_t bp_pub;   // queued as the owner last published it (owner writes)
     brg_msg_t *user_head;      // private FIFO of ordinary messages (owner)
     brg_msg_t *user_tail;
     brg_msg_t *sys_head; // private FIFO of system messages, run first (owner)
@@ -77,9 +94,12 @@ struct brg__actor {
     brg__actor_t *next;                 // link in the inject/pool queue, or limbo once dead
     brg__actor_ext_t *ext;              // lazily allocated extras, or NULL
     uint64_t id;                        // generation << 32 | slot
-    uint32_t queued;                    // messages in the private FIFOs (owner)
-    uint16_t flags;                     // BRG__ACTOR_... (owner)
-    uint16_t mode;                      // BRG__MODE_... (immutable after spawn)
+    union {
+        uint32_t queued;        // messages in the private FIFOs (owner)
+        uint32_t retired_epoch; // once dead, awaiting reclaim: low bits of its epoch (sched.c)
+    };
+    uint16_t flags; // BRG__ACTOR_... (owner)
+    uint16_t mode;  // BRG__MODE_... (immutable after spawn)
 };
 
 //  How a thread blocked in brg_system_ask is woken by the first message into
@@ -163,6 +183,22 @@ brg__send_call_end(void)
 //  The longest chain any thread has pushed so far (a test hook for the bound
 //  BRG__SEND_CHAIN_MAX). Thread: any.
 uint32_t brg__send_chain_max(void);
+
+//  The running activation's backpressure frame (actor.c), which help-along
+//  saves before it runs actors nested inside a send and restores after.
+//  Thread: the calling thread.
+typedef struct {
+    brg__actor_t *running;
+    uint64_t target;
+} brg__actor_bp_frame_t;
+brg__actor_bp_frame_t brg__actor_bp_save(void);
+void brg__actor_bp_restore(brg__actor_bp_frame_t frame);
+
+//  Make the calling thread one that runs sys's actors, for backpressure:
+//  their sends compare mailboxes with sys's high-water mark. Called when a
+//  worker or blocking-pool thread starts, and around each deterministic step
+//  (NULL afterwards: the thread runs no activation). Thread: the calling thread.
+void brg__actor_bp_thread(const brg_system_t *sys);
 
 //  Push msg into actor's mailbox; schedules the actor if it was idle. Returns
 //  BRG_OK, or BRG_ENOACTOR when the mailbox is closed (msg untouched: the

@@ -715,13 +715,7 @@ brg_msg_add_raw(brg_msg_t *self, const void *data, size_t len)
     int count = brg_msgpack_validate(data, len);
     if (count < 0)
         return count;
-    int rc = s_grow(self, len);
-    if (rc < 0)
-        return rc;
-    if (len > 0)
-        memcpy(self->data + self->size, data, len);
-    self->size += (uint32_t)len;
-    return BRG_OK;
+    return brg__msg_append(self, data, len);
 }
 
 int

@@ -80,6 +80,31 @@ int brg__msg_set_tag(brg_msg_t *self, const char *tag, size_t len);
 //  free list. Called when the last system is destroyed, and at exit.
 void brg__msg_pool_trim(void);
 
+//  A big-endian 64-bit value at p (UUID halves, ref ids, msgpack uint64).
+static inline uint64_t
+brg__load_be64(const uint8_t *p)
+{
+    uint64_t value = 0;
+    for (int i = 0; i < 8; i++)
+        value = value << 8 | p[i];
+    return value;
+}
+
+//  A ref from node UUID bytes (16, as uuid_t) and a local id.
+static inline brg_ref_t
+brg__ref_of_uuid(const uint8_t *uuid, uint64_t id)
+{
+    brg_ref_t ref = {brg__load_be64(uuid), brg__load_be64(uuid + 8), id};
+    return ref;
+}
+
+//  A ref from the 24-byte body of its msgpack ext (BRG__MSG_EXT_REF).
+static inline brg_ref_t
+brg__ref_of_ext(const uint8_t *body)
+{
+    return brg__ref_of_uuid(body, brg__load_be64(body + 16));
+}
+
 //  Append len bytes that the caller has already checked to be whole msgpack
 //  values (brg_msgpack_validate or brg__msgpack_skip): brg_msg_add_raw
 //  without walking them again. The transport's inbound path uses it.

@@ -20,15 +20,6 @@
 #include <limits.h>
 #include <string.h>
 
-static uint64_t
-s_load64(const uint8_t *p)
-{
-    uint64_t value = 0;
-    for (int i = 0; i < 8; i++)
-        value = value << 8 | p[i];
-    return value;
-}
-
 static uint32_t
 s_load32(const uint8_t *p)
 {
@@ -120,7 +111,7 @@ s_head(const uint8_t *p, size_t avail, s_value_t *value)
             break;
         }
         case 0xcb: {
-            uint64_t bits = s_load64(q);
+            uint64_t bits = brg__load_be64(q);
             memcpy(&value->f, &bits, sizeof value->f);
             value->type = BRG_TYPE_FLOAT;
             break;
@@ -139,7 +130,7 @@ s_head(const uint8_t *p, size_t avail, s_value_t *value)
             break;
         case 0xcf:
             value->type = BRG_TYPE_INT;
-            value->u = s_load64(q);
+            value->u = brg__load_be64(q);
             break;
         case 0xd0:
         case 0xd1:
@@ -148,7 +139,7 @@ s_head(const uint8_t *p, size_t avail, s_value_t *value)
             int64_t i = first == 0xd0   ? (int8_t)q[0]
                         : first == 0xd1 ? (int16_t)s_load16(q)
                         : first == 0xd2 ? (int32_t)s_load32(q)
-                                        : (int64_t)s_load64(q);
+                                        : (int64_t)brg__load_be64(q);
             value->type = BRG_TYPE_INT;
             // A signed format may hold a non-negative value; keep one form per value.
             if (i < 0) {
@@ -472,9 +463,7 @@ brg_msg_read_ref(const brg_msg_t *self, size_t *pos, brg_ref_t *out)
     if (value.type != BRG_TYPE_EXT || value.ext_type != BRG__MSG_EXT_REF ||
         value.len != BRG__MSG_REF_BYTES)
         return BRG_ETYPE;
-    out->node_hi = s_load64(value.body);
-    out->node_lo = s_load64(value.body + 8);
-    out->id = s_load64(value.body + 16);
+    *out = brg__ref_of_ext(value.body);
     *pos += value.size;
     return BRG_OK;
 }

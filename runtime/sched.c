@@ -44,7 +44,24 @@
 //  grew without bound. On one worker that is a bound (one round's output);
 //  with several, producers on other workers keep running while it drains,
 //  so the backlog is bounded only while one worker drains faster than the
-//  others produce (no sender-side backpressure yet; docs/ARCHITECTURE.md).
+//  others produce: the hard bound is backpressure (next).
+//
+//  Backpressure (docs/ARCHITECTURE.md section 6; the mailbox side is in
+//  actor.c). A sender whose push finds the receiver over the high-water
+//  mark is suspended after its behaviour call (brg__sched_bp_suspend) and
+//  handed back (s_bp_hand_back: to the back of the waker's ring, beside the
+//  receiver) when the receiver drains to the low-water mark (half) or dies
+//  (brg__sched_bp_wake), or when the sender gets a stop or kill
+//  (brg__sched_bp_resume). The suspended senders sit in one table per
+//  system, hashed by their receiver's id, under bp_lock, which also guards
+//  every ext->bp_* field and the SUSPENDED and WAITERS flags' changes; the
+//  one who clears SUSPENDED under it hands the actor back, exactly once.
+//  No cycle: an actor others wait for is not suspended (checked under the
+//  lock), so an edge is only added from an actor without incoming edges.
+//  No lost hand-back: registration sets WAITERS by an RMW on the receiver's
+//  word and reads its head (seq_cst), a receiver going idle CASes head and
+//  then reads the word (seq_cst); a running receiver looks at WAITERS at
+//  every batch end; its death's RMW sets CLOSED and sees WAITERS.
 //
 //  Locality before parallelism. Most messages cost tens of nanoseconds to
 //  handle, less than moving an actor's mailbox and messages to another core
@@ -141,6 +158,7 @@
 #define BRG__STALL_NS 100000u // work another worker has not touched this long may be taken
 #define BRG__LIMBO_BATCH 64   // a worker reclaims once it holds this many dead actors
 #define S_QS_OFFLINE UINT64_MAX
+#define S_BP_BUCKETS 64 // buckets of suspended senders (a power of two)
 
 //  What the watchdog sees of one thread's current behaviour call.
 struct brg__watch {
@@ -220,6 +238,13 @@ struct brg__sched {
     brg__actor_t *limbo;                 // actors retired off the workers, oldest first
     brg__actor_t *limbo_end;
     _Atomic uint32_t limbo_n; // entries in limbo: written under limbo_lock, read as a hint
+
+    // Backpressure (design notes): suspended senders, hashed by the id of
+    // the receiver they wait for, linked through ext->bp_next.
+    pthread_mutex_t bp_lock;               // guards bp_bucket, bp_n, and every ext->bp_*
+    brg__actor_t *bp_bucket[S_BP_BUCKETS]; // bp_lock
+    _Atomic uint32_t bp_n;                 // senders suspended now: under bp_lock; a stat
+    _Atomic uint64_t bp_total;             // suspensions so far: under bp_lock; a stat
 };
 
 //  The worker the calling thread is, or NULL; and the system whose thread it is
@@ -759,6 +784,176 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
     s_notify(self);
 }
 
+//  ---------------------------------------------------------------------------
+//  Backpressure (design notes)
+
+static inline uint32_t
+s_bp_bucket(uint64_t receiver_id)
+{
+    return (uint32_t)(receiver_id ^ (receiver_id >> 32)) & (S_BP_BUCKETS - 1);
+}
+
+//  Hand a suspended actor back: on a worker of ours, to the back of our ring
+//  (the caller runs the receiver, so the sender runs beside it, its messages
+//  written on the core that reads them); elsewhere, as any newly runnable actor.
+static void
+s_bp_hand_back(brg__sched_t *self, brg__actor_t *actor)
+{
+    brg__worker_t *w = s_worker;
+    if (w && w->sched == self && !(actor->mode & BRG__MODE_BLOCKING)) {
+        s_push_local(w, actor);
+        if (brg__runq_len(&w->runq) > 1 || w->lifo)
+            s_notify(self); // as s_run: more runnable actors than we can run now
+        return;
+    }
+    brg__sched_schedule(self, actor);
+}
+
+bool
+brg__sched_bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver)
+{
+    // A reply box is drained by its waiting thread at once, and an actor of
+    // another system wakes through that system's table: never wait for them.
+    if ((receiver->mode & BRG__MODE_WAITER) || receiver->sys != self->sys)
+        return false;
+    brg__actor_ext_t *ext = brg__actor_ext(sender); // ours: we run it
+    if (!ext)
+        return false; // out of memory: the sender is simply not held back
+    uint32_t low = (uint32_t)self->sys->cfg.mailbox_high_water / 2;
+    pthread_mutex_lock(&self->bp_lock);
+    // No cycle of suspended actors: one that others wait for keeps running
+    // (it must drain for them), so an edge is added only from an actor
+    // nobody waits for, and no path can lead back to it.
+    for (brg__actor_t *a = self->bp_bucket[s_bp_bucket(sender->id)]; a; a = a->ext->bp_next)
+        if (a->ext->bp_on == sender->id)
+            goto refuse;
+    // One RMW on the receiver's word, in its total order with the
+    // receiver's drain (fetch_sub) and death (fetch_or CLOSED): either they
+    // come after it and see WAITERS (and wake us, after our unlock), or it
+    // sees their count at or under the low-water mark, or CLOSED.
+    uint32_t rw = atomic_fetch_or_explicit(&receiver->bp, BRG__BP_WAITERS, memory_order_seq_cst);
+    if (rw & BRG__BP_CLOSED)
+        goto refuse; // a WAITERS left set costs the receiver one look
+    // Seq_cst, after the seq_cst RMW: the other half of the Dekker pair with
+    // the receiver going idle (actor.c, s_go_idle: CAS head, then read bp).
+    // Idle, it has nothing queued; otherwise it will look at bp again.
+    brg_msg_t *head = atomic_load_explicit(&receiver->head, memory_order_seq_cst);
+    if (head == NULL || head == BRG__MB_DEAD)
+        goto refuse;
+    // The mailbox's length is at most the published private backlog plus
+    // the stack (its count + 1): not over the low-water mark, no wait.
+    uint64_t len = (uint64_t)atomic_load_explicit(&receiver->bp_pub, memory_order_relaxed) +
+                   BRG__BP_COUNT(rw) + (head != BRG__MB_RUNNING);
+    if (len <= low)
+        goto refuse;
+    // Likewise with a stop or kill pushed to us (brg__actor_push): its
+    // pusher sees SUSPENDED and resumes us, or we see URGENT and stay.
+    uint32_t sw = atomic_fetch_or_explicit(&sender->bp, BRG__BP_SUSPENDED, memory_order_acq_rel);
+    if (sw & BRG__BP_URGENT) {
+        atomic_fetch_and_explicit(&sender->bp, ~BRG__BP_SUSPENDED, memory_order_relaxed);
+        goto refuse;
+    }
+    uint32_t b = s_bp_bucket(receiver->id);
+    ext->bp_on = receiver->id;
+    ext->bp_next = self->bp_bucket[b];
+    self->bp_bucket[b] = sender;
+    // Relaxed: statistics, written under bp_lock.
+    atomic_store_explicit(&self->bp_n, atomic_load_explicit(&self->bp_n, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&self->bp_total,
+                          atomic_load_explicit(&self->bp_total, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    // The unlock publishes the sender's state to whoever hands it back.
+    pthread_mutex_unlock(&self->bp_lock);
+    return true;
+refuse:
+    pthread_mutex_unlock(&self->bp_lock);
+    return false;
+}
+
+//  Take actor out of the table (bp_lock held, actor suspended).
+static void
+s_bp_unlink(brg__sched_t *self, brg__actor_t **pp, brg__actor_t *actor)
+{
+    *pp = actor->ext->bp_next;
+    actor->ext->bp_on = 0;
+    atomic_fetch_and_explicit(&actor->bp, ~BRG__BP_SUSPENDED, memory_order_relaxed);
+    atomic_store_explicit(&self->bp_n, atomic_load_explicit(&self->bp_n, memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+}
+
+//  Hand back every sender suspended on the receiver id; clear the
+//  receiver's WAITERS too when the caller owns it (receiver not NULL).
+static void
+s_bp_wake(brg__sched_t *self, uint64_t id, brg__actor_t *receiver)
+{
+    brg__actor_t *woken = NULL; // oldest first: the bucket lists newest first
+    pthread_mutex_lock(&self->bp_lock);
+    brg__actor_t **pp = &self->bp_bucket[s_bp_bucket(id)];
+    while (*pp) {
+        brg__actor_t *a = *pp;
+        if (a->ext->bp_on != id) {
+            pp = &a->ext->bp_next;
+            continue;
+        }
+        s_bp_unlink(self, pp, a);
+        a->ext->bp_next = woken; // ours now: no other thread touches it until handed back
+        woken = a;
+    }
+    // Under bp_lock, as every setter: a registration after this sets it again.
+    if (receiver)
+        atomic_fetch_and_explicit(&receiver->bp, ~BRG__BP_WAITERS, memory_order_relaxed);
+    pthread_mutex_unlock(&self->bp_lock);
+    while (woken) {
+        brg__actor_t *a = woken;
+        woken = a->ext->bp_next; // before the hand-back: then it is another thread's
+        a->ext->bp_next = NULL;
+        s_bp_hand_back(self, a);
+    }
+}
+
+void
+brg__sched_bp_wake(brg__sched_t *self, brg__actor_t *receiver)
+{
+    s_bp_wake(self, receiver->id, receiver);
+}
+
+void
+brg__sched_bp_wake_id(brg__sched_t *self, uint64_t receiver_id)
+{
+    s_bp_wake(self, receiver_id, NULL);
+}
+
+void
+brg__sched_bp_resume(brg__sched_t *self, brg__actor_t *actor)
+{
+    pthread_mutex_lock(&self->bp_lock);
+    // SUSPENDED changes only under bp_lock: set, actor->ext is in the table.
+    if (!(atomic_load_explicit(&actor->bp, memory_order_relaxed) & BRG__BP_SUSPENDED)) {
+        pthread_mutex_unlock(&self->bp_lock);
+        return; // handed back already (its receiver drained or died)
+    }
+    brg__actor_t **pp = &self->bp_bucket[s_bp_bucket(actor->ext->bp_on)];
+    while (*pp != actor)
+        pp = &(*pp)->ext->bp_next;
+    s_bp_unlink(self, pp, actor);
+    actor->ext->bp_next = NULL;
+    pthread_mutex_unlock(&self->bp_lock);
+    s_bp_hand_back(self, actor);
+}
+
+uint64_t
+brg__sched_bp_suspensions(brg__sched_t *self)
+{
+    return atomic_load_explicit(&self->bp_total, memory_order_relaxed);
+}
+
+uint32_t
+brg__sched_bp_suspended(brg__sched_t *self)
+{
+    return atomic_load_explicit(&self->bp_n, memory_order_relaxed);
+}
+
 //  Append the chain first..last (linked by next, last->next NULL) to a
 //  queue given by its head and tail. Caller holds the queue's lock.
 static void
@@ -902,6 +1097,8 @@ s_help(brg__worker_t *w)
         return;
     brg__actor_t *lifo = w->lifo;
     uint32_t sends = w->sends;
+    brg__actor_bp_frame_t bp = brg__actor_bp_save();         // the outer call's (backpressure)
+    brg__actor_bp_restore((brg__actor_bp_frame_t){NULL, 0}); // nested runs start afresh
     w->lifo = NULL;
     w->helping = true;
     // One batch at a time, so every nested batch is counted and the inject
@@ -925,6 +1122,7 @@ s_help(brg__worker_t *w)
         s_push_local(w, w->lifo);
     w->lifo = lifo;
     w->sends = sends;
+    brg__actor_bp_restore(bp);
 }
 
 void
@@ -1126,6 +1324,7 @@ s_worker_main(void *arg)
     s_worker = w;
     s_thread_sys = self->sys;
     brg__worker_sys = self->sys;
+    brg__actor_bp_thread(self->sys);
     if (self->sys->cfg.watchdog_ms > 0)
         brg__watch_tls = &w->watch;
     s_online(w);
@@ -1163,6 +1362,7 @@ s_pool_main(void *arg)
     s_pool_arg_t *pa = arg;
     brg__sched_t *self = pa->sched;
     s_thread_sys = self->sys;
+    brg__actor_bp_thread(self->sys);
     if (self->sys->cfg.watchdog_ms > 0)
         brg__watch_tls = pa->watch;
     free(pa);
@@ -1220,6 +1420,7 @@ s_free(brg__sched_t *self)
         brg__actor_reclaim_final(self->sys, a);
     }
     pthread_mutex_destroy(&self->limbo_lock);
+    pthread_mutex_destroy(&self->bp_lock);
     pthread_mutex_destroy(&self->inject_lock);
     pthread_mutex_destroy(&self->idle_lock);
     pthread_mutex_destroy(&self->pool_lock);
@@ -1251,6 +1452,16 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
     self->pool = calloc(self->n_pool ? self->n_pool : 1, sizeof(*self->pool));
     self->pool_watch = calloc(self->n_pool ? self->n_pool : 1, sizeof(*self->pool_watch));
     pthread_mutex_init(&self->limbo_lock, NULL);
+    pthread_mutex_init(&self->bp_lock, NULL);
+    atomic_init(&self->bp_n, 0);
+    atomic_init(&self->bp_total, 0);
+    // Resolved here, before any thread reads it (actor.c reads it per
+    // activation): 0 is the default, at least 2 batches; negative is off.
+    int high = sys->cfg.mailbox_high_water;
+    if (high == 0)
+        high = batch > BRG__BP_HIGH_DEFAULT / 2 ? (batch > INT_MAX / 2 ? INT_MAX : 2 * batch)
+                                                : BRG__BP_HIGH_DEFAULT;
+    sys->cfg.mailbox_high_water = high < 0 ? -1 : high;
     atomic_init(&self->epoch, 0);
     atomic_init(&self->limbo_n, 0);
     atomic_init(&self->inject_taken, 0);
@@ -1363,8 +1574,10 @@ brg__sched_step(brg__sched_t *self)
     // (brg_system_ask from inside a behaviour is then the caller bug it is).
     brg_system_t *prev = s_thread_sys;
     s_thread_sys = self->sys;
+    brg__actor_bp_thread(self->sys);
     if (brg__actor_run(a, 1))
         s_inject_push(self, &a, 1);
+    brg__actor_bp_thread(NULL); // the caller's own sends are not an actor's
     s_thread_sys = prev;
     return true;
 }

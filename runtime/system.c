@@ -41,15 +41,6 @@ brg_config_init(brg_config_t *cfg)
     cfg->log_level = BRG_LOG_NOTICE;
 }
 
-static uint64_t
-s_be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 brg_system_t *
 brg_system_new(const brg_config_t *cfg)
 {
@@ -71,8 +62,8 @@ brg_system_new(const brg_config_t *cfg)
     }
     uuid_t uuid;
     uuid_generate(uuid);
-    self->node_hi = s_be64(uuid);
-    self->node_lo = s_be64(uuid + 8);
+    self->node_hi = brg__load_be64(uuid);
+    self->node_lo = brg__load_be64(uuid + 8);
     uuid_unparse_lower(uuid, self->node_str);
     pthread_mutex_init(&self->await_lock, NULL);
     // CLOCK_MONOTONIC: a wall-clock jump must not end or stretch the wait.

@@ -288,17 +288,6 @@ brg__session_cfg_default(brg__session_cfg_t *cfg)
     brg__wire_limits_default(&cfg->limits);
 }
 
-static brg_ref_t
-s_node_ref(const uint8_t node[16], uint64_t id)
-{
-    brg_ref_t ref = {0, 0, id};
-    for (int i = 0; i < 8; i++) {
-        ref.node_hi = ref.node_hi << 8 | node[i];
-        ref.node_lo = ref.node_lo << 8 | node[8 + i];
-    }
-    return ref;
-}
-
 static bool
 s_same_node(brg_ref_t a, brg_ref_t b)
 {
@@ -327,7 +316,7 @@ brg__session_new(const brg__session_cfg_t *cfg, const brg__session_io_t *io, voi
         self->cfg.sess = s_mix(now_ns ^ (uintptr_t)self) | 1;
     self->io = *io;
     self->io_arg = io_arg;
-    self->self_node = s_node_ref(cfg->node, 0);
+    self->self_node = brg__ref_of_uuid(cfg->node, 0);
     self->initiator = initiator;
     self->state = BRG__SESS_CONNECTING;
     self->heard_ns = now_ns;
@@ -787,7 +776,7 @@ s_set_peer(brg__session_t *self, const brg__hello_t *h)
         return;
     self->peer = *h;
     self->have_peer = true;
-    self->peer_node = s_node_ref(h->node, 0);
+    self->peer_node = brg__ref_of_uuid(h->node, 0);
 }
 
 static int

@@ -143,15 +143,6 @@ typedef struct {
     size_t pos;
 } s_cur_t;
 
-static uint64_t
-s_load64(const uint8_t *p)
-{
-    uint64_t value = 0;
-    for (int i = 0; i < 8; i++)
-        value = value << 8 | p[i];
-    return value;
-}
-
 //  The next value's header (a whole scalar, string, bin or ext).
 static int
 s_next(s_cur_t *cur, brg__mp_value_t *value)
@@ -232,13 +223,6 @@ s_is_ref(const brg__mp_value_t *v)
 {
     return v->type == BRG_TYPE_EXT && v->ext_type == BRG__MSG_EXT_REF &&
            v->len == BRG__MSG_REF_BYTES;
-}
-
-static brg_ref_t
-s_ref_of(const uint8_t *body)
-{
-    brg_ref_t ref = {s_load64(body), s_load64(body + 8), s_load64(body + 16)};
-    return ref;
 }
 
 static int
@@ -329,7 +313,7 @@ s_env(s_cur_t *cur, size_t max_payload, brg__env_t *env)
         env->to_name_len = v.len;
     } else if (s_is_ref(&v)) {
         env->has_to_node = true;
-        env->to_ref = s_ref_of(v.body);
+        env->to_ref = brg__ref_of_ext(v.body);
         env->to_id = env->to_ref.id;
     } else {
         return BRG_EPROTO;
@@ -344,7 +328,7 @@ s_env(s_cur_t *cur, size_t max_payload, brg__env_t *env)
         env->from_id = v.u;
     } else if (s_is_ref(&v)) {
         env->from_form = 2;
-        env->from_ref = s_ref_of(v.body);
+        env->from_ref = brg__ref_of_ext(v.body);
     } else {
         return BRG_EPROTO;
     }

@@ -23,6 +23,7 @@
 //  I/O thread per node owns every socket. The node is destroyed with its
 //  system (brg_system_destroy flushes, says BYE to every peer, joins the
 //  I/O thread); there is no separate destroy.
+
 #ifndef BRG_NODE_H
 #define BRG_NODE_H
 

@@ -38,6 +38,20 @@ typedef struct brg_config {
     int batch;            // messages an actor runs before it yields (default 64)
     int blocking_threads; // threads of the pool for blocking actors (default 4)
     uint32_t max_actors;  // live actors at most (default 64 Mi, hard max 2^31)
+    //  Sender-side backpressure. When an actor's send finds the receiver's
+    //  mailbox longer than mailbox_high_water messages, the sender finishes
+    //  the behaviour call it is in and is then not run again until the
+    //  receiver has drained to mailbox_high_water / 2 or died (or the
+    //  sender is sent a stop or kill). 0 = the default, 4096 (at least
+    //  2 x batch); negative = off. Not held back: sends from threads outside
+    //  the system (brg_system_send, timers: they cannot be suspended and stay
+    //  unbounded), an actor's sends to itself, sends to the reply box of a
+    //  brg_system_ask, and an actor that has senders suspended on it (no
+    //  cycle of suspended actors can form). So a mailbox holds at most
+    //  mailbox_high_water + the sum, over the actors sending to it, of the
+    //  messages each sends it in one behaviour call, plus those exempt sends
+    //  (docs/ARCHITECTURE.md section 6, "Backpressure").
+    int mailbox_high_water;
     //  Logging (brigade/log.h). Events at log_level or more severe go to
     //  log_fn(log_arg, event), or to stderr (brg_log_stderr) when log_fn is
     //  NULL. Default BRG_LOG_NOTICE: crash reports, supervisor reports,
@@ -139,7 +153,10 @@ BRG_EXPORT bool brg_system_is_alive(brg_system_t *self, brg_ref_t ref);
 //  the message was queued, BRG_ENOACTOR when the target is dead or unknown
 //  (the message is then a dead letter), and for another node's actor
 //  BRG_ENETWORK or BRG_EBUSY as brg_send. Takes ownership of *msg_p and sets
-//  it to NULL.
+//  it to NULL. Never held back by backpressure (cfg.mailbox_high_water): a
+//  thread cannot be suspended between messages, so a mailbox fed from
+//  outside faster than it drains grows without bound; pace such a feed with
+//  brg_system_ask (one reply per request) or a limiter.
 BRG_EXPORT int brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p);
 
 //  Ask from outside the system: send msg to `to` and wait up to timeout_ms

@@ -423,6 +423,9 @@ static int
 s_flooder(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     (void)msg;
+    atomic_llong *mine = brg_state(ctx); // this flooder's own count, or NULL
+    if (mine)
+        atomic_fetch_add_explicit(mine, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s_flood_msgs, 1, memory_order_relaxed);
     if (atomic_load_explicit(&s_flood_stop, memory_order_relaxed))
         return BRG_OK;
@@ -512,56 +515,67 @@ START_TEST(test_sched_stress_floods_on_every_worker_starve_neither_outside_sends
 END_TEST
 
 //  Memory while the floods run: the sink's backlog (the longest mailbox seen,
-//  counted by the consumer at each grab) stays bounded. An actor that yielded
-//  with a backlog runs a share of batches proportional to it (sched.c, s_run),
-//  so the sink drains what it had each time it runs. Without that it got one
-//  batch per round while four flooders each added one: after 8 M messages
-//  its mailbox held 4.0 M with one worker and 1.4 M with two, growing
-//  linearly. With it: 6,400 on one worker (what one round adds); on two, the
-//  other worker keeps flooding while the sink's runs (or while the host
-//  deschedules it), 26,000-97,000 measured; the bounds leave room for that.
+//  counted by the consumer at each grab) stays under the backpressure bound
+//  (docs/ARCHITECTURE.md section 6, "Backpressure"): high-water mark + the
+//  sum over the sink's senders of what each sends it in one behaviour call.
+//  Here four flooders each send it one message per call: 4096 + 4. Before
+//  backpressure, the backlog-proportional share alone bounded it at 6,400
+//  on one worker, and on two only while one worker drained faster than the
+//  other flooded (26,000-97,000 measured, 377,843 once in CI's slow regime;
+//  4.0 M and 1.4 M with neither). Every flooder must also keep making
+//  progress: a suspended sender is handed back, never starved.
 //  How many messages the floods send before the backlog is read. With
-//  BRG_DEBUG_YIELD every send may sleep, so the yield build floods less (the
-//  unfixed scheduler still ends far over the bounds: its backlog grew with
-//  half of everything sent).
-//  With two workers the backlog has no hard bound (ARCHITECTURE.md §6: the
-//  other worker floods on while the sink drains, longer when the host
-//  deschedules it): 26,000-97,000 measured on a quiet host, 377,843 once in
-//  CI's slow regime. The bound is set under the unfixed scheduler's 1.4 M,
-//  so it still catches a backlog that grows with everything sent.
+//  BRG_DEBUG_YIELD every send may sleep, so the yield build floods less.
 #ifdef BRG_DEBUG_YIELD
 #define S_FLOOD_MSGS 400000
-#define S_FLOOD_BOUND_TWO 262144
 #else
 #define S_FLOOD_MSGS 8000000
-#define S_FLOOD_BOUND_TWO 700000
 #endif
 
+static atomic_llong s_flooder_msgs[S_FLOODERS];
+
 static void
-s_flood_memory(int workers, uint64_t bound)
+s_flood_memory(int workers)
 {
     brg_system_t *sys = tu_system_new(workers);
     ck_assert_ptr_nonnull(sys);
     s_sink = tu_spawn(sys, s_sink_fn);
-    for (int i = 0; i < S_FLOODERS; i++)
-        tu_send_tag(sys, tu_spawn(sys, s_flooder), "go");
+    for (int i = 0; i < S_FLOODERS; i++) {
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.state = &s_flooder_msgs[i];
+        brg_ref_t ref;
+        ck_assert_int_eq(brg_system_spawn(sys, s_flooder, &opts, &ref), BRG_OK);
+        tu_send_tag(sys, ref, "go");
+    }
     TU_WAIT_UNTIL(s_all_msgs() > S_FLOOD_MSGS, 120000);
     uint64_t hwm = tu_stats(sys).mailbox_hwm;
+    uint64_t suspensions = brg__sched_bp_suspensions(sys->sched);
+    long long each[S_FLOODERS], flooded = 0;
+    for (int i = 0; i < S_FLOODERS; i++)
+        flooded += each[i] = atomic_load(&s_flooder_msgs[i]);
+    uint64_t bound = (uint64_t)sys->cfg.mailbox_high_water + S_FLOODERS * 1;
     atomic_store(&s_flood_stop, 1);
     brg_system_destroy(&sys);
-    ck_assert_msg(hwm <= bound, "with %d workers the sink's backlog reached %llu messages", workers,
-                  (unsigned long long)hwm);
+    ck_assert_uint_eq(bound, BRG__BP_HIGH_DEFAULT + S_FLOODERS); // the default, resolved
+    ck_assert_msg(hwm <= bound,
+                  "with %d workers the sink's backlog reached %llu messages (bound %llu)", workers,
+                  (unsigned long long)hwm, (unsigned long long)bound);
+    ck_assert_msg(suspensions > 0, "no flooder was ever held back");
+    for (int i = 0; i < S_FLOODERS; i++)
+        ck_assert_msg(each[i] * S_FLOODERS * 8 >= flooded,
+                      "flooder %d ran %lld of %lld flooder messages", i, each[i], flooded);
 }
 
 START_TEST(test_sched_stress_a_sink_fed_by_floods_keeps_a_bounded_backlog_on_one_worker)
 {
-    s_flood_memory(1, 16384);
+    s_flood_memory(1);
 }
 END_TEST
 
 START_TEST(test_sched_stress_a_sink_fed_by_floods_keeps_a_bounded_backlog_on_two_workers)
 {
-    s_flood_memory(2, S_FLOOD_BOUND_TWO);
+    s_flood_memory(2);
 }
 END_TEST
 
@@ -940,6 +954,286 @@ START_TEST(test_sched_a_send_is_not_held_past_the_behaviour_call_that_made_it)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Backpressure's corner cases (docs/ARCHITECTURE.md section 6): each must
+//  finish, with its counts. A small high-water mark keeps them quick.
+
+#define S_BP_HIGH 64
+static brg_ref_t s_bp_peer[2];
+static atomic_llong s_bp_handled[2];
+static atomic_int s_bp_gate;
+static atomic_int s_bp_blocked;
+static atomic_llong s_bp_sent;
+static atomic_int s_bp_failed;
+static brg_ref_t s_bp_target;
+
+static brg_system_t *
+s_bp_system(int workers)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, workers);
+    cfg.mailbox_high_water = S_BP_HIGH;
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    return sys;
+}
+
+//  Two actors flooding each other: each gets a burst of 8 high-water marks
+//  from the other in one call, then answers every message it handles with
+//  one more, S_MUTUAL_REPLIES times. Both mailboxes stay over the mark, so
+//  each wants to wait for the other: without the rule that an actor others
+//  wait for is never suspended, both would wait forever.
+#define S_MUTUAL_BURST (8 * S_BP_HIGH)
+#define S_MUTUAL_REPLIES 20000
+
+typedef struct {
+    int me;
+    long long replies;
+} s_mutual_t;
+
+static int
+s_mutual_init(brg_ctx_t *ctx, void *arg)
+{
+    ((s_mutual_t *)brg_state(ctx))->me = (int)(intptr_t)arg;
+    return BRG_OK;
+}
+
+static int
+s_mutual(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    s_mutual_t *self = brg_state(ctx);
+    brg_ref_t peer = s_bp_peer[1 - self->me];
+    if (brg_msg_is(msg, "go")) {
+        for (int i = 0; i < S_MUTUAL_BURST; i++)
+            ck_assert_int_eq(brg_send_tag(ctx, peer, "n"), BRG_OK);
+        return BRG_OK;
+    }
+    atomic_fetch_add(&s_bp_handled[self->me], 1);
+    if (self->replies >= S_MUTUAL_REPLIES)
+        return BRG_OK;
+    self->replies++;
+    return brg_send_tag(ctx, peer, "n");
+}
+
+static void
+s_mutual_flood(int workers)
+{
+    brg_system_t *sys = s_bp_system(workers);
+    for (int i = 0; i < 2; i++) {
+        brg_spawn_opts_t opts;
+        brg_spawn_opts_init(&opts);
+        opts.state_size = sizeof(s_mutual_t);
+        opts.init = s_mutual_init;
+        opts.init_arg = (void *)(intptr_t)i;
+        ck_assert_int_eq(brg_system_spawn(sys, s_mutual, &opts, &s_bp_peer[i]), BRG_OK);
+    }
+    tu_send_tag(sys, s_bp_peer[0], "go");
+    tu_send_tag(sys, s_bp_peer[1], "go");
+    long long each = S_MUTUAL_BURST + S_MUTUAL_REPLIES; // what each one handles
+    TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == each && atomic_load(&s_bp_handled[1]) == each,
+                  60000);
+    ck_assert_uint_gt(brg__sched_bp_suspensions(sys->sched), 0); // they did hold back
+    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
+    brg_system_destroy(&sys);
+    ck_assert_int_eq(atomic_load(&s_bp_handled[0]), each);
+    ck_assert_int_eq(atomic_load(&s_bp_handled[1]), each);
+}
+
+START_TEST(test_sched_bp_two_actors_flooding_each_other_finish_on_one_worker)
+{
+    s_mutual_flood(1);
+}
+END_TEST
+
+START_TEST(test_sched_bp_two_actors_flooding_each_other_finish_on_two_workers)
+{
+    s_mutual_flood(2);
+}
+END_TEST
+
+//  An actor sending to itself is never held back: it is the one that drains.
+static int
+s_self_burst(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "go")) {
+        for (int i = 0; i < 8 * S_BP_HIGH; i++)
+            ck_assert_int_eq(brg_send_tag(ctx, brg_self(ctx), "n"), BRG_OK);
+        return BRG_OK;
+    }
+    atomic_fetch_add(&s_bp_handled[0], 1);
+    return BRG_OK;
+}
+
+START_TEST(test_sched_bp_an_actor_flooding_itself_is_not_held_back)
+{
+    brg_system_t *sys = s_bp_system(2);
+    tu_send_tag(sys, tu_spawn(sys, s_self_burst), "go");
+    TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == 8 * S_BP_HIGH, TU_WAIT_MS);
+    ck_assert_uint_eq(brg__sched_bp_suspensions(sys->sched), 0);
+    ck_assert_uint_ge(tu_stats(sys).mailbox_hwm, 7 * S_BP_HIGH); // over the mark, yet it ran
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+//  A sink that holds its worker on "block" until the gate opens, and a
+//  sender that sends it one message per call (and the next call to itself)
+//  until a send fails.
+static int
+s_gated_sink(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    if (brg_msg_is(msg, "block")) {
+        atomic_store(&s_bp_blocked, 1);
+        tu_gate_wait(&s_bp_gate);
+        return BRG_OK;
+    }
+    atomic_fetch_add(&s_bp_handled[0], 1);
+    return BRG_OK;
+}
+
+static int
+s_trickler(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    if (brg_send_tag(ctx, s_bp_target, "n") != BRG_OK) {
+        atomic_store(&s_bp_failed, 1);
+        brg_stop(ctx);
+        return BRG_OK;
+    }
+    atomic_fetch_add(&s_bp_sent, 1);
+    return brg_send_tag(ctx, brg_self(ctx), "again");
+}
+
+//  The sink blocked on one worker, the sender suspended on it. The sink's
+//  count holds its "block" (running) and the sender's messages: the sender
+//  is noted by the push that takes it over S_BP_HIGH, its 64th.
+static brg_ref_t
+s_suspend_a_trickler(brg_system_t *sys, unsigned flags, brg_behaviour_fn trickler_fn)
+{
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = flags;
+    ck_assert_int_eq(brg_system_spawn(sys, s_gated_sink, &opts, &s_bp_target), BRG_OK);
+    tu_send_tag(sys, s_bp_target, "block");
+    TU_WAIT_UNTIL(atomic_load(&s_bp_blocked), TU_WAIT_MS);
+    brg_ref_t trickler = tu_spawn(sys, trickler_fn);
+    tu_send_tag(sys, trickler, "again");
+    TU_WAIT_UNTIL(brg__sched_bp_suspended(sys->sched) == 1, TU_WAIT_MS);
+    tu_sleep_ms(20); // held: nothing more is sent
+    ck_assert_int_eq(atomic_load(&s_bp_sent), S_BP_HIGH);
+    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 1);
+    return trickler;
+}
+
+START_TEST(test_sched_bp_a_sender_suspended_on_a_receiver_that_dies_is_handed_back)
+{
+    brg_system_t *sys = s_bp_system(2);
+    brg_ref_t trickler = s_suspend_a_trickler(sys, 0, s_trickler);
+    ck_assert_int_eq(brg_actor_stop(sys, s_bp_target), BRG_OK); // runs once the call returns
+    atomic_store(&s_bp_gate, 1);
+    TU_WAIT_DEAD(sys, trickler); // handed back, its next send fails, it stops
+    ck_assert_int_eq(atomic_load(&s_bp_failed), 1);
+    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
+    ck_assert_int_eq(atomic_load(&s_bp_handled[0]), 0); // the stop overtook the backlog
+    brg_system_destroy(&sys);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_STOPPED), S_BP_HIGH); // the sink's backlog
+}
+END_TEST
+
+START_TEST(test_sched_bp_a_suspended_sender_still_obeys_a_stop)
+{
+    brg_system_t *sys = s_bp_system(2);
+    brg_ref_t trickler = s_suspend_a_trickler(sys, 0, s_trickler);
+    ck_assert_int_eq(brg_actor_stop(sys, trickler), BRG_OK);
+    TU_WAIT_DEAD(sys, trickler); // while the sink still holds its worker
+    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
+    ck_assert_int_eq(atomic_load(&s_bp_failed), 0);
+    atomic_store(&s_bp_gate, 1);
+    TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == S_BP_HIGH, TU_WAIT_MS);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+//  A blocking-pool receiver drains and hands its senders back like any
+//  other: its sender, suspended while it blocks, runs again once it drains,
+//  and a sender that sends one message per call keeps its mailbox within
+//  high-water mark + 1.
+#define S_BP_POOL_MSGS (40 * S_BP_HIGH)
+
+static int
+s_counted_trickler(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    if (atomic_load(&s_bp_sent) >= S_BP_POOL_MSGS)
+        return BRG_OK;
+    ck_assert_int_eq(brg_send_tag(ctx, s_bp_target, "n"), BRG_OK);
+    atomic_fetch_add(&s_bp_sent, 1);
+    return brg_send_tag(ctx, brg_self(ctx), "again");
+}
+
+START_TEST(test_sched_bp_a_blocking_pool_receiver_hands_its_sender_back)
+{
+    brg_system_t *sys = s_bp_system(2);
+    s_suspend_a_trickler(sys, BRG_SPAWN_BLOCKING, s_counted_trickler);
+    atomic_store(&s_bp_gate, 1);
+    TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == S_BP_POOL_MSGS, 60000);
+    ck_assert_uint_ge(brg__sched_bp_suspensions(sys->sched), 1);
+    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
+    ck_assert_uint_le(tu_stats(sys).mailbox_hwm, S_BP_HIGH + 1);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+//  The reply box of a brg_system_ask is never waited for: an actor that
+//  floods the asker's ref and then replies is not suspended, and the ask
+//  gets its reply.
+static int
+s_floods_the_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "ask")) {
+        for (int i = 0; i < 8 * S_BP_HIGH; i++)
+            brg_send_tag(ctx, brg_msg_sender(msg), "junk");
+        brg_msg_t *reply = brg_msg_new("done");
+        return brg_reply(ctx, &reply);
+    }
+    atomic_fetch_add(&s_bp_handled[0], 1);
+    return BRG_OK;
+}
+
+START_TEST(test_sched_bp_a_flood_into_an_askers_reply_box_is_not_held_back)
+{
+    brg_system_t *sys = s_bp_system(2);
+    brg_ref_t e = tu_spawn(sys, s_floods_the_asker);
+    brg_msg_t *ask = brg_msg_new("ask"), *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(sys, e, &ask, 30000, &reply), BRG_OK);
+    ck_assert(brg_msg_is(reply, "done"));
+    brg_msg_destroy(&reply);
+    tu_send_tag(sys, e, "ping");
+    TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == 1, TU_WAIT_MS);
+    ck_assert_uint_eq(brg__sched_bp_suspensions(sys->sched), 0);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+//  Threads outside the system cannot be suspended: brg_system_send is never
+//  held back (it answers BRG_OK, the mailbox grows past the mark), and the
+//  actor gets every message.
+START_TEST(test_sched_bp_outside_sends_are_not_held_back)
+{
+    brg_system_t *sys = s_bp_system(2);
+    ck_assert_int_eq(brg_system_spawn(sys, s_gated_sink, NULL, &s_bp_target), BRG_OK);
+    tu_send_tag(sys, s_bp_target, "block");
+    TU_WAIT_UNTIL(atomic_load(&s_bp_blocked), TU_WAIT_MS);
+    for (int i = 0; i < 8 * S_BP_HIGH; i++)
+        ck_assert_int_eq(tu_send_tag(sys, s_bp_target, "n"), BRG_OK);
+    atomic_store(&s_bp_gate, 1);
+    TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == 8 * S_BP_HIGH, TU_WAIT_MS);
+    ck_assert_uint_ge(tu_stats(sys).mailbox_hwm, 8 * S_BP_HIGH);
+    ck_assert_uint_eq(brg__sched_bp_suspensions(sys->sched), 0);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
 Suite *
 sched_suite(void)
 {
@@ -958,6 +1252,14 @@ sched_suite(void)
     tcase_add_test(core, test_sched_a_send_to_an_idle_system_is_always_picked_up);
     tcase_add_test(core, test_sched_blocking_pool_runs_blocking_actors_in_parallel);
     tcase_add_test(core, test_sched_a_send_is_not_held_past_the_behaviour_call_that_made_it);
+    tcase_add_test(core, test_sched_bp_two_actors_flooding_each_other_finish_on_one_worker);
+    tcase_add_test(core, test_sched_bp_two_actors_flooding_each_other_finish_on_two_workers);
+    tcase_add_test(core, test_sched_bp_an_actor_flooding_itself_is_not_held_back);
+    tcase_add_test(core, test_sched_bp_a_sender_suspended_on_a_receiver_that_dies_is_handed_back);
+    tcase_add_test(core, test_sched_bp_a_suspended_sender_still_obeys_a_stop);
+    tcase_add_test(core, test_sched_bp_a_blocking_pool_receiver_hands_its_sender_back);
+    tcase_add_test(core, test_sched_bp_a_flood_into_an_askers_reply_box_is_not_held_back);
+    tcase_add_test(core, test_sched_bp_outside_sends_are_not_held_back);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");
