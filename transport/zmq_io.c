@@ -262,7 +262,19 @@ struct brg__io {
 //  malloc and memcpy in zmq_send) and a read or free in another thread.
 //  These are libzmq's own synchronisation, not ours: every socket here is
 //  used by the I/O thread alone. So a TSan build of anything that links the
-//  transport carries this one suppression, scoped to frames in libzmq.
+//  transport carries these suppressions, scoped to libzmq (and libstdc++,
+//  which only libzmq uses in this process): races whose stack shows libzmq,
+//  and interceptors (memcpy, malloc, recv) called from inside it.
+//
+//  A stack-scoped suppression is not enough on its own: when TSan's history
+//  has lost the writer's stack ("failed to restore the stack"), nothing in
+//  the report names libzmq and it fires; and every suppressed report costs a
+//  symbolization, which under a flood stalled this thread for seconds (the
+//  peer then timed the session out). So the reader side also tells TSan
+//  the truth: a buffer zmq_msg_recv hands us is new memory to this thread
+//  (AnnotateNewMemory resets its shadow), since libzmq has published it
+//  through a pipe TSan cannot see and no other thread touches it until we
+//  close the message.
 #if defined(__SANITIZE_THREAD__)
 #define S_TSAN 1
 #elif defined(__has_feature)
@@ -275,7 +287,9 @@ __attribute__((visibility("default"))) const char *__tsan_default_suppressions(v
 const char *
 __tsan_default_suppressions(void)
 {
-    return "race:libzmq.so\n";
+    return "race:libzmq.so\n"
+           "called_from_lib:libzmq.so\n"
+           "called_from_lib:libstdc++.so\n";
 }
 //  Between two sockets of this process (inproc://) both ends of a hand-off
 //  are our I/O threads, so TSan can be told the truth instead: the sender
@@ -284,11 +298,16 @@ __tsan_default_suppressions(void)
 void __tsan_acquire(void *addr);
 void __tsan_release(void *addr);
 static int s_hb; // the address of the annotations (never read)
+void AnnotateNewMemory(const char *file, int line, const volatile void *mem, size_t size);
 #define S_HB_SEND() __tsan_release(&s_hb)
-#define S_HB_RECV() __tsan_acquire(&s_hb)
+#define S_HB_RECV(m)                                                                               \
+    do {                                                                                           \
+        __tsan_acquire(&s_hb);                                                                     \
+        AnnotateNewMemory(__FILE__, __LINE__, zmq_msg_data(m), zmq_msg_size(m));                   \
+    } while (0)
 #else
 #define S_HB_SEND() ((void)0)
-#define S_HB_RECV() ((void)0)
+#define S_HB_RECV(m) ((void)0)
 #endif
 
 //  ---------------------------------------------------------------------------
@@ -483,7 +502,7 @@ s_zrecv(zmq_msg_t *m, void *sock, int flags)
 {
     int rc = zmq_msg_recv(m, sock, flags);
     if (rc >= 0)
-        S_HB_RECV();
+        S_HB_RECV(m);
     return rc;
 }
 
