@@ -471,7 +471,7 @@ brg_node_new(brg_system_t *sys, const brg_node_config_t *cfg)
     brg_spawn_opts_init(&opts);
     opts.state = self;
     opts.name = BRG_NODE_SERVICE;
-    if (brg_system_spawn(sys, s_service, &opts, &self->service) != BRG_OK)
+    if (brg__system_spawn_hidden(sys, s_service, &opts, &self->service) != BRG_OK)
         brg_system_log(sys, BRG_LOG_WARNING, "node", BRG_REF_NONE,
                        "could not start the node service %s", BRG_NODE_SERVICE);
     char ep[256] = "";

@@ -293,6 +293,36 @@ START_TEST(test_node_ask_reaches_an_actor_on_another_node_and_its_reply_comes_ba
 }
 END_TEST
 
+//  A node's service actor is the runtime's own: brg_system_await_actors
+//  waits for the user's actors only (it hung forever on a node before),
+//  while the service keeps answering and brg_system_destroy stops it.
+START_TEST(test_node_await_actors_waits_for_user_actors_not_the_node_service)
+{
+    tn_transport = _i;
+    tn_make(0, "a", 0);
+    tn_make(1, "b", 0);
+    tn_join(0, 1);
+    ck_assert_int_eq(brg_system_await_actors(tn_sys[1], 0), BRG_OK);
+    brg_ref_t echo = tn_spawn(1, tn_echo, "echo");
+    ck_assert_int_eq(brg_system_await_actors(tn_sys[1], 50), BRG_ETIMEDOUT);
+    brg_stats_t st;
+    brg_system_stats(tn_sys[1], &st);
+    ck_assert_uint_eq(st.actors_alive, 2); // echo and the service
+    ck_assert_int_eq(brg_actor_stop(tn_sys[1], echo), BRG_OK);
+    ck_assert_int_eq(brg_system_await_actors(tn_sys[1], 5000), BRG_OK);
+    // The service still answers: a ping from a reaches b's service by name.
+    brg_msg_t *q = brg_msg_new("ping");
+    brg_msg_t *r = NULL;
+    ck_assert_int_eq(brg_system_ask_named_at(tn_sys[0], brg_node_self(tn_node[1]), BRG_NODE_SERVICE,
+                                             &q, 5000, &r),
+                     BRG_OK);
+    ck_assert_str_eq(brg_msg_tag(r), "pong");
+    brg_msg_destroy(&r);
+    brg_system_stats(tn_sys[1], &st);
+    ck_assert_uint_eq(st.actors_alive, 1);
+}
+END_TEST
+
 START_TEST(test_node_an_ask_to_a_silent_remote_actor_times_out_at_its_deadline)
 {
     tn_transport = _i;
@@ -713,6 +743,8 @@ node_suite(void)
     tcase_add_checked_fixture(core, tn_setup, tn_teardown);
     tcase_add_loop_test(
         core, test_node_ask_reaches_an_actor_on_another_node_and_its_reply_comes_back, 0, 2);
+    tcase_add_loop_test(core, test_node_await_actors_waits_for_user_actors_not_the_node_service, 0,
+                        2);
     tcase_add_loop_test(core, test_node_an_ask_to_a_silent_remote_actor_times_out_at_its_deadline,
                         0, 2);
     tcase_add_loop_test(
