@@ -370,13 +370,8 @@ s_rand(brg__io_t *self)
 static void
 s_uuid_split(const uint8_t uuid[16], uint64_t *hi, uint64_t *lo)
 {
-    uint64_t h = 0, l = 0;
-    for (int i = 0; i < 8; i++) {
-        h = h << 8 | uuid[i];
-        l = l << 8 | uuid[8 + i];
-    }
-    *hi = h;
-    *lo = l;
+    *hi = brg__load_be64(uuid);
+    *lo = brg__load_be64(uuid + 8);
 }
 
 static brg_ref_t
