@@ -32,6 +32,7 @@
 #include "brigade/log.h"
 #include "brigade/model.h"
 #include "brigade/msg.h"
+#include "brigade/node.h"
 #include "brigade/ref.h"
 #include "brigade/registry.h"
 #include "brigade/router.h"

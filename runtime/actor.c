@@ -537,6 +537,8 @@ s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, brg__actor_
                                                     memory_order_relaxed));
     if (counted) {
         atomic_fetch_add_explicit(&sys->actors_alive, 1, memory_order_relaxed);
+        if (!(actor->mode & BRG__MODE_HIDDEN))
+            atomic_fetch_add_explicit(&sys->actors_awaited, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&sys->actors_spawned, 1, memory_order_relaxed);
     } else {
         // A brg_system_ask begins. Under slot_lock, like closing, so destroy
@@ -873,7 +875,7 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
     if (actor->state_destroy && actor->state)
         actor->state_destroy(actor->state);
     actor->state = NULL;
-    brg__system_actor_ended(sys, failed);
+    brg__system_actor_ended(sys, failed, !(actor->mode & BRG__MODE_HIDDEN));
     s_slot_retire(sys, actor);
 }
 

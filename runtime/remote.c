@@ -59,6 +59,14 @@
 #include "runtime_internal.h"
 
 int
+brg__system_spawn_hidden(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
+                         brg_ref_t *ref)
+{
+    assert(sys && fn);
+    return brg__actor_spawn(sys, NULL, fn, opts, BRG__MODE_HIDDEN, ref, NULL);
+}
+
+int
 brg__system_set_remote_ops(brg_system_t *sys, const brg__remote_ops_t *ops, void *arg)
 {
     assert(sys);

@@ -68,6 +68,13 @@ typedef struct brg__remote_ops {
 int brg__system_deliver_named(brg_system_t *sys, brg_ref_t node, const char *name,
                               brg_msg_t **msg_p);
 
+//  brg_system_spawn for an actor the transport runs for itself (a node's
+//  service): brg_system_await_actors does not wait for it, as CAF's
+//  await_all_actors_done skips hidden actors; brg_system_destroy stops it
+//  with the others. Thread: any.
+int brg__system_spawn_hidden(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
+                             brg_ref_t *ref);
+
 //  Plug a transport into sys. Returns BRG_OK, or BRG_EEXIST if one is
 //  already plugged in. ops and its three functions must not be NULL.
 int brg__system_set_remote_ops(brg_system_t *sys, const brg__remote_ops_t *ops, void *arg);

@@ -99,6 +99,8 @@ fail:
     return NULL;
 }
 
+static int s_await(brg_system_t *self, int timeout_ms, _Atomic uint64_t *count);
+
 int
 brg_system_destroy(brg_system_t **self_p)
 {
@@ -117,7 +119,7 @@ brg_system_destroy(brg_system_t **self_p)
             if (!brg__sched_step(self->sched))
                 brg__panic("deterministic destroy: actors alive but nothing runnable");
     }
-    brg_system_await_actors(self, -1);
+    s_await(self, -1, &self->actors_alive); // the hidden ones too
     // The blocked brg_system_asks were woken by stop_all; they still use the
     // scheduler (to retire their waiters) and the counters until they end.
     pthread_mutex_lock(&self->await_lock);
@@ -145,12 +147,11 @@ brg_system_destroy(brg_system_t **self_p)
     return BRG_OK;
 }
 
-int
-brg_system_await_actors(brg_system_t *self, int timeout_ms)
+//  Wait until *count (actors_alive or actors_awaited) is zero; see
+//  brg_system_await_actors.
+static int
+s_await(brg_system_t *self, int timeout_ms, _Atomic uint64_t *count)
 {
-    assert(self);
-    if (brg__system_on_own_thread(self))
-        return BRG_EDEADLK; // the actors awaited may need this very thread
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     if (timeout_ms >= 0) {
@@ -163,17 +164,16 @@ brg_system_await_actors(brg_system_t *self, int timeout_ms)
     }
     if (self->cfg.deterministic) {
         brg_system_run_until_idle(self);
-        return atomic_load_explicit(&self->actors_alive, memory_order_acquire) == 0 ? BRG_OK
-                                                                                    : BRG_ETIMEDOUT;
+        return atomic_load_explicit(count, memory_order_acquire) == 0 ? BRG_OK : BRG_ETIMEDOUT;
     }
     int rc = BRG_OK;
     pthread_mutex_lock(&self->await_lock);
-    while (atomic_load_explicit(&self->actors_alive, memory_order_acquire) != 0) {
+    while (atomic_load_explicit(count, memory_order_acquire) != 0) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&self->await_cond, &self->await_lock);
         } else if (pthread_cond_timedwait(&self->await_cond, &self->await_lock, &deadline) ==
                    ETIMEDOUT) {
-            if (atomic_load_explicit(&self->actors_alive, memory_order_acquire) != 0)
+            if (atomic_load_explicit(count, memory_order_acquire) != 0)
                 rc = BRG_ETIMEDOUT;
             break;
         }
@@ -182,15 +182,28 @@ brg_system_await_actors(brg_system_t *self, int timeout_ms)
     return rc;
 }
 
+int
+brg_system_await_actors(brg_system_t *self, int timeout_ms)
+{
+    assert(self);
+    if (brg__system_on_own_thread(self))
+        return BRG_EDEADLK; // the actors awaited may need this very thread
+    return s_await(self, timeout_ms, &self->actors_awaited);
+}
+
 void
-brg__system_actor_ended(brg_system_t *sys, bool failed)
+brg__system_actor_ended(brg_system_t *sys, bool failed, bool awaited)
 {
     atomic_fetch_add_explicit(&sys->actors_stopped, 1, memory_order_relaxed);
     if (failed)
         atomic_fetch_add_explicit(&sys->actors_failed, 1, memory_order_relaxed);
     // Acq_rel: the waiter's acquire load of zero sees everything the last
-    // actor did, including its state destructor.
-    if (atomic_fetch_sub_explicit(&sys->actors_alive, 1, memory_order_acq_rel) == 1) {
+    // actor did, including its state destructor. The awaited count first:
+    // it never exceeds actors_alive.
+    bool zero =
+        awaited && atomic_fetch_sub_explicit(&sys->actors_awaited, 1, memory_order_acq_rel) == 1;
+    zero |= atomic_fetch_sub_explicit(&sys->actors_alive, 1, memory_order_acq_rel) == 1;
+    if (zero) {
         pthread_mutex_lock(&sys->await_lock);
         pthread_cond_broadcast(&sys->await_cond);
         pthread_mutex_unlock(&sys->await_lock);

@@ -50,6 +50,7 @@ struct brg_system {
 
     // Counters. Relaxed RMWs: they order nothing, they only count.
     _Atomic uint64_t actors_alive;
+    _Atomic uint64_t actors_awaited; // alive and not BRG__MODE_HIDDEN: brg_system_await_actors
     _Atomic uint64_t actors_spawned;
     _Atomic uint64_t actors_stopped;
     _Atomic uint64_t actors_failed;
@@ -92,7 +93,7 @@ void brg__dead_letter_status(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg,
                              brg_dead_reason_t reason, int status);
 
 //  Bookkeeping when an actor ends (wakes brg_system_await_actors at zero).
-void brg__system_actor_ended(brg_system_t *sys, bool failed);
+void brg__system_actor_ended(brg_system_t *sys, bool failed, bool awaited);
 
 //  A brg_system_ask ends: its last touch of sys (wakes a destroy waiting for
 //  the asks at zero). Thread: the asking thread.

@@ -23,11 +23,7 @@
 //  I/O thread per node owns every socket. The node is destroyed with its
 //  system (brg_system_destroy flushes, says BYE to every peer, joins the
 //  I/O thread); there is no separate destroy.
-//
-//  STATUS: the contract of issue 10. Its implementation (transport/node.c,
-//  zmq_io.c) is on branch `node` and not yet in this tree's library, so
-//  brigade.h does not include this header; remove this paragraph when that
-//  branch is merged.
+
 #ifndef BRG_NODE_H
 #define BRG_NODE_H
 

@@ -126,7 +126,10 @@ BRG_EXPORT int brg_system_destroy(brg_system_t **self_p);
 BRG_EXPORT bool brg_system_is_own_thread(brg_system_t *sys);
 
 //  Block until no actor is alive, or timeout_ms passes (negative: forever,
-//  the one call where a negative timeout means that). Returns BRG_OK or
+//  the one call where a negative timeout means that). Actors the runtime
+//  runs for itself (a node's service actor, brigade/node.h) are not waited
+//  for, as CAF's await_all_actors_done skips hidden actors; they are
+//  counted in brg_stats_t.actors_alive and stopped by brg_system_destroy. Returns BRG_OK or
 //  BRG_ETIMEDOUT; BRG_EDEADLK at once, in every build, on one of this
 //  system's own threads (workers, blocking pool, timer thread, a
 //  deterministic step). In deterministic mode it runs the system until idle

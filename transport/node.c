@@ -1,0 +1,565 @@
+//  node - a system on the network: the public node API (include/brigade/
+//  node.h), the node service actor, node events.
+//
+//  Design notes.
+//  A node is a brg_system_t with the transport plugged in through the
+//  runtime seam (runtime/remote.h): brg_node_new starts the I/O thread
+//  (zmq_io.c, which owns every socket), plugs brg__io_send in as the
+//  remote ops' send, and spawns the node service actor under
+//  BRG_NODE_SERVICE. From then on the runtime hands every message for
+//  another node's ref to brg__io_send; brg_system_destroy calls
+//  ops->shutdown (flush, BYE, join the I/O thread) once every actor has
+//  stopped and ops->destroy after the workers are joined, which frees the
+//  node. A system knows nothing of its node, so the nodes of the process
+//  are found through a small list (s_nodes, under s_nodes_lock).
+//
+//  Node events come from the I/O thread (s_on_event), after everything the
+//  peer delivered: a log line, BRG_TAG_NODEUP / BRG_TAG_NODEDOWN to every
+//  subscriber, and one BRG_TAG_NODEDOWN to every actor that monitors the
+//  node. The subscriber and monitor lists are guarded by node->lock;
+//  messages are sent after it is released (a send may run another actor).
+//  brg_monitor_node checks "is the node up" under the same lock, and the
+//  I/O thread marks a peer down before it takes the lock to fire its
+//  monitors, so a monitor is either in the list when it fires or sees the
+//  node down and gets its NODEDOWN at once: exactly one, never none.
+//
+//  Lock order: node->lock, then nothing (s_nodes_lock is never held with it).
+#include <assert.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brigade.h"
+#include "brigade/node.h"
+#include "remote.h"
+#include "system.h"
+#include "zmq_io.h"
+
+#define S_DEFAULT_CLUSTER "brigade"
+
+//  An actor that receives node events: a subscriber (node == none) or a
+//  monitor of one node.
+typedef struct s_watch {
+    struct s_watch *next;
+    brg_ref_t actor;
+    brg_ref_t node; // BRG_REF_NONE: every node (brg_node_subscribe)
+} s_watch_t;
+
+struct brg_node {
+    brg_node_t *next; // in s_nodes
+    brg_system_t *sys;
+    brg__io_t *io;
+    char name[BRG_NODE_NAME_MAX + 1];
+    brg_ref_t self_ref;
+    brg_ref_t service;
+    _Atomic bool closing; // ops->shutdown began: events are logged, not sent
+    pthread_mutex_t lock; // watches
+    s_watch_t *watches;
+};
+
+static pthread_mutex_t s_nodes_lock = PTHREAD_MUTEX_INITIALIZER;
+static brg_node_t *s_nodes;
+
+void
+brg_node_config_init(brg_node_config_t *cfg)
+{
+    assert(cfg);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->cluster = S_DEFAULT_CLUSTER;
+    cfg->tick_ms = 1000;
+    cfg->timeout_ms = 10000;
+    cfg->handshake_ms = 5000;
+    cfg->reconnect_max_ms = 30000;
+    cfg->peer_queue_bytes = 64u * 1024 * 1024;
+    cfg->max_frame = 16u * 1024 * 1024 + 64u * 1024;
+}
+
+brg_node_t *
+brg_system_node_of(brg_system_t *sys)
+{
+    pthread_mutex_lock(&s_nodes_lock);
+    brg_node_t *n = s_nodes;
+    while (n != NULL && n->sys != sys)
+        n = n->next;
+    pthread_mutex_unlock(&s_nodes_lock);
+    return n;
+}
+
+//  ---------------------------------------------------------------------------
+//  Node events.
+
+static brg_msg_t *
+s_event_msg(const char *tag, brg_ref_t peer, const char *name, const char *reason)
+{
+    brg_msg_t *m = brg_msg_new(tag);
+    if (m == NULL)
+        return NULL;
+    if (brg_msg_add_ref(m, peer) != BRG_OK || brg_msg_add_str(m, name) != BRG_OK ||
+        brg_msg_add_str(m, reason) != BRG_OK)
+        brg_msg_destroy(&m);
+    return m;
+}
+
+//  Send one event to each of n actors; returns in gone[] which ones are dead.
+static void
+s_send_events(brg_node_t *self, const char *tag, brg_ref_t peer, const char *name,
+              const char *reason, const brg_ref_t *to, bool *gone, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        brg_msg_t *m = s_event_msg(tag, peer, name, reason);
+        if (m == NULL)
+            continue;
+        gone[i] = brg_system_send(self->sys, to[i], &m) == BRG_ENOACTOR;
+    }
+}
+
+//  Collect the actors to tell under the lock: subscribers, and for a down
+//  event the monitors of that node (removed: a monitor fires once).
+static size_t
+s_collect(brg_node_t *self, bool up, brg_ref_t peer, brg_ref_t **out, bool **gone)
+{
+    size_t n = 0, cap = 0;
+    brg_ref_t *to = NULL;
+    for (s_watch_t **pp = &self->watches; *pp != NULL;) {
+        s_watch_t *w = *pp;
+        bool sub = brg_ref_is_none(w->node);
+        bool mon =
+            !up && !sub && w->node.node_hi == peer.node_hi && w->node.node_lo == peer.node_lo;
+        if (sub || mon) {
+            if (n == cap) {
+                size_t ncap = cap ? cap * 2 : 8;
+                brg_ref_t *t = realloc(to, ncap * sizeof *t);
+                if (t == NULL)
+                    break;
+                to = t;
+                cap = ncap;
+            }
+            to[n++] = w->actor;
+        }
+        if (mon) {
+            *pp = w->next;
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+    *out = to;
+    *gone = n ? calloc(n, sizeof **gone) : NULL;
+    return *gone || n == 0 ? n : 0;
+}
+
+//  Forget subscribers that are dead (their event was a dead letter).
+static void
+s_forget(brg_node_t *self, const brg_ref_t *to, const bool *gone, size_t n)
+{
+    pthread_mutex_lock(&self->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (!gone[i])
+            continue;
+        for (s_watch_t **pp = &self->watches; *pp != NULL; pp = &(*pp)->next) {
+            s_watch_t *w = *pp;
+            if (brg_ref_is_none(w->node) && brg_ref_eq(w->actor, to[i])) {
+                *pp = w->next;
+                free(w);
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&self->lock);
+}
+
+//  brg__io_event_fn: on the I/O thread.
+static void
+s_on_event(void *arg, bool up, brg_ref_t peer, const char *name, const char *reason)
+{
+    brg_node_t *self = arg;
+    char uuid[BRG_REF_STRLEN];
+    brg_ref_format(peer, uuid, sizeof uuid);
+    if (up)
+        brg_system_log(self->sys, BRG_LOG_NOTICE, "node", BRG_REF_NONE, "node up: %s (%s)", name,
+                       uuid);
+    else
+        brg_system_log(self->sys, BRG_LOG_NOTICE, "node", BRG_REF_NONE, "node down: %s (%s): %s",
+                       name, uuid, reason);
+    if (atomic_load_explicit(&self->closing, memory_order_relaxed))
+        return;
+    brg_ref_t *to;
+    bool *gone;
+    pthread_mutex_lock(&self->lock);
+    size_t n = s_collect(self, up, peer, &to, &gone);
+    pthread_mutex_unlock(&self->lock);
+    s_send_events(self, up ? BRG_TAG_NODEUP : BRG_TAG_NODEDOWN, peer, name, reason, to, gone, n);
+    s_forget(self, to, gone, n);
+    free(to);
+    free(gone);
+}
+
+int
+brg_node_subscribe(brg_ctx_t *ctx, bool on)
+{
+    assert(ctx);
+    brg_node_t *self = brg_system_node_of(brg_ctx_system(ctx));
+    if (self == NULL)
+        return BRG_ENOTFOUND;
+    brg_ref_t me = brg_self(ctx);
+    pthread_mutex_lock(&self->lock);
+    s_watch_t **pp = &self->watches;
+    while (*pp != NULL && !(brg_ref_is_none((*pp)->node) && brg_ref_eq((*pp)->actor, me)))
+        pp = &(*pp)->next;
+    int rc = BRG_OK;
+    if (on && *pp == NULL) {
+        s_watch_t *w = calloc(1, sizeof *w);
+        if (w == NULL) {
+            rc = BRG_ENOMEM;
+        } else {
+            w->actor = me;
+            w->next = self->watches;
+            self->watches = w;
+        }
+    } else if (!on && *pp != NULL) {
+        s_watch_t *w = *pp;
+        *pp = w->next;
+        free(w);
+    }
+    pthread_mutex_unlock(&self->lock);
+    return rc;
+}
+
+int
+brg_monitor_node(brg_ctx_t *ctx, brg_ref_t node)
+{
+    assert(ctx);
+    brg_node_t *self = brg_system_node_of(brg_ctx_system(ctx));
+    if (self == NULL)
+        return BRG_ENOTFOUND;
+    node.id = 0;
+    pthread_mutex_lock(&self->lock);
+    bool up = brg__io_peer_up(self->io, node);
+    if (up) {
+        s_watch_t *w = calloc(1, sizeof *w);
+        if (w == NULL) {
+            pthread_mutex_unlock(&self->lock);
+            return BRG_ENOMEM;
+        }
+        w->actor = brg_self(ctx);
+        w->node = node;
+        w->next = self->watches;
+        self->watches = w;
+    }
+    pthread_mutex_unlock(&self->lock);
+    if (!up) {
+        brg_msg_t *m = s_event_msg(BRG_TAG_NODEDOWN, node, "", "noconnection");
+        if (m == NULL)
+            return BRG_ENOMEM;
+        return brg_send(ctx, brg_self(ctx), &m);
+    }
+    return BRG_OK;
+}
+
+//  ---------------------------------------------------------------------------
+//  The node service actor.
+
+static int
+s_reply_info(brg_ctx_t *ctx, brg_node_t *self)
+{
+    brg_node_stats_t st;
+    brg__io_stats(self->io, &st, false);
+    char ep[BRG_NODE_MAX_ENDPOINTS][256];
+    int neps = 0;
+    while (neps < BRG_NODE_MAX_ENDPOINTS &&
+           brg__io_endpoint(self->io, neps, ep[neps], sizeof ep[0]) == BRG_OK)
+        neps++;
+    brg_ref_t peers[64];
+    int npeers = brg__io_peers(self->io, peers, 64);
+    if (npeers > 64)
+        npeers = 64;
+    brg_msg_t *r = brg_msg_new("info");
+    if (r == NULL)
+        return brg_reply_error(ctx, BRG_ENOMEM);
+    int rc = brg_msg_add_map(r, 5);
+    rc |= brg_msg_add_str(r, "name");
+    rc |= brg_msg_add_str(r, self->name);
+    rc |= brg_msg_add_str(r, "node");
+    rc |= brg_msg_add_ref(r, self->self_ref);
+    rc |= brg_msg_add_str(r, "endpoints");
+    rc |= brg_msg_add_array(r, (uint32_t)neps);
+    for (int i = 0; i < neps; i++)
+        rc |= brg_msg_add_str(r, ep[i]);
+    rc |= brg_msg_add_str(r, "peers");
+    rc |= brg_msg_add_array(r, (uint32_t)npeers);
+    for (int i = 0; i < npeers; i++)
+        rc |= brg_msg_add_ref(r, peers[i]);
+    struct {
+        const char *key;
+        uint64_t value;
+    } counters[] = {
+        {"peers_up", st.peers_up},
+        {"sessions_started", st.sessions_started},
+        {"sessions_ended", st.sessions_ended},
+        {"frames_in", st.frames_in},
+        {"frames_out", st.frames_out},
+        {"msgs_in", st.msgs_in},
+        {"msgs_out", st.msgs_out},
+        {"bytes_in", st.bytes_in},
+        {"bytes_out", st.bytes_out},
+        {"dropped_busy", st.dropped_busy},
+        {"dropped_unreachable", st.dropped_unreachable},
+        {"dead_on_session_end", st.dead_on_session_end},
+        {"lost_in_flight", st.lost_in_flight},
+        {"rejected_frames", st.rejected_frames},
+        {"handshakes_failed", st.handshakes_failed},
+        {"reconnect_attempts", st.reconnect_attempts},
+    };
+    size_t nc = sizeof counters / sizeof counters[0];
+    rc |= brg_msg_add_str(r, "counters");
+    rc |= brg_msg_add_map(r, (uint32_t)nc);
+    for (size_t i = 0; i < nc; i++) {
+        rc |= brg_msg_add_str(r, counters[i].key);
+        rc |= brg_msg_add_uint(r, counters[i].value);
+    }
+    if (rc != BRG_OK) {
+        brg_msg_destroy(&r);
+        return brg_reply_error(ctx, BRG_ENOMEM);
+    }
+    return brg_reply(ctx, &r);
+}
+
+static int
+s_service(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_node_t *self = brg_state(ctx);
+    int rc;
+    if (brg_msg_is(msg, "ping")) {
+        brg_msg_t *r = brg_msg_new("pong");
+        rc = r ? brg_reply(ctx, &r) : brg_reply_error(ctx, BRG_ENOMEM);
+    } else if (brg_msg_is(msg, "info")) {
+        rc = s_reply_info(ctx, self);
+    } else if (brg_msg_is(msg, "whereis")) {
+        char name[BRG_NODE_NAME_MAX + 1];
+        size_t pos = 0;
+        brg_ref_t ref;
+        if (brg_msg_read_str_copy(msg, &pos, name, sizeof name) != BRG_OK)
+            rc = brg_reply_error(ctx, BRG_EINVAL);
+        else if (brg_whereis(self->sys, name, &ref) != BRG_OK)
+            rc = brg_reply_error(ctx, BRG_ENOTFOUND);
+        else {
+            brg_msg_t *r = brg_msg_new("whereis");
+            if (r != NULL && brg_msg_add_ref(r, ref) != BRG_OK)
+                brg_msg_destroy(&r);
+            rc = r ? brg_reply(ctx, &r) : brg_reply_error(ctx, BRG_ENOMEM);
+        }
+    } else {
+        return BRG_UNHANDLED;
+    }
+    // A requester that went away (plain message, dead asker) is not our
+    // failure: the reply is its dead letter.
+    (void)rc;
+    return BRG_OK;
+}
+
+//  ---------------------------------------------------------------------------
+//  The remote ops (runtime/remote.h).
+
+static int
+s_ops_send(void *arg, brg_ref_t to, const char *to_name, brg_msg_t **msg_p)
+{
+    brg_node_t *self = arg;
+    return brg__io_send(self->io, to, to_name, msg_p);
+}
+
+static void
+s_ops_shutdown(void *arg)
+{
+    brg_node_t *self = arg;
+    atomic_store_explicit(&self->closing, true, memory_order_relaxed);
+    brg__io_shutdown(self->io);
+}
+
+static void
+s_ops_destroy(void *arg)
+{
+    brg_node_t *self = arg;
+    pthread_mutex_lock(&s_nodes_lock);
+    for (brg_node_t **pp = &s_nodes; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == self) {
+            *pp = self->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s_nodes_lock);
+    brg__io_destroy(&self->io);
+    while (self->watches != NULL) {
+        s_watch_t *w = self->watches;
+        self->watches = w->next;
+        free(w);
+    }
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+}
+
+static const brg__remote_ops_t s_ops = {
+    .send = s_ops_send,
+    .shutdown = s_ops_shutdown,
+    .destroy = s_ops_destroy,
+};
+
+//  ---------------------------------------------------------------------------
+//  API.
+
+static bool
+s_config_ok(const brg_node_config_t *cfg)
+{
+    size_t n = cfg->name ? strlen(cfg->name) : 0;
+    if (n == 0 || n > BRG_NODE_NAME_MAX)
+        return false;
+    if (cfg->cluster && (cfg->cluster[0] == '\0' || strlen(cfg->cluster) > BRG_NODE_NAME_MAX))
+        return false;
+    if (cfg->listen[0] == NULL)
+        return false;
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS; i++) {
+        if ((cfg->listen[i] && strlen(cfg->listen[i]) > 255) ||
+            (cfg->connect[i] && strlen(cfg->connect[i]) > 255))
+            return false;
+    }
+    if (cfg->advertise && (cfg->advertise[0] == '\0' || strlen(cfg->advertise) > 255))
+        return false;
+    return cfg->tick_ms > 0 && cfg->timeout_ms > cfg->tick_ms && cfg->handshake_ms > 0 &&
+           cfg->reconnect_max_ms >= 100 && cfg->peer_queue_bytes > 0 && cfg->max_frame >= 65536;
+}
+
+brg_node_t *
+brg_node_new(brg_system_t *sys, const brg_node_config_t *cfg)
+{
+    assert(sys);
+    assert(cfg);
+    if (brg_system_is_deterministic(sys)) {
+        brg_system_log(sys, BRG_LOG_ERROR, "node", BRG_REF_NONE,
+                       "a deterministic system cannot be a node");
+        return NULL;
+    }
+    brg_node_config_t c = *cfg;
+    if (c.cluster == NULL)
+        c.cluster = S_DEFAULT_CLUSTER;
+    if (!s_config_ok(&c)) {
+        brg_system_log(sys, BRG_LOG_ERROR, "node", BRG_REF_NONE, "invalid node configuration");
+        return NULL;
+    }
+    if (brg_system_node_of(sys) != NULL)
+        return NULL;
+    brg_node_t *self = calloc(1, sizeof *self);
+    if (self == NULL)
+        return NULL;
+    self->sys = sys;
+    snprintf(self->name, sizeof self->name, "%s", c.name);
+    pthread_mutex_init(&self->lock, NULL);
+    atomic_init(&self->closing, false);
+    self->self_ref = brg__system_ref(sys, 0); // the node ref: our UUID, id 0
+    self->io = brg__io_new(sys, &c, s_on_event, self);
+    if (self->io == NULL)
+        goto fail;
+    if (brg__system_set_remote_ops(sys, &s_ops, self) != BRG_OK) {
+        brg__io_destroy(&self->io);
+        goto fail;
+    }
+    pthread_mutex_lock(&s_nodes_lock);
+    self->next = s_nodes;
+    s_nodes = self;
+    pthread_mutex_unlock(&s_nodes_lock);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.state = self;
+    opts.name = BRG_NODE_SERVICE;
+    if (brg__system_spawn_hidden(sys, s_service, &opts, &self->service) != BRG_OK)
+        brg_system_log(sys, BRG_LOG_WARNING, "node", BRG_REF_NONE,
+                       "could not start the node service %s", BRG_NODE_SERVICE);
+    char ep[256] = "";
+    brg__io_endpoint(self->io, 0, ep, sizeof ep);
+    brg_system_log(sys, BRG_LOG_INFO, "node", BRG_REF_NONE, "node %s listening on %s", self->name,
+                   ep);
+    return self;
+fail:
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    return NULL;
+}
+
+brg_ref_t
+brg_node_self(brg_node_t *node)
+{
+    assert(node);
+    return node->self_ref;
+}
+
+int
+brg_node_endpoint(brg_node_t *node, int i, char *buf, size_t len)
+{
+    assert(node);
+    assert(buf);
+    return brg__io_endpoint(node->io, i, buf, len);
+}
+
+int
+brg_node_connect(brg_node_t *node, const char *endpoint, int timeout_ms, brg_ref_t *peer)
+{
+    assert(node);
+    assert(endpoint);
+    return brg__io_connect(node->io, endpoint, timeout_ms, peer);
+}
+
+int
+brg_node_disconnect(brg_node_t *node, brg_ref_t peer)
+{
+    assert(node);
+    return brg__io_disconnect(node->io, peer);
+}
+
+int
+brg_node_find(brg_node_t *node, const char *name, brg_ref_t *peer)
+{
+    assert(node);
+    assert(name);
+    assert(peer);
+    return brg__io_find(node->io, name, peer);
+}
+
+int
+brg_node_peers(brg_node_t *node, brg_ref_t *peers, int max)
+{
+    assert(node);
+    assert(peers || max == 0);
+    return brg__io_peers(node->io, peers, max);
+}
+
+int
+brg_node_whereis(brg_node_t *node, brg_ref_t peer, const char *name, int timeout_ms, brg_ref_t *ref)
+{
+    assert(node);
+    assert(name);
+    assert(ref);
+    brg_msg_t *m = brg_msg_new("whereis");
+    if (m == NULL || brg_msg_add_str(m, name) != BRG_OK) {
+        brg_msg_destroy(&m);
+        return BRG_ENOMEM;
+    }
+    peer.id = 0;
+    brg_msg_t *reply = NULL;
+    int rc = brg_system_ask_named_at(node->sys, peer, BRG_NODE_SERVICE, &m, timeout_ms, &reply);
+    if (rc != BRG_OK)
+        return rc;
+    size_t pos = 0;
+    rc = brg_msg_read_ref(reply, &pos, ref) == BRG_OK ? BRG_OK : BRG_EPROTO;
+    brg_msg_destroy(&reply);
+    return rc;
+}
+
+void
+brg_node_stats(brg_node_t *node, brg_node_stats_t *stats)
+{
+    assert(node);
+    assert(stats);
+    // Off the system's threads: a snapshot taken now by the I/O thread;
+    // on them (where waiting is refused) the last one it published.
+    brg__io_stats(node->io, stats, !brg_system_is_own_thread(node->sys));
+}

@@ -1,0 +1,1984 @@
+//  zmq_io - the node's I/O thread: every ZeroMQ socket, the peer table,
+//  the outbound queue, sessions and reconnects.
+//
+//  Design notes.
+//
+//  One thread owns every socket. libzmq forbids using a socket from two
+//  threads even behind a mutex (TRANSPORT.md section 2), and per-worker
+//  sockets would break per-pair FIFO when an actor migrates between workers.
+//  So workers hand outbound messages to this thread through one MPSC queue
+//  (outq.c: one CAS per message, an eventfd write only when the thread was
+//  idle), and it does everything else: it grabs the queue, buckets the
+//  messages per peer in order, has each peer's session encode them into
+//  BATCH frames (up to 64 KiB or 1024 envelopes each), sends the frames,
+//  reads every inbound frame, runs the session timers, and reconnects seeds.
+//
+//  Sockets (TRANSPORT.md section 3.1). One ROUTER (the inbox) bound to every
+//  listen endpoint: ROUTER_MANDATORY (an unroutable reply is an error, not a
+//  silent drop), ROUTER_HANDOVER, MAXMSGSIZE = max_frame, ZMTP heartbeats,
+//  LINGER 0. Per peer one DEALER (the outbox) connected to the peer's inbox,
+//  with routing id 'B' + our UUID + a connection counter (never reused),
+//  RECONNECT_IVL -1 (ZeroMQ's silent reconnect would resume a stream with a
+//  hole in it: a session ends on any break, and this thread reconnects with
+//  jittered backoff instead), heartbeats, and a monitor PAIR that reports
+//  DISCONNECTED / CLOSED / HANDSHAKE_FAILED, which end the session at once.
+//  Our frames go out on our outbox; WELCOME (and ERROR answering the peer's
+//  frames) go back through the ROUTER to the peer's outbox; a client (no
+//  endpoint) gets everything through the ROUTER.
+//
+//  Objects, all owned by this thread unless said otherwise:
+//  - peer (brg__peer_t): one per node UUID ever seen, in an open-addressing
+//    table published with release and read by senders with acquire; never
+//    freed before the io, so a sender may hold one without a reference. Its
+//    state word (CONNECTING / UP / DOWN) and queued_bytes are atomics the
+//    senders read; everything else is this thread's.
+//  - conn (s_conn_t): one session attempt: the session object, our outbox
+//    and its monitor, the routing id of the peer's outbox on our inbox, the
+//    frames ZeroMQ refused (EAGAIN) in order. A conn learns its peer from
+//    the peer's HELLO or WELCOME.
+//  - dial (s_dial_t): an endpoint we connect to (seeds, brg_node_connect):
+//    reconnected after every end with full-jitter exponential backoff
+//    (100 ms doubling to reconnect_max_ms; reset after 30 s up) until
+//    brg_node_disconnect.
+//
+//  Matching the two directions. A dial learns the peer's UUID only from its
+//  WELCOME, but the peer's own HELLO (its outbox, dialed back to our
+//  advertised endpoint) may reach our inbox first. A HELLO whose advertised
+//  endpoint is a pending dial's endpoint joins that dial's session; any
+//  other HELLO from a node we do not know waits ("parked", at most
+//  handshake_ms) while a dial is pending, and joins the dial whose WELCOME
+//  names its node. Otherwise it starts a new session. A HELLO from a node
+//  whose session already has an inbound direction replaces that session.
+//
+//  Backpressure (TRANSPORT.md section 9). queued_bytes counts a message from
+//  brg__io_send until its session has encoded it; a user message that would
+//  take it past peer_queue_bytes is refused (BRG_EBUSY); control signals
+//  never are. When ZeroMQ refuses a frame (EAGAIN at SNDHWM) the conn keeps
+//  it and the frames after it, stops feeding the session, and polls the
+//  outbox for POLLOUT: messages wait in the peer's backlog, so the budget
+//  fills and senders learn it.
+//
+//  Session callbacks are synchronous (session.h): a session never frees
+//  itself, and this thread never destroys a session from inside one of its
+//  callbacks; an ended conn is reaped after the call returns.
+//
+//  Synchronization with other threads:
+//    peer table slots    written here (release), read by senders (acquire)
+//    peer->state         written here (release), read by senders (acquire)
+//    peer->queued_bytes  relaxed RMWs by senders and here (a budget, orders nothing)
+//    counters (atomics)  relaxed: they only count
+//    io->lock            guards the waiters of brg_node_connect, the
+//                        published stats and the started flag; no other
+//                        lock is ever taken while it is held.
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "brigade.h"
+#include "msg.h"
+#include "outq.h"
+#include "remote.h"
+#include "session.h"
+#include "wire.h"
+#include "zmq_io.h"
+
+#define S_TABLE_SIZE 2048 // peer table slots (power of two)
+#define S_MAX_PEERS 1024  // node UUIDs one node may ever see (TRANSPORT.md section 10)
+#define S_ENV_OVERHEAD 64 // bytes a message's envelope adds to its payload, for the budget
+#define S_RECV_BURST 64   // inbound frames read per socket per turn (up to 64 Ki messages)
+#define S_BACKOFF_MIN_MS 100
+#define S_BACKOFF_RESET_NS (30ull * 1000000000ull)
+#define S_SHUTDOWN_LINGER_MS 1000
+#define S_PARK_MAX 64
+#define S_TURN_ITEMS 4096 // queued items handled per turn of the loop
+
+enum { S_PEER_CONNECTING = 1, S_PEER_UP, S_PEER_DOWN };
+enum { S_ITEM_MSG, S_ITEM_CONNECT, S_ITEM_DISCONNECT, S_ITEM_STATS, S_ITEM_STOP };
+
+typedef struct s_conn s_conn_t;
+typedef struct s_dial s_dial_t;
+
+//  One node we know (see the design notes).
+typedef struct brg__peer {
+    uint64_t hi, lo;                   // node UUID (immutable once published)
+    char name[BRG__WIRE_NAME_MAX + 1]; // its name from its first HELLO (immutable)
+    _Atomic int state;                 // S_PEER_*: written here, read by senders
+    _Atomic size_t queued_bytes;       // budget: senders add, this thread subtracts
+    _Atomic uint32_t epoch;            // sessions ended so far: written here, read by senders
+    // I/O thread only:
+    s_conn_t *conn;         // its current session, or NULL
+    struct s_item *bl_head; // messages waiting for UP or a writable outbox
+    struct s_item *bl_tail;
+    bool touched; // has a BATCH to flush at the end of this turn
+    struct brg__peer *touched_next;
+} brg__peer_t;
+
+//  A message or a command on the outbound queue.
+typedef struct s_item {
+    brg__outq_node_t link; // the queue's link (first member)
+    struct s_item *next;   // backlog link
+    int type;              // S_ITEM_*
+    brg__peer_t *peer;     // MSG: its peer
+    brg_ref_t to;          // MSG: target; DISCONNECT: the peer
+    brg_msg_t *msg;        // MSG
+    size_t bytes;          // MSG: counted in peer->queued_bytes
+    uint32_t epoch;        // MSG: peer->epoch when it was sent
+    uint64_t waiter;       // CONNECT: the waiter's id, 0 = none
+    char name[];           // MSG: the target name ("" = by id); CONNECT: the endpoint
+} s_item_t;
+
+//  A frame ZeroMQ refused (EAGAIN), kept in order until the outbox is writable.
+typedef struct s_frame {
+    struct s_frame *next;
+    size_t len;
+    uint8_t data[];
+} s_frame_t;
+
+struct s_conn {
+    s_conn_t *next;
+    brg__io_t *io;
+    brg__session_t *sess;
+    brg__peer_t *peer;                // once its HELLO or WELCOME named it
+    s_dial_t *dial;                   // when we dialed
+    void *outbox;                     // our DEALER to the peer's inbox, or NULL
+    void *monitor;                    // the outbox's monitor PAIR
+    uint8_t rid[256];                 // routing id of the peer's outbox on our inbox
+    size_t rid_len;                   // 0: no inbound direction yet
+    s_frame_t *pend_head, *pend_tail; // frames refused by ZeroMQ, in order
+    bool busy;                        // pend_head != NULL: poll POLLOUT, do not feed the session
+    bool up;                          // the session came up
+    bool need_drain;                  // feed the peer's backlog at the end of this turn
+    bool failed;                      // end it after the current call (outbox could not open)
+    bool ended;                       // io->ended was called; reap it
+    bool marked_down;                 // its peer was marked down (s_mark_down)
+    brg__end_reason_t reason;
+};
+
+struct s_dial {
+    s_dial_t *next;
+    char ep[BRG__WIRE_EP_MAX + 1];
+    bool stopped;         // brg_node_disconnect: no more attempts
+    uint32_t backoff_ms;  // current ceiling of the jittered delay
+    uint64_t next_at_ns;  // next attempt, 0 = none scheduled
+    uint64_t up_since_ns; // when its last session came up
+    s_conn_t *conn;       // the current attempt
+    uint64_t hi, lo;      // the node behind it last time (0, 0 = never up)
+    uint64_t waiter;      // a brg_node_connect waiting for it, 0 = none
+};
+
+//  A HELLO from an unknown node, waiting for pending dials (design notes).
+typedef struct s_parked {
+    struct s_parked *next;
+    uint64_t deadline_ns;
+    size_t rid_len;
+    uint8_t rid[256];
+    size_t len;
+    uint8_t data[];
+} s_parked_t;
+
+//  A thread waiting in brg_node_connect (on its stack; under io->lock).
+typedef struct s_waiter {
+    struct s_waiter *next;
+    uint64_t id;
+    bool done;
+    int rc;
+    brg_ref_t peer;
+} s_waiter_t;
+
+struct brg__io {
+    brg_system_t *sys;
+    brg_node_config_t cfg; // strings point into the copies below
+    char name[BRG_NODE_NAME_MAX + 1];
+    char cluster[BRG__WIRE_NAME_MAX + 1];
+    char listen[BRG_NODE_MAX_ENDPOINTS][BRG__WIRE_EP_MAX + 1];
+    char connect[BRG_NODE_MAX_ENDPOINTS][BRG__WIRE_EP_MAX + 1];
+    char advertise[BRG__WIRE_EP_MAX + 1];
+    brg__io_event_fn event_fn;
+    void *event_arg;
+    uint64_t hi, lo;  // our node UUID
+    uint8_t uuid[16]; // the same, as bytes
+    brg__session_cfg_t scfg;
+    brg__session_io_t sio;
+
+    // Endpoints as bound (written by the I/O thread before started is set
+    // under lock; immutable after).
+    char bound[BRG_NODE_MAX_ENDPOINTS][BRG__WIRE_EP_MAX + 1];
+    int nbound;
+
+    brg__outq_t q;
+    pthread_t thread;
+    bool thread_started;
+    bool shut_down; // brg__io_shutdown ran (the destroying thread)
+
+    // The peer table (see synchronization in the design notes).
+    _Atomic(brg__peer_t *) table[S_TABLE_SIZE];
+    uint32_t npeers; // I/O thread only
+
+    // I/O thread only:
+    void *ctx;
+    void *router;
+    s_conn_t *conns;
+    s_dial_t *dials;
+    s_parked_t *parked;
+    uint32_t nparked;
+    bool unparking; // inside s_unpark
+    brg__peer_t *touched;
+    brg__outq_node_t *left; // grabbed but not handled yet (FIFO), see s_grab
+    uint32_t conn_counter;
+    bool stopping;
+    uint64_t rng;
+    brg__frame_t frame; // decode space (large: a HELLO holds 64 peers)
+    brg__wbuf_t wbuf;   // encode space for our own ERROR frames
+    uint64_t error_window_ns;
+    uint32_t errors_in_window;
+    // Totals of ended sessions (their stats are gone with them).
+    brg__session_stats_t retired;
+
+    // Counters updated by any thread (relaxed: they only count).
+    _Atomic uint64_t dropped_busy, dropped_unreachable, dead_on_end, rejected, handshakes_failed,
+        reconnects, sessions_started, sessions_ended;
+
+    pthread_mutex_t lock; // waiters, published stats, startup
+    pthread_cond_t cond;
+    s_waiter_t *waiters;
+    uint64_t next_waiter;
+    int start_rc; // 1 = starting, else the result of the binds
+    brg_node_stats_t pub;
+    uint64_t pub_gen;
+};
+
+//  ThreadSanitizer and libzmq. Debian's libzmq is not built with TSan, so
+//  the hand-offs inside it (a message buffer passed from the sending thread
+//  to libzmq's I/O thread, or between two sockets of one process over
+//  inproc://, through its lock-free pipes) are invisible to TSan, which then
+//  reports every frame as a race between a write in libzmq (the buffer's
+//  malloc and memcpy in zmq_send) and a read or free in another thread.
+//  These are libzmq's own synchronisation, not ours: every socket here is
+//  used by the I/O thread alone. So a TSan build of anything that links the
+//  transport carries these suppressions, scoped to libzmq (and libstdc++,
+//  which only libzmq uses in this process): races whose stack shows libzmq,
+//  and interceptors (memcpy, malloc, recv) called from inside it.
+//
+//  A stack-scoped suppression is not enough on its own: when TSan's history
+//  has lost the writer's stack ("failed to restore the stack"), nothing in
+//  the report names libzmq and it fires; and every suppressed report costs a
+//  symbolization, which under a flood stalled this thread for seconds (the
+//  peer then timed the session out). So the reader side also tells TSan
+//  the truth: a buffer zmq_msg_recv hands us is new memory to this thread
+//  (AnnotateNewMemory resets its shadow), since libzmq has published it
+//  through a pipe TSan cannot see and no other thread touches it until we
+//  close the message.
+#if defined(__SANITIZE_THREAD__)
+#define S_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define S_TSAN 1
+#endif
+#endif
+#ifdef S_TSAN
+__attribute__((visibility("default"))) const char *__tsan_default_suppressions(void);
+const char *
+__tsan_default_suppressions(void)
+{
+    return "race:libzmq.so\n"
+           "called_from_lib:libzmq.so\n"
+           "called_from_lib:libstdc++.so\n";
+}
+//  Between two sockets of this process (inproc://) both ends of a hand-off
+//  are our I/O threads, so TSan can be told the truth instead: the sender
+//  fills the message buffer, then releases, then zmq_msg_send publishes it;
+//  the receiver acquires after zmq_msg_recv, before it reads.
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static int s_hb; // the address of the annotations (never read)
+void AnnotateNewMemory(const char *file, int line, const volatile void *mem, size_t size);
+#define S_HB_SEND() __tsan_release(&s_hb)
+#define S_HB_RECV(m)                                                                               \
+    do {                                                                                           \
+        __tsan_acquire(&s_hb);                                                                     \
+        AnnotateNewMemory(__FILE__, __LINE__, zmq_msg_data(m), zmq_msg_size(m));                   \
+    } while (0)
+#else
+#define S_HB_SEND() ((void)0)
+#define S_HB_RECV(m) ((void)0)
+#endif
+
+//  ---------------------------------------------------------------------------
+//  The ZeroMQ context: one per process, shared by every node in it, so that
+//  inproc:// works between two systems of one process.
+
+static pthread_mutex_t s_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *s_ctx;
+static int s_ctx_refs;
+
+static void *
+s_ctx_acquire(void)
+{
+    pthread_mutex_lock(&s_ctx_lock);
+    if (s_ctx == NULL)
+        s_ctx = zmq_ctx_new();
+    if (s_ctx != NULL)
+        s_ctx_refs++;
+    void *ctx = s_ctx;
+    pthread_mutex_unlock(&s_ctx_lock);
+    return ctx;
+}
+
+static void
+s_ctx_release(void)
+{
+    pthread_mutex_lock(&s_ctx_lock);
+    if (--s_ctx_refs == 0) {
+        // Every socket of every node is closed by now; term waits only for
+        // the lingering frames of an orderly shutdown (bounded by LINGER).
+        zmq_ctx_term(s_ctx);
+        s_ctx = NULL;
+    }
+    pthread_mutex_unlock(&s_ctx_lock);
+}
+
+//  ---------------------------------------------------------------------------
+//  Small helpers.
+
+static uint64_t
+s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t
+s_rand(brg__io_t *self)
+{
+    // xorshift64*: jitter only, no need for quality.
+    uint64_t x = self->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    self->rng = x;
+    return x * 2685821657736338717ull;
+}
+
+static void
+s_uuid_split(const uint8_t uuid[16], uint64_t *hi, uint64_t *lo)
+{
+    *hi = brg__load_be64(uuid);
+    *lo = brg__load_be64(uuid + 8);
+}
+
+static brg_ref_t
+s_node_ref(uint64_t hi, uint64_t lo)
+{
+    brg_ref_t r = {hi, lo, 0};
+    return r;
+}
+
+static void
+s_log(brg__io_t *self, brg_log_level_t level, const char *fmt, const char *a, const char *b)
+{
+    brg_system_log(self->sys, level, "node", BRG_REF_NONE, fmt, a, b);
+}
+
+//  ---------------------------------------------------------------------------
+//  The peer table.
+
+static uint32_t
+s_slot_of(uint64_t hi, uint64_t lo)
+{
+    uint64_t h = (hi ^ (lo * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+    return (uint32_t)(h >> 40) & (S_TABLE_SIZE - 1);
+}
+
+static brg__peer_t *
+s_peer_find(brg__io_t *self, uint64_t hi, uint64_t lo)
+{
+    uint32_t i = s_slot_of(hi, lo);
+    for (uint32_t n = 0; n < S_TABLE_SIZE; n++, i = (i + 1) & (S_TABLE_SIZE - 1)) {
+        // Acquire: the peer's immutable fields (uuid, name) were written
+        // before the release store that published it in s_peer_add.
+        brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_acquire);
+        if (p == NULL)
+            return NULL;
+        if (p->hi == hi && p->lo == lo)
+            return p;
+    }
+    return NULL;
+}
+
+//  The peer of a node, added if new. NULL when the table is full. I/O thread.
+static brg__peer_t *
+s_peer_add(brg__io_t *self, uint64_t hi, uint64_t lo, const char *name)
+{
+    brg__peer_t *p = s_peer_find(self, hi, lo);
+    if (p != NULL)
+        return p;
+    if (self->npeers >= S_MAX_PEERS)
+        return NULL;
+    p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->hi = hi;
+    p->lo = lo;
+    snprintf(p->name, sizeof p->name, "%s", name);
+    atomic_init(&p->state, S_PEER_DOWN);
+    atomic_init(&p->queued_bytes, 0);
+    uint32_t i = s_slot_of(hi, lo);
+    while (atomic_load_explicit(&self->table[i], memory_order_relaxed) != NULL)
+        i = (i + 1) & (S_TABLE_SIZE - 1);
+    // Release: publishes the peer's fields; pairs with s_peer_find's acquire.
+    atomic_store_explicit(&self->table[i], p, memory_order_release);
+    self->npeers++;
+    return p;
+}
+
+static void
+s_peer_set_state(brg__peer_t *p, int state)
+{
+    // Release: what this thread did before (the peer's conn, its name) is
+    // visible to a sender that reads the new state; pairs with the acquire
+    // loads in brg__io_send and brg__io_peer_up.
+    atomic_store_explicit(&p->state, state, memory_order_release);
+}
+
+//  ---------------------------------------------------------------------------
+//  Waiters of brg_node_connect.
+
+static void
+s_waiter_wake(brg__io_t *self, uint64_t id, int rc, brg_ref_t peer)
+{
+    if (id == 0)
+        return;
+    pthread_mutex_lock(&self->lock);
+    for (s_waiter_t *w = self->waiters; w != NULL; w = w->next) {
+        if (w->id == id && !w->done) {
+            w->done = true;
+            w->rc = rc;
+            w->peer = peer;
+        }
+    }
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->lock);
+}
+
+//  ---------------------------------------------------------------------------
+//  Sending frames.
+
+//  zmq_send, with the buffer filled here (see S_HB_SEND). 0 or -1 (errno
+//  in zmq_errno()).
+static int
+s_zsend(void *sock, const void *data, size_t len, int flags)
+{
+    zmq_msg_t m;
+    if (zmq_msg_init_size(&m, len) != 0)
+        return -1;
+    if (len > 0)
+        memcpy(zmq_msg_data(&m), data, len);
+    S_HB_SEND();
+    if (zmq_msg_send(&m, sock, flags) < 0) {
+        int err = zmq_errno();
+        zmq_msg_close(&m);
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+//  zmq_msg_recv, then the acquire that pairs with S_HB_SEND.
+static int
+s_zrecv(zmq_msg_t *m, void *sock, int flags)
+{
+    int rc = zmq_msg_recv(m, sock, flags);
+    if (rc >= 0)
+        S_HB_RECV(m);
+    return rc;
+}
+
+static void
+s_router_send(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, size_t len)
+{
+    if (rid_len == 0 || s_zsend(self->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        s_zsend(self->router, data, len, ZMQ_DONTWAIT) < 0) {
+        // EHOSTUNREACH: the peer's outbox is gone (its session ends by its
+        // own signals); EAGAIN: a client that does not read. Counted.
+        atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
+    }
+}
+
+//  An ERROR frame to the sender of an inbound frame, at most 10 a second
+//  per node (a peer that sends garbage must not make us flood it).
+static void
+s_router_error(brg__io_t *self, const uint8_t *rid, size_t rid_len, int code, const char *text)
+{
+    uint64_t now = s_now();
+    if (now - self->error_window_ns > 1000000000ull) {
+        self->error_window_ns = now;
+        self->errors_in_window = 0;
+    }
+    if (++self->errors_in_window > 10)
+        return;
+    brg__wbuf_reset(&self->wbuf);
+    if (brg__wire_encode_error(&self->wbuf, code, text) == BRG_OK)
+        s_router_send(self, rid, rid_len, self->wbuf.data, self->wbuf.size);
+}
+
+static int
+s_setopt_int(void *sock, int opt, int value)
+{
+    return zmq_setsockopt(sock, opt, &value, sizeof value);
+}
+
+//  Our outbox to the peer's inbox at ep, with its monitor. BRG_OK or
+//  BRG_ENETWORK (a bad endpoint: logged).
+static int
+s_open_outbox(s_conn_t *conn, const char *ep)
+{
+    brg__io_t *self = conn->io;
+    uint32_t n = ++self->conn_counter;
+    uint8_t rid[21];
+    rid[0] = 'B'; // a routing id must not start with a zero byte
+    memcpy(rid + 1, self->uuid, 16);
+    rid[17] = (uint8_t)(n >> 24);
+    rid[18] = (uint8_t)(n >> 16);
+    rid[19] = (uint8_t)(n >> 8);
+    rid[20] = (uint8_t)n;
+    void *s = zmq_socket(self->ctx, ZMQ_DEALER);
+    if (s == NULL)
+        return BRG_ENETWORK;
+    int64_t maxmsg = (int64_t)self->cfg.max_frame;
+    zmq_setsockopt(s, ZMQ_ROUTING_ID, rid, sizeof rid);
+    s_setopt_int(s, ZMQ_LINGER, 0);
+    s_setopt_int(s, ZMQ_RECONNECT_IVL, -1);
+    s_setopt_int(s, ZMQ_SNDHWM, 1000);
+    s_setopt_int(s, ZMQ_RCVHWM, 1000);
+    s_setopt_int(s, ZMQ_IMMEDIATE, 0);
+    s_setopt_int(s, ZMQ_HEARTBEAT_IVL, (int)self->cfg.tick_ms);
+    s_setopt_int(s, ZMQ_HEARTBEAT_TIMEOUT, (int)self->cfg.timeout_ms);
+    s_setopt_int(s, ZMQ_HEARTBEAT_TTL, (int)self->cfg.timeout_ms);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    char mon_ep[96];
+    snprintf(mon_ep, sizeof mon_ep, "inproc://brg-mon-%016" PRIx64 "%016" PRIx64 "-%u", self->hi,
+             self->lo, n);
+    void *m = NULL;
+    if (zmq_socket_monitor(
+            s, mon_ep,
+            ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+        m = zmq_socket(self->ctx, ZMQ_PAIR);
+        // The PAIR connects before the outbox does, so no event is missed.
+        if (m != NULL && zmq_connect(m, mon_ep) != 0) {
+            zmq_close(m);
+            m = NULL;
+        }
+    }
+    if (m == NULL || zmq_connect(s, ep) != 0) {
+        s_log(self, BRG_LOG_WARNING, "cannot connect to %s: %s", ep, zmq_strerror(zmq_errno()));
+        if (m != NULL) {
+            zmq_socket_monitor(s, NULL, 0);
+            zmq_close(m);
+        }
+        zmq_close(s);
+        return BRG_ENETWORK;
+    }
+    if (m != NULL)
+        s_setopt_int(m, ZMQ_LINGER, 0);
+    conn->outbox = s;
+    conn->monitor = m;
+    return BRG_OK;
+}
+
+static void
+s_close_outbox(s_conn_t *conn, int linger_ms)
+{
+    if (conn->outbox == NULL)
+        return;
+    zmq_socket_monitor(conn->outbox, NULL, 0);
+    if (conn->monitor != NULL)
+        zmq_close(conn->monitor);
+    s_setopt_int(conn->outbox, ZMQ_LINGER, linger_ms);
+    zmq_close(conn->outbox);
+    conn->outbox = NULL;
+    conn->monitor = NULL;
+}
+
+//  Send on the outbox, keeping order with frames refused earlier.
+static void
+s_outbox_send(s_conn_t *conn, const void *data, size_t len)
+{
+    if (!conn->busy && s_zsend(conn->outbox, data, len, ZMQ_DONTWAIT) >= 0)
+        return;
+    if (!conn->busy && zmq_errno() != EAGAIN) {
+        // ETERM or a closed socket: the session is ending anyway.
+        conn->failed = true;
+        return;
+    }
+    s_frame_t *f = malloc(sizeof *f + len);
+    if (f == NULL) {
+        // A frame we cannot keep is a gap: end the session (its messages
+        // are counted lost by the session's acked sequence).
+        conn->failed = true;
+        return;
+    }
+    f->next = NULL;
+    f->len = len;
+    memcpy(f->data, data, len);
+    if (conn->pend_tail != NULL)
+        conn->pend_tail->next = f;
+    else
+        conn->pend_head = f;
+    conn->pend_tail = f;
+    conn->busy = true;
+}
+
+//  Send what ZeroMQ refused before; clears busy when all went out.
+static bool
+s_outbox_retry(s_conn_t *conn)
+{
+    bool sent = false;
+    while (conn->pend_head != NULL) {
+        s_frame_t *f = conn->pend_head;
+        if (s_zsend(conn->outbox, f->data, f->len, ZMQ_DONTWAIT) < 0) {
+            if (zmq_errno() != EAGAIN)
+                conn->failed = true;
+            return sent;
+        }
+        sent = true;
+        conn->pend_head = f->next;
+        if (conn->pend_head == NULL)
+            conn->pend_tail = NULL;
+        free(f);
+    }
+    conn->busy = false;
+    conn->need_drain = true;
+    return sent;
+}
+
+static void
+s_pend_free(s_conn_t *conn)
+{
+    while (conn->pend_head != NULL) {
+        s_frame_t *f = conn->pend_head;
+        conn->pend_head = f->next;
+        free(f);
+    }
+    conn->pend_tail = NULL;
+    conn->busy = false;
+}
+
+//  ---------------------------------------------------------------------------
+//  Session callbacks (session.h). Called on this thread from inside a
+//  session call; they never destroy the session.
+
+static void
+s_cb_send_frame(void *arg, bool inbound, const void *data, size_t len)
+{
+    s_conn_t *conn = arg;
+    brg__io_t *self = conn->io;
+    if (inbound) {
+        s_router_send(self, conn->rid, conn->rid_len, data, len);
+        return;
+    }
+    if (conn->outbox == NULL) {
+        // The reverse direction of a session the peer started: dial back to
+        // the endpoint its HELLO advertised.
+        const brg__hello_t *h = brg__session_peer(conn->sess);
+        if (h == NULL || h->ep[0] == '\0' || conn->failed || s_open_outbox(conn, h->ep) != BRG_OK) {
+            conn->failed = true;
+            return;
+        }
+    }
+    s_outbox_send(conn, data, len);
+}
+
+//  Mark conn's peer down (once): from here new sends to it fail at once,
+//  and what was sent during this session but not grabbed yet carries the
+//  old epoch, so it can never leave in a later session (no gaps).
+static void
+s_mark_down(s_conn_t *conn)
+{
+    brg__peer_t *p = conn->peer;
+    if (conn->marked_down || p == NULL || p->conn != conn)
+        return;
+    conn->marked_down = true;
+    atomic_fetch_add_explicit(&p->epoch, 1, memory_order_relaxed);
+    s_peer_set_state(p, S_PEER_DOWN);
+}
+
+static void
+s_cb_deliver(void *arg, const brg__remote_target_t *to, brg_msg_t **msgs, size_t n)
+{
+    s_conn_t *conn = arg;
+    // An ended session delivers its tables' answers (EXIT/DOWN noconnection,
+    // BRG_ENETWORK) before it calls ended: the peer is down before any
+    // local actor learns it, so an actor restarted on such an EXIT never
+    // sees the lost node as up.
+    if (brg__session_state(conn->sess) == BRG__SESS_ENDED)
+        s_mark_down(conn);
+    brg__remote_deliver(conn->io->sys, to, msgs, n);
+}
+
+//  Tie conn to the peer its HELLO or WELCOME named. Returns false when that
+//  peer already has another live session (the caller ends this one).
+static bool
+s_attach(s_conn_t *conn)
+{
+    brg__io_t *self = conn->io;
+    if (conn->peer != NULL)
+        return true;
+    const brg__hello_t *h = brg__session_peer(conn->sess);
+    uint64_t hi, lo;
+    s_uuid_split(h->node, &hi, &lo);
+    brg__peer_t *p = s_peer_add(self, hi, lo, h->name);
+    if (p == NULL) {
+        s_log(self, BRG_LOG_WARNING, "peer table full: refusing %s%s", h->name, "");
+        return false;
+    }
+    if (p->conn != NULL && p->conn != conn && !p->conn->ended)
+        return false;
+    conn->peer = p;
+    p->conn = conn;
+    if (conn->dial != NULL) {
+        conn->dial->hi = hi;
+        conn->dial->lo = lo;
+    }
+    if (atomic_load_explicit(&p->state, memory_order_relaxed) != S_PEER_UP)
+        s_peer_set_state(p, S_PEER_CONNECTING);
+    return true;
+}
+
+static void
+s_cb_up(void *arg)
+{
+    s_conn_t *conn = arg;
+    brg__io_t *self = conn->io;
+    if (!s_attach(conn)) {
+        conn->failed = true;
+        return;
+    }
+    conn->up = true;
+    conn->need_drain = true;
+    brg__peer_t *p = conn->peer;
+    s_peer_set_state(p, S_PEER_UP);
+    brg_ref_t ref = s_node_ref(p->hi, p->lo);
+    if (conn->dial != NULL) {
+        conn->dial->up_since_ns = s_now();
+        s_waiter_wake(self, conn->dial->waiter, BRG_OK, ref);
+        conn->dial->waiter = 0;
+    }
+    self->event_fn(self->event_arg, true, ref, p->name, "up");
+}
+
+static void
+s_dead_letter_backlog(brg__io_t *self, brg__peer_t *p, brg_dead_reason_t reason)
+{
+    while (p->bl_head != NULL) {
+        s_item_t *it = p->bl_head;
+        p->bl_head = it->next;
+        atomic_fetch_sub_explicit(&p->queued_bytes, it->bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
+        brg__remote_dead_letter(self->sys, it->to, it->msg, reason, BRG_ENETWORK);
+        free(it);
+    }
+    p->bl_tail = NULL;
+}
+
+static void
+s_cb_ended(void *arg, brg__end_reason_t reason)
+{
+    s_conn_t *conn = arg;
+    brg__io_t *self = conn->io;
+    conn->ended = true;
+    conn->reason = reason;
+    atomic_fetch_add_explicit(&self->sessions_ended, 1, memory_order_relaxed);
+    if (!conn->up && (reason == BRG__END_PROTOCOL || reason == BRG__END_TIMEOUT))
+        atomic_fetch_add_explicit(&self->handshakes_failed, 1, memory_order_relaxed);
+    brg__peer_t *p = conn->peer;
+    if (p == NULL || p->conn != conn)
+        return;
+    s_mark_down(conn); // if no answer of the tables did it already
+    // What still waits for this peer never left: dead letters, asks
+    // answered BRG_ENETWORK, LINK/MONITOR answered noconnection. The
+    // session answered its tables before calling us, so all of this comes
+    // after everything the peer delivered.
+    s_dead_letter_backlog(self, p, BRG_DEAD_REMOTE_DOWN);
+    if (conn->up)
+        self->event_fn(self->event_arg, false, s_node_ref(p->hi, p->lo), p->name,
+                       brg__end_reason_name(reason));
+}
+
+//  ---------------------------------------------------------------------------
+//  Conns.
+
+static s_conn_t *
+s_conn_new(brg__io_t *self, bool initiator, s_dial_t *dial)
+{
+    s_conn_t *conn = calloc(1, sizeof *conn);
+    if (conn == NULL)
+        return NULL;
+    conn->io = self;
+    conn->dial = dial;
+    if (dial != NULL && s_open_outbox(conn, dial->ep) != BRG_OK) {
+        free(conn);
+        return NULL;
+    }
+    conn->next = self->conns;
+    self->conns = conn;
+    // An initiator's HELLO goes out from inside brg__session_new, so the
+    // outbox exists first and conn is in the list. Every session has its
+    // own random id.
+    self->scfg.sess = s_rand(self) | 1;
+    conn->sess = brg__session_new(&self->scfg, &self->sio, conn, initiator, s_now());
+    if (conn->sess == NULL) {
+        self->conns = conn->next;
+        s_close_outbox(conn, 0);
+        free(conn);
+        return NULL;
+    }
+    atomic_fetch_add_explicit(&self->sessions_started, 1, memory_order_relaxed);
+    return conn;
+}
+
+static s_conn_t *
+s_conn_by_rid(brg__io_t *self, const uint8_t *rid, size_t len)
+{
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next)
+        if (!c->ended && c->rid_len == len && memcmp(c->rid, rid, len) == 0)
+            return c;
+    return NULL;
+}
+
+static void s_dial_schedule(brg__io_t *self, s_dial_t *d, bool was_up);
+
+//  Fold a session's counters into the retired totals.
+static void
+s_retire_stats(brg__io_t *self, const brg__session_t *sess)
+{
+    brg__session_stats_t st;
+    brg__session_stats(sess, &st);
+    brg__session_stats_t *r = &self->retired;
+    r->frames_in += st.frames_in;
+    r->frames_out += st.frames_out;
+    r->msgs_in += st.msgs_in;
+    r->msgs_out += st.msgs_out;
+    r->bytes_in += st.bytes_in;
+    r->bytes_out += st.bytes_out;
+    r->dead_on_end += st.dead_on_end;
+    r->lost_in_flight += st.lost_in_flight;
+}
+
+//  Free the conns whose session ended (never from inside a session call).
+static void
+s_reap(brg__io_t *self)
+{
+    s_conn_t **pp = &self->conns;
+    while (*pp != NULL) {
+        s_conn_t *c = *pp;
+        if (!c->ended) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        if (c->peer != NULL && c->peer->conn == c)
+            c->peer->conn = NULL;
+        if (c->dial != NULL) {
+            s_dial_t *d = c->dial;
+            d->conn = NULL;
+            if (!c->up && c->reason == BRG__END_PROTOCOL) {
+                s_waiter_wake(self, d->waiter, BRG_ENETWORK, BRG_REF_NONE);
+                d->waiter = 0;
+            }
+            s_dial_schedule(self, d, c->up);
+        }
+        // An orderly end lets the BYE and the last BATCHes out; a broken
+        // session drops what ZeroMQ still holds (counted lost_in_flight by
+        // the session: it was never acked).
+        s_close_outbox(c, c->reason == BRG__END_LOCAL ? S_SHUTDOWN_LINGER_MS : 0);
+        s_pend_free(c);
+        s_retire_stats(self, c->sess);
+        brg__session_destroy(&c->sess);
+        free(c);
+    }
+}
+
+//  After every call into a session: attach its peer once known, end it if
+//  a callback asked to.
+static void
+s_after_call(s_conn_t *conn)
+{
+    if (conn->ended)
+        return;
+    if (conn->peer == NULL && !brg_ref_is_none(brg__session_peer_node(conn->sess)) &&
+        !s_attach(conn))
+        conn->failed = true;
+    if (conn->failed)
+        brg__session_end(conn->sess, BRG__END_LOCAL);
+}
+
+//  ---------------------------------------------------------------------------
+//  Dials.
+
+static void
+s_dial_start(brg__io_t *self, s_dial_t *d)
+{
+    d->next_at_ns = 0;
+    s_conn_t *conn = s_conn_new(self, true, d);
+    if (conn == NULL) {
+        s_dial_schedule(self, d, false);
+        return;
+    }
+    d->conn = conn;
+    s_after_call(conn);
+}
+
+static void
+s_dial_schedule(brg__io_t *self, s_dial_t *d, bool was_up)
+{
+    if (d->stopped || self->stopping)
+        return;
+    uint64_t now = s_now();
+    if (was_up && now - d->up_since_ns >= S_BACKOFF_RESET_NS)
+        d->backoff_ms = S_BACKOFF_MIN_MS; // it stayed up: not flapping
+    else if (d->backoff_ms == 0)
+        d->backoff_ms = S_BACKOFF_MIN_MS;
+    else if (d->backoff_ms < self->cfg.reconnect_max_ms)
+        d->backoff_ms = d->backoff_ms * 2 > self->cfg.reconnect_max_ms ? self->cfg.reconnect_max_ms
+                                                                       : d->backoff_ms * 2;
+    // Full jitter: uniform in [0, backoff], so peers that lost each other
+    // at the same moment do not all come back at the same moment.
+    uint64_t delay_ms = s_rand(self) % ((uint64_t)d->backoff_ms + 1);
+    d->next_at_ns = now + delay_ms * 1000000ull + 1;
+    atomic_fetch_add_explicit(&self->reconnects, 1, memory_order_relaxed);
+}
+
+static s_dial_t *
+s_dial_add(brg__io_t *self, const char *ep)
+{
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
+        if (strcmp(d->ep, ep) == 0) {
+            d->stopped = false;
+            return d;
+        }
+    }
+    s_dial_t *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return NULL;
+    snprintf(d->ep, sizeof d->ep, "%s", ep);
+    d->next = self->dials;
+    self->dials = d;
+    return d;
+}
+
+static bool
+s_dial_pending(brg__io_t *self)
+{
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next)
+        if (d->conn != NULL && !d->conn->ended && d->conn->peer == NULL)
+            return true;
+    return false;
+}
+
+//  ---------------------------------------------------------------------------
+//  Inbound frames.
+
+//  Feed one inbound frame to conn's session. Returns the session's answer
+//  (BRG_EEXIST: it ended REPLACED, start a new one from this frame).
+static int
+s_feed_inbound(s_conn_t *conn, const void *data, size_t len)
+{
+    int rc = brg__session_on_bytes(conn->sess, data, len, true, s_now());
+    s_after_call(conn);
+    return rc;
+}
+
+static void s_accept(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data,
+                     size_t len, bool may_park);
+
+static void
+s_park(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, size_t len)
+{
+    if (self->nparked >= S_PARK_MAX || rid_len > sizeof self->parked->rid) {
+        atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
+        return;
+    }
+    s_parked_t *pk = malloc(sizeof *pk + len);
+    if (pk == NULL)
+        return;
+    pk->deadline_ns = s_now() + (uint64_t)self->cfg.handshake_ms * 1000000ull;
+    pk->rid_len = rid_len;
+    memcpy(pk->rid, rid, rid_len);
+    pk->len = len;
+    memcpy(pk->data, data, len);
+    pk->next = self->parked;
+    self->parked = pk;
+    self->nparked++;
+}
+
+//  Re-dispatch parked HELLOs: those whose node a dial now knows, those past
+//  their deadline, and all of them once no dial is pending.
+static void
+s_unpark(brg__io_t *self, bool all)
+{
+    if (self->unparking)
+        return; // s_accept called from the loop below
+    self->unparking = true;
+    uint64_t now = s_now();
+    s_parked_t **pp = &self->parked;
+    while (*pp != NULL) {
+        s_parked_t *pk = *pp;
+        bool go = all || now >= pk->deadline_ns || !s_dial_pending(self);
+        brg__frame_t *f = &self->frame;
+        int werr = 0;
+        if (brg__wire_decode(pk->data, pk->len, &self->scfg.limits, f, &werr) != BRG_OK) {
+            go = true; // cannot happen: it decoded before
+        } else if (!go) {
+            uint64_t hi, lo;
+            s_uuid_split(f->hello.node, &hi, &lo);
+            brg__peer_t *p = s_peer_find(self, hi, lo);
+            go = p != NULL && p->conn != NULL;
+        }
+        if (!go) {
+            pp = &pk->next;
+            continue;
+        }
+        *pp = pk->next;
+        self->nparked--;
+        if (werr == 0)
+            s_accept(self, pk->rid, pk->rid_len, pk->data, pk->len, false);
+        free(pk);
+    }
+    self->unparking = false;
+}
+
+//  A HELLO from a routing id we do not know (design notes: matching). The
+//  frame has been decoded into self->frame.
+static void
+s_accept(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, size_t len,
+         bool may_park)
+{
+    const brg__hello_t *h = &self->frame.hello;
+    uint64_t hi, lo;
+    s_uuid_split(h->node, &hi, &lo);
+    bool client = h->client;
+    s_conn_t *conn = NULL;
+    brg__peer_t *p = s_peer_find(self, hi, lo);
+    if (p != NULL && p->conn != NULL && !p->conn->ended)
+        conn = p->conn;
+    if (conn == NULL && !client && h->ep[0] != '\0') {
+        for (s_dial_t *d = self->dials; d != NULL; d = d->next)
+            if (d->conn != NULL && !d->conn->ended && d->conn->peer == NULL &&
+                d->conn->rid_len == 0 && strcmp(d->ep, h->ep) == 0)
+                conn = d->conn;
+    }
+    if (conn == NULL && may_park && !client && s_dial_pending(self)) {
+        s_park(self, rid, rid_len, data, len);
+        return;
+    }
+    if (conn != NULL && conn->rid_len != 0) {
+        // The node already has an inbound direction: this HELLO is a new
+        // incarnation of its outbox (it reconnected before we noticed the
+        // break). The old session ends, the new one starts.
+        brg__session_end(conn->sess, BRG__END_REPLACED);
+        s_reap(self);
+        conn = NULL;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (conn == NULL) {
+            conn = s_conn_new(self, false, NULL);
+            if (conn == NULL) {
+                s_router_error(self, rid, rid_len, BRG__WERR_BUSY, "out of resources");
+                return;
+            }
+        }
+        memcpy(conn->rid, rid, rid_len);
+        conn->rid_len = rid_len;
+        if (s_feed_inbound(conn, data, len) != BRG_EEXIST)
+            break;
+        // The session we joined was an older one of the same node (its id
+        // differs): it ended REPLACED; a new one starts from this HELLO.
+        s_reap(self);
+        conn = NULL;
+    }
+    s_reap(self);
+    if (self->parked != NULL)
+        s_unpark(self, false);
+}
+
+static void
+s_on_inbox_frame(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, size_t len)
+{
+    s_conn_t *conn = s_conn_by_rid(self, rid, rid_len);
+    if (conn != NULL) {
+        // The session validates and answers (ERROR, end) what it gets.
+        if (s_feed_inbound(conn, data, len) == BRG_EPROTO)
+            atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
+        return;
+    }
+    brg__frame_t *f = &self->frame;
+    int werr = 0;
+    if (brg__wire_decode(data, len, &self->scfg.limits, f, &werr) != BRG_OK) {
+        // Untrusted input from a stranger: count and answer, rate-limited.
+        atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
+        s_router_error(self, rid, rid_len, werr, "malformed frame");
+        return;
+    }
+    if (f->type != BRG__FRAME_HELLO) {
+        // A frame of a session that ended, or from a stranger.
+        atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
+        if (f->type != BRG__FRAME_BYE && f->type != BRG__FRAME_ERROR)
+            s_router_error(self, rid, rid_len, BRG__WERR_NO_SESSION, "no session");
+        return;
+    }
+    s_accept(self, rid, rid_len, data, len, true);
+}
+
+//  Read the inbox. Returns the number of frames read.
+static int
+s_read_inbox(brg__io_t *self)
+{
+    int n = 0;
+    while (n < S_RECV_BURST) {
+        zmq_msg_t rid, body;
+        zmq_msg_init(&rid);
+        if (s_zrecv(&rid, self->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&rid);
+            break;
+        }
+        n++;
+        bool ok = zmq_msg_more(&rid);
+        zmq_msg_init(&body);
+        if (ok)
+            ok = s_zrecv(&body, self->router, ZMQ_DONTWAIT) >= 0;
+        bool extra = ok && zmq_msg_more(&body);
+        while (ok && zmq_msg_more(&body)) {
+            // One frame per message: drain and refuse the rest.
+            zmq_msg_close(&body);
+            zmq_msg_init(&body);
+            if (s_zrecv(&body, self->router, ZMQ_DONTWAIT) < 0)
+                break;
+        }
+        if (ok && !extra)
+            s_on_inbox_frame(self, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body),
+                             zmq_msg_size(&body));
+        else
+            atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
+        zmq_msg_close(&body);
+        zmq_msg_close(&rid);
+    }
+    return n;
+}
+
+//  Frames on our outbox (WELCOME, ERROR) and its monitor's events.
+static int
+s_read_outbox(brg__io_t *self, s_conn_t *conn)
+{
+    int n = 0;
+    while (!conn->ended && conn->outbox != NULL && n < S_RECV_BURST) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (s_zrecv(&m, conn->outbox, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        n++;
+        if (zmq_msg_more(&m)) {
+            atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
+            brg__session_end(conn->sess, BRG__END_PROTOCOL);
+        } else if (brg__session_on_bytes(conn->sess, zmq_msg_data(&m), zmq_msg_size(&m), false,
+                                         s_now()) == BRG_EPROTO) {
+            atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
+        }
+        s_after_call(conn);
+        zmq_msg_close(&m);
+    }
+    while (!conn->ended && conn->monitor != NULL) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, conn->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            break;
+        }
+        n++;
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 2)
+            memcpy(&event, zmq_msg_data(&ev), 2);
+        if (zmq_msg_more(&ev)) {
+            zmq_msg_init(&addr);
+            zmq_msg_recv(&addr, conn->monitor, ZMQ_DONTWAIT);
+            zmq_msg_close(&addr);
+        }
+        zmq_msg_close(&ev);
+        if (event & (ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED))
+            brg__session_end(conn->sess, BRG__END_CLOSED);
+        else if (event & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))
+            brg__session_end(conn->sess, BRG__END_PROTOCOL);
+    }
+    if (!conn->ended && conn->busy && s_outbox_retry(conn))
+        n++;
+    s_after_call(conn);
+    return n;
+}
+
+//  ---------------------------------------------------------------------------
+//  Outbound messages.
+
+static void
+s_touch(brg__io_t *self, brg__peer_t *p)
+{
+    if (!p->touched) {
+        p->touched = true;
+        p->touched_next = self->touched;
+        self->touched = p;
+    }
+}
+
+//  Hand one message to its session (the session encodes it; it leaves the
+//  budget here).
+static void
+s_push(brg__io_t *self, s_conn_t *conn, s_item_t *it)
+{
+    brg__peer_t *p = it->peer;
+    atomic_fetch_sub_explicit(&p->queued_bytes, it->bytes, memory_order_relaxed);
+    int rc = brg__session_push(conn->sess, it->to, it->name[0] ? it->name : NULL, &it->msg);
+    if (rc == BRG_ENETWORK) {
+        atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
+        brg__remote_dead_letter(self->sys, it->to, it->msg, BRG_DEAD_REMOTE_DOWN, BRG_ENETWORK);
+    } else if (rc != BRG_OK) {
+        // A message that cannot cross (a local-only kind, a control signal
+        // by name, too large for the peer): the sender is answered with why.
+        brg__remote_dead_letter(self->sys, it->to, it->msg, BRG_DEAD_NO_ACTOR, rc);
+    }
+    free(it);
+    s_touch(self, p);
+}
+
+static bool
+s_can_push(const brg__peer_t *p)
+{
+    const s_conn_t *c = p->conn;
+    return c != NULL && c->up && !c->ended && !c->busy && !c->failed;
+}
+
+//  Feed a peer's backlog to its session while ZeroMQ takes the frames, at
+//  most S_TURN_ITEMS per turn (a long backlog must not keep the thread from
+//  reading and ticking); what is left is drained in the next turns.
+static void
+s_drain_backlog(brg__io_t *self, brg__peer_t *p)
+{
+    for (int k = 0; p->bl_head != NULL && s_can_push(p); k++) {
+        if (k == S_TURN_ITEMS) {
+            p->conn->need_drain = true;
+            return;
+        }
+        s_item_t *it = p->bl_head;
+        p->bl_head = it->next;
+        if (p->bl_head == NULL)
+            p->bl_tail = NULL;
+        s_push(self, p->conn, it);
+        s_after_call(p->conn);
+    }
+}
+
+static void
+s_on_msg(brg__io_t *self, s_item_t *it)
+{
+    brg__peer_t *p = it->peer;
+    if (it->epoch != atomic_load_explicit(&p->epoch, memory_order_relaxed) ||
+        atomic_load_explicit(&p->state, memory_order_relaxed) == S_PEER_DOWN) {
+        // Accepted while the peer was up or connecting; its session ended
+        // before the message left.
+        atomic_fetch_sub_explicit(&p->queued_bytes, it->bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
+        brg__remote_dead_letter(self->sys, it->to, it->msg, BRG_DEAD_REMOTE_DOWN, BRG_ENETWORK);
+        free(it);
+        return;
+    }
+    if (p->bl_head == NULL && s_can_push(p)) {
+        s_push(self, p->conn, it);
+        s_after_call(p->conn);
+        return;
+    }
+    it->next = NULL;
+    if (p->bl_tail != NULL)
+        p->bl_tail->next = it;
+    else
+        p->bl_head = it;
+    p->bl_tail = it;
+}
+
+static void s_publish_stats(brg__io_t *self);
+
+static void
+s_on_command(brg__io_t *self, s_item_t *it)
+{
+    switch (it->type) {
+    case S_ITEM_CONNECT: {
+        s_dial_t *d = s_dial_add(self, it->name);
+        if (d == NULL) {
+            s_waiter_wake(self, it->waiter, BRG_ENOMEM, BRG_REF_NONE);
+            break;
+        }
+        if (d->conn != NULL && d->conn->up) {
+            s_waiter_wake(self, it->waiter, BRG_OK, s_node_ref(d->hi, d->lo));
+            break;
+        }
+        if (it->waiter != 0) {
+            s_waiter_wake(self, d->waiter, BRG_ETIMEDOUT, BRG_REF_NONE); // superseded
+            d->waiter = it->waiter;
+        }
+        if (d->conn == NULL)
+            s_dial_start(self, d);
+        break;
+    }
+    case S_ITEM_DISCONNECT: {
+        for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
+            if (d->hi == it->to.node_hi && d->lo == it->to.node_lo) {
+                d->stopped = true;
+                d->next_at_ns = 0;
+            }
+        }
+        brg__peer_t *p = s_peer_find(self, it->to.node_hi, it->to.node_lo);
+        if (p != NULL && p->conn != NULL && !p->conn->ended)
+            brg__session_end(p->conn->sess, BRG__END_LOCAL);
+        break;
+    }
+    case S_ITEM_STATS:
+        s_publish_stats(self);
+        break;
+    case S_ITEM_STOP:
+        self->stopping = true;
+        break;
+    default:
+        break;
+    }
+    free(it);
+}
+
+//  Take what was queued and handle at most S_TURN_ITEMS of it; the rest
+//  waits, in order, for the next turn, so a flood never keeps the thread
+//  from reading, ticking and timing out for long.
+static bool
+s_grab(brg__io_t *self)
+{
+    if (self->left == NULL)
+        self->left = brg__outq_grab(&self->q);
+    bool any = self->left != NULL;
+    for (int k = 0; self->left != NULL && k < S_TURN_ITEMS; k++) {
+        s_item_t *it = (s_item_t *)self->left;
+        self->left = self->left->next;
+        if (it->type == S_ITEM_MSG)
+            s_on_msg(self, it);
+        else
+            s_on_command(self, it);
+    }
+    return any;
+}
+
+//  End of a turn: drain backlogs that may move again, seal every open BATCH.
+//  Returns true when a backlog still has messages to feed next turn.
+static bool
+s_flush(brg__io_t *self)
+{
+    bool more = false;
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
+        if (c->need_drain && !c->ended && c->peer != NULL) {
+            c->need_drain = false;
+            s_drain_backlog(self, c->peer);
+            more |= c->need_drain;
+        }
+    }
+    while (self->touched != NULL) {
+        brg__peer_t *p = self->touched;
+        self->touched = p->touched_next;
+        p->touched = false;
+        if (p->conn != NULL && !p->conn->ended) {
+            brg__session_flush(p->conn->sess);
+            s_after_call(p->conn);
+        }
+    }
+    return more;
+}
+
+//  ---------------------------------------------------------------------------
+//  Stats.
+
+static void
+s_publish_stats(brg__io_t *self)
+{
+    brg__session_stats_t sum = self->retired;
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
+        brg__session_stats_t st;
+        brg__session_stats(c->sess, &st);
+        sum.frames_in += st.frames_in;
+        sum.frames_out += st.frames_out;
+        sum.msgs_in += st.msgs_in;
+        sum.msgs_out += st.msgs_out;
+        sum.bytes_in += st.bytes_in;
+        sum.bytes_out += st.bytes_out;
+        sum.dead_on_end += st.dead_on_end;
+        sum.lost_in_flight += st.lost_in_flight;
+    }
+    brg_node_stats_t s;
+    memset(&s, 0, sizeof s);
+    for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
+        brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_relaxed);
+        if (p != NULL && atomic_load_explicit(&p->state, memory_order_relaxed) == S_PEER_UP)
+            s.peers_up++;
+    }
+    s.sessions_started = atomic_load_explicit(&self->sessions_started, memory_order_relaxed);
+    s.sessions_ended = atomic_load_explicit(&self->sessions_ended, memory_order_relaxed);
+    s.frames_in = sum.frames_in;
+    s.frames_out = sum.frames_out;
+    s.msgs_in = sum.msgs_in;
+    s.msgs_out = sum.msgs_out;
+    s.bytes_in = sum.bytes_in;
+    s.bytes_out = sum.bytes_out;
+    s.dropped_busy = atomic_load_explicit(&self->dropped_busy, memory_order_relaxed);
+    s.dropped_unreachable = atomic_load_explicit(&self->dropped_unreachable, memory_order_relaxed);
+    s.dead_on_session_end =
+        sum.dead_on_end + atomic_load_explicit(&self->dead_on_end, memory_order_relaxed);
+    s.lost_in_flight = sum.lost_in_flight;
+    s.rejected_frames = atomic_load_explicit(&self->rejected, memory_order_relaxed);
+    s.handshakes_failed = atomic_load_explicit(&self->handshakes_failed, memory_order_relaxed);
+    s.reconnect_attempts = atomic_load_explicit(&self->reconnects, memory_order_relaxed);
+    pthread_mutex_lock(&self->lock);
+    self->pub = s;
+    self->pub_gen++;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->lock);
+}
+
+//  ---------------------------------------------------------------------------
+//  The loop.
+
+//  Session timers, reconnects and parked HELLOs. Returns the next deadline.
+static uint64_t
+s_timers(brg__io_t *self, uint64_t now)
+{
+    uint64_t next = now + 1000000000ull; // wake at least once a second
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
+        if (c->ended)
+            continue;
+        uint64_t t = brg__session_timer(c->sess, now);
+        s_after_call(c);
+        if (t != 0 && t < next)
+            next = t;
+    }
+    s_reap(self);
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
+        if (d->next_at_ns == 0 || d->conn != NULL || d->stopped)
+            continue;
+        if (now >= d->next_at_ns)
+            s_dial_start(self, d);
+        else if (d->next_at_ns < next)
+            next = d->next_at_ns;
+    }
+    if (self->parked != NULL) {
+        s_unpark(self, false);
+        for (s_parked_t *pk = self->parked; pk != NULL; pk = pk->next)
+            if (pk->deadline_ns < next)
+                next = pk->deadline_ns;
+    }
+    return next;
+}
+
+//  Block in zmq_poll until a socket, the doorbell or the next deadline.
+static void
+s_poll(brg__io_t *self, uint64_t deadline)
+{
+    size_t n = 2;
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next)
+        n += c->outbox != NULL ? 2 : 0;
+    zmq_pollitem_t stack_items[64];
+    zmq_pollitem_t *items = n <= 64 ? stack_items : malloc(n * sizeof *items);
+    if (items == NULL)
+        return;
+    items[0] = (zmq_pollitem_t){NULL, self->q.efd, ZMQ_POLLIN, 0};
+    items[1] = (zmq_pollitem_t){self->router, 0, ZMQ_POLLIN, 0};
+    size_t i = 2;
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
+        if (c->outbox == NULL)
+            continue;
+        short ev = ZMQ_POLLIN | (c->busy ? ZMQ_POLLOUT : 0);
+        items[i++] = (zmq_pollitem_t){c->outbox, 0, ev, 0};
+        items[i++] = (zmq_pollitem_t){c->monitor, 0, ZMQ_POLLIN, 0};
+    }
+    uint64_t now = s_now();
+    long timeout = deadline > now ? (long)((deadline - now + 999999) / 1000000) : 0;
+    zmq_poll(items, (int)i, timeout);
+    if (items[0].revents & ZMQ_POLLIN)
+        brg__outq_drain_bell(&self->q);
+    if (items != stack_items)
+        free(items);
+}
+
+static bool
+s_all_quiet(brg__io_t *self)
+{
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next)
+        if (!c->ended)
+            return false;
+    return true;
+}
+
+//  Orderly end: every session says BYE after what is queued went out.
+static void
+s_stop_all(brg__io_t *self)
+{
+    while (s_grab(self))
+        s_flush(self);
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
+        if (c->ended)
+            continue;
+        while (c->peer != NULL && c->peer->bl_head != NULL && s_can_push(c->peer))
+            s_drain_backlog(self, c->peer);
+        if (!c->ended) {
+            brg__session_flush(c->sess);
+            brg__session_end(c->sess, BRG__END_LOCAL);
+        }
+    }
+    s_reap(self);
+    // What the ends made (error replies to local askers, signals) or what
+    // came meanwhile: no session is left for it.
+    for (;;) {
+        brg__outq_node_t *n = brg__outq_grab(&self->q);
+        if (n == NULL)
+            break;
+        while (n != NULL) {
+            s_item_t *it = (s_item_t *)n;
+            n = n->next;
+            if (it->type == S_ITEM_MSG) {
+                atomic_fetch_sub_explicit(&it->peer->queued_bytes, it->bytes, memory_order_relaxed);
+                atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
+                brg__remote_dead_letter(self->sys, it->to, it->msg, BRG_DEAD_SHUTDOWN, BRG_ECLOSED);
+            }
+            free(it);
+        }
+    }
+    for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
+        brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_relaxed);
+        if (p != NULL)
+            s_dead_letter_backlog(self, p, BRG_DEAD_SHUTDOWN);
+    }
+    (void)s_all_quiet;
+}
+
+static int
+s_bind_all(brg__io_t *self)
+{
+    self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
+    if (self->router == NULL)
+        return BRG_ENETWORK;
+    int64_t maxmsg = (int64_t)self->cfg.max_frame;
+    s_setopt_int(self->router, ZMQ_ROUTER_MANDATORY, 1);
+    s_setopt_int(self->router, ZMQ_ROUTER_HANDOVER, 1);
+    s_setopt_int(self->router, ZMQ_LINGER, 0);
+    s_setopt_int(self->router, ZMQ_SNDHWM, 1000);
+    s_setopt_int(self->router, ZMQ_RCVHWM, 1000);
+    s_setopt_int(self->router, ZMQ_HEARTBEAT_IVL, (int)self->cfg.tick_ms);
+    s_setopt_int(self->router, ZMQ_HEARTBEAT_TIMEOUT, (int)self->cfg.timeout_ms);
+    s_setopt_int(self->router, ZMQ_HEARTBEAT_TTL, (int)self->cfg.timeout_ms);
+    zmq_setsockopt(self->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && self->cfg.listen[i] != NULL; i++) {
+        const char *ep = self->cfg.listen[i];
+        if (zmq_bind(self->router, ep) != 0) {
+            s_log(self, BRG_LOG_ERROR, "cannot listen on %s: %s", ep, zmq_strerror(zmq_errno()));
+            return BRG_ENETWORK;
+        }
+        size_t len = sizeof self->bound[0];
+        if (zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->bound[self->nbound], &len) != 0)
+            snprintf(self->bound[self->nbound], sizeof self->bound[0], "%s", ep);
+        self->nbound++;
+    }
+    return BRG_OK;
+}
+
+static void *
+s_main(void *arg)
+{
+    brg__io_t *self = arg;
+    int rc = s_bind_all(self);
+    if (rc == BRG_OK) {
+        const char *adv = self->cfg.advertise ? self->cfg.advertise : self->bound[0];
+        snprintf(self->scfg.ep, sizeof self->scfg.ep, "%s", adv);
+    }
+    pthread_mutex_lock(&self->lock);
+    self->start_rc = rc;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->lock);
+    if (rc != BRG_OK) {
+        if (self->router != NULL)
+            zmq_close(self->router);
+        self->router = NULL;
+        return NULL;
+    }
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && self->cfg.connect[i] != NULL; i++) {
+        s_dial_t *d = s_dial_add(self, self->cfg.connect[i]);
+        if (d != NULL)
+            s_dial_start(self, d);
+    }
+    s_reap(self);
+    while (!self->stopping) {
+        bool busy = s_grab(self);
+        busy |= s_read_inbox(self) > 0;
+        for (s_conn_t *c = self->conns; c != NULL; c = c->next)
+            busy |= s_read_outbox(self, c) > 0;
+        s_reap(self);
+        uint64_t next = s_timers(self, s_now());
+        busy |= s_flush(self);
+        s_reap(self);
+        if (self->stopping)
+            break;
+        if (busy || !brg__outq_try_idle(&self->q))
+            continue;
+        s_publish_stats(self);
+        s_poll(self, next);
+    }
+    s_stop_all(self);
+    s_publish_stats(self);
+    zmq_close(self->router);
+    self->router = NULL;
+    return NULL;
+}
+
+//  ---------------------------------------------------------------------------
+//  API.
+
+brg__io_t *
+brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn, void *arg)
+{
+    brg__io_t *self = calloc(1, sizeof *self);
+    if (self == NULL)
+        return NULL;
+    self->sys = sys;
+    self->event_fn = fn;
+    self->event_arg = arg;
+    self->cfg = *cfg;
+    snprintf(self->name, sizeof self->name, "%s", cfg->name);
+    snprintf(self->cluster, sizeof self->cluster, "%s", cfg->cluster);
+    self->cfg.name = self->name;
+    self->cfg.cluster = self->cluster;
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS; i++) {
+        self->cfg.listen[i] = NULL;
+        self->cfg.connect[i] = NULL;
+    }
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && cfg->listen[i] != NULL; i++) {
+        snprintf(self->listen[i], sizeof self->listen[i], "%s", cfg->listen[i]);
+        self->cfg.listen[i] = self->listen[i];
+    }
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && cfg->connect[i] != NULL; i++) {
+        snprintf(self->connect[i], sizeof self->connect[i], "%s", cfg->connect[i]);
+        self->cfg.connect[i] = self->connect[i];
+    }
+    if (cfg->advertise != NULL) {
+        snprintf(self->advertise, sizeof self->advertise, "%s", cfg->advertise);
+        self->cfg.advertise = self->advertise;
+    }
+    // The node UUID as bytes, from its text form (brg_system_node).
+    char uuid[37];
+    brg_system_node(sys, uuid);
+    for (int i = 0, j = 0; i < 16; j++) {
+        if (uuid[j] == '-')
+            continue;
+        unsigned v;
+        sscanf(uuid + j, "%2x", &v);
+        self->uuid[i++] = (uint8_t)v;
+        j++;
+    }
+    s_uuid_split(self->uuid, &self->hi, &self->lo);
+    self->rng = self->hi ^ self->lo ^ s_now() ^ 0x9e3779b97f4a7c15ull;
+    if (self->rng == 0)
+        self->rng = 1;
+
+    brg__session_cfg_default(&self->scfg);
+    memcpy(self->scfg.node, self->uuid, 16);
+    snprintf(self->scfg.name, sizeof self->scfg.name, "%s", self->name);
+    snprintf(self->scfg.cluster, sizeof self->scfg.cluster, "%s", self->cluster);
+    self->scfg.tick_ms = cfg->tick_ms;
+    self->scfg.timeout_ms = cfg->timeout_ms;
+    self->scfg.handshake_ms = cfg->handshake_ms;
+    self->scfg.limits.max_frame = cfg->max_frame;
+    self->sio.send_frame = s_cb_send_frame;
+    self->sio.deliver = s_cb_deliver;
+    self->sio.up = s_cb_up;
+    self->sio.ended = s_cb_ended;
+
+    pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->cond, NULL);
+    self->start_rc = 1;
+    self->next_waiter = 1;
+    if (brg__outq_init(&self->q) != BRG_OK)
+        goto fail_q;
+    self->ctx = s_ctx_acquire();
+    if (self->ctx == NULL)
+        goto fail_ctx;
+    if (pthread_create(&self->thread, NULL, s_main, self) != 0)
+        goto fail_thread;
+    self->thread_started = true;
+    pthread_mutex_lock(&self->lock);
+    while (self->start_rc == 1)
+        pthread_cond_wait(&self->cond, &self->lock);
+    int rc = self->start_rc;
+    pthread_mutex_unlock(&self->lock);
+    if (rc != BRG_OK) {
+        pthread_join(self->thread, NULL);
+        self->thread_started = false;
+        goto fail_thread;
+    }
+    return self;
+
+fail_thread:
+    s_ctx_release();
+fail_ctx:
+    brg__outq_fini(&self->q);
+fail_q:
+    pthread_cond_destroy(&self->cond);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    return NULL;
+}
+
+static void
+s_push_item(brg__io_t *self, s_item_t *it)
+{
+    brg__outq_push(&self->q, &it->link);
+}
+
+void
+brg__io_shutdown(brg__io_t *self)
+{
+    if (self == NULL || self->shut_down)
+        return;
+    self->shut_down = true;
+    if (self->thread_started) {
+        s_item_t *it = calloc(1, sizeof *it);
+        if (it != NULL) {
+            it->type = S_ITEM_STOP;
+            s_push_item(self, it);
+        }
+        pthread_join(self->thread, NULL);
+        self->thread_started = false;
+    }
+}
+
+void
+brg__io_destroy(brg__io_t **self_p)
+{
+    brg__io_t *self = *self_p;
+    if (self == NULL)
+        return;
+    brg__io_shutdown(self);
+    for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
+        brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_relaxed);
+        free(p);
+    }
+    while (self->dials != NULL) {
+        s_dial_t *d = self->dials;
+        self->dials = d->next;
+        free(d);
+    }
+    while (self->parked != NULL) {
+        s_parked_t *pk = self->parked;
+        self->parked = pk->next;
+        free(pk);
+    }
+    brg__wbuf_free(&self->wbuf);
+    s_ctx_release();
+    brg__outq_fini(&self->q);
+    pthread_cond_destroy(&self->cond);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}
+
+int
+brg__io_send(brg__io_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg_p)
+{
+    brg_msg_t *msg = *msg_p;
+    *msg_p = NULL;
+    brg__peer_t *p = s_peer_find(self, to.node_hi, to.node_lo);
+    // The epoch before the state: the state store (release) follows the
+    // epoch increment, so a sender that sees a live state with the old
+    // epoch sent during the old session, which the I/O thread then drops.
+    // Acquire: pairs with s_peer_set_state's release.
+    uint32_t epoch = p != NULL ? atomic_load_explicit(&p->epoch, memory_order_acquire) : 0;
+    if (p == NULL || atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_DOWN) {
+        atomic_fetch_add_explicit(&self->dropped_unreachable, 1, memory_order_relaxed);
+        brg__remote_dead_letter(self->sys, to, msg, BRG_DEAD_REMOTE_DOWN, BRG_ENETWORK);
+        return BRG_ENETWORK;
+    }
+    size_t name_len = to_name != NULL ? strlen(to_name) : 0;
+    size_t bytes = (size_t)msg->size + S_ENV_OVERHEAD + name_len;
+    bool user = msg->kind == BRG__MSG_USER || msg->kind == BRG__MSG_REPLY ||
+                msg->kind == BRG__MSG_REPLY_ERROR;
+    size_t old = atomic_fetch_add_explicit(&p->queued_bytes, bytes, memory_order_relaxed);
+    s_item_t *it = NULL;
+    if (!user || old + bytes <= self->cfg.peer_queue_bytes)
+        it = malloc(sizeof *it + name_len + 1);
+    if (it == NULL) {
+        // Over the budget (or out of memory for the queue entry, which is
+        // the same condition for the sender: no room now, try later).
+        atomic_fetch_sub_explicit(&p->queued_bytes, bytes, memory_order_relaxed);
+        atomic_fetch_add_explicit(&self->dropped_busy, 1, memory_order_relaxed);
+        brg__remote_dead_letter(self->sys, to, msg, BRG_DEAD_REMOTE_BUSY, BRG_EBUSY);
+        return BRG_EBUSY;
+    }
+    it->type = S_ITEM_MSG;
+    it->next = NULL;
+    it->peer = p;
+    it->to = to;
+    it->msg = msg;
+    it->bytes = bytes;
+    it->epoch = epoch;
+    it->waiter = 0;
+    memcpy(it->name, to_name != NULL ? to_name : "", name_len + 1);
+    s_push_item(self, it);
+    return BRG_OK;
+}
+
+int
+brg__io_endpoint(brg__io_t *self, int i, char *buf, size_t len)
+{
+    if (i < 0 || i >= self->nbound)
+        return BRG_ENOTFOUND;
+    int n = snprintf(buf, len, "%s", self->bound[i]);
+    return n < 0 || (size_t)n >= len ? BRG_EMSGSIZE : BRG_OK;
+}
+
+int
+brg__io_connect(brg__io_t *self, const char *endpoint, int timeout_ms, brg_ref_t *peer)
+{
+    size_t len = strlen(endpoint);
+    if (len == 0 || len > BRG__WIRE_EP_MAX)
+        return BRG_EINVAL;
+    bool wait = timeout_ms > 0 && peer != NULL;
+    if (wait && brg_system_is_own_thread(self->sys))
+        return BRG_EDEADLK;
+    s_item_t *it = calloc(1, sizeof *it + len + 1);
+    if (it == NULL)
+        return BRG_ENOMEM;
+    it->type = S_ITEM_CONNECT;
+    memcpy(it->name, endpoint, len + 1);
+    s_waiter_t w = {0};
+    if (wait) {
+        pthread_mutex_lock(&self->lock);
+        w.id = self->next_waiter++;
+        w.next = self->waiters;
+        self->waiters = &w;
+        pthread_mutex_unlock(&self->lock);
+        it->waiter = w.id;
+    }
+    s_push_item(self, it);
+    if (!wait)
+        return BRG_OK;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&self->lock);
+    while (!w.done && pthread_cond_timedwait(&self->cond, &self->lock, &until) != ETIMEDOUT)
+        ;
+    // Unlink the waiter before it goes out of scope: the I/O thread only
+    // touches waiters it finds in the list, under the lock.
+    for (s_waiter_t **pp = &self->waiters; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == &w) {
+            *pp = w.next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&self->lock);
+    if (!w.done)
+        return BRG_ETIMEDOUT;
+    if (w.rc == BRG_OK)
+        *peer = w.peer;
+    return w.rc;
+}
+
+int
+brg__io_disconnect(brg__io_t *self, brg_ref_t peer)
+{
+    if (s_peer_find(self, peer.node_hi, peer.node_lo) == NULL)
+        return BRG_ENOTFOUND;
+    s_item_t *it = calloc(1, sizeof *it + 1);
+    if (it == NULL)
+        return BRG_ENOMEM;
+    it->type = S_ITEM_DISCONNECT;
+    it->to = peer;
+    s_push_item(self, it);
+    return BRG_OK;
+}
+
+int
+brg__io_find(brg__io_t *self, const char *name, brg_ref_t *peer)
+{
+    for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
+        brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_acquire);
+        if (p != NULL && atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_UP &&
+            strcmp(p->name, name) == 0) {
+            *peer = s_node_ref(p->hi, p->lo);
+            return BRG_OK;
+        }
+    }
+    return BRG_ENOTFOUND;
+}
+
+int
+brg__io_peers(brg__io_t *self, brg_ref_t *peers, int max)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
+        brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_acquire);
+        if (p != NULL && atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_UP) {
+            if (n < max)
+                peers[n] = s_node_ref(p->hi, p->lo);
+            n++;
+        }
+    }
+    return n;
+}
+
+bool
+brg__io_peer_up(brg__io_t *self, brg_ref_t peer)
+{
+    brg__peer_t *p = s_peer_find(self, peer.node_hi, peer.node_lo);
+    return p != NULL && atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_UP;
+}
+
+void
+brg__io_stats(brg__io_t *self, brg_node_stats_t *stats, bool fresh)
+{
+    pthread_mutex_lock(&self->lock);
+    uint64_t gen = self->pub_gen;
+    pthread_mutex_unlock(&self->lock);
+    if (fresh && self->thread_started && !self->shut_down) {
+        s_item_t *it = calloc(1, sizeof *it);
+        if (it != NULL) {
+            it->type = S_ITEM_STATS;
+            s_push_item(self, it);
+            pthread_mutex_lock(&self->lock);
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 5;
+            // gen + 1 may be a snapshot published just before the request
+            // was grabbed; gen + 2 comes after it was.
+            while (self->pub_gen < gen + 2 &&
+                   pthread_cond_timedwait(&self->cond, &self->lock, &until) != ETIMEDOUT)
+                ;
+            pthread_mutex_unlock(&self->lock);
+        }
+    }
+    pthread_mutex_lock(&self->lock);
+    *stats = self->pub;
+    pthread_mutex_unlock(&self->lock);
+}

@@ -1,0 +1,66 @@
+//  zmq_io - the node's I/O thread: every ZeroMQ socket, the peer table,
+//  the outbound queue, sessions and reconnects (internal).
+//
+//  zmq_io.c is the only file of Brigade that includes <zmq.h>. node.c (the
+//  public node API) drives it through these calls; the runtime reaches it
+//  through the remote ops node.c plugs in (brg__io_send).
+//
+//  Threads. brg__io_new and brg__io_shutdown/destroy: the node's creating or
+//  destroying thread. brg__io_send, find, peers, peer_up, endpoint, and the
+//  published stats: any thread. brg__io_connect with a wait, and the fresh
+//  stats: any thread that may block. The event callback runs on the I/O
+//  thread.
+#ifndef BRG_TRANSPORT_ZMQ_IO_H
+#define BRG_TRANSPORT_ZMQ_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "brigade/node.h"
+
+typedef struct brg__io brg__io_t;
+
+//  A peer's session came up (up = true) or ended (reason: the
+//  brg__end_reason_name text). Called on the I/O thread, in the order the
+//  sessions changed, after everything the peer delivered. It must not block.
+typedef void (*brg__io_event_fn)(void *arg, bool up, brg_ref_t peer, const char *name,
+                                 const char *reason);
+
+//  Start the I/O thread: bind every cfg->listen endpoint (all on one ROUTER)
+//  and dial every cfg->connect seed. cfg has been validated and its
+//  defaults filled in (node.c). Returns NULL (logged) if a bind failed or
+//  out of resources. The strings of cfg are copied.
+brg__io_t *brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn,
+                       void *arg);
+
+//  Flush what is queued (bounded by a linger of one second per peer), say
+//  BYE to every peer, stop reconnecting, join the I/O thread. Idempotent.
+void brg__io_shutdown(brg__io_t *self);
+
+//  Shut down if not done, then free everything; *self_p = NULL.
+void brg__io_destroy(brg__io_t **self_p);
+
+//  The remote ops' send (runtime/remote.h): queue msg for `to` (or the name
+//  to_name on node `to`). Takes ownership of *msg_p and sets it to NULL.
+//  BRG_OK, BRG_EBUSY (over the peer's budget, a user message: dead letter
+//  BRG_DEAD_REMOTE_BUSY), BRG_ENETWORK (node unknown or down: dead letter
+//  BRG_DEAD_REMOTE_DOWN). Never blocks. Thread: any.
+int brg__io_send(brg__io_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg_p);
+
+//  As brg_node_endpoint, brg_node_connect, brg_node_disconnect,
+//  brg_node_find and brg_node_peers (node.h).
+int brg__io_endpoint(brg__io_t *self, int i, char *buf, size_t len);
+int brg__io_connect(brg__io_t *self, const char *endpoint, int timeout_ms, brg_ref_t *peer);
+int brg__io_disconnect(brg__io_t *self, brg_ref_t peer);
+int brg__io_find(brg__io_t *self, const char *name, brg_ref_t *peer);
+int brg__io_peers(brg__io_t *self, brg_ref_t *peers, int max);
+
+//  True when the session with the node of `peer` is up now. Thread: any.
+bool brg__io_peer_up(brg__io_t *self, brg_ref_t peer);
+
+//  The counters. fresh: ask the I/O thread for a snapshot taken now and wait
+//  for it (a thread that may block); else the one it published last (any
+//  thread, never blocks).
+void brg__io_stats(brg__io_t *self, brg_node_stats_t *stats, bool fresh);
+
+#endif
