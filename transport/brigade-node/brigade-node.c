@@ -8,6 +8,14 @@
 //  handler), then destroys the system: every actor stops, every peer gets
 //  BYE, and the program exits 0.
 //
+//  With --parent-pid PID it also stops (as on SIGTERM) when process PID, its
+//  parent, ends: Linux's PR_SET_PDEATHSIG, set before any thread starts,
+//  then a check that the parent is still PID (it may have ended before the
+//  prctl). A launcher or test that starts nodes as children uses it so
+//  that none outlives it. (Linux signals the death of the parent thread
+//  that started us: start nodes from a thread that lives as long as the
+//  process.)
+//
 //  On start it prints one line to stdout, for scripts and tests:
 //    brigade-node NAME UUID ENDPOINT
 //  with the first endpoint as bound (a tcp port 0 resolved).
@@ -18,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -28,6 +37,7 @@ usage(FILE *out)
             "usage: brigade-node --name NAME --listen ENDPOINT [--listen ENDPOINT ...]\n"
             "                    [--connect ENDPOINT ...] [--cluster NAME] [--advertise ENDPOINT]\n"
             "                    [--tick-ms MS] [--timeout-ms MS] [--workers N]\n"
+            "                    [--parent-pid PID]\n"
             "  --name NAME          this node's name (1..63 bytes)\n"
             "  --listen ENDPOINT    bind tcp://HOST:PORT (PORT 0: any), ipc:///PATH (up to %d)\n"
             "  --connect ENDPOINT   a peer to dial at start and redial when lost (up to %d)\n"
@@ -36,6 +46,7 @@ usage(FILE *out)
             "  --tick-ms MS         heartbeat interval (default 1000)\n"
             "  --timeout-ms MS      silence that means a peer is down (default 10000)\n"
             "  --workers N          worker threads (default: one per CPU)\n"
+            "  --parent-pid PID     stop when process PID (our parent) ends\n"
             "Runs until SIGTERM or SIGINT, then stops every actor, says BYE to every\n"
             "peer and exits 0.\n",
             BRG_NODE_MAX_ENDPOINTS, BRG_NODE_MAX_ENDPOINTS);
@@ -69,6 +80,7 @@ main(int argc, char **argv)
     brg_config_t cfg;
     brg_config_init(&cfg);
     int nlisten = 0, nconnect = 0;
+    long parent = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -99,6 +111,9 @@ main(int argc, char **argv)
             if (!parse_uint(v, 3600000, &n))
                 return bad("bad --timeout-ms", v);
             ncfg.timeout_ms = (uint32_t)n;
+        } else if (strcmp(a, "--parent-pid") == 0) {
+            if (!parse_uint(v, 0x7fffffff, &parent))
+                return bad("bad --parent-pid", v);
         } else if (strcmp(a, "--workers") == 0) {
             if (!parse_uint(v, 1024, &n))
                 return bad("bad --workers", v);
@@ -122,6 +137,17 @@ main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
         return 1;
+    // The parent's death arrives as SIGTERM, through the same signalfd.
+    if (parent != 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+            perror("brigade-node: prctl(PR_SET_PDEATHSIG)");
+            return 1;
+        }
+        if ((long)getppid() != parent) {
+            fprintf(stderr, "brigade-node: parent %ld has already ended\n", parent);
+            return 1;
+        }
+    }
     int sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (sfd < 0) {
         perror("brigade-node: signalfd");
