@@ -124,28 +124,11 @@ struct brg_ctx {
     const brg_msg_t *msg; // the message being handled, or NULL (init, callbacks)
 };
 
-//  ---------------------------------------------------------------------------
-//  Slot table: id -> actor, O(1), without a global lock. See actor.c.
-
-//  Look up the live actor named by a local id and take a reference that keeps
-//  its memory valid; returns NULL if it is dead, stale or unknown. Every
-//  successful acquire must be paired with brg__actor_release. Thread: any.
-brg__actor_t *brg__actor_acquire(brg_system_t *sys, uint64_t id);
-void brg__actor_release(brg_system_t *sys, uint64_t id);
-
 //  Push msg into the mailbox of the local actor named by id: BRG_OK, or
 //  BRG_ENOACTOR if it is dead, stale or unknown (msg untouched: the caller
 //  still owns it). A worker of sys takes no slot reference (see actor.c);
 //  other threads take one around the push. Thread: any.
 int brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg);
-
-//  The workers' grace period after the actor's retirement is over
-//  (brg__sched_retire): free it, or leave that to the last counted holder.
-//  Thread: any.
-void brg__actor_reclaim(brg_system_t *sys, brg__actor_t *actor);
-
-//  Free a retired actor at system teardown, when no thread is left.
-void brg__actor_reclaim_final(brg_system_t *sys, brg__actor_t *actor);
 
 //  Send coalescing (actor.c design notes). A worker's plain sends to one
 //  target after the first wait in its pending chain, at most BRG__SEND_CHAIN_MAX of them,
@@ -253,10 +236,6 @@ brg_ref_t brg__actor_ref(const brg__actor_t *actor);
 //  (it answers BRG_ECLOSED), then send a stop to every live actor.
 //  Returns how many actors were asked. Thread: the destroying thread.
 uint32_t brg__actor_stop_all(brg_system_t *sys);
-
-//  Slot table lifecycle (system new/destroy).
-int brg__slots_init(brg_system_t *sys);
-void brg__slots_fini(brg_system_t *sys);
 
 //  Ask bookkeeping (ask.c), on the asking actor's thread.
 void brg__ask_on_reply(brg_ctx_t *ctx, const brg_msg_t *msg, bool *handled);

@@ -43,6 +43,7 @@
 #include "remote.h"
 #include "runq.h"
 #include "sched.h"
+#include "slots.h"
 #include "system.h"
 #include "timer.h"
 

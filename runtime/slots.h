@@ -1,0 +1,112 @@
+//  slots - the slot table: local actor ids (generation << 32 | slot) to
+//  actors, O(1), without a global lock (internal view).
+#ifndef BRG_RUNTIME_SLOTS_H
+#define BRG_RUNTIME_SLOTS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "actor.h"
+#include "system.h"
+
+//  Synchronization (slots.c, design notes):
+//    word   every RMW and load is atomic; a counted lookup does fetch_add
+//           then fetch_sub, a worker's reference-free lookup one acquire
+//           load; LIVE is published by spawn's release CAS.
+//    ptr    written under slot_lock before the slot turns LIVE (or, FREE,
+//           as the free-list link); read after an acquire of word.
+//    free_head, chunk allocation: slot_lock.
+struct brg__slot {
+    _Atomic uint64_t word; // generation << 32 | state << 30 | refs
+    _Atomic uintptr_t ptr; // the actor (LIVE, DYING); next free index + 1 (FREE)
+};
+
+#define BRG__SLOT_FREE 0u
+#define BRG__SLOT_LIVE 1u
+#define BRG__SLOT_DYING 2u // retired; waits for the workers' grace period (brg__actor_reclaim)
+#define BRG__SLOT_DEAD 3u  // grace period over; the last counted reference frees it
+#define BRG__SLOT_REFS_MASK ((1ull << 30) - 1)
+#define BRG__SLOT_STATE(w) ((uint32_t)(((w) >> 30) & 3u))
+#define BRG__SLOT_GEN(w) ((uint32_t)((w) >> 32))
+#define BRG__SLOT_REFS(w) ((w)&BRG__SLOT_REFS_MASK)
+#define BRG__SLOT_WORD(gen, state, refs)                                                           \
+    (((uint64_t)(gen) << 32) | ((uint64_t)(state) << 30) | (refs))
+
+//  Slot table lifecycle (system new/destroy).
+int brg__slots_init(brg_system_t *sys);
+void brg__slots_fini(brg_system_t *sys);
+
+//  The slot of index idx, or NULL if no such slot was ever handed out.
+//  Inline: it is the first half of every send's lookup. Thread: any.
+static inline brg__slot_t *
+brg__slot_at(brg_system_t *sys, uint32_t idx)
+{
+    // Acquire: pairs with the release store of slot_limit in
+    // brg__slots_publish, so the chunk pointer stored before it is visible.
+    if (idx >= atomic_load_explicit(&sys->slot_limit, memory_order_acquire))
+        return NULL;
+    brg__slot_t *chunk =
+        atomic_load_explicit(&sys->chunks[idx >> BRG__SLOT_CHUNK_BITS], memory_order_relaxed);
+    return &chunk[idx & (BRG__SLOT_CHUNK - 1)];
+}
+
+//  The reference-free lookup of a worker of sys (slots.c, design notes):
+//  the live actor named by id, or NULL if it is dead, stale or unknown. The
+//  pointer is valid until the calling worker's next quiescent point.
+//  Inline: it is the lookup of every send from a worker.
+//  Thread: a worker of sys (brg__sched_is_worker_of).
+static inline brg__actor_t *
+brg__slots_peek(brg_system_t *sys, uint64_t id)
+{
+    brg__slot_t *slot = brg__slot_at(sys, (uint32_t)id);
+    if (!slot)
+        return NULL;
+    // Acquire: pairs with the release CAS that made the slot LIVE (and the
+    // release sequence of counted senders' RMWs after it), so ptr and the
+    // fields written at spawn are visible. ptr is rewritten only when the
+    // slot is reused, after FREE, after reclaim, after our quiescent point.
+    uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
+    if (BRG__SLOT_GEN(w) != (uint32_t)(id >> 32) || BRG__SLOT_STATE(w) != BRG__SLOT_LIVE)
+        return NULL;
+    return (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
+}
+
+//  Look up the live actor named by a local id and take a reference that keeps
+//  its memory valid; returns NULL if it is dead, stale or unknown. Every
+//  successful acquire must be paired with brg__actor_release. Thread: any.
+brg__actor_t *brg__actor_acquire(brg_system_t *sys, uint64_t id);
+void brg__actor_release(brg_system_t *sys, uint64_t id);
+
+//  Take a free slot, publish actor in it and return its id (0 on failure:
+//  *rc says why: BRG_ECLOSED, BRG_EBUSY at max_actors, BRG_ENOMEM, or
+//  brg__link_spawned's error for link_flags). counted: a user actor (counted
+//  alive), else a brg_system_ask waiter (counted in asks_waiting). Under
+//  slot_lock, so brg__slots_close, which sets closing under the same lock,
+//  sees every actor published before it. Thread: any (spawn).
+uint64_t brg__slots_publish(brg_system_t *sys, brg__actor_t *actor, bool counted,
+                            brg__actor_t *parent, unsigned link_flags, uint64_t *monitor, int *rc);
+
+//  LIVE -> DYING, then hand the actor to the scheduler, which reclaims it
+//  after the workers' grace period (brg__sched_retire). The caller must not
+//  touch the actor afterwards. Thread: the actor's (it is dying).
+void brg__slots_retire(brg_system_t *sys, brg__actor_t *actor);
+
+//  The workers' grace period after the actor's retirement is over
+//  (brg__sched_retire): free it, or leave that to the last counted holder.
+//  Thread: any.
+void brg__actor_reclaim(brg_system_t *sys, brg__actor_t *actor);
+
+//  Free a retired actor at system teardown, when no thread is left.
+void brg__actor_reclaim_final(brg_system_t *sys, brg__actor_t *actor);
+
+//  Mark sys closing (spawns fail with BRG_ECLOSED from now on) under
+//  slot_lock, and return how many slots were handed out: every actor
+//  published before is in those. Thread: the destroying thread.
+uint32_t brg__slots_close(brg_system_t *sys);
+
+//  The id of the actor live in slot idx (idx below brg__slots_close's
+//  answer), or 0 if the slot is not LIVE. Thread: any.
+uint64_t brg__slots_live_id(brg_system_t *sys, uint32_t idx);
+
+#endif
