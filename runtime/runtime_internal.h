@@ -38,6 +38,7 @@
 #include "debug.h"
 #include "link.h"
 #include "log.h"
+#include "mailbox.h"
 #include "msg.h"
 #include "registry.h"
 #include "remote.h"

@@ -52,11 +52,13 @@ brg__slot_at(brg_system_t *sys, uint32_t idx)
 }
 
 //  The reference-free lookup of a worker of sys (slots.c, design notes):
-//  the live actor named by id, or NULL if it is dead, stale or unknown. The
-//  pointer is valid until the calling worker's next quiescent point.
-//  Inline: it is the lookup of every send from a worker.
+//  the slot of the live actor named by id, or NULL if it is dead, stale or
+//  unknown; brg__slot_actor then reads the actor. The actor stays valid
+//  until the calling worker's next quiescent point. Inline: it is the lookup
+//  of every send from a worker (it returns the slot, not the actor, so that
+//  the caller tests one pointer the compiler already knows is not NULL).
 //  Thread: a worker of sys (brg__sched_is_worker_of).
-static inline brg__actor_t *
+static inline brg__slot_t *
 brg__slots_peek(brg_system_t *sys, uint64_t id)
 {
     brg__slot_t *slot = brg__slot_at(sys, (uint32_t)id);
@@ -69,6 +71,14 @@ brg__slots_peek(brg_system_t *sys, uint64_t id)
     uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
     if (BRG__SLOT_GEN(w) != (uint32_t)(id >> 32) || BRG__SLOT_STATE(w) != BRG__SLOT_LIVE)
         return NULL;
+    return slot;
+}
+
+//  The actor in a slot brg__slots_peek returned. Relaxed: ordered by its
+//  acquire load of the word. Thread: as brg__slots_peek.
+static inline brg__actor_t *
+brg__slot_actor(brg__slot_t *slot)
+{
     return (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
 }
 

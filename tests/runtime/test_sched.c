@@ -4,6 +4,7 @@
 #include "test_util.h"
 
 #include "runtime/actor.h"
+#include "runtime/mailbox.h"
 #include "runtime/sched.h"
 #include "runtime/system.h"
 
