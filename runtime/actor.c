@@ -92,8 +92,7 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
     s_drain_dead(actor);
     // Senders suspended on us go back to work (their next sends to us fail);
     // CLOSED keeps new ones from waiting (brg__sched_bp_suspend's RMW).
-    if (atomic_fetch_or_explicit(&actor->bp, BRG__BP_CLOSED, memory_order_acq_rel) &
-        BRG__BP_WAITERS)
+    if (brg__mailbox_bp_close(actor))
         brg__sched_bp_wake(sys->sched, actor);
     // The pending asks' callbacks run (BRG_ECLOSED) before the exit signals
     // go out, as an OTP terminate/2 runs before the process exits: a link,
@@ -449,13 +448,9 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
     }
     // An actor with init runs at once: it starts RUNNING (scheduled) and is
     // queued below; others start idle and run on their first message.
-    if (opts->init) {
+    if (opts->init)
         actor->flags |= BRG__ACTOR_INIT;
-        atomic_init(&actor->head, BRG__MB_RUNNING);
-    } else {
-        atomic_init(&actor->head, NULL);
-    }
-    atomic_init(&actor->bp, 0);
+    brg__mailbox_init(actor, opts->init != NULL);
     // The name is reserved before the actor exists, so a taken name fails the
     // spawn before anything is published, and filled in once it has an id.
     int rc;
@@ -499,8 +494,7 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
 void
 brg__actor_retire_waiter(brg__actor_t *actor)
 {
-    brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
-    brg__mailbox_take_stack(actor, top);
+    brg__mailbox_take_stack(actor, brg__mailbox_close(actor));
     brg_msg_t *msg;
     while ((msg = brg__mailbox_pop(&actor->user_head, &actor->user_tail)) != NULL)
         brg__waiter_drop(actor, msg);
@@ -508,8 +502,7 @@ brg__actor_retire_waiter(brg__actor_t *actor)
         brg__waiter_drop(actor, msg);
     // No sender is ever suspended on a reply box (brg__sched_bp_suspend);
     // closed all the same, as any mailbox that dies.
-    if (atomic_fetch_or_explicit(&actor->bp, BRG__BP_CLOSED, memory_order_acq_rel) &
-        BRG__BP_WAITERS)
+    if (brg__mailbox_bp_close(actor))
         brg__sched_bp_wake(actor->sys->sched, actor);
     brg__slots_retire(actor->sys, actor);
 }

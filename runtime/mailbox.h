@@ -232,4 +232,69 @@ brg__mailbox_go_idle(brg__actor_t *actor)
     return idle;
 }
 
+//  The rest of the protocol, for the actor's birth and death and for the
+//  reply box of brg_system_ask; no other file touches head or bp's flags
+//  outside mailbox.c and the scheduler's backpressure table.
+
+//  A new mailbox, before the actor is published: RUNNING (scheduled at
+//  once: the actor has an init) or idle, nothing counted.
+static inline void
+brg__mailbox_init(brg__actor_t *actor, bool running)
+{
+    atomic_init(&actor->head, running ? BRG__MB_RUNNING : NULL);
+    atomic_init(&actor->bp, 0);
+}
+
+//  Close the mailbox (head = DEAD: every later push fails) and return what
+//  was pushed since the last grab, for brg__mailbox_take_stack. Acquire: the
+//  last producers' messages are visible to the caller's drain.
+//  Thread: the owner (the dying actor's thread, or a waiter's waiting thread).
+static inline brg_msg_t *
+brg__mailbox_close(brg__actor_t *actor)
+{
+    return atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
+}
+
+//  True if the mailbox is closed (its actor died or is dying). Acquire:
+//  pairs with the exchange in brg__mailbox_close. Thread: any holding a
+//  reference.
+static inline bool
+brg__mailbox_is_closed(brg__actor_t *actor)
+{
+    return atomic_load_explicit(&actor->head, memory_order_acquire) == BRG__MB_DEAD;
+}
+
+//  Set CLOSED in bp after brg__mailbox_close: no sender suspends on this
+//  actor any more (brg__sched_bp_suspend's RMW sees it). Returns true if
+//  senders may be suspended on it: the caller then hands them back
+//  (brg__sched_bp_wake). Acq_rel: in the word's total order with the
+//  registration's RMW. Thread: the owner.
+static inline bool
+brg__mailbox_bp_close(brg__actor_t *actor)
+{
+    return atomic_fetch_or_explicit(&actor->bp, BRG__BP_CLOSED, memory_order_acq_rel) &
+           BRG__BP_WAITERS;
+}
+
+//  A reply box (brg_system_ask's waiter, whose waiting thread is its only
+//  consumer) takes its whole stack, leaving RUNNING; the caller walks it
+//  newest first. Acquire: pairs with the producers' release CAS.
+static inline brg_msg_t *
+brg__mailbox_take(brg__actor_t *actor)
+{
+    return atomic_exchange_explicit(&actor->head, BRG__MB_RUNNING, memory_order_acquire);
+}
+
+//  A reply box goes back to idle (RUNNING -> NULL) so that the next push
+//  wakes its thread; false if messages came meanwhile. No backpressure and
+//  no Dekker pair (nobody is ever suspended on a reply box), so acq_rel:
+//  release hands the box back to the next pusher, whose CAS acquires.
+static inline bool
+brg__mailbox_take_idle(brg__actor_t *actor)
+{
+    brg_msg_t *expected = BRG__MB_RUNNING;
+    return atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL,
+                                                   memory_order_acq_rel, memory_order_acquire);
+}
+
 #endif

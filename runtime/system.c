@@ -357,7 +357,7 @@ brg_system_is_alive(brg_system_t *self, brg_ref_t ref)
     brg__actor_t *actor = brg__actor_acquire(self, ref.id);
     if (!actor)
         return false;
-    bool alive = atomic_load_explicit(&actor->head, memory_order_relaxed) != BRG__MB_DEAD;
+    bool alive = !brg__mailbox_is_closed(actor);
     brg__actor_release(self, ref.id);
     return alive;
 }
