@@ -47,5 +47,7 @@
 #include "slots.h"
 #include "system.h"
 #include "timer.h"
+#include "watchdog.h"
+#include "worker.h"
 
 #endif

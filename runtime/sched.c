@@ -157,95 +157,6 @@
 #define BRG__PAUSE_MAX 1024u  // most pauses between two looks of a searching worker
 #define BRG__STALL_NS 100000u // work another worker has not touched this long may be taken
 #define BRG__LIMBO_BATCH 64   // a worker reclaims once it holds this many dead actors
-#define S_QS_OFFLINE UINT64_MAX
-#define S_BP_BUCKETS 64 // buckets of suspended senders (a power of two)
-
-//  What the watchdog sees of one thread's current behaviour call.
-struct brg__watch {
-    _Atomic uint64_t since_ns; // start of the call in progress, 0 = none (owner writes)
-    _Atomic uint64_t actor_id; // its actor (owner writes)
-    _Atomic uint64_t fail_at;  // since_ns of a call the watchdog wants failed (timer thread writes)
-    uint64_t reported;         // since_ns last reported (timer thread only)
-};
-
-typedef struct brg__worker {
-    brg__runq_t runq;           // stealable FIFO (first: it is cache-line aligned inside)
-    brg__sched_t *sched;        // immutable
-    uint32_t index;             // immutable
-    brg__actor_t *lifo;         // next to run; owner only, never stolen
-    uint32_t lifo_streak;       // actors run from lifo in a row (owner)
-    uint32_t sends;             // sends by the running actor while lifo is full (owner)
-    uint32_t since_inject;      // batches started since this worker last polled inject (owner)
-    _Atomic uint32_t gap_max;   // the largest since_inject seen (owner writes; stats read)
-    bool searching;             // counted in idle_state (owner)
-    bool helping;               // running a queued actor inside a send (owner)
-    uint32_t help_tick;         // sends since the last help check (owner)
-    uint64_t rng;               // victim choice (owner)
-    uint32_t *seen_head;        // per victim: its progress at our last look (owner)
-    uint64_t *seen_at;          // per victim: when that value was first seen (owner)
-    uint32_t seen_inject;       // inject_taken at our last look (owner)
-    uint64_t seen_inject_at;    // when that value was first seen (owner)
-    uint64_t processed_local;   // messages run (owner), published in processed
-    uint64_t hwm_local;         // longest mailbox seen (owner), published in hwm
-    _Atomic uint64_t processed; // written by owner only (relaxed store), read by stats
-    _Atomic uint64_t hwm;       // written by owner only (relaxed store), read by stats
-    pthread_t thread;
-    pthread_mutex_t park_lock;
-    pthread_cond_t park_cond;
-    bool notified;           // park_lock: woken by s_notify or shutdown
-    brg__watch_t watch;      // this thread's watchdog slot
-    _Atomic uint64_t qs;     // epoch at the last quiescent point, or S_QS_OFFLINE (owner writes)
-    uint64_t qs_local;       // the value last stored in qs (owner)
-    brg__actor_t *limbo;     // actors retired here, oldest first, linked by next (owner)
-    brg__actor_t *limbo_end; // its last entry (owner)
-    uint32_t limbo_n;        // entries in limbo (owner)
-    uint32_t batches;        // batch starts and help points, the value last in progress (owner)
-    // Batches started, for thieves deciding whether this worker stalls
-    // (s_stalled). Its own line: thieves read it while the owner writes it.
-    _Alignas(64) _Atomic uint32_t progress;
-} brg__worker_t;
-
-struct brg__sched {
-    brg_system_t *sys;      // immutable
-    brg__worker_t *workers; // n entries, immutable array
-    uint32_t n;
-    int batch;
-
-    pthread_mutex_t inject_lock; // guards inject_head/tail
-    brg__actor_t *inject_head;
-    brg__actor_t *inject_tail;
-    _Atomic uint32_t inject_len;   // written under inject_lock; read without it as a hint
-    _Atomic uint32_t inject_taken; // actors taken so far: under inject_lock; a progress hint
-
-    pthread_mutex_t idle_lock; // guards idle[] and n_idle
-    uint32_t *idle;            // stack of parked worker indexes
-    uint32_t n_idle;
-    _Atomic uint64_t idle_state; // searching << 32 | sleeping (see the design notes)
-    _Atomic bool shutdown;
-
-    pthread_t *pool; // blocking-pool threads
-    uint32_t n_pool;
-    pthread_mutex_t pool_lock; // guards pool_head/tail and pool_shutdown
-    pthread_cond_t pool_cond;
-    brg__actor_t *pool_head;
-    brg__actor_t *pool_tail;
-    bool pool_shutdown;
-    brg__watch_t *pool_watch; // one watchdog slot per pool thread
-    bool deterministic;       // no threads: brg__sched_step runs actors
-
-    _Alignas(64) _Atomic uint64_t epoch; // retirements so far (see Reclamation)
-    pthread_mutex_t limbo_lock;          // guards limbo, limbo_end
-    brg__actor_t *limbo;                 // actors retired off the workers, oldest first
-    brg__actor_t *limbo_end;
-    _Atomic uint32_t limbo_n; // entries in limbo: written under limbo_lock, read as a hint
-
-    // Backpressure (design notes): suspended senders, hashed by the id of
-    // the receiver they wait for, linked through ext->bp_next.
-    pthread_mutex_t bp_lock;               // guards bp_bucket, bp_n, and every ext->bp_*
-    brg__actor_t *bp_bucket[S_BP_BUCKETS]; // bp_lock
-    _Atomic uint32_t bp_n;                 // senders suspended now: under bp_lock; a stat
-    _Atomic uint64_t bp_total;             // suspensions so far: under bp_lock; a stat
-};
 
 //  The worker the calling thread is, or NULL; and the system whose thread it is
 //  (workers and blocking pool).
@@ -253,9 +164,6 @@ static _Thread_local brg__worker_t *s_worker;
 static _Thread_local brg_system_t *s_thread_sys;
 //  The system whose worker the calling thread is, or NULL (see sched.h).
 _Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));
-//  The calling thread's watchdog slot, set only when the watchdog is on
-//  (declared in sched.h, where the inline brg__watch_begin/end test it).
-_Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exec")));
 
 #define S_SEARCHING(w) ((uint32_t)((w) >> 32))
 #define S_SLEEPING(w) ((uint32_t)(w))
@@ -396,11 +304,11 @@ s_inject_idle(brg__worker_t *w, uint64_t now)
 //  ---------------------------------------------------------------------------
 //  Reclamation (design notes)
 
-//  The smallest epoch announced by a worker that is online, or S_QS_OFFLINE.
+//  The smallest epoch announced by a worker that is online, or BRG__QS_OFFLINE.
 static uint64_t
 s_grace_min(brg__sched_t *self)
 {
-    uint64_t min = S_QS_OFFLINE;
+    uint64_t min = BRG__QS_OFFLINE;
     for (uint32_t i = 0; i < self->n; i++) {
         // Seq_cst: with the retirer's seq_cst fetch_add before it, and a
         // worker's seq_cst online store + epoch load, this closes the
@@ -419,7 +327,7 @@ s_grace_min(brg__sched_t *self)
 static bool
 s_graced(uint64_t min, const brg__actor_t *actor)
 {
-    return min == S_QS_OFFLINE || (int32_t)((uint32_t)min - actor->retired_epoch) >= 0;
+    return min == BRG__QS_OFFLINE || (int32_t)((uint32_t)min - actor->retired_epoch) >= 0;
 }
 
 static void
@@ -546,9 +454,9 @@ s_quiescent(brg__worker_t *w)
 static void
 s_offline(brg__worker_t *w)
 {
-    w->qs_local = S_QS_OFFLINE;
+    w->qs_local = BRG__QS_OFFLINE;
     // Release: our last sends happen before a reclaimer that reads it.
-    atomic_store_explicit(&w->qs, S_QS_OFFLINE, memory_order_release);
+    atomic_store_explicit(&w->qs, BRG__QS_OFFLINE, memory_order_release);
 }
 
 static void
@@ -790,7 +698,7 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
 static inline uint32_t
 s_bp_bucket(uint64_t receiver_id)
 {
-    return (uint32_t)(receiver_id ^ (receiver_id >> 32)) & (S_BP_BUCKETS - 1);
+    return (uint32_t)(receiver_id ^ (receiver_id >> 32)) & (BRG__BP_BUCKETS - 1);
 }
 
 //  Hand a suspended actor back: on a worker of ours, to the back of our ring
@@ -1481,8 +1389,8 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
         w->sched = self;
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
-        atomic_init(&w->qs, S_QS_OFFLINE); // until its thread starts (s_online)
-        w->qs_local = S_QS_OFFLINE;
+        atomic_init(&w->qs, BRG__QS_OFFLINE); // until its thread starts (s_online)
+        w->qs_local = BRG__QS_OFFLINE;
         pthread_mutex_init(&w->park_lock, NULL);
         pthread_cond_init(&w->park_cond, NULL);
         w->seen_head = calloc(self->n, sizeof(*w->seen_head));
@@ -1582,56 +1490,14 @@ brg__sched_step(brg__sched_t *self)
     return true;
 }
 
-brg__watch_frame_t
-brg__watch_begin_on(brg__watch_t *w, uint64_t actor_id)
-{
-    brg__watch_frame_t frame;
-    // A call nested by help-along saves the outer call's slot and restores it
-    // in brg__watch_end, so the outer call stays watched.
-    frame.outer_since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
-    frame.outer_actor = atomic_load_explicit(&w->actor_id, memory_order_relaxed);
-    frame.since = brg__now_ns();
-    // Relaxed: the watchdog only needs to see these eventually; a report
-    // from a stale pair names an actor that was busy a moment ago.
-    atomic_store_explicit(&w->actor_id, actor_id, memory_order_relaxed);
-    atomic_store_explicit(&w->since_ns, frame.since, memory_order_relaxed);
-    return frame;
-}
-
-bool
-brg__watch_end_on(brg__watch_t *w, brg__watch_frame_t frame)
-{
-    atomic_store_explicit(&w->actor_id, frame.outer_actor, memory_order_relaxed);
-    atomic_store_explicit(&w->since_ns, frame.outer_since, memory_order_relaxed);
-    // The request names the call by its start time, so a late request can
-    // never fail a later call.
-    return atomic_load_explicit(&w->fail_at, memory_order_relaxed) == frame.since;
-}
-
-static uint32_t
-s_watch_scan(brg_system_t *sys, brg__watch_t *w, uint64_t now, uint64_t limit, bool fail)
-{
-    uint64_t since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
-    if (since == 0 || now < since || now - since < limit || w->reported == since)
-        return 0;
-    w->reported = since;
-    if (fail)
-        atomic_store_explicit(&w->fail_at, since, memory_order_relaxed);
-    brg_ref_t actor =
-        brg__system_ref(sys, atomic_load_explicit(&w->actor_id, memory_order_relaxed));
-    brg__log(sys, BRG_LOG_WARNING, "watchdog", actor, "has held its thread for %llu ms%s",
-             (unsigned long long)((now - since) / 1000000u), fail ? " (it will fail)" : "");
-    return 1;
-}
-
 uint32_t
 brg__sched_watchdog_scan(brg__sched_t *self, uint64_t now_ns, uint64_t limit_ns, bool fail)
 {
     uint32_t reports = 0;
     for (uint32_t i = 0; i < self->n; i++)
-        reports += s_watch_scan(self->sys, &self->workers[i].watch, now_ns, limit_ns, fail);
+        reports += brg__watch_scan(self->sys, &self->workers[i].watch, now_ns, limit_ns, fail);
     for (uint32_t i = 0; i < self->n_pool; i++)
-        reports += s_watch_scan(self->sys, &self->pool_watch[i], now_ns, limit_ns, fail);
+        reports += brg__watch_scan(self->sys, &self->pool_watch[i], now_ns, limit_ns, fail);
     return reports;
 }
 

@@ -1,4 +1,6 @@
-//  sched - worker threads, run queues, stealing, parking and the blocking pool.
+//  sched - worker threads, run queues, stealing, parking and the blocking pool
+//  (the interface the rest of the runtime uses; the watchdog hooks are in
+//  watchdog.h).
 #ifndef BRG_RUNTIME_SCHED_H
 #define BRG_RUNTIME_SCHED_H
 
@@ -25,43 +27,6 @@ brg__sched_t *brg__sched_new(brg_system_t *sys, int workers, int blocking, int b
 //  Deterministic mode: run one message of the actor that waited longest.
 //  Returns true if something ran. Thread: the system's creator.
 bool brg__sched_step(brg__sched_t *self);
-
-//  Watchdog hooks around one behaviour call on the running thread (no-ops
-//  unless the watchdog is on). end returns true if the watchdog asked for
-//  this call to fail the actor.
-typedef struct {
-    uint64_t since;       // this call's start (0: not watched)
-    uint64_t outer_since; // the enclosing call's, restored at the end (help-along)
-    uint64_t outer_actor;
-} brg__watch_frame_t;
-typedef struct brg__watch brg__watch_t;
-//  The calling thread's watchdog slot, or NULL (watchdog off, or not a
-//  Brigade thread). Written by its own thread only, when it starts.
-//  initial-exec: one instruction instead of a __tls_get_addr call when the
-//  runtime is a shared library (as the message cache in msg.c).
-extern _Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exec")));
-brg__watch_frame_t brg__watch_begin_on(brg__watch_t *w, uint64_t actor_id);
-bool brg__watch_end_on(brg__watch_t *w, brg__watch_frame_t frame);
-
-//  Inline, so that with the watchdog off (most systems) a behaviour call
-//  pays one TLS load and a test, not two calls and a returned struct.
-static inline brg__watch_frame_t
-brg__watch_begin(uint64_t actor_id)
-{
-    brg__watch_t *w = brg__watch_tls;
-    if (__builtin_expect(w == NULL, 1))
-        return (brg__watch_frame_t){0, 0, 0};
-    return brg__watch_begin_on(w, actor_id);
-}
-
-static inline bool
-brg__watch_end(brg__watch_frame_t frame)
-{
-    brg__watch_t *w = brg__watch_tls;
-    if (__builtin_expect(w == NULL, 1))
-        return false;
-    return brg__watch_end_on(w, frame);
-}
 
 //  Watchdog scan, from the timer thread: report calls running longer than
 //  limit_ns (once each); with fail, ask for them to fail. Returns the number
