@@ -105,45 +105,6 @@
 //  fences; no data is published through this pairing, only the decision to
 //  wake, and the run queues carry their own release/acquire.)
 
-//  Reclamation (quiescent-state based; actor.c says why). A worker sending
-//  to an actor of its system reads the slot without a reference, so a dead
-//  actor's memory (and its slot, whose reuse would redirect such a read) is
-//  reclaimed only after every worker has passed a quiescent point since the
-//  death. The protocol, with who writes what:
-//  - epoch (any retiring thread, seq_cst fetch_add): a retirement takes
-//    target = the new epoch, after its slot's LIVE -> DYING CAS.
-//  - w->qs (its worker only): the epoch it read at its last quiescent point
-//    (acquire load of epoch, release store of qs), or QS_OFFLINE while it
-//    sleeps or after it exited. Quiescent points: the top of the worker
-//    loop (between activations) and every BRG__HELP_EVERY sends in
-//    brg__sched_note_send, which is called before brg__system_deliver,
-//    never inside it; the lookup-and-push in brg__actor_send is the only
-//    reference-free use of another actor, together with the pending send
-//    chain it may leave (actor.c, "Send coalescing"), which is pushed
-//    before each of these points (s_quiescent panics if one is left).
-//  - An actor is reclaimable once every qs is QS_OFFLINE or >= its target.
-//    Why that is enough: a worker that announced qs >= target had read an
-//    epoch value at or after the retirement's fetch_add (acquire from its
-//    release), so the DYING CAS happens before everything it does after
-//    that point; it will not find the slot LIVE. What it did before, inside
-//    brg__actor_send, happens before its release store of qs, which the
-//    reclaimer's load of qs acquires; so the free comes after those uses.
-//  - Going offline is a release store of QS_OFFLINE after the worker's last
-//    send. Coming back online is a seq_cst store of qs followed by a seq_cst
-//    load of epoch: a reclaimer that read QS_OFFLINE (seq_cst load, after
-//    its seq_cst fetch_add) precedes our store in the single total order,
-//    so our seq_cst load of epoch reads its fetch_add or a later RMW and
-//    acquires the DYING CAS before our first send. A plain store would let
-//    the reclaimer miss us while we miss DYING (the store-load reordering
-//    every hazard-pointer scheme must close).
-//  - Limbo: a worker keeps the actors it retired in its own FIFO (owner
-//    only) and reclaims them at quiescent points; other threads (blocking
-//    pool, brg_system_ask's caller retiring its waiter) use a shared list
-//    under limbo_lock; workers parking or leaving hand theirs to it; a spawn
-//    that finds no free slot reclaims the shared list before it grows the
-//    table (or answers BRG_EBUSY at max_actors); destroy frees what is left. With no workers
-//    (deterministic mode) there is no reference-free reader, so a retirement is reclaimed at once.
-//
 //  Threads and ownership. Each worker owns its ring's push/pop side, its LIFO
 //  slot and its counters' writes. inject_lock guards the inject queue,
 //  idle_lock the idle stack, each worker's park_lock its notified flag,
@@ -156,7 +117,6 @@
 #define BRG__SPIN_NS 50000u
 #define BRG__PAUSE_MAX 1024u  // most pauses between two looks of a searching worker
 #define BRG__STALL_NS 100000u // work another worker has not touched this long may be taken
-#define BRG__LIMBO_BATCH 64   // a worker reclaims once it holds this many dead actors
 
 //  The worker the calling thread is, or NULL; and the system whose thread it is
 //  (workers and blocking pool).
@@ -301,200 +261,14 @@ s_inject_idle(brg__worker_t *w, uint64_t now)
     return s_inject_take(self, w);
 }
 
-//  ---------------------------------------------------------------------------
-//  Reclamation (design notes)
-
-//  The smallest epoch announced by a worker that is online, or BRG__QS_OFFLINE.
-static uint64_t
-s_grace_min(brg__sched_t *self)
-{
-    uint64_t min = BRG__QS_OFFLINE;
-    for (uint32_t i = 0; i < self->n; i++) {
-        // Seq_cst: with the retirer's seq_cst fetch_add before it, and a
-        // worker's seq_cst online store + epoch load, this closes the
-        // offline-to-online window (design notes); acquire, as it
-        // includes, orders the worker's earlier sends before our free.
-        uint64_t q = atomic_load_explicit(&self->workers[i].qs, memory_order_seq_cst);
-        if (q < min)
-            min = q;
-    }
-    return min;
-}
-
-//  True if every worker has passed a quiescent point since actor's retirement.
-//  Epochs are compared in 32 bits, modulo: the oldest waiting retirement is
-//  never 2^31 retirements behind the slowest worker's announcement.
-static bool
-s_graced(uint64_t min, const brg__actor_t *actor)
-{
-    return min == BRG__QS_OFFLINE || (int32_t)((uint32_t)min - actor->retired_epoch) >= 0;
-}
-
-static void
-s_limbo_append(brg__actor_t **head, brg__actor_t **end, brg__actor_t *actor)
-{
-    actor->next = NULL;
-    if (*end)
-        (*end)->next = actor;
-    else
-        *head = actor;
-    *end = actor;
-}
-
-//  Reclaim the graced prefix of the shared limbo. Thread: any.
-static void
-s_reclaim_shared(brg__sched_t *self)
-{
-    if (atomic_load_explicit(&self->limbo_n, memory_order_relaxed) == 0)
-        return;
-    pthread_mutex_lock(&self->limbo_lock);
-    uint64_t min = s_grace_min(self);
-    brg__actor_t *done = self->limbo, *last = NULL;
-    uint32_t n = 0;
-    for (brg__actor_t *a = self->limbo; a && s_graced(min, a); a = a->next) {
-        last = a;
-        n++;
-    }
-    if (last) {
-        self->limbo = last->next;
-        if (!self->limbo)
-            self->limbo_end = NULL;
-        last->next = NULL;
-        atomic_store_explicit(&self->limbo_n,
-                              atomic_load_explicit(&self->limbo_n, memory_order_relaxed) - n,
-                              memory_order_relaxed);
-    } else {
-        done = NULL;
-    }
-    pthread_mutex_unlock(&self->limbo_lock);
-    // Outside the lock: reclaim takes slot_lock and frees.
-    while (done) {
-        brg__actor_t *next = done->next;
-        brg__actor_reclaim(self->sys, done);
-        done = next;
-    }
-}
-
-//  Reclaim the graced prefix of this worker's limbo (and of the shared one).
-static void
-s_reclaim(brg__worker_t *w)
-{
-    if (w->limbo) {
-        uint64_t min = s_grace_min(w->sched);
-        while (w->limbo && s_graced(min, w->limbo)) {
-            brg__actor_t *a = w->limbo;
-            w->limbo = a->next;
-            w->limbo_n--;
-            brg__actor_reclaim(w->sched->sys, a);
-        }
-        if (!w->limbo)
-            w->limbo_end = NULL;
-    }
-    s_reclaim_shared(w->sched);
-}
-
-//  Move this worker's limbo to the shared one, where any thread's reclaim can
-//  reach it: done when the worker leaves, and when it parks, since a parked
-//  worker runs no reclaim of its own, and dead actors kept in its limbo would
-//  hold their slots (a spawn at max_actors would get BRG_EBUSY) until it woke.
-static void
-s_limbo_hand_over(brg__worker_t *w)
-{
-    if (!w->limbo)
-        return;
-    brg__sched_t *self = w->sched;
-    pthread_mutex_lock(&self->limbo_lock);
-    if (self->limbo_end)
-        self->limbo_end->next = w->limbo;
-    else
-        self->limbo = w->limbo;
-    self->limbo_end = w->limbo_end;
-    atomic_store_explicit(&self->limbo_n,
-                          atomic_load_explicit(&self->limbo_n, memory_order_relaxed) + w->limbo_n,
-                          memory_order_relaxed);
-    pthread_mutex_unlock(&self->limbo_lock);
-    w->limbo = w->limbo_end = NULL;
-    w->limbo_n = 0;
-}
-
-bool
-brg__sched_has_pending(brg__sched_t *self)
-{
-    return atomic_load_explicit(&self->limbo_n, memory_order_relaxed) != 0;
-}
-
-bool
-brg__sched_reclaim_pending(brg__sched_t *self)
-{
-    if (atomic_load_explicit(&self->limbo_n, memory_order_relaxed) == 0)
-        return false;
-    s_reclaim_shared(self);
-    return true;
-}
-
-//  A quiescent point: this worker holds no reference-free actor pointer.
-static inline void
-s_quiescent(brg__worker_t *w)
-{
-    if (brg__send_chain.n != 0) // its target pointer would outlive the grace period
-        brg__panic("quiescent point with a pending send chain");
-    brg__send_chain.to = NULL; // nor may a remembered target: its address can be reused after
-    // Acquire: pairs with the retirers' fetch_add (release), so every DYING
-    // CAS before an epoch we read is visible to our next sends.
-    uint64_t e = atomic_load_explicit(&w->sched->epoch, memory_order_acquire);
-    if (e != w->qs_local) {
-        w->qs_local = e;
-        // Release: our sends so far happen before a reclaimer that reads it.
-        atomic_store_explicit(&w->qs, e, memory_order_release);
-    }
-    if (w->limbo_n >= BRG__LIMBO_BATCH)
-        s_reclaim(w);
-}
-
-static void
-s_offline(brg__worker_t *w)
-{
-    w->qs_local = BRG__QS_OFFLINE;
-    // Release: our last sends happen before a reclaimer that reads it.
-    atomic_store_explicit(&w->qs, BRG__QS_OFFLINE, memory_order_release);
-}
-
-static void
-s_online(brg__worker_t *w)
-{
-    uint64_t e = atomic_load_explicit(&w->sched->epoch, memory_order_acquire);
-    // Seq_cst store, then seq_cst load: see "Coming back online" above.
-    atomic_store_explicit(&w->qs, e, memory_order_seq_cst);
-    uint64_t now = atomic_load_explicit(&w->sched->epoch, memory_order_seq_cst);
-    if (now != e)
-        atomic_store_explicit(&w->qs, now, memory_order_release);
-    w->qs_local = now;
-}
-
+//  The actor died and its slot is DYING: reclamation (reclaim.c) needs to
+//  know whether the calling thread is one of our workers, which only this
+//  file knows (s_worker).
 void
 brg__sched_retire(brg__sched_t *self, brg__actor_t *actor)
 {
-    if (self->n == 0) {
-        brg__actor_reclaim(self->sys, actor); // no workers: no reference-free reader
-        return;
-    }
-    // Seq_cst (and so release): after the slot's DYING CAS in program order;
-    // a worker that reads this epoch or a later one sees DYING.
-    uint64_t target = atomic_fetch_add_explicit(&self->epoch, 1, memory_order_seq_cst) + 1;
-    actor->retired_epoch = (uint32_t)target;
     brg__worker_t *w = s_worker;
-    if (w && w->sched == self) {
-        s_limbo_append(&w->limbo, &w->limbo_end, actor);
-        w->limbo_n++;
-        return; // reclaimed at a later quiescent point of ours
-    }
-    pthread_mutex_lock(&self->limbo_lock);
-    s_limbo_append(&self->limbo, &self->limbo_end, actor);
-    atomic_store_explicit(&self->limbo_n,
-                          atomic_load_explicit(&self->limbo_n, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    pthread_mutex_unlock(&self->limbo_lock);
-    s_reclaim_shared(self); // older ones, and this one if every worker is offline
+    brg__reclaim_retire(self, w && w->sched == self ? w : NULL, actor);
 }
 
 //  ---------------------------------------------------------------------------
@@ -627,16 +401,16 @@ s_park(brg__worker_t *w)
         // Not in the stack: a notifier popped us and is waking us; wait for it.
     }
     // Asleep, this worker holds no actor: it must not hold up reclamation,
-    // and what it retired must stay reachable (s_limbo_hand_over).
-    s_reclaim(w);
-    s_limbo_hand_over(w);
-    s_offline(w);
+    // and what it retired must stay reachable (brg__reclaim_hand_over).
+    brg__reclaim_worker(w);
+    brg__reclaim_hand_over(w);
+    brg__reclaim_offline(w);
     pthread_mutex_lock(&w->park_lock);
     while (!w->notified)
         pthread_cond_wait(&w->park_cond, &w->park_lock);
     w->notified = false;
     pthread_mutex_unlock(&w->park_lock);
-    s_online(w);
+    brg__reclaim_online(w);
     // The notifier counted us as searching (shutdown wakes do not; the loop
     // then exits without searching).
     if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed))
@@ -1046,7 +820,7 @@ brg__sched_note_send(void)
         // its target forgotten, so that no address compared after the
         // quiescent point can belong to a reclaimed actor's successor.
         brg__send_call_end();
-        s_quiescent(w);
+        brg__reclaim_quiescent(w);
         s_progress(w);
         s_help(w);
         // After the help: the nested actors' sends do not count towards the
@@ -1235,13 +1009,13 @@ s_worker_main(void *arg)
     brg__actor_bp_thread(self->sys);
     if (self->sys->cfg.watchdog_ms > 0)
         brg__watch_tls = &w->watch;
-    s_online(w);
+    brg__reclaim_online(w);
     while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
-        s_quiescent(w); // between activations
+        brg__reclaim_quiescent(w); // between activations
         brg__actor_t *a = s_next_local(w);
         if (!a) {
             if (w->limbo)
-                s_reclaim(w); // nothing to run: a good moment
+                brg__reclaim_worker(w); // nothing to run: a good moment
             a = s_search(w);
         }
         if (a) {
@@ -1253,9 +1027,9 @@ s_worker_main(void *arg)
     }
     s_stop_searching(w, false);
     // Leaving: hand what we retired to the shared limbo (destroy frees it).
-    s_offline(w);
+    brg__reclaim_offline(w);
     brg__worker_sys = NULL;
-    s_limbo_hand_over(w);
+    brg__reclaim_hand_over(w);
     return NULL;
 }
 
@@ -1389,7 +1163,7 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
         w->sched = self;
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
-        atomic_init(&w->qs, BRG__QS_OFFLINE); // until its thread starts (s_online)
+        atomic_init(&w->qs, BRG__QS_OFFLINE); // until its thread starts (brg__reclaim_online)
         w->qs_local = BRG__QS_OFFLINE;
         pthread_mutex_init(&w->park_lock, NULL);
         pthread_cond_init(&w->park_cond, NULL);

@@ -132,12 +132,12 @@ brg__slots_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, brg__ac
                    unsigned link_flags, uint64_t *monitor, int *rc)
 {
     pthread_mutex_lock(&sys->slot_lock);
-    if (!sys->free_head && brg__sched_has_pending(sys->sched)) {
+    if (!sys->free_head && brg__reclaim_has_pending(sys->sched)) {
         // No free slot, but dead actors wait in the shared limbo: reclaim
         // them (that frees slots, under slot_lock) before growing the table
         // or answering BRG_EBUSY at max_actors.
         pthread_mutex_unlock(&sys->slot_lock);
-        brg__sched_reclaim_pending(sys->sched);
+        brg__reclaim_pending(sys->sched);
         pthread_mutex_lock(&sys->slot_lock);
     }
     if (atomic_load_explicit(&sys->closing, memory_order_relaxed)) {
