@@ -40,6 +40,7 @@
 #include "log.h"
 #include "mailbox.h"
 #include "msg.h"
+#include "park.h"
 #include "reclaim.h"
 #include "registry.h"
 #include "remote.h"

@@ -83,28 +83,11 @@
 //  worker) is still taken within BRG__STALL_NS: parallelism for work that
 //  costs more than the move.
 //
-//  Parking (Go's scheduler protocol, simplified). A worker that runs out of
-//  work becomes a searcher: it looks for stalled work (above) for about
-//  BRG__SPIN_NS, backing off between looks, then parks on its own condition
-//  variable. Wake-ups are "exactly one": s_notify wakes a sleeper only if no
-//  worker is searching, and claims the right to wake by moving the searcher
-//  count from 0 to 1 (the woken worker starts as a searcher). A searcher that
-//  finds work and was the last searcher wakes another, so parallelism ramps
-//  up one worker at a time.
-//  No wake-up is lost. The searcher and sleeper counts share one atomic word,
-//  `idle_state`. A submitter publishes its work, issues a seq_cst fence and
-//  loads the word; a worker about to sleep changes the word with an RMW,
-//  issues a seq_cst fence and re-reads every queue. Of the two fences one
-//  precedes the other in the single total order S: if the worker's comes
-//  first, the submitter's load sees its RMW (it is asleep: wake it); if the
-//  submitter's does, the worker's re-check sees the work (C11 7.17.3p6).
-//  The submitter used to read the word with an RMW (acq_rel fetch_add of 0),
-//  which gave the same guarantee but pulled the word's line to every
-//  notifier's core; the fence costs a local drain of the store buffer and
-//  the line stays shared while nobody sleeps. (ThreadSanitizer does not model
-//  fences; no data is published through this pairing, only the decision to
-//  wake, and the run queues carry their own release/acquire.)
-
+//  Elsewhere: parking and waking workers (the searcher and sleeper counts,
+//  exactly one wake-up) are in park.c, the reclamation of dead actors at
+//  the workers' quiescent points in reclaim.c, the watchdog's slots in
+//  watchdog.c; the structs they share with this file are in worker.h.
+//
 //  Threads and ownership. Each worker owns its ring's push/pop side, its LIFO
 //  slot and its counters' writes. inject_lock guards the inject queue,
 //  idle_lock the idle stack, each worker's park_lock its notified flag,
@@ -124,10 +107,6 @@ static _Thread_local brg__worker_t *s_worker;
 static _Thread_local brg_system_t *s_thread_sys;
 //  The system whose worker the calling thread is, or NULL (see sched.h).
 _Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));
-
-#define S_SEARCHING(w) ((uint32_t)((w) >> 32))
-#define S_SLEEPING(w) ((uint32_t)(w))
-#define S_ONE_SEARCHING (1ull << 32)
 
 //  ---------------------------------------------------------------------------
 //  Inject queue
@@ -245,7 +224,7 @@ s_inject_idle(brg__worker_t *w, uint64_t now)
     }
     // Relaxed: hints; a wrong guess costs a delay of at most BRG__STALL_NS.
     uint64_t st = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
-    uint32_t idle = S_SEARCHING(st) + S_SLEEPING(st) + (w->searching ? 0 : 1);
+    uint32_t idle = BRG__IDLE_SEARCHING(st) + BRG__IDLE_SLEEPING(st) + (w->searching ? 0 : 1);
     if (idle < self->n) {
         uint32_t taken = atomic_load_explicit(&self->inject_taken, memory_order_relaxed);
         if (!now)
@@ -269,152 +248,6 @@ brg__sched_retire(brg__sched_t *self, brg__actor_t *actor)
 {
     brg__worker_t *w = s_worker;
     brg__reclaim_retire(self, w && w->sched == self ? w : NULL, actor);
-}
-
-//  ---------------------------------------------------------------------------
-//  Waking and parking
-
-static void
-s_unpark(brg__worker_t *w)
-{
-    pthread_mutex_lock(&w->park_lock);
-    w->notified = true;
-    pthread_cond_signal(&w->park_cond);
-    pthread_mutex_unlock(&w->park_lock);
-}
-
-//  The two sides of the Dekker pair (design notes, "No wake-up is lost").
-//  ThreadSanitizer does not support fences (GCC rejects them with
-//  -fsanitize=thread), so a TSan build keeps the submitter's acq_rel RMW on
-//  idle_state, which orders the same way (RMWs on one word are totally
-//  ordered) at the price of moving the word's line; the sleeper's RMW is
-//  there in both builds.
-#if defined(__SANITIZE_THREAD__)
-#define S_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define S_TSAN 1
-#endif
-#endif
-#ifdef S_TSAN
-#define S_FENCE_SEQ_CST() ((void)0)
-#else
-#define S_FENCE_SEQ_CST() atomic_thread_fence(memory_order_seq_cst)
-#endif
-
-//  Submitter's side: after publishing work, the idle state it must act on.
-static inline uint64_t
-s_idle_state_after_publish(brg__sched_t *self)
-{
-#ifdef S_TSAN
-    return atomic_fetch_add_explicit(&self->idle_state, 0, memory_order_acq_rel);
-#else
-    S_FENCE_SEQ_CST();
-    return atomic_load_explicit(&self->idle_state, memory_order_relaxed);
-#endif
-}
-
-//  New stealable or injected work exists: wake one parked worker if nobody is
-//  already looking for work.
-static void
-s_notify(brg__sched_t *self)
-{
-    // Seq_cst fence, then a plain load: our work, published before the
-    // fence, is ordered against a parking worker's RMW + fence + re-check
-    // (design notes). No RMW here: when nobody sleeps (the busy case) the
-    // word's line stays shared instead of moving to every notifier.
-    uint64_t w = s_idle_state_after_publish(self);
-    for (;;) {
-        if (S_SEARCHING(w) != 0 || S_SLEEPING(w) == 0)
-            return;
-        // Claim the wake-up: searching 0 -> 1 on behalf of the worker we wake.
-        if (atomic_compare_exchange_weak_explicit(&self->idle_state, &w, w + S_ONE_SEARCHING,
-                                                  memory_order_acq_rel, memory_order_acquire))
-            break;
-    }
-    pthread_mutex_lock(&self->idle_lock);
-    if (self->n_idle == 0) {
-        // It re-checked and left the stack by itself meanwhile.
-        pthread_mutex_unlock(&self->idle_lock);
-        atomic_fetch_sub_explicit(&self->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
-        return;
-    }
-    brg__worker_t *worker = &self->workers[self->idle[--self->n_idle]];
-    atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
-    s_unpark(worker); // idle_lock before park_lock: the documented order
-    pthread_mutex_unlock(&self->idle_lock);
-}
-
-static bool
-s_any_work(brg__sched_t *self)
-{
-    if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) != 0)
-        return true;
-    for (uint32_t i = 0; i < self->n; i++)
-        if (brg__runq_len(&self->workers[i].runq) != 0)
-            return true;
-    return false;
-}
-
-static void
-s_stop_searching(brg__worker_t *w, bool found)
-{
-    if (!w->searching)
-        return;
-    w->searching = false;
-    uint64_t prev =
-        atomic_fetch_sub_explicit(&w->sched->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
-    // The last searcher that found work wakes another one to keep looking,
-    // as more work may be behind it.
-    if (found && S_SEARCHING(prev) == 1)
-        s_notify(w->sched);
-}
-
-static void
-s_park(brg__worker_t *w)
-{
-    brg__sched_t *self = w->sched;
-    pthread_mutex_lock(&self->idle_lock);
-    self->idle[self->n_idle++] = w->index;
-    // One acq_rel RMW: sleeping + 1, and searching - 1 if we were searching.
-    // The queue re-check below must come after it (design notes).
-    uint64_t delta = 1;
-    if (w->searching)
-        delta -= S_ONE_SEARCHING; // modular: adds 2^64 - 2^32 + 1
-    w->searching = false;
-    atomic_fetch_add_explicit(&self->idle_state, delta, memory_order_acq_rel);
-    pthread_mutex_unlock(&self->idle_lock);
-    // Seq_cst fence between our RMW and the re-check: pairs with the fence
-    // in s_notify (design notes).
-    S_FENCE_SEQ_CST();
-    if (s_any_work(self) || atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
-        pthread_mutex_lock(&self->idle_lock);
-        for (uint32_t i = 0; i < self->n_idle; i++) {
-            if (self->idle[i] == w->index) {
-                self->idle[i] = self->idle[--self->n_idle];
-                atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
-                pthread_mutex_unlock(&self->idle_lock);
-                return; // back to searching
-            }
-        }
-        pthread_mutex_unlock(&self->idle_lock);
-        // Not in the stack: a notifier popped us and is waking us; wait for it.
-    }
-    // Asleep, this worker holds no actor: it must not hold up reclamation,
-    // and what it retired must stay reachable (brg__reclaim_hand_over).
-    brg__reclaim_worker(w);
-    brg__reclaim_hand_over(w);
-    brg__reclaim_offline(w);
-    pthread_mutex_lock(&w->park_lock);
-    while (!w->notified)
-        pthread_cond_wait(&w->park_cond, &w->park_lock);
-    w->notified = false;
-    pthread_mutex_unlock(&w->park_lock);
-    brg__reclaim_online(w);
-    // The notifier counted us as searching (shutdown wakes do not; the loop
-    // then exits without searching).
-    if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed))
-        w->searching = true;
 }
 
 //  ---------------------------------------------------------------------------
@@ -458,12 +291,12 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
         w->sends = 0;
         if (prev) {
             s_push_local(w, prev);
-            s_notify(self);
+            brg__park_notify(self);
         }
         return;
     }
     s_inject_push(self, &actor, 1);
-    s_notify(self);
+    brg__park_notify(self);
 }
 
 //  ---------------------------------------------------------------------------
@@ -485,7 +318,7 @@ s_bp_hand_back(brg__sched_t *self, brg__actor_t *actor)
     if (w && w->sched == self && !(actor->mode & BRG__MODE_BLOCKING)) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)
-            s_notify(self); // as s_run: more runnable actors than we can run now
+            brg__park_notify(self); // as s_run: more runnable actors than we can run now
         return;
     }
     brg__sched_schedule(self, actor);
@@ -684,7 +517,7 @@ brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
                           memory_order_relaxed);
     pthread_mutex_unlock(&self->inject_lock);
     if (!self->deterministic)
-        s_notify(self);
+        brg__park_notify(self);
 }
 
 #define BRG__HELP_EVERY 64
@@ -768,7 +601,8 @@ s_help(brg__worker_t *w)
     // up the outer activation while that worker could take the actor (it
     // steals from a ring whose owner stalls, s_stalled).
     uint64_t st = atomic_load_explicit(&w->sched->idle_state, memory_order_relaxed);
-    int budget = S_SEARCHING(st) != 0 || S_SLEEPING(st) != 0 ? 1 : BRG__HELP_BATCHES;
+    int budget =
+        BRG__IDLE_SEARCHING(st) != 0 || BRG__IDLE_SLEEPING(st) != 0 ? 1 : BRG__HELP_BATCHES;
     // Outside work is polled here whenever there is some, not only when the
     // bound is due: a busy worker takes it before an idle one would (the
     // idle one waits for BRG__STALL_NS, s_inject_idle).
@@ -834,7 +668,7 @@ brg__sched_note_send(void)
     brg__actor_t *actor = w->lifo;
     w->lifo = NULL;
     s_push_local(w, actor);
-    s_notify(w->sched);
+    brg__park_notify(w->sched);
 }
 
 void
@@ -948,20 +782,20 @@ s_search(brg__worker_t *w)
     if (!w->searching) {
         // At most half the workers search at once (at least one), as in Go:
         // more would only burn CPU contending for the same queues.
-        // Still look once, so work seen by s_park's re-check is not left
+        // Still look once, so work seen by brg__park's re-check is not left
         // behind while this worker spins between parking and searching.
         uint64_t state = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
-        if (S_SEARCHING(state) > 0 && 2 * S_SEARCHING(state) >= self->n)
+        if (BRG__IDLE_SEARCHING(state) > 0 && 2 * BRG__IDLE_SEARCHING(state) >= self->n)
             return s_steal(w, brg__now_ns());
         w->searching = true;
-        atomic_fetch_add_explicit(&self->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
+        atomic_fetch_add_explicit(&self->idle_state, BRG__IDLE_ONE_SEARCHING, memory_order_acq_rel);
     }
     uint64_t start = brg__now_ns(), now = start;
     uint32_t pause = 32;
     do {
         brg__actor_t *a = s_steal(w, now);
         if (a) {
-            s_stop_searching(w, true);
+            brg__park_stop_searching(w, true);
             return a;
         }
         // Back off: each look reads the other rings' head and tail lines,
@@ -994,7 +828,7 @@ s_run(brg__worker_t *w, brg__actor_t *actor)
     if (again) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)
-            s_notify(w->sched); // more runnable actors than this worker can run now
+            brg__park_notify(w->sched); // more runnable actors than this worker can run now
     }
 }
 
@@ -1019,13 +853,13 @@ s_worker_main(void *arg)
             a = s_search(w);
         }
         if (a) {
-            s_stop_searching(w, true);
+            brg__park_stop_searching(w, true);
             s_run(w, a);
         } else {
-            s_park(w);
+            brg__park(w);
         }
     }
-    s_stop_searching(w, false);
+    brg__park_stop_searching(w, false);
     // Leaving: hand what we retired to the shared limbo (destroy frees it).
     brg__reclaim_offline(w);
     brg__worker_sys = NULL;
@@ -1075,7 +909,7 @@ s_stop_threads(brg__sched_t *self, uint32_t workers_started, uint32_t pool_start
 {
     atomic_store_explicit(&self->shutdown, true, memory_order_seq_cst);
     for (uint32_t i = 0; i < workers_started; i++)
-        s_unpark(&self->workers[i]);
+        brg__park_unpark(&self->workers[i]);
     for (uint32_t i = 0; i < workers_started; i++)
         pthread_join(self->workers[i].thread, NULL);
     pthread_mutex_lock(&self->pool_lock);
