@@ -41,6 +41,7 @@
 #include "mailbox.h"
 #include "msg.h"
 #include "park.h"
+#include "pool.h"
 #include "reclaim.h"
 #include "registry.h"
 #include "remote.h"

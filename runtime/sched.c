@@ -85,8 +85,9 @@
 //
 //  Elsewhere: parking and waking workers (the searcher and sleeper counts,
 //  exactly one wake-up) are in park.c, the reclamation of dead actors at
-//  the workers' quiescent points in reclaim.c, the watchdog's slots in
-//  watchdog.c; the structs they share with this file are in worker.h.
+//  the workers' quiescent points in reclaim.c, the blocking pool in pool.c,
+//  the watchdog's slots in watchdog.c; the structs they share with this
+//  file are in worker.h.
 //
 //  Threads and ownership. Each worker owns its ring's push/pop side, its LIFO
 //  slot and its counters' writes. inject_lock guards the inject queue,
@@ -273,15 +274,7 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
         return;
     }
     if (actor->mode & BRG__MODE_BLOCKING) {
-        pthread_mutex_lock(&self->pool_lock);
-        actor->next = NULL;
-        if (self->pool_tail)
-            self->pool_tail->next = actor;
-        else
-            self->pool_head = actor;
-        self->pool_tail = actor;
-        pthread_cond_signal(&self->pool_cond);
-        pthread_mutex_unlock(&self->pool_lock);
+        brg__pool_push(self, actor);
         return;
     }
     brg__worker_t *w = s_worker;
@@ -496,11 +489,7 @@ brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
     }
     assert(nw <= n);
     if (pfirst) {
-        // Blocking actors are rare; each pool thread takes one at a time.
-        pthread_mutex_lock(&self->pool_lock);
-        s_queue_append(&self->pool_head, &self->pool_tail, pfirst, plast);
-        pthread_cond_broadcast(&self->pool_cond);
-        pthread_mutex_unlock(&self->pool_lock);
+        brg__pool_push_list(self, pfirst, plast);
     }
     if (!first)
         return;
@@ -867,38 +856,10 @@ s_worker_main(void *arg)
     return NULL;
 }
 
-typedef struct {
-    brg__sched_t *sched;
-    brg__watch_t *watch;
-} s_pool_arg_t;
-
-static void *
-s_pool_main(void *arg)
+void
+brg__sched_thread_enter(brg_system_t *sys)
 {
-    s_pool_arg_t *pa = arg;
-    brg__sched_t *self = pa->sched;
-    s_thread_sys = self->sys;
-    brg__actor_bp_thread(self->sys);
-    if (self->sys->cfg.watchdog_ms > 0)
-        brg__watch_tls = pa->watch;
-    free(pa);
-    for (;;) {
-        pthread_mutex_lock(&self->pool_lock);
-        while (!self->pool_head && !self->pool_shutdown)
-            pthread_cond_wait(&self->pool_cond, &self->pool_lock);
-        brg__actor_t *a = self->pool_head;
-        if (!a) {
-            pthread_mutex_unlock(&self->pool_lock);
-            break;
-        }
-        self->pool_head = a->next;
-        if (!self->pool_head)
-            self->pool_tail = NULL;
-        pthread_mutex_unlock(&self->pool_lock);
-        if (brg__actor_run(a, self->batch))
-            brg__sched_schedule(self, a); // back of the pool's queue
-    }
-    return NULL;
+    s_thread_sys = sys;
 }
 
 //  ---------------------------------------------------------------------------
@@ -912,12 +873,7 @@ s_stop_threads(brg__sched_t *self, uint32_t workers_started, uint32_t pool_start
         brg__park_unpark(&self->workers[i]);
     for (uint32_t i = 0; i < workers_started; i++)
         pthread_join(self->workers[i].thread, NULL);
-    pthread_mutex_lock(&self->pool_lock);
-    self->pool_shutdown = true;
-    pthread_cond_broadcast(&self->pool_cond);
-    pthread_mutex_unlock(&self->pool_lock);
-    for (uint32_t i = 0; i < pool_started; i++)
-        pthread_join(self->pool[i], NULL);
+    brg__pool_stop(self, pool_started);
 }
 
 static void
@@ -1014,19 +970,8 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
         if (pthread_create(&self->workers[started].thread, NULL, s_worker_main,
                            &self->workers[started]) != 0)
             break;
-    if (started == self->n) {
-        for (; pool_started < self->n_pool; pool_started++) {
-            s_pool_arg_t *pa = malloc(sizeof(*pa));
-            if (!pa)
-                break;
-            pa->sched = self;
-            pa->watch = &self->pool_watch[pool_started];
-            if (pthread_create(&self->pool[pool_started], NULL, s_pool_main, pa) != 0) {
-                free(pa);
-                break;
-            }
-        }
-    }
+    if (started == self->n)
+        pool_started = brg__pool_start(self);
     if (started < self->n || pool_started < self->n_pool) {
         s_stop_threads(self, started, pool_started);
         s_free(self);

@@ -99,4 +99,8 @@ struct brg__sched {
     _Atomic uint64_t bp_total;                // suspensions so far: under bp_lock; a stat
 };
 
+//  Mark the calling thread as one of sys's own (brg__sched_on_thread_of):
+//  done by each worker and pool thread when it starts. Thread: the caller.
+void brg__sched_thread_enter(brg_system_t *sys);
+
 #endif
