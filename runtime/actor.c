@@ -91,9 +91,9 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
     brg__mailbox_take_stack(actor, brg__registry_close(sys, actor));
     s_drain_dead(actor);
     // Senders suspended on us go back to work (their next sends to us fail);
-    // CLOSED keeps new ones from waiting (brg__sched_bp_suspend's RMW).
+    // CLOSED keeps new ones from waiting (brg__bp_suspend's RMW).
     if (brg__mailbox_bp_close(actor))
-        brg__sched_bp_wake(sys->sched, actor);
+        brg__bp_wake(sys->sched, actor);
     // The pending asks' callbacks run (BRG_ECLOSED) before the exit signals
     // go out, as an OTP terminate/2 runs before the process exits: a link,
     // monitor or BRG_SPAWN_LINK child made in a callback is signalled below
@@ -500,10 +500,10 @@ brg__actor_retire_waiter(brg__actor_t *actor)
         brg__waiter_drop(actor, msg);
     while ((msg = brg__mailbox_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
         brg__waiter_drop(actor, msg);
-    // No sender is ever suspended on a reply box (brg__sched_bp_suspend);
+    // No sender is ever suspended on a reply box (brg__bp_suspend);
     // closed all the same, as any mailbox that dies.
     if (brg__mailbox_bp_close(actor))
-        brg__sched_bp_wake(actor->sys->sched, actor);
+        brg__bp_wake(actor->sys->sched, actor);
     brg__slots_retire(actor->sys, actor);
 }
 

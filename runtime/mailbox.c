@@ -332,14 +332,14 @@ s_push_counted(brg__actor_t *actor, brg_msg_t *msg, brg_msg_t **old_p)
 //  suspended) and may hold a grabbed backlog: have it grab again before its
 //  next message. Release: the push happens before the owner's grab; pairs
 //  with the acquire RMW in brg__mailbox_take_urgent. In the word's total order with
-//  brg__sched_bp_suspend's RMW: it sees URGENT and does not suspend, or we
+//  brg__bp_suspend's RMW: it sees URGENT and does not suspend, or we
 //  see SUSPENDED and hand the actor back to run the stop.
 __attribute__((noinline, cold)) static void
 s_push_urgent(brg__actor_t *actor)
 {
     uint32_t prev = atomic_fetch_or_explicit(&actor->bp, BRG__BP_URGENT, memory_order_acq_rel);
     if (prev & BRG__BP_SUSPENDED)
-        brg__sched_bp_resume(actor->sys->sched, actor);
+        brg__bp_resume(actor->sys->sched, actor);
 }
 
 //  The push itself (both entry points below); *runnable: it took the
@@ -454,7 +454,7 @@ brg__mailbox_bp_suspend(brg__actor_t *actor)
     // Our URGENT may be up (s_bp_note's, or a stop's): take it down, with
     // a grab, and stay if the system lane has anything (a stop or kill runs
     // now, not after the receiver drains). A stop pushed after this meets
-    // brg__sched_bp_suspend's RMW on our word (s_push_urgent).
+    // brg__bp_suspend's RMW on our word (s_push_urgent).
     if (brg__mailbox_take_urgent(actor))
         brg__mailbox_grab(actor);
     if (actor->sys_head)
@@ -465,7 +465,7 @@ brg__mailbox_bp_suspend(brg__actor_t *actor)
     brg__actor_t *receiver = brg__actor_acquire(sys, id);
     if (!receiver)
         return false;
-    bool suspended = brg__sched_bp_suspend(actor->sys->sched, actor, receiver);
+    bool suspended = brg__bp_suspend(actor->sys->sched, actor, receiver);
     brg__actor_release(sys, id);
     return suspended;
 }

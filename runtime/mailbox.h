@@ -200,7 +200,7 @@ brg__mailbox_bp_batch_end(brg__actor_t *actor)
     if (__builtin_expect((w & BRG__BP_WAITERS) != 0, 0) &&
         (uint64_t)actor->queued + BRG__BP_COUNT(w) <=
             (uint32_t)actor->sys->cfg.mailbox_high_water / 2)
-        brg__sched_bp_wake(actor->sys->sched, actor);
+        brg__bp_wake(actor->sys->sched, actor);
 }
 
 //  The mailbox is empty: RUNNING -> NULL. Returns false if messages arrived
@@ -220,13 +220,13 @@ brg__mailbox_go_idle(brg__actor_t *actor)
     // Seq_cst (acq_rel and more): release hands the actor's private state to
     // whichever thread schedules it next (that producer's CAS reads NULL and
     // acquires); on failure, new messages arrived and we keep running it.
-    // Seq_cst for the Dekker pair with brg__sched_bp_suspend: we write head
+    // Seq_cst for the Dekker pair with brg__bp_suspend: we write head
     // and then read bp, it writes bp (WAITERS) and then reads head; so
     // either it sees us idle (and does not suspend) or we see WAITERS here.
     bool idle = atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL,
                                                         memory_order_seq_cst, memory_order_acquire);
     if (idle && (atomic_load_explicit(&actor->bp, memory_order_seq_cst) & BRG__BP_WAITERS))
-        brg__sched_bp_wake_id(actor->sys->sched, actor->id); // not ours: by id only
+        brg__bp_wake_id(actor->sys->sched, actor->id); // not ours: by id only
     if (counted)
         brg__actor_release(actor->sys, actor->id); // immutable fields, still held
     return idle;
@@ -265,9 +265,9 @@ brg__mailbox_is_closed(brg__actor_t *actor)
 }
 
 //  Set CLOSED in bp after brg__mailbox_close: no sender suspends on this
-//  actor any more (brg__sched_bp_suspend's RMW sees it). Returns true if
+//  actor any more (brg__bp_suspend's RMW sees it). Returns true if
 //  senders may be suspended on it: the caller then hands them back
-//  (brg__sched_bp_wake). Acq_rel: in the word's total order with the
+//  (brg__bp_wake). Acq_rel: in the word's total order with the
 //  registration's RMW. Thread: the owner.
 static inline bool
 brg__mailbox_bp_close(brg__actor_t *actor)

@@ -35,6 +35,7 @@
 #include "brigade/version.h"
 
 #include "actor.h"
+#include "backpressure.h"
 #include "debug.h"
 #include "link.h"
 #include "log.h"

@@ -96,37 +96,6 @@ void brg__sched_count_processed(brg_system_t *sys, uint32_t n);
 //  Thread: any; a no-op outside the scheduler's workers.
 void brg__sched_note_send(void);
 
-//  Backpressure (sched.c design notes, "Backpressure"; actor.c). The
-//  suspended senders of every receiver sit in one table under the bp lock.
-//
-//  Suspend sender on receiver, whose mailbox was found over the high-water
-//  mark: it is left out of every run queue until brg__sched_bp_wake or
-//  brg__sched_bp_resume hands it back. Refused (false, sender still ours) if
-//  the receiver has drained to the low-water mark, died, is a brg_system_ask
-//  reply box, or if sender has suspended senders of its own or a stop or kill
-//  pending. true: the sender is no longer ours; the caller must not touch it.
-//  Thread: the one running sender, after its behaviour call; receiver held
-//  by a reference.
-bool brg__sched_bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver);
-
-//  Hand back every sender suspended on receiver, to the back of the calling
-//  worker's ring (the receiver's worker: the senders run beside it).
-//  Thread: the one running receiver (it drained to the low-water mark, or died).
-void brg__sched_bp_wake(brg__sched_t *self, brg__actor_t *receiver);
-
-//  The same for a receiver that just went idle (no longer the caller's: its
-//  memory is not touched, its WAITERS flag stays for its next owner).
-//  Thread: any.
-void brg__sched_bp_wake_id(brg__sched_t *self, uint64_t receiver_id);
-
-//  Hand back actor if it is suspended (a stop or kill was pushed to it).
-//  Thread: any holding a reference to actor.
-void brg__sched_bp_resume(brg__sched_t *self, brg__actor_t *actor);
-
-//  Test hooks: suspensions so far, and senders suspended now. Thread: any.
-uint64_t brg__sched_bp_suspensions(brg__sched_t *self);
-uint32_t brg__sched_bp_suspended(brg__sched_t *self);
-
 //  True when the calling thread is a worker or blocking-pool thread of sys.
 bool brg__sched_on_thread_of(brg_system_t *sys);
 

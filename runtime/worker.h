@@ -103,4 +103,9 @@ struct brg__sched {
 //  done by each worker and pool thread when it starts. Thread: the caller.
 void brg__sched_thread_enter(brg_system_t *sys);
 
+//  Hand a suspended actor back (backpressure.c): on a worker of self, to
+//  the back of its ring; elsewhere, as any newly runnable actor.
+//  Thread: any.
+void brg__sched_hand_back(brg__sched_t *self, brg__actor_t *actor);
+
 #endif
