@@ -49,7 +49,7 @@ typedef struct brg__actor_ext {
     brg__waiter_t *waiter;          // WAITER actors: the blocked thread's wake-up
     struct brg__links *links;       // links and monitors (link.c), or NULL
     brg_exit_reason_t *fail_reason; // set by brg_fail, or NULL
-    //  Backpressure (sched.c): read and written only under the scheduler's
+    //  Backpressure (backpressure.c): read and written only under the scheduler's
     //  bp lock, while the actor is suspended or being suspended.
     uint64_t bp_on;             // the receiver it is suspended on (id), or 0
     struct brg__actor *bp_next; // next suspended actor in its bucket
@@ -77,7 +77,7 @@ struct brg__actor {
     uint64_t id;                        // generation << 32 | slot
     union {
         uint32_t queued;        // messages in the private FIFOs (owner)
-        uint32_t retired_epoch; // once dead, awaiting reclaim: low bits of its epoch (sched.c)
+        uint32_t retired_epoch; // once dead, awaiting reclaim: low bits of its epoch (reclaim.c)
     };
     uint16_t flags; // BRG__ACTOR_... (owner)
     uint16_t mode;  // BRG__MODE_... (immutable after spawn)

@@ -59,7 +59,7 @@ brg__bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver
     if (rw & BRG__BP_CLOSED)
         goto refuse; // a WAITERS left set costs the receiver one look
     // Seq_cst, after the seq_cst RMW: the other half of the Dekker pair with
-    // the receiver going idle (actor.c, s_go_idle: CAS head, then read bp).
+    // the receiver going idle (mailbox.h, brg__mailbox_go_idle: CAS head, then read bp).
     // Idle, it has nothing queued; otherwise it will look at bp again.
     brg_msg_t *head = atomic_load_explicit(&receiver->head, memory_order_seq_cst);
     if (head == NULL || head == BRG__MB_DEAD)

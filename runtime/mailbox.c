@@ -69,7 +69,7 @@
 //  message.
 //
 //  Backpressure (docs/ARCHITECTURE.md section 6; the table of suspended
-//  senders is in sched.c). The mailbox's length must be known to senders
+//  senders is in backpressure.c). The mailbox's length must be known to senders
 //  without an RMW per message, or ping-pong would pay for floods. So the
 //  word `bp`, beside head on the first line, counts only the messages
 //  pushed onto a non-empty stack (s_bp_count: a stack of k counts k - 1,
@@ -82,7 +82,7 @@
 //  that finds the estimate over the high-water mark (s_bp_check) notes the
 //  receiver's id (s_bp_note; not itself, not another system, not from a
 //  thread running no activation); brg__actor_run then ends the activation
-//  after that behaviour call and asks sched.c to suspend the actor
+//  after that behaviour call and asks backpressure.c to suspend the actor
 //  (brg__mailbox_bp_suspend). The owner hands its waiters back at a batch end at the
 //  low-water mark (brg__mailbox_bp_batch_end), when it goes idle (brg__mailbox_go_idle: CAS head,
 //  then a seq_cst look at bp, the Dekker pair with the registration's RMW

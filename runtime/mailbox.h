@@ -39,7 +39,7 @@
 //  one), and four flags. The count sits above the flags (count <<
 //  BRG__BP_SHIFT), so it wraps modulo 2^28 without touching them.
 #define BRG__BP_URGENT 1u    // a stop or kill was pushed: grab before the next message
-#define BRG__BP_SUSPENDED 2u // suspended on a congested receiver (bp lock; sched.c)
+#define BRG__BP_SUSPENDED 2u // suspended on a congested receiver (bp lock; backpressure.c)
 #define BRG__BP_WAITERS 4u   // senders may be suspended on this actor (set under the bp lock)
 #define BRG__BP_CLOSED 8u    // died: no sender is suspended on it any more
 #define BRG__BP_SHIFT 4

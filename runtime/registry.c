@@ -194,7 +194,7 @@ int
 brg_register(brg_system_t *sys, const char *name, brg_ref_t ref)
 {
     assert(sys);
-    brg__send_flush(); // another actor may see the name change and send (actor.c)
+    brg__send_flush(); // another actor may see the name change and send (mailbox.c)
     if (!s_name_ok(name) || !brg_system_is_local(sys, ref) || ref.id == 0)
         return BRG_EINVAL;
     brg__registry_t *self = sys->registry;
@@ -216,7 +216,7 @@ int
 brg_unregister(brg_system_t *sys, const char *name)
 {
     assert(sys);
-    brg__send_flush(); // another actor may see the name change and send (actor.c)
+    brg__send_flush(); // another actor may see the name change and send (mailbox.c)
     if (!s_name_ok(name))
         return BRG_ENOTFOUND;
     brg__registry_t *self = sys->registry;

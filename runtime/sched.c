@@ -3,7 +3,7 @@
 //  Design notes.
 //
 //  Where a runnable actor goes. An actor becomes runnable when a push takes
-//  its mailbox out of idle (actor.c); that producer calls brg__sched_schedule
+//  its mailbox out of idle (mailbox.c); that producer calls brg__sched_schedule
 //  exactly once. On a worker thread of the same system the actor goes into
 //  the worker's next-to-run slot (the "LIFO slot" of Go and Tokio): the
 //  conversation stays on the thread that already has its data in cache, and
@@ -757,8 +757,8 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
     pthread_mutex_init(&self->bp_lock, NULL);
     atomic_init(&self->bp_n, 0);
     atomic_init(&self->bp_total, 0);
-    // Resolved here, before any thread reads it (actor.c reads it per
-    // activation): 0 is the default, at least 2 batches; negative is off.
+    // Resolved here, before any thread reads it (mailbox.c reads it per
+    // thread, mailbox.h per batch end): 0 is the default, at least 2 batches; negative is off.
     int high = sys->cfg.mailbox_high_water;
     if (high == 0)
         high = batch > BRG__BP_HIGH_DEFAULT / 2 ? (batch > INT_MAX / 2 ? INT_MAX : 2 * batch)

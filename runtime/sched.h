@@ -57,7 +57,7 @@ void brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n
 extern _Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));
 
 //  True if the calling thread is a worker of sys: it may use actors found
-//  in sys's slot table without a reference (actor.c, brg__actor_send).
+//  in sys's slot table without a reference (mailbox.c, brg__actor_send; slots.c).
 static inline bool
 brg__sched_is_worker_of(const brg_system_t *sys)
 {

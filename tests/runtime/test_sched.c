@@ -663,7 +663,7 @@ START_TEST(test_sched_stress_no_wake_up_is_lost_between_spinning_and_parking)
 END_TEST
 
 //  ---------------------------------------------------------------------------
-//  Send coalescing (runtime/actor.c, "Send coalescing"): a worker's plain
+//  Send coalescing (runtime/mailbox.c, "Send coalescing"): a worker's plain
 //  sends to one target wait in a chain pushed with one CAS.
 
 #define S_CO_SENDERS 16
