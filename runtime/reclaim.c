@@ -72,20 +72,9 @@ s_graced(uint64_t min, const brg__actor_t *actor)
     return min == BRG__QS_OFFLINE || (int32_t)((uint32_t)min - actor->retired_epoch) >= 0;
 }
 
-static void
-s_limbo_append(brg__actor_t **head, brg__actor_t **end, brg__actor_t *actor)
-{
-    actor->next = NULL;
-    if (*end)
-        (*end)->next = actor;
-    else
-        *head = actor;
-    *end = actor;
-}
-
 //  Reclaim the graced prefix of the shared limbo. Thread: any.
-static void
-s_reclaim_shared(brg__sched_t *self)
+void
+brg__reclaim_shared(brg__sched_t *self)
 {
     if (atomic_load_explicit(&self->limbo_n, memory_order_relaxed) == 0)
         return;
@@ -132,7 +121,7 @@ brg__reclaim_worker(brg__worker_t *w)
         if (!w->limbo)
             w->limbo_end = NULL;
     }
-    s_reclaim_shared(w->sched);
+    brg__reclaim_shared(w->sched);
 }
 
 //  Move this worker's limbo to the shared one, where any thread's reclaim can
@@ -170,7 +159,7 @@ brg__reclaim_pending(brg__sched_t *self)
 {
     if (atomic_load_explicit(&self->limbo_n, memory_order_relaxed) == 0)
         return false;
-    s_reclaim_shared(self);
+    brg__reclaim_shared(self);
     return true;
 }
 
@@ -184,29 +173,4 @@ brg__reclaim_online(brg__worker_t *w)
     if (now != e)
         atomic_store_explicit(&w->qs, now, memory_order_release);
     w->qs_local = now;
-}
-
-void
-brg__reclaim_retire(brg__sched_t *self, brg__worker_t *w, brg__actor_t *actor)
-{
-    if (self->n == 0) {
-        brg__actor_reclaim(self->sys, actor); // no workers: no reference-free reader
-        return;
-    }
-    // Seq_cst (and so release): after the slot's DYING CAS in program order;
-    // a worker that reads this epoch or a later one sees DYING.
-    uint64_t target = atomic_fetch_add_explicit(&self->epoch, 1, memory_order_seq_cst) + 1;
-    actor->retired_epoch = (uint32_t)target;
-    if (w) {
-        s_limbo_append(&w->limbo, &w->limbo_end, actor);
-        w->limbo_n++;
-        return; // reclaimed at a later quiescent point of ours
-    }
-    pthread_mutex_lock(&self->limbo_lock);
-    s_limbo_append(&self->limbo, &self->limbo_end, actor);
-    atomic_store_explicit(&self->limbo_n,
-                          atomic_load_explicit(&self->limbo_n, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    pthread_mutex_unlock(&self->limbo_lock);
-    s_reclaim_shared(self); // older ones, and this one if every worker is offline
 }

@@ -69,6 +69,16 @@ brg__sched_is_worker_of(const brg_system_t *sys)
 //  workers): reclaim.c. Thread: any.
 void brg__sched_retire(brg__sched_t *self, brg__actor_t *actor);
 
+//  True if the shared limbo holds dead actors (a relaxed hint): reclaim.c.
+//  Thread: any.
+bool brg__reclaim_has_pending(brg__sched_t *self);
+
+//  Reclaim what the shared limbo holds that every worker has passed (a
+//  spawn that finds no free slot, before it grows the table): reclaim.c.
+//  Returns false if it held nothing (then nothing was done). Thread: any;
+//  takes limbo_lock and slot_lock, so the caller must hold neither.
+bool brg__reclaim_pending(brg__sched_t *self);
+
 //  Messages processed and the mailbox high-water mark, over all workers.
 void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
 
