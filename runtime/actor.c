@@ -1,7 +1,14 @@
-//  actor - the actor object, its mailbox and the slot table of addresses
+//  actor - the actor object: spawn, activations, handling one message,
+//  idle timeouts, death
 //
 //  Design notes.
 //
+//  An activation (brg__actor_run) grabs the mailbox, then runs up to a batch
+//  of messages, the system lane first, each through s_handle; it ends early
+//  when a behaviour call sent to a congested receiver (backpressure) and
+//  leaves the actor idle, queued again, suspended or dead. The mailbox word
+//  and its protocol are in mailbox.c (whose owner's side, inline in
+//  mailbox.h, this file calls per message), the address slots in slots.c.
 //
 //  Thread ownership. Everything in the actor but `head`, `bp` and `bp_pub` belongs
 //  to the thread running it: it took the actor from a run queue (acquire) and

@@ -1,4 +1,5 @@
-//  sched - worker threads, run queues, stealing, parking and the blocking pool
+//  sched - scheduling: where a runnable actor goes, the workers' loop, the
+//  inject queue, the LIFO slot, help-along and stealing
 //
 //  Design notes.
 //
