@@ -454,6 +454,12 @@ brg__mailbox_take_stack(brg__actor_t *actor, brg_msg_t *top)
 
 //  Suspend the running actor on the congested receiver its last behaviour
 //  call sent to (s_bp). Returns true if it is suspended: no longer ours.
+bool
+brg__mailbox_go_idle_counted(brg__actor_t *actor)
+{
+    return brg__mailbox_go_idle_as(actor, true);
+}
+
 __attribute__((noinline, cold)) bool
 brg__mailbox_bp_suspend(brg__actor_t *actor)
 {
