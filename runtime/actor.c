@@ -1,605 +1,20 @@
-//  actor - the actor object, its mailbox and the slot table of addresses
+//  actor - the actor object: spawn, activations, handling one message,
+//  idle timeouts, death
 //
 //  Design notes.
 //
-//  Mailbox. One atomic word, `head`, is both the mailbox and the run state:
-//  NULL (idle), RUNNING (scheduled, nothing new), a stack of new messages
-//  (pushed LIFO by producers with one CAS each), or DEAD (closed). A producer
-//  that pushes onto NULL made the actor runnable and is the one that schedules
-//  it, so an actor is in at most one run queue at a time without a separate
-//  state machine. The running thread grabs the whole stack with one exchange
-//  (leaving RUNNING), reverses it into private FIFO lists, and, when it has
-//  run out of messages, CASes RUNNING back to NULL; if that CAS fails, new
-//  messages arrived and it keeps the actor. Every state change is an RMW on
-//  the same word, so no wake-up can be lost. Per-sender order holds because
-//  the CAS order is a total order and reversal restores it.
-//
-//  System lane. Messages whose kind is a system kind (stop, kill, ask timeout)
-//  go to a second private list, drained before any ordinary message at every
-//  step. Grabbing happens at the start of every activation and whenever the
-//  private lists run dry; so that a stop or kill pushed while the actor runs
-//  does not wait behind the ordinary backlog already grabbed (up to a batch),
-//  its producer also raises URGENT in `bp`, which the owner checks before each
-//  message and answers with an early grab: the stop waits for at most the one
-//  behaviour call in progress.
-//
-//  Slot table. An address is node UUID + (generation << 32 | slot). Slots live
-//  in chunks of BRG__SLOT_CHUNK, allocated on first use and never moved, so a
-//  lookup is two loads. Each slot has a 64-bit word: generation (32 bits),
-//  state (FREE / LIVE / DYING, 2 bits) and a reference count (30 bits). A
-//  sender increments the count (one fetch_add), and uses the actor only if the
-//  generation matches and the state is LIVE; it decrements when done. A dying
-//  actor moves LIVE -> DYING; whoever brings the count of a DYING slot to zero
-//  moves it to FREE (one CAS, so exactly one thread) and frees the actor. So a
-//  stale ref can never touch freed memory nor reach the slot's next occupant.
-//  Slot allocation takes slot_lock (spawn only, never on the send path).
-//
-//  Sends from workers take no reference (quiescent-state reclamation). The
-//  reference count costs two locked RMWs per send on the receiver's slot
-//  word, a line every sender to that actor writes (fan-in: both cores). A
-//  worker sending to an actor of its own system (brg__actor_send) instead
-//  loads the word (acquire), checks generation and LIVE, and pushes; its
-//  "critical section" is that one call. In exchange, a dying actor's slot
-//  does not go DYING -> FREE at once: s_slot_retire hands the actor to the
-//  scheduler (brg__sched_retire), which calls brg__actor_reclaim only after
-//  every worker has passed a quiescent point (between activations, or every
-//  64 sends: never inside brg__actor_send) or is parked; sched.c says which
-//  atomics order what. Until then the slot stays DYING with its actor
-//  pointer, so a worker that loaded LIVE just before the death still pushes
-//  into this actor (its mailbox is closed: a dead letter), never into freed
-//  memory and never into the slot's next occupant, because the slot is not
-//  reused before reclaim. Reclaim then frees at once if no counted
-//  reference is held, or marks the slot DEAD, and the last counted holder
-//  frees it. Other threads (main, timer, blocking pool) and the other
-//  lookups (stop, links, registry, is_alive) keep the counted path.
-//
-//  Send coalescing (docs/ARCHITECTURE.md §5). In a fan-in with senders on
-//  both cores, every push moved the receiver's `head` line between cores
-//  (a round trip of 60-470 ns, more than handling the message). A stack
-//  push can push an already linked chain with the same one CAS (the
-//  chain's oldest message points at the old top). So a worker keeps at
-//  most one pending chain (brg__send_chain, thread-local: its worker only).
-//  Of a run of plain sends (BRG__MSG_USER without a correlation id, by the
-//  reference-free path) to one target within one behaviour call, the first
-//  is pushed at once, as before, and the next ones are appended to the
-//  chain with no atomic op. So a single send is never held (a call that
-//  sends one message to each of several actors and then works for a long
-//  time lets them run meanwhile, "Locality" in sched.c), and a flood pays
-//  two CASes per chain. The chain is pushed (brg__send_flush_slow) when
-//    - the thread pushes anything else (brg__actor_push flushes first: a
-//      send to another target, a reply, an ask, a system-lane or urgent
-//      message, link/monitor/exit signals, brg_actor_stop),
-//    - it spawns, starts a timer or changes the registry (effects another
-//      actor can observe and react to with a send of its own),
-//    - the chain reaches BRG__SEND_CHAIN_MAX messages,
-//    - a behaviour call (init, a message, the callbacks run by s_die)
-//      ends, and before brg__actor_run starts (help-along nests a run
-//      inside a send: the outer actor's chain goes out first),
-//    - before every quiescent point (brg__sched_note_send's help point;
-//      the worker loop's point and parking come after brg__actor_run).
-//  The price: the second and later messages of a run wait for the end of
-//  the run; a call that sends several messages to one actor and then
-//  computes for long (or busy-waits for their effect: that deadlocks) lets
-//  that actor see only the first until the call ends.
-//  Invariants. (1) Per-sender FIFO and every causal order that held
-//  before: a message waits only behind messages the same behaviour call
-//  sent to the same target, and goes out before any other effect of the
-//  sender another actor can see (the exception, a user's own side channel
-//  such as a shared variable written in the same behaviour call, sees the
-//  send at the end of that call). (2) Memory: at most BRG__SEND_CHAIN_MAX
-//  messages held per worker (brg__send_chain_max reports the largest
-//  chain pushed). (3) Latency: nothing is held past the end of the
-//  behaviour call that sent it, so asks, replies and ping-pong see no
-//  delay. (4) A chain whose target died meanwhile finds the mailbox DEAD:
-//  each message becomes a counted dead letter (BRG_DEAD_STOPPED, as if it
-//  had been pushed at once and left in the mailbox); the target's memory is still there, because
-//  the chain, like a single reference-free send, never spans a quiescent point (below). (5) One CAS
-//  per chain: the one that replaces NULL schedules the actor, exactly once, as for a single
-//  message.
-//
-//  Backpressure (docs/ARCHITECTURE.md section 6; the table of suspended
-//  senders is in sched.c). The mailbox's length must be known to senders
-//  without an RMW per message, or ping-pong would pay for floods. So the
-//  word `bp`, beside head on the first line, counts only the messages
-//  pushed onto a non-empty stack (s_bp_count: a stack of k counts k - 1,
-//  adjusted before each CAS attempt so the successful one leaves exactly
-//  its share; a push onto NULL or RUNNING, every ping-pong send, adds
-//  nothing), the owner subtracts a grabbed stack's share in s_grab (one RMW
-//  per grab of two or more), and publishes its private lists' length in
-//  bp_pub at every grab and batch end (a plain store; the lists only shrink
-//  in between). So bp_pub + count + 1 is never below the length. A push
-//  that finds the estimate over the high-water mark (s_bp_check) notes the
-//  receiver's id (s_bp_note; not itself, not another system, not from a
-//  thread running no activation); brg__actor_run then ends the activation
-//  after that behaviour call and asks sched.c to suspend the actor
-//  (s_bp_suspend). The owner hands its waiters back at a batch end at the
-//  low-water mark (s_bp_batch_end), when it goes idle (s_go_idle: CAS head,
-//  then a seq_cst look at bp, the Dekker pair with the registration's RMW
-//  then look at head), and when it dies (CLOSED). The invariant: a mailbox
-//  holds at most high-water + the sum over its senders of what each sends
-//  it in one behaviour call, plus the exempt sends (its own, from outside
-//  threads, from actors others wait for).
+//  An activation (brg__actor_run) grabs the mailbox, then runs up to a batch
+//  of messages, the system lane first, each through s_handle; it ends early
+//  when a behaviour call sent to a congested receiver (backpressure) and
+//  leaves the actor idle, queued again, suspended or dead. The mailbox word
+//  and its protocol are in mailbox.c (whose owner's side, inline in
+//  mailbox.h, this file calls per message), the address slots in slots.c.
 //
 //  Thread ownership. Everything in the actor but `head`, `bp` and `bp_pub` belongs
 //  to the thread running it: it took the actor from a run queue (acquire) and
 //  hands it back through one (release). mode, sys and id never change after
 //  spawn.
 #include "runtime_internal.h"
-
-struct brg__slot {
-    _Atomic uint64_t word; // generation << 32 | state << 30 | refs
-    _Atomic uintptr_t ptr; // the actor (LIVE, DYING); next free index + 1 (FREE)
-};
-
-#define S_FREE 0u
-#define S_LIVE 1u
-#define S_DYING 2u // retired; waits for the workers' grace period (brg__actor_reclaim)
-#define S_DEAD 3u  // grace period over; the last counted reference frees it
-#define S_REFS_MASK ((1ull << 30) - 1)
-#define S_STATE(w) ((uint32_t)(((w) >> 30) & 3u))
-#define S_GEN(w) ((uint32_t)((w) >> 32))
-#define S_REFS(w) ((w)&S_REFS_MASK)
-#define S_WORD(gen, state, refs) (((uint64_t)(gen) << 32) | ((uint64_t)(state) << 30) | (refs))
-
-int
-brg__slots_init(brg_system_t *sys)
-{
-    sys->max_chunks = (sys->cfg.max_actors + BRG__SLOT_CHUNK - 1) / BRG__SLOT_CHUNK;
-    sys->chunks = calloc(sys->max_chunks, sizeof(*sys->chunks));
-    if (!sys->chunks)
-        return BRG_ENOMEM;
-    atomic_init(&sys->slot_limit, 0);
-    sys->free_head = 0;
-    if (pthread_mutex_init(&sys->slot_lock, NULL) != 0) {
-        free(sys->chunks);
-        sys->chunks = NULL;
-        return BRG_ESYS;
-    }
-    return BRG_OK;
-}
-
-void
-brg__slots_fini(brg_system_t *sys)
-{
-    if (!sys->chunks)
-        return;
-    for (uint32_t i = 0; i < sys->max_chunks; i++)
-        free(atomic_load_explicit(&sys->chunks[i], memory_order_relaxed));
-    free(sys->chunks);
-    sys->chunks = NULL;
-    pthread_mutex_destroy(&sys->slot_lock);
-}
-
-//  The slot of index idx, or NULL if no such slot was ever handed out.
-static brg__slot_t *
-s_slot(brg_system_t *sys, uint32_t idx)
-{
-    // Acquire: pairs with the release store of slot_limit in s_slot_alloc, so
-    // the chunk pointer stored before it is visible.
-    if (idx >= atomic_load_explicit(&sys->slot_limit, memory_order_acquire))
-        return NULL;
-    brg__slot_t *chunk =
-        atomic_load_explicit(&sys->chunks[idx >> BRG__SLOT_CHUNK_BITS], memory_order_relaxed);
-    return &chunk[idx & (BRG__SLOT_CHUNK - 1)];
-}
-
-static void
-s_actor_free(brg_system_t *sys, brg__actor_t *actor)
-{
-    uint32_t idx = (uint32_t)actor->id;
-    if (actor->ext) {
-        if (actor->ext->waiter) {
-            pthread_mutex_destroy(&actor->ext->waiter->lock);
-            pthread_cond_destroy(&actor->ext->waiter->cond);
-            free(actor->ext->waiter);
-        }
-        brg__links_free(&actor->ext->links);
-        free(actor->ext->fail_reason);
-        free(actor->ext);
-    }
-    free(actor);
-    brg__slot_t *slot = s_slot(sys, idx);
-    pthread_mutex_lock(&sys->slot_lock);
-    atomic_store_explicit(&slot->ptr, sys->free_head, memory_order_relaxed);
-    sys->free_head = idx + 1;
-    pthread_mutex_unlock(&sys->slot_lock);
-}
-
-//  Drop one reference; the thread that drops the last one of a DEAD slot
-//  frees the actor (a DYING one is freed by brg__actor_reclaim).
-static void
-s_slot_unref(brg_system_t *sys, brg__slot_t *slot)
-{
-    // Acq_rel: release publishes our use of the actor to whoever frees it;
-    // acquire (for the freeing path) sees every other user's accesses.
-    uint64_t w = atomic_fetch_sub_explicit(&slot->word, 1, memory_order_acq_rel) - 1;
-    if (S_STATE(w) != S_DEAD || S_REFS(w) != 0)
-        return;
-    brg__actor_t *actor = (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
-    // One CAS decides the single freer among racing last holders.
-    if (atomic_compare_exchange_strong_explicit(&slot->word, &w, S_WORD(S_GEN(w), S_FREE, 0),
-                                                memory_order_acq_rel, memory_order_relaxed))
-        s_actor_free(sys, actor);
-}
-
-brg__actor_t *
-brg__actor_acquire(brg_system_t *sys, uint64_t id)
-{
-    brg__slot_t *slot = s_slot(sys, (uint32_t)id);
-    if (!slot)
-        return NULL;
-    // Acq_rel: acquire pairs with the release CAS that made the slot LIVE, so
-    // the actor pointer and fields written at spawn are visible.
-    uint64_t w = atomic_fetch_add_explicit(&slot->word, 1, memory_order_acq_rel);
-    if (S_GEN(w) == (uint32_t)(id >> 32) && S_STATE(w) == S_LIVE)
-        return (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
-    s_slot_unref(sys, slot);
-    return NULL;
-}
-
-void
-brg__actor_release(brg_system_t *sys, uint64_t id)
-{
-    s_slot_unref(sys, s_slot(sys, (uint32_t)id));
-}
-
-//  The calling worker's pending chain (actor.h). Owner: the thread.
-_Thread_local brg__send_chain_t brg__send_chain __attribute__((tls_model("initial-exec")));
-#define s_chain brg__send_chain
-static _Atomic uint32_t s_chain_max; // the longest chain pushed (test hook)
-
-uint32_t
-brg__send_chain_max(void)
-{
-    return atomic_load_explicit(&s_chain_max, memory_order_relaxed);
-}
-
-//  Backpressure (design notes): the activation the calling thread runs, and
-//  the congested receiver its behaviour call sent to. Owner: the thread;
-//  brg__actor_run sets running (target is 0 between activations);
-//  help-along, which nests activations, saves and restores both around
-//  them (brg__actor_bp_save). high is the high-water mark of the system
-//  whose thread this is (brg__actor_bp_thread; UINT32_MAX: none, or off).
-static _Thread_local brg__actor_t *s_bp_running __attribute__((tls_model("initial-exec")));
-static _Thread_local uint64_t s_bp_target __attribute__((tls_model("initial-exec"))); // id, or 0
-static _Thread_local uint32_t s_bp_high __attribute__((tls_model("initial-exec"))) = UINT32_MAX;
-
-brg__actor_bp_frame_t
-brg__actor_bp_save(void)
-{
-    return (brg__actor_bp_frame_t){s_bp_running, s_bp_target};
-}
-
-void
-brg__actor_bp_restore(brg__actor_bp_frame_t frame)
-{
-    s_bp_running = frame.running;
-    s_bp_target = frame.target;
-}
-
-void
-brg__actor_bp_thread(const brg_system_t *sys)
-{
-    int high = sys ? sys->cfg.mailbox_high_water : -1;
-    s_bp_high = high > 0 ? (uint32_t)high : UINT32_MAX;
-    s_bp_running = NULL;
-}
-
-//  A push found actor's mailbox over the running activation's high-water
-//  mark: remember the receiver, by id (the pointer may not outlive a
-//  quiescent point), for brg__actor_run to suspend on after the call.
-//  Sends to itself never hold an actor back, nor sends to another system,
-//  nor those of a thread that runs no activation (it cannot be suspended).
-__attribute__((noinline, cold)) static void
-s_bp_note(brg__actor_t *actor)
-{
-    brg__actor_t *running = s_bp_running;
-    if (running == NULL || actor == running || actor->sys != running->sys)
-        return;
-    s_bp_target = actor->id;
-    // Raise our own URGENT: the check brg__actor_run makes before every
-    // message anyway, so that the activation ends after this call without a
-    // look at s_bp_target per message. s_bp_suspend takes it down again.
-    atomic_fetch_or_explicit(&running->bp, BRG__BP_URGENT, memory_order_relaxed);
-}
-
-//  A stack of messages (not NULL, RUNNING or DEAD).
-static inline bool
-s_is_stack(const brg_msg_t *top)
-{
-    return (uintptr_t)top > (uintptr_t)BRG__MB_DEAD;
-}
-
-//  The count of a push of n messages whose CAS is about to replace old
-//  (design notes, "Backpressure"): onto a stack it adds n, onto an empty
-//  mailbox n - 1 (its oldest is the new stack's bottom). *added is what this
-//  push has added so far; adjusted before each CAS, so when one succeeds the
-//  word holds exactly this push's share, and a push onto an idle or running
-//  mailbox with nothing new (every ping-pong send) costs no RMW.
-static inline void
-s_bp_count(brg__actor_t *actor, const brg_msg_t *old, uint32_t n, uint32_t *added)
-{
-    uint32_t want = s_is_stack(old) ? n : n - 1;
-    if (__builtin_expect(want == *added, 1))
-        return;
-    // Relaxed: a count; the flags' RMWs on the same word order what must be.
-    atomic_fetch_add_explicit(&actor->bp, (want - *added) << BRG__BP_SHIFT, // modular
-                              memory_order_relaxed);
-    *added = want;
-}
-
-//  After a push of n messages onto old (not NULL): note the receiver if its
-//  mailbox is now over the running activation's high-water mark. The owner's
-//  published backlog bounds its private lists (it only shrinks them between
-//  publications), and the count + 1 the stack (our share is in it: added
-//  before our CAS), so the estimate is never below the mailbox's length.
-//  Relaxed loads of the line our CAS just took.
-static inline void
-s_bp_check(brg__actor_t *actor, const brg_msg_t *old, uint32_t n)
-{
-    uint32_t stack = n;
-    if (s_is_stack(old))
-        stack = BRG__BP_COUNT(atomic_load_explicit(&actor->bp, memory_order_relaxed)) + 1;
-    uint64_t est = (uint64_t)atomic_load_explicit(&actor->bp_pub, memory_order_relaxed) + stack;
-    if (__builtin_expect(est > s_bp_high, 0))
-        s_bp_note(actor);
-}
-
-void
-brg__send_flush_slow(void)
-{
-    brg__send_chain_t c = s_chain;
-    s_chain.n = 0; // first: a dead letter hook below may send again
-    uint32_t max = atomic_load_explicit(&s_chain_max, memory_order_relaxed);
-    while (c.n > max && !atomic_compare_exchange_weak_explicit(
-                            &s_chain_max, &max, c.n, memory_order_relaxed, memory_order_relaxed)) {
-    }
-    brg__actor_t *actor = c.to;
-    uint32_t added = 0; // backpressure count (s_bp_count)
-    brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
-    do {
-        if (old == BRG__MB_DEAD) {
-            // Closed meanwhile: each message is a dead letter. The sends
-            // returned BRG_OK while the actor lived, so these count as left
-            // in its mailbox when it stopped (BRG_DEAD_STOPPED), as they
-            // would had each been pushed at once. The actor's memory is
-            // still there (no quiescent point since the sends). Oldest first.
-            // A failed CAS may have linked oldest to the stack it saw:
-            // the chain ends at oldest.
-            atomic_store_explicit(&c.oldest->next, NULL, memory_order_relaxed);
-            brg_msg_t *rev = NULL;
-            for (brg_msg_t *m = c.top, *next; m; m = next) {
-                next = atomic_load_explicit(&m->next, memory_order_relaxed);
-                atomic_store_explicit(&m->next, rev, memory_order_relaxed);
-                rev = m;
-            }
-            brg_ref_t to = brg__actor_ref(actor);
-            for (brg_msg_t *m = rev, *next; m; m = next) {
-                next = atomic_load_explicit(&m->next, memory_order_relaxed);
-                atomic_store_explicit(&m->next, NULL, memory_order_relaxed);
-                brg__dead_letter(actor->sys, to, m, BRG_DEAD_STOPPED, false);
-            }
-            return;
-        }
-        atomic_store_explicit(&c.oldest->next, old, memory_order_relaxed);
-        s_bp_count(actor, old, c.n, &added);
-        brg__debug_yield(); // race window: another producer or the owner moves head
-        // Acq_rel, as in brg__actor_push: release publishes the whole chain
-        // (written by this thread before the CAS) to the owner's acquire
-        // exchange; acquire, for a push onto NULL, sees the actor's private
-        // state as its last runner left it.
-    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, c.top, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    if (old == NULL) {
-        // We moved the mailbox out of idle: the actor is ours to schedule.
-        if (actor->mode & BRG__MODE_WAITER)
-            brg__waiter_wake(actor->ext->waiter);
-        else
-            brg__sched_schedule(actor->sys->sched, actor);
-    } else {
-        s_bp_check(actor, old, c.n);
-    }
-}
-
-int
-brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg)
-{
-    if (!brg__sched_is_worker_of(sys)) {
-        brg__actor_t *actor = brg__actor_acquire(sys, id);
-        if (!actor)
-            return BRG_ENOACTOR;
-        int rc = brg__actor_push(actor, msg);
-        brg__actor_release(sys, id);
-        return rc;
-    }
-    // A worker of sys: no reference (design notes). From this load to the
-    // end of the push, this worker passes no quiescent point, so an actor
-    // we find LIVE here is not reclaimed under us.
-    brg__slot_t *slot = s_slot(sys, (uint32_t)id);
-    if (!slot)
-        return BRG_ENOACTOR;
-    // Acquire: pairs with the release CAS that made the slot LIVE (and the
-    // release sequence of counted senders' RMWs after it), so ptr and the
-    // fields written at spawn are visible. ptr is rewritten only when the
-    // slot is reused, after FREE, after reclaim, after our quiescent point.
-    uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
-    if (S_GEN(w) != (uint32_t)(id >> 32) || S_STATE(w) != S_LIVE)
-        return BRG_ENOACTOR;
-    brg__actor_t *actor = (brg__actor_t *)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
-    brg__debug_yield(); // race window: the actor dies and is retired meanwhile
-    if (msg->kind != BRG__MSG_USER || msg->corr != 0)
-        return brg__actor_push(actor, msg); // flushes the chain first
-    // A plain send (design notes, "Send coalescing"). The first one of a
-    // run to one target goes out at once; the next ones join the chain.
-    // Held across no quiescent point, like the push above: the chain is
-    // flushed before this worker passes one.
-    if (s_chain.to != actor) {
-        brg__send_flush();
-        int rc = brg__actor_push(actor, msg);
-        // Only compared: a later send looks its target up again. A push that
-        // failed (the mailbox closed) starts no run, so every later send to
-        // that target fails the same way, at once, with the same reason.
-        s_chain.to = rc == BRG_OK ? actor : NULL;
-        return rc;
-    }
-    if (s_chain.n >= BRG__SEND_CHAIN_MAX)
-        brg__send_flush();
-    if (s_chain.n == 0) {
-        s_chain.oldest = msg;
-        atomic_store_explicit(&msg->next, NULL, memory_order_relaxed);
-    } else {
-        atomic_store_explicit(&msg->next, s_chain.top, memory_order_relaxed);
-    }
-    s_chain.top = msg;
-    s_chain.n++;
-    return BRG_OK;
-}
-
-//  Take a free slot, publish actor in it and return its id (0 on failure:
-//  *rc says why). Under slot_lock, so brg__actor_stop_all, which sets closing
-//  under the same lock, sees every actor published before it.
-static uint64_t
-s_slot_publish(brg_system_t *sys, brg__actor_t *actor, bool counted, brg__actor_t *parent,
-               unsigned link_flags, uint64_t *monitor, int *rc)
-{
-    pthread_mutex_lock(&sys->slot_lock);
-    if (!sys->free_head && brg__sched_has_pending(sys->sched)) {
-        // No free slot, but dead actors wait in the shared limbo: reclaim
-        // them (that frees slots, under slot_lock) before growing the table
-        // or answering BRG_EBUSY at max_actors.
-        pthread_mutex_unlock(&sys->slot_lock);
-        brg__sched_reclaim_pending(sys->sched);
-        pthread_mutex_lock(&sys->slot_lock);
-    }
-    if (atomic_load_explicit(&sys->closing, memory_order_relaxed)) {
-        pthread_mutex_unlock(&sys->slot_lock);
-        *rc = BRG_ECLOSED;
-        return 0;
-    }
-    uint32_t idx;
-    brg__slot_t *slot;
-    if (sys->free_head) {
-        idx = sys->free_head - 1;
-        slot = s_slot(sys, idx);
-        sys->free_head = (uint32_t)atomic_load_explicit(&slot->ptr, memory_order_relaxed);
-    } else {
-        idx = atomic_load_explicit(&sys->slot_limit, memory_order_relaxed);
-        if (idx >= sys->cfg.max_actors) {
-            pthread_mutex_unlock(&sys->slot_lock);
-            *rc = BRG_EBUSY;
-            return 0;
-        }
-        uint32_t c = idx >> BRG__SLOT_CHUNK_BITS;
-        if (!atomic_load_explicit(&sys->chunks[c], memory_order_relaxed)) {
-            // Cache-line aligned: a chunk must not share a line with the
-            // heap object before it (in fanin, most likely the receiver's
-            // own actor, whose owner fields change per message), or the
-            // reference-free send's load of the slot word misses every time.
-            brg__slot_t *chunk = aligned_alloc(64, BRG__SLOT_CHUNK * sizeof(*chunk));
-            if (chunk)
-                memset(chunk, 0, BRG__SLOT_CHUNK * sizeof(*chunk));
-            if (!chunk) {
-                pthread_mutex_unlock(&sys->slot_lock);
-                *rc = BRG_ENOMEM;
-                return 0;
-            }
-            atomic_store_explicit(&sys->chunks[c], chunk, memory_order_relaxed);
-        }
-        // Release: pairs with the acquire load in s_slot; publishes the chunk.
-        atomic_store_explicit(&sys->slot_limit, idx + 1, memory_order_release);
-        slot = s_slot(sys, idx);
-    }
-    atomic_store_explicit(&slot->ptr, (uintptr_t)actor, memory_order_relaxed);
-    // The generation only changes here, under slot_lock, so it is stable
-    // until the CAS below; the id is known before the actor is reachable,
-    // which lets BRG_SPAWN_LINK/MONITOR set up both ends first.
-    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
-    uint32_t gen = S_GEN(w) + 1;
-    if (gen == 0)
-        gen = 1; // generation 0 would make id 0 possible: BRG_REF_NONE
-    actor->id = ((uint64_t)gen << 32) | idx;
-    if (link_flags && (*rc = brg__link_spawned(parent, actor, link_flags, monitor)) != BRG_OK) {
-        // Not published: give the slot back. A link entry the parent may
-        // have recorded names an id that never lived; signals to it are
-        // dropped like those to any dead actor.
-        atomic_store_explicit(&slot->ptr, sys->free_head, memory_order_relaxed);
-        sys->free_head = idx + 1;
-        pthread_mutex_unlock(&sys->slot_lock);
-        return 0;
-    }
-    // A CAS loop, not a store: stale senders may hold transient references on
-    // a FREE slot; their count carries over and they drop it themselves.
-    uint64_t nw;
-    do {
-        nw = S_WORD(gen, S_LIVE, S_REFS(w));
-        // Release: publishes the actor's fields (and ptr) to brg__actor_acquire.
-    } while (!atomic_compare_exchange_weak_explicit(&slot->word, &w, nw, memory_order_release,
-                                                    memory_order_relaxed));
-    if (counted) {
-        atomic_fetch_add_explicit(&sys->actors_alive, 1, memory_order_relaxed);
-        if (!(actor->mode & BRG__MODE_HIDDEN))
-            atomic_fetch_add_explicit(&sys->actors_awaited, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&sys->actors_spawned, 1, memory_order_relaxed);
-    } else {
-        // A brg_system_ask begins. Under slot_lock, like closing, so destroy
-        // either refuses this spawn or waits for this ask to end.
-        atomic_fetch_add_explicit(&sys->asks_waiting, 1, memory_order_relaxed);
-    }
-    pthread_mutex_unlock(&sys->slot_lock);
-    *rc = BRG_OK;
-    return actor->id;
-}
-
-//  LIVE -> DYING, then hand the actor to the scheduler, which reclaims it
-//  after the workers' grace period. The actor must not be touched by the
-//  caller afterwards.
-static void
-s_slot_retire(brg_system_t *sys, brg__actor_t *actor)
-{
-    brg__slot_t *slot = s_slot(sys, (uint32_t)actor->id);
-    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
-    uint64_t nw;
-    do {
-        if (S_STATE(w) != S_LIVE)
-            brg__panic("actor %llx retired twice", (unsigned long long)actor->id);
-        nw = S_WORD(S_GEN(w), S_DYING, S_REFS(w));
-        // Acq_rel: release publishes everything the dying actor did to the
-        // thread that will free it; acquire sees the senders' last uses.
-        // brg__sched_retire's epoch RMW comes after it in program order, so
-        // a worker that reads the new epoch also sees DYING (sched.c).
-    } while (!atomic_compare_exchange_weak_explicit(&slot->word, &w, nw, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    brg__sched_retire(sys->sched, actor);
-}
-
-void
-brg__actor_reclaim(brg_system_t *sys, brg__actor_t *actor)
-{
-    brg__slot_t *slot = s_slot(sys, (uint32_t)actor->id);
-    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
-    uint64_t nw;
-    do {
-        if (S_STATE(w) != S_DYING)
-            brg__panic("actor %llx reclaimed twice", (unsigned long long)actor->id);
-        // No counted holder: free now. Else the last one frees (s_slot_unref).
-        nw = S_WORD(S_GEN(w), S_REFS(w) == 0 ? S_FREE : S_DEAD, S_REFS(w));
-        // Acq_rel: acquire sees the counted senders' last uses before we
-        // free; release hands our view to the last holder that frees.
-    } while (!atomic_compare_exchange_weak_explicit(&slot->word, &w, nw, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    if (S_STATE(nw) == S_FREE)
-        s_actor_free(sys, actor);
-}
-
-void
-brg__actor_reclaim_final(brg_system_t *sys, brg__actor_t *actor)
-{
-    // System teardown: no thread is left to hold a reference.
-    brg__slot_t *slot = s_slot(sys, (uint32_t)actor->id);
-    uint64_t w = atomic_load_explicit(&slot->word, memory_order_relaxed);
-    atomic_store_explicit(&slot->word, S_WORD(S_GEN(w), S_FREE, 0), memory_order_relaxed);
-    s_actor_free(sys, actor);
-}
 
 brg_ref_t
 brg__actor_ref(const brg__actor_t *actor)
@@ -623,181 +38,6 @@ brg__actor_ext(brg__actor_t *actor)
 
 //  The push loop, counting for backpressure (s_bp_count). *old: the head
 //  value last seen; on success, the one replaced. Returns false if the
-//  mailbox is closed (msg untouched).
-__attribute__((noinline)) static bool
-s_push_counted(brg__actor_t *actor, brg_msg_t *msg, brg_msg_t **old_p)
-{
-    uint32_t added = 0;
-    brg_msg_t *old = *old_p;
-    do {
-        if (old == BRG__MB_DEAD)
-            return false; // closed: what we counted no longer matters
-        atomic_store_explicit(&msg->next, old, memory_order_relaxed);
-        s_bp_count(actor, old, 1, &added);
-        brg__debug_yield(); // race window: another producer or the owner moves head
-        // Acq_rel. Release: publishes the message's contents (and, through
-        // the release sequence, the older stack below it) to the owner's
-        // acquire exchange. Acquire: a push onto NULL takes the actor out of
-        // idle and schedules it, so it must see the actor's private state
-        // (flags, lists) as its last runner left it; pairs with the owner's
-        // acq_rel CAS to NULL in brg__actor_run, and the run queue passes it
-        // on to the next runner, which reads flags before its own grab.
-    } while (!atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
-                                                    memory_order_relaxed));
-    *old_p = old;
-    return true;
-}
-
-//  A stop or kill was pushed to an actor that is running (or queued, or
-//  suspended) and may hold a grabbed backlog: have it grab again before its
-//  next message. Release: the push happens before the owner's grab; pairs
-//  with the acquire RMW in s_take_urgent. In the word's total order with
-//  brg__sched_bp_suspend's RMW: it sees URGENT and does not suspend, or we
-//  see SUSPENDED and hand the actor back to run the stop.
-__attribute__((noinline, cold)) static void
-s_push_urgent(brg__actor_t *actor)
-{
-    uint32_t prev = atomic_fetch_or_explicit(&actor->bp, BRG__BP_URGENT, memory_order_acq_rel);
-    if (prev & BRG__BP_SUSPENDED)
-        brg__sched_bp_resume(actor->sys->sched, actor);
-}
-
-//  The push itself (both entry points below); *runnable: it took the
-//  mailbox out of idle. Inline, so the local send path pays no extra call.
-static inline int
-s_push(brg__actor_t *actor, brg_msg_t *msg, bool *runnable)
-{
-    *runnable = false;
-    // Read before the push: afterwards the message belongs to the owner.
-    bool urgent = msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_KILL;
-    brg__send_flush(); // the sender's earlier plain sends go first
-    brg_msg_t *old = atomic_load_explicit(&actor->head, memory_order_relaxed);
-    // An idle or running mailbox with nothing new (every ping-pong send) is
-    // pushed here without a count; a stack, or a lost race, takes the loop.
-    if (old == NULL || old == BRG__MB_RUNNING) {
-        atomic_store_explicit(&msg->next, old, memory_order_relaxed);
-        brg__debug_yield(); // race window: another producer or the owner moves head
-        // Acq_rel, as in s_push_counted.
-        if (atomic_compare_exchange_weak_explicit(&actor->head, &old, msg, memory_order_acq_rel,
-                                                  memory_order_relaxed))
-            goto pushed;
-    }
-    if (!s_push_counted(actor, msg, &old))
-        return BRG_ENOACTOR;
-pushed:
-    if (urgent && old != NULL)
-        s_push_urgent(actor);
-    if (old == NULL)
-        *runnable = true; // we moved the mailbox out of idle: ours to schedule
-    else
-        s_bp_check(actor, old, 1);
-    return BRG_OK;
-}
-
-int
-brg__actor_push(brg__actor_t *actor, brg_msg_t *msg)
-{
-    bool runnable;
-    int rc = s_push(actor, msg, &runnable);
-    if (runnable) {
-        // We moved the mailbox out of idle: the actor is ours to schedule.
-        if (actor->mode & BRG__MODE_WAITER)
-            brg__waiter_wake(actor->ext->waiter);
-        else
-            brg__sched_schedule(actor->sys->sched, actor);
-    }
-    return rc;
-}
-
-int
-brg__actor_push_deferred(brg__actor_t *actor, brg_msg_t *msg, bool *runnable)
-{
-    return s_push(actor, msg, runnable);
-}
-
-static bool
-s_is_system_kind(const brg_msg_t *msg)
-{
-    return msg->kind == BRG__MSG_SYS_STOP || msg->kind == BRG__MSG_SYS_ASK_TIMEOUT ||
-           msg->kind == BRG__MSG_SYS_KILL;
-}
-
-//  Move a stack taken from head (newest first, ending at NULL or RUNNING)
-//  into the private FIFO lists, restoring send order. Returns how many.
-static uint32_t
-s_take_stack(brg__actor_t *actor, brg_msg_t *top)
-{
-    brg_msg_t *user_first = NULL, *user_last = NULL, *sys_first = NULL, *sys_last = NULL;
-    uint32_t n = 0;
-    while (top != NULL && top != BRG__MB_RUNNING) {
-        brg_msg_t *next = atomic_load_explicit(&top->next, memory_order_relaxed);
-        if (s_is_system_kind(top)) {
-            atomic_store_explicit(&top->next, sys_first, memory_order_relaxed);
-            if (!sys_first)
-                sys_last = top;
-            sys_first = top;
-        } else {
-            atomic_store_explicit(&top->next, user_first, memory_order_relaxed);
-            if (!user_first)
-                user_last = top;
-            user_first = top;
-        }
-        n++;
-        top = next;
-    }
-    if (user_first) {
-        if (actor->user_tail)
-            atomic_store_explicit(&actor->user_tail->next, user_first, memory_order_relaxed);
-        else
-            actor->user_head = user_first;
-        actor->user_tail = user_last;
-    }
-    if (sys_first) {
-        if (actor->sys_tail)
-            atomic_store_explicit(&actor->sys_tail->next, sys_first, memory_order_relaxed);
-        else
-            actor->sys_head = sys_first;
-        actor->sys_tail = sys_last;
-    }
-    actor->queued += n;
-    return n;
-}
-
-//  Take whatever was pushed since the last grab. Returns true if anything was.
-static inline bool
-s_grab(brg__actor_t *actor)
-{
-    // Relaxed pre-check: skips the RMW when nothing is new; a push racing
-    // with it is seen by the CAS to NULL before the actor goes idle.
-    if (atomic_load_explicit(&actor->head, memory_order_relaxed) == BRG__MB_RUNNING)
-        return false;
-    // Acquire: pairs with the producers' release CAS, making the messages'
-    // contents visible.
-    brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_RUNNING, memory_order_acquire);
-    uint32_t n = s_take_stack(actor, top);
-    // Backpressure: the stack's count (n - 1, s_bp_count) leaves the word,
-    // and the private lists' length is published, both while the line is
-    // ours from the exchange. Relaxed: a count, and a bound senders read.
-    if (n > 1)
-        atomic_fetch_sub_explicit(&actor->bp, (n - 1) << BRG__BP_SHIFT, memory_order_relaxed);
-    atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
-    brg__sched_note_queued(actor->sys, actor->queued);
-    return true;
-}
-
-static brg_msg_t *
-s_pop(brg_msg_t **head, brg_msg_t **tail)
-{
-    brg_msg_t *msg = *head;
-    if (msg) {
-        *head = atomic_load_explicit(&msg->next, memory_order_relaxed);
-        if (!*head)
-            *tail = NULL;
-        atomic_store_explicit(&msg->next, NULL, memory_order_relaxed);
-    }
-    return msg;
-}
-
 //  Everything left in the private lists becomes a dead letter; an ask among
 //  them gets an error reply, so its asker learns at once.
 static void
@@ -805,9 +45,9 @@ s_drain_dead(brg__actor_t *actor)
 {
     brg_ref_t self = brg__actor_ref(actor);
     brg_msg_t *msg;
-    while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
+    while ((msg = brg__mailbox_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
         brg__msg_free(msg); // internal messages (stop, kill, ask timeouts): nothing to report
-    while ((msg = s_pop(&actor->user_head, &actor->user_tail)) != NULL) {
+    while ((msg = brg__mailbox_pop(&actor->user_head, &actor->user_tail)) != NULL) {
         if (msg->kind == BRG__MSG_SYS_IDLE || !brg__timers_tick_is_live(actor->sys->timers, msg))
             brg__msg_free(msg);
         else if (!brg__link_on_drain(actor, msg)) // link/monitor requests get noproc
@@ -847,7 +87,7 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
 {
     brg_system_t *sys = actor->sys;
     bool failed = reason->kind == BRG_EXIT_FAILED || reason->kind == BRG_EXIT_KILLED;
-    s_bp_target = 0; // a dead actor waits for nobody
+    brg__bp_target = 0; // a dead actor waits for nobody
     // Before the name is released, so that the report can name the actor.
     if (crash_where && reason->kind == BRG_EXIT_FAILED)
         s_crash_report(actor, reason, crash_where);
@@ -855,13 +95,12 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
     // Close the mailbox and release the name as one step, before any EXIT or
     // DOWN is sent: whoever learns of this death, by a signal or by a failed
     // send, link or monitor, finds the name free (registry.c).
-    s_take_stack(actor, brg__registry_close(sys, actor));
+    brg__mailbox_take_stack(actor, brg__registry_close(sys, actor));
     s_drain_dead(actor);
     // Senders suspended on us go back to work (their next sends to us fail);
-    // CLOSED keeps new ones from waiting (brg__sched_bp_suspend's RMW).
-    if (atomic_fetch_or_explicit(&actor->bp, BRG__BP_CLOSED, memory_order_acq_rel) &
-        BRG__BP_WAITERS)
-        brg__sched_bp_wake(sys->sched, actor);
+    // CLOSED keeps new ones from waiting (brg__bp_suspend's RMW).
+    if (brg__mailbox_bp_close(actor))
+        brg__bp_wake(sys->sched, actor);
     // The pending asks' callbacks run (BRG_ECLOSED) before the exit signals
     // go out, as an OTP terminate/2 runs before the process exits: a link,
     // monitor or BRG_SPAWN_LINK child made in a callback is signalled below
@@ -876,7 +115,7 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
         actor->state_destroy(actor->state);
     actor->state = NULL;
     brg__system_actor_ended(sys, failed, !(actor->mode & BRG__MODE_HIDDEN));
-    s_slot_retire(sys, actor);
+    brg__slots_retire(sys, actor);
 }
 
 //  Arm (or re-arm) the idle timer for the deadline last_active + idle_ms.
@@ -1051,90 +290,6 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *o
     return die;
 }
 
-//  True (and the flag cleared) if a stop or kill was pushed since we last
-//  looked. The relaxed pre-check keeps the common case to one plain load.
-static bool
-s_take_urgent(brg__actor_t *actor)
-{
-    // Acquire: pairs with the release store in brg__actor_push, so the grab
-    // that follows sees the urgent message.
-    return (atomic_load_explicit(&actor->bp, memory_order_relaxed) & BRG__BP_URGENT) &&
-           (atomic_fetch_and_explicit(&actor->bp, ~BRG__BP_URGENT, memory_order_acquire) &
-            BRG__BP_URGENT);
-}
-
-//  The end of a batch that leaves messages queued (the actor is still ours,
-//  and runs again): publish what is left, and
-//  hand back the senders suspended on us once we are at the low-water mark.
-//  The relaxed load is the fast path; going idle checks again with the
-//  ordering that makes sure no sender is left waiting (s_bp_idle).
-static inline void
-s_bp_batch_end(brg__actor_t *actor)
-{
-    atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
-    uint32_t w = atomic_load_explicit(&actor->bp, memory_order_relaxed);
-    if (__builtin_expect((w & BRG__BP_WAITERS) != 0, 0) &&
-        (uint64_t)actor->queued + BRG__BP_COUNT(w) <=
-            (uint32_t)actor->sys->cfg.mailbox_high_water / 2)
-        brg__sched_bp_wake(actor->sys->sched, actor);
-}
-
-//  Suspend the running actor on the congested receiver its last behaviour
-//  call sent to (s_bp). Returns true if it is suspended: no longer ours.
-__attribute__((noinline, cold)) static bool
-s_bp_suspend(brg__actor_t *actor)
-{
-    brg_system_t *sys = actor->sys;
-    uint64_t id = s_bp_target;
-    s_bp_target = 0;
-    // Our URGENT may be up (s_bp_note's, or a stop's): take it down, with
-    // a grab, and stay if the system lane has anything (a stop or kill runs
-    // now, not after the receiver drains). A stop pushed after this meets
-    // brg__sched_bp_suspend's RMW on our word (s_push_urgent).
-    if (s_take_urgent(actor))
-        s_grab(actor);
-    if (actor->sys_head)
-        return false;
-    // Senders may register on us while we wait: they read this.
-    atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
-    // A counted reference: the receiver may have died since the send.
-    brg__actor_t *receiver = brg__actor_acquire(sys, id);
-    if (!receiver)
-        return false;
-    bool suspended = brg__sched_bp_suspend(actor->sys->sched, actor, receiver);
-    brg__actor_release(sys, id);
-    return suspended;
-}
-
-//  The mailbox is empty: RUNNING -> NULL. Returns false if messages arrived
-//  meanwhile (the actor is still ours), true if it is idle (no longer ours).
-static bool
-s_go_idle(brg__actor_t *actor)
-{
-    atomic_store_explicit(&actor->bp_pub, 0, memory_order_relaxed); // nothing queued
-    // A blocking-pool thread passes no quiescent point: without a counted
-    // reference the actor could be run, die and be freed elsewhere before
-    // our look at bp below. Workers need none (a reference-free reader
-    // until their next quiescent point); deterministic steps take one too.
-    bool counted = actor->mode & BRG__MODE_BLOCKING;
-    if (counted && !brg__actor_acquire(actor->sys, actor->id))
-        brg__panic("running actor %llx is not live", (unsigned long long)actor->id);
-    brg_msg_t *expected = BRG__MB_RUNNING;
-    // Seq_cst (acq_rel and more): release hands the actor's private state to
-    // whichever thread schedules it next (that producer's CAS reads NULL and
-    // acquires); on failure, new messages arrived and we keep running it.
-    // Seq_cst for the Dekker pair with brg__sched_bp_suspend: we write head
-    // and then read bp, it writes bp (WAITERS) and then reads head; so
-    // either it sees us idle (and does not suspend) or we see WAITERS here.
-    bool idle = atomic_compare_exchange_strong_explicit(&actor->head, &expected, NULL,
-                                                        memory_order_seq_cst, memory_order_acquire);
-    if (idle && (atomic_load_explicit(&actor->bp, memory_order_seq_cst) & BRG__BP_WAITERS))
-        brg__sched_bp_wake_id(actor->sys->sched, actor->id); // not ours: by id only
-    if (counted)
-        brg__actor_release(actor->sys, actor->id); // immutable fields, still held
-    return idle;
-}
-
 static inline bool s_activation(brg__actor_t *actor, int batch) __attribute__((always_inline));
 
 bool
@@ -1144,10 +299,10 @@ brg__actor_run(brg__actor_t *actor, int batch)
     // out before anything of ours (design notes, "Send coalescing"), and
     // counts towards its own backpressure, not ours.
     brg__send_call_end();
-    // Our activation's frame. s_bp_target is 0 here: every activation ends
-    // with it 0 (s_bp_suspend, s_die), and help-along clears it (after
+    // Our activation's frame. brg__bp_target is 0 here: every activation ends
+    // with it 0 (brg__mailbox_bp_suspend, s_die), and help-along clears it (after
     // saving the outer call's, brg__actor_bp_save) before its nested runs.
-    s_bp_running = actor;
+    brg__bp_running = actor;
     return s_activation(actor, batch);
 }
 
@@ -1175,22 +330,22 @@ s_activation(brg__actor_t *actor, int batch)
     }
     // New messages first, so the system lane sees a stop that came in since
     // the last activation before any of the grabbed backlog runs.
-    s_grab(actor);
+    brg__mailbox_grab(actor);
     int n = 0;
     int user = 0;
     while (n < batch) {
-        if (s_take_urgent(actor)) {
+        if (brg__mailbox_take_urgent(actor)) {
             // A call that sent to a congested receiver ends the activation
-            // (s_bp_note raised URGENT; s_bp_suspend grabs).
-            if (s_bp_target != 0)
+            // (s_bp_note raised URGENT; brg__mailbox_bp_suspend grabs).
+            if (brg__bp_target != 0)
                 break;
-            s_grab(actor);
+            brg__mailbox_grab(actor);
         }
-        brg_msg_t *msg = s_pop(&actor->sys_head, &actor->sys_tail);
+        brg_msg_t *msg = brg__mailbox_pop(&actor->sys_head, &actor->sys_tail);
         if (!msg) {
-            msg = s_pop(&actor->user_head, &actor->user_tail);
+            msg = brg__mailbox_pop(&actor->user_head, &actor->user_tail);
             if (!msg) {
-                if (!s_grab(actor))
+                if (!brg__mailbox_grab(actor))
                     break;
                 continue;
             }
@@ -1221,15 +376,15 @@ s_activation(brg__actor_t *actor, int batch)
     brg__sched_count_processed(actor->sys, (uint32_t)n);
     if (actor->ext && actor->ext->idle_ms > 0 && user > 0)
         actor->ext->last_active_ns = brg__system_now_ns(actor->sys);
-    if (s_bp_target != 0 && s_bp_suspend(actor))
+    if (brg__bp_target != 0 && brg__mailbox_bp_suspend(actor))
         return false; // suspended: handed back when the receiver drains or dies
     if (actor->user_head || actor->sys_head) {
-        s_bp_batch_end(actor);
+        brg__mailbox_bp_batch_end(actor);
         return true; // batch used up: yield to the others
     }
     if (actor->ext && actor->ext->idle_ms > 0 && !(actor->flags & BRG__ACTOR_IDLE_ARMED))
         s_idle_arm(actor); // before going idle: afterwards the actor is not ours
-    return !s_go_idle(actor);
+    return !brg__mailbox_go_idle(actor);
 }
 
 int
@@ -1300,13 +455,9 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
     }
     // An actor with init runs at once: it starts RUNNING (scheduled) and is
     // queued below; others start idle and run on their first message.
-    if (opts->init) {
+    if (opts->init)
         actor->flags |= BRG__ACTOR_INIT;
-        atomic_init(&actor->head, BRG__MB_RUNNING);
-    } else {
-        atomic_init(&actor->head, NULL);
-    }
-    atomic_init(&actor->bp, 0);
+    brg__mailbox_init(actor, opts->init != NULL);
     // The name is reserved before the actor exists, so a taken name fails the
     // spawn before anything is published, and filled in once it has an id.
     int rc;
@@ -1316,7 +467,7 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
         return rc;
     }
     bool counted = !(mode & BRG__MODE_WAITER);
-    if (s_slot_publish(sys, actor, counted, parent, link_flags, opts->monitor, &rc) == 0) {
+    if (brg__slots_publish(sys, actor, counted, parent, link_flags, opts->monitor, &rc) == 0) {
         if (opts->name)
             brg__registry_cancel(sys, opts->name);
         if (actor->ext && actor->ext->waiter) {
@@ -1350,19 +501,17 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
 void
 brg__actor_retire_waiter(brg__actor_t *actor)
 {
-    brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
-    s_take_stack(actor, top);
+    brg__mailbox_take_stack(actor, brg__mailbox_close(actor));
     brg_msg_t *msg;
-    while ((msg = s_pop(&actor->user_head, &actor->user_tail)) != NULL)
+    while ((msg = brg__mailbox_pop(&actor->user_head, &actor->user_tail)) != NULL)
         brg__waiter_drop(actor, msg);
-    while ((msg = s_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
+    while ((msg = brg__mailbox_pop(&actor->sys_head, &actor->sys_tail)) != NULL)
         brg__waiter_drop(actor, msg);
-    // No sender is ever suspended on a reply box (brg__sched_bp_suspend);
+    // No sender is ever suspended on a reply box (brg__bp_suspend);
     // closed all the same, as any mailbox that dies.
-    if (atomic_fetch_or_explicit(&actor->bp, BRG__BP_CLOSED, memory_order_acq_rel) &
-        BRG__BP_WAITERS)
-        brg__sched_bp_wake(actor->sys->sched, actor);
-    s_slot_retire(actor->sys, actor);
+    if (brg__mailbox_bp_close(actor))
+        brg__bp_wake(actor->sys->sched, actor);
+    brg__slots_retire(actor->sys, actor);
 }
 
 //  Wake the thread blocked on waiter w for good: it answers BRG_ECLOSED.
@@ -1379,20 +528,15 @@ s_waiter_close(brg__waiter_t *w)
 uint32_t
 brg__actor_stop_all(brg_system_t *sys)
 {
-    pthread_mutex_lock(&sys->slot_lock);
-    atomic_store_explicit(&sys->closing, true, memory_order_relaxed);
-    uint32_t limit = atomic_load_explicit(&sys->slot_limit, memory_order_relaxed);
-    pthread_mutex_unlock(&sys->slot_lock);
+    uint32_t limit = brg__slots_close(sys);
     // Two passes: the blocked brg_system_asks are released first, so they
     // answer BRG_ECLOSED rather than whatever their target's stop causes.
     uint32_t asked = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (uint32_t idx = 0; idx < limit; idx++) {
-            brg__slot_t *slot = s_slot(sys, idx);
-            uint64_t w = atomic_load_explicit(&slot->word, memory_order_acquire);
-            if (S_STATE(w) != S_LIVE)
+            uint64_t id = brg__slots_live_id(sys, idx);
+            if (id == 0)
                 continue;
-            uint64_t id = ((uint64_t)S_GEN(w) << 32) | idx;
             brg__actor_t *actor = brg__actor_acquire(sys, id);
             if (!actor)
                 continue;

@@ -1,5 +1,5 @@
-//  actor - the actor object, its mailbox and the slot table of addresses
-//  (internal view).
+//  actor - the actor object: its fields, spawn, running and death
+//  (internal view; its mailbox is mailbox.h, its address slots.h).
 #ifndef BRG_RUNTIME_ACTOR_H
 #define BRG_RUNTIME_ACTOR_H
 
@@ -16,15 +16,6 @@
 typedef struct brg__actor brg__actor_t;
 typedef struct brg__ask_map brg__ask_map_t;
 typedef struct brg__waiter brg__waiter_t;
-
-//  Mailbox states (the values of brg__actor.head besides message stacks).
-//  NULL                      idle: empty and not scheduled
-//  BRG__MB_RUNNING           scheduled or running, nothing new since the last grab
-//  stack of messages ending
-//    in NULL or RUNNING      new messages; the end says which state it was pushed on
-//  BRG__MB_DEAD              closed: every push fails
-#define BRG__MB_RUNNING ((brg_msg_t *)(uintptr_t)1)
-#define BRG__MB_DEAD ((brg_msg_t *)(uintptr_t)2)
 
 //  Actor modes: fixed at spawn, read by any thread.
 enum {
@@ -58,23 +49,11 @@ typedef struct brg__actor_ext {
     brg__waiter_t *waiter;          // WAITER actors: the blocked thread's wake-up
     struct brg__links *links;       // links and monitors (link.c), or NULL
     brg_exit_reason_t *fail_reason; // set by brg_fail, or NULL
-    //  Backpressure (sched.c): read and written only under the scheduler's
+    //  Backpressure (backpressure.c): read and written only under the scheduler's
     //  bp lock, while the actor is suspended or being suspended.
     uint64_t bp_on;             // the receiver it is suspended on (id), or 0
     struct brg__actor *bp_next; // next suspended actor in its bucket
 } brg__actor_ext_t;
-
-//  The word `bp` of an actor (actor.c, "Backpressure"): the number of
-//  messages pushed onto a non-empty mailbox stack and not yet grabbed (a
-//  stack of k messages counts k - 1: its bottom one was pushed onto an empty
-//  one), and four flags. The count sits above the flags (count <<
-//  BRG__BP_SHIFT), so it wraps modulo 2^28 without touching them.
-#define BRG__BP_URGENT 1u    // a stop or kill was pushed: grab before the next message
-#define BRG__BP_SUSPENDED 2u // suspended on a congested receiver (bp lock; sched.c)
-#define BRG__BP_WAITERS 4u   // senders may be suspended on this actor (set under the bp lock)
-#define BRG__BP_CLOSED 8u    // died: no sender is suspended on it any more
-#define BRG__BP_SHIFT 4
-#define BRG__BP_COUNT(w) ((w) >> BRG__BP_SHIFT)
 
 //  An actor. Fields other than head and bp are owned by the thread running
 //  the actor (the one that took it from a run queue); hand-over between
@@ -98,7 +77,7 @@ struct brg__actor {
     uint64_t id;                        // generation << 32 | slot
     union {
         uint32_t queued;        // messages in the private FIFOs (owner)
-        uint32_t retired_epoch; // once dead, awaiting reclaim: low bits of its epoch (sched.c)
+        uint32_t retired_epoch; // once dead, awaiting reclaim: low bits of its epoch (reclaim.c)
     };
     uint16_t flags; // BRG__ACTOR_... (owner)
     uint16_t mode;  // BRG__MODE_... (immutable after spawn)
@@ -123,97 +102,6 @@ struct brg_ctx {
     brg__actor_t *actor;  // the running actor
     const brg_msg_t *msg; // the message being handled, or NULL (init, callbacks)
 };
-
-//  ---------------------------------------------------------------------------
-//  Slot table: id -> actor, O(1), without a global lock. See actor.c.
-
-//  Look up the live actor named by a local id and take a reference that keeps
-//  its memory valid; returns NULL if it is dead, stale or unknown. Every
-//  successful acquire must be paired with brg__actor_release. Thread: any.
-brg__actor_t *brg__actor_acquire(brg_system_t *sys, uint64_t id);
-void brg__actor_release(brg_system_t *sys, uint64_t id);
-
-//  Push msg into the mailbox of the local actor named by id: BRG_OK, or
-//  BRG_ENOACTOR if it is dead, stale or unknown (msg untouched: the caller
-//  still owns it). A worker of sys takes no slot reference (see actor.c);
-//  other threads take one around the push. Thread: any.
-int brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg);
-
-//  The workers' grace period after the actor's retirement is over
-//  (brg__sched_retire): free it, or leave that to the last counted holder.
-//  Thread: any.
-void brg__actor_reclaim(brg_system_t *sys, brg__actor_t *actor);
-
-//  Free a retired actor at system teardown, when no thread is left.
-void brg__actor_reclaim_final(brg_system_t *sys, brg__actor_t *actor);
-
-//  Send coalescing (actor.c design notes). A worker's plain sends to one
-//  target after the first wait in its pending chain, at most BRG__SEND_CHAIN_MAX of them,
-//  until brg__send_flush pushes the chain with one CAS. top is the newest
-//  message, linked by next down to oldest, whose next becomes the mailbox's
-//  old top. Owner: the calling thread (only workers ever hold a chain).
-#define BRG__SEND_CHAIN_MAX 64
-typedef struct {
-    brg__actor_t *to; // the last plain send's target (reference-free lookup), or NULL
-    brg_msg_t *top;
-    brg_msg_t *oldest;
-    uint32_t n; // 0: no chain
-} brg__send_chain_t;
-extern _Thread_local brg__send_chain_t brg__send_chain __attribute__((tls_model("initial-exec")));
-void brg__send_flush_slow(void);
-
-//  Push the calling thread's pending chain, if any: before any other effect
-//  of the sender, at the end of every behaviour call, and before every
-//  quiescent point. A target that died meanwhile gets each message as a
-//  counted dead letter. Thread: any (a no-op for threads that hold none).
-static inline void
-brg__send_flush(void)
-{
-    if (__builtin_expect(brg__send_chain.n != 0, 0))
-        brg__send_flush_slow();
-}
-
-//  The end of a behaviour call: push the chain, and start the next call's
-//  first send to any target afresh (pushed at once). Thread: any.
-static inline void
-brg__send_call_end(void)
-{
-    brg__send_flush();
-    brg__send_chain.to = NULL;
-}
-
-//  The longest chain any thread has pushed so far (a test hook for the bound
-//  BRG__SEND_CHAIN_MAX). Thread: any.
-uint32_t brg__send_chain_max(void);
-
-//  The running activation's backpressure frame (actor.c), which help-along
-//  saves before it runs actors nested inside a send and restores after.
-//  Thread: the calling thread.
-typedef struct {
-    brg__actor_t *running;
-    uint64_t target;
-} brg__actor_bp_frame_t;
-brg__actor_bp_frame_t brg__actor_bp_save(void);
-void brg__actor_bp_restore(brg__actor_bp_frame_t frame);
-
-//  Make the calling thread one that runs sys's actors, for backpressure:
-//  their sends compare mailboxes with sys's high-water mark. Called when a
-//  worker or blocking-pool thread starts, and around each deterministic step
-//  (NULL afterwards: the thread runs no activation). Thread: the calling thread.
-void brg__actor_bp_thread(const brg_system_t *sys);
-
-//  Push msg into actor's mailbox; schedules the actor if it was idle. Returns
-//  BRG_OK, or BRG_ENOACTOR when the mailbox is closed (msg untouched: the
-//  caller still owns it). Thread: any, holding a reference (acquire).
-int brg__actor_push(brg__actor_t *actor, brg_msg_t *msg);
-
-//  brg__actor_push without the scheduling, for a caller that makes many
-//  actors runnable at once (brg__remote_deliver): *runnable is set when this
-//  push took the mailbox out of idle. The caller must then wake the actor
-//  (a waiter: brg__waiter_wake) or schedule it (brg__sched_schedule_list);
-//  until it does, the actor cannot run, so it cannot die and its memory
-//  stays valid without a reference. Thread: any, holding a reference.
-int brg__actor_push_deferred(brg__actor_t *actor, brg_msg_t *msg, bool *runnable);
 
 //  Create an actor. See brg_system_spawn. from is the spawning actor or NULL.
 //  mode: BRG__MODE_... added to what opts asks for. parent: the spawning
@@ -253,10 +141,6 @@ brg_ref_t brg__actor_ref(const brg__actor_t *actor);
 //  (it answers BRG_ECLOSED), then send a stop to every live actor.
 //  Returns how many actors were asked. Thread: the destroying thread.
 uint32_t brg__actor_stop_all(brg_system_t *sys);
-
-//  Slot table lifecycle (system new/destroy).
-int brg__slots_init(brg_system_t *sys);
-void brg__slots_fini(brg_system_t *sys);
 
 //  Ask bookkeeping (ask.c), on the asking actor's thread.
 void brg__ask_on_reply(brg_ctx_t *ctx, const brg_msg_t *msg, bool *handled);

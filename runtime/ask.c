@@ -442,7 +442,7 @@ static void
 s_waiter_take(brg__actor_t *waiter, brg_msg_t **found)
 {
     // The waiting thread is the waiter's only consumer: grab and look.
-    brg_msg_t *top = atomic_exchange_explicit(&waiter->head, BRG__MB_RUNNING, memory_order_acquire);
+    brg_msg_t *top = brg__mailbox_take(waiter);
     while (top && top != BRG__MB_RUNNING) {
         brg_msg_t *next = atomic_load_explicit(&top->next, memory_order_relaxed);
         atomic_store_explicit(&top->next, NULL, memory_order_relaxed);
@@ -532,9 +532,7 @@ s_system_ask(brg_system_t *sys, brg_ref_t to, const char *name, brg_msg_t **msg_
                 break;
             }
             // Nothing for us: go back to idle so the next push wakes us.
-            brg_msg_t *expected = BRG__MB_RUNNING;
-            if (!atomic_compare_exchange_strong_explicit(
-                    &waiter->head, &expected, NULL, memory_order_acq_rel, memory_order_acquire))
+            if (!brg__mailbox_take_idle(waiter))
                 brg__waiter_wake(waiter->ext->waiter); // more came meanwhile
         }
     }

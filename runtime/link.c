@@ -305,7 +305,7 @@ brg_msg_read_down(const brg_msg_t *msg, brg_ref_t *from, uint64_t *monitor,
 }
 
 //  ---------------------------------------------------------------------------
-//  Runtime hooks (actor.c)
+//  Runtime hooks (actor.c; brg__link_spawned and brg__links_free: slots.c)
 
 int
 brg__link_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *die)

@@ -194,7 +194,7 @@ int
 brg_register(brg_system_t *sys, const char *name, brg_ref_t ref)
 {
     assert(sys);
-    brg__send_flush(); // another actor may see the name change and send (actor.c)
+    brg__send_flush(); // another actor may see the name change and send (mailbox.c)
     if (!s_name_ok(name) || !brg_system_is_local(sys, ref) || ref.id == 0)
         return BRG_EINVAL;
     brg__registry_t *self = sys->registry;
@@ -204,8 +204,7 @@ brg_register(brg_system_t *sys, const char *name, brg_ref_t ref)
     if (actor) {
         // Acquire: pairs with the dying actor's exchange to DEAD (see the
         // design notes); the lock orders us against its release call.
-        if (atomic_load_explicit(&actor->head, memory_order_acquire) != BRG__MB_DEAD &&
-            !(actor->mode & BRG__MODE_WAITER))
+        if (!brg__mailbox_is_closed(actor) && !(actor->mode & BRG__MODE_WAITER))
             rc = s_insert(self, name, ref);
         brg__actor_release(sys, ref.id);
     }
@@ -217,7 +216,7 @@ int
 brg_unregister(brg_system_t *sys, const char *name)
 {
     assert(sys);
-    brg__send_flush(); // another actor may see the name change and send (actor.c)
+    brg__send_flush(); // another actor may see the name change and send (mailbox.c)
     if (!s_name_ok(name))
         return BRG_ENOTFOUND;
     brg__registry_t *self = sys->registry;
@@ -283,7 +282,7 @@ brg__registry_close(brg_system_t *sys, brg__actor_t *actor)
     // Acquire: the last producers' messages are visible to the caller's
     // drain. Made under the lock, so that a thread that reads DEAD and then
     // takes the lock finds the name removed below (see the design notes).
-    brg_msg_t *top = atomic_exchange_explicit(&actor->head, BRG__MB_DEAD, memory_order_acquire);
+    brg_msg_t *top = brg__mailbox_close(actor);
     s_entry_t **pp = s_find_id(self, actor->id);
     if (*pp) {
         s_entry_t *e = *pp;

@@ -46,7 +46,7 @@
 //  to end: the sending actor's thread calls ops->send in send order; the
 //  transport keeps one queue per peer; the I/O thread delivers in order and
 //  each push is one CAS on the receiver's mailbox, whose stack reversal
-//  restores push order (actor.c). EXIT and DOWN take that same path, so
+//  restores push order (mailbox.c). EXIT and DOWN take that same path, so
 //  they arrive after everything the dying actor sent first.
 //
 //  Threads and ownership. remote_ops and remote_arg are written once, by
@@ -122,7 +122,7 @@ brg__system_deliver_named(brg_system_t *sys, brg_ref_t node, const char *name, b
 {
     brg_msg_t *msg = *msg_p;
     *msg_p = NULL;
-    brg__send_flush(); // an effect another actor may react to (actor.c, "Send coalescing")
+    brg__send_flush(); // an effect another actor may react to (mailbox.c, "Send coalescing")
     node.id = 0;
     if (!s_name_ok(name)) {
         brg__msg_free(msg); // the caller's mistake: nothing was sent

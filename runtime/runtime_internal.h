@@ -35,15 +35,23 @@
 #include "brigade/version.h"
 
 #include "actor.h"
+#include "backpressure.h"
 #include "debug.h"
 #include "link.h"
 #include "log.h"
+#include "mailbox.h"
 #include "msg.h"
+#include "park.h"
+#include "pool.h"
+#include "reclaim.h"
 #include "registry.h"
 #include "remote.h"
 #include "runq.h"
 #include "sched.h"
+#include "slots.h"
 #include "system.h"
 #include "timer.h"
+#include "watchdog.h"
+#include "worker.h"
 
 #endif

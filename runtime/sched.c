@@ -1,9 +1,10 @@
-//  sched - worker threads, run queues, stealing, parking and the blocking pool
+//  sched - scheduling: where a runnable actor goes, the workers' loop, the
+//  inject queue, the LIFO slot, help-along and stealing
 //
 //  Design notes.
 //
 //  Where a runnable actor goes. An actor becomes runnable when a push takes
-//  its mailbox out of idle (actor.c); that producer calls brg__sched_schedule
+//  its mailbox out of idle (mailbox.c); that producer calls brg__sched_schedule
 //  exactly once. On a worker thread of the same system the actor goes into
 //  the worker's next-to-run slot (the "LIFO slot" of Go and Tokio): the
 //  conversation stays on the thread that already has its data in cache, and
@@ -46,23 +47,6 @@
 //  so the backlog is bounded only while one worker drains faster than the
 //  others produce: the hard bound is backpressure (next).
 //
-//  Backpressure (docs/ARCHITECTURE.md section 6; the mailbox side is in
-//  actor.c). A sender whose push finds the receiver over the high-water
-//  mark is suspended after its behaviour call (brg__sched_bp_suspend) and
-//  handed back (s_bp_hand_back: to the back of the waker's ring, beside the
-//  receiver) when the receiver drains to the low-water mark (half) or dies
-//  (brg__sched_bp_wake), or when the sender gets a stop or kill
-//  (brg__sched_bp_resume). The suspended senders sit in one table per
-//  system, hashed by their receiver's id, under bp_lock, which also guards
-//  every ext->bp_* field and the SUSPENDED and WAITERS flags' changes; the
-//  one who clears SUSPENDED under it hands the actor back, exactly once.
-//  No cycle: an actor others wait for is not suspended (checked under the
-//  lock), so an edge is only added from an actor without incoming edges.
-//  No lost hand-back: registration sets WAITERS by an RMW on the receiver's
-//  word and reads its head (seq_cst), a receiver going idle CASes head and
-//  then reads the word (seq_cst); a running receiver looks at WAITERS at
-//  every batch end; its death's RMW sets CLOSED and sees WAITERS.
-//
 //  Locality before parallelism. Most messages cost tens of nanoseconds to
 //  handle, less than moving an actor's mailbox and messages to another core
 //  (a cache-line round trip is 60-350 ns on the 2-vCPU VM, microseconds when
@@ -83,66 +67,12 @@
 //  worker) is still taken within BRG__STALL_NS: parallelism for work that
 //  costs more than the move.
 //
-//  Parking (Go's scheduler protocol, simplified). A worker that runs out of
-//  work becomes a searcher: it looks for stalled work (above) for about
-//  BRG__SPIN_NS, backing off between looks, then parks on its own condition
-//  variable. Wake-ups are "exactly one": s_notify wakes a sleeper only if no
-//  worker is searching, and claims the right to wake by moving the searcher
-//  count from 0 to 1 (the woken worker starts as a searcher). A searcher that
-//  finds work and was the last searcher wakes another, so parallelism ramps
-//  up one worker at a time.
-//  No wake-up is lost. The searcher and sleeper counts share one atomic word,
-//  `idle_state`. A submitter publishes its work, issues a seq_cst fence and
-//  loads the word; a worker about to sleep changes the word with an RMW,
-//  issues a seq_cst fence and re-reads every queue. Of the two fences one
-//  precedes the other in the single total order S: if the worker's comes
-//  first, the submitter's load sees its RMW (it is asleep: wake it); if the
-//  submitter's does, the worker's re-check sees the work (C11 7.17.3p6).
-//  The submitter used to read the word with an RMW (acq_rel fetch_add of 0),
-//  which gave the same guarantee but pulled the word's line to every
-//  notifier's core; the fence costs a local drain of the store buffer and
-//  the line stays shared while nobody sleeps. (ThreadSanitizer does not model
-//  fences; no data is published through this pairing, only the decision to
-//  wake, and the run queues carry their own release/acquire.)
-
-//  Reclamation (quiescent-state based; actor.c says why). A worker sending
-//  to an actor of its system reads the slot without a reference, so a dead
-//  actor's memory (and its slot, whose reuse would redirect such a read) is
-//  reclaimed only after every worker has passed a quiescent point since the
-//  death. The protocol, with who writes what:
-//  - epoch (any retiring thread, seq_cst fetch_add): a retirement takes
-//    target = the new epoch, after its slot's LIVE -> DYING CAS.
-//  - w->qs (its worker only): the epoch it read at its last quiescent point
-//    (acquire load of epoch, release store of qs), or QS_OFFLINE while it
-//    sleeps or after it exited. Quiescent points: the top of the worker
-//    loop (between activations) and every BRG__HELP_EVERY sends in
-//    brg__sched_note_send, which is called before brg__system_deliver,
-//    never inside it; the lookup-and-push in brg__actor_send is the only
-//    reference-free use of another actor, together with the pending send
-//    chain it may leave (actor.c, "Send coalescing"), which is pushed
-//    before each of these points (s_quiescent panics if one is left).
-//  - An actor is reclaimable once every qs is QS_OFFLINE or >= its target.
-//    Why that is enough: a worker that announced qs >= target had read an
-//    epoch value at or after the retirement's fetch_add (acquire from its
-//    release), so the DYING CAS happens before everything it does after
-//    that point; it will not find the slot LIVE. What it did before, inside
-//    brg__actor_send, happens before its release store of qs, which the
-//    reclaimer's load of qs acquires; so the free comes after those uses.
-//  - Going offline is a release store of QS_OFFLINE after the worker's last
-//    send. Coming back online is a seq_cst store of qs followed by a seq_cst
-//    load of epoch: a reclaimer that read QS_OFFLINE (seq_cst load, after
-//    its seq_cst fetch_add) precedes our store in the single total order,
-//    so our seq_cst load of epoch reads its fetch_add or a later RMW and
-//    acquires the DYING CAS before our first send. A plain store would let
-//    the reclaimer miss us while we miss DYING (the store-load reordering
-//    every hazard-pointer scheme must close).
-//  - Limbo: a worker keeps the actors it retired in its own FIFO (owner
-//    only) and reclaims them at quiescent points; other threads (blocking
-//    pool, brg_system_ask's caller retiring its waiter) use a shared list
-//    under limbo_lock; workers parking or leaving hand theirs to it; a spawn
-//    that finds no free slot reclaims the shared list before it grows the
-//    table (or answers BRG_EBUSY at max_actors); destroy frees what is left. With no workers
-//    (deterministic mode) there is no reference-free reader, so a retirement is reclaimed at once.
+//  Elsewhere: parking and waking workers (the searcher and sleeper counts,
+//  exactly one wake-up) are in park.c, the reclamation of dead actors at
+//  the workers' quiescent points in reclaim.c, the blocking pool in pool.c,
+//  the table of senders suspended by backpressure in backpressure.c,
+//  the watchdog's slots in watchdog.c; the structs they share with this
+//  file are in worker.h.
 //
 //  Threads and ownership. Each worker owns its ring's push/pop side, its LIFO
 //  slot and its counters' writes. inject_lock guards the inject queue,
@@ -156,96 +86,6 @@
 #define BRG__SPIN_NS 50000u
 #define BRG__PAUSE_MAX 1024u  // most pauses between two looks of a searching worker
 #define BRG__STALL_NS 100000u // work another worker has not touched this long may be taken
-#define BRG__LIMBO_BATCH 64   // a worker reclaims once it holds this many dead actors
-#define S_QS_OFFLINE UINT64_MAX
-#define S_BP_BUCKETS 64 // buckets of suspended senders (a power of two)
-
-//  What the watchdog sees of one thread's current behaviour call.
-struct brg__watch {
-    _Atomic uint64_t since_ns; // start of the call in progress, 0 = none (owner writes)
-    _Atomic uint64_t actor_id; // its actor (owner writes)
-    _Atomic uint64_t fail_at;  // since_ns of a call the watchdog wants failed (timer thread writes)
-    uint64_t reported;         // since_ns last reported (timer thread only)
-};
-
-typedef struct brg__worker {
-    brg__runq_t runq;           // stealable FIFO (first: it is cache-line aligned inside)
-    brg__sched_t *sched;        // immutable
-    uint32_t index;             // immutable
-    brg__actor_t *lifo;         // next to run; owner only, never stolen
-    uint32_t lifo_streak;       // actors run from lifo in a row (owner)
-    uint32_t sends;             // sends by the running actor while lifo is full (owner)
-    uint32_t since_inject;      // batches started since this worker last polled inject (owner)
-    _Atomic uint32_t gap_max;   // the largest since_inject seen (owner writes; stats read)
-    bool searching;             // counted in idle_state (owner)
-    bool helping;               // running a queued actor inside a send (owner)
-    uint32_t help_tick;         // sends since the last help check (owner)
-    uint64_t rng;               // victim choice (owner)
-    uint32_t *seen_head;        // per victim: its progress at our last look (owner)
-    uint64_t *seen_at;          // per victim: when that value was first seen (owner)
-    uint32_t seen_inject;       // inject_taken at our last look (owner)
-    uint64_t seen_inject_at;    // when that value was first seen (owner)
-    uint64_t processed_local;   // messages run (owner), published in processed
-    uint64_t hwm_local;         // longest mailbox seen (owner), published in hwm
-    _Atomic uint64_t processed; // written by owner only (relaxed store), read by stats
-    _Atomic uint64_t hwm;       // written by owner only (relaxed store), read by stats
-    pthread_t thread;
-    pthread_mutex_t park_lock;
-    pthread_cond_t park_cond;
-    bool notified;           // park_lock: woken by s_notify or shutdown
-    brg__watch_t watch;      // this thread's watchdog slot
-    _Atomic uint64_t qs;     // epoch at the last quiescent point, or S_QS_OFFLINE (owner writes)
-    uint64_t qs_local;       // the value last stored in qs (owner)
-    brg__actor_t *limbo;     // actors retired here, oldest first, linked by next (owner)
-    brg__actor_t *limbo_end; // its last entry (owner)
-    uint32_t limbo_n;        // entries in limbo (owner)
-    uint32_t batches;        // batch starts and help points, the value last in progress (owner)
-    // Batches started, for thieves deciding whether this worker stalls
-    // (s_stalled). Its own line: thieves read it while the owner writes it.
-    _Alignas(64) _Atomic uint32_t progress;
-} brg__worker_t;
-
-struct brg__sched {
-    brg_system_t *sys;      // immutable
-    brg__worker_t *workers; // n entries, immutable array
-    uint32_t n;
-    int batch;
-
-    pthread_mutex_t inject_lock; // guards inject_head/tail
-    brg__actor_t *inject_head;
-    brg__actor_t *inject_tail;
-    _Atomic uint32_t inject_len;   // written under inject_lock; read without it as a hint
-    _Atomic uint32_t inject_taken; // actors taken so far: under inject_lock; a progress hint
-
-    pthread_mutex_t idle_lock; // guards idle[] and n_idle
-    uint32_t *idle;            // stack of parked worker indexes
-    uint32_t n_idle;
-    _Atomic uint64_t idle_state; // searching << 32 | sleeping (see the design notes)
-    _Atomic bool shutdown;
-
-    pthread_t *pool; // blocking-pool threads
-    uint32_t n_pool;
-    pthread_mutex_t pool_lock; // guards pool_head/tail and pool_shutdown
-    pthread_cond_t pool_cond;
-    brg__actor_t *pool_head;
-    brg__actor_t *pool_tail;
-    bool pool_shutdown;
-    brg__watch_t *pool_watch; // one watchdog slot per pool thread
-    bool deterministic;       // no threads: brg__sched_step runs actors
-
-    _Alignas(64) _Atomic uint64_t epoch; // retirements so far (see Reclamation)
-    pthread_mutex_t limbo_lock;          // guards limbo, limbo_end
-    brg__actor_t *limbo;                 // actors retired off the workers, oldest first
-    brg__actor_t *limbo_end;
-    _Atomic uint32_t limbo_n; // entries in limbo: written under limbo_lock, read as a hint
-
-    // Backpressure (design notes): suspended senders, hashed by the id of
-    // the receiver they wait for, linked through ext->bp_next.
-    pthread_mutex_t bp_lock;               // guards bp_bucket, bp_n, and every ext->bp_*
-    brg__actor_t *bp_bucket[S_BP_BUCKETS]; // bp_lock
-    _Atomic uint32_t bp_n;                 // senders suspended now: under bp_lock; a stat
-    _Atomic uint64_t bp_total;             // suspensions so far: under bp_lock; a stat
-};
 
 //  The worker the calling thread is, or NULL; and the system whose thread it is
 //  (workers and blocking pool).
@@ -253,13 +93,6 @@ static _Thread_local brg__worker_t *s_worker;
 static _Thread_local brg_system_t *s_thread_sys;
 //  The system whose worker the calling thread is, or NULL (see sched.h).
 _Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));
-//  The calling thread's watchdog slot, set only when the watchdog is on
-//  (declared in sched.h, where the inline brg__watch_begin/end test it).
-_Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exec")));
-
-#define S_SEARCHING(w) ((uint32_t)((w) >> 32))
-#define S_SLEEPING(w) ((uint32_t)(w))
-#define S_ONE_SEARCHING (1ull << 32)
 
 //  ---------------------------------------------------------------------------
 //  Inject queue
@@ -377,7 +210,7 @@ s_inject_idle(brg__worker_t *w, uint64_t now)
     }
     // Relaxed: hints; a wrong guess costs a delay of at most BRG__STALL_NS.
     uint64_t st = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
-    uint32_t idle = S_SEARCHING(st) + S_SLEEPING(st) + (w->searching ? 0 : 1);
+    uint32_t idle = BRG__IDLE_SEARCHING(st) + BRG__IDLE_SLEEPING(st) + (w->searching ? 0 : 1);
     if (idle < self->n) {
         uint32_t taken = atomic_load_explicit(&self->inject_taken, memory_order_relaxed);
         if (!now)
@@ -393,346 +226,14 @@ s_inject_idle(brg__worker_t *w, uint64_t now)
     return s_inject_take(self, w);
 }
 
-//  ---------------------------------------------------------------------------
-//  Reclamation (design notes)
-
-//  The smallest epoch announced by a worker that is online, or S_QS_OFFLINE.
-static uint64_t
-s_grace_min(brg__sched_t *self)
-{
-    uint64_t min = S_QS_OFFLINE;
-    for (uint32_t i = 0; i < self->n; i++) {
-        // Seq_cst: with the retirer's seq_cst fetch_add before it, and a
-        // worker's seq_cst online store + epoch load, this closes the
-        // offline-to-online window (design notes); acquire, as it
-        // includes, orders the worker's earlier sends before our free.
-        uint64_t q = atomic_load_explicit(&self->workers[i].qs, memory_order_seq_cst);
-        if (q < min)
-            min = q;
-    }
-    return min;
-}
-
-//  True if every worker has passed a quiescent point since actor's retirement.
-//  Epochs are compared in 32 bits, modulo: the oldest waiting retirement is
-//  never 2^31 retirements behind the slowest worker's announcement.
-static bool
-s_graced(uint64_t min, const brg__actor_t *actor)
-{
-    return min == S_QS_OFFLINE || (int32_t)((uint32_t)min - actor->retired_epoch) >= 0;
-}
-
-static void
-s_limbo_append(brg__actor_t **head, brg__actor_t **end, brg__actor_t *actor)
-{
-    actor->next = NULL;
-    if (*end)
-        (*end)->next = actor;
-    else
-        *head = actor;
-    *end = actor;
-}
-
-//  Reclaim the graced prefix of the shared limbo. Thread: any.
-static void
-s_reclaim_shared(brg__sched_t *self)
-{
-    if (atomic_load_explicit(&self->limbo_n, memory_order_relaxed) == 0)
-        return;
-    pthread_mutex_lock(&self->limbo_lock);
-    uint64_t min = s_grace_min(self);
-    brg__actor_t *done = self->limbo, *last = NULL;
-    uint32_t n = 0;
-    for (brg__actor_t *a = self->limbo; a && s_graced(min, a); a = a->next) {
-        last = a;
-        n++;
-    }
-    if (last) {
-        self->limbo = last->next;
-        if (!self->limbo)
-            self->limbo_end = NULL;
-        last->next = NULL;
-        atomic_store_explicit(&self->limbo_n,
-                              atomic_load_explicit(&self->limbo_n, memory_order_relaxed) - n,
-                              memory_order_relaxed);
-    } else {
-        done = NULL;
-    }
-    pthread_mutex_unlock(&self->limbo_lock);
-    // Outside the lock: reclaim takes slot_lock and frees.
-    while (done) {
-        brg__actor_t *next = done->next;
-        brg__actor_reclaim(self->sys, done);
-        done = next;
-    }
-}
-
-//  Reclaim the graced prefix of this worker's limbo (and of the shared one).
-static void
-s_reclaim(brg__worker_t *w)
-{
-    if (w->limbo) {
-        uint64_t min = s_grace_min(w->sched);
-        while (w->limbo && s_graced(min, w->limbo)) {
-            brg__actor_t *a = w->limbo;
-            w->limbo = a->next;
-            w->limbo_n--;
-            brg__actor_reclaim(w->sched->sys, a);
-        }
-        if (!w->limbo)
-            w->limbo_end = NULL;
-    }
-    s_reclaim_shared(w->sched);
-}
-
-//  Move this worker's limbo to the shared one, where any thread's reclaim can
-//  reach it: done when the worker leaves, and when it parks, since a parked
-//  worker runs no reclaim of its own, and dead actors kept in its limbo would
-//  hold their slots (a spawn at max_actors would get BRG_EBUSY) until it woke.
-static void
-s_limbo_hand_over(brg__worker_t *w)
-{
-    if (!w->limbo)
-        return;
-    brg__sched_t *self = w->sched;
-    pthread_mutex_lock(&self->limbo_lock);
-    if (self->limbo_end)
-        self->limbo_end->next = w->limbo;
-    else
-        self->limbo = w->limbo;
-    self->limbo_end = w->limbo_end;
-    atomic_store_explicit(&self->limbo_n,
-                          atomic_load_explicit(&self->limbo_n, memory_order_relaxed) + w->limbo_n,
-                          memory_order_relaxed);
-    pthread_mutex_unlock(&self->limbo_lock);
-    w->limbo = w->limbo_end = NULL;
-    w->limbo_n = 0;
-}
-
-bool
-brg__sched_has_pending(brg__sched_t *self)
-{
-    return atomic_load_explicit(&self->limbo_n, memory_order_relaxed) != 0;
-}
-
-bool
-brg__sched_reclaim_pending(brg__sched_t *self)
-{
-    if (atomic_load_explicit(&self->limbo_n, memory_order_relaxed) == 0)
-        return false;
-    s_reclaim_shared(self);
-    return true;
-}
-
-//  A quiescent point: this worker holds no reference-free actor pointer.
-static inline void
-s_quiescent(brg__worker_t *w)
-{
-    if (brg__send_chain.n != 0) // its target pointer would outlive the grace period
-        brg__panic("quiescent point with a pending send chain");
-    brg__send_chain.to = NULL; // nor may a remembered target: its address can be reused after
-    // Acquire: pairs with the retirers' fetch_add (release), so every DYING
-    // CAS before an epoch we read is visible to our next sends.
-    uint64_t e = atomic_load_explicit(&w->sched->epoch, memory_order_acquire);
-    if (e != w->qs_local) {
-        w->qs_local = e;
-        // Release: our sends so far happen before a reclaimer that reads it.
-        atomic_store_explicit(&w->qs, e, memory_order_release);
-    }
-    if (w->limbo_n >= BRG__LIMBO_BATCH)
-        s_reclaim(w);
-}
-
-static void
-s_offline(brg__worker_t *w)
-{
-    w->qs_local = S_QS_OFFLINE;
-    // Release: our last sends happen before a reclaimer that reads it.
-    atomic_store_explicit(&w->qs, S_QS_OFFLINE, memory_order_release);
-}
-
-static void
-s_online(brg__worker_t *w)
-{
-    uint64_t e = atomic_load_explicit(&w->sched->epoch, memory_order_acquire);
-    // Seq_cst store, then seq_cst load: see "Coming back online" above.
-    atomic_store_explicit(&w->qs, e, memory_order_seq_cst);
-    uint64_t now = atomic_load_explicit(&w->sched->epoch, memory_order_seq_cst);
-    if (now != e)
-        atomic_store_explicit(&w->qs, now, memory_order_release);
-    w->qs_local = now;
-}
-
+//  The actor died and its slot is DYING: reclamation (reclaim.c) needs to
+//  know whether the calling thread is one of our workers, which only this
+//  file knows (s_worker).
 void
 brg__sched_retire(brg__sched_t *self, brg__actor_t *actor)
 {
-    if (self->n == 0) {
-        brg__actor_reclaim(self->sys, actor); // no workers: no reference-free reader
-        return;
-    }
-    // Seq_cst (and so release): after the slot's DYING CAS in program order;
-    // a worker that reads this epoch or a later one sees DYING.
-    uint64_t target = atomic_fetch_add_explicit(&self->epoch, 1, memory_order_seq_cst) + 1;
-    actor->retired_epoch = (uint32_t)target;
     brg__worker_t *w = s_worker;
-    if (w && w->sched == self) {
-        s_limbo_append(&w->limbo, &w->limbo_end, actor);
-        w->limbo_n++;
-        return; // reclaimed at a later quiescent point of ours
-    }
-    pthread_mutex_lock(&self->limbo_lock);
-    s_limbo_append(&self->limbo, &self->limbo_end, actor);
-    atomic_store_explicit(&self->limbo_n,
-                          atomic_load_explicit(&self->limbo_n, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    pthread_mutex_unlock(&self->limbo_lock);
-    s_reclaim_shared(self); // older ones, and this one if every worker is offline
-}
-
-//  ---------------------------------------------------------------------------
-//  Waking and parking
-
-static void
-s_unpark(brg__worker_t *w)
-{
-    pthread_mutex_lock(&w->park_lock);
-    w->notified = true;
-    pthread_cond_signal(&w->park_cond);
-    pthread_mutex_unlock(&w->park_lock);
-}
-
-//  The two sides of the Dekker pair (design notes, "No wake-up is lost").
-//  ThreadSanitizer does not support fences (GCC rejects them with
-//  -fsanitize=thread), so a TSan build keeps the submitter's acq_rel RMW on
-//  idle_state, which orders the same way (RMWs on one word are totally
-//  ordered) at the price of moving the word's line; the sleeper's RMW is
-//  there in both builds.
-#if defined(__SANITIZE_THREAD__)
-#define S_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define S_TSAN 1
-#endif
-#endif
-#ifdef S_TSAN
-#define S_FENCE_SEQ_CST() ((void)0)
-#else
-#define S_FENCE_SEQ_CST() atomic_thread_fence(memory_order_seq_cst)
-#endif
-
-//  Submitter's side: after publishing work, the idle state it must act on.
-static inline uint64_t
-s_idle_state_after_publish(brg__sched_t *self)
-{
-#ifdef S_TSAN
-    return atomic_fetch_add_explicit(&self->idle_state, 0, memory_order_acq_rel);
-#else
-    S_FENCE_SEQ_CST();
-    return atomic_load_explicit(&self->idle_state, memory_order_relaxed);
-#endif
-}
-
-//  New stealable or injected work exists: wake one parked worker if nobody is
-//  already looking for work.
-static void
-s_notify(brg__sched_t *self)
-{
-    // Seq_cst fence, then a plain load: our work, published before the
-    // fence, is ordered against a parking worker's RMW + fence + re-check
-    // (design notes). No RMW here: when nobody sleeps (the busy case) the
-    // word's line stays shared instead of moving to every notifier.
-    uint64_t w = s_idle_state_after_publish(self);
-    for (;;) {
-        if (S_SEARCHING(w) != 0 || S_SLEEPING(w) == 0)
-            return;
-        // Claim the wake-up: searching 0 -> 1 on behalf of the worker we wake.
-        if (atomic_compare_exchange_weak_explicit(&self->idle_state, &w, w + S_ONE_SEARCHING,
-                                                  memory_order_acq_rel, memory_order_acquire))
-            break;
-    }
-    pthread_mutex_lock(&self->idle_lock);
-    if (self->n_idle == 0) {
-        // It re-checked and left the stack by itself meanwhile.
-        pthread_mutex_unlock(&self->idle_lock);
-        atomic_fetch_sub_explicit(&self->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
-        return;
-    }
-    brg__worker_t *worker = &self->workers[self->idle[--self->n_idle]];
-    atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
-    s_unpark(worker); // idle_lock before park_lock: the documented order
-    pthread_mutex_unlock(&self->idle_lock);
-}
-
-static bool
-s_any_work(brg__sched_t *self)
-{
-    if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) != 0)
-        return true;
-    for (uint32_t i = 0; i < self->n; i++)
-        if (brg__runq_len(&self->workers[i].runq) != 0)
-            return true;
-    return false;
-}
-
-static void
-s_stop_searching(brg__worker_t *w, bool found)
-{
-    if (!w->searching)
-        return;
-    w->searching = false;
-    uint64_t prev =
-        atomic_fetch_sub_explicit(&w->sched->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
-    // The last searcher that found work wakes another one to keep looking,
-    // as more work may be behind it.
-    if (found && S_SEARCHING(prev) == 1)
-        s_notify(w->sched);
-}
-
-static void
-s_park(brg__worker_t *w)
-{
-    brg__sched_t *self = w->sched;
-    pthread_mutex_lock(&self->idle_lock);
-    self->idle[self->n_idle++] = w->index;
-    // One acq_rel RMW: sleeping + 1, and searching - 1 if we were searching.
-    // The queue re-check below must come after it (design notes).
-    uint64_t delta = 1;
-    if (w->searching)
-        delta -= S_ONE_SEARCHING; // modular: adds 2^64 - 2^32 + 1
-    w->searching = false;
-    atomic_fetch_add_explicit(&self->idle_state, delta, memory_order_acq_rel);
-    pthread_mutex_unlock(&self->idle_lock);
-    // Seq_cst fence between our RMW and the re-check: pairs with the fence
-    // in s_notify (design notes).
-    S_FENCE_SEQ_CST();
-    if (s_any_work(self) || atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
-        pthread_mutex_lock(&self->idle_lock);
-        for (uint32_t i = 0; i < self->n_idle; i++) {
-            if (self->idle[i] == w->index) {
-                self->idle[i] = self->idle[--self->n_idle];
-                atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
-                pthread_mutex_unlock(&self->idle_lock);
-                return; // back to searching
-            }
-        }
-        pthread_mutex_unlock(&self->idle_lock);
-        // Not in the stack: a notifier popped us and is waking us; wait for it.
-    }
-    // Asleep, this worker holds no actor: it must not hold up reclamation,
-    // and what it retired must stay reachable (s_limbo_hand_over).
-    s_reclaim(w);
-    s_limbo_hand_over(w);
-    s_offline(w);
-    pthread_mutex_lock(&w->park_lock);
-    while (!w->notified)
-        pthread_cond_wait(&w->park_cond, &w->park_lock);
-    w->notified = false;
-    pthread_mutex_unlock(&w->park_lock);
-    s_online(w);
-    // The notifier counted us as searching (shutdown wakes do not; the loop
-    // then exits without searching).
-    if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed))
-        w->searching = true;
+    brg__reclaim_retire(self, w && w->sched == self ? w : NULL, actor);
 }
 
 //  ---------------------------------------------------------------------------
@@ -758,15 +259,7 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
         return;
     }
     if (actor->mode & BRG__MODE_BLOCKING) {
-        pthread_mutex_lock(&self->pool_lock);
-        actor->next = NULL;
-        if (self->pool_tail)
-            self->pool_tail->next = actor;
-        else
-            self->pool_head = actor;
-        self->pool_tail = actor;
-        pthread_cond_signal(&self->pool_cond);
-        pthread_mutex_unlock(&self->pool_lock);
+        brg__pool_push(self, actor);
         return;
     }
     brg__worker_t *w = s_worker;
@@ -776,182 +269,28 @@ brg__sched_schedule(brg__sched_t *self, brg__actor_t *actor)
         w->sends = 0;
         if (prev) {
             s_push_local(w, prev);
-            s_notify(self);
+            brg__park_notify(self);
         }
         return;
     }
     s_inject_push(self, &actor, 1);
-    s_notify(self);
-}
-
-//  ---------------------------------------------------------------------------
-//  Backpressure (design notes)
-
-static inline uint32_t
-s_bp_bucket(uint64_t receiver_id)
-{
-    return (uint32_t)(receiver_id ^ (receiver_id >> 32)) & (S_BP_BUCKETS - 1);
+    brg__park_notify(self);
 }
 
 //  Hand a suspended actor back: on a worker of ours, to the back of our ring
 //  (the caller runs the receiver, so the sender runs beside it, its messages
 //  written on the core that reads them); elsewhere, as any newly runnable actor.
-static void
-s_bp_hand_back(brg__sched_t *self, brg__actor_t *actor)
+void
+brg__sched_hand_back(brg__sched_t *self, brg__actor_t *actor)
 {
     brg__worker_t *w = s_worker;
     if (w && w->sched == self && !(actor->mode & BRG__MODE_BLOCKING)) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)
-            s_notify(self); // as s_run: more runnable actors than we can run now
+            brg__park_notify(self); // as s_run: more runnable actors than we can run now
         return;
     }
     brg__sched_schedule(self, actor);
-}
-
-bool
-brg__sched_bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver)
-{
-    // A reply box is drained by its waiting thread at once, and an actor of
-    // another system wakes through that system's table: never wait for them.
-    if ((receiver->mode & BRG__MODE_WAITER) || receiver->sys != self->sys)
-        return false;
-    brg__actor_ext_t *ext = brg__actor_ext(sender); // ours: we run it
-    if (!ext)
-        return false; // out of memory: the sender is simply not held back
-    uint32_t low = (uint32_t)self->sys->cfg.mailbox_high_water / 2;
-    pthread_mutex_lock(&self->bp_lock);
-    // No cycle of suspended actors: one that others wait for keeps running
-    // (it must drain for them), so an edge is added only from an actor
-    // nobody waits for, and no path can lead back to it.
-    for (brg__actor_t *a = self->bp_bucket[s_bp_bucket(sender->id)]; a; a = a->ext->bp_next)
-        if (a->ext->bp_on == sender->id)
-            goto refuse;
-    // One RMW on the receiver's word, in its total order with the
-    // receiver's drain (fetch_sub) and death (fetch_or CLOSED): either they
-    // come after it and see WAITERS (and wake us, after our unlock), or it
-    // sees their count at or under the low-water mark, or CLOSED.
-    uint32_t rw = atomic_fetch_or_explicit(&receiver->bp, BRG__BP_WAITERS, memory_order_seq_cst);
-    if (rw & BRG__BP_CLOSED)
-        goto refuse; // a WAITERS left set costs the receiver one look
-    // Seq_cst, after the seq_cst RMW: the other half of the Dekker pair with
-    // the receiver going idle (actor.c, s_go_idle: CAS head, then read bp).
-    // Idle, it has nothing queued; otherwise it will look at bp again.
-    brg_msg_t *head = atomic_load_explicit(&receiver->head, memory_order_seq_cst);
-    if (head == NULL || head == BRG__MB_DEAD)
-        goto refuse;
-    // The mailbox's length is at most the published private backlog plus
-    // the stack (its count + 1): not over the low-water mark, no wait.
-    uint64_t len = (uint64_t)atomic_load_explicit(&receiver->bp_pub, memory_order_relaxed) +
-                   BRG__BP_COUNT(rw) + (head != BRG__MB_RUNNING);
-    if (len <= low)
-        goto refuse;
-    // Likewise with a stop or kill pushed to us (brg__actor_push): its
-    // pusher sees SUSPENDED and resumes us, or we see URGENT and stay.
-    uint32_t sw = atomic_fetch_or_explicit(&sender->bp, BRG__BP_SUSPENDED, memory_order_acq_rel);
-    if (sw & BRG__BP_URGENT) {
-        atomic_fetch_and_explicit(&sender->bp, ~BRG__BP_SUSPENDED, memory_order_relaxed);
-        goto refuse;
-    }
-    uint32_t b = s_bp_bucket(receiver->id);
-    ext->bp_on = receiver->id;
-    ext->bp_next = self->bp_bucket[b];
-    self->bp_bucket[b] = sender;
-    // Relaxed: statistics, written under bp_lock.
-    atomic_store_explicit(&self->bp_n, atomic_load_explicit(&self->bp_n, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    atomic_store_explicit(&self->bp_total,
-                          atomic_load_explicit(&self->bp_total, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    // The unlock publishes the sender's state to whoever hands it back.
-    pthread_mutex_unlock(&self->bp_lock);
-    return true;
-refuse:
-    pthread_mutex_unlock(&self->bp_lock);
-    return false;
-}
-
-//  Take actor out of the table (bp_lock held, actor suspended).
-static void
-s_bp_unlink(brg__sched_t *self, brg__actor_t **pp, brg__actor_t *actor)
-{
-    *pp = actor->ext->bp_next;
-    actor->ext->bp_on = 0;
-    atomic_fetch_and_explicit(&actor->bp, ~BRG__BP_SUSPENDED, memory_order_relaxed);
-    atomic_store_explicit(&self->bp_n, atomic_load_explicit(&self->bp_n, memory_order_relaxed) - 1,
-                          memory_order_relaxed);
-}
-
-//  Hand back every sender suspended on the receiver id; clear the
-//  receiver's WAITERS too when the caller owns it (receiver not NULL).
-static void
-s_bp_wake(brg__sched_t *self, uint64_t id, brg__actor_t *receiver)
-{
-    brg__actor_t *woken = NULL; // oldest first: the bucket lists newest first
-    pthread_mutex_lock(&self->bp_lock);
-    brg__actor_t **pp = &self->bp_bucket[s_bp_bucket(id)];
-    while (*pp) {
-        brg__actor_t *a = *pp;
-        if (a->ext->bp_on != id) {
-            pp = &a->ext->bp_next;
-            continue;
-        }
-        s_bp_unlink(self, pp, a);
-        a->ext->bp_next = woken; // ours now: no other thread touches it until handed back
-        woken = a;
-    }
-    // Under bp_lock, as every setter: a registration after this sets it again.
-    if (receiver)
-        atomic_fetch_and_explicit(&receiver->bp, ~BRG__BP_WAITERS, memory_order_relaxed);
-    pthread_mutex_unlock(&self->bp_lock);
-    while (woken) {
-        brg__actor_t *a = woken;
-        woken = a->ext->bp_next; // before the hand-back: then it is another thread's
-        a->ext->bp_next = NULL;
-        s_bp_hand_back(self, a);
-    }
-}
-
-void
-brg__sched_bp_wake(brg__sched_t *self, brg__actor_t *receiver)
-{
-    s_bp_wake(self, receiver->id, receiver);
-}
-
-void
-brg__sched_bp_wake_id(brg__sched_t *self, uint64_t receiver_id)
-{
-    s_bp_wake(self, receiver_id, NULL);
-}
-
-void
-brg__sched_bp_resume(brg__sched_t *self, brg__actor_t *actor)
-{
-    pthread_mutex_lock(&self->bp_lock);
-    // SUSPENDED changes only under bp_lock: set, actor->ext is in the table.
-    if (!(atomic_load_explicit(&actor->bp, memory_order_relaxed) & BRG__BP_SUSPENDED)) {
-        pthread_mutex_unlock(&self->bp_lock);
-        return; // handed back already (its receiver drained or died)
-    }
-    brg__actor_t **pp = &self->bp_bucket[s_bp_bucket(actor->ext->bp_on)];
-    while (*pp != actor)
-        pp = &(*pp)->ext->bp_next;
-    s_bp_unlink(self, pp, actor);
-    actor->ext->bp_next = NULL;
-    pthread_mutex_unlock(&self->bp_lock);
-    s_bp_hand_back(self, actor);
-}
-
-uint64_t
-brg__sched_bp_suspensions(brg__sched_t *self)
-{
-    return atomic_load_explicit(&self->bp_total, memory_order_relaxed);
-}
-
-uint32_t
-brg__sched_bp_suspended(brg__sched_t *self)
-{
-    return atomic_load_explicit(&self->bp_n, memory_order_relaxed);
 }
 
 //  Append the chain first..last (linked by next, last->next NULL) to a
@@ -981,11 +320,7 @@ brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
     }
     assert(nw <= n);
     if (pfirst) {
-        // Blocking actors are rare; each pool thread takes one at a time.
-        pthread_mutex_lock(&self->pool_lock);
-        s_queue_append(&self->pool_head, &self->pool_tail, pfirst, plast);
-        pthread_cond_broadcast(&self->pool_cond);
-        pthread_mutex_unlock(&self->pool_lock);
+        brg__pool_push_list(self, pfirst, plast);
     }
     if (!first)
         return;
@@ -1002,7 +337,7 @@ brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
                           memory_order_relaxed);
     pthread_mutex_unlock(&self->inject_lock);
     if (!self->deterministic)
-        s_notify(self);
+        brg__park_notify(self);
 }
 
 #define BRG__HELP_EVERY 64
@@ -1086,7 +421,8 @@ s_help(brg__worker_t *w)
     // up the outer activation while that worker could take the actor (it
     // steals from a ring whose owner stalls, s_stalled).
     uint64_t st = atomic_load_explicit(&w->sched->idle_state, memory_order_relaxed);
-    int budget = S_SEARCHING(st) != 0 || S_SLEEPING(st) != 0 ? 1 : BRG__HELP_BATCHES;
+    int budget =
+        BRG__IDLE_SEARCHING(st) != 0 || BRG__IDLE_SLEEPING(st) != 0 ? 1 : BRG__HELP_BATCHES;
     // Outside work is polled here whenever there is some, not only when the
     // bound is due: a busy worker takes it before an idle one would (the
     // idle one waits for BRG__STALL_NS, s_inject_idle).
@@ -1138,7 +474,7 @@ brg__sched_note_send(void)
         // its target forgotten, so that no address compared after the
         // quiescent point can belong to a reclaimed actor's successor.
         brg__send_call_end();
-        s_quiescent(w);
+        brg__reclaim_quiescent(w);
         s_progress(w);
         s_help(w);
         // After the help: the nested actors' sends do not count towards the
@@ -1152,7 +488,7 @@ brg__sched_note_send(void)
     brg__actor_t *actor = w->lifo;
     w->lifo = NULL;
     s_push_local(w, actor);
-    s_notify(w->sched);
+    brg__park_notify(w->sched);
 }
 
 void
@@ -1266,20 +602,20 @@ s_search(brg__worker_t *w)
     if (!w->searching) {
         // At most half the workers search at once (at least one), as in Go:
         // more would only burn CPU contending for the same queues.
-        // Still look once, so work seen by s_park's re-check is not left
+        // Still look once, so work seen by brg__park's re-check is not left
         // behind while this worker spins between parking and searching.
         uint64_t state = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
-        if (S_SEARCHING(state) > 0 && 2 * S_SEARCHING(state) >= self->n)
+        if (BRG__IDLE_SEARCHING(state) > 0 && 2 * BRG__IDLE_SEARCHING(state) >= self->n)
             return s_steal(w, brg__now_ns());
         w->searching = true;
-        atomic_fetch_add_explicit(&self->idle_state, S_ONE_SEARCHING, memory_order_acq_rel);
+        atomic_fetch_add_explicit(&self->idle_state, BRG__IDLE_ONE_SEARCHING, memory_order_acq_rel);
     }
     uint64_t start = brg__now_ns(), now = start;
     uint32_t pause = 32;
     do {
         brg__actor_t *a = s_steal(w, now);
         if (a) {
-            s_stop_searching(w, true);
+            brg__park_stop_searching(w, true);
             return a;
         }
         // Back off: each look reads the other rings' head and tail lines,
@@ -1312,7 +648,7 @@ s_run(brg__worker_t *w, brg__actor_t *actor)
     if (again) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)
-            s_notify(w->sched); // more runnable actors than this worker can run now
+            brg__park_notify(w->sched); // more runnable actors than this worker can run now
     }
 }
 
@@ -1327,62 +663,34 @@ s_worker_main(void *arg)
     brg__actor_bp_thread(self->sys);
     if (self->sys->cfg.watchdog_ms > 0)
         brg__watch_tls = &w->watch;
-    s_online(w);
+    brg__reclaim_online(w);
     while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
-        s_quiescent(w); // between activations
+        brg__reclaim_quiescent(w); // between activations
         brg__actor_t *a = s_next_local(w);
         if (!a) {
             if (w->limbo)
-                s_reclaim(w); // nothing to run: a good moment
+                brg__reclaim_worker(w); // nothing to run: a good moment
             a = s_search(w);
         }
         if (a) {
-            s_stop_searching(w, true);
+            brg__park_stop_searching(w, true);
             s_run(w, a);
         } else {
-            s_park(w);
+            brg__park(w);
         }
     }
-    s_stop_searching(w, false);
+    brg__park_stop_searching(w, false);
     // Leaving: hand what we retired to the shared limbo (destroy frees it).
-    s_offline(w);
+    brg__reclaim_offline(w);
     brg__worker_sys = NULL;
-    s_limbo_hand_over(w);
+    brg__reclaim_hand_over(w);
     return NULL;
 }
 
-typedef struct {
-    brg__sched_t *sched;
-    brg__watch_t *watch;
-} s_pool_arg_t;
-
-static void *
-s_pool_main(void *arg)
+void
+brg__sched_thread_enter(brg_system_t *sys)
 {
-    s_pool_arg_t *pa = arg;
-    brg__sched_t *self = pa->sched;
-    s_thread_sys = self->sys;
-    brg__actor_bp_thread(self->sys);
-    if (self->sys->cfg.watchdog_ms > 0)
-        brg__watch_tls = pa->watch;
-    free(pa);
-    for (;;) {
-        pthread_mutex_lock(&self->pool_lock);
-        while (!self->pool_head && !self->pool_shutdown)
-            pthread_cond_wait(&self->pool_cond, &self->pool_lock);
-        brg__actor_t *a = self->pool_head;
-        if (!a) {
-            pthread_mutex_unlock(&self->pool_lock);
-            break;
-        }
-        self->pool_head = a->next;
-        if (!self->pool_head)
-            self->pool_tail = NULL;
-        pthread_mutex_unlock(&self->pool_lock);
-        if (brg__actor_run(a, self->batch))
-            brg__sched_schedule(self, a); // back of the pool's queue
-    }
-    return NULL;
+    s_thread_sys = sys;
 }
 
 //  ---------------------------------------------------------------------------
@@ -1393,15 +701,10 @@ s_stop_threads(brg__sched_t *self, uint32_t workers_started, uint32_t pool_start
 {
     atomic_store_explicit(&self->shutdown, true, memory_order_seq_cst);
     for (uint32_t i = 0; i < workers_started; i++)
-        s_unpark(&self->workers[i]);
+        brg__park_unpark(&self->workers[i]);
     for (uint32_t i = 0; i < workers_started; i++)
         pthread_join(self->workers[i].thread, NULL);
-    pthread_mutex_lock(&self->pool_lock);
-    self->pool_shutdown = true;
-    pthread_cond_broadcast(&self->pool_cond);
-    pthread_mutex_unlock(&self->pool_lock);
-    for (uint32_t i = 0; i < pool_started; i++)
-        pthread_join(self->pool[i], NULL);
+    brg__pool_stop(self, pool_started);
 }
 
 static void
@@ -1455,8 +758,8 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
     pthread_mutex_init(&self->bp_lock, NULL);
     atomic_init(&self->bp_n, 0);
     atomic_init(&self->bp_total, 0);
-    // Resolved here, before any thread reads it (actor.c reads it per
-    // activation): 0 is the default, at least 2 batches; negative is off.
+    // Resolved here, before any thread reads it (mailbox.c reads it per
+    // thread, mailbox.h per batch end): 0 is the default, at least 2 batches; negative is off.
     int high = sys->cfg.mailbox_high_water;
     if (high == 0)
         high = batch > BRG__BP_HIGH_DEFAULT / 2 ? (batch > INT_MAX / 2 ? INT_MAX : 2 * batch)
@@ -1481,8 +784,8 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
         w->sched = self;
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
-        atomic_init(&w->qs, S_QS_OFFLINE); // until its thread starts (s_online)
-        w->qs_local = S_QS_OFFLINE;
+        atomic_init(&w->qs, BRG__QS_OFFLINE); // until its thread starts (brg__reclaim_online)
+        w->qs_local = BRG__QS_OFFLINE;
         pthread_mutex_init(&w->park_lock, NULL);
         pthread_cond_init(&w->park_cond, NULL);
         w->seen_head = calloc(self->n, sizeof(*w->seen_head));
@@ -1498,19 +801,8 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
         if (pthread_create(&self->workers[started].thread, NULL, s_worker_main,
                            &self->workers[started]) != 0)
             break;
-    if (started == self->n) {
-        for (; pool_started < self->n_pool; pool_started++) {
-            s_pool_arg_t *pa = malloc(sizeof(*pa));
-            if (!pa)
-                break;
-            pa->sched = self;
-            pa->watch = &self->pool_watch[pool_started];
-            if (pthread_create(&self->pool[pool_started], NULL, s_pool_main, pa) != 0) {
-                free(pa);
-                break;
-            }
-        }
-    }
+    if (started == self->n)
+        pool_started = brg__pool_start(self);
     if (started < self->n || pool_started < self->n_pool) {
         s_stop_threads(self, started, pool_started);
         s_free(self);
@@ -1582,56 +874,14 @@ brg__sched_step(brg__sched_t *self)
     return true;
 }
 
-brg__watch_frame_t
-brg__watch_begin_on(brg__watch_t *w, uint64_t actor_id)
-{
-    brg__watch_frame_t frame;
-    // A call nested by help-along saves the outer call's slot and restores it
-    // in brg__watch_end, so the outer call stays watched.
-    frame.outer_since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
-    frame.outer_actor = atomic_load_explicit(&w->actor_id, memory_order_relaxed);
-    frame.since = brg__now_ns();
-    // Relaxed: the watchdog only needs to see these eventually; a report
-    // from a stale pair names an actor that was busy a moment ago.
-    atomic_store_explicit(&w->actor_id, actor_id, memory_order_relaxed);
-    atomic_store_explicit(&w->since_ns, frame.since, memory_order_relaxed);
-    return frame;
-}
-
-bool
-brg__watch_end_on(brg__watch_t *w, brg__watch_frame_t frame)
-{
-    atomic_store_explicit(&w->actor_id, frame.outer_actor, memory_order_relaxed);
-    atomic_store_explicit(&w->since_ns, frame.outer_since, memory_order_relaxed);
-    // The request names the call by its start time, so a late request can
-    // never fail a later call.
-    return atomic_load_explicit(&w->fail_at, memory_order_relaxed) == frame.since;
-}
-
-static uint32_t
-s_watch_scan(brg_system_t *sys, brg__watch_t *w, uint64_t now, uint64_t limit, bool fail)
-{
-    uint64_t since = atomic_load_explicit(&w->since_ns, memory_order_relaxed);
-    if (since == 0 || now < since || now - since < limit || w->reported == since)
-        return 0;
-    w->reported = since;
-    if (fail)
-        atomic_store_explicit(&w->fail_at, since, memory_order_relaxed);
-    brg_ref_t actor =
-        brg__system_ref(sys, atomic_load_explicit(&w->actor_id, memory_order_relaxed));
-    brg__log(sys, BRG_LOG_WARNING, "watchdog", actor, "has held its thread for %llu ms%s",
-             (unsigned long long)((now - since) / 1000000u), fail ? " (it will fail)" : "");
-    return 1;
-}
-
 uint32_t
 brg__sched_watchdog_scan(brg__sched_t *self, uint64_t now_ns, uint64_t limit_ns, bool fail)
 {
     uint32_t reports = 0;
     for (uint32_t i = 0; i < self->n; i++)
-        reports += s_watch_scan(self->sys, &self->workers[i].watch, now_ns, limit_ns, fail);
+        reports += brg__watch_scan(self->sys, &self->workers[i].watch, now_ns, limit_ns, fail);
     for (uint32_t i = 0; i < self->n_pool; i++)
-        reports += s_watch_scan(self->sys, &self->pool_watch[i], now_ns, limit_ns, fail);
+        reports += brg__watch_scan(self->sys, &self->pool_watch[i], now_ns, limit_ns, fail);
     return reports;
 }
 

@@ -1,4 +1,6 @@
-//  sched - worker threads, run queues, stealing, parking and the blocking pool.
+//  sched - worker threads, run queues, stealing, parking and the blocking pool
+//  (the interface the rest of the runtime uses; the watchdog hooks are in
+//  watchdog.h).
 #ifndef BRG_RUNTIME_SCHED_H
 #define BRG_RUNTIME_SCHED_H
 
@@ -25,43 +27,6 @@ brg__sched_t *brg__sched_new(brg_system_t *sys, int workers, int blocking, int b
 //  Deterministic mode: run one message of the actor that waited longest.
 //  Returns true if something ran. Thread: the system's creator.
 bool brg__sched_step(brg__sched_t *self);
-
-//  Watchdog hooks around one behaviour call on the running thread (no-ops
-//  unless the watchdog is on). end returns true if the watchdog asked for
-//  this call to fail the actor.
-typedef struct {
-    uint64_t since;       // this call's start (0: not watched)
-    uint64_t outer_since; // the enclosing call's, restored at the end (help-along)
-    uint64_t outer_actor;
-} brg__watch_frame_t;
-typedef struct brg__watch brg__watch_t;
-//  The calling thread's watchdog slot, or NULL (watchdog off, or not a
-//  Brigade thread). Written by its own thread only, when it starts.
-//  initial-exec: one instruction instead of a __tls_get_addr call when the
-//  runtime is a shared library (as the message cache in msg.c).
-extern _Thread_local brg__watch_t *brg__watch_tls __attribute__((tls_model("initial-exec")));
-brg__watch_frame_t brg__watch_begin_on(brg__watch_t *w, uint64_t actor_id);
-bool brg__watch_end_on(brg__watch_t *w, brg__watch_frame_t frame);
-
-//  Inline, so that with the watchdog off (most systems) a behaviour call
-//  pays one TLS load and a test, not two calls and a returned struct.
-static inline brg__watch_frame_t
-brg__watch_begin(uint64_t actor_id)
-{
-    brg__watch_t *w = brg__watch_tls;
-    if (__builtin_expect(w == NULL, 1))
-        return (brg__watch_frame_t){0, 0, 0};
-    return brg__watch_begin_on(w, actor_id);
-}
-
-static inline bool
-brg__watch_end(brg__watch_frame_t frame)
-{
-    brg__watch_t *w = brg__watch_tls;
-    if (__builtin_expect(w == NULL, 1))
-        return false;
-    return brg__watch_end_on(w, frame);
-}
 
 //  Watchdog scan, from the timer thread: report calls running longer than
 //  limit_ns (once each); with fail, ask for them to fail. Returns the number
@@ -92,7 +57,7 @@ void brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n
 extern _Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));
 
 //  True if the calling thread is a worker of sys: it may use actors found
-//  in sys's slot table without a reference (actor.c, brg__actor_send).
+//  in sys's slot table without a reference (mailbox.c, brg__actor_send; slots.c).
 static inline bool
 brg__sched_is_worker_of(const brg_system_t *sys)
 {
@@ -101,16 +66,18 @@ brg__sched_is_worker_of(const brg_system_t *sys)
 
 //  The actor died and its slot is DYING: call brg__actor_reclaim once no
 //  worker can still be using it without a reference (at once without
-//  workers). Thread: any.
+//  workers): reclaim.c. Thread: any.
 void brg__sched_retire(brg__sched_t *self, brg__actor_t *actor);
 
-//  True if the shared limbo holds dead actors (a relaxed hint). Thread: any.
-bool brg__sched_has_pending(brg__sched_t *self);
+//  True if the shared limbo holds dead actors (a relaxed hint): reclaim.c.
+//  Thread: any.
+bool brg__reclaim_has_pending(brg__sched_t *self);
 
-//  Reclaim what the shared limbo holds that every worker has passed. Returns
-//  false if it held nothing (then nothing was done). Thread: any; takes
-//  limbo_lock and slot_lock, so the caller must hold neither.
-bool brg__sched_reclaim_pending(brg__sched_t *self);
+//  Reclaim what the shared limbo holds that every worker has passed (a
+//  spawn that finds no free slot, before it grows the table): reclaim.c.
+//  Returns false if it held nothing (then nothing was done). Thread: any;
+//  takes limbo_lock and slot_lock, so the caller must hold neither.
+bool brg__reclaim_pending(brg__sched_t *self);
 
 //  Messages processed and the mailbox high-water mark, over all workers.
 void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
@@ -138,37 +105,6 @@ void brg__sched_count_processed(brg_system_t *sys, uint32_t n);
 //  Note that the running actor has sent a message (LIFO slot heuristic).
 //  Thread: any; a no-op outside the scheduler's workers.
 void brg__sched_note_send(void);
-
-//  Backpressure (sched.c design notes, "Backpressure"; actor.c). The
-//  suspended senders of every receiver sit in one table under the bp lock.
-//
-//  Suspend sender on receiver, whose mailbox was found over the high-water
-//  mark: it is left out of every run queue until brg__sched_bp_wake or
-//  brg__sched_bp_resume hands it back. Refused (false, sender still ours) if
-//  the receiver has drained to the low-water mark, died, is a brg_system_ask
-//  reply box, or if sender has suspended senders of its own or a stop or kill
-//  pending. true: the sender is no longer ours; the caller must not touch it.
-//  Thread: the one running sender, after its behaviour call; receiver held
-//  by a reference.
-bool brg__sched_bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver);
-
-//  Hand back every sender suspended on receiver, to the back of the calling
-//  worker's ring (the receiver's worker: the senders run beside it).
-//  Thread: the one running receiver (it drained to the low-water mark, or died).
-void brg__sched_bp_wake(brg__sched_t *self, brg__actor_t *receiver);
-
-//  The same for a receiver that just went idle (no longer the caller's: its
-//  memory is not touched, its WAITERS flag stays for its next owner).
-//  Thread: any.
-void brg__sched_bp_wake_id(brg__sched_t *self, uint64_t receiver_id);
-
-//  Hand back actor if it is suspended (a stop or kill was pushed to it).
-//  Thread: any holding a reference to actor.
-void brg__sched_bp_resume(brg__sched_t *self, brg__actor_t *actor);
-
-//  Test hooks: suspensions so far, and senders suspended now. Thread: any.
-uint64_t brg__sched_bp_suspensions(brg__sched_t *self);
-uint32_t brg__sched_bp_suspended(brg__sched_t *self);
 
 //  True when the calling thread is a worker or blocking-pool thread of sys.
 bool brg__sched_on_thread_of(brg_system_t *sys);

@@ -357,7 +357,7 @@ brg_system_is_alive(brg_system_t *self, brg_ref_t ref)
     brg__actor_t *actor = brg__actor_acquire(self, ref.id);
     if (!actor)
         return false;
-    bool alive = atomic_load_explicit(&actor->head, memory_order_relaxed) != BRG__MB_DEAD;
+    bool alive = !brg__mailbox_is_closed(actor);
     brg__actor_release(self, ref.id);
     return alive;
 }
@@ -397,7 +397,7 @@ brg__system_deliver(brg_system_t *sys, brg_ref_t to, brg_msg_t **msg_p)
     brg_msg_t *msg = *msg_p;
     *msg_p = NULL;
     if (to.node_hi != sys->node_hi || to.node_lo != sys->node_lo) {
-        brg__send_flush(); // an effect another actor may react to (actor.c, "Send coalescing")
+        brg__send_flush(); // an effect another actor may react to (mailbox.c, "Send coalescing")
         if (!brg_ref_is_none(to))
             return brg__remote_send(sys, to, NULL, msg);
         brg__dead_letter(sys, to, msg, BRG_DEAD_NO_ACTOR, false);

@@ -28,7 +28,7 @@ struct brg_system {
     uint64_t node_lo;  // node UUID, bytes 8-15 big-endian (immutable)
     char node_str[37]; // node UUID as text (immutable)
 
-    // Slot table (actor.c). chunks[] is allocated once; each chunk is
+    // Slot table (slots.c). chunks[] is allocated once; each chunk is
     // allocated on first use under slot_lock and published with release.
     _Atomic(brg__slot_t *) *chunks; // max_chunks entries
     uint32_t max_chunks;

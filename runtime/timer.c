@@ -346,7 +346,7 @@ brg__timers_start(brg__timers_t *self, brg_ref_t to, brg_msg_t **msg_p, uint64_t
 {
     brg_msg_t *msg = *msg_p;
     *msg_p = NULL;
-    // A short timer could fire before our pending sends (actor.c, "Send
+    // A short timer could fire before our pending sends (mailbox.c, "Send
     // coalescing"): they go first.
     brg__send_flush();
     pthread_mutex_lock(&self->lock);

@@ -1275,7 +1275,7 @@ START_TEST(test_actor_stress_a_million_short_lived_actors_reuse_slots)
     ck_assert_uint_eq(st.dead_letters, 0);
     // At most S_WAVE are alive at once: the slot table must reuse slots. A
     // dead actor's slot is reused only after every worker has passed a
-    // quiescent point (reference-free sends, see sched.c); a worker that the
+    // quiescent point (reference-free sends, see reclaim.c); a worker that the
     // OS deschedules (CI runs suites side by side under ASan) stretches that
     // grace period, and the table grows past S_WAVE: 0.5x on a quiet
     // machine, 2.5x seen in CI. A million actors in 10 x S_WAVE slots still
@@ -1285,7 +1285,7 @@ START_TEST(test_actor_stress_a_million_short_lived_actors_reuse_slots)
 END_TEST
 
 //  ---------------------------------------------------------------------------
-//  Stress: sends racing deaths and slot reuse (the reclamation of actor.c).
+//  Stress: sends racing deaths and slot reuse (the reclamation of slots.c and reclaim.c).
 //
 //  Sender actors on the workers (the reference-free send path) and the main
 //  thread (the counted path) send to a small table of victims while the

@@ -4,6 +4,8 @@
 #include "test_util.h"
 
 #include "runtime/actor.h"
+#include "runtime/backpressure.h"
+#include "runtime/mailbox.h"
 #include "runtime/sched.h"
 #include "runtime/system.h"
 
@@ -550,7 +552,7 @@ s_flood_memory(int workers)
     }
     TU_WAIT_UNTIL(s_all_msgs() > S_FLOOD_MSGS, 120000);
     uint64_t hwm = tu_stats(sys).mailbox_hwm;
-    uint64_t suspensions = brg__sched_bp_suspensions(sys->sched);
+    uint64_t suspensions = brg__bp_suspensions(sys->sched);
     long long each[S_FLOODERS], flooded = 0;
     for (int i = 0; i < S_FLOODERS; i++)
         flooded += each[i] = atomic_load(&s_flooder_msgs[i]);
@@ -661,7 +663,7 @@ START_TEST(test_sched_stress_no_wake_up_is_lost_between_spinning_and_parking)
 END_TEST
 
 //  ---------------------------------------------------------------------------
-//  Send coalescing (runtime/actor.c, "Send coalescing"): a worker's plain
+//  Send coalescing (runtime/mailbox.c, "Send coalescing"): a worker's plain
 //  sends to one target wait in a chain pushed with one CAS.
 
 #define S_CO_SENDERS 16
@@ -1032,8 +1034,8 @@ s_mutual_flood(int workers)
     long long each = S_MUTUAL_BURST + S_MUTUAL_REPLIES; // what each one handles
     TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == each && atomic_load(&s_bp_handled[1]) == each,
                   60000);
-    ck_assert_uint_gt(brg__sched_bp_suspensions(sys->sched), 0); // they did hold back
-    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
+    ck_assert_uint_gt(brg__bp_suspensions(sys->sched), 0); // they did hold back
+    ck_assert_uint_eq(brg__bp_suspended(sys->sched), 0);
     brg_system_destroy(&sys);
     ck_assert_int_eq(atomic_load(&s_bp_handled[0]), each);
     ck_assert_int_eq(atomic_load(&s_bp_handled[1]), each);
@@ -1069,7 +1071,7 @@ START_TEST(test_sched_bp_an_actor_flooding_itself_is_not_held_back)
     brg_system_t *sys = s_bp_system(2);
     tu_send_tag(sys, tu_spawn(sys, s_self_burst), "go");
     TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == 8 * S_BP_HIGH, TU_WAIT_MS);
-    ck_assert_uint_eq(brg__sched_bp_suspensions(sys->sched), 0);
+    ck_assert_uint_eq(brg__bp_suspensions(sys->sched), 0);
     ck_assert_uint_ge(tu_stats(sys).mailbox_hwm, 7 * S_BP_HIGH); // over the mark, yet it ran
     brg_system_destroy(&sys);
 }
@@ -1118,10 +1120,10 @@ s_suspend_a_trickler(brg_system_t *sys, unsigned flags, brg_behaviour_fn trickle
     TU_WAIT_UNTIL(atomic_load(&s_bp_blocked), TU_WAIT_MS);
     brg_ref_t trickler = tu_spawn(sys, trickler_fn);
     tu_send_tag(sys, trickler, "again");
-    TU_WAIT_UNTIL(brg__sched_bp_suspended(sys->sched) == 1, TU_WAIT_MS);
+    TU_WAIT_UNTIL(brg__bp_suspended(sys->sched) == 1, TU_WAIT_MS);
     tu_sleep_ms(20); // held: nothing more is sent
     ck_assert_int_eq(atomic_load(&s_bp_sent), S_BP_HIGH);
-    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 1);
+    ck_assert_uint_eq(brg__bp_suspended(sys->sched), 1);
     return trickler;
 }
 
@@ -1133,7 +1135,7 @@ START_TEST(test_sched_bp_a_sender_suspended_on_a_receiver_that_dies_is_handed_ba
     atomic_store(&s_bp_gate, 1);
     TU_WAIT_DEAD(sys, trickler); // handed back, its next send fails, it stops
     ck_assert_int_eq(atomic_load(&s_bp_failed), 1);
-    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
+    ck_assert_uint_eq(brg__bp_suspended(sys->sched), 0);
     ck_assert_int_eq(atomic_load(&s_bp_handled[0]), 0); // the stop overtook the backlog
     brg_system_destroy(&sys);
     ck_assert_uint_eq(tu_dead_count(BRG_DEAD_STOPPED), S_BP_HIGH); // the sink's backlog
@@ -1146,7 +1148,7 @@ START_TEST(test_sched_bp_a_suspended_sender_still_obeys_a_stop)
     brg_ref_t trickler = s_suspend_a_trickler(sys, 0, s_trickler);
     ck_assert_int_eq(brg_actor_stop(sys, trickler), BRG_OK);
     TU_WAIT_DEAD(sys, trickler); // while the sink still holds its worker
-    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
+    ck_assert_uint_eq(brg__bp_suspended(sys->sched), 0);
     ck_assert_int_eq(atomic_load(&s_bp_failed), 0);
     atomic_store(&s_bp_gate, 1);
     TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == S_BP_HIGH, TU_WAIT_MS);
@@ -1177,8 +1179,8 @@ START_TEST(test_sched_bp_a_blocking_pool_receiver_hands_its_sender_back)
     s_suspend_a_trickler(sys, BRG_SPAWN_BLOCKING, s_counted_trickler);
     atomic_store(&s_bp_gate, 1);
     TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == S_BP_POOL_MSGS, 60000);
-    ck_assert_uint_ge(brg__sched_bp_suspensions(sys->sched), 1);
-    ck_assert_uint_eq(brg__sched_bp_suspended(sys->sched), 0);
+    ck_assert_uint_ge(brg__bp_suspensions(sys->sched), 1);
+    ck_assert_uint_eq(brg__bp_suspended(sys->sched), 0);
     ck_assert_uint_le(tu_stats(sys).mailbox_hwm, S_BP_HIGH + 1);
     brg_system_destroy(&sys);
 }
@@ -1210,7 +1212,7 @@ START_TEST(test_sched_bp_a_flood_into_an_askers_reply_box_is_not_held_back)
     brg_msg_destroy(&reply);
     tu_send_tag(sys, e, "ping");
     TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == 1, TU_WAIT_MS);
-    ck_assert_uint_eq(brg__sched_bp_suspensions(sys->sched), 0);
+    ck_assert_uint_eq(brg__bp_suspensions(sys->sched), 0);
     brg_system_destroy(&sys);
 }
 END_TEST
@@ -1229,7 +1231,7 @@ START_TEST(test_sched_bp_outside_sends_are_not_held_back)
     atomic_store(&s_bp_gate, 1);
     TU_WAIT_UNTIL(atomic_load(&s_bp_handled[0]) == 8 * S_BP_HIGH, TU_WAIT_MS);
     ck_assert_uint_ge(tu_stats(sys).mailbox_hwm, 8 * S_BP_HIGH);
-    ck_assert_uint_eq(brg__sched_bp_suspensions(sys->sched), 0);
+    ck_assert_uint_eq(brg__bp_suspensions(sys->sched), 0);
     brg_system_destroy(&sys);
 }
 END_TEST

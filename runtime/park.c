@@ -1,0 +1,162 @@
+//  park - parking and waking workers: searchers, sleepers, exactly one wake-up
+//
+//  Design notes.
+//
+//  Parking (Go's scheduler protocol, simplified). A worker that runs out of
+//  work becomes a searcher: it looks for stalled work (above) for about
+//  BRG__SPIN_NS, backing off between looks, then parks on its own condition
+//  variable. Wake-ups are "exactly one": brg__park_notify wakes a sleeper only if no
+//  worker is searching, and claims the right to wake by moving the searcher
+//  count from 0 to 1 (the woken worker starts as a searcher). A searcher that
+//  finds work and was the last searcher wakes another, so parallelism ramps
+//  up one worker at a time.
+//  No wake-up is lost. The searcher and sleeper counts share one atomic word,
+//  `idle_state`. A submitter publishes its work, issues a seq_cst fence and
+//  loads the word; a worker about to sleep changes the word with an RMW,
+//  issues a seq_cst fence and re-reads every queue. Of the two fences one
+//  precedes the other in the single total order S: if the worker's comes
+//  first, the submitter's load sees its RMW (it is asleep: wake it); if the
+//  submitter's does, the worker's re-check sees the work (C11 7.17.3p6).
+//  The submitter used to read the word with an RMW (acq_rel fetch_add of 0),
+//  which gave the same guarantee but pulled the word's line to every
+//  notifier's core; the fence costs a local drain of the store buffer and
+//  the line stays shared while nobody sleeps. (ThreadSanitizer does not model
+//  fences; no data is published through this pairing, only the decision to
+//  wake, and the run queues carry their own release/acquire.)
+//
+//  Locks: idle_lock guards the idle stack, each worker's park_lock its
+//  notified flag; idle_lock is taken before a worker's park_lock, never the
+//  other way round.
+#include "runtime_internal.h"
+
+//  Wake worker w from its condition variable (a notifier chose it, or
+//  shutdown). Thread: any.
+void
+brg__park_unpark(brg__worker_t *w)
+{
+    pthread_mutex_lock(&w->park_lock);
+    w->notified = true;
+    pthread_cond_signal(&w->park_cond);
+    pthread_mutex_unlock(&w->park_lock);
+}
+
+//  The two sides of the Dekker pair (design notes, "No wake-up is lost").
+//  ThreadSanitizer does not support fences (GCC rejects them with
+//  -fsanitize=thread), so a TSan build keeps the submitter's acq_rel RMW on
+//  idle_state, which orders the same way (RMWs on one word are totally
+//  ordered) at the price of moving the word's line; the sleeper's RMW is
+//  there in both builds.
+#if defined(__SANITIZE_THREAD__)
+#define S_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define S_TSAN 1
+#endif
+#endif
+#ifdef S_TSAN
+#define S_FENCE_SEQ_CST() ((void)0)
+#else
+#define S_FENCE_SEQ_CST() atomic_thread_fence(memory_order_seq_cst)
+#endif
+
+//  Submitter's side: after publishing work, the idle state it must act on.
+static inline uint64_t
+s_idle_state_after_publish(brg__sched_t *self)
+{
+#ifdef S_TSAN
+    return atomic_fetch_add_explicit(&self->idle_state, 0, memory_order_acq_rel);
+#else
+    S_FENCE_SEQ_CST();
+    return atomic_load_explicit(&self->idle_state, memory_order_relaxed);
+#endif
+}
+
+//  New stealable or injected work exists: wake one parked worker if nobody is
+//  already looking for work.
+void
+brg__park_notify(brg__sched_t *self)
+{
+    // Seq_cst fence, then a plain load: our work, published before the
+    // fence, is ordered against a parking worker's RMW + fence + re-check
+    // (design notes). No RMW here: when nobody sleeps (the busy case) the
+    // word's line stays shared instead of moving to every notifier.
+    uint64_t w = s_idle_state_after_publish(self);
+    for (;;) {
+        if (BRG__IDLE_SEARCHING(w) != 0 || BRG__IDLE_SLEEPING(w) == 0)
+            return;
+        // Claim the wake-up: searching 0 -> 1 on behalf of the worker we wake.
+        if (atomic_compare_exchange_weak_explicit(&self->idle_state, &w,
+                                                  w + BRG__IDLE_ONE_SEARCHING, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    pthread_mutex_lock(&self->idle_lock);
+    if (self->n_idle == 0) {
+        // It re-checked and left the stack by itself meanwhile.
+        pthread_mutex_unlock(&self->idle_lock);
+        atomic_fetch_sub_explicit(&self->idle_state, BRG__IDLE_ONE_SEARCHING, memory_order_acq_rel);
+        return;
+    }
+    brg__worker_t *worker = &self->workers[self->idle[--self->n_idle]];
+    atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
+    brg__park_unpark(worker); // idle_lock before park_lock: the documented order
+    pthread_mutex_unlock(&self->idle_lock);
+}
+
+static bool
+s_any_work(brg__sched_t *self)
+{
+    if (atomic_load_explicit(&self->inject_len, memory_order_relaxed) != 0)
+        return true;
+    for (uint32_t i = 0; i < self->n; i++)
+        if (brg__runq_len(&self->workers[i].runq) != 0)
+            return true;
+    return false;
+}
+
+void
+brg__park(brg__worker_t *w)
+{
+    brg__sched_t *self = w->sched;
+    pthread_mutex_lock(&self->idle_lock);
+    self->idle[self->n_idle++] = w->index;
+    // One acq_rel RMW: sleeping + 1, and searching - 1 if we were searching.
+    // The queue re-check below must come after it (design notes).
+    uint64_t delta = 1;
+    if (w->searching)
+        delta -= BRG__IDLE_ONE_SEARCHING; // modular: adds 2^64 - 2^32 + 1
+    w->searching = false;
+    atomic_fetch_add_explicit(&self->idle_state, delta, memory_order_acq_rel);
+    pthread_mutex_unlock(&self->idle_lock);
+    // Seq_cst fence between our RMW and the re-check: pairs with the fence
+    // in brg__park_notify (design notes).
+    S_FENCE_SEQ_CST();
+    if (s_any_work(self) || atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
+        pthread_mutex_lock(&self->idle_lock);
+        for (uint32_t i = 0; i < self->n_idle; i++) {
+            if (self->idle[i] == w->index) {
+                self->idle[i] = self->idle[--self->n_idle];
+                atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
+                pthread_mutex_unlock(&self->idle_lock);
+                return; // back to searching
+            }
+        }
+        pthread_mutex_unlock(&self->idle_lock);
+        // Not in the stack: a notifier popped us and is waking us; wait for it.
+    }
+    // Asleep, this worker holds no actor: it must not hold up reclamation,
+    // and what it retired must stay reachable (brg__reclaim_hand_over).
+    brg__reclaim_worker(w);
+    brg__reclaim_hand_over(w);
+    brg__reclaim_offline(w);
+    pthread_mutex_lock(&w->park_lock);
+    while (!w->notified)
+        pthread_cond_wait(&w->park_cond, &w->park_lock);
+    w->notified = false;
+    pthread_mutex_unlock(&w->park_lock);
+    brg__reclaim_online(w);
+    // The notifier counted us as searching (shutdown wakes do not; the loop
+    // then exits without searching).
+    if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed))
+        w->searching = true;
+}

@@ -1,0 +1,48 @@
+//  park - parking and waking the scheduler's workers (private to the
+//  scheduler's files; see park.c's design notes).
+#ifndef BRG_RUNTIME_PARK_H
+#define BRG_RUNTIME_PARK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "worker.h"
+
+//  The scheduler's idle_state word: searching << 32 | sleeping.
+#define BRG__IDLE_SEARCHING(w) ((uint32_t)((w) >> 32))
+#define BRG__IDLE_SLEEPING(w) ((uint32_t)(w))
+#define BRG__IDLE_ONE_SEARCHING (1ull << 32)
+
+//  Wake worker w from its condition variable. Thread: any.
+void brg__park_unpark(brg__worker_t *w);
+
+//  New stealable or injected work exists: wake one parked worker if nobody
+//  is already looking for work (the submitter's side of the Dekker pair).
+//  Thread: any, after publishing the work.
+void brg__park_notify(brg__sched_t *self);
+
+//  Park worker w until a notifier or shutdown wakes it, unless the re-check
+//  after its announcement finds work (then it returns as a searcher).
+//  Before sleeping it reclaims, hands its limbo over and goes offline.
+//  Thread: w's.
+void brg__park(brg__worker_t *w);
+
+//  Worker w stops searching (found: it found work). Inline: the worker
+//  loop calls it before every activation, and it was inlined there.
+//  Thread: w's.
+static inline void
+brg__park_stop_searching(brg__worker_t *w, bool found)
+{
+    if (!w->searching)
+        return;
+    w->searching = false;
+    uint64_t prev = atomic_fetch_sub_explicit(&w->sched->idle_state, BRG__IDLE_ONE_SEARCHING,
+                                              memory_order_acq_rel);
+    // The last searcher that found work wakes another one to keep looking,
+    // as more work may be behind it.
+    if (found && BRG__IDLE_SEARCHING(prev) == 1)
+        brg__park_notify(w->sched);
+}
+
+#endif
