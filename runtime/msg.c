@@ -275,6 +275,25 @@ brg__msg_alloc(void)
     return msg;
 }
 
+void *
+brg__msg_block_alloc(void)
+{
+    brg_msg_t *msg = brg__msg_alloc();
+    // The block's user overwrites data and cap: a kept heap buffer goes now.
+    if (msg && msg->data != msg->inline_data)
+        free(msg->data);
+    return msg;
+}
+
+void
+brg__msg_block_free(void *block)
+{
+    brg_msg_t *msg = block;
+    msg->data = msg->inline_data;
+    msg->cap = BRG__MSG_INLINE;
+    brg__msg_free(msg);
+}
+
 void
 brg__msg_free(brg_msg_t *self)
 {

@@ -65,6 +65,18 @@ brg_msg_t *brg__msg_alloc(void);
 //  than a few KiB is freed). Thread: any.
 void brg__msg_free(brg_msg_t *self);
 
+//  A block of BRG__MSG_BLOCK bytes (aligned as a message) from the same free
+//  lists, for an internal record made on one thread and freed on another at
+//  message rate: the transport's outbound queue entries, one per remote
+//  send, which a worker makes and the node's I/O thread frees. malloc and
+//  free there cost as much as the rest of the hand-off (TRANSPORT.md
+//  section 14); the magazines carry the I/O thread's frees back to the
+//  workers a batch at a time. The block is raw memory: brg__msg_block_free
+//  makes it a message again. NULL if out of memory. Thread: any.
+#define BRG__MSG_BLOCK sizeof(brg_msg_t)
+void *brg__msg_block_alloc(void);
+void brg__msg_block_free(void *block);
+
 //  Make msg a plain message from sender: no ask correlation, kind USER.
 //  Every send but brg_forward does this, so a copy of an ask (brg_msg_dup)
 //  sent on can never carry someone else's ask id: an id travels only with

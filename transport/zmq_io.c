@@ -70,6 +70,7 @@
 //    io->lock            guards the waiters of brg_node_connect, the
 //                        published stats and the started flag; no other
 //                        lock is ever taken while it is held.
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -133,6 +134,22 @@ typedef struct s_item {
     uint64_t waiter;       // CONNECT: the waiter's id, 0 = none
     char name[];           // MSG: the target name ("" = by id); CONNECT: the endpoint
 } s_item_t;
+
+//  A message's entry comes from the message free lists (brg__msg_block_alloc:
+//  no malloc per remote send, and the I/O thread's frees flow back to the
+//  workers in batches); it always fits, target name included. The rare
+//  commands (connect, disconnect, stats, stop) are malloc'd.
+_Static_assert(sizeof(s_item_t) + BRG_NAME_MAX + 1 <= BRG__MSG_BLOCK,
+               "a message's queue entry fits a message block");
+
+static void
+s_item_free(s_item_t *it)
+{
+    if (it->type == S_ITEM_MSG)
+        brg__msg_block_free(it);
+    else
+        free(it);
+}
 
 //  A frame ZeroMQ refused (EAGAIN), kept in order until the outbox is writable.
 typedef struct s_frame {
@@ -784,7 +801,7 @@ s_dead_letter_backlog(brg__io_t *self, brg__peer_t *p, brg_dead_reason_t reason)
         atomic_fetch_sub_explicit(&p->queued_bytes, it->bytes, memory_order_relaxed);
         atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
         brg__remote_dead_letter(self->sys, it->to, it->msg, reason, BRG_ENETWORK);
-        free(it);
+        s_item_free(it);
     }
     p->bl_tail = NULL;
 }
@@ -1255,7 +1272,7 @@ s_push(brg__io_t *self, s_conn_t *conn, s_item_t *it)
         // by name, too large for the peer): the sender is answered with why.
         brg__remote_dead_letter(self->sys, it->to, it->msg, BRG_DEAD_NO_ACTOR, rc);
     }
-    free(it);
+    s_item_free(it);
     s_touch(self, p);
 }
 
@@ -1297,7 +1314,7 @@ s_on_msg(brg__io_t *self, s_item_t *it)
         atomic_fetch_sub_explicit(&p->queued_bytes, it->bytes, memory_order_relaxed);
         atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
         brg__remote_dead_letter(self->sys, it->to, it->msg, BRG_DEAD_REMOTE_DOWN, BRG_ENETWORK);
-        free(it);
+        s_item_free(it);
         return;
     }
     if (p->bl_head == NULL && s_can_push(p)) {
@@ -1358,7 +1375,7 @@ s_on_command(brg__io_t *self, s_item_t *it)
     default:
         break;
     }
-    free(it);
+    s_item_free(it);
 }
 
 //  Take what was queued and handle at most S_TURN_ITEMS of it; the rest
@@ -1559,7 +1576,7 @@ s_stop_all(brg__io_t *self)
                 atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
                 brg__remote_dead_letter(self->sys, it->to, it->msg, BRG_DEAD_SHUTDOWN, BRG_ECLOSED);
             }
-            free(it);
+            s_item_free(it);
         }
     }
     for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
@@ -1815,13 +1832,14 @@ brg__io_send(brg__io_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg
         return BRG_ENETWORK;
     }
     size_t name_len = to_name != NULL ? strlen(to_name) : 0;
+    assert(name_len <= BRG_NAME_MAX); // the seam checked it (brg__system_deliver_named)
     size_t bytes = (size_t)msg->size + S_ENV_OVERHEAD + name_len;
     bool user = msg->kind == BRG__MSG_USER || msg->kind == BRG__MSG_REPLY ||
                 msg->kind == BRG__MSG_REPLY_ERROR;
     size_t old = atomic_fetch_add_explicit(&p->queued_bytes, bytes, memory_order_relaxed);
     s_item_t *it = NULL;
     if (!user || old + bytes <= self->cfg.peer_queue_bytes)
-        it = malloc(sizeof *it + name_len + 1);
+        it = brg__msg_block_alloc();
     if (it == NULL) {
         // Over the budget (or out of memory for the queue entry, which is
         // the same condition for the sender: no room now, try later).

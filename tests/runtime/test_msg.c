@@ -1129,6 +1129,29 @@ START_TEST(test_msg_alloc_resets_every_field_of_a_reused_message)
 }
 END_TEST
 
+START_TEST(test_msg_block_is_raw_memory_from_the_free_lists_and_becomes_a_message_again)
+{
+    static uint8_t bytes[1000];
+    // A recycled message with a kept heap buffer: the block must not leak it.
+    brg_msg_t *msg = brg_msg_new("kept");
+    brg_msg_add_bin(msg, bytes, sizeof bytes);
+    ck_assert_ptr_ne(msg->data, msg->inline_data);
+    brg_msg_destroy(&msg);
+    void *block = brg__msg_block_alloc();
+    ck_assert_ptr_nonnull(block);
+    memset(block, 0xa5, BRG__MSG_BLOCK); // every byte is the caller's
+    brg__msg_block_free(block);
+    // It comes back as a clean message (LIFO cache) that takes a payload.
+    msg = brg__msg_alloc();
+    ck_assert_ptr_eq(msg, block);
+    ck_assert_ptr_eq(msg->data, msg->inline_data);
+    ck_assert_uint_eq(msg->cap, BRG__MSG_INLINE);
+    ck_assert_int_eq(brg_msg_add_bin(msg, bytes, sizeof bytes), BRG_OK);
+    ck_assert_uint_eq(msg->size, 1000 + 3);
+    brg__msg_free(msg);
+}
+END_TEST
+
 START_TEST(test_msg_free_drops_a_heap_buffer_over_4_kib_and_keeps_a_smaller_one)
 {
     static uint8_t bytes[10000];
@@ -1611,6 +1634,8 @@ msg_suite(void)
     tcase_add_test(core, test_msg_alloc_resets_every_field_of_a_reused_message);
     tcase_add_test(core, test_msg_free_drops_a_heap_buffer_over_4_kib_and_keeps_a_smaller_one);
     tcase_add_test(core, test_msg_pool_trim_frees_the_caches_and_allocation_still_works);
+    tcase_add_test(core,
+                   test_msg_block_is_raw_memory_from_the_free_lists_and_becomes_a_message_again);
     tcase_add_test(core, test_msg_messages_freed_on_another_thread_return_in_batches);
     tcase_add_test(core, test_msg_thread_exit_returns_its_cache_to_the_shared_pool);
     suite_add_tcase(s, core);
