@@ -180,8 +180,8 @@ brg__mailbox_grab(brg__actor_t *actor)
 static inline bool
 brg__mailbox_take_urgent(brg__actor_t *actor)
 {
-    // Acquire: pairs with the release store in brg__actor_push, so the grab
-    // that follows sees the urgent message.
+    // Acquire: pairs with the acq_rel fetch_or of s_push_urgent (mailbox.c),
+    // made after the urgent message's push, so the grab that follows sees it.
     return (atomic_load_explicit(&actor->bp, memory_order_relaxed) & BRG__BP_URGENT) &&
            (atomic_fetch_and_explicit(&actor->bp, ~BRG__BP_URGENT, memory_order_acquire) &
             BRG__BP_URGENT);

@@ -6,7 +6,7 @@
 //  Slot table. An address is node UUID + (generation << 32 | slot). Slots live
 //  in chunks of BRG__SLOT_CHUNK, allocated on first use and never moved, so a
 //  lookup is two loads. Each slot has a 64-bit word: generation (32 bits),
-//  state (FREE / LIVE / DYING, 2 bits) and a reference count (30 bits). A
+//  state (FREE / LIVE / DYING / DEAD, 2 bits) and a reference count (30 bits). A
 //  sender increments the count (one fetch_add), and uses the actor only if the
 //  generation matches and the state is LIVE; it decrements when done. A dying
 //  actor moves LIVE -> DYING; whoever brings the count of a DYING slot to zero
