@@ -560,12 +560,17 @@ START_TEST(test_node_subscribers_see_node_up_and_down)
     brg_ref_t peers[4];
     ck_assert_int_eq(brg_node_peers(tn_node[0], peers, 4), 1);
     ck_assert(brg_ref_eq(peers[0], nb));
+    brg_node_stats_t st;
+    brg_node_stats(tn_node[0], &st);
+    ck_assert_uint_eq(st.peers_up, 1);
     ck_assert_int_eq(brg_system_destroy(&tn_sys[1]), BRG_OK);
     TU_WAIT_UNTIL(tn_count(BRG_TAG_NODEDOWN) == 1, TU_WAIT_MS);
     e = tn_find(BRG_TAG_NODEDOWN);
     ck_assert(brg_ref_eq(e.about, nb));
     ck_assert_str_eq(e.text, "bye");
     ck_assert_int_eq(brg_node_find(tn_node[0], "b", &found), BRG_ENOTFOUND);
+    brg_node_stats(tn_node[0], &st);
+    ck_assert_uint_eq(st.peers_up, 0);
     // A monitor of a node that is not up fires at once.
     tn_command(0, rec, "monitor_node", nb);
     TU_WAIT_UNTIL(tn_count(BRG_TAG_NODEDOWN) == 2, TU_WAIT_MS);
