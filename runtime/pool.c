@@ -60,6 +60,7 @@ s_pool_main(void *arg)
 {
     s_pool_arg_t *pa = arg;
     brg__sched_t *self = pa->sched;
+    pthread_setname_np(pthread_self(), "brg-blocking");
     brg__sched_thread_enter(self->sys);
     brg__actor_bp_thread(self->sys);
     if (self->sys->cfg.watchdog_ms > 0)

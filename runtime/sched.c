@@ -657,6 +657,10 @@ s_worker_main(void *arg)
 {
     brg__worker_t *w = arg;
     brg__sched_t *self = w->sched;
+    // Named for top -H, perf and gdb (15 bytes at most).
+    char name[16];
+    snprintf(name, sizeof name, "brg-worker-%u", (unsigned)(w - self->workers) % 1000u);
+    pthread_setname_np(pthread_self(), name);
     s_worker = w;
     s_thread_sys = self->sys;
     brg__worker_sys = self->sys;

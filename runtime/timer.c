@@ -203,6 +203,7 @@ s_timer_main(void *arg)
 {
     brg__timers_t *self = arg;
     brg_system_t *sys = self->sys;
+    pthread_setname_np(pthread_self(), "brg-timer");
     s_own = self;
     uint64_t limit = (uint64_t)sys->cfg.watchdog_ms * 1000000u;
     uint64_t next_scan = limit ? brg__now_ns() + limit / 4 : UINT64_MAX;

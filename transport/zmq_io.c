@@ -1625,6 +1625,7 @@ static void *
 s_main(void *arg)
 {
     brg__io_t *self = arg;
+    pthread_setname_np(pthread_self(), "brg-node-io");
     int rc = s_bind_all(self);
     if (rc == BRG_OK) {
         const char *adv = self->cfg.advertise ? self->cfg.advertise : self->bound[0];
