@@ -98,7 +98,8 @@
 #define S_BACKOFF_RESET_NS (30ull * 1000000000ull)
 #define S_SHUTDOWN_LINGER_MS 1000
 #define S_PARK_MAX 64
-#define S_TURN_ITEMS 4096 // queued items handled per turn of the loop
+#define S_TURN_ITEMS 4096     // queued items handled per turn of the loop
+#define S_REPOLL_NS 250000ull // longest run of busy turns without a look at the sockets
 
 enum { S_PEER_CONNECTING = 1, S_PEER_UP, S_PEER_DOWN };
 enum { S_ITEM_MSG, S_ITEM_CONNECT, S_ITEM_DISCONNECT, S_ITEM_STATS, S_ITEM_STOP };
@@ -170,6 +171,8 @@ struct s_conn {
     size_t rid_len;                   // 0: no inbound direction yet
     s_frame_t *pend_head, *pend_tail; // frames refused by ZeroMQ, in order
     bool busy;                        // pend_head != NULL: poll POLLOUT, do not feed the session
+    bool out_ready, mon_ready;        // outbox / monitor may hold messages (see "Readiness")
+    bool can_write;                   // the last poll saw the outbox writable (busy only)
     bool up;                          // the session came up
     bool need_drain;                  // feed the peer's backlog at the end of this turn
     bool failed;                      // end it after the current call (outbox could not open)
@@ -219,9 +222,11 @@ struct brg__io {
     char advertise[BRG__WIRE_EP_MAX + 1];
     brg__io_event_fn event_fn;
     void *event_arg;
-    uint64_t hi, lo;  // our node UUID
-    uint8_t uuid[16]; // the same, as bytes
-    int peers_up;     // peers in state UP (this thread's; s_peer_set_state)
+    uint64_t hi, lo;    // our node UUID
+    uint8_t uuid[16];   // the same, as bytes
+    int peers_up;       // peers in state UP (this thread's; s_peer_set_state)
+    bool inbox_ready;   // the inbox may hold frames: read it (see "Readiness")
+    uint64_t polled_ns; // when zmq_poll last refreshed the ready flags
     brg__session_cfg_t scfg;
     brg__session_io_t sio;
 
@@ -612,6 +617,7 @@ s_open_outbox(s_conn_t *conn, const char *ep)
     if (m != NULL)
         s_setopt_int(m, ZMQ_LINGER, 0);
     conn->outbox = s;
+    conn->out_ready = conn->mon_ready = true; // look once; then the poll says
     conn->monitor = m;
     return BRG_OK;
 }
@@ -1201,11 +1207,12 @@ static int
 s_read_outbox(brg__io_t *self, s_conn_t *conn)
 {
     int n = 0;
-    while (!conn->ended && conn->outbox != NULL && n < S_RECV_BURST) {
+    while (conn->out_ready && !conn->ended && conn->outbox != NULL && n < S_RECV_BURST) {
         zmq_msg_t m;
         zmq_msg_init(&m);
         if (s_zrecv(&m, conn->outbox, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&m);
+            conn->out_ready = false;
             break;
         }
         n++;
@@ -1219,11 +1226,12 @@ s_read_outbox(brg__io_t *self, s_conn_t *conn)
         s_after_call(conn);
         zmq_msg_close(&m);
     }
-    while (!conn->ended && conn->monitor != NULL) {
+    while (conn->mon_ready && !conn->ended && conn->monitor != NULL) {
         zmq_msg_t ev, addr;
         zmq_msg_init(&ev);
         if (zmq_msg_recv(&ev, conn->monitor, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&ev);
+            conn->mon_ready = false;
             break;
         }
         n++;
@@ -1242,8 +1250,11 @@ s_read_outbox(brg__io_t *self, s_conn_t *conn)
                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH))
             brg__session_end(conn->sess, BRG__END_PROTOCOL);
     }
-    if (!conn->ended && conn->busy && s_outbox_retry(conn))
-        n++;
+    if (!conn->ended && conn->busy && conn->can_write) {
+        conn->can_write = false; // until the next poll says so again
+        if (s_outbox_retry(conn))
+            n++;
+    }
     s_after_call(conn);
     return n;
 }
@@ -1510,7 +1521,8 @@ s_timers(brg__io_t *self, uint64_t now)
     return next;
 }
 
-//  Block in zmq_poll until a socket, the doorbell or the next deadline.
+//  Block in zmq_poll until a socket, the doorbell or the next deadline
+//  (deadline 0: do not block), and set the ready flags from what it saw.
 static void
 s_poll(brg__io_t *self, uint64_t deadline)
 {
@@ -1519,8 +1531,13 @@ s_poll(brg__io_t *self, uint64_t deadline)
         n += c->outbox != NULL ? 2 : 0;
     zmq_pollitem_t stack_items[64];
     zmq_pollitem_t *items = n <= 64 ? stack_items : malloc(n * sizeof *items);
-    if (items == NULL)
+    if (items == NULL) {
+        // Cannot poll this turn: look at every socket instead.
+        self->inbox_ready = true;
+        for (s_conn_t *c = self->conns; c != NULL; c = c->next)
+            c->out_ready = c->mon_ready = c->can_write = true;
         return;
+    }
     items[0] = (zmq_pollitem_t){NULL, self->q.efd, ZMQ_POLLIN, 0};
     items[1] = (zmq_pollitem_t){self->router, 0, ZMQ_POLLIN, 0};
     size_t i = 2;
@@ -1533,9 +1550,24 @@ s_poll(brg__io_t *self, uint64_t deadline)
     }
     uint64_t now = s_now();
     long timeout = deadline > now ? (long)((deadline - now + 999999) / 1000000) : 0;
-    zmq_poll(items, (int)i, timeout);
+    if (zmq_poll(items, (int)i, timeout) < 0) {
+        // EINTR or ETERM: look at every socket next turn.
+        for (size_t k = 1; k < i; k++)
+            items[k].revents = (short)(items[k].events);
+    }
+    self->polled_ns = s_now();
     if (items[0].revents & ZMQ_POLLIN)
         brg__outq_drain_bell(&self->q);
+    self->inbox_ready |= (items[1].revents & ZMQ_POLLIN) != 0;
+    i = 2;
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
+        if (c->outbox == NULL)
+            continue;
+        c->out_ready |= (items[i].revents & ZMQ_POLLIN) != 0;
+        c->can_write = (items[i].revents & ZMQ_POLLOUT) != 0;
+        c->mon_ready |= (items[i + 1].revents & ZMQ_POLLIN) != 0;
+        i += 2;
+    }
     if (items != stack_items)
         free(items);
 }
@@ -1626,6 +1658,7 @@ s_main(void *arg)
 {
     brg__io_t *self = arg;
     pthread_setname_np(pthread_self(), "brg-node-io");
+    self->inbox_ready = true;
     int rc = s_bind_all(self);
     if (rc == BRG_OK) {
         const char *adv = self->cfg.advertise ? self->cfg.advertise : self->bound[0];
@@ -1649,7 +1682,12 @@ s_main(void *arg)
     s_reap(self);
     while (!self->stopping) {
         bool busy = s_grab(self);
-        busy |= s_read_inbox(self) > 0;
+        if (self->inbox_ready) {
+            int n = s_read_inbox(self);
+            // A full burst may have left frames behind; fewer means empty.
+            self->inbox_ready = n == S_RECV_BURST;
+            busy |= n > 0;
+        }
         for (s_conn_t *c = self->conns; c != NULL; c = c->next)
             busy |= s_read_outbox(self, c) > 0;
         s_reap(self);
@@ -1658,8 +1696,14 @@ s_main(void *arg)
         s_reap(self);
         if (self->stopping)
             break;
-        if (busy || !brg__outq_try_idle(&self->q))
+        if (busy || !brg__outq_try_idle(&self->q)) {
+            // More work: no sleep, but a look at the sockets at least every
+            // S_REPOLL_NS, so a long outbound stream still reads the peer's
+            // acks, ticks and replies.
+            if (s_now() - self->polled_ns >= S_REPOLL_NS)
+                s_poll(self, 0);
             continue;
+        }
         s_publish_stats(self);
         s_poll(self, next);
     }
