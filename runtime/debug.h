@@ -21,6 +21,17 @@ brg__debug_yield(void)
 }
 #endif
 
+//  BRG__TSAN is defined in a ThreadSanitizer build (gcc's __SANITIZE_THREAD__,
+//  clang's __has_feature), for the few places that must tell TSan what it
+//  cannot see (park.c's fences, zmq_io.c's libzmq hand-offs).
+#if defined(__SANITIZE_THREAD__)
+#define BRG__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define BRG__TSAN 1
+#endif
+#endif
+
 //  CLOCK_MONOTONIC in nanoseconds.
 uint64_t brg__now_ns(void);
 

@@ -46,14 +46,7 @@ brg__park_unpark(brg__worker_t *w)
 //  idle_state, which orders the same way (RMWs on one word are totally
 //  ordered) at the price of moving the word's line; the sleeper's RMW is
 //  there in both builds.
-#if defined(__SANITIZE_THREAD__)
-#define S_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define S_TSAN 1
-#endif
-#endif
-#ifdef S_TSAN
+#ifdef BRG__TSAN
 #define S_FENCE_SEQ_CST() ((void)0)
 #else
 #define S_FENCE_SEQ_CST() atomic_thread_fence(memory_order_seq_cst)
@@ -63,7 +56,7 @@ brg__park_unpark(brg__worker_t *w)
 static inline uint64_t
 s_idle_state_after_publish(brg__sched_t *self)
 {
-#ifdef S_TSAN
+#ifdef BRG__TSAN
     return atomic_fetch_add_explicit(&self->idle_state, 0, memory_order_acq_rel);
 #else
     S_FENCE_SEQ_CST();

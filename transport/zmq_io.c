@@ -83,6 +83,7 @@
 #include <zmq.h>
 
 #include "brigade.h"
+#include "debug.h"
 #include "msg.h"
 #include "outq.h"
 #include "remote.h"
@@ -298,14 +299,7 @@ struct brg__io {
 //  (AnnotateNewMemory resets its shadow), since libzmq has published it
 //  through a pipe TSan cannot see and no other thread touches it until we
 //  close the message.
-#if defined(__SANITIZE_THREAD__)
-#define S_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define S_TSAN 1
-#endif
-#endif
-#ifdef S_TSAN
+#ifdef BRG__TSAN
 __attribute__((visibility("default"))) const char *__tsan_default_suppressions(void);
 const char *
 __tsan_default_suppressions(void)
