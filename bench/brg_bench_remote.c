@@ -153,8 +153,9 @@ s_server(brg_ctx_t *ctx, const brg_msg_t *msg)
     return BRG_UNHANDLED;
 }
 
-static int
-s_run_server(int threads)
+//  A system of `threads` workers made a node `name` on tcp://127.0.0.1.
+static brg_system_t *
+s_new_node(int threads, const char *name, brg_node_t **node)
 {
     brg_config_t cfg;
     brg_config_init(&cfg);
@@ -164,11 +165,19 @@ s_run_server(int threads)
         s_die("system", 0);
     brg_node_config_t ncfg;
     brg_node_config_init(&ncfg);
-    ncfg.name = "bench-server";
+    ncfg.name = name;
     ncfg.listen[0] = "tcp://127.0.0.1:*";
-    brg_node_t *node = brg_node_new(sys, &ncfg);
-    if (!node)
+    *node = brg_node_new(sys, &ncfg);
+    if (!*node)
         s_die("node", 0);
+    return sys;
+}
+
+static int
+s_run_server(int threads)
+{
+    brg_node_t *node;
+    brg_system_t *sys = s_new_node(threads, "bench-server", &node);
     brg_spawn_opts_t opts;
     brg_spawn_opts_init(&opts);
     opts.state_size = sizeof(s_srv_t);
@@ -329,19 +338,8 @@ s_run_client(const char *exe, int threads, bool stream, uint64_t n)
         s_die("no endpoint from the server", 0);
     }
 
-    brg_config_t cfg;
-    brg_config_init(&cfg);
-    cfg.workers = threads;
-    brg_system_t *sys = brg_system_new(&cfg);
-    if (!sys)
-        s_die("system", 0);
-    brg_node_config_t ncfg;
-    brg_node_config_init(&ncfg);
-    ncfg.name = "bench-client";
-    ncfg.listen[0] = "tcp://127.0.0.1:*";
-    brg_node_t *node = brg_node_new(sys, &ncfg);
-    if (!node)
-        s_die("node", 0);
+    brg_node_t *node;
+    brg_system_t *sys = s_new_node(threads, "bench-client", &node);
     brg_ref_t peer;
     int rc = brg_node_connect(node, ep, 10000, &peer);
     if (rc != BRG_OK)
