@@ -109,8 +109,6 @@ s_percentile(const uint64_t *sorted, size_t n, double p)
 //  ---------------------------------------------------------------------------
 //  The server process
 
-static atomic_bool s_server_done;
-
 typedef struct {
     uint64_t expect; // next stream seq
     bool bad;
@@ -146,7 +144,6 @@ s_server(brg_ctx_t *ctx, const brg_msg_t *msg)
         return brg_send_int(ctx, brg_msg_sender(msg), "done", (int64_t)self->expect);
     }
     if (brg_msg_is_tag(msg, BRG_TAG("quit"))) {
-        atomic_store(&s_server_done, true);
         brg_stop(ctx);
         return BRG_OK;
     }
@@ -194,10 +191,7 @@ s_run_server(int threads)
         s_die("endpoint", rc);
     printf("ENDPOINT %s\nREADY\n", ep);
     fflush(stdout);
-    while (!atomic_load(&s_server_done)) {
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    brg_system_await_actors(sys, -1); // the server actor stops at "quit"
     brg_system_destroy(&sys);
     return 0;
 }
@@ -364,12 +358,8 @@ s_run_client(const char *exe, int threads, bool stream, uint64_t n)
     rc = brg_system_spawn(sys, s_client, &opts, &cli);
     if (rc != BRG_OK)
         s_die("spawn client", rc);
-    // The client actor stops when done; the node service keeps the system
-    // alive, so wait for the client alone.
-    while (brg_system_is_alive(sys, cli)) {
-        struct timespec ts = {0, 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    // The client actor stops when done (the node service is not awaited).
+    brg_system_await_actors(sys, -1);
     int status = 1;
     if (!st->failed) {
         double secs = (double)(st->t_end - st->t_start) / 1e9;
