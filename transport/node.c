@@ -33,6 +33,7 @@
 
 #include "brigade.h"
 #include "brigade/node.h"
+#include "keys.h"
 #include "remote.h"
 #include "system.h"
 #include "zmq_io.h"
@@ -429,6 +430,26 @@ s_config_ok(const brg_node_config_t *cfg)
            cfg->reconnect_max_ms >= 100 && cfg->peer_queue_bytes > 0 && cfg->max_frame >= 65536;
 }
 
+//  The default key directory (node.h): $BRG_KEY_DIR, else
+//  $XDG_CONFIG_HOME/brigade, else $HOME/.config/brigade. One per user, not
+//  per node: a user's nodes on one machine share a key pair, so they admit
+//  each other with no setup (as Erlang's ~/.erlang.cookie, but a real key).
+static int
+s_default_key_dir(char *buf, size_t len)
+{
+    const char *env = getenv("BRG_KEY_DIR");
+    int n;
+    if (env != NULL && env[0] != '\0')
+        n = snprintf(buf, len, "%s", env);
+    else if ((env = getenv("XDG_CONFIG_HOME")) != NULL && env[0] == '/')
+        n = snprintf(buf, len, "%s/brigade", env);
+    else if ((env = getenv("HOME")) != NULL && env[0] != '\0')
+        n = snprintf(buf, len, "%s/.config/brigade", env);
+    else
+        return BRG_ENOTFOUND;
+    return n > 0 && (size_t)n < len ? BRG_OK : BRG_EINVAL;
+}
+
 brg_node_t *
 brg_node_new(brg_system_t *sys, const brg_node_config_t *cfg)
 {
@@ -448,6 +469,15 @@ brg_node_new(brg_system_t *sys, const brg_node_config_t *cfg)
     }
     if (brg_system_node_of(sys) != NULL)
         return NULL;
+    char key_dir[1024];
+    if (c.key_dir == NULL) {
+        if (s_default_key_dir(key_dir, sizeof key_dir) != BRG_OK) {
+            brg_system_log(sys, BRG_LOG_ERROR, "node", BRG_REF_NONE,
+                           "no key directory: set cfg.key_dir, BRG_KEY_DIR or HOME");
+            return NULL;
+        }
+        c.key_dir = key_dir;
+    }
     brg_node_t *self = calloc(1, sizeof *self);
     if (self == NULL)
         return NULL;
@@ -562,4 +592,64 @@ brg_node_stats(brg_node_t *node, brg_node_stats_t *stats)
     // Off the system's threads: a snapshot taken now by the I/O thread;
     // on them (where waiting is refused) the last one it published.
     brg__io_stats(node->io, stats, !brg_system_is_own_thread(node->sys));
+}
+
+//  ---------------------------------------------------------------------------
+//  Keys and permissions.
+
+int
+brg_node_public_key(brg_node_t *node, char *buf, size_t len)
+{
+    assert(node);
+    assert(buf);
+    return brg__io_public_key(node->io, buf, len);
+}
+
+int
+brg_node_allow_key(brg_node_t *node, const char *name, const char *key, brg_key_role_t role)
+{
+    assert(node);
+    return brg__io_allow_key(node->io, name, key, role);
+}
+
+int
+brg_node_revoke_key(brg_node_t *node, const char *what)
+{
+    assert(node);
+    return brg__io_revoke_key(node->io, what);
+}
+
+int
+brg_node_reload_keys(brg_node_t *node)
+{
+    assert(node);
+    return brg__io_reload_keys(node->io);
+}
+
+int
+brg_node_export(brg_node_t *node, const char *name, bool on)
+{
+    assert(node);
+    return brg__io_export(node->io, name, on);
+}
+
+int
+brg_keygen(const char *path, const char *name, brg_key_role_t role, char *key, size_t key_len)
+{
+    if (path == NULL || (role != BRG_KEY_NODE && role != BRG_KEY_CLIENT) ||
+        (name != NULL && strlen(name) > BRG_NODE_NAME_MAX) ||
+        (key != NULL && key_len < BRG_KEY_TEXT))
+        return BRG_EINVAL;
+    brg__cert_t cert;
+    memset(&cert, 0, sizeof cert);
+    if (brg__io_keygen(cert.pub, cert.sec) != 0)
+        return BRG_ESYS;
+    cert.has_sec = true;
+    cert.role = role;
+    snprintf(cert.name, sizeof cert.name, "%s", name != NULL ? name : "");
+    int rc = brg__cert_save(path, &cert);
+    if (rc == BRG_OK && key != NULL)
+        brg__z85_encode(key, cert.pub, BRG__KEY_BYTES);
+    memset(&cert, 0, sizeof cert);
+    return rc;
 }

@@ -268,6 +268,8 @@ brg__end_reason_name(brg__end_reason_t reason)
         return "bye";
     case BRG__END_REPLACED:
         return "replaced";
+    case BRG__END_REVOKED:
+        return "revoked";
     case BRG__END_LOCAL:
         return "local";
     }
@@ -573,6 +575,9 @@ brg__session_end(brg__session_t *self, brg__end_reason_t reason)
         brg__session_flush(self);
         if (brg__wire_encode_bye(&self->scratch, "local") == BRG_OK)
             s_send_scratch(self, s_data_inbound(self));
+    } else if (reason == BRG__END_REVOKED && self->out_sent) {
+        // Nothing more leaves for a peer whose key was taken away.
+        s_send_error(self, s_data_inbound(self), BRG__WERR_NOT_ALLOWED, "key revoked");
     }
     self->state = BRG__SESS_ENDED;
     self->reason = reason;
@@ -798,6 +803,10 @@ s_on_hello(brg__session_t *self, const brg__hello_t *h, uint64_t now_ns)
         why = "a client cannot be dialed";
         code = BRG__WERR_NOT_ALLOWED;
     }
+    if (code == 0 && !h->client && self->cfg.client_key) {
+        why = "a client key may not act as a node";
+        code = BRG__WERR_NOT_ALLOWED;
+    }
     if (code != 0)
         return s_fail(self, true, code, why);
     s_set_peer(self, h);
@@ -920,6 +929,34 @@ s_refuse_in(brg__session_t *self, const brg__env_t *env, uint64_t target)
         brg__msg_free(answer);
 }
 
+//  What a client may send (PROTOCOL.md section 22): replies and answers to
+//  anyone, requests and sends only to the names its node exports.
+static bool
+s_client_may(brg__session_t *self, const brg__env_t *env)
+{
+    if (env->kind == BRG__WK_REPLY || env->kind == BRG__WK_REPLY_ERROR)
+        return true;
+    if (env->kind != BRG__WK_SEND || !env->to_is_name || env->has_to_node)
+        return false;
+    return self->io.may_reach == NULL ||
+           self->io.may_reach(self->io_arg, env->to_name, env->to_name_len);
+}
+
+//  A client's envelope it may not send: a request is answered BRG_EPERM
+//  (so the client learns why at once), a send is dropped; both counted.
+static void
+s_refuse_client(brg__session_t *self, const brg__env_t *env)
+{
+    self->stats.refused_unauthorized++;
+    if (env->corr == 0 || env->kind != BRG__WK_SEND || env->from_form == 0)
+        return;
+    brg_ref_t to = env->from_form == 1 ? s_with_id(self->peer_node, env->from_id) : env->from_ref;
+    brg_msg_t *answer =
+        brg__remote_signal(BRG__MSG_REPLY_ERROR, BRG_REF_NONE, env->corr, BRG_EPERM, NULL);
+    if (answer && brg__session_push(self, to, NULL, &answer) != BRG_OK)
+        brg__msg_free(answer);
+}
+
 //  The tables' view of one inbound envelope for a local id target. Returns
 //  false if the envelope must not be delivered (refused by the bound).
 static bool
@@ -993,6 +1030,10 @@ s_on_batch(brg__session_t *self, const brg__frame_t *frame)
     bool oom = false;
     while (brg__wire_next_env(walk, &env) == BRG_OK) {
         self->stats.msgs_in++;
+        if (self->client && !s_client_may(self, &env)) {
+            s_refuse_client(self, &env);
+            continue;
+        }
         uint64_t target = env.to_id;
         bool by_name = env.to_is_name;
         if (env.has_to_node) {

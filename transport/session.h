@@ -56,7 +56,8 @@ typedef enum {
     BRG__END_PROTOCOL, // malformed frame, sequence gap, refused handshake
     BRG__END_BYE,      // the peer said goodbye (orderly shutdown)
     BRG__END_REPLACED, // a new HELLO from the same node with another session id
-    BRG__END_LOCAL     // we ended it (disconnect, shutdown)
+    BRG__END_LOCAL,    // we ended it (disconnect, shutdown)
+    BRG__END_REVOKED   // the key the peer proved was revoked (ERROR 4 is sent)
 } brg__end_reason_t;
 
 const char *brg__end_reason_name(brg__end_reason_t reason);
@@ -73,6 +74,8 @@ typedef struct brg__session_cfg {
     uint32_t client_idle_ms;              // silence that ends a client session (default 600000)
     uint64_t sess;                        // this session's id: set a fresh random one before
                                           // each brg__session_new (0: derived from the time)
+    bool client_key;                      // the peer authenticated with a client key: its
+                                          // HELLO must say role "client" (else ERROR 4)
     brg__wire_limits_t limits;
 } brg__session_cfg_t;
 
@@ -99,6 +102,14 @@ typedef struct brg__session_io {
     //  The session ended (once, after its tables were answered through
     //  deliver). The owner closes the connections.
     void (*ended)(void *arg, brg__end_reason_t reason);
+    //  May the client of this session send to the actor registered as
+    //  name (name_len bytes, not NUL-terminated)? NULL: every name may be
+    //  reached. Asked for each SEND a client addresses by name; a client's
+    //  SEND to an id or a ref is always refused, its REPLY and
+    //  REPLY_ERROR are not (PROTOCOL.md section 22). A refused request is
+    //  answered REPLY_ERROR BRG_EPERM, a refused send dropped; both are
+    //  counted (refused_unauthorized).
+    bool (*may_reach)(void *arg, const char *name, size_t name_len);
 } brg__session_io_t;
 //  A callback may push to, flush or end the session; it must not destroy it.
 
@@ -171,6 +182,7 @@ typedef struct brg__session_stats {
                                              // (after the end: msgs_out = msgs_acked + lost)
     uint64_t links, watching, watched, asks; // current table sizes
     uint64_t table_full;                     // LINK/MONITOR/asks refused by the table bound
+    uint64_t refused_unauthorized;           // a client's envelopes refused (may_reach)
 } brg__session_stats_t;
 
 void brg__session_stats(const brg__session_t *self, brg__session_stats_t *stats);

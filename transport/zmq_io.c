@@ -78,12 +78,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "brigade.h"
 #include "debug.h"
+#include "keys.h"
 #include "msg.h"
 #include "outq.h"
 #include "remote.h"
@@ -103,7 +105,7 @@
 #define S_REPOLL_NS 250000ull // longest run of busy turns without a look at the sockets
 
 enum { S_PEER_CONNECTING = 1, S_PEER_UP, S_PEER_DOWN };
-enum { S_ITEM_MSG, S_ITEM_CONNECT, S_ITEM_DISCONNECT, S_ITEM_STATS, S_ITEM_STOP };
+enum { S_ITEM_MSG, S_ITEM_CONNECT, S_ITEM_DISCONNECT, S_ITEM_STATS, S_ITEM_KEYS, S_ITEM_STOP };
 
 typedef struct s_conn s_conn_t;
 typedef struct s_dial s_dial_t;
@@ -168,8 +170,12 @@ struct s_conn {
     s_dial_t *dial;                   // when we dialed
     void *outbox;                     // our DEALER to the peer's inbox, or NULL
     void *monitor;                    // the outbox's monitor PAIR
+    void *inbox;                      // the inbox ROUTER rid is on (plain or CURVE)
     uint8_t rid[256];                 // routing id of the peer's outbox on our inbox
     size_t rid_len;                   // 0: no inbound direction yet
+    bool has_key;                     // the peer proved this key (CURVE), or we dialed it
+    uint8_t key[BRG__KEY_BYTES];      //   with it as the server key
+    bool refusal_logged;              // a refused envelope of this client was logged
     s_frame_t *pend_head, *pend_tail; // frames refused by ZeroMQ, in order
     bool busy;                        // pend_head != NULL: poll POLLOUT, do not feed the session
     bool out_ready, mon_ready;        // outbox / monitor may hold messages (see "Readiness")
@@ -184,7 +190,10 @@ struct s_conn {
 
 struct s_dial {
     s_dial_t *next;
-    char ep[BRG__WIRE_EP_MAX + 1];
+    char ep[BRG__WIRE_EP_MAX + 1]; // without a KEY@ or NAME@ prefix
+    bool has_key;                  // tcp over CURVE: the server key the peer must hold
+    uint8_t key[BRG__KEY_BYTES];
+    bool key_logged;      // "key not allowed" was logged for this dial
     bool stopped;         // brg_node_disconnect: no more attempts
     uint32_t backoff_ms;  // current ceiling of the jittered delay
     uint64_t next_at_ns;  // next attempt, 0 = none scheduled
@@ -198,6 +207,9 @@ struct s_dial {
 typedef struct s_parked {
     struct s_parked *next;
     uint64_t deadline_ns;
+    void *inbox;
+    bool has_key;
+    uint8_t key[BRG__KEY_BYTES];
     size_t rid_len;
     uint8_t rid[256];
     size_t len;
@@ -245,9 +257,31 @@ struct brg__io {
     _Atomic(brg__peer_t *) table[S_TABLE_SIZE];
     uint32_t npeers; // I/O thread only
 
+    // Security (PROTOCOL.md section 22). curve and cert are written before
+    // the thread starts and immutable after; keys has its own lock.
+    bool curve;                        // tcp:// endpoints use CURVE
+    bool no_keys;                      // curve, but the key directory was unusable: no tcp://
+    brg__cert_t cert;                  // this node's key pair (curve only)
+    char key_dir[1024];                // where it and allowed/ live
+    char zap_domain[40];               // this node's ZAP domain: its UUID in hex
+    brg__keys_t *keys;                 // the allow-list
+    pthread_mutex_t exp_lock;          // guards exports
+    char (*exports)[BRG_NAME_MAX + 1]; // names clients may reach
+    size_t nexports, exports_cap;
+    // The ZAP thread's (under s_zap_lock): keys whose refusal was logged.
+    uint8_t zap_logged[16][BRG__KEY_BYTES];
+    uint32_t zap_nlogged;
+
     // I/O thread only:
     void *ctx;
-    void *router;
+    void *router;          // the plain inbox: ipc://, inproc:// (and tcp:// without CURVE)
+    void *router_sec;      // the CURVE inbox: tcp://, or NULL
+    void *sec_monitor;     // router_sec's monitor PAIR: refused handshakes
+    bool sec_ready;        // router_sec may hold frames
+    bool sec_mon_ready;    // its monitor may hold events
+    char hs_logged[8][64]; // addresses whose failed handshake was logged lately
+    uint32_t hs_nlogged;
+    uint64_t hs_window_ns;
     s_conn_t *conns;
     s_dial_t *dials;
     s_parked_t *parked;
@@ -267,7 +301,7 @@ struct brg__io {
 
     // Counters updated by any thread (relaxed: they only count).
     _Atomic uint64_t dropped_busy, dropped_unreachable, dead_on_end, rejected, handshakes_failed,
-        reconnects, sessions_started, sessions_ended;
+        reconnects, sessions_started, sessions_ended, refused_keys, refused_handshakes;
 
     pthread_mutex_t lock; // waiters, published stats, startup
     pthread_cond_t cond;
@@ -330,10 +364,121 @@ void AnnotateNewMemory(const char *file, int line, const volatile void *mem, siz
 //  ---------------------------------------------------------------------------
 //  The ZeroMQ context: one per process, shared by every node in it, so that
 //  inproc:// works between two systems of one process.
+//
+//  The ZAP handler (RFC 27, TRANSPORT.md section 10). libzmq asks the
+//  handler bound at inproc://zeromq.zap.01 in a socket's context whether a
+//  CURVE client's key may in; without one it lets every key in. There is
+//  one such address per context, so one handler thread per process serves
+//  every node in it: each node's CURVE inbox sets ZMQ_ZAP_DOMAIN to the
+//  node's UUID, and the handler finds the node's allow-list by that
+//  domain. It starts (and is bound) before the first CURVE socket of the
+//  process is made, and stops after the last node released the context;
+//  if it cannot start, no CURVE node starts. Sockets: its REP is its own;
+//  the doorbell is an eventfd. s_zap_lock guards the domain list and the
+//  nodes' zap_logged; a node leaves the list before it is freed.
 
 static pthread_mutex_t s_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *s_ctx;
 static int s_ctx_refs;
+
+typedef struct s_zap_dom {
+    struct s_zap_dom *next;
+    brg__io_t *io;
+} s_zap_dom_t;
+
+static pthread_mutex_t s_zap_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s_zap_cond = PTHREAD_COND_INITIALIZER;
+static s_zap_dom_t *s_zap_doms;
+static pthread_t s_zap_thread;
+static int s_zap_state; // 0 not running, 1 starting, 2 running, -1 failed (under s_zap_lock)
+static int s_zap_efd = -1;
+
+static void s_zap_handle(void *rep);
+
+static void *
+s_zap_main(void *arg)
+{
+    void *ctx = arg;
+    pthread_setname_np(pthread_self(), "brg-zap");
+    void *rep = zmq_socket(ctx, ZMQ_REP);
+    int linger = 0;
+    bool ok = rep != NULL && zmq_setsockopt(rep, ZMQ_LINGER, &linger, sizeof linger) == 0 &&
+              zmq_bind(rep, "inproc://zeromq.zap.01") == 0;
+    pthread_mutex_lock(&s_zap_lock);
+    s_zap_state = ok ? 2 : -1;
+    pthread_cond_broadcast(&s_zap_cond);
+    pthread_mutex_unlock(&s_zap_lock);
+    while (ok) {
+        zmq_pollitem_t items[2] = {{rep, 0, ZMQ_POLLIN, 0}, {NULL, s_zap_efd, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 2, -1) < 0 && zmq_errno() != EINTR)
+            break;
+        if (items[1].revents & ZMQ_POLLIN)
+            break;
+        if (items[0].revents & ZMQ_POLLIN)
+            s_zap_handle(rep);
+    }
+    if (rep != NULL)
+        zmq_close(rep);
+    return NULL;
+}
+
+//  Start the handler if it is not running. Under s_ctx_lock (the context
+//  exists). BRG_OK or BRG_ENETWORK.
+static int
+s_zap_start_locked(void)
+{
+    pthread_mutex_lock(&s_zap_lock);
+    int state = s_zap_state;
+    pthread_mutex_unlock(&s_zap_lock);
+    if (state == 2)
+        return BRG_OK;
+    s_zap_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s_zap_efd < 0)
+        return BRG_ENETWORK;
+    pthread_mutex_lock(&s_zap_lock);
+    s_zap_state = 1;
+    pthread_mutex_unlock(&s_zap_lock);
+    if (pthread_create(&s_zap_thread, NULL, s_zap_main, s_ctx) != 0) {
+        pthread_mutex_lock(&s_zap_lock);
+        s_zap_state = 0;
+        pthread_mutex_unlock(&s_zap_lock);
+        close(s_zap_efd);
+        s_zap_efd = -1;
+        return BRG_ENETWORK;
+    }
+    pthread_mutex_lock(&s_zap_lock);
+    while (s_zap_state == 1)
+        pthread_cond_wait(&s_zap_cond, &s_zap_lock);
+    state = s_zap_state;
+    pthread_mutex_unlock(&s_zap_lock);
+    if (state != 2) {
+        pthread_join(s_zap_thread, NULL);
+        pthread_mutex_lock(&s_zap_lock);
+        s_zap_state = 0;
+        pthread_mutex_unlock(&s_zap_lock);
+        close(s_zap_efd);
+        s_zap_efd = -1;
+        return BRG_ENETWORK;
+    }
+    return BRG_OK;
+}
+
+//  Under s_ctx_lock, before the context ends.
+static void
+s_zap_stop_locked(void)
+{
+    if (s_zap_state != 2)
+        return;
+    uint64_t one = 1;
+    ssize_t n = write(s_zap_efd, &one, sizeof one);
+    (void)n; // an eventfd write of 1 cannot fail short of overflow
+    pthread_join(s_zap_thread, NULL);
+    close(s_zap_efd);
+    s_zap_efd = -1;
+    pthread_mutex_lock(&s_zap_lock);
+    s_zap_state = 0;
+    pthread_mutex_unlock(&s_zap_lock);
+}
 
 static void *
 s_ctx_acquire(void)
@@ -348,6 +493,43 @@ s_ctx_acquire(void)
     return ctx;
 }
 
+//  A CURVE node joins the handler's domains (starting it first).
+static int
+s_zap_register(brg__io_t *io)
+{
+    s_zap_dom_t *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return BRG_ENOMEM;
+    d->io = io;
+    pthread_mutex_lock(&s_ctx_lock);
+    int rc = s_zap_start_locked();
+    pthread_mutex_unlock(&s_ctx_lock);
+    if (rc != BRG_OK) {
+        free(d);
+        return rc;
+    }
+    pthread_mutex_lock(&s_zap_lock);
+    d->next = s_zap_doms;
+    s_zap_doms = d;
+    pthread_mutex_unlock(&s_zap_lock);
+    return BRG_OK;
+}
+
+static void
+s_zap_unregister(brg__io_t *io)
+{
+    pthread_mutex_lock(&s_zap_lock);
+    for (s_zap_dom_t **pp = &s_zap_doms; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->io == io) {
+            s_zap_dom_t *d = *pp;
+            *pp = d->next;
+            free(d);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s_zap_lock);
+}
+
 static void
 s_ctx_release(void)
 {
@@ -355,6 +537,7 @@ s_ctx_release(void)
     if (--s_ctx_refs == 0) {
         // Every socket of every node is closed by now; term waits only for
         // the lingering frames of an orderly shutdown (bounded by LINGER).
+        s_zap_stop_locked();
         zmq_ctx_term(s_ctx);
         s_ctx = NULL;
     }
@@ -470,6 +653,204 @@ s_peer_set_state(brg__io_t *self, brg__peer_t *p, int state)
 }
 
 //  ---------------------------------------------------------------------------
+//  Keys.
+
+//  May a peer holding key in? Our own key always may (nodes of one
+//  deployment may share a key directory). role: what it may do.
+static bool
+s_key_allowed(brg__io_t *self, const uint8_t key[BRG__KEY_BYTES], brg_key_role_t *role)
+{
+    brg__key_entry_t e;
+    if (memcmp(key, self->cert.pub, BRG__KEY_BYTES) == 0) {
+        if (role != NULL)
+            *role = BRG_KEY_NODE;
+        return true;
+    }
+    if (brg__keys_lookup(self->keys, key, &e) != BRG_OK)
+        return false;
+    if (role != NULL)
+        *role = e.role;
+    return true;
+}
+
+static bool
+s_is_tcp(const char *ep)
+{
+    return strncmp(ep, "tcp://", 6) == 0;
+}
+
+//  A tcp:// endpoint whose host is a loopback address: 127.0.0.0/8, [::1],
+//  localhost, or the interface lo. Anything else (a wildcard, a name, an
+//  interface;host pair) is not.
+bool
+brg__io_ep_is_loopback(const char *ep)
+{
+    if (!s_is_tcp(ep))
+        return false;
+    const char *host = ep + 6;
+    const char *colon = strrchr(host, ':');
+    if (colon == NULL || memchr(host, ';', (size_t)(colon - host)) != NULL)
+        return false;
+    size_t n = (size_t)(colon - host);
+    if ((n == 9 && memcmp(host, "localhost", 9) == 0) || (n == 2 && memcmp(host, "lo", 2) == 0) ||
+        (n == 5 && memcmp(host, "[::1]", 5) == 0))
+        return true;
+    if (n < 4 || memcmp(host, "127.", 4) != 0)
+        return false;
+    for (size_t i = 4; i < n; i++)
+        if (!((host[i] >= '0' && host[i] <= '9') || host[i] == '.'))
+            return false;
+    return true;
+}
+
+//  Split an endpoint to dial, KEY@tcp://..., NAME@tcp://... or plain, into
+//  the endpoint and the server key a CURVE dial needs. BRG_OK; BRG_EINVAL
+//  (a malformed KEY, a NAME that is no node key of the allow-list, plain
+//  tcp:// to a non-loopback host without CURVE, a key on a non-tcp
+//  endpoint): *why says.
+static int
+s_parse_dial(brg__io_t *self, const char *text, char *ep, size_t ep_len, bool *has_key,
+             uint8_t key[BRG__KEY_BYTES], const char **why)
+{
+    const char *at = strstr(text, "@tcp://");
+    if (strlen(text) >= BRG__KEY_Z85 + 7 && strncmp(text + BRG__KEY_Z85, "@tcp://", 7) == 0)
+        at = text + BRG__KEY_Z85; // a key may itself hold "@tcp://"
+    const char *plain = at != NULL ? at + 1 : text;
+    if (strlen(plain) == 0 || strlen(plain) >= ep_len) {
+        *why = "endpoint empty or too long";
+        return BRG_EINVAL;
+    }
+    snprintf(ep, ep_len, "%s", plain);
+    *has_key = false;
+    if (at != NULL) {
+        size_t n = (size_t)(at - text);
+        char name[BRG_NODE_NAME_MAX + 1];
+        brg__key_entry_t e;
+        if (n == BRG__KEY_Z85 && brg__z85_decode(key, text, n) == BRG_OK) {
+            *has_key = true;
+        } else if (n > 0 && n < sizeof name) {
+            memcpy(name, text, n);
+            name[n] = '\0';
+            if (brg__keys_by_name(self->keys, name, BRG_KEY_NODE, &e) != BRG_OK) {
+                *why = "no node key of that name in the allow-list";
+                return BRG_EINVAL;
+            }
+            memcpy(key, e.pub, BRG__KEY_BYTES);
+            *has_key = true;
+        } else {
+            *why = "the part before @ is neither a key (40 characters of Z85) nor a key's name";
+            return BRG_EINVAL;
+        }
+    }
+    if (!s_is_tcp(ep))
+        return BRG_OK; // ipc://, inproc://: plain (a key given is not needed)
+    if (self->no_keys) {
+        *why = "this node has no key pair (see the key directory error at its start)";
+        return BRG_EINVAL;
+    }
+    if (!self->curve) {
+        if (!brg__io_ep_is_loopback(ep)) {
+            *why = "plain tcp:// (insecure_loopback) reaches only loopback addresses";
+            return BRG_EINVAL;
+        }
+        *has_key = false;
+        return BRG_OK;
+    }
+    if (!*has_key) {
+        memcpy(key, self->cert.pub, BRG__KEY_BYTES); // a peer of our own deployment
+        *has_key = true;
+    }
+    return BRG_OK;
+}
+
+//  One ZAP request (RFC 27): [version "1.0", request id, domain, address,
+//  routing id, mechanism, credentials...]. Answered [version, request id,
+//  status, status text, user id, metadata]: 200 with the key in Z85 as the
+//  user id (the I/O thread reads it back from each HELLO), or 400.
+static void
+s_zap_handle(void *rep)
+{
+    enum { N = 8 };
+    zmq_msg_t f[N];
+    int n = 0;
+    bool more = true;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, rep, 0) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (n < N)
+            f[n++] = m;
+        else
+            zmq_msg_close(&m);
+    }
+    if (more) { // cut off: a REP must still answer, but there is no request
+        for (int i = 0; i < n; i++)
+            zmq_msg_close(&f[i]);
+        return;
+    }
+    const char *status = "400", *text = "not allowed";
+    char user[BRG__KEY_Z85 + 1] = "";
+    if (n >= 6) {
+        char domain[64] = "", address[64] = "", mech[16] = "";
+        size_t dl = zmq_msg_size(&f[2]), al = zmq_msg_size(&f[3]), ml = zmq_msg_size(&f[5]);
+        if (dl < sizeof domain)
+            memcpy(domain, zmq_msg_data(&f[2]), dl);
+        if (al < sizeof address)
+            memcpy(address, zmq_msg_data(&f[3]), al);
+        if (ml < sizeof mech)
+            memcpy(mech, zmq_msg_data(&f[5]), ml);
+        pthread_mutex_lock(&s_zap_lock);
+        brg__io_t *io = NULL;
+        for (s_zap_dom_t *d = s_zap_doms; d != NULL; d = d->next)
+            if (dl < sizeof domain && strcmp(d->io->zap_domain, domain) == 0)
+                io = d->io;
+        if (io == NULL && dl == 0 && strcmp(mech, "NULL") == 0) {
+            status = "200"; // a plain socket of this process without a domain
+            text = "OK";
+        } else if (io != NULL && strcmp(mech, "CURVE") == 0 && n == 7 &&
+                   zmq_msg_size(&f[6]) == BRG__KEY_BYTES) {
+            const uint8_t *key = zmq_msg_data(&f[6]);
+            if (s_key_allowed(io, key, NULL)) {
+                status = "200";
+                text = "OK";
+                brg__z85_encode(user, key, BRG__KEY_BYTES);
+            } else {
+                atomic_fetch_add_explicit(&io->refused_keys, 1, memory_order_relaxed);
+                // Logged once per key (the last 16 keys refused): a peer
+                // that retries every 100 ms must not flood the log.
+                bool seen = false;
+                for (uint32_t i = 0; i < io->zap_nlogged && i < 16; i++)
+                    seen |= memcmp(io->zap_logged[i], key, BRG__KEY_BYTES) == 0;
+                if (!seen) {
+                    memcpy(io->zap_logged[io->zap_nlogged++ % 16], key, BRG__KEY_BYTES);
+                    char z[BRG__KEY_Z85 + 1];
+                    brg__z85_encode(z, key, BRG__KEY_BYTES);
+                    brg_system_log(io->sys, BRG_LOG_WARNING, "node", BRG_REF_NONE,
+                                   "refused a connection from %s: key %s is not allowed", address,
+                                   z);
+                }
+            }
+        }
+        pthread_mutex_unlock(&s_zap_lock);
+    }
+    static const char *const version = "1.0";
+    const char *parts[4] = {status, text, user, ""};
+    zmq_send(rep, version, 3, ZMQ_SNDMORE);
+    if (n >= 2)
+        zmq_send(rep, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+    else
+        zmq_send(rep, "", 0, ZMQ_SNDMORE);
+    for (int i = 0; i < 4; i++)
+        zmq_send(rep, parts[i], strlen(parts[i]), i < 3 ? ZMQ_SNDMORE : 0);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&f[i]);
+}
+
+//  ---------------------------------------------------------------------------
 //  Waiters of brg_node_connect.
 
 static void
@@ -523,10 +904,12 @@ s_zrecv(zmq_msg_t *m, void *sock, int flags)
 }
 
 static void
-s_router_send(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, size_t len)
+s_router_send(brg__io_t *self, void *inbox, const uint8_t *rid, size_t rid_len, const void *data,
+              size_t len)
 {
-    if (rid_len == 0 || s_zsend(self->router, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        s_zsend(self->router, data, len, ZMQ_DONTWAIT) < 0) {
+    if (rid_len == 0 || inbox == NULL ||
+        s_zsend(inbox, rid, rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        s_zsend(inbox, data, len, ZMQ_DONTWAIT) < 0) {
         // EHOSTUNREACH: the peer's outbox is gone (its session ends by its
         // own signals); EAGAIN: a client that does not read. Counted.
         atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
@@ -536,7 +919,8 @@ s_router_send(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *d
 //  An ERROR frame to the sender of an inbound frame, at most 10 a second
 //  per node (a peer that sends garbage must not make us flood it).
 static void
-s_router_error(brg__io_t *self, const uint8_t *rid, size_t rid_len, int code, const char *text)
+s_router_error(brg__io_t *self, void *inbox, const uint8_t *rid, size_t rid_len, int code,
+               const char *text)
 {
     uint64_t now = s_now();
     if (now - self->error_window_ns > 1000000000ull) {
@@ -547,7 +931,7 @@ s_router_error(brg__io_t *self, const uint8_t *rid, size_t rid_len, int code, co
         return;
     brg__wbuf_reset(&self->wbuf);
     if (brg__wire_encode_error(&self->wbuf, code, text) == BRG_OK)
-        s_router_send(self, rid, rid_len, self->wbuf.data, self->wbuf.size);
+        s_router_send(self, inbox, rid, rid_len, self->wbuf.data, self->wbuf.size);
 }
 
 static int
@@ -556,10 +940,11 @@ s_setopt_int(void *sock, int opt, int value)
     return zmq_setsockopt(sock, opt, &value, sizeof value);
 }
 
-//  Our outbox to the peer's inbox at ep, with its monitor. BRG_OK or
+//  Our outbox to the peer's inbox at ep, with its monitor; over CURVE
+//  (tcp:// when the node uses it) the peer must hold server_key. BRG_OK or
 //  BRG_ENETWORK (a bad endpoint: logged).
 static int
-s_open_outbox(s_conn_t *conn, const char *ep)
+s_open_outbox(s_conn_t *conn, const char *ep, const uint8_t *server_key)
 {
     brg__io_t *self = conn->io;
     uint32_t n = ++self->conn_counter;
@@ -583,7 +968,23 @@ s_open_outbox(s_conn_t *conn, const char *ep)
     s_setopt_int(s, ZMQ_HEARTBEAT_IVL, (int)self->cfg.tick_ms);
     s_setopt_int(s, ZMQ_HEARTBEAT_TIMEOUT, (int)self->cfg.timeout_ms);
     s_setopt_int(s, ZMQ_HEARTBEAT_TTL, (int)self->cfg.timeout_ms);
+    s_setopt_int(s, ZMQ_HANDSHAKE_IVL, (int)self->cfg.handshake_ms);
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (self->curve && s_is_tcp(ep)) {
+        // We are the CURVE client: our key pair proves who we are to the
+        // peer's ZAP handler, its public key proves who it is to us.
+        const uint8_t *sk = server_key != NULL ? server_key : self->cert.pub;
+        if (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, sk, BRG__KEY_BYTES) != 0 ||
+            zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, self->cert.pub, BRG__KEY_BYTES) != 0 ||
+            zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, self->cert.sec, BRG__KEY_BYTES) != 0) {
+            s_log(self, BRG_LOG_ERROR, "cannot set CURVE keys to connect to %s: %s", ep,
+                  zmq_strerror(zmq_errno()));
+            zmq_close(s);
+            return BRG_ENETWORK;
+        }
+        conn->has_key = true;
+        memcpy(conn->key, sk, BRG__KEY_BYTES);
+    }
     char mon_ep[96];
     snprintf(mon_ep, sizeof mon_ep, "inproc://brg-mon-%016" PRIx64 "%016" PRIx64 "-%u", self->hi,
              self->lo, n);
@@ -704,14 +1105,24 @@ s_cb_send_frame(void *arg, bool inbound, const void *data, size_t len)
     s_conn_t *conn = arg;
     brg__io_t *self = conn->io;
     if (inbound) {
-        s_router_send(self, conn->rid, conn->rid_len, data, len);
+        s_router_send(self, conn->inbox, conn->rid, conn->rid_len, data, len);
         return;
     }
     if (conn->outbox == NULL) {
         // The reverse direction of a session the peer started: dial back to
         // the endpoint its HELLO advertised.
         const brg__hello_t *h = brg__session_peer(conn->sess);
-        if (h == NULL || h->ep[0] == '\0' || conn->failed || s_open_outbox(conn, h->ep) != BRG_OK) {
+        // Over CURVE the peer's server key is the key it proved on this
+        // connection (a node uses one key pair both ways); a peer that came
+        // in plain (ipc://) and advertises tcp:// must hold our own key.
+        const char *why = NULL;
+        if (h != NULL && s_is_tcp(h->ep) &&
+            (self->no_keys || (!self->curve && !brg__io_ep_is_loopback(h->ep)))) {
+            why = self->no_keys ? "this node has no key pair" : "plain tcp:// only to loopback";
+            s_log(self, BRG_LOG_WARNING, "cannot connect back to %s: %s", h->ep, why);
+        }
+        if (h == NULL || h->ep[0] == '\0' || conn->failed || why != NULL ||
+            s_open_outbox(conn, h->ep, conn->has_key ? conn->key : NULL) != BRG_OK) {
             conn->failed = true;
             return;
         }
@@ -744,6 +1155,29 @@ s_cb_deliver(void *arg, const brg__remote_target_t *to, brg_msg_t **msgs, size_t
     if (brg__session_state(conn->sess) == BRG__SESS_ENDED)
         s_mark_down(conn);
     brg__remote_deliver(conn->io->sys, to, msgs, n);
+}
+
+//  May a client of this node send to `name`? (session.h may_reach.) The
+//  first refusal of each client is logged.
+static bool
+s_cb_may_reach(void *arg, const char *name, size_t len)
+{
+    s_conn_t *conn = arg;
+    brg__io_t *self = conn->io;
+    bool ok = false;
+    pthread_mutex_lock(&self->exp_lock);
+    for (size_t i = 0; i < self->nexports && !ok; i++)
+        ok = strlen(self->exports[i]) == len && memcmp(self->exports[i], name, len) == 0;
+    pthread_mutex_unlock(&self->exp_lock);
+    if (!ok && !conn->refusal_logged) {
+        conn->refusal_logged = true;
+        char n[BRG__WIRE_NAME_MAX + 1];
+        snprintf(n, sizeof n, "%.*s", (int)len, name);
+        const brg__hello_t *h = brg__session_peer(conn->sess);
+        s_log(self, BRG_LOG_WARNING, "client %s may not reach %s: the name is not exported",
+              h != NULL ? h->name : "?", n);
+    }
+    return ok;
 }
 
 //  Tie conn to the peer its HELLO or WELCOME named. Returns false when that
@@ -846,7 +1280,7 @@ s_conn_new(brg__io_t *self, bool initiator, s_dial_t *dial)
         return NULL;
     conn->io = self;
     conn->dial = dial;
-    if (dial != NULL && s_open_outbox(conn, dial->ep) != BRG_OK) {
+    if (dial != NULL && s_open_outbox(conn, dial->ep, dial->has_key ? dial->key : NULL) != BRG_OK) {
         free(conn);
         return NULL;
     }
@@ -868,10 +1302,10 @@ s_conn_new(brg__io_t *self, bool initiator, s_dial_t *dial)
 }
 
 static s_conn_t *
-s_conn_by_rid(brg__io_t *self, const uint8_t *rid, size_t len)
+s_conn_by_rid(brg__io_t *self, void *inbox, const uint8_t *rid, size_t len)
 {
     for (s_conn_t *c = self->conns; c != NULL; c = c->next)
-        if (!c->ended && c->rid_len == len && memcmp(c->rid, rid, len) == 0)
+        if (!c->ended && c->inbox == inbox && c->rid_len == len && memcmp(c->rid, rid, len) == 0)
             return c;
     return NULL;
 }
@@ -893,6 +1327,7 @@ s_retire_stats(brg__io_t *self, const brg__session_t *sess)
     r->bytes_out += st.bytes_out;
     r->dead_on_end += st.dead_on_end;
     r->lost_in_flight += st.lost_in_flight;
+    r->refused_unauthorized += st.refused_unauthorized;
 }
 
 //  Free the conns whose session ended (never from inside a session call).
@@ -950,6 +1385,20 @@ static void
 s_dial_start(brg__io_t *self, s_dial_t *d)
 {
     d->next_at_ns = 0;
+    if (d->has_key && !s_key_allowed(self, d->key, NULL)) {
+        // Revoked since it was given: no session with it, but keep trying
+        // (with backoff) in case it is allowed again.
+        if (!d->key_logged) {
+            char z[BRG__KEY_Z85 + 1];
+            brg__z85_encode(z, d->key, BRG__KEY_BYTES);
+            s_log(self, BRG_LOG_WARNING, "not connecting to %s: its key %s is not allowed", d->ep,
+                  z);
+            d->key_logged = true;
+        }
+        s_dial_schedule(self, d, false);
+        return;
+    }
+    d->key_logged = false;
     s_conn_t *conn = s_conn_new(self, true, d);
     if (conn == NULL) {
         s_dial_schedule(self, d, false);
@@ -979,12 +1428,24 @@ s_dial_schedule(brg__io_t *self, s_dial_t *d, bool was_up)
     atomic_fetch_add_explicit(&self->reconnects, 1, memory_order_relaxed);
 }
 
+//  The dial of an endpoint as given (KEY@, NAME@ or plain; s_parse_dial),
+//  added if new. NULL (logged) if it does not parse or out of memory.
 static s_dial_t *
-s_dial_add(brg__io_t *self, const char *ep)
+s_dial_add(brg__io_t *self, const char *text)
 {
+    char ep[BRG__WIRE_EP_MAX + 1];
+    bool has_key;
+    uint8_t key[BRG__KEY_BYTES];
+    const char *why = NULL;
+    if (s_parse_dial(self, text, ep, sizeof ep, &has_key, key, &why) != BRG_OK) {
+        s_log(self, BRG_LOG_ERROR, "cannot connect to %s: %s", text, why);
+        return NULL;
+    }
     for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
         if (strcmp(d->ep, ep) == 0) {
             d->stopped = false;
+            d->has_key = has_key; // the latest key given for it
+            memcpy(d->key, key, BRG__KEY_BYTES);
             return d;
         }
     }
@@ -992,6 +1453,8 @@ s_dial_add(brg__io_t *self, const char *ep)
     if (d == NULL)
         return NULL;
     snprintf(d->ep, sizeof d->ep, "%s", ep);
+    d->has_key = has_key;
+    memcpy(d->key, key, BRG__KEY_BYTES);
     d->next = self->dials;
     self->dials = d;
     return d;
@@ -1009,6 +1472,17 @@ s_dial_pending(brg__io_t *self)
 //  ---------------------------------------------------------------------------
 //  Inbound frames.
 
+//  Where an inbound frame came from: the inbox, the routing id of the
+//  peer's connection on it, and on the CURVE inbox the key it proved (the
+//  ZAP handler's user id).
+typedef struct s_from {
+    void *inbox;
+    const uint8_t *rid;
+    size_t rid_len;
+    bool has_key;
+    uint8_t key[BRG__KEY_BYTES];
+} s_from_t;
+
 //  Feed one inbound frame to conn's session. Returns the session's answer
 //  (BRG_EEXIST: it ended REPLACED, start a new one from this frame).
 static int
@@ -1019,13 +1493,13 @@ s_feed_inbound(s_conn_t *conn, const void *data, size_t len)
     return rc;
 }
 
-static void s_accept(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data,
-                     size_t len, bool may_park);
+static void s_accept(brg__io_t *self, const s_from_t *from, const void *data, size_t len,
+                     bool may_park);
 
 static void
-s_park(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, size_t len)
+s_park(brg__io_t *self, const s_from_t *from, const void *data, size_t len)
 {
-    if (self->nparked >= S_PARK_MAX || rid_len > sizeof self->parked->rid) {
+    if (self->nparked >= S_PARK_MAX || from->rid_len > sizeof self->parked->rid) {
         atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
         return;
     }
@@ -1033,8 +1507,11 @@ s_park(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, si
     if (pk == NULL)
         return;
     pk->deadline_ns = s_now() + (uint64_t)self->cfg.handshake_ms * 1000000ull;
-    pk->rid_len = rid_len;
-    memcpy(pk->rid, rid, rid_len);
+    pk->inbox = from->inbox;
+    pk->has_key = from->has_key;
+    memcpy(pk->key, from->key, BRG__KEY_BYTES);
+    pk->rid_len = from->rid_len;
+    memcpy(pk->rid, from->rid, from->rid_len);
     pk->len = len;
     memcpy(pk->data, data, len);
     pk->next = self->parked;
@@ -1071,8 +1548,11 @@ s_unpark(brg__io_t *self, bool all)
         }
         *pp = pk->next;
         self->nparked--;
-        if (werr == 0)
-            s_accept(self, pk->rid, pk->rid_len, pk->data, pk->len, false);
+        if (werr == 0) {
+            s_from_t from = {pk->inbox, pk->rid, pk->rid_len, pk->has_key, {0}};
+            memcpy(from.key, pk->key, BRG__KEY_BYTES);
+            s_accept(self, &from, pk->data, pk->len, false);
+        }
         free(pk);
     }
     self->unparking = false;
@@ -1081,10 +1561,17 @@ s_unpark(brg__io_t *self, bool all)
 //  A HELLO from a routing id we do not know (design notes: matching). The
 //  frame has been decoded into self->frame.
 static void
-s_accept(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, size_t len,
-         bool may_park)
+s_accept(brg__io_t *self, const s_from_t *from, const void *data, size_t len, bool may_park)
 {
     const brg__hello_t *h = &self->frame.hello;
+    brg_key_role_t role = BRG_KEY_NODE;
+    if (from->has_key && !s_key_allowed(self, from->key, &role)) {
+        // Revoked between its handshake and this HELLO.
+        atomic_fetch_add_explicit(&self->refused_keys, 1, memory_order_relaxed);
+        s_router_error(self, from->inbox, from->rid, from->rid_len, BRG__WERR_NOT_ALLOWED,
+                       "key not allowed");
+        return;
+    }
     uint64_t hi, lo;
     s_uuid_split(h->node, &hi, &lo);
     bool client = h->client;
@@ -1099,7 +1586,7 @@ s_accept(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, 
                 conn = d->conn;
     }
     if (conn == NULL && may_park && !client && s_dial_pending(self)) {
-        s_park(self, rid, rid_len, data, len);
+        s_park(self, from, data, len);
         return;
     }
     if (conn != NULL && conn->rid_len != 0) {
@@ -1112,14 +1599,28 @@ s_accept(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, 
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         if (conn == NULL) {
+            // A client key's HELLO must say "client" (the session checks).
+            self->scfg.client_key = role == BRG_KEY_CLIENT;
             conn = s_conn_new(self, false, NULL);
+            self->scfg.client_key = false;
             if (conn == NULL) {
-                s_router_error(self, rid, rid_len, BRG__WERR_BUSY, "out of resources");
+                s_router_error(self, from->inbox, from->rid, from->rid_len, BRG__WERR_BUSY,
+                               "out of resources");
                 return;
             }
+        } else if (role == BRG_KEY_CLIENT) {
+            // A dial's session joined by a client key: not a node's HELLO.
+            s_router_error(self, from->inbox, from->rid, from->rid_len, BRG__WERR_NOT_ALLOWED,
+                           "a client key may not act as a node");
+            return;
         }
-        memcpy(conn->rid, rid, rid_len);
-        conn->rid_len = rid_len;
+        conn->inbox = from->inbox;
+        memcpy(conn->rid, from->rid, from->rid_len);
+        conn->rid_len = from->rid_len;
+        if (from->has_key) {
+            conn->has_key = true;
+            memcpy(conn->key, from->key, BRG__KEY_BYTES);
+        }
         if (s_feed_inbound(conn, data, len) != BRG_EEXIST)
             break;
         // The session we joined was an older one of the same node (its id
@@ -1133,42 +1634,56 @@ s_accept(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, 
 }
 
 static void
-s_on_inbox_frame(brg__io_t *self, const uint8_t *rid, size_t rid_len, const void *data, size_t len)
+s_on_inbox_frame(brg__io_t *self, s_from_t *from, zmq_msg_t *body)
 {
-    s_conn_t *conn = s_conn_by_rid(self, rid, rid_len);
+    const void *data = zmq_msg_data(body);
+    size_t len = zmq_msg_size(body);
+    s_conn_t *conn = s_conn_by_rid(self, from->inbox, from->rid, from->rid_len);
     if (conn != NULL) {
         // The session validates and answers (ERROR, end) what it gets.
         if (s_feed_inbound(conn, data, len) == BRG_EPROTO)
             atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
         return;
     }
+    if (from->inbox == self->router_sec) {
+        // The key this connection proved: the ZAP handler's user id, the
+        // key in Z85 (s_zap_handle). Read once per session, not per frame.
+        const char *uid = zmq_msg_gets(body, "User-Id");
+        from->has_key = uid != NULL && brg__key_from_text(from->key, uid) == BRG_OK;
+        if (!from->has_key) {
+            atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
+            return;
+        }
+    }
     brg__frame_t *f = &self->frame;
     int werr = 0;
     if (brg__wire_decode(data, len, &self->scfg.limits, f, &werr) != BRG_OK) {
         // Untrusted input from a stranger: count and answer, rate-limited.
         atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
-        s_router_error(self, rid, rid_len, werr, "malformed frame");
+        s_router_error(self, from->inbox, from->rid, from->rid_len, werr, "malformed frame");
         return;
     }
     if (f->type != BRG__FRAME_HELLO) {
         // A frame of a session that ended, or from a stranger.
         atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
         if (f->type != BRG__FRAME_BYE && f->type != BRG__FRAME_ERROR)
-            s_router_error(self, rid, rid_len, BRG__WERR_NO_SESSION, "no session");
+            s_router_error(self, from->inbox, from->rid, from->rid_len, BRG__WERR_NO_SESSION,
+                           "no session");
         return;
     }
-    s_accept(self, rid, rid_len, data, len, true);
+    s_accept(self, from, data, len, true);
 }
 
-//  Read the inbox. Returns the number of frames read.
+//  Read an inbox (the plain or the CURVE one). Returns the number of frames
+//  read.
 static int
-s_read_inbox(brg__io_t *self)
+s_read_inbox(brg__io_t *self, void *inbox)
 {
     int n = 0;
     while (n < S_RECV_BURST) {
         zmq_msg_t rid, body;
         zmq_msg_init(&rid);
-        if (s_zrecv(&rid, self->router, ZMQ_DONTWAIT) < 0) {
+        if (s_zrecv(&rid, inbox, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close(&rid);
             break;
         }
@@ -1176,18 +1691,18 @@ s_read_inbox(brg__io_t *self)
         bool ok = zmq_msg_more(&rid);
         zmq_msg_init(&body);
         if (ok)
-            ok = s_zrecv(&body, self->router, ZMQ_DONTWAIT) >= 0;
+            ok = s_zrecv(&body, inbox, ZMQ_DONTWAIT) >= 0;
         bool extra = ok && zmq_msg_more(&body);
         while (ok && zmq_msg_more(&body)) {
             // One frame per message: drain and refuse the rest.
             zmq_msg_close(&body);
             zmq_msg_init(&body);
-            if (s_zrecv(&body, self->router, ZMQ_DONTWAIT) < 0)
+            if (s_zrecv(&body, inbox, ZMQ_DONTWAIT) < 0)
                 break;
         }
+        s_from_t from = {inbox, zmq_msg_data(&rid), zmq_msg_size(&rid), false, {0}};
         if (ok && !extra)
-            s_on_inbox_frame(self, zmq_msg_data(&rid), zmq_msg_size(&rid), zmq_msg_data(&body),
-                             zmq_msg_size(&body));
+            s_on_inbox_frame(self, &from, &body);
         else
             atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
         zmq_msg_close(&body);
@@ -1250,6 +1765,76 @@ s_read_outbox(brg__io_t *self, s_conn_t *conn)
             n++;
     }
     s_after_call(conn);
+    return n;
+}
+
+//  Failed handshakes on the CURVE inbox: a plaintext peer, a wrong server
+//  key, a mechanism mismatch, a malformed CURVE command. (A key the ZAP
+//  handler refused is counted and logged there.) Each address is logged at
+//  most once a minute.
+static int
+s_read_sec_monitor(brg__io_t *self)
+{
+    int n = 0;
+    while (self->sec_mon_ready && self->sec_monitor != NULL) {
+        zmq_msg_t ev, addr;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, self->sec_monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            self->sec_mon_ready = false;
+            break;
+        }
+        n++;
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&ev) + 2, 4);
+        }
+        char where[64] = "?";
+        if (zmq_msg_more(&ev)) {
+            zmq_msg_init(&addr);
+            if (zmq_msg_recv(&addr, self->sec_monitor, ZMQ_DONTWAIT) >= 0)
+                snprintf(where, sizeof where, "%.*s", (int)zmq_msg_size(&addr),
+                         (const char *)zmq_msg_data(&addr));
+            zmq_msg_close(&addr);
+        }
+        zmq_msg_close(&ev);
+        if (!(event & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)))
+            continue;
+        atomic_fetch_add_explicit(&self->refused_handshakes, 1, memory_order_relaxed);
+        uint64_t now = s_now();
+        if (now - self->hs_window_ns > 60ull * 1000000000ull) {
+            self->hs_window_ns = now;
+            self->hs_nlogged = 0;
+        }
+        bool seen = false;
+        for (uint32_t i = 0; i < self->hs_nlogged && i < 8; i++)
+            seen |= strcmp(self->hs_logged[i], where) == 0;
+        if (seen || self->hs_nlogged >= 8)
+            continue;
+        snprintf(self->hs_logged[self->hs_nlogged++], sizeof self->hs_logged[0], "%s", where);
+        const char *why = "no detail";
+        switch (value) {
+        case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+            why = "security mechanism mismatch (a plaintext peer?)";
+            break;
+        case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+            why = "cryptographic error (the peer expects another server key?)";
+            break;
+        case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_HELLO:
+        case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_INITIATE:
+        case ZMQ_PROTOCOL_ERROR_ZMTP_MALFORMED_COMMAND_UNSPECIFIED:
+        case ZMQ_PROTOCOL_ERROR_ZMTP_UNEXPECTED_COMMAND:
+        case ZMQ_PROTOCOL_ERROR_ZMTP_INVALID_SEQUENCE:
+            why = "malformed handshake";
+            break;
+        default:
+            break;
+        }
+        s_log(self, BRG_LOG_WARNING, "refused a connection on a CURVE listener (%s): %s", where,
+              why);
+    }
     return n;
 }
 
@@ -1342,6 +1927,28 @@ s_on_msg(brg__io_t *self, s_item_t *it)
 
 static void s_publish_stats(brg__io_t *self);
 
+//  The allow-list changed: every session whose peer proved a key that is
+//  not allowed any more (or that we dialed with one) ends now.
+static void
+s_keys_changed(brg__io_t *self)
+{
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
+        if (c->ended)
+            continue;
+        bool revoked =
+            (c->has_key && !s_key_allowed(self, c->key, NULL)) ||
+            (c->dial != NULL && c->dial->has_key && !s_key_allowed(self, c->dial->key, NULL));
+        if (revoked) {
+            char z[BRG__KEY_Z85 + 1];
+            brg__z85_encode(z, c->has_key ? c->key : c->dial->key, BRG__KEY_BYTES);
+            s_log(self, BRG_LOG_NOTICE, "ending the session with %s: key %s was revoked",
+                  c->peer != NULL ? c->peer->name : "a peer", z);
+            brg__session_end(c->sess, BRG__END_REVOKED);
+        }
+    }
+    s_reap(self);
+}
+
 static void
 s_on_command(brg__io_t *self, s_item_t *it)
 {
@@ -1349,7 +1956,7 @@ s_on_command(brg__io_t *self, s_item_t *it)
     case S_ITEM_CONNECT: {
         s_dial_t *d = s_dial_add(self, it->name);
         if (d == NULL) {
-            s_waiter_wake(self, it->waiter, BRG_ENOMEM, BRG_REF_NONE);
+            s_waiter_wake(self, it->waiter, BRG_EINVAL, BRG_REF_NONE);
             break;
         }
         if (d->conn != NULL && d->conn->up) {
@@ -1378,6 +1985,9 @@ s_on_command(brg__io_t *self, s_item_t *it)
     }
     case S_ITEM_STATS:
         s_publish_stats(self);
+        break;
+    case S_ITEM_KEYS:
+        s_keys_changed(self);
         break;
     case S_ITEM_STOP:
         self->stopping = true;
@@ -1451,6 +2061,7 @@ s_publish_stats(brg__io_t *self)
         sum.bytes_out += st.bytes_out;
         sum.dead_on_end += st.dead_on_end;
         sum.lost_in_flight += st.lost_in_flight;
+        sum.refused_unauthorized += st.refused_unauthorized;
     }
     brg_node_stats_t s;
     memset(&s, 0, sizeof s);
@@ -1474,6 +2085,9 @@ s_publish_stats(brg__io_t *self)
     s.rejected_frames = atomic_load_explicit(&self->rejected, memory_order_relaxed);
     s.handshakes_failed = atomic_load_explicit(&self->handshakes_failed, memory_order_relaxed);
     s.reconnect_attempts = atomic_load_explicit(&self->reconnects, memory_order_relaxed);
+    s.refused_keys = atomic_load_explicit(&self->refused_keys, memory_order_relaxed);
+    s.refused_handshakes = atomic_load_explicit(&self->refused_handshakes, memory_order_relaxed);
+    s.refused_unauthorized = sum.refused_unauthorized;
     pthread_mutex_lock(&self->lock);
     self->pub = s;
     self->pub_gen++;
@@ -1520,14 +2134,14 @@ s_timers(brg__io_t *self, uint64_t now)
 static void
 s_poll(brg__io_t *self, uint64_t deadline)
 {
-    size_t n = 2;
+    size_t n = 4;
     for (s_conn_t *c = self->conns; c != NULL; c = c->next)
         n += c->outbox != NULL ? 2 : 0;
     zmq_pollitem_t stack_items[64];
     zmq_pollitem_t *items = n <= 64 ? stack_items : malloc(n * sizeof *items);
     if (items == NULL) {
         // Cannot poll this turn: look at every socket instead.
-        self->inbox_ready = true;
+        self->inbox_ready = self->sec_ready = self->sec_mon_ready = true;
         for (s_conn_t *c = self->conns; c != NULL; c = c->next)
             c->out_ready = c->mon_ready = c->can_write = true;
         return;
@@ -1535,6 +2149,11 @@ s_poll(brg__io_t *self, uint64_t deadline)
     items[0] = (zmq_pollitem_t){NULL, self->q.efd, ZMQ_POLLIN, 0};
     items[1] = (zmq_pollitem_t){self->router, 0, ZMQ_POLLIN, 0};
     size_t i = 2;
+    if (self->router_sec != NULL) {
+        items[i++] = (zmq_pollitem_t){self->router_sec, 0, ZMQ_POLLIN, 0};
+        items[i++] = (zmq_pollitem_t){self->sec_monitor, 0, ZMQ_POLLIN, 0};
+    }
+    size_t first_conn = i;
     for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
         if (c->outbox == NULL)
             continue;
@@ -1553,7 +2172,11 @@ s_poll(brg__io_t *self, uint64_t deadline)
     if (items[0].revents & ZMQ_POLLIN)
         brg__outq_drain_bell(&self->q);
     self->inbox_ready |= (items[1].revents & ZMQ_POLLIN) != 0;
-    i = 2;
+    if (self->router_sec != NULL) {
+        self->sec_ready |= (items[2].revents & ZMQ_POLLIN) != 0;
+        self->sec_mon_ready |= (items[3].revents & ZMQ_POLLIN) != 0;
+    }
+    i = first_conn;
     for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
         if (c->outbox == NULL)
             continue;
@@ -1617,34 +2240,99 @@ s_stop_all(brg__io_t *self)
     (void)s_all_quiet;
 }
 
+//  An inbox ROUTER with the options of the design notes; with curve, a
+//  CURVE server in this node's ZAP domain.
+static void *
+s_inbox_new(brg__io_t *self, bool curve)
+{
+    void *r = zmq_socket(self->ctx, ZMQ_ROUTER);
+    if (r == NULL)
+        return NULL;
+    int64_t maxmsg = (int64_t)self->cfg.max_frame;
+    s_setopt_int(r, ZMQ_ROUTER_MANDATORY, 1);
+    s_setopt_int(r, ZMQ_ROUTER_HANDOVER, 1);
+    s_setopt_int(r, ZMQ_LINGER, 0);
+    s_setopt_int(r, ZMQ_SNDHWM, 1000);
+    s_setopt_int(r, ZMQ_RCVHWM, 1000);
+    s_setopt_int(r, ZMQ_HEARTBEAT_IVL, (int)self->cfg.tick_ms);
+    s_setopt_int(r, ZMQ_HEARTBEAT_TIMEOUT, (int)self->cfg.timeout_ms);
+    s_setopt_int(r, ZMQ_HEARTBEAT_TTL, (int)self->cfg.timeout_ms);
+    // A connection that has not finished ZeroMQ's handshake (greeting,
+    // CURVE, ZAP) within handshake_ms is closed by libzmq.
+    s_setopt_int(r, ZMQ_HANDSHAKE_IVL, (int)self->cfg.handshake_ms);
+    zmq_setsockopt(r, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (curve &&
+        (s_setopt_int(r, ZMQ_CURVE_SERVER, 1) != 0 ||
+         zmq_setsockopt(r, ZMQ_CURVE_SECRETKEY, self->cert.sec, BRG__KEY_BYTES) != 0 ||
+         zmq_setsockopt(r, ZMQ_ZAP_DOMAIN, self->zap_domain, strlen(self->zap_domain)) != 0)) {
+        s_log(self, BRG_LOG_ERROR, "cannot make a CURVE listener: %s%s", zmq_strerror(zmq_errno()),
+              "");
+        zmq_close(r);
+        return NULL;
+    }
+    return r;
+}
+
 static int
 s_bind_all(brg__io_t *self)
 {
-    self->router = zmq_socket(self->ctx, ZMQ_ROUTER);
+    self->router = s_inbox_new(self, false);
     if (self->router == NULL)
         return BRG_ENETWORK;
-    int64_t maxmsg = (int64_t)self->cfg.max_frame;
-    s_setopt_int(self->router, ZMQ_ROUTER_MANDATORY, 1);
-    s_setopt_int(self->router, ZMQ_ROUTER_HANDOVER, 1);
-    s_setopt_int(self->router, ZMQ_LINGER, 0);
-    s_setopt_int(self->router, ZMQ_SNDHWM, 1000);
-    s_setopt_int(self->router, ZMQ_RCVHWM, 1000);
-    s_setopt_int(self->router, ZMQ_HEARTBEAT_IVL, (int)self->cfg.tick_ms);
-    s_setopt_int(self->router, ZMQ_HEARTBEAT_TIMEOUT, (int)self->cfg.timeout_ms);
-    s_setopt_int(self->router, ZMQ_HEARTBEAT_TTL, (int)self->cfg.timeout_ms);
-    zmq_setsockopt(self->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && self->cfg.listen[i] != NULL; i++) {
         const char *ep = self->cfg.listen[i];
-        if (zmq_bind(self->router, ep) != 0) {
+        void *r = self->router;
+        if (self->curve && s_is_tcp(ep)) {
+            if (self->router_sec == NULL) {
+                self->router_sec = s_inbox_new(self, true);
+                if (self->router_sec == NULL)
+                    return BRG_ENETWORK;
+                char mon_ep[96];
+                snprintf(mon_ep, sizeof mon_ep, "inproc://brg-secmon-%016" PRIx64 "%016" PRIx64,
+                         self->hi, self->lo);
+                if (zmq_socket_monitor(self->router_sec, mon_ep,
+                                       ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0 ||
+                    (self->sec_monitor = zmq_socket(self->ctx, ZMQ_PAIR)) == NULL ||
+                    zmq_connect(self->sec_monitor, mon_ep) != 0) {
+                    s_log(self, BRG_LOG_ERROR, "cannot monitor the CURVE listener: %s%s",
+                          zmq_strerror(zmq_errno()), "");
+                    return BRG_ENETWORK;
+                }
+                s_setopt_int(self->sec_monitor, ZMQ_LINGER, 0);
+                self->sec_ready = self->sec_mon_ready = true;
+            }
+            r = self->router_sec;
+        }
+        if (zmq_bind(r, ep) != 0) {
             s_log(self, BRG_LOG_ERROR, "cannot listen on %s: %s", ep, zmq_strerror(zmq_errno()));
             return BRG_ENETWORK;
         }
         size_t len = sizeof self->bound[0];
-        if (zmq_getsockopt(self->router, ZMQ_LAST_ENDPOINT, self->bound[self->nbound], &len) != 0)
+        if (zmq_getsockopt(r, ZMQ_LAST_ENDPOINT, self->bound[self->nbound], &len) != 0)
             snprintf(self->bound[self->nbound], sizeof self->bound[0], "%s", ep);
         self->nbound++;
     }
     return BRG_OK;
+}
+
+//  Close the inboxes (the I/O thread, at its end or a failed start).
+static void
+s_close_inboxes(brg__io_t *self)
+{
+    if (self->router_sec != NULL) {
+        zmq_socket_monitor(self->router_sec, NULL, 0);
+        zmq_close(self->router_sec);
+        self->router_sec = NULL;
+    }
+    if (self->sec_monitor != NULL) {
+        zmq_close(self->sec_monitor);
+        self->sec_monitor = NULL;
+    }
+    if (self->router != NULL) {
+        zmq_close(self->router);
+        self->router = NULL;
+    }
 }
 
 static void *
@@ -1663,9 +2351,7 @@ s_main(void *arg)
     pthread_cond_broadcast(&self->cond);
     pthread_mutex_unlock(&self->lock);
     if (rc != BRG_OK) {
-        if (self->router != NULL)
-            zmq_close(self->router);
-        self->router = NULL;
+        s_close_inboxes(self);
         return NULL;
     }
     for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && self->cfg.connect[i] != NULL; i++) {
@@ -1677,11 +2363,18 @@ s_main(void *arg)
     while (!self->stopping) {
         bool busy = s_grab(self);
         if (self->inbox_ready) {
-            int n = s_read_inbox(self);
+            int n = s_read_inbox(self, self->router);
             // A full burst may have left frames behind; fewer means empty.
             self->inbox_ready = n == S_RECV_BURST;
             busy |= n > 0;
         }
+        if (self->sec_ready) {
+            int n = s_read_inbox(self, self->router_sec);
+            self->sec_ready = n == S_RECV_BURST;
+            busy |= n > 0;
+        }
+        if (self->sec_mon_ready)
+            busy |= s_read_sec_monitor(self) > 0;
         for (s_conn_t *c = self->conns; c != NULL; c = c->next)
             busy |= s_read_outbox(self, c) > 0;
         s_reap(self);
@@ -1703,13 +2396,142 @@ s_main(void *arg)
     }
     s_stop_all(self);
     s_publish_stats(self);
-    zmq_close(self->router);
-    self->router = NULL;
+    s_close_inboxes(self);
     return NULL;
 }
 
 //  ---------------------------------------------------------------------------
 //  API.
+
+static int
+s_keygen(uint8_t pub[BRG__KEY_BYTES], uint8_t sec[BRG__KEY_BYTES])
+{
+    char zp[BRG__KEY_Z85 + 1], zs[BRG__KEY_Z85 + 1];
+    if (zmq_curve_keypair(zp, zs) != 0)
+        return -1;
+    int rc = brg__z85_decode(pub, zp, BRG__KEY_Z85) == BRG_OK &&
+                     brg__z85_decode(sec, zs, BRG__KEY_Z85) == BRG_OK
+                 ? 0
+                 : -1;
+    memset(zs, 0, sizeof zs);
+    return rc;
+}
+
+int
+brg__io_keygen(uint8_t pub[BRG__KEY_BYTES], uint8_t sec[BRG__KEY_BYTES])
+{
+    return zmq_has("curve") ? s_keygen(pub, sec) : -1;
+}
+
+static void
+s_bad_cert(void *arg, const char *path, const char *why)
+{
+    s_log(arg, BRG_LOG_WARNING, "skipping the key file %s: %s", path, why);
+}
+
+//  Decide plain or CURVE for tcp://, and with CURVE load this node's key
+//  pair and allow-list and join the ZAP handler. Before the I/O thread
+//  starts; every refusal is logged with its reason.
+static int
+s_security_init(brg__io_t *self, const brg_node_config_t *cfg)
+{
+    bool any_tcp = false, all_loopback = true;
+    const char *bad = NULL;
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && cfg->listen[i] != NULL; i++) {
+        if (s_is_tcp(cfg->listen[i])) {
+            any_tcp = true;
+            if (!brg__io_ep_is_loopback(cfg->listen[i])) {
+                all_loopback = false;
+                bad = cfg->listen[i];
+            }
+        }
+    }
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && cfg->connect[i] != NULL; i++) {
+        const char *ep = strstr(cfg->connect[i], "tcp://");
+        if (ep != NULL) {
+            any_tcp = true;
+            if (!brg__io_ep_is_loopback(ep)) {
+                all_loopback = false;
+                bad = cfg->connect[i];
+            }
+        }
+    }
+    if (cfg->insecure_loopback) {
+        if (!all_loopback) {
+            s_log(self, BRG_LOG_ERROR,
+                  "refusing plain tcp to %s: insecure_loopback allows only loopback addresses "
+                  "(127.0.0.0/8, [::1], localhost)%s",
+                  bad, "");
+            return BRG_EINVAL;
+        }
+        self->curve = false;
+    } else {
+        // Also a node without tcp:// endpoints of its own: a peer that
+        // dials it over ipc:// may advertise tcp:// for the way back.
+        self->curve = true;
+    }
+    if (self->curve) {
+        if (!zmq_has("curve")) {
+            s_log(self, BRG_LOG_ERROR, "libzmq was built without CURVE: cannot secure tcp%s%s", "",
+                  "");
+            return BRG_EINVAL;
+        }
+        snprintf(self->key_dir, sizeof self->key_dir, "%s", cfg->key_dir ? cfg->key_dir : "");
+        char why[512];
+        if (brg__keydir_open(self->key_dir, self->name, s_keygen, &self->cert, why, sizeof why) !=
+            BRG_OK) {
+            if (any_tcp) {
+                s_log(self, BRG_LOG_ERROR, "%s%s", why, "");
+                return BRG_EINVAL;
+            }
+            // No tcp:// of its own: it runs, and refuses tcp:// later.
+            s_log(self, BRG_LOG_WARNING, "%s: this node will not reach tcp:// peers%s", why, "");
+            self->no_keys = true;
+        }
+    }
+    if (self->curve && !self->no_keys) {
+        char dir[sizeof self->key_dir + 16];
+        snprintf(dir, sizeof dir, "%s/allowed", self->key_dir);
+        int n = brg__keys_load_dir(self->keys, dir, s_bad_cert, self);
+        if (n < 0 && n != BRG_ENOTFOUND) {
+            s_log(self, BRG_LOG_ERROR, "cannot read %s: %s", dir, brg_strerror(n));
+            return BRG_EINVAL;
+        }
+        snprintf(self->zap_domain, sizeof self->zap_domain, "%016" PRIx64 "%016" PRIx64, self->hi,
+                 self->lo);
+        char z[BRG__KEY_Z85 + 1];
+        brg__z85_encode(z, self->cert.pub, BRG__KEY_BYTES);
+        s_log(self, BRG_LOG_INFO, "tcp is CURVE-secured: this node's key is %s (key directory %s)",
+              z, self->key_dir);
+        if (s_zap_register(self) != BRG_OK) {
+            s_log(self, BRG_LOG_ERROR, "cannot start the ZAP handler: %s%s",
+                  zmq_strerror(zmq_errno()), "");
+            return BRG_ENETWORK;
+        }
+    }
+    // Seeds must parse now (KEY@ and NAME@ included), not fail later.
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && cfg->connect[i] != NULL; i++) {
+        char ep[BRG__WIRE_EP_MAX + 1];
+        bool has_key;
+        uint8_t key[BRG__KEY_BYTES];
+        const char *why = NULL;
+        if (s_parse_dial(self, cfg->connect[i], ep, sizeof ep, &has_key, key, &why) != BRG_OK) {
+            s_log(self, BRG_LOG_ERROR, "cannot connect to %s: %s", cfg->connect[i], why);
+            return BRG_EINVAL;
+        }
+    }
+    return BRG_OK;
+}
+
+static void
+s_security_fini(brg__io_t *self)
+{
+    brg__keys_free(&self->keys);
+    free(self->exports);
+    self->exports = NULL;
+    pthread_mutex_destroy(&self->exp_lock);
+    memset(&self->cert, 0, sizeof self->cert); // the secret key does not outlive the node
+}
 
 brg__io_t *
 brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn, void *arg)
@@ -1769,7 +2591,9 @@ brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn
     self->sio.deliver = s_cb_deliver;
     self->sio.up = s_cb_up;
     self->sio.ended = s_cb_ended;
+    self->sio.may_reach = s_cb_may_reach;
 
+    pthread_mutex_init(&self->exp_lock, NULL);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, NULL);
     self->start_rc = 1;
@@ -1779,6 +2603,10 @@ brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn
     self->ctx = s_ctx_acquire();
     if (self->ctx == NULL)
         goto fail_ctx;
+    // The ZAP handler needs the context; the I/O thread needs the keys.
+    self->keys = brg__keys_new();
+    if (self->keys == NULL || s_security_init(self, cfg) != BRG_OK)
+        goto fail_thread;
     if (pthread_create(&self->thread, NULL, s_main, self) != 0)
         goto fail_thread;
     self->thread_started = true;
@@ -1795,12 +2623,14 @@ brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn
     return self;
 
 fail_thread:
+    s_zap_unregister(self);
     s_ctx_release();
 fail_ctx:
     brg__outq_fini(&self->q);
 fail_q:
     pthread_cond_destroy(&self->cond);
     pthread_mutex_destroy(&self->lock);
+    s_security_fini(self);
     free(self);
     return NULL;
 }
@@ -1850,7 +2680,9 @@ brg__io_destroy(brg__io_t **self_p)
         free(pk);
     }
     brg__wbuf_free(&self->wbuf);
+    s_zap_unregister(self); // the CURVE inbox is closed: no request names us now
     s_ctx_release();
+    s_security_fini(self);
     brg__outq_fini(&self->q);
     pthread_cond_destroy(&self->cond);
     pthread_mutex_destroy(&self->lock);
@@ -1922,6 +2754,17 @@ brg__io_connect(brg__io_t *self, const char *endpoint, int timeout_ms, brg_ref_t
     bool wait = timeout_ms > 0 && peer != NULL;
     if (wait && brg_system_is_own_thread(self->sys))
         return BRG_EDEADLK;
+    {
+        // Refuse what the I/O thread would refuse, here, with the reason.
+        char ep[BRG__WIRE_EP_MAX + 1];
+        bool has_key;
+        uint8_t key[BRG__KEY_BYTES];
+        const char *why = NULL;
+        if (s_parse_dial(self, endpoint, ep, sizeof ep, &has_key, key, &why) != BRG_OK) {
+            s_log(self, BRG_LOG_WARNING, "cannot connect to %s: %s", endpoint, why);
+            return BRG_EINVAL;
+        }
+    }
     s_item_t *it = calloc(1, sizeof *it + len + 1);
     if (it == NULL)
         return BRG_ENOMEM;
@@ -2042,4 +2885,99 @@ brg__io_stats(brg__io_t *self, brg_node_stats_t *stats, bool fresh)
     pthread_mutex_lock(&self->lock);
     *stats = self->pub;
     pthread_mutex_unlock(&self->lock);
+}
+
+//  ---------------------------------------------------------------------------
+//  Keys and exports (node.h "Keys and permissions").
+
+static void
+s_push_keys_changed(brg__io_t *self)
+{
+    if (!self->thread_started || self->shut_down)
+        return;
+    s_item_t *it = calloc(1, sizeof *it);
+    if (it != NULL) {
+        it->type = S_ITEM_KEYS;
+        s_push_item(self, it);
+    }
+}
+
+int
+brg__io_public_key(brg__io_t *self, char *buf, size_t len)
+{
+    if (!self->curve || self->no_keys)
+        return BRG_ENOTFOUND;
+    if (len < BRG__KEY_Z85 + 1)
+        return BRG_EMSGSIZE;
+    return brg__z85_encode(buf, self->cert.pub, BRG__KEY_BYTES);
+}
+
+int
+brg__io_allow_key(brg__io_t *self, const char *name, const char *key, brg_key_role_t role)
+{
+    uint8_t k[BRG__KEY_BYTES];
+    if (name == NULL || key == NULL || name[0] == '\0' || strlen(name) > BRG_NODE_NAME_MAX ||
+        strchr(name, '@') != NULL || (role != BRG_KEY_NODE && role != BRG_KEY_CLIENT) ||
+        brg__key_from_text(k, key) != BRG_OK)
+        return BRG_EINVAL;
+    int rc = brg__keys_allow(self->keys, k, name, role, false);
+    // A role that went from node to client takes effect for live sessions
+    // at their next handshake; the role is checked when a session starts.
+    return rc;
+}
+
+int
+brg__io_revoke_key(brg__io_t *self, const char *what)
+{
+    if (what == NULL)
+        return BRG_EINVAL;
+    int n = brg__keys_revoke(self->keys, what);
+    if (n > 0)
+        s_push_keys_changed(self);
+    return n;
+}
+
+int
+brg__io_reload_keys(brg__io_t *self)
+{
+    if (self->key_dir[0] == '\0')
+        return BRG_ENOTFOUND;
+    char dir[sizeof self->key_dir + 16];
+    snprintf(dir, sizeof dir, "%s/allowed", self->key_dir);
+    int n = brg__keys_load_dir(self->keys, dir, s_bad_cert, self);
+    if (n >= 0)
+        s_push_keys_changed(self);
+    return n;
+}
+
+int
+brg__io_export(brg__io_t *self, const char *name, bool on)
+{
+    if (name == NULL || name[0] == '\0' || strlen(name) > BRG_NAME_MAX)
+        return BRG_EINVAL;
+    if (strncmp(name, "brg.", 4) == 0)
+        return BRG_EPERM; // the node service and other reserved names stay private
+    int rc = BRG_OK;
+    pthread_mutex_lock(&self->exp_lock);
+    size_t i = 0;
+    while (i < self->nexports && strcmp(self->exports[i], name) != 0)
+        i++;
+    if (on && i == self->nexports) {
+        if (self->nexports == self->exports_cap) {
+            size_t cap = self->exports_cap ? self->exports_cap * 2 : 8;
+            void *v = realloc(self->exports, cap * sizeof *self->exports);
+            if (v == NULL) {
+                rc = BRG_ENOMEM;
+                goto out;
+            }
+            self->exports = v;
+            self->exports_cap = cap;
+        }
+        snprintf(self->exports[self->nexports++], sizeof self->exports[0], "%s", name);
+    } else if (!on && i < self->nexports) {
+        memcpy(self->exports[i], self->exports[--self->nexports], sizeof self->exports[0]);
+    }
+out:
+    pthread_mutex_unlock(&self->exp_lock);
+    return rc;
 }

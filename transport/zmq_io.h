@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "brigade/node.h"
 
@@ -62,5 +63,22 @@ bool brg__io_peer_up(brg__io_t *self, brg_ref_t peer);
 //  for it (a thread that may block); else the one it published last (any
 //  thread, never blocks).
 void brg__io_stats(brg__io_t *self, brg_node_stats_t *stats, bool fresh);
+
+//  Keys and exports, as brg_node_public_key, brg_node_allow_key,
+//  brg_node_revoke_key, brg_node_reload_keys and brg_node_export (node.h).
+//  Thread: any.
+int brg__io_public_key(brg__io_t *self, char *buf, size_t len);
+int brg__io_allow_key(brg__io_t *self, const char *name, const char *key, brg_key_role_t role);
+int brg__io_revoke_key(brg__io_t *self, const char *what);
+int brg__io_reload_keys(brg__io_t *self);
+int brg__io_export(brg__io_t *self, const char *name, bool on);
+
+//  A CURVE key pair (libsodium through libzmq): 0, or -1 when libzmq has no
+//  CURVE. Thread: any.
+int brg__io_keygen(uint8_t pub[32], uint8_t sec[32]);
+
+//  A tcp:// endpoint whose host is a loopback address (127.0.0.0/8, [::1],
+//  localhost, lo).
+bool brg__io_ep_is_loopback(const char *ep);
 
 #endif

@@ -72,6 +72,21 @@ typedef struct brg_node_config {
     uint32_t reconnect_max_ms; // backoff ceiling for seeds (default 30000)
     size_t peer_queue_bytes;   // outbound budget per peer (default 64 MiB)
     size_t max_frame;          // largest inbound frame (default 16 MiB + 64 KiB)
+    //  Security (docs/PROTOCOL.md section 22). Every tcp:// endpoint, bound
+    //  or dialed, uses CURVE: encrypted, and only keys on the allow-list get
+    //  in. ipc:// and inproc:// stay plain (the file system's permissions
+    //  and the process boundary guard them).
+    //  key_dir: this node's key pair (node.key, node.key_secret: made on
+    //  first start, reused after) and its allow-list (allowed/*.key).
+    //  Default: $BRG_KEY_DIR, else $XDG_CONFIG_HOME/brigade, else
+    //  $HOME/.config/brigade: one per user, so a user's nodes on one machine
+    //  share a key pair and admit each other with no setup. Only read when
+    //  a tcp:// endpoint is used and CURVE is on.
+    const char *key_dir;
+    //  Plain tcp:// instead of CURVE: refused (brg_node_new fails, logged)
+    //  unless every tcp:// endpoint, bound or dialed, is a loopback address
+    //  (127.0.0.0/8, [::1], localhost).
+    bool insecure_loopback;
 } brg_node_config_t;
 
 BRG_EXPORT void brg_node_config_init(brg_node_config_t *cfg);
@@ -135,8 +150,68 @@ typedef struct brg_node_stats {
     uint64_t rejected_frames;     // malformed or out-of-session frames
     uint64_t handshakes_failed;
     uint64_t reconnect_attempts;
+    uint64_t refused_keys;         // CURVE handshakes refused: the key is not allowed
+    uint64_t refused_handshakes;   // tcp handshakes that failed: plaintext to a CURVE
+                                   // listener, a wrong server key, a mechanism mismatch
+    uint64_t refused_unauthorized; // envelopes refused for the key's role (not exported)
 } brg_node_stats_t;
 
 BRG_EXPORT void brg_node_stats(brg_node_t *node, brg_node_stats_t *stats);
+
+//  ---------------------------------------------------------------------------
+//  Keys and permissions (docs/PROTOCOL.md section 22).
+//
+//  A key is a CURVE public key, 32 bytes, written as 40 characters of Z85.
+//  Its role says what a peer holding it may do: a node key may do
+//  everything (the node's own key always may: nodes of one deployment may
+//  share a key directory); a client key may only send and ask (kinds 0-2)
+//  to the names brg_node_export made reachable, never the node service,
+//  and its HELLO must say role "client".
+//
+//  Dialing over CURVE needs the peer's public key: an endpoint may be
+//  written KEY@tcp://host:port (40 characters of Z85) or NAME@tcp://host:port
+//  (a node key of the allow-list by its name); without one, the peer is
+//  expected to hold this node's own key.
+
+typedef enum { BRG_KEY_NODE = 1, BRG_KEY_CLIENT = 2 } brg_key_role_t;
+
+#define BRG_KEY_TEXT 41 // a key in Z85 with its terminating zero
+
+//  This node's public key in Z85 (buf of BRG_KEY_TEXT bytes). BRG_ENOTFOUND
+//  when the node uses no CURVE (no tcp:// endpoint, or insecure_loopback).
+BRG_EXPORT int brg_node_public_key(brg_node_t *node, char *buf, size_t len);
+
+//  Let a key in, as `role`, named `name` (1..63 bytes, no '@'); a key that
+//  is in already gets the new name and role. Takes effect for the next
+//  connection handshake. BRG_EINVAL (not a key, a bad name or role).
+//  Thread: any.
+BRG_EXPORT int brg_node_allow_key(brg_node_t *node, const char *name, const char *key,
+                                  brg_key_role_t role);
+
+//  Take a key out (`what`: the key in Z85, or a name: every key of that
+//  name). Every session authenticated with it ends now (its peer is down,
+//  reason "revoked") and its next handshake is refused. Returns the number
+//  of keys removed, or BRG_ENOTFOUND. Thread: any.
+BRG_EXPORT int brg_node_revoke_key(brg_node_t *node, const char *what);
+
+//  Read key_dir/allowed again: new certificates are let in, keys whose file
+//  is gone are revoked (as brg_node_revoke_key); keys allowed by API stay.
+//  brigade-node calls it on SIGHUP. Returns the number of certificates
+//  read, or BRG_ENOTFOUND (no such directory). Thread: any.
+BRG_EXPORT int brg_node_reload_keys(brg_node_t *node);
+
+//  Clients may (on) or may not (off) send and ask to the actor registered
+//  as `name` on this node. Nothing is exported at first; BRG_NODE_SERVICE
+//  and other names that start with "brg." cannot be (BRG_EPERM).
+//  Thread: any.
+BRG_EXPORT int brg_node_export(brg_node_t *node, const char *name, bool on);
+
+//  Make a key pair and write it as a certificate (CZMQ's zcert format, so
+//  other ZeroMQ tools read it): `path` gets the public certificate, `path`
+//  + "_secret" the secret one (mode 0600). name and role go into its
+//  metadata. key (optional, BRG_KEY_TEXT bytes) receives the public key in
+//  Z85. BRG_ESYS (cannot write), BRG_EINVAL. Thread: any.
+BRG_EXPORT int brg_keygen(const char *path, const char *name, brg_key_role_t role, char *key,
+                          size_t key_len);
 
 #endif
