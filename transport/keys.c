@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,7 +259,10 @@ static int
 s_write_file(const char *path, const char *text, mode_t mode)
 {
     char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= sizeof tmp)
+    static _Atomic unsigned s_tmp_seq;
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp%ld-%u", path, (long)getpid(),
+                         atomic_fetch_add_explicit(&s_tmp_seq, 1, memory_order_relaxed)) >=
+        sizeof tmp)
         return BRG_ESYS;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
@@ -396,8 +400,10 @@ brg__keydir_open(const char *dir, const char *name, brg__keygen_fn gen, brg__cer
     cert->has_sec = true;
     cert->role = BRG_KEY_NODE;
     snprintf(cert->name, sizeof cert->name, "%s", name != NULL ? name : "");
-    char tmp[4096 + 32];
-    snprintf(tmp, sizeof tmp, "%s/.new-%ld", dir, (long)getpid());
+    static _Atomic unsigned s_seq; // threads of one process have one pid
+    char tmp[4096 + 48];
+    snprintf(tmp, sizeof tmp, "%s/.new-%ld-%u", dir, (long)getpid(),
+             atomic_fetch_add_explicit(&s_seq, 1, memory_order_relaxed));
     char text[1024];
     s_cert_text(text, sizeof text, cert, true);
     rc = s_write_file(tmp, text, 0600);
