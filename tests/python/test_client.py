@@ -288,6 +288,17 @@ class Basics(unittest.TestCase):
         self.assertEqual(self.c.ask("echo", "after"), ("after", []))
         self.assertEqual(self.c.poll(100), 0)  # nothing left over for recv
 
+    def test_a_reply_that_came_in_time_is_kept(self):
+        # The owner was busy past the deadline, but the reply had arrived.
+        a = self.c.ask_async("echo", "busy", timeout_ms=300)
+        time.sleep(1.0)
+        self.assertEqual(a.result(), ("busy", []))
+        # poll(0) reads what arrived without waiting
+        b = self.c.ask_async("echo", "polled")
+        wait_for(lambda: self.c.poll(0) == 0 and b.done())
+        self.assertTrue(b.done())
+        self.assertEqual(b.result(), ("polled", []))
+
     def test_many_asks_in_flight(self):
         asks = [self.c.ask_async("echo", "n", i, "x" * (i % 7)) for i in range(1000)]
         for i, a in reversed(list(enumerate(asks))):

@@ -444,7 +444,7 @@ class Ask:
         if not self._done:
             self._client._wait(self.done, self.deadline)
             if not self._done:
-                self._client._expire(self, time.monotonic())
+                self._client._expire(self)
         if self._error is not None:
             raise self._error
         return self._value
@@ -660,18 +660,22 @@ class Client:
         return len(self._inbox)
 
     def _wait(self, pred, deadline):
-        while not pred():
+        """Read frames until pred() or the deadline. What has arrived is
+        read before any ask is declared timed out: a reply that was there
+        in time is not dropped because the owner called late."""
+        while True:
+            self._read_all()
+            if pred():
+                return
             self._check_open()
             now = time.monotonic()
             self._expire_due(now)
             if pred() or now >= deadline:
                 return
-            ms = int((deadline - now) * 1000) + 1
-            if self._sock.poll(ms, zmq.POLLIN):
-                self._read_all()
+            self._sock.poll(int((deadline - now) * 1000) + 1, zmq.POLLIN)
 
     def _read_all(self):
-        now = time.monotonic()
+        """Handle every frame that has arrived, without waiting."""
         while self._ended is None:
             try:
                 parts = self._sock.recv_multipart(zmq.NOBLOCK)
@@ -682,7 +686,7 @@ class Client:
                 continue
             frame = self._decode(parts[0])
             if frame is not None:
-                self._on_frame(frame, now)
+                self._on_frame(frame)
         if self._ended is not None:
             self._fail_pending()
 
@@ -718,7 +722,7 @@ class Client:
         self._ended = SessionEnded("protocol", code, text)
         return None
 
-    def _on_frame(self, f, now):
+    def _on_frame(self, f):
         t = f[1]
         if t == BATCH:
             if f[2] != self._in_seq + 1:
@@ -731,7 +735,7 @@ class Client:
                     return
             self._in_seq = f[2]
             for env in f[3:]:
-                self._on_envelope(env, now)
+                self._on_envelope(env)
         elif t == TICK:
             pass  # nodes send clients no TICKs; one would only acknowledge
         elif t == BYE:
@@ -741,16 +745,13 @@ class Client:
         else:
             self._refuse(3, "unexpected %s" % ("HELLO" if t == HELLO else "WELCOME"))
 
-    def _on_envelope(self, env, now):
+    def _on_envelope(self, env):
         kind, to, frm, corr, tag = env[:5]
         args = env[5:]
         if kind in (REPLY, REPLY_ERROR):
             a = self._pending.pop(corr, None)
             if a is None:
                 self.late_replies += 1  # its ask timed out: discarded
-            elif now > a.deadline:
-                self.late_replies += 1
-                a._set(error=Timeout(self._timeout_text(a)))
             elif kind == REPLY:
                 a._set(value=(tag, args))
             elif len(args) == 1 and _is_int(args[0]) and args[0] < 0:
@@ -773,7 +774,7 @@ class Client:
     def _timeout_text(self, a):
         return "no reply to %r from %r by the deadline" % (a.tag, a.to)
 
-    def _expire(self, a, now):
+    def _expire(self, a):
         if self._pending.get(a.corr) is a:
             del self._pending[a.corr]
         a._set(error=Timeout(self._timeout_text(a)))
@@ -783,7 +784,7 @@ class Client:
             _, corr = heapq.heappop(self._deadlines)
             a = self._pending.get(corr)
             if a is not None and a.deadline < now:
-                self._expire(a, now)
+                self._expire(a)
 
     def _fail_pending(self):
         for a in self._pending.values():
