@@ -3,7 +3,7 @@
 # Runs apt-get directly as root, through sudo otherwise. --list prints the packages.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libzmq3-dev libmsgpack-dev uuid-dev check libsubunit-dev
-      libjansson-dev libcurl4-openssl-dev clang-format)
+      libjansson-dev libcurl4-openssl-dev clang-format python3 python3-zmq python3-msgpack)
 if [ "${1:-}" = "--list" ]; then
     echo "${PKGS[@]}" # for .ci/run, which installs them itself
     exit 0
