@@ -710,8 +710,9 @@ brg__io_ep_is_loopback(const char *ep)
 //  endpoint): *why says.
 static int
 s_parse_dial(brg__io_t *self, const char *text, char *ep, size_t ep_len, bool *has_key,
-             uint8_t key[BRG__KEY_BYTES], const char **why)
+             uint8_t key[BRG__KEY_BYTES], bool *z85_given, const char **why)
 {
+    *z85_given = false;
     const char *at = strstr(text, "@tcp://");
     if (strlen(text) >= BRG__KEY_Z85 + 7 && strncmp(text + BRG__KEY_Z85, "@tcp://", 7) == 0)
         at = text + BRG__KEY_Z85; // a key may itself hold "@tcp://"
@@ -728,6 +729,7 @@ s_parse_dial(brg__io_t *self, const char *text, char *ep, size_t ep_len, bool *h
         brg__key_entry_t e;
         if (n == BRG__KEY_Z85 && brg__z85_decode(key, text, n) == BRG_OK) {
             *has_key = true;
+            *z85_given = true;
         } else if (n > 0 && n < sizeof name) {
             memcpy(name, text, n);
             name[n] = '\0';
@@ -1434,12 +1436,19 @@ static s_dial_t *
 s_dial_add(brg__io_t *self, const char *text)
 {
     char ep[BRG__WIRE_EP_MAX + 1];
-    bool has_key;
+    bool has_key, z85;
     uint8_t key[BRG__KEY_BYTES];
     const char *why = NULL;
-    if (s_parse_dial(self, text, ep, sizeof ep, &has_key, key, &why) != BRG_OK) {
+    if (s_parse_dial(self, text, ep, sizeof ep, &has_key, key, &z85, &why) != BRG_OK) {
         s_log(self, BRG_LOG_ERROR, "cannot connect to %s: %s", text, why);
         return NULL;
+    }
+    if (z85 && self->curve && brg__keys_lookup(self->keys, key, NULL) != BRG_OK) {
+        // A key the operator wrote into the endpoint is trusted as a node
+        // key (the peer dials back with it), named after the endpoint.
+        char name[BRG_NODE_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%.63s", ep);
+        brg__keys_allow(self->keys, key, name, BRG_KEY_NODE, false);
     }
     for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
         if (strcmp(d->ep, ep) == 0) {
@@ -2512,10 +2521,11 @@ s_security_init(brg__io_t *self, const brg_node_config_t *cfg)
     // Seeds must parse now (KEY@ and NAME@ included), not fail later.
     for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && cfg->connect[i] != NULL; i++) {
         char ep[BRG__WIRE_EP_MAX + 1];
-        bool has_key;
+        bool has_key, z85;
         uint8_t key[BRG__KEY_BYTES];
         const char *why = NULL;
-        if (s_parse_dial(self, cfg->connect[i], ep, sizeof ep, &has_key, key, &why) != BRG_OK) {
+        if (s_parse_dial(self, cfg->connect[i], ep, sizeof ep, &has_key, key, &z85, &why) !=
+            BRG_OK) {
             s_log(self, BRG_LOG_ERROR, "cannot connect to %s: %s", cfg->connect[i], why);
             return BRG_EINVAL;
         }
@@ -2757,10 +2767,10 @@ brg__io_connect(brg__io_t *self, const char *endpoint, int timeout_ms, brg_ref_t
     {
         // Refuse what the I/O thread would refuse, here, with the reason.
         char ep[BRG__WIRE_EP_MAX + 1];
-        bool has_key;
+        bool has_key, z85;
         uint8_t key[BRG__KEY_BYTES];
         const char *why = NULL;
-        if (s_parse_dial(self, endpoint, ep, sizeof ep, &has_key, key, &why) != BRG_OK) {
+        if (s_parse_dial(self, endpoint, ep, sizeof ep, &has_key, key, &z85, &why) != BRG_OK) {
             s_log(self, BRG_LOG_WARNING, "cannot connect to %s: %s", endpoint, why);
             return BRG_EINVAL;
         }

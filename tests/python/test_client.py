@@ -13,6 +13,7 @@ The node service (brg.node) assertions are in their own test methods
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,8 @@ def start_peer(*listen):
         key, _, value = line.partition(" ")
         if key == "endpoint":
             endpoints.append(value)
+        elif key == "key":
+            p.server_key = value  # the node's CURVE public key (Z85)
         elif key == "uuid":
             node = uuid.UUID(value).bytes
 
@@ -83,10 +86,20 @@ PEER = None
 
 
 def setUpModule():
-    global PEER, ENDPOINTS, TCP, IPC, NODE, TMP
+    global PEER, ENDPOINTS, TCP, IPC, NODE, TMP, KEYS, CLIENT_CERT, CURVE
     TMP = tempfile.mkdtemp(prefix="brg-py-")
+    # The peers' key directory (PROTOCOL.md section 22), with this client's
+    # certificate in allowed/ as a client key; every peer started here
+    # inherits it, so all share one node key pair.
+    KEYS = os.path.join(TMP, "keys")
+    os.makedirs(os.path.join(KEYS, "allowed"), mode=0o700)
+    os.environ["BRG_KEY_DIR"] = KEYS
+    public, secret = zmq.curve_keypair()
+    CLIENT_CERT = os.path.join(KEYS, "allowed", "client.key")
+    write_zcert(CLIENT_CERT, public, secret, "py-tests")
     PEER, ENDPOINTS, NODE = start_peer("tcp://127.0.0.1:0", "ipc://%s/node.sock" % TMP)
     TCP, IPC = ENDPOINTS
+    CURVE = (public, secret, PEER.server_key)
 
 
 def tearDownModule():
@@ -95,7 +108,7 @@ def tearDownModule():
         os.unlink(os.path.join(TMP, "node.sock"))
     except OSError:
         pass
-    os.rmdir(TMP)
+    shutil.rmtree(TMP)
     # A sanitizer report, a leak or a crash of the node fails the run.
     if rc != 0:
         raise AssertionError("python_peer exited with %s" % rc)
@@ -103,6 +116,7 @@ def tearDownModule():
 
 def client(**kw):
     kw.setdefault("timeout_ms", ASK_MS)
+    kw.setdefault("curve", CURVE)
     return brigade.Client(TCP, **kw)
 
 
@@ -226,11 +240,12 @@ class Basics(unittest.TestCase):
         self.assertEqual((m.tag, m.args, m.corr, m.to), ("value", [1, "two", other], 0, 1))
         self.assertEqual(m.sender.node, NODE)
         self.assertNotEqual(m.sender.id, 0)
-        # and to the client's ref by its id: the same actor answers
-        tag, args = self.c.ask(m.sender, "by-ref", 5)
-        self.assertEqual((tag, args), ("by-ref", [5]))
-        tag, args = self.c.ask(m.sender.id, "by-id", 6)
-        self.assertEqual((tag, args), ("by-id", [6]))
+        # a client reaches actors by exported names only, not by ref or id
+        # (PROTOCOL.md section 22)
+        with self.assertRaises(brigade.NotPermitted):
+            self.c.ask(m.sender, "by-ref", 5)
+        with self.assertRaises(brigade.NotPermitted):
+            self.c.ask(m.sender.id, "by-id", 6)
 
     def test_node_asks_the_client(self):
         a = self.c.ask_async("echo", "ask_back", self.c.ref, "meaning?")
@@ -339,9 +354,10 @@ class Transports(unittest.TestCase):
             self.assertEqual((pa.result(), pb.result()), (("a", []), ("b", [])))
 
 
-class NodeService(unittest.TestCase):
-    """brg.node from a client (PROTOCOL.md section 20). Kept apart: a later
-    change forbids clients to reach brg.node."""
+class Permissions(unittest.TestCase):
+    """What a client key may reach (PROTOCOL.md section 22): the names the
+    node exports, never the node service, never an actor by its id; and
+    over tcp:// only with CURVE and an allowed key."""
 
     def setUp(self):
         self.c = client()
@@ -349,27 +365,36 @@ class NodeService(unittest.TestCase):
     def tearDown(self):
         self.c.close()
 
-    def test_node_service_ping(self):
-        self.assertEqual(self.c.ask("brg.node", "ping"), ("pong", []))
+    def test_node_service_is_not_permitted(self):
+        for tag in ("ping", "info"):
+            with self.assertRaises(brigade.NotPermitted) as cm:
+                self.c.ask("brg.node", tag)
+            self.assertEqual(cm.exception.code, -20)
 
-    def test_node_service_info(self):
-        tag, (info,) = self.c.ask("brg.node", "info")
-        self.assertEqual(tag, "info")
-        self.assertEqual(info["name"], "python-peer")
-        self.assertEqual(info["node"], brigade.Ref(NODE, 0))
-        self.assertEqual(info["endpoints"], ENDPOINTS)
-        self.assertIn(brigade.Ref(self.c.uuid, 0), info["peers"])
-        self.assertGreaterEqual(info["counters"]["sessions_started"], 1)
+    def test_a_name_not_exported_is_not_permitted(self):
+        with self.assertRaises(brigade.NotPermitted):
+            self.c.ask("not-exported", "hi")
+        # exported with no actor behind it: the name is reachable, no actor
+        with self.assertRaises(brigade.NoActor):
+            self.c.ask("nobody", "hi")
+        self.assertEqual(self.c.ask("echo", "still"), ("still", []))
 
-    def test_node_service_whereis(self):
-        tag, (ref,) = self.c.ask("brg.node", "whereis", "echo")
-        self.assertEqual(tag, "whereis")
-        self.assertEqual(ref.node, NODE)
-        self.assertEqual(self.c.ask(ref, "hi"), ("hi", []))
-        with self.assertRaises(brigade.NotFound) as cm:
-            self.c.ask("brg.node", "whereis", "nobody")
-        self.assertEqual(cm.exception.code, -9)
-        self.assertNotIsInstance(cm.exception, brigade.NoActor)
+    def test_an_actor_by_id_is_not_permitted(self):
+        with self.assertRaises(brigade.NotPermitted):
+            self.c.ask(brigade.Ref(NODE, 0x100000001), "hi")
+
+    def test_plaintext_over_tcp_is_refused(self):
+        with self.assertRaises(brigade.Timeout):
+            brigade.Client(TCP, timeout_ms=500)
+
+    def test_an_unknown_key_is_refused(self):
+        public, secret = zmq.curve_keypair()
+        with self.assertRaises(brigade.Timeout):
+            brigade.Client(TCP, timeout_ms=500, curve=(public, secret, CURVE[2]))
+
+    def test_ipc_needs_no_keys(self):
+        with brigade.Client(IPC, timeout_ms=ASK_MS) as c:
+            self.assertEqual(c.ask("echo", "plain"), ("plain", []))
 
 
 class SessionEnd(unittest.TestCase):
@@ -452,7 +477,7 @@ class SessionEnd(unittest.TestCase):
     def test_node_shutdown_is_bye(self):
         p, (ep,), _ = start_peer("tcp://127.0.0.1:0")
         try:
-            c = brigade.Client(ep, timeout_ms=ASK_MS)
+            c = brigade.Client(ep, timeout_ms=ASK_MS, curve=CURVE[:2] + (p.server_key,))
             self.assertEqual(c.ask("echo", "x"), ("x", []))
         finally:
             rc = stop_peer(p)
@@ -556,7 +581,8 @@ class ProtocolSection17(unittest.TestCase):
         try:
             out = subprocess.run([sys.executable,
                                   os.path.join(SOURCE_DIR, "transport", "python", "example.py"),
-                                  ep], stdout=subprocess.PIPE, timeout=120, check=True)
+                                  ep, p.server_key, CLIENT_CERT],
+                                 stdout=subprocess.PIPE, timeout=120, check=True)
         finally:
             self.assertEqual(stop_peer(p), 0)
         u = uuid.UUID(bytes=node)
@@ -587,7 +613,7 @@ class ProtocolSection17(unittest.TestCase):
         shim.Context = Context
         saved_zmq, saved_argv = sys.modules["zmq"], sys.argv
         out = []
-        sys.modules["zmq"], sys.argv = shim, ["raw.py", TCP]
+        sys.modules["zmq"], sys.argv = shim, ["raw.py", IPC]
         try:
             exec(compile(source, "PROTOCOL.md section 17.2", "exec"),
                  {"__name__": "__main__", "print": lambda *a: out.append(" ".join(map(str, a)))})

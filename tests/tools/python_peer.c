@@ -304,9 +304,17 @@ main(int argc, char **argv)
         close(sfd);
         return 1;
     }
-    char ep[256], uuid[37];
+    // Clients reach only exported names (PROTOCOL.md section 22): every
+    // actor above, and "nobody", a name exported with no actor behind it
+    // (a client asking it gets BRG_ENOACTOR, not BRG_EPERM).
+    static const char *const exported[] = {"echo", "counter", "slow", "fail", "stats", "nobody"};
+    for (size_t i = 0; i < sizeof exported / sizeof exported[0]; i++)
+        brg_node_export(node, exported[i], true);
+    char ep[256], uuid[37], key[BRG_KEY_TEXT];
     for (int i = 0; brg_node_endpoint(node, i, ep, sizeof ep) == BRG_OK; i++)
         printf("endpoint %s\n", ep);
+    if (brg_node_public_key(node, key, sizeof key) == BRG_OK)
+        printf("key %s\n", key); // the server key CURVE clients need
     brg_system_node(sys, uuid);
     printf("uuid %s\nready\n", uuid);
     fflush(stdout);

@@ -444,6 +444,60 @@ START_TEST(test_multiproc_a_blackholed_link_is_node_down_within_timeout_plus_tic
 }
 END_TEST
 
+//  brigade-node's key tools: --keygen writes a certificate pair and prints
+//  the public key; a node with its own --key-dir prints its key, refuses a
+//  node whose key it does not know, and lets it in after the operator
+//  copies the key into allowed/ and sends SIGHUP.
+START_TEST(test_multiproc_brigade_node_keygen_key_dir_and_sighup_reload)
+{
+    char path[128], line[512];
+    snprintf(path, sizeof path, "%s/cli.key", tm_dir);
+    const char *kargv[] = {BRG_NODE_EXE, "--keygen", path,     "--name",
+                           "cli",        "--role",   "client", NULL};
+    int out, status;
+    pid_t pid = tm_spawn(kargv, &out, NULL);
+    tm_read_line(out, line, sizeof line);
+    close(out);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_uint_eq(strlen(line), 40);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "grep -qF 'public-key = \"%s\"' %s", line, path);
+    ck_assert_int_eq(system(cmd), 0);
+
+    // A node with a key directory of its own.
+    tm_child_t *c = &tm_children[tm_nchildren++];
+    char kd[128], parent[16], key[64], n[64], uuid[64];
+    snprintf(kd, sizeof kd, "%s/node-keys", tm_dir);
+    snprintf(parent, sizeof parent, "%ld", (long)getpid());
+    const char *argv[] = {BRG_NODE_EXE, "--name", "keyed",     "--listen", "tcp://127.0.0.1:0",
+                          "--key-dir",  kd,       "--tick-ms", "100",      "--parent-pid",
+                          parent,       NULL};
+    c->pid = tm_spawn(argv, &c->out, NULL);
+    tm_read_line(c->out, line, sizeof line);
+    ck_assert_int_eq(sscanf(line, "brigade-node %63s %63s %255s %63s", n, uuid, c->ep, key), 4);
+    ck_assert_uint_eq(strlen(key), 40);
+    tm_local(1, 3000); // its keys are BRG_KEY_DIR's, which the child does not know
+    char dial[400];
+    snprintf(dial, sizeof dial, "%s@%s", key, c->ep);
+    brg_ref_t peer;
+    ck_assert_int_eq(brg_node_connect(tm_node, dial, 5000, &peer), BRG_ENETWORK);
+    // The operator lets our key in: copy it to allowed/, SIGHUP.
+    const char *ours = getenv("BRG_KEY_DIR");
+    ck_assert_ptr_nonnull(ours);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/allowed && cp %s/node.key %s/allowed/test.key", kd, ours,
+             kd);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(kill(c->pid, SIGHUP), 0);
+    int rc = BRG_ENETWORK;
+    uint64_t deadline = tu_now_ms() + 20000;
+    while (rc != BRG_OK && tu_now_ms() < deadline)
+        rc = brg_node_connect(tm_node, dial, 2000, &peer);
+    ck_assert_int_eq(rc, BRG_OK);
+    ck_assert_int_eq(kill(c->pid, 0), 0); // SIGHUP did not stop it
+}
+END_TEST
+
 static Suite *
 multiproc_suite(void)
 {
@@ -460,6 +514,7 @@ multiproc_suite(void)
     tcase_add_test(core,
                    test_multiproc_a_link_reset_by_the_proxy_is_node_down_at_once_then_reconnects);
     tcase_add_test(core, test_multiproc_a_blackholed_link_is_node_down_within_timeout_plus_tick);
+    tcase_add_test(core, test_multiproc_brigade_node_keygen_key_dir_and_sighup_reload);
     suite_add_tcase(s, core);
     return s;
 }

@@ -17,8 +17,19 @@
 //  process.)
 //
 //  On start it prints one line to stdout, for scripts and tests:
-//    brigade-node NAME UUID ENDPOINT
-//  with the first endpoint as bound (a tcp port 0 resolved).
+//    brigade-node NAME UUID ENDPOINT KEY
+//  with the first endpoint as bound (a tcp port 0 resolved) and the node's
+//  CURVE public key in Z85 ("-" with --insecure-loopback).
+//
+//  Security (docs/PROTOCOL.md section 22): tcp:// is CURVE unless
+//  --insecure-loopback; the key pair and allow-list are in --key-dir
+//  (default $BRG_KEY_DIR, else ~/.config/brigade). SIGHUP re-reads
+//  KEY_DIR/allowed (new keys in, removed keys revoked). --export NAME lets
+//  clients reach the actor registered as NAME.
+//
+//  brigade-node --keygen FILE [--name NAME] [--role node|client] writes a
+//  key pair as certificates (FILE and FILE_secret, CZMQ's zcert format),
+//  prints the public key in Z85 and exits.
 #include <brigade.h>
 #include <brigade/node.h>
 #include <errno.h>
@@ -37,7 +48,9 @@ usage(FILE *out)
             "usage: brigade-node --name NAME --listen ENDPOINT [--listen ENDPOINT ...]\n"
             "                    [--connect ENDPOINT ...] [--cluster NAME] [--advertise ENDPOINT]\n"
             "                    [--tick-ms MS] [--timeout-ms MS] [--workers N]\n"
-            "                    [--parent-pid PID]\n"
+            "                    [--parent-pid PID] [--key-dir DIR] [--insecure-loopback]\n"
+            "                    [--export NAME ...]\n"
+            "       brigade-node --keygen FILE [--name NAME] [--role node|client]\n"
             "  --name NAME          this node's name (1..63 bytes)\n"
             "  --listen ENDPOINT    bind tcp://HOST:PORT (PORT 0: any), ipc:///PATH (up to %d)\n"
             "  --connect ENDPOINT   a peer to dial at start and redial when lost (up to %d)\n"
@@ -47,8 +60,15 @@ usage(FILE *out)
             "  --timeout-ms MS      silence that means a peer is down (default 10000)\n"
             "  --workers N          worker threads (default: one per CPU)\n"
             "  --parent-pid PID     stop when process PID (our parent) ends\n"
+            "  --key-dir DIR        key pair and allowed/ keys (default $BRG_KEY_DIR or\n"
+            "                       ~/.config/brigade; made on first start)\n"
+            "  --insecure-loopback  plain tcp, allowed only on loopback addresses\n"
+            "  --export NAME        clients may send and ask to the actor named NAME\n"
+            "  --keygen FILE        write a key pair to FILE and FILE_secret, print the\n"
+            "                       public key (Z85) and exit; --role client|node (default\n"
+            "                       node) and --name go into its metadata\n"
             "Runs until SIGTERM or SIGINT, then stops every actor, says BYE to every\n"
-            "peer and exits 0.\n",
+            "peer and exits 0. SIGHUP re-reads the allowed keys.\n",
             BRG_NODE_MAX_ENDPOINTS, BRG_NODE_MAX_ENDPOINTS);
     return out == stdout ? 0 : 2;
 }
@@ -79,12 +99,18 @@ main(int argc, char **argv)
     brg_node_config_init(&ncfg);
     brg_config_t cfg;
     brg_config_init(&cfg);
-    int nlisten = 0, nconnect = 0;
+    int nlisten = 0, nconnect = 0, nexport = 0;
+    const char *exports[64];
+    const char *keygen = NULL, *role = "node";
     long parent = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
             return usage(stdout);
+        if (strcmp(a, "--insecure-loopback") == 0) {
+            ncfg.insecure_loopback = true;
+            continue;
+        }
         if (i + 1 >= argc || strncmp(a, "--", 2) != 0)
             return bad("bad argument", a);
         const char *v = argv[++i];
@@ -118,9 +144,33 @@ main(int argc, char **argv)
             if (!parse_uint(v, 1024, &n))
                 return bad("bad --workers", v);
             cfg.workers = (int)n;
+        } else if (strcmp(a, "--key-dir") == 0) {
+            ncfg.key_dir = v;
+        } else if (strcmp(a, "--export") == 0) {
+            if (nexport == 64)
+                return bad("too many --export", v);
+            exports[nexport++] = v;
+        } else if (strcmp(a, "--keygen") == 0) {
+            keygen = v;
+        } else if (strcmp(a, "--role") == 0) {
+            if (strcmp(v, "node") != 0 && strcmp(v, "client") != 0)
+                return bad("--role is node or client, not", v);
+            role = v;
         } else {
             return bad("unknown option", a);
         }
+    }
+    if (keygen != NULL) {
+        char key[BRG_KEY_TEXT];
+        int rc = brg_keygen(keygen, ncfg.name,
+                            strcmp(role, "client") == 0 ? BRG_KEY_CLIENT : BRG_KEY_NODE, key,
+                            sizeof key);
+        if (rc != BRG_OK) {
+            fprintf(stderr, "brigade-node: cannot write %s: %s\n", keygen, brg_strerror(rc));
+            return 1;
+        }
+        printf("%s\n", key);
+        return 0;
     }
     if (ncfg.name == NULL || ncfg.name[0] == '\0' || strlen(ncfg.name) > BRG_NODE_NAME_MAX)
         return bad("--name NAME is required (1..63 bytes), got", ncfg.name);
@@ -135,6 +185,7 @@ main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
         return 1;
     // The parent's death arrives as SIGTERM, through the same signalfd.
@@ -165,15 +216,31 @@ main(int argc, char **argv)
         brg_system_destroy(&sys);
         return 1;
     }
-    char ep[256] = "", uuid[37];
+    for (int i = 0; i < nexport; i++) {
+        int rc = brg_node_export(node, exports[i], true);
+        if (rc != BRG_OK) {
+            fprintf(stderr, "brigade-node: cannot export %s: %s\n", exports[i], brg_strerror(rc));
+            brg_system_destroy(&sys);
+            return 1;
+        }
+    }
+    char ep[256] = "", uuid[37], key[BRG_KEY_TEXT] = "-";
     brg_node_endpoint(node, 0, ep, sizeof ep);
     brg_system_node(sys, uuid);
-    printf("brigade-node %s %s %s\n", ncfg.name, uuid, ep);
+    brg_node_public_key(node, key, sizeof key);
+    printf("brigade-node %s %s %s %s\n", ncfg.name, uuid, ep, key);
     fflush(stdout);
 
     struct signalfd_siginfo si;
     for (;;) {
         ssize_t r = read(sfd, &si, sizeof si);
+        if (r == (ssize_t)sizeof si && si.ssi_signo == SIGHUP) {
+            int n = brg_node_reload_keys(node);
+            brg_system_log(sys, BRG_LOG_NOTICE, "node", BRG_REF_NONE,
+                           "SIGHUP: %d allowed keys read (%s)", n < 0 ? 0 : n,
+                           n < 0 ? brg_strerror(n) : "ok");
+            continue;
+        }
         if (r == (ssize_t)sizeof si)
             break;
         if (r < 0 && errno != EINTR) {

@@ -98,6 +98,7 @@ ERRORS = (
     ("ENETWORK", -17, "network failure (resolve, connect, TLS or transfer)"),
     ("EHTTP", -18, "HTTP error status (not 2xx)"),
     ("EDEADLK", -19, "blocking call refused on a thread of its own system (would deadlock)"),
+    ("EPERM", -20, "not permitted (the peer's key or role may not do this)"),
 )
 _ERROR_BY_CODE = {code: (name, text) for name, code, text in ERRORS}
 
@@ -177,6 +178,7 @@ class SystemCallFailed(ReplyError): pass     # noqa: E701 -16
 class NetworkError(ReplyError): pass         # noqa: E701 -17
 class HTTPError(ReplyError): pass            # noqa: E701 -18
 class WouldDeadlock(ReplyError): pass        # noqa: E701 -19
+class NotPermitted(ReplyError): pass         # noqa: E701 -20
 
 
 # BRG_E... name -> class; every name of ERRORS has one (the test checks).
@@ -187,7 +189,7 @@ ERROR_CLASSES = {
     "ECLOSED": Closed, "EMSGSIZE": MessageTooLarge, "ENODATA": NoData,
     "EFAILED": ActorFailed, "EBUSY": Busy, "EPROTO": ProtocolError,
     "ESYS": SystemCallFailed, "ENETWORK": NetworkError, "EHTTP": HTTPError,
-    "EDEADLK": WouldDeadlock,
+    "EDEADLK": WouldDeadlock, "EPERM": NotPermitted,
 }
 __all__ += [cls.__name__ for cls in ERROR_CLASSES.values()]
 

@@ -1,9 +1,13 @@
-"""Ask the actors of a node: /usr/bin/python3 example.py tcp://127.0.0.1:PORT"""
+"""Ask the actors of a node over CURVE:
+/usr/bin/python3 example.py tcp://127.0.0.1:PORT NODE_KEY client.key"""
 import sys
 
 import brigade  # transport/python/brigade.py, next to this file
 
-with brigade.Client(sys.argv[1], name="py-demo", timeout_ms=5000) as node:
+me = brigade.load_cert(sys.argv[3])  # our key pair (client.key + client.key_secret)
+curve = (me.public, me.secret, sys.argv[2])  # ... and the node's public key
+
+with brigade.Client(sys.argv[1], name="py-demo", timeout_ms=5000, curve=curve) as node:
     print("connected to", node.node_name, node.node_ref)
     print(node.ask("echo", "greet", "hello", 42, {"k": [1, 2]}, b"\x00"))
     # ('greet', ['hello', 42, {'k': [1, 2]}, b'\x00'])
