@@ -1,7 +1,7 @@
 //  brg_bench_remote - Brigade's side of the remote peer benchmarks
 //  (shared/BENCHMARKS.md: remote_rtt_p50, remote_rtt_p99, remote_stream).
 //
-//  usage: brg_bench_remote remote <threads> rtt|stream N
+//  usage: brg_bench_remote remote <threads> rtt|stream|stream-curve N
 //         brg_bench_remote remote-server <threads>     (internal: the server)
 //
 //  Two OS processes on 127.0.0.1, as the peers' benchmarks (zmq_bench,
@@ -18,6 +18,9 @@
 //    activation: the sender is told, nothing is lost silently), then "fin";
 //    the server decodes and checks every seq in order and answers "done".
 //    The clock runs from the first send until "done" arrives.
+//  - stream-curve: stream over CURVE (issue 11: remote_stream_curve, at
+//    least half of remote_stream). rtt and stream run plain tcp on loopback
+//    (insecure_loopback), as the raw ZeroMQ peer does.
 //  RESULT lines go to stdout; diagnostics to stderr.
 #include <brigade.h>
 #include <brigade/node.h>
@@ -164,6 +167,11 @@ s_new_node(int threads, const char *name, brg_node_t **node)
     brg_node_config_init(&ncfg);
     ncfg.name = name;
     ncfg.listen[0] = "tcp://127.0.0.1:*";
+    // Plain tcp on loopback, like the raw ZeroMQ peer, unless the
+    // encrypted stream is measured (remote_stream_curve): then CURVE with a
+    // key pair both processes read from one temporary key directory.
+    const char *curve = getenv("BRG_BENCH_CURVE");
+    ncfg.insecure_loopback = curve == NULL || strcmp(curve, "1") != 0;
     *node = brg_node_new(sys, &ncfg);
     if (!*node)
         s_die("node", 0);
@@ -300,8 +308,16 @@ s_client_init(brg_ctx_t *ctx, void *arg)
 }
 
 static int
-s_run_client(const char *exe, int threads, bool stream, uint64_t n)
+s_run_client(const char *exe, int threads, bool stream, bool curve, uint64_t n)
 {
+    char keys[64] = "";
+    if (curve) {
+        snprintf(keys, sizeof keys, "/tmp/brg-bench-keys-XXXXXX");
+        if (mkdtemp(keys) == NULL)
+            s_die("mkdtemp", 0);
+        setenv("BRG_KEY_DIR", keys, 1);
+        setenv("BRG_BENCH_CURVE", "1", 1); // the server (our child) too
+    }
     int fds[2];
     if (pipe(fds) != 0)
         s_die("pipe", 0);
@@ -367,7 +383,8 @@ s_run_client(const char *exe, int threads, bool stream, uint64_t n)
             fprintf(stderr,
                     "brigade remote stream: %llu msgs in %.3f s, %llu sends retried (busy)\n",
                     (unsigned long long)n, secs, (unsigned long long)st->busy);
-            s_result("remote_stream", threads, (double)n / secs, "msgs/s");
+            s_result(curve ? "remote_stream_curve" : "remote_stream", threads, (double)n / secs,
+                     "msgs/s");
         } else {
             qsort(st->lat, n, sizeof *st->lat, s_cmp_u64);
             uint64_t sum = 0;
@@ -400,13 +417,19 @@ s_run_client(const char *exe, int threads, bool stream, uint64_t n)
     }
     free(st->lat);
     free(st);
+    if (keys[0] != '\0') {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", keys);
+        if (system(cmd) != 0)
+            fprintf(stderr, "brg_bench_remote: cannot remove %s\n", keys);
+    }
     return status;
 }
 
 static void
 s_usage(const char *argv0)
 {
-    fprintf(stderr, "usage: %s remote <threads> rtt|stream N\n", argv0);
+    fprintf(stderr, "usage: %s remote <threads> rtt|stream|stream-curve N\n", argv0);
 }
 
 int
@@ -419,7 +442,8 @@ main(int argc, char **argv)
         return 2;
     }
     int threads = atoi(argv[2]);
-    bool stream = strcmp(argv[3], "stream") == 0;
+    bool curve = strcmp(argv[3], "stream-curve") == 0;
+    bool stream = curve || strcmp(argv[3], "stream") == 0;
     if (threads < 1 || (!stream && strcmp(argv[3], "rtt") != 0)) {
         s_usage(argv[0]);
         return 2;
@@ -429,5 +453,5 @@ main(int argc, char **argv)
         s_usage(argv[0]);
         return 2;
     }
-    return s_run_client("/proc/self/exe", threads, stream, (uint64_t)n);
+    return s_run_client("/proc/self/exe", threads, stream, curve, (uint64_t)n);
 }
