@@ -942,6 +942,26 @@ s_setopt_int(void *sock, int opt, int value)
     return zmq_setsockopt(sock, opt, &value, sizeof value);
 }
 
+//  What inboxes and outboxes share: LINGER 0 (a broken session drops what
+//  ZeroMQ holds; an orderly one sets a linger before close), 1000 frames of
+//  HWM each way, ZMTP heartbeats at tick_ms/timeout_ms, frames of at most
+//  max_frame (ZeroMQ drops a peer that sends more, before buffering it),
+//  and a connection that has not finished ZeroMQ's handshake (greeting,
+//  CURVE, ZAP) within handshake_ms is closed by libzmq.
+static void
+s_setopts_common(brg__io_t *self, void *sock)
+{
+    int64_t maxmsg = (int64_t)self->cfg.max_frame;
+    s_setopt_int(sock, ZMQ_LINGER, 0);
+    s_setopt_int(sock, ZMQ_SNDHWM, 1000);
+    s_setopt_int(sock, ZMQ_RCVHWM, 1000);
+    s_setopt_int(sock, ZMQ_HEARTBEAT_IVL, (int)self->cfg.tick_ms);
+    s_setopt_int(sock, ZMQ_HEARTBEAT_TIMEOUT, (int)self->cfg.timeout_ms);
+    s_setopt_int(sock, ZMQ_HEARTBEAT_TTL, (int)self->cfg.timeout_ms);
+    s_setopt_int(sock, ZMQ_HANDSHAKE_IVL, (int)self->cfg.handshake_ms);
+    zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+}
+
 //  Our outbox to the peer's inbox at ep, with its monitor; over CURVE
 //  (tcp:// when the node uses it) the peer must hold server_key. BRG_OK or
 //  BRG_ENETWORK (a bad endpoint: logged).
@@ -960,18 +980,10 @@ s_open_outbox(s_conn_t *conn, const char *ep, const uint8_t *server_key)
     void *s = zmq_socket(self->ctx, ZMQ_DEALER);
     if (s == NULL)
         return BRG_ENETWORK;
-    int64_t maxmsg = (int64_t)self->cfg.max_frame;
     zmq_setsockopt(s, ZMQ_ROUTING_ID, rid, sizeof rid);
-    s_setopt_int(s, ZMQ_LINGER, 0);
+    s_setopts_common(self, s);
     s_setopt_int(s, ZMQ_RECONNECT_IVL, -1);
-    s_setopt_int(s, ZMQ_SNDHWM, 1000);
-    s_setopt_int(s, ZMQ_RCVHWM, 1000);
     s_setopt_int(s, ZMQ_IMMEDIATE, 0);
-    s_setopt_int(s, ZMQ_HEARTBEAT_IVL, (int)self->cfg.tick_ms);
-    s_setopt_int(s, ZMQ_HEARTBEAT_TIMEOUT, (int)self->cfg.timeout_ms);
-    s_setopt_int(s, ZMQ_HEARTBEAT_TTL, (int)self->cfg.timeout_ms);
-    s_setopt_int(s, ZMQ_HANDSHAKE_IVL, (int)self->cfg.handshake_ms);
-    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (self->curve && s_is_tcp(ep)) {
         // We are the CURVE client: our key pair proves who we are to the
         // peer's ZAP handler, its public key proves who it is to us.
@@ -2257,19 +2269,9 @@ s_inbox_new(brg__io_t *self, bool curve)
     void *r = zmq_socket(self->ctx, ZMQ_ROUTER);
     if (r == NULL)
         return NULL;
-    int64_t maxmsg = (int64_t)self->cfg.max_frame;
+    s_setopts_common(self, r);
     s_setopt_int(r, ZMQ_ROUTER_MANDATORY, 1);
     s_setopt_int(r, ZMQ_ROUTER_HANDOVER, 1);
-    s_setopt_int(r, ZMQ_LINGER, 0);
-    s_setopt_int(r, ZMQ_SNDHWM, 1000);
-    s_setopt_int(r, ZMQ_RCVHWM, 1000);
-    s_setopt_int(r, ZMQ_HEARTBEAT_IVL, (int)self->cfg.tick_ms);
-    s_setopt_int(r, ZMQ_HEARTBEAT_TIMEOUT, (int)self->cfg.timeout_ms);
-    s_setopt_int(r, ZMQ_HEARTBEAT_TTL, (int)self->cfg.timeout_ms);
-    // A connection that has not finished ZeroMQ's handshake (greeting,
-    // CURVE, ZAP) within handshake_ms is closed by libzmq.
-    s_setopt_int(r, ZMQ_HANDSHAKE_IVL, (int)self->cfg.handshake_ms);
-    zmq_setsockopt(r, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (curve &&
         (s_setopt_int(r, ZMQ_CURVE_SERVER, 1) != 0 ||
          zmq_setsockopt(r, ZMQ_CURVE_SECRETKEY, self->cert.sec, BRG__KEY_BYTES) != 0 ||
