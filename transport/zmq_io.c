@@ -322,7 +322,11 @@ struct brg__io {
 //  used by the I/O thread alone. So a TSan build of anything that links the
 //  transport carries these suppressions, scoped to libzmq (and libstdc++,
 //  which only libzmq uses in this process): races whose stack shows libzmq,
-//  and interceptors (memcpy, malloc, recv) called from inside it.
+//  and interceptors (memcpy, malloc, recv) called from inside it. The same
+//  for libsodium, which only libzmq calls (CURVE): it decrypts each frame
+//  with a memmove on libzmq's I/O thread into the buffer our thread reads
+//  next, a hand-off through libzmq's pipes that TSan cannot see, and its
+//  stack shows no libzmq frame.
 //
 //  A stack-scoped suppression is not enough on its own: when TSan's history
 //  has lost the writer's stack ("failed to restore the stack"), nothing in
@@ -339,7 +343,9 @@ const char *
 __tsan_default_suppressions(void)
 {
     return "race:libzmq.so\n"
+           "race:libsodium.so\n"
            "called_from_lib:libzmq.so\n"
+           "called_from_lib:libsodium.so\n"
            "called_from_lib:libstdc++.so\n";
 }
 //  Between two sockets of this process (inproc://) both ends of a hand-off

@@ -109,12 +109,17 @@ tn_forwarder(brg_ctx_t *ctx, const brg_msg_t *msg)
     return brg_forward(ctx, *to) == BRG_OK ? BRG_OK : BRG_EFAILED;
 }
 
-//  Keeps every message (an ask stays unanswered until the actor stops).
+//  Keeps every message (an ask stays unanswered until the actor stops),
+//  counting them: a test that needs an ask held, not still queued, waits
+//  for the count (a queued ask is answered BRG_ENOACTOR when its actor
+//  stops; a held one only when the connection goes).
+static atomic_int tn_held;
 static int
 tn_hold(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     (void)ctx;
     (void)msg;
+    atomic_fetch_add(&tn_held, 1);
     return BRG_OK;
 }
 
@@ -529,7 +534,9 @@ START_TEST(test_node_a_destroyed_node_fails_pending_asks_with_enetwork)
     brg_ref_t t1 = tn_spawn(1, tn_hold, NULL);
     brg_ref_t rec = tn_spawn(0, tn_recorder, NULL);
     tn_command(0, rec, "monitor", t1);
+    int held = atomic_load(&tn_held);
     tn_command(0, rec, "ask", t1);
+    TU_WAIT_UNTIL(atomic_load(&tn_held) > held, TU_WAIT_MS); // held, not queued
     brg_ref_t nb = brg_node_self(tn_node[1]);
     brg_msg_t *q = brg_msg_new("ping"), *r = NULL;
     ck_assert_int_eq(brg_system_ask_named_at(tn_sys[0], nb, BRG_NODE_SERVICE, &q, 5000, &r),
