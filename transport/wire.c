@@ -552,8 +552,6 @@ brg__wire_decode(const void *data, size_t len, const brg__wire_limits_t *limits,
             break;
         size_t max_payload = limits->max_payload < BRG_MSG_MAX ? limits->max_payload : BRG_MSG_MAX;
         frame->count = n - 3;
-        frame->data = data;
-        frame->len = len;
         frame->pos = cur.pos;
         brg__env_t env;
         rc = BRG_OK;
@@ -583,6 +581,10 @@ brg__wire_decode(const void *data, size_t len, const brg__wire_limits_t *limits,
         return BRG_EPROTO;
     }
     frame->type = (brg__frame_type_t)type;
+    // Every frame's bytes, for the walk over a BATCH and the receiver's
+    // byte count of any frame.
+    frame->data = data;
+    frame->len = len;
     *werr = 0;
     return BRG_OK;
 }

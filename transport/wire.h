@@ -139,9 +139,9 @@ typedef struct brg__frame {
     uint32_t count;                    // BATCH: envelopes
     int code;                          // ERROR
     char text[BRG__WIRE_TEXT_MAX + 1]; // BYE, ERROR
+    const uint8_t *data;               // the frame's bytes (the caller's), any type
+    size_t len;                        // (the receiver counts them: bytes_in)
     // private: the walk over a BATCH
-    const uint8_t *data;
-    size_t len;
     size_t pos;
     uint32_t next;
 } brg__frame_t;

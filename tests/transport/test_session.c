@@ -1297,6 +1297,19 @@ START_TEST(test_session_target_on_another_node_is_delivered_to_id_0)
 }
 END_TEST
 
+//  Every frame's bytes count in bytes_in, not only BATCHes'.
+START_TEST(test_session_bytes_in_counts_every_frame)
+{
+    lb_handshake();                                       // HELLO and WELCOME each way
+    lb_advance(S[0].cfg.tick_ms, S[0].cfg.tick_ms, true); // a TICK each way
+    for (int i = 0; i < 2; i++) {
+        ck_assert_uint_eq(stats(i).frames_in, 3);
+        ck_assert_uint_eq(stats(i).frames_in, stats(1 - i).frames_out);
+        ck_assert_uint_eq(stats(i).bytes_in, stats(1 - i).bytes_out);
+    }
+}
+END_TEST
+
 //  ---------------------------------------------------------------------------
 //  Two deterministic systems joined by two sessions: the answers of an
 //  ended session, as actors see them.
@@ -1826,6 +1839,7 @@ session_suite(void)
     tcase_add_test(tc, test_session_stop_and_exit_signal_without_a_sender_cross);
     tcase_add_test(tc, test_session_target_on_another_node_is_delivered_to_id_0);
     tcase_add_test(tc, test_session_actors_get_noconnection_and_enetwork_after_what_was_delivered);
+    tcase_add_test(tc, test_session_bytes_in_counts_every_frame);
     tcase_add_loop_test(tc, test_session_random_mixes_cut_at_a_random_point_keep_every_invariant, 0,
                         5);
     suite_add_tcase(s, tc);
