@@ -1297,6 +1297,510 @@ START_TEST(test_session_target_on_another_node_is_delivered_to_id_0)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Untrusted input at the limits (PROTOCOL.md sections 12 and 19): a frame at
+//  a limit is taken, one byte or one entry over it is refused: ERROR 3 on
+//  the connection it came on, the session ended (protocol), on_bytes
+//  returns BRG_EPROTO (what the owner counts as rejected_frames), the frame
+//  counted in frames_in and bytes_in, and nothing of it delivered.
+
+//  A growable msgpack writer for frames built by hand.
+typedef struct {
+    uint8_t *b;
+    size_t n, cap;
+} mp_t;
+
+static void
+mp_raw(mp_t *m, const void *p, size_t n)
+{
+    if (m->n + n > m->cap) {
+        m->cap = (m->n + n) * 2;
+        m->b = realloc(m->b, m->cap);
+        ck_assert_ptr_nonnull(m->b);
+    }
+    if (p && n)
+        memcpy(m->b + m->n, p, n);
+    m->n += n;
+}
+
+static void
+mp_byte(mp_t *m, uint8_t c)
+{
+    mp_raw(m, &c, 1);
+}
+
+static void
+mp_be(mp_t *m, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--)
+        mp_byte(m, (uint8_t)(v >> (8 * i)));
+}
+
+static void
+mp_uint(mp_t *m, uint64_t v)
+{
+    if (v <= 0x7f) {
+        mp_byte(m, (uint8_t)v);
+    } else {
+        mp_byte(m, 0xcf);
+        mp_be(m, v, 8);
+    }
+}
+
+//  A str of n bytes: copies of s if n > strlen(s) ('a' padding), else s's first n.
+static void
+mp_str(mp_t *m, const char *s, size_t n)
+{
+    if (n <= 31) {
+        mp_byte(m, (uint8_t)(0xa0 | n));
+    } else if (n <= 0xff) {
+        mp_byte(m, 0xd9);
+        mp_be(m, n, 1);
+    } else {
+        mp_byte(m, 0xda);
+        mp_be(m, n, 2);
+    }
+    size_t len = strlen(s);
+    for (size_t i = 0; i < n; i++)
+        mp_byte(m, i < len ? (uint8_t)s[i] : 'a');
+}
+
+static void
+mp_head(mp_t *m, uint8_t fix, uint8_t f32, uint32_t n)
+{
+    if (n <= 15) {
+        mp_byte(m, (uint8_t)(fix | n));
+    } else {
+        mp_byte(m, f32);
+        mp_be(m, n, 4);
+    }
+}
+
+static void
+mp_array(mp_t *m, uint32_t n)
+{
+    mp_head(m, 0x90, 0xdd, n);
+}
+
+static void
+mp_map(mp_t *m, uint32_t n)
+{
+    mp_head(m, 0x80, 0xdf, n);
+}
+
+static void
+mp_bin(mp_t *m, const uint8_t *p, size_t n)
+{
+    mp_byte(m, 0xc6);
+    mp_be(m, n, 4);
+    if (p) {
+        mp_raw(m, p, n);
+    } else {
+        size_t at = m->n;
+        mp_raw(m, NULL, n);
+        memset(m->b + at, 0x5a, n);
+    }
+}
+
+static void
+mp_free(mp_t *m)
+{
+    free(m->b);
+    memset(m, 0, sizeof(*m));
+}
+
+//  A HELLO as node A would send it to B, or a WELCOME as B would send it to
+//  A, with the knobs of section 19.
+typedef struct {
+    int type;
+    size_t name_len, cluster_len, ep_len; // 'a' padded
+    const char *name, *cluster;           // or these bytes (name_len/cluster_len of them)
+    uint32_t unknown;                     // unknown keys "u<i>", nil values
+    size_t key_len;                       // ... the first one this long instead (0: as is)
+    int features;                         // -1: no key; else entries of feature_len bytes
+    size_t feature_len;
+    int peers; // -1: no key; else entries with endpoints peer_ep_len, names peer_name_len
+    size_t peer_ep_len, peer_name_len;
+    size_t depth; // > 0: an unknown key "deep" whose value nests this deep
+} hello_spec_t;
+
+static hello_spec_t
+hello_spec(int type)
+{
+    hello_spec_t h;
+    memset(&h, 0, sizeof(h));
+    h.type = type;
+    h.name = "a";
+    h.name_len = 1;
+    h.cluster = "test";
+    h.cluster_len = 4;
+    h.ep_len = 20;
+    h.features = -1;
+    h.feature_len = 1;
+    h.peers = -1;
+    h.peer_ep_len = 1;
+    h.peer_name_len = 1;
+    return h;
+}
+
+static void
+mp_hello(mp_t *m, const hello_spec_t *h)
+{
+    mp_array(m, 3);
+    mp_byte(m, 1);
+    mp_byte(m, (uint8_t)h->type);
+    uint32_t keys = 6 + h->unknown + (h->features >= 0) + (h->peers >= 0) + (h->depth > 0);
+    mp_map(m, keys);
+    mp_str(m, "node", 4);
+    mp_byte(m, 0xc4);
+    mp_byte(m, 16);
+    mp_raw(m, h->type == BRG__FRAME_WELCOME ? NODE_B : NODE_A, 16); // to side 0 : 1
+    mp_str(m, "sess", 4);
+    mp_uint(m, 0xaaaa);
+    mp_str(m, "role", 4);
+    mp_str(m, "node", 4);
+    mp_str(m, "name", 4);
+    mp_str(m, h->name, h->name_len);
+    mp_str(m, "cluster", 7);
+    mp_str(m, h->cluster, h->cluster_len);
+    mp_str(m, "ep", 2);
+    mp_str(m, "inproc://a", h->ep_len);
+    for (uint32_t i = 0; i < h->unknown; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "u%u", i);
+        mp_str(m, key, i == 0 && h->key_len ? h->key_len : strlen(key));
+        mp_byte(m, 0xc0);
+    }
+    if (h->features >= 0) {
+        mp_str(m, "features", 8);
+        mp_array(m, (uint32_t)h->features);
+        for (int i = 0; i < h->features; i++)
+            mp_str(m, "f", h->feature_len);
+    }
+    if (h->peers >= 0) {
+        mp_str(m, "peers", 5);
+        mp_array(m, (uint32_t)h->peers);
+        for (int i = 0; i < h->peers; i++) {
+            uint8_t node[16] = {0xc0, (uint8_t)i};
+            mp_array(m, 3);
+            mp_byte(m, 0xc4);
+            mp_byte(m, 16);
+            mp_raw(m, node, 16);
+            mp_str(m, "tcp://p", h->peer_ep_len);
+            mp_str(m, "p", h->peer_name_len);
+        }
+    }
+    if (h->depth > 0) {
+        mp_str(m, "deep", 4);
+        for (size_t i = 0; i < h->depth; i++)
+            mp_byte(m, 0x91);
+        mp_byte(m, 0xc0);
+    }
+}
+
+//  Expect side i's session to refuse the bytes: ERROR code back on the
+//  connection they came on, ended (protocol), counted, nothing delivered.
+static const char *CASE = ""; // what the limit tests check now
+
+static void
+expect_refused(int i, const void *data, size_t len, bool inbound, int code)
+{
+    brg__session_stats_t before = stats(i);
+    size_t nlog = S[i].nlog;
+    size_t qn = QN;
+    int rc = brg__session_on_bytes(S[i].s, data, len, inbound, NOW);
+    ck_assert_msg(rc == BRG_EPROTO, "%s: taken (%d)", CASE, rc);
+    ck_assert_int_eq(brg__session_state(S[i].s), BRG__SESS_ENDED);
+    ck_assert_int_eq(S[i].reason, BRG__END_PROTOCOL);
+    ck_assert_uint_gt(QN, qn);
+    ck_assert_int_eq(Q[qn].from, i);
+    ck_assert_int_eq(Q[qn].inbound, inbound); // back where it came from
+    ck_assert_int_eq(take_error(i), code);
+    ck_assert_uint_eq(stats(i).frames_in, before.frames_in + 1);
+    ck_assert_uint_eq(stats(i).bytes_in, before.bytes_in + len);
+    ck_assert_uint_eq(S[i].nlog, nlog);
+    ck_assert_uint_eq(stats(i).msgs_in, before.msgs_in);
+}
+
+//  Expect side i's session to take the bytes: no ERROR, not ended, counted.
+static void
+expect_taken(int i, const void *data, size_t len, bool inbound)
+{
+    brg__session_stats_t before = stats(i);
+    int rc = brg__session_on_bytes(S[i].s, data, len, inbound, NOW);
+    ck_assert_msg(rc == BRG_OK, "%s: refused (%d, ERROR %d)", CASE, rc, peek_error(i));
+    ck_assert_int_ne(brg__session_state(S[i].s), BRG__SESS_ENDED);
+    ck_assert_int_eq(peek_error(i), 0);
+    ck_assert_uint_eq(stats(i).frames_in, before.frames_in + 1);
+    ck_assert_uint_eq(stats(i).bytes_in, before.bytes_in + len);
+}
+
+//  A HELLO (to a fresh acceptor, side 1) or a WELCOME (to a fresh dialer,
+//  side 0), taken or refused with ERROR 3.
+static void
+check_hello(const hello_spec_t *h, bool ok)
+{
+    teardown();
+    setup();
+    if (h->cluster_len != 4 && h->cluster_len <= BRG__WIRE_NAME_MAX) {
+        // Our own cluster is the HELLO's, padded as mp_str pads it.
+        for (size_t i = 0; i < h->cluster_len; i++)
+            S[0].cfg.cluster[i] = i < strlen(h->cluster) ? h->cluster[i] : 'a';
+        S[0].cfg.cluster[h->cluster_len] = '\0';
+        memcpy(S[1].cfg.cluster, S[0].cfg.cluster, sizeof(S[1].cfg.cluster));
+    }
+    int side = h->type == BRG__FRAME_HELLO ? 1 : 0;
+    S[side].s = brg__session_new(&S[side].cfg, &IO, &S[side], side == 0, NOW);
+    ck_assert_ptr_nonnull(S[side].s);
+    lb_drop_all(); // the dialer's own HELLO
+    mp_t m = {0};
+    mp_hello(&m, h);
+    if (ok)
+        expect_taken(side, m.b, m.n, side == 1);
+    else
+        expect_refused(side, m.b, m.n, side == 1, BRG__WERR_MALFORMED);
+    mp_free(&m);
+}
+
+START_TEST(test_session_hello_at_each_limit_is_taken_and_one_over_is_refused)
+{
+    for (int over = 0; over < 2; over++) {
+        bool ok = !over;
+        hello_spec_t h = hello_spec(BRG__FRAME_HELLO);
+        h.name_len = 63 + (size_t)over; // name
+        CASE = "name";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.cluster = "c";
+        h.cluster_len = 63 + (size_t)over; // cluster (both sides' own, when 63)
+        CASE = "cluster (both sides' own, when 63)";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.ep_len = 255 + (size_t)over; // endpoint
+        CASE = "endpoint";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.unknown = 26 + (uint32_t)over; // 6 known keys + 26 = 32 keys
+        CASE = "6 known keys + 26 = 32 keys";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.unknown = 1;
+        h.key_len = 255 + (size_t)over; // key string
+        CASE = "key string";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.features = 32 + over; // features
+        CASE = "features";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.features = 1;
+        h.feature_len = 255 + (size_t)over; // a feature string
+        CASE = "a feature string";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.depth = 64 + (size_t)over; // nesting of an unknown value
+        CASE = "nesting of an unknown value";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_WELCOME);
+        h.peers = 64 + over; // peers
+        CASE = "peers";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_WELCOME);
+        h.peers = 1;
+        h.peer_ep_len = 255 + (size_t)over; // a peer's endpoint
+        CASE = "a peer's endpoint";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_WELCOME);
+        h.peers = 1;
+        h.peer_name_len = 63 + (size_t)over; // a peer's name
+        CASE = "a peer's name";
+        check_hello(&h, ok);
+    }
+    // And the lower bounds: an empty name, cluster or peer endpoint.
+    hello_spec_t h = hello_spec(BRG__FRAME_HELLO);
+    h.name_len = 0;
+    check_hello(&h, false);
+    h = hello_spec(BRG__FRAME_WELCOME);
+    h.peers = 1;
+    h.peer_ep_len = 0;
+    check_hello(&h, false);
+    h.peer_ep_len = 1;
+    h.peer_name_len = 0; // peer names may be empty
+    check_hello(&h, true);
+}
+END_TEST
+
+//  A BATCH [1, 2, 1, env] of one envelope to side 1 (UP) from A's actor 5:
+//  SEND to `to` (a str when name_len > 0, else local id 7) with a tag of
+//  tag_len bytes and one argument written by args (or none).
+static void
+mp_batch_head(mp_t *m, uint32_t envs)
+{
+    mp_array(m, 3 + envs);
+    mp_byte(m, 1);
+    mp_byte(m, BRG__FRAME_BATCH);
+    mp_byte(m, 1);
+}
+
+static void
+mp_env_head(mp_t *m, uint32_t nargs, const char *name, size_t name_len, const char *tag,
+            size_t tag_len)
+{
+    mp_array(m, 5 + nargs);
+    mp_byte(m, BRG__WK_SEND);
+    if (name_len)
+        mp_str(m, name, name_len);
+    else
+        mp_byte(m, 7);
+    mp_byte(m, 5);
+    mp_byte(m, 0);
+    mp_str(m, tag, tag_len);
+}
+
+static void
+up_fresh(void)
+{
+    teardown();
+    setup();
+    lb_handshake();
+    lb_drop_all();
+}
+
+START_TEST(test_session_batch_at_each_limit_is_taken_and_one_over_is_refused)
+{
+    mp_t m = {0};
+    for (int over = 0; over < 2; over++) {
+        bool ok = !over;
+        // The tag: 31 bytes.
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 0, NULL, 0, "t", BRG_TAG_MAX + (size_t)over);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 1);
+            ck_assert_uint_eq(S[1].log[0].msg->tag_len, BRG_TAG_MAX);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+        // A name as `to`: 63 bytes.
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 0, "n", BRG__WIRE_NAME_MAX + (size_t)over, "t", 1);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 1);
+            ck_assert_uint_eq(strlen(S[1].log[0].name), BRG__WIRE_NAME_MAX);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+        // Nesting: a payload argument 64 containers deep.
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 1, NULL, 0, "t", 1);
+        for (int i = 0; i < BRG_MSG_DEPTH_MAX + over; i++)
+            mp_byte(&m, 0x91);
+        mp_byte(&m, 0xc0);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 1);
+            ck_assert_int_eq(brg_msg_count(S[1].log[0].msg), 1);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+        // The payload: 16 MiB in all (one bin of 16 MiB - 5 bytes and its header).
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 1, NULL, 0, "t", 1);
+        mp_bin(&m, NULL, BRG_MSG_MAX - 5 + (size_t)over);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 1);
+            ck_assert_uint_eq(S[1].log[0].msg->size, BRG_MSG_MAX);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+        // Envelopes: 65 535 in one BATCH.
+        up_fresh();
+        uint32_t envs = 65535 + (uint32_t)over;
+        mp_batch_head(&m, envs);
+        for (uint32_t i = 0; i < envs; i++)
+            mp_env_head(&m, 0, NULL, 0, "t", 1);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 65535);
+            ck_assert_uint_eq(stats(1).msgs_in, 65535);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+    }
+    // The frame: max_frame bytes (the node's ZMQ_MAXMSGSIZE drops the
+    // connection first; the codec refuses it too).
+    for (int over = 0; over < 2; over++) {
+        teardown();
+        setup();
+        S[1].cfg.limits.max_frame = 4096;
+        lb_handshake();
+        lb_drop_all();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 1, NULL, 0, "t", 1);
+        mp_bin(&m, NULL, 4096 - m.n - 5 + (size_t)over);
+        ck_assert_uint_eq(m.n, 4096 + (size_t)over);
+        if (over)
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        else
+            expect_taken(1, m.b, m.n, true);
+        mp_free(&m);
+    }
+}
+END_TEST
+
+//  Thousands of levels: refused by the depth limit of an iterative walk,
+//  never by recursing the C stack away (ASan's stack checks would see it).
+START_TEST(test_session_deep_nesting_is_refused_without_recursion)
+{
+    const size_t depth = 200000;
+    mp_t m = {0};
+    for (int form = 0; form < 4; form++) {
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 1, NULL, 0, "t", 1);
+        for (size_t i = 0; i < depth; i++) {
+            if (form == 0) {
+                mp_byte(&m, 0x91); // [[[...]]]
+            } else if (form == 1) {
+                mp_byte(&m, 0x81); // {"k": {"k": ...}}
+                mp_str(&m, "k", 1);
+            } else if (form == 2) {
+                mp_byte(&m, 0x81); // {{...}: nil}: containers as keys
+            } else {
+                mp_byte(&m, 0xdd); // array32 headers, 5 bytes a level
+                mp_be(&m, 1, 4);
+            }
+        }
+        for (size_t i = 0; i < (form == 2 ? depth + 1 : 1); i++)
+            mp_byte(&m, 0xc0);
+        expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        mp_free(&m);
+    }
+    // As the value of an unknown HELLO key.
+    hello_spec_t h = hello_spec(BRG__FRAME_HELLO);
+    h.depth = depth;
+    check_hello(&h, false);
+    // As the whole frame.
+    up_fresh();
+    for (size_t i = 0; i < depth; i++)
+        mp_byte(&m, 0x92);
+    mp_byte(&m, 0x01);
+    expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+    mp_free(&m);
+}
+END_TEST
+
 //  Every frame's bytes count in bytes_in, not only BATCHes'.
 START_TEST(test_session_bytes_in_counts_every_frame)
 {
@@ -1395,12 +1899,14 @@ r_ops_destroy(void *arg)
 
 static const brg__remote_ops_t R_OPS = {r_ops_send, r_ops_shutdown, r_ops_destroy};
 
-static int R_dead[2][16]; // dead letters by system and message kind
+static int R_dead[2][16];     // dead letters by system and message kind
+static int R_dead_why[2][16]; // ... and by reason
 
 static void
 r_dead_letter(void *arg, brg_ref_t to, const brg_msg_t *msg, brg_dead_reason_t reason)
 {
     R_dead[((lb_side_t *)arg)->idx][msg->kind & 15]++;
+    R_dead_why[((lb_side_t *)arg)->idx][reason & 15]++;
 }
 
 static brg_system_t *
@@ -1481,6 +1987,120 @@ START_TEST(test_session_actors_get_noconnection_and_enetwork_after_what_was_deli
         ck_assert_int_eq(R_dead[0][k], 0);
         ck_assert_int_eq(R_dead[1][k], k == BRG__MSG_SYS_DOWN ? 1 : 0);
     }
+    ck_assert_int_eq(brg_system_destroy(&sa), BRG_OK);
+    ck_assert_int_eq(brg_system_destroy(&sb), BRG_OK);
+    S[0].sys = S[1].sys = NULL;
+}
+END_TEST
+
+//  Counts what reaches it.
+static int R_got;
+
+static int
+r_counter(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    R_got++;
+    return BRG_OK;
+}
+
+//  An envelope [kind, to, 5, corr, tag, args...] of A's actor 5, `to` a ref
+//  when node is set, else the local id.
+static size_t
+put_env(uint8_t *p, int kind, const uint8_t *node, uint64_t id, uint64_t corr, const char *tag,
+        const uint8_t *args, size_t args_len, int nargs)
+{
+    size_t n = 0;
+    p[n++] = (uint8_t)(0x90 | (5 + nargs));
+    p[n++] = (uint8_t)kind;
+    if (node) {
+        n += put_ext_ref(p + n, node, id);
+    } else {
+        p[n++] = 0xcf;
+        for (int i = 0; i < 8; i++)
+            p[n++] = (uint8_t)(id >> (56 - 8 * i));
+    }
+    p[n++] = 5;
+    p[n++] = 0xcf;
+    for (int i = 0; i < 8; i++)
+        p[n++] = (uint8_t)(corr >> (56 - 8 * i));
+    p[n++] = (uint8_t)(0xa0 | strlen(tag));
+    memcpy(p + n, tag, strlen(tag));
+    n += strlen(tag);
+    memcpy(p + n, args, args_len);
+    return n + args_len;
+}
+
+//  `to` as a ref (ext 1) to a node that is not the receiver: a dead letter
+//  there, never a delivery to the receiver's actor with the same id; a
+//  request among them is answered BRG_ENOACTOR to its sender's node.
+START_TEST(test_session_ref_to_another_node_is_a_dead_letter_not_a_local_delivery)
+{
+    brg_system_t *sa = r_system(0), *sb = r_system(1);
+    lb_handshake();
+    brg_ref_t target;
+    ck_assert_int_eq(brg_system_spawn(sb, r_counter, NULL, &target), BRG_OK);
+    static const uint8_t node_c[16] = {0xc0, 0xde}; // no such node
+    uint8_t f[512];
+    size_t n = 0;
+    f[n++] = 0x97; // [1, 2, 1, and four envelopes]
+    f[n++] = 1;
+    f[n++] = 2;
+    f[n++] = 1;
+    n += put_env(f + n, BRG__WK_SEND, node_c, target.id, 0, "x", NULL, 0, 0);
+    n += put_env(f + n, BRG__WK_SEND, node_c, target.id, 9, "x", NULL, 0, 0); // a request
+    n += put_env(f + n, BRG__WK_LINK, node_c, target.id, 0, "brg.exit", NULL, 0, 0);
+    n += put_env(f + n, BRG__WK_SEND, S[1].cfg.node, target.id, 0, "x", NULL, 0, 0); // B itself
+    ck_assert_int_eq(brg__session_on_bytes(S[1].s, f, n, true, NOW), BRG_OK);
+    ck_assert_uint_eq(stats(1).links, 0); // no entry for a LINK to nowhere
+    r_settle();
+    ck_assert_int_eq(R_got, 1); // only the envelope that names B
+    ck_assert_int_eq(R_dead[1][BRG__MSG_USER], 2);
+    ck_assert_int_eq(R_dead_why[1][BRG_DEAD_NO_ACTOR], 2);
+    // The request's BRG_ENOACTOR went back to A (whose actor 5 is no more:
+    // there it is a late reply).
+    ck_assert_uint_eq(stats(0).msgs_in, 1);
+    ck_assert_int_eq(R_dead[0][BRG__MSG_REPLY_ERROR], 1);
+    ck_assert_int_eq(brg__session_state(S[1].s), BRG__SESS_UP);
+    ck_assert_int_eq(brg_system_destroy(&sa), BRG_OK);
+    ck_assert_int_eq(brg_system_destroy(&sb), BRG_OK);
+    S[0].sys = S[1].sys = NULL;
+}
+END_TEST
+
+//  A REPLY or REPLY_ERROR for an ask that never was (no entry in the asks
+//  table, no pending ask at the target): delivered, then dropped by the
+//  target as a late reply (counted), never seen by its behaviour; the
+//  session goes on.
+START_TEST(test_session_reply_to_an_ask_that_never_was_is_a_counted_late_reply)
+{
+    brg_system_t *sa = r_system(0), *sb = r_system(1);
+    lb_handshake();
+    brg_ref_t target;
+    ck_assert_int_eq(brg_system_spawn(sb, r_counter, NULL, &target), BRG_OK);
+    static const uint8_t one[] = {0x01}, enoactor[] = {0xfd}; // 1, -3
+    uint8_t f[512];
+    size_t n = 0;
+    f[n++] = 0x97; // [1, 2, 1, and four envelopes]
+    f[n++] = 1;
+    f[n++] = 2;
+    f[n++] = 1;
+    n += put_env(f + n, BRG__WK_REPLY, NULL, target.id, 4242, "r", one, 1, 1);
+    n += put_env(f + n, BRG__WK_REPLY_ERROR, NULL, target.id, 4243, "brg.error", enoactor, 1, 1);
+    n += put_env(f + n, BRG__WK_REPLY, NULL, target.id + 1000, 77, "r", NULL, 0, 0); // no actor
+    n += put_env(f + n, BRG__WK_SEND, NULL, target.id, 0, "x", NULL, 0, 0);
+    ck_assert_int_eq(brg__session_on_bytes(S[1].s, f, n, true, NOW), BRG_OK);
+    ck_assert_int_eq(peek_error(1), 0);
+    ck_assert_uint_eq(stats(1).msgs_in, 4);
+    ck_assert_uint_eq(stats(1).asks, 0);
+    r_settle();
+    ck_assert_int_eq(R_got, 1); // the SEND only
+    ck_assert_int_eq(R_dead[1][BRG__MSG_REPLY], 2);
+    ck_assert_int_eq(R_dead[1][BRG__MSG_REPLY_ERROR], 1);
+    ck_assert_int_eq(R_dead_why[1][BRG_DEAD_LATE_REPLY], 3);
+    ck_assert_int_eq(brg__session_state(S[0].s), BRG__SESS_UP);
+    ck_assert_int_eq(brg__session_state(S[1].s), BRG__SESS_UP);
     ck_assert_int_eq(brg_system_destroy(&sa), BRG_OK);
     ck_assert_int_eq(brg_system_destroy(&sb), BRG_OK);
     S[0].sys = S[1].sys = NULL;
@@ -1839,9 +2459,14 @@ session_suite(void)
     tcase_add_test(tc, test_session_stop_and_exit_signal_without_a_sender_cross);
     tcase_add_test(tc, test_session_target_on_another_node_is_delivered_to_id_0);
     tcase_add_test(tc, test_session_actors_get_noconnection_and_enetwork_after_what_was_delivered);
-    tcase_add_test(tc, test_session_bytes_in_counts_every_frame);
     tcase_add_loop_test(tc, test_session_random_mixes_cut_at_a_random_point_keep_every_invariant, 0,
                         5);
+    tcase_add_test(tc, test_session_ref_to_another_node_is_a_dead_letter_not_a_local_delivery);
+    tcase_add_test(tc, test_session_reply_to_an_ask_that_never_was_is_a_counted_late_reply);
+    tcase_add_test(tc, test_session_hello_at_each_limit_is_taken_and_one_over_is_refused);
+    tcase_add_test(tc, test_session_batch_at_each_limit_is_taken_and_one_over_is_refused);
+    tcase_add_test(tc, test_session_deep_nesting_is_refused_without_recursion);
+    tcase_add_test(tc, test_session_bytes_in_counts_every_frame);
     suite_add_tcase(s, tc);
     return s;
 }
