@@ -1801,6 +1801,45 @@ START_TEST(test_session_deep_nesting_is_refused_without_recursion)
 }
 END_TEST
 
+//  A name, a tag, a HELLO's name that is not UTF-8: the frame is malformed.
+START_TEST(test_session_names_and_tags_that_are_not_utf8_are_refused)
+{
+    static const char *const bad[] = {"\xff", "\xc0\xaf", "\xed\xa0\x80", "ok\xe2\x82"};
+    mp_t m = {0};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t n = strlen(bad[i]);
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 0, NULL, 0, bad[i], n); // the tag
+        expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        mp_free(&m);
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 0, bad[i], n, "t", 1); // the name in `to`
+        expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        mp_free(&m);
+        hello_spec_t h = hello_spec(BRG__FRAME_HELLO);
+        h.name = bad[i];
+        h.name_len = n;
+        check_hello(&h, false);
+    }
+    // Valid UTF-8 of several bytes a character passes.
+    up_fresh();
+    mp_batch_head(&m, 1);
+    mp_env_head(&m, 0, "caf\xc3\xa9", 5, "\xf0\x9f\x98\x80", 4);
+    expect_taken(1, m.b, m.n, true);
+    ck_assert_str_eq(S[1].log[0].name, "caf\xc3\xa9");
+    ck_assert_str_eq(S[1].log[0].msg->tag, "\xf0\x9f\x98\x80");
+    mp_free(&m);
+    // Going out, a tag that is not UTF-8 fails that message alone.
+    brg_msg_t *msg = mk(BRG__MSG_USER, 0, 1, 0, "\xc3\x28");
+    ck_assert_int_eq(brg__session_push(S[0].s, side_ref(1, 2), NULL, &msg), BRG_EINVAL);
+    ck_assert_ptr_nonnull(msg); // given back, for the caller's dead letter
+    brg_msg_destroy(&msg);
+    ck_assert_int_eq(brg__session_state(S[0].s), BRG__SESS_UP);
+}
+END_TEST
+
 //  Every frame's bytes count in bytes_in, not only BATCHes'.
 START_TEST(test_session_bytes_in_counts_every_frame)
 {
@@ -2466,6 +2505,7 @@ session_suite(void)
     tcase_add_test(tc, test_session_hello_at_each_limit_is_taken_and_one_over_is_refused);
     tcase_add_test(tc, test_session_batch_at_each_limit_is_taken_and_one_over_is_refused);
     tcase_add_test(tc, test_session_deep_nesting_is_refused_without_recursion);
+    tcase_add_test(tc, test_session_names_and_tags_that_are_not_utf8_are_refused);
     tcase_add_test(tc, test_session_bytes_in_counts_every_frame);
     suite_add_tcase(s, tc);
     return s;
