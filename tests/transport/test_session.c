@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz/session_driver.h"
 #include "msg.h"
 #include "transport/session.h"
 
@@ -2453,6 +2454,165 @@ START_TEST(test_session_random_mixes_cut_at_a_random_point_keep_every_invariant)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  The seeded fuzz loop: the scripts of tests/fuzz/session_driver.h, the
+//  seeds mutated, without libFuzzer, so every build fuzzes the session a
+//  little (the stress tier more). BRG_FUZZ_SEED picks another seed.
+
+static void
+fz_fail(const char *file, int line, const char *what)
+{
+    ck_abort_msg("%s:%d: session invariant broken: %s", file, line, what);
+}
+
+//  xorshift64*: a reproducible stream from the seed.
+static uint64_t
+fz_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1Du;
+}
+
+//  One to four mutations of buf (len bytes, room for cap) in place:
+//  bit flips, interesting bytes, truncation, a splice of another seed,
+//  insertions (a random byte or a whole operation's opcode), deletions.
+static size_t
+fz_mutate(uint64_t *rng, uint8_t *buf, size_t len, size_t cap, const fz_seed_t *seeds, size_t n)
+{
+    static const uint8_t interesting[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+                                          0x09, 0x10, 0x11, 0x19, 0x7f, 0x80, 0x90, 0x9f, 0xc0,
+                                          0xc1, 0xc7, 0xcf, 0xd9, 0xdd, 0xdf, 0xff};
+    int rounds = 1 + (int)(fz_rand(rng) % 4);
+    for (int r = 0; r < rounds; r++) {
+        uint64_t op = fz_rand(rng) % 7;
+        size_t at = len ? (size_t)(fz_rand(rng) % len) : 0;
+        switch (op) {
+        case 0:
+            if (len)
+                buf[at] ^= (uint8_t)(1u << (fz_rand(rng) % 8));
+            break;
+        case 1:
+            if (len)
+                buf[at] = interesting[fz_rand(rng) % sizeof interesting];
+            break;
+        case 2:
+            len = at;
+            break;
+        case 3: { // splice: a piece of another seed over the tail from at
+            const fz_seed_t *o = &seeds[fz_rand(rng) % n];
+            size_t from = (size_t)(fz_rand(rng) % o->len);
+            size_t k = o->len - from;
+            if (at + k > cap)
+                k = cap - at;
+            memcpy(buf + at, o->data + from, k);
+            if (at + k > len)
+                len = at + k;
+            break;
+        }
+        case 4:
+        case 5:
+            if (len < cap) {
+                memmove(buf + at + 1, buf + at, len - at);
+                buf[at] = op == 4 ? (uint8_t)fz_rand(rng) : (uint8_t)(fz_rand(rng) % 10);
+                len++;
+            }
+            break;
+        default: { // delete a run
+            size_t k = 1 + (size_t)(fz_rand(rng) % 8);
+            if (at + k > len)
+                k = len - at;
+            memmove(buf + at, buf + at + k, len - at - k);
+            len -= k;
+            break;
+        }
+        }
+    }
+    return len;
+}
+
+static void
+fz_loop(uint64_t seed, long iterations)
+{
+    const char *env_seed = getenv("BRG_FUZZ_SEED");
+    if (env_seed)
+        seed = strtoull(env_seed, NULL, 0);
+    fz_session_on_fail(fz_fail);
+    fz_seed_t *seeds;
+    size_t n = fz_session_seeds(&seeds);
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++)
+        cap = seeds[i].len > cap ? seeds[i].len : cap;
+    cap *= 2;
+    uint8_t *work = malloc(cap);
+    ck_assert_ptr_nonnull(work);
+    uint64_t rng = seed | 1;
+    fz_totals_t before, after;
+    fz_session_totals(&before);
+    for (long it = 0; it < iterations; it++) {
+        size_t k = (size_t)(fz_rand(&rng) % n);
+        memcpy(work, seeds[k].data, seeds[k].len);
+        size_t len = seeds[k].len;
+        if (it >= (long)n) // the seeds themselves first
+            len = fz_mutate(&rng, work, len, cap, seeds, n);
+        // Exactly len bytes on the heap, so ASan catches a read past the end.
+        uint8_t *exact = malloc(len ? len : 1);
+        ck_assert_ptr_nonnull(exact);
+        memcpy(exact, work, len);
+        fz_session_run(exact, len);
+        free(exact);
+    }
+    fz_session_totals(&after);
+    // The mutations must leave sessions that come up, deliver, answer their
+    // tables and refuse frames, or the loop tests only one of those.
+    ck_assert_uint_eq(after.runs - before.runs, (uint64_t)iterations);
+    ck_assert_uint_gt(after.ups - before.ups, (uint64_t)iterations / 10);
+    ck_assert_uint_gt(after.delivered - before.delivered, 0);
+    ck_assert_uint_gt(after.answers - before.answers, 0);
+    ck_assert_uint_gt(after.refused - before.refused, (uint64_t)iterations / 100);
+    ck_assert_uint_gt(after.replaced - before.replaced, 0);
+    ck_assert_uint_gt(after.timeouts - before.timeouts, 0);
+    free(work);
+    fz_session_seeds_free(seeds, n);
+    fz_session_on_fail(NULL);
+}
+
+START_TEST(test_session_fuzz_mutated_scripts)
+{
+    fz_loop(0x5e550001u, 5000);
+}
+END_TEST
+
+START_TEST(test_session_stress_fuzz_mutated_scripts)
+{
+    fz_loop(0x5e550002u, 1000000);
+}
+END_TEST
+
+//  Writes the seed corpus of tests/fuzz/corpus/session (one file per
+//  script) into the directory named by BRG_SESSION_CORPUS_DIR, when set.
+START_TEST(test_session_write_corpus)
+{
+    const char *dir = getenv("BRG_SESSION_CORPUS_DIR");
+    if (!dir)
+        return;
+    fz_seed_t *seeds;
+    size_t n = fz_session_seeds(&seeds);
+    for (size_t i = 0; i < n; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.bin", dir, seeds[i].name);
+        FILE *f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(seeds[i].data, 1, seeds[i].len, f), seeds[i].len);
+        fclose(f);
+    }
+    fz_session_seeds_free(seeds, n);
+}
+END_TEST
+
 Suite *
 session_suite(void)
 {
@@ -2507,7 +2667,14 @@ session_suite(void)
     tcase_add_test(tc, test_session_deep_nesting_is_refused_without_recursion);
     tcase_add_test(tc, test_session_names_and_tags_that_are_not_utf8_are_refused);
     tcase_add_test(tc, test_session_bytes_in_counts_every_frame);
+    tcase_add_test(tc, test_session_fuzz_mutated_scripts);
+    tcase_add_test(tc, test_session_write_corpus);
     suite_add_tcase(s, tc);
+    TCase *stress = tcase_create("stress");
+    tcase_set_tags(stress, "stress");
+    tcase_set_timeout(stress, 600);
+    tcase_add_test(stress, test_session_stress_fuzz_mutated_scripts);
+    suite_add_tcase(s, stress);
     return s;
 }
 
