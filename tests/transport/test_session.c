@@ -2068,7 +2068,8 @@ put_env(uint8_t *p, int kind, const uint8_t *node, uint64_t id, uint64_t corr, c
     p[n++] = (uint8_t)(0xa0 | strlen(tag));
     memcpy(p + n, tag, strlen(tag));
     n += strlen(tag);
-    memcpy(p + n, args, args_len);
+    if (args_len)
+        memcpy(p + n, args, args_len);
     return n + args_len;
 }
 
