@@ -183,12 +183,54 @@ s_next_int(s_cur_t *cur, int64_t min, int64_t max, int64_t *out)
     return BRG_OK;
 }
 
-//  A name-like string: min..max bytes, no NUL (it becomes a C string).
+//  Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing
+//  above U+10FFFF, no sequence cut at the end.
+static bool
+s_utf8_ok(const uint8_t *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;                     // continuation bytes
+        uint8_t lo = 0x80, hi = 0xbf; // the range of the first of them
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            if (c == 0xe0)
+                lo = 0xa0; // overlong below U+0800
+            else if (c == 0xed)
+                hi = 0x9f; // U+D800..U+DFFF are surrogates
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            if (c == 0xf0)
+                lo = 0x90; // overlong below U+10000
+            else if (c == 0xf4)
+                hi = 0x8f; // above U+10FFFF
+        } else {
+            return false; // a continuation byte, c0, c1, f5..ff
+        }
+        if (len - i - 1 < n || p[i + 1] < lo || p[i + 1] > hi)
+            return false;
+        for (size_t k = 2; k <= n; k++)
+            if ((p[i + k] & 0xc0) != 0x80)
+                return false;
+        i += 1 + n;
+    }
+    return true;
+}
+
+//  A name-like string (names, tags, the cluster, endpoints, HELLO keys
+//  and features): min..max bytes of UTF-8, no NUL (it becomes a C string).
 static bool
 s_text_ok(const brg__mp_value_t *v, size_t min, size_t max)
 {
     return v->type == BRG_TYPE_STR && v->len >= min && v->len <= max &&
-           !memchr(v->body, '\0', v->len);
+           !memchr(v->body, '\0', v->len) && s_utf8_ok(v->body, v->len);
 }
 
 static int
@@ -552,8 +594,6 @@ brg__wire_decode(const void *data, size_t len, const brg__wire_limits_t *limits,
             break;
         size_t max_payload = limits->max_payload < BRG_MSG_MAX ? limits->max_payload : BRG_MSG_MAX;
         frame->count = n - 3;
-        frame->data = data;
-        frame->len = len;
         frame->pos = cur.pos;
         brg__env_t env;
         rc = BRG_OK;
@@ -583,6 +623,10 @@ brg__wire_decode(const void *data, size_t len, const brg__wire_limits_t *limits,
         return BRG_EPROTO;
     }
     frame->type = (brg__frame_type_t)type;
+    // Every frame's bytes, for the walk over a BATCH and the receiver's
+    // byte count of any frame.
+    frame->data = data;
+    frame->len = len;
     *werr = 0;
     return BRG_OK;
 }
@@ -813,11 +857,12 @@ s_put_frame_head(brg__wbuf_t *out, brg__frame_type_t type, uint32_t more)
     s_put_byte(out, (uint8_t)type);
 }
 
+//  What the decoder's s_text_ok accepts, for a C string.
 static bool
 s_name_ok(const char *s, size_t min, size_t max)
 {
     size_t n = strnlen(s, max + 1);
-    return n >= min && n <= max;
+    return n >= min && n <= max && s_utf8_ok((const uint8_t *)s, n);
 }
 
 int
@@ -950,14 +995,15 @@ brg__wire_batch_add(brg__wbuf_t *out, brg_ref_t self_node, brg_ref_t to, const c
     assert(out && msg);
     assert(out->batch_at != 0);
     int kind = brg__wire_kind_of(msg->kind);
-    if (kind < 0 || msg->tag_len == 0 || msg->tag_len > BRG_TAG_MAX)
+    if (kind < 0 || msg->tag_len == 0 || msg->tag_len > BRG_TAG_MAX ||
+        !s_utf8_ok((const uint8_t *)msg->tag, msg->tag_len))
         return BRG_EINVAL;
     if (out->batch_envs >= S_ENVS_MAX)
         return BRG_EMSGSIZE;
     size_t name_len = 0;
     if (to_name) {
         name_len = strnlen(to_name, BRG__WIRE_NAME_MAX + 1);
-        if (name_len == 0 || name_len > BRG__WIRE_NAME_MAX)
+        if (!s_name_ok(to_name, 1, BRG__WIRE_NAME_MAX))
             return BRG_EINVAL;
     }
     // from: a sender here is its local id, one elsewhere a full ref.

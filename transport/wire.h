@@ -17,7 +17,9 @@
 //  without NUL, each payload value nested at most BRG_MSG_DEPTH_MAX deep
 //  (as a local payload), payload <= limits->max_payload, the arguments a
 //  kind requires, from of LINK..DOWN a nonzero local id and of EXIT_SIGNAL
-//  and STOP nil or a local id), the counts against the limits. It
+//  and STOP nil or a local id), the counts against the limits, and that
+//  every str used as a name, tag, cluster, endpoint, HELLO key or feature
+//  is well-formed UTF-8 (PROTOCOL.md section 19). It
 //  allocates nothing and never reads
 //  outside [data, data + len); a frame it accepts can then be walked with
 //  brg__wire_next_env without further checks. So a bad envelope fails the
@@ -139,9 +141,9 @@ typedef struct brg__frame {
     uint32_t count;                    // BATCH: envelopes
     int code;                          // ERROR
     char text[BRG__WIRE_TEXT_MAX + 1]; // BYE, ERROR
+    const uint8_t *data;               // the frame's bytes (the caller's), any type
+    size_t len;                        // (the receiver counts them: bytes_in)
     // private: the walk over a BATCH
-    const uint8_t *data;
-    size_t len;
     size_t pos;
     uint32_t next;
 } brg__frame_t;
@@ -176,7 +178,8 @@ void brg__wbuf_reset(brg__wbuf_t *self);
 void brg__wbuf_free(brg__wbuf_t *self);
 
 //  Append one whole frame. Return BRG_OK, BRG_ENOMEM, or for a HELLO the
-//  decoder would refuse (name or cluster empty, npeers over the maximum)
+//  decoder would refuse (name or cluster empty, a name, cluster or
+//  endpoint that is not UTF-8, npeers over the maximum)
 //  BRG_EINVAL; on error the buffer is as before the call. Every frame the
 //  encoder writes, the decoder accepts.
 int brg__wire_encode_hello(brg__wbuf_t *out, brg__frame_type_t type, const brg__hello_t *hello);
@@ -191,12 +194,11 @@ int brg__wire_batch_begin(brg__wbuf_t *out, uint64_t seq);
 //  with to_name != NULL, that name there). self_node is the sending node:
 //  a sender on it is written as its local id, a sender elsewhere as a full
 //  ref, none as nil. BRG_EINVAL if msg's kind never leaves a node, or the
-//  envelope would be refused by the decoder (to_name empty or longer than
-//  BRG__WIRE_NAME_MAX, a payload nested too deep, a control kind whose
-//  sender is not an actor of self_node, a reply without corr, EXIT/DOWN
-//  payloads not as link.c builds them): that message fails alone instead of
-//  the peer ending the session. BRG_EMSGSIZE if the BATCH already holds
-//  65535 envelopes. On error the buffer is unchanged.
+//  envelope would be refused by the decoder (to_name empty, longer than
+//  BRG__WIRE_NAME_MAX or not UTF-8, a tag that is not UTF-8, a payload nested too deep, a control
+//  kind whose sender is not an actor of self_node, a reply without corr, EXIT/DOWN payloads not as
+//  link.c builds them): that message fails alone instead of the peer ending the session.
+//  BRG_EMSGSIZE if the BATCH already holds 65535 envelopes. On error the buffer is unchanged.
 int brg__wire_batch_add(brg__wbuf_t *out, brg_ref_t self_node, brg_ref_t to, const char *to_name,
                         const brg_msg_t *msg);
 int brg__wire_batch_end(brg__wbuf_t *out);

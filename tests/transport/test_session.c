@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz/session_driver.h"
 #include "msg.h"
 #include "transport/session.h"
 
@@ -1298,6 +1299,562 @@ START_TEST(test_session_target_on_another_node_is_delivered_to_id_0)
 END_TEST
 
 //  ---------------------------------------------------------------------------
+//  Untrusted input at the limits (PROTOCOL.md sections 12 and 19): a frame at
+//  a limit is taken, one byte or one entry over it is refused: ERROR 3 on
+//  the connection it came on, the session ended (protocol), on_bytes
+//  returns BRG_EPROTO (what the owner counts as rejected_frames), the frame
+//  counted in frames_in and bytes_in, and nothing of it delivered.
+
+//  A growable msgpack writer for frames built by hand.
+typedef struct {
+    uint8_t *b;
+    size_t n, cap;
+} mp_t;
+
+static void
+mp_raw(mp_t *m, const void *p, size_t n)
+{
+    if (m->n + n > m->cap) {
+        m->cap = (m->n + n) * 2;
+        m->b = realloc(m->b, m->cap);
+        ck_assert_ptr_nonnull(m->b);
+    }
+    if (p && n)
+        memcpy(m->b + m->n, p, n);
+    m->n += n;
+}
+
+static void
+mp_byte(mp_t *m, uint8_t c)
+{
+    mp_raw(m, &c, 1);
+}
+
+static void
+mp_be(mp_t *m, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--)
+        mp_byte(m, (uint8_t)(v >> (8 * i)));
+}
+
+static void
+mp_uint(mp_t *m, uint64_t v)
+{
+    if (v <= 0x7f) {
+        mp_byte(m, (uint8_t)v);
+    } else {
+        mp_byte(m, 0xcf);
+        mp_be(m, v, 8);
+    }
+}
+
+//  A str of n bytes: copies of s if n > strlen(s) ('a' padding), else s's first n.
+static void
+mp_str(mp_t *m, const char *s, size_t n)
+{
+    if (n <= 31) {
+        mp_byte(m, (uint8_t)(0xa0 | n));
+    } else if (n <= 0xff) {
+        mp_byte(m, 0xd9);
+        mp_be(m, n, 1);
+    } else {
+        mp_byte(m, 0xda);
+        mp_be(m, n, 2);
+    }
+    size_t len = strlen(s);
+    for (size_t i = 0; i < n; i++)
+        mp_byte(m, i < len ? (uint8_t)s[i] : 'a');
+}
+
+static void
+mp_head(mp_t *m, uint8_t fix, uint8_t f32, uint32_t n)
+{
+    if (n <= 15) {
+        mp_byte(m, (uint8_t)(fix | n));
+    } else {
+        mp_byte(m, f32);
+        mp_be(m, n, 4);
+    }
+}
+
+static void
+mp_array(mp_t *m, uint32_t n)
+{
+    mp_head(m, 0x90, 0xdd, n);
+}
+
+static void
+mp_map(mp_t *m, uint32_t n)
+{
+    mp_head(m, 0x80, 0xdf, n);
+}
+
+static void
+mp_bin(mp_t *m, const uint8_t *p, size_t n)
+{
+    mp_byte(m, 0xc6);
+    mp_be(m, n, 4);
+    if (p) {
+        mp_raw(m, p, n);
+    } else {
+        size_t at = m->n;
+        mp_raw(m, NULL, n);
+        memset(m->b + at, 0x5a, n);
+    }
+}
+
+static void
+mp_free(mp_t *m)
+{
+    free(m->b);
+    memset(m, 0, sizeof(*m));
+}
+
+//  A HELLO as node A would send it to B, or a WELCOME as B would send it to
+//  A, with the knobs of section 19.
+typedef struct {
+    int type;
+    size_t name_len, cluster_len, ep_len; // 'a' padded
+    const char *name, *cluster;           // or these bytes (name_len/cluster_len of them)
+    uint32_t unknown;                     // unknown keys "u<i>", nil values
+    size_t key_len;                       // ... the first one this long instead (0: as is)
+    int features;                         // -1: no key; else entries of feature_len bytes
+    size_t feature_len;
+    int peers; // -1: no key; else entries with endpoints peer_ep_len, names peer_name_len
+    size_t peer_ep_len, peer_name_len;
+    size_t depth; // > 0: an unknown key "deep" whose value nests this deep
+} hello_spec_t;
+
+static hello_spec_t
+hello_spec(int type)
+{
+    hello_spec_t h;
+    memset(&h, 0, sizeof(h));
+    h.type = type;
+    h.name = "a";
+    h.name_len = 1;
+    h.cluster = "test";
+    h.cluster_len = 4;
+    h.ep_len = 20;
+    h.features = -1;
+    h.feature_len = 1;
+    h.peers = -1;
+    h.peer_ep_len = 1;
+    h.peer_name_len = 1;
+    return h;
+}
+
+static void
+mp_hello(mp_t *m, const hello_spec_t *h)
+{
+    mp_array(m, 3);
+    mp_byte(m, 1);
+    mp_byte(m, (uint8_t)h->type);
+    uint32_t keys = 6 + h->unknown + (h->features >= 0) + (h->peers >= 0) + (h->depth > 0);
+    mp_map(m, keys);
+    mp_str(m, "node", 4);
+    mp_byte(m, 0xc4);
+    mp_byte(m, 16);
+    mp_raw(m, h->type == BRG__FRAME_WELCOME ? NODE_B : NODE_A, 16); // to side 0 : 1
+    mp_str(m, "sess", 4);
+    mp_uint(m, 0xaaaa);
+    mp_str(m, "role", 4);
+    mp_str(m, "node", 4);
+    mp_str(m, "name", 4);
+    mp_str(m, h->name, h->name_len);
+    mp_str(m, "cluster", 7);
+    mp_str(m, h->cluster, h->cluster_len);
+    mp_str(m, "ep", 2);
+    mp_str(m, "inproc://a", h->ep_len);
+    for (uint32_t i = 0; i < h->unknown; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "u%u", i);
+        mp_str(m, key, i == 0 && h->key_len ? h->key_len : strlen(key));
+        mp_byte(m, 0xc0);
+    }
+    if (h->features >= 0) {
+        mp_str(m, "features", 8);
+        mp_array(m, (uint32_t)h->features);
+        for (int i = 0; i < h->features; i++)
+            mp_str(m, "f", h->feature_len);
+    }
+    if (h->peers >= 0) {
+        mp_str(m, "peers", 5);
+        mp_array(m, (uint32_t)h->peers);
+        for (int i = 0; i < h->peers; i++) {
+            uint8_t node[16] = {0xc0, (uint8_t)i};
+            mp_array(m, 3);
+            mp_byte(m, 0xc4);
+            mp_byte(m, 16);
+            mp_raw(m, node, 16);
+            mp_str(m, "tcp://p", h->peer_ep_len);
+            mp_str(m, "p", h->peer_name_len);
+        }
+    }
+    if (h->depth > 0) {
+        mp_str(m, "deep", 4);
+        for (size_t i = 0; i < h->depth; i++)
+            mp_byte(m, 0x91);
+        mp_byte(m, 0xc0);
+    }
+}
+
+//  Expect side i's session to refuse the bytes: ERROR code back on the
+//  connection they came on, ended (protocol), counted, nothing delivered.
+static const char *CASE = ""; // what the limit tests check now
+
+static void
+expect_refused(int i, const void *data, size_t len, bool inbound, int code)
+{
+    brg__session_stats_t before = stats(i);
+    size_t nlog = S[i].nlog;
+    size_t qn = QN;
+    int rc = brg__session_on_bytes(S[i].s, data, len, inbound, NOW);
+    ck_assert_msg(rc == BRG_EPROTO, "%s: taken (%d)", CASE, rc);
+    ck_assert_int_eq(brg__session_state(S[i].s), BRG__SESS_ENDED);
+    ck_assert_int_eq(S[i].reason, BRG__END_PROTOCOL);
+    ck_assert_uint_gt(QN, qn);
+    ck_assert_int_eq(Q[qn].from, i);
+    ck_assert_int_eq(Q[qn].inbound, inbound); // back where it came from
+    ck_assert_int_eq(take_error(i), code);
+    ck_assert_uint_eq(stats(i).frames_in, before.frames_in + 1);
+    ck_assert_uint_eq(stats(i).bytes_in, before.bytes_in + len);
+    ck_assert_uint_eq(S[i].nlog, nlog);
+    ck_assert_uint_eq(stats(i).msgs_in, before.msgs_in);
+}
+
+//  Expect side i's session to take the bytes: no ERROR, not ended, counted.
+static void
+expect_taken(int i, const void *data, size_t len, bool inbound)
+{
+    brg__session_stats_t before = stats(i);
+    int rc = brg__session_on_bytes(S[i].s, data, len, inbound, NOW);
+    ck_assert_msg(rc == BRG_OK, "%s: refused (%d, ERROR %d)", CASE, rc, peek_error(i));
+    ck_assert_int_ne(brg__session_state(S[i].s), BRG__SESS_ENDED);
+    ck_assert_int_eq(peek_error(i), 0);
+    ck_assert_uint_eq(stats(i).frames_in, before.frames_in + 1);
+    ck_assert_uint_eq(stats(i).bytes_in, before.bytes_in + len);
+}
+
+//  A HELLO (to a fresh acceptor, side 1) or a WELCOME (to a fresh dialer,
+//  side 0), taken or refused with ERROR 3.
+static void
+check_hello(const hello_spec_t *h, bool ok)
+{
+    teardown();
+    setup();
+    if (h->cluster_len != 4 && h->cluster_len <= BRG__WIRE_NAME_MAX) {
+        // Our own cluster is the HELLO's, padded as mp_str pads it.
+        for (size_t i = 0; i < h->cluster_len; i++)
+            S[0].cfg.cluster[i] = i < strlen(h->cluster) ? h->cluster[i] : 'a';
+        S[0].cfg.cluster[h->cluster_len] = '\0';
+        memcpy(S[1].cfg.cluster, S[0].cfg.cluster, sizeof(S[1].cfg.cluster));
+    }
+    int side = h->type == BRG__FRAME_HELLO ? 1 : 0;
+    S[side].s = brg__session_new(&S[side].cfg, &IO, &S[side], side == 0, NOW);
+    ck_assert_ptr_nonnull(S[side].s);
+    lb_drop_all(); // the dialer's own HELLO
+    mp_t m = {0};
+    mp_hello(&m, h);
+    if (ok)
+        expect_taken(side, m.b, m.n, side == 1);
+    else
+        expect_refused(side, m.b, m.n, side == 1, BRG__WERR_MALFORMED);
+    mp_free(&m);
+}
+
+START_TEST(test_session_hello_at_each_limit_is_taken_and_one_over_is_refused)
+{
+    for (int over = 0; over < 2; over++) {
+        bool ok = !over;
+        hello_spec_t h = hello_spec(BRG__FRAME_HELLO);
+        h.name_len = 63 + (size_t)over; // name
+        CASE = "name";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.cluster = "c";
+        h.cluster_len = 63 + (size_t)over; // cluster (both sides' own, when 63)
+        CASE = "cluster (both sides' own, when 63)";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.ep_len = 255 + (size_t)over; // endpoint
+        CASE = "endpoint";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.unknown = 26 + (uint32_t)over; // 6 known keys + 26 = 32 keys
+        CASE = "6 known keys + 26 = 32 keys";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.unknown = 1;
+        h.key_len = 255 + (size_t)over; // key string
+        CASE = "key string";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.features = 32 + over; // features
+        CASE = "features";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.features = 1;
+        h.feature_len = 255 + (size_t)over; // a feature string
+        CASE = "a feature string";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_HELLO);
+        h.depth = 64 + (size_t)over; // nesting of an unknown value
+        CASE = "nesting of an unknown value";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_WELCOME);
+        h.peers = 64 + over; // peers
+        CASE = "peers";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_WELCOME);
+        h.peers = 1;
+        h.peer_ep_len = 255 + (size_t)over; // a peer's endpoint
+        CASE = "a peer's endpoint";
+        check_hello(&h, ok);
+        h = hello_spec(BRG__FRAME_WELCOME);
+        h.peers = 1;
+        h.peer_name_len = 63 + (size_t)over; // a peer's name
+        CASE = "a peer's name";
+        check_hello(&h, ok);
+    }
+    // And the lower bounds: an empty name, cluster or peer endpoint.
+    hello_spec_t h = hello_spec(BRG__FRAME_HELLO);
+    h.name_len = 0;
+    check_hello(&h, false);
+    h = hello_spec(BRG__FRAME_WELCOME);
+    h.peers = 1;
+    h.peer_ep_len = 0;
+    check_hello(&h, false);
+    h.peer_ep_len = 1;
+    h.peer_name_len = 0; // peer names may be empty
+    check_hello(&h, true);
+}
+END_TEST
+
+//  A BATCH [1, 2, 1, env] of one envelope to side 1 (UP) from A's actor 5:
+//  SEND to `to` (a str when name_len > 0, else local id 7) with a tag of
+//  tag_len bytes and one argument written by args (or none).
+static void
+mp_batch_head(mp_t *m, uint32_t envs)
+{
+    mp_array(m, 3 + envs);
+    mp_byte(m, 1);
+    mp_byte(m, BRG__FRAME_BATCH);
+    mp_byte(m, 1);
+}
+
+static void
+mp_env_head(mp_t *m, uint32_t nargs, const char *name, size_t name_len, const char *tag,
+            size_t tag_len)
+{
+    mp_array(m, 5 + nargs);
+    mp_byte(m, BRG__WK_SEND);
+    if (name_len)
+        mp_str(m, name, name_len);
+    else
+        mp_byte(m, 7);
+    mp_byte(m, 5);
+    mp_byte(m, 0);
+    mp_str(m, tag, tag_len);
+}
+
+static void
+up_fresh(void)
+{
+    teardown();
+    setup();
+    lb_handshake();
+    lb_drop_all();
+}
+
+START_TEST(test_session_batch_at_each_limit_is_taken_and_one_over_is_refused)
+{
+    mp_t m = {0};
+    for (int over = 0; over < 2; over++) {
+        bool ok = !over;
+        // The tag: 31 bytes.
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 0, NULL, 0, "t", BRG_TAG_MAX + (size_t)over);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 1);
+            ck_assert_uint_eq(S[1].log[0].msg->tag_len, BRG_TAG_MAX);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+        // A name as `to`: 63 bytes.
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 0, "n", BRG__WIRE_NAME_MAX + (size_t)over, "t", 1);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 1);
+            ck_assert_uint_eq(strlen(S[1].log[0].name), BRG__WIRE_NAME_MAX);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+        // Nesting: a payload argument 64 containers deep.
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 1, NULL, 0, "t", 1);
+        for (int i = 0; i < BRG_MSG_DEPTH_MAX + over; i++)
+            mp_byte(&m, 0x91);
+        mp_byte(&m, 0xc0);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 1);
+            ck_assert_int_eq(brg_msg_count(S[1].log[0].msg), 1);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+        // The payload: 16 MiB in all (one bin of 16 MiB - 5 bytes and its header).
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 1, NULL, 0, "t", 1);
+        mp_bin(&m, NULL, BRG_MSG_MAX - 5 + (size_t)over);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 1);
+            ck_assert_uint_eq(S[1].log[0].msg->size, BRG_MSG_MAX);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+        // Envelopes: 65 535 in one BATCH.
+        up_fresh();
+        uint32_t envs = 65535 + (uint32_t)over;
+        mp_batch_head(&m, envs);
+        for (uint32_t i = 0; i < envs; i++)
+            mp_env_head(&m, 0, NULL, 0, "t", 1);
+        if (ok) {
+            expect_taken(1, m.b, m.n, true);
+            ck_assert_uint_eq(S[1].nlog, 65535);
+            ck_assert_uint_eq(stats(1).msgs_in, 65535);
+        } else {
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        }
+        mp_free(&m);
+    }
+    // The frame: max_frame bytes (the node's ZMQ_MAXMSGSIZE drops the
+    // connection first; the codec refuses it too).
+    for (int over = 0; over < 2; over++) {
+        teardown();
+        setup();
+        S[1].cfg.limits.max_frame = 4096;
+        lb_handshake();
+        lb_drop_all();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 1, NULL, 0, "t", 1);
+        mp_bin(&m, NULL, 4096 - m.n - 5 + (size_t)over);
+        ck_assert_uint_eq(m.n, 4096 + (size_t)over);
+        if (over)
+            expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        else
+            expect_taken(1, m.b, m.n, true);
+        mp_free(&m);
+    }
+}
+END_TEST
+
+//  Thousands of levels: refused by the depth limit of an iterative walk,
+//  never by recursing the C stack away (ASan's stack checks would see it).
+START_TEST(test_session_deep_nesting_is_refused_without_recursion)
+{
+    const size_t depth = 200000;
+    mp_t m = {0};
+    for (int form = 0; form < 4; form++) {
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 1, NULL, 0, "t", 1);
+        for (size_t i = 0; i < depth; i++) {
+            if (form == 0) {
+                mp_byte(&m, 0x91); // [[[...]]]
+            } else if (form == 1) {
+                mp_byte(&m, 0x81); // {"k": {"k": ...}}
+                mp_str(&m, "k", 1);
+            } else if (form == 2) {
+                mp_byte(&m, 0x81); // {{...}: nil}: containers as keys
+            } else {
+                mp_byte(&m, 0xdd); // array32 headers, 5 bytes a level
+                mp_be(&m, 1, 4);
+            }
+        }
+        for (size_t i = 0; i < (form == 2 ? depth + 1 : 1); i++)
+            mp_byte(&m, 0xc0);
+        expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        mp_free(&m);
+    }
+    // As the value of an unknown HELLO key.
+    hello_spec_t h = hello_spec(BRG__FRAME_HELLO);
+    h.depth = depth;
+    check_hello(&h, false);
+    // As the whole frame.
+    up_fresh();
+    for (size_t i = 0; i < depth; i++)
+        mp_byte(&m, 0x92);
+    mp_byte(&m, 0x01);
+    expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+    mp_free(&m);
+}
+END_TEST
+
+//  A name, a tag, a HELLO's name that is not UTF-8: the frame is malformed.
+START_TEST(test_session_names_and_tags_that_are_not_utf8_are_refused)
+{
+    static const char *const bad[] = {"\xff", "\xc0\xaf", "\xed\xa0\x80", "ok\xe2\x82"};
+    mp_t m = {0};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t n = strlen(bad[i]);
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 0, NULL, 0, bad[i], n); // the tag
+        expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        mp_free(&m);
+        up_fresh();
+        mp_batch_head(&m, 1);
+        mp_env_head(&m, 0, bad[i], n, "t", 1); // the name in `to`
+        expect_refused(1, m.b, m.n, true, BRG__WERR_MALFORMED);
+        mp_free(&m);
+        hello_spec_t h = hello_spec(BRG__FRAME_HELLO);
+        h.name = bad[i];
+        h.name_len = n;
+        check_hello(&h, false);
+    }
+    // Valid UTF-8 of several bytes a character passes.
+    up_fresh();
+    mp_batch_head(&m, 1);
+    mp_env_head(&m, 0, "caf\xc3\xa9", 5, "\xf0\x9f\x98\x80", 4);
+    expect_taken(1, m.b, m.n, true);
+    ck_assert_str_eq(S[1].log[0].name, "caf\xc3\xa9");
+    ck_assert_str_eq(S[1].log[0].msg->tag, "\xf0\x9f\x98\x80");
+    mp_free(&m);
+    // Going out, a tag that is not UTF-8 fails that message alone.
+    brg_msg_t *msg = mk(BRG__MSG_USER, 0, 1, 0, "\xc3\x28");
+    ck_assert_int_eq(brg__session_push(S[0].s, side_ref(1, 2), NULL, &msg), BRG_EINVAL);
+    ck_assert_ptr_nonnull(msg); // given back, for the caller's dead letter
+    brg_msg_destroy(&msg);
+    ck_assert_int_eq(brg__session_state(S[0].s), BRG__SESS_UP);
+}
+END_TEST
+
+//  Every frame's bytes count in bytes_in, not only BATCHes'.
+START_TEST(test_session_bytes_in_counts_every_frame)
+{
+    lb_handshake();                                       // HELLO and WELCOME each way
+    lb_advance(S[0].cfg.tick_ms, S[0].cfg.tick_ms, true); // a TICK each way
+    for (int i = 0; i < 2; i++) {
+        ck_assert_uint_eq(stats(i).frames_in, 3);
+        ck_assert_uint_eq(stats(i).frames_in, stats(1 - i).frames_out);
+        ck_assert_uint_eq(stats(i).bytes_in, stats(1 - i).bytes_out);
+    }
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
 //  Two deterministic systems joined by two sessions: the answers of an
 //  ended session, as actors see them.
 
@@ -1382,12 +1939,14 @@ r_ops_destroy(void *arg)
 
 static const brg__remote_ops_t R_OPS = {r_ops_send, r_ops_shutdown, r_ops_destroy};
 
-static int R_dead[2][16]; // dead letters by system and message kind
+static int R_dead[2][16];     // dead letters by system and message kind
+static int R_dead_why[2][16]; // ... and by reason
 
 static void
 r_dead_letter(void *arg, brg_ref_t to, const brg_msg_t *msg, brg_dead_reason_t reason)
 {
     R_dead[((lb_side_t *)arg)->idx][msg->kind & 15]++;
+    R_dead_why[((lb_side_t *)arg)->idx][reason & 15]++;
 }
 
 static brg_system_t *
@@ -1468,6 +2027,121 @@ START_TEST(test_session_actors_get_noconnection_and_enetwork_after_what_was_deli
         ck_assert_int_eq(R_dead[0][k], 0);
         ck_assert_int_eq(R_dead[1][k], k == BRG__MSG_SYS_DOWN ? 1 : 0);
     }
+    ck_assert_int_eq(brg_system_destroy(&sa), BRG_OK);
+    ck_assert_int_eq(brg_system_destroy(&sb), BRG_OK);
+    S[0].sys = S[1].sys = NULL;
+}
+END_TEST
+
+//  Counts what reaches it.
+static int R_got;
+
+static int
+r_counter(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    R_got++;
+    return BRG_OK;
+}
+
+//  An envelope [kind, to, 5, corr, tag, args...] of A's actor 5, `to` a ref
+//  when node is set, else the local id.
+static size_t
+put_env(uint8_t *p, int kind, const uint8_t *node, uint64_t id, uint64_t corr, const char *tag,
+        const uint8_t *args, size_t args_len, int nargs)
+{
+    size_t n = 0;
+    p[n++] = (uint8_t)(0x90 | (5 + nargs));
+    p[n++] = (uint8_t)kind;
+    if (node) {
+        n += put_ext_ref(p + n, node, id);
+    } else {
+        p[n++] = 0xcf;
+        for (int i = 0; i < 8; i++)
+            p[n++] = (uint8_t)(id >> (56 - 8 * i));
+    }
+    p[n++] = 5;
+    p[n++] = 0xcf;
+    for (int i = 0; i < 8; i++)
+        p[n++] = (uint8_t)(corr >> (56 - 8 * i));
+    p[n++] = (uint8_t)(0xa0 | strlen(tag));
+    memcpy(p + n, tag, strlen(tag));
+    n += strlen(tag);
+    if (args_len)
+        memcpy(p + n, args, args_len);
+    return n + args_len;
+}
+
+//  `to` as a ref (ext 1) to a node that is not the receiver: a dead letter
+//  there, never a delivery to the receiver's actor with the same id; a
+//  request among them is answered BRG_ENOACTOR to its sender's node.
+START_TEST(test_session_ref_to_another_node_is_a_dead_letter_not_a_local_delivery)
+{
+    brg_system_t *sa = r_system(0), *sb = r_system(1);
+    lb_handshake();
+    brg_ref_t target;
+    ck_assert_int_eq(brg_system_spawn(sb, r_counter, NULL, &target), BRG_OK);
+    static const uint8_t node_c[16] = {0xc0, 0xde}; // no such node
+    uint8_t f[512];
+    size_t n = 0;
+    f[n++] = 0x97; // [1, 2, 1, and four envelopes]
+    f[n++] = 1;
+    f[n++] = 2;
+    f[n++] = 1;
+    n += put_env(f + n, BRG__WK_SEND, node_c, target.id, 0, "x", NULL, 0, 0);
+    n += put_env(f + n, BRG__WK_SEND, node_c, target.id, 9, "x", NULL, 0, 0); // a request
+    n += put_env(f + n, BRG__WK_LINK, node_c, target.id, 0, "brg.exit", NULL, 0, 0);
+    n += put_env(f + n, BRG__WK_SEND, S[1].cfg.node, target.id, 0, "x", NULL, 0, 0); // B itself
+    ck_assert_int_eq(brg__session_on_bytes(S[1].s, f, n, true, NOW), BRG_OK);
+    ck_assert_uint_eq(stats(1).links, 0); // no entry for a LINK to nowhere
+    r_settle();
+    ck_assert_int_eq(R_got, 1); // only the envelope that names B
+    ck_assert_int_eq(R_dead[1][BRG__MSG_USER], 2);
+    ck_assert_int_eq(R_dead_why[1][BRG_DEAD_NO_ACTOR], 2);
+    // The request's BRG_ENOACTOR went back to A (whose actor 5 is no more:
+    // there it is a late reply).
+    ck_assert_uint_eq(stats(0).msgs_in, 1);
+    ck_assert_int_eq(R_dead[0][BRG__MSG_REPLY_ERROR], 1);
+    ck_assert_int_eq(brg__session_state(S[1].s), BRG__SESS_UP);
+    ck_assert_int_eq(brg_system_destroy(&sa), BRG_OK);
+    ck_assert_int_eq(brg_system_destroy(&sb), BRG_OK);
+    S[0].sys = S[1].sys = NULL;
+}
+END_TEST
+
+//  A REPLY or REPLY_ERROR for an ask that never was (no entry in the asks
+//  table, no pending ask at the target): delivered, then dropped by the
+//  target as a late reply (counted), never seen by its behaviour; the
+//  session goes on.
+START_TEST(test_session_reply_to_an_ask_that_never_was_is_a_counted_late_reply)
+{
+    brg_system_t *sa = r_system(0), *sb = r_system(1);
+    lb_handshake();
+    brg_ref_t target;
+    ck_assert_int_eq(brg_system_spawn(sb, r_counter, NULL, &target), BRG_OK);
+    static const uint8_t one[] = {0x01}, enoactor[] = {0xfd}; // 1, -3
+    uint8_t f[512];
+    size_t n = 0;
+    f[n++] = 0x97; // [1, 2, 1, and four envelopes]
+    f[n++] = 1;
+    f[n++] = 2;
+    f[n++] = 1;
+    n += put_env(f + n, BRG__WK_REPLY, NULL, target.id, 4242, "r", one, 1, 1);
+    n += put_env(f + n, BRG__WK_REPLY_ERROR, NULL, target.id, 4243, "brg.error", enoactor, 1, 1);
+    n += put_env(f + n, BRG__WK_REPLY, NULL, target.id + 1000, 77, "r", NULL, 0, 0); // no actor
+    n += put_env(f + n, BRG__WK_SEND, NULL, target.id, 0, "x", NULL, 0, 0);
+    ck_assert_int_eq(brg__session_on_bytes(S[1].s, f, n, true, NOW), BRG_OK);
+    ck_assert_int_eq(peek_error(1), 0);
+    ck_assert_uint_eq(stats(1).msgs_in, 4);
+    ck_assert_uint_eq(stats(1).asks, 0);
+    r_settle();
+    ck_assert_int_eq(R_got, 1); // the SEND only
+    ck_assert_int_eq(R_dead[1][BRG__MSG_REPLY], 2);
+    ck_assert_int_eq(R_dead[1][BRG__MSG_REPLY_ERROR], 1);
+    ck_assert_int_eq(R_dead_why[1][BRG_DEAD_LATE_REPLY], 3);
+    ck_assert_int_eq(brg__session_state(S[0].s), BRG__SESS_UP);
+    ck_assert_int_eq(brg__session_state(S[1].s), BRG__SESS_UP);
     ck_assert_int_eq(brg_system_destroy(&sa), BRG_OK);
     ck_assert_int_eq(brg_system_destroy(&sb), BRG_OK);
     S[0].sys = S[1].sys = NULL;
@@ -1781,6 +2455,165 @@ START_TEST(test_session_random_mixes_cut_at_a_random_point_keep_every_invariant)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  The seeded fuzz loop: the scripts of tests/fuzz/session_driver.h, the
+//  seeds mutated, without libFuzzer, so every build fuzzes the session a
+//  little (the stress tier more). BRG_FUZZ_SEED picks another seed.
+
+static void
+fz_fail(const char *file, int line, const char *what)
+{
+    ck_abort_msg("%s:%d: session invariant broken: %s", file, line, what);
+}
+
+//  xorshift64*: a reproducible stream from the seed.
+static uint64_t
+fz_rand(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1Du;
+}
+
+//  One to four mutations of buf (len bytes, room for cap) in place:
+//  bit flips, interesting bytes, truncation, a splice of another seed,
+//  insertions (a random byte or a whole operation's opcode), deletions.
+static size_t
+fz_mutate(uint64_t *rng, uint8_t *buf, size_t len, size_t cap, const fz_seed_t *seeds, size_t n)
+{
+    static const uint8_t interesting[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+                                          0x09, 0x10, 0x11, 0x19, 0x7f, 0x80, 0x90, 0x9f, 0xc0,
+                                          0xc1, 0xc7, 0xcf, 0xd9, 0xdd, 0xdf, 0xff};
+    int rounds = 1 + (int)(fz_rand(rng) % 4);
+    for (int r = 0; r < rounds; r++) {
+        uint64_t op = fz_rand(rng) % 7;
+        size_t at = len ? (size_t)(fz_rand(rng) % len) : 0;
+        switch (op) {
+        case 0:
+            if (len)
+                buf[at] ^= (uint8_t)(1u << (fz_rand(rng) % 8));
+            break;
+        case 1:
+            if (len)
+                buf[at] = interesting[fz_rand(rng) % sizeof interesting];
+            break;
+        case 2:
+            len = at;
+            break;
+        case 3: { // splice: a piece of another seed over the tail from at
+            const fz_seed_t *o = &seeds[fz_rand(rng) % n];
+            size_t from = (size_t)(fz_rand(rng) % o->len);
+            size_t k = o->len - from;
+            if (at + k > cap)
+                k = cap - at;
+            memcpy(buf + at, o->data + from, k);
+            if (at + k > len)
+                len = at + k;
+            break;
+        }
+        case 4:
+        case 5:
+            if (len < cap) {
+                memmove(buf + at + 1, buf + at, len - at);
+                buf[at] = op == 4 ? (uint8_t)fz_rand(rng) : (uint8_t)(fz_rand(rng) % 10);
+                len++;
+            }
+            break;
+        default: { // delete a run
+            size_t k = 1 + (size_t)(fz_rand(rng) % 8);
+            if (at + k > len)
+                k = len - at;
+            memmove(buf + at, buf + at + k, len - at - k);
+            len -= k;
+            break;
+        }
+        }
+    }
+    return len;
+}
+
+static void
+fz_loop(uint64_t seed, long iterations)
+{
+    const char *env_seed = getenv("BRG_FUZZ_SEED");
+    if (env_seed)
+        seed = strtoull(env_seed, NULL, 0);
+    fz_session_on_fail(fz_fail);
+    fz_seed_t *seeds;
+    size_t n = fz_session_seeds(&seeds);
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++)
+        cap = seeds[i].len > cap ? seeds[i].len : cap;
+    cap *= 2;
+    uint8_t *work = malloc(cap);
+    ck_assert_ptr_nonnull(work);
+    uint64_t rng = seed | 1;
+    fz_totals_t before, after;
+    fz_session_totals(&before);
+    for (long it = 0; it < iterations; it++) {
+        size_t k = (size_t)(fz_rand(&rng) % n);
+        memcpy(work, seeds[k].data, seeds[k].len);
+        size_t len = seeds[k].len;
+        if (it >= (long)n) // the seeds themselves first
+            len = fz_mutate(&rng, work, len, cap, seeds, n);
+        // Exactly len bytes on the heap, so ASan catches a read past the end.
+        uint8_t *exact = malloc(len ? len : 1);
+        ck_assert_ptr_nonnull(exact);
+        memcpy(exact, work, len);
+        fz_session_run(exact, len);
+        free(exact);
+    }
+    fz_session_totals(&after);
+    // The mutations must leave sessions that come up, deliver, answer their
+    // tables and refuse frames, or the loop tests only one of those.
+    ck_assert_uint_eq(after.runs - before.runs, (uint64_t)iterations);
+    ck_assert_uint_gt(after.ups - before.ups, (uint64_t)iterations / 10);
+    ck_assert_uint_gt(after.delivered - before.delivered, 0);
+    ck_assert_uint_gt(after.answers - before.answers, 0);
+    ck_assert_uint_gt(after.refused - before.refused, (uint64_t)iterations / 100);
+    ck_assert_uint_gt(after.replaced - before.replaced, 0);
+    ck_assert_uint_gt(after.timeouts - before.timeouts, 0);
+    free(work);
+    fz_session_seeds_free(seeds, n);
+    fz_session_on_fail(NULL);
+}
+
+START_TEST(test_session_fuzz_mutated_scripts)
+{
+    fz_loop(0x5e550001u, 5000);
+}
+END_TEST
+
+START_TEST(test_session_stress_fuzz_mutated_scripts)
+{
+    fz_loop(0x5e550002u, 1000000);
+}
+END_TEST
+
+//  Writes the seed corpus of tests/fuzz/corpus/session (one file per
+//  script) into the directory named by BRG_SESSION_CORPUS_DIR, when set.
+START_TEST(test_session_write_corpus)
+{
+    const char *dir = getenv("BRG_SESSION_CORPUS_DIR");
+    if (!dir)
+        return;
+    fz_seed_t *seeds;
+    size_t n = fz_session_seeds(&seeds);
+    for (size_t i = 0; i < n; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.bin", dir, seeds[i].name);
+        FILE *f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(seeds[i].data, 1, seeds[i].len, f), seeds[i].len);
+        fclose(f);
+    }
+    fz_session_seeds_free(seeds, n);
+}
+END_TEST
+
 Suite *
 session_suite(void)
 {
@@ -1828,7 +2661,21 @@ session_suite(void)
     tcase_add_test(tc, test_session_actors_get_noconnection_and_enetwork_after_what_was_delivered);
     tcase_add_loop_test(tc, test_session_random_mixes_cut_at_a_random_point_keep_every_invariant, 0,
                         5);
+    tcase_add_test(tc, test_session_ref_to_another_node_is_a_dead_letter_not_a_local_delivery);
+    tcase_add_test(tc, test_session_reply_to_an_ask_that_never_was_is_a_counted_late_reply);
+    tcase_add_test(tc, test_session_hello_at_each_limit_is_taken_and_one_over_is_refused);
+    tcase_add_test(tc, test_session_batch_at_each_limit_is_taken_and_one_over_is_refused);
+    tcase_add_test(tc, test_session_deep_nesting_is_refused_without_recursion);
+    tcase_add_test(tc, test_session_names_and_tags_that_are_not_utf8_are_refused);
+    tcase_add_test(tc, test_session_bytes_in_counts_every_frame);
+    tcase_add_test(tc, test_session_fuzz_mutated_scripts);
+    tcase_add_test(tc, test_session_write_corpus);
     suite_add_tcase(s, tc);
+    TCase *stress = tcase_create("stress");
+    tcase_set_tags(stress, "stress");
+    tcase_set_timeout(stress, 600);
+    tcase_add_test(stress, test_session_stress_fuzz_mutated_scripts);
+    suite_add_tcase(s, stress);
     return s;
 }
 

@@ -1343,6 +1343,130 @@ START_TEST(test_wire_hello_strings_and_values_are_bounded)
 }
 END_TEST
 
+//  Names, tags, the cluster, endpoints, HELLO keys and features must be
+//  well-formed UTF-8 (PROTOCOL.md section 19); payloads, BYE and ERROR
+//  texts are not checked.
+static const struct {
+    const char *bytes;
+    bool ok;
+} s_utf8_cases[] = {
+    {"plain", true},
+    {"h\xc3\xa9llo", true},          // U+00E9
+    {"\xe2\x82\xac", true},          // U+20AC
+    {"\xed\x9f\xbf", true},          // U+D7FF, just below the surrogates
+    {"\xee\x80\x80", true},          // U+E000, just above them
+    {"\xf0\x9f\x98\x80", true},      // U+1F600
+    {"\xf4\x8f\xbf\xbf", true},      // U+10FFFF, the last code point
+    {"\xff", false},                 // never in UTF-8
+    {"a\x80", false},                // a lone continuation byte
+    {"\xc3\x28", false},             // a lead byte without its continuation
+    {"\xc0\xaf", false},             // overlong '/'
+    {"\xc1\xbf", false},             // overlong
+    {"\xe0\x80\xaf", false},         // overlong, 3 bytes
+    {"\xf0\x80\x80\xaf", false},     // overlong, 4 bytes
+    {"\xed\xa0\x80", false},         // U+D800, a surrogate
+    {"\xed\xbf\xbf", false},         // U+DFFF
+    {"\xf4\x90\x80\x80", false},     // U+110000, past the last code point
+    {"\xf5\x80\x80\x80", false},     // f5 never starts a sequence
+    {"\xf8\x88\x80\x80\x80", false}, // 5-byte forms are gone
+    {"ab\xe2\x82", false},           // cut at the end
+    {"\xe2\x28\xa1", false},         // a bad second byte
+    {"\xf0\x9f\x98\x28", false},     // a bad last byte
+};
+
+START_TEST(test_wire_names_tags_and_endpoints_must_be_utf8)
+{
+    const int M = BRG__WERR_MALFORMED;
+    for (size_t i = 0; i < sizeof s_utf8_cases / sizeof s_utf8_cases[0]; i++) {
+        const char *b = s_utf8_cases[i].bytes;
+        size_t n = strlen(b);
+        int want = s_utf8_cases[i].ok ? 0 : M;
+        // An envelope's tag and its `to` name.
+        env_spec_t e = spec_send();
+        e.tag = b;
+        expect_env(&e, want);
+        e = spec_send();
+        e.to_type = 1;
+        e.to_name = b;
+        expect_env(&e, want);
+        // HELLO's name, cluster, endpoint.
+        ck_assert_msg(hello_with("name", 0, b, n) == want, "name case %zu", i);
+        ck_assert_msg(hello_with("cluster", 0, b, n) == want, "cluster case %zu", i);
+        ck_assert_msg(hello_with("ep", 0, b, n) == want, "ep case %zu", i);
+        // A key, a feature, a peer's endpoint and name.
+        for (int where = 0; where < 4; where++) {
+            pack_t h;
+            pack_hello(&h, BRG__FRAME_WELCOME, 0x1f);
+            h.sb.data[3] = (char)(0x80 | 6);
+            if (where == 0) {
+                pack_strn(&h, b, n); // an unknown key
+                msgpack_pack_nil(&h.pk);
+            } else if (where == 1) {
+                pack_str(&h, "features");
+                msgpack_pack_array(&h.pk, 1);
+                pack_strn(&h, b, n);
+            } else {
+                pack_str(&h, "peers");
+                msgpack_pack_array(&h.pk, 1);
+                msgpack_pack_array(&h.pk, 3);
+                pack_bin(&h, "0123456789abcdef", 16);
+                pack_strn(&h, where == 2 ? b : "tcp://h:1", where == 2 ? n : 9);
+                pack_strn(&h, where == 3 ? b : "p", where == 3 ? n : 1);
+            }
+            int werr = -1;
+            int rc = s_decode(h.sb.data, h.sb.size, &werr);
+            ck_assert_msg(rc == (want ? BRG_EPROTO : BRG_OK) && (want == 0 || werr == M),
+                          "case %zu in place %d: rc %d", i, where, rc);
+            pack_free(&h);
+        }
+    }
+    // BYE and ERROR texts and payload strings are not names: any bytes.
+    static const uint8_t bye[] = {0x93, 0x01, 0x05, 0xa2, 0xc3, 0x28};
+    EXPECT_ACCEPTED(bye, sizeof bye);
+    static const uint8_t arg[] = {0xa1, 0xff};
+    env_spec_t e = spec_send();
+    e.args = arg;
+    e.args_len = sizeof arg;
+    e.nargs = 1;
+    expect_env(&e, 0);
+}
+END_TEST
+
+//  The encoder refuses what the decoder would: one message fails alone.
+START_TEST(test_wire_encoder_refuses_names_and_tags_that_are_not_utf8)
+{
+    brg__wbuf_t out = {0};
+    ck_assert_int_eq(brg__wire_batch_begin(&out, 1), BRG_OK);
+    size_t size = out.size;
+    brg_msg_t *m = brg_msg_new("\xc3\x28");
+    ck_assert_ptr_nonnull(m); // the runtime takes any bytes as a tag
+    m->sender = s_ref(s_peer, 1);
+    ck_assert_int_eq(brg__wire_batch_add(&out, s_peer, s_ref(s_here, 2), NULL, m), BRG_EINVAL);
+    ck_assert_uint_eq(out.size, size);
+    brg_msg_destroy(&m);
+    m = brg_msg_new("ok");
+    m->sender = s_ref(s_peer, 1);
+    ck_assert_int_eq(brg__wire_batch_add(&out, s_peer, s_ref(s_here, 2), "\xed\xa0\x80", m),
+                     BRG_EINVAL);
+    ck_assert_uint_eq(out.size, size);
+    ck_assert_int_eq(brg__wire_batch_add(&out, s_peer, s_ref(s_here, 2), "caf\xc3\xa9", m), BRG_OK);
+    brg_msg_destroy(&m);
+    brg__wbuf_reset(&out);
+    brg__hello_t h;
+    for (int field = 0; field < 4; field++) {
+        fill_hello(&h, 1);
+        char *dst = field == 0   ? h.name
+                    : field == 1 ? h.cluster
+                    : field == 2 ? h.ep
+                                 : h.peers[0].name;
+        snprintf(dst, 8, "\xc0\xaf");
+        ck_assert_int_eq(brg__wire_encode_hello(&out, BRG__FRAME_WELCOME, &h), BRG_EINVAL);
+        ck_assert_uint_eq(out.size, 0);
+    }
+    brg__wbuf_free(&out);
+}
+END_TEST
+
 //  ---------------------------------------------------------------------------
 //  The fuzz loop
 
@@ -1601,6 +1725,8 @@ wire_suite(void)
     tcase_add_test(tc, test_wire_kind_arguments_are_checked);
     tcase_add_test(tc, test_wire_hello_keys_are_checked);
     tcase_add_test(tc, test_wire_hello_strings_and_values_are_bounded);
+    tcase_add_test(tc, test_wire_names_tags_and_endpoints_must_be_utf8);
+    tcase_add_test(tc, test_wire_encoder_refuses_names_and_tags_that_are_not_utf8);
     tcase_add_test(tc, test_wire_fuzz_mutated_frames);
     tcase_add_test(tc, test_wire_write_corpus);
     tcase_set_timeout(tc, 60);
