@@ -198,7 +198,17 @@ s_on_ended(void *arg, brg__end_reason_t reason)
     M.reason = reason;
 }
 
-static const brg__session_io_t IO = {s_on_send, s_on_deliver, s_on_up, s_on_ended};
+//  Exports for client sessions: names of even length may be reached, so
+//  the scripts see both the delivery and the refusal (BRG_EPERM) paths.
+static bool
+s_on_may_reach(void *arg, const char *name, size_t len)
+{
+    (void)arg;
+    (void)name;
+    return len % 2 == 0;
+}
+
+static const brg__session_io_t IO = {s_on_send, s_on_deliver, s_on_up, s_on_ended, s_on_may_reach};
 
 static void
 s_begin_call(void)
@@ -218,8 +228,10 @@ s_after(void)
     REQUIRE(st.frames_in == M.frames_in && st.bytes_in == M.bytes_in);
     REQUIRE(st.msgs_acked <= st.msgs_out);
     REQUIRE(M.delivered <= st.msgs_in);
-    // An envelope taken but not delivered was refused by the table bound.
-    REQUIRE(st.msgs_in - M.delivered <= st.table_full);
+    // An envelope taken but not delivered was refused by the table bound,
+    // or was a client's past its exports.
+    REQUIRE(st.msgs_in - M.delivered <= st.table_full + st.refused_unauthorized);
+    REQUIRE(st.refused_unauthorized == 0 || brg__session_peer(M.s)->client);
     REQUIRE(M.ups <= 1 && M.endeds <= 1);
     REQUIRE((state == BRG__SESS_ENDED) == (M.endeds == 1));
     if (state == BRG__SESS_UP)
@@ -230,9 +242,13 @@ s_after(void)
         REQUIRE(st.links + st.watching + st.watched + st.asks == 0);
         REQUIRE(st.msgs_out == st.msgs_acked + st.lost_in_flight);
         // The session's own pushes: one EXIT or DOWN back over the wire for
-        // each inbound LINK or MONITOR the bound refused (taken, not delivered).
+        // each inbound LINK or MONITOR the bound refused (taken, not
+        // delivered), and one BRG_EPERM answer for each refused client
+        // request (none for a refused plain send).
         uint64_t refused_in = st.msgs_in - M.delivered;
-        REQUIRE(M.pushed + refused_in == st.msgs_out + st.dead_on_end + M.refused_out);
+        uint64_t out = st.msgs_out + st.dead_on_end + M.refused_out;
+        REQUIRE(M.pushed + refused_in - st.refused_unauthorized <= out);
+        REQUIRE(out <= M.pushed + refused_in);
     }
 }
 
@@ -726,6 +742,7 @@ s_config(uint8_t conf)
     CFG.handshake_ms = 500;
     CFG.client_idle_ms = 5000;
     CFG.max_table = tables[(conf >> 1) & 3];
+    CFG.client_key = (conf & 16) != 0; // the peer proved a client key (PROTOCOL.md 22)
     if (conf & 8) {
         CFG.limits.max_envelopes = 4;
         CFG.limits.max_payload = 64;

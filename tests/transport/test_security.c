@@ -26,7 +26,7 @@
 static brg_system_t *ts_sys[TS_MAX];
 static brg_node_t *ts_node[TS_MAX];
 static char ts_dir[TS_MAX][128]; // key directory per node ("" = none made)
-static char ts_tmp[64];         // holds every key directory of a test
+static char ts_tmp[64];          // holds every key directory of a test
 
 //  ---------------------------------------------------------------------------
 //  The log of every node, kept for the tests to search.
