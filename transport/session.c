@@ -1161,12 +1161,15 @@ brg__session_timer(brg__session_t *self, uint64_t now_ns)
         return self->handshake_end;
     }
     // Each side uses the larger of the two timeouts, so the slower one's
-    // ticks are never taken for silence.
+    // ticks are never taken for silence; but at most 10 times our own: a
+    // peer must not switch our silence detection off by announcing days.
     uint64_t timeout_ms = self->cfg.timeout_ms;
     if (self->client)
         timeout_ms = self->cfg.client_idle_ms;
     else if (self->peer.timeout_ms > timeout_ms)
-        timeout_ms = self->peer.timeout_ms;
+        timeout_ms = self->peer.timeout_ms < 10ull * self->cfg.timeout_ms
+                         ? self->peer.timeout_ms
+                         : 10ull * self->cfg.timeout_ms;
     uint64_t silence_end = self->heard_ns + timeout_ms * S_NS_PER_MS;
     if (now_ns >= silence_end) {
         brg__session_end(self, BRG__END_TIMEOUT);

@@ -912,6 +912,29 @@ START_TEST(test_session_silence_ends_it_with_timeout_within_timeout_plus_tick)
 }
 END_TEST
 
+//  A peer that announces a huge timeout (days) does not switch A's silence
+//  detection off: A waits at most 10 times its own timeout.
+START_TEST(test_session_a_peers_huge_timeout_is_capped_at_ten_times_ours)
+{
+    S[1].cfg.timeout_ms = 4000000000u; // about 46 days
+    lb_handshake();
+    uint64_t last_heard = NOW;
+    uint64_t ended_at = 0;
+    for (int step = 0; step < 3000 && S[0].endeds == 0; step++) {
+        NOW += 10 * MS;
+        brg__session_timer(S[0].s, NOW);
+        for (size_t k = 0; k < QN; k++)
+            free(Q[k].data);
+        QN = 0; // nothing of B's reaches A
+        if (S[0].endeds)
+            ended_at = NOW;
+    }
+    ck_assert_int_eq(S[0].reason, BRG__END_TIMEOUT);
+    ck_assert_uint_ge(ended_at - last_heard, 10ull * S[0].cfg.timeout_ms * MS);
+    ck_assert_uint_le(ended_at - last_heard, (10ull * S[0].cfg.timeout_ms + 20) * MS);
+}
+END_TEST
+
 START_TEST(test_session_timer_returns_the_next_deadline)
 {
     lb_handshake();
@@ -2644,6 +2667,7 @@ session_suite(void)
     tcase_add_test(tc, test_session_tick_acking_a_frame_never_sent_is_a_sequence_error);
     tcase_add_test(tc, test_session_ticks_keep_it_alive_and_ack_what_arrived);
     tcase_add_test(tc, test_session_silence_ends_it_with_timeout_within_timeout_plus_tick);
+    tcase_add_test(tc, test_session_a_peers_huge_timeout_is_capped_at_ten_times_ours);
     tcase_add_test(tc, test_session_timer_returns_the_next_deadline);
     tcase_add_test(tc, test_session_bye_flushes_then_ends_both_sides);
     tcase_add_test(tc, test_session_end_answers_every_table_entry_exactly_once);
