@@ -934,8 +934,18 @@ s_refuse_in(brg__session_t *self, const brg__env_t *env, uint64_t target)
 static bool
 s_client_may(brg__session_t *self, const brg__env_t *env)
 {
-    if (env->kind == BRG__WK_REPLY || env->kind == BRG__WK_REPLY_ERROR)
-        return true;
+    if (env->kind == BRG__WK_REPLY || env->kind == BRG__WK_REPLY_ERROR) {
+        // Only the answer to an ask this client was sent: a client must not
+        // answer another peer's ask by guessing its corr (the asks table
+        // holds every request that crossed this session, up to max_table).
+        uint64_t target = env->to_id;
+        if (env->has_to_node)
+            target = s_same_node(env->to_ref, self->self_node) ? env->to_ref.id : 0;
+        else if (env->to_is_name)
+            target = 0;
+        return target != 0 && env->corr != 0 &&
+               s_table_has(&self->asks, (s_key_t){target, 0, env->corr});
+    }
     if (env->kind != BRG__WK_SEND || !env->to_is_name || env->has_to_node)
         return false;
     return self->io.may_reach == NULL ||

@@ -106,7 +106,8 @@ typedef struct brg__session_io {
     //  name (name_len bytes, not NUL-terminated)? NULL: every name may be
     //  reached. Asked for each SEND a client addresses by name; a client's
     //  SEND to an id or a ref is always refused, its REPLY and
-    //  REPLY_ERROR are not (PROTOCOL.md section 22). A refused request is
+    //  REPLY_ERROR only when they answer an ask in the session's asks
+    //  table (PROTOCOL.md section 22). A refused request is
     //  answered REPLY_ERROR BRG_EPERM, a refused send dropped; both are
     //  counted (refused_unauthorized).
     bool (*may_reach)(void *arg, const char *name, size_t name_len);

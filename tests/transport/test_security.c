@@ -598,6 +598,9 @@ START_TEST(test_security_a_client_key_reaches_only_exported_names_and_never_the_
     ts_raw_envelope(&r, 0, "private", 0, 0);
     TU_WAIT_UNTIL(ts_stats(1).refused_unauthorized >= 4, TU_WAIT_MS);
     ck_assert_int_eq(ts_log_count("may not reach private", NULL), 1); // the first only
+    // a REPLY to an ask the client was never sent (a guessed corr): dropped
+    ts_raw_envelope(&r, 1, NULL, echo.id, 1);
+    TU_WAIT_UNTIL(ts_stats(1).refused_unauthorized >= 5, TU_WAIT_MS);
     // unexported again: refused from now on
     ck_assert_int_eq(brg_node_export(ts_node[1], "echo", false), BRG_OK);
     ts_raw_envelope(&r, 0, "echo", 0, 20);
