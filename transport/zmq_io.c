@@ -277,6 +277,7 @@ struct s_dial {
     bool gone;            // its name no longer resolves to it: not redialed
     bool seen;            // in the answer being handled (s_on_resolved)
     bool force;           // next HELLO without "probe": replace a stale session
+    uint8_t standbys;     // "standby" answers in a row with no session of ours to that node
 };
 
 //  A tcp:// endpoint to dial whose host is a DNS name (see "Names").
@@ -1417,8 +1418,10 @@ s_conn_new(brg__io_t *self, bool initiator, s_dial_t *dial)
     // the peer holds a stale session, which this HELLO replaces.
     conn->probe = dial != NULL && !dial->force;
     self->scfg.probe = conn->probe;
-    if (dial != NULL)
+    if (dial != NULL && dial->force) {
         dial->force = false;
+        dial->standbys = 0;
+    }
     conn->sess = brg__session_new(&self->scfg, &self->sio, conn, initiator, s_now());
     self->scfg.probe = false;
     if (conn->sess == NULL) {
@@ -1482,8 +1485,13 @@ s_reap(brg__io_t *self)
             d->conn = NULL;
             d->hi = c->dup_hi;
             d->lo = c->dup_lo;
-            if (!s_dial_standby(self, d) && !s_dial_pending(self))
-                d->force = true; // a stale session on its side: replace it
+            // No session of ours with that node: the peer holds a stale one,
+            // which the next HELLO replaces. (Unless another dial is under
+            // way, which may be ours to that node: then look once more.)
+            if (s_dial_standby(self, d))
+                d->standbys = 0;
+            else if (++d->standbys >= 2 || !s_dial_pending(self))
+                d->force = true;
             d->next_at_ns = d->force ? s_now() + 1 : s_now() + S_STANDBY_NS;
             s_wake_for_node(self, d->hi, d->lo);
         } else if (c->dial != NULL) {
@@ -1917,6 +1925,12 @@ s_name_connect(brg__io_t *self, const char *text, const char *host, const char *
         if (d->name == nm) {
             d->has_key = has_key;
             memcpy(d->key, key, BRG__KEY_BYTES);
+            if (d->stopped && !d->gone) {
+                // brg_node_disconnect stopped it; a connect dials again.
+                d->stopped = false;
+                if (d->conn == NULL)
+                    s_dial_start(self, d);
+            }
         }
     }
     if (waiter != 0) {
