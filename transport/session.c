@@ -406,6 +406,7 @@ s_send_hello(brg__session_t *self, brg__frame_type_t type, bool inbound)
     h.max_frame = self->cfg.limits.max_frame;
     h.tick_ms = self->cfg.tick_ms;
     h.timeout_ms = self->cfg.timeout_ms;
+    h.probe = self->cfg.probe && self->initiator && type == BRG__FRAME_HELLO;
     // Out of memory for a frame of a few hundred bytes: the frame is not
     // sent, and the handshake timeout ends the session.
     if (brg__wire_encode_hello(&self->scratch, type, &h) == BRG_OK)

@@ -76,6 +76,8 @@ typedef struct brg__session_cfg {
                                           // each brg__session_new (0: derived from the time)
     bool client_key;                      // the peer authenticated with a client key: its
                                           // HELLO must say role "client" (else ERROR 4)
+    bool probe;                           // an initiator's HELLO says feature "probe" (a dial
+                                          // that must not displace a live session, zmq_io.c)
     brg__wire_limits_t limits;
 } brg__session_cfg_t;
 

@@ -529,8 +529,15 @@ s_hello(s_cur_t *cur, bool welcome, brg__hello_t *hello)
             // v1.0 defines no feature: check the shape, use none.
             if (s_next(cur, &v) != BRG_OK || v.type != BRG_TYPE_ARRAY || v.len > S_FEATURES_MAX)
                 return BRG_EPROTO;
-            for (uint32_t i = 0, n = v.len; i < n && rc == BRG_OK; i++)
+            for (uint32_t i = 0, n = v.len; i < n && rc == BRG_OK; i++) {
                 rc = s_next_str(cur, 1, BRG__WIRE_EP_MAX, &v);
+                // PROTOCOL.md section 10: "probe" in a HELLO, "standby" in
+                // a WELCOME; others (and these in the wrong frame) ignored.
+                if (rc == BRG_OK && !welcome && v.len == 5 && memcmp(v.body, "probe", 5) == 0)
+                    hello->probe = true;
+                if (rc == BRG_OK && welcome && v.len == 7 && memcmp(v.body, "standby", 7) == 0)
+                    hello->standby = true;
+            }
             break;
         case S_K_PEERS:
             // WELCOME only; in a HELLO it is an unknown key.
@@ -879,15 +886,20 @@ brg__wire_encode_hello(brg__wbuf_t *out, brg__frame_type_t type, const brg__hell
         if (!s_name_ok(hello->peers[i].ep, 1, BRG__WIRE_EP_MAX) ||
             !s_name_ok(hello->peers[i].name, 0, BRG__WIRE_NAME_MAX))
             return BRG_EINVAL;
-    // Worst case: keys and fixed values under 160 bytes, three strings,
+    // Worst case: keys and fixed values under 192 bytes, three strings,
     // and each peer's bin, two strings and headers.
-    size_t need = 160 + 2 * (BRG__WIRE_NAME_MAX + 2) + BRG__WIRE_EP_MAX + 3;
+    size_t need = 192 + 2 * (BRG__WIRE_NAME_MAX + 2) + BRG__WIRE_EP_MAX + 3;
     if (peers)
         need += 3 + hello->npeers * (1 + 18 + BRG__WIRE_EP_MAX + 3 + BRG__WIRE_NAME_MAX + 2);
     if (s_reserve(out, need) != BRG_OK)
         return BRG_ENOMEM;
+    const char *feature = NULL;
+    if (type == BRG__FRAME_HELLO && hello->probe)
+        feature = "probe";
+    else if (type == BRG__FRAME_WELCOME && hello->standby)
+        feature = "standby";
     s_put_frame_head(out, type, 1);
-    s_put_map(out, peers ? 11 : 10);
+    s_put_map(out, 10 + (peers ? 1 : 0) + (feature != NULL ? 1 : 0));
     s_put_str(out, "node");
     s_put_bin16(out, hello->node);
     s_put_str(out, "sess");
@@ -911,6 +923,11 @@ brg__wire_encode_hello(brg__wbuf_t *out, brg__frame_type_t type, const brg__hell
     s_put_uint(out, hello->tick_ms);
     s_put_str(out, "timeout_ms");
     s_put_uint(out, hello->timeout_ms);
+    if (feature != NULL) {
+        s_put_str(out, "features");
+        s_put_array(out, 1);
+        s_put_str(out, feature);
+    }
     if (peers) {
         s_put_str(out, "peers");
         s_put_array(out, hello->npeers);

@@ -109,7 +109,9 @@ typedef struct brg__hello {
     uint64_t max_frame;                   // largest frame the sender accepts (0 = default)
     uint32_t tick_ms;                     // sender's tick interval (0 = default)
     uint32_t timeout_ms;                  // sender's silence timeout (0 = default)
-    uint32_t npeers;                      // WELCOME only
+    bool probe;      // feature "probe" (HELLO): do not displace a live session of the sender
+    bool standby;    // feature "standby" (WELCOME): refused probe, a session is up already
+    uint32_t npeers; // WELCOME only
     brg__wire_peer_t peers[BRG__WIRE_PEERS_MAX];
 } brg__hello_t;
 

@@ -36,10 +36,11 @@
 //    and its monitor, the routing id of the peer's outbox on our inbox, the
 //    frames ZeroMQ refused (EAGAIN) in order. A conn learns its peer from
 //    the peer's HELLO or WELCOME.
-//  - dial (s_dial_t): an endpoint we connect to (seeds, brg_node_connect):
-//    reconnected after every end with full-jitter exponential backoff
-//    (100 ms doubling to reconnect_max_ms; reset after 30 s up) until
-//    brg_node_disconnect.
+//  - dial (s_dial_t): an endpoint we connect to (seeds, brg_node_connect,
+//    an address of a name): reconnected after every end with full-jitter
+//    exponential backoff (100 ms doubling to reconnect_max_ms; reset after
+//    30 s up) until brg_node_disconnect (or its name no longer has it).
+//  - name (s_name_t): a seed or connect whose host is a DNS name (below).
 //
 //  Matching the two directions. A dial learns the peer's UUID only from its
 //  WELCOME, but the peer's own HELLO (its outbox, dialed back to our
@@ -49,6 +50,52 @@
 //  handshake_ms) while a dial is pending, and joins the dial whose WELCOME
 //  names its node. Otherwise it starts a new session. A HELLO from a node
 //  whose session already has an inbound direction replaces that session.
+//
+//  Names (seeds and brg_node_connect of tcp://HOST:PORT, HOST a DNS name:
+//  it has a letter and is not an IP literal, s_dns_name). A name (s_name_t)
+//  is resolved to every address (getaddrinfo, AF_UNSPEC, SOCK_STREAM) and
+//  each address gets its own dial (tcp://a.b.c.d:PORT, tcp://[v6]:PORT,
+//  the name's key), so a name that stands for several nodes (a headless
+//  service) reaches them all. getaddrinfo blocks, so it never runs here nor
+//  on a worker: one resolver thread per node, started on the first name.
+//  Ownership: the I/O thread owns the names and their dials; a request
+//  (s_req_t) is malloc'd here and owned by the resolver once queued (under
+//  its lock), which frees it after the call; the answer is a RESOLVED item
+//  (every address, one per line) pushed on this node's outbound queue, the
+//  same MPSC the workers use, owned by this thread once grabbed. The
+//  resolver struct is shared and refcounted (the I/O thread and the
+//  resolver thread; the last one frees it). At shutdown, before its last
+//  grab of the queue, this thread sets stop under the resolver's lock, and
+//  the resolver pushes only under that lock while stop is unset, so no
+//  answer arrives after the drain; pending requests are dropped, and a
+//  resolution in progress gets S_RESOLVE_JOIN_MS (2 s) to end. Past that
+//  the thread is detached: it touches only the resolver struct, frees its
+//  answer and, as the last owner, the struct. A name is resolved again
+//  every reconnect_max_ms, on every brg_node_connect of it, and when none
+//  of its addresses has a session (at most once a second); new addresses
+//  get dials, vanished ones are not redialed (a session they have stays
+//  until it ends). A failed resolution keeps the addresses it had, is
+//  retried with the dial backoff, and is logged only when the outcome
+//  changes; success is logged when the set of addresses changes.
+//
+//  Duplicates. Two dials may reach one node (A and AAAA of a host; an IP
+//  also dialed under a name; a node bound on several addresses of a name).
+//  The session that came up first stays; the others stand by:
+//  - A dial's HELLO says "probe" (PROTOCOL.md section 10). An acceptor with
+//    a live session with that node (one that has its inbound direction)
+//    answers a probe with WELCOME "standby", naming itself, and opens no
+//    session; the dial learns the node (dial->hi/lo) and ends quietly
+//    (never counted as a session). A HELLO without "probe" still replaces
+//    the session (the peer saw the break first).
+//  - A dial that knows its node stands by (s_dial_standby) while that node
+//    has a live session through another conn, or another dial to it is
+//    under way; it looks again every S_STANDBY_NS and dials only when that
+//    node's session is down, so there is no replace/flap loop.
+//  - A "standby" answer from a node we have no session with (and no dial
+//    under way) means the acceptor holds a stale one: the next HELLO of
+//    that dial goes without "probe" and replaces it, as before.
+//  brg_node_connect waiting on a standing-by dial (or a name) returns as
+//  soon as the node it reaches is up, whichever conn carries it.
 //
 //  Backpressure (TRANSPORT.md section 9). queued_bytes counts a message from
 //  brg__io_send until its session has encoded it; a user message that would
@@ -70,15 +117,21 @@
 //    io->lock            guards the waiters of brg_node_connect, the
 //                        published stats and the started flag; no other
 //                        lock is ever taken while it is held.
+//    resolver->lock      guards its requests, refs and stop; the answer is
+//                        pushed on the outbound queue under it (the queue
+//                        takes no lock).
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -101,14 +154,27 @@
 #define S_BACKOFF_RESET_NS (30ull * 1000000000ull)
 #define S_SHUTDOWN_LINGER_MS 1000
 #define S_PARK_MAX 64
-#define S_TURN_ITEMS 4096     // queued items handled per turn of the loop
-#define S_REPOLL_NS 250000ull // longest run of busy turns without a look at the sockets
+#define S_TURN_ITEMS 4096              // queued items handled per turn of the loop
+#define S_REPOLL_NS 250000ull          // longest run of busy turns without a look at the sockets
+#define S_STANDBY_NS 200000000ull      // a standing-by dial looks at its node this often
+#define S_RESOLVE_GAP_NS 1000000000ull // "all down" re-resolves a name at most this often
+#define S_RESOLVE_JOIN_MS 2000         // shutdown waits this long for a resolution
+#define S_RESOLVED_MAX 64              // addresses of a name dialed (the first ones)
 
 enum { S_PEER_CONNECTING = 1, S_PEER_UP, S_PEER_DOWN };
-enum { S_ITEM_MSG, S_ITEM_CONNECT, S_ITEM_DISCONNECT, S_ITEM_STATS, S_ITEM_KEYS, S_ITEM_STOP };
+enum {
+    S_ITEM_MSG,
+    S_ITEM_CONNECT,
+    S_ITEM_DISCONNECT,
+    S_ITEM_STATS,
+    S_ITEM_KEYS,
+    S_ITEM_STOP,
+    S_ITEM_RESOLVED
+};
 
 typedef struct s_conn s_conn_t;
 typedef struct s_dial s_dial_t;
+typedef struct s_name s_name_t;
 
 //  One node we know (see the design notes).
 typedef struct brg__peer {
@@ -130,13 +196,16 @@ typedef struct s_item {
     brg__outq_node_t link; // the queue's link (first member)
     struct s_item *next;   // backlog link
     int type;              // S_ITEM_*
+    int rc;                // RESOLVED: getaddrinfo's result (0 or EAI_*)
     brg__peer_t *peer;     // MSG: its peer
     brg_ref_t to;          // MSG: target; DISCONNECT: the peer
     brg_msg_t *msg;        // MSG
     size_t bytes;          // MSG: counted in peer->queued_bytes
     uint32_t epoch;        // MSG: peer->epoch when it was sent
-    uint64_t waiter;       // CONNECT: the waiter's id, 0 = none
-    char name[];           // MSG: the target name ("" = by id); CONNECT: the endpoint
+    uint64_t waiter;       // CONNECT: the waiter's id, 0 = none; RESOLVED: the name's id
+    char name[];           // MSG: the target name ("" = by id); CONNECT: the endpoint;
+                           // RESOLVED: the endpoints, one per line
+
 } s_item_t;
 
 //  A message's entry comes from the message free lists (brg__msg_block_alloc:
@@ -185,6 +254,9 @@ struct s_conn {
     bool failed;                      // end it after the current call (outbox could not open)
     bool ended;                       // io->ended was called; reap it
     bool marked_down;                 // its peer was marked down (s_mark_down)
+    bool probe;                       // its HELLO said "probe" (see "Duplicates")
+    bool standby;                     // answered WELCOME "standby": dup_hi/lo is up already
+    uint64_t dup_hi, dup_lo;
     brg__end_reason_t reason;
 };
 
@@ -201,7 +273,51 @@ struct s_dial {
     s_conn_t *conn;       // the current attempt
     uint64_t hi, lo;      // the node behind it last time (0, 0 = never up)
     uint64_t waiter;      // a brg_node_connect waiting for it, 0 = none
+    s_name_t *name;       // the DNS name it is an address of, or NULL (dialed as given)
+    bool gone;            // its name no longer resolves to it: not redialed
+    bool seen;            // in the answer being handled (s_on_resolved)
+    bool force;           // next HELLO without "probe": replace a stale session
+    uint8_t standbys;     // "standby" answers in a row with no session of ours to that node
 };
+
+//  A tcp:// endpoint to dial whose host is a DNS name (see "Names").
+struct s_name {
+    s_name_t *next;
+    uint64_t id;                     // names the resolver's answers (never reused)
+    char text[BRG__WIRE_EP_MAX + 1]; // as given, prefix included (logs)
+    char host[256];
+    char port[16];
+    bool has_key;
+    uint8_t key[BRG__KEY_BYTES];
+    bool stopped;        // brg_node_disconnect stopped every address of it
+    bool resolving;      // a request is with the resolver
+    bool resolved_once;  // an answer came (the outcome below is meaningful)
+    int last_rc;         // getaddrinfo's last result (0 or EAI_*): logged on change
+    uint32_t backoff_ms; // failed resolutions: the dial backoff
+    uint64_t next_at_ns; // next resolution, 0 = none scheduled
+    uint64_t done_ns;    // when the last answer came
+    uint64_t waiter;     // a brg_node_connect waiting for any of its addresses
+};
+
+//  The resolver thread (see "Names"): shared by the I/O thread and itself,
+//  freed by the last of the two (refs, under lock).
+typedef struct s_req {
+    struct s_req *next;
+    uint64_t id;
+    char host[256];
+    char port[16];
+} s_req_t;
+
+typedef struct s_resolver {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int refs;      // 2 while both use it, then 1
+    bool stop;     // no more answers: q may be gone
+    s_req_t *head; // pending requests, FIFO
+    s_req_t *tail;
+    brg__outq_t *q; // where answers go (only while !stop, under lock)
+    pthread_t thread;
+} s_resolver_t;
 
 //  A HELLO from an unknown node, waiting for pending dials (design notes).
 typedef struct s_parked {
@@ -284,6 +400,9 @@ struct brg__io {
     uint64_t hs_window_ns;
     s_conn_t *conns;
     s_dial_t *dials;
+    s_name_t *names;
+    uint64_t next_name_id;
+    s_resolver_t *resolver; // started on the first name
     s_parked_t *parked;
     uint32_t nparked;
     bool unparking; // inside s_unpark
@@ -1115,6 +1234,9 @@ s_pend_free(s_conn_t *conn)
     conn->busy = false;
 }
 
+static void s_wake_for_node(brg__io_t *self, uint64_t hi, uint64_t lo);
+static void s_name_dial_ended(brg__io_t *self, s_dial_t *d, bool refused);
+
 //  ---------------------------------------------------------------------------
 //  Session callbacks (session.h). Called on this thread from inside a
 //  session call; they never destroy the session.
@@ -1243,11 +1365,9 @@ s_cb_up(void *arg)
     brg__peer_t *p = conn->peer;
     s_peer_set_state(conn->io, p, S_PEER_UP);
     brg_ref_t ref = s_node_ref(p->hi, p->lo);
-    if (conn->dial != NULL) {
+    if (conn->dial != NULL)
         conn->dial->up_since_ns = s_now();
-        s_waiter_wake(self, conn->dial->waiter, BRG_OK, ref);
-        conn->dial->waiter = 0;
-    }
+    s_wake_for_node(self, p->hi, p->lo);
     self->event_fn(self->event_arg, true, ref, p->name, "up");
 }
 
@@ -1272,7 +1392,8 @@ s_cb_ended(void *arg, brg__end_reason_t reason)
     brg__io_t *self = conn->io;
     conn->ended = true;
     conn->reason = reason;
-    atomic_fetch_add_explicit(&self->sessions_ended, 1, memory_order_relaxed);
+    if (!conn->standby)
+        atomic_fetch_add_explicit(&self->sessions_ended, 1, memory_order_relaxed);
     if (!conn->up && (reason == BRG__END_PROTOCOL || reason == BRG__END_TIMEOUT))
         atomic_fetch_add_explicit(&self->handshakes_failed, 1, memory_order_relaxed);
     brg__peer_t *p = conn->peer;
@@ -1310,7 +1431,17 @@ s_conn_new(brg__io_t *self, bool initiator, s_dial_t *dial)
     // outbox exists first and conn is in the list. Every session has its
     // own random id.
     self->scfg.sess = s_rand(self) | 1;
+    // A dial's HELLO says "probe" (design notes: duplicates), unless it
+    // follows a "standby" answer from a node we have no session with: then
+    // the peer holds a stale session, which this HELLO replaces.
+    conn->probe = dial != NULL && !dial->force;
+    self->scfg.probe = conn->probe;
+    if (dial != NULL && dial->force) {
+        dial->force = false;
+        dial->standbys = 0;
+    }
     conn->sess = brg__session_new(&self->scfg, &self->sio, conn, initiator, s_now());
+    self->scfg.probe = false;
     if (conn->sess == NULL) {
         self->conns = conn->next;
         s_close_outbox(conn, 0);
@@ -1331,6 +1462,8 @@ s_conn_by_rid(brg__io_t *self, void *inbox, const uint8_t *rid, size_t len)
 }
 
 static void s_dial_schedule(brg__io_t *self, s_dial_t *d, bool was_up);
+static bool s_dial_standby(brg__io_t *self, const s_dial_t *d);
+static bool s_dial_pending(brg__io_t *self);
 
 //  Fold a session's counters into the retired totals.
 static void
@@ -1364,14 +1497,32 @@ s_reap(brg__io_t *self)
         *pp = c->next;
         if (c->peer != NULL && c->peer->conn == c)
             c->peer->conn = NULL;
-        if (c->dial != NULL) {
+        if (c->dial != NULL && c->standby) {
+            // Its node is up already (design notes: duplicates): stand by.
             s_dial_t *d = c->dial;
             d->conn = NULL;
-            if (!c->up && c->reason == BRG__END_PROTOCOL) {
+            d->hi = c->dup_hi;
+            d->lo = c->dup_lo;
+            // No session of ours with that node: the peer holds a stale one,
+            // which the next HELLO replaces. (Unless another dial is under
+            // way, which may be ours to that node: then look once more.)
+            if (s_dial_standby(self, d))
+                d->standbys = 0;
+            else if (++d->standbys >= 2 || !s_dial_pending(self))
+                d->force = true;
+            d->next_at_ns = d->force ? s_now() + 1 : s_now() + S_STANDBY_NS;
+            s_wake_for_node(self, d->hi, d->lo);
+        } else if (c->dial != NULL) {
+            s_dial_t *d = c->dial;
+            d->conn = NULL;
+            bool refused = !c->up && c->reason == BRG__END_PROTOCOL;
+            if (refused) {
                 s_waiter_wake(self, d->waiter, BRG_ENETWORK, BRG_REF_NONE);
                 d->waiter = 0;
             }
             s_dial_schedule(self, d, c->up);
+            if (d->name != NULL)
+                s_name_dial_ended(self, d, refused);
         }
         // An orderly end lets the BYE and the last BATCHes out; a broken
         // session drops what ZeroMQ still holds (counted lost_in_flight by
@@ -1405,6 +1556,12 @@ static void
 s_dial_start(brg__io_t *self, s_dial_t *d)
 {
     d->next_at_ns = 0;
+    if (s_dial_standby(self, d)) {
+        // Its node has a session (or another dial to it is under way): no
+        // HELLO that could displace it; look again soon.
+        d->next_at_ns = s_now() + S_STANDBY_NS;
+        return;
+    }
     if (d->has_key && !s_key_allowed(self, d->key, NULL)) {
         // Revoked since it was given: no session with it, but keep trying
         // (with backoff) in case it is allowed again.
@@ -1431,7 +1588,7 @@ s_dial_start(brg__io_t *self, s_dial_t *d)
 static void
 s_dial_schedule(brg__io_t *self, s_dial_t *d, bool was_up)
 {
-    if (d->stopped || self->stopping)
+    if (d->stopped || d->gone || self->stopping)
         return;
     uint64_t now = s_now();
     if (was_up && now - d->up_since_ns >= S_BACKOFF_RESET_NS)
@@ -1448,30 +1605,28 @@ s_dial_schedule(brg__io_t *self, s_dial_t *d, bool was_up)
     atomic_fetch_add_explicit(&self->reconnects, 1, memory_order_relaxed);
 }
 
-//  The dial of an endpoint as given (KEY@, NAME@ or plain; s_parse_dial),
-//  added if new. NULL (logged) if it does not parse or out of memory.
-static s_dial_t *
-s_dial_add(brg__io_t *self, const char *text)
+//  A key the operator wrote into an endpoint is trusted as a node key (the
+//  peer dials back with it), named after the endpoint.
+static void
+s_trust_key(brg__io_t *self, bool z85, const uint8_t key[BRG__KEY_BYTES], const char *ep)
 {
-    char ep[BRG__WIRE_EP_MAX + 1];
-    bool has_key, z85;
-    uint8_t key[BRG__KEY_BYTES];
-    const char *why = NULL;
-    if (s_parse_dial(self, text, ep, sizeof ep, &has_key, key, &z85, &why) != BRG_OK) {
-        s_log(self, BRG_LOG_ERROR, "cannot connect to %s: %s", text, why);
-        return NULL;
-    }
     if (z85 && self->curve && brg__keys_lookup(self->keys, key, NULL) != BRG_OK) {
-        // A key the operator wrote into the endpoint is trusted as a node
-        // key (the peer dials back with it), named after the endpoint.
         char name[BRG_NODE_NAME_MAX + 1];
         snprintf(name, sizeof name, "%.63s", ep);
         brg__keys_allow(self->keys, key, name, BRG_KEY_NODE, false);
     }
+}
+
+//  The dial of endpoint ep (no prefix) for name (NULL: dialed as given),
+//  added if new, with the latest key given for it. NULL: out of memory.
+static s_dial_t *
+s_dial_add(brg__io_t *self, const char *ep, s_name_t *name, bool has_key,
+           const uint8_t key[BRG__KEY_BYTES])
+{
     for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
-        if (strcmp(d->ep, ep) == 0) {
+        if (d->name == name && strcmp(d->ep, ep) == 0) {
             d->stopped = false;
-            d->has_key = has_key; // the latest key given for it
+            d->has_key = has_key;
             memcpy(d->key, key, BRG__KEY_BYTES);
             return d;
         }
@@ -1480,6 +1635,7 @@ s_dial_add(brg__io_t *self, const char *text)
     if (d == NULL)
         return NULL;
     snprintf(d->ep, sizeof d->ep, "%s", ep);
+    d->name = name;
     d->has_key = has_key;
     memcpy(d->key, key, BRG__KEY_BYTES);
     d->next = self->dials;
@@ -1494,6 +1650,487 @@ s_dial_pending(brg__io_t *self)
         if (d->conn != NULL && !d->conn->ended && d->conn->peer == NULL)
             return true;
     return false;
+}
+
+//  Whether d must stand by (design notes: duplicates): the node it reached
+//  last time has a live session through another conn, or another dial to
+//  that node is under way.
+static bool
+s_dial_standby(brg__io_t *self, const s_dial_t *d)
+{
+    if (d->hi == 0 && d->lo == 0)
+        return false;
+    brg__peer_t *p = s_peer_find(self, d->hi, d->lo);
+    if (p != NULL && p->conn != NULL && !p->conn->ended && p->conn != d->conn)
+        return true;
+    for (s_dial_t *o = self->dials; o != NULL; o = o->next)
+        if (o != d && o->hi == d->hi && o->lo == d->lo && o->conn != NULL && !o->conn->ended)
+            return true;
+    return false;
+}
+
+//  The node hi/lo is up: wake every brg_node_connect waiting on a dial that
+//  reaches it, or on a name one of whose addresses does.
+static void
+s_wake_for_node(brg__io_t *self, uint64_t hi, uint64_t lo)
+{
+    brg__peer_t *p = s_peer_find(self, hi, lo);
+    if (p == NULL || atomic_load_explicit(&p->state, memory_order_relaxed) != S_PEER_UP)
+        return;
+    brg_ref_t ref = s_node_ref(hi, lo);
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
+        if (d->hi != hi || d->lo != lo)
+            continue;
+        s_waiter_wake(self, d->waiter, BRG_OK, ref);
+        d->waiter = 0;
+        if (d->name != NULL) {
+            s_waiter_wake(self, d->name->waiter, BRG_OK, ref);
+            d->name->waiter = 0;
+        }
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  Names (design notes): the resolver thread.
+
+static void
+s_resolver_unref(s_resolver_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    bool last = --r->refs == 0;
+    pthread_mutex_unlock(&r->lock);
+    if (!last)
+        return;
+    while (r->head != NULL) {
+        s_req_t *q = r->head;
+        r->head = q->next;
+        free(q);
+    }
+    pthread_cond_destroy(&r->cond);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+//  Resolve one name (blocking: this is the resolver thread). The answer is
+//  a RESOLVED item: its endpoints tcp://ADDR:PORT, one per line, at most
+//  S_RESOLVED_MAX, duplicates removed. NULL: out of memory.
+static s_item_t *
+s_resolve(const s_req_t *req)
+{
+    enum { LINE = 72 }; // "tcp://[" + 45 + "]:" + 5 + "\n" fits
+    s_item_t *it = calloc(1, sizeof *it + (size_t)S_RESOLVED_MAX * LINE + 1);
+    if (it == NULL)
+        return NULL;
+    it->type = S_ITEM_RESOLVED;
+    it->waiter = req->id;
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    it->rc = getaddrinfo(req->host, req->port, &hints, &res);
+    if (it->rc != 0)
+        return it;
+    size_t len = 0;
+    int n = 0;
+    for (struct addrinfo *ai = res; ai != NULL && n < S_RESOLVED_MAX; ai = ai->ai_next) {
+        char addr[INET6_ADDRSTRLEN], line[LINE + 1];
+        if (ai->ai_family == AF_INET &&
+            inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr, addr,
+                      sizeof addr) != NULL)
+            snprintf(line, sizeof line, "tcp://%s:%s\n", addr, req->port);
+        else if (ai->ai_family == AF_INET6 &&
+                 ((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_scope_id == 0 &&
+                 inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr, addr,
+                           sizeof addr) != NULL)
+            snprintf(line, sizeof line, "tcp://[%s]:%s\n", addr, req->port);
+        else
+            continue; // another family, or a link-local address (needs a scope)
+        // A line is unique when it starts the list or follows a newline.
+        size_t ll = strlen(line);
+        bool dup = false;
+        for (const char *f = strstr(it->name, line); f != NULL && !dup; f = strstr(f + 1, line))
+            dup = f == it->name || f[-1] == '\n';
+        if (dup)
+            continue;
+        memcpy(it->name + len, line, ll + 1);
+        len += ll;
+        n++;
+    }
+    freeaddrinfo(res);
+    return it;
+}
+
+static void *
+s_resolver_main(void *arg)
+{
+    s_resolver_t *r = arg;
+    pthread_setname_np(pthread_self(), "brg-resolve");
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        while (!r->stop && r->head == NULL)
+            pthread_cond_wait(&r->cond, &r->lock);
+        if (r->stop)
+            break;
+        s_req_t *req = r->head;
+        r->head = req->next;
+        if (r->head == NULL)
+            r->tail = NULL;
+        pthread_mutex_unlock(&r->lock);
+        s_item_t *it = s_resolve(req);
+        free(req);
+        pthread_mutex_lock(&r->lock);
+        // Pushed under the lock, and only before stop: after the I/O thread
+        // set stop, its queue may be gone.
+        if (it != NULL && !r->stop)
+            brg__outq_push(r->q, &it->link);
+        else
+            free(it);
+    }
+    pthread_mutex_unlock(&r->lock);
+    s_resolver_unref(r);
+    return NULL;
+}
+
+//  Ask the resolver about nm (starting it on first use).
+static int
+s_name_resolve(brg__io_t *self, s_name_t *nm)
+{
+    nm->next_at_ns = 0;
+    if (self->resolver == NULL) {
+        s_resolver_t *r = calloc(1, sizeof *r);
+        if (r == NULL)
+            return BRG_ENOMEM;
+        pthread_mutex_init(&r->lock, NULL);
+        pthread_cond_init(&r->cond, NULL);
+        r->refs = 2;
+        r->q = &self->q;
+        if (pthread_create(&r->thread, NULL, s_resolver_main, r) != 0) {
+            pthread_cond_destroy(&r->cond);
+            pthread_mutex_destroy(&r->lock);
+            free(r);
+            return BRG_ESYS;
+        }
+        self->resolver = r;
+    }
+    s_req_t *req = calloc(1, sizeof *req);
+    if (req == NULL)
+        return BRG_ENOMEM;
+    req->id = nm->id;
+    memcpy(req->host, nm->host, sizeof req->host);
+    memcpy(req->port, nm->port, sizeof req->port);
+    s_resolver_t *r = self->resolver;
+    pthread_mutex_lock(&r->lock);
+    if (r->tail != NULL)
+        r->tail->next = req;
+    else
+        r->head = req;
+    r->tail = req;
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    nm->resolving = true;
+    return BRG_OK;
+}
+
+//  The I/O thread's end: no answer is pushed after this; a resolution in
+//  progress gets S_RESOLVE_JOIN_MS to finish, then the thread is left to
+//  end on its own (it frees what it holds).
+static void
+s_resolver_stop(brg__io_t *self)
+{
+    s_resolver_t *r = self->resolver;
+    if (r == NULL)
+        return;
+    self->resolver = NULL;
+    pthread_mutex_lock(&r->lock);
+    r->stop = true;
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += S_RESOLVE_JOIN_MS / 1000;
+    until.tv_nsec += (long)(S_RESOLVE_JOIN_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    if (pthread_timedjoin_np(r->thread, NULL, &until) != 0) {
+        s_log(self, BRG_LOG_WARNING, "a name resolution is still under way at shutdown: %s%s",
+              "left to end on its own", "");
+        pthread_detach(r->thread);
+    }
+    s_resolver_unref(r);
+}
+
+//  ---------------------------------------------------------------------------
+//  Names: what the I/O thread does with them.
+
+//  Whether ep (no prefix) is tcp://HOST:PORT whose HOST is a DNS name (the
+//  rule node.h states): HOST has a letter, is not an IPv4 literal, not an
+//  IPv6 one ([...]), not "*", has no ';' (libzmq's source;destination
+//  form); PORT is a number. Fills host and port.
+static bool
+s_dns_name(const char *ep, char *host, size_t host_len, char *port, size_t port_len)
+{
+    if (!s_is_tcp(ep))
+        return false;
+    const char *h = ep + 6;
+    const char *colon = strrchr(h, ':');
+    if (colon == NULL || colon == h || colon[1] == '\0')
+        return false;
+    size_t n = (size_t)(colon - h);
+    if (n >= host_len || strlen(colon + 1) >= port_len || h[0] == '[' ||
+        memchr(h, ';', n) != NULL || memchr(h, '*', n) != NULL)
+        return false;
+    for (const char *c = colon + 1; *c != '\0'; c++)
+        if (*c < '0' || *c > '9')
+            return false;
+    bool letter = false;
+    for (size_t i = 0; i < n; i++)
+        letter |= (h[i] >= 'a' && h[i] <= 'z') || (h[i] >= 'A' && h[i] <= 'Z');
+    if (!letter)
+        return false;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    struct in_addr a;
+    if (inet_pton(AF_INET, host, &a) == 1)
+        return false;
+    snprintf(port, port_len, "%s", colon + 1);
+    return true;
+}
+
+//  The node one of nm's addresses reaches, if it is up.
+static bool
+s_name_up(brg__io_t *self, const s_name_t *nm, brg_ref_t *ref)
+{
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
+        if (d->name != nm || (d->hi == 0 && d->lo == 0))
+            continue;
+        brg__peer_t *p = s_peer_find(self, d->hi, d->lo);
+        if (p != NULL && atomic_load_explicit(&p->state, memory_order_relaxed) == S_PEER_UP) {
+            *ref = s_node_ref(d->hi, d->lo);
+            return true;
+        }
+    }
+    return false;
+}
+
+//  brg_node_connect (or a seed) of a name: its addresses are dialed when
+//  the resolver answers; a connect resolves it again now.
+static void
+s_name_connect(brg__io_t *self, const char *text, const char *host, const char *port, bool has_key,
+               const uint8_t key[BRG__KEY_BYTES], uint64_t waiter)
+{
+    s_name_t *nm = self->names;
+    while (nm != NULL && !(strcmp(nm->host, host) == 0 && strcmp(nm->port, port) == 0))
+        nm = nm->next;
+    if (nm == NULL) {
+        nm = calloc(1, sizeof *nm);
+        if (nm == NULL) {
+            s_waiter_wake(self, waiter, BRG_ENOMEM, BRG_REF_NONE);
+            return;
+        }
+        nm->id = ++self->next_name_id;
+        snprintf(nm->host, sizeof nm->host, "%s", host);
+        snprintf(nm->port, sizeof nm->port, "%s", port);
+        nm->next = self->names;
+        self->names = nm;
+    }
+    snprintf(nm->text, sizeof nm->text, "%s", text);
+    nm->has_key = has_key; // the latest key given for it, for every address
+    memcpy(nm->key, key, BRG__KEY_BYTES);
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
+        if (d->name == nm) {
+            d->has_key = has_key;
+            memcpy(d->key, key, BRG__KEY_BYTES);
+            if (d->stopped && !d->gone) {
+                // brg_node_disconnect stopped it; a connect dials again.
+                d->stopped = false;
+                if (d->conn == NULL)
+                    s_dial_start(self, d);
+            }
+        }
+    }
+    if (waiter != 0) {
+        s_waiter_wake(self, nm->waiter, BRG_ETIMEDOUT, BRG_REF_NONE); // superseded
+        nm->waiter = waiter;
+    }
+    brg_ref_t ref;
+    if (nm->waiter != 0 && s_name_up(self, nm, &ref)) {
+        s_waiter_wake(self, nm->waiter, BRG_OK, ref);
+        nm->waiter = 0;
+    }
+    if (!nm->resolving && s_name_resolve(self, nm) != BRG_OK) {
+        s_log(self, BRG_LOG_ERROR, "cannot resolve %s: %s", nm->text, "no resolver thread");
+        nm->next_at_ns = s_now() + (uint64_t)self->cfg.reconnect_max_ms * 1000000ull;
+    }
+}
+
+//  Schedule nm's next resolution after a failure: the dial backoff.
+static void
+s_name_backoff(brg__io_t *self, s_name_t *nm)
+{
+    uint32_t max = self->cfg.reconnect_max_ms;
+    if (nm->backoff_ms == 0)
+        nm->backoff_ms = S_BACKOFF_MIN_MS;
+    else if (nm->backoff_ms < max)
+        nm->backoff_ms = nm->backoff_ms * 2 > max ? max : nm->backoff_ms * 2;
+    uint64_t delay_ms = s_rand(self) % ((uint64_t)nm->backoff_ms + 1);
+    nm->next_at_ns = s_now() + delay_ms * 1000000ull + 1;
+}
+
+//  The resolver's answer for a name: dial new addresses, stop redialing
+//  vanished ones; log the outcome when it changed.
+static void
+s_on_resolved(brg__io_t *self, s_item_t *it)
+{
+    s_name_t *nm = self->names;
+    while (nm != NULL && nm->id != it->waiter)
+        nm = nm->next;
+    if (nm == NULL || self->stopping)
+        return;
+    nm->resolving = false;
+    nm->done_ns = s_now();
+    int rc = it->rc;
+    if (rc == 0 && it->name[0] == '\0')
+        rc = EAI_NONAME; // nothing we can dial (no IPv4 or global IPv6 address)
+    bool changed = !nm->resolved_once || nm->last_rc != rc;
+    nm->resolved_once = true;
+    nm->last_rc = rc;
+    if (rc != 0) {
+        // Its addresses so far stay as they are (a resolver that failed
+        // once says nothing about them); retried with the dial backoff.
+        if (changed) {
+            const char *why = rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
+            s_log(self, BRG_LOG_WARNING, "cannot resolve %s: %s", nm->text, why);
+        }
+        s_waiter_wake(self, nm->waiter, BRG_ENETWORK, BRG_REF_NONE);
+        nm->waiter = 0;
+        s_name_backoff(self, nm);
+        return;
+    }
+    nm->backoff_ms = 0;
+    nm->next_at_ns = nm->done_ns + (uint64_t)self->cfg.reconnect_max_ms * 1000000ull;
+    char list[512];
+    size_t ll = 0;
+    list[0] = '\0';
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next)
+        d->seen = false;
+    for (char *line = it->name; *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        *nl = '\0';
+        const char *ep = line;
+        line = nl + 1;
+        int n = snprintf(list + ll, sizeof list - ll, "%s%s", ll ? ", " : "", ep + 6);
+        if (n > 0 && (size_t)n < sizeof list - ll)
+            ll += (size_t)n;
+        if (!self->curve && !brg__io_ep_is_loopback(ep)) {
+            // insecure_loopback: plain tcp:// reaches only loopback addresses.
+            if (changed)
+                s_log(self, BRG_LOG_WARNING, "not connecting to %s: %s", ep,
+                      "plain tcp:// (insecure_loopback) reaches only loopback addresses");
+            continue;
+        }
+        s_dial_t *d = NULL;
+        for (d = self->dials; d != NULL; d = d->next)
+            if (d->name == nm && strcmp(d->ep, ep) == 0)
+                break;
+        if (d != NULL) {
+            d->seen = true;
+            if (d->gone) {
+                // Back again: dialed again.
+                changed = true;
+                d->gone = false;
+                if (d->conn == NULL && !d->stopped)
+                    s_dial_start(self, d);
+            }
+            continue;
+        }
+        changed = true;
+        d = s_dial_add(self, ep, nm, nm->has_key, nm->key);
+        if (d != NULL) {
+            d->seen = true;
+            s_dial_start(self, d);
+        }
+    }
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
+        if (d->name == nm && !d->seen && !d->gone) {
+            // Vanished: not redialed (a session it has stays until it ends).
+            d->gone = true;
+            d->next_at_ns = 0;
+            changed = true;
+        }
+    }
+    if (changed)
+        s_log(self, BRG_LOG_NOTICE, "%s resolves to %s", nm->text, list);
+}
+
+//  A dial of a name ended: when none of the name's addresses has a session
+//  any more, resolve it again (at most once per S_RESOLVE_GAP_NS). A
+//  waiter on the name learns a refusal when no other address is under way.
+static void
+s_name_dial_ended(brg__io_t *self, s_dial_t *d, bool refused)
+{
+    s_name_t *nm = d->name;
+    bool live = false;
+    for (s_dial_t *o = self->dials; o != NULL && !live; o = o->next) {
+        if (o->name != nm)
+            continue;
+        if (o->conn != NULL && !o->conn->ended)
+            live = true;
+        brg__peer_t *p = o->hi || o->lo ? s_peer_find(self, o->hi, o->lo) : NULL;
+        if (p != NULL && p->conn != NULL && !p->conn->ended)
+            live = true;
+    }
+    if (live || self->stopping)
+        return;
+    if (refused) {
+        s_waiter_wake(self, nm->waiter, BRG_ENETWORK, BRG_REF_NONE);
+        nm->waiter = 0;
+    }
+    if (nm->resolving)
+        return;
+    uint64_t at = nm->done_ns + S_RESOLVE_GAP_NS;
+    if (at < s_now())
+        at = s_now();
+    if (nm->next_at_ns == 0 || at < nm->next_at_ns)
+        nm->next_at_ns = at;
+}
+
+//  brg_node_connect or a seed: a name is resolved, anything else dialed.
+static void
+s_connect(brg__io_t *self, const char *text, uint64_t waiter)
+{
+    char ep[BRG__WIRE_EP_MAX + 1], host[256], port[16];
+    bool has_key, z85;
+    uint8_t key[BRG__KEY_BYTES];
+    const char *why = NULL;
+    if (s_parse_dial(self, text, ep, sizeof ep, &has_key, key, &z85, &why) != BRG_OK) {
+        s_log(self, BRG_LOG_ERROR, "cannot connect to %s: %s", text, why);
+        s_waiter_wake(self, waiter, BRG_EINVAL, BRG_REF_NONE);
+        return;
+    }
+    s_trust_key(self, z85, key, ep);
+    if (s_dns_name(ep, host, sizeof host, port, sizeof port)) {
+        s_name_connect(self, text, host, port, has_key, key, waiter);
+        return;
+    }
+    s_dial_t *d = s_dial_add(self, ep, NULL, has_key, key);
+    if (d == NULL) {
+        s_waiter_wake(self, waiter, BRG_ENOMEM, BRG_REF_NONE);
+        return;
+    }
+    if (d->conn != NULL && d->conn->up) {
+        s_waiter_wake(self, waiter, BRG_OK, s_node_ref(d->hi, d->lo));
+        return;
+    }
+    if (waiter != 0) {
+        s_waiter_wake(self, d->waiter, BRG_ETIMEDOUT, BRG_REF_NONE); // superseded
+        d->waiter = waiter;
+    }
+    if (d->conn == NULL)
+        s_dial_start(self, d);
+    s_wake_for_node(self, d->hi, d->lo); // standing by for a node that is up
 }
 
 //  ---------------------------------------------------------------------------
@@ -1585,6 +2222,30 @@ s_unpark(brg__io_t *self, bool all)
     self->unparking = false;
 }
 
+//  Answer a probe HELLO from a node that has a session with us already:
+//  WELCOME with feature "standby" (PROTOCOL.md section 10), on no session.
+static void
+s_send_standby(brg__io_t *self, const s_from_t *from)
+{
+    brg__hello_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return;
+    memcpy(w->node, self->uuid, 16);
+    w->sess = s_rand(self) | 1;
+    memcpy(w->name, self->scfg.name, sizeof w->name);
+    memcpy(w->cluster, self->scfg.cluster, sizeof w->cluster);
+    memcpy(w->ep, self->scfg.ep, sizeof w->ep);
+    w->max_frame = self->cfg.max_frame;
+    w->tick_ms = self->cfg.tick_ms;
+    w->timeout_ms = self->cfg.timeout_ms;
+    w->standby = true;
+    brg__wbuf_reset(&self->wbuf);
+    if (brg__wire_encode_hello(&self->wbuf, BRG__FRAME_WELCOME, w) == BRG_OK)
+        s_router_send(self, from->inbox, from->rid, from->rid_len, self->wbuf.data,
+                      self->wbuf.size);
+    free(w);
+}
+
 //  A HELLO from a routing id we do not know (design notes: matching). The
 //  frame has been decoded into self->frame.
 static void
@@ -1614,6 +2275,13 @@ s_accept(brg__io_t *self, const s_from_t *from, const void *data, size_t len, bo
     }
     if (conn == NULL && may_park && !client && s_dial_pending(self)) {
         s_park(self, from, data, len);
+        return;
+    }
+    if (conn != NULL && conn->rid_len != 0 && h->probe && !client) {
+        // A dial of that node that does not know it reaches us (another
+        // address of ours, design notes: duplicates): the live session
+        // stays; the answer names us so the dial stands by.
+        s_send_standby(self, from);
         return;
     }
     if (conn != NULL && conn->rid_len != 0) {
@@ -1739,6 +2407,24 @@ s_read_inbox(brg__io_t *self, void *inbox)
 }
 
 //  Frames on our outbox (WELCOME, ERROR) and its monitor's events.
+//  Whether m answers conn's probe HELLO with a WELCOME "standby" (design
+//  notes: duplicates); then conn->dup_hi/lo name the node.
+static bool
+s_standby_answer(brg__io_t *self, s_conn_t *conn, zmq_msg_t *m)
+{
+    if (!conn->probe || conn->peer != NULL || conn->dial == NULL)
+        return false;
+    brg__frame_t *f = &self->frame;
+    int werr = 0;
+    if (brg__wire_decode(zmq_msg_data(m), zmq_msg_size(m), &self->scfg.limits, f, &werr) !=
+            BRG_OK ||
+        f->type != BRG__FRAME_WELCOME || !f->hello.standby)
+        return false;
+    conn->standby = true;
+    s_uuid_split(f->hello.node, &conn->dup_hi, &conn->dup_lo);
+    return true;
+}
+
 static int
 s_read_outbox(brg__io_t *self, s_conn_t *conn)
 {
@@ -1755,6 +2441,11 @@ s_read_outbox(brg__io_t *self, s_conn_t *conn)
         if (zmq_msg_more(&m)) {
             atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
             brg__session_end(conn->sess, BRG__END_PROTOCOL);
+        } else if (s_standby_answer(self, conn, &m)) {
+            // Its node is up already: this conn ends quietly (s_reap), and
+            // was never a session (not counted started, nor ended).
+            atomic_fetch_sub_explicit(&self->sessions_started, 1, memory_order_relaxed);
+            brg__session_end(conn->sess, BRG__END_CLOSED);
         } else if (brg__session_on_bytes(conn->sess, zmq_msg_data(&m), zmq_msg_size(&m), false,
                                          s_now()) == BRG_EPROTO) {
             atomic_fetch_add_explicit(&self->rejected, 1, memory_order_relaxed);
@@ -1980,24 +2671,12 @@ static void
 s_on_command(brg__io_t *self, s_item_t *it)
 {
     switch (it->type) {
-    case S_ITEM_CONNECT: {
-        s_dial_t *d = s_dial_add(self, it->name);
-        if (d == NULL) {
-            s_waiter_wake(self, it->waiter, BRG_EINVAL, BRG_REF_NONE);
-            break;
-        }
-        if (d->conn != NULL && d->conn->up) {
-            s_waiter_wake(self, it->waiter, BRG_OK, s_node_ref(d->hi, d->lo));
-            break;
-        }
-        if (it->waiter != 0) {
-            s_waiter_wake(self, d->waiter, BRG_ETIMEDOUT, BRG_REF_NONE); // superseded
-            d->waiter = it->waiter;
-        }
-        if (d->conn == NULL)
-            s_dial_start(self, d);
+    case S_ITEM_CONNECT:
+        s_connect(self, it->name, it->waiter);
         break;
-    }
+    case S_ITEM_RESOLVED:
+        s_on_resolved(self, it);
+        break;
     case S_ITEM_DISCONNECT: {
         for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
             if (d->hi == it->to.node_hi && d->lo == it->to.node_lo) {
@@ -2140,12 +2819,22 @@ s_timers(brg__io_t *self, uint64_t now)
     }
     s_reap(self);
     for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
-        if (d->next_at_ns == 0 || d->conn != NULL || d->stopped)
+        if (d->next_at_ns == 0 || d->conn != NULL || d->stopped || d->gone)
             continue;
         if (now >= d->next_at_ns)
             s_dial_start(self, d);
         else if (d->next_at_ns < next)
             next = d->next_at_ns;
+    }
+    for (s_name_t *nm = self->names; nm != NULL; nm = nm->next) {
+        if (nm->next_at_ns == 0 || nm->resolving)
+            continue;
+        if (now >= nm->next_at_ns) {
+            if (s_name_resolve(self, nm) != BRG_OK)
+                s_name_backoff(self, nm);
+        }
+        if (nm->next_at_ns != 0 && nm->next_at_ns < next)
+            next = nm->next_at_ns;
     }
     if (self->parked != NULL) {
         s_unpark(self, false);
@@ -2371,11 +3060,8 @@ s_main(void *arg)
         s_close_inboxes(self);
         return NULL;
     }
-    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && self->cfg.connect[i] != NULL; i++) {
-        s_dial_t *d = s_dial_add(self, self->cfg.connect[i]);
-        if (d != NULL)
-            s_dial_start(self, d);
-    }
+    for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && self->cfg.connect[i] != NULL; i++)
+        s_connect(self, self->cfg.connect[i], 0);
     s_reap(self);
     while (!self->stopping) {
         bool busy = s_grab(self);
@@ -2411,6 +3097,7 @@ s_main(void *arg)
         s_publish_stats(self);
         s_poll(self, next);
     }
+    s_resolver_stop(self); // before s_stop_all's last grab: no answer comes after it
     s_stop_all(self);
     s_publish_stats(self);
     s_close_inboxes(self);
@@ -2691,6 +3378,11 @@ brg__io_destroy(brg__io_t **self_p)
         s_dial_t *d = self->dials;
         self->dials = d->next;
         free(d);
+    }
+    while (self->names != NULL) {
+        s_name_t *nm = self->names;
+        self->names = nm->next;
+        free(nm);
     }
     while (self->parked != NULL) {
         s_parked_t *pk = self->parked;

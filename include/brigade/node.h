@@ -64,7 +64,14 @@ typedef struct brg_node_config {
     //  The endpoint peers are told to connect back to (NAT, containers);
     //  default: the first bound endpoint.
     const char *advertise;
-    //  Seeds to connect to at start (host names resolve to every address).
+    //  Seeds to connect to at start, as brg_node_connect takes them. A
+    //  tcp:// seed whose host is a DNS name (it has a letter and is not an
+    //  IP literal, "*" or libzmq's "source;host" form) is resolved to every
+    //  address (IPv4 and IPv6) and each is dialed with the same key, so a
+    //  name that stands for several nodes reaches them all; it is resolved
+    //  again every reconnect_max_ms and when none of its addresses is up
+    //  (new addresses are dialed, vanished ones are not redialed). Names
+    //  are resolved on a thread of the node, never on the caller's.
     const char *connect[BRG_NODE_MAX_ENDPOINTS];
     uint32_t tick_ms;          // heartbeat interval (default 1000)
     uint32_t timeout_ms;       // silence that means the node is down (default 10000)
@@ -110,7 +117,12 @@ BRG_EXPORT int brg_node_endpoint(brg_node_t *node, int i, char *buf, size_t len)
 //  Dial a peer at endpoint (asynchronous: the result is a nodeup event).
 //  With a timeout_ms > 0 and *peer non-NULL, wait until the session is up
 //  and set *peer to its node ref: BRG_ETIMEDOUT, BRG_ENETWORK (refused),
-//  BRG_EDEADLK on one of the system's own threads.
+//  BRG_EDEADLK on one of the system's own threads. A DNS name (see
+//  cfg.connect) dials every address it resolves to; the wait ends when the
+//  first of them is up (*peer: that node), or BRG_ENETWORK when the name
+//  does not resolve or every address refused. Two endpoints that reach
+//  one node never fight: the session that came up first stays, the other
+//  dial stands by until that node's session is down.
 BRG_EXPORT int brg_node_connect(brg_node_t *node, const char *endpoint, int timeout_ms,
                                 brg_ref_t *peer);
 

@@ -327,6 +327,31 @@ START_TEST(test_wire_hello_and_welcome_round_trip)
 }
 END_TEST
 
+//  The features "probe" (HELLO) and "standby" (WELCOME), PROTOCOL.md
+//  section 10: each travels in its own frame type only, with and without
+//  peers, and a frame without them decodes without them.
+START_TEST(test_wire_probe_and_standby_features)
+{
+    brg__wbuf_t out = {0};
+    for (uint32_t npeers = 0; npeers <= 2; npeers += 2) {
+        for (int type = BRG__FRAME_HELLO; type <= BRG__FRAME_WELCOME; type++) {
+            for (int on = 0; on <= 1; on++) {
+                fill_hello(&s_hello_in, npeers);
+                s_hello_in.probe = on;
+                s_hello_in.standby = on;
+                brg__wbuf_reset(&out);
+                ck_assert_int_eq(brg__wire_encode_hello(&out, type, &s_hello_in), BRG_OK);
+                EXPECT_ACCEPTED(out.data, out.size);
+                assert_hello_eq(&s_hello_in, &s_frame.hello, type == BRG__FRAME_WELCOME);
+                ck_assert_int_eq(s_frame.hello.probe, on && type == BRG__FRAME_HELLO);
+                ck_assert_int_eq(s_frame.hello.standby, on && type == BRG__FRAME_WELCOME);
+            }
+        }
+    }
+    brg__wbuf_free(&out);
+}
+END_TEST
+
 START_TEST(test_wire_tick_bye_error_round_trip)
 {
     brg__wbuf_t out = {0};
@@ -1707,6 +1732,7 @@ wire_suite(void)
     Suite *s = suite_create("wire");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_wire_hello_and_welcome_round_trip);
+    tcase_add_test(tc, test_wire_probe_and_standby_features);
     tcase_add_test(tc, test_wire_tick_bye_error_round_trip);
     tcase_add_test(tc, test_wire_every_kind_round_trips_through_a_batch);
     tcase_add_test(tc, test_wire_refs_in_payloads_survive_the_trip);
