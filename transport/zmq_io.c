@@ -15,12 +15,13 @@
 //
 //  Sockets (TRANSPORT.md section 3.1). One ROUTER (the inbox) bound to every
 //  listen endpoint: ROUTER_MANDATORY (an unroutable reply is an error, not a
-//  silent drop), ROUTER_HANDOVER, MAXMSGSIZE = max_frame, ZMTP heartbeats,
+//  silent drop), ROUTER_HANDOVER, MAXMSGSIZE = max_frame, no ZMTP heartbeats
+//  (see s_setopts_common),
 //  LINGER 0. Per peer one DEALER (the outbox) connected to the peer's inbox,
 //  with routing id 'B' + our UUID + a connection counter (never reused),
 //  RECONNECT_IVL -1 (ZeroMQ's silent reconnect would resume a stream with a
 //  hole in it: a session ends on any break, and this thread reconnects with
-//  jittered backoff instead), heartbeats, and a monitor PAIR that reports
+//  jittered backoff instead), and a monitor PAIR that reports
 //  DISCONNECTED / CLOSED / HANDSHAKE_FAILED, which end the session at once.
 //  Our frames go out on our outbox; WELCOME (and ERROR answering the peer's
 //  frames) go back through the ROUTER to the peer's outbox; a client (no
@@ -1067,9 +1068,18 @@ s_setopt_int(void *sock, int opt, int value)
     return zmq_setsockopt(sock, opt, &value, sizeof value);
 }
 
+//  No ZMTP heartbeats, on any socket: libzmq 4.3.4 aborts the process
+//  (stream_engine_base.cpp, assert !_io_error in out_event) when its
+//  engine writes a heartbeat PING or the PONG answering one on a connection
+//  whose input was stopped at RCVHWM and then flagged as an I/O error
+//  (libzmq #4841, #4852), which a stream into a busy inbox reaches; a PING
+//  from our outbox makes the peer's inbox answer, so neither side may use
+//  them. The sessions' TICKs and silence timeout (session.c) and the
+//  outbox monitors (a closed connection) give liveness instead.
+//
 //  What inboxes and outboxes share: LINGER 0 (a broken session drops what
 //  ZeroMQ holds; an orderly one sets a linger before close), 1000 frames of
-//  HWM each way, ZMTP heartbeats at tick_ms/timeout_ms, frames of at most
+//  HWM each way, frames of at most
 //  max_frame (ZeroMQ drops a peer that sends more, before buffering it),
 //  and a connection that has not finished ZeroMQ's handshake (greeting,
 //  CURVE, ZAP) within handshake_ms is closed by libzmq.
@@ -1080,9 +1090,6 @@ s_setopts_common(brg__io_t *self, void *sock)
     s_setopt_int(sock, ZMQ_LINGER, 0);
     s_setopt_int(sock, ZMQ_SNDHWM, 1000);
     s_setopt_int(sock, ZMQ_RCVHWM, 1000);
-    s_setopt_int(sock, ZMQ_HEARTBEAT_IVL, (int)self->cfg.tick_ms);
-    s_setopt_int(sock, ZMQ_HEARTBEAT_TIMEOUT, (int)self->cfg.timeout_ms);
-    s_setopt_int(sock, ZMQ_HEARTBEAT_TTL, (int)self->cfg.timeout_ms);
     s_setopt_int(sock, ZMQ_HANDSHAKE_IVL, (int)self->cfg.handshake_ms);
     zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
 }
@@ -1109,6 +1116,7 @@ s_open_outbox(s_conn_t *conn, const char *ep, const uint8_t *server_key)
     s_setopts_common(self, s);
     s_setopt_int(s, ZMQ_RECONNECT_IVL, -1);
     s_setopt_int(s, ZMQ_IMMEDIATE, 0);
+
     if (self->curve && s_is_tcp(ep)) {
         // We are the CURVE client: our key pair proves who we are to the
         // peer's ZAP handler, its public key proves who it is to us.
