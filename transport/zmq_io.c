@@ -2414,6 +2414,42 @@ s_read_inbox(brg__io_t *self, void *inbox)
     return n;
 }
 
+//  The next event of a socket monitor while *ready: its number, value
+//  (an fd, an errno or a protocol error code) and address (where, if
+//  given: "?" when absent). Clears *ready and returns false when none is
+//  left.
+static bool
+s_monitor_event(void *mon, bool *ready, uint16_t *event, uint32_t *value, char *where,
+                size_t where_len)
+{
+    if (!*ready)
+        return false;
+    zmq_msg_t ev, addr;
+    zmq_msg_init(&ev);
+    if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&ev);
+        *ready = false;
+        return false;
+    }
+    *event = 0;
+    *value = 0;
+    if (zmq_msg_size(&ev) >= 6) {
+        memcpy(event, zmq_msg_data(&ev), 2);
+        memcpy(value, (const uint8_t *)zmq_msg_data(&ev) + 2, 4);
+    }
+    if (where != NULL)
+        snprintf(where, where_len, "?");
+    if (zmq_msg_more(&ev)) {
+        zmq_msg_init(&addr);
+        if (zmq_msg_recv(&addr, mon, ZMQ_DONTWAIT) >= 0 && where != NULL)
+            snprintf(where, where_len, "%.*s", (int)zmq_msg_size(&addr),
+                     (const char *)zmq_msg_data(&addr));
+        zmq_msg_close(&addr);
+    }
+    zmq_msg_close(&ev);
+    return true;
+}
+
 //  Frames on our outbox (WELCOME, ERROR) and its monitor's events.
 //  Whether m answers conn's probe HELLO with a WELCOME "standby" (design
 //  notes: duplicates); then conn->dup_hi/lo name the node.
@@ -2461,24 +2497,11 @@ s_read_outbox(brg__io_t *self, s_conn_t *conn)
         s_after_call(conn);
         zmq_msg_close(&m);
     }
-    while (conn->mon_ready && !conn->ended && conn->monitor != NULL) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, conn->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            conn->mon_ready = false;
-            break;
-        }
+    uint16_t event;
+    uint32_t value;
+    while (!conn->ended && conn->monitor != NULL &&
+           s_monitor_event(conn->monitor, &conn->mon_ready, &event, &value, NULL, 0)) {
         n++;
-        uint16_t event = 0;
-        if (zmq_msg_size(&ev) >= 2)
-            memcpy(&event, zmq_msg_data(&ev), 2);
-        if (zmq_msg_more(&ev)) {
-            zmq_msg_init(&addr);
-            zmq_msg_recv(&addr, conn->monitor, ZMQ_DONTWAIT);
-            zmq_msg_close(&addr);
-        }
-        zmq_msg_close(&ev);
         if (event & (ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED))
             brg__session_end(conn->sess, BRG__END_CLOSED);
         else if (event & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
@@ -2502,30 +2525,12 @@ static int
 s_read_sec_monitor(brg__io_t *self)
 {
     int n = 0;
-    while (self->sec_mon_ready && self->sec_monitor != NULL) {
-        zmq_msg_t ev, addr;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, self->sec_monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            self->sec_mon_ready = false;
-            break;
-        }
+    uint16_t event;
+    uint32_t value;
+    char where[64];
+    while (self->sec_monitor != NULL && s_monitor_event(self->sec_monitor, &self->sec_mon_ready,
+                                                        &event, &value, where, sizeof where)) {
         n++;
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const uint8_t *)zmq_msg_data(&ev) + 2, 4);
-        }
-        char where[64] = "?";
-        if (zmq_msg_more(&ev)) {
-            zmq_msg_init(&addr);
-            if (zmq_msg_recv(&addr, self->sec_monitor, ZMQ_DONTWAIT) >= 0)
-                snprintf(where, sizeof where, "%.*s", (int)zmq_msg_size(&addr),
-                         (const char *)zmq_msg_data(&addr));
-            zmq_msg_close(&addr);
-        }
-        zmq_msg_close(&ev);
         if (!(event & (ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)))
             continue;
         atomic_fetch_add_explicit(&self->refused_handshakes, 1, memory_order_relaxed);
