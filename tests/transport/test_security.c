@@ -216,8 +216,11 @@ ts_raw_open(const char *ep, const char *const curve[3])
         ts_zctx = zmq_ctx_new();
     ts_raw_t r = {zmq_socket(ts_zctx, ZMQ_DEALER), 0};
     ck_assert_ptr_nonnull(r.sock);
-    int zero = 0;
+    int zero = 0, send_ms = 3000;
     zmq_setsockopt(r.sock, ZMQ_LINGER, &zero, sizeof zero);
+    // A refused handshake may drop the connection's pipe before a send:
+    // a DEALER with no pipe blocks in zmq_send, so sends time out instead.
+    zmq_setsockopt(r.sock, ZMQ_SNDTIMEO, &send_ms, sizeof send_ms);
     if (curve != NULL) {
         ck_assert_int_eq(zmq_setsockopt(r.sock, ZMQ_CURVE_PUBLICKEY, curve[0], 40), 0);
         ck_assert_int_eq(zmq_setsockopt(r.sock, ZMQ_CURVE_SECRETKEY, curve[1], 40), 0);
@@ -241,9 +244,11 @@ ts_pack_str(msgpack_packer *pk, const char *s)
     msgpack_pack_str_body(pk, s, strlen(s));
 }
 
-//  HELLO as a client (role "client") or as a node with no endpoint.
+//  HELLO as a client (role "client") or as a node with no endpoint. A
+//  HELLO on a connection the node refuses may not leave at all: then only
+//  `refused` tests call it, and its send is not checked.
 static void
-ts_raw_hello(ts_raw_t *r, const char *role)
+ts_raw_hello_sent(ts_raw_t *r, const char *role, bool check_sent)
 {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -269,8 +274,16 @@ ts_raw_hello(ts_raw_t *r, const char *role)
     ts_pack_str(&pk, "brigade");
     ts_pack_str(&pk, "ep");
     msgpack_pack_nil(&pk);
-    ck_assert_int_eq(zmq_send(r->sock, sb.data, sb.size, 0), (int)sb.size);
+    int rc = zmq_send(r->sock, sb.data, sb.size, 0);
+    if (check_sent)
+        ck_assert_int_eq(rc, (int)sb.size);
     msgpack_sbuffer_destroy(&sb);
+}
+
+static void
+ts_raw_hello(ts_raw_t *r, const char *role)
+{
+    ts_raw_hello_sent(r, role, true);
 }
 
 //  A BATCH of one envelope: [kind, to (name or id), from 1, corr, tag].
@@ -482,7 +495,7 @@ START_TEST(test_security_a_plaintext_client_on_a_curve_listener_is_refused_and_c
     char ep[256];
     ts_endpoint(1, ep, sizeof ep);
     ts_raw_t r = ts_raw_open(ep, NULL);
-    ts_raw_hello(&r, "client");
+    ts_raw_hello_sent(&r, "client", false);
     ck_assert_int_eq(ts_raw_recv(&r, 1000, NULL, NULL), -1); // no WELCOME, nothing
     TU_WAIT_UNTIL(ts_stats(1).refused_handshakes >= 1, TU_WAIT_MS);
     ck_assert_int_ge(ts_log_count("refused a connection on a CURVE listener", NULL), 1);
@@ -500,7 +513,7 @@ START_TEST(test_security_a_wrong_server_key_is_refused_and_counted)
     ck_assert_int_eq(zmq_curve_keypair(other, osec), 0);
     const char *keys[3] = {pub, sec, other}; // not b's key
     ts_raw_t r = ts_raw_open(ep, keys);
-    ts_raw_hello(&r, "client");
+    ts_raw_hello_sent(&r, "client", false);
     ck_assert_int_eq(ts_raw_recv(&r, 1000, NULL, NULL), -1);
     TU_WAIT_UNTIL(ts_stats(1).refused_handshakes >= 1, TU_WAIT_MS);
     ck_assert_uint_eq(ts_stats(1).sessions_started, 0);

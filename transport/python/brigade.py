@@ -505,6 +505,10 @@ class Client:
         self._sock = self._ctx.socket(zmq.DEALER)
         try:
             self._sock.setsockopt(zmq.LINGER, 0)
+            # A connection the node refuses (CURVE, ZAP) can leave the DEALER
+            # with no pipe, and then a send would block for ever: it times
+            # out instead (raised as Timeout).
+            self._sock.setsockopt(zmq.SNDTIMEO, max(1, int(timeout_ms)))
             if curve is not None:
                 if not zmq.has("curve"):
                     raise RuntimeError("this libzmq has no CURVE support")
@@ -523,7 +527,7 @@ class Client:
     def _handshake(self):
         hello = {"node": self.uuid, "sess": self.sess, "role": "client", "name": self.name,
                  "cluster": self.cluster, "ep": None, "minor": 0}
-        self._sock.send(pack([PROTOCOL_VERSION, HELLO, hello]))
+        self._send_raw(pack([PROTOCOL_VERSION, HELLO, hello]))
         deadline = time.monotonic() + self.timeout_ms / 1000.0
         while True:
             ms = int((deadline - time.monotonic()) * 1000) + 1
@@ -565,14 +569,20 @@ class Client:
         if self._ended is not None:
             raise self._ended
 
+    def _send_raw(self, data):
+        try:
+            self._sock.send(data)
+        except zmq.Again:
+            raise Timeout("the node takes no frames (connection refused or lost)") from None
+
     def _send_frame(self, frame):
-        self._sock.send(pack(frame))
+        self._send_raw(pack(frame))
 
     def _batch(self, envelopes):
         # Packed before the number is taken: a value that cannot be packed
         # (TypeError) must not leave a gap in the sequence.
         data = pack([PROTOCOL_VERSION, BATCH, self._out_seq + 1] + envelopes)
-        self._sock.send(data)
+        self._send_raw(data)
         self._out_seq += 1
 
     @staticmethod
