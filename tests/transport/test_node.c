@@ -464,6 +464,13 @@ START_TEST(test_node_links_and_monitors_across_nodes_get_the_real_exit_reason)
     brg_ref_t rec = tn_spawn(0, tn_recorder, NULL);
     tn_command(0, rec, "link", t1);
     tn_command(0, rec, "monitor", t2);
+    // t1 has taken the LINK before the kill below: an ask from the same
+    // recorder comes after it in t1's mailbox, so its answer proves it. (An
+    // exit signal from outside any actor is not ordered with the
+    // recorder's LINK, and goes ahead of the user lane: without this wait
+    // t1 may die first and the recorder get EXIT noproc.)
+    tn_command(0, rec, "ask", t1);
+    TU_WAIT_UNTIL(tn_count("answer") == 1, TU_WAIT_MS);
     // brg_actor_stop of a remote actor: DOWN shutdown... normal stop.
     ck_assert_int_eq(brg_actor_stop(tn_sys[0], t2), BRG_OK);
     TU_WAIT_UNTIL(tn_count(BRG_TAG_DOWN) == 1, TU_WAIT_MS);
