@@ -213,13 +213,18 @@ brg__system_actor_ended(brg_system_t *sys, bool failed, bool awaited)
 void
 brg__system_ask_ended(brg_system_t *sys)
 {
-    // Acq_rel: destroy's acquire load of zero sees everything this ask did
-    // (its waiter retired, its dead letters counted) before it frees.
-    if (atomic_fetch_sub_explicit(&sys->asks_waiting, 1, memory_order_acq_rel) == 1) {
-        pthread_mutex_lock(&sys->await_lock);
+    // The decrement under await_lock: destroy reads the count under the same
+    // lock, so it cannot see zero (and go on to destroy the lock and free
+    // sys) between our decrement and our broadcast. An asker is an outside
+    // thread that destroy never joins, unlike the workers that end actors
+    // (TSan caught the old order: decrement, then lock a mutex that destroy
+    // was destroying). Acq_rel: destroy's acquire load of zero sees
+    // everything this ask did (its waiter retired, its dead letters
+    // counted) before it frees. Outside asks are not a hot path.
+    pthread_mutex_lock(&sys->await_lock);
+    if (atomic_fetch_sub_explicit(&sys->asks_waiting, 1, memory_order_acq_rel) == 1)
         pthread_cond_broadcast(&sys->await_cond);
-        pthread_mutex_unlock(&sys->await_lock);
-    }
+    pthread_mutex_unlock(&sys->await_lock);
 }
 
 bool
