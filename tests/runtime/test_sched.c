@@ -444,6 +444,21 @@ s_sink_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
     return BRG_OK;
 }
 
+//  A sink that costs more per message than a flooder's send: on two workers
+//  the plain sink, alone on a worker, can drain as fast as four flooders on
+//  the other fill it, and then backpressure never has to act (CI saw "no
+//  flooder was ever held back" once). This one cannot keep up, so on any
+//  number of workers the backlog reaches the high-water mark and the
+//  flooders must be held back.
+static int
+s_slow_sink_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    volatile unsigned spin = 0;
+    for (int i = 0; i < 200; i++)
+        spin += (unsigned)i;
+    return s_sink_fn(ctx, msg);
+}
+
 static long long
 s_all_msgs(void)
 {
@@ -541,7 +556,7 @@ s_flood_memory(int workers)
 {
     brg_system_t *sys = tu_system_new(workers);
     ck_assert_ptr_nonnull(sys);
-    s_sink = tu_spawn(sys, s_sink_fn);
+    s_sink = tu_spawn(sys, workers > 1 ? s_slow_sink_fn : s_sink_fn);
     for (int i = 0; i < S_FLOODERS; i++) {
         brg_spawn_opts_t opts;
         brg_spawn_opts_init(&opts);
