@@ -7,9 +7,9 @@
 //  exports, the seeds (dialed, and redialed for ever, in the background),
 //  then the supervision tree of the file under one root supervisor. Once
 //  every supervisor of the tree reports every child running, the node is
-//  ready: it prints one line to stdout (below), writes the ready file
-//  (--ready-file, written whole then renamed) and sends READY=1 to
-//  $NOTIFY_SOCKET (systemd Type=notify). If the tree cannot start (its
+//  ready: it writes the ready file (--ready-file, written whole then
+//  renamed), sends READY=1 to $NOTIFY_SOCKET (systemd Type=notify), and
+//  then prints one line to stdout (below). If the tree cannot start (its
 //  root gives up) or a start step fails, it exits 1 without saying ready.
 //
 //  Signals are read from a signalfd by the main thread, never acted on in
@@ -472,7 +472,7 @@ s_tree_start(brg_system_t *sys, brg_node_t *node, const brg__launch_t *L, int sf
     }
 }
 
-//  Say ready: the start line, the ready file, READY=1. BRG_OK or an error (logged).
+//  Say ready: the ready file, READY=1, the start line. BRG_OK or an error (logged).
 static int
 s_ready(brg_system_t *sys, brg_node_t *node, const brg__launch_t *L)
 {
@@ -480,8 +480,6 @@ s_ready(brg_system_t *sys, brg_node_t *node, const brg__launch_t *L)
     brg_node_endpoint(node, 0, ep, sizeof ep);
     brg_system_node(sys, uuid);
     brg_node_public_key(node, key, sizeof key);
-    printf("brigade-node %s %s %s %s\n", L->ncfg.name, uuid, ep, key);
-    fflush(stdout);
     if (L->ready_file != NULL) {
         char text[1024];
         snprintf(text, sizeof text, "pid %ld\nname %s\nuuid %s\nendpoint %s\nkey %s\n",
@@ -500,6 +498,10 @@ s_ready(brg_system_t *sys, brg_node_t *node, const brg__launch_t *L)
     if (rc < 0)
         S_LOG(sys, BRG_LOG_WARNING, "cannot notify $NOTIFY_SOCKET (%s): %s",
               getenv("NOTIFY_SOCKET"), rc == BRG_EINVAL ? "not a path or @name" : strerror(errno));
+    // The start line comes last, so a script that waits for it finds the
+    // ready file in place and READY=1 sent.
+    printf("brigade-node %s %s %s %s\n", L->ncfg.name, uuid, ep, key);
+    fflush(stdout);
     S_LOG(sys, BRG_LOG_INFO, "node %s ready on %s%s%s%s", L->ncfg.name, ep,
           rc == 1 ? ", READY=1 sent" : "", L->ready_file ? ", ready file " : "",
           L->ready_file ? L->ready_file : "");
