@@ -533,7 +533,10 @@ s_lifeline_watch(void *arg)
     static const char line[] = "brigade: warning proc: the parent process is gone; terminating\n";
     ssize_t w = write(STDERR_FILENO, line, sizeof(line) - 1);
     (void)w;
-    raise(SIGTERM);
+    // To the process, not this thread (raise): a program that blocks SIGTERM
+    // in every thread and reads it from a signalfd (brigade-node) sees only
+    // signals sent to the process.
+    kill(getpid(), SIGTERM);
     sleep(S_LIFELINE_GRACE_S);
     static const char late[] =
         "brigade: error proc: still alive 10 s after the parent's death; exiting\n";

@@ -36,7 +36,8 @@
 //  environment as BRG_PARENT_FD=<fd>:<parent pid>. When the parent dies, by
 //  any means, the kernel closes the write end and the read end reports end
 //  of file. A child that calls brg_proc_lifeline() (brigade-node does) then
-//  raises SIGTERM on itself (an orderly shutdown where it handles SIGTERM)
+//  sends SIGTERM to its own process (an orderly shutdown where it handles
+//  SIGTERM, also through a signalfd)
 //  and, if it is still alive 10 s later, exits. A child in any language can
 //  do the same: poll the fd for end of file. Caveat: a process the parent
 //  forks without exec also holds the write end, and keeps children alive

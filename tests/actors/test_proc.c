@@ -392,8 +392,11 @@ END_TEST
 
 //  The lifeline: a parent killed with SIGKILL stops nobody's actors, yet its
 //  children end. The test is the subreaper of what it starts, so the
-//  orphans come back to it: it reaps them and sees how they ended.
-START_TEST(test_proc_children_of_a_parent_killed_with_sigkill_exit_by_themselves)
+//  orphans come back to it: it reaps them and sees how they ended. `node`:
+//  brigade-node children (which stop in order and exit 0), else
+//  proc_child sleepers (which die of the SIGTERM).
+static void
+tp_orphans_end(const char *node)
 {
     ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
     char file[64];
@@ -405,19 +408,20 @@ START_TEST(test_proc_children_of_a_parent_killed_with_sigkill_exit_by_themselves
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
     posix_spawn_file_actions_addclose(&fa, out[0]);
-    char *argv[] = {BRG_PROC_CHILD, "tree", "3", file, NULL};
+    char *argv[] = {BRG_PROC_CHILD, node ? "tree-node" : "tree", "3", file, (char *)node, NULL};
     pid_t mid;
     ck_assert_int_eq(posix_spawn(&mid, BRG_PROC_CHILD, &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
     // proc_child tree prints "ready" once its file is written; its
-    // children's own "ready" lines go to the same pipe.
+    // children's own lines (proc_child's "ready", brigade-node's start line)
+    // go to the same pipe.
     FILE *in = fdopen(out[0], "r");
     ck_assert_ptr_nonnull(in);
-    char line[64];
+    char line[512];
     int readies = 0;
     while (readies < 4 && fgets(line, sizeof(line), in))
-        readies += strcmp(line, "ready\n") == 0;
+        readies += strcmp(line, "ready\n") == 0 || strncmp(line, "brigade-node ", 13) == 0;
     ck_assert_int_eq(readies, 4);
     FILE *f = fopen(file, "r");
     ck_assert_ptr_nonnull(f);
@@ -432,8 +436,8 @@ START_TEST(test_proc_children_of_a_parent_killed_with_sigkill_exit_by_themselves
     int st;
     ck_assert_int_eq(waitpid(mid, &st, 0), mid);
     ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-    // Each orphan comes to us: reap it and check it ended on its lifeline's
-    // SIGTERM (not killed by anyone else).
+    // Each orphan comes to us: reap it and check how it ended (on its
+    // lifeline's SIGTERM, not killed by anyone else).
     for (int i = 0; i < 3; i++) {
         pid_t got;
         uint64_t start = brg_system_now_ms(tu_sys);
@@ -441,13 +445,34 @@ START_TEST(test_proc_children_of_a_parent_killed_with_sigkill_exit_by_themselves
                brg_system_now_ms(tu_sys) - start < TU_WAIT_MS)
             tu_sleep_ms(5);
         ck_assert_int_eq(got, (pid_t)kids[i]);
-        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "child %ld: status %#x", kids[i],
-                      st);
+        if (node)
+            ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "node %ld: status %#x", kids[i],
+                          st);
+        else
+            ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "child %ld: status %#x",
+                          kids[i], st);
         ck_assert(tp_gone(kids[i]));
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(line, sizeof(line), "%s.%d.ipc", file, i);
+        unlink(line);
     }
     fclose(in);
 }
+
+START_TEST(test_proc_children_of_a_parent_killed_with_sigkill_exit_by_themselves)
+{
+    tp_orphans_end(NULL);
+}
 END_TEST
+
+#ifdef BRG_NODE_BIN
+START_TEST(test_proc_brigade_node_children_of_a_killed_parent_stop_in_order)
+{
+    tp_orphans_end(BRG_NODE_BIN);
+}
+END_TEST
+#endif
 
 START_TEST(test_proc_status_text_describes_exits_and_signals)
 {
@@ -612,6 +637,9 @@ proc_suite(void)
     tcase_add_test(tc, test_proc_supervisor_restarts_a_killed_process_child_in_a_new_process);
     tcase_add_test(tc, test_proc_destroying_the_system_reaps_every_process);
     tcase_add_test(tc, test_proc_children_of_a_parent_killed_with_sigkill_exit_by_themselves);
+#ifdef BRG_NODE_BIN
+    tcase_add_test(tc, test_proc_brigade_node_children_of_a_killed_parent_stop_in_order);
+#endif
     tcase_add_test(tc, test_proc_status_text_describes_exits_and_signals);
     tcase_add_test(tc, test_proc_lifeline_without_a_parent_is_not_found_and_a_stale_one_is_refused);
     suite_add_tcase(s, tc);

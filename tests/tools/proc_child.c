@@ -8,6 +8,7 @@
 //    proc_child ignore-term     ignore SIGTERM, then wait
 //    proc_child tree K FILE     run K `proc_child sleep` children as proc
 //                               actors, write "pid\n" for each to FILE, wait
+//    proc_child tree-node K FILE NODE   the same with K brigade-node children
 //
 //  Every mode that waits prints "ready" on stdout once it is.
 #include <brigade.h>
@@ -33,8 +34,11 @@ s_wait_forever(void)
         pause();
 }
 
+//  tree: K `proc_child sleep` children; tree-node: K brigade-node children
+//  (program `node`, key directory from the environment), each on its own
+//  ipc endpoint next to FILE.
 static int
-s_tree(const char *self, int k, const char *file)
+s_tree(const char *self, int k, const char *file, const char *node)
 {
     brg_config_t cfg;
     brg_config_init(&cfg);
@@ -46,7 +50,12 @@ s_tree(const char *self, int k, const char *file)
     if (!out)
         return 2;
     for (int i = 0; i < k; i++) {
-        const char *argv[] = {self, "sleep", NULL};
+        char name[32], listen[300];
+        snprintf(name, sizeof name, "tree-%ld-%d", (long)getpid(), i);
+        snprintf(listen, sizeof listen, "ipc://%s.%d.ipc", file, i);
+        const char *sleeper[] = {self, "sleep", NULL};
+        const char *noder[] = {node, "--name", name, "--listen", listen, NULL};
+        const char *const *argv = node ? noder : sleeper;
         brg_proc_opts_t opts;
         brg_proc_opts_init(&opts);
         opts.argv = argv;
@@ -99,7 +108,9 @@ main(int argc, char **argv)
         s_wait_forever();
     }
     if (argc >= 4 && strcmp(argv[1], "tree") == 0)
-        return s_tree(argv[0], atoi(argv[2]), argv[3]); // started by the test: no lifeline
+        return s_tree(argv[0], atoi(argv[2]), argv[3], NULL); // started by the test: no lifeline
+    if (argc >= 5 && strcmp(argv[1], "tree-node") == 0)
+        return s_tree(argv[0], atoi(argv[2]), argv[3], argv[4]);
     fprintf(stderr,
             "usage: proc_child exit N | segv | abort | sleep | ignore-term | tree K FILE\n");
     return 64;

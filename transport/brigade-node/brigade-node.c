@@ -31,6 +31,10 @@
 //  that started us: start nodes from a thread that lives as long as the
 //  process.)
 //
+//  Started by a proc actor (brigade/proc.h: crash isolation), it watches the
+//  lifeline the parent passes in BRG_PARENT_FD: the parent's death, even by
+//  SIGKILL, becomes a SIGTERM to this process, so the same orderly stop.
+//
 //  When ready it prints one line to stdout, for scripts and tests:
 //    brigade-node NAME UUID ENDPOINT KEY
 //  with the first endpoint as bound (a tcp port 0 resolved) and the node's
@@ -527,6 +531,14 @@ s_run(const brg__launch_t *L, long parent)
     sigaddset(&set, SIGHUP);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
         return 1;
+    // Started by a proc actor (brigade/proc.h): end with that parent, even
+    // when it is killed with SIGKILL; its death arrives as SIGTERM, through
+    // the signalfd below.
+    int lifeline = brg_proc_lifeline();
+    if (lifeline != BRG_OK && lifeline != BRG_ENOTFOUND) {
+        fprintf(stderr, "brigade-node: %s: %s\n", BRG_PROC_LIFELINE_ENV, brg_strerror(lifeline));
+        return 1;
+    }
     // The parent's death arrives as SIGTERM, through the same signalfd.
     if (parent != 0) {
         if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
