@@ -105,6 +105,15 @@ s_mon_add(s_mon_t **items, uint32_t *n, uint32_t *cap, uint64_t mon, brg_ref_t r
     return rc;
 }
 
+static bool
+s_mon_has(const s_mon_t *items, uint32_t n, uint64_t mon, brg_ref_t ref)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (items[i].mon == mon && brg_ref_eq(items[i].ref, ref))
+            return true;
+    return false;
+}
+
 //  Remove the pair with this id (and, if ref is not NONE, this ref).
 static bool
 s_mon_remove(s_mon_t *items, uint32_t *n, uint64_t mon, brg_ref_t ref, brg_ref_t *found)
@@ -326,6 +335,10 @@ brg__link_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *die)
         s_link_remove(l, msg->sender);
         return BRG__LINK_HANDLED;
     case BRG__MSG_SYS_MONITOR:
+        // A watcher set up at spawn for a remote parent (brg__link_prewire)
+        // sends the same MONITOR afterwards for its node's tables: one watch.
+        if (l && s_mon_has(l->watchers, l->n_watchers, msg->corr, msg->sender))
+            return BRG__LINK_HANDLED;
         if (!(l = s_links(actor)) || s_mon_add(&l->watchers, &l->n_watchers, &l->cap_watchers,
                                                msg->corr, msg->sender) != BRG_OK) {
             brg__exit_reason_set(&reason, BRG_EXIT_FAILED, BRG_ENOMEM, "monitor: out of memory");
@@ -449,6 +462,50 @@ brg__link_spawned(brg__actor_t *parent, brg__actor_t *child, unsigned flags, uin
         if (monitor)
             *monitor = mon;
     }
+    return BRG_OK;
+}
+
+int
+brg__link_prewire(brg__actor_t *child, brg_ref_t parent, bool link, uint64_t mon)
+{
+    brg__links_t *cl = s_links(child);
+    if (!cl)
+        return BRG_ENOMEM;
+    if (link && s_link_add(cl, parent) != BRG_OK)
+        return BRG_ENOMEM;
+    if (mon != 0 &&
+        s_mon_add(&cl->watchers, &cl->n_watchers, &cl->cap_watchers, mon, parent) != BRG_OK) {
+        s_link_remove(cl, parent);
+        return BRG_ENOMEM;
+    }
+    // The parent's half of the link: a LINK from the child, sent before the
+    // child can run, so it precedes any EXIT of the child. Crossing nodes it
+    // records the link in both nodes' tables; if it cannot cross, the
+    // transport answers it with EXIT noconnection to the child (remote.c).
+    if (link)
+        s_post(child->sys, parent, s_signal(BRG__MSG_SYS_LINK, brg__actor_ref(child), 0, NULL));
+    return BRG_OK;
+}
+
+uint64_t
+brg__monitor_reserve(brg_ctx_t *ctx)
+{
+    brg__links_t *l = s_links(ctx->actor);
+    return l ? ++l->next_mon : 0;
+}
+
+int
+brg__monitor_adopt(brg_ctx_t *ctx, brg_ref_t target, uint64_t mon)
+{
+    brg__actor_t *actor = ctx->actor;
+    brg__links_t *l = s_links(actor);
+    if (!l || s_mon_add(&l->monitors, &l->n_monitors, &l->cap_monitors, mon, target) != BRG_OK)
+        return BRG_ENOMEM;
+    // The target already counts us among its watchers; this MONITOR (the
+    // target ignores a repeat) records the monitor in the nodes' tables,
+    // so a lost connection gives us DOWN noconnection. A target that died
+    // meanwhile has sent its real DOWN first; the noproc one is dropped.
+    s_post(actor->sys, target, s_signal(BRG__MSG_SYS_MONITOR, brg__actor_ref(actor), mon, NULL));
     return BRG_OK;
 }
 
