@@ -202,6 +202,43 @@ BRG_EXPORT int brg_system_spawn_remote(brg_system_t *sys, brg_ref_t node, const 
                                        const brg_msg_t *args, const char *name, int timeout_ms,
                                        brg_ref_t *child);
 
+//  A supervisor's child on another node (brigade/supervisor.h). Give a
+//  child spec start = brg_child_start_remote and arg = a brg_remote_child_t
+//  (not copied: keep it, and args, valid while the supervisor lives):
+//
+//      brg_remote_child_t rc;                  // static, or in the caller's state
+//      brg_remote_child_init(&rc);
+//      rc.node = peer;  rc.kind = "worker";
+//      spec.start = brg_child_start_remote;  spec.arg = &rc;
+//
+//  The supervisor's child is then a local proxy (its ref is what
+//  brg_supervisor_which reports), linked to the supervisor, which spawns
+//  the kind on rc.node with BRG_SPAWN_LINK | BRG_SPAWN_MONITOR and lives
+//  exactly as long as the remote child: the remote child's exit reason
+//  (noconnection when its node is lost) is the proxy's, so the supervisor
+//  restarts per its strategy; stopping the proxy stops the remote child
+//  with the same reason. A remote spawn that fails (node unreachable, kind
+//  unknown or not remote-spawnable) fails the proxy with that code: each
+//  attempt counts against the supervisor's intensity, so a node that stays
+//  unreachable makes the supervisor give up. Messages sent to the proxy
+//  (by the spec's local name, say) are forwarded to the remote child once
+//  it exists, and are unhandled dead letters before. docs/SUPERVISION.md.
+typedef struct brg_remote_child {
+    brg_ref_t node;        // the node (its id is ignored)
+    const char *kind;      // a kind registered there with BRG_KIND_REMOTE
+    const brg_msg_t *args; // init arguments (payload), or NULL
+    const char *name;      // optional: registered name of the child on that node
+    int timeout_ms;        // the spawn's deadline (0: 5000)
+} brg_remote_child_t;
+
+BRG_EXPORT void brg_remote_child_init(brg_remote_child_t *rc);
+
+//  A brg_child_start_fn (brigade/supervisor.h) for a brg_remote_child_t arg.
+//  Errors: BRG_EINVAL (no kind), then those of brg_spawn.
+//  Thread: the supervisor's.
+BRG_EXPORT int brg_child_start_remote(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args,
+                                      brg_ref_t *child);
+
 typedef struct brg_node_stats {
     uint32_t peers_up;
     uint64_t sessions_started, sessions_ended;

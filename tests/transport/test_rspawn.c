@@ -12,6 +12,7 @@
 
 #include <brigade/kind.h>
 #include <brigade/node.h>
+#include <brigade/supervisor.h>
 #include <msgpack.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -198,11 +199,43 @@ tr_parent(brg_ctx_t *ctx, const brg_msg_t *msg)
 //  ---------------------------------------------------------------------------
 //  Nodes.
 
+//  Node a's log, for the supervisor's reports.
+static pthread_mutex_t tr_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char tr_log[64 * 1024];
+static size_t tr_log_len;
+
+static void
+tr_log_fn(void *arg, const brg_log_event_t *ev)
+{
+    (void)arg;
+    pthread_mutex_lock(&tr_log_lock);
+    if (tr_log_len + ev->len + 2 < sizeof tr_log) {
+        memcpy(tr_log + tr_log_len, ev->text, ev->len);
+        tr_log_len += ev->len;
+        tr_log[tr_log_len++] = '\n';
+        tr_log[tr_log_len] = '\0';
+    }
+    pthread_mutex_unlock(&tr_log_lock);
+}
+
+static bool
+tr_logged(const char *text)
+{
+    pthread_mutex_lock(&tr_log_lock);
+    bool found = strstr(tr_log, text) != NULL;
+    pthread_mutex_unlock(&tr_log_lock);
+    return found;
+}
+
 static void
 tr_make(int i, const char *name)
 {
     brg_config_t cfg;
     tu_config(&cfg, 2);
+    if (i == 0) {
+        cfg.log_fn = tr_log_fn;
+        cfg.log_level = BRG_LOG_INFO;
+    }
     tr_sys[i] = brg_system_new(&cfg);
     ck_assert_ptr_nonnull(tr_sys[i]);
     brg_node_config_t nc;
@@ -287,6 +320,10 @@ tr_setup(void)
     pthread_mutex_unlock(&tr_lock);
     atomic_store(&tr_init_arg, 0);
     atomic_store(&tr_crash_inits, 0);
+    pthread_mutex_lock(&tr_log_lock);
+    tr_log_len = 0;
+    tr_log[0] = '\0';
+    pthread_mutex_unlock(&tr_log_lock);
 }
 
 static void
@@ -308,7 +345,7 @@ START_TEST(test_rspawn_a_linked_child_runs_there_with_its_args_and_its_failure_g
     ck_assert_int_eq(s.status, BRG_OK);
     ck_assert(brg_ref_eq((brg_ref_t){s.child.node_hi, s.child.node_lo, 0}, nb));
     ck_assert(brg_system_is_alive(tr_sys[1], s.child));
-    ck_assert_int_eq(atomic_load(&tr_init_arg), 42);
+    TU_WAIT_UNTIL(atomic_load(&tr_init_arg) == 42, TU_WAIT_MS); // init runs after the answer
     brg_ref_t named;
     ck_assert_int_eq(brg_whereis(tr_sys[1], "w1", &named), BRG_OK);
     ck_assert(brg_ref_eq(named, s.child));
@@ -399,7 +436,7 @@ START_TEST(test_rspawn_unknown_and_local_only_kinds_are_refused_and_nothing_is_s
                      BRG_OK);
     brg_msg_destroy(&args);
     ck_assert(brg_system_is_alive(tr_sys[1], child));
-    ck_assert_int_eq(atomic_load(&tr_init_arg), 9);
+    TU_WAIT_UNTIL(atomic_load(&tr_init_arg) == 9, TU_WAIT_MS);
     // This node is no remote node; a bad kind name never leaves.
     ck_assert_int_eq(brg_system_spawn_remote(tr_sys[0], brg_node_self(tr_node[0]), "worker", NULL,
                                              NULL, 5000, &child),
@@ -563,6 +600,120 @@ START_TEST(test_rspawn_a_client_key_may_not_spawn)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  A supervisor on node a with a child on node b (brg_child_start_remote).
+
+//  The live actor registered as name on node i, or BRG_REF_NONE.
+static brg_ref_t
+tr_named(int i, const char *name)
+{
+    brg_ref_t ref;
+    if (brg_whereis(tr_sys[i], name, &ref) != BRG_OK || !brg_system_is_alive(tr_sys[i], ref))
+        return BRG_REF_NONE;
+    return ref;
+}
+
+static brg_ref_t
+tr_supervise(brg_remote_child_t *rc, brg_msg_t *args, brg_ref_t nb, int intensity)
+{
+    brg_remote_child_init(rc);
+    rc->node = nb;
+    rc->kind = "worker";
+    rc->name = "rw";
+    rc->args = args;
+    brg_child_spec_t spec;
+    brg_child_spec_init(&spec);
+    spec.id = "remote";
+    spec.start = brg_child_start_remote;
+    spec.arg = rc;
+    spec.name = "rw-proxy";
+    brg_supervisor_opts_t so;
+    brg_supervisor_opts_init(&so);
+    so.intensity = intensity;
+    so.period_ms = 10000;
+    so.children = &spec;
+    so.n_children = 1;
+    brg_ref_t sup;
+    ck_assert_int_eq(brg_supervisor_spawn_root(tr_sys[0], &so, &sup), BRG_OK);
+    return sup;
+}
+
+START_TEST(test_rspawn_a_supervisor_restarts_its_remote_child_after_a_failure_and_a_kill)
+{
+    brg_ref_t nb = tr_pair(_i);
+    brg_remote_child_t rc;
+    brg_msg_t *args = brg_msg_new_int("args", 3);
+    brg_ref_t sup = tr_supervise(&rc, args, nb, 5);
+    TU_WAIT_UNTIL(!brg_ref_is_none(tr_named(1, "rw")), TU_WAIT_MS);
+    brg_ref_t c1 = tr_named(1, "rw");
+    TU_WAIT_UNTIL(atomic_load(&tr_init_arg) == 3, TU_WAIT_MS);
+    // The proxy's local name reaches the remote child (asks forwarded),
+    // once the proxy has the spawn's answer (before, an ask is unhandled).
+    brg_msg_t *r = NULL;
+    brg_ref_t proxy;
+    ck_assert_int_eq(brg_whereis(tr_sys[0], "rw-proxy", &proxy), BRG_OK);
+    int arc = BRG_ENOACTOR;
+    for (int k = 0; k < 500 && arc == BRG_ENOACTOR; k++) {
+        brg_msg_t *q = brg_msg_new("ping");
+        if ((arc = brg_system_ask(tr_sys[0], proxy, &q, 5000, &r)) == BRG_ENOACTOR)
+            tu_sleep_ms(10);
+    }
+    ck_assert_int_eq(arc, BRG_OK);
+    ck_assert_int_eq(tu_msg_int(r), 3);
+    ck_assert(brg_ref_eq(brg_msg_sender(r), c1));
+    brg_msg_destroy(&r);
+    // It fails: a new one runs on b.
+    ck_assert_int_eq(tu_send_int(tr_sys[0], c1, "fail", 0), BRG_OK);
+    TU_WAIT_DEAD(tr_sys[1], c1);
+    TU_WAIT_UNTIL(!brg_ref_is_none(tr_named(1, "rw")), TU_WAIT_MS);
+    brg_ref_t c2 = tr_named(1, "rw");
+    ck_assert(!brg_ref_eq(c1, c2));
+    TU_WAIT_UNTIL(tr_logged("failed BRG_EFAILED"), TU_WAIT_MS);
+    // It is killed on b: again.
+    ck_assert_int_eq(brg_exit(tr_sys[1], c2, BRG_EXIT_KILLED), BRG_OK);
+    TU_WAIT_DEAD(tr_sys[1], c2);
+    TU_WAIT_UNTIL(!brg_ref_is_none(tr_named(1, "rw")), TU_WAIT_MS);
+    brg_ref_t c3 = tr_named(1, "rw");
+    ck_assert(!brg_ref_eq(c2, c3));
+    if (getenv("TR_DUMP"))
+        fprintf(stderr, "%s", tr_log);
+    TU_WAIT_UNTIL(tr_logged(": killed"), TU_WAIT_MS);
+    brg_supervisor_counts_t counts;
+    ck_assert_int_eq(brg_supervisor_count(tr_sys[0], sup, 5000, &counts), BRG_OK);
+    ck_assert_uint_eq(counts.restarts, 2);
+    ck_assert_uint_eq(counts.running, 1);
+    // Stopping the supervisor stops the remote child too.
+    ck_assert_int_eq(brg_exit(tr_sys[0], sup, BRG_EXIT_SHUTDOWN), BRG_OK);
+    TU_WAIT_DEAD(tr_sys[0], sup);
+    TU_WAIT_DEAD(tr_sys[1], c3);
+    brg_msg_destroy(&args);
+}
+END_TEST
+
+//  The node goes away: the child exits with noconnection (and its remote
+//  half, linked to the proxy, with noconnection on b); the restarts cannot
+//  reach the node, each fails and counts, and the supervisor gives up.
+START_TEST(test_rspawn_a_lost_node_makes_the_remote_child_exit_noconnection_and_restarts_count)
+{
+    brg_ref_t nb = tr_pair(_i);
+    brg_remote_child_t rc;
+    brg_ref_t sup = tr_supervise(&rc, NULL, nb, 2);
+    TU_WAIT_UNTIL(!brg_ref_is_none(tr_named(1, "rw")), TU_WAIT_MS);
+    brg_ref_t c1 = tr_named(1, "rw");
+    // Let the proxy's MONITOR reach b, so the child is in both tables.
+    brg_msg_t *q = brg_msg_new("ping"), *r = NULL;
+    ck_assert_int_eq(brg_system_ask_named_at(tr_sys[0], nb, BRG_NODE_SERVICE, &q, 5000, &r),
+                     BRG_OK);
+    brg_msg_destroy(&r);
+    ck_assert_int_eq(brg_node_disconnect(tr_node[0], nb), BRG_OK);
+    TU_WAIT_DEAD(tr_sys[1], c1);
+    TU_WAIT_DEAD(tr_sys[0], sup);
+    ck_assert(tr_logged(": noconnection"));
+    ck_assert(tr_logged("BRG_ENETWORK"));
+    ck_assert(brg_ref_is_none(tr_named(1, "rw")));
+}
+END_TEST
+
 static Suite *
 rspawn_suite(void)
 {
@@ -579,6 +730,11 @@ rspawn_suite(void)
         core, test_rspawn_unknown_and_local_only_kinds_are_refused_and_nothing_is_spawned, 0, 2);
     tcase_add_loop_test(core, test_rspawn_a_lost_node_gives_noconnection_on_both_sides, 0, 2);
     tcase_add_test(core, test_rspawn_a_client_key_may_not_spawn);
+    tcase_add_loop_test(
+        core, test_rspawn_a_supervisor_restarts_its_remote_child_after_a_failure_and_a_kill, 0, 2);
+    tcase_add_loop_test(
+        core, test_rspawn_a_lost_node_makes_the_remote_child_exit_noconnection_and_restarts_count,
+        0, 2);
     suite_add_tcase(s, core);
     return s;
 }
