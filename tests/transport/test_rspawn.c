@@ -87,6 +87,8 @@ tr_worker(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     if (brg_msg_is(msg, "fail"))
         return BRG_EFAILED;
+    if (brg_msg_is(msg, "stop"))
+        brg_stop(ctx);
     if (brg_msg_is(msg, "ping")) {
         brg_msg_t *r = brg_msg_new_int("pong", *(int64_t *)brg_state(ctx));
         brg_reply(ctx, &r);
@@ -638,7 +640,7 @@ tr_supervise(brg_remote_child_t *rc, brg_msg_t *args, brg_ref_t nb, int intensit
     return sup;
 }
 
-START_TEST(test_rspawn_a_supervisor_restarts_its_remote_child_after_a_failure_and_a_kill)
+START_TEST(test_rspawn_a_supervisor_restarts_its_remote_child_after_a_failure_a_kill_and_a_stop)
 {
     brg_ref_t nb = tr_pair(_i);
     brg_remote_child_t rc;
@@ -675,17 +677,22 @@ START_TEST(test_rspawn_a_supervisor_restarts_its_remote_child_after_a_failure_an
     TU_WAIT_UNTIL(!brg_ref_is_none(tr_named(1, "rw")), TU_WAIT_MS);
     brg_ref_t c3 = tr_named(1, "rw");
     ck_assert(!brg_ref_eq(c2, c3));
-    if (getenv("TR_DUMP"))
-        fprintf(stderr, "%s", tr_log);
     TU_WAIT_UNTIL(tr_logged(": killed"), TU_WAIT_MS);
+    // It stops normally: a permanent child is started again (its DOWN).
+    ck_assert_int_eq(tu_send_int(tr_sys[0], c3, "stop", 0), BRG_OK);
+    TU_WAIT_DEAD(tr_sys[1], c3);
+    TU_WAIT_UNTIL(!brg_ref_is_none(tr_named(1, "rw")), TU_WAIT_MS);
+    brg_ref_t c4 = tr_named(1, "rw");
+    ck_assert(!brg_ref_eq(c3, c4));
+    TU_WAIT_UNTIL(tr_logged(": normal"), TU_WAIT_MS);
     brg_supervisor_counts_t counts;
     ck_assert_int_eq(brg_supervisor_count(tr_sys[0], sup, 5000, &counts), BRG_OK);
-    ck_assert_uint_eq(counts.restarts, 2);
+    ck_assert_uint_eq(counts.restarts, 3);
     ck_assert_uint_eq(counts.running, 1);
     // Stopping the supervisor stops the remote child too.
     ck_assert_int_eq(brg_exit(tr_sys[0], sup, BRG_EXIT_SHUTDOWN), BRG_OK);
     TU_WAIT_DEAD(tr_sys[0], sup);
-    TU_WAIT_DEAD(tr_sys[1], c3);
+    TU_WAIT_DEAD(tr_sys[1], c4);
     brg_msg_destroy(&args);
 }
 END_TEST
@@ -731,7 +738,8 @@ rspawn_suite(void)
     tcase_add_loop_test(core, test_rspawn_a_lost_node_gives_noconnection_on_both_sides, 0, 2);
     tcase_add_test(core, test_rspawn_a_client_key_may_not_spawn);
     tcase_add_loop_test(
-        core, test_rspawn_a_supervisor_restarts_its_remote_child_after_a_failure_and_a_kill, 0, 2);
+        core, test_rspawn_a_supervisor_restarts_its_remote_child_after_a_failure_a_kill_and_a_stop,
+        0, 2);
     tcase_add_loop_test(
         core, test_rspawn_a_lost_node_makes_the_remote_child_exit_noconnection_and_restarts_count,
         0, 2);
