@@ -49,6 +49,7 @@ usage(FILE *out)
             "                    [--connect ENDPOINT ...] [--cluster NAME] [--advertise ENDPOINT]\n"
             "                    [--tick-ms MS] [--timeout-ms MS] [--workers N]\n"
             "                    [--parent-pid PID] [--key-dir DIR] [--insecure-loopback]\n"
+            "                    [--no-mesh]\n"
             "                    [--export NAME ...]\n"
             "       brigade-node --keygen FILE [--name NAME] [--role node|client]\n"
             "  --name NAME          this node's name (1..63 bytes)\n"
@@ -63,6 +64,7 @@ usage(FILE *out)
             "  --key-dir DIR        key pair and allowed/ keys (default $BRG_KEY_DIR or\n"
             "                       ~/.config/brigade; made on first start)\n"
             "  --insecure-loopback  plain tcp, allowed only on loopback addresses\n"
+            "  --no-mesh            do not dial the nodes peers tell about (default: full mesh)\n"
             "  --export NAME        clients may send and ask to the actor named NAME\n"
             "  --keygen FILE        write a key pair to FILE and FILE_secret, print the\n"
             "                       public key (Z85) and exit; --role client|node (default\n"
@@ -109,6 +111,10 @@ main(int argc, char **argv)
             return usage(stdout);
         if (strcmp(a, "--insecure-loopback") == 0) {
             ncfg.insecure_loopback = true;
+            continue;
+        }
+        if (strcmp(a, "--no-mesh") == 0) {
+            ncfg.mesh = false;
             continue;
         }
         if (i + 1 >= argc || strncmp(a, "--", 2) != 0)
