@@ -42,6 +42,8 @@
 //    exponential backoff (100 ms doubling to reconnect_max_ms; reset after
 //    30 s up) until brg_node_disconnect (or its name no longer has it).
 //  - name (s_name_t): a seed or connect whose host is a DNS name (below).
+//  - learned (s_learned_t): a node a peer told us about, waiting for its
+//    dial; such a dial is marked learned (section "Mesh", further down).
 //
 //  Matching the two directions. A dial learns the peer's UUID only from its
 //  WELCOME, but the peer's own HELLO (its outbox, dialed back to our
