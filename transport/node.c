@@ -76,6 +76,7 @@ brg_node_config_init(brg_node_config_t *cfg)
     cfg->reconnect_max_ms = 30000;
     cfg->peer_queue_bytes = 64u * 1024 * 1024;
     cfg->max_frame = 16u * 1024 * 1024 + 64u * 1024;
+    cfg->mesh = true;
 }
 
 brg_node_t *
@@ -313,6 +314,8 @@ s_reply_info(brg_ctx_t *ctx, brg_node_t *self)
         {"rejected_frames", st.rejected_frames},
         {"handshakes_failed", st.handshakes_failed},
         {"reconnect_attempts", st.reconnect_attempts},
+        {"gossip_learned", st.gossip_learned},
+        {"gossip_refused", st.gossip_refused},
     };
     size_t nc = sizeof counters / sizeof counters[0];
     rc |= brg_msg_add_str(r, "counters");
@@ -397,6 +400,66 @@ s_spawn(brg_ctx_t *ctx, brg_node_t *self, const brg_msg_t *msg)
     return BRG_OK;
 }
 
+//  One entry of a "brg.peers" message: [bin(16) node, str endpoint, str
+//  name, ...] (more elements are skipped: later versions may add some).
+static bool
+s_read_peer(const brg_msg_t *msg, size_t *pos, brg__wire_peer_t *e)
+{
+    uint32_t n;
+    const void *bin;
+    const char *str;
+    size_t len;
+    if (brg_msg_read_array(msg, pos, &n) != BRG_OK || n < 3)
+        return false;
+    if (brg_msg_read_bin(msg, pos, &bin, &len) != BRG_OK || len != 16)
+        return false;
+    memcpy(e->node, bin, 16);
+    if (brg_msg_read_str(msg, pos, &str, &len) != BRG_OK || len == 0 || len > BRG__WIRE_EP_MAX ||
+        memchr(str, '\0', len) != NULL)
+        return false;
+    memcpy(e->ep, str, len);
+    e->ep[len] = '\0';
+    if (brg_msg_read_str(msg, pos, &str, &len) != BRG_OK || len > BRG__WIRE_NAME_MAX ||
+        memchr(str, '\0', len) != NULL)
+        return false;
+    memcpy(e->name, str, len);
+    e->name[len] = '\0';
+    for (uint32_t i = 3; i < n; i++)
+        if (brg_msg_skip(msg, pos) != BRG_OK)
+            return false;
+    return true;
+}
+
+//  "brg.peers" from a peer's I/O thread (the mesh, PROTOCOL.md section 13):
+//  [[node, endpoint, name], ...], at most BRG__WIRE_PEERS_MAX. A malformed
+//  message is refused whole (counted gossip_refused, logged); the entries
+//  go to the I/O thread, which checks what they say.
+static void
+s_on_peers(brg_node_t *self, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    uint32_t n = 0;
+    const char *why = NULL;
+    brg__wire_peer_t *e = NULL;
+    if (brg_msg_read_array(msg, &pos, &n) != BRG_OK)
+        why = "not an array";
+    else if (n > BRG__WIRE_PEERS_MAX)
+        why = "more than 64 entries";
+    else if (n > 0 && (e = calloc(n, sizeof *e)) == NULL)
+        why = "out of memory";
+    for (uint32_t i = 0; why == NULL && i < n; i++)
+        if (!s_read_peer(msg, &pos, &e[i]))
+            why = "an entry is not [bin(16) node, endpoint, name]";
+    if (why == NULL && brg__io_learn(self->io, e, n) != BRG_OK)
+        why = "out of memory";
+    if (why != NULL) {
+        brg__io_gossip_refused(self->io, n > 0 && n <= BRG__WIRE_PEERS_MAX ? n : 1);
+        brg_system_log(self->sys, BRG_LOG_WARNING, "node", BRG_REF_NONE,
+                       "mesh: refused a brg.peers message: %s", why);
+    }
+    free(e);
+}
+
 static int
 s_service(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
@@ -409,6 +472,9 @@ s_service(brg_ctx_t *ctx, const brg_msg_t *msg)
         rc = s_reply_info(ctx, self);
     } else if (brg_msg_is(msg, "spawn")) {
         rc = s_spawn(ctx, self, msg);
+    } else if (brg_msg_is(msg, "brg.peers")) {
+        s_on_peers(self, msg);
+        return BRG_OK;
     } else if (brg_msg_is(msg, "whereis")) {
         char name[BRG_NODE_NAME_MAX + 1];
         size_t pos = 0;

@@ -95,6 +95,18 @@ typedef struct brg_node_config {
     //  unless every tcp:// endpoint, bound or dialed, is a loopback address
     //  (127.0.0.0/8, [::1], localhost).
     bool insecure_loopback;
+    //  Full mesh (default true, like Erlang's default; false is Erlang's
+    //  `-connect_all false`): nodes tell each other the nodes they have
+    //  sessions with, and this node dials every node it learns of that it
+    //  has no session with (docs/PROTOCOL.md section 13, "Mesh"). A
+    //  learned node is dialed after a random delay, at most 4 dials at a
+    //  time, and dropped after 3 attempts that never came up. Over tcp://
+    //  the learned node must hold a key this node trusts: the node key of
+    //  the allow-list named like the node, else this node's own key (one
+    //  key directory per user: the default). false: this node neither
+    //  tells its peers about others nor dials what it is told; it still
+    //  accepts every session a peer opens to it.
+    bool mesh;
 } brg_node_config_t;
 
 BRG_EXPORT void brg_node_config_init(brg_node_config_t *cfg);
@@ -254,6 +266,9 @@ typedef struct brg_node_stats {
     uint64_t refused_handshakes;   // tcp handshakes that failed: plaintext to a CURVE
                                    // listener, a wrong server key, a mechanism mismatch
     uint64_t refused_unauthorized; // envelopes refused for the key's role (not exported)
+    uint64_t gossip_learned;       // mesh: nodes learned from peers and queued to be dialed
+    uint64_t gossip_refused;       // mesh: gossip entries refused (own node, a client, an
+                                   // endpoint that cannot be dialed, no trusted key, limits)
 } brg_node_stats_t;
 
 BRG_EXPORT void brg_node_stats(brg_node_t *node, brg_node_stats_t *stats);

@@ -69,7 +69,7 @@ s_usage(FILE *out)
             "                    [--cluster NAME] [--advertise ENDPOINT] [--tick-ms MS]\n"
             "                    [--timeout-ms MS] [--workers N] [--log-level LEVEL]\n"
             "                    [--ready-file PATH] [--parent-pid PID] [--key-dir DIR]\n"
-            "                    [--insecure-loopback] [--export NAME ...]\n"
+            "                    [--insecure-loopback] [--no-mesh] [--export NAME ...]\n"
             "       brigade-node --keygen FILE [--name NAME] [--role node|client]\n"
             "  --config FILE        read the settings and the supervision tree from a JSON\n"
             "                       file (docs/DEPLOYMENT.md); the options below override it\n"
@@ -91,6 +91,7 @@ s_usage(FILE *out)
             "  --key-dir DIR        key pair and allowed/ keys (default $BRG_KEY_DIR or\n"
             "                       ~/.config/brigade; made on first start)\n"
             "  --insecure-loopback  plain tcp, allowed only on loopback addresses\n"
+            "  --no-mesh            do not dial the nodes peers tell about (default: full mesh)\n"
             "  --export NAME        clients may send and ask to the actor named NAME\n"
             "  --keygen FILE        write a key pair to FILE and FILE_secret, print the\n"
             "                       public key (Z85) and exit; --role client|node (default\n"
@@ -134,7 +135,7 @@ typedef struct {
     int n_listen, n_connect, n_exports;
     long tick_ms, timeout_ms, workers, parent;
     int log_level;
-    bool log_level_set, insecure_loopback, check;
+    bool log_level_set, insecure_loopback, no_mesh, check;
 } s_cli_t;
 
 //  Parse argv into cli: 0, or the exit status (usage printed).
@@ -153,6 +154,10 @@ s_parse_args(int argc, char **argv, s_cli_t *cli)
         }
         if (strcmp(a, "--check-config") == 0) {
             cli->check = true;
+            continue;
+        }
+        if (strcmp(a, "--no-mesh") == 0) {
+            cli->no_mesh = true;
             continue;
         }
         if (i + 1 >= argc || strncmp(a, "--", 2) != 0)
@@ -230,6 +235,8 @@ s_configure(const s_cli_t *cli, brg__launch_t *L)
         L->ncfg.key_dir = cli->key_dir;
     if (cli->insecure_loopback)
         L->ncfg.insecure_loopback = true;
+    if (cli->no_mesh)
+        L->ncfg.mesh = false;
     if (cli->ready_file)
         L->ready_file = cli->ready_file;
     if (cli->tick_ms)

@@ -622,6 +622,7 @@ s_document(brg__launch_t *self, const json_t *doc)
                                           "key_dir",
                                           "allowed_keys",
                                           "insecure_loopback",
+                                          "mesh",
                                           "exports",
                                           "log",
                                           "workers",
@@ -647,6 +648,8 @@ s_document(brg__launch_t *self, const json_t *doc)
         rc = s_allowed_keys(self, doc);
     if (rc == BRG_OK)
         rc = s_opt_bool(self, doc, "insecure_loopback", "$", &self->ncfg.insecure_loopback);
+    if (rc == BRG_OK)
+        rc = s_opt_bool(self, doc, "mesh", "$", &self->ncfg.mesh);
     if (rc == BRG_OK)
         rc = s_opt_strings(self, doc, "exports", "$", BRG__LAUNCH_EXPORTS_MAX, BRG_NAME_MAX,
                            self->exports, &self->n_exports);
