@@ -251,6 +251,60 @@ BRG_EXPORT void brg_remote_child_init(brg_remote_child_t *rc);
 BRG_EXPORT int brg_child_start_remote(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args,
                                       brg_ref_t *child);
 
+//  ---------------------------------------------------------------------------
+//  Crash isolation: a kind run in a child process of its own, as a
+//  supervisor's child (docs/SUPERVISION.md section 14).
+//
+//  Give a child spec start = brg_child_start_isolated and arg = a
+//  brg_isolated_child_t (not copied: keep it, and args, valid while the
+//  supervisor lives). Every start runs a fresh process (a proc actor,
+//  brigade/proc.h) from argv, waits for the node it starts to connect to
+//  this one, and spawns `kind` there, linked (brg_spawn_remote). The
+//  supervisor's child is a local proxy, linked to the supervisor, that
+//  forwards what it is sent to the remote actor (the spec's local name
+//  reaches it), and exits:
+//  - when the process ends: with the proc actor's reason, which names the
+//    status or signal ("process 4242 killed by signal 11 (SIGSEGV)"); the
+//    node session's noconnection that comes with it waits up to 1 s for
+//    that reason, then is taken as is;
+//  - when the remote actor exits: with its reason (then the process is
+//    sent SIGTERM, and SIGKILL after term_timeout_ms);
+//  - when the supervisor stops it: with that reason, which also reaches the
+//    remote actor (link) and the process (SIGTERM, then SIGKILL);
+//  - when the start fails: no node within start_timeout_ms
+//    (BRG_ETIMEDOUT), or the spawn is refused (its code): a failed start,
+//    counted against the supervisor's intensity, as OTP counts one.
+//  The child program makes its node with brg_node_config_from_parent, then
+//  registers `kind` with BRG_KIND_REMOTE. This node must listen on an
+//  ipc:// or tcp:// endpoint (its first one is given to the child).
+typedef struct brg_isolated_child {
+    brg_node_t *node;        // this node
+    const char *const *argv; // the child program and its arguments, NULL-terminated
+    const char *const *env;  // optional: extra "NAME=value" entries
+    const char *kind;        // the kind to run there (BRG_KIND_REMOTE)
+    const brg_msg_t *args;   // its init arguments (payload), or NULL
+    const char *name;        // optional: the actor's registered name in the child
+    int start_timeout_ms;    // process, node and spawn (0: 10000)
+    int term_timeout_ms;     // SIGTERM to SIGKILL (0: 5000)
+} brg_isolated_child_t;
+
+BRG_EXPORT void brg_isolated_child_init(brg_isolated_child_t *ic);
+
+//  A brg_child_start_fn for a brg_isolated_child_t arg. Errors: BRG_EINVAL
+//  (no node, argv or kind; this node has no ipc:// or tcp:// endpoint),
+//  then those of brg_spawn and brg_proc_spawn. Thread: the supervisor's.
+BRG_EXPORT int brg_child_start_isolated(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args,
+                                        brg_ref_t *child);
+
+//  In a program started by brg_child_start_isolated: fill cfg (after
+//  brg_node_config_init) with the node name, listen endpoint and seed (the
+//  parent) the parent chose, and watch the parent's lifeline
+//  (brg_proc_lifeline). Returns BRG_OK, BRG_ENOTFOUND (not started that
+//  way), BRG_EINVAL (a malformed environment). The strings cfg points to
+//  are static. Thread: call it once, from main, before other threads read
+//  the environment.
+BRG_EXPORT int brg_node_config_from_parent(brg_node_config_t *cfg);
+
 typedef struct brg_node_stats {
     uint32_t peers_up;
     uint64_t sessions_started, sessions_ended;
