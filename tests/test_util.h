@@ -232,4 +232,56 @@ tu_run(Suite *suite)
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+//  ---------------------------------------------------------------------------
+//  Kept log lines, for tests that check what was logged: give a system
+//  cfg.log_fn = tu_log_keep (cfg.log_arg non-NULL also copies each line to
+//  stderr). Thread: any.
+
+static pthread_mutex_t tu_log_lock TU_UNUSED = PTHREAD_MUTEX_INITIALIZER;
+static char tu_log_buf[256 * 1024] TU_UNUSED;
+static size_t tu_log_len TU_UNUSED;
+
+static inline void
+tu_log_keep(void *arg, const brg_log_event_t *ev)
+{
+    if (arg != NULL)
+        brg_log_stderr(arg, ev);
+    pthread_mutex_lock(&tu_log_lock);
+    if (tu_log_len + ev->len + 2 < sizeof tu_log_buf) {
+        memcpy(tu_log_buf + tu_log_len, ev->text, ev->len);
+        tu_log_len += ev->len;
+        tu_log_buf[tu_log_len++] = '\n';
+        tu_log_buf[tu_log_len] = '\0';
+    }
+    pthread_mutex_unlock(&tu_log_lock);
+}
+
+static inline void
+tu_log_clear(void)
+{
+    pthread_mutex_lock(&tu_log_lock);
+    tu_log_len = 0;
+    tu_log_buf[0] = '\0';
+    pthread_mutex_unlock(&tu_log_lock);
+}
+
+//  Lines kept that contain a and, unless NULL, b.
+static inline int
+tu_log_count(const char *a, const char *b)
+{
+    int n = 0;
+    pthread_mutex_lock(&tu_log_lock);
+    for (const char *line = tu_log_buf; *line != '\0';) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        char buf[BRG_LOG_TEXT_MAX + 1];
+        snprintf(buf, sizeof buf, "%.*s", (int)len, line);
+        if (strstr(buf, a) != NULL && (b == NULL || strstr(buf, b) != NULL))
+            n++;
+        line += len + (eol ? 1 : 0);
+    }
+    pthread_mutex_unlock(&tu_log_lock);
+    return n;
+}
+
 #endif

@@ -16,40 +16,11 @@
 #include <signal.h>
 #include <unistd.h>
 
-//  Log lines of category "supervisor" and "proc", kept for the checks.
-static pthread_mutex_t ti_log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char ti_log[65536];
-static size_t ti_log_len;
-
-static void
-ti_log_hook(void *arg, const brg_log_event_t *ev)
-{
-    brg_log_stderr(arg, ev);
-    pthread_mutex_lock(&ti_log_lock);
-    if (ti_log_len + ev->len + 2 < sizeof ti_log) {
-        memcpy(ti_log + ti_log_len, ev->text, ev->len);
-        ti_log_len += ev->len;
-        ti_log[ti_log_len++] = '\n';
-        ti_log[ti_log_len] = '\0';
-    }
-    pthread_mutex_unlock(&ti_log_lock);
-}
-
+//  Log lines kept by tu_log_keep (tests/test_util.h), also shown on stderr.
 static bool
 ti_logged(const char *a, const char *b)
 {
-    pthread_mutex_lock(&ti_log_lock);
-    bool found = false;
-    for (const char *line = ti_log; !found && *line;) {
-        const char *end = strchr(line, '\n');
-        size_t n = end ? (size_t)(end - line) : strlen(line);
-        char buf[1024];
-        snprintf(buf, sizeof buf, "%.*s", (int)(n < sizeof buf ? n : sizeof buf - 1), line);
-        found = strstr(buf, a) && (!b || strstr(buf, b));
-        line += n + (end ? 1 : 0);
-    }
-    pthread_mutex_unlock(&ti_log_lock);
-    return found;
+    return tu_log_count(a, b) > 0;
 }
 
 static brg_system_t *ti_sys;
@@ -61,7 +32,8 @@ ti_start(bool tcp)
 {
     brg_config_t cfg;
     tu_config(&cfg, 2);
-    cfg.log_fn = ti_log_hook;
+    cfg.log_fn = tu_log_keep;
+    cfg.log_arg = &ti_sys; // non-NULL: to stderr too
     ti_sys = brg_system_new(&cfg);
     ck_assert_ptr_nonnull(ti_sys);
     brg_node_config_t ncfg;

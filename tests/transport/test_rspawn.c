@@ -201,32 +201,11 @@ tr_parent(brg_ctx_t *ctx, const brg_msg_t *msg)
 //  ---------------------------------------------------------------------------
 //  Nodes.
 
-//  Node a's log, for the supervisor's reports.
-static pthread_mutex_t tr_log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char tr_log[64 * 1024];
-static size_t tr_log_len;
-
-static void
-tr_log_fn(void *arg, const brg_log_event_t *ev)
-{
-    (void)arg;
-    pthread_mutex_lock(&tr_log_lock);
-    if (tr_log_len + ev->len + 2 < sizeof tr_log) {
-        memcpy(tr_log + tr_log_len, ev->text, ev->len);
-        tr_log_len += ev->len;
-        tr_log[tr_log_len++] = '\n';
-        tr_log[tr_log_len] = '\0';
-    }
-    pthread_mutex_unlock(&tr_log_lock);
-}
-
+//  Node a's log, for the supervisor's reports (tu_log_keep, tests/test_util.h).
 static bool
 tr_logged(const char *text)
 {
-    pthread_mutex_lock(&tr_log_lock);
-    bool found = strstr(tr_log, text) != NULL;
-    pthread_mutex_unlock(&tr_log_lock);
-    return found;
+    return tu_log_count(text, NULL) > 0;
 }
 
 static void
@@ -235,7 +214,7 @@ tr_make(int i, const char *name)
     brg_config_t cfg;
     tu_config(&cfg, 2);
     if (i == 0) {
-        cfg.log_fn = tr_log_fn;
+        cfg.log_fn = tu_log_keep;
         cfg.log_level = BRG_LOG_INFO;
     }
     tr_sys[i] = brg_system_new(&cfg);
@@ -322,10 +301,7 @@ tr_setup(void)
     pthread_mutex_unlock(&tr_lock);
     atomic_store(&tr_init_arg, 0);
     atomic_store(&tr_crash_inits, 0);
-    pthread_mutex_lock(&tr_log_lock);
-    tr_log_len = 0;
-    tr_log[0] = '\0';
-    pthread_mutex_unlock(&tr_log_lock);
+    tu_log_clear();
 }
 
 static void

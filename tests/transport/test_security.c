@@ -31,42 +31,7 @@ static char ts_tmp[64];          // holds every key directory of a test
 //  ---------------------------------------------------------------------------
 //  The log of every node, kept for the tests to search.
 
-static pthread_mutex_t ts_log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char ts_log[256 * 1024];
-static size_t ts_log_len;
-
-static void
-ts_log_fn(void *arg, const brg_log_event_t *ev)
-{
-    (void)arg;
-    pthread_mutex_lock(&ts_log_lock);
-    if (ts_log_len + ev->len + 2 < sizeof ts_log) {
-        memcpy(ts_log + ts_log_len, ev->text, ev->len);
-        ts_log_len += ev->len;
-        ts_log[ts_log_len++] = '\n';
-        ts_log[ts_log_len] = '\0';
-    }
-    pthread_mutex_unlock(&ts_log_lock);
-}
-
-//  Lines of the log that contain every one of up to two texts.
-static int
-ts_log_count(const char *a, const char *b)
-{
-    int n = 0;
-    pthread_mutex_lock(&ts_log_lock);
-    for (const char *line = ts_log; *line != '\0';) {
-        const char *eol = strchr(line, '\n');
-        size_t len = eol ? (size_t)(eol - line) : strlen(line);
-        char buf[BRG_LOG_TEXT_MAX + 1];
-        snprintf(buf, sizeof buf, "%.*s", (int)len, line);
-        if (strstr(buf, a) != NULL && (b == NULL || strstr(buf, b) != NULL))
-            n++;
-        line += len + (eol ? 1 : 0);
-    }
-    pthread_mutex_unlock(&ts_log_lock);
-    return n;
-}
+//  (tu_log_keep, tu_log_count: tests/test_util.h)
 
 //  ---------------------------------------------------------------------------
 //  Nodes.
@@ -76,10 +41,7 @@ ts_setup(void)
 {
     snprintf(ts_tmp, sizeof ts_tmp, "/tmp/brg-sec-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(ts_tmp));
-    pthread_mutex_lock(&ts_log_lock);
-    ts_log_len = 0;
-    ts_log[0] = '\0';
-    pthread_mutex_unlock(&ts_log_lock);
+    tu_log_clear();
 }
 
 static void
@@ -101,7 +63,7 @@ ts_system(void)
 {
     brg_config_t cfg;
     tu_config(&cfg, 2);
-    cfg.log_fn = ts_log_fn;
+    cfg.log_fn = tu_log_keep;
     cfg.log_level = BRG_LOG_INFO;
     return brg_system_new(&cfg);
 }
@@ -376,7 +338,7 @@ START_TEST(test_security_first_start_makes_the_key_pair_and_later_starts_reuse_i
     text[n] = '\0';
     fclose(f);
     ck_assert_ptr_nonnull(strstr(text, key));
-    ck_assert_int_eq(ts_log_count(key, "CURVE"), 1); // the start line names it
+    ck_assert_int_eq(tu_log_count(key, "CURVE"), 1); // the start line names it
     snprintf(path, sizeof path, "%s/node.key_secret", ts_dir[0]);
     f = fopen(path, "r");
     ck_assert_ptr_nonnull(f);
@@ -386,7 +348,7 @@ START_TEST(test_security_first_start_makes_the_key_pair_and_later_starts_reuse_i
     char *sk = strstr(text, "secret-key = \"");
     ck_assert_ptr_nonnull(sk);
     sk[14 + 40] = '\0';
-    ck_assert_int_eq(ts_log_count(sk + 14, NULL), 0);
+    ck_assert_int_eq(tu_log_count(sk + 14, NULL), 0);
     ck_assert_int_eq(brg_system_destroy(&ts_sys[0]), BRG_OK);
     ts_make(0, "a", 0, false);
     ts_key(0, again);
@@ -398,7 +360,7 @@ START_TEST(test_security_first_start_makes_the_key_pair_and_later_starts_reuse_i
     brg_node_config_t nc;
     ts_config(&nc, "a", ts_dir[0], "tcp://127.0.0.1:0");
     ck_assert_ptr_null(brg_node_new(ts_sys[0], &nc));
-    ck_assert_int_eq(ts_log_count("may be read by others", "node.key_secret"), 1);
+    ck_assert_int_eq(tu_log_count("may be read by others", "node.key_secret"), 1);
 }
 END_TEST
 
@@ -437,8 +399,8 @@ START_TEST(test_security_an_unknown_key_is_refused_counted_logged_once_then_allo
     ck_assert_int_eq(brg_node_connect(ts_node[0], dial, 5000, &peer), BRG_ENETWORK);
     TU_WAIT_UNTIL(ts_stats(1).refused_keys >= 3, TU_WAIT_MS); // a keeps redialing
     ck_assert(!ts_up(1, 0));
-    ck_assert_int_eq(ts_log_count("is not allowed", ka), 1); // once, with the address
-    ck_assert_int_eq(ts_log_count("127.0.0.1", ka), 1);
+    ck_assert_int_eq(tu_log_count("is not allowed", ka), 1); // once, with the address
+    ck_assert_int_eq(tu_log_count("127.0.0.1", ka), 1);
     // Allowed while b runs: a's next attempt gets in.
     ck_assert_int_eq(brg_node_allow_key(ts_node[1], "a", ka, BRG_KEY_NODE), BRG_OK);
     TU_WAIT_UNTIL(ts_up(0, 1) && ts_up(1, 0), TU_WAIT_MS);
@@ -449,7 +411,7 @@ START_TEST(test_security_an_unknown_key_is_refused_counted_logged_once_then_allo
     uint64_t before = ts_stats(1).refused_keys;
     TU_WAIT_UNTIL(ts_stats(1).refused_keys > before, TU_WAIT_MS);
     ck_assert(!ts_up(1, 0));
-    ck_assert_int_ge(ts_log_count("was revoked", ka), 1);
+    ck_assert_int_ge(tu_log_count("was revoked", ka), 1);
     ck_assert_int_eq(brg_node_revoke_key(ts_node[1], "a"), BRG_ENOTFOUND);
     // A dial by a name that is no node key is refused before it starts.
     ck_assert_int_eq(brg_node_connect(ts_node[0], "nobody@tcp://127.0.0.1:1", 0, NULL), BRG_EINVAL);
@@ -498,7 +460,7 @@ START_TEST(test_security_a_plaintext_client_on_a_curve_listener_is_refused_and_c
     ts_raw_hello_sent(&r, "client", false);
     ck_assert_int_eq(ts_raw_recv(&r, 1000, NULL, NULL), -1); // no WELCOME, nothing
     TU_WAIT_UNTIL(ts_stats(1).refused_handshakes >= 1, TU_WAIT_MS);
-    ck_assert_int_ge(ts_log_count("refused a connection on a CURVE listener", NULL), 1);
+    ck_assert_int_ge(tu_log_count("refused a connection on a CURVE listener", NULL), 1);
     ck_assert_uint_eq(ts_stats(1).sessions_started, 0);
     ts_raw_close(&r);
 }
@@ -557,12 +519,12 @@ START_TEST(test_security_plain_tcp_is_only_for_loopback_addresses)
     ts_config(&nc, "wide", ts_dir[0], "tcp://0.0.0.0:0");
     nc.insecure_loopback = true;
     ck_assert_ptr_null(brg_node_new(ts_sys[0], &nc));
-    ck_assert_int_eq(ts_log_count("refusing plain tcp", "0.0.0.0"), 1);
+    ck_assert_int_eq(tu_log_count("refusing plain tcp", "0.0.0.0"), 1);
     ts_config(&nc, "wide", ts_dir[0], "tcp://127.0.0.1:0");
     nc.insecure_loopback = true;
     nc.connect[0] = "tcp://10.1.2.3:7400";
     ck_assert_ptr_null(brg_node_new(ts_sys[0], &nc));
-    ck_assert_int_eq(ts_log_count("refusing plain tcp", "10.1.2.3"), 1);
+    ck_assert_int_eq(tu_log_count("refusing plain tcp", "10.1.2.3"), 1);
     nc.connect[0] = NULL;
     ts_node[0] = brg_node_new(ts_sys[0], &nc);
     ck_assert_ptr_nonnull(ts_node[0]);
@@ -610,7 +572,7 @@ START_TEST(test_security_a_client_key_reaches_only_exported_names_and_never_the_
     // a plain send to a name not exported: dropped and counted, no answer
     ts_raw_envelope(&r, 0, "private", 0, 0);
     TU_WAIT_UNTIL(ts_stats(1).refused_unauthorized >= 4, TU_WAIT_MS);
-    ck_assert_int_eq(ts_log_count("may not reach private", NULL), 1); // the first only
+    ck_assert_int_eq(tu_log_count("may not reach private", NULL), 1); // the first only
     // a REPLY to an ask the client was never sent (a guessed corr): dropped
     ts_raw_envelope(&r, 1, NULL, echo.id, 1);
     TU_WAIT_UNTIL(ts_stats(1).refused_unauthorized >= 5, TU_WAIT_MS);
