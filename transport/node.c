@@ -34,6 +34,7 @@
 #include "brigade.h"
 #include "brigade/node.h"
 #include "keys.h"
+#include "operator.h"
 #include "remote.h"
 #include "system.h"
 #include "zmq_io.h"
@@ -352,7 +353,9 @@ s_service(brg_ctx_t *ctx, const brg_msg_t *msg)
             rc = r ? brg_reply(ctx, &r) : brg_reply_error(ctx, BRG_ENOMEM);
         }
     } else {
-        return BRG_UNHANDLED;
+        // The operator requests (operator.c): only this node's actors, peer
+        // nodes and admin clients reach this service (PROTOCOL.md 22.4).
+        return brg__operator_handle(ctx, self->io, msg) == BRG_UNHANDLED ? BRG_UNHANDLED : BRG_OK;
     }
     // A requester that went away (plain message, dead asker) is not our
     // failure: the reply is its dead letter.
@@ -501,6 +504,7 @@ brg_node_new(brg_system_t *sys, const brg_node_config_t *cfg)
     brg_spawn_opts_init(&opts);
     opts.state = self;
     opts.name = BRG_NODE_SERVICE;
+    opts.label = BRG_NODE_SERVICE;
     if (brg__system_spawn_hidden(sys, s_service, &opts, &self->service) != BRG_OK)
         brg_system_log(sys, BRG_LOG_WARNING, "node", BRG_REF_NONE,
                        "could not start the node service %s", BRG_NODE_SERVICE);
@@ -636,7 +640,7 @@ brg_node_export(brg_node_t *node, const char *name, bool on)
 int
 brg_keygen(const char *path, const char *name, brg_key_role_t role, char *key, size_t key_len)
 {
-    if (path == NULL || (role != BRG_KEY_NODE && role != BRG_KEY_CLIENT) ||
+    if (path == NULL || (role != BRG_KEY_NODE && role != BRG_KEY_CLIENT && role != BRG_KEY_ADMIN) ||
         (name != NULL && strlen(name) > BRG_NODE_NAME_MAX) ||
         (key != NULL && key_len < BRG_KEY_TEXT))
         return BRG_EINVAL;

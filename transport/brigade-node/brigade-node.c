@@ -27,9 +27,10 @@
 //  KEY_DIR/allowed (new keys in, removed keys revoked). --export NAME lets
 //  clients reach the actor registered as NAME.
 //
-//  brigade-node --keygen FILE [--name NAME] [--role node|client] writes a
-//  key pair as certificates (FILE and FILE_secret, CZMQ's zcert format),
-//  prints the public key in Z85 and exits.
+//  brigade-node --keygen FILE [--name NAME] [--role node|client|admin]
+//  writes a key pair as certificates (FILE and FILE_secret, CZMQ's zcert
+//  format), prints the public key in Z85 and exits. An admin key is an
+//  operator's (brgctl): copy FILE into a node's KEY_DIR/allowed.
 #include <brigade.h>
 #include <brigade/node.h>
 #include <errno.h>
@@ -50,7 +51,7 @@ usage(FILE *out)
             "                    [--tick-ms MS] [--timeout-ms MS] [--workers N]\n"
             "                    [--parent-pid PID] [--key-dir DIR] [--insecure-loopback]\n"
             "                    [--export NAME ...]\n"
-            "       brigade-node --keygen FILE [--name NAME] [--role node|client]\n"
+            "       brigade-node --keygen FILE [--name NAME] [--role node|client|admin]\n"
             "  --name NAME          this node's name (1..63 bytes)\n"
             "  --listen ENDPOINT    bind tcp://HOST:PORT (PORT 0: any), ipc:///PATH (up to %d)\n"
             "  --connect ENDPOINT   a peer to dial at start and redial when lost (up to %d)\n"
@@ -65,8 +66,9 @@ usage(FILE *out)
             "  --insecure-loopback  plain tcp, allowed only on loopback addresses\n"
             "  --export NAME        clients may send and ask to the actor named NAME\n"
             "  --keygen FILE        write a key pair to FILE and FILE_secret, print the\n"
-            "                       public key (Z85) and exit; --role client|node (default\n"
-            "                       node) and --name go into its metadata\n"
+            "                       public key (Z85) and exit; --role node|client|admin\n"
+            "                       (default node; admin: an operator's key for brgctl)\n"
+            "                       and --name go into its metadata\n"
             "Runs until SIGTERM or SIGINT, then stops every actor, says BYE to every\n"
             "peer and exits 0. SIGHUP re-reads the allowed keys.\n",
             BRG_NODE_MAX_ENDPOINTS, BRG_NODE_MAX_ENDPOINTS);
@@ -153,8 +155,8 @@ main(int argc, char **argv)
         } else if (strcmp(a, "--keygen") == 0) {
             keygen = v;
         } else if (strcmp(a, "--role") == 0) {
-            if (strcmp(v, "node") != 0 && strcmp(v, "client") != 0)
-                return bad("--role is node or client, not", v);
+            if (strcmp(v, "node") != 0 && strcmp(v, "client") != 0 && strcmp(v, "admin") != 0)
+                return bad("--role is node, client or admin, not", v);
             role = v;
         } else {
             return bad("unknown option", a);
@@ -162,9 +164,10 @@ main(int argc, char **argv)
     }
     if (keygen != NULL) {
         char key[BRG_KEY_TEXT];
-        int rc = brg_keygen(keygen, ncfg.name,
-                            strcmp(role, "client") == 0 ? BRG_KEY_CLIENT : BRG_KEY_NODE, key,
-                            sizeof key);
+        brg_key_role_t r = strcmp(role, "client") == 0  ? BRG_KEY_CLIENT
+                           : strcmp(role, "admin") == 0 ? BRG_KEY_ADMIN
+                                                        : BRG_KEY_NODE;
+        int rc = brg_keygen(keygen, ncfg.name, r, key, sizeof key);
         if (rc != BRG_OK) {
             fprintf(stderr, "brigade-node: cannot write %s: %s\n", keygen, brg_strerror(rc));
             return 1;
