@@ -2784,9 +2784,24 @@ static void
 s_publish_stats(brg__io_t *self)
 {
     brg__session_stats_t sum = self->retired;
+    // Per live session too, for operators (brg__io_peer_stats): filled here,
+    // copied under the lock below.
+    brg__io_peer_stat_t sess[S_PUB_SESSIONS];
+    int nsess = 0;
     for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
         brg__session_stats_t st;
         brg__session_stats(c->sess, &st);
+        if (c->peer != NULL && !c->ended && nsess < S_PUB_SESSIONS) {
+            brg__io_peer_stat_t *e = &sess[nsess++];
+            memset(e, 0, sizeof *e);
+            e->node = s_node_ref(c->peer->hi, c->peer->lo);
+            e->msgs_in = st.msgs_in;
+            e->msgs_out = st.msgs_out;
+            e->bytes_in = st.bytes_in;
+            e->bytes_out = st.bytes_out;
+            e->msgs_acked = st.msgs_acked;
+            e->refused_unauthorized = st.refused_unauthorized;
+        }
         sum.frames_in += st.frames_in;
         sum.frames_out += st.frames_out;
         sum.msgs_in += st.msgs_in;
@@ -2823,24 +2838,7 @@ s_publish_stats(brg__io_t *self)
     s.refused_handshakes = atomic_load_explicit(&self->refused_handshakes, memory_order_relaxed);
     s.refused_unauthorized = sum.refused_unauthorized;
     pthread_mutex_lock(&self->lock);
-    // Per session, for operators: a walk of the live sessions (few; this
-    // loop already visited each), not of the peer table.
-    int nsess = 0;
-    for (s_conn_t *c = self->conns; c != NULL && nsess < S_PUB_SESSIONS; c = c->next) {
-        if (c->peer == NULL || c->ended)
-            continue;
-        brg__session_stats_t st;
-        brg__session_stats(c->sess, &st);
-        brg__io_peer_stat_t *e = &self->pub_sess[nsess++];
-        e->node = s_node_ref(c->peer->hi, c->peer->lo);
-        e->in_session = true;
-        e->msgs_in = st.msgs_in;
-        e->msgs_out = st.msgs_out;
-        e->bytes_in = st.bytes_in;
-        e->bytes_out = st.bytes_out;
-        e->msgs_acked = st.msgs_acked;
-        e->refused_unauthorized = st.refused_unauthorized;
-    }
+    memcpy(self->pub_sess, sess, (size_t)nsess * sizeof sess[0]);
     self->pub_nsess = nsess;
     self->pub = s;
     self->pub_gen++;

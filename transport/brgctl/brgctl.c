@@ -553,10 +553,11 @@ s_open(s_client_t *c, const s_opts_t *o)
         if (rc != BRG_OK || !cert.has_sec)
             return s_fail(S_USAGE, "--key %s: not a secret certificate (%s)", o->key,
                           rc == BRG_ENOTFOUND ? "no such file" : why);
-    } else if (o->key != NULL && strncmp(ep, "tcp://", 6) == 0) {
+    } else if (o->key != NULL) {
         return s_fail(S_USAGE,
-                      "--key is used over CURVE only: give the node's key, --node KEY@%s%s", ep,
-                      NULL);
+                      "--key is used over CURVE only (tcp://): give the node's key, --node "
+                      "KEY@%s%s",
+                      ep, NULL);
     }
     c->ctx = zmq_ctx_new();
     c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_DEALER) : NULL;
