@@ -39,7 +39,27 @@
 #include <zmq.h>
 
 #include "brigade.h"
+#include "debug.h" // BRG__TSAN
 #include "keys.h"
+
+//  ThreadSanitizer and libzmq: Debian's libzmq is not built with TSan, so
+//  its hand-offs between our thread and its I/O thread (through its lock-
+//  free pipes) look like races to TSan. The same suppressions as the
+//  node's, scoped to libzmq and libsodium (transport/zmq_io.c explains
+//  them); brgctl does not link zmq_io.c, so it states them itself. Its own
+//  code runs on one thread.
+#ifdef BRG__TSAN
+__attribute__((visibility("default"))) const char *__tsan_default_suppressions(void);
+const char *
+__tsan_default_suppressions(void)
+{
+    return "race:libzmq.so\n"
+           "race:libsodium.so\n"
+           "called_from_lib:libzmq.so\n"
+           "called_from_lib:libsodium.so\n"
+           "called_from_lib:libstdc++.so\n";
+}
+#endif
 
 enum { S_OK = 0, S_USAGE = 1, S_UNREACHABLE = 2, S_REFUSED = 3, S_REMOTE = 4 };
 
