@@ -264,10 +264,11 @@ s_stop(brg_ctx_t *ctx, const brg_msg_t *msg)
     int rc = brg_actor_stop(sys, ref);
     if (rc != BRG_OK)
         return brg_reply_error(ctx, rc);
-    char text[BRG_REF_STRLEN];
-    brg_ref_format(ref, text, sizeof text);
+    char from[BRG_REF_STRLEN] = "nobody";
+    if (!brg_ref_is_none(brg_msg_sender(msg)))
+        brg_ref_format(brg_msg_sender(msg), from, sizeof from);
     brg_system_log(sys, BRG_LOG_NOTICE, "node", ref, "stopped by an operator request from %s",
-                   brg_ref_is_none(brg_msg_sender(msg)) ? "nobody" : "a client");
+                   from);
     brg_msg_t *r = brg_msg_new("stopped");
     rc = r ? brg_msg_add_ref(r, ref) : BRG_ENOMEM;
     return s_answer(ctx, msg, r, rc);
