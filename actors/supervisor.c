@@ -636,8 +636,8 @@ s_report(brg_system_t *sys, brg_ref_t sup, brg_log_level_t level, const char *id
     // A failure without a text of its own carries its code's name as text.
     bool text = reason->text[0] != '\0' && strcmp(reason->text, brg_err_name(reason->code)) != 0;
     brg_system_log(sys, level, "supervisor", sup, "child '%s' %s%s: %s%s%s%s%s", id, ref, what,
-                   brg_exit_kind_name(reason->kind), code, text ? " \"" : "", reason->text,
-                   text ? "\"" : "");
+                   brg_exit_kind_name(reason->kind), code, text ? " \"" : "",
+                   text ? reason->text : "", text ? "\"" : "");
 }
 
 //  Record a restart now. False if it is one too many: more than intensity

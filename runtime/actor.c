@@ -411,6 +411,9 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
         brg_spawn_opts_init(&none);
         opts = &none;
     }
+    bool hold = (mode & BRG__MODE_HOLD) != 0;
+    mode &= (uint16_t)~BRG__MODE_HOLD;
+    assert(!hold || (opts->init && actor_out));
     unsigned link_flags = opts->flags & (BRG_SPAWN_LINK | BRG_SPAWN_MONITOR);
     if (link_flags && !parent)
         return BRG_EINVAL;
@@ -507,7 +510,7 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
         *ref = self;
     if (actor_out)
         *actor_out = actor;
-    if (opts->init)
+    if (opts->init && !hold)
         brg__sched_schedule(sys->sched, actor);
     return BRG_OK;
 }

@@ -22,8 +22,11 @@ enum {
     BRG__MODE_BLOCKING = 1u << 0,       // runs on the blocking pool
     BRG__MODE_WAITER = 1u << 1,         // the reply box of brg_system_ask: never scheduled
     BRG__MODE_FAIL_UNHANDLED = 1u << 2, // BRG_UNHANDLED fails the actor (BRG_SPAWN_FAIL_UNHANDLED)
-    BRG__MODE_HIDDEN = 1u << 3 // the runtime's own (a node's service): brg_system_await_actors
-                               // does not wait for it; brg_system_destroy does
+    BRG__MODE_HIDDEN = 1u << 3, // the runtime's own (a node's service): brg_system_await_actors
+                                // does not wait for it; brg_system_destroy does
+    //  Spawn request only, never stored: an actor with init is published but
+    //  not scheduled; the caller (kind.c) wires it and schedules it itself.
+    BRG__MODE_HOLD = 1u << 4
 };
 
 //  Actor flags: owner thread only.

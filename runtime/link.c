@@ -27,6 +27,7 @@
 typedef struct {
     uint64_t mon;  // monitor id, unique per watcher
     brg_ref_t ref; // the other end
+    bool adopted;  // monitors: set up by a remote spawn (brg__monitor_adopt)
 } s_mon_t;
 
 struct brg__links {
@@ -101,8 +102,17 @@ s_mon_add(s_mon_t **items, uint32_t *n, uint32_t *cap, uint64_t mon, brg_ref_t r
 {
     int rc = s_reserve((void **)items, cap, *n, sizeof(**items));
     if (rc == BRG_OK)
-        (*items)[(*n)++] = (s_mon_t){mon, ref};
+        (*items)[(*n)++] = (s_mon_t){mon, ref, false};
     return rc;
+}
+
+static bool
+s_mon_has(const s_mon_t *items, uint32_t n, uint64_t mon, brg_ref_t ref)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (items[i].mon == mon && brg_ref_eq(items[i].ref, ref))
+            return true;
+    return false;
 }
 
 //  Remove the pair with this id (and, if ref is not NONE, this ref).
@@ -307,6 +317,30 @@ brg_msg_read_down(const brg_msg_t *msg, brg_ref_t *from, uint64_t *monitor,
 //  ---------------------------------------------------------------------------
 //  Runtime hooks (actor.c; brg__link_spawned and brg__links_free: slots.c)
 
+//  A DOWN noproc for a monitor a remote spawn set up (adopted): the target
+//  counted us among its watchers from before it ran, so its real DOWN (or,
+//  if the connection is lost, a noconnection one) comes as well. The noproc
+//  answers the MONITOR brg__monitor_adopt sent for the tables, which can
+//  reach a target that is dying and overtake the DOWN its dying thread is
+//  about to send (the noproc comes from the delivering thread): ignored, so
+//  the watcher sees the real reason, once.
+static bool
+s_down_is_spurious(const brg__links_t *l, const brg_msg_t *msg)
+{
+    for (uint32_t i = 0; i < l->n_monitors; i++) {
+        if (l->monitors[i].mon != msg->corr)
+            continue;
+        if (!l->monitors[i].adopted)
+            return false;
+        size_t pos = 0;
+        uint64_t mon;
+        brg_exit_reason_t reason;
+        return brg_msg_read_uint(msg, &pos, &mon) == BRG_OK &&
+               s_read_reason(msg, &pos, &reason) == BRG_OK && reason.kind == BRG_EXIT_NOPROC;
+    }
+    return false;
+}
+
 int
 brg__link_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *die)
 {
@@ -326,6 +360,10 @@ brg__link_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *die)
         s_link_remove(l, msg->sender);
         return BRG__LINK_HANDLED;
     case BRG__MSG_SYS_MONITOR:
+        // A watcher set up at spawn for a remote parent (brg__link_prewire)
+        // sends the same MONITOR afterwards for its node's tables: one watch.
+        if (l && s_mon_has(l->watchers, l->n_watchers, msg->corr, msg->sender))
+            return BRG__LINK_HANDLED;
         if (!(l = s_links(actor)) || s_mon_add(&l->watchers, &l->n_watchers, &l->cap_watchers,
                                                msg->corr, msg->sender) != BRG_OK) {
             brg__exit_reason_set(&reason, BRG_EXIT_FAILED, BRG_ENOMEM, "monitor: out of memory");
@@ -338,6 +376,8 @@ brg__link_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *die)
             s_mon_remove(l->watchers, &l->n_watchers, msg->corr, msg->sender, NULL);
         return BRG__LINK_HANDLED;
     case BRG__MSG_SYS_DOWN:
+        if (l && s_down_is_spurious(l, msg))
+            return BRG__LINK_HANDLED;
         if (!l || !s_mon_remove(l->monitors, &l->n_monitors, msg->corr, BRG_REF_NONE, NULL))
             return BRG__LINK_HANDLED; // demonitored: never delivered
         return BRG__LINK_DELIVER;
@@ -421,7 +461,12 @@ brg__link_on_drain(brg__actor_t *actor, brg_msg_t *msg)
     // A LINK from an actor already linked (linking twice is one link) gets no
     // noproc: brg__link_on_death, which runs after the drain, sends it the
     // EXIT with the real reason, and the requester must hear exactly once.
-    if (msg->kind != BRG__MSG_SYS_LINK || !s_link_has(l, msg->sender))
+    // Likewise a MONITOR repeating a watch set up at spawn (brg__link_prewire).
+    bool repeat = msg->kind == BRG__MSG_SYS_LINK
+                      ? s_link_has(l, msg->sender)
+                      : msg->kind == BRG__MSG_SYS_MONITOR && l &&
+                            s_mon_has(l->watchers, l->n_watchers, msg->corr, msg->sender);
+    if (!repeat)
         brg__link_answer(actor->sys, brg__actor_ref(actor), msg, BRG_EXIT_NOPROC);
     brg__msg_free(msg);
     return true;
@@ -449,6 +494,52 @@ brg__link_spawned(brg__actor_t *parent, brg__actor_t *child, unsigned flags, uin
         if (monitor)
             *monitor = mon;
     }
+    return BRG_OK;
+}
+
+int
+brg__link_prewire(brg__actor_t *child, brg_ref_t parent, bool link, uint64_t mon)
+{
+    brg__links_t *cl = s_links(child);
+    if (!cl)
+        return BRG_ENOMEM;
+    if (link && s_link_add(cl, parent) != BRG_OK)
+        return BRG_ENOMEM;
+    if (mon != 0 &&
+        s_mon_add(&cl->watchers, &cl->n_watchers, &cl->cap_watchers, mon, parent) != BRG_OK) {
+        s_link_remove(cl, parent);
+        return BRG_ENOMEM;
+    }
+    // The parent's half of the link: a LINK from the child, sent before the
+    // child can run, so it precedes any EXIT of the child. Crossing nodes it
+    // records the link in both nodes' tables; if it cannot cross, the
+    // transport answers it with EXIT noconnection to the child (remote.c).
+    if (link)
+        s_post(child->sys, parent, s_signal(BRG__MSG_SYS_LINK, brg__actor_ref(child), 0, NULL));
+    return BRG_OK;
+}
+
+uint64_t
+brg__monitor_reserve(brg_ctx_t *ctx)
+{
+    brg__links_t *l = s_links(ctx->actor);
+    return l ? ++l->next_mon : 0;
+}
+
+int
+brg__monitor_adopt(brg_ctx_t *ctx, brg_ref_t target, uint64_t mon)
+{
+    brg__actor_t *actor = ctx->actor;
+    brg__links_t *l = s_links(actor);
+    if (!l || s_mon_add(&l->monitors, &l->n_monitors, &l->cap_monitors, mon, target) != BRG_OK)
+        return BRG_ENOMEM;
+    l->monitors[l->n_monitors - 1].adopted = true;
+    // The target already counts us among its watchers; this MONITOR (the
+    // target ignores a repeat) records the monitor in the nodes' tables,
+    // so a lost connection gives us DOWN noconnection. If it reaches a dead
+    // or dying target, the noproc answer is ignored (s_down_is_spurious):
+    // the target's real DOWN comes anyway.
+    s_post(actor->sys, target, s_signal(BRG__MSG_SYS_MONITOR, brg__actor_ref(actor), mon, NULL));
     return BRG_OK;
 }
 

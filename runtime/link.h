@@ -50,6 +50,12 @@ bool brg__link_answer(brg_system_t *sys, brg_ref_t target, const brg_msg_t *msg,
 brg_msg_t *brg__link_signal(int kind, brg_ref_t from, uint64_t corr,
                             const brg_exit_reason_t *reason);
 
+//  Remote spawn (kind.c): wire a child spawned for `parent`, an actor of
+//  another node, before the child can run: parent among its links (and a
+//  LINK from the child to parent sent now) and/or (mon, parent) among its
+//  watchers. Thread: the spawner, while the child is held (BRG__MODE_HOLD).
+int brg__link_prewire(brg__actor_t *child, brg_ref_t parent, bool link, uint64_t mon);
+
 void brg__links_free(brg__links_t **self_p);
 
 //  Fill a reason (text may be NULL; it is truncated to BRG_EXIT_TEXT_MAX).

@@ -35,9 +35,11 @@
 #ifndef BRG_RUNTIME_REMOTE_H
 #define BRG_RUNTIME_REMOTE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "brigade/actor.h"
 #include "brigade/link.h"
 #include "brigade/msg.h"
 #include "brigade/ref.h"
@@ -121,5 +123,37 @@ brg_msg_t *brg__remote_signal(int kind, brg_ref_t from, uint64_t corr, int statu
 //  (status BRG_ENETWORK, reason BRG_DEAD_REMOTE or BRG_DEAD_SHUTDOWN).
 void brg__remote_dead_letter(brg_system_t *sys, brg_ref_t to, brg_msg_t *msg,
                              brg_dead_reason_t reason, int status);
+
+//  ---------------------------------------------------------------------------
+//  Remote spawn (kind.c, link.c): what a node's service and brg_spawn_remote
+//  need of the runtime.
+
+//  Called by brg__kind_spawn_remote once the child exists and is wired,
+//  before it can run: whatever it sends (the spawn's reply) goes out ahead
+//  of anything the child sends. It must not fail the spawn.
+typedef void (*brg__spawned_fn)(void *arg, brg_ref_t child);
+
+//  Spawn kind for `parent`, an actor of another node, from this node's
+//  service: the kind must exist (else BRG_ENOTFOUND) and be flagged
+//  BRG_KIND_REMOTE (else BRG_EPERM). With link, parent is in the child's
+//  links and a LINK from the child to parent is sent before the child runs;
+//  with mon != 0, (mon, parent) is among the child's watchers. Then
+//  spawned(arg, child), then the child is scheduled. args: the init
+//  message (taken, *args_p set to NULL; NULL for none). name: register the
+//  child under it (BRG_EEXIST if taken). Other errors: those of brg_spawn.
+//  On error nothing is spawned and spawned is not called. Thread: any.
+int brg__kind_spawn_remote(brg_system_t *sys, const char *kind, brg_msg_t **args_p,
+                           brg_ref_t parent, bool link, uint64_t mon, const char *name,
+                           brg__spawned_fn spawned, void *arg, brg_ref_t *ref);
+
+//  A monitor id of the running actor, for a monitor that a remote spawn
+//  sets up: never handed out again by brg_monitor. 0 if out of memory.
+uint64_t brg__monitor_reserve(brg_ctx_t *ctx);
+
+//  The running actor's half of a monitor `mon` (brg__monitor_reserve) that
+//  a remote spawn made target watch already: (mon, target) among its
+//  monitors, and a MONITOR sent to target so that the nodes' tables hold
+//  it. BRG_ENOMEM.
+int brg__monitor_adopt(brg_ctx_t *ctx, brg_ref_t target, uint64_t mon);
 
 #endif

@@ -66,6 +66,7 @@ brg_system_new(const brg_config_t *cfg)
     self->node_lo = brg__load_be64(uuid + 8);
     uuid_unparse_lower(uuid, self->node_str);
     pthread_mutex_init(&self->await_lock, NULL);
+    pthread_mutex_init(&self->kind_lock, NULL);
     // CLOCK_MONOTONIC: a wall-clock jump must not end or stretch the wait.
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -93,6 +94,7 @@ fail:
     brg__sched_destroy(&self->sched);
     brg__registry_destroy(&self->registry);
     brg__slots_fini(self);
+    pthread_mutex_destroy(&self->kind_lock);
     pthread_mutex_destroy(&self->await_lock);
     pthread_cond_destroy(&self->await_cond);
     free(self);
@@ -137,7 +139,9 @@ brg_system_destroy(brg_system_t **self_p)
     // No other thread runs now: write the dead letters not yet summarised.
     brg__log_flush(self, brg__system_now_ns(self), true);
     brg__registry_destroy(&self->registry);
+    brg__kinds_fini(self);
     brg__slots_fini(self);
+    pthread_mutex_destroy(&self->kind_lock);
     pthread_mutex_destroy(&self->await_lock);
     pthread_cond_destroy(&self->await_cond);
     free(self);

@@ -39,6 +39,8 @@ struct brg_system {
     brg__sched_t *sched;       // workers, run queues, blocking pool
     brg__timers_t *timers;     // timer thread and heap
     brg__registry_t *registry; // local names
+    pthread_mutex_t kind_lock; // guards kinds (kind.c)
+    struct brg__kind *kinds;   // registered kinds, newest first (kind.c)
 
     _Atomic bool closing; // destroy has begun: spawns fail, sends are dead letters
 
@@ -120,6 +122,9 @@ int brg__remote_send(brg_system_t *sys, brg_ref_t to, const char *name, brg_msg_
 //  brg_system_destroy's two transport steps (remote.c): shutdown after every
 //  actor has stopped, destroy after the threads are joined. No-ops without
 //  a transport. Thread: the destroying thread.
+//  Free the registered kinds (kind.c). Thread: brg_system_destroy, alone.
+void brg__kinds_fini(brg_system_t *sys);
+
 void brg__remote_shutdown(brg_system_t *sys);
 void brg__remote_destroy(brg_system_t *sys);
 

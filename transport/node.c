@@ -34,6 +34,7 @@
 #include "brigade.h"
 #include "brigade/node.h"
 #include "keys.h"
+#include "msg.h"
 #include "operator.h"
 #include "remote.h"
 #include "system.h"
@@ -76,6 +77,7 @@ brg_node_config_init(brg_node_config_t *cfg)
     cfg->reconnect_max_ms = 30000;
     cfg->peer_queue_bytes = 64u * 1024 * 1024;
     cfg->max_frame = 16u * 1024 * 1024 + 64u * 1024;
+    cfg->mesh = true;
 }
 
 brg_node_t *
@@ -313,6 +315,8 @@ s_reply_info(brg_ctx_t *ctx, brg_node_t *self)
         {"rejected_frames", st.rejected_frames},
         {"handshakes_failed", st.handshakes_failed},
         {"reconnect_attempts", st.reconnect_attempts},
+        {"gossip_learned", st.gossip_learned},
+        {"gossip_refused", st.gossip_refused},
     };
     size_t nc = sizeof counters / sizeof counters[0];
     rc |= brg_msg_add_str(r, "counters");
@@ -328,6 +332,136 @@ s_reply_info(brg_ctx_t *ctx, brg_node_t *self)
     return brg_reply(ctx, &r);
 }
 
+//  ---------------------------------------------------------------------------
+//  Remote spawn: the service's half (docs/PROTOCOL.md section 20, "spawn").
+//  The request [kind, name|nil, link, mon, args...] comes from an actor of
+//  another node (a client session never gets here: brg.node is not
+//  exported, and an admin client's spawn is refused in s_service);
+//  runtime/kind.c spawns the child held, wires it to the
+//  requester, lets s_spawned reply, and only then lets it run.
+
+static void
+s_spawned(void *arg, brg_ref_t child)
+{
+    brg_ctx_t *ctx = arg;
+    brg_msg_t *r = brg_msg_new("spawned");
+    if (r != NULL && brg_msg_add_ref(r, child) != BRG_OK)
+        brg_msg_destroy(&r);
+    if (r == NULL) {
+        // The child exists and is wired (its LINK, if any, is sent); the
+        // requester hears ENOMEM and its monitor, if any, is never adopted.
+        brg_system_log(brg_ctx_system(ctx), BRG_LOG_ERROR, "node", child,
+                       "remote spawn: out of memory for the reply");
+        brg_reply_error(ctx, BRG_ENOMEM);
+        return;
+    }
+    brg_reply(ctx, &r);
+}
+
+static int
+s_spawn(brg_ctx_t *ctx, brg_node_t *self, const brg_msg_t *msg)
+{
+    char kind[BRG_KIND_NAME_MAX + 1];
+    char name[BRG_NAME_MAX + 1];
+    bool has_name = false, link = false;
+    uint64_t mon = 0;
+    size_t pos = 0;
+    brg_ref_t parent = brg_msg_sender(msg);
+    int rc = BRG_OK;
+    if (brg_msg_read_str_copy(msg, &pos, kind, sizeof kind) != BRG_OK || kind[0] == '\0')
+        rc = BRG_EINVAL;
+    else if (brg_msg_peek(msg, pos) == BRG_TYPE_NIL)
+        rc = brg_msg_read_nil(msg, &pos);
+    else if ((rc = brg_msg_read_str_copy(msg, &pos, name, sizeof name)) == BRG_OK)
+        has_name = name[0] != '\0' ? true : (rc = BRG_EINVAL, false);
+    if (rc == BRG_OK && (brg_msg_read_bool(msg, &pos, &link) != BRG_OK ||
+                         brg_msg_read_uint(msg, &pos, &mon) != BRG_OK))
+        rc = BRG_EINVAL;
+    // The requester must be an actor of another node: a local one spawns
+    // with brg_spawn_kind, which links and monitors atomically itself.
+    if (rc == BRG_OK &&
+        (brg_ref_is_none(parent) || parent.id == 0 || brg_system_is_local(self->sys, parent)))
+        rc = BRG_EINVAL;
+    if (rc != BRG_OK) {
+        rc = rc == BRG_ENOMEM ? rc : BRG_EINVAL;
+        return brg_reply_error(ctx, rc);
+    }
+    brg_msg_t *args = brg_msg_new("brg.args");
+    if (args == NULL ||
+        brg__msg_append(args, brg_msg_data(msg) + pos, brg_msg_size(msg) - pos) != BRG_OK) {
+        brg_msg_destroy(&args);
+        return brg_reply_error(ctx, BRG_ENOMEM);
+    }
+    rc = brg__kind_spawn_remote(self->sys, kind, &args, parent, link, mon, has_name ? name : NULL,
+                                s_spawned, ctx, NULL);
+    if (rc != BRG_OK) {
+        brg_system_log(self->sys, rc == BRG_ENOMEM ? BRG_LOG_ERROR : BRG_LOG_WARNING, "node",
+                       parent, "remote spawn of kind '%s' refused: %s", kind, brg_strerror(rc));
+        return brg_reply_error(ctx, rc);
+    }
+    return BRG_OK;
+}
+
+//  One entry of a "brg.peers" message: [bin(16) node, str endpoint, str
+//  name, ...] (more elements are skipped: later versions may add some).
+static bool
+s_read_peer(const brg_msg_t *msg, size_t *pos, brg__wire_peer_t *e)
+{
+    uint32_t n;
+    const void *bin;
+    const char *str;
+    size_t len;
+    if (brg_msg_read_array(msg, pos, &n) != BRG_OK || n < 3)
+        return false;
+    if (brg_msg_read_bin(msg, pos, &bin, &len) != BRG_OK || len != 16)
+        return false;
+    memcpy(e->node, bin, 16);
+    if (brg_msg_read_str(msg, pos, &str, &len) != BRG_OK || len == 0 || len > BRG__WIRE_EP_MAX ||
+        memchr(str, '\0', len) != NULL)
+        return false;
+    memcpy(e->ep, str, len);
+    e->ep[len] = '\0';
+    if (brg_msg_read_str(msg, pos, &str, &len) != BRG_OK || len > BRG__WIRE_NAME_MAX ||
+        memchr(str, '\0', len) != NULL)
+        return false;
+    memcpy(e->name, str, len);
+    e->name[len] = '\0';
+    for (uint32_t i = 3; i < n; i++)
+        if (brg_msg_skip(msg, pos) != BRG_OK)
+            return false;
+    return true;
+}
+
+//  "brg.peers" from a peer's I/O thread (the mesh, PROTOCOL.md section 13):
+//  [[node, endpoint, name], ...], at most BRG__WIRE_PEERS_MAX. A malformed
+//  message is refused whole (counted gossip_refused, logged); the entries
+//  go to the I/O thread, which checks what they say.
+static void
+s_on_peers(brg_node_t *self, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    uint32_t n = 0;
+    const char *why = NULL;
+    brg__wire_peer_t *e = NULL;
+    if (brg_msg_read_array(msg, &pos, &n) != BRG_OK)
+        why = "not an array";
+    else if (n > BRG__WIRE_PEERS_MAX)
+        why = "more than 64 entries";
+    else if (n > 0 && (e = calloc(n, sizeof *e)) == NULL)
+        why = "out of memory";
+    for (uint32_t i = 0; why == NULL && i < n; i++)
+        if (!s_read_peer(msg, &pos, &e[i]))
+            why = "an entry is not [bin(16) node, endpoint, name]";
+    if (why == NULL && brg__io_learn(self->io, e, n) != BRG_OK)
+        why = "out of memory";
+    if (why != NULL) {
+        brg__io_gossip_refused(self->io, n > 0 && n <= BRG__WIRE_PEERS_MAX ? n : 1);
+        brg_system_log(self->sys, BRG_LOG_WARNING, "node", BRG_REF_NONE,
+                       "mesh: refused a brg.peers message: %s", why);
+    }
+    free(e);
+}
+
 static int
 s_service(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
@@ -338,6 +472,20 @@ s_service(brg_ctx_t *ctx, const brg_msg_t *msg)
         rc = r ? brg_reply(ctx, &r) : brg_reply_error(ctx, BRG_ENOMEM);
     } else if (brg_msg_is(msg, "info")) {
         rc = s_reply_info(ctx, self);
+    } else if ((brg_msg_is(msg, "spawn") || brg_msg_is(msg, "brg.peers")) &&
+               brg__io_peer_is_client(self->io, brg_msg_sender(msg))) {
+        // Only an admin client gets here (PROTOCOL.md 22.4): it may look
+        // and stop, not spawn actors nor tell this node whom to dial.
+        brg_system_log(self->sys, BRG_LOG_WARNING, "node", brg_msg_sender(msg),
+                       "refused %s from a client: only nodes may ask it", brg_msg_tag(msg));
+        if (brg_msg_is(msg, "brg.peers"))
+            return BRG_OK;
+        rc = brg_reply_error(ctx, BRG_EPERM);
+    } else if (brg_msg_is(msg, "spawn")) {
+        rc = s_spawn(ctx, self, msg);
+    } else if (brg_msg_is(msg, "brg.peers")) {
+        s_on_peers(self, msg);
+        return BRG_OK;
     } else if (brg_msg_is(msg, "whereis")) {
         char name[BRG_NODE_NAME_MAX + 1];
         size_t pos = 0;
@@ -585,6 +733,121 @@ brg_node_whereis(brg_node_t *node, brg_ref_t peer, const char *name, int timeout
     size_t pos = 0;
     rc = brg_msg_read_ref(reply, &pos, ref) == BRG_OK ? BRG_OK : BRG_EPROTO;
     brg_msg_destroy(&reply);
+    return rc;
+}
+
+//  ---------------------------------------------------------------------------
+//  Remote spawn: the requester's half.
+
+typedef struct {
+    brg_spawn_fn fn;
+    void *arg;
+    uint64_t mon; // reserved monitor id, 0 for none
+} s_rspawn_t;
+
+//  The request [kind, name|nil, link, mon, args...] (PROTOCOL.md section 20).
+static brg_msg_t *
+s_spawn_request(const char *kind, const char *name, bool link, uint64_t mon, const brg_msg_t *args)
+{
+    brg_msg_t *m = brg_msg_new("spawn");
+    if (m == NULL)
+        return NULL;
+    int rc = brg_msg_add_str(m, kind);
+    rc |= name != NULL ? brg_msg_add_str(m, name) : brg_msg_add_nil(m);
+    rc |= brg_msg_add_bool(m, link);
+    rc |= brg_msg_add_uint(m, mon);
+    if (rc == BRG_OK && args != NULL && brg_msg_size(args) > 0)
+        rc = brg_msg_add_raw(m, brg_msg_data(args), brg_msg_size(args));
+    if (rc != BRG_OK)
+        brg_msg_destroy(&m);
+    return m;
+}
+
+static bool
+s_spawn_args_ok(brg_system_t *sys, brg_ref_t node, const char *kind, const char *name)
+{
+    return kind != NULL && kind[0] != '\0' && strlen(kind) <= BRG_KIND_NAME_MAX &&
+           (name == NULL || (name[0] != '\0' && strlen(name) <= BRG_NAME_MAX)) &&
+           !brg_system_is_local(sys, node);
+}
+
+static int
+s_on_spawned(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    s_rspawn_t *st = arg;
+    brg_ref_t child = BRG_REF_NONE;
+    size_t pos = 0;
+    if (status == BRG_OK && brg_msg_read_ref(reply, &pos, &child) != BRG_OK) {
+        status = BRG_EPROTO;
+        brg_log(ctx, BRG_LOG_WARNING, "remote spawn: a malformed reply from %s",
+                brg_msg_tag(reply));
+    }
+    if (status == BRG_OK && st->mon != 0 && brg__monitor_adopt(ctx, child, st->mon) != BRG_OK)
+        brg_log(ctx, BRG_LOG_ERROR, "remote spawn: out of memory adopting monitor %llu",
+                (unsigned long long)st->mon);
+    int rc = st->fn(ctx, status, child, st->arg);
+    free(st);
+    return rc;
+}
+
+int
+brg_spawn_remote(brg_ctx_t *ctx, brg_ref_t node, const char *kind, const brg_msg_t *args,
+                 const brg_kind_spawn_opts_t *opts, int timeout_ms, brg_spawn_fn fn, void *arg)
+{
+    assert(ctx);
+    assert(fn);
+    unsigned flags = opts != NULL ? opts->flags : 0;
+    const char *name = opts != NULL ? opts->name : NULL;
+    brg_system_t *sys = brg_ctx_system(ctx);
+    node.id = 0;
+    if (timeout_ms < 0 || (flags & ~(unsigned)(BRG_SPAWN_LINK | BRG_SPAWN_MONITOR)) ||
+        !s_spawn_args_ok(sys, node, kind, name))
+        return BRG_EINVAL;
+    s_rspawn_t *st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return BRG_ENOMEM;
+    st->fn = fn;
+    st->arg = arg;
+    if ((flags & BRG_SPAWN_MONITOR) && (st->mon = brg__monitor_reserve(ctx)) == 0) {
+        free(st);
+        return BRG_ENOMEM;
+    }
+    brg_msg_t *m = s_spawn_request(kind, name, (flags & BRG_SPAWN_LINK) != 0, st->mon, args);
+    if (m == NULL) {
+        free(st);
+        return BRG_ENOMEM;
+    }
+    int rc = brg_ask_named_at(ctx, node, BRG_NODE_SERVICE, &m, timeout_ms, s_on_spawned, st);
+    if (rc != BRG_OK) {
+        free(st);
+        return rc;
+    }
+    if ((flags & BRG_SPAWN_MONITOR) && opts->monitor != NULL)
+        *opts->monitor = st->mon;
+    return BRG_OK;
+}
+
+int
+brg_system_spawn_remote(brg_system_t *sys, brg_ref_t node, const char *kind, const brg_msg_t *args,
+                        const char *name, int timeout_ms, brg_ref_t *child)
+{
+    assert(sys);
+    node.id = 0;
+    if (!s_spawn_args_ok(sys, node, kind, name))
+        return BRG_EINVAL;
+    brg_msg_t *m = s_spawn_request(kind, name, false, 0, args);
+    if (m == NULL)
+        return BRG_ENOMEM;
+    brg_msg_t *reply = NULL;
+    int rc = brg_system_ask_named_at(sys, node, BRG_NODE_SERVICE, &m, timeout_ms, &reply);
+    if (rc != BRG_OK)
+        return rc;
+    size_t pos = 0;
+    brg_ref_t ref;
+    rc = brg_msg_read_ref(reply, &pos, &ref) == BRG_OK ? BRG_OK : BRG_EPROTO;
+    brg_msg_destroy(&reply);
+    if (rc == BRG_OK && child != NULL)
+        *child = ref;
     return rc;
 }
 

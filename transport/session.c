@@ -407,6 +407,8 @@ s_send_hello(brg__session_t *self, brg__frame_type_t type, bool inbound)
     h.tick_ms = self->cfg.tick_ms;
     h.timeout_ms = self->cfg.timeout_ms;
     h.probe = self->cfg.probe && self->initiator && type == BRG__FRAME_HELLO;
+    if (type == BRG__FRAME_WELCOME && self->io.welcome_peers != NULL)
+        self->io.welcome_peers(self->io_arg, &h);
     // Out of memory for a frame of a few hundred bytes: the frame is not
     // sent, and the handshake timeout ends the session.
     if (brg__wire_encode_hello(&self->scratch, type, &h) == BRG_OK)
@@ -846,6 +848,8 @@ s_on_welcome(brg__session_t *self, const brg__hello_t *h, uint64_t now_ns)
         return s_fail(self, false, code, why);
     s_set_peer(self, h);
     self->out_open = true;
+    if (h->npeers > 0 && self->io.gossip != NULL)
+        self->io.gossip(self->io_arg, h);
     s_maybe_up(self, now_ns);
     return BRG_OK;
 }

@@ -113,6 +113,13 @@ typedef struct brg__session_io {
     //  answered REPLY_ERROR BRG_EPERM, a refused send dropped; both are
     //  counted (refused_unauthorized).
     bool (*may_reach)(void *arg, const char *name, size_t name_len);
+    //  Our WELCOME is about to go out: fill h->peers and h->npeers with
+    //  the other nodes we know (gossip for the mesh, PROTOCOL.md section
+    //  5). NULL: a WELCOME lists no peers.
+    void (*welcome_peers)(void *arg, brg__hello_t *h);
+    //  The peer's WELCOME was accepted and lists peers (h->npeers > 0):
+    //  the owner may dial them. Called before up. NULL: ignored.
+    void (*gossip)(void *arg, const brg__hello_t *h);
 } brg__session_io_t;
 //  A callback may push to, flush or end the session; it must not destroy it.
 

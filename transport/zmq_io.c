@@ -42,6 +42,8 @@
 //    exponential backoff (100 ms doubling to reconnect_max_ms; reset after
 //    30 s up) until brg_node_disconnect (or its name no longer has it).
 //  - name (s_name_t): a seed or connect whose host is a DNS name (below).
+//  - learned (s_learned_t): a node a peer told us about, waiting for its
+//    dial; such a dial is marked learned (section "Mesh", further down).
 //
 //  Matching the two directions. A dial learns the peer's UUID only from its
 //  WELCOME, but the peer's own HELLO (its outbox, dialed back to our
@@ -162,6 +164,11 @@
 #define S_RESOLVE_GAP_NS 1000000000ull // "all down" re-resolves a name at most this often
 #define S_RESOLVE_JOIN_MS 2000         // shutdown waits this long for a resolution
 #define S_RESOLVED_MAX 64              // addresses of a name dialed (the first ones)
+#define S_GOSSIP_PENDING_MAX 64        // learned nodes waiting for their dial
+#define S_GOSSIP_DIALING_MAX 4         // learned nodes in their handshake at once
+#define S_GOSSIP_TRIES 3               // attempts of a learned dial that never came up
+#define S_GOSSIP_DIALS_MAX 256         // learned dials kept at once
+#define S_GOSSIP_LOG_MAX 8             // refusals logged per gossip batch (all are counted)
 
 enum { S_PEER_CONNECTING = 1, S_PEER_UP, S_PEER_DOWN };
 enum {
@@ -171,7 +178,8 @@ enum {
     S_ITEM_STATS,
     S_ITEM_KEYS,
     S_ITEM_STOP,
-    S_ITEM_RESOLVED
+    S_ITEM_RESOLVED,
+    S_ITEM_LEARN
 };
 
 typedef struct s_conn s_conn_t;
@@ -186,7 +194,7 @@ typedef struct brg__peer {
     _Atomic size_t queued_bytes;       // budget: senders add, this thread subtracts
     _Atomic uint32_t epoch;            // sessions ended so far: written here, read by senders
     //  For operators (brg__io_peer_stats), relaxed: they only count.
-    _Atomic bool client;           // its last session was a client's (written here)
+    _Atomic bool client_pub;       // client (below), for other threads (written here)
     _Atomic uint64_t dropped_busy; // sends to it refused past peer_queue_bytes
     _Atomic uint64_t dropped_down; // sends to it while it was down
     // I/O thread only:
@@ -195,6 +203,7 @@ typedef struct brg__peer {
     struct s_item *bl_tail;
     bool touched; // has a BATCH to flush at the end of this turn
     struct brg__peer *touched_next;
+    bool client; // its last HELLO said role "client" (never dialed by the mesh)
 } brg__peer_t;
 
 //  A message or a command on the outbound queue.
@@ -202,7 +211,7 @@ typedef struct s_item {
     brg__outq_node_t link; // the queue's link (first member)
     struct s_item *next;   // backlog link
     int type;              // S_ITEM_*
-    int rc;                // RESOLVED: getaddrinfo's result (0 or EAI_*)
+    int rc;                // RESOLVED: getaddrinfo's result (0 or EAI_*); LEARN: entries
     brg__peer_t *peer;     // MSG: its peer
     brg_ref_t to;          // MSG: target; DISCONNECT: the peer
     brg_msg_t *msg;        // MSG
@@ -210,7 +219,8 @@ typedef struct s_item {
     uint32_t epoch;        // MSG: peer->epoch when it was sent
     uint64_t waiter;       // CONNECT: the waiter's id, 0 = none; RESOLVED: the name's id
     char name[];           // MSG: the target name ("" = by id); CONNECT: the endpoint;
-                           // RESOLVED: the endpoints, one per line
+                           // RESOLVED: the endpoints, one per line; LEARN: the
+                           // entries (brg__wire_peer_t, byte-aligned)
 
 } s_item_t;
 
@@ -285,7 +295,20 @@ struct s_dial {
     bool seen;            // in the answer being handled (s_on_resolved)
     bool force;           // next HELLO without "probe": replace a stale session
     uint8_t standbys;     // "standby" answers in a row with no session of ours to that node
+    bool learned;         // dialed by the mesh (gossip), not by the user (see "Mesh")
+    uint8_t fails;        // learned: attempts in a row that never came up
 };
+
+//  A node learned from gossip, waiting for its dial (see "Mesh").
+typedef struct s_learned {
+    struct s_learned *next;
+    uint64_t hi, lo;
+    uint64_t due_ns;
+    bool has_key;
+    uint8_t key[BRG__KEY_BYTES];
+    char ep[BRG__WIRE_EP_MAX + 1];
+    char name[BRG__WIRE_NAME_MAX + 1];
+} s_learned_t;
 
 //  A tcp:// endpoint to dial whose host is a DNS name (see "Names").
 struct s_name {
@@ -412,7 +435,10 @@ struct brg__io {
     s_resolver_t *resolver; // started on the first name
     s_parked_t *parked;
     uint32_t nparked;
-    bool unparking; // inside s_unpark
+    s_learned_t *learned; // mesh: learned nodes waiting for their dial
+    uint32_t nlearned;
+    uint32_t nlearned_dials; // dials with learned set in dials
+    bool unparking;          // inside s_unpark
     brg__peer_t *touched;
     brg__outq_node_t *left; // grabbed but not handled yet (FIFO), see s_grab
     uint32_t conn_counter;
@@ -427,7 +453,8 @@ struct brg__io {
 
     // Counters updated by any thread (relaxed: they only count).
     _Atomic uint64_t dropped_busy, dropped_unreachable, dead_on_end, rejected, handshakes_failed,
-        reconnects, sessions_started, sessions_ended, refused_keys, refused_handshakes;
+        reconnects, sessions_started, sessions_ended, refused_keys, refused_handshakes,
+        gossip_learned, gossip_refused;
 
     pthread_mutex_t lock; // waiters, published stats, startup
     pthread_cond_t cond;
@@ -1342,6 +1369,9 @@ s_cb_may_reach(void *arg, const char *name, size_t len)
     return ok;
 }
 
+static void s_gossip_announce(brg__io_t *self, s_conn_t *conn);
+static bool s_gossip_dial_ended(brg__io_t *self, s_dial_t *d, const s_conn_t *c);
+
 //  Tie conn to the peer its HELLO or WELCOME named. Returns false when that
 //  peer already has another live session (the caller ends this one).
 static bool
@@ -1362,7 +1392,8 @@ s_attach(s_conn_t *conn)
         return false;
     conn->peer = p;
     p->conn = conn;
-    atomic_store_explicit(&p->client, h->client, memory_order_relaxed);
+    p->client = h->client;
+    atomic_store_explicit(&p->client_pub, h->client, memory_order_relaxed);
     if (conn->dial != NULL) {
         conn->dial->hi = hi;
         conn->dial->lo = lo;
@@ -1390,6 +1421,8 @@ s_cb_up(void *arg)
         conn->dial->up_since_ns = s_now();
     s_wake_for_node(self, p->hi, p->lo);
     self->event_fn(self->event_arg, true, ref, p->name, "up");
+    if (self->cfg.mesh && !p->client)
+        s_gossip_announce(self, conn);
 }
 
 static void
@@ -1533,6 +1566,7 @@ s_reap(brg__io_t *self)
                 d->force = true;
             d->next_at_ns = d->force ? s_now() + 1 : s_now() + S_STANDBY_NS;
             s_wake_for_node(self, d->hi, d->lo);
+            s_gossip_dial_ended(self, d, c);
         } else if (c->dial != NULL) {
             s_dial_t *d = c->dial;
             d->conn = NULL;
@@ -1544,6 +1578,7 @@ s_reap(brg__io_t *self)
             s_dial_schedule(self, d, c->up);
             if (d->name != NULL)
                 s_name_dial_ended(self, d, refused);
+            s_gossip_dial_ended(self, d, c);
         }
         // An orderly end lets the BYE and the last BATCHes out; a broken
         // session drops what ZeroMQ still holds (counted lost_in_flight by
@@ -1709,6 +1744,367 @@ s_wake_for_node(brg__io_t *self, uint64_t hi, uint64_t lo)
             d->name->waiter = 0;
         }
     }
+}
+
+//  ---------------------------------------------------------------------------
+//  Mesh (PROTOCOL.md section 13, "Mesh"; cfg.mesh).
+//
+//  What a node tells: its WELCOME lists the other nodes it has a session
+//  with (up, not clients, with an advertised endpoint), and when a node's
+//  session comes up it sends a SEND tagged "brg.peers" to the node service
+//  of the new peer (listing the others) and of every other node peer
+//  (listing the new one): so a node that joins later is learned by every
+//  node, whichever side dialed. Entries: [bin(16) node, endpoint, name].
+//
+//  What a node does with it (s_gossip_learn): an entry for a node we have
+//  a session or a dial with is known (skipped); one that cannot be dialed
+//  (nil or own UUID, a known client, an endpoint that is not tcp://, ipc://
+//  or inproc://, a wildcard, a KEY@ prefix, one of our own endpoints, tcp
+//  without a trusted key) is refused, counted (gossip_refused) and logged
+//  (the first S_GOSSIP_LOG_MAX of a batch). The rest waits (at most
+//  S_GOSSIP_PENDING_MAX) for a random delay in [0, tick_ms] (partisan
+//  #114: no storm when a node joins a large mesh); of two nodes that learn
+//  each other at once, the one with the larger UUID waits handshake_ms
+//  more, so usually only one dials and the other finds the session up.
+//  Due entries are dialed (s_gossip_dial) with at most S_GOSSIP_DIALING_MAX
+//  handshakes of learned dials at a time; the dial (learned) says "probe"
+//  as every dial and stands by like every dial (design notes:
+//  duplicates). A learned dial is not the user's: it is dropped after
+//  S_GOSSIP_TRIES attempts in a row that never came up, after a BYE, when
+//  it would only stand by (the node is up through another session), and
+//  on brg_node_disconnect; while its sessions come up it reconnects with
+//  the usual backoff. brg_node_connect of its endpoint makes it the user's.
+//
+//  Keys: a gossiped tcp:// endpoint carries no key (and a node's word is
+//  not enough to trust one), so it is dialed with a key this node already
+//  trusts: the node key of the allow-list whose name is the entry's name,
+//  else this node's own key (one key directory per user, the default). A
+//  peer that holds neither fails the CURVE handshake: refused_handshakes,
+//  and the dial is dropped after S_GOSSIP_TRIES.
+
+//  Whether node hi/lo or endpoint ep has a session or a dial of ours.
+static bool
+s_gossip_have(brg__io_t *self, uint64_t hi, uint64_t lo, const char *ep)
+{
+    brg__peer_t *p = s_peer_find(self, hi, lo);
+    if (p != NULL && p->conn != NULL && !p->conn->ended)
+        return true;
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next)
+        if ((d->hi == hi && d->lo == lo) || (!d->gone && !d->stopped && strcmp(d->ep, ep) == 0))
+            return true;
+    return false;
+}
+
+//  Why entry e (its node hi/lo) cannot be dialed, or NULL; *has_key/key:
+//  the server key to dial it with.
+static const char *
+s_gossip_check(brg__io_t *self, const brg__wire_peer_t *e, uint64_t hi, uint64_t lo, bool *has_key,
+               uint8_t key[BRG__KEY_BYTES])
+{
+    *has_key = false;
+    if (hi == 0 && lo == 0)
+        return "nil node";
+    if (hi == self->hi && lo == self->lo)
+        return "this node";
+    brg__peer_t *p = s_peer_find(self, hi, lo);
+    if (p != NULL && p->client)
+        return "a client";
+    const char *ep = e->ep;
+    if (strchr(ep, '@') != NULL)
+        return "an endpoint with a key prefix";
+    bool tcp = s_is_tcp(ep);
+    if (!tcp && strncmp(ep, "ipc://", 6) != 0 && strncmp(ep, "inproc://", 9) != 0)
+        return "not a tcp://, ipc:// or inproc:// endpoint";
+    if (!tcp && ep[ep[0] == 'i' && ep[1] == 'p' ? 6 : 9] == '\0')
+        return "no path";
+    if (tcp) {
+        const char *host = ep + 6;
+        const char *colon = strrchr(host, ':');
+        if (colon == NULL || colon == host || colon[1] == '\0' ||
+            memchr(host, ';', (size_t)(colon - host)) != NULL)
+            return "not tcp://HOST:PORT";
+        size_t hn = (size_t)(colon - host);
+        if ((hn == 1 && host[0] == '*') || (hn == 7 && memcmp(host, "0.0.0.0", 7) == 0) ||
+            (hn == 4 && memcmp(host, "[::]", 4) == 0))
+            return "a wildcard address";
+        char *end = NULL;
+        unsigned long port = strtoul(colon + 1, &end, 10);
+        if (end == NULL || *end != '\0' || port == 0 || port > 65535 || colon[1] == '+' ||
+            colon[1] == '-' || colon[1] == ' ')
+            return "not a port number";
+    }
+    for (int i = 0; i < self->nbound; i++)
+        if (strcmp(self->bound[i], ep) == 0)
+            return "this node's endpoint";
+    if (strcmp(self->scfg.ep, ep) == 0)
+        return "this node's endpoint";
+    if (!tcp)
+        return NULL;
+    if (self->no_keys)
+        return "this node has no key pair";
+    if (!self->curve)
+        return brg__io_ep_is_loopback(ep) ? NULL
+                                          : "plain tcp:// (insecure_loopback) to a "
+                                            "non-loopback address";
+    brg__key_entry_t ke;
+    if (e->name[0] != '\0' && brg__keys_by_name(self->keys, e->name, BRG_KEY_NODE, &ke) == BRG_OK)
+        memcpy(key, ke.pub, BRG__KEY_BYTES);
+    else
+        memcpy(key, self->cert.pub, BRG__KEY_BYTES); // a peer of our own deployment
+    *has_key = true;
+    return NULL;
+}
+
+static void
+s_gossip_refuse(brg__io_t *self, const brg__wire_peer_t *e, const char *from, const char *why,
+                uint32_t *logged)
+{
+    atomic_fetch_add_explicit(&self->gossip_refused, 1, memory_order_relaxed);
+    if ((*logged)++ >= S_GOSSIP_LOG_MAX)
+        return;
+    char what[BRG__WIRE_NAME_MAX + BRG__WIRE_EP_MAX + 128];
+    snprintf(what, sizeof what, "mesh: not dialing node %s at %s (told by %s)", e->name, e->ep,
+             from);
+    s_log(self, BRG_LOG_WARNING, "%s: %s", what, why);
+}
+
+//  Entries of a WELCOME or a "brg.peers" message from `from` (design notes
+//  above). Validated here: the wire or the node service checked only their
+//  shape and sizes.
+static void
+s_gossip_learn(brg__io_t *self, const brg__wire_peer_t *peers, uint32_t n, const char *from)
+{
+    if (!self->cfg.mesh || self->stopping)
+        return;
+    uint32_t logged = 0;
+    uint64_t now = s_now();
+    for (uint32_t i = 0; i < n; i++) {
+        const brg__wire_peer_t *e = &peers[i];
+        uint64_t hi, lo;
+        s_uuid_split(e->node, &hi, &lo);
+        brg__peer_t *p = s_peer_find(self, hi, lo);
+        bool node_ok = !(hi == 0 && lo == 0) && !(hi == self->hi && lo == self->lo) &&
+                       !(p != NULL && p->client);
+        bool known = node_ok && s_gossip_have(self, hi, lo, e->ep);
+        for (s_learned_t *l = self->learned; l != NULL && node_ok && !known; l = l->next)
+            known = (l->hi == hi && l->lo == lo) || strcmp(l->ep, e->ep) == 0;
+        if (known)
+            continue; // a node we have (or will dial): nothing to do, nothing wrong
+        bool has_key;
+        uint8_t key[BRG__KEY_BYTES];
+        const char *why = s_gossip_check(self, e, hi, lo, &has_key, key);
+        if (why == NULL && self->nlearned >= S_GOSSIP_PENDING_MAX)
+            why = "too many learned nodes waiting";
+        if (why != NULL) {
+            s_gossip_refuse(self, e, from, why, &logged);
+            continue;
+        }
+        s_learned_t *l = calloc(1, sizeof *l);
+        if (l == NULL) {
+            s_gossip_refuse(self, e, from, "out of memory", &logged);
+            continue;
+        }
+        l->hi = hi;
+        l->lo = lo;
+        l->has_key = has_key;
+        memcpy(l->key, key, BRG__KEY_BYTES);
+        snprintf(l->ep, sizeof l->ep, "%s", e->ep);
+        snprintf(l->name, sizeof l->name, "%s", e->name);
+        bool first = self->hi < hi || (self->hi == hi && self->lo < lo);
+        uint64_t delay_ms = s_rand(self) % ((uint64_t)self->cfg.tick_ms + 1);
+        if (!first)
+            delay_ms += self->cfg.handshake_ms;
+        l->due_ns = now + delay_ms * 1000000ull;
+        l->next = self->learned;
+        self->learned = l;
+        self->nlearned++;
+        atomic_fetch_add_explicit(&self->gossip_learned, 1, memory_order_relaxed);
+        s_log(self, BRG_LOG_INFO, "mesh: learned node %s at %s", l->name, l->ep);
+    }
+}
+
+//  Dial the learned nodes that are due (s_timers); *next: when to look again.
+static void
+s_gossip_dial(brg__io_t *self, uint64_t now, uint64_t *next)
+{
+    if (self->learned == NULL)
+        return;
+    uint32_t dialing = 0;
+    for (s_dial_t *d = self->dials; d != NULL; d = d->next)
+        if (d->learned && d->conn != NULL && !d->conn->up && !d->conn->ended)
+            dialing++;
+    s_learned_t **pp = &self->learned;
+    while (*pp != NULL) {
+        s_learned_t *l = *pp;
+        if (!self->stopping && !self->cfg.mesh)
+            break;
+        bool drop = self->stopping || s_gossip_have(self, l->hi, l->lo, l->ep);
+        if (!drop && now < l->due_ns) {
+            if (l->due_ns < *next)
+                *next = l->due_ns;
+            pp = &l->next;
+            continue;
+        }
+        if (!drop && dialing >= S_GOSSIP_DIALING_MAX) {
+            if (now + S_STANDBY_NS < *next)
+                *next = now + S_STANDBY_NS;
+            pp = &l->next;
+            continue;
+        }
+        *pp = l->next;
+        self->nlearned--;
+        if (!drop && self->nlearned_dials >= S_GOSSIP_DIALS_MAX) {
+            uint32_t logged = 0;
+            brg__wire_peer_t e;
+            memset(&e, 0, sizeof e);
+            snprintf(e.ep, sizeof e.ep, "%s", l->ep);
+            snprintf(e.name, sizeof e.name, "%s", l->name);
+            s_gossip_refuse(self, &e, "the mesh", "too many learned dials", &logged);
+            drop = true;
+        }
+        s_dial_t *d = drop ? NULL : s_dial_add(self, l->ep, NULL, l->has_key, l->key);
+        if (d != NULL) {
+            d->learned = true;
+            d->hi = l->hi; // the node it should reach: stands by while that one is up
+            d->lo = l->lo;
+            self->nlearned_dials++;
+            s_log(self, BRG_LOG_INFO, "mesh: connecting to node %s at %s", l->name, l->ep);
+            s_dial_start(self, d);
+            dialing++;
+        }
+        free(l);
+    }
+}
+
+//  A conn of dial d was reaped: a learned dial that will not be needed is
+//  dropped (see "Mesh"). Returns true when d was freed.
+static bool
+s_gossip_dial_ended(brg__io_t *self, s_dial_t *d, const s_conn_t *c)
+{
+    if (!d->learned)
+        return false;
+    const char *why = NULL;
+    if (c->standby) {
+        if (s_dial_standby(self, d))
+            d->stopped = true; // up through another session: nothing to do
+    } else if (c->up) {
+        d->fails = 0;
+        if (c->reason == BRG__END_BYE)
+            d->stopped = true; // it left in order
+    } else if (++d->fails >= S_GOSSIP_TRIES) {
+        why = "no session after 3 attempts";
+        d->stopped = true;
+    }
+    if (!self->cfg.mesh || self->stopping)
+        d->stopped = true;
+    if (!d->stopped || d->conn != NULL || d->waiter != 0)
+        return false;
+    if (why != NULL)
+        s_log(self, BRG_LOG_WARNING, "mesh: giving up on %s: %s", d->ep, why);
+    for (s_dial_t **pp = &self->dials; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == d) {
+            *pp = d->next;
+            break;
+        }
+    }
+    self->nlearned_dials--;
+    free(d);
+    return true;
+}
+
+//  The peers to tell about: every other node with a session up and an
+//  endpoint; not `except` (NULL: none). Returns how many were written.
+static uint32_t
+s_gossip_list(brg__io_t *self, const brg__peer_t *except, brg__wire_peer_t *out, uint32_t max)
+{
+    uint32_t n = 0;
+    for (s_conn_t *c = self->conns; c != NULL && n < max; c = c->next) {
+        brg__peer_t *p = c->peer;
+        if (!c->up || c->ended || p == NULL || p->conn != c || p->client || p == except)
+            continue;
+        const brg__hello_t *h = brg__session_peer(c->sess);
+        if (h == NULL || h->ep[0] == '\0')
+            continue;
+        memcpy(out[n].node, h->node, 16);
+        memcpy(out[n].ep, h->ep, sizeof out[n].ep);
+        memcpy(out[n].name, h->name, sizeof out[n].name);
+        n++;
+    }
+    return n;
+}
+
+//  A "brg.peers" message with entries, to the node service of node p.
+static void
+s_gossip_send(brg__io_t *self, const brg__peer_t *p, const brg__wire_peer_t *e, uint32_t n)
+{
+    brg_msg_t *m = brg_msg_new("brg.peers");
+    if (m == NULL)
+        return;
+    int rc = brg_msg_add_array(m, n);
+    for (uint32_t i = 0; i < n; i++) {
+        rc |= brg_msg_add_array(m, 3);
+        rc |= brg_msg_add_bin(m, e[i].node, 16);
+        rc |= brg_msg_add_str(m, e[i].ep);
+        rc |= brg_msg_add_str(m, e[i].name);
+    }
+    if (rc != BRG_OK) {
+        brg_msg_destroy(&m);
+        return;
+    }
+    // Queued like any send (it leaves after what was queued before it);
+    // past the peer's budget it is a counted dead letter.
+    brg__io_send(self, s_node_ref(p->hi, p->lo), BRG_NODE_SERVICE, &m);
+}
+
+//  conn's node session came up: tell it the others, and the others it.
+static void
+s_gossip_announce(brg__io_t *self, s_conn_t *conn)
+{
+    brg__wire_peer_t *list = malloc(BRG__WIRE_PEERS_MAX * sizeof *list);
+    if (list == NULL)
+        return;
+    uint32_t n = s_gossip_list(self, conn->peer, list, BRG__WIRE_PEERS_MAX);
+    if (n > 0)
+        s_gossip_send(self, conn->peer, list, n);
+    const brg__hello_t *h = brg__session_peer(conn->sess);
+    if (n > 0 && h != NULL && h->ep[0] != '\0') {
+        brg__wire_peer_t e;
+        memcpy(e.node, h->node, 16);
+        memcpy(e.ep, h->ep, sizeof e.ep);
+        memcpy(e.name, h->name, sizeof e.name);
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t hi, lo;
+            s_uuid_split(list[i].node, &hi, &lo);
+            brg__peer_t *p = s_peer_find(self, hi, lo);
+            if (p != NULL)
+                s_gossip_send(self, p, &e, 1);
+        }
+    }
+    free(list);
+}
+
+//  Our WELCOME (session io welcome_peers): the other nodes we have.
+static void
+s_cb_welcome_peers(void *arg, brg__hello_t *h)
+{
+    s_conn_t *conn = arg;
+    brg__io_t *self = conn->io;
+    if (!self->cfg.mesh)
+        return;
+    const brg__hello_t *peer = brg__session_peer(conn->sess);
+    uint64_t hi = 0, lo = 0;
+    if (peer == NULL || peer->client)
+        return; // a client is never told the topology
+    s_uuid_split(peer->node, &hi, &lo);
+    h->npeers = s_gossip_list(self, s_peer_find(self, hi, lo), h->peers, BRG__WIRE_PEERS_MAX);
+}
+
+//  The peer's WELCOME listed peers (session io gossip).
+static void
+s_cb_gossip(void *arg, const brg__hello_t *h)
+{
+    s_conn_t *conn = arg;
+    s_gossip_learn(conn->io, h->peers, h->npeers, h->name);
 }
 
 //  ---------------------------------------------------------------------------
@@ -2140,6 +2536,12 @@ s_connect(brg__io_t *self, const char *text, uint64_t waiter)
     if (d == NULL) {
         s_waiter_wake(self, waiter, BRG_ENOMEM, BRG_REF_NONE);
         return;
+    }
+    if (d->learned) {
+        // The user dials it now: it is theirs (reconnected until
+        // brg_node_disconnect), no longer the mesh's.
+        d->learned = false;
+        self->nlearned_dials--;
     }
     if (d->conn != NULL && d->conn->up) {
         s_waiter_wake(self, waiter, BRG_OK, s_node_ref(d->hi, d->lo));
@@ -2705,6 +3107,10 @@ s_on_command(brg__io_t *self, s_item_t *it)
     case S_ITEM_RESOLVED:
         s_on_resolved(self, it);
         break;
+    case S_ITEM_LEARN:
+        s_gossip_learn(self, (const brg__wire_peer_t *)(const void *)it->name, (uint32_t)it->rc,
+                       "a peer's node service");
+        break;
     case S_ITEM_DISCONNECT: {
         for (s_dial_t *d = self->dials; d != NULL; d = d->next) {
             if (d->hi == it->to.node_hi && d->lo == it->to.node_lo) {
@@ -2837,6 +3243,8 @@ s_publish_stats(brg__io_t *self)
     s.refused_keys = atomic_load_explicit(&self->refused_keys, memory_order_relaxed);
     s.refused_handshakes = atomic_load_explicit(&self->refused_handshakes, memory_order_relaxed);
     s.refused_unauthorized = sum.refused_unauthorized;
+    s.gossip_learned = atomic_load_explicit(&self->gossip_learned, memory_order_relaxed);
+    s.gossip_refused = atomic_load_explicit(&self->gossip_refused, memory_order_relaxed);
     pthread_mutex_lock(&self->lock);
     memcpy(self->pub_sess, sess, (size_t)nsess * sizeof sess[0]);
     self->pub_nsess = nsess;
@@ -2881,6 +3289,7 @@ s_timers(brg__io_t *self, uint64_t now)
         if (nm->next_at_ns != 0 && nm->next_at_ns < next)
             next = nm->next_at_ns;
     }
+    s_gossip_dial(self, now, &next);
     if (self->parked != NULL) {
         s_unpark(self, false);
         for (s_parked_t *pk = self->parked; pk != NULL; pk = pk->next)
@@ -3342,6 +3751,8 @@ brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn
     self->sio.up = s_cb_up;
     self->sio.ended = s_cb_ended;
     self->sio.may_reach = s_cb_may_reach;
+    self->sio.welcome_peers = s_cb_welcome_peers;
+    self->sio.gossip = s_cb_gossip;
 
     pthread_mutex_init(&self->exp_lock, NULL);
     pthread_mutex_init(&self->lock, NULL);
@@ -3418,6 +3829,11 @@ brg__io_destroy(brg__io_t **self_p)
     for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
         brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_relaxed);
         free(p);
+    }
+    while (self->learned != NULL) {
+        s_learned_t *l = self->learned;
+        self->learned = l->next;
+        free(l);
     }
     while (self->dials != NULL) {
         s_dial_t *d = self->dials;
@@ -3568,6 +3984,29 @@ brg__io_connect(brg__io_t *self, const char *endpoint, int timeout_ms, brg_ref_t
 }
 
 int
+brg__io_learn(brg__io_t *self, const brg__wire_peer_t *peers, uint32_t n)
+{
+    if (n == 0)
+        return BRG_OK;
+    if (n > BRG__WIRE_PEERS_MAX)
+        return BRG_EINVAL;
+    s_item_t *it = calloc(1, sizeof *it + n * sizeof *peers);
+    if (it == NULL)
+        return BRG_ENOMEM;
+    it->type = S_ITEM_LEARN;
+    it->rc = (int)n;
+    memcpy(it->name, peers, n * sizeof *peers);
+    s_push_item(self, it);
+    return BRG_OK;
+}
+
+void
+brg__io_gossip_refused(brg__io_t *self, uint32_t n)
+{
+    atomic_fetch_add_explicit(&self->gossip_refused, n, memory_order_relaxed);
+}
+
+int
 brg__io_disconnect(brg__io_t *self, brg_ref_t peer)
 {
     if (s_peer_find(self, peer.node_hi, peer.node_lo) == NULL)
@@ -3610,6 +4049,15 @@ brg__io_peers(brg__io_t *self, brg_ref_t *peers, int max)
     return n;
 }
 
+bool
+brg__io_peer_is_client(brg__io_t *self, brg_ref_t node)
+{
+    brg__peer_t *p = s_peer_find(self, node.node_hi, node.node_lo);
+    // Relaxed: written at the session's HELLO, before any of its envelopes
+    // is decoded and delivered (same thread), so before the asking message.
+    return p != NULL && atomic_load_explicit(&p->client_pub, memory_order_relaxed);
+}
+
 int
 brg__io_peer_stats(brg__io_t *self, brg__io_peer_stat_t *out, int max)
 {
@@ -3626,7 +4074,7 @@ brg__io_peer_stats(brg__io_t *self, brg__io_peer_stat_t *out, int max)
             e->node = s_node_ref(p->hi, p->lo);
             snprintf(e->name, sizeof e->name, "%s", p->name);
             e->up = atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_UP;
-            e->client = atomic_load_explicit(&p->client, memory_order_relaxed);
+            e->client = atomic_load_explicit(&p->client_pub, memory_order_relaxed);
             e->queue_bytes = atomic_load_explicit(&p->queued_bytes, memory_order_relaxed);
             e->dropped_busy = atomic_load_explicit(&p->dropped_busy, memory_order_relaxed);
             e->dropped_down = atomic_load_explicit(&p->dropped_down, memory_order_relaxed);

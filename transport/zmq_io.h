@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "brigade/node.h"
+#include "wire.h"
 
 typedef struct brg__io brg__io_t;
 
@@ -56,6 +57,15 @@ int brg__io_disconnect(brg__io_t *self, brg_ref_t peer);
 int brg__io_find(brg__io_t *self, const char *name, brg_ref_t *peer);
 int brg__io_peers(brg__io_t *self, brg_ref_t *peers, int max);
 
+//  Mesh: nodes a peer told this node about (its node service got a
+//  "brg.peers" message; PROTOCOL.md section 13). The entries are copied
+//  and checked on the I/O thread (ignored when cfg.mesh is false).
+//  BRG_EINVAL past BRG__WIRE_PEERS_MAX entries, BRG_ENOMEM. Thread: any.
+int brg__io_learn(brg__io_t *self, const brg__wire_peer_t *peers, uint32_t n);
+//  Count n gossip entries refused before they reached the I/O thread
+//  (malformed "brg.peers" messages). Thread: any.
+void brg__io_gossip_refused(brg__io_t *self, uint32_t n);
+
 //  True when the session with the node of `peer` is up now. Thread: any.
 bool brg__io_peer_up(brg__io_t *self, brg_ref_t peer);
 
@@ -73,6 +83,11 @@ typedef struct brg__io_peer_stat {
     bool in_session;
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out, msgs_acked, refused_unauthorized;
 } brg__io_peer_stat_t;
+
+//  True when `node`'s session is (or last was) a client's: an admin client
+//  reaches the node service, which refuses it what only nodes may ask
+//  (remote spawn, the mesh's brg.peers). Thread: any.
+bool brg__io_peer_is_client(brg__io_t *self, brg_ref_t node);
 
 //  Every peer this node has known (up or down, clients included): writes at
 //  most max entries, returns how many there are. Never blocks (the per-

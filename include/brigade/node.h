@@ -33,6 +33,7 @@
 
 #include "actor.h"
 #include "export.h"
+#include "kind.h"
 #include "msg.h"
 #include "ref.h"
 #include "system.h"
@@ -44,10 +45,11 @@ typedef struct brg_node brg_node_t;
 
 //  The name of the node service actor every node runs. It answers asks
 //  tagged "ping" (reply "pong"), "info" (a map: name, node, endpoints,
-//  peers, counters) and "whereis" with a name (reply: the ref, or error
-//  BRG_ENOTFOUND), and the operator requests "actors", "tree", "stats",
-//  "nodes" and "stop" (docs/PROTOCOL.md section 20), which clients reach
-//  only with an admin key.
+//  peers, counters), "whereis" with a name (reply: the ref, or error
+//  BRG_ENOTFOUND), "spawn" (brg_spawn_remote, below), and the operator
+//  requests "actors", "tree", "stats", "nodes" and "stop"
+//  (docs/PROTOCOL.md section 20), which clients reach only with an admin
+//  key.
 #define BRG_NODE_SERVICE "brg.node"
 
 //  Tags of node events (brg_node_subscribe, brg_monitor_node): payload
@@ -96,6 +98,18 @@ typedef struct brg_node_config {
     //  unless every tcp:// endpoint, bound or dialed, is a loopback address
     //  (127.0.0.0/8, [::1], localhost).
     bool insecure_loopback;
+    //  Full mesh (default true, like Erlang's default; false is Erlang's
+    //  `-connect_all false`): nodes tell each other the nodes they have
+    //  sessions with, and this node dials every node it learns of that it
+    //  has no session with (docs/PROTOCOL.md section 13, "Mesh"). A
+    //  learned node is dialed after a random delay, at most 4 dials at a
+    //  time, and dropped after 3 attempts that never came up. Over tcp://
+    //  the learned node must hold a key this node trusts: the node key of
+    //  the allow-list named like the node, else this node's own key (one
+    //  key directory per user: the default). false: this node neither
+    //  tells its peers about others nor dials what it is told; it still
+    //  accepts every session a peer opens to it.
+    bool mesh;
 } brg_node_config_t;
 
 BRG_EXPORT void brg_node_config_init(brg_node_config_t *cfg);
@@ -153,6 +167,93 @@ BRG_EXPORT int brg_monitor_node(brg_ctx_t *ctx, brg_ref_t node);
 BRG_EXPORT int brg_node_whereis(brg_node_t *node, brg_ref_t peer, const char *name, int timeout_ms,
                                 brg_ref_t *ref);
 
+//  ---------------------------------------------------------------------------
+//  Remote spawn (docs/PROTOCOL.md section 20, "spawn").
+//
+//  Only kinds (brigade/kind.h) the other node registered with
+//  BRG_KIND_REMOTE can be spawned there, by name, with init arguments; the
+//  request is an ask to that node's service, so only a peer with a node key
+//  may make it (a client key is refused with BRG_EPERM).
+
+//  The result of brg_spawn_remote. Called exactly once, in the spawning
+//  actor, as a brg_ask callback is: status BRG_OK and child the new actor's
+//  ref, or an error and child BRG_REF_NONE: BRG_ENOTFOUND (no such kind
+//  there), BRG_EPERM (the kind is not remote-spawnable, or this node may
+//  not ask), BRG_EEXIST (the name is taken there), BRG_EINVAL (the peer
+//  found the request malformed), BRG_ENOMEM, BRG_EBUSY, BRG_ENETWORK (the
+//  node is unreachable or was lost), BRG_ETIMEDOUT, BRG_ECLOSED (this
+//  actor is stopping), BRG_EPROTO (a malformed reply).
+//  A negative return fails the actor.
+typedef int (*brg_spawn_fn)(brg_ctx_t *ctx, int status, brg_ref_t child, void *arg);
+
+//  Spawn an actor of kind `kind` on node `node` (a node ref; its id is
+//  ignored), from inside a behaviour. args: the init arguments (its
+//  payload is copied into the request; NULL for none). opts (may be NULL):
+//  - BRG_SPAWN_LINK: the child is linked to this actor before it can run
+//    (it sends its LINK ahead of anything else), so an init that fails
+//    gives this actor the child's EXIT, after fn's call;
+//  - BRG_SPAWN_MONITOR: the child is watched by this actor from before it
+//    runs; the monitor id is written to *opts->monitor now, and the DOWN
+//    (real reason, or noconnection if the node is lost) comes after fn's
+//    call with BRG_OK; if fn gets an error, no DOWN comes;
+//  - name: the child is registered under it on that node.
+//  Deadline: if timeout_ms passes before the answer, fn gets
+//  BRG_ETIMEDOUT, yet the child may exist: with BRG_SPAWN_LINK it is then
+//  linked to this actor all the same (its EXIT still comes); a monitor is
+//  not (its DOWN is dropped). Returns BRG_OK (fn will be called) or, and
+//  fn is never called: BRG_EINVAL (a kind name not 1..BRG_KIND_NAME_MAX
+//  bytes, a bad name, flags other than LINK/MONITOR, timeout_ms < 0, or
+//  node is this node: use brg_spawn_kind), BRG_ENOMEM, BRG_ECLOSED.
+BRG_EXPORT int brg_spawn_remote(brg_ctx_t *ctx, brg_ref_t node, const char *kind,
+                                const brg_msg_t *args, const brg_kind_spawn_opts_t *opts,
+                                int timeout_ms, brg_spawn_fn fn, void *arg);
+
+//  Spawn a kind on node from outside the system's threads and wait for the
+//  result (no link or monitor: there is no actor to link). On BRG_OK
+//  *child (if not NULL) is the new actor. Errors as brg_spawn_fn's, plus
+//  BRG_EDEADLK on one of the system's own threads. Thread: any thread that
+//  is not the system's; blocks up to timeout_ms.
+BRG_EXPORT int brg_system_spawn_remote(brg_system_t *sys, brg_ref_t node, const char *kind,
+                                       const brg_msg_t *args, const char *name, int timeout_ms,
+                                       brg_ref_t *child);
+
+//  A supervisor's child on another node (brigade/supervisor.h). Give a
+//  child spec start = brg_child_start_remote and arg = a brg_remote_child_t
+//  (not copied: keep it, and args, valid while the supervisor lives):
+//
+//      brg_remote_child_t rc;                  // static, or in the caller's state
+//      brg_remote_child_init(&rc);
+//      rc.node = peer;  rc.kind = "worker";
+//      spec.start = brg_child_start_remote;  spec.arg = &rc;
+//
+//  The supervisor's child is then a local proxy (its ref is what
+//  brg_supervisor_which reports), linked to the supervisor, which spawns
+//  the kind on rc.node with BRG_SPAWN_LINK | BRG_SPAWN_MONITOR and lives
+//  exactly as long as the remote child: the remote child's exit reason
+//  (noconnection when its node is lost) is the proxy's, so the supervisor
+//  restarts per its strategy; stopping the proxy stops the remote child
+//  with the same reason. A remote spawn that fails (node unreachable, kind
+//  unknown or not remote-spawnable) fails the proxy with that code: each
+//  attempt counts against the supervisor's intensity, so a node that stays
+//  unreachable makes the supervisor give up. Messages sent to the proxy
+//  (by the spec's local name, say) are forwarded to the remote child once
+//  it exists, and are unhandled dead letters before. docs/SUPERVISION.md.
+typedef struct brg_remote_child {
+    brg_ref_t node;        // the node (its id is ignored)
+    const char *kind;      // a kind registered there with BRG_KIND_REMOTE
+    const brg_msg_t *args; // init arguments (payload), or NULL
+    const char *name;      // optional: registered name of the child on that node
+    int timeout_ms;        // the spawn's deadline (0: 5000)
+} brg_remote_child_t;
+
+BRG_EXPORT void brg_remote_child_init(brg_remote_child_t *rc);
+
+//  A brg_child_start_fn (brigade/supervisor.h) for a brg_remote_child_t arg.
+//  Errors: BRG_EINVAL (no kind), then those of brg_spawn.
+//  Thread: the supervisor's.
+BRG_EXPORT int brg_child_start_remote(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args,
+                                      brg_ref_t *child);
+
 typedef struct brg_node_stats {
     uint32_t peers_up;
     uint64_t sessions_started, sessions_ended;
@@ -168,6 +269,9 @@ typedef struct brg_node_stats {
     uint64_t refused_handshakes;   // tcp handshakes that failed: plaintext to a CURVE
                                    // listener, a wrong server key, a mechanism mismatch
     uint64_t refused_unauthorized; // envelopes refused for the key's role (not exported)
+    uint64_t gossip_learned;       // mesh: nodes learned from peers and queued to be dialed
+    uint64_t gossip_refused;       // mesh: gossip entries refused (own node, a client, an
+                                   // endpoint that cannot be dialed, no trusted key, limits)
 } brg_node_stats_t;
 
 BRG_EXPORT void brg_node_stats(brg_node_t *node, brg_node_stats_t *stats);

@@ -119,6 +119,8 @@ typedef int (*brg_child_start_fn)(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t
 //  A child spec. Start from brg_child_spec_init(&spec). The supervisor
 //  copies the spec and its strings; arg is not copied and must stay valid as
 //  long as the supervisor lives.
+//  A child on another node: start = brg_child_start_remote with arg a
+//  brg_remote_child_t (brigade/node.h; docs/SUPERVISION.md section 13).
 typedef struct brg_child_spec {
     const char *id;           // required: unique among the supervisor's children
     brg_child_start_fn start; // required

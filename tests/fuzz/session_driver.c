@@ -208,7 +208,8 @@ s_on_may_reach(void *arg, const char *name, size_t len)
     return len % 2 == 0;
 }
 
-static const brg__session_io_t IO = {s_on_send, s_on_deliver, s_on_up, s_on_ended, s_on_may_reach};
+static const brg__session_io_t IO = {s_on_send,      s_on_deliver, s_on_up, s_on_ended,
+                                     s_on_may_reach, NULL,         NULL};
 
 static void
 s_begin_call(void)

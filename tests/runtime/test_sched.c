@@ -474,6 +474,14 @@ s_probe(brg_ctx_t *ctx, const brg_msg_t *msg)
 }
 
 #define S_ROUNDS 21
+//  Messages handled between two probe rounds. With BRG_DEBUG_YIELD every
+//  send may sleep, so the yield build floods far less per second (CI, on a
+//  loaded host, once waited more than 10 s for 200,000).
+#ifdef BRG_DEBUG_YIELD
+#define S_ROUND_MSGS 20000
+#else
+#define S_ROUND_MSGS 200000
+#endif
 
 static int
 s_cmp_ll(const void *a, const void *b)
@@ -496,7 +504,7 @@ START_TEST(test_sched_stress_floods_on_every_worker_starve_neither_outside_sends
     }
     long long waited[S_ROUNDS];
     for (int round = 0; round < S_ROUNDS; round++) {
-        TU_WAIT_UNTIL(s_all_msgs() > 200000 * (round + 1), TU_WAIT_MS);
+        TU_WAIT_UNTIL(s_all_msgs() > (long long)S_ROUND_MSGS * (round + 1), TU_WAIT_MS);
         // An outside send to an idle actor: its worker takes it from the
         // inject queue at a poll; every worker polls at least every
         // BRG__INJECT_EVERY batches of at most `batch` messages.

@@ -613,6 +613,12 @@ START_TEST(test_brgctl_stop_stops_an_actor_by_name_or_by_ref)
     r = tb_brgctl(tb_admin, (const char *const[]){"stop", BRG_NODE_SERVICE, NULL});
     ck_assert_int_eq(r.code, 3);
     tb_free(&r);
+    // An admin key reaches the service, but may not spawn there (only nodes may).
+    r = tb_brgctl(tb_admin, (const char *const[]){"ask", BRG_NODE_SERVICE, "spawn",
+                                                  "[\"echo\", null, false, false]", NULL});
+    ck_assert_int_eq(r.code, 3);
+    ck_assert_ptr_nonnull(strstr(r.err, "BRG_EPERM"));
+    tb_free(&r);
 }
 END_TEST
 

@@ -142,7 +142,7 @@ lb_ended(void *arg, brg__end_reason_t reason)
     side->reason = reason;
 }
 
-static const brg__session_io_t IO = {lb_send_frame, lb_deliver, lb_up, lb_ended, NULL};
+static const brg__session_io_t IO = {lb_send_frame, lb_deliver, lb_up, lb_ended, NULL, NULL, NULL};
 
 static void
 lb_cfg(brg__session_cfg_t *cfg, const uint8_t node[16], const char *name)
