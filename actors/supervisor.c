@@ -1673,6 +1673,7 @@ s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_supervisor_opts_t *opts, br
     so.state_destroy = s_sup_destroy;
     so.init = s_init;
     so.name = opts->name;
+    so.label = BRG_SUPERVISOR_LABEL;
     if (ctx) {
         so.flags = BRG_SPAWN_LINK;
         // Spawned by a supervisor's start function: report ready to it. Set

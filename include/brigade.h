@@ -34,6 +34,7 @@
 #include "brigade/model.h"
 #include "brigade/msg.h"
 #include "brigade/node.h"
+#include "brigade/observe.h"
 #include "brigade/proc.h"
 #include "brigade/ref.h"
 #include "brigade/registry.h"

@@ -290,6 +290,16 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *o
     return die;
 }
 
+//  The owner adds the messages of a batch to the actor's count. Relaxed, a
+//  load and a store: only the owner writes it, and readers (observe.c) only
+//  want a recent value, not an order with anything else.
+static inline void
+s_count_processed(brg__actor_t *actor, int n)
+{
+    uint64_t v = atomic_load_explicit(&actor->processed, memory_order_relaxed);
+    atomic_store_explicit(&actor->processed, v + (uint64_t)n, memory_order_relaxed);
+}
+
 static inline bool s_activation(brg__actor_t *actor, int batch) __attribute__((always_inline));
 
 bool
@@ -362,6 +372,7 @@ s_activation(brg__actor_t *actor, int batch)
             // Counted before s_die counts the actor stopped, so whoever sees
             // it stopped (brg_system_await_actors) sees its messages too.
             brg__sched_count_processed(actor->sys, (uint32_t)n);
+            s_count_processed(actor, n);
             char where[BRG_TAG_MAX + 32];
             if (own)
                 snprintf(where, sizeof(where), "last message '%s'", tag);
@@ -374,6 +385,7 @@ s_activation(brg__actor_t *actor, int batch)
     // another thread and end in death right after we hand it over, and
     // that death must not be seen before these messages are.
     brg__sched_count_processed(actor->sys, (uint32_t)n);
+    s_count_processed(actor, n);
     if (actor->ext && actor->ext->idle_ms > 0 && user > 0)
         actor->ext->last_active_ns = brg__system_now_ns(actor->sys);
     if (brg__bp_target != 0 && brg__mailbox_bp_suspend(actor))
@@ -426,6 +438,8 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
     actor->mode = mode | ((opts->flags & BRG_SPAWN_BLOCKING) ? BRG__MODE_BLOCKING : 0) |
                   ((opts->flags & BRG_SPAWN_FAIL_UNHANDLED) ? BRG__MODE_FAIL_UNHANDLED : 0);
     actor->state_destroy = opts->state_destroy;
+    actor->label = opts->label;
+    atomic_init(&actor->processed, 0);
     if (opts->state_size > 0) {
         actor->state = (char *)actor + base;
         memset(actor->state, 0, opts->state_size);

@@ -84,6 +84,11 @@ struct brg__actor {
     };
     uint16_t flags; // BRG__ACTOR_... (owner)
     uint16_t mode;  // BRG__MODE_... (immutable after spawn)
+    //  Introspection (observe.c): label is immutable after spawn (published
+    //  with the slot's LIVE CAS); processed is written by the owner only
+    //  (a relaxed load and store per batch, no RMW) and read by any thread.
+    const char *label;
+    _Atomic uint64_t processed; // messages handled so far
 };
 
 //  How a thread blocked in brg_system_ask is woken by the first message into

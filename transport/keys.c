@@ -190,15 +190,17 @@ brg__cert_parse(const char *text, size_t len, brg__cert_t *cert, const char **wh
             }
         } else if (section == METADATA && klen == 4 && memcmp(s, "role", 4) == 0) {
             if (!s_zpl_value(eq + 1, line_end, value, sizeof value)) {
-                *why = "metadata role is not \"node\" or \"client\"";
+                *why = "metadata role is not \"node\", \"client\" or \"admin\"";
                 return BRG_EINVAL;
             }
             if (strcmp(value, "node") == 0) {
                 cert->role = BRG_KEY_NODE;
             } else if (strcmp(value, "client") == 0) {
                 cert->role = BRG_KEY_CLIENT;
+            } else if (strcmp(value, "admin") == 0) {
+                cert->role = BRG_KEY_ADMIN;
             } else {
-                *why = "metadata role is not \"node\" or \"client\"";
+                *why = "metadata role is not \"node\", \"client\" or \"admin\"";
                 return BRG_EINVAL;
             }
         }
@@ -285,6 +287,20 @@ s_write_file(const char *path, const char *text, mode_t mode)
     return BRG_OK;
 }
 
+const char *
+brg__key_role_name(brg_key_role_t role)
+{
+    switch (role) {
+    case BRG_KEY_NODE:
+        return "node";
+    case BRG_KEY_ADMIN:
+        return "admin";
+    case BRG_KEY_CLIENT:
+        break;
+    }
+    return "client";
+}
+
 static void
 s_cert_text(char *buf, size_t cap, const brg__cert_t *cert, bool secret)
 {
@@ -304,8 +320,8 @@ s_cert_text(char *buf, size_t cap, const brg__cert_t *cert, bool secret)
              secret ? "**Secret**" : "Public",
              secret ? "DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions."
                     : "Exchange securely, or verify the key after exchange.",
-             cert->name, cert->role == BRG_KEY_NODE ? "node" : "client", pub,
-             secret ? "    secret-key = \"" : "", secret ? sec : "", secret ? "\"\n" : "");
+             cert->name, brg__key_role_name(cert->role), pub, secret ? "    secret-key = \"" : "",
+             secret ? sec : "", secret ? "\"\n" : "");
     memset(sec, 0, sizeof sec);
 }
 

@@ -57,6 +57,9 @@ typedef struct brg__cert {
     brg_key_role_t role;              // metadata role (client if none)
 } brg__cert_t;
 
+//  A role's metadata text: "node", "client" or "admin".
+const char *brg__key_role_name(brg_key_role_t role);
+
 //  Parse a certificate's text. why: a static reason on BRG_EINVAL (a line
 //  that is not ZPL, a key that is not 40 characters of Z85, no public key,
 //  a secret key whose public key does not match is not checked here).

@@ -35,6 +35,7 @@
 #include "brigade/node.h"
 #include "keys.h"
 #include "msg.h"
+#include "operator.h"
 #include "remote.h"
 #include "system.h"
 #include "zmq_io.h"
@@ -335,7 +336,8 @@ s_reply_info(brg_ctx_t *ctx, brg_node_t *self)
 //  Remote spawn: the service's half (docs/PROTOCOL.md section 20, "spawn").
 //  The request [kind, name|nil, link, mon, args...] comes from an actor of
 //  another node (a client session never gets here: brg.node is not
-//  exported); runtime/kind.c spawns the child held, wires it to the
+//  exported, and an admin client's spawn is refused in s_service);
+//  runtime/kind.c spawns the child held, wires it to the
 //  requester, lets s_spawned reply, and only then lets it run.
 
 static void
@@ -470,6 +472,15 @@ s_service(brg_ctx_t *ctx, const brg_msg_t *msg)
         rc = r ? brg_reply(ctx, &r) : brg_reply_error(ctx, BRG_ENOMEM);
     } else if (brg_msg_is(msg, "info")) {
         rc = s_reply_info(ctx, self);
+    } else if ((brg_msg_is(msg, "spawn") || brg_msg_is(msg, "brg.peers")) &&
+               brg__io_peer_is_client(self->io, brg_msg_sender(msg))) {
+        // Only an admin client gets here (PROTOCOL.md 22.4): it may look
+        // and stop, not spawn actors nor tell this node whom to dial.
+        brg_system_log(self->sys, BRG_LOG_WARNING, "node", brg_msg_sender(msg),
+                       "refused %s from a client: only nodes may ask it", brg_msg_tag(msg));
+        if (brg_msg_is(msg, "brg.peers"))
+            return BRG_OK;
+        rc = brg_reply_error(ctx, BRG_EPERM);
     } else if (brg_msg_is(msg, "spawn")) {
         rc = s_spawn(ctx, self, msg);
     } else if (brg_msg_is(msg, "brg.peers")) {
@@ -490,7 +501,9 @@ s_service(brg_ctx_t *ctx, const brg_msg_t *msg)
             rc = r ? brg_reply(ctx, &r) : brg_reply_error(ctx, BRG_ENOMEM);
         }
     } else {
-        return BRG_UNHANDLED;
+        // The operator requests (operator.c): only this node's actors, peer
+        // nodes and admin clients reach this service (PROTOCOL.md 22.4).
+        return brg__operator_handle(ctx, self->io, msg) == BRG_UNHANDLED ? BRG_UNHANDLED : BRG_OK;
     }
     // A requester that went away (plain message, dead asker) is not our
     // failure: the reply is its dead letter.
@@ -639,6 +652,7 @@ brg_node_new(brg_system_t *sys, const brg_node_config_t *cfg)
     brg_spawn_opts_init(&opts);
     opts.state = self;
     opts.name = BRG_NODE_SERVICE;
+    opts.label = BRG_NODE_SERVICE;
     if (brg__system_spawn_hidden(sys, s_service, &opts, &self->service) != BRG_OK)
         brg_system_log(sys, BRG_LOG_WARNING, "node", BRG_REF_NONE,
                        "could not start the node service %s", BRG_NODE_SERVICE);
@@ -889,7 +903,7 @@ brg_node_export(brg_node_t *node, const char *name, bool on)
 int
 brg_keygen(const char *path, const char *name, brg_key_role_t role, char *key, size_t key_len)
 {
-    if (path == NULL || (role != BRG_KEY_NODE && role != BRG_KEY_CLIENT) ||
+    if (path == NULL || (role != BRG_KEY_NODE && role != BRG_KEY_CLIENT && role != BRG_KEY_ADMIN) ||
         (name != NULL && strlen(name) > BRG_NODE_NAME_MAX) ||
         (key != NULL && key_len < BRG_KEY_TEXT))
         return BRG_EINVAL;

@@ -150,6 +150,7 @@
 #include "zmq_io.h"
 
 #define S_TABLE_SIZE 2048 // peer table slots (power of two)
+#define S_PUB_SESSIONS 64 // live sessions whose counters are published for operators
 #define S_MAX_PEERS 1024  // node UUIDs one node may ever see (TRANSPORT.md section 10)
 #define S_ENV_OVERHEAD 64 // bytes a message's envelope adds to its payload, for the budget
 #define S_RECV_BURST 64   // inbound frames read per socket per turn (up to 64 Ki messages)
@@ -192,6 +193,10 @@ typedef struct brg__peer {
     _Atomic int state;                 // S_PEER_*: written here, read by senders
     _Atomic size_t queued_bytes;       // budget: senders add, this thread subtracts
     _Atomic uint32_t epoch;            // sessions ended so far: written here, read by senders
+    //  For operators (brg__io_peer_stats), relaxed: they only count.
+    _Atomic bool client_pub;       // client (below), for other threads (written here)
+    _Atomic uint64_t dropped_busy; // sends to it refused past peer_queue_bytes
+    _Atomic uint64_t dropped_down; // sends to it while it was down
     // I/O thread only:
     s_conn_t *conn;         // its current session, or NULL
     struct s_item *bl_head; // messages waiting for UP or a writable outbox
@@ -256,6 +261,7 @@ struct s_conn {
     bool has_key;                     // the peer proved this key (CURVE), or we dialed it
     uint8_t key[BRG__KEY_BYTES];      //   with it as the server key
     bool refusal_logged;              // a refused envelope of this client was logged
+    bool admin;                       // the client proved an admin key: it may reach every name
     s_frame_t *pend_head, *pend_tail; // frames refused by ZeroMQ, in order
     bool busy;                        // pend_head != NULL: poll POLLOUT, do not feed the session
     bool out_ready, mon_ready;        // outbox / monitor may hold messages (see "Readiness")
@@ -457,6 +463,10 @@ struct brg__io {
     int start_rc; // 1 = starting, else the result of the binds
     brg_node_stats_t pub;
     uint64_t pub_gen;
+    //  The live sessions' counters as last published (under lock), for
+    //  brg__io_peer_stats: at most S_PUB_SESSIONS of them.
+    brg__io_peer_stat_t pub_sess[S_PUB_SESSIONS];
+    int pub_nsess;
 };
 
 //  ThreadSanitizer and libzmq. Debian's libzmq is not built with TSan, so
@@ -1341,6 +1351,8 @@ s_cb_may_reach(void *arg, const char *name, size_t len)
 {
     s_conn_t *conn = arg;
     brg__io_t *self = conn->io;
+    if (conn->admin)
+        return true; // an operator (brgctl): every name, the node service included
     bool ok = false;
     pthread_mutex_lock(&self->exp_lock);
     for (size_t i = 0; i < self->nexports && !ok; i++)
@@ -1381,6 +1393,7 @@ s_attach(s_conn_t *conn)
     conn->peer = p;
     p->conn = conn;
     p->client = h->client;
+    atomic_store_explicit(&p->client_pub, h->client, memory_order_relaxed);
     if (conn->dial != NULL) {
         conn->dial->hi = hi;
         conn->dial->lo = lo;
@@ -2704,8 +2717,9 @@ s_accept(brg__io_t *self, const s_from_t *from, const void *data, size_t len, bo
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         if (conn == NULL) {
-            // A client key's HELLO must say "client" (the session checks).
-            self->scfg.client_key = role == BRG_KEY_CLIENT;
+            // A client or admin key's HELLO must say "client" (the
+            // session checks).
+            self->scfg.client_key = role != BRG_KEY_NODE;
             conn = s_conn_new(self, false, NULL);
             self->scfg.client_key = false;
             if (conn == NULL) {
@@ -2713,7 +2727,8 @@ s_accept(brg__io_t *self, const s_from_t *from, const void *data, size_t len, bo
                                "out of resources");
                 return;
             }
-        } else if (role == BRG_KEY_CLIENT) {
+            conn->admin = role == BRG_KEY_ADMIN;
+        } else if (role != BRG_KEY_NODE) {
             // A dial's session joined by a client key: not a node's HELLO.
             s_router_error(self, from->inbox, from->rid, from->rid_len, BRG__WERR_NOT_ALLOWED,
                            "a client key may not act as a node");
@@ -3175,9 +3190,24 @@ static void
 s_publish_stats(brg__io_t *self)
 {
     brg__session_stats_t sum = self->retired;
+    // Per live session too, for operators (brg__io_peer_stats): filled here,
+    // copied under the lock below.
+    brg__io_peer_stat_t sess[S_PUB_SESSIONS];
+    int nsess = 0;
     for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
         brg__session_stats_t st;
         brg__session_stats(c->sess, &st);
+        if (c->peer != NULL && !c->ended && nsess < S_PUB_SESSIONS) {
+            brg__io_peer_stat_t *e = &sess[nsess++];
+            memset(e, 0, sizeof *e);
+            e->node = s_node_ref(c->peer->hi, c->peer->lo);
+            e->msgs_in = st.msgs_in;
+            e->msgs_out = st.msgs_out;
+            e->bytes_in = st.bytes_in;
+            e->bytes_out = st.bytes_out;
+            e->msgs_acked = st.msgs_acked;
+            e->refused_unauthorized = st.refused_unauthorized;
+        }
         sum.frames_in += st.frames_in;
         sum.frames_out += st.frames_out;
         sum.msgs_in += st.msgs_in;
@@ -3216,6 +3246,8 @@ s_publish_stats(brg__io_t *self)
     s.gossip_learned = atomic_load_explicit(&self->gossip_learned, memory_order_relaxed);
     s.gossip_refused = atomic_load_explicit(&self->gossip_refused, memory_order_relaxed);
     pthread_mutex_lock(&self->lock);
+    memcpy(self->pub_sess, sess, (size_t)nsess * sizeof sess[0]);
+    self->pub_nsess = nsess;
     self->pub = s;
     self->pub_gen++;
     pthread_cond_broadcast(&self->cond);
@@ -3842,6 +3874,8 @@ brg__io_send(brg__io_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg
     uint32_t epoch = p != NULL ? atomic_load_explicit(&p->epoch, memory_order_acquire) : 0;
     if (p == NULL || atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_DOWN) {
         atomic_fetch_add_explicit(&self->dropped_unreachable, 1, memory_order_relaxed);
+        if (p != NULL)
+            atomic_fetch_add_explicit(&p->dropped_down, 1, memory_order_relaxed);
         brg__remote_dead_letter(self->sys, to, msg, BRG_DEAD_REMOTE_DOWN, BRG_ENETWORK);
         return BRG_ENETWORK;
     }
@@ -3859,6 +3893,7 @@ brg__io_send(brg__io_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg
         // the same condition for the sender: no room now, try later).
         atomic_fetch_sub_explicit(&p->queued_bytes, bytes, memory_order_relaxed);
         atomic_fetch_add_explicit(&self->dropped_busy, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->dropped_busy, 1, memory_order_relaxed);
         brg__remote_dead_letter(self->sys, to, msg, BRG_DEAD_REMOTE_BUSY, BRG_EBUSY);
         return BRG_EBUSY;
     }
@@ -4015,6 +4050,59 @@ brg__io_peers(brg__io_t *self, brg_ref_t *peers, int max)
 }
 
 bool
+brg__io_peer_is_client(brg__io_t *self, brg_ref_t node)
+{
+    brg__peer_t *p = s_peer_find(self, node.node_hi, node.node_lo);
+    // Relaxed: written at the session's HELLO, before any of its envelopes
+    // is decoded and delivered (same thread), so before the asking message.
+    return p != NULL && atomic_load_explicit(&p->client_pub, memory_order_relaxed);
+}
+
+int
+brg__io_peer_stats(brg__io_t *self, brg__io_peer_stat_t *out, int max)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
+        // Acquire: pairs with the release store that published the peer
+        // (its name and UUID are immutable after it).
+        brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_acquire);
+        if (p == NULL)
+            continue;
+        if (n < max) {
+            brg__io_peer_stat_t *e = &out[n];
+            memset(e, 0, sizeof *e);
+            e->node = s_node_ref(p->hi, p->lo);
+            snprintf(e->name, sizeof e->name, "%s", p->name);
+            e->up = atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_UP;
+            e->client = atomic_load_explicit(&p->client_pub, memory_order_relaxed);
+            e->queue_bytes = atomic_load_explicit(&p->queued_bytes, memory_order_relaxed);
+            e->dropped_busy = atomic_load_explicit(&p->dropped_busy, memory_order_relaxed);
+            e->dropped_down = atomic_load_explicit(&p->dropped_down, memory_order_relaxed);
+        }
+        n++;
+    }
+    int filled = n < max ? n : max;
+    pthread_mutex_lock(&self->lock);
+    for (int s = 0; s < self->pub_nsess; s++) {
+        const brg__io_peer_stat_t *ps = &self->pub_sess[s];
+        for (int i = 0; i < filled; i++) {
+            brg__io_peer_stat_t *e = &out[i];
+            if (e->node.node_hi != ps->node.node_hi || e->node.node_lo != ps->node.node_lo)
+                continue;
+            e->in_session = true;
+            e->msgs_in = ps->msgs_in;
+            e->msgs_out = ps->msgs_out;
+            e->bytes_in = ps->bytes_in;
+            e->bytes_out = ps->bytes_out;
+            e->msgs_acked = ps->msgs_acked;
+            e->refused_unauthorized = ps->refused_unauthorized;
+        }
+    }
+    pthread_mutex_unlock(&self->lock);
+    return n;
+}
+
+bool
 brg__io_peer_up(brg__io_t *self, brg_ref_t peer)
 {
     brg__peer_t *p = s_peer_find(self, peer.node_hi, peer.node_lo);
@@ -4079,11 +4167,12 @@ brg__io_allow_key(brg__io_t *self, const char *name, const char *key, brg_key_ro
 {
     uint8_t k[BRG__KEY_BYTES];
     if (name == NULL || key == NULL || name[0] == '\0' || strlen(name) > BRG_NODE_NAME_MAX ||
-        strchr(name, '@') != NULL || (role != BRG_KEY_NODE && role != BRG_KEY_CLIENT) ||
+        strchr(name, '@') != NULL ||
+        (role != BRG_KEY_NODE && role != BRG_KEY_CLIENT && role != BRG_KEY_ADMIN) ||
         brg__key_from_text(k, key) != BRG_OK)
         return BRG_EINVAL;
     int rc = brg__keys_allow(self->keys, k, name, role, false);
-    // A role that went from node to client takes effect for live sessions
+    // A role that went from node to client (or admin) takes effect for live sessions
     // at their next handshake; the role is checked when a session starts.
     return rc;
 }

@@ -69,6 +69,31 @@ void brg__io_gossip_refused(brg__io_t *self, uint32_t n);
 //  True when the session with the node of `peer` is up now. Thread: any.
 bool brg__io_peer_up(brg__io_t *self, brg_ref_t peer);
 
+//  One peer as an operator sees it (brgctl stats and nodes).
+typedef struct brg__io_peer_stat {
+    brg_ref_t node; // its node ref (id 0)
+    char name[BRG_NODE_NAME_MAX + 1];
+    bool up;               // its session is up now
+    bool client;           // its last session was a client's (role "client")
+    uint64_t queue_bytes;  // queued for it, within peer_queue_bytes
+    uint64_t dropped_busy; // sends to it refused past peer_queue_bytes
+    uint64_t dropped_down; // sends to it while it was down
+    //  Its current session, as the I/O thread last published it (before its
+    //  last sleep); all 0 and in_session false when it has none.
+    bool in_session;
+    uint64_t msgs_in, msgs_out, bytes_in, bytes_out, msgs_acked, refused_unauthorized;
+} brg__io_peer_stat_t;
+
+//  True when `node`'s session is (or last was) a client's: an admin client
+//  reaches the node service, which refuses it what only nodes may ask
+//  (remote spawn, the mesh's brg.peers). Thread: any.
+bool brg__io_peer_is_client(brg__io_t *self, brg_ref_t node);
+
+//  Every peer this node has known (up or down, clients included): writes at
+//  most max entries, returns how many there are. Never blocks (the per-
+//  session counters are the last published ones). Thread: any.
+int brg__io_peer_stats(brg__io_t *self, brg__io_peer_stat_t *out, int max);
+
 //  The counters. fresh: ask the I/O thread for a snapshot taken now and wait
 //  for it (a thread that may block); else the one it published last (any
 //  thread, never blocks).

@@ -69,6 +69,11 @@ typedef struct brg_spawn_opts {
     unsigned flags;                     // BRG_SPAWN_...
     const char *name;                   // optional: register under this name at spawn
     uint64_t *monitor;                  // with BRG_SPAWN_MONITOR: receives the monitor id
+    //  Optional: what kind of actor this is, for operators (brg_system_actors,
+    //  brgctl actors): "brg.supervisor", "worker", a behaviour's name. Not
+    //  copied: it must outlive the actor (a string literal). Only its first
+    //  BRG_LABEL_MAX bytes are shown.
+    const char *label;
 } brg_spawn_opts_t;
 
 //  Reply callback for brg_ask. Called exactly once, on the asking actor's

@@ -46,7 +46,10 @@ typedef struct brg_node brg_node_t;
 //  The name of the node service actor every node runs. It answers asks
 //  tagged "ping" (reply "pong"), "info" (a map: name, node, endpoints,
 //  peers, counters), "whereis" with a name (reply: the ref, or error
-//  BRG_ENOTFOUND) and "spawn" (brg_spawn_remote, below).
+//  BRG_ENOTFOUND), "spawn" (brg_spawn_remote, below), and the operator
+//  requests "actors", "tree", "stats", "nodes" and "stop"
+//  (docs/PROTOCOL.md section 20), which clients reach only with an admin
+//  key.
 #define BRG_NODE_SERVICE "brg.node"
 
 //  Tags of node events (brg_node_subscribe, brg_monitor_node): payload
@@ -335,14 +338,19 @@ BRG_EXPORT void brg_node_stats(brg_node_t *node, brg_node_stats_t *stats);
 //  everything (the node's own key always may: nodes of one deployment may
 //  share a key directory); a client key may only send and ask (kinds 0-2)
 //  to the names brg_node_export made reachable, never the node service,
-//  and its HELLO must say role "client".
+//  and its HELLO must say role "client". An admin key (an operator's:
+//  brgctl) is a client key that may also send and ask to every name,
+//  the node service included, so it may use the operator requests
+//  (actors, tree, stats, nodes, stop; docs/PROTOCOL.md section 20); it
+//  may not send to actors by id nor send control kinds, and its HELLO must
+//  say role "client" too.
 //
 //  Dialing over CURVE needs the peer's public key: an endpoint may be
 //  written KEY@tcp://host:port (40 characters of Z85) or NAME@tcp://host:port
 //  (a node key of the allow-list by its name); without one, the peer is
 //  expected to hold this node's own key.
 
-typedef enum { BRG_KEY_NODE = 1, BRG_KEY_CLIENT = 2 } brg_key_role_t;
+typedef enum { BRG_KEY_NODE = 1, BRG_KEY_CLIENT = 2, BRG_KEY_ADMIN = 3 } brg_key_role_t;
 
 #define BRG_KEY_TEXT 41 // a key in Z85 with its terminating zero
 

@@ -187,6 +187,10 @@ typedef struct brg_child_about {
     brg_child_type_t type;
 } brg_child_about_t;
 
+//  The label of every supervisor (brg_spawn_opts_t.label, brg_system_actors):
+//  how a node's service finds the supervisors for brgctl's tree.
+#define BRG_SUPERVISOR_LABEL "brg.supervisor"
+
 //  Tags of the supervisor's message protocol (docs/SUPERVISION.md). Requests
 //  are answered with brg_reply, so they work with brg_ask and brg_system_ask;
 //  a request the supervisor cannot serve gets brg_reply_error.

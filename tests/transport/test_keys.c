@@ -109,13 +109,18 @@ START_TEST(test_keys_reads_a_czmq_certificate_and_refuses_bad_ones)
                        "'rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7'  # a comment\n";
     ck_assert_int_eq(brg__cert_parse(node, strlen(node), &c, &why), BRG_OK);
     ck_assert_int_eq(c.role, BRG_KEY_NODE);
+    // An operator's key (brgctl): role admin.
+    const char *admin = "metadata\n    role = \"admin\"\ncurve\n    public-key = "
+                        "\"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\"\n";
+    ck_assert_int_eq(brg__cert_parse(admin, strlen(admin), &c, &why), BRG_OK);
+    ck_assert_int_eq(c.role, BRG_KEY_ADMIN);
 
     const char *bad[] = {
         "metadata\n    name = \"x\"\n",                                            // no key
         "curve\n    public-key = \"short\"\n",                                     // not 40
         "curve\n    public-key = \"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf\"\"\n", // quote in it
         "curve\n    public-key = \"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\n",    // unterminated
-        "metadata\n    role = \"admin\"\ncurve\n    public-key = "
+        "metadata\n    role = \"root\"\ncurve\n    public-key = "
         "\"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\"\n", // unknown role
         "metadata\n    name = "
         "\"0123456789012345678901234567890123456789012345678901234567890123\"\n"
@@ -159,6 +164,12 @@ START_TEST(test_keys_saved_certificates_read_back_and_the_secret_is_0600)
     ck_assert(!back.has_sec);
     ck_assert_str_eq(back.name, "node-a");
     ck_assert_int_eq(back.role, BRG_KEY_NODE);
+    c.role = BRG_KEY_ADMIN; // each role writes and reads back
+    ck_assert_int_eq(brg__cert_save(path, &c), BRG_OK);
+    ck_assert_int_eq(brg__cert_load(path, &back, NULL), BRG_OK);
+    ck_assert_int_eq(back.role, BRG_KEY_ADMIN);
+    c.role = BRG_KEY_NODE;
+    ck_assert_int_eq(brg__cert_save(path, &c), BRG_OK);
     ck_assert_int_eq(brg__cert_load(spath, &back, NULL), BRG_OK);
     ck_assert(back.has_sec);
     ck_assert_mem_eq(back.sec, c.sec, 32);

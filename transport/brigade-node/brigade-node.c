@@ -44,9 +44,11 @@
 //  insecure_loopback; the key pair and allow-list are in the key directory
 //  (default $BRG_KEY_DIR, else ~/.config/brigade).
 //
-//  brigade-node --keygen FILE [--name NAME] [--role node|client] writes a
-//  key pair as certificates (FILE and FILE_secret, CZMQ's zcert format),
-//  prints the public key in Z85 and exits.
+//  brigade-node --keygen FILE [--name NAME] [--role node|client|admin]
+//  writes a key pair as certificates (FILE and FILE_secret, CZMQ's zcert
+//  format), prints the public key in Z85 and exits. An admin key is an
+//  operator's (brgctl, docs/OPERATIONS.md): copy FILE into a node's
+//  KEY_DIR/allowed.
 //
 //  Exit status: 0 after an orderly stop (or --check-config of a good
 //  file), 1 when the node could not start or stopped abnormally, 2 for a
@@ -70,7 +72,7 @@ s_usage(FILE *out)
             "                    [--timeout-ms MS] [--workers N] [--log-level LEVEL]\n"
             "                    [--ready-file PATH] [--parent-pid PID] [--key-dir DIR]\n"
             "                    [--insecure-loopback] [--no-mesh] [--export NAME ...]\n"
-            "       brigade-node --keygen FILE [--name NAME] [--role node|client]\n"
+            "       brigade-node --keygen FILE [--name NAME] [--role node|client|admin]\n"
             "  --config FILE        read the settings and the supervision tree from a JSON\n"
             "                       file (docs/DEPLOYMENT.md); the options below override it\n"
             "                       (a list option given here replaces the file's list)\n"
@@ -94,8 +96,9 @@ s_usage(FILE *out)
             "  --no-mesh            do not dial the nodes peers tell about (default: full mesh)\n"
             "  --export NAME        clients may send and ask to the actor named NAME\n"
             "  --keygen FILE        write a key pair to FILE and FILE_secret, print the\n"
-            "                       public key (Z85) and exit; --role client|node (default\n"
-            "                       node) and --name go into its metadata\n"
+            "                       public key (Z85) and exit; --role node|client|admin\n"
+            "                       (default node; admin: an operator's key for brgctl)\n"
+            "                       and --name go into its metadata\n"
             "Kinds a config file's supervision tree can start:\n",
             BRG_NODE_MAX_ENDPOINTS, BRG__LAUNCH_SEEDS_MAX);
     for (size_t i = 0; brg__kind_at(i) != NULL; i++)
@@ -206,8 +209,8 @@ s_parse_args(int argc, char **argv, s_cli_t *cli)
         } else if (strcmp(a, "--keygen") == 0) {
             cli->keygen = v;
         } else if (strcmp(a, "--role") == 0) {
-            if (strcmp(v, "node") != 0 && strcmp(v, "client") != 0)
-                return s_bad("--role is node or client, not", v);
+            if (strcmp(v, "node") != 0 && strcmp(v, "client") != 0 && strcmp(v, "admin") != 0)
+                return s_bad("--role is node, client or admin, not", v);
             cli->role = v;
         } else {
             return s_bad("unknown option", a);
@@ -667,8 +670,10 @@ main(int argc, char **argv)
     if (cli.keygen != NULL) {
         char key[BRG_KEY_TEXT];
         rc = brg_keygen(cli.keygen, cli.name,
-                        strcmp(cli.role, "client") == 0 ? BRG_KEY_CLIENT : BRG_KEY_NODE, key,
-                        sizeof key);
+                        strcmp(cli.role, "client") == 0  ? BRG_KEY_CLIENT
+                        : strcmp(cli.role, "admin") == 0 ? BRG_KEY_ADMIN
+                                                         : BRG_KEY_NODE,
+                        key, sizeof key);
         if (rc != BRG_OK) {
             fprintf(stderr, "brigade-node: cannot write %s: %s\n", cli.keygen, brg_strerror(rc));
             return 1;

@@ -317,13 +317,16 @@ s_allowed_keys(brg__launch_t *self, const json_t *doc)
         }
         if (rc == BRG_OK)
             rc = s_opt_string(self, e, "role", path, 16, &role);
-        if (rc == BRG_OK && strcmp(role, "node") != 0 && strcmp(role, "client") != 0) {
+        if (rc == BRG_OK && strcmp(role, "node") != 0 && strcmp(role, "client") != 0 &&
+            strcmp(role, "admin") != 0) {
             s_join(sub, "%s.role", path);
-            rc = s_fail(self, sub, "must be \"node\" or \"client\", not \"%s\"", role);
+            rc = s_fail(self, sub, "must be \"node\", \"client\" or \"admin\", not \"%s\"", role);
         }
         if (rc != BRG_OK)
             return rc;
-        k->role = strcmp(role, "client") == 0 ? BRG_KEY_CLIENT : BRG_KEY_NODE;
+        k->role = strcmp(role, "client") == 0  ? BRG_KEY_CLIENT
+                  : strcmp(role, "admin") == 0 ? BRG_KEY_ADMIN
+                                               : BRG_KEY_NODE;
     }
     return BRG_OK;
 }
