@@ -473,6 +473,7 @@ s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_proc_opts_t *opts, brg_ref_
     so.name = opts->name;
     so.flags = opts->flags;
     so.monitor = opts->monitor;
+    so.label = "brg.proc";
     rc = ctx ? brg_spawn(ctx, s_behaviour, &so, ref) : brg_system_spawn(sys, s_behaviour, &so, ref);
     if (rc != BRG_OK) {
         // The state was not handed over: kill and reap the process here.

@@ -63,19 +63,30 @@ s_name_ok(const char *name)
 
 //  Copy out the kind called name. Returns false if there is none.
 static bool
-s_find(brg_system_t *sys, const char *name, brg_kind_t *out)
+s_find_labelled(brg_system_t *sys, const char *name, brg_kind_t *out, const char **label)
 {
     bool found = false;
     pthread_mutex_lock(&sys->kind_lock);
     for (struct brg__kind *k = sys->kinds; k; k = k->next) {
         if (strcmp(k->name, name) == 0) {
             *out = k->kind;
+            // The registry's copy of the name: it lives until the system
+            // is destroyed (kinds are never unregistered), longer than any
+            // actor, as a spawn label must.
+            if (label)
+                *label = k->name;
             found = true;
             break;
         }
     }
     pthread_mutex_unlock(&sys->kind_lock);
     return found;
+}
+
+static bool
+s_find(brg_system_t *sys, const char *name, brg_kind_t *out)
+{
+    return s_find_labelled(sys, name, out, NULL);
 }
 
 int
@@ -197,7 +208,8 @@ s_spawn_local(brg_system_t *sys, brg__actor_t *parent, const char *name, const b
     if (!s_name_ok(name))
         return BRG_EINVAL;
     brg_kind_t kind;
-    if (!s_find(sys, name, &kind))
+    const char *label;
+    if (!s_find_labelled(sys, name, &kind, &label))
         return BRG_ENOTFOUND;
     brg_msg_t *copy;
     int rc = s_args_copy(args, &copy);
@@ -209,6 +221,7 @@ s_spawn_local(brg_system_t *sys, brg__actor_t *parent, const char *name, const b
     opts.flags |= flags;
     opts.name = kopts ? kopts->name : NULL;
     opts.monitor = kopts ? kopts->monitor : NULL;
+    opts.label = label; // brgctl actors shows the kind
     rc = brg__actor_spawn(sys, parent, kind.behaviour, &opts, 0, ref, NULL);
     if (rc != BRG_OK)
         s_unprepare(&opts);
@@ -241,10 +254,11 @@ brg__kind_spawn_remote(brg_system_t *sys, const char *name, brg_msg_t **args_p, 
 {
     assert(sys && spawned);
     brg_kind_t kind;
+    const char *label = NULL;
     int rc = BRG_OK;
     if (!s_name_ok(name) || brg_ref_is_none(parent) || brg_system_is_local(sys, parent))
         rc = BRG_EINVAL;
-    else if (!s_find(sys, name, &kind))
+    else if (!s_find_labelled(sys, name, &kind, &label))
         rc = BRG_ENOTFOUND;
     else if (!(kind.flags & BRG_KIND_REMOTE))
         rc = BRG_EPERM;
@@ -257,6 +271,7 @@ brg__kind_spawn_remote(brg_system_t *sys, const char *name, brg_msg_t **args_p, 
     if ((rc = s_prepare(&kind, args_p, &opts)) != BRG_OK)
         return rc;
     opts.name = reg_name;
+    opts.label = label;
     brg__actor_t *child = NULL;
     brg_ref_t self;
     rc = brg__actor_spawn(sys, NULL, kind.behaviour, &opts, BRG__MODE_HOLD, &self, &child);

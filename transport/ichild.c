@@ -295,6 +295,7 @@ brg_child_start_isolated(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, b
     opts.init = s_init;
     opts.init_arg = arg;
     opts.flags = BRG_SPAWN_LINK;
+    opts.label = "brg.isolated";
     return brg_spawn(sup_ctx, s_proxy, &opts, child);
 }
 

@@ -123,5 +123,6 @@ brg_child_start_remote(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg
     opts.init = s_proxy_init;
     opts.init_arg = arg;
     opts.flags = BRG_SPAWN_LINK;
+    opts.label = "brg.remote_child";
     return brg_spawn(sup_ctx, s_proxy, &opts, child);
 }

@@ -76,7 +76,9 @@ BRG_EXPORT void brg_kind_spawn_opts_init(brg_kind_spawn_opts_t *opts);
 //  would with the kind's behaviour, state and flags; BRG_SPAWN_LINK and
 //  BRG_SPAWN_MONITOR in opts are set up atomically with the spawn. args:
 //  the init arguments (its payload is copied; its tag is ignored), or NULL
-//  for none. On BRG_OK *ref (if not NULL) is the child. Errors:
+//  for none. The child's label (brigade/observe.h, brgctl actors) is the
+//  kind's name, here and when spawned from another node. On BRG_OK *ref
+//  (if not NULL) is the child. Errors:
 //  BRG_ENOTFOUND (no such kind), BRG_EINVAL (bad opts->flags), and those of
 //  brg_spawn. On error nothing is spawned.
 BRG_EXPORT int brg_spawn_kind(brg_ctx_t *ctx, const char *kind, const brg_msg_t *args,

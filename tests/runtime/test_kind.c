@@ -105,6 +105,13 @@ START_TEST(test_kind_spawn_by_name_passes_the_args_to_init_and_registers_the_nam
     ck_assert_int_eq(brg_system_ask(sys, b, &q, 5000, &r), BRG_OK);
     ck_assert_int_eq(tu_msg_int(r), -1);
     brg_msg_destroy(&r);
+    // Operators see the kind as the actor's label (brgctl actors).
+    brg_actor_info_t infos[16];
+    int n = brg_system_actors(sys, infos, 16);
+    int labelled = 0;
+    for (int i = 0; i < n && i < 16; i++)
+        labelled += strcmp(infos[i].label, "worker") == 0;
+    ck_assert_int_eq(labelled, 2);
     // A taken name: nothing spawned; link/monitor need an actor.
     ck_assert_int_eq(brg_system_spawn_kind(sys, "worker", NULL, "w", NULL), BRG_EEXIST);
     ck_assert_int_eq(brg_system_destroy(&sys), BRG_OK);
