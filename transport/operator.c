@@ -122,15 +122,17 @@ s_actors(brg_ctx_t *ctx, const brg_msg_t *msg)
 
 //  The peers worth showing: every node, and the clients that are connected
 //  now. A client draws a fresh node UUID per session (PROTOCOL.md section
-//  5), so an ended client session never comes back; the peer table keeps
-//  it, but listing every past brgctl run would bury the nodes. Returns how
-//  many are kept in peers[] (the first ones), *gone how many were left out.
+//  5), so an ended client session never comes back: the I/O thread retires
+//  it from the peer table (brg__io_clients_retired counts those), and one
+//  not retired yet is left out here too. Returns how many are kept in
+//  peers[] (the first ones), *gone how many ended client sessions there were.
 static int
 s_peers(brg__io_t *io, brg__io_peer_stat_t *peers, int *gone)
 {
     int total = brg__io_peer_stats(io, peers, BRG__OPERATOR_MAX_PEERS);
     int n = total < BRG__OPERATOR_MAX_PEERS ? total : BRG__OPERATOR_MAX_PEERS, kept = 0;
-    *gone = 0;
+    uint64_t retired = brg__io_clients_retired(io);
+    *gone = retired > INT32_MAX ? INT32_MAX : (int)retired;
     for (int i = 0; i < n; i++) {
         if (peers[i].client && !peers[i].up)
             (*gone)++;

@@ -151,7 +151,10 @@
 
 #define S_TABLE_SIZE 2048 // peer table slots (power of two)
 #define S_PUB_SESSIONS 64 // live sessions whose counters are published for operators
-#define S_MAX_PEERS 1024  // node UUIDs one node may ever see (TRANSPORT.md section 10)
+#define S_MAX_PEERS 1024  // live node UUIDs in the table (TRANSPORT.md section 10)
+//  A slot whose client peer was retired (s_peer_retire): lookups probe past
+//  it, inserts reuse it. Never dereferenced.
+#define S_TOMB ((brg__peer_t *)(uintptr_t)1)
 #define S_ENV_OVERHEAD 64 // bytes a message's envelope adds to its payload, for the budget
 #define S_RECV_BURST 64   // inbound frames read per socket per turn (up to 64 Ki messages)
 #define S_BACKOFF_MIN_MS 100
@@ -203,7 +206,8 @@ typedef struct brg__peer {
     struct s_item *bl_tail;
     bool touched; // has a BATCH to flush at the end of this turn
     struct brg__peer *touched_next;
-    bool client; // its last HELLO said role "client" (never dialed by the mesh)
+    bool client;                    // its last HELLO said role "client" (never dialed by the mesh)
+    struct brg__peer *retired_next; // on io->retired once out of the table (client peers)
 } brg__peer_t;
 
 //  A message or a command on the outbound queue.
@@ -401,7 +405,9 @@ struct brg__io {
 
     // The peer table (see synchronization in the design notes).
     _Atomic(brg__peer_t *) table[S_TABLE_SIZE];
-    uint32_t npeers; // I/O thread only
+    uint32_t npeers;                // live entries of the table; I/O thread only
+    brg__peer_t *retired_peers;     // client peers taken out of the table; freed at destroy
+    _Atomic uint64_t retired_count; // how many: written here, relaxed (a count)
 
     // Security (PROTOCOL.md section 22). curve and cert are written before
     // the thread starts and immutable after; keys has its own lock.
@@ -770,7 +776,7 @@ s_peer_find(brg__io_t *self, uint64_t hi, uint64_t lo)
         brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_acquire);
         if (p == NULL)
             return NULL;
-        if (p->hi == hi && p->lo == lo)
+        if (p != S_TOMB && p->hi == hi && p->lo == lo)
             return p;
     }
     return NULL;
@@ -793,9 +799,15 @@ s_peer_add(brg__io_t *self, uint64_t hi, uint64_t lo, const char *name)
     snprintf(p->name, sizeof p->name, "%s", name);
     atomic_init(&p->state, S_PEER_DOWN);
     atomic_init(&p->queued_bytes, 0);
+    // The first free or retired slot of the probe sequence (there is one:
+    // at most S_MAX_PEERS of the S_TABLE_SIZE slots are live).
     uint32_t i = s_slot_of(hi, lo);
-    while (atomic_load_explicit(&self->table[i], memory_order_relaxed) != NULL)
+    for (;;) {
+        brg__peer_t *q = atomic_load_explicit(&self->table[i], memory_order_relaxed);
+        if (q == NULL || q == S_TOMB)
+            break;
         i = (i + 1) & (S_TABLE_SIZE - 1);
+    }
     // Release: publishes the peer's fields; pairs with s_peer_find's acquire.
     atomic_store_explicit(&self->table[i], p, memory_order_release);
     self->npeers++;
@@ -813,6 +825,36 @@ s_peer_set_state(brg__io_t *self, brg__peer_t *p, int state)
     // visible to a sender that reads the new state; pairs with the acquire
     // loads in brg__io_send and brg__io_peer_up.
     atomic_store_explicit(&p->state, state, memory_order_release);
+}
+
+//  Take a client peer whose session has ended out of the table: a client
+//  draws a fresh node UUID for every session (PROTOCOL.md section 5), so
+//  without this every brgctl run or Python client session would keep one
+//  of the S_MAX_PEERS entries for good, and the node would refuse new
+//  peers after about a thousand. Its slot becomes S_TOMB (release: a
+//  sender that still finds the peer reads it down, as before). The memory
+//  is not freed until the node is destroyed: other threads may hold the
+//  pointer (a sender between its lookup and its push, an item on the
+//  outbound queue), and there is no grace period that covers them all; an
+//  ended client session costs sizeof(brg__peer_t) bytes until then
+//  (retired_count). I/O thread.
+static void s_dead_letter_backlog(brg__io_t *self, brg__peer_t *p, brg_dead_reason_t reason);
+
+static void
+s_peer_retire(brg__io_t *self, brg__peer_t *p)
+{
+    uint32_t i = s_slot_of(p->hi, p->lo);
+    for (uint32_t n = 0; n < S_TABLE_SIZE; n++, i = (i + 1) & (S_TABLE_SIZE - 1)) {
+        if (atomic_load_explicit(&self->table[i], memory_order_relaxed) == p) {
+            s_dead_letter_backlog(self, p, BRG_DEAD_REMOTE_DOWN);
+            atomic_store_explicit(&self->table[i], S_TOMB, memory_order_release);
+            self->npeers--;
+            p->retired_next = self->retired_peers;
+            self->retired_peers = p;
+            atomic_fetch_add_explicit(&self->retired_count, 1, memory_order_relaxed);
+            return;
+        }
+    }
 }
 
 //  ---------------------------------------------------------------------------
@@ -1549,8 +1591,13 @@ s_reap(brg__io_t *self)
             continue;
         }
         *pp = c->next;
-        if (c->peer != NULL && c->peer->conn == c)
+        if (c->peer != NULL && c->peer->conn == c) {
             c->peer->conn = NULL;
+            // A client never comes back with the same node UUID.
+            if (c->peer->client &&
+                atomic_load_explicit(&c->peer->state, memory_order_relaxed) == S_PEER_DOWN)
+                s_peer_retire(self, c->peer);
+        }
         if (c->dial != NULL && c->standby) {
             // Its node is up already (design notes: duplicates): stand by.
             s_dial_t *d = c->dial;
@@ -3404,7 +3451,7 @@ s_stop_all(brg__io_t *self)
     }
     for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
         brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_relaxed);
-        if (p != NULL)
+        if (p != NULL && p != S_TOMB)
             s_dead_letter_backlog(self, p, BRG_DEAD_SHUTDOWN);
     }
     (void)s_all_quiet;
@@ -3828,6 +3875,12 @@ brg__io_destroy(brg__io_t **self_p)
     brg__io_shutdown(self);
     for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
         brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_relaxed);
+        if (p != S_TOMB)
+            free(p);
+    }
+    while (self->retired_peers != NULL) {
+        brg__peer_t *p = self->retired_peers;
+        self->retired_peers = p->retired_next;
         free(p);
     }
     while (self->learned != NULL) {
@@ -4020,12 +4073,19 @@ brg__io_disconnect(brg__io_t *self, brg_ref_t peer)
     return BRG_OK;
 }
 
+uint64_t
+brg__io_clients_retired(brg__io_t *self)
+{
+    return atomic_load_explicit(&self->retired_count, memory_order_relaxed);
+}
+
 int
 brg__io_find(brg__io_t *self, const char *name, brg_ref_t *peer)
 {
     for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
         brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_acquire);
-        if (p != NULL && atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_UP &&
+        if (p != NULL && p != S_TOMB &&
+            atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_UP &&
             strcmp(p->name, name) == 0) {
             *peer = s_node_ref(p->hi, p->lo);
             return BRG_OK;
@@ -4040,7 +4100,8 @@ brg__io_peers(brg__io_t *self, brg_ref_t *peers, int max)
     int n = 0;
     for (uint32_t i = 0; i < S_TABLE_SIZE; i++) {
         brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_acquire);
-        if (p != NULL && atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_UP) {
+        if (p != NULL && p != S_TOMB &&
+            atomic_load_explicit(&p->state, memory_order_acquire) == S_PEER_UP) {
             if (n < max)
                 peers[n] = s_node_ref(p->hi, p->lo);
             n++;
@@ -4066,7 +4127,7 @@ brg__io_peer_stats(brg__io_t *self, brg__io_peer_stat_t *out, int max)
         // Acquire: pairs with the release store that published the peer
         // (its name and UUID are immutable after it).
         brg__peer_t *p = atomic_load_explicit(&self->table[i], memory_order_acquire);
-        if (p == NULL)
+        if (p == NULL || p == S_TOMB)
             continue;
         if (n < max) {
             brg__io_peer_stat_t *e = &out[n];

@@ -94,6 +94,10 @@ bool brg__io_peer_is_client(brg__io_t *self, brg_ref_t node);
 //  session counters are the last published ones). Thread: any.
 int brg__io_peer_stats(brg__io_t *self, brg__io_peer_stat_t *out, int max);
 
+//  Ended client sessions taken out of the peer table so far (zmq_io.c,
+//  s_peer_retire). Thread: any.
+uint64_t brg__io_clients_retired(brg__io_t *self);
+
 //  The counters. fresh: ask the I/O thread for a snapshot taken now and wait
 //  for it (a thread that may block); else the one it published last (any
 //  thread, never blocks).

@@ -346,6 +346,15 @@ class Transports(unittest.TestCase):
         with brigade.Client(IPC, timeout_ms=ASK_MS) as c:
             self.assertEqual(c.ask("echo", "ipc", 1), ("ipc", [1]))
 
+    def test_more_client_sessions_than_the_peer_table_holds(self):
+        # Every session is a fresh node UUID; the node takes an ended
+        # client's entry out of its peer table (1024 live entries), so a
+        # tool that polls a node (brgctl) is never refused.
+        for i in range(1100):
+            with brigade.Client(IPC, timeout_ms=ASK_MS) as c:
+                if i % 100 == 0 or i >= 1090:
+                    self.assertEqual(c.ask("echo", "n", i), ("n", [i]))
+
     def test_two_clients_are_two_sessions(self):
         with client(name="a") as a, client(name="b") as b:
             self.assertNotEqual(a.uuid, b.uuid)
