@@ -132,6 +132,14 @@ brg__kind_start(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t 
 {
     (void)args; // static children only: the arguments are the config's
     const brg__kind_child_t *c = arg;
+    if (c->kind == NULL) {
+        // A plugin's kind (brg_kind_register): the registry spawns it, with
+        // the config's args as its init message.
+        brg_kind_spawn_opts_t kopts;
+        brg_kind_spawn_opts_init(&kopts);
+        kopts.flags = BRG_SPAWN_LINK;
+        return brg_spawn_kind(sup_ctx, c->plugin_kind, c->args, &kopts, child);
+    }
     brg_spawn_opts_t opts;
     brg_spawn_opts_init(&opts);
     opts.state_size = c->kind->state_size;

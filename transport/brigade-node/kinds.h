@@ -37,7 +37,8 @@ typedef struct brg__kind {
 //  arg for brg__kind_start. args is owned by the launcher's config and
 //  outlives the supervisors.
 typedef struct brg__kind_child {
-    const brg__kind_t *kind;
+    const brg__kind_t *kind; // a built-in kind, or NULL for
+    const char *plugin_kind; // the name of a kind a plugin registers
     brg_msg_t *args;
 } brg__kind_child_t;
 
