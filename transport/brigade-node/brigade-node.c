@@ -3,11 +3,11 @@
 //
 //  Design notes. It runs in the foreground and logs to stderr (the
 //  system's log, level info by default). Start, in order: the system, the
-//  node (bind the listen endpoints), the allowed keys of the file, the
-//  exports, the seeds (dialed, and redialed for ever, in the background),
-//  then the supervision tree of the file under one root supervisor. Once
-//  every supervisor of the tree reports every child running, the node is
-//  ready: it writes the ready file (--ready-file, written whole then
+//  plugins of the file (shared libraries whose brg_plugin_register adds
+//  kinds the tree may name), the node (bind the listen endpoints), the allowed keys of the file,
+//  the exports, the seeds (dialed, and redialed for ever, in the background), then the supervision
+//  tree of the file under one root supervisor. Once every supervisor of the tree reports every
+//  child running, the node is ready: it writes the ready file (--ready-file, written whole then
 //  renamed), sends READY=1 to $NOTIFY_SOCKET (systemd Type=notify), and
 //  then prints one line to stdout (below). If the tree cannot start (its
 //  root gives up) or a start step fails, it exits 1 without saying ready.
@@ -100,7 +100,8 @@ s_usage(FILE *out)
             "                       public key (Z85) and exit; --role node|client|admin\n"
             "                       (default node; admin: an operator's key for brgctl)\n"
             "                       and --name go into its metadata\n"
-            "Kinds a config file's supervision tree can start:\n",
+            "Kinds a config file's supervision tree can start (and those its \"plugins\"\n"
+            "register, docs/DEPLOYMENT.md):\n",
             BRG_NODE_MAX_ENDPOINTS, BRG__LAUNCH_SEEDS_MAX);
     for (size_t i = 0; brg__kind_at(i) != NULL; i++)
         fprintf(out, "  %-20s %s\n", brg__kind_at(i)->name, brg__kind_at(i)->about);

@@ -1,6 +1,6 @@
 //  kinds - the behaviours brigade-node can start from its config file, by
-//  kind name: one small table (kinds.c), so it can move to the runtime's
-//  kind registry when there is one.
+//  kind name: one small table of built-in kinds (kinds.c); any other kind
+//  comes from a plugin, through the runtime's registry (brigade/kind.h).
 #ifndef BRG_BRIGADE_NODE_KINDS_H
 #define BRG_BRIGADE_NODE_KINDS_H
 
