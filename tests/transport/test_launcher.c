@@ -308,6 +308,89 @@ START_TEST(test_launcher_config_tree_starts_answers_restarts_the_crasher_and_sto
 }
 END_TEST
 
+//  A plugin (tests/tools/test_plugin.c) registers the kind "greeter"; the
+//  tree starts it under a name with the config's args as its init message.
+START_TEST(test_launcher_plugin_kind_starts_with_its_args_and_answers)
+{
+    tl_local();
+    char text[4096];
+    snprintf(text, sizeof text,
+             "{\"name\": \"alpha\", \"listen\": [\"ipc://%s/alpha\"],\n"
+             " \"seeds\": [\"ipc://%s/test\"], \"workers\": 2, \"tick_ms\": 100,\n"
+             " \"timeout_ms\": 30000, \"ready_file\": \"%s\", \"plugins\": [\"%s\"],\n"
+             " \"supervision\": {\"children\": [\n"
+             "  {\"id\": \"echo\", \"kind\": \"echo\", \"name\": \"echo\"},\n"
+             "  {\"id\": \"g\", \"kind\": \"greeter\", \"name\": \"greeter\",\n"
+             "   \"args\": {\"greeting\": \"good day\", \"times\": 3, \"ratio\": 0.5, "
+             "\"loud\": true, \"x\": null}}]}}\n",
+             tl_dir, tl_dir, tl_ready, BRG_TEST_PLUGIN);
+    tl_write(tl_conf, text);
+    const char *args[] = {"--config", tl_conf, NULL};
+    tl_start(args, NULL);
+    char line[512];
+    tl_read_line(line, sizeof line);
+    brg_ref_t peer;
+    TU_WAIT_UNTIL(brg_node_find(tl_node, "alpha", &peer) == BRG_OK, TU_WAIT_MS);
+    int st;
+    brg_msg_t *r = tl_ask(peer, "greeter", brg_msg_new("hello"), &st);
+    ck_assert_int_eq(st, BRG_OK);
+    ck_assert_str_eq(brg_msg_tag(r), "greeting");
+    size_t pos = 0, len;
+    const char *s;
+    int64_t n;
+    ck_assert_int_eq(brg_msg_read_str(r, &pos, &s, &len), BRG_OK);
+    ck_assert_int_eq((int)len, 8);
+    ck_assert_int_eq(memcmp(s, "good day", 8), 0);
+    ck_assert_int_eq(brg_msg_read_int(r, &pos, &n), BRG_OK);
+    ck_assert_int_eq(n, 3);
+    brg_msg_destroy(&r);
+    kill(tl_pid, SIGTERM);
+    ck_assert_int_eq(tl_wait_exit(), 0);
+    char want[256];
+    snprintf(want, sizeof want, "plugin %s loaded", BRG_TEST_PLUGIN);
+    ck_assert(tl_log_has(want));
+}
+END_TEST
+
+//  Start problems of plugins: exit 1, the plugin or the child named, never ready.
+//  _i: 0 no such file, 1 a library without brg_plugin_register, 2 a kind
+//  that no plugin registers, 3 a plugin kind whose init refuses its args.
+START_TEST(test_launcher_plugin_start_failures_exit_1_naming_the_cause)
+{
+    char plugin[256], kind[32] = "greeter", args[64] = "{}", want[512];
+    snprintf(plugin, sizeof plugin, "%s", BRG_TEST_PLUGIN);
+    if (_i == 0) {
+        snprintf(plugin, sizeof plugin, "%s/none.so", tl_dir);
+        snprintf(want, sizeof want, "plugin %s: cannot load", plugin);
+    } else if (_i == 1) {
+        snprintf(plugin, sizeof plugin, "libjansson.so.4");
+        snprintf(want, sizeof want, "plugin libjansson.so.4: no brg_plugin_register function");
+    } else if (_i == 2) {
+        snprintf(kind, sizeof kind, "greeterz");
+        snprintf(want, sizeof want,
+                 "$.supervision.children[0].kind: unknown kind \"greeterz\" (neither built in "
+                 "nor registered by a plugin)");
+    } else {
+        snprintf(args, sizeof args, "{\"times\": \"many\"}");
+        snprintf(want, sizeof want, "the supervision tree failed to start");
+    }
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"name\": \"alpha\", \"listen\": [\"ipc://%s/alpha\"], \"ready_file\": \"%s\",\n"
+             " \"plugins\": [\"%s\"], \"supervision\": {\"intensity\": 0, \"children\": [\n"
+             "  {\"id\": \"g\", \"kind\": \"%s\", \"args\": %s}]}}\n",
+             tl_dir, tl_ready, plugin, kind, args);
+    tl_write(tl_conf, text);
+    const char *argv[] = {"--config", tl_conf, NULL};
+    tl_start(argv, NULL);
+    ck_assert_int_eq(tl_wait_exit(), 1);
+    ck_assert_msg(tl_log_has(want), "case %d: no '%s' in the log", _i, want);
+    ck_assert_int_eq(access(tl_ready, F_OK), -1);
+    char c;
+    ck_assert_int_eq(read(tl_out, &c, 1), 0); // no start line
+}
+END_TEST
+
 //  _i: 0 an abstract socket ("@name"), 1 a path.
 START_TEST(test_launcher_notify_socket_gets_ready_then_stopping)
 {
@@ -465,6 +548,10 @@ static const struct {
     {"{\"supervision\": {\"children\": [{\"id\": \"a\", \"kind\": \"echo\", \"shutdown_ms\": "
      "-5}]}}",
      ": $.supervision.children[0].shutdown_ms: -5 is out of range"},
+    {"{\"plugins\": \"x.so\"}", ": $.plugins: must be an array of strings, not a string"},
+    {"{\"plugins\": [\"x.so\"], \"supervision\": {\"children\": [{\"id\": \"a\", \"kind\": "
+     "\"k\", \"args\": {\"list\": [1]}}]}}",
+     ": $.supervision.children[0].args.list: must be a string, a number, a boolean or null"},
 };
 
 START_TEST(test_launcher_check_config_rejects_bad_files_naming_the_json_path)
@@ -514,6 +601,8 @@ launcher_suite(void)
     tcase_add_test(
         tc, test_launcher_config_tree_starts_answers_restarts_the_crasher_and_stops_in_order);
     tcase_add_loop_test(tc, test_launcher_notify_socket_gets_ready_then_stopping, 0, 2);
+    tcase_add_test(tc, test_launcher_plugin_kind_starts_with_its_args_and_answers);
+    tcase_add_loop_test(tc, test_launcher_plugin_start_failures_exit_1_naming_the_cause, 0, 4);
     tcase_add_test(tc, test_launcher_second_signal_forces_the_exit_of_a_stuck_stop);
     tcase_add_test(tc, test_launcher_a_tree_that_gives_up_stops_the_node_with_status_1);
     tcase_add_test(tc, test_launcher_a_start_failure_exits_1_and_never_says_ready);

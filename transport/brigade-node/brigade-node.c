@@ -3,11 +3,11 @@
 //
 //  Design notes. It runs in the foreground and logs to stderr (the
 //  system's log, level info by default). Start, in order: the system, the
-//  node (bind the listen endpoints), the allowed keys of the file, the
-//  exports, the seeds (dialed, and redialed for ever, in the background),
-//  then the supervision tree of the file under one root supervisor. Once
-//  every supervisor of the tree reports every child running, the node is
-//  ready: it writes the ready file (--ready-file, written whole then
+//  plugins of the file (shared libraries whose brg_plugin_register adds
+//  kinds the tree may name), the node (bind the listen endpoints), the allowed keys of the file,
+//  the exports, the seeds (dialed, and redialed for ever, in the background), then the supervision
+//  tree of the file under one root supervisor. Once every supervisor of the tree reports every
+//  child running, the node is ready: it writes the ready file (--ready-file, written whole then
 //  renamed), sends READY=1 to $NOTIFY_SOCKET (systemd Type=notify), and
 //  then prints one line to stdout (below). If the tree cannot start (its
 //  root gives up) or a start step fails, it exits 1 without saying ready.
@@ -55,6 +55,7 @@
 //  bad command line or config file.
 #include "launcher_internal.h"
 
+#include <dlfcn.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -99,7 +100,8 @@ s_usage(FILE *out)
             "                       public key (Z85) and exit; --role node|client|admin\n"
             "                       (default node; admin: an operator's key for brgctl)\n"
             "                       and --name go into its metadata\n"
-            "Kinds a config file's supervision tree can start:\n",
+            "Kinds a config file's supervision tree can start (and those its \"plugins\"\n"
+            "register, docs/DEPLOYMENT.md):\n",
             BRG_NODE_MAX_ENDPOINTS, BRG__LAUNCH_SEEDS_MAX);
     for (size_t i = 0; brg__kind_at(i) != NULL; i++)
         fprintf(out, "  %-20s %s\n", brg__kind_at(i)->name, brg__kind_at(i)->about);
@@ -522,6 +524,52 @@ s_ready(brg_system_t *sys, brg_node_t *node, const brg__launch_t *L)
     return BRG_OK;
 }
 
+//  The function every plugin exports: it registers the plugin's kinds in sys
+//  (brg_kind_register) and returns BRG_OK, or an error code.
+typedef int (*s_plugin_register_fn)(brg_system_t *sys);
+
+//  Load the config's plugins in order and let each register its kinds; then
+//  check that every kind the tree names is registered. BRG_OK, or an error
+//  (logged, naming the plugin or the child). A plugin stays loaded until the
+//  process ends: its code runs in the system's threads until the system is
+//  destroyed, and nothing is gained by unloading it just before the exit.
+static int
+s_plugins_load(brg_system_t *sys, const brg__launch_t *L)
+{
+    for (int i = 0; i < L->n_plugins; i++) {
+        const char *path = L->plugins[i];
+        void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL) {
+            S_LOG(sys, BRG_LOG_ERROR, "plugin %s: cannot load: %s", path, dlerror());
+            return BRG_ENOTFOUND;
+        }
+        s_plugin_register_fn reg;
+        void *sym = dlsym(h, "brg_plugin_register");
+        memcpy(&reg, &sym, sizeof reg); // ISO C has no cast from void * to a function pointer
+        if (sym == NULL) {
+            S_LOG(sys, BRG_LOG_ERROR, "plugin %s: no brg_plugin_register function", path);
+            return BRG_ENOTFOUND;
+        }
+        int rc = reg(sys);
+        if (rc != BRG_OK) {
+            S_LOG(sys, BRG_LOG_ERROR, "plugin %s: brg_plugin_register failed: %s", path,
+                  brg_strerror(rc));
+            return rc < 0 ? rc : BRG_EFAILED;
+        }
+        S_LOG(sys, BRG_LOG_INFO, "plugin %s loaded", path);
+    }
+    for (int i = 0; i < L->n_plugin_kinds; i++) {
+        if (!brg_kind_lookup(sys, L->plugin_kinds[i].name, NULL)) {
+            S_LOG(sys, BRG_LOG_ERROR,
+                  "%s: %s: unknown kind \"%s\" (neither built in nor "
+                  "registered by a plugin)",
+                  L->path ? L->path : "config", L->plugin_kinds[i].path, L->plugin_kinds[i].name);
+            return BRG_ENOTFOUND;
+        }
+    }
+    return BRG_OK;
+}
+
 //  Run the node of L until a signal (or the tree's end): the exit status.
 static int
 s_run(const brg__launch_t *L, long parent)
@@ -575,7 +623,12 @@ s_run(const brg__launch_t *L, long parent)
           L->path ? L->path : "");
     int status = 0, sig = 0;
     bool tree_running = false;
-    brg_node_t *node = brg_node_new(sys, &L->ncfg);
+    brg_node_t *node = NULL;
+    if (s_plugins_load(sys, L) != BRG_OK) {
+        status = 1;
+        goto stop;
+    }
+    node = brg_node_new(sys, &L->ncfg);
     if (node == NULL) {
         S_LOG(sys, BRG_LOG_ERROR, "cannot start node %s (see the lines above)", L->ncfg.name);
         status = 1;

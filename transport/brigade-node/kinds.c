@@ -5,9 +5,10 @@
 //  against the kind's table entry when it reads the file, so a typo is a
 //  config error with its JSON path, never a crash at start. The arguments
 //  reach the actor as a msgpack map (the init's arg), the same shape a
-//  dynamic supervisor's start arguments and a future spawn-by-kind have:
-//  when the runtime grows a kind registry, this table becomes a list of
-//  registrations and nothing else changes.
+//  dynamic supervisor's start arguments and a spawn by kind have. A kind
+//  not in this table may come from a plugin (brg_kind_register, at start):
+//  brg__kind_start then spawns it through the registry (brg_spawn_kind),
+//  its args unchecked here (its init checks them).
 //
 //  The built-in kinds are small and operational: echo answers (a liveness
 //  probe from any node or client), counter keeps a number, crasher fails on
@@ -132,6 +133,14 @@ brg__kind_start(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t 
 {
     (void)args; // static children only: the arguments are the config's
     const brg__kind_child_t *c = arg;
+    if (c->kind == NULL) {
+        // A plugin's kind (brg_kind_register): the registry spawns it, with
+        // the config's args as its init message.
+        brg_kind_spawn_opts_t kopts;
+        brg_kind_spawn_opts_init(&kopts);
+        kopts.flags = BRG_SPAWN_LINK;
+        return brg_spawn_kind(sup_ctx, c->plugin_kind, c->args, &kopts, child);
+    }
     brg_spawn_opts_t opts;
     brg_spawn_opts_init(&opts);
     opts.state_size = c->kind->state_size;

@@ -1,6 +1,6 @@
 //  kinds - the behaviours brigade-node can start from its config file, by
-//  kind name: one small table (kinds.c), so it can move to the runtime's
-//  kind registry when there is one.
+//  kind name: one small table of built-in kinds (kinds.c); any other kind
+//  comes from a plugin, through the runtime's registry (brigade/kind.h).
 #ifndef BRG_BRIGADE_NODE_KINDS_H
 #define BRG_BRIGADE_NODE_KINDS_H
 
@@ -37,7 +37,8 @@ typedef struct brg__kind {
 //  arg for brg__kind_start. args is owned by the launcher's config and
 //  outlives the supervisors.
 typedef struct brg__kind_child {
-    const brg__kind_t *kind;
+    const brg__kind_t *kind; // a built-in kind, or NULL for
+    const char *plugin_kind; // the name of a kind a plugin registers
     brg_msg_t *args;
 } brg__kind_child_t;
 

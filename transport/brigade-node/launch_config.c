@@ -378,7 +378,42 @@ s_name(brg__launch_t *self, s_names_t *names, const json_t *obj, const char *pat
     return BRG_OK;
 }
 
-//  The kind's args object as a msgpack map, checked against the kind.
+//  One argument of a plugin's kind: key and value added to m. brigade-node
+//  does not know what the kind takes (its init checks that), so any string,
+//  integer, number, boolean or null goes through as the msgpack type of the
+//  same name; arrays and objects are refused.
+static int
+s_plugin_arg(brg__launch_t *self, brg_msg_t *m, const char *key, const json_t *v, const char *path)
+{
+    int rc = brg_msg_add_str(m, key);
+    if (rc != BRG_OK)
+        return s_fail(self, path, "%s", brg_strerror(rc));
+    if (json_is_string(v)) {
+        const char *s;
+        rc = s_string(self, v, path, 4096, &s);
+        if (rc == BRG_OK)
+            rc = brg_msg_add_str(m, s);
+    } else if (json_is_integer(v)) {
+        rc = brg_msg_add_int(m, json_integer_value(v));
+    } else if (json_is_real(v)) {
+        rc = brg_msg_add_double(m, json_real_value(v));
+    } else if (json_is_boolean(v)) {
+        rc = brg_msg_add_bool(m, json_is_true(v));
+    } else if (json_is_null(v)) {
+        rc = brg_msg_add_nil(m);
+    } else {
+        return s_fail(self, path,
+                      "must be a string, a number, a boolean or null (a plugin's kind takes no "
+                      "%s)",
+                      json_is_array(v) ? "arrays" : "objects");
+    }
+    if (rc != BRG_OK)
+        return rc == BRG_EINVAL ? rc : s_fail(self, path, "%s", brg_strerror(rc));
+    return BRG_OK;
+}
+
+//  The kind's args object as a msgpack map, checked against the kind (a
+//  plugin's kind, NULL here, is checked by its own init at start).
 static int
 s_args(brg__launch_t *self, const brg__kind_t *kind, const json_t *args, const char *path,
        brg_msg_t **out)
@@ -405,6 +440,17 @@ s_args(brg__launch_t *self, const brg__kind_t *kind, const json_t *args, const c
     *out = m;
     const char *key;
     json_t *v;
+    if (kind == NULL) {
+        json_object_foreach((json_t *)args, key, v)
+        {
+            char sub[S_PATH];
+            s_join(sub, "%s.%s", path, key);
+            int rc = s_plugin_arg(self, m, key, v, sub);
+            if (rc != BRG_OK)
+                return rc;
+        }
+        return BRG_OK;
+    }
     json_object_foreach((json_t *)args, key, v)
     {
         char sub[S_PATH];
@@ -527,7 +573,20 @@ s_child(brg__launch_t *self, s_names_t *names, const json_t *obj, const char *pa
     if (c == NULL)
         return s_fail(self, sub, "out of memory");
     c->kind = brg__kind_find(kind_name);
-    if (c->kind == NULL) {
+    if (c->kind == NULL && self->n_plugins > 0) {
+        // Perhaps a plugin's: the plugins register their kinds at start,
+        // which checks then that this name is one of them.
+        size_t len = strlen(kind_name);
+        char *name = s_alloc(self, len + 1);
+        char *at = s_alloc(self, strlen(sub) + 1);
+        if (name == NULL || at == NULL || self->n_plugin_kinds == BRG__LAUNCH_CHILDREN_MAX)
+            return s_fail(self, sub, "out of memory");
+        memcpy(name, kind_name, len + 1);
+        strcpy(at, sub);
+        c->plugin_kind = name;
+        self->plugin_kinds[self->n_plugin_kinds].name = name;
+        self->plugin_kinds[self->n_plugin_kinds++].path = at;
+    } else if (c->kind == NULL) {
         char list[256] = "";
         size_t n = 0;
         for (size_t i = 0; brg__kind_at(i) != NULL && n < sizeof list; i++)
@@ -617,25 +676,12 @@ s_supervisor(brg__launch_t *self, s_names_t *names, const json_t *obj, const cha
 static int
 s_document(brg__launch_t *self, const json_t *doc)
 {
-    static const char *const allowed[] = {"name",
-                                          "cluster",
-                                          "listen",
-                                          "advertise",
-                                          "seeds",
-                                          "key_dir",
-                                          "allowed_keys",
-                                          "insecure_loopback",
-                                          "mesh",
-                                          "exports",
-                                          "log",
-                                          "workers",
-                                          "tick_ms",
-                                          "timeout_ms",
-                                          "handshake_ms",
-                                          "reconnect_max_ms",
-                                          "ready_file",
-                                          "supervision",
-                                          NULL};
+    static const char *const allowed[] = {
+        "name",       "cluster",    "listen",       "advertise",
+        "seeds",      "key_dir",    "allowed_keys", "insecure_loopback",
+        "mesh",       "exports",    "log",          "workers",
+        "tick_ms",    "timeout_ms", "handshake_ms", "reconnect_max_ms",
+        "ready_file", "plugins",    "supervision",  NULL};
     if (!json_is_object(doc))
         return s_fail(self, "$", "the file must hold one JSON object, not %s", s_type_name(doc));
     int rc = s_keys(self, doc, "$", allowed);
@@ -684,7 +730,15 @@ s_document(brg__launch_t *self, const json_t *doc)
                        &self->ncfg.reconnect_max_ms);
     if (rc == BRG_OK)
         rc = s_opt_string(self, doc, "ready_file", "$", PATH_MAX - 32, &self->ready_file);
+    if (rc == BRG_OK)
+        rc = s_opt_strings(self, doc, "plugins", "$", BRG__LAUNCH_PLUGINS_MAX, PATH_MAX - 1,
+                           self->plugins, &self->n_plugins);
     const json_t *tree = json_object_get(doc, "supervision");
+    if (rc == BRG_OK && tree != NULL && self->n_plugins > 0) {
+        self->plugin_kinds = s_alloc(self, BRG__LAUNCH_CHILDREN_MAX * sizeof *self->plugin_kinds);
+        if (self->plugin_kinds == NULL)
+            rc = s_fail(self, "$.supervision", "out of memory");
+    }
     if (rc == BRG_OK && tree != NULL) {
         s_names_t *names = calloc(1, sizeof *names);
         self->tree = s_alloc(self, sizeof *self->tree);

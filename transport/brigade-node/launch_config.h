@@ -13,6 +13,7 @@
 #define BRG__LAUNCH_SEEDS_MAX 64           // seeds dialed at start
 #define BRG__LAUNCH_EXPORTS_MAX 64         // names exported to clients
 #define BRG__LAUNCH_KEYS_MAX 256           // keys allowed in the file
+#define BRG__LAUNCH_PLUGINS_MAX 16         // plugins loaded at start
 #define BRG__LAUNCH_DEPTH_MAX 8            // supervisors nested at most this deep
 #define BRG__LAUNCH_CHILDREN_MAX 4096      // children in the whole tree
 #define BRG__LAUNCH_FILE_MAX (1024 * 1024) // largest config file, in bytes
@@ -23,6 +24,12 @@ typedef struct brg__launch_key {
     const char *key;
     brg_key_role_t role;
 } brg__launch_key_t;
+
+//  A child whose kind is not built in: a plugin must register it at start.
+typedef struct brg__launch_plugin_kind {
+    const char *name; // the kind
+    const char *path; // the JSON path of the child's "kind", for errors
+} brg__launch_plugin_kind_t;
 
 //  Everything brigade-node starts from. Strings point into the parsed
 //  document or into argv; both live until brg__launch_fini.
@@ -36,6 +43,10 @@ typedef struct brg__launch {
     int n_exports;
     brg__launch_key_t keys[BRG__LAUNCH_KEYS_MAX];
     int n_keys;
+    const char *plugins[BRG__LAUNCH_PLUGINS_MAX]; // shared libraries loaded at start
+    int n_plugins;
+    brg__launch_plugin_kind_t *plugin_kinds; // children naming a kind not built in
+    int n_plugin_kinds;
     const char *ready_file;        // or NULL
     brg_supervisor_opts_t *tree;   // the root supervisor, or NULL (no "supervision")
     int n_supervisors, n_children; // in the whole tree
