@@ -498,7 +498,10 @@ START_TEST(test_brgctl_stats_shows_the_node_counters_and_each_peers)
 
     json_t *j = tb_json((const char *const[]){"stats", NULL});
     json_t *node = json_object_get(j, "node");
-    ck_assert_int_ge(json_integer_value(json_object_get(node, "peers_up")), 2); // peer + brgctl
+    // The peer at least. brgctl's own session may not be in it: the I/O thread
+    // publishes these counters before it sleeps, and the request can arrive
+    // in the same turn as the HELLO that made the session (TSan CI, once).
+    ck_assert_int_ge(json_integer_value(json_object_get(node, "peers_up")), 1);
     ck_assert_int_ge(
         json_integer_value(json_object_get(json_object_get(j, "runtime"), "actors_alive")), 6);
     json_t *peer = tb_find(json_object_get(j, "peers"), "name", "peer");
