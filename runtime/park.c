@@ -24,6 +24,18 @@
 //  fences; no data is published through this pairing, only the decision to
 //  wake, and the run queues carry their own release/acquire.)
 //
+//  Ramping up. The last searcher that finds work wakes another worker, as
+//  Go's scheduler does, but only if more work is visible after it stopped
+//  searching (brg__park_ramp): a single injected message (a reply from
+//  another node, a timer) used to wake a second worker that found nothing,
+//  spun and parked again, on a core the message's own path needed. No
+//  wake-up is lost by the check: a submitter that published work while we
+//  were still counted as searching skipped its own wake-up because of us;
+//  our RMW (searching - 1), the seq_cst fence and the re-check of the queues
+//  form the same Dekker pair as parking does, so either the submitter saw
+//  searching drop to 0 (and wakes a sleeper itself) or our re-check sees its
+//  work (and we wake one).
+//
 //  Locks: idle_lock guards the idle stack, each worker's park_lock its
 //  notified flag; idle_lock is taken before a worker's park_lock, never the
 //  other way round.
@@ -34,6 +46,7 @@
 void
 brg__park_unpark(brg__worker_t *w)
 {
+    atomic_fetch_add_explicit(&w->sched->unparks, 1, memory_order_relaxed); // a count only
     pthread_mutex_lock(&w->park_lock);
     w->notified = true;
     pthread_cond_signal(&w->park_cond);
@@ -105,6 +118,14 @@ s_any_work(brg__sched_t *self)
         if (brg__runq_len(&self->workers[i].runq) != 0)
             return true;
     return false;
+}
+
+void
+brg__park_ramp(brg__sched_t *self)
+{
+    S_FENCE_SEQ_CST(); // pairs with the submitter's (design notes, "Ramping up")
+    if (s_any_work(self))
+        brg__park_notify(self);
 }
 
 void

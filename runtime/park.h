@@ -28,6 +28,10 @@ void brg__park_notify(brg__sched_t *self);
 //  Thread: w's.
 void brg__park(brg__worker_t *w);
 
+//  The last searcher found work: wake another worker if more work is
+//  visible (park.c, "Ramping up"). Thread: the worker's.
+void brg__park_ramp(brg__sched_t *self);
+
 //  Worker w stops searching (found: it found work). Inline: the worker
 //  loop calls it before every activation, and it was inlined there.
 //  Thread: w's.
@@ -40,9 +44,9 @@ brg__park_stop_searching(brg__worker_t *w, bool found)
     uint64_t prev = atomic_fetch_sub_explicit(&w->sched->idle_state, BRG__IDLE_ONE_SEARCHING,
                                               memory_order_acq_rel);
     // The last searcher that found work wakes another one to keep looking,
-    // as more work may be behind it.
+    // if more work is behind it.
     if (found && BRG__IDLE_SEARCHING(prev) == 1)
-        brg__park_notify(w->sched);
+        brg__park_ramp(w->sched);
 }
 
 #endif

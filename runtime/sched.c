@@ -84,8 +84,9 @@
 #define BRG__LIFO_STREAK 8
 #define BRG__LIFO_SENDS 64
 #define BRG__SPIN_NS 50000u
-#define BRG__PAUSE_MAX 1024u  // most pauses between two looks of a searching worker
-#define BRG__STALL_NS 100000u // work another worker has not touched this long may be taken
+#define BRG__LONE_SPIN_MIN_NS 2000u // the shortest search while no other worker runs
+#define BRG__PAUSE_MAX 1024u        // most pauses between two looks of a searching worker
+#define BRG__STALL_NS 100000u       // work another worker has not touched this long may be taken
 
 //  The worker the calling thread is, or NULL; and the system whose thread it is
 //  (workers and blocking pool).
@@ -595,6 +596,19 @@ s_steal(brg__worker_t *w, uint64_t now)
     return s_inject_idle(w, now);
 }
 
+//  Count a search that ended while no other worker ran, and the lone
+//  budget it had (the test hook brg__sched_lone_spin reads them).
+static void
+s_lone_note(brg__worker_t *w, uint64_t budget_ns)
+{
+    atomic_store_explicit(&w->lone_searches,
+                          atomic_load_explicit(&w->lone_searches, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&w->lone_budget_ns,
+                          atomic_load_explicit(&w->lone_budget_ns, memory_order_relaxed) + budget_ns,
+                          memory_order_relaxed);
+}
+
 static brg__actor_t *
 s_search(brg__worker_t *w)
 {
@@ -610,11 +624,32 @@ s_search(brg__worker_t *w)
         w->searching = true;
         atomic_fetch_add_explicit(&self->idle_state, BRG__IDLE_ONE_SEARCHING, memory_order_acq_rel);
     }
+    // How long to look before parking. While another worker runs, the full
+    // BRG__SPIN_NS: it may make stealable work any moment (fan-in, fork-join).
+    // While none runs, only outside threads (the inject queue: a node's I/O
+    // thread, timers, brg_system_send) can bring work, and they wake a parked
+    // worker anyway; spinning then only pays when that work comes in bursts.
+    // So the lone budget adapts, as glibc's adaptive mutexes do: halved (down
+    // to BRG__LONE_SPIN_MIN_NS) by a search that found nothing, doubled (up to
+    // BRG__SPIN_NS) by one that found work. Measured reason (PERFORMANCE.md,
+    // "Remote round trips"): a request/reply over a node had each side's
+    // worker spin 50 us on a core the I/O threads needed, after every message.
+    // The bound kept: a worker never spins longer than BRG__SPIN_NS per search;
+    // idle_state is only read (relaxed: a stale count costs one budget choice).
     uint64_t start = brg__now_ns(), now = start;
     uint32_t pause = 32;
+    bool lone = false;
     do {
+        uint64_t st = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
+        // We are one of the searchers: the rest of the workers not idle run.
+        lone = BRG__IDLE_SEARCHING(st) + BRG__IDLE_SLEEPING(st) >= self->n;
         brg__actor_t *a = s_steal(w, now);
         if (a) {
+            if (lone) {
+                s_lone_note(w, w->lone_spin_ns);
+                w->lone_spin_ns =
+                    w->lone_spin_ns * 2 > BRG__SPIN_NS ? BRG__SPIN_NS : w->lone_spin_ns * 2;
+            }
             brg__park_stop_searching(w, true);
             return a;
         }
@@ -626,7 +661,12 @@ s_search(brg__worker_t *w)
             pause *= 2;
         now = brg__now_ns();
     } while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed) &&
-             now - start < BRG__SPIN_NS);
+             now - start < (lone ? w->lone_spin_ns : BRG__SPIN_NS));
+    if (lone) {
+        s_lone_note(w, w->lone_spin_ns);
+        w->lone_spin_ns = w->lone_spin_ns / 2 < BRG__LONE_SPIN_MIN_NS ? BRG__LONE_SPIN_MIN_NS
+                                                                      : w->lone_spin_ns / 2;
+    }
     return NULL;
 }
 
@@ -788,6 +828,7 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
         w->sched = self;
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+        w->lone_spin_ns = BRG__SPIN_NS;
         atomic_init(&w->qs, BRG__QS_OFFLINE); // until its thread starts (brg__reclaim_online)
         w->qs_local = BRG__QS_OFFLINE;
         pthread_mutex_init(&w->park_lock, NULL);
@@ -851,6 +892,18 @@ brg__sched_inject_gap_max(brg__sched_t *self)
             max = g;
     }
     return max;
+}
+
+void
+brg__sched_lone_spin(brg__sched_t *self, uint64_t *searches, uint64_t *spent_ns)
+{
+    uint64_t n = 0, ns = 0;
+    for (uint32_t i = 0; i < self->n; i++) {
+        n += atomic_load_explicit(&self->workers[i].lone_searches, memory_order_relaxed);
+        ns += atomic_load_explicit(&self->workers[i].lone_budget_ns, memory_order_relaxed);
+    }
+    *searches = n;
+    *spent_ns = ns;
 }
 
 bool

@@ -90,6 +90,9 @@ void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
 //  Test hook: the most batches any worker has run (nested help-along batches
 //  included) between two of its polls of the inject queue. Thread: any.
 uint32_t brg__sched_inject_gap_max(brg__sched_t *self);
+//  Test hook: searches that ended while no other worker ran, and the time
+//  budgets they had (ns), summed over the workers. Thread: any (relaxed).
+void brg__sched_lone_spin(brg__sched_t *self, uint64_t *searches, uint64_t *spent_ns);
 
 //  Note a mailbox length seen by the running actor (for the high-water mark).
 //  Thread: the thread running the actor.

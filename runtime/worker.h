@@ -21,26 +21,29 @@
 //  ring's push/pop side, its LIFO slot and its counters' writes; the locks
 //  and their order are listed there).
 typedef struct brg__worker {
-    brg__runq_t runq;           // stealable FIFO (first: it is cache-line aligned inside)
-    brg__sched_t *sched;        // immutable
-    uint32_t index;             // immutable
-    brg__actor_t *lifo;         // next to run; owner only, never stolen
-    uint32_t lifo_streak;       // actors run from lifo in a row (owner)
-    uint32_t sends;             // sends by the running actor while lifo is full (owner)
-    uint32_t since_inject;      // batches started since this worker last polled inject (owner)
-    _Atomic uint32_t gap_max;   // the largest since_inject seen (owner writes; stats read)
-    bool searching;             // counted in idle_state (owner)
-    bool helping;               // running a queued actor inside a send (owner)
-    uint32_t help_tick;         // sends since the last help check (owner)
-    uint64_t rng;               // victim choice (owner)
-    uint32_t *seen_head;        // per victim: its progress at our last look (owner)
-    uint64_t *seen_at;          // per victim: when that value was first seen (owner)
-    uint32_t seen_inject;       // inject_taken at our last look (owner)
-    uint64_t seen_inject_at;    // when that value was first seen (owner)
-    uint64_t processed_local;   // messages run (owner), published in processed
-    uint64_t hwm_local;         // longest mailbox seen (owner), published in hwm
-    _Atomic uint64_t processed; // written by owner only (relaxed store), read by stats
-    _Atomic uint64_t hwm;       // written by owner only (relaxed store), read by stats
+    brg__runq_t runq;                // stealable FIFO (first: it is cache-line aligned inside)
+    brg__sched_t *sched;             // immutable
+    uint32_t index;                  // immutable
+    brg__actor_t *lifo;              // next to run; owner only, never stolen
+    uint32_t lifo_streak;            // actors run from lifo in a row (owner)
+    uint32_t sends;                  // sends by the running actor while lifo is full (owner)
+    uint32_t since_inject;           // batches started since this worker last polled inject (owner)
+    _Atomic uint32_t gap_max;        // the largest since_inject seen (owner writes; stats read)
+    bool searching;                  // counted in idle_state (owner)
+    bool helping;                    // running a queued actor inside a send (owner)
+    uint32_t help_tick;              // sends since the last help check (owner)
+    uint64_t rng;                    // victim choice (owner)
+    uint32_t *seen_head;             // per victim: its progress at our last look (owner)
+    uint64_t *seen_at;               // per victim: when that value was first seen (owner)
+    uint32_t seen_inject;            // inject_taken at our last look (owner)
+    uint64_t seen_inject_at;         // when that value was first seen (owner)
+    uint32_t lone_spin_ns;           // search budget while no other worker runs (owner; sched.c)
+    _Atomic uint64_t lone_searches;  // searches made on that budget (owner writes; test hook)
+    _Atomic uint64_t lone_budget_ns; // the sum of their budgets (owner writes; test hook)
+    uint64_t processed_local;        // messages run (owner), published in processed
+    uint64_t hwm_local;              // longest mailbox seen (owner), published in hwm
+    _Atomic uint64_t processed;      // written by owner only (relaxed store), read by stats
+    _Atomic uint64_t hwm;            // written by owner only (relaxed store), read by stats
     pthread_t thread;
     pthread_mutex_t park_lock;
     pthread_cond_t park_cond;
@@ -73,6 +76,7 @@ struct brg__sched {
     uint32_t *idle;            // stack of parked worker indexes
     uint32_t n_idle;
     _Atomic uint64_t idle_state; // searching << 32 | sleeping (see the design notes)
+    _Atomic uint64_t unparks;    // workers woken from sleep (relaxed; test hook, park.c)
     _Atomic bool shutdown;
 
     pthread_t *pool; // blocking-pool threads

@@ -6,8 +6,10 @@
 #include "runtime/actor.h"
 #include "runtime/backpressure.h"
 #include "runtime/mailbox.h"
+#include "runtime/park.h"
 #include "runtime/sched.h"
 #include "runtime/system.h"
+#include "runtime/worker.h"
 
 //  Threads that ran behaviours.
 #define S_MAX_THREADS 16
@@ -686,6 +688,81 @@ START_TEST(test_sched_stress_no_wake_up_is_lost_between_spinning_and_parking)
 END_TEST
 
 //  ---------------------------------------------------------------------------
+//  Idle workers (runtime/sched.c s_search, runtime/park.c "Ramping up"):
+//  a worker alone spins less and less while nothing comes, and one message
+//  from outside wakes one worker, not two.
+
+static atomic_int s_idle_handled;
+
+static int
+s_idle_sink(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&s_idle_handled, 1);
+    return BRG_OK;
+}
+
+static void
+s_wait_all_asleep(brg_system_t *sys)
+{
+    brg__sched_t *sc = sys->sched;
+    TU_WAIT_UNTIL(BRG__IDLE_SLEEPING(atomic_load(&sc->idle_state)) == sc->n, 5000);
+}
+
+START_TEST(test_sched_a_lone_worker_spins_less_while_nothing_comes)
+{
+    enum { ROUNDS = 60 };
+    brg_config_t cfg;
+    tu_config(&cfg, 1);
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    atomic_store(&s_idle_handled, 0);
+    brg_ref_t sink = tu_spawn(sys, s_idle_sink);
+    s_wait_all_asleep(sys);
+    uint64_t n0, ns0, n1, ns1;
+    brg__sched_lone_spin(sys->sched, &n0, &ns0);
+    for (int i = 1; i <= ROUNDS; i++) {
+        tu_send_tag(sys, sink, "tick");
+        TU_WAIT_UNTIL(atomic_load(&s_idle_handled) == i, 5000);
+        s_wait_all_asleep(sys); // the search after it ended in a park
+    }
+    brg__sched_lone_spin(sys->sched, &n1, &ns1);
+    // Every message ended in a fruitless search. A fixed 50 us spin would
+    // sum to 60 x 50 us; halving from 50 us down to 2 us sums to about
+    // 100 us + 2 us per further search.
+    ck_assert_uint_ge(n1 - n0, ROUNDS);
+    ck_assert_uint_le(ns1 - ns0, (n1 - n0) * 2000u + 100000u);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+START_TEST(test_sched_one_outside_message_wakes_one_of_two_idle_workers)
+{
+    enum { ROUNDS = 100 };
+    brg_config_t cfg;
+    tu_config(&cfg, 2);
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    atomic_store(&s_idle_handled, 0);
+    brg_ref_t sink = tu_spawn(sys, s_idle_sink);
+    s_wait_all_asleep(sys);
+    uint64_t before = atomic_load(&sys->sched->unparks);
+    for (int i = 1; i <= ROUNDS; i++) {
+        tu_send_tag(sys, sink, "tick");
+        TU_WAIT_UNTIL(atomic_load(&s_idle_handled) == i, 5000);
+        s_wait_all_asleep(sys);
+    }
+    uint64_t woken = atomic_load(&sys->sched->unparks) - before;
+    // One wake-up per message (a few more if a timer or reclamation woke
+    // one); the old ramp-up woke the second worker every time (2 per message).
+    ck_assert_uint_ge(woken, ROUNDS);
+    ck_assert_uint_le(woken, ROUNDS + ROUNDS / 10);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
 //  Send coalescing (runtime/mailbox.c, "Send coalescing"): a worker's plain
 //  sends to one target wait in a chain pushed with one CAS.
 
@@ -1285,6 +1362,8 @@ sched_suite(void)
     tcase_add_test(core, test_sched_bp_a_blocking_pool_receiver_hands_its_sender_back);
     tcase_add_test(core, test_sched_bp_a_flood_into_an_askers_reply_box_is_not_held_back);
     tcase_add_test(core, test_sched_bp_outside_sends_are_not_held_back);
+    tcase_add_test(core, test_sched_a_lone_worker_spins_less_while_nothing_comes);
+    tcase_add_test(core, test_sched_one_outside_message_wakes_one_of_two_idle_workers);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");
