@@ -49,8 +49,13 @@ brg__park_unpark(brg__worker_t *w)
     atomic_fetch_add_explicit(&w->sched->unparks, 1, memory_order_relaxed); // a count only
     pthread_mutex_lock(&w->park_lock);
     w->notified = true;
-    pthread_cond_signal(&w->park_cond);
     pthread_mutex_unlock(&w->park_lock);
+    // Signalled after the unlock: signalled under it, the woken worker ran
+    // at once into the mutex we still held and slept again until our unlock,
+    // two wake-ups per unpark (perf sched on a remote round trip). Safe: the
+    // worker waits in a loop on `notified`, which it reads under the lock,
+    // and park_cond lives as long as the system.
+    pthread_cond_signal(&w->park_cond);
 }
 
 //  The two sides of the Dekker pair (design notes, "No wake-up is lost").
