@@ -710,23 +710,40 @@ s_wait_all_asleep(brg_system_t *sys)
     TU_WAIT_UNTIL(BRG__IDLE_SLEEPING(atomic_load(&sc->idle_state)) == sc->n, 5000);
 }
 
-START_TEST(test_sched_a_lone_worker_spins_less_while_nothing_comes)
+//  A system of `workers` with one sink, every worker asleep.
+static brg_system_t *
+s_idle_system(int workers, brg_ref_t *sink)
 {
-    enum { ROUNDS = 60 };
     brg_config_t cfg;
-    tu_config(&cfg, 1);
+    tu_config(&cfg, workers);
     brg_system_t *sys = brg_system_new(&cfg);
     ck_assert_ptr_nonnull(sys);
     atomic_store(&s_idle_handled, 0);
-    brg_ref_t sink = tu_spawn(sys, s_idle_sink);
+    *sink = tu_spawn(sys, s_idle_sink);
     s_wait_all_asleep(sys);
-    uint64_t n0, ns0, n1, ns1;
-    brg__sched_lone_spin(sys->sched, &n0, &ns0);
-    for (int i = 1; i <= ROUNDS; i++) {
+    return sys;
+}
+
+//  Send `rounds` messages from outside, one at a time, each time waiting
+//  until it was handled and every worker is asleep again.
+static void
+s_idle_ticks(brg_system_t *sys, brg_ref_t sink, int rounds)
+{
+    for (int i = 1; i <= rounds; i++) {
         tu_send_tag(sys, sink, "tick");
         TU_WAIT_UNTIL(atomic_load(&s_idle_handled) == i, 5000);
         s_wait_all_asleep(sys); // the search after it ended in a park
     }
+}
+
+START_TEST(test_sched_a_lone_worker_spins_less_while_nothing_comes)
+{
+    enum { ROUNDS = 60 };
+    brg_ref_t sink;
+    brg_system_t *sys = s_idle_system(1, &sink);
+    uint64_t n0, ns0, n1, ns1;
+    brg__sched_lone_spin(sys->sched, &n0, &ns0);
+    s_idle_ticks(sys, sink, ROUNDS);
     brg__sched_lone_spin(sys->sched, &n1, &ns1);
     // Every message ended in a fruitless search. A fixed 50 us spin would
     // sum to 60 x 50 us; halving from 50 us down to 2 us sums to about
@@ -740,19 +757,10 @@ END_TEST
 START_TEST(test_sched_one_outside_message_wakes_one_of_two_idle_workers)
 {
     enum { ROUNDS = 100 };
-    brg_config_t cfg;
-    tu_config(&cfg, 2);
-    brg_system_t *sys = brg_system_new(&cfg);
-    ck_assert_ptr_nonnull(sys);
-    atomic_store(&s_idle_handled, 0);
-    brg_ref_t sink = tu_spawn(sys, s_idle_sink);
-    s_wait_all_asleep(sys);
+    brg_ref_t sink;
+    brg_system_t *sys = s_idle_system(2, &sink);
     uint64_t before = atomic_load(&sys->sched->unparks);
-    for (int i = 1; i <= ROUNDS; i++) {
-        tu_send_tag(sys, sink, "tick");
-        TU_WAIT_UNTIL(atomic_load(&s_idle_handled) == i, 5000);
-        s_wait_all_asleep(sys);
-    }
+    s_idle_ticks(sys, sink, ROUNDS);
     uint64_t woken = atomic_load(&sys->sched->unparks) - before;
     // One wake-up per message (a few more if a timer or reclamation woke
     // one); the old ramp-up woke the second worker every time (2 per message).
