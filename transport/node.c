@@ -295,36 +295,8 @@ s_reply_info(brg_ctx_t *ctx, brg_node_t *self)
     rc |= brg_msg_add_array(r, (uint32_t)npeers);
     for (int i = 0; i < npeers; i++)
         rc |= brg_msg_add_ref(r, peers[i]);
-    struct {
-        const char *key;
-        uint64_t value;
-    } counters[] = {
-        {"peers_up", st.peers_up},
-        {"sessions_started", st.sessions_started},
-        {"sessions_ended", st.sessions_ended},
-        {"frames_in", st.frames_in},
-        {"frames_out", st.frames_out},
-        {"msgs_in", st.msgs_in},
-        {"msgs_out", st.msgs_out},
-        {"bytes_in", st.bytes_in},
-        {"bytes_out", st.bytes_out},
-        {"dropped_busy", st.dropped_busy},
-        {"dropped_unreachable", st.dropped_unreachable},
-        {"dead_on_session_end", st.dead_on_session_end},
-        {"lost_in_flight", st.lost_in_flight},
-        {"rejected_frames", st.rejected_frames},
-        {"handshakes_failed", st.handshakes_failed},
-        {"reconnect_attempts", st.reconnect_attempts},
-        {"gossip_learned", st.gossip_learned},
-        {"gossip_refused", st.gossip_refused},
-    };
-    size_t nc = sizeof counters / sizeof counters[0];
     rc |= brg_msg_add_str(r, "counters");
-    rc |= brg_msg_add_map(r, (uint32_t)nc);
-    for (size_t i = 0; i < nc; i++) {
-        rc |= brg_msg_add_str(r, counters[i].key);
-        rc |= brg_msg_add_uint(r, counters[i].value);
-    }
+    rc |= brg__operator_add_counters(r, &st);
     if (rc != BRG_OK) {
         brg_msg_destroy(&r);
         return brg_reply_error(ctx, BRG_ENOMEM);

@@ -58,6 +58,76 @@ s_kv_ref(brg_msg_t *m, const char *key, brg_ref_t value)
     return brg_msg_add_str(m, key) | brg_msg_add_ref(m, value);
 }
 
+typedef struct {
+    const char *key;
+    uint64_t value;
+} s_counter_t;
+
+static int
+s_add_counters(brg_msg_t *m, const s_counter_t *c, size_t n)
+{
+    int rc = brg_msg_add_map(m, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        rc |= s_kv_uint(m, c[i].key, c[i].value);
+    return rc;
+}
+
+int
+brg__operator_add_counters(brg_msg_t *m, const brg_node_stats_t *st)
+{
+    const s_counter_t node[] = {
+        {"peers_up", st->peers_up},
+        {"sessions_started", st->sessions_started},
+        {"sessions_ended", st->sessions_ended},
+        {"frames_in", st->frames_in},
+        {"frames_out", st->frames_out},
+        {"msgs_in", st->msgs_in},
+        {"msgs_out", st->msgs_out},
+        {"bytes_in", st->bytes_in},
+        {"bytes_out", st->bytes_out},
+        {"dropped_busy", st->dropped_busy},
+        {"dropped_unreachable", st->dropped_unreachable},
+        {"dead_on_session_end", st->dead_on_session_end},
+        {"lost_in_flight", st->lost_in_flight},
+        {"rejected_frames", st->rejected_frames},
+        {"handshakes_failed", st->handshakes_failed},
+        {"reconnect_attempts", st->reconnect_attempts},
+        {"refused_keys", st->refused_keys},
+        {"refused_handshakes", st->refused_handshakes},
+        {"refused_unauthorized", st->refused_unauthorized},
+        {"gossip_learned", st->gossip_learned},
+        {"gossip_refused", st->gossip_refused},
+    };
+    return s_add_counters(m, node, sizeof node / sizeof node[0]);
+}
+
+//  A snapshot of every actor (brg_system_actors), at most
+//  BRG__OPERATOR_MAX_ACTORS of them, in *all (the caller frees it).
+//  Returns how many were listed, *total how many there were, or BRG_ENOMEM.
+static int
+s_snapshot_actors(brg_system_t *sys, brg_actor_info_t **all_p, int *total_p)
+{
+    size_t cap = 1024;
+    brg_actor_info_t *all = NULL;
+    int total;
+    for (;;) {
+        brg_actor_info_t *t = realloc(all, cap * sizeof *all);
+        if (t == NULL) {
+            free(all);
+            return BRG_ENOMEM;
+        }
+        all = t;
+        total = brg_system_actors(sys, all, cap);
+        if ((size_t)total <= cap || cap >= BRG__OPERATOR_MAX_ACTORS)
+            break;
+        cap = (size_t)total + 64 < BRG__OPERATOR_MAX_ACTORS ? (size_t)total + 64
+                                                            : BRG__OPERATOR_MAX_ACTORS;
+    }
+    *all_p = all;
+    *total_p = total;
+    return (size_t)total < cap ? total : (int)cap;
+}
+
 //  Answer the current request with r (built with rc): BRG_ENOMEM on failure.
 static int
 s_answer(brg_ctx_t *ctx, const brg_msg_t *request, brg_msg_t *r, int rc)
@@ -75,24 +145,11 @@ s_answer(brg_ctx_t *ctx, const brg_msg_t *request, brg_msg_t *r, int rc)
 static int
 s_actors(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
-    brg_system_t *sys = brg_ctx_system(ctx);
-    size_t cap = 1024;
-    brg_actor_info_t *all = NULL;
-    int total;
-    for (;;) {
-        brg_actor_info_t *t = realloc(all, cap * sizeof *all);
-        if (t == NULL) {
-            free(all);
-            return brg_reply_error(ctx, BRG_ENOMEM);
-        }
-        all = t;
-        total = brg_system_actors(sys, all, cap);
-        if ((size_t)total <= cap || cap >= BRG__OPERATOR_MAX_ACTORS)
-            break;
-        cap = (size_t)total + 64 < BRG__OPERATOR_MAX_ACTORS ? (size_t)total + 64
-                                                            : BRG__OPERATOR_MAX_ACTORS;
-    }
-    size_t n = (size_t)total < cap ? (size_t)total : cap;
+    brg_actor_info_t *all;
+    int total, listed = s_snapshot_actors(brg_ctx_system(ctx), &all, &total);
+    if (listed < 0)
+        return brg_reply_error(ctx, listed);
+    size_t n = (size_t)listed;
     brg_msg_t *r = brg_msg_new("actors");
     int rc = r ? BRG_OK : BRG_ENOMEM;
     if (r != NULL) {
@@ -175,58 +232,28 @@ s_stats(brg_ctx_t *ctx, brg__io_t *io, const brg_msg_t *msg)
         return brg_reply_error(ctx, BRG_ENOMEM);
     int gone;
     int n = s_peers(io, peers, &gone);
-    struct {
-        const char *key;
-        uint64_t value;
-    } runtime[] =
-        {
-            {"actors_alive", rt.actors_alive},
-            {"actors_spawned", rt.actors_spawned},
-            {"actors_stopped", rt.actors_stopped},
-            {"actors_failed", rt.actors_failed},
-            {"messages_processed", rt.messages_processed},
-            {"dead_letters", rt.dead_letters},
-            {"mailbox_hwm", rt.mailbox_hwm},
-            {"timers_active", rt.timers_active},
-            {"watchdog_reports", rt.watchdog_reports},
-            {"workers", rt.workers},
-            {"blocking_threads", rt.blocking_threads},
-        },
-      node[] = {
-          {"peers_up", st.peers_up},
-          {"sessions_started", st.sessions_started},
-          {"sessions_ended", st.sessions_ended},
-          {"frames_in", st.frames_in},
-          {"frames_out", st.frames_out},
-          {"msgs_in", st.msgs_in},
-          {"msgs_out", st.msgs_out},
-          {"bytes_in", st.bytes_in},
-          {"bytes_out", st.bytes_out},
-          {"dropped_busy", st.dropped_busy},
-          {"dropped_unreachable", st.dropped_unreachable},
-          {"dead_on_session_end", st.dead_on_session_end},
-          {"lost_in_flight", st.lost_in_flight},
-          {"rejected_frames", st.rejected_frames},
-          {"handshakes_failed", st.handshakes_failed},
-          {"reconnect_attempts", st.reconnect_attempts},
-          {"refused_keys", st.refused_keys},
-          {"refused_handshakes", st.refused_handshakes},
-          {"refused_unauthorized", st.refused_unauthorized},
-      };
-    size_t nrt = sizeof runtime / sizeof runtime[0], nnode = sizeof node / sizeof node[0];
+    const s_counter_t runtime[] = {
+        {"actors_alive", rt.actors_alive},
+        {"actors_spawned", rt.actors_spawned},
+        {"actors_stopped", rt.actors_stopped},
+        {"actors_failed", rt.actors_failed},
+        {"messages_processed", rt.messages_processed},
+        {"dead_letters", rt.dead_letters},
+        {"mailbox_hwm", rt.mailbox_hwm},
+        {"timers_active", rt.timers_active},
+        {"watchdog_reports", rt.watchdog_reports},
+        {"workers", rt.workers},
+        {"blocking_threads", rt.blocking_threads},
+    };
     brg_msg_t *r = brg_msg_new("stats");
     int rc = r ? BRG_OK : BRG_ENOMEM;
     if (r != NULL) {
         rc |= brg_msg_add_map(r, 4);
         rc |= s_kv_uint(r, "clients_gone", (uint64_t)gone);
         rc |= brg_msg_add_str(r, "runtime");
-        rc |= brg_msg_add_map(r, (uint32_t)nrt);
-        for (size_t i = 0; i < nrt; i++)
-            rc |= s_kv_uint(r, runtime[i].key, runtime[i].value);
+        rc |= s_add_counters(r, runtime, sizeof runtime / sizeof runtime[0]);
         rc |= brg_msg_add_str(r, "node");
-        rc |= brg_msg_add_map(r, (uint32_t)nnode);
-        for (size_t i = 0; i < nnode; i++)
-            rc |= s_kv_uint(r, node[i].key, node[i].value);
+        rc |= brg__operator_add_counters(r, &st);
         rc |= brg_msg_add_str(r, "peers");
         rc |= brg_msg_add_array(r, (uint32_t)n);
         for (int i = 0; i < n && rc == BRG_OK; i++)
@@ -440,23 +467,11 @@ static int
 s_tree(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     brg_system_t *sys = brg_ctx_system(ctx);
-    size_t cap = 1024;
-    brg_actor_info_t *all = NULL;
-    int total;
-    for (;;) {
-        brg_actor_info_t *t = realloc(all, cap * sizeof *all);
-        if (t == NULL) {
-            free(all);
-            return brg_reply_error(ctx, BRG_ENOMEM);
-        }
-        all = t;
-        total = brg_system_actors(sys, all, cap);
-        if ((size_t)total <= cap || cap >= BRG__OPERATOR_MAX_ACTORS)
-            break;
-        cap = (size_t)total + 64 < BRG__OPERATOR_MAX_ACTORS ? (size_t)total + 64
-                                                            : BRG__OPERATOR_MAX_ACTORS;
-    }
-    size_t n = (size_t)total < cap ? (size_t)total : cap, nsup = 0;
+    brg_actor_info_t *all;
+    int total, listed = s_snapshot_actors(sys, &all, &total);
+    if (listed < 0)
+        return brg_reply_error(ctx, listed);
+    size_t n = (size_t)listed, nsup = 0;
     for (size_t i = 0; i < n; i++)
         if (strcmp(all[i].label, BRG_SUPERVISOR_LABEL) == 0)
             all[nsup++] = all[i];

@@ -24,4 +24,10 @@
 //  service actor's behaviour.
 int brg__operator_handle(brg_ctx_t *ctx, brg__io_t *io, const brg_msg_t *msg);
 
+//  Append the node counters of *st to m as one map {name: uint}, every
+//  counter of brg_node_stats_t under the name PROTOCOL.md section 18 gives
+//  it: the node service's "info" and the operator's "stats" both use it.
+//  BRG_OK or the OR of the msg builders' errors.
+int brg__operator_add_counters(brg_msg_t *m, const brg_node_stats_t *st);
+
 #endif

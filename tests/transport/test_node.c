@@ -400,6 +400,44 @@ START_TEST(test_node_named_sends_and_asks_resolve_on_the_target_node)
     ck_assert_str_eq(key, "name");
     ck_assert_int_eq(brg_msg_read_str_copy(r, &pos, name, sizeof name), BRG_OK);
     ck_assert_str_eq(name, "b");
+    // The rest: node, endpoints, peers, then every counter PROTOCOL.md
+    // section 18 names (the operator's "stats" shares the list).
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(brg_msg_skip(r, &pos), BRG_OK);
+        ck_assert_int_eq(brg_msg_skip(r, &pos), BRG_OK);
+    }
+    ck_assert_int_eq(brg_msg_read_str_copy(r, &pos, key, sizeof key), BRG_OK);
+    ck_assert_str_eq(key, "counters");
+    ck_assert_int_eq(brg_msg_read_map(r, &pos, &n), BRG_OK);
+    static const char *const names[] = {
+        "peers_up",
+        "sessions_started",
+        "sessions_ended",
+        "frames_in",
+        "frames_out",
+        "msgs_in",
+        "msgs_out",
+        "bytes_in",
+        "bytes_out",
+        "dropped_busy",
+        "dropped_unreachable",
+        "dead_on_session_end",
+        "lost_in_flight",
+        "rejected_frames",
+        "handshakes_failed",
+        "reconnect_attempts",
+        "refused_keys",
+        "refused_handshakes",
+        "refused_unauthorized",
+        "gossip_learned",
+        "gossip_refused",
+    };
+    ck_assert_uint_eq(n, sizeof names / sizeof names[0]);
+    for (uint32_t i = 0; i < n; i++) {
+        ck_assert_int_eq(brg_msg_read_str_copy(r, &pos, key, sizeof key), BRG_OK);
+        ck_assert_str_eq(key, names[i]);
+        ck_assert_int_eq(brg_msg_skip(r, &pos), BRG_OK);
+    }
     brg_msg_destroy(&r);
 }
 END_TEST
