@@ -227,6 +227,8 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *o
     case BRG__MSG_REPLY_ERROR: {
         bool handled = false;
         brg__ask_on_reply(&ctx, msg, &handled);
+        if (!handled && brg__kind_late_spawn_reply(&ctx, msg))
+            break; // an abandoned remote spawn (kind.c): its child is ended
         if (!handled) {
             brg__dead_letter(actor->sys, brg__actor_ref(actor), msg, BRG_DEAD_LATE_REPLY, false);
             msg = NULL;

@@ -25,6 +25,20 @@
 //  scheduled. Everything the child sends afterwards (its EXIT or DOWN if
 //  init fails) leaves the node after the LINK and the reply: one queue per
 //  peer, filled in this thread's order (docs/ARCHITECTURE.md, nodes).
+//
+//  An abandoned remote spawn (brg__kind_late_spawn_reply). The requester's
+//  ask may time out while the spawn still happens: its reply then comes
+//  late, and a linked child would live on, linked to an actor that never
+//  learned its ref. As OTP does for a spawn_reply after
+//  spawn_request_abandon, the requester ends it: UNLINK first, then the
+//  exit signal, both on the one queue to the child's node, so the child's
+//  EXIT can never reach the requester. OTP's reason is `abandoned`, which
+//  a trapping child may survive; Brigade's exit signals carry a kind, not a
+//  text, and a child nothing refers to is killed. Only a child the actor is
+//  linked to, on the node that sent the reply, is touched: a late reply
+//  cannot make an actor end anything else. An unlinked child lives on, as
+//  in OTP (a monitor-only spawn's DOWN is never delivered: the monitor was
+//  never adopted).
 #include "runtime_internal.h"
 
 #include "brigade/kind.h"
@@ -295,4 +309,28 @@ brg__kind_spawn_remote(brg_system_t *sys, const char *name, brg_msg_t **args_p, 
         *ref = self;
     brg__sched_schedule(sys->sched, child);
     return BRG_OK;
+}
+
+bool
+brg__kind_late_spawn_reply(brg_ctx_t *ctx, const brg_msg_t *reply)
+{
+    if (reply->kind != BRG__MSG_REPLY || strcmp(brg_msg_tag(reply), BRG__SPAWNED_TAG) != 0)
+        return false;
+    size_t pos = 0;
+    brg_ref_t child;
+    brg_ref_t from = brg_msg_sender(reply);
+    brg_system_t *sys = brg_ctx_system(ctx);
+    if (brg_msg_read_ref(reply, &pos, &child) != BRG_OK || brg_system_is_local(sys, child) ||
+        child.node_hi != from.node_hi || child.node_lo != from.node_lo ||
+        !brg_is_linked(ctx, child))
+        return false;
+    brg_unlink(ctx, child);
+    int rc = brg_exit(sys, child, BRG_EXIT_KILLED);
+    char ref[BRG_REF_STRLEN];
+    brg_ref_format(child, ref, sizeof ref);
+    brg_log(ctx, BRG_LOG_NOTICE,
+            "remote spawn: the reply came after the deadline; the linked child %s is abandoned "
+            "and ended%s",
+            ref, rc == BRG_OK ? "" : " (the exit signal could not be sent)");
+    return true;
 }

@@ -146,6 +146,16 @@ int brg__kind_spawn_remote(brg_system_t *sys, const char *kind, brg_msg_t **args
                            brg_ref_t parent, bool link, uint64_t mon, const char *name,
                            brg__spawned_fn spawned, void *arg, brg_ref_t *ref);
 
+//  The tag of a remote spawn's reply (PROTOCOL.md section 20.1).
+#define BRG__SPAWNED_TAG "spawned"
+
+//  A reply that found no ask waiting in the running actor (its deadline
+//  passed): if it is a remote spawn's reply naming a child this actor is
+//  linked to, the spawn was abandoned, as OTP's spawn_request_abandon
+//  treats a late spawn_reply: unlink it and end it (BRG_EXIT_KILLED), and
+//  log it. Returns true if it did. Thread: the actor's. (kind.c)
+bool brg__kind_late_spawn_reply(brg_ctx_t *ctx, const brg_msg_t *reply);
+
 //  A monitor id of the running actor, for a monitor that a remote spawn
 //  sets up: never handed out again by brg_monitor. 0 if out of memory.
 uint64_t brg__monitor_reserve(brg_ctx_t *ctx);

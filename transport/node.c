@@ -316,7 +316,7 @@ static void
 s_spawned(void *arg, brg_ref_t child)
 {
     brg_ctx_t *ctx = arg;
-    brg_msg_t *r = brg_msg_new("spawned");
+    brg_msg_t *r = brg_msg_new(BRG__SPAWNED_TAG);
     if (r != NULL && brg_msg_add_ref(r, child) != BRG_OK)
         brg_msg_destroy(&r);
     if (r == NULL) {

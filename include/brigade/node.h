@@ -198,9 +198,11 @@ typedef int (*brg_spawn_fn)(brg_ctx_t *ctx, int status, brg_ref_t child, void *a
 //    call with BRG_OK; if fn gets an error, no DOWN comes;
 //  - name: the child is registered under it on that node.
 //  Deadline: if timeout_ms passes before the answer, fn gets
-//  BRG_ETIMEDOUT, yet the child may exist: with BRG_SPAWN_LINK it is then
-//  linked to this actor all the same (its EXIT still comes); a monitor is
-//  not (its DOWN is dropped). Returns BRG_OK (fn will be called) or, and
+//  BRG_ETIMEDOUT, yet the child may exist. With BRG_SPAWN_LINK, the reply
+//  that comes late ends it (OTP's spawn_request_abandon): this actor
+//  unlinks it and sends it BRG_EXIT_KILLED, so no EXIT of it comes, and
+//  logs a notice. Without a link it lives on (named, it can be found); a
+//  monitor is not set up (its DOWN is dropped). Returns BRG_OK (fn will be called) or, and
 //  fn is never called: BRG_EINVAL (a kind name not 1..BRG_KIND_NAME_MAX
 //  bytes, a bad name, flags other than LINK/MONITOR, timeout_ms < 0, or
 //  node is this node: use brg_spawn_kind), BRG_ENOMEM, BRG_ECLOSED.

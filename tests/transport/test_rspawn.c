@@ -193,6 +193,21 @@ tr_parent(brg_ctx_t *ctx, const brg_msg_t *msg)
         ck_assert((flags & BRG_SPAWN_MONITOR) ? mon != 0 : mon == 0);
         e.mon = mon;
         snprintf(e.tag, sizeof e.tag, "asked");
+    } else if (brg_msg_is(msg, "spawn_late")) {
+        // A linked spawn whose reply must come after its 1 ms deadline:
+        // this behaviour sleeps until both are in the mailbox, and the
+        // timeout, in the system lane, is handled first.
+        size_t pos = 0;
+        brg_ref_t node;
+        ck_assert_int_eq(brg_msg_read_ref(msg, &pos, &node), BRG_OK);
+        brg_kind_spawn_opts_t opts;
+        brg_kind_spawn_opts_init(&opts);
+        opts.flags = BRG_SPAWN_LINK;
+        opts.name = "late";
+        ck_assert_int_eq(brg_spawn_remote(ctx, node, "worker", NULL, &opts, 1, tr_on_spawned, NULL),
+                         BRG_OK);
+        usleep(300 * 1000);
+        snprintf(e.tag, sizeof e.tag, "asked");
     }
     tr_record(&e);
     return BRG_OK;
@@ -428,6 +443,30 @@ END_TEST
 //  The link and the monitor are in both nodes' tables: a lost connection
 //  gives the parent EXIT and DOWN noconnection, and the linked child on b
 //  EXIT noconnection from the parent (it does not trap exits: it dies).
+//  OTP's spawn_request_abandon: a spawn reply that comes after the deadline
+//  ends the linked child (unlinked first), and the requester, not trapping
+//  exits, lives on and hears nothing of it.
+START_TEST(test_rspawn_a_linked_child_whose_reply_came_too_late_is_ended)
+{
+    brg_ref_t nb = tr_pair(_i);
+    brg_ref_t parent = tu_spawn(tr_sys[0], tr_parent);
+    brg_msg_t *m = brg_msg_new("spawn_late");
+    ck_assert_int_eq(brg_msg_add_ref(m, nb), BRG_OK);
+    ck_assert_int_eq(brg_system_send(tr_sys[0], parent, &m), BRG_OK);
+    TU_WAIT_UNTIL(tr_count("spawned") == 1, TU_WAIT_MS);
+    ck_assert_int_eq(tr_find("spawned", 0, NULL).status, BRG_ETIMEDOUT);
+    // The child existed on b (named "late") and is ended there.
+    brg_ref_t child;
+    TU_WAIT_UNTIL(tr_logged("is abandoned and ended"), TU_WAIT_MS);
+    TU_WAIT_UNTIL(brg_whereis(tr_sys[1], "late", &child) == BRG_ENOTFOUND, TU_WAIT_MS);
+    // The parent did not trap exits: an EXIT from the child would have
+    // ended it. It still answers, and it recorded no EXIT.
+    tu_sleep_us(200 * 1000);
+    ck_assert(brg_system_is_alive(tr_sys[0], parent));
+    ck_assert_int_eq(tr_count(BRG_TAG_EXIT), 0);
+}
+END_TEST
+
 START_TEST(test_rspawn_a_lost_node_gives_noconnection_on_both_sides)
 {
     brg_ref_t nb = tr_pair(_i);
@@ -712,6 +751,7 @@ rspawn_suite(void)
     tcase_add_loop_test(
         core, test_rspawn_unknown_and_local_only_kinds_are_refused_and_nothing_is_spawned, 0, 2);
     tcase_add_loop_test(core, test_rspawn_a_lost_node_gives_noconnection_on_both_sides, 0, 2);
+    tcase_add_loop_test(core, test_rspawn_a_linked_child_whose_reply_came_too_late_is_ended, 0, 2);
     tcase_add_test(core, test_rspawn_a_client_key_may_not_spawn);
     tcase_add_loop_test(
         core, test_rspawn_a_supervisor_restarts_its_remote_child_after_a_failure_a_kill_and_a_stop,
