@@ -336,7 +336,7 @@ BRG_EXPORT int brg_model_chat_add_tool(brg_model_chat_t *chat, const brg_model_t
 //  Per-request settings; each overrides the backend's default when set.
 //  model: copied, NULL back to the default; BRG_EINVAL if longer than 256.
 BRG_EXPORT int brg_model_chat_set_model(brg_model_chat_t *chat, const char *model);
-//  temperature 0 .. 2 (BRG_EINVAL otherwise); < 0 is not accepted, see reset.
+//  temperature 0 .. 2 (BRG_EINVAL otherwise).
 BRG_EXPORT int brg_model_chat_set_temperature(brg_model_chat_t *chat, double temperature);
 //  max_tokens 1 .. 1000000 (BRG_EINVAL otherwise).
 BRG_EXPORT int brg_model_chat_set_max_tokens(brg_model_chat_t *chat, int max_tokens);

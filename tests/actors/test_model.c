@@ -1578,6 +1578,58 @@ START_TEST(test_model_openai_chat_deadline_covers_the_retries)
 }
 END_TEST
 
+START_TEST(test_model_openai_chat_reads_sse_variants)
+{
+    // CRLF line ends, comments, event: fields, events cut across chunks,
+    // a JSON split over two data: lines: the same text comes out.
+    brg_ref_t model = tm_chat_openai("/variants/v1", NULL);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "odd framing", 0);
+    brg_model_chat_set_stream(chat, 8);
+    tm_stream(model, brg_model_chat_msg(chat));
+    tm_wait_ends(1);
+    pthread_mutex_lock(&tm_col.lock);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    ck_assert_int_eq(end.status, BRG_OK);
+    ck_assert_str_eq(tm_col.text, "Echo: odd framing");
+    ck_assert_int_eq(end.reply.completion_tokens, 8);
+    pthread_mutex_unlock(&tm_col.lock);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_bad_stream_events_end_with_eproto)
+{
+    const char *paths[] = {"/error-event/v1", "/not-json/v1"};
+    for (int i = 0; i < 2; i++) {
+        brg_ref_t model = tm_chat_openai(paths[i], NULL);
+        brg_model_chat_t *chat = brg_model_chat_new();
+        brg_model_chat_add_message(chat, BRG_MODEL_USER, "hello", 0);
+        brg_model_chat_set_stream(chat, 9);
+        tm_stream(model, brg_model_chat_msg(chat));
+        tm_wait_ends(1);
+        pthread_mutex_lock(&tm_col.lock);
+        brg_model_end_t end;
+        ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+        ck_assert_int_eq(end.status, BRG_EPROTO);
+        ck_assert_int_eq(end.error.attempts, 1);
+        if (i == 0) {
+            tm_eq(end.error.type, end.error.type_len, "server_error");
+            tm_eq(end.error.message, end.error.message_len, "overloaded mid-stream");
+        } else {
+            ck_assert(strstr(end.error.message, "not a JSON object") != NULL);
+        }
+        ck_assert_str_eq(tm_col.text, "Echo");
+        pthread_mutex_unlock(&tm_col.lock);
+        brg_model_chat_destroy(&chat);
+        brg_model_stats_t st;
+        ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+        ck_assert_uint_eq(st.errors, 1);
+    }
+}
+END_TEST
+
 Suite *
 model_suite(void)
 {
@@ -1621,6 +1673,8 @@ model_suite(void)
     tcase_add_test(chat, test_model_openai_chat_streams_text_tool_calls_and_usage);
     tcase_add_test(chat, test_model_openai_chat_cancel_mid_stream_aborts_the_transfer);
     tcase_add_test(chat, test_model_openai_chat_stream_cut_short_ends_with_an_error);
+    tcase_add_test(chat, test_model_openai_chat_reads_sse_variants);
+    tcase_add_test(chat, test_model_openai_chat_bad_stream_events_end_with_eproto);
     tcase_add_test(chat, test_model_openai_chat_errors_keep_status_type_message_and_retry_after);
     tcase_add_test(chat, test_model_openai_chat_retries_429_honouring_retry_after);
     tcase_add_test(chat, test_model_openai_chat_retries_5xx_until_the_attempts_run_out);
