@@ -1,4 +1,9 @@
-//  model - the model backend interface: one protocol, two backends.
+//  model - the model backend interface: two protocols, two backends.
+//
+//  The task protocol (this first part): a task and one text, answered with
+//  one text. The chat protocol (the second part, "Chat"): a conversation
+//  with tools, tool calls, per-request settings, streaming, errors with
+//  their detail, retries and usage. Both backends answer both.
 //
 //  A model backend is an actor that answers a model request (an ask tagged
 //  BRG_MODEL_TAG_REQUEST) with a model reply (BRG_MODEL_TAG_REPLY) or an
@@ -20,7 +25,8 @@
 //    a space; CHECK writes "line L, column C: message (rule)" per finding,
 //    or "No problems found."; KEYWORDS writes "word (count), ..." for the
 //    top ten. It has no language model: CHAT is answered with BRG_EINVAL,
-//    and `instructions` are ignored.
+//    and `instructions` are ignored. (Chat requests are answered from its
+//    script, see "The offline backend's chat script".)
 //  - openai: any OpenAI-compatible chat-completions endpoint, over an HTTP
 //    actor (brigade/http.h). It POSTs {model, messages: [system, user],
 //    max_tokens, temperature} and answers with choices[0].message.content.
