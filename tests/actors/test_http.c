@@ -597,19 +597,22 @@ th_on_jitter(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     return BRG_OK;
 }
 
-//  "go" [first, n, http]: ask for /jitter/<i> for each i in [first, first + n).
+//  "go" [first, n, http, port]: ask for /jitter/<i> for each i in [first,
+//  first + n). The port comes in the message: a client may still run when
+//  the test's teardown frees th_server.
 static int
 th_jitter_client(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     size_t pos = 0;
-    int64_t first, n;
+    int64_t first, n, port;
     brg_ref_t http;
     ck_assert_int_eq(brg_msg_read_int(msg, &pos, &first), BRG_OK);
     ck_assert_int_eq(brg_msg_read_int(msg, &pos, &n), BRG_OK);
     ck_assert_int_eq(brg_msg_read_ref(msg, &pos, &http), BRG_OK);
+    ck_assert_int_eq(brg_msg_read_int(msg, &pos, &port), BRG_OK);
     for (int64_t i = first; i < first + n; i++) {
         char url[256];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d/jitter/%lld", th_server->port, (long long)i);
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/jitter/%lld", (int)port, (long long)i);
         brg_http_request_t req = {.url = url};
         brg_msg_t *ask = brg_http_msg_request(&req);
         if (brg_ask(ctx, http, &ask, 30000, th_on_jitter, (void *)(intptr_t)i) != BRG_OK)
@@ -627,6 +630,7 @@ th_jitter(brg_ref_t http, int64_t first, int64_t n)
     brg_msg_add_int(go, first);
     brg_msg_add_int(go, n);
     brg_msg_add_ref(go, http);
+    brg_msg_add_int(go, th_server->port);
     ck_assert_int_eq(brg_system_send(tu_sys, client, &go), BRG_OK);
 }
 
@@ -674,7 +678,7 @@ END_TEST
 //  the test reads under th_col.lock. "th.cancel" cancels stream 7.
 static struct {
     pthread_mutex_t lock;
-    char path[64];
+    char url[256];
     char data[4096];
     int chunks;
     int bad_chunks; // chunks with another stream id or status
@@ -708,7 +712,7 @@ th_streamer(brg_ctx_t *ctx, const brg_msg_t *msg)
     if (brg_msg_is(msg, "th.go")) {
         char url[256];
         pthread_mutex_lock(&th_col.lock);
-        tu_http_server_url(th_server, url, sizeof url, th_col.path);
+        snprintf(url, sizeof url, "%s", th_col.url);
         pthread_mutex_unlock(&th_col.lock);
         brg_http_request_t req = {.url = url, .stream_id = 7};
         brg_msg_t *m = brg_http_msg_request(&req);
@@ -736,7 +740,7 @@ static brg_ref_t
 th_stream(const char *path)
 {
     pthread_mutex_lock(&th_col.lock);
-    snprintf(th_col.path, sizeof th_col.path, "%s", path);
+    tu_http_server_url(th_server, th_col.url, sizeof th_col.url, path);
     th_col.data[0] = '\0';
     th_col.chunks = th_col.bad_chunks = 0;
     th_col.answered = false;
