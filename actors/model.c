@@ -601,13 +601,14 @@ s_offline_cancel(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
     s_paced_free(p);
 }
 
-//  Answer the current message with an error: an ask error for a malformed
-//  request, else an error message (or an error end for a stream).
+//  Answer the current chat request with an error message carrying `message`
+//  (an error end for a stream, stream_id != 0), counting it in *errors;
+//  BRG_ENOMEM as a plain ask error if even that cannot be built. Shared by
+//  both backends.
 static void
-s_offline_error(brg_ctx_t *ctx, s_offline_t *self, uint64_t stream_id, int code,
-                const char *message)
+s_chat_error(brg_ctx_t *ctx, uint64_t *errors, uint64_t stream_id, int code, const char *message)
 {
-    self->stats.errors++;
+    (*errors)++;
     brg_model_error_t e = {.code = code,
                            .message = message,
                            .message_len = strlen(message),
@@ -619,6 +620,13 @@ s_offline_error(brg_ctx_t *ctx, s_offline_t *self, uint64_t stream_id, int code,
         brg_reply(ctx, &m);
     else
         brg_reply_error(ctx, BRG_ENOMEM);
+}
+
+static void
+s_offline_error(brg_ctx_t *ctx, s_offline_t *self, uint64_t stream_id, int code,
+                const char *message)
+{
+    s_chat_error(ctx, &self->stats.errors, stream_id, code, message);
 }
 
 static void
@@ -1767,18 +1775,7 @@ s_chat_body(const s_openai_t *self, const brg_model_chat_view_t *v, const char *
 static void
 s_chat_refuse(brg_ctx_t *ctx, s_openai_t *self, uint64_t stream_id, int code, const char *why)
 {
-    self->stats.errors++;
-    brg_model_error_t e = {.code = code,
-                           .message = why,
-                           .message_len = strlen(why),
-                           .retry_after_ms = -1,
-                           .stream_id = stream_id};
-    brg_msg_t *m =
-        stream_id ? brg_model_msg_end(stream_id, code, NULL, &e) : brg_model_msg_error(&e);
-    if (m)
-        brg_reply(ctx, &m);
-    else
-        brg_reply_error(ctx, BRG_ENOMEM);
+    s_chat_error(ctx, &self->stats.errors, stream_id, code, why);
 }
 
 static void
