@@ -27,6 +27,7 @@
 #include "brigade/export.h"
 #include "brigade/gather.h"
 #include "brigade/http.h"
+#include "brigade/inbox.h"
 #include "brigade/kind.h"
 #include "brigade/limiter.h"
 #include "brigade/link.h"
