@@ -37,6 +37,7 @@
 #include "brigade/node.h"
 #include "brigade/observe.h"
 #include "brigade/proc.h"
+#include "brigade/promise.h"
 #include "brigade/ref.h"
 #include "brigade/registry.h"
 #include "brigade/router.h"

@@ -113,8 +113,7 @@ BRG_EXPORT uint32_t brg_inbox_queued(brg_inbox_t *self);
 //  plain message with a sender), as brg_reply_to does for an actor. Takes
 //  ownership of *msg_p and sets it to NULL; request stays the caller's.
 //  BRG_ENOACTOR if request has no sender. Thread: the owner.
-BRG_EXPORT int brg_inbox_reply_to(brg_inbox_t *self, const brg_msg_t *request,
-                                  brg_msg_t **msg_p);
+BRG_EXPORT int brg_inbox_reply_to(brg_inbox_t *self, const brg_msg_t *request, brg_msg_t **msg_p);
 
 //  Answer a received ask with an error (negative status), as
 //  brg_reply_error_to. BRG_EINVAL if request was not an ask. Thread: the owner.
