@@ -23,6 +23,7 @@
 #define BRIGADE_H
 
 #include "brigade/actor.h"
+#include "brigade/cancel.h"
 #include "brigade/error.h"
 #include "brigade/export.h"
 #include "brigade/gather.h"

@@ -142,3 +142,10 @@ brg_promise_is_live(const brg_promise_t *promise)
     assert(promise);
     return promise->owner != NULL;
 }
+
+const brg_msg_t *
+brg_promise_request(const brg_promise_t *promise)
+{
+    assert(promise);
+    return promise->request;
+}

@@ -69,6 +69,11 @@ BRG_EXPORT int brg_promise_fail(brg_ctx_t *ctx, brg_promise_t **promise_p, int s
 //  a reply callback, or its state destructor).
 BRG_EXPORT void brg_promise_drop(brg_promise_t **promise_p);
 
+//  The request the promise answers (a copy of the message it was taken
+//  for: tag, payload, sender), e.g. for brg_cancel_matches. Borrowed: valid
+//  until the promise is kept or dropped. Thread: the promise's actor's.
+BRG_EXPORT const brg_msg_t *brg_promise_request(const brg_promise_t *promise);
+
 //  True while the promise's actor lives (the promise can still be kept).
 //  Thread: the promise's actor's.
 BRG_EXPORT bool brg_promise_is_live(const brg_promise_t *promise);
