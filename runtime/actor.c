@@ -268,6 +268,11 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *o
         msg = NULL; // its tag is in tag already, should brg_fail have been called
         break;
     }
+    case BRG__MSG_SYS_READY:
+        // brg_ask_ready: init has run (it runs before any message), so the
+        // runtime answers for the actor; its behaviour never sees this.
+        brg__ask_answer_ready(actor, msg);
+        break;
     case BRG__MSG_SYS_KILL:
     case BRG__MSG_SYS_LINK:
     case BRG__MSG_SYS_UNLINK:

@@ -158,6 +158,10 @@ void brg__ask_on_timeout(brg_ctx_t *ctx, uint64_t corr);
 //  the timers, free the map. Thread: the dying actor's.
 void brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor);
 
+//  Answer a brg_ask_ready request (msg stays the caller's). Thread: the
+//  actor's, after its init. (ask.c)
+void brg__ask_answer_ready(brg__actor_t *actor, const brg_msg_t *msg);
+
 //  The actor is dying: answer each promise it has not kept with
 //  BRG_ECLOSED and detach it (the holder frees it later). Thread: the
 //  dying actor's. (promise.c)

@@ -130,6 +130,10 @@ s_file(brg_inbox_t *self, brg_msg_t *msg)
     case BRG__MSG_USER:
         s_append(self, msg);
         return;
+    case BRG__MSG_SYS_READY:
+        brg__ask_answer_ready(self->actor, msg); // an inbox is ready from its creation
+        brg__msg_free(msg);
+        return;
     default:
         brg__msg_free(msg); // stop, ask timeout, idle check: nothing of an inbox's
         return;
