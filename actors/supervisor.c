@@ -1850,9 +1850,10 @@ brg_supervisor_spawn_sync(brg_system_t *sys, const brg_supervisor_opts_t *opts, 
                 snprintf(error->child_id, sizeof(error->child_id), "%.*s", (int)len, id);
                 rc = (int)code;
             }
-            // Returns once the supervisor is gone, its started children stopped.
+            // Returns once the supervisor is gone, its started children
+            // stopped (waiting at most timeout_ms more for that).
             brg_msg_destroy(&m);
-            brg_inbox_receive(in, BRG_TAG_DOWN, -1, &m);
+            brg_inbox_receive(in, BRG_TAG_DOWN, timeout_ms, &m);
         } else {
             brg_ref_t from;
             brg_exit_reason_t reason;

@@ -66,7 +66,8 @@ brg_promise_take(brg_ctx_t *ctx, brg_promise_t **promise_p)
     assert(ctx);
     assert(promise_p);
     *promise_p = NULL;
-    if (!ctx->msg || brg_ref_is_none(ctx->msg->sender))
+    // In a reply callback the current message is the reply: not a request.
+    if (!ctx->msg || ctx->msg->kind != BRG__MSG_USER || brg_ref_is_none(ctx->msg->sender))
         return BRG_EINVAL;
     brg__actor_ext_t *ext = brg__actor_ext(ctx->actor);
     brg_promise_t *p = calloc(1, sizeof(*p));

@@ -251,8 +251,9 @@ typedef struct brg_supervisor_start_error {
 //  supervisor:start_link). On BRG_OK *sup (if not NULL) is its address.
 //  If a child does not start (its start function fails, or it fails or
 //  stops in its init), the supervisor stops the children already started
-//  and exits, as an asynchronous one does; this call returns after that,
-//  with the child's code (negative) and error->child_id naming it.
+//  and exits, as an asynchronous one does; this call returns after that
+//  (waiting at most timeout_ms more for it), with the child's code
+//  (negative) and error->child_id naming it.
 //  Other errors: BRG_ETIMEDOUT (not up within timeout_ms; the supervisor is
 //  asked to shut down, brg_exit shutdown, and not waited for), BRG_EINVAL
 //  (bad options, timeout_ms < 0), BRG_EDEADLK (on one of sys's own
