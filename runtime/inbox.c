@@ -27,9 +27,13 @@
 //  next push wakes it; if that fails, messages came meanwhile and it pulls
 //  again. A wake-up whose messages were already pulled only costs a look.
 //
-//  Destroy on the owner's thread: the thread-local list of open inboxes
+//  Destroy on the owner's thread: a process-wide list of open inboxes with
+//  their owner threads (s_open, under s_open_lock; touched only by
+//  brg_inbox_new, brg_inbox_destroy and brg_system_destroy, never on a send)
 //  lets brg_system_destroy refuse (BRG_EBUSY) instead of waiting for
-//  itself.
+//  itself. A list with a lock rather than a thread-local one, so that an
+//  inbox destroyed on another thread than its creator's leaves nothing
+//  dangling.
 #include "runtime_internal.h"
 
 #include "brigade/inbox.h"
@@ -43,19 +47,23 @@ struct brg_inbox {
     uint32_t queued;
     uint64_t ask_corr;   // the brg_inbox_ask under way, or 0
     brg_msg_t *answer;   // its reply, once pulled
-    brg_inbox_t *next_o; // this thread's open inboxes
+    pthread_t owner;     // the creating thread
+    brg_inbox_t *next_o; // the open inboxes (s_open_lock)
 };
 
-//  The calling thread's open inboxes (owner thread only).
-static _Thread_local brg_inbox_t *s_open;
+static pthread_mutex_t s_open_lock = PTHREAD_MUTEX_INITIALIZER;
+static brg_inbox_t *s_open; // every open inbox of the process (s_open_lock)
 
 bool
 brg__inbox_open_here(brg_system_t *sys)
 {
-    for (brg_inbox_t *i = s_open; i; i = i->next_o)
-        if (i->sys == sys)
-            return true;
-    return false;
+    bool found = false;
+    pthread_t me = pthread_self();
+    pthread_mutex_lock(&s_open_lock);
+    for (brg_inbox_t *i = s_open; i && !found; i = i->next_o)
+        found = i->sys == sys && pthread_equal(i->owner, me);
+    pthread_mutex_unlock(&s_open_lock);
+    return found;
 }
 
 static void
@@ -301,8 +309,11 @@ brg_inbox_new(brg_system_t *sys, brg_inbox_t **inbox_p)
     // An inbox traps exits: a link's EXIT is a message, never its death.
     brg_ctx_t ctx = {self->actor, NULL};
     brg_trap_exits(&ctx, true);
+    self->owner = pthread_self();
+    pthread_mutex_lock(&s_open_lock);
     self->next_o = s_open;
     s_open = self;
+    pthread_mutex_unlock(&s_open_lock);
     *inbox_p = self;
     return BRG_OK;
 }
@@ -317,12 +328,14 @@ brg_inbox_destroy(brg_inbox_t **self_p)
     *self_p = NULL;
     brg_system_t *sys = self->sys;
     brg__actor_t *actor = self->actor;
+    pthread_mutex_lock(&s_open_lock);
     for (brg_inbox_t **p = &s_open; *p; p = &(*p)->next_o) {
         if (*p == self) {
             *p = self->next_o;
             break;
         }
     }
+    pthread_mutex_unlock(&s_open_lock);
     // Close the mailbox first: whoever learns of the end, by a signal or a
     // failed send, finds the ref dead. What was pushed before is filed as
     // usual (a LINK or MONITOR request joins the tables, so it hears the
