@@ -13,7 +13,10 @@
 //  passes, the limiter for a request to its target that passed
 //  request_timeout_ms (and, asked to cancel a request of a caller, it drops
 //  the request if still queued or passes the cancel on to its target if
-//  sent), and any actor that asked with brg_ask_id and calls brg_cancel.
+//  sent), the router (a round-robin router forwards a caller's cancel to
+//  every live worker; a least-busy one cancels its own ask to the worker,
+//  also when request_timeout_ms passes), and any actor that asked with
+//  brg_ask_id and calls brg_cancel.
 //
 //  What a worker does to honour it (a worker that ignores cancels is still
 //  correct, only wasteful; unhandled, a cancel is a dead letter like any
