@@ -32,6 +32,11 @@
 //  counted dead letters (BRG_DEAD_STOPPED); an ask among them is answered
 //  with BRG_ENOACTOR at once.
 //
+//  Deterministic mode (cfg.deterministic): brg_inbox_ask and
+//  brg_inbox_receive run the system until idle and then answer at once
+//  (virtual time does not move; BRG_ETIMEDOUT if nothing came by then), as
+//  brg_system_ask does.
+//
 //  Hot path: an inbox adds nothing to brg_send or to the mailbox; a send to
 //  an inbox costs what a send to an idle actor costs, plus a mutex and a
 //  condition-variable signal when it wakes a thread blocked in receive.
