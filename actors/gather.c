@@ -46,7 +46,8 @@
 //  One target of a gather.
 typedef struct {
     brg_gather_result_t *gather; // the record this part belongs to
-    brg_ref_t target;            // where its request went
+    brg_ref_t target;            // where its request went (none: an unknown name)
+    uint64_t ask_id;             // its ask, for the cancel at the deadline
     brg_msg_t *reply;            // the reply (owned copy), or NULL
     int status;                  // BRG_OK or the failure, once settled
 } s_part_t;
@@ -87,6 +88,10 @@ s_on_reply(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     part->status = status;
     if (status == BRG_OK)
         self->ok++;
+    // The deadline passed with this part open: tell its target to stop the
+    // work (brigade/cancel.h); whatever it answers now is a late reply.
+    if (status == BRG_ETIMEDOUT)
+        brg_cancel(ctx, part->target, part->ask_id);
     assert(self->open > 0);
     if (--self->open > 0)
         return BRG_OK;
@@ -160,7 +165,8 @@ s_waiter_finish(s_waiter_t *w, const brg_gather_result_t *res, int status)
 //  The helper actor's state.
 typedef struct {
     s_waiter_t *waiter; // shared with the caller (one reference)
-    brg_ref_t *targets; // owned copy
+    brg_ref_t *targets; // owned copy, or NULL: by name
+    char **names;       // owned copies of the names (brg_system_gather_named)
     size_t n;           //
     brg_msg_t *request; // owned until init hands it to brg_gather
     int timeout_ms;     //
@@ -174,6 +180,9 @@ s_helper_destroy(void *state)
         s_waiter_release(self->waiter);
     brg_msg_destroy(&self->request);
     free(self->targets);
+    for (size_t i = 0; self->names && i < self->n; i++)
+        free(self->names[i]);
+    free(self->names);
     free(self);
 }
 
@@ -191,8 +200,11 @@ s_helper_init(brg_ctx_t *ctx, void *arg)
 {
     (void)arg;
     s_helper_t *self = brg_state(ctx);
-    int rc = brg_gather(ctx, self->targets, self->n, &self->request, self->timeout_ms,
-                        s_helper_done, self);
+    int rc = self->targets
+                 ? brg_gather(ctx, self->targets, self->n, &self->request, self->timeout_ms,
+                              s_helper_done, self)
+                 : brg_gather_named(ctx, (const char *const *)self->names, self->n, &self->request,
+                                    self->timeout_ms, s_helper_done, self);
     if (rc != BRG_OK) {
         // No request went out (every target dead, or out of memory): that is
         // the result, not a failure of the helper.
@@ -280,15 +292,12 @@ s_waiter_wait(s_waiter_t *w, brg_system_t *sys, int timeout_ms, bool determinist
 //  ---------------------------------------------------------------------------
 //  Public API
 
-int
-brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, brg_msg_t **request_p,
-           int timeout_ms, brg_gather_fn done, void *arg)
+//  brg_gather and brg_gather_named: targets, or names resolved now (an
+//  unknown name settles its part with BRG_ENOTFOUND).
+static int
+s_gather(brg_ctx_t *ctx, const brg_ref_t *targets, const char *const *names, size_t n,
+         brg_msg_t **request_p, int timeout_ms, brg_gather_fn done, void *arg)
 {
-    assert(ctx);
-    assert(targets || n == 0);
-    assert(request_p && *request_p);
-    assert(timeout_ms >= 0);
-    assert(done);
     brg_msg_t *request = *request_p;
     *request_p = NULL;
     if (n == 0) {
@@ -306,10 +315,20 @@ brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, brg_msg_t **reque
     self->arg = arg;
     self->n = n;
     size_t asked = 0;
+    brg_system_t *sys = brg_ctx_system(ctx);
     for (size_t i = 0; i < n; i++) {
         s_part_t *part = &self->parts[i];
         part->gather = self;
-        part->target = targets[i];
+        part->target = BRG_REF_NONE;
+        if (targets) {
+            part->target = targets[i];
+        } else if (!names[i] || brg_whereis(sys, names[i], &part->target) != BRG_OK) {
+            part->target = BRG_REF_NONE;
+            part->status = BRG_ENOTFOUND;
+            if (i + 1 == n)
+                brg_msg_destroy(&request);
+            continue;
+        }
         brg_msg_t *copy = i + 1 < n ? brg_msg_dup(request) : request;
         if (i + 1 == n)
             request = NULL;
@@ -317,7 +336,8 @@ brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, brg_msg_t **reque
             part->status = BRG_ENOMEM;
             continue;
         }
-        part->status = brg_ask(ctx, targets[i], &copy, timeout_ms, s_on_reply, part);
+        part->status =
+            brg_ask_id(ctx, part->target, &copy, timeout_ms, s_on_reply, part, &part->ask_id);
         asked += part->status == BRG_OK;
     }
     if (asked == 0) {
@@ -330,11 +350,34 @@ brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, brg_msg_t **reque
 }
 
 int
-brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, size_t n, brg_msg_t **request_p,
-                  int timeout_ms, int *statuses, brg_msg_t **replies)
+brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, brg_msg_t **request_p,
+           int timeout_ms, brg_gather_fn done, void *arg)
+{
+    assert(ctx);
+    assert(targets || n == 0);
+    assert(request_p && *request_p);
+    assert(timeout_ms >= 0);
+    assert(done);
+    return s_gather(ctx, targets, NULL, n, request_p, timeout_ms, done, arg);
+}
+
+int
+brg_gather_named(brg_ctx_t *ctx, const char *const *names, size_t n, brg_msg_t **request_p,
+                 int timeout_ms, brg_gather_fn done, void *arg)
+{
+    assert(ctx);
+    assert(names || n == 0);
+    assert(request_p && *request_p);
+    assert(timeout_ms >= 0);
+    assert(done);
+    return s_gather(ctx, NULL, names, n, request_p, timeout_ms, done, arg);
+}
+
+static int
+s_system_gather(brg_system_t *sys, const brg_ref_t *targets, const char *const *names, size_t n,
+                brg_msg_t **request_p, int timeout_ms, int *statuses, brg_msg_t **replies)
 {
     assert(sys);
-    assert(targets || n == 0);
     assert(request_p && *request_p);
     assert(timeout_ms >= 0);
     assert(statuses || n == 0);
@@ -359,19 +402,34 @@ brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, size_t n, brg_msg
         return BRG_EINVAL;
     }
     s_helper_t *helper = calloc(1, sizeof(*helper));
-    brg_ref_t *copy = n <= SIZE_MAX / sizeof(*copy) ? malloc(n * sizeof(*copy)) : NULL;
+    brg_ref_t *copy = NULL;
+    char **names_copy = NULL;
+    bool copied = false;
+    if (targets && n <= SIZE_MAX / sizeof(*copy) && (copy = malloc(n * sizeof(*copy)))) {
+        memcpy(copy, targets, n * sizeof(*copy));
+        copied = true;
+    } else if (names && n <= SIZE_MAX / sizeof(*names_copy) &&
+               (names_copy = calloc(n, sizeof(*names_copy)))) {
+        copied = true;
+        for (size_t i = 0; i < n; i++)
+            if (names[i] && !(names_copy[i] = strdup(names[i])))
+                copied = false;
+    }
     s_waiter_t *w = s_waiter_new(n, statuses, replies);
-    if (!helper || !copy || !w) {
+    if (!helper || !copied || !w) {
         free(helper);
         free(copy);
+        for (size_t i = 0; names_copy && i < n; i++)
+            free(names_copy[i]);
+        free(names_copy);
         if (w)
             s_waiter_free(w);
         brg_msg_destroy(&request);
         return BRG_ENOMEM;
     }
-    memcpy(copy, targets, n * sizeof(*copy));
     helper->waiter = w;
     helper->targets = copy;
+    helper->names = names_copy;
     helper->n = n;
     helper->request = request;
     helper->timeout_ms = timeout_ms;
@@ -392,6 +450,22 @@ brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, size_t n, brg_msg
     int ok = w->ok;
     s_waiter_release(w);
     return finished ? ok : BRG_ETIMEDOUT;
+}
+
+int
+brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, size_t n, brg_msg_t **request_p,
+                  int timeout_ms, int *statuses, brg_msg_t **replies)
+{
+    assert(targets || n == 0);
+    return s_system_gather(sys, targets, NULL, n, request_p, timeout_ms, statuses, replies);
+}
+
+int
+brg_system_gather_named(brg_system_t *sys, const char *const *names, size_t n,
+                        brg_msg_t **request_p, int timeout_ms, int *statuses, brg_msg_t **replies)
+{
+    assert(names || n == 0);
+    return s_system_gather(sys, NULL, names, n, request_p, timeout_ms, statuses, replies);
 }
 
 size_t

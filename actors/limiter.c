@@ -33,6 +33,16 @@
 //  token, the limiter sends itself one tick (brg_send_after) for the moment
 //  the next token is due; at most one tick is armed at a time.
 //
+//  Cancels (brigade/cancel.h). Each ask to the target is made with
+//  brg_ask_id and remembered with its target, so a request whose
+//  request_timeout_ms passes sends the target a cancel for it. A cancel
+//  from a caller is matched (brg_cancel_matches) against the kept copies: a
+//  queued request is taken out of the ring and never started (its caller
+//  gave up: no answer is sent); an in-flight one has the cancel passed on
+//  to the target for the limiter's own ask, and keeps its slot until the
+//  target answers or the request times out, since the target may still be
+//  at work. Both count as cancelled.
+//
 //  In-flight requests live in a list in the state, because the runtime never
 //  calls an ask callback of an actor that stopped: the state destructor
 //  frees them and the queue, so a stopped limiter leaks nothing.
@@ -45,6 +55,8 @@
 typedef struct s_request {
     struct s_request *prev, *next; // the list of requests in flight
     brg_msg_t *request;            // owned copy of the caller's message
+    brg_ref_t target;              // where it went
+    uint64_t ask_id;               // the limiter's ask, for a cancel
 } s_request_t;
 
 //  The limiter's state: owned by its actor, touched only on its thread.
@@ -195,6 +207,8 @@ s_on_reply(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
         r->next->prev = r->prev;
     assert(self->counts.in_flight > 0);
     self->counts.in_flight--;
+    if (status == BRG_ETIMEDOUT)
+        brg_cancel(ctx, r->target, r->ask_id); // the target may still be at it: stop it
     s_answer(self, ctx, r->request, status, reply);
     brg_msg_destroy(&r->request);
     free(r);
@@ -226,7 +240,9 @@ s_start(s_limiter_t *self, brg_ctx_t *ctx, brg_msg_t **request_p)
     }
     if (rc == BRG_OK) {
         r->request = request;
-        rc = brg_ask(ctx, target, &copy, self->opts.request_timeout_ms, s_on_reply, r);
+        r->target = target;
+        rc = brg_ask_id(ctx, target, &copy, self->opts.request_timeout_ms, s_on_reply, r,
+                        &r->ask_id);
         if (rc != BRG_OK)
             r->request = NULL; // still ours below
     }
@@ -314,14 +330,43 @@ s_on_request(s_limiter_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     return BRG_OK;
 }
 
+//  A caller gave up a request (see the design notes).
+static void
+s_on_cancel(s_limiter_t *self, brg_ctx_t *ctx, const brg_msg_t *cancel)
+{
+    size_t cap = (size_t)self->opts.max_queue;
+    for (size_t k = 0; k < self->q_len; k++) {
+        size_t at = (self->q_head + k) % cap;
+        if (!brg_cancel_matches(cancel, self->queue[at]))
+            continue;
+        brg_msg_destroy(&self->queue[at]);
+        for (size_t j = k; j + 1 < self->q_len; j++) { // close the gap, keeping the order
+            size_t to = (self->q_head + j) % cap, from = (self->q_head + j + 1) % cap;
+            self->queue[to] = self->queue[from];
+            self->queued_at[to] = self->queued_at[from];
+        }
+        self->queue[(self->q_head + self->q_len - 1) % cap] = NULL;
+        self->q_len--;
+        self->counts.cancelled++;
+        return;
+    }
+    for (s_request_t *r = self->requests; r; r = r->next) {
+        if (brg_cancel_matches(cancel, r->request)) {
+            brg_cancel(ctx, r->target, r->ask_id);
+            self->counts.cancelled++;
+            return;
+        }
+    }
+}
+
 static void
 s_on_stats(s_limiter_t *self, brg_ctx_t *ctx)
 {
     brg_limiter_stats_t c = self->counts;
     c.queued = self->q_len;
     brg_msg_t *reply = brg_msg_new(BRG_LIMITER_TAG_STATS);
-    const uint64_t fields[] = {c.in_flight, c.queued, c.max_in_flight, c.started,
-                               c.answered,  c.failed, c.rejected,      c.expired};
+    const uint64_t fields[] = {c.in_flight, c.queued,   c.max_in_flight, c.started,  c.answered,
+                               c.failed,    c.rejected, c.expired,       c.cancelled};
     for (size_t k = 0; reply && k < sizeof(fields) / sizeof(fields[0]); k++)
         if (brg_msg_add_uint(reply, fields[k]) != BRG_OK)
             brg_msg_destroy(&reply);
@@ -335,6 +380,10 @@ static int
 s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     s_limiter_t *self = brg_state(ctx);
+    if (brg_msg_is_cancel(msg)) {
+        s_on_cancel(self, ctx, msg); // never limited, never passed on as a request
+        return BRG_OK;
+    }
     if (strncmp(brg_msg_tag(msg), S_PREFIX, sizeof(S_PREFIX) - 1) != 0)
         return s_on_request(self, ctx, msg);
     if (brg_msg_is(msg, BRG_LIMITER_TAG_STATS)) {
@@ -424,11 +473,11 @@ brg_limiter_read_stats(const brg_msg_t *reply, brg_limiter_stats_t *out)
 {
     assert(reply);
     assert(out);
-    uint64_t f[8];
-    int rc = brg__actors_read_uints(reply, BRG_LIMITER_TAG_STATS, f, 8);
+    uint64_t f[9];
+    int rc = brg__actors_read_uints(reply, BRG_LIMITER_TAG_STATS, f, 9);
     if (rc != BRG_OK)
         return rc;
-    *out = (brg_limiter_stats_t){f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]};
+    *out = (brg_limiter_stats_t){f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]};
     return BRG_OK;
 }
 

@@ -39,6 +39,16 @@
 //  a restart that finds the oldest of them within restart_period_ms is one
 //  too many, and the router shuts down with reason failed.
 //
+//  Cancels (brigade/cancel.h) are never routed as requests. Round robin
+//  forwarded the request (the worker sees the asker), and the router keeps
+//  no record of where it went, so a caller's cancel is forwarded to every
+//  live worker (brg_forward keeps the caller as its sender): the one that
+//  holds the request matches it, the others find no match. Least busy asked
+//  the worker itself (brg_ask_id): a caller's cancel that matches a kept
+//  request becomes the router's own cancel to that worker, and so does a
+//  request whose request_timeout_ms passed. Cancels are rare; a broadcast
+//  over a pool is cheap next to the work it stops.
+//
 //  Stopping. The router sends every worker brg_exit(shutdown), which also
 //  stops a worker that does not trap exits when the router's own reason is
 //  normal (normal exits do not travel along links), then exits with its
@@ -55,6 +65,7 @@ typedef struct s_request {
     brg_msg_t *request;            // owned copy of the caller's message
     size_t slot;                   // the worker slot it went to
     brg_ref_t worker;              // the incarnation it went to
+    uint64_t ask_id;               // the router's ask, for a cancel
 } s_request_t;
 
 //  One worker slot.
@@ -264,6 +275,8 @@ s_on_worker_reply(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     s_slot_t *slot = &self->slots[r->slot];
     if (brg_ref_eq(slot->ref, r->worker) && slot->in_flight > 0)
         slot->in_flight--;
+    if (status == BRG_ETIMEDOUT)
+        brg_cancel(ctx, r->worker, r->ask_id); // the worker may still be at it: stop it
     if (status == BRG_OK) {
         brg_msg_t *copy = brg_msg_dup(reply);
         if (copy)
@@ -300,7 +313,8 @@ s_send_to(s_router_t *self, brg_ctx_t *ctx, const brg_msg_t *msg, size_t i)
     }
     r->slot = i;
     r->worker = slot->ref;
-    int rc = brg_ask(ctx, slot->ref, &copy, self->opts.request_timeout_ms, s_on_worker_reply, r);
+    int rc = brg_ask_id(ctx, slot->ref, &copy, self->opts.request_timeout_ms, s_on_worker_reply, r,
+                        &r->ask_id);
     if (rc != BRG_OK) {
         brg_msg_destroy(&r->request);
         free(r);
@@ -312,6 +326,24 @@ s_send_to(s_router_t *self, brg_ctx_t *ctx, const brg_msg_t *msg, size_t i)
     self->requests = r;
     slot->in_flight++;
     return BRG_OK;
+}
+
+//  A caller gave up a request (see the design notes).
+static void
+s_on_cancel(s_router_t *self, brg_ctx_t *ctx, const brg_msg_t *cancel)
+{
+    if (self->opts.strategy == BRG_ROUTE_ROUND_ROBIN) {
+        for (size_t i = 0; i < (size_t)self->opts.workers; i++)
+            if (s_live(&self->slots[i]))
+                brg_forward(ctx, self->slots[i].ref);
+        return;
+    }
+    for (s_request_t *r = self->requests; r; r = r->next) {
+        if (brg_cancel_matches(cancel, r->request)) {
+            brg_cancel(ctx, r->worker, r->ask_id);
+            return;
+        }
+    }
 }
 
 static int
@@ -397,6 +429,10 @@ s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
     }
     if (brg_msg_is(msg, BRG_TAG_EXIT)) {
         s_on_exit(self, ctx, msg);
+        return BRG_OK;
+    }
+    if (brg_msg_is_cancel(msg)) {
+        s_on_cancel(self, ctx, msg); // never routed as a request
         return BRG_OK;
     }
     if (strncmp(brg_msg_tag(msg), S_PREFIX, sizeof(S_PREFIX) - 1) != 0)

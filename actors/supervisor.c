@@ -120,6 +120,9 @@
 #define S_TAG_NAME "brg.sup.name"   // a wait for a name is up; payload: the child's order
 //  From a nested supervisor to its parent supervisor: my children are up.
 #define S_TAG_READY "brg.sup.ready"
+#define S_READY_WAIT_MS (24 * 3600 * 1000)        // sync_init: an init that never ends
+#define S_TAG_UP "brg.sup.up"                     // to report_to: every child is up
+#define S_TAG_START_FAILED "brg.sup.start_failed" // to report_to: id, code
 
 typedef enum { S_STARTING, S_RUNNING, S_RESTARTING, S_SHUTTING_DOWN, S_DONE } s_phase_t;
 
@@ -207,6 +210,9 @@ typedef struct {
     brg_exit_reason_t final; // SHUTTING_DOWN, DONE: the reason to exit with
     bool retry_posted;       // a retry message is on its way
     bool report_ready;       // started by a supervisor: send it S_TAG_READY once up
+    bool sync_init;          // wait for each child's init before the next (opts.sync_start)
+    uint64_t await_seq;      // the brg_ask_ready under way for `awaiting`, by number
+    brg_ref_t report_to;     // brg_supervisor_spawn_sync's inbox, until it is told
 } s_sup_t;
 
 //  The supervisor whose start function runs on this thread now, if any: lets
@@ -582,6 +588,8 @@ s_sup_new(brg_system_t *sys, const brg_supervisor_opts_t *opts, brg_ref_t parent
         return NULL;
     self->sys = sys;
     self->parent = parent;
+    self->report_to = BRG_REF_NONE;
+    self->sync_init = opts->sync_start;
     self->strategy = opts->strategy;
     self->period_ms = opts->period_ms;
     self->ring_cap = (uint32_t)opts->intensity + 1;
@@ -991,9 +999,44 @@ s_exit(s_sup_t *self, brg_ctx_t *ctx)
 static void
 s_start_failed(s_sup_t *self, brg_ctx_t *ctx, s_child_t *c, int code)
 {
+    if (!brg_ref_is_none(self->report_to)) {
+        brg_msg_t *m = brg_msg_new(S_TAG_START_FAILED);
+        if (m && brg_msg_add_str(m, c->spec->id) == BRG_OK &&
+            brg_msg_add_int(m, code < 0 ? code : BRG_EFAILED) == BRG_OK)
+            brg_send(ctx, self->report_to, &m); // lost only if the caller gave up
+        brg_msg_destroy(&m);
+        self->report_to = BRG_REF_NONE;
+    }
     brg_exit_reason_t reason = {BRG_EXIT_FAILED, code < 0 ? code : BRG_EFAILED, ""};
     snprintf(reason.text, sizeof(reason.text), "failed to start child %s", c->spec->id);
     s_begin_shutdown(self, ctx, &reason);
+}
+
+static void s_advance(s_sup_t *self, brg_ctx_t *ctx);
+
+//  brg_ask_ready's answer for the child we wait for (sync_init): its init
+//  has run, so the next child may start. A child that died instead sends
+//  its EXIT too, which decides (a failed start at init); an init that never
+//  ends is a failed start (BRG_ETIMEDOUT) after S_READY_WAIT_MS.
+static int
+s_on_child_ready(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)reply;
+    s_sup_t *self = brg_state(ctx);
+    if (status == BRG_ECLOSED || !self->awaiting || self->await_seq != (uintptr_t)arg)
+        return BRG_OK; // stopping, or a wait that is over (the child exited)
+    if (status == BRG_OK) {
+        self->awaiting = NULL;
+    } else if (status == BRG_ETIMEDOUT) {
+        s_child_t *c = self->awaiting;
+        self->awaiting = NULL;
+        if (self->phase == S_STARTING)
+            s_start_failed(self, ctx, c, BRG_ETIMEDOUT);
+    } else {
+        return BRG_OK; // it died: its EXIT comes (we are linked) and decides
+    }
+    s_advance(self, ctx);
+    return BRG_OK;
 }
 
 //  Start the children from the cursor on, in order (restart: a group
@@ -1031,6 +1074,12 @@ s_start_run(s_sup_t *self, brg_ctx_t *ctx, bool restart)
             self->awaiting = c; // its children start before our next one
             return false;
         }
+        if (c->state == S_ALIVE && self->sync_init && brg_system_is_local(self->sys, c->ref) &&
+            brg_ask_ready(ctx, c->ref, S_READY_WAIT_MS, s_on_child_ready,
+                          (void *)(uintptr_t)++self->await_seq) == BRG_OK) {
+            self->awaiting = c; // its init runs before our next child starts
+            return false;
+        }
     }
     return true;
 }
@@ -1041,6 +1090,10 @@ s_running(s_sup_t *self, brg_ctx_t *ctx)
 {
     self->phase = S_RUNNING;
     self->group_stopped = false;
+    if (!brg_ref_is_none(self->report_to)) {
+        brg_send_tag(ctx, self->report_to, S_TAG_UP); // lost only if the caller gave up
+        self->report_to = BRG_REF_NONE;
+    }
     if (self->report_ready) {
         self->report_ready = false;
         brg_send_tag(ctx, self->parent, S_TAG_READY); // lost only if the parent is gone
@@ -1659,7 +1712,8 @@ s_init(brg_ctx_t *ctx, void *arg)
 }
 
 static int
-s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_supervisor_opts_t *opts, brg_ref_t *sup)
+s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_supervisor_opts_t *opts, brg_ref_t report_to,
+        brg_ref_t *sup)
 {
     int rc = s_opts_check(opts);
     if (rc != BRG_OK)
@@ -1667,6 +1721,7 @@ s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_supervisor_opts_t *opts, br
     s_sup_t *self = s_sup_new(sys, opts, ctx ? brg_self(ctx) : BRG_REF_NONE);
     if (!self)
         return BRG_ENOMEM;
+    self->report_to = report_to;
     brg_spawn_opts_t so;
     brg_spawn_opts_init(&so);
     so.state = self;
@@ -1680,6 +1735,9 @@ s_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_supervisor_opts_t *opts, br
         // before the spawn: once spawned, self belongs to the new actor.
         bool nested = s_starting && brg_state(ctx) == s_starting;
         self->report_ready = nested;
+        // A synchronous start is synchronous all the way down.
+        if (nested && s_starting->sync_init)
+            self->sync_init = true;
         brg_ref_t ref;
         rc = brg_spawn(ctx, s_behaviour, &so, &ref);
         if (rc == BRG_OK && nested)
@@ -1722,7 +1780,7 @@ brg_supervisor_spawn(brg_ctx_t *ctx, const brg_supervisor_opts_t *opts, brg_ref_
 {
     assert(ctx);
     assert(opts);
-    return s_spawn(brg_ctx_system(ctx), ctx, opts, sup);
+    return s_spawn(brg_ctx_system(ctx), ctx, opts, BRG_REF_NONE, sup);
 }
 
 int
@@ -1730,7 +1788,84 @@ brg_supervisor_spawn_root(brg_system_t *sys, const brg_supervisor_opts_t *opts, 
 {
     assert(sys);
     assert(opts);
-    return s_spawn(sys, NULL, opts, sup);
+    return s_spawn(sys, NULL, opts, BRG_REF_NONE, sup);
+}
+
+//  What brg_supervisor_spawn_sync waits for: the supervisor's up or
+//  start-failed report, or its DOWN.
+static bool
+s_sync_match(const brg_msg_t *msg, void *arg)
+{
+    (void)arg;
+    return brg_msg_is(msg, S_TAG_UP) || brg_msg_is(msg, S_TAG_START_FAILED) ||
+           brg_msg_is(msg, BRG_TAG_DOWN);
+}
+
+int
+brg_supervisor_spawn_sync(brg_system_t *sys, const brg_supervisor_opts_t *opts, int timeout_ms,
+                          brg_ref_t *sup, brg_supervisor_start_error_t *error)
+{
+    assert(sys);
+    assert(opts);
+    brg_supervisor_start_error_t none;
+    if (!error)
+        error = &none;
+    memset(error, 0, sizeof(*error));
+    if (sup)
+        *sup = BRG_REF_NONE;
+    if (timeout_ms < 0)
+        return BRG_EINVAL;
+    // The inbox is the caller's reply box (and refuses a Brigade thread:
+    // BRG_EDEADLK, as brg_system_ask does).
+    brg_inbox_t *in = NULL;
+    int rc = brg_inbox_new(sys, &in);
+    if (rc != BRG_OK)
+        return error->code = rc;
+    brg_supervisor_opts_t o = *opts;
+    o.sync_start = true;
+    brg_ref_t ref;
+    rc = s_spawn(sys, NULL, &o, brg_inbox_ref(in), &ref);
+    uint64_t mon = 0;
+    if (rc == BRG_OK)
+        rc = brg_inbox_monitor(in, ref, &mon);
+    brg_msg_t *m = NULL;
+    if (rc == BRG_OK)
+        rc = brg_inbox_receive_if(in, s_sync_match, NULL, timeout_ms, &m);
+    if (rc == BRG_ETIMEDOUT) {
+        // Not up in time: it is shut down (its children with it), as OTP's
+        // start_link does after its timeout, and not waited for.
+        brg_exit(sys, ref, BRG_EXIT_SHUTDOWN);
+    } else if (rc == BRG_OK && brg_msg_is(m, S_TAG_UP)) {
+        if (sup)
+            *sup = ref;
+    } else if (rc == BRG_OK) {
+        rc = BRG_EFAILED;
+        if (brg_msg_is(m, S_TAG_START_FAILED)) {
+            size_t pos = 0;
+            const char *id;
+            size_t len;
+            int64_t code;
+            if (brg_msg_read_str(m, &pos, &id, &len) == BRG_OK &&
+                brg_msg_read_int(m, &pos, &code) == BRG_OK) {
+                snprintf(error->child_id, sizeof(error->child_id), "%.*s", (int)len, id);
+                rc = (int)code;
+            }
+            // Returns once the supervisor is gone, its started children
+            // stopped (waiting at most timeout_ms more for that).
+            brg_msg_destroy(&m);
+            brg_inbox_receive(in, BRG_TAG_DOWN, timeout_ms, &m);
+        } else {
+            brg_ref_t from;
+            brg_exit_reason_t reason;
+            if (brg_msg_read_down(m, &from, &mon, &reason) == BRG_OK && reason.code < 0)
+                rc = reason.code;
+        }
+    }
+    brg_msg_destroy(&m);
+    brg_inbox_destroy(&in);
+    if (rc != BRG_OK)
+        error->code = rc;
+    return rc;
 }
 
 int

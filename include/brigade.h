@@ -23,10 +23,12 @@
 #define BRIGADE_H
 
 #include "brigade/actor.h"
+#include "brigade/cancel.h"
 #include "brigade/error.h"
 #include "brigade/export.h"
 #include "brigade/gather.h"
 #include "brigade/http.h"
+#include "brigade/inbox.h"
 #include "brigade/kind.h"
 #include "brigade/limiter.h"
 #include "brigade/link.h"
@@ -36,6 +38,7 @@
 #include "brigade/node.h"
 #include "brigade/observe.h"
 #include "brigade/proc.h"
+#include "brigade/promise.h"
 #include "brigade/ref.h"
 #include "brigade/registry.h"
 #include "brigade/router.h"

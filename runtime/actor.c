@@ -106,8 +106,11 @@ s_die(brg__actor_t *actor, const brg_exit_reason_t *reason, const char *crash_wh
     // monitor or BRG_SPAWN_LINK child made in a callback is signalled below
     // with the others. New asks from these callbacks fail at once (brg_ask
     // sees BRG__ACTOR_DEAD), so nothing recurses and nothing outlives us.
-    if (actor->ext)
+    if (actor->ext) {
         brg__ask_map_destroy(&actor->ext->asks, actor);
+        if (actor->ext->promises)
+            brg__promises_on_death(actor); // their askers hear BRG_ECLOSED now
+    }
     brg__link_on_death(actor, reason);
     if (actor->ext && actor->ext->idle_timer)
         brg__timers_cancel(sys->timers, actor->ext->idle_timer);
@@ -267,6 +270,11 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *o
         msg = NULL; // its tag is in tag already, should brg_fail have been called
         break;
     }
+    case BRG__MSG_SYS_READY:
+        // brg_ask_ready: init has run (it runs before any message), so the
+        // runtime answers for the actor; its behaviour never sees this.
+        brg__ask_answer_ready(actor, msg);
+        break;
     case BRG__MSG_SYS_KILL:
     case BRG__MSG_SYS_LINK:
     case BRG__MSG_SYS_UNLINK:

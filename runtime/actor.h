@@ -50,6 +50,7 @@ typedef struct brg__actor_ext {
     uint64_t idle_timer;            // the armed idle timer's id, or 0
     uint64_t last_active_ns;        // when the actor last handled a message
     brg__waiter_t *waiter;          // WAITER actors: the blocked thread's wake-up
+    struct brg_promise *promises;   // promises taken and not yet kept (promise.c)
     struct brg__links *links;       // links and monitors (link.c), or NULL
     brg_exit_reason_t *fail_reason; // set by brg_fail, or NULL
     //  Backpressure (backpressure.c): read and written only under the scheduler's
@@ -156,5 +157,14 @@ void brg__ask_on_timeout(brg_ctx_t *ctx, uint64_t corr);
 //  The asking actor stops: call each pending callback with BRG_ECLOSED, stop
 //  the timers, free the map. Thread: the dying actor's.
 void brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor);
+
+//  Answer a brg_ask_ready request (msg stays the caller's). Thread: the
+//  actor's, after its init. (ask.c)
+void brg__ask_answer_ready(brg__actor_t *actor, const brg_msg_t *msg);
+
+//  The actor is dying: answer each promise it has not kept with
+//  BRG_ECLOSED and detach it (the holder frees it later). Thread: the
+//  dying actor's. (promise.c)
+void brg__promises_on_death(brg__actor_t *actor);
 
 #endif

@@ -217,7 +217,7 @@ s_answered_remotely(int rc)
 //  brg_ask and brg_ask_named_at (name != NULL: a name on node `to`).
 static int
 s_ask(brg_ctx_t *ctx, brg_ref_t to, const char *name, brg_msg_t **msg_p, int timeout_ms,
-      brg_reply_fn fn, void *arg)
+      brg_reply_fn fn, void *arg, uint64_t *ask_id, uint8_t kind)
 {
     brg__actor_t *actor = ctx->actor;
     brg_system_t *sys = actor->sys;
@@ -261,9 +261,11 @@ s_ask(brg_ctx_t *ctx, brg_ref_t to, const char *name, brg_msg_t **msg_p, int tim
     brg_msg_t *msg = *msg_p;
     *msg_p = NULL;
     msg->corr = entry.corr;
-    msg->kind = BRG__MSG_USER;
+    msg->kind = kind;
     msg->sender = brg__actor_ref(actor);
     rc = s_deliver(sys, to, name, &msg);
+    if (ask_id)
+        *ask_id = rc == BRG_OK || s_answered_remotely(rc) ? entry.corr : 0;
     if (s_answered_remotely(rc))
         return BRG_OK; // its error reply is on the way: fn gets the status
     if (rc != BRG_OK) {
@@ -281,7 +283,19 @@ brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_rep
     assert(ctx);
     assert(msg_p && *msg_p);
     assert(fn);
-    return s_ask(ctx, to, NULL, msg_p, timeout_ms, fn, arg);
+    return s_ask(ctx, to, NULL, msg_p, timeout_ms, fn, arg, NULL, BRG__MSG_USER);
+}
+
+int
+brg_ask_id(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms, brg_reply_fn fn,
+           void *arg, uint64_t *ask_id)
+{
+    assert(ctx);
+    assert(msg_p && *msg_p);
+    assert(fn);
+    assert(ask_id);
+    *ask_id = 0;
+    return s_ask(ctx, to, NULL, msg_p, timeout_ms, fn, arg, ask_id, BRG__MSG_USER);
 }
 
 int
@@ -291,7 +305,33 @@ brg_ask_named_at(brg_ctx_t *ctx, brg_ref_t node, const char *name, brg_msg_t **m
     assert(ctx);
     assert(msg_p && *msg_p);
     assert(fn);
-    return s_ask(ctx, node, name ? name : "", msg_p, timeout_ms, fn, arg);
+    return s_ask(ctx, node, name ? name : "", msg_p, timeout_ms, fn, arg, NULL, BRG__MSG_USER);
+}
+
+int
+brg_ask_ready(brg_ctx_t *ctx, brg_ref_t to, int timeout_ms, brg_reply_fn fn, void *arg)
+{
+    assert(ctx);
+    assert(fn);
+    brg_system_t *sys = ctx->actor->sys;
+    if (!brg_system_is_local(sys, to))
+        return BRG_EINVAL; // the wire carries no such request
+    brg_msg_t *msg = brg__msg_alloc();
+    if (!msg)
+        return BRG_ENOMEM;
+    brg__msg_set_tag(msg, "brg.ready?", 10);
+    return s_ask(ctx, to, NULL, &msg, timeout_ms, fn, arg, NULL, BRG__MSG_SYS_READY);
+}
+
+void
+brg__ask_answer_ready(brg__actor_t *actor, const brg_msg_t *msg)
+{
+    brg_msg_t *reply = brg__msg_alloc();
+    if (!reply)
+        return; // out of memory: the asker times out
+    brg__msg_set_tag(reply, BRG_TAG_READY, sizeof(BRG_TAG_READY) - 1);
+    brg_ctx_t ctx = {actor, NULL};
+    brg_reply_to(&ctx, msg, &reply);
 }
 
 //  Send reply to the sender of cur (the current message, or a saved copy of

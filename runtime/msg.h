@@ -34,7 +34,8 @@ typedef enum {
     BRG__MSG_SYS_DEMONITOR,   // sender drops monitor corr (user lane)
     BRG__MSG_SYS_EXIT,        // a linked actor exited; payload = reason (user lane: ordered)
     BRG__MSG_SYS_DOWN,        // a monitored actor exited; corr = monitor id (user lane)
-    BRG__MSG_TIMER            // a periodic timer's tick: corr = timer id, checked (user lane)
+    BRG__MSG_TIMER,           // a periodic timer's tick: corr = timer id, checked (user lane)
+    BRG__MSG_SYS_READY        // brg_ask_ready: the runtime answers it once init has run (user lane)
 } brg__msg_kind_t;
 
 //  A message. Owned by exactly one party at a time: the builder, then the

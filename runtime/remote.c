@@ -162,7 +162,8 @@ s_inbound_kind_ok(const brg_msg_t *msg)
     case BRG__MSG_SYS_ASK_TIMEOUT:
     case BRG__MSG_SYS_IDLE:
     case BRG__MSG_TIMER:
-        return false; // local timers: they never leave their node
+    case BRG__MSG_SYS_READY: // brg_ask_ready is local only
+        return false;        // local timers: they never leave their node
     }
     return false;
 }

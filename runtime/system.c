@@ -114,6 +114,9 @@ brg_system_destroy(brg_system_t **self_p)
     // assert() is compiled in (the default build defines NDEBUG).
     if (brg__system_on_own_thread(self))
         return BRG_EDEADLK;
+    // Destroy would wait for this thread's own inbox (brigade/inbox.h).
+    if (brg__inbox_open_here(self))
+        return BRG_EBUSY;
     brg__actor_stop_all(self);
     if (self->cfg.deterministic) {
         // Run the stops (and whatever they cause) until nothing is alive.

@@ -106,6 +106,10 @@ void brg__system_ask_ended(brg_system_t *sys);
 //  step. A blocking call of sys made there would wait for itself.
 bool brg__system_on_own_thread(brg_system_t *sys);
 
+//  True when the calling thread created an inbox of sys that is still open
+//  (inbox.c). Thread: any.
+bool brg__inbox_open_here(brg_system_t *sys);
+
 //  The system's clock: virtual in deterministic mode, CLOCK_MONOTONIC else.
 uint64_t brg__system_now_ns(const brg_system_t *sys);
 

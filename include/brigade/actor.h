@@ -190,6 +190,21 @@ BRG_EXPORT int brg_forward(brg_ctx_t *ctx, brg_ref_t to);
 BRG_EXPORT int brg_ask(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p, int timeout_ms,
                        brg_reply_fn fn, void *arg);
 
+//  The tag of brg_ask_ready's reply.
+#define BRG_TAG_READY "brg.ready"
+
+//  Ask the runtime whether `to`, an actor of this node, has run its init:
+//  fn is called once, in this actor, with BRG_OK (reply: BRG_TAG_READY
+//  from `to`) as soon as `to` has run its init (at once if it had none or
+//  ran it long ago; messages queued before this request run first), with
+//  BRG_ENOACTOR if `to` died first (its init failed, say), or BRG_ETIMEDOUT
+//  after timeout_ms. `to`'s behaviour never sees the request: its runtime
+//  answers it (OTP's synchronous start, proc_lib:init_ack, without the
+//  child's cooperation). Errors as brg_ask, plus BRG_EINVAL for a ref of
+//  another node (no request is sent).
+BRG_EXPORT int brg_ask_ready(brg_ctx_t *ctx, brg_ref_t to, int timeout_ms, brg_reply_fn fn,
+                             void *arg);
+
 //  Handle the next messages with fn instead (from the next message on).
 BRG_EXPORT void brg_become(brg_ctx_t *ctx, brg_behaviour_fn fn);
 

@@ -13,6 +13,16 @@
 //  The result is opaque; read it with the accessors below, by part index
 //  (the index of the target in the array given to brg_gather).
 //
+//  By name: brg_gather_named and brg_system_gather_named take registered
+//  names instead of refs, resolved (brg_whereis) when the requests go out;
+//  an unknown name settles its part at once with BRG_ENOTFOUND (its target
+//  is BRG_REF_NONE) and the other parts go on.
+//
+//  Cancel at the deadline: a part still open when the deadline passes is
+//  settled BRG_ETIMEDOUT and its target is sent a cancel for its request
+//  (BRG_TAG_CANCEL, brigade/cancel.h), so a worker that honours cancels
+//  abandons the work instead of finishing it for nobody.
+//
 //  brg_system_gather is the same from a thread outside the system; it blocks.
 #ifndef BRG_GATHER_H
 #define BRG_GATHER_H
@@ -56,6 +66,16 @@ typedef int (*brg_gather_fn)(brg_ctx_t *ctx, const brg_gather_result_t *res, voi
 BRG_EXPORT int brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, brg_msg_t **request_p,
                           int timeout_ms, brg_gather_fn done, void *arg);
 
+//  brg_gather by registered names: names[i] is looked up when the requests
+//  go out; an unknown (or NULL) name is part i's BRG_ENOTFOUND, settled at
+//  once, not a failure of the gather. Errors as brg_gather; when no request
+//  can go out at all (every name unknown or every target dead), the first
+//  part's status (BRG_ENOTFOUND, BRG_ENOACTOR) and done never comes. names
+//  and the strings are not kept after the call.
+BRG_EXPORT int brg_gather_named(brg_ctx_t *ctx, const char *const *names, size_t n,
+                                brg_msg_t **request_p, int timeout_ms, brg_gather_fn done,
+                                void *arg);
+
 //  The same from a thread outside the system, blocking. A short-lived helper
 //  actor runs brg_gather for the caller, so every target gets its request at
 //  once and all share one deadline; the helper copies the results out and
@@ -79,6 +99,13 @@ BRG_EXPORT int brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, si
                                  brg_msg_t **request_p, int timeout_ms, int *statuses,
                                  brg_msg_t **replies);
 
+//  brg_system_gather by registered names (as brg_gather_named): an unknown
+//  name is statuses[i] = BRG_ENOTFOUND; every name unknown returns 0.
+//  Thread: as brg_system_gather.
+BRG_EXPORT int brg_system_gather_named(brg_system_t *sys, const char *const *names, size_t n,
+                                       brg_msg_t **request_p, int timeout_ms, int *statuses,
+                                       brg_msg_t **replies);
+
 //  How long brg_system_gather waits past the deadline for its helper.
 #define BRG_GATHER_GRACE_MS 1000
 
@@ -94,8 +121,8 @@ BRG_EXPORT size_t brg_gather_result_ok_count(const brg_gather_result_t *res);
 //  The target of part i.
 BRG_EXPORT brg_ref_t brg_gather_result_target(const brg_gather_result_t *res, size_t i);
 
-//  The status of part i: BRG_OK, BRG_ETIMEDOUT, BRG_ENOACTOR, BRG_ENOMEM or
-//  the replier's error.
+//  The status of part i: BRG_OK, BRG_ETIMEDOUT, BRG_ENOACTOR, BRG_ENOMEM,
+//  BRG_ENOTFOUND (an unknown name) or the replier's error.
 BRG_EXPORT int brg_gather_result_status(const brg_gather_result_t *res, size_t i);
 
 //  The reply of part i, or NULL unless its status is BRG_OK.

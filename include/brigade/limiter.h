@@ -31,6 +31,15 @@
 //  If the limiter stops, its queued and in-flight requests are not answered
 //  (their askers time out); its memory is freed.
 //
+//  Cancels (brigade/cancel.h): a request to the target that passes
+//  request_timeout_ms is answered BRG_ETIMEDOUT and the target is sent a
+//  cancel for it, so it can stop working for nobody. A caller that gives up
+//  (a gather whose deadline passed) sends the limiter a cancel for its
+//  request: if still queued, the request is dropped unanswered and never
+//  started; if with the target, the cancel is passed on to the target for
+//  the limiter's own ask, and the request keeps its slot until the target
+//  answers or times out. A cancel is never limited or queued itself.
+//
 //  Messages with a tag starting "brg.limiter." are the limiter's own protocol
 //  (below) and are never passed on.
 #ifndef BRG_LIMITER_H
@@ -72,10 +81,11 @@ typedef struct brg_limiter_stats {
     uint64_t failed;        // of those answers, errors (target's, timeout, no actor)
     uint64_t rejected;      // requests refused with BRG_EBUSY (queue full)
     uint64_t expired;       // queued requests answered BRG_ETIMEDOUT (max_queue_wait_ms)
+    uint64_t cancelled;     // callers' cancels that found their request (queued or in flight)
 } brg_limiter_stats_t;
 
 //  Tag of the limiter's counters request, answered with brg_reply.
-#define BRG_LIMITER_TAG_STATS "brg.limiter.stats" // -> the counters, in field order
+#define BRG_LIMITER_TAG_STATS "brg.limiter.stats" // -> the counters (uints), in field order
 
 //  Fill with the defaults (see the fields).
 BRG_EXPORT void brg_limiter_opts_init(brg_limiter_opts_t *opts);

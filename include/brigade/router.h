@@ -32,6 +32,14 @@
 //  no live worker at all, an ask is answered with BRG_ENOACTOR and a plain
 //  message becomes a dead letter (BRG_DEAD_UNHANDLED); both count as dropped.
 //
+//  Cancels (brigade/cancel.h) are never routed as requests. Round robin:
+//  a caller's cancel is forwarded to every live worker (the router keeps no
+//  record of where a forwarded request went; the worker holding it matches
+//  it, the others find no match). Least busy: a caller's cancel for a
+//  request with a worker becomes the router's cancel of its own ask to that
+//  worker, and a request that passes request_timeout_ms is cancelled at
+//  the worker the same way.
+//
 //  Stopping: the router stops when its parent exits (any reason: it stops
 //  its workers and exits with the same reason), or on brg_exit(sys, router,
 //  BRG_EXIT_SHUTDOWN). As with supervisors, do not use brg_actor_stop on a

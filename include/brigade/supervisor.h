@@ -39,6 +39,7 @@
 #ifndef BRG_SUPERVISOR_H
 #define BRG_SUPERVISOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -144,6 +145,12 @@ typedef struct brg_supervisor_opts {
     const brg_child_spec_t *children; // static: the children, in start order;
     size_t n_children;                //   dynamic: exactly one spec (no name)
     const char *name;                 // optional registered name of the supervisor
+    //  Synchronous start (default false): start each child only once the one
+    //  before has run its init (brg_ask_ready, for local children; nested
+    //  supervisors are always waited for), as OTP's start_link does. Also
+    //  for restarts. Nested supervisors started by such a supervisor start
+    //  synchronously too.
+    bool sync_start;
 } brg_supervisor_opts_t;
 
 //  Where a child stands (OTP's which_children shows a pid, `restarting` or
@@ -231,6 +238,31 @@ BRG_EXPORT int brg_supervisor_spawn(brg_ctx_t *ctx, const brg_supervisor_opts_t 
 //  The same from any thread, as the root of a tree: no parent. Thread: any.
 BRG_EXPORT int brg_supervisor_spawn_root(brg_system_t *sys, const brg_supervisor_opts_t *opts,
                                          brg_ref_t *sup);
+
+//  Why brg_supervisor_spawn_sync failed (a plain value).
+typedef struct brg_supervisor_start_error {
+    char child_id[BRG_CHILD_ID_MAX + 1]; // the child that did not start, or "" (not a child's)
+    int code; // the start function's error, the child's exit code, or the call's error
+} brg_supervisor_start_error_t;
+
+//  Start a root supervisor (as brg_supervisor_spawn_root, with sync_start
+//  on) and return once every static child is up: each child's init has run,
+//  in start order, nested supervisors' children included (OTP's
+//  supervisor:start_link). On BRG_OK *sup (if not NULL) is its address.
+//  If a child does not start (its start function fails, or it fails or
+//  stops in its init), the supervisor stops the children already started
+//  and exits, as an asynchronous one does; this call returns after that
+//  (waiting at most timeout_ms more for it), with the child's code
+//  (negative) and error->child_id naming it.
+//  Other errors: BRG_ETIMEDOUT (not up within timeout_ms; the supervisor is
+//  asked to shut down, brg_exit shutdown, and not waited for), BRG_EINVAL
+//  (bad options, timeout_ms < 0), BRG_EDEADLK (on one of sys's own
+//  threads: nothing is started), then as brg_supervisor_spawn_root; the code
+//  is also in error->code. error may be NULL. opts is copied.
+//  Thread: any thread but sys's own; blocks (an inbox, brigade/inbox.h).
+BRG_EXPORT int brg_supervisor_spawn_sync(brg_system_t *sys, const brg_supervisor_opts_t *opts,
+                                         int timeout_ms, brg_ref_t *sup,
+                                         brg_supervisor_start_error_t *error);
 
 //  A ready-made start function for a nested supervisor: arg is a
 //  const brg_supervisor_opts_t * (not copied: keep it valid while the parent

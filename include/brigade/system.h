@@ -112,10 +112,13 @@ BRG_EXPORT brg_system_t *brg_system_new(const brg_config_t *cfg);
 //  still running a behaviour are let finish it first. Messages sent during
 //  destroy are dead letters. A brg_system_ask blocked in another thread
 //  returns BRG_ECLOSED, and destroy waits until it has returned.
+//  An inbox (brigade/inbox.h) of another thread is woken (its receive and
+//  ask answer BRG_ECLOSED) and destroy waits until its owner destroys it.
 //  Returns BRG_OK, or BRG_EDEADLK when called on one of this system's own
 //  threads (a behaviour, init, reply callback, or the dead-letter hook on the
-//  timer thread): then nothing is done and *self_p is unchanged. The check
-//  holds in every build, NDEBUG or not.
+//  timer thread), or BRG_EBUSY when the calling thread still holds an open
+//  inbox of this system: then nothing is done and *self_p is unchanged. The
+//  checks hold in every build, NDEBUG or not.
 //  Thread: any thread that is not one of this system's own.
 BRG_EXPORT int brg_system_destroy(brg_system_t **self_p);
 

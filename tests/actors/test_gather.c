@@ -43,6 +43,8 @@ static int
 tg_late(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     brg_msg_t **kept = brg_state(ctx);
+    if (brg_msg_is_cancel(msg))
+        return BRG_OK; // ignores cancels: finishes the work for nobody (a late reply)
     if (brg_msg_is(msg, "later")) {
         brg_msg_t *reply = brg_msg_new_int("echoed", -1);
         brg_reply_to(ctx, *kept, &reply);
@@ -450,6 +452,172 @@ START_TEST(test_system_gather_stress_many_gathers_from_several_threads_all_compl
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  By name, and the cancel of late parts
+
+//  Keeps the request; a matching cancel drops it (counted), "later" would
+//  answer it.
+static int tg_cancels_seen;
+
+static int
+tg_cancellable(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t **kept = brg_state(ctx);
+    if (brg_msg_is_cancel(msg)) {
+        if (*kept && brg_cancel_matches(msg, *kept)) {
+            tg_cancels_seen++;
+            brg_msg_destroy(kept); // the work is abandoned: no reply
+        }
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, "later")) {
+        if (*kept) {
+            brg_msg_t *reply = brg_msg_new_int("echoed", -1);
+            brg_reply_to(ctx, *kept, &reply);
+            brg_msg_destroy(kept);
+        }
+        return BRG_OK;
+    }
+    *kept = brg_msg_dup(msg);
+    brg_msg_t *later = brg_msg_new("later");
+    ck_assert_int_eq(brg_send_after(ctx, brg_self(ctx), &later, 2000, NULL), BRG_OK);
+    return BRG_OK;
+}
+
+START_TEST(test_gather_tells_a_part_still_open_at_the_deadline_to_cancel)
+{
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.state_size = sizeof(brg_msg_t *);
+    opts.state_destroy = tg_late_free;
+    brg_ref_t worker;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, tg_cancellable, &opts, &worker), BRG_OK);
+    tg_n = 2;
+    tg_targets[0] = tu_spawn(tu_sys, tg_echo);
+    tg_targets[1] = worker;
+    tg_go(1000);
+    ck_assert_int_eq(tg_cancels_seen, 0);
+    brg_system_advance(tu_sys, 1000);
+    ck_assert_int_eq(tg_done_calls, 1);
+    ck_assert_int_eq(tg_status[0], BRG_OK);
+    ck_assert_int_eq(tg_status[1], BRG_ETIMEDOUT);
+    ck_assert_int_eq(tg_cancels_seen, 1); // the answered part got none
+    brg_system_advance(tu_sys, 2000);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_LATE_REPLY), 0); // abandoned, not answered late
+    ck_assert_uint_eq(tu_dead.total, 0);
+}
+END_TEST
+
+static const char *tg_names[TG_MAX];
+
+static int
+tg_named_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_msg_t *request = brg_msg_new_int("work", 41);
+    tg_gather_rc = brg_gather_named(ctx, tg_names, tg_n, &request, 1000, tg_done, &tg_done_calls);
+    ck_assert_ptr_null(request);
+    return BRG_OK;
+}
+
+START_TEST(test_gather_by_name_settles_an_unknown_name_as_not_found_and_goes_on)
+{
+    brg_ref_t a = tu_spawn(tu_sys, tg_echo);
+    brg_ref_t b = tu_spawn(tu_sys, tg_refuser);
+    ck_assert_int_eq(brg_register(tu_sys, "a", a), BRG_OK);
+    ck_assert_int_eq(brg_register(tu_sys, "b", b), BRG_OK);
+    tg_n = 4;
+    tg_names[0] = "a";
+    tg_names[1] = "nobody";
+    tg_names[2] = "b";
+    tg_names[3] = NULL;
+    brg_ref_t asker = tu_spawn(tu_sys, tg_named_asker);
+    ck_assert_int_eq(tu_send_tag(tu_sys, asker, "go"), BRG_OK);
+    brg_system_run_until_idle(tu_sys);
+    ck_assert_int_eq(tg_gather_rc, BRG_OK);
+    ck_assert_int_eq(tg_done_calls, 1);
+    ck_assert_int_eq(tg_status[0], BRG_OK);
+    ck_assert_int_eq(tg_value[0], 42);
+    ck_assert(brg_ref_eq(tg_target_seen[0], a));
+    ck_assert_int_eq(tg_status[1], BRG_ENOTFOUND);
+    ck_assert(brg_ref_is_none(tg_target_seen[1]));
+    ck_assert_int_eq(tg_status[2], BRG_EPROTO);
+    ck_assert(brg_ref_eq(tg_target_seen[2], b));
+    ck_assert_int_eq(tg_status[3], BRG_ENOTFOUND);
+    // Every name unknown: nothing goes out, done never comes.
+    tg_n = 2;
+    tg_names[0] = "x";
+    tg_names[1] = "y";
+    ck_assert_int_eq(tu_send_tag(tu_sys, asker, "go"), BRG_OK);
+    brg_system_run_until_idle(tu_sys);
+    ck_assert_int_eq(tg_gather_rc, BRG_ENOTFOUND);
+    ck_assert_int_eq(tg_done_calls, 1);
+}
+END_TEST
+
+START_TEST(test_system_gather_by_name_from_an_outside_thread)
+{
+    ck_assert_int_eq(brg_register(tu_sys, "echo", tu_spawn(tu_sys, tg_echo)), BRG_OK);
+    const char *names[3] = {"echo", "missing", "echo"};
+    int statuses[3];
+    brg_msg_t *replies[3];
+    brg_msg_t *request = brg_msg_new_int("work", 1);
+    ck_assert_int_eq(brg_system_gather_named(tu_sys, names, 3, &request, 5000, statuses, replies),
+                     2);
+    ck_assert_int_eq(statuses[0], BRG_OK);
+    ck_assert_int_eq(statuses[1], BRG_ENOTFOUND);
+    ck_assert_int_eq(statuses[2], BRG_OK);
+    ck_assert_ptr_null(replies[1]);
+    ck_assert_int_eq(tu_msg_int(replies[0]), 2);
+    brg_msg_destroy(&replies[0]);
+    brg_msg_destroy(&replies[2]);
+    const char *none[2] = {"missing", "gone"};
+    request = brg_msg_new_int("work", 1);
+    ck_assert_int_eq(brg_system_gather_named(tu_sys, none, 2, &request, 5000, statuses, replies),
+                     0);
+    ck_assert_int_eq(statuses[0], BRG_ENOTFOUND);
+    ck_assert_int_eq(statuses[1], BRG_ENOTFOUND);
+}
+END_TEST
+
+//  A blocking worker in long work checks for a cancel between its steps.
+static atomic_int tg_abandoned;
+
+static int
+tg_long_worker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is_cancel(msg))
+        return BRG_OK; // seen already, mid-work
+    for (int step = 0; step < 20000; step++) {
+        if (brg_cancel_pending(ctx, msg)) {
+            atomic_store(&tg_abandoned, step + 1);
+            return BRG_OK; // abandoned: no reply
+        }
+        tu_sleep_ms(1);
+    }
+    brg_msg_t *reply = brg_msg_new_int("done", 0);
+    return brg_reply(ctx, &reply);
+}
+
+START_TEST(test_gather_cancel_reaches_a_worker_in_the_middle_of_long_work)
+{
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.flags = BRG_SPAWN_BLOCKING;
+    brg_ref_t worker;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, tg_long_worker, &opts, &worker), BRG_OK);
+    brg_ref_t targets[2] = {tu_spawn(tu_sys, tg_echo), worker};
+    int statuses[2];
+    brg_msg_t *replies[2];
+    brg_msg_t *request = brg_msg_new_int("work", 1);
+    ck_assert_int_eq(brg_system_gather(tu_sys, targets, 2, &request, 50, statuses, replies), 1);
+    ck_assert_int_eq(statuses[1], BRG_ETIMEDOUT);
+    brg_msg_destroy(&replies[0]);
+    TU_WAIT_UNTIL(atomic_load(&tg_abandoned) != 0, TU_WAIT_MS);
+    ck_assert_int_lt(atomic_load(&tg_abandoned), 20000);
+}
+END_TEST
+
 Suite *
 gather_suite(void)
 {
@@ -468,6 +636,8 @@ gather_suite(void)
     tcase_add_test(core, test_gather_with_every_target_dead_fails_and_never_calls_done);
     tcase_add_test(core, test_gather_turns_a_reply_after_the_deadline_into_a_dead_letter);
     tcase_add_test(core, test_gather_sends_a_target_listed_twice_two_requests);
+    tcase_add_test(core, test_gather_tells_a_part_still_open_at_the_deadline_to_cancel);
+    tcase_add_test(core, test_gather_by_name_settles_an_unknown_name_as_not_found_and_goes_on);
     tcase_add_test(core, test_gather_of_one_target_and_of_zero_targets);
     tcase_add_test(core,
                    test_system_gather_in_deterministic_mode_moves_virtual_time_to_the_deadline);
@@ -480,6 +650,8 @@ gather_suite(void)
                    test_system_gather_returns_replies_and_timeouts_from_an_outside_thread);
     tcase_add_test(threaded, test_system_gather_with_every_target_dead_returns_zero_and_no_actor);
     tcase_add_test(threaded, test_system_gather_on_a_worker_is_edeadlk_at_once);
+    tcase_add_test(threaded, test_system_gather_by_name_from_an_outside_thread);
+    tcase_add_test(threaded, test_gather_cancel_reaches_a_worker_in_the_middle_of_long_work);
     suite_add_tcase(s, threaded);
 
     TCase *stress = tcase_create("stress");

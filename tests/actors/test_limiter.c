@@ -53,7 +53,8 @@ typedef struct {
     int n;
 } tl_holder_t;
 
-static int tl_held_total; // requests the holder received (deterministic tests)
+static int tl_held_total;       // requests the holder received (deterministic tests)
+static int tl_holder_cancelled; // cancels that matched a held request
 
 static int
 tl_holder(brg_ctx_t *ctx, const brg_msg_t *msg)
@@ -66,6 +67,18 @@ tl_holder(brg_ctx_t *ctx, const brg_msg_t *msg)
             brg_msg_destroy(&self->kept[i]);
         }
         self->n = 0;
+        return BRG_OK;
+    }
+    if (brg_msg_is_cancel(msg)) {
+        // Honours cancels: the matching request is dropped, never answered.
+        for (int i = 0; i < self->n; i++) {
+            if (brg_cancel_matches(msg, self->kept[i])) {
+                brg_msg_destroy(&self->kept[i]);
+                self->kept[i] = self->kept[--self->n];
+                tl_holder_cancelled++;
+                break;
+            }
+        }
         return BRG_OK;
     }
     ck_assert_int_lt(self->n, TL_HOLD_MAX);
@@ -432,6 +445,73 @@ START_TEST(test_limiter_expired_requests_free_their_queue_places)
 }
 END_TEST
 
+//  A request to the target that passed request_timeout_ms: its caller
+//  hears BRG_ETIMEDOUT and the target a cancel, which it honours.
+START_TEST(test_limiter_tells_the_target_to_cancel_a_request_that_timed_out)
+{
+    brg_limiter_opts_t opts;
+    brg_limiter_opts_init(&opts);
+    opts.target = tl_spawn_holder();
+    opts.request_timeout_ms = 100;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &opts, &limiter), BRG_OK);
+    tl_go(limiter, 1, 10000);
+    brg_system_run_until_idle(tu_sys);
+    ck_assert_int_eq(tl_held_total, 1);
+    brg_system_advance(tu_sys, 100);
+    ck_assert_int_eq(atomic_load(&tl_status[0]), BRG_ETIMEDOUT);
+    ck_assert_int_eq(tl_holder_cancelled, 1);
+    ck_assert_uint_eq(tu_dead.total, 0);
+}
+END_TEST
+
+//  Gathers over the limiter twice with a 1000 ms deadline.
+static int tl_gather_timeouts;
+
+static int
+tl_gather_done(brg_ctx_t *ctx, const brg_gather_result_t *res, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    for (size_t i = 0; i < brg_gather_result_count(res); i++)
+        tl_gather_timeouts += brg_gather_result_status(res, i) == BRG_ETIMEDOUT;
+    return BRG_OK;
+}
+
+static int
+tl_gatherer(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_msg_read_ref(msg, &pos, &limiter), BRG_OK);
+    brg_ref_t targets[2] = {limiter, limiter};
+    brg_msg_t *request = brg_msg_new_int("call", 1);
+    return brg_gather(ctx, targets, 2, &request, 1000, tl_gather_done, NULL);
+}
+
+//  A gather's deadline passes: its part queued in the limiter is dropped,
+//  never started; its part with the target has the cancel passed on.
+START_TEST(test_limiter_drops_a_cancelled_queued_request_and_passes_on_an_in_flight_cancel)
+{
+    brg_ref_t limiter = tl_spawn(tl_spawn_holder(), 1, 4);
+    brg_ref_t g = tu_spawn(tu_sys, tl_gatherer);
+    brg_msg_t *m = brg_msg_new("go");
+    brg_msg_add_ref(m, limiter);
+    ck_assert_int_eq(brg_system_send(tu_sys, g, &m), BRG_OK);
+    brg_system_run_until_idle(tu_sys);
+    ck_assert_int_eq(tl_held_total, 1);
+    ck_assert_uint_eq(tl_stats(limiter).queued, 1);
+    brg_system_advance(tu_sys, 1000);
+    ck_assert_int_eq(tl_gather_timeouts, 2);
+    ck_assert_int_eq(tl_holder_cancelled, 1);
+    brg_limiter_stats_t stats = tl_stats(limiter);
+    ck_assert_uint_eq(stats.cancelled, 2);
+    ck_assert_uint_eq(stats.queued, 0);
+    ck_assert_uint_eq(stats.started, 1); // the queued one never went
+    ck_assert_int_eq(tl_held_total, 1);
+}
+END_TEST
+
 START_TEST(test_limiter_spawn_rejects_bad_options_and_spawns_nothing)
 {
     brg_limiter_opts_t opts;
@@ -544,6 +624,9 @@ limiter_suite(void)
 
     TCase *core = tcase_create("deterministic");
     tcase_add_checked_fixture(core, tl_setup_deterministic, tu_teardown);
+    tcase_add_test(core, test_limiter_tells_the_target_to_cancel_a_request_that_timed_out);
+    tcase_add_test(core,
+                   test_limiter_drops_a_cancelled_queued_request_and_passes_on_an_in_flight_cancel);
     tcase_set_timeout(core, 10);
     tcase_add_test(core, test_limiter_queues_up_to_the_bound_and_rejects_the_rest_with_busy);
     tcase_add_test(core, test_limiter_with_no_queue_rejects_as_soon_as_k_are_in_flight);

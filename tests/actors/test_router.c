@@ -14,6 +14,7 @@
 
 static atomic_int tr_handled; // "work" and "crash" messages workers received
 static atomic_int tr_crashed; // "crash" messages workers received
+static int tr_cancelled;      // cancels that matched a held request
 
 static int
 tr_worker(brg_ctx_t *ctx, const brg_msg_t *msg)
@@ -25,6 +26,14 @@ tr_worker(brg_ctx_t *ctx, const brg_msg_t *msg)
         ck_assert_ptr_nonnull(reply);
         ck_assert_int_eq(brg_msg_add_ref(reply, brg_self(ctx)), BRG_OK);
         brg_reply(ctx, &reply);
+        return BRG_OK;
+    }
+    if (brg_msg_is_cancel(msg)) {
+        // Honours cancels: the held request is dropped, never answered.
+        if (*kept && brg_cancel_matches(msg, *kept)) {
+            brg_msg_destroy(kept);
+            tr_cancelled++;
+        }
         return BRG_OK;
     }
     if (brg_msg_is(msg, "hold")) {
@@ -220,12 +229,14 @@ START_TEST(test_router_least_busy_relays_replies_errors_and_timeouts_to_the_aske
     ck_assert_uint_eq(tr_stats(router).in_flight, 1);
     brg_system_advance(tu_sys, 100);
     ck_assert_uint_eq(tr_stats(router).in_flight, 0);
-    // The worker's answer after the deadline is a late reply at the router.
+    // The router told the worker to cancel it (brigade/cancel.h): the worker
+    // dropped it, so a release finds nothing to answer late.
+    ck_assert_int_eq(tr_cancelled, 1);
     uint64_t late = tu_dead_count(BRG_DEAD_LATE_REPLY);
     for (int i = 0; i < 2; i++)
         tu_send_tag(tu_sys, workers[i], "release");
     brg_system_run_until_idle(tu_sys);
-    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_LATE_REPLY), late + 1);
+    ck_assert_uint_eq(tu_dead_count(BRG_DEAD_LATE_REPLY), late);
 }
 END_TEST
 
@@ -497,6 +508,57 @@ START_TEST(test_router_stress_every_message_is_handled_or_a_counted_dead_letter)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Cancels
+
+//  Asks the router "hold" with a 100 ms deadline and cancels it then.
+static int
+tr_hold_done_cancel(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)reply;
+    uint64_t *id = arg;
+    tr_hold_status = status;
+    if (status == BRG_ETIMEDOUT)
+        ck_assert_int_eq(brg_cancel(ctx, tr_child, *id), BRG_OK);
+    return BRG_OK;
+}
+
+static uint64_t tr_hold_id;
+
+static int
+tr_cancelling_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_msg_t *hold = brg_msg_new("hold");
+    return brg_ask_id(ctx, tr_child, &hold, 100, tr_hold_done_cancel, &tr_hold_id, &tr_hold_id);
+}
+
+static void
+tr_cancel_check(brg_route_t strategy)
+{
+    tr_child = tr_spawn(strategy, 3);
+    ck_assert_int_eq(tu_send_tag(tu_sys, tu_spawn(tu_sys, tr_cancelling_asker), "go"), BRG_OK);
+    brg_system_run_until_idle(tu_sys);
+    ck_assert_uint_ne(tr_hold_id, 0);
+    brg_system_advance(tu_sys, 100);
+    ck_assert_int_eq(tr_hold_status, BRG_ETIMEDOUT);
+    ck_assert_int_eq(tr_cancelled, 1);   // the worker that held it, and only that one
+    ck_assert_uint_eq(tu_dead.total, 0); // the others found no match; none was routed as work
+    ck_assert_uint_eq(tr_stats(tr_child).routed, 1);
+}
+
+START_TEST(test_router_round_robin_passes_a_cancel_to_every_worker_and_the_holder_stops)
+{
+    tr_cancel_check(BRG_ROUTE_ROUND_ROBIN);
+}
+END_TEST
+
+START_TEST(test_router_least_busy_turns_a_cancel_into_its_own_for_the_worker)
+{
+    tr_cancel_check(BRG_ROUTE_LEAST_BUSY);
+}
+END_TEST
+
 Suite *
 router_suite(void)
 {
@@ -519,6 +581,9 @@ router_suite(void)
     tcase_add_test(core, test_router_stops_its_workers_on_a_shutdown_exit_signal);
     tcase_add_test(core, test_router_spawn_rejects_bad_options_and_spawns_nothing);
     tcase_add_test(core, test_router_readers_reject_other_messages);
+    tcase_add_test(core,
+                   test_router_round_robin_passes_a_cancel_to_every_worker_and_the_holder_stops);
+    tcase_add_test(core, test_router_least_busy_turns_a_cancel_into_its_own_for_the_worker);
     suite_add_tcase(s, core);
 
     TCase *stress = tcase_create("stress");

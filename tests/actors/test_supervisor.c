@@ -1898,6 +1898,175 @@ START_TEST(test_supervisor_reports_a_child_that_fails_while_shutting_down)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Synchronous start (brg_supervisor_spawn_sync)
+
+//  Slow inits that record their order; one may fail or stop.
+static atomic_int tsy_inits_done;
+static atomic_int tsy_overlap; // an init began while another was running
+static atomic_int tsy_running;
+static atomic_int tsy_stops;
+
+typedef struct {
+    int sleep_ms;
+    int fail_code; // < 0: the init fails with it
+} tsy_kind_t;
+
+static int
+tsy_init(brg_ctx_t *ctx, void *arg)
+{
+    tsy_kind_t *k = arg;
+    if (atomic_fetch_add(&tsy_running, 1) != 0)
+        atomic_store(&tsy_overlap, 1);
+    tu_sleep_ms((uint64_t)k->sleep_ms);
+    atomic_fetch_sub(&tsy_running, 1);
+    if (k->fail_code < 0)
+        return k->fail_code;
+    atomic_fetch_add(&tsy_inits_done, 1);
+    (void)ctx;
+    return BRG_OK;
+}
+
+static int
+tsy_worker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    return BRG_OK;
+}
+
+static void
+tsy_free(void *state)
+{
+    (void)state;
+    atomic_fetch_add(&tsy_stops, 1);
+}
+
+static int
+tsy_start(brg_ctx_t *sup_ctx, void *arg, const brg_msg_t *args, brg_ref_t *child)
+{
+    (void)args;
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.init = tsy_init;
+    opts.init_arg = arg;
+    opts.state = arg; // not owned: the destructor only counts
+    opts.state_destroy = tsy_free;
+    opts.flags = BRG_SPAWN_LINK;
+    return brg_spawn(sup_ctx, tsy_worker, &opts, child);
+}
+
+static brg_child_spec_t
+tsy_spec(const char *id, tsy_kind_t *k)
+{
+    brg_child_spec_t spec;
+    brg_child_spec_init(&spec);
+    spec.id = id;
+    spec.start = tsy_start;
+    spec.arg = k;
+    return spec;
+}
+
+START_TEST(test_supervisor_spawn_sync_returns_once_every_child_init_has_run_in_order)
+{
+    static tsy_kind_t slow = {30, 0};
+    static brg_child_spec_t inner[2];
+    inner[0] = tsy_spec("i1", &slow);
+    inner[1] = tsy_spec("i2", &slow);
+    static brg_supervisor_opts_t nested;
+    brg_supervisor_opts_init(&nested);
+    nested.children = inner;
+    nested.n_children = 2;
+    brg_child_spec_t specs[3] = {tsy_spec("a", &slow), tsy_spec("b", &slow)};
+    brg_child_spec_init(&specs[2]);
+    specs[2].id = "nested";
+    specs[2].start = brg_supervisor_start;
+    specs[2].arg = &nested;
+    specs[2].type = BRG_CHILD_SUPERVISOR;
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.children = specs;
+    opts.n_children = 3;
+    brg_ref_t sup;
+    brg_supervisor_start_error_t err;
+    ck_assert_int_eq(brg_supervisor_spawn_sync(tu_sys, &opts, 10000, &sup, &err), BRG_OK);
+    ck_assert_int_eq(atomic_load(&tsy_inits_done), 4); // the nested ones too
+    ck_assert_int_eq(atomic_load(&tsy_overlap), 0);    // one after the other
+    ck_assert(brg_system_is_alive(tu_sys, sup));
+    ck_assert_int_eq(err.code, BRG_OK);
+    brg_supervisor_counts_t c;
+    ck_assert_int_eq(brg_supervisor_count(tu_sys, sup, 5000, &c), BRG_OK);
+    ck_assert_uint_eq(c.running, 3);
+    ck_assert_int_eq(brg_exit(tu_sys, sup, BRG_EXIT_SHUTDOWN), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, sup);
+}
+END_TEST
+
+START_TEST(test_supervisor_spawn_sync_reports_the_child_that_failed_in_init_and_its_code)
+{
+    static tsy_kind_t ok = {5, 0};
+    static tsy_kind_t bad = {5, -321};
+    brg_child_spec_t specs[3] = {tsy_spec("a", &ok), tsy_spec("b", &bad), tsy_spec("c", &ok)};
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.children = specs;
+    opts.n_children = 3;
+    opts.name = "sync_sup";
+    brg_ref_t sup = BRG_REF_NONE;
+    brg_supervisor_start_error_t err;
+    ck_assert_int_eq(brg_supervisor_spawn_sync(tu_sys, &opts, 10000, &sup, &err), -321);
+    ck_assert_str_eq(err.child_id, "b");
+    ck_assert_int_eq(err.code, -321);
+    ck_assert(brg_ref_is_none(sup));
+    ck_assert_int_eq(atomic_load(&tsy_inits_done), 1); // c never started
+    ck_assert_int_eq(atomic_load(&tsy_stops), 2);      // a stopped, b died
+    brg_ref_t found;
+    ck_assert_int_eq(brg_whereis(tu_sys, "sync_sup", &found), BRG_ENOTFOUND); // it is gone
+    // A start function that fails names its child too.
+    ts_kinds[0].fail_start_from = 1;
+    brg_child_spec_t two[2] = {tsy_spec("x", &ok), ts_spec(0, "y", BRG_RESTART_PERMANENT)};
+    opts.children = two;
+    opts.n_children = 2;
+    opts.name = NULL;
+    ck_assert_int_eq(brg_supervisor_spawn_sync(tu_sys, &opts, 10000, &sup, &err), BRG_EINVAL);
+    ck_assert_str_eq(err.child_id, "y");
+}
+END_TEST
+
+static atomic_int tsy_inside_rc = 1;
+
+static int
+tsy_spawns_inside(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    atomic_store(&tsy_inside_rc,
+                 brg_supervisor_spawn_sync(brg_ctx_system(ctx), &opts, 60000, NULL, NULL));
+    return BRG_OK;
+}
+
+START_TEST(test_supervisor_spawn_sync_times_out_and_refuses_a_worker_thread)
+{
+    brg_ref_t a = tu_spawn(tu_sys, tsy_spawns_inside);
+    ck_assert_int_eq(tu_send_tag(tu_sys, a, "go"), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&tsy_inside_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&tsy_inside_rc), BRG_EDEADLK);
+    static tsy_kind_t slow = {400, 0};
+    brg_child_spec_t specs[1] = {tsy_spec("slow", &slow)};
+    brg_supervisor_opts_t opts;
+    brg_supervisor_opts_init(&opts);
+    opts.children = specs;
+    opts.n_children = 1;
+    brg_ref_t sup;
+    brg_supervisor_start_error_t err;
+    ck_assert_int_eq(brg_supervisor_spawn_sync(tu_sys, &opts, 50, &sup, &err), BRG_ETIMEDOUT);
+    ck_assert_int_eq(err.code, BRG_ETIMEDOUT);
+    TU_WAIT_UNTIL(atomic_load(&tsy_stops) == 1, TU_WAIT_MS); // shut down with its child
+    ck_assert_int_eq(brg_supervisor_spawn_sync(tu_sys, &opts, -1, &sup, NULL), BRG_EINVAL);
+}
+END_TEST
+
 Suite *
 supervisor_suite(void)
 {
@@ -1911,6 +2080,11 @@ supervisor_suite(void)
 
     TCase *order = tcase_create("order and shutdown");
     tcase_add_checked_fixture(order, ts_setup, tu_teardown);
+    tcase_add_test(order,
+                   test_supervisor_spawn_sync_returns_once_every_child_init_has_run_in_order);
+    tcase_add_test(order,
+                   test_supervisor_spawn_sync_reports_the_child_that_failed_in_init_and_its_code);
+    tcase_add_test(order, test_supervisor_spawn_sync_times_out_and_refuses_a_worker_thread);
     tcase_set_timeout(order, 20);
     tcase_add_test(
         order,

@@ -54,6 +54,7 @@ START_TEST(test_error_enum_values_match_the_table)
     ck_assert_int_eq(BRG_EDEADLK, -19);
     ck_assert_int_eq(BRG_EPERM, -20);
     ck_assert_int_eq(BRG_ECANCELED, -21);
+    ck_assert_int_eq(BRG_EBROKEN, -22);
     ck_assert_str_eq(brg_err_name(BRG_ENOMEM), "BRG_ENOMEM");
     ck_assert_str_eq(brg_strerror(BRG_ENOMEM), "out of memory");
 }

@@ -298,6 +298,49 @@ START_TEST(test_node_ask_reaches_an_actor_on_another_node_and_its_reply_comes_ba
 }
 END_TEST
 
+//  An inbox is a real address: an actor on another node asks it, sends to
+//  it, is monitored by it (brigade/inbox.h).
+START_TEST(test_node_an_inbox_asks_receives_from_and_monitors_another_nodes_actor)
+{
+    tn_transport = _i;
+    tn_make(0, "a", 0);
+    tn_make(1, "b", 0);
+    tn_join(0, 1);
+    brg_ref_t echo = tn_spawn(1, tn_echo, "echo");
+    brg_inbox_t *in = NULL;
+    ck_assert_int_eq(brg_inbox_new(tn_sys[0], &in), BRG_OK);
+    brg_msg_t *q = brg_msg_new_int("hello", 42);
+    brg_msg_t *r = NULL;
+    ck_assert_int_eq(brg_inbox_ask(in, echo, &q, 5000, &r), BRG_OK);
+    ck_assert_int_eq(tu_msg_int(r), 42);
+    ck_assert(brg_ref_eq(brg_msg_sender(r), echo));
+    brg_msg_destroy(&r);
+    // b's actor sends to the inbox's ref, carried in a payload.
+    brg_msg_t *m = brg_msg_new("send_to");
+    brg_msg_add_ref(m, brg_inbox_ref(in));
+    brg_msg_add_int(m, 7);
+    ck_assert_int_eq(brg_inbox_send(in, echo, &m), BRG_OK);
+    ck_assert_int_eq(brg_inbox_receive(in, "value", 5000, &m), BRG_OK);
+    ck_assert_int_eq(tu_msg_int(m), 7);
+    ck_assert(brg_ref_eq(brg_msg_sender(m), echo));
+    brg_msg_destroy(&m);
+    uint64_t mon;
+    ck_assert_int_eq(brg_inbox_monitor(in, echo, &mon), BRG_OK);
+    m = brg_msg_new("stop");
+    ck_assert_int_eq(brg_inbox_send(in, echo, &m), BRG_OK);
+    ck_assert_int_eq(brg_inbox_receive(in, BRG_TAG_DOWN, 5000, &m), BRG_OK);
+    brg_ref_t from;
+    uint64_t got;
+    brg_exit_reason_t reason;
+    ck_assert_int_eq(brg_msg_read_down(m, &from, &got, &reason), BRG_OK);
+    ck_assert(brg_ref_eq(from, echo));
+    ck_assert_uint_eq(got, mon);
+    ck_assert_int_eq(reason.kind, BRG_EXIT_NORMAL);
+    brg_msg_destroy(&m);
+    brg_inbox_destroy(&in);
+}
+END_TEST
+
 //  A node's service actor is the runtime's own: brg_system_await_actors
 //  waits for the user's actors only (it hung forever on a node before),
 //  while the service keeps answering and brg_system_destroy stops it.
@@ -802,6 +845,8 @@ node_suite(void)
         core, test_node_ask_reaches_an_actor_on_another_node_and_its_reply_comes_back, 0, 2);
     tcase_add_loop_test(core, test_node_await_actors_waits_for_user_actors_not_the_node_service, 0,
                         2);
+    tcase_add_loop_test(
+        core, test_node_an_inbox_asks_receives_from_and_monitors_another_nodes_actor, 0, 2);
     tcase_add_loop_test(core, test_node_an_ask_to_a_silent_remote_actor_times_out_at_its_deadline,
                         0, 2);
     tcase_add_loop_test(

@@ -100,6 +100,7 @@ ERRORS = (
     ("EDEADLK", -19, "blocking call refused on a thread of its own system (would deadlock)"),
     ("EPERM", -20, "not permitted (the peer's key or role may not do this)"),
     ("ECANCELED", -21, "cancelled by the requester"),
+    ("EBROKEN", -22, "promise dropped without a reply"),
 )
 _ERROR_BY_CODE = {code: (name, text) for name, code, text in ERRORS}
 
@@ -181,6 +182,7 @@ class HTTPError(ReplyError): pass            # noqa: E701 -18
 class WouldDeadlock(ReplyError): pass        # noqa: E701 -19
 class NotPermitted(ReplyError): pass         # noqa: E701 -20
 class Cancelled(ReplyError): pass            # noqa: E701 -21
+class PromiseBroken(ReplyError): pass        # noqa: E701 -22
 
 
 # BRG_E... name -> class; every name of ERRORS has one (the test checks).
@@ -192,6 +194,7 @@ ERROR_CLASSES = {
     "EFAILED": ActorFailed, "EBUSY": Busy, "EPROTO": ProtocolError,
     "ESYS": SystemCallFailed, "ENETWORK": NetworkError, "EHTTP": HTTPError,
     "EDEADLK": WouldDeadlock, "EPERM": NotPermitted, "ECANCELED": Cancelled,
+    "EBROKEN": PromiseBroken,
 }
 __all__ += [cls.__name__ for cls in ERROR_CLASSES.values()]
 
