@@ -70,7 +70,7 @@ END_TEST
 
 START_TEST(test_error_unknown_codes_give_unknown_error)
 {
-    static const int unknown[] = {1, 42, -22, -1000, -2147483647 - 1, 2147483647};
+    static const int unknown[] = {1, 42, -23, -1000, -2147483647 - 1, 2147483647};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         ck_assert_str_eq(brg_strerror(unknown[i]), "unknown error");
         ck_assert_str_eq(brg_err_name(unknown[i]), "BRG_EUNKNOWN");
