@@ -28,8 +28,9 @@ void brg__park_notify(brg__sched_t *self);
 //  Thread: w's.
 void brg__park(brg__worker_t *w);
 
-//  The last searcher found work: wake another worker if more work is
-//  visible (park.c, "Ramping up"). Thread: the worker's.
+//  The last searcher found an actor in the inject queue: wake another
+//  worker if more work is visible (park.c, "Ramping up"). Thread: the
+//  worker's.
 void brg__park_ramp(brg__sched_t *self);
 
 //  Worker w stops searching (found: it found work). Inline: the worker
@@ -43,10 +44,16 @@ brg__park_stop_searching(brg__worker_t *w, bool found)
     w->searching = false;
     uint64_t prev = atomic_fetch_sub_explicit(&w->sched->idle_state, BRG__IDLE_ONE_SEARCHING,
                                               memory_order_acq_rel);
-    // The last searcher that found work wakes another one to keep looking,
-    // if more work is behind it.
-    if (found && BRG__IDLE_SEARCHING(prev) == 1)
-        brg__park_ramp(w->sched);
+    // The last searcher that found work wakes another one to keep looking:
+    // always for work taken from a ring (more may follow it), and only if
+    // more is visible for an actor taken from the inject queue (park.c,
+    // "Ramping up").
+    if (found && BRG__IDLE_SEARCHING(prev) == 1) {
+        if (w->took_injected)
+            brg__park_ramp(w->sched);
+        else
+            brg__park_notify(w->sched);
+    }
 }
 
 #endif

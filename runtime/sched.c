@@ -224,7 +224,9 @@ s_inject_idle(brg__worker_t *w, uint64_t now)
         if (now - w->seen_inject_at < BRG__STALL_NS)
             return NULL;
     }
-    return s_inject_take(self, w);
+    brg__actor_t *a = s_inject_take(self, w);
+    w->took_injected = a != NULL; // for the ramp-up (park.h)
+    return a;
 }
 
 //  The actor died and its slot is DYING: reclamation (reclaim.c) needs to
@@ -605,7 +607,8 @@ s_lone_note(brg__worker_t *w, uint64_t budget_ns)
                           atomic_load_explicit(&w->lone_searches, memory_order_relaxed) + 1,
                           memory_order_relaxed);
     atomic_store_explicit(&w->lone_budget_ns,
-                          atomic_load_explicit(&w->lone_budget_ns, memory_order_relaxed) + budget_ns,
+                          atomic_load_explicit(&w->lone_budget_ns, memory_order_relaxed) +
+                              budget_ns,
                           memory_order_relaxed);
 }
 
@@ -639,6 +642,7 @@ s_search(brg__worker_t *w)
     uint64_t start = brg__now_ns(), now = start;
     uint32_t pause = 32;
     bool lone = false;
+    w->took_injected = false;
     do {
         uint64_t st = atomic_load_explicit(&self->idle_state, memory_order_relaxed);
         // We are one of the searchers: the rest of the workers not idle run.

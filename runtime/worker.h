@@ -38,6 +38,7 @@ typedef struct brg__worker {
     uint32_t seen_inject;            // inject_taken at our last look (owner)
     uint64_t seen_inject_at;         // when that value was first seen (owner)
     uint32_t lone_spin_ns;           // search budget while no other worker runs (owner; sched.c)
+    bool took_injected;              // this search's actor came from the inject queue (owner)
     _Atomic uint64_t lone_searches;  // searches made on that budget (owner writes; test hook)
     _Atomic uint64_t lone_budget_ns; // the sum of their budgets (owner writes; test hook)
     uint64_t processed_local;        // messages run (owner), published in processed
