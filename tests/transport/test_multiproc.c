@@ -461,7 +461,7 @@ START_TEST(test_multiproc_brigade_node_keygen_key_dir_and_sighup_reload)
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     ck_assert_uint_eq(strlen(line), 40);
-    char cmd[512];
+    char cmd[sizeof line + sizeof path + 64];
     snprintf(cmd, sizeof cmd, "grep -qF 'public-key = \"%s\"' %s", line, path);
     ck_assert_int_eq(system(cmd), 0);
 
