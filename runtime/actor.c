@@ -194,7 +194,11 @@ static bool
 s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *own,
          char tag[BRG_TAG_MAX + 1])
 {
-    brg_ctx_t ctx = {actor, msg};
+    // The trace copy is written only when a span makes it current (actor.h).
+    brg_ctx_t ctx;
+    ctx.actor = actor;
+    ctx.msg = msg;
+    ctx.trace_over = 0;
     int rc = BRG_OK;
     *own = false;
     tag[0] = '\0';
@@ -322,7 +326,7 @@ s_activation(brg__actor_t *actor, int batch)
     brg_exit_reason_t reason;
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
-        brg_ctx_t ctx = {actor, NULL};
+        brg_ctx_t ctx = {.actor = actor, .msg = NULL};
         brg__watch_frame_t watch = brg__watch_begin(actor->id);
         int rc = actor->ext->init(&ctx, actor->ext->init_arg);
         brg__send_call_end();
@@ -631,6 +635,7 @@ brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p)
     assert(ctx);
     assert(msg_p && *msg_p);
     brg__msg_make_plain(*msg_p, brg__actor_ref(ctx->actor));
+    brg__trace_stamp(ctx, *msg_p);
     brg__sched_note_send();
     return brg__system_deliver(ctx->actor->sys, to, msg_p);
 }

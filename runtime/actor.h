@@ -13,6 +13,8 @@
 #include "brigade/msg.h"
 #include "brigade/ref.h"
 
+#include "tracing.h"
+
 typedef struct brg__actor brg__actor_t;
 typedef struct brg__ask_map brg__ask_map_t;
 typedef struct brg__waiter brg__waiter_t;
@@ -106,10 +108,44 @@ struct brg__waiter {
 void brg__waiter_wake(brg__waiter_t *w);
 
 //  The context of one behaviour call (lives on the running thread's stack).
+//  The current trace context is msg's, unless trace_over: then it is trace
+//  (a span open in this call, or an ask callback's asker context). trace is
+//  left unwritten while trace_over is 0, so making a ctx stays two stores.
 struct brg_ctx {
     brg__actor_t *actor;  // the running actor
     const brg_msg_t *msg; // the message being handled, or NULL (init, callbacks)
+    uint8_t trace_over;   // 1: trace below is the current context, not msg's
+    brg__tctx_t trace;    // valid when trace_over (its flags 0: none)
 };
+
+//  Stamp msg, about to be sent from ctx's call, with ctx's current trace
+//  context (tracing.h). Off the traced path: two loads, a store, no branch
+//  taken.
+static inline void
+brg__trace_stamp(const brg_ctx_t *ctx, brg_msg_t *msg)
+{
+    if (__builtin_expect(ctx->trace_over, 0)) {
+        brg__trace_put(msg, &ctx->trace);
+        return;
+    }
+    const brg_msg_t *cur = ctx->msg;
+    uint8_t flags = cur ? cur->trace_flags : 0;
+    msg->trace_flags = flags;
+    if (__builtin_expect(flags != 0, 0))
+        memcpy(msg->trace_ids, cur->trace_ids, sizeof msg->trace_ids);
+}
+
+//  ctx's current trace context into *out.
+static inline void
+brg__trace_current(const brg_ctx_t *ctx, brg__tctx_t *out)
+{
+    if (ctx->trace_over)
+        *out = ctx->trace;
+    else if (ctx->msg)
+        brg__trace_get(ctx->msg, out);
+    else
+        out->flags = 0;
+}
 
 //  Create an actor. See brg_system_spawn. from is the spawning actor or NULL.
 //  mode: BRG__MODE_... added to what opts asks for. parent: the spawning
