@@ -58,6 +58,7 @@ struct brg_gather_result {
     size_t n;           // parts
     size_t open;        // asks whose callback is still to come
     size_t ok;          // parts settled with BRG_OK
+    brg_span_t *span;   // "gather <tag>", the parent of the asks' spans; NULL: not traced
     s_part_t parts[];   // n parts, in target order
 };
 
@@ -90,6 +91,11 @@ s_on_reply(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     assert(self->open > 0);
     if (--self->open > 0)
         return BRG_OK;
+    // done runs in the context the gather was made in (the span's parent).
+    brg_span_set_int(self->span, "brg.gather.ok", (int64_t)self->ok);
+    if (self->ok == 0)
+        brg_span_set_error(self->span, self->parts[0].status, "no part answered");
+    brg_span_end(ctx, &self->span);
     int rc = self->done(ctx, self, self->arg);
     s_gather_destroy(&self);
     return rc;
@@ -305,6 +311,12 @@ brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, brg_msg_t **reque
     self->done = done;
     self->arg = arg;
     self->n = n;
+    // Tracing: the asks below are the span's children (NULL when off).
+    char name[BRG_TAG_MAX + 16];
+    snprintf(name, sizeof name, "gather %s", brg_msg_tag(request));
+    self->span = brg_span_start(ctx, name, BRG_SPAN_INTERNAL);
+    brg_span_set_int(self->span, "brg.gather.targets", (int64_t)n);
+    brg_span_set_int(self->span, "brg.gather.timeout_ms", timeout_ms);
     size_t asked = 0;
     for (size_t i = 0; i < n; i++) {
         s_part_t *part = &self->parts[i];
@@ -320,8 +332,12 @@ brg_gather(brg_ctx_t *ctx, const brg_ref_t *targets, size_t n, brg_msg_t **reque
         part->status = brg_ask(ctx, targets[i], &copy, timeout_ms, s_on_reply, part);
         asked += part->status == BRG_OK;
     }
+    // What the caller sends after brg_gather is not part of the gather.
+    brg_span_leave(ctx, self->span);
     if (asked == 0) {
         int rc = self->parts[0].status;
+        brg_span_set_error(self->span, rc, "no part could be asked");
+        brg_span_end(ctx, &self->span);
         s_gather_destroy(&self);
         return rc;
     }

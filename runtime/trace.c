@@ -58,20 +58,22 @@ typedef struct {
 } s_attr_t;
 
 struct brg_span {
-    struct brg_span *next; // export queue link (tracer lock)
-    brg__tracer_t *tracer; // where it goes when ended
-    uint8_t trace_id[16];  //
-    uint8_t span_id[8];    //
-    uint8_t parent_id[8];  // all zero for a root
-    uint8_t flags;         // W3C flags (sampled)
-    uint8_t kind;          // brg_span_kind_t
-    bool failed;           // status ERROR
-    bool prev_over;        // the current context before it (brg_span_start):
-    brg__tctx_t prev;      //   restored when it ends or leaves while current
-    uint64_t start_ns;     // CLOCK_REALTIME
-    uint64_t end_ns;       //
-    char *status_msg;      // with failed, or NULL
-    uint32_t nattrs;       //
+    struct brg_span *next;  // export queue link (tracer lock)
+    brg__tracer_t *tracer;  // where it goes when ended
+    uint8_t trace_id[16];   //
+    uint8_t span_id[8];     //
+    uint8_t parent_id[8];   // all zero for a root
+    uint8_t flags;          // W3C flags (sampled)
+    uint8_t kind;           // brg_span_kind_t
+    bool failed;            // status ERROR
+    bool prev_over;         // the current context before it (brg_span_start):
+    brg__tctx_t prev;       //   restored when it ends or leaves while current
+    uint64_t start_ns;      // CLOCK_REALTIME
+    uint64_t end_ns;        //
+    char *status_msg;       // with failed, or NULL
+    const char *error_type; // with failed: the code's name (static), written as
+                            //   "error.type" unless an attribute of that key is set
+    uint32_t nattrs;        //
     s_attr_t attrs[S_ATTRS_MAX];
     char name[S_NAME_MAX + 1];
 };
@@ -211,6 +213,16 @@ brg_trace_current(const brg_ctx_t *ctx, brg_trace_ctx_t *out)
         brg__trace_current(ctx, &tc);
     else
         tc = brg__trace_tls;
+    s_to_public(&tc, out);
+    return tc.flags != 0;
+}
+
+bool
+brg_msg_trace(const brg_msg_t *msg, brg_trace_ctx_t *out)
+{
+    assert(msg && out);
+    brg__tctx_t tc;
+    brg__trace_get(msg, &tc);
     s_to_public(&tc, out);
     return tc.flags != 0;
 }
@@ -370,6 +382,7 @@ brg__span_new(brg__tracer_t *tracer, const brg__tctx_t *parent, bool root, const
     span->start_ns = s_now_unix_ns();
     span->end_ns = 0;
     span->status_msg = NULL;
+    span->error_type = NULL;
     span->nattrs = 0;
     size_t len = name ? strnlen(name, S_NAME_MAX) : 0;
     memcpy(span->name, name ? name : "", len);
@@ -416,12 +429,7 @@ s_set_failed(brg_span_t *span, int code, const char *message)
     span->failed = true;
     free(span->status_msg);
     span->status_msg = strdup(message ? message : brg_strerror(code));
-    bool have = false;
-    for (uint32_t i = 0; i < span->nattrs; i++)
-        if (strcmp(span->attrs[i].key, BRG_ATTR_ERROR_TYPE) == 0)
-            have = true;
-    if (!have)
-        brg_span_set_str(span, BRG_ATTR_ERROR_TYPE, brg_err_name(code));
+    span->error_type = brg_err_name(code);
 }
 
 void
@@ -443,9 +451,10 @@ static void
 s_enter(brg_ctx_t *ctx, brg_span_t *span)
 {
     if (ctx) {
-        span->prev_over = ctx->trace_over;
-        if (ctx->trace_over)
-            span->prev = ctx->trace;
+        // The value, not "the message's": a span ended in a later call (a
+        // reply callback) gives that call the context the span started in.
+        span->prev_over = true;
+        brg__trace_current(ctx, &span->prev);
         ctx->trace_over = 1;
         brg__span_tctx(span, &ctx->trace);
     } else {
@@ -846,8 +855,14 @@ s_put_span(s_buf_t *b, const brg_span_t *span)
     s_printf(b, ",\"startTimeUnixNano\":\"%" PRIu64 "\"", span->start_ns);
     s_printf(b, ",\"endTimeUnixNano\":\"%" PRIu64 "\"", span->end_ns);
     s_puts(b, ",\"attributes\":[");
-    for (uint32_t i = 0; i < span->nattrs; i++)
+    bool error_type = span->failed && span->error_type;
+    for (uint32_t i = 0; i < span->nattrs; i++) {
         s_put_attr(b, &span->attrs[i], i > 0);
+        if (strcmp(span->attrs[i].key, BRG_ATTR_ERROR_TYPE) == 0)
+            error_type = false; // the user's own
+    }
+    if (error_type)
+        s_put_kv_str(b, BRG_ATTR_ERROR_TYPE, span->error_type, span->nattrs > 0);
     s_puts(b, "],\"status\":{");
     if (span->failed) {
         s_puts(b, "\"code\":2");

@@ -54,6 +54,7 @@
 #include "export.h"
 
 typedef struct brg_ctx brg_ctx_t;
+typedef struct brg_msg brg_msg_t;
 typedef struct brg_system brg_system_t;
 
 //  A trace context. Valid when trace_id is not all zero (W3C).
@@ -116,6 +117,10 @@ typedef struct brg_trace_stats {
 //  Returns true and fills *out if there is one; false (and *out zeroed)
 //  otherwise. Thread: ctx's, or any.
 BRG_EXPORT bool brg_trace_current(const brg_ctx_t *ctx, brg_trace_ctx_t *out);
+
+//  The context msg carries (what its sender's current context was). Same
+//  return and *out as brg_trace_current.
+BRG_EXPORT bool brg_msg_trace(const brg_msg_t *msg, brg_trace_ctx_t *out);
 
 //  Make tc the calling thread's current context for its brg_system_send and
 //  brg_system_ask and the parent of its brg_system_span_start; NULL (or an
