@@ -893,8 +893,8 @@ s_put_bin16(brg__wbuf_t *out, const uint8_t *bytes)
     s_put(out, bytes, 16);
 }
 
-#define S_REF_BYTES (3 + BRG__MSG_REF_BYTES)    // ext 8: c7 18 01 + body
-#define S_EXT_BYTES (1 + 6 + 2 + S_TRACE_BYTES) // {"trace": bin 25}
+#define S_REF_BYTES (3 + BRG__MSG_REF_BYTES)        // ext 8: c7 18 01 + body
+#define S_EXT_BYTES (1 + 1 + 6 + 2 + S_TRACE_BYTES) // kind 0xcc, {"trace": bin 25}
 
 static void
 s_put_ref(brg__wbuf_t *out, brg_ref_t ref)
@@ -1121,7 +1121,8 @@ brg__wire_batch_add(brg__wbuf_t *out, brg_ref_t self_node, brg_ref_t to, const c
     if (s_reserve(out, need) != BRG_OK)
         return BRG_ENOMEM;
     s_put_array(out, 5 + (trace ? 1 : 0) + (uint32_t)nargs);
-    s_put_byte(out, (uint8_t)(kind | (trace ? BRG__WIRE_KIND_EXT : 0)));
+    // A kind with the ext bit is over 127: uint 8 (0xcc), not a fixint.
+    s_put_uint(out, (uint64_t)(kind | (trace ? BRG__WIRE_KIND_EXT : 0)));
     if (to_name)
         s_put_strn(out, to_name, name_len);
     else
