@@ -194,11 +194,11 @@ static bool
 s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *own,
          char tag[BRG_TAG_MAX + 1])
 {
-    // The trace copy is written only when a span makes it current (actor.h).
+    // The trace copy is written only when a context of its own is set (actor.h).
     brg_ctx_t ctx;
     ctx.actor = actor;
     ctx.msg = msg;
-    ctx.trace_over = 0;
+    ctx.trace_flags = msg->trace_flags;
     int rc = BRG_OK;
     *own = false;
     tag[0] = '\0';
@@ -225,6 +225,7 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *o
         return true;
     case BRG__MSG_SYS_ASK_TIMEOUT:
         ctx.msg = NULL;
+        ctx.trace_flags = 0;
         brg__ask_on_timeout(&ctx, msg->corr);
         break;
     case BRG__MSG_REPLY:

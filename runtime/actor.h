@@ -108,43 +108,51 @@ struct brg__waiter {
 void brg__waiter_wake(brg__waiter_t *w);
 
 //  The context of one behaviour call (lives on the running thread's stack).
-//  The current trace context is msg's, unless trace_over: then it is trace
-//  (a span open in this call, or an ask callback's asker context). trace is
-//  left unwritten while trace_over is 0, so making a ctx stays two stores.
+//  trace_flags says what the current trace context is: 0 none; with
+//  BRG__TRACE_OWN it is `trace` (a span open in this call, an ask
+//  callback's asker context); otherwise msg's (these are msg's flags, copied
+//  when the ctx is made). So a send with no context tests one byte of the
+//  ctx, and `trace` is left unwritten until a context of its own is set.
 struct brg_ctx {
     brg__actor_t *actor;  // the running actor
     const brg_msg_t *msg; // the message being handled, or NULL (init, callbacks)
-    uint8_t trace_over;   // 1: trace below is the current context, not msg's
-    brg__tctx_t trace;    // valid when trace_over (its flags 0: none)
+    uint8_t trace_flags;  // see above
+    brg__tctx_t trace;    // valid with BRG__TRACE_OWN (flags without it)
 };
 
+//  Out of line: the send path when a context is current.
+void brg__trace_stamp_slow(const brg_ctx_t *ctx, brg_msg_t *msg);
+
 //  Stamp msg, about to be sent from ctx's call, with ctx's current trace
-//  context (tracing.h). Off the traced path: two loads, a store, no branch
-//  taken.
+//  context (tracing.h). With none: a load, a test and a store.
 static inline void
 brg__trace_stamp(const brg_ctx_t *ctx, brg_msg_t *msg)
 {
-    if (__builtin_expect(ctx->trace_over, 0)) {
-        brg__trace_put(msg, &ctx->trace);
-        return;
-    }
-    const brg_msg_t *cur = ctx->msg;
-    uint8_t flags = cur ? cur->trace_flags : 0;
-    msg->trace_flags = flags;
-    if (__builtin_expect(flags != 0, 0))
-        memcpy(msg->trace_ids, cur->trace_ids, sizeof msg->trace_ids);
+    if (__builtin_expect(ctx->trace_flags == 0, 1))
+        msg->trace_flags = 0;
+    else
+        brg__trace_stamp_slow(ctx, msg);
 }
 
 //  ctx's current trace context into *out.
 static inline void
 brg__trace_current(const brg_ctx_t *ctx, brg__tctx_t *out)
 {
-    if (ctx->trace_over)
+    uint8_t flags = ctx->trace_flags;
+    if (flags & BRG__TRACE_OWN)
         *out = ctx->trace;
-    else if (ctx->msg)
+    else if (flags)
         brg__trace_get(ctx->msg, out);
     else
         out->flags = 0;
+}
+
+//  Make tc (flags 0: none) ctx's current context for the rest of its call.
+static inline void
+brg__ctx_trace_set(brg_ctx_t *ctx, const brg__tctx_t *tc)
+{
+    ctx->trace = *tc;
+    ctx->trace_flags = tc->flags ? (uint8_t)(tc->flags | BRG__TRACE_OWN) : 0;
 }
 
 //  Create an actor. See brg_system_spawn. from is the spawning actor or NULL.

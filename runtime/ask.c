@@ -119,8 +119,7 @@ s_trace_settle(brg_ctx_t *ctx, s_pending_t *entry, int status)
 {
     if (!entry->trace)
         return;
-    ctx->trace_over = 1;
-    ctx->trace = entry->trace->parent;
+    brg__ctx_trace_set(ctx, &entry->trace->parent);
     s_trace_end(entry->trace, status);
     entry->trace = NULL;
 }
@@ -227,7 +226,7 @@ brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor)
             continue;
         if (e->timer)
             brg__timers_cancel(actor->sys->timers, e->timer);
-        ctx.trace_over = 0;
+        ctx.trace_flags = 0;
         s_trace_settle(&ctx, e, BRG_ECLOSED);
         e->fn(&ctx, BRG_ECLOSED, NULL, e->arg);
     }
@@ -251,14 +250,15 @@ brg__ask_on_reply(brg_ctx_t *ctx, const brg_msg_t *msg, bool *handled)
     if (msg->kind == BRG__MSG_REPLY_ERROR) {
         int status = msg->status < 0 ? msg->status : BRG_EFAILED;
         ctx->msg = NULL;
+        ctx->trace_flags = 0;
         s_trace_settle(ctx, &entry, status);
         rc = entry.fn(ctx, status, NULL, entry.arg);
     } else {
         ctx->msg = msg;
+        ctx->trace_flags = msg->trace_flags;
         s_trace_settle(ctx, &entry, BRG_OK);
         rc = entry.fn(ctx, BRG_OK, msg, entry.arg);
     }
-    ctx->trace_over = 0;
     if (rc < 0)
         brg__actor_fail_later(ctx->actor);
 }
@@ -272,7 +272,6 @@ brg__ask_on_timeout(brg_ctx_t *ctx, uint64_t corr)
         return; // answered in time: this timeout lost the race
     s_trace_settle(ctx, &entry, BRG_ETIMEDOUT);
     int rc = entry.fn(ctx, BRG_ETIMEDOUT, NULL, entry.arg);
-    ctx->trace_over = 0;
     if (rc < 0)
         brg__actor_fail_later(ctx->actor);
 }

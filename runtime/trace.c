@@ -66,8 +66,8 @@ struct brg_span {
     uint8_t flags;          // W3C flags (sampled)
     uint8_t kind;           // brg_span_kind_t
     bool failed;            // status ERROR
-    bool prev_over;         // the current context before it (brg_span_start):
-    brg__tctx_t prev;       //   restored when it ends or leaves while current
+    brg__tctx_t prev;       // the current context before it (brg_span_start):
+                            //   restored when it ends or leaves while current
     uint64_t start_ns;      // CLOCK_REALTIME
     uint64_t end_ns;        //
     char *status_msg;       // with failed, or NULL
@@ -215,6 +215,14 @@ brg_trace_current(const brg_ctx_t *ctx, brg_trace_ctx_t *out)
         tc = brg__trace_tls;
     s_to_public(&tc, out);
     return tc.flags != 0;
+}
+
+void
+brg__trace_stamp_slow(const brg_ctx_t *ctx, brg_msg_t *msg)
+{
+    brg__tctx_t tc;
+    brg__trace_current(ctx, &tc);
+    brg__trace_put(msg, &tc);
 }
 
 bool
@@ -377,7 +385,6 @@ brg__span_new(brg__tracer_t *tracer, const brg__tctx_t *parent, bool root, const
         (uint8_t)(kind >= BRG_SPAN_INTERNAL && kind <= BRG_SPAN_CONSUMER ? kind
                                                                          : BRG_SPAN_INTERNAL);
     span->failed = false;
-    span->prev_over = false;
     span->prev.flags = 0;
     span->start_ns = s_now_unix_ns();
     span->end_ns = 0;
@@ -453,12 +460,11 @@ s_enter(brg_ctx_t *ctx, brg_span_t *span)
     if (ctx) {
         // The value, not "the message's": a span ended in a later call (a
         // reply callback) gives that call the context the span started in.
-        span->prev_over = true;
         brg__trace_current(ctx, &span->prev);
-        ctx->trace_over = 1;
-        brg__span_tctx(span, &ctx->trace);
+        brg__tctx_t own;
+        brg__span_tctx(span, &own);
+        brg__ctx_trace_set(ctx, &own);
     } else {
-        span->prev_over = true;
         span->prev = brg__trace_tls;
         brg__span_tctx(span, &brg__trace_tls);
     }
@@ -477,10 +483,8 @@ brg_span_leave(brg_ctx_t *ctx, brg_span_t *span)
     if (!span)
         return;
     if (ctx) {
-        if (ctx->trace_over && s_is_current(&ctx->trace, span)) {
-            ctx->trace_over = span->prev_over;
-            ctx->trace = span->prev;
-        }
+        if ((ctx->trace_flags & BRG__TRACE_OWN) && s_is_current(&ctx->trace, span))
+            brg__ctx_trace_set(ctx, &span->prev);
     } else if (s_is_current(&brg__trace_tls, span)) {
         brg__trace_tls = span->prev;
     }

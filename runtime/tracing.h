@@ -15,9 +15,12 @@
 #include "msg.h"
 
 //  msg->trace_flags and brg__tctx_t.flags: a context is there. The low
-//  bits are the W3C trace-flags (BRG_TRACE_SAMPLED).
+//  bits are the W3C trace-flags (BRG_TRACE_SAMPLED; the 6 low bits are kept).
 #define BRG__TRACE_PRESENT 0x80
-#define BRG__TRACE_W3C_MASK 0x7f
+#define BRG__TRACE_W3C_MASK 0x3f
+//  A ctx's trace_flags only (actor.h): the current context is ctx->trace,
+//  not the message's.
+#define BRG__TRACE_OWN 0x40
 
 //  A context in the envelope's layout: flags, then trace id and span id.
 typedef struct brg__tctx {
