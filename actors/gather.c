@@ -165,11 +165,12 @@ s_waiter_finish(s_waiter_t *w, const brg_gather_result_t *res, int status)
 
 //  The helper actor's state.
 typedef struct {
-    s_waiter_t *waiter; // shared with the caller (one reference)
-    brg_ref_t *targets; // owned copy
-    size_t n;           //
-    brg_msg_t *request; // owned until init hands it to brg_gather
-    int timeout_ms;     //
+    s_waiter_t *waiter;    // shared with the caller (one reference)
+    brg_ref_t *targets;    // owned copy
+    size_t n;              //
+    brg_msg_t *request;    // owned until init hands it to brg_gather
+    int timeout_ms;        //
+    brg_trace_ctx_t trace; // the caller's trace context, the gather's parent
 } s_helper_t;
 
 static void
@@ -197,6 +198,7 @@ s_helper_init(brg_ctx_t *ctx, void *arg)
 {
     (void)arg;
     s_helper_t *self = brg_state(ctx);
+    brg_trace_enter(ctx, &self->trace); // the gather belongs to the caller's trace
     int rc = brg_gather(ctx, self->targets, self->n, &self->request, self->timeout_ms,
                         s_helper_done, self);
     if (rc != BRG_OK) {
@@ -391,6 +393,7 @@ brg_system_gather(brg_system_t *sys, const brg_ref_t *targets, size_t n, brg_msg
     helper->n = n;
     helper->request = request;
     helper->timeout_ms = timeout_ms;
+    brg_trace_current(NULL, &helper->trace);
 
     brg_spawn_opts_t opts;
     brg_spawn_opts_init(&opts);

@@ -241,6 +241,15 @@ brg_trace_set(const brg_trace_ctx_t *tc)
     s_from_public(tc, &brg__trace_tls);
 }
 
+void
+brg_trace_enter(brg_ctx_t *ctx, const brg_trace_ctx_t *tc)
+{
+    assert(ctx);
+    brg__tctx_t own;
+    s_from_public(tc, &own);
+    brg__ctx_trace_set(ctx, &own);
+}
+
 static const char s_hex[] = "0123456789abcdef";
 
 static void

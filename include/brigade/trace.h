@@ -43,7 +43,8 @@
 //  Threads: a span belongs to the thread that uses it, one at a time (an
 //  actor may start one in a behaviour and end it in a reply callback: both
 //  run on the actor's own thread, in turn). The context functions are
-//  thread-safe; brg_trace_set is per thread.
+//  thread-safe; brg_trace_set is per thread. End every span before
+//  brg_system_destroy of its system (the runtime's own are).
 #ifndef BRG_TRACE_H
 #define BRG_TRACE_H
 
@@ -127,6 +128,12 @@ BRG_EXPORT bool brg_msg_trace(const brg_msg_t *msg, brg_trace_ctx_t *out);
 //  invalid tc) clears it. Borrowed: copied. For threads outside the system
 //  (a behaviour's context is its message's; this does not change it).
 BRG_EXPORT void brg_trace_set(const brg_trace_ctx_t *tc);
+
+//  Make tc ctx's current context for the rest of this behaviour call (NULL
+//  or an invalid tc: none): for a context that came another way than the
+//  message (a traceparent header an actor parsed, a helper's caller). What
+//  the call sends from now on carries it. Thread: ctx's.
+BRG_EXPORT void brg_trace_enter(brg_ctx_t *ctx, const brg_trace_ctx_t *tc);
 
 //  W3C traceparent text ("00-<32 hex>-<16 hex>-<2 hex>", 55 chars and NUL)
 //  of tc, for HTTP headers. BRG_EINVAL if tc is not valid.

@@ -650,6 +650,61 @@ START_TEST(test_gather_spans)
 }
 END_TEST
 
+//  brg_system_gather from a traced thread: its helper gathers in that trace.
+START_TEST(test_system_gather_in_the_callers_trace)
+{
+    brg_system_t *sys = traced_system(2);
+    spawn_bcd(sys);
+    brg_span_t *root = brg_system_trace_start(sys, "request", BRG_SPAN_SERVER);
+    brg_ref_t targets[2] = {s_c, s_c};
+    int statuses[2];
+    brg_msg_t *replies[2];
+    brg_msg_t *q = brg_msg_new("q");
+    ck_assert_int_eq(brg_system_gather(sys, targets, 2, &q, 5000, statuses, replies), 2);
+    for (int i = 0; i < 2; i++)
+        brg_msg_destroy(&replies[i]);
+    brg_span_end(NULL, &root);
+    brg_system_destroy(&sys);
+    parse_hook_lines();
+    const span_t *sg = span_named("gather q");
+    ck_assert_str_eq(sg->parent, span_named("request")->span);
+    ck_assert_str_eq(sg->trace, span_named("request")->trace);
+    ck_assert_int_eq(spans_named("ask q"), 2);
+}
+END_TEST
+
+//  brg_trace_enter: a context that came another way (a traceparent).
+static int
+enter_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_trace_ctx_t tc;
+    ck_assert_int_eq(
+        brg_trace_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &tc), BRG_OK);
+    brg_trace_enter(ctx, &tc);
+    rec_ctx("e.entered", ctx);
+    brg_msg_t *m = brg_msg_new("sent");
+    ck_assert_int_eq(brg_send(ctx, s_c, &m), BRG_OK);
+    brg_trace_enter(ctx, NULL);
+    rec_ctx("e.none", ctx);
+    (void)msg;
+    return BRG_OK;
+}
+
+START_TEST(test_trace_enter)
+{
+    brg_system_t *sys = tu_system_new(2);
+    spawn_bcd(sys);
+    brg_ref_t e = tu_spawn(sys, enter_behaviour);
+    ck_assert_int_eq(tu_send_tag(sys, e, "go"), BRG_OK);
+    TU_WAIT_UNTIL(rec_has("c.sent"), TU_WAIT_MS);
+    ck_assert(rec_find("e.entered")->has);
+    ck_assert_uint_eq(rec_find("c.sent")->tc.trace_id[0], 0x4b);
+    ck_assert_uint_eq(rec_find("c.sent")->tc.span_id[7], 0xb7);
+    ck_assert(!rec_find("e.none")->has);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
 //  User spans in a behaviour: nesting, leave, end in a later call, model
 //  attributes, arrays, doubles, escapes, the attribute limit.
 static brg_span_t *s_model_span;
@@ -882,6 +937,7 @@ trace_suite(void)
     tcase_add_test(tc, test_timeout_callback_keeps_context);
     tcase_add_test(tc, test_timer_has_no_context);
     tcase_add_test(tc, test_traceparent);
+    tcase_add_test(tc, test_trace_enter);
     suite_add_tcase(s, tc);
     tc = tcase_create("spans");
     tcase_set_timeout(tc, 30);
@@ -889,6 +945,7 @@ trace_suite(void)
     tcase_add_test(tc, test_ask_timeout_span);
     tcase_add_test(tc, test_no_trace_no_ask_span);
     tcase_add_test(tc, test_gather_spans);
+    tcase_add_test(tc, test_system_gather_in_the_callers_trace);
     tcase_add_test(tc, test_user_spans_attributes);
     tcase_add_test(tc, test_file_from_env);
     tcase_add_test(tc, test_bad_file_is_logged_and_off);
