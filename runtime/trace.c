@@ -760,14 +760,48 @@ s_printf(s_buf_t *b, const char *fmt, ...)
         s_putn(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-//  A JSON string: quotes, escapes, control characters as \u00XX. Bytes
-//  that are not UTF-8 pass as they are (strings are the user's).
+//  Bytes of the well-formed UTF-8 sequence at p (1 to 4), or 0 if it is
+//  not one (overlong, a surrogate, past U+10FFFF, cut short).
+static size_t
+s_utf8_len(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    size_t n = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
+    if (n == 0)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0; // a NUL ends the loop here too
+    if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f) || (c == 0xf0 && p[1] < 0x90) ||
+        (c == 0xf4 && p[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+//  A JSON string: quotes, escapes, control characters as \u00XX. The
+//  strings are the user's (tags may be any bytes): a byte that does not
+//  start well-formed UTF-8 becomes U+FFFD, so every line is valid JSON.
 static void
 s_put_jstr(s_buf_t *b, const char *s)
 {
     s_putn(b, "\"", 1);
     for (const char *p = s; *p; p++) {
         unsigned char c = (unsigned char)*p;
+        if (c >= 0x80) {
+            size_t n = s_utf8_len((const unsigned char *)p);
+            if (n == 0) {
+                s_putn(b, "\\ufffd", 6);
+            } else {
+                s_putn(b, p, n);
+                p += n - 1;
+            }
+            continue;
+        }
         if (c == '"' || c == '\\') {
             char esc[2] = {'\\', (char)c};
             s_putn(b, esc, 2);
@@ -937,7 +971,7 @@ s_export(brg__tracer_t *t, brg_span_t *list)
             s_putn(&b, "\n", 1);
             bool ok =
                 !b.failed && fwrite(b.data, 1, b.len, t->file) == b.len && fflush(t->file) == 0;
-            b.len--; // the hook's line has no newline
+            b.data[--b.len] = '\0'; // the hook's line has no newline
             if (!ok)
                 atomic_fetch_add_explicit(&t->write_errors, 1, memory_order_relaxed);
         }
@@ -953,6 +987,7 @@ static void *
 s_export_main(void *arg)
 {
     brg__tracer_t *t = arg;
+    uint64_t logged_drops = 0;
     pthread_mutex_lock(&t->lock);
     for (;;) {
         if (!t->stop && t->count < S_BATCH_WAKE) {
@@ -969,6 +1004,17 @@ s_export_main(void *arg)
         bool stop = t->stop;
         pthread_mutex_unlock(&t->lock);
         s_export(t, list);
+        // Drops are counted where they happen (a worker); said here, at most
+        // once per flush interval, off the workers.
+        uint64_t dropped = atomic_load_explicit(&t->dropped, memory_order_relaxed);
+        if (dropped != logged_drops) {
+            brg__log(t->sys, BRG_LOG_WARNING, "trace", BRG_REF_NONE,
+                     "%llu spans dropped (export buffer of %u spans full, or out of memory); "
+                     "%llu in all",
+                     (unsigned long long)(dropped - logged_drops), t->cap,
+                     (unsigned long long)dropped);
+            logged_drops = dropped;
+        }
         if (stop)
             return NULL;
         pthread_mutex_lock(&t->lock);

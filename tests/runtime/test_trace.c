@@ -751,6 +751,10 @@ model_user(brg_ctx_t *ctx, const brg_msg_t *msg)
         }
         ck_assert_int_eq(rc, BRG_EMSGSIZE);
         brg_span_set_error(a, BRG_EHTTP, "HTTP 500\tfrom model");
+        // Not UTF-8 (tags may be any bytes): the line must stay JSON.
+        brg_span_t *bad = brg_span_start(ctx, "bad \xff\xc3\x28 \xed\xa0\x80 caf\xc3\xa9", 1);
+        brg_span_set_str(bad, "k\xfe", "\xc0\xaf");
+        brg_span_end(ctx, &bad);
         brg_span_end(ctx, &a);
         rec_ctx("m.done", ctx);
     }
@@ -767,7 +771,11 @@ START_TEST(test_user_spans_attributes)
     TU_WAIT_UNTIL(rec_has("m.done"), TU_WAIT_MS);
     brg_system_destroy(&sys);
     parse_hook_lines();
-    ck_assert_int_eq(s_nspans, 3);
+    ck_assert_int_eq(s_nspans, 4);
+    // Each bad byte is U+FFFD; "café" stays as it is.
+    const char *bad_name = "bad \xef\xbf\xbd\xef\xbf\xbd( \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd "
+                           "caf\xc3\xa9";
+    ck_assert_str_eq(attr_str(span_named(bad_name), "k\xef\xbf\xbd"), "\xef\xbf\xbd\xef\xbf\xbd");
     const span_t *sa = span_named("chat test-model");
     const span_t *sb = span_named("inner \"quoted\"\nline");
     ck_assert_str_eq(sb->parent, sa->span);
@@ -859,8 +867,10 @@ hook_block(void *arg, const char *json, size_t len)
 
 START_TEST(test_buffer_overflow_counted)
 {
+    tu_log_clear();
     brg_config_t cfg;
     tu_config(&cfg, 1);
+    cfg.log_fn = tu_log_keep;
     cfg.trace_hook = hook_block;
     cfg.trace_buffer = 4;
     cfg.trace_flush_ms = 5;
@@ -883,6 +893,7 @@ START_TEST(test_buffer_overflow_counted)
     parse_hook_lines();
     ck_assert_int_eq(s_nspans, 5);
     ck_assert_int_eq(spans_named("more"), 4);
+    ck_assert_int_eq(tu_log_count("16 spans dropped", "buffer of 4 spans full"), 1);
 }
 END_TEST
 
