@@ -18,12 +18,13 @@
 //  Spans. When tracing is on for the system (brg_config_t.trace_file,
 //  trace_hook or the BRG_TRACE_FILE environment variable), spans are
 //  recorded and exported: the runtime makes one per brg_ask and
-//  brg_system_ask (from the ask to its reply, error or timeout), brg_gather
-//  makes one around its asks, and users make their own with
-//  brg_span_start. A span started while a context is current is its
-//  child; with no current context it starts a new trace. An open span is
-//  the current context of the call that started it (its sends are its
-//  children) until it ends or brg_span_leave.
+//  brg_system_ask made in a trace (from the ask to its reply, error or
+//  timeout; an ask with no context current makes none), brg_gather makes
+//  one around its asks, and users make their own with brg_span_start. A
+//  reply callback runs in the context its ask was made in. A span started while a context is
+//  current is its child; with no current context it starts a new trace. An open span is the current
+//  context of the call that started it (its sends are its children) until it ends or
+//  brg_span_leave.
 //
 //  When tracing is off (the default) contexts still travel with messages
 //  (one byte tested per send and per message handled: docs/PERFORMANCE.md
