@@ -16,6 +16,8 @@
 //  spawn.
 #include "runtime_internal.h"
 
+_Thread_local const brg__tctx_t *brg__spawn_trace __attribute__((tls_model("initial-exec")));
+
 brg_ref_t
 brg__actor_ref(const brg__actor_t *actor)
 {
@@ -328,6 +330,8 @@ s_activation(brg__actor_t *actor, int batch)
     if (actor->flags & BRG__ACTOR_INIT) {
         actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
         brg_ctx_t ctx = {.actor = actor, .msg = NULL};
+        if (actor->ext->init_trace.flags) // the spawner's trace (actor.h)
+            brg__ctx_trace_set(&ctx, &actor->ext->init_trace);
         brg__watch_frame_t watch = brg__watch_begin(actor->id);
         int rc = actor->ext->init(&ctx, actor->ext->init_arg);
         brg__send_call_end();
@@ -458,6 +462,8 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
         }
         actor->ext->init = opts->init;
         actor->ext->init_arg = opts->init_arg;
+        if (opts->init && brg__spawn_trace)
+            actor->ext->init_trace = *brg__spawn_trace;
     }
     if (mode & BRG__MODE_WAITER) {
         brg__waiter_t *w = calloc(1, sizeof(*w));
@@ -597,7 +603,12 @@ brg_spawn(brg_ctx_t *ctx, brg_behaviour_fn fn, const brg_spawn_opts_t *opts, brg
 {
     assert(ctx);
     assert(fn);
-    return brg__actor_spawn(ctx->actor->sys, ctx->actor, fn, opts, 0, ref, NULL);
+    brg__tctx_t trace;
+    brg__trace_current(ctx, &trace);
+    brg__spawn_trace = trace.flags ? &trace : NULL;
+    int rc = brg__actor_spawn(ctx->actor->sys, ctx->actor, fn, opts, 0, ref, NULL);
+    brg__spawn_trace = NULL;
+    return rc;
 }
 
 int
@@ -606,7 +617,10 @@ brg_system_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t 
 {
     assert(sys);
     assert(fn);
-    return brg__actor_spawn(sys, NULL, fn, opts, 0, ref, NULL);
+    brg__spawn_trace = brg__trace_tls.flags ? &brg__trace_tls : NULL;
+    int rc = brg__actor_spawn(sys, NULL, fn, opts, 0, ref, NULL);
+    brg__spawn_trace = NULL;
+    return rc;
 }
 
 brg_ref_t

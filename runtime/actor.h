@@ -58,6 +58,7 @@ typedef struct brg__actor_ext {
     //  bp lock, while the actor is suspended or being suspended.
     uint64_t bp_on;             // the receiver it is suspended on (id), or 0
     struct brg__actor *bp_next; // next suspended actor in its bucket
+    brg__tctx_t init_trace;     // the spawner's trace context: init runs in it (flags 0: none)
 } brg__actor_ext_t;
 
 //  An actor. Fields other than head and bp are owned by the thread running
@@ -154,6 +155,12 @@ brg__ctx_trace_set(brg_ctx_t *ctx, const brg__tctx_t *tc)
     ctx->trace = *tc;
     ctx->trace_flags = tc->flags ? (uint8_t)(tc->flags | BRG__TRACE_OWN) : 0;
 }
+
+//  The spawner's trace context, set by the spawn calls (brg_spawn,
+//  brg_system_spawn, the kind spawns) around brg__actor_spawn, which gives
+//  it to an actor with an init: the init runs in it. NULL: none. Thread:
+//  the spawning one.
+extern _Thread_local const brg__tctx_t *brg__spawn_trace __attribute__((tls_model("initial-exec")));
 
 //  Create an actor. See brg_system_spawn. from is the spawning actor or NULL.
 //  mode: BRG__MODE_... added to what opts asks for. parent: the spawning

@@ -6,7 +6,8 @@
 //
 //  - The current context. An actor handling a message has that message's
 //    context as its current one; a thread outside the system has the one
-//    it set with brg_trace_set (none at first).
+//    it set with brg_trace_set (none at first); an actor's init runs in
+//    its spawner's (brg_spawn, brg_system_spawn, the kind spawns).
 //  - Inheritance. Every message sent while a context is current carries it:
 //    brg_send (and its shorthands, named sends), brg_ask, brg_reply,
 //    brg_reply_error (and the _to forms), brg_forward, brg_system_send,

@@ -433,6 +433,67 @@ START_TEST(test_timeout_callback_keeps_context)
 }
 END_TEST
 
+//  A spawned actor's init runs in its spawner's context.
+static int
+child_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    return BRG_OK;
+}
+
+static int
+child_init(brg_ctx_t *ctx, void *arg)
+{
+    rec_ctx((const char *)arg, ctx);
+    brg_msg_t *m = brg_msg_new("from_init");
+    ck_assert_int_eq(brg_send(ctx, s_c, &m), BRG_OK);
+    brg_stop(ctx);
+    return BRG_OK;
+}
+
+static int
+spawner_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    rec_ctx("s.go", ctx);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.init = child_init;
+    opts.init_arg = "child.init";
+    ck_assert_int_eq(brg_spawn(ctx, child_behaviour, &opts, NULL), BRG_OK);
+    return BRG_OK;
+}
+
+START_TEST(test_spawn_init_inherits)
+{
+    brg_system_t *sys = tu_system_new(2);
+    spawn_bcd(sys);
+    brg_ref_t sp = tu_spawn(sys, spawner_behaviour);
+    brg_trace_ctx_t tc = tc_make(5);
+    brg_trace_set(&tc);
+    ck_assert_int_eq(tu_send_tag(sys, sp, "go"), BRG_OK);
+    // brg_system_spawn from this thread: its init runs in our context too.
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.init = child_init;
+    opts.init_arg = "outside.init";
+    ck_assert_int_eq(brg_system_spawn(sys, child_behaviour, &opts, NULL), BRG_OK);
+    TU_WAIT_UNTIL(rec_has("child.init") && rec_has("outside.init") && rec_has("c.from_init"),
+                  TU_WAIT_MS);
+    ck_assert(tc_eq(&rec_find("child.init")->tc, &tc));
+    ck_assert(tc_eq(&rec_find("outside.init")->tc, &tc));
+    ck_assert(tc_eq(&rec_find("c.from_init")->tc, &tc));
+    // Spawned with no context current: its init has none.
+    brg_trace_set(NULL);
+    opts.init_arg = "plain.init";
+    ck_assert_int_eq(brg_system_spawn(sys, child_behaviour, &opts, NULL), BRG_OK);
+    TU_WAIT_UNTIL(rec_has("plain.init"), TU_WAIT_MS);
+    ck_assert(!rec_find("plain.init")->has);
+    brg_system_destroy(&sys);
+}
+END_TEST
+
 //  Timer messages belong to no trace.
 static int
 timer_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
@@ -947,6 +1008,7 @@ trace_suite(void)
     tcase_add_test(tc, test_ask_and_reply_inherit);
     tcase_add_test(tc, test_timeout_callback_keeps_context);
     tcase_add_test(tc, test_timer_has_no_context);
+    tcase_add_test(tc, test_spawn_init_inherits);
     tcase_add_test(tc, test_traceparent);
     tcase_add_test(tc, test_trace_enter);
     suite_add_tcase(s, tc);
