@@ -323,30 +323,40 @@ brg__actor_run(brg__actor_t *actor, int batch)
     return s_activation(actor, batch);
 }
 
+//  The actor's first activation runs its init. Returns false if it died
+//  there. Out of line and cold: it runs once per actor, and kept out of the
+//  message loop it leaves that loop's registers alone.
+static __attribute__((noinline, cold)) bool
+s_run_init(brg__actor_t *actor)
+{
+    brg_exit_reason_t reason;
+    actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
+    brg_ctx_t ctx = {.actor = actor, .msg = NULL};
+    if (actor->ext->init_trace.flags) // the spawner's trace (actor.h)
+        brg__ctx_trace_set(&ctx, &actor->ext->init_trace);
+    brg__watch_frame_t watch = brg__watch_begin(actor->id);
+    int rc = actor->ext->init(&ctx, actor->ext->init_arg);
+    brg__send_call_end();
+    if (brg__watch_end(watch))
+        s_watchdog_fail(actor);
+    if (rc < 0 || (actor->flags & BRG__ACTOR_STOPPING)) {
+        if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING))
+            s_rc_reason(rc, &reason);
+        else
+            s_own_reason(actor, &reason);
+        s_die(actor, &reason, "in init");
+        brg__send_call_end(); // what s_die's callbacks sent
+        return false;
+    }
+    return true;
+}
+
 static inline bool
 s_activation(brg__actor_t *actor, int batch)
 {
     brg_exit_reason_t reason;
-    if (actor->flags & BRG__ACTOR_INIT) {
-        actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
-        brg_ctx_t ctx = {.actor = actor, .msg = NULL};
-        if (actor->ext->init_trace.flags) // the spawner's trace (actor.h)
-            brg__ctx_trace_set(&ctx, &actor->ext->init_trace);
-        brg__watch_frame_t watch = brg__watch_begin(actor->id);
-        int rc = actor->ext->init(&ctx, actor->ext->init_arg);
-        brg__send_call_end();
-        if (brg__watch_end(watch))
-            s_watchdog_fail(actor);
-        if (rc < 0 || (actor->flags & BRG__ACTOR_STOPPING)) {
-            if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING))
-                s_rc_reason(rc, &reason);
-            else
-                s_own_reason(actor, &reason);
-            s_die(actor, &reason, "in init");
-            brg__send_call_end(); // what s_die's callbacks sent
-            return false;
-        }
-    }
+    if ((actor->flags & BRG__ACTOR_INIT) && !s_run_init(actor))
+        return false;
     // New messages first, so the system lane sees a stop that came in since
     // the last activation before any of the grabbed backlog runs.
     brg__mailbox_grab(actor);
