@@ -59,6 +59,7 @@ struct brg_gather_result {
     size_t n;           // parts
     size_t open;        // asks whose callback is still to come
     size_t ok;          // parts settled with BRG_OK
+    brg_span_t *span;   // "gather <tag>", the parent of the asks' spans; NULL: not traced
     s_part_t parts[];   // n parts, in target order
 };
 
@@ -95,6 +96,11 @@ s_on_reply(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     assert(self->open > 0);
     if (--self->open > 0)
         return BRG_OK;
+    // done runs in the context the gather was made in (the span's parent).
+    brg_span_set_int(self->span, "brg.gather.ok", (int64_t)self->ok);
+    if (self->ok == 0)
+        brg_span_set_error(self->span, self->parts[0].status, "no part answered");
+    brg_span_end(ctx, &self->span);
     int rc = self->done(ctx, self, self->arg);
     s_gather_destroy(&self);
     return rc;
@@ -164,12 +170,13 @@ s_waiter_finish(s_waiter_t *w, const brg_gather_result_t *res, int status)
 
 //  The helper actor's state.
 typedef struct {
-    s_waiter_t *waiter; // shared with the caller (one reference)
-    brg_ref_t *targets; // owned copy, or NULL: by name
-    char **names;       // owned copies of the names (brg_system_gather_named)
-    size_t n;           //
-    brg_msg_t *request; // owned until init hands it to brg_gather
-    int timeout_ms;     //
+    s_waiter_t *waiter;    // shared with the caller (one reference)
+    brg_ref_t *targets;    // owned copy, or NULL: by name
+    char **names;          // owned copies of the names (brg_system_gather_named)
+    size_t n;              //
+    brg_msg_t *request;    // owned until init hands it to brg_gather
+    int timeout_ms;        //
+    brg_trace_ctx_t trace; // the caller's trace context, the gather's parent
 } s_helper_t;
 
 static void
@@ -200,6 +207,7 @@ s_helper_init(brg_ctx_t *ctx, void *arg)
 {
     (void)arg;
     s_helper_t *self = brg_state(ctx);
+    brg_trace_enter(ctx, &self->trace); // the gather belongs to the caller's trace
     int rc = self->targets
                  ? brg_gather(ctx, self->targets, self->n, &self->request, self->timeout_ms,
                               s_helper_done, self)
@@ -314,6 +322,12 @@ s_gather(brg_ctx_t *ctx, const brg_ref_t *targets, const char *const *names, siz
     self->done = done;
     self->arg = arg;
     self->n = n;
+    // Tracing: the asks below are the span's children (NULL when off).
+    char name[BRG_TAG_MAX + 16];
+    snprintf(name, sizeof name, "gather %s", brg_msg_tag(request));
+    self->span = brg_span_start(ctx, name, BRG_SPAN_INTERNAL);
+    brg_span_set_int(self->span, "brg.gather.targets", (int64_t)n);
+    brg_span_set_int(self->span, "brg.gather.timeout_ms", timeout_ms);
     size_t asked = 0;
     brg_system_t *sys = brg_ctx_system(ctx);
     for (size_t i = 0; i < n; i++) {
@@ -340,8 +354,12 @@ s_gather(brg_ctx_t *ctx, const brg_ref_t *targets, const char *const *names, siz
             brg_ask_id(ctx, part->target, &copy, timeout_ms, s_on_reply, part, &part->ask_id);
         asked += part->status == BRG_OK;
     }
+    // What the caller sends after brg_gather is not part of the gather.
+    brg_span_leave(ctx, self->span);
     if (asked == 0) {
         int rc = self->parts[0].status;
+        brg_span_set_error(self->span, rc, "no part could be asked");
+        brg_span_end(ctx, &self->span);
         s_gather_destroy(&self);
         return rc;
     }
@@ -433,6 +451,7 @@ s_system_gather(brg_system_t *sys, const brg_ref_t *targets, const char *const *
     helper->n = n;
     helper->request = request;
     helper->timeout_ms = timeout_ms;
+    brg_trace_current(NULL, &helper->trace);
 
     brg_spawn_opts_t opts;
     brg_spawn_opts_init(&opts);

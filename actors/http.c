@@ -448,6 +448,20 @@ s_decode(s_xfer_t *x, int *timeout_ms)
             return BRG_ENOMEM;
         x->headers = more;
     }
+    // W3C trace context: a request asked in a trace carries the asker's
+    // context (its ask span's when tracing records), sent on as a
+    // traceparent header unless the caller set one.
+    brg_trace_ctx_t tc;
+    char traceparent[13 + 56] = "traceparent: ";
+    if (brg_msg_trace(msg, &tc) && brg_trace_format(&tc, traceparent + 13) == BRG_OK) {
+        bool own = false;
+        for (struct curl_slist *h = x->headers; h && !own; h = h->next)
+            own = strncasecmp(h->data, "traceparent:", 12) == 0;
+        struct curl_slist *more = own ? x->headers : curl_slist_append(x->headers, traceparent);
+        if (!more)
+            return BRG_ENOMEM;
+        x->headers = more;
+    }
     if (brg_msg_peek(msg, pos) == BRG_TYPE_NIL)
         brg_msg_read_nil(msg, &pos);
     else if (brg_msg_read_bin(msg, &pos, &body, &body_len) != BRG_OK)

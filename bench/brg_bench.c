@@ -222,12 +222,26 @@ s_ping(brg_ctx_t *ctx, const brg_msg_t *msg)
     return s_send_num(ctx, self->pong, x + 1, bin, len);
 }
 
+//  BRG_BENCH_TRACE set (and tracing on, e.g. BRG_TRACE_FILE): pingpong's
+//  and fanin's first sends are made in a trace, so every message of the run
+//  carries a trace context (docs/PERFORMANCE.md, "Tracing"). Unset: none.
+static bool s_bench_trace;
+
+static brg_span_t *
+s_trace_begin(brg_ctx_t *ctx)
+{
+    return s_bench_trace ? brg_trace_start(ctx, "bench", BRG_SPAN_INTERNAL) : NULL;
+}
+
 static int
 s_ping_init(brg_ctx_t *ctx, void *arg)
 {
     s_ping_t *self = brg_state(ctx);
+    brg_span_t *span = s_trace_begin(ctx);
     s_stamp0();
-    return s_send_num(ctx, self->pong, 0, self->buf, self->payload);
+    int rc = s_send_num(ctx, self->pong, 0, self->buf, self->payload);
+    brg_span_end(ctx, &span);
+    return rc;
 }
 
 static void
@@ -353,11 +367,15 @@ static int
 s_fanin_sender_init(brg_ctx_t *ctx, void *arg)
 {
     const s_fanin_arg_t *fa = arg;
+    brg_span_t *span = s_trace_begin(ctx);
     for (int64_t i = 0; i < fa->m; i++) {
         int rc = brg_send_int(ctx, fa->receiver, "n", i);
-        if (rc != BRG_OK)
+        if (rc != BRG_OK) {
+            brg_span_end(ctx, &span);
             return rc;
+        }
     }
+    brg_span_end(ctx, &span);
     brg_stop(ctx);
     return BRG_OK;
 }
@@ -591,6 +609,7 @@ main(int argc, char **argv)
     brg_config_t cfg;
     brg_config_init(&cfg);
     cfg.workers = threads;
+    s_bench_trace = getenv("BRG_BENCH_TRACE") != NULL;
     brg_system_t *sys = brg_system_new(&cfg);
     if (!sys) {
         fprintf(stderr, "brg_bench: cannot start the system\n");

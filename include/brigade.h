@@ -46,6 +46,7 @@
 #include "brigade/system.h"
 #include "brigade/text.h"
 #include "brigade/timer.h"
+#include "brigade/trace.h"
 #include "brigade/version.h"
 
 #endif

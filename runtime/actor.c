@@ -16,6 +16,8 @@
 //  spawn.
 #include "runtime_internal.h"
 
+_Thread_local const brg__tctx_t *brg__spawn_trace __attribute__((tls_model("initial-exec")));
+
 brg_ref_t
 brg__actor_ref(const brg__actor_t *actor)
 {
@@ -197,7 +199,11 @@ static bool
 s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *own,
          char tag[BRG_TAG_MAX + 1])
 {
-    brg_ctx_t ctx = {actor, msg};
+    // The trace copy is written only when a context of its own is set (actor.h).
+    brg_ctx_t ctx;
+    ctx.actor = actor;
+    ctx.msg = msg;
+    ctx.trace_flags = msg->trace_flags;
     int rc = BRG_OK;
     *own = false;
     tag[0] = '\0';
@@ -224,6 +230,7 @@ s_handle(brg__actor_t *actor, brg_msg_t *msg, brg_exit_reason_t *reason, bool *o
         return true;
     case BRG__MSG_SYS_ASK_TIMEOUT:
         ctx.msg = NULL;
+        ctx.trace_flags = 0;
         brg__ask_on_timeout(&ctx, msg->corr);
         break;
     case BRG__MSG_REPLY:
@@ -326,28 +333,40 @@ brg__actor_run(brg__actor_t *actor, int batch)
     return s_activation(actor, batch);
 }
 
+//  The actor's first activation runs its init. Returns false if it died
+//  there. Out of line and cold: it runs once per actor, and kept out of the
+//  message loop it leaves that loop's registers alone.
+static __attribute__((noinline, cold)) bool
+s_run_init(brg__actor_t *actor)
+{
+    brg_exit_reason_t reason;
+    actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
+    brg_ctx_t ctx = {.actor = actor, .msg = NULL};
+    if (actor->ext->init_trace.flags) // the spawner's trace (actor.h)
+        brg__ctx_trace_set(&ctx, &actor->ext->init_trace);
+    brg__watch_frame_t watch = brg__watch_begin(actor->id);
+    int rc = actor->ext->init(&ctx, actor->ext->init_arg);
+    brg__send_call_end();
+    if (brg__watch_end(watch))
+        s_watchdog_fail(actor);
+    if (rc < 0 || (actor->flags & BRG__ACTOR_STOPPING)) {
+        if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING))
+            s_rc_reason(rc, &reason);
+        else
+            s_own_reason(actor, &reason);
+        s_die(actor, &reason, "in init");
+        brg__send_call_end(); // what s_die's callbacks sent
+        return false;
+    }
+    return true;
+}
+
 static inline bool
 s_activation(brg__actor_t *actor, int batch)
 {
     brg_exit_reason_t reason;
-    if (actor->flags & BRG__ACTOR_INIT) {
-        actor->flags &= (uint16_t)~BRG__ACTOR_INIT;
-        brg_ctx_t ctx = {actor, NULL};
-        brg__watch_frame_t watch = brg__watch_begin(actor->id);
-        int rc = actor->ext->init(&ctx, actor->ext->init_arg);
-        brg__send_call_end();
-        if (brg__watch_end(watch))
-            s_watchdog_fail(actor);
-        if (rc < 0 || (actor->flags & BRG__ACTOR_STOPPING)) {
-            if (rc < 0 && !(actor->flags & BRG__ACTOR_FAILING))
-                s_rc_reason(rc, &reason);
-            else
-                s_own_reason(actor, &reason);
-            s_die(actor, &reason, "in init");
-            brg__send_call_end(); // what s_die's callbacks sent
-            return false;
-        }
-    }
+    if ((actor->flags & BRG__ACTOR_INIT) && !s_run_init(actor))
+        return false;
     // New messages first, so the system lane sees a stop that came in since
     // the last activation before any of the grabbed backlog runs.
     brg__mailbox_grab(actor);
@@ -463,6 +482,8 @@ brg__actor_spawn(brg_system_t *sys, brg__actor_t *parent, brg_behaviour_fn fn,
         }
         actor->ext->init = opts->init;
         actor->ext->init_arg = opts->init_arg;
+        if (opts->init && brg__spawn_trace)
+            actor->ext->init_trace = *brg__spawn_trace;
     }
     if (mode & BRG__MODE_WAITER) {
         brg__waiter_t *w = calloc(1, sizeof(*w));
@@ -602,7 +623,12 @@ brg_spawn(brg_ctx_t *ctx, brg_behaviour_fn fn, const brg_spawn_opts_t *opts, brg
 {
     assert(ctx);
     assert(fn);
-    return brg__actor_spawn(ctx->actor->sys, ctx->actor, fn, opts, 0, ref, NULL);
+    brg__tctx_t trace;
+    brg__trace_current(ctx, &trace);
+    brg__spawn_trace = trace.flags ? &trace : NULL;
+    int rc = brg__actor_spawn(ctx->actor->sys, ctx->actor, fn, opts, 0, ref, NULL);
+    brg__spawn_trace = NULL;
+    return rc;
 }
 
 int
@@ -611,7 +637,10 @@ brg_system_spawn(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t 
 {
     assert(sys);
     assert(fn);
-    return brg__actor_spawn(sys, NULL, fn, opts, 0, ref, NULL);
+    brg__spawn_trace = brg__trace_tls.flags ? &brg__trace_tls : NULL;
+    int rc = brg__actor_spawn(sys, NULL, fn, opts, 0, ref, NULL);
+    brg__spawn_trace = NULL;
+    return rc;
 }
 
 brg_ref_t
@@ -641,6 +670,7 @@ brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p)
     assert(ctx);
     assert(msg_p && *msg_p);
     brg__msg_make_plain(*msg_p, brg__actor_ref(ctx->actor));
+    brg__trace_stamp(ctx, *msg_p);
     brg__sched_note_send();
     return brg__system_deliver(ctx->actor->sys, to, msg_p);
 }

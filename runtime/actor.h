@@ -13,6 +13,8 @@
 #include "brigade/msg.h"
 #include "brigade/ref.h"
 
+#include "tracing.h"
+
 typedef struct brg__actor brg__actor_t;
 typedef struct brg__ask_map brg__ask_map_t;
 typedef struct brg__waiter brg__waiter_t;
@@ -57,6 +59,7 @@ typedef struct brg__actor_ext {
     //  bp lock, while the actor is suspended or being suspended.
     uint64_t bp_on;             // the receiver it is suspended on (id), or 0
     struct brg__actor *bp_next; // next suspended actor in its bucket
+    brg__tctx_t init_trace;     // the spawner's trace context: init runs in it (flags 0: none)
 } brg__actor_ext_t;
 
 //  An actor. Fields other than head and bp are owned by the thread running
@@ -107,10 +110,58 @@ struct brg__waiter {
 void brg__waiter_wake(brg__waiter_t *w);
 
 //  The context of one behaviour call (lives on the running thread's stack).
+//  trace_flags says what the current trace context is: 0 none; with
+//  BRG__TRACE_OWN it is `trace` (a span open in this call, an ask
+//  callback's asker context); otherwise msg's (these are msg's flags, copied
+//  when the ctx is made). So a send with no context tests one byte of the
+//  ctx, and `trace` is left unwritten until a context of its own is set.
 struct brg_ctx {
     brg__actor_t *actor;  // the running actor
     const brg_msg_t *msg; // the message being handled, or NULL (init, callbacks)
+    uint8_t trace_flags;  // see above
+    brg__tctx_t trace;    // valid with BRG__TRACE_OWN (flags without it)
 };
+
+//  Out of line: the send path when a context is current.
+void brg__trace_stamp_slow(const brg_ctx_t *ctx, brg_msg_t *msg);
+
+//  Stamp msg, about to be sent from ctx's call, with ctx's current trace
+//  context (tracing.h). With none: a load, a test and a store.
+static inline void
+brg__trace_stamp(const brg_ctx_t *ctx, brg_msg_t *msg)
+{
+    if (__builtin_expect(ctx->trace_flags == 0, 1))
+        msg->trace_flags = 0;
+    else
+        brg__trace_stamp_slow(ctx, msg);
+}
+
+//  ctx's current trace context into *out.
+static inline void
+brg__trace_current(const brg_ctx_t *ctx, brg__tctx_t *out)
+{
+    uint8_t flags = ctx->trace_flags;
+    if (flags & BRG__TRACE_OWN)
+        *out = ctx->trace;
+    else if (flags)
+        brg__trace_get(ctx->msg, out);
+    else
+        out->flags = 0;
+}
+
+//  Make tc (flags 0: none) ctx's current context for the rest of its call.
+static inline void
+brg__ctx_trace_set(brg_ctx_t *ctx, const brg__tctx_t *tc)
+{
+    ctx->trace = *tc;
+    ctx->trace_flags = tc->flags ? (uint8_t)(tc->flags | BRG__TRACE_OWN) : 0;
+}
+
+//  The spawner's trace context, set by the spawn calls (brg_spawn,
+//  brg_system_spawn, the kind spawns) around brg__actor_spawn, which gives
+//  it to an actor with an init: the init runs in it. NULL: none. Thread:
+//  the spawning one.
+extern _Thread_local const brg__tctx_t *brg__spawn_trace __attribute__((tls_model("initial-exec")));
 
 //  Create an actor. See brg_system_spawn. from is the spawning actor or NULL.
 //  mode: BRG__MODE_... added to what opts asks for. parent: the spawning

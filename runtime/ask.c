@@ -53,7 +53,76 @@ typedef struct {
     brg_reply_fn fn;
     void *arg;
     brg_timer_id_t timer;
+    brg__ask_trace_t *trace; // asked under a trace context (tracing.h), else NULL
 } s_pending_t;
+
+//  Tracing of an ask made under the context cur (flags not 0): remember cur
+//  for the callback and, when the system records, open the ask's span
+//  ("ask <tag>", kind CLIENT). NULL if out of memory (the ask goes on
+//  untraced). The request then carries the span's context, else cur.
+static brg__ask_trace_t *
+s_trace_begin(brg__tracer_t *tracer, const brg__tctx_t *cur, const brg_msg_t *msg, brg_ref_t to,
+              const char *name, int timeout_ms)
+{
+    brg__ask_trace_t *at = malloc(sizeof *at);
+    if (!at)
+        return NULL;
+    at->parent = *cur;
+    at->span = NULL;
+    if (!tracer)
+        return at;
+    char text[BRG_TAG_MAX + 8];
+    snprintf(text, sizeof text, "ask %s", msg->tag);
+    at->span = brg__span_new(tracer, cur, false, text, BRG_SPAN_CLIENT);
+    if (at->span) {
+        char ref[80];
+        brg_span_set_str(at->span, "brg.msg.tag", msg->tag);
+        if (name && brg_ref_is_none(to)) {
+            brg_span_set_str(at->span, "brg.ask.to", name);
+        } else if (brg_ref_format(to, ref, sizeof ref) >= 0) {
+            brg_span_set_str(at->span, "brg.ask.to", ref);
+            if (name)
+                brg_span_set_str(at->span, "brg.ask.to_name", name);
+        }
+        brg_span_set_int(at->span, "brg.ask.timeout_ms", timeout_ms);
+    }
+    return at;
+}
+
+//  The context the request carries: the ask span's, else the asker's.
+static void
+s_trace_stamp(const brg__ask_trace_t *at, const brg__tctx_t *cur, brg_msg_t *msg)
+{
+    if (at && at->span) {
+        brg__tctx_t tc;
+        brg__span_tctx(at->span, &tc);
+        brg__trace_put(msg, &tc);
+    } else {
+        brg__trace_put(msg, cur);
+    }
+}
+
+//  The ask is over with status: end its span, free the record.
+static void
+s_trace_end(brg__ask_trace_t *at, int status)
+{
+    if (!at)
+        return;
+    brg__span_finish(at->span, status);
+    free(at);
+}
+
+//  Settle entry's tracing before its callback runs on ctx: the asker's
+//  context is current again in the callback.
+static void
+s_trace_settle(brg_ctx_t *ctx, s_pending_t *entry, int status)
+{
+    if (!entry->trace)
+        return;
+    brg__ctx_trace_set(ctx, &entry->trace->parent);
+    s_trace_end(entry->trace, status);
+    entry->trace = NULL;
+}
 
 struct brg__ask_map {
     s_pending_t *items; // capacity entries, linear probing
@@ -150,13 +219,15 @@ brg__ask_map_destroy(brg__ask_map_t **self_p, brg__actor_t *actor)
     // callback that asks again gets BRG_ECLOSED at once and no new entry.
     assert(actor->flags & BRG__ACTOR_DEAD);
     *self_p = NULL;
-    brg_ctx_t ctx = {actor, NULL};
+    brg_ctx_t ctx = {.actor = actor, .msg = NULL};
     for (uint32_t i = 0; i < map->capacity; i++) {
         s_pending_t *e = &map->items[i];
         if (!e->corr)
             continue;
         if (e->timer)
             brg__timers_cancel(actor->sys->timers, e->timer);
+        ctx.trace_flags = 0;
+        s_trace_settle(&ctx, e, BRG_ECLOSED);
         e->fn(&ctx, BRG_ECLOSED, NULL, e->arg);
     }
     free(map->items);
@@ -177,10 +248,15 @@ brg__ask_on_reply(brg_ctx_t *ctx, const brg_msg_t *msg, bool *handled)
         brg__timers_cancel(ctx->actor->sys->timers, entry.timer);
     int rc;
     if (msg->kind == BRG__MSG_REPLY_ERROR) {
+        int status = msg->status < 0 ? msg->status : BRG_EFAILED;
         ctx->msg = NULL;
-        rc = entry.fn(ctx, msg->status < 0 ? msg->status : BRG_EFAILED, NULL, entry.arg);
+        ctx->trace_flags = 0;
+        s_trace_settle(ctx, &entry, status);
+        rc = entry.fn(ctx, status, NULL, entry.arg);
     } else {
         ctx->msg = msg;
+        ctx->trace_flags = msg->trace_flags;
+        s_trace_settle(ctx, &entry, BRG_OK);
         rc = entry.fn(ctx, BRG_OK, msg, entry.arg);
     }
     if (rc < 0)
@@ -194,7 +270,9 @@ brg__ask_on_timeout(brg_ctx_t *ctx, uint64_t corr)
     s_pending_t entry;
     if (!ext || !s_map_take(ext->asks, corr, &entry))
         return; // answered in time: this timeout lost the race
-    if (entry.fn(ctx, BRG_ETIMEDOUT, NULL, entry.arg) < 0)
+    s_trace_settle(ctx, &entry, BRG_ETIMEDOUT);
+    int rc = entry.fn(ctx, BRG_ETIMEDOUT, NULL, entry.arg);
+    if (rc < 0)
         brg__actor_fail_later(ctx->actor);
 }
 
@@ -241,7 +319,11 @@ s_ask(brg_ctx_t *ctx, brg_ref_t to, const char *name, brg_msg_t **msg_p, int tim
     }
     // The timeout can only be handled after this behaviour returns (it runs
     // on this actor's thread), so arming it before recording the entry is safe.
-    s_pending_t entry = {++ext->next_corr, fn, arg, 0};
+    s_pending_t entry = {++ext->next_corr, fn, arg, 0, NULL};
+    brg__tctx_t cur;
+    brg__trace_current(ctx, &cur);
+    if (__builtin_expect(cur.flags != 0, 0))
+        entry.trace = s_trace_begin(sys->tracer, &cur, *msg_p, to, name, timeout_ms);
     brg_msg_t *timeout = brg__msg_alloc();
     int rc = BRG_ENOMEM;
     if (timeout) {
@@ -254,6 +336,7 @@ s_ask(brg_ctx_t *ctx, brg_ref_t to, const char *name, brg_msg_t **msg_p, int tim
     if (rc == BRG_OK && (rc = s_map_put(ext->asks, &entry)) != BRG_OK)
         brg__timers_cancel(sys->timers, entry.timer);
     if (rc != BRG_OK) {
+        s_trace_end(entry.trace, rc);
         brg__dead_letter(sys, to, *msg_p, BRG_DEAD_SHUTDOWN, false);
         *msg_p = NULL;
         return rc;
@@ -263,6 +346,7 @@ s_ask(brg_ctx_t *ctx, brg_ref_t to, const char *name, brg_msg_t **msg_p, int tim
     msg->corr = entry.corr;
     msg->kind = kind;
     msg->sender = brg__actor_ref(actor);
+    s_trace_stamp(entry.trace, &cur, msg);
     rc = s_deliver(sys, to, name, &msg);
     if (ask_id)
         *ask_id = rc == BRG_OK || s_answered_remotely(rc) ? entry.corr : 0;
@@ -273,6 +357,7 @@ s_ask(brg_ctx_t *ctx, brg_ref_t to, const char *name, brg_msg_t **msg_p, int tim
         s_pending_t taken;
         s_map_take(ext->asks, entry.corr, &taken);
         brg__timers_cancel(sys->timers, entry.timer);
+        s_trace_end(entry.trace, rc);
     }
     return rc;
 }
@@ -353,6 +438,7 @@ s_reply_to(brg_ctx_t *ctx, const brg_msg_t *cur, brg_msg_t *reply)
         reply->corr = 0;
     }
     reply->sender = brg__actor_ref(ctx->actor);
+    brg__trace_stamp(ctx, reply);
     brg_ref_t to = cur->sender;
     return brg__system_deliver(ctx->actor->sys, to, &reply);
 }
@@ -421,6 +507,7 @@ brg_forward(brg_ctx_t *ctx, brg_ref_t to)
     if (!copy)
         return BRG_ENOMEM;
     // brg_msg_dup keeps sender, corr and kind: the receiver answers the asker.
+    brg__trace_stamp(ctx, copy);
     return brg__system_deliver(ctx->actor->sys, to, &copy);
 }
 
@@ -540,6 +627,12 @@ s_system_ask(brg_system_t *sys, brg_ref_t to, const char *name, brg_msg_t **msg_
     msg->corr = 1; // the waiter makes one request only
     msg->kind = BRG__MSG_USER;
     msg->sender = self;
+    // The calling thread's trace context (brg_trace_set), and the ask's span.
+    brg__tctx_t cur = brg__trace_tls;
+    brg__ask_trace_t *trace = NULL;
+    if (__builtin_expect(cur.flags != 0, 0))
+        trace = s_trace_begin(sys->tracer, &cur, msg, to, name, timeout_ms);
+    s_trace_stamp(trace, &cur, msg);
     rc = s_deliver(sys, to, name, &msg);
     if (s_answered_remotely(rc))
         rc = BRG_OK; // its error reply is on the way (or already here): wait for it
@@ -576,6 +669,7 @@ s_system_ask(brg_system_t *sys, brg_ref_t to, const char *name, brg_msg_t **msg_
                 brg__waiter_wake(waiter->ext->waiter); // more came meanwhile
         }
     }
+    s_trace_end(trace, rc); // before the last touch: the tracer is the system's
     brg__actor_retire_waiter(waiter);
     brg__system_ask_ended(sys); // the last touch of sys
     return rc;

@@ -247,7 +247,12 @@ brg_spawn_kind(brg_ctx_t *ctx, const char *kind, const brg_msg_t *args,
                const brg_kind_spawn_opts_t *opts, brg_ref_t *ref)
 {
     assert(ctx);
-    return s_spawn_local(ctx->actor->sys, ctx->actor, kind, args, opts, ref);
+    brg__tctx_t trace; // the kind's init runs in our trace context (actor.h)
+    brg__trace_current(ctx, &trace);
+    brg__spawn_trace = trace.flags ? &trace : NULL;
+    int rc = s_spawn_local(ctx->actor->sys, ctx->actor, kind, args, opts, ref);
+    brg__spawn_trace = NULL;
+    return rc;
 }
 
 int
@@ -258,7 +263,10 @@ brg_system_spawn_kind(brg_system_t *sys, const char *kind, const brg_msg_t *args
     brg_kind_spawn_opts_t opts;
     brg_kind_spawn_opts_init(&opts);
     opts.name = name;
-    return s_spawn_local(sys, NULL, kind, args, &opts, ref);
+    brg__spawn_trace = brg__trace_tls.flags ? &brg__trace_tls : NULL;
+    int rc = s_spawn_local(sys, NULL, kind, args, &opts, ref);
+    brg__spawn_trace = NULL;
+    return rc;
 }
 
 int

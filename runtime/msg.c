@@ -267,6 +267,7 @@ brg__msg_alloc(void)
     msg->corr = 0;
     msg->kind = BRG__MSG_USER;
     msg->tag_len = 0;
+    msg->trace_flags = 0;
     msg->reserved = 0;
     msg->status = 0;
     msg->tag_hash = BRG__FNV_OFFSET; // the hash of the empty tag
@@ -559,6 +560,9 @@ brg_msg_dup(const brg_msg_t *self)
     copy->corr = self->corr;
     copy->kind = self->kind;
     copy->status = self->status;
+    copy->trace_flags = self->trace_flags;
+    if (self->trace_flags)
+        memcpy(copy->trace_ids, self->trace_ids, sizeof copy->trace_ids);
     return copy;
 }
 

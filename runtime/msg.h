@@ -47,7 +47,8 @@ struct brg_msg {
     uint64_t corr;                  // ask correlation id; 0 = not part of an ask
     uint8_t kind;                   // brg__msg_kind_t
     uint8_t tag_len;                // strlen(tag)
-    uint16_t reserved;              // zero
+    uint8_t trace_flags;            // 0: no trace context; else BRG__TRACE_PRESENT | W3C flags
+    uint8_t reserved;               // zero
     int32_t status;                 // error code of BRG__MSG_REPLY_ERROR
     uint32_t tag_hash;              // brg_tag_hash(tag)
     uint32_t size;                  // payload bytes used
@@ -55,6 +56,10 @@ struct brg_msg {
     uint8_t *data;                  // inline_data, or a heap buffer when cap > BRG__MSG_INLINE
     char tag[BRG_TAG_MAX + 1];      // NUL-terminated
     uint8_t inline_data[BRG__MSG_INLINE];
+    //  The trace context (tracing.h), valid when trace_flags is not 0: the
+    //  trace id (16 bytes) then the parent span id (8). Last, so that the
+    //  hot fields keep their cache lines; read only when trace_flags says.
+    uint8_t trace_ids[24];
 };
 
 //  Take a message from this thread's free list (or the shared pool, or

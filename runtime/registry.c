@@ -270,6 +270,7 @@ brg_send_named_at(brg_ctx_t *ctx, brg_ref_t node, const char *name, brg_msg_t **
     assert(ctx);
     assert(msg_p && *msg_p);
     brg__msg_make_plain(*msg_p, brg_self(ctx));
+    brg__trace_stamp(ctx, *msg_p);
     brg__sched_note_send();
     return brg__system_deliver_named(brg_ctx_system(ctx), node, name ? name : "", msg_p);
 }

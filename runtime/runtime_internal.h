@@ -32,6 +32,7 @@
 #include "brigade/registry.h"
 #include "brigade/system.h"
 #include "brigade/timer.h"
+#include "brigade/trace.h"
 #include "brigade/version.h"
 
 #include "actor.h"
@@ -51,6 +52,7 @@
 #include "slots.h"
 #include "system.h"
 #include "timer.h"
+#include "tracing.h"
 #include "watchdog.h"
 #include "worker.h"
 

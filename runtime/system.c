@@ -88,6 +88,9 @@ brg_system_new(const brg_config_t *cfg)
     self->timers = brg__timers_new(self, !self->cfg.deterministic);
     if (!self->timers)
         goto fail;
+    // Off unless configured; a trace file that cannot be opened is logged
+    // and leaves tracing off (with no hook to take the spans instead).
+    self->tracer = brg__tracer_new(self, &self->cfg, self->node_str);
     atomic_fetch_add(&s_systems, 1);
     return self;
 fail:
@@ -139,6 +142,8 @@ brg_system_destroy(brg_system_t **self_p)
     brg__timers_destroy(&self->timers);
     brg__sched_destroy(&self->sched);
     brg__remote_destroy(self);
+    // Every span the actors ended is queued: written before we return.
+    brg__tracer_destroy(&self->tracer);
     // No other thread runs now: write the dead letters not yet summarised.
     brg__log_flush(self, brg__system_now_ns(self), true);
     brg__registry_destroy(&self->registry);
@@ -440,5 +445,6 @@ brg_system_send(brg_system_t *self, brg_ref_t to, brg_msg_t **msg_p)
     assert(self);
     assert(msg_p && *msg_p);
     brg__msg_make_plain(*msg_p, BRG_REF_NONE);
+    brg__trace_stamp_tls(*msg_p);
     return brg__system_deliver(self, to, msg_p);
 }

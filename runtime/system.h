@@ -71,6 +71,8 @@ struct brg_system {
 
     pthread_mutex_t await_lock; // with await_cond: brg_system_await_actors, asks_waiting
     pthread_cond_t await_cond;
+
+    struct brg__tracer *tracer; // span exporter (trace.c); NULL: tracing off (immutable)
 };
 
 //  The one send path for every message and signal of the runtime: a local

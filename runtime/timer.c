@@ -432,6 +432,7 @@ s_start(brg_system_t *sys, brg_ref_t from, brg_ref_t to, brg_msg_t **msg_p, int 
         int period_ms, brg_timer_id_t *id)
 {
     brg__msg_make_plain(*msg_p, from);
+    (*msg_p)->trace_flags = 0; // a timer's message belongs to no trace (trace.h)
     return brg__timers_start(sys->timers, to, msg_p, (uint64_t)delay_ms * 1000000u,
                              (uint64_t)period_ms * 1000000u, id);
 }

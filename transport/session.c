@@ -407,6 +407,8 @@ s_send_hello(brg__session_t *self, brg__frame_type_t type, bool inbound)
     h.tick_ms = self->cfg.tick_ms;
     h.timeout_ms = self->cfg.timeout_ms;
     h.probe = self->cfg.probe && self->initiator && type == BRG__FRAME_HELLO;
+    h.minor = BRG__WIRE_MINOR;
+    h.trace = true; // we read envelope ext maps: send us trace contexts
     if (type == BRG__FRAME_WELCOME && self->io.welcome_peers != NULL)
         self->io.welcome_peers(self->io_arg, &h);
     // Out of memory for a frame of a few hundred bytes: the frame is not
@@ -813,6 +815,8 @@ s_on_hello(brg__session_t *self, const brg__hello_t *h, uint64_t now_ns)
     if (code != 0)
         return s_fail(self, true, code, why);
     s_set_peer(self, h);
+    if (h->trace)
+        self->batch.trace = true; // it reads trace contexts (PROTOCOL.md section 6)
     self->client = h->client;
     self->in_open = true;
     s_send_hello(self, BRG__FRAME_WELCOME, true);
@@ -847,6 +851,8 @@ s_on_welcome(brg__session_t *self, const brg__hello_t *h, uint64_t now_ns)
     if (code != 0)
         return s_fail(self, false, code, why);
     s_set_peer(self, h);
+    if (h->trace)
+        self->batch.trace = true;
     self->out_open = true;
     if (h->npeers > 0 && self->io.gossip != NULL)
         self->io.gossip(self->io_arg, h);

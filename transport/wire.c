@@ -29,6 +29,7 @@
 #include "wire.h"
 
 #include "msg.h"
+#include "tracing.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -330,6 +331,41 @@ s_check_args(int kind, uint64_t corr, const uint8_t *args, size_t len, uint64_t 
     }
 }
 
+//  An envelope's ext map (1.1, kind bit 0x80): at most S_EXT_KEYS_MAX
+//  entries, keys str of 1..63 bytes of UTF-8, each known key at most once.
+//  Known: "trace", a bin of 25 bytes (trace id, span id, W3C flags); a
+//  context with an all-zero id is no context. Unknown keys' values are
+//  only checked to be well-formed (a later version's).
+#define S_EXT_KEYS_MAX 16
+#define S_TRACE_BYTES 25
+
+static int
+s_ext(s_cur_t *cur, brg__env_t *env)
+{
+    brg__mp_value_t v;
+    if (s_next(cur, &v) != BRG_OK || v.type != BRG_TYPE_MAP || v.len > S_EXT_KEYS_MAX)
+        return BRG_EPROTO;
+    bool seen_trace = false;
+    for (uint32_t i = 0, n = v.len; i < n; i++) {
+        if (s_next_str(cur, 1, BRG__WIRE_NAME_MAX, &v) != BRG_OK)
+            return BRG_EPROTO;
+        if (v.len == 5 && memcmp(v.body, "trace", 5) == 0) {
+            if (seen_trace || s_next(cur, &v) != BRG_OK || v.type != BRG_TYPE_BIN ||
+                v.len != S_TRACE_BYTES)
+                return BRG_EPROTO;
+            seen_trace = true;
+            static const uint8_t zero[16];
+            if (memcmp(v.body, zero, 16) != 0 && memcmp(v.body + 16, zero, 8) != 0) {
+                env->trace_ids = v.body;
+                env->trace_flags = v.body[24];
+            }
+        } else if (s_skip(cur) != BRG_OK) {
+            return BRG_EPROTO;
+        }
+    }
+    return BRG_OK;
+}
+
 //  Read and check one envelope at the cursor into *env.
 static int
 s_env(s_cur_t *cur, size_t max_payload, brg__env_t *env)
@@ -340,9 +376,15 @@ s_env(s_cur_t *cur, size_t max_payload, brg__env_t *env)
     if (s_next(cur, &v) != BRG_OK || v.type != BRG_TYPE_ARRAY || v.len < 5)
         return BRG_EPROTO;
     uint64_t nargs = v.len - 5;
-    // kind: a known one.
-    if (s_next_uint(cur, UINT8_MAX, &u) != BRG_OK || brg__wire_msg_kind((int)u) < 0)
+    // kind: a known one, with or without the ext bit.
+    if (s_next_uint(cur, UINT8_MAX, &u) != BRG_OK)
         return BRG_EPROTO;
+    bool ext = (u & BRG__WIRE_KIND_EXT) != 0;
+    u &= ~(uint64_t)BRG__WIRE_KIND_EXT;
+    if (brg__wire_msg_kind((int)u) < 0 || (ext && nargs == 0))
+        return BRG_EPROTO;
+    if (ext)
+        nargs--;
     env->kind = (uint8_t)u;
     // to: a local id, a name, or a full ref.
     if (s_next(cur, &v) != BRG_OK)
@@ -386,6 +428,8 @@ s_env(s_cur_t *cur, size_t max_payload, brg__env_t *env)
         return BRG_EPROTO;
     env->tag = (const char *)v.body;
     env->tag_len = v.len;
+    if (ext && s_ext(cur, env) != BRG_OK)
+        return BRG_EPROTO;
     // args: whole values, each at most BRG_MSG_DEPTH_MAX deep, within the limit.
     size_t start = cur->pos;
     for (uint64_t k = 0; k < nargs; k++) {
@@ -537,6 +581,9 @@ s_hello(s_cur_t *cur, bool welcome, brg__hello_t *hello)
                     hello->probe = true;
                 if (rc == BRG_OK && welcome && v.len == 7 && memcmp(v.body, "standby", 7) == 0)
                     hello->standby = true;
+                // 1.1: "trace" in either, the sender reads envelope ext maps.
+                if (rc == BRG_OK && v.len == 5 && memcmp(v.body, "trace", 5) == 0)
+                    hello->trace = true;
             }
             break;
         case S_K_PEERS:
@@ -667,6 +714,10 @@ brg__wire_env_to_msg(const brg__env_t *env, brg_ref_t peer_node)
     msg->kind = (uint8_t)kind;
     brg__msg_set_tag(msg, env->tag, env->tag_len);
     msg->corr = env->corr;
+    if (env->trace_ids) {
+        msg->trace_flags = (uint8_t)(BRG__TRACE_PRESENT | (env->trace_flags & BRG__TRACE_W3C_MASK));
+        memcpy(msg->trace_ids, env->trace_ids, sizeof msg->trace_ids);
+    }
     if (env->from_form == 1)
         msg->sender = (brg_ref_t){peer_node.node_hi, peer_node.node_lo, env->from_id};
     else if (env->from_form == 2)
@@ -842,7 +893,8 @@ s_put_bin16(brg__wbuf_t *out, const uint8_t *bytes)
     s_put(out, bytes, 16);
 }
 
-#define S_REF_BYTES (3 + BRG__MSG_REF_BYTES) // ext 8: c7 18 01 + body
+#define S_REF_BYTES (3 + BRG__MSG_REF_BYTES)        // ext 8: c7 18 01 + body
+#define S_EXT_BYTES (1 + 1 + 6 + 2 + S_TRACE_BYTES) // kind 0xcc, {"trace": bin 25}
 
 static void
 s_put_ref(brg__wbuf_t *out, brg_ref_t ref)
@@ -893,13 +945,16 @@ brg__wire_encode_hello(brg__wbuf_t *out, brg__frame_type_t type, const brg__hell
         need += 3 + hello->npeers * (1 + 18 + BRG__WIRE_EP_MAX + 3 + BRG__WIRE_NAME_MAX + 2);
     if (s_reserve(out, need) != BRG_OK)
         return BRG_ENOMEM;
-    const char *feature = NULL;
+    const char *features[2];
+    uint32_t nfeatures = 0;
     if (type == BRG__FRAME_HELLO && hello->probe)
-        feature = "probe";
+        features[nfeatures++] = "probe";
     else if (type == BRG__FRAME_WELCOME && hello->standby)
-        feature = "standby";
+        features[nfeatures++] = "standby";
+    if (hello->trace)
+        features[nfeatures++] = "trace";
     s_put_frame_head(out, type, 1);
-    s_put_map(out, 10 + (peers ? 1 : 0) + (feature != NULL ? 1 : 0));
+    s_put_map(out, 10 + (peers ? 1 : 0) + (nfeatures > 0 ? 1 : 0));
     s_put_str(out, "node");
     s_put_bin16(out, hello->node);
     s_put_str(out, "sess");
@@ -923,10 +978,11 @@ brg__wire_encode_hello(brg__wbuf_t *out, brg__frame_type_t type, const brg__hell
     s_put_uint(out, hello->tick_ms);
     s_put_str(out, "timeout_ms");
     s_put_uint(out, hello->timeout_ms);
-    if (feature != NULL) {
+    if (nfeatures > 0) {
         s_put_str(out, "features");
-        s_put_array(out, 1);
-        s_put_str(out, feature);
+        s_put_array(out, nfeatures);
+        for (uint32_t i = 0; i < nfeatures; i++)
+            s_put_str(out, features[i]);
     }
     if (peers) {
         s_put_str(out, "peers");
@@ -1036,7 +1092,7 @@ brg__wire_batch_add(brg__wbuf_t *out, brg_ref_t self_node, brg_ref_t to, const c
     // which the runtime keeps in status.
     bool status_arg = kind == BRG__WK_REPLY_ERROR || kind == BRG__WK_EXIT_SIGNAL;
     uint8_t status_bytes[S_UINT_MAX_BYTES];
-    brg__wbuf_t status_buf = {status_bytes, 0, sizeof status_bytes, 0, 0};
+    brg__wbuf_t status_buf = {.data = status_bytes, .cap = sizeof status_bytes};
     const uint8_t *args = msg->data;
     size_t args_len = msg->size;
     int nargs;
@@ -1056,12 +1112,17 @@ brg__wire_batch_add(brg__wbuf_t *out, brg_ref_t self_node, brg_ref_t to, const c
     if (s_check_args(kind, msg->corr, args, args_len, (uint64_t)nargs, &status) != BRG_OK)
         return BRG_EINVAL;
 
+    // The trace context, to a peer that reads it (the ext map, 1.1).
+    bool trace = out->trace && msg->trace_flags != 0;
+    if (trace && (uint64_t)nargs > UINT32_MAX - 6)
+        return BRG_EINVAL;
     size_t need = S_HEAD_MAX_BYTES + 1 + (S_HEAD_MAX_BYTES + BRG__WIRE_NAME_MAX) + S_REF_BYTES +
-                  S_UINT_MAX_BYTES + (2 + BRG_TAG_MAX) + args_len;
+                  S_UINT_MAX_BYTES + (2 + BRG_TAG_MAX) + S_EXT_BYTES + args_len;
     if (s_reserve(out, need) != BRG_OK)
         return BRG_ENOMEM;
-    s_put_array(out, 5 + (uint32_t)nargs);
-    s_put_byte(out, (uint8_t)kind);
+    s_put_array(out, 5 + (trace ? 1 : 0) + (uint32_t)nargs);
+    // A kind with the ext bit is over 127: uint 8 (0xcc), not a fixint.
+    s_put_uint(out, (uint64_t)(kind | (trace ? BRG__WIRE_KIND_EXT : 0)));
     if (to_name)
         s_put_strn(out, to_name, name_len);
     else
@@ -1074,6 +1135,14 @@ brg__wire_batch_add(brg__wbuf_t *out, brg_ref_t self_node, brg_ref_t to, const c
         s_put_ref(out, from);
     s_put_uint(out, msg->corr);
     s_put_strn(out, msg->tag, msg->tag_len);
+    if (trace) {
+        s_put_map(out, 1);
+        s_put_str(out, "trace");
+        s_put_byte(out, 0xc4); // bin 8
+        s_put_byte(out, S_TRACE_BYTES);
+        s_put(out, msg->trace_ids, sizeof msg->trace_ids);
+        s_put_byte(out, msg->trace_flags & BRG__TRACE_W3C_MASK);
+    }
     s_put(out, args, args_len);
     out->batch_envs++;
     return BRG_OK;

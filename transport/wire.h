@@ -8,7 +8,10 @@
 //  WELCOME [1,1,{hello}], BATCH [1,2,seq,env...], TICK [1,3,acked_seq],
 //  BYE [1,5,text], ERROR [1,6,code,text]. An envelope is
 //  [kind, to, from, corr, tag, arg...], its args byte for byte the runtime's
-//  payload (so encoding a message is a memcpy).
+//  payload (so encoding a message is a memcpy); since 1.1 a kind with bit
+//  0x80 has an ext map after the tag, [kind|0x80, to, from, corr, tag, ext,
+//  arg...], whose "trace" is the message's trace context (sent only to a
+//  peer whose HELLO or WELCOME said feature "trace").
 //
 //  Untrusted input. brg__wire_decode checks the whole frame before it
 //  returns BRG_OK: every value complete and inside the bytes (depth <= 64),
@@ -37,6 +40,8 @@
 #include "brigade.h"
 
 #define BRG__WIRE_VERSION 1
+#define BRG__WIRE_MINOR 1       // 1.1: the envelope ext map (trace contexts)
+#define BRG__WIRE_KIND_EXT 0x80 // an envelope kind with this bit has an ext map
 
 //  Frame types.
 typedef enum {
@@ -111,6 +116,8 @@ typedef struct brg__hello {
     uint32_t timeout_ms;                  // sender's silence timeout (0 = default)
     bool probe;      // feature "probe" (HELLO): do not displace a live session of the sender
     bool standby;    // feature "standby" (WELCOME): refused probe, a session is up already
+    bool trace;      // feature "trace" (either): the sender reads envelopes with an ext map
+                     // (kind bit 0x80, PROTOCOL.md section 6): send it trace contexts
     uint32_t npeers; // WELCOME only
     brg__wire_peer_t peers[BRG__WIRE_PEERS_MAX];
 } brg__hello_t;
@@ -133,6 +140,10 @@ typedef struct brg__env {
     const uint8_t *args; // the payload: zero or more msgpack values
     size_t args_len;
     int32_t status; // REPLY_ERROR: the status; EXIT_SIGNAL: the reason kind
+    //  The ext map's "trace" (kind bit 0x80): W3C flags and the 24 id bytes
+    //  (trace id, span id), borrowed from the frame. trace_ids NULL: none.
+    uint8_t trace_flags;
+    const uint8_t *trace_ids;
 } brg__env_t;
 
 //  A decoded frame. For a BATCH, walk its envelopes with brg__wire_next_env.
@@ -174,6 +185,8 @@ typedef struct brg__wbuf {
     size_t cap;
     size_t batch_at;     // private: where the open BATCH's array32 header is
     uint32_t batch_envs; // private: envelopes added to it
+    bool trace;          // the peer said feature "trace": envelopes of messages with a
+                         // trace context carry it (the ext map); else never an ext map
 } brg__wbuf_t;
 
 void brg__wbuf_reset(brg__wbuf_t *self);

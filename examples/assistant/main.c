@@ -764,7 +764,13 @@ main(int argc, char **argv)
         brg_msg_t *doc = brg_msg_new("document");
         brg_msg_add_str(doc, title);
         brg_msg_add_strn(doc, texts[i % n], lens[i % n]);
+        // One trace per document when tracing is on (BRG_TRACE_FILE): the
+        // desk's asks, the specialists' and the model's are its spans. The
+        // root span covers the hand-over; what follows are its children.
+        brg_span_t *trace = brg_system_trace_start(sys, "document", BRG_SPAN_PRODUCER);
+        brg_span_set_str(trace, "assistant.document.title", title);
         brg_system_send(sys, the_desk, &doc);
+        brg_span_end(NULL, &trace);
     }
     for (int i = 0; i < n; i++) {
         free(texts[i]);

@@ -187,7 +187,9 @@ BRG_EXPORT int brg_http_spawn_root(brg_system_t *sys, const brg_http_opts_t *opt
 //  over BRG_HTTP_METHOD_MAX bytes, more than BRG_HTTP_HEADERS_MAX headers, a
 //  NULL header, a NULL body with body_len > 0, a negative timeout_ms, or a
 //  message over BRG_MSG_MAX. Caller owns the returned message. The actor
-//  checks the rest (scheme and host, method and header syntax).
+//  checks the rest (scheme and host, method and header syntax). A request
+//  asked in a trace (brigade/trace.h) goes out with a W3C `traceparent`
+//  header of its context, unless req->headers has one.
 BRG_EXPORT brg_msg_t *brg_http_msg_request(const brg_http_request_t *req);
 
 //  Read a response (views into reply). BRG_OK, BRG_ETYPE (another tag) or

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "msg.h"
 #include "ref.h"
+#include "trace.h"
 
 typedef struct brg_system brg_system_t;
 
@@ -79,6 +80,25 @@ typedef struct brg_config {
     //  is virtual and moves only with brg_system_advance. Blocking actors run
     //  the same way. For tests of supervision and timer logic.
     bool deterministic;
+    //  Tracing (brigade/trace.h). On when trace_file or trace_hook is set,
+    //  or when trace_file is NULL and the environment variable
+    //  BRG_TRACE_FILE names a file; off by default. Ended spans are written
+    //  as OTLP/JSON lines (one ExportTraceServiceRequest per line, appended)
+    //  to trace_file and/or handed to trace_hook(trace_hook_arg, line) by
+    //  an export thread of the system, every trace_flush_ms (0: 200) or
+    //  sooner when 256 are waiting. At most trace_buffer spans wait (0: the
+    //  default, 4096); a span ended while it is full is dropped and counted
+    //  (brg_trace_stats). Resource attributes: service.name = trace_service
+    //  (NULL: $OTEL_SERVICE_NAME, else "brigade"), service.instance.id and
+    //  brg.node.id = the node UUID, brg.node.name = trace_node_name (when
+    //  set). Strings are copied at brg_system_new.
+    const char *trace_file;
+    brg_trace_hook_fn trace_hook;
+    void *trace_hook_arg;
+    const char *trace_service;
+    const char *trace_node_name;
+    uint32_t trace_buffer;
+    int trace_flush_ms;
 } brg_config_t;
 
 //  Counters, a consistent-enough snapshot (each counter read atomically on its

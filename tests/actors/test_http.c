@@ -169,6 +169,36 @@ START_TEST(test_http_get_answers_with_status_content_type_and_body)
 }
 END_TEST
 
+//  A request asked in a trace carries it on as a W3C traceparent header,
+//  unless the caller wrote one; with no trace, none.
+START_TEST(test_http_sends_the_trace_context_as_traceparent)
+{
+    brg_trace_ctx_t tc;
+    ck_assert_int_eq(
+        brg_trace_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &tc), BRG_OK);
+    brg_trace_set(&tc);
+    brg_msg_t *reply;
+    tu_http_req_t seen;
+    ck_assert_int_eq(th_ask(NULL, "/hello", NULL, 0, NULL, 0, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(tu_http_server_last(th_server, &seen, NULL, 0), 1);
+    ck_assert_ptr_nonnull(strstr(
+        seen.headers, "\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    static const char *const own[] = {
+        "TraceParent: 00-11111111111111111111111111111111-2222222222222222-00"};
+    ck_assert_int_eq(th_ask(NULL, "/hello", own, 1, NULL, 0, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(tu_http_server_last(th_server, &seen, NULL, 0), 2);
+    ck_assert_ptr_nonnull(strstr(seen.headers, "\r\nTraceParent: 00-1111"));
+    ck_assert_ptr_null(strstr(seen.headers, "4bf92f35"));
+    brg_trace_set(NULL);
+    ck_assert_int_eq(th_ask(NULL, "/hello", NULL, 0, NULL, 0, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(tu_http_server_last(th_server, &seen, NULL, 0), 3);
+    ck_assert_ptr_null(strcasestr(seen.headers, "traceparent"));
+}
+END_TEST
+
 START_TEST(test_http_post_and_put_send_the_body_byte_for_byte)
 {
     static const char *const json[] = {"Content-Type: application/json"};
@@ -868,6 +898,7 @@ http_suite(void)
     tcase_add_checked_fixture(core, th_setup, th_teardown);
     tcase_set_timeout(core, 30);
     tcase_add_test(core, test_http_get_answers_with_status_content_type_and_body);
+    tcase_add_test(core, test_http_sends_the_trace_context_as_traceparent);
     tcase_add_test(core, test_http_post_and_put_send_the_body_byte_for_byte);
     tcase_add_test(core, test_http_head_and_bodyless_post_are_well_formed);
     tcase_add_test(core, test_http_large_upload_arrives_whole);

@@ -34,7 +34,9 @@ s_msg_eq(const brg_msg_t *a, const brg_msg_t *b)
     return a->kind == b->kind && a->tag_len == b->tag_len && strcmp(a->tag, b->tag) == 0 &&
            a->tag_hash == b->tag_hash && brg_ref_eq(a->sender, b->sender) && a->corr == b->corr &&
            a->status == b->status && a->size == b->size &&
-           (a->size == 0 || memcmp(a->data, b->data, a->size) == 0);
+           (a->size == 0 || memcmp(a->data, b->data, a->size) == 0) &&
+           a->trace_flags == b->trace_flags &&
+           (a->trace_flags == 0 || memcmp(a->trace_ids, b->trace_ids, sizeof a->trace_ids) == 0);
 }
 
 static void
@@ -44,6 +46,7 @@ s_hello_eq(const brg__hello_t *a, const brg__hello_t *b)
     REQUIRE(strcmp(a->name, b->name) == 0 && strcmp(a->cluster, b->cluster) == 0);
     REQUIRE(strcmp(a->ep, b->ep) == 0 && a->minor == b->minor && a->max_frame == b->max_frame);
     REQUIRE(a->tick_ms == b->tick_ms && a->timeout_ms == b->timeout_ms);
+    REQUIRE(a->trace == b->trace);
     REQUIRE(a->npeers == b->npeers);
     for (uint32_t i = 0; i < a->npeers; i++) {
         REQUIRE(memcmp(a->peers[i].node, b->peers[i].node, 16) == 0);
@@ -112,6 +115,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
     }
     REQUIRE(werr == 0);
     brg__wbuf_t out = {0};
+    out.trace = true; // a trace context that came in goes out again (PROTOCOL.md 1.1)
     switch (s_frame.type) {
     case BRG__FRAME_HELLO:
     case BRG__FRAME_WELCOME:

@@ -19,6 +19,7 @@
 
 #include "fuzz/session_driver.h"
 #include "msg.h"
+#include "tracing.h"
 #include "transport/session.h"
 
 #define MS 1000000ull
@@ -656,6 +657,53 @@ START_TEST(test_session_client_is_up_after_its_hello_and_gets_frames_through_the
     ck_assert_int_eq(brg__session_on_bytes(S[1].s, w.data, w.size, true, NOW), BRG_EPROTO);
     ck_assert_int_eq(take_error(1), BRG__WERR_NOT_ALLOWED);
     ck_assert_int_eq(S[1].nlog, 1); // the SEND before the LINK was not delivered either
+    brg__wbuf_free(&w);
+}
+END_TEST
+
+//  A message with a trace context: both nodes said "trace", so it arrives
+//  with it; a client (whose HELLO says no "trace") gets 1.0 envelopes.
+static brg_msg_t *
+mk_traced(int kind, int from, uint64_t sid, uint64_t corr, const char *tag)
+{
+    brg_msg_t *m = mk(kind, from, sid, corr, tag);
+    m->trace_flags = BRG__TRACE_PRESENT | BRG_TRACE_SAMPLED;
+    for (int i = 0; i < 24; i++)
+        m->trace_ids[i] = (uint8_t)(0x40 + i);
+    return m;
+}
+
+START_TEST(test_session_trace_context_only_to_a_peer_that_said_trace)
+{
+    lb_handshake();
+    ck_assert(brg__session_peer(S[0].s)->trace && brg__session_peer(S[1].s)->trace);
+    ck_assert_int_eq(push(0, 3, mk_traced(BRG__MSG_USER, 0, 1, 0, "data")), BRG_OK);
+    lb_run();
+    ck_assert_uint_eq(S[1].nlog, 1);
+    brg_trace_ctx_t tc;
+    ck_assert(brg_msg_trace(S[1].log[0].msg, &tc));
+    ck_assert_uint_eq(tc.trace_id[0], 0x40);
+    ck_assert_uint_eq(tc.span_id[7], 0x40 + 23);
+    ck_assert_uint_eq(tc.flags, BRG_TRACE_SAMPLED);
+    lb_drop_all();
+    // A client's session: the reply to it carries no ext map.
+    brg__wbuf_t w = {0};
+    client_hello(&w, 78);
+    brg__session_t *cs = brg__session_new(&S[1].cfg, &IO, &S[1], false, NOW);
+    ck_assert_int_eq(brg__session_on_bytes(cs, w.data, w.size, true, NOW), BRG_OK);
+    ck_assert(!brg__session_peer(cs)->trace);
+    lb_drop_all();
+    brg_msg_t *r = mk_traced(BRG__MSG_REPLY, 1, 3, 9, "answer");
+    ck_assert_int_eq(brg__session_push(cs, node_ref(NODE_A, 5), NULL, &r), BRG_OK);
+    brg__session_flush(cs);
+    ck_assert_int_eq(QN, 1);
+    int werr = 0;
+    ck_assert_int_eq(brg__wire_decode(Q[0].data, Q[0].len, &LIMITS, &FR, &werr), BRG_OK);
+    brg__env_t env;
+    ck_assert_int_eq(brg__wire_next_env(&FR, &env), BRG_OK);
+    ck_assert_ptr_null(env.trace_ids);
+    lb_drop_all();
+    brg__session_destroy(&cs);
     brg__wbuf_free(&w);
 }
 END_TEST
@@ -2657,6 +2705,7 @@ session_suite(void)
     tcase_add_test(tc, test_session_malformed_bytes_are_answered_error_3);
     tcase_add_test(tc, test_session_client_is_up_after_its_hello_and_gets_frames_through_the_inbox);
     tcase_add_test(tc, test_session_client_session_ends_after_client_idle);
+    tcase_add_test(tc, test_session_trace_context_only_to_a_peer_that_said_trace);
     tcase_add_test(tc, test_session_new_hello_from_same_node_replaces_the_session);
     tcase_add_test(tc, test_session_duplicate_hello_with_same_id_is_a_protocol_error);
     tcase_add_test(tc, test_session_long_stream_arrives_in_order_in_full_batches);

@@ -10,6 +10,7 @@
 #include <brigade.h>
 
 #include "msg.h"
+#include "tracing.h"
 #include "wire.h"
 
 #include <check.h>
@@ -140,6 +141,8 @@ typedef struct {
     const uint8_t *args; // packed values
     size_t args_len;
     uint32_t nargs;
+    const uint8_t *ext; // a packed value after the tag, with kind bit 0x80; NULL: none
+    size_t ext_len;
 } env_spec_t;
 
 static env_spec_t
@@ -157,8 +160,8 @@ spec_send(void)
 static void
 pack_env(pack_t *p, const env_spec_t *e)
 {
-    msgpack_pack_array(&p->pk, 5 + e->nargs);
-    msgpack_pack_uint64(&p->pk, (uint64_t)e->kind);
+    msgpack_pack_array(&p->pk, 5 + (e->ext ? 1 : 0) + e->nargs);
+    msgpack_pack_uint64(&p->pk, (uint64_t)e->kind | (e->ext ? BRG__WIRE_KIND_EXT : 0));
     if (e->to_type == 0)
         msgpack_pack_uint64(&p->pk, e->to_id);
     else if (e->to_type == 1)
@@ -173,6 +176,8 @@ pack_env(pack_t *p, const env_spec_t *e)
         pack_ref(p, e->from_ref);
     msgpack_pack_uint64(&p->pk, e->corr);
     pack_str(p, e->tag);
+    if (e->ext)
+        pack_raw(p, e->ext, e->ext_len);
     pack_raw(p, e->args, e->args_len);
 }
 
@@ -286,6 +291,7 @@ assert_hello_eq(const brg__hello_t *a, const brg__hello_t *b, bool peers)
     ck_assert_uint_eq(a->max_frame, b->max_frame);
     ck_assert_uint_eq(a->tick_ms, b->tick_ms);
     ck_assert_uint_eq(a->timeout_ms, b->timeout_ms);
+    ck_assert_int_eq(a->trace, b->trace);
     ck_assert_uint_eq(b->npeers, peers ? a->npeers : 0);
     for (uint32_t i = 0; peers && i < a->npeers; i++) {
         ck_assert_mem_eq(a->peers[i].node, b->peers[i].node, 16);
@@ -471,6 +477,18 @@ assert_msg_eq(const brg_msg_t *a, const brg_msg_t *b)
     ck_assert_uint_eq(a->size, b->size);
     if (a->size)
         ck_assert_mem_eq(a->data, b->data, a->size);
+    ck_assert_uint_eq(a->trace_flags, b->trace_flags);
+    if (a->trace_flags)
+        ck_assert_mem_eq(a->trace_ids, b->trace_ids, sizeof a->trace_ids);
+}
+
+//  Give msg a trace context (ids from seed, sampled).
+static void
+set_trace(brg_msg_t *msg, uint8_t seed)
+{
+    msg->trace_flags = BRG__TRACE_PRESENT | BRG_TRACE_SAMPLED;
+    for (int i = 0; i < 24; i++)
+        msg->trace_ids[i] = (uint8_t)(seed + i);
 }
 
 START_TEST(test_wire_every_kind_round_trips_through_a_batch)
@@ -793,6 +811,7 @@ corpus_make(corpus_t *c)
     memset(c, 0, sizeof *c);
     brg__wbuf_t out = {0};
     fill_hello(&s_hello_in, 2);
+    s_hello_in.trace = true; // 1.1's feature in the seeds
     brg__wire_encode_hello(&out, BRG__FRAME_HELLO, &s_hello_in);
     corpus_add(c, &out);
     brg__wbuf_reset(&out);
@@ -824,9 +843,12 @@ corpus_make(corpus_t *c)
         {BRG__MSG_SYS_STOP, 0, actor, 0, 0},
     };
     brg__wbuf_reset(&out);
+    out.trace = true; // the seeds' messages with a context carry the ext map
     brg__wire_batch_begin(&out, 77);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         brg_msg_t *msg = build_msg(&cases[i]);
+        if (i < 4 || i == 8)
+            set_trace(msg, (uint8_t)(i + 1));
         ck_assert_int_eq(
             brg__wire_batch_add(&out, s_peer, s_ref(s_here, i + 1), i == 1 ? "name" : NULL, msg),
             BRG_OK);
@@ -1575,6 +1597,7 @@ s_check_accepted(const uint8_t *data, size_t len, brg__frame_t *frame)
     static brg__frame_t again;
     brg__wire_limits_t limits = s_limits();
     brg__wbuf_t out = {0};
+    out.trace = true; // a context that came in goes out again
     int werr;
     uint32_t walked = 0;
     switch (frame->type) {
@@ -1726,6 +1749,196 @@ START_TEST(test_wire_write_corpus)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  1.1: the envelope ext map and its trace context.
+
+START_TEST(test_wire_trace_feature_in_hello_and_welcome)
+{
+    brg__wbuf_t out = {0};
+    for (int type = BRG__FRAME_HELLO; type <= BRG__FRAME_WELCOME; type++) {
+        for (int mask = 0; mask < 4; mask++) {
+            fill_hello(&s_hello_in, 0);
+            s_hello_in.probe = s_hello_in.standby = (mask & 1) != 0;
+            s_hello_in.trace = (mask & 2) != 0;
+            brg__wbuf_reset(&out);
+            ck_assert_int_eq(brg__wire_encode_hello(&out, type, &s_hello_in), BRG_OK);
+            EXPECT_ACCEPTED(out.data, out.size);
+            ck_assert_int_eq(s_frame.hello.trace, (mask & 2) != 0);
+            ck_assert_int_eq(s_frame.hello.probe, (mask & 1) && type == BRG__FRAME_HELLO);
+            ck_assert_int_eq(s_frame.hello.standby, (mask & 1) && type == BRG__FRAME_WELCOME);
+        }
+    }
+    brg__wbuf_free(&out);
+}
+END_TEST
+
+START_TEST(test_wire_trace_context_travels_only_to_a_peer_that_reads_it)
+{
+    const brg_ref_t actor = s_ref(s_peer, 0x0000000500000003u);
+    const kind_case_t cases[] = {
+        {BRG__MSG_USER, BRG__WK_SEND, actor, 0, 0},
+        {BRG__MSG_USER, BRG__WK_SEND, actor, 9, 0},
+        {BRG__MSG_REPLY, BRG__WK_REPLY, actor, 9, 0},
+        {BRG__MSG_REPLY_ERROR, BRG__WK_REPLY_ERROR, actor, 9, BRG_ETIMEDOUT},
+    };
+    for (int reads = 0; reads <= 1; reads++) {
+        brg__wbuf_t out = {0}, plain = {0};
+        out.trace = reads;
+        ck_assert_int_eq(brg__wire_batch_begin(&out, 5), BRG_OK);
+        ck_assert_int_eq(brg__wire_batch_begin(&plain, 5), BRG_OK);
+        brg_msg_t *sent[4];
+        for (int i = 0; i < 4; i++) {
+            sent[i] = build_msg(&cases[i]);
+            ck_assert_int_eq(brg__wire_batch_add(&plain, s_peer, s_ref(s_here, 3), NULL, sent[i]),
+                             BRG_OK);
+            set_trace(sent[i], (uint8_t)(16 * i + 1));
+            ck_assert_int_eq(brg__wire_batch_add(&out, s_peer, s_ref(s_here, 3), NULL, sent[i]),
+                             BRG_OK);
+        }
+        brg__wire_batch_end(&out);
+        brg__wire_batch_end(&plain);
+        if (!reads) // a 1.0 peer gets exactly the 1.0 bytes
+            ck_assert(out.size == plain.size && memcmp(out.data, plain.data, out.size) == 0);
+        else
+            ck_assert_uint_eq(out.size, plain.size + 4 * 35); // 0xcc kind, {"trace": bin 25}
+        EXPECT_ACCEPTED(out.data, out.size);
+        for (int i = 0; i < 4; i++) {
+            brg__env_t env;
+            ck_assert_int_eq(brg__wire_next_env(&s_frame, &env), BRG_OK);
+            ck_assert_int_eq(env.kind, cases[i].wire_kind); // without the ext bit
+            brg_msg_t *got = brg__wire_env_to_msg(&env, s_peer);
+            if (reads) {
+                ck_assert_ptr_nonnull(env.trace_ids);
+                assert_msg_eq(sent[i], got);
+                brg_trace_ctx_t tc;
+                ck_assert(brg_msg_trace(got, &tc));
+                ck_assert_uint_eq(tc.trace_id[0], 16 * i + 1);
+                ck_assert_uint_eq(tc.span_id[0], 16 * i + 17);
+                ck_assert_uint_eq(tc.flags, BRG_TRACE_SAMPLED);
+            } else {
+                ck_assert_ptr_null(env.trace_ids);
+                ck_assert_uint_eq(got->trace_flags, 0);
+            }
+            brg__msg_free(got);
+            brg__msg_free(sent[i]);
+        }
+        brg__wbuf_free(&out);
+        brg__wbuf_free(&plain);
+    }
+}
+END_TEST
+
+//  An ext map packed with msgpack-c: {"trace": bin(len) of ids + flags},
+//  plus extra entries.
+static void
+pack_trace_ext(pack_t *p, size_t bin_len, uint8_t fill, int extra)
+{
+    pack_init(p);
+    msgpack_pack_map(&p->pk, 1 + (uint32_t)extra);
+    for (int i = 0; i < extra; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "x%d", i);
+        pack_str(p, key);
+        msgpack_pack_array(&p->pk, 2); // unknown: any well-formed value
+        msgpack_pack_int(&p->pk, i);
+        pack_str(p, "later");
+    }
+    pack_str(p, "trace");
+    uint8_t body[32];
+    memset(body, fill, sizeof body);
+    body[24] = 0x01;
+    pack_bin(p, body, bin_len);
+}
+
+START_TEST(test_wire_ext_map_is_checked)
+{
+    env_spec_t e = spec_send();
+    pack_t x;
+    // Accepted: a trace context, with unknown keys before it.
+    pack_trace_ext(&x, 25, 0xab, 2);
+    e.ext = (const uint8_t *)x.sb.data;
+    e.ext_len = x.sb.size;
+    uint8_t arg = 0x07; // one payload value after the ext map
+    e.args = &arg;
+    e.args_len = 1;
+    e.nargs = 1;
+    expect_env(&e, 0);
+    brg__env_t env;
+    ck_assert_int_eq(brg__wire_next_env(&s_frame, &env), BRG_OK);
+    ck_assert_ptr_nonnull(env.trace_ids);
+    ck_assert_uint_eq(env.trace_ids[0], 0xab);
+    ck_assert_uint_eq(env.trace_flags, 1);
+    ck_assert_uint_eq(env.args_len, 1); // the ext map is not payload
+    brg_msg_t *m = brg__wire_env_to_msg(&env, s_peer);
+    ck_assert_int_eq(brg_msg_count(m), 1);
+    brg__msg_free(m);
+    pack_free(&x);
+    // An all-zero id: accepted, no context.
+    pack_trace_ext(&x, 25, 0x00, 0);
+    e.ext = (const uint8_t *)x.sb.data;
+    e.ext_len = x.sb.size;
+    expect_env(&e, 0);
+    ck_assert_int_eq(brg__wire_next_env(&s_frame, &env), BRG_OK);
+    ck_assert_ptr_null(env.trace_ids);
+    pack_free(&x);
+    // Refused: a trace of another size, 17 entries, not a map.
+    pack_trace_ext(&x, 24, 0xab, 0);
+    e.ext = (const uint8_t *)x.sb.data;
+    e.ext_len = x.sb.size;
+    expect_env(&e, BRG__WERR_MALFORMED);
+    pack_free(&x);
+    pack_trace_ext(&x, 25, 0xab, 16);
+    e.ext = (const uint8_t *)x.sb.data;
+    e.ext_len = x.sb.size;
+    expect_env(&e, BRG__WERR_MALFORMED);
+    pack_free(&x);
+    const uint8_t not_map[] = {0x91, 0x01};                                       // [1]
+    const uint8_t str_trace[] = {0x81, 0xa5, 't', 'r', 'a', 'c', 'e', 0xa1, 'x'}; // {"trace": "x"}
+    const uint8_t int_key[] = {0x81, 0x01, 0x02};                                 // {1: 2}
+    const uint8_t empty_key[] = {0x81, 0xa0, 0x02};                               // {"": 2}
+    const uint8_t empty_map[] = {0x80};                                           // {}: accepted
+    const struct {
+        const uint8_t *b;
+        size_t n;
+        int code;
+    } raw[] = {
+        {not_map, sizeof not_map, BRG__WERR_MALFORMED},
+        {str_trace, sizeof str_trace, BRG__WERR_MALFORMED},
+        {int_key, sizeof int_key, BRG__WERR_MALFORMED},
+        {empty_key, sizeof empty_key, BRG__WERR_MALFORMED},
+        {empty_map, sizeof empty_map, 0},
+    };
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        e.ext = raw[i].b;
+        e.ext_len = raw[i].n;
+        expect_env(&e, raw[i].code);
+    }
+    // "trace" twice.
+    pack_init(&x);
+    msgpack_pack_map(&x.pk, 2);
+    for (int i = 0; i < 2; i++) {
+        uint8_t body[25] = {1, 2, 3};
+        body[16] = 4;
+        pack_str(&x, "trace");
+        pack_bin(&x, body, 25);
+    }
+    e.ext = (const uint8_t *)x.sb.data;
+    e.ext_len = x.sb.size;
+    expect_env(&e, BRG__WERR_MALFORMED);
+    pack_free(&x);
+    // The ext bit with nothing after the tag: no ext map.
+    e = spec_send();
+    e.kind = BRG__WK_SEND | BRG__WIRE_KIND_EXT;
+    expect_env(&e, BRG__WERR_MALFORMED);
+    // The ext bit on an unknown kind.
+    e.kind = 12 | BRG__WIRE_KIND_EXT;
+    e.args = empty_map;
+    e.args_len = 1;
+    e.nargs = 1;
+    expect_env(&e, BRG__WERR_MALFORMED);
+}
+END_TEST
+
 static Suite *
 wire_suite(void)
 {
@@ -1753,6 +1966,9 @@ wire_suite(void)
     tcase_add_test(tc, test_wire_hello_strings_and_values_are_bounded);
     tcase_add_test(tc, test_wire_names_tags_and_endpoints_must_be_utf8);
     tcase_add_test(tc, test_wire_encoder_refuses_names_and_tags_that_are_not_utf8);
+    tcase_add_test(tc, test_wire_trace_feature_in_hello_and_welcome);
+    tcase_add_test(tc, test_wire_trace_context_travels_only_to_a_peer_that_reads_it);
+    tcase_add_test(tc, test_wire_ext_map_is_checked);
     tcase_add_test(tc, test_wire_fuzz_mutated_frames);
     tcase_add_test(tc, test_wire_write_corpus);
     tcase_set_timeout(tc, 60);
