@@ -415,7 +415,7 @@ brg__ask_answer_ready(brg__actor_t *actor, const brg_msg_t *msg)
     if (!reply)
         return; // out of memory: the asker times out
     brg__msg_set_tag(reply, BRG_TAG_READY, sizeof(BRG_TAG_READY) - 1);
-    brg_ctx_t ctx = {actor, NULL};
+    brg_ctx_t ctx = {.actor = actor, .msg = NULL};
     brg_reply_to(&ctx, msg, &reply);
 }
 

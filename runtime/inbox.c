@@ -286,6 +286,17 @@ s_wait(brg_inbox_t *self, int timeout_ms, brg_inbox_match_fn match, void *arg, b
 //  ---------------------------------------------------------------------------
 //  Public API
 
+//  The inbox's context for a runtime call made on its owner's behalf: what
+//  it sends carries the owner thread's trace context (brg_trace_set), as a
+//  brg_system_send from that thread does.
+static brg_ctx_t
+s_ctx(brg_inbox_t *self)
+{
+    brg_ctx_t ctx = {.actor = self->actor, .msg = NULL};
+    brg__ctx_trace_set(&ctx, &brg__trace_tls);
+    return ctx;
+}
+
 int
 brg_inbox_new(brg_system_t *sys, brg_inbox_t **inbox_p)
 {
@@ -307,7 +318,7 @@ brg_inbox_new(brg_system_t *sys, brg_inbox_t **inbox_p)
     }
     self->sys = sys;
     // An inbox traps exits: a link's EXIT is a message, never its death.
-    brg_ctx_t ctx = {self->actor, NULL};
+    brg_ctx_t ctx = s_ctx(self);
     brg_trap_exits(&ctx, true);
     self->owner = pthread_self();
     pthread_mutex_lock(&s_open_lock);
@@ -473,7 +484,7 @@ int
 brg_inbox_reply_to(brg_inbox_t *self, const brg_msg_t *request, brg_msg_t **msg_p)
 {
     assert(self);
-    brg_ctx_t ctx = {self->actor, NULL};
+    brg_ctx_t ctx = s_ctx(self);
     return brg_reply_to(&ctx, request, msg_p);
 }
 
@@ -481,7 +492,7 @@ int
 brg_inbox_reply_error_to(brg_inbox_t *self, const brg_msg_t *request, int status)
 {
     assert(self);
-    brg_ctx_t ctx = {self->actor, NULL};
+    brg_ctx_t ctx = s_ctx(self);
     return brg_reply_error_to(&ctx, request, status);
 }
 
@@ -489,7 +500,7 @@ int
 brg_inbox_monitor(brg_inbox_t *self, brg_ref_t target, uint64_t *monitor)
 {
     assert(self);
-    brg_ctx_t ctx = {self->actor, NULL};
+    brg_ctx_t ctx = s_ctx(self);
     return brg_monitor(&ctx, target, monitor);
 }
 
@@ -499,7 +510,7 @@ brg_inbox_demonitor(brg_inbox_t *self, uint64_t monitor)
     assert(self);
     // Not pulled first: a DOWN still in the mailbox is dropped by the
     // tables when it is filed, as an actor's in-flight DOWN is.
-    brg_ctx_t ctx = {self->actor, NULL};
+    brg_ctx_t ctx = s_ctx(self);
     return brg_demonitor(&ctx, monitor);
 }
 
@@ -507,7 +518,7 @@ int
 brg_inbox_link(brg_inbox_t *self, brg_ref_t other)
 {
     assert(self);
-    brg_ctx_t ctx = {self->actor, NULL};
+    brg_ctx_t ctx = s_ctx(self);
     return brg_link(&ctx, other);
 }
 
@@ -515,6 +526,6 @@ int
 brg_inbox_unlink(brg_inbox_t *self, brg_ref_t other)
 {
     assert(self);
-    brg_ctx_t ctx = {self->actor, NULL};
+    brg_ctx_t ctx = s_ctx(self);
     return brg_unlink(&ctx, other);
 }

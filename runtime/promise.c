@@ -47,7 +47,7 @@ s_free(brg_promise_t *p)
 void
 brg__promises_on_death(brg__actor_t *actor)
 {
-    brg_ctx_t ctx = {actor, NULL};
+    brg_ctx_t ctx = {.actor = actor, .msg = NULL};
     brg_promise_t *p = actor->ext->promises;
     actor->ext->promises = NULL;
     while (p) {
@@ -131,7 +131,9 @@ brg_promise_drop(brg_promise_t **promise_p)
         return;
     *promise_p = NULL;
     if (p->owner && p->request->corr) {
-        brg_ctx_t ctx = {p->owner, NULL};
+        // The answer belongs to the request's trace, as brg_reply_to's would.
+        brg_ctx_t ctx = {
+            .actor = p->owner, .msg = p->request, .trace_flags = p->request->trace_flags};
         brg_reply_error_to(&ctx, p->request, BRG_EBROKEN);
     }
     s_free(p);
