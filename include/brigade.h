@@ -23,6 +23,7 @@
 #define BRIGADE_H
 
 #include "brigade/actor.h"
+#include "brigade/agent.h"
 #include "brigade/error.h"
 #include "brigade/export.h"
 #include "brigade/gather.h"
@@ -43,6 +44,7 @@
 #include "brigade/system.h"
 #include "brigade/text.h"
 #include "brigade/timer.h"
+#include "brigade/tool.h"
 #include "brigade/version.h"
 
 #endif
