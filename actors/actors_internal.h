@@ -164,4 +164,13 @@ brg__http_url_for_log(const char *url, char *buf, size_t size)
              rest[path] ? "?..." : "");
 }
 
+//  ---------------------------------------------------------------------------
+//  Model details shared by model.c and model_chat.c.
+
+//  Valid UTF-8 (what JSON strings must be).
+bool brg__model_utf8_ok(const char *s, size_t len);
+
+//  The reply to a stats request (BRG_MODEL_TAG_STATS); NULL if out of memory.
+brg_msg_t *brg__model_msg_stats_reply(const brg_model_stats_t *s);
+
 #endif

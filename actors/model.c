@@ -208,10 +208,44 @@ s_offline_work(const brg_model_request_t *req, s_buf_t *b)
     return BRG_EINVAL; // CHAT: no language model here
 }
 
-//  Both backends: the spawning actor (whose exit ends them), or NONE.
+//  The offline backend's state. A rule's strings are copies owned here.
 typedef struct {
-    brg_ref_t parent;
+    char *contains, *tool_offered, *text;
+    int turn;
+    bool after_tool;
+    brg_model_tool_call_t *calls; // strings NUL-terminated, lengths set
+    size_t n_calls;
+} s_rule_t;
+
+typedef struct {
+    brg_ref_t parent; // first, as in s_openai_t: the spawning actor, or NONE
+    s_rule_t *rules;
+    size_t n_rules;
+    char *model;
+    size_t chunk;
+    brg_model_stats_t stats;
 } s_offline_t;
+
+static void
+s_offline_destroy(void *state)
+{
+    s_offline_t *self = state;
+    for (size_t i = 0; i < self->n_rules; i++) {
+        s_rule_t *r = &self->rules[i];
+        free(r->contains);
+        free(r->tool_offered);
+        free(r->text);
+        for (size_t k = 0; k < r->n_calls; k++) {
+            free((char *)r->calls[k].id);
+            free((char *)r->calls[k].name);
+            free((char *)r->calls[k].arguments);
+        }
+        free(r->calls);
+    }
+    free(self->rules);
+    free(self->model);
+    free(self);
+}
 
 static int
 s_trap_if_child(brg_ctx_t *ctx, void *arg)
@@ -223,17 +257,17 @@ s_trap_if_child(brg_ctx_t *ctx, void *arg)
     return BRG_OK;
 }
 
-static int
-s_offline(brg_ctx_t *ctx, const brg_msg_t *msg)
+//  The old tasks.
+static void
+s_offline_task(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
 {
-    const s_offline_t *self = brg_state(ctx);
     brg_model_request_t req;
-    if (brg__actors_on_exit(ctx, msg, self->parent))
-        return BRG_OK;
-    if (!brg_msg_is(msg, BRG_MODEL_TAG_REQUEST))
-        return BRG_UNHANDLED;
-    if (brg_model_read_request(msg, &req) != BRG_OK)
-        return brg_reply_error(ctx, BRG_EBADMSG), BRG_OK;
+    self->stats.requests++;
+    if (brg_model_read_request(msg, &req) != BRG_OK) {
+        self->stats.errors++;
+        brg_reply_error(ctx, BRG_EBADMSG);
+        return;
+    }
     s_buf_t b = {0};
     int rc = s_offline_work(&req, &b);
     if (rc == BRG_OK && b.failed)
@@ -241,19 +275,381 @@ s_offline(brg_ctx_t *ctx, const brg_msg_t *msg)
     if (rc == BRG_OK)
         s_reply_text(ctx, NULL, b.data ? b.data : "", b.len, "offline", "text", -1, -1);
     else
-        brg_reply_error(ctx, rc);
+        self->stats.errors++, brg_reply_error(ctx, rc);
     free(b.data);
+}
+
+//  Tokens by the documented estimate: (bytes + 3) / 4.
+static int64_t
+s_estimate(size_t bytes)
+{
+    return (int64_t)((bytes + 3) / 4);
+}
+
+//  What the script looks at in a request.
+typedef struct {
+    const char *user, *tool; // the last user message, the last tool result (NULL: none)
+    size_t user_len, tool_len;
+    int turn;        // 1 + the assistant messages
+    bool after_tool; // the last message is a tool result
+    size_t prompt_bytes;
+} s_facts_t;
+
+static int
+s_facts(const brg_model_chat_view_t *v, s_facts_t *f)
+{
+    memset(f, 0, sizeof *f);
+    f->turn = 1;
+    for (uint32_t i = 0; i < v->n_messages; i++) {
+        brg_model_message_t m;
+        int rc = brg_model_chat_message(v, i, &m);
+        if (rc != BRG_OK)
+            return rc;
+        f->prompt_bytes += m.content_len;
+        for (uint32_t k = 0; k < m.n_tool_calls; k++) {
+            brg_model_tool_call_t c;
+            if (brg_model_message_tool_call(&m, k, &c) == BRG_OK)
+                f->prompt_bytes += c.arguments_len;
+        }
+        if (m.role == BRG_MODEL_USER)
+            f->user = m.content, f->user_len = m.content_len;
+        else if (m.role == BRG_MODEL_TOOL)
+            f->tool = m.content, f->tool_len = m.content_len;
+        else if (m.role == BRG_MODEL_ASSISTANT)
+            f->turn++;
+        f->after_tool = m.role == BRG_MODEL_TOOL;
+    }
+    for (uint32_t i = 0; i < v->n_tools; i++) {
+        brg_model_tool_t t;
+        if (brg_model_chat_tool(v, i, &t) == BRG_OK)
+            f->prompt_bytes += t.name_len + t.description_len + t.parameters_len;
+    }
     return BRG_OK;
+}
+
+static bool
+s_contains(const char *hay, size_t hay_len, const char *needle)
+{
+    size_t n = strlen(needle);
+    if (!hay)
+        return false;
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i + n <= hay_len; i++)
+        if (memcmp(hay + i, needle, n) == 0)
+            return true;
+    return false;
+}
+
+static bool
+s_offers(const brg_model_chat_view_t *v, const char *name)
+{
+    for (uint32_t i = 0; i < v->n_tools; i++) {
+        brg_model_tool_t t;
+        if (brg_model_chat_tool(v, i, &t) == BRG_OK && t.name_len == strlen(name) &&
+            memcmp(t.name, name, t.name_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+static const s_rule_t *
+s_match(const s_offline_t *self, const brg_model_chat_view_t *v, const s_facts_t *f)
+{
+    for (size_t i = 0; i < self->n_rules; i++) {
+        const s_rule_t *r = &self->rules[i];
+        if (r->contains && !s_contains(f->user, f->user_len, r->contains))
+            continue;
+        if (r->turn > 0 && r->turn != f->turn)
+            continue;
+        if (r->after_tool && !f->after_tool)
+            continue;
+        if (r->tool_offered && !s_offers(v, r->tool_offered))
+            continue;
+        return r;
+    }
+    return NULL;
+}
+
+//  Expand {user} and {tool} of template into b.
+static void
+s_expand(s_buf_t *b, const char *template, const s_facts_t *f)
+{
+    for (const char *p = template; *p;) {
+        if (strncmp(p, "{user}", 6) == 0) {
+            s_buf_printf(b, "%.*s", (int)f->user_len, f->user ? f->user : "");
+            p += 6;
+        } else if (strncmp(p, "{tool}", 6) == 0) {
+            s_buf_printf(b, "%.*s", (int)f->tool_len, f->tool ? f->tool : "");
+            p += 6;
+        } else {
+            const char *next = strchr(p + 1, '{');
+            size_t n = next ? (size_t)(next - p) : strlen(p);
+            s_buf_printf(b, "%.*s", (int)n, p);
+            p += n;
+        }
+    }
+}
+
+//  The longest prefix of s[0..len) of at most max bytes that does not cut a
+//  UTF-8 character (at least one character, so the stream moves on).
+static size_t
+s_utf8_cut(const char *s, size_t len, size_t max)
+{
+    if (len <= max)
+        return len;
+    size_t n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    if (n == 0) { // a character longer than max: take it whole
+        n = 1;
+        while (n < len && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n++;
+    }
+    return n;
+}
+
+//  Send the answer as deltas to the request's sender. BRG_OK or the error
+//  of the first send that failed.
+static int
+s_offline_stream(brg_ctx_t *ctx, const s_offline_t *self, uint64_t id, brg_ref_t to,
+                 const char *text, size_t len, const brg_model_tool_call_t *calls, size_t n_calls)
+{
+    int rc = BRG_OK;
+    for (size_t off = 0; rc == BRG_OK && off < len;) {
+        size_t n = s_utf8_cut(text + off, len - off, self->chunk);
+        brg_model_delta_t d = {.stream_id = id, .text = text + off, .len = n, .tool_index = -1};
+        brg_msg_t *m = brg_model_msg_delta(&d);
+        rc = m ? brg_send(ctx, to, &m) : BRG_ENOMEM;
+        off += n;
+    }
+    for (size_t k = 0; rc == BRG_OK && k < n_calls; k++) {
+        const brg_model_tool_call_t *c = &calls[k];
+        brg_model_delta_t d = {.stream_id = id,
+                               .tool_index = (int)k,
+                               .id = c->id,
+                               .id_len = c->id_len,
+                               .name = c->name,
+                               .name_len = c->name_len};
+        brg_msg_t *m = brg_model_msg_delta(&d);
+        rc = m ? brg_send(ctx, to, &m) : BRG_ENOMEM;
+        for (size_t off = 0; rc == BRG_OK && off < c->arguments_len;) {
+            size_t n = s_utf8_cut(c->arguments + off, c->arguments_len - off, self->chunk);
+            brg_model_delta_t a = {.stream_id = id,
+                                   .tool_index = (int)k,
+                                   .arguments = c->arguments + off,
+                                   .arguments_len = n};
+            m = brg_model_msg_delta(&a);
+            rc = m ? brg_send(ctx, to, &m) : BRG_ENOMEM;
+            off += n;
+        }
+    }
+    return rc;
+}
+
+//  Answer the current message with an error: an ask error for a malformed
+//  request, else an error message (or an error end for a stream).
+static void
+s_offline_error(brg_ctx_t *ctx, s_offline_t *self, uint64_t stream_id, int code,
+                const char *message)
+{
+    self->stats.errors++;
+    brg_model_error_t e = {.code = code,
+                           .message = message,
+                           .message_len = strlen(message),
+                           .retry_after_ms = -1,
+                           .stream_id = stream_id};
+    brg_msg_t *m =
+        stream_id ? brg_model_msg_end(stream_id, code, NULL, &e) : brg_model_msg_error(&e);
+    if (m)
+        brg_reply(ctx, &m);
+    else
+        brg_reply_error(ctx, BRG_ENOMEM);
+}
+
+static void
+s_offline_chat(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
+{
+    brg_model_chat_view_t v;
+    s_facts_t f;
+    self->stats.requests++;
+    if (brg_model_read_chat(msg, &v) != BRG_OK || s_facts(&v, &f) != BRG_OK) {
+        self->stats.errors++;
+        brg_reply_error(ctx, BRG_EBADMSG);
+        return;
+    }
+    if (v.stream_id)
+        self->stats.streams++;
+    const s_rule_t *rule = s_match(self, &v, &f);
+    s_buf_t b = {0};
+    if (rule && rule->text)
+        s_expand(&b, rule->text, &f);
+    else if (!rule)
+        s_expand(&b, f.after_tool ? "Tool result: {tool}" : "You said: {user}", &f);
+    const brg_model_tool_call_t *calls = rule ? rule->calls : NULL;
+    size_t n_calls = rule ? rule->n_calls : 0;
+    if (b.failed) {
+        free(b.data);
+        s_offline_error(ctx, self, v.stream_id, BRG_ENOMEM, "out of memory");
+        return;
+    }
+    size_t answer_bytes = b.len;
+    for (size_t k = 0; k < n_calls; k++)
+        answer_bytes += calls[k].arguments_len;
+    const char *finish = n_calls ? "tool_calls" : "stop";
+    brg_model_chat_reply_t r = {.text = b.data ? b.data : "",
+                                .len = b.len,
+                                .finish_reason = finish,
+                                .finish_reason_len = strlen(finish),
+                                .prompt_tokens = s_estimate(f.prompt_bytes),
+                                .completion_tokens = s_estimate(answer_bytes),
+                                .model = self->model,
+                                .model_len = strlen(self->model),
+                                .backend = "offline",
+                                .backend_len = 7};
+    r.total_tokens = r.prompt_tokens + r.completion_tokens;
+    int rc = BRG_OK;
+    brg_msg_t *reply = NULL;
+    if (v.stream_id) {
+        rc = s_offline_stream(ctx, self, v.stream_id, brg_msg_sender(msg), r.text, r.len, calls,
+                              n_calls);
+        if (rc == BRG_OK && !(reply = brg_model_msg_end(v.stream_id, BRG_OK, &r, NULL)))
+            rc = BRG_ENOMEM;
+    } else if (!(reply = brg_model_msg_chat_reply(&r, calls, n_calls))) {
+        rc = BRG_ENOMEM;
+    }
+    free(b.data);
+    if (rc != BRG_OK) {
+        s_offline_error(ctx, self, v.stream_id, rc, "could not send the answer");
+        return;
+    }
+    self->stats.prompt_tokens += (uint64_t)r.prompt_tokens;
+    self->stats.completion_tokens += (uint64_t)r.completion_tokens;
+    brg_reply(ctx, &reply);
+}
+
+static void
+s_reply_stats(brg_ctx_t *ctx, const brg_model_stats_t *stats)
+{
+    brg_msg_t *reply = brg__model_msg_stats_reply(stats);
+    if (reply)
+        brg_reply(ctx, &reply);
+    else
+        brg_reply_error(ctx, BRG_ENOMEM);
+}
+
+static int
+s_offline(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    s_offline_t *self = brg_state(ctx);
+    if (brg__actors_on_exit(ctx, msg, self->parent))
+        return BRG_OK;
+    if (brg_msg_is(msg, BRG_MODEL_TAG_REQUEST))
+        s_offline_task(ctx, self, msg);
+    else if (brg_msg_is(msg, BRG_MODEL_TAG_CHAT))
+        s_offline_chat(ctx, self, msg);
+    else if (brg_msg_is(msg, BRG_MODEL_TAG_STATS))
+        s_reply_stats(ctx, &self->stats);
+    else if (brg_msg_is(msg, BRG_MODEL_TAG_CANCEL))
+        ; // every offline stream has ended by the time a cancel comes
+    else
+        return BRG_UNHANDLED;
+    return BRG_OK;
+}
+
+void
+brg_model_offline_opts_init(brg_model_offline_opts_t *opts)
+{
+    assert(opts);
+    memset(opts, 0, sizeof(*opts));
+    opts->model = "offline-script";
+    opts->stream_chunk = 16;
+}
+
+static char *
+s_strdup_or_null(const char *s, bool *failed)
+{
+    if (!s)
+        return NULL;
+    char *copy = strdup(s);
+    if (!copy)
+        *failed = true;
+    return copy;
+}
+
+//  Copy rule `in` into out (zeroed). BRG_OK, BRG_EINVAL or BRG_ENOMEM; out
+//  holds what was copied either way (s_offline_destroy frees it).
+static int
+s_rule_copy(s_rule_t *out, const brg_model_rule_t *in)
+{
+    if ((!in->text && in->n_tool_calls == 0) || in->n_tool_calls > BRG_MODEL_TOOL_CALLS_MAX ||
+        (in->n_tool_calls && !in->tool_calls) || in->turn < 0 ||
+        (in->text && !brg__model_utf8_ok(in->text, strlen(in->text))))
+        return BRG_EINVAL;
+    bool failed = false;
+    out->contains = s_strdup_or_null(in->contains, &failed);
+    out->tool_offered = s_strdup_or_null(in->tool_offered, &failed);
+    out->text = s_strdup_or_null(in->text, &failed);
+    out->turn = in->turn;
+    out->after_tool = in->after_tool;
+    if (in->n_tool_calls && !(out->calls = calloc(in->n_tool_calls, sizeof(*out->calls))))
+        return BRG_ENOMEM;
+    out->n_calls = in->n_tool_calls;
+    for (size_t k = 0; k < in->n_tool_calls; k++) {
+        const brg_model_tool_call_t *c = &in->tool_calls[k];
+        if (!c->id || !c->name || !*c->id || !*c->name)
+            return BRG_EINVAL;
+        size_t il = c->id_len ? c->id_len : strlen(c->id);
+        size_t nl = c->name_len ? c->name_len : strlen(c->name);
+        const char *args = c->arguments ? c->arguments : "{}";
+        size_t al = c->arguments ? (c->arguments_len ? c->arguments_len : strlen(args)) : 2;
+        char *id = strndup(c->id, il), *name = strndup(c->name, nl), *a = strndup(args, al);
+        out->calls[k] = (brg_model_tool_call_t){id, il, name, nl, a, al};
+        if (!id || !name || !a)
+            return BRG_ENOMEM;
+        if (!brg__model_utf8_ok(id, il) || !brg__model_utf8_ok(name, nl) ||
+            !brg__model_utf8_ok(a, al))
+            return BRG_EINVAL;
+    }
+    return failed ? BRG_ENOMEM : BRG_OK;
+}
+
+static int
+s_offline_spawn_opts(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_offline_opts_t *opts,
+                     brg_ref_t *model)
+{
+    if (opts->n_rules > 1024 || (opts->n_rules && !opts->rules) || opts->stream_chunk < 1 ||
+        opts->stream_chunk > 65536 || (opts->model && (!*opts->model || strlen(opts->model) > 256)))
+        return BRG_EINVAL;
+    s_offline_t *self = calloc(1, sizeof(*self));
+    if (!self)
+        return BRG_ENOMEM;
+    self->parent = ctx ? brg_self(ctx) : BRG_REF_NONE;
+    self->chunk = opts->stream_chunk;
+    self->model = strdup(opts->model ? opts->model : "offline-script");
+    int rc = self->model ? BRG_OK : BRG_ENOMEM;
+    if (rc == BRG_OK && opts->n_rules &&
+        !(self->rules = calloc(opts->n_rules, sizeof(*self->rules))))
+        rc = BRG_ENOMEM;
+    for (size_t i = 0; rc == BRG_OK && i < opts->n_rules; i++) {
+        self->n_rules = i + 1;
+        rc = s_rule_copy(&self->rules[i], &opts->rules[i]);
+    }
+    if (rc != BRG_OK) {
+        s_offline_destroy(self);
+        return rc;
+    }
+    return brg__actors_spawn(sys, ctx, s_offline, self, s_offline_destroy, s_trap_if_child,
+                             opts->name, model);
 }
 
 static int
 s_offline_spawn(brg_system_t *sys, brg_ctx_t *ctx, const char *name, brg_ref_t *model)
 {
-    s_offline_t *self = malloc(sizeof(*self));
-    if (!self)
-        return BRG_ENOMEM;
-    self->parent = ctx ? brg_self(ctx) : BRG_REF_NONE;
-    return brg__actors_spawn(sys, ctx, s_offline, self, free, s_trap_if_child, name, model);
+    brg_model_offline_opts_t opts;
+    brg_model_offline_opts_init(&opts);
+    opts.name = name;
+    return s_offline_spawn_opts(sys, ctx, &opts, model);
 }
 
 int
@@ -268,6 +664,23 @@ brg_model_offline_spawn_root(brg_system_t *sys, const char *name, brg_ref_t *mod
 {
     assert(sys);
     return s_offline_spawn(sys, NULL, name, model);
+}
+
+int
+brg_model_offline_spawn_opts(brg_ctx_t *ctx, const brg_model_offline_opts_t *opts, brg_ref_t *model)
+{
+    assert(ctx);
+    assert(opts);
+    return s_offline_spawn_opts(brg_ctx_system(ctx), ctx, opts, model);
+}
+
+int
+brg_model_offline_spawn_opts_root(brg_system_t *sys, const brg_model_offline_opts_t *opts,
+                                  brg_ref_t *model)
+{
+    assert(sys);
+    assert(opts);
+    return s_offline_spawn_opts(sys, NULL, opts, model);
 }
 
 //  ---------------------------------------------------------------------------

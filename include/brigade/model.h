@@ -135,6 +135,14 @@ typedef struct brg_model_openai_opts {
     brg_ref_t http;      // an HTTP actor to use; BRG_REF_NONE: spawn one, linked
     bool log_errors;     // one log line per failed call (default true)
     const char *name;    // optional registered name of the backend
+    // Retries of chat requests (see "Retries" above; the old tasks are not retried).
+    int max_attempts;          // attempts per call, the first included (default 3, 1 .. 10)
+    int retry_base_ms;         // backoff base (default 500, 1 .. 60000)
+    int retry_max_ms;          // cap of one wait and of a Retry-After honoured
+                               //   (default 20000, >= retry_base_ms, <= 600000)
+    double retry_budget_ratio; // retries allowed per request in the window (default 0.1, 0 .. 1)
+    int retry_budget_min;      // plus this many retries per window (default 10, 0 .. 1000000)
+    int retry_window_ms;       // the budget's window (default 60000, 1000 .. 3600000)
 } brg_model_openai_opts_t;
 
 BRG_EXPORT void brg_model_openai_opts_init(brg_model_openai_opts_t *opts);
@@ -167,5 +175,424 @@ BRG_EXPORT int brg_model_spawn_from_env(brg_ctx_t *ctx, const char *name, brg_re
 //  The same from any thread, with no link. Thread: any.
 BRG_EXPORT int brg_model_spawn_from_env_root(brg_system_t *sys, const char *name, brg_ref_t *model,
                                              const char **backend);
+
+//  ===========================================================================
+//  Chat: message history, tools, settings, tool calls, streaming.
+//
+//  A chat request (BRG_MODEL_TAG_CHAT) carries the whole conversation: the
+//  messages in order (roles system, user, assistant, tool), the tools the
+//  model may call, and settings that override the backend's defaults for
+//  this request only. Build it with brg_model_chat_new / _add_* / _set_* and
+//  encode it with brg_model_chat_msg; a backend reads it with
+//  brg_model_read_chat and the view functions. C code never touches msgpack.
+//
+//  Answers, not streaming (stream off, the default): ask the backend
+//  (brg_ask / brg_system_ask). The reply is one message, either
+//    BRG_MODEL_TAG_CHAT_REPLY  text, tool calls, finish reason, usage, model,
+//                              backend (brg_model_read_chat_reply), or
+//    BRG_MODEL_TAG_ERROR       the failure with its detail: code, HTTP status,
+//                              the server's error type and message,
+//                              Retry-After, attempts (brg_model_read_error).
+//  Both come with ask status BRG_OK; brg_model_chat_status(status, reply)
+//  gives one code for all three cases (the ask's own error such as
+//  BRG_ETIMEDOUT, the error message's code, or BRG_OK). A malformed chat
+//  request is answered with an ask error (BRG_EBADMSG), as the old tasks are.
+//
+//  Streaming (brg_model_chat_set_stream(chat, id), id > 0): send the request
+//  from an actor (brg_send, or brg_ask: then the ask is answered with the
+//  end message). The backend sends the request's sender, as plain messages
+//  in this order:
+//    BRG_MODEL_TAG_DELTA  zero or more: a text fragment, or a tool-call
+//                         fragment (index; id and name in the first fragment
+//                         of a call, argument text in any), brg_model_read_delta
+//    BRG_MODEL_TAG_END    exactly one, last: status BRG_OK with the finish
+//                         reason ("stop", "length", "tool_calls",
+//                         "content_filter", or "cancelled" after a cancel)
+//                         and the usage; or an error status with the same
+//                         detail as BRG_MODEL_TAG_ERROR (brg_model_read_end).
+//  Every one carries the request's stream id, so one actor may run several
+//  streams at once. Cancel a running stream with brg_model_msg_cancel(id)
+//  sent to the backend from the same actor: the transfer is aborted and the
+//  stream ends at once with finish reason "cancelled" (status BRG_OK); a
+//  cancel for a stream that is not running (already ended, unknown id,
+//  another sender) is ignored.
+//
+//  Usage: token counts are -1 when unknown. The openai backend reports the
+//  server's usage; the offline backend estimates (see its section).
+//  Stats: every backend answers BRG_MODEL_TAG_STATS (brg_model_stats).
+//
+//  Threads: builders, encoders and readers are pure (no shared state) and
+//  may run on any thread; one builder must not be used by two threads at
+//  once.
+
+#define BRG_MODEL_TAG_CHAT "brg.model.chat"             // -> CHAT_REPLY or ERROR, or a stream
+#define BRG_MODEL_TAG_CHAT_REPLY "brg.model.chat_reply" //
+#define BRG_MODEL_TAG_ERROR "brg.model.error"           //
+#define BRG_MODEL_TAG_DELTA "brg.model.delta"           // a stream's fragment
+#define BRG_MODEL_TAG_END "brg.model.end"               // a stream's last message
+#define BRG_MODEL_TAG_CANCEL "brg.model.cancel"         // [stream id], to the backend
+#define BRG_MODEL_TAG_STATS "brg.model.stats"           // -> the counters, in field order
+
+//  Most messages and tools in one request, tool calls in one message.
+#define BRG_MODEL_MESSAGES_MAX 10000
+#define BRG_MODEL_TOOLS_MAX 256
+#define BRG_MODEL_TOOL_CALLS_MAX 128
+
+typedef enum {
+    BRG_MODEL_SYSTEM = 0,
+    BRG_MODEL_USER,
+    BRG_MODEL_ASSISTANT,
+    BRG_MODEL_TOOL,
+} brg_model_role_t;
+
+//  The role's wire name ("system", "user", "assistant", "tool"), "unknown"
+//  otherwise. Static string.
+BRG_EXPORT const char *brg_model_role_name(brg_model_role_t role);
+
+//  A tool call the model asked for: an id (to answer with a tool message),
+//  the tool's name and its arguments as a JSON text. Given to the builder:
+//  the strings are copied (a length 0 means strlen). From a reader: views
+//  into the message (not NUL-terminated), valid while the message lives.
+typedef struct brg_model_tool_call {
+    const char *id;
+    size_t id_len;
+    const char *name;
+    size_t name_len;
+    const char *arguments; // JSON text, e.g. {"city":"Oslo"}
+    size_t arguments_len;
+} brg_model_tool_call_t;
+
+//  A tool offered to the model: name, description and its parameters as a
+//  JSON-schema text. Same ownership rules as brg_model_tool_call_t.
+typedef struct brg_model_tool {
+    const char *name;
+    size_t name_len;
+    const char *description;
+    size_t description_len;
+    const char *parameters; // JSON schema of the arguments, e.g. {"type":"object",...}
+    size_t parameters_len;
+} brg_model_tool_t;
+
+//  The chat request builder (opaque). It owns copies of all it is given.
+typedef struct brg_model_chat brg_model_chat_t;
+
+//  A new empty request (no messages, no tools, the backend's settings).
+//  NULL if out of memory. Caller owns it (brg_model_chat_destroy).
+BRG_EXPORT brg_model_chat_t *brg_model_chat_new(void);
+
+//  Free the builder and set *chat_p to NULL. NULL is fine.
+BRG_EXPORT void brg_model_chat_destroy(brg_model_chat_t **chat_p);
+
+//  Append a system, user or tool-less assistant message (content copied;
+//  len 0 means strlen). BRG_OK, BRG_EINVAL (role out of range or TOOL, NULL
+//  content, content over BRG_TEXT_MAX or not valid UTF-8, too many
+//  messages) or BRG_ENOMEM.
+BRG_EXPORT int brg_model_chat_add_message(brg_model_chat_t *chat, brg_model_role_t role,
+                                          const char *content, size_t len);
+
+//  Append an assistant message that asked for tool calls (content may be
+//  NULL; calls copied). BRG_OK, BRG_EINVAL (no content and no call, a call
+//  without id or name, arguments or strings not valid UTF-8, more than
+//  BRG_MODEL_TOOL_CALLS_MAX calls, too many messages) or BRG_ENOMEM.
+BRG_EXPORT int brg_model_chat_add_assistant(brg_model_chat_t *chat, const char *content,
+                                            const brg_model_tool_call_t *calls, size_t n_calls);
+
+//  Append a tool message: the result of the call `tool_call_id` (both
+//  copied; len 0 means strlen). Errors as brg_model_chat_add_message.
+BRG_EXPORT int brg_model_chat_add_tool_result(brg_model_chat_t *chat, const char *tool_call_id,
+                                              const char *content, size_t len);
+
+//  Offer a tool (copied; parameters NULL means {"type":"object"}). BRG_OK,
+//  BRG_EINVAL (no name, a name other than [A-Za-z0-9_-]{1,64}, not valid
+//  UTF-8, more than BRG_MODEL_TOOLS_MAX tools) or BRG_ENOMEM.
+BRG_EXPORT int brg_model_chat_add_tool(brg_model_chat_t *chat, const brg_model_tool_t *tool);
+
+//  Per-request settings; each overrides the backend's default when set.
+//  model: copied, NULL back to the default; BRG_EINVAL if longer than 256.
+BRG_EXPORT int brg_model_chat_set_model(brg_model_chat_t *chat, const char *model);
+//  temperature 0 .. 2 (BRG_EINVAL otherwise); < 0 is not accepted, see reset.
+BRG_EXPORT int brg_model_chat_set_temperature(brg_model_chat_t *chat, double temperature);
+//  max_tokens 1 .. 1000000 (BRG_EINVAL otherwise).
+BRG_EXPORT int brg_model_chat_set_max_tokens(brg_model_chat_t *chat, int max_tokens);
+//  JSON mode: response_format {"type": "json_object"} on the wire.
+BRG_EXPORT void brg_model_chat_set_json_mode(brg_model_chat_t *chat, bool on);
+//  Stream the answer under stream_id (> 0); 0 turns streaming off.
+BRG_EXPORT void brg_model_chat_set_stream(brg_model_chat_t *chat, uint64_t stream_id);
+//  The whole call's deadline, retries included (ms, 1 .. 3600000; BRG_EINVAL
+//  otherwise). Default: the backend's timeout_ms.
+BRG_EXPORT int brg_model_chat_set_timeout(brg_model_chat_t *chat, int timeout_ms);
+//  Most attempts (1 .. 10; 1 = no retry; BRG_EINVAL otherwise). Default:
+//  the backend's max_attempts.
+BRG_EXPORT int brg_model_chat_set_max_attempts(brg_model_chat_t *chat, int max_attempts);
+//  The request may be sent twice (idempotent for the caller): the backend
+//  may then also retry a timeout or a transfer broken after the body was
+//  sent. Default false.
+BRG_EXPORT void brg_model_chat_set_retry_unsafe(brg_model_chat_t *chat, bool on);
+
+//  Encode the request (tag BRG_MODEL_TAG_CHAT). NULL if out of memory or
+//  over BRG_MSG_MAX. The builder is unchanged and may be used again (add the
+//  answer, encode the next turn). Caller owns the message.
+BRG_EXPORT brg_msg_t *brg_model_chat_msg(const brg_model_chat_t *chat);
+
+//  A chat request as brg_model_read_chat sees it: views into the message,
+//  valid while the caller keeps it. Unset settings: model NULL, temperature
+//  -1, max_tokens 0, timeout_ms 0, max_attempts 0.
+typedef struct brg_model_chat_view {
+    uint64_t stream_id; // 0: not streaming
+    const char *model;  // NULL: the backend's
+    size_t model_len;   //
+    double temperature;
+    int max_tokens;
+    bool json_mode;
+    bool retry_unsafe;
+    int timeout_ms;
+    int max_attempts;
+    uint32_t n_messages;
+    uint32_t n_tools;
+    // Private: where the message and tool arrays start.
+    const brg_msg_t *msg_;
+    size_t messages_pos_, tools_pos_;
+} brg_model_chat_view_t;
+
+//  One message of a request: views into the request message.
+typedef struct brg_model_message {
+    brg_model_role_t role;
+    const char *content; // NULL: none (an assistant message with tool calls only)
+    size_t content_len;
+    const char *tool_call_id; // role TOOL: the call answered; else NULL
+    size_t tool_call_id_len;
+    uint32_t n_tool_calls; // role ASSISTANT: the calls it asked for
+    // Private.
+    const brg_msg_t *msg_;
+    size_t calls_pos_;
+} brg_model_message_t;
+
+//  Read and check a whole chat request (every message, call and tool, so the
+//  view functions below cannot fail on it later): BRG_OK, BRG_ETYPE (another
+//  tag) or BRG_EBADMSG (malformed, a role out of range, a tool message
+//  without tool_call_id, counts over the limits).
+BRG_EXPORT int brg_model_read_chat(const brg_msg_t *msg, brg_model_chat_view_t *out);
+
+//  Message i (0-based, < n_messages) of a read request; O(i) (it skips the
+//  ones before). BRG_OK or BRG_ERANGE.
+BRG_EXPORT int brg_model_chat_message(const brg_model_chat_view_t *chat, uint32_t i,
+                                      brg_model_message_t *out);
+
+//  Tool call i (< n_tool_calls) of a message. BRG_OK or BRG_ERANGE.
+BRG_EXPORT int brg_model_message_tool_call(const brg_model_message_t *m, uint32_t i,
+                                           brg_model_tool_call_t *out);
+
+//  Tool i (< n_tools) of a read request. BRG_OK or BRG_ERANGE.
+BRG_EXPORT int brg_model_chat_tool(const brg_model_chat_view_t *chat, uint32_t i,
+                                   brg_model_tool_t *out);
+
+//  A chat reply (and, without tool calls, a stream's end) as the readers see
+//  it: views into the message. Token counts are -1 when unknown.
+typedef struct brg_model_chat_reply {
+    const char *text; // the answer ("" when the model only called tools)
+    size_t len;
+    const char *finish_reason; // "stop", "length", "tool_calls", "content_filter", ...
+    size_t finish_reason_len;
+    uint32_t n_tool_calls;
+    int64_t prompt_tokens, completion_tokens, total_tokens;
+    const char *model; // the model that answered
+    size_t model_len;
+    const char *backend; // "offline" or "openai"
+    size_t backend_len;
+    int attempts; // HTTP attempts it took (1 without retries; 0 offline)
+    // Private.
+    const brg_msg_t *msg_;
+    size_t calls_pos_;
+} brg_model_chat_reply_t;
+
+//  Encode a reply, for backends: in's text, finish reason, usage, model,
+//  backend, attempts, and the n_calls calls (strings copied; len 0 means
+//  strlen). NULL if out of memory. Caller owns the message.
+BRG_EXPORT brg_msg_t *brg_model_msg_chat_reply(const brg_model_chat_reply_t *in,
+                                               const brg_model_tool_call_t *calls, size_t n_calls);
+
+//  Read a chat reply: BRG_OK, BRG_ETYPE (another tag: check
+//  brg_model_read_error) or BRG_EBADMSG.
+BRG_EXPORT int brg_model_read_chat_reply(const brg_msg_t *reply, brg_model_chat_reply_t *out);
+
+//  Tool call i (< n_tool_calls) of a read reply. BRG_OK or BRG_ERANGE.
+BRG_EXPORT int brg_model_chat_reply_tool_call(const brg_model_chat_reply_t *r, uint32_t i,
+                                              brg_model_tool_call_t *out);
+
+//  A failure with its detail (a BRG_MODEL_TAG_ERROR message, or the error of
+//  a stream's end). The strings are views into the message ("" if none).
+//    code          BRG_EHTTP (the server answered a status not 2xx),
+//                  BRG_ETIMEDOUT (the call's deadline passed, retries
+//                  included), BRG_ENETWORK, BRG_EPROTO (the answer is not a
+//                  chat completion or the stream broke its format),
+//                  BRG_EINVAL (a text or argument that cannot go on the
+//                  wire), BRG_EMSGSIZE, BRG_EBUSY (the HTTP actor is full),
+//                  BRG_ENOMEM, BRG_ECLOSED (the backend stopped)
+//    http_status   the last HTTP status, 0 if none came
+//    type          the server's error.type (or error.code when it has no
+//                  type), e.g. "rate_limit_exceeded"; "" if none
+//    message       the server's error.message, else our explanation
+//                  (curl's, the parser's); "" if none
+//    retry_after_ms the server's Retry-After (seconds or an HTTP date, in
+//                  ms from when it came), -1 if none
+//    attempts      HTTP attempts made (0: none was sent)
+typedef struct brg_model_error {
+    int code;
+    int http_status;
+    const char *type;
+    size_t type_len;
+    const char *message;
+    size_t message_len;
+    int64_t retry_after_ms;
+    int attempts;
+    uint64_t stream_id; // the stream's id; 0 for an answer that is not streamed
+} brg_model_error_t;
+
+//  Encode an error message (tag BRG_MODEL_TAG_ERROR), for backends (strings
+//  copied; NULL is ""). NULL if out of memory. Caller owns it.
+BRG_EXPORT brg_msg_t *brg_model_msg_error(const brg_model_error_t *err);
+
+//  Read an error message: BRG_OK, BRG_ETYPE or BRG_EBADMSG.
+BRG_EXPORT int brg_model_read_error(const brg_msg_t *msg, brg_model_error_t *out);
+
+//  The outcome of a chat ask in one code: status if it is an error (the
+//  ask's own), else the code of a BRG_MODEL_TAG_ERROR reply, else BRG_OK for
+//  a chat reply or stream end with status BRG_OK, else the end's error, else
+//  BRG_EBADMSG (another message).
+BRG_EXPORT int brg_model_chat_status(int status, const brg_msg_t *reply);
+
+//  A stream fragment (views into the message).
+//    tool_index -1: a text fragment in `text`.
+//    tool_index >= 0: a fragment of tool call tool_index; id and name are
+//      set (non-empty) in the call's first fragment only, arguments carries
+//      the next piece of its JSON arguments text (may be "").
+typedef struct brg_model_delta {
+    uint64_t stream_id;
+    const char *text;
+    size_t len;
+    int tool_index;
+    const char *id;
+    size_t id_len;
+    const char *name;
+    size_t name_len;
+    const char *arguments;
+    size_t arguments_len;
+} brg_model_delta_t;
+
+//  Encode a fragment, for backends (strings copied; NULL is ""). NULL if out
+//  of memory. Caller owns it.
+BRG_EXPORT brg_msg_t *brg_model_msg_delta(const brg_model_delta_t *delta);
+
+//  Read a fragment: BRG_OK, BRG_ETYPE or BRG_EBADMSG.
+BRG_EXPORT int brg_model_read_delta(const brg_msg_t *msg, brg_model_delta_t *out);
+
+//  A stream's end: status BRG_OK with finish reason and usage in `reply`
+//  (its text is "" and it has no tool calls: those came as deltas), or an
+//  error status with its detail in `error` (then reply's strings are "").
+typedef struct brg_model_end {
+    uint64_t stream_id;
+    int status;
+    brg_model_chat_reply_t reply;
+    brg_model_error_t error;
+} brg_model_end_t;
+
+//  Encode an end, for backends: status BRG_OK with reply (text and calls
+//  ignored), or an error with err (its code is status). NULL if out of
+//  memory. Caller owns it.
+BRG_EXPORT brg_msg_t *brg_model_msg_end(uint64_t stream_id, int status,
+                                        const brg_model_chat_reply_t *reply,
+                                        const brg_model_error_t *err);
+
+//  Read an end: BRG_OK (whatever the end's status), BRG_ETYPE or BRG_EBADMSG.
+BRG_EXPORT int brg_model_read_end(const brg_msg_t *msg, brg_model_end_t *out);
+
+//  A cancel for stream_id, to send to the backend. NULL if out of memory.
+BRG_EXPORT brg_msg_t *brg_model_msg_cancel(uint64_t stream_id);
+
+//  Per-backend counters (a plain value).
+typedef struct brg_model_stats {
+    uint64_t requests;          // requests taken (old tasks and chats, streamed or not)
+    uint64_t errors;            // of those, answered with an error (or an error end)
+    uint64_t retries;           // HTTP attempts after the first (openai)
+    uint64_t retries_throttled; // retries refused by the retry budget (openai)
+    uint64_t prompt_tokens;     // sums of the known usage counts
+    uint64_t completion_tokens; //
+    uint64_t streams;           // of the requests, streamed
+    uint64_t cancelled;         // streams ended by a cancel
+    uint64_t in_flight;         // calls running now
+} brg_model_stats_t;
+
+//  A stats request, for brg_ask. NULL if out of memory. Caller owns it.
+BRG_EXPORT brg_msg_t *brg_model_msg_stats(void);
+
+//  Read the reply to a stats request: BRG_OK, BRG_ETYPE or BRG_EBADMSG.
+BRG_EXPORT int brg_model_read_stats(const brg_msg_t *reply, brg_model_stats_t *out);
+
+//  The counters, blocking. Errors: those of brg_system_ask, BRG_ENOMEM and
+//  the reader's. Thread: any thread but the system's own (there:
+//  BRG_EDEADLK, as brg_system_ask).
+BRG_EXPORT int brg_model_stats(brg_system_t *sys, brg_ref_t model, int timeout_ms,
+                               brg_model_stats_t *out);
+
+//  ---------------------------------------------------------------------------
+//  The offline backend's chat script.
+//
+//  The offline backend answers chat requests with no network and no model,
+//  deterministically, from an ordered list of rules: the first rule whose
+//  conditions all hold answers. Conditions (each optional):
+//    contains    the last user message contains this text (case-sensitive)
+//    turn        N > 0: this is the N-th assistant answer of the conversation
+//                (1 + the assistant messages in the history)
+//    after_tool  true: the last message is a tool result
+//    tool_offered the request offers a tool with this name
+//  The answer: `text` (may be NULL with tool calls) and/or `tool_calls`.
+//  In text, "{user}" is replaced by the last user message and "{tool}" by
+//  the last tool result ("" if none). finish_reason: "tool_calls" when the
+//  rule has calls, else "stop". With no rule matching, the default answer is
+//  "You said: {user}" (or "Tool result: {tool}" right after a tool result),
+//  finish reason "stop".
+//  Streaming: the answer goes as text fragments of stream_chunk bytes (never
+//  splitting a UTF-8 character), then per call one fragment with index, id
+//  and name and fragments of its arguments, then the end.
+//  Usage estimate: prompt tokens = the sum over all message contents, tool
+//  call arguments and tool definitions of (bytes + 3) / 4; completion tokens
+//  = (bytes of the answer text and call arguments + 3) / 4; total = both.
+//  model is opts.model ("offline-script" by default), backend "offline",
+//  attempts 0. JSON mode, temperature, max_tokens, timeout, retries are
+//  accepted and ignored (the answer is the script's).
+
+//  One rule. Strings are copied by the spawn (len fields: 0 means strlen).
+typedef struct brg_model_rule {
+    const char *contains;     // NULL: any
+    int turn;                 // 0: any
+    bool after_tool;          // false: any
+    const char *tool_offered; // NULL: any
+    const char *text;         // NULL: no text
+    const brg_model_tool_call_t *tool_calls;
+    size_t n_tool_calls;
+} brg_model_rule_t;
+
+typedef struct brg_model_offline_opts {
+    const brg_model_rule_t *rules; // checked in order; may be NULL (n_rules 0)
+    size_t n_rules;                //   (at most 1024)
+    const char *model;             // model name in replies (default "offline-script")
+    size_t stream_chunk;           // bytes per text or argument fragment (default 16, 1 .. 65536)
+    const char *name;              // optional registered name
+} brg_model_offline_opts_t;
+
+BRG_EXPORT void brg_model_offline_opts_init(brg_model_offline_opts_t *opts);
+
+//  Spawn the offline backend with a chat script, from inside a behaviour and
+//  linked to the calling actor (as brg_model_offline_spawn; the old tasks are
+//  answered as there). Errors: BRG_EINVAL (too many rules, a rule without
+//  text and calls, a call without id or name, stream_chunk out of range),
+//  BRG_ENOMEM, then as brg_spawn.
+BRG_EXPORT int brg_model_offline_spawn_opts(brg_ctx_t *ctx, const brg_model_offline_opts_t *opts,
+                                            brg_ref_t *model);
+
+//  The same from any thread, with no link. Thread: any.
+BRG_EXPORT int brg_model_offline_spawn_opts_root(brg_system_t *sys,
+                                                 const brg_model_offline_opts_t *opts,
+                                                 brg_ref_t *model);
 
 #endif

@@ -157,6 +157,543 @@ START_TEST(test_model_request_round_trips_through_the_reader)
 END_TEST
 
 //  ---------------------------------------------------------------------------
+//  Chat protocol: the codec
+
+//  s equals the view (ptr, len).
+#define tm_eq(ptr, len, s)                                                                         \
+    ck_assert_msg((len) == strlen(s) && memcmp((ptr), (s), (len)) == 0,                            \
+                  "got \"%.*s\", want \"%s\"", (int)(len), (ptr), (s))
+
+START_TEST(test_model_chat_request_round_trips_through_the_readers)
+{
+    brg_model_chat_t *chat = brg_model_chat_new();
+    ck_assert_ptr_nonnull(chat);
+    ck_assert_int_eq(brg_model_chat_add_message(chat, BRG_MODEL_SYSTEM, "Be brief.", 0), BRG_OK);
+    ck_assert_int_eq(brg_model_chat_add_message(chat, BRG_MODEL_USER, "Weather in Oslo?", 0),
+                     BRG_OK);
+    brg_model_tool_call_t calls[] = {{"call_1", 0, "get_weather", 0, "{\"city\":\"Oslo\"}", 0},
+                                     {"call_2", 0, "get_time", 0, NULL, 0}};
+    ck_assert_int_eq(brg_model_chat_add_assistant(chat, NULL, calls, 2), BRG_OK);
+    ck_assert_int_eq(brg_model_chat_add_tool_result(chat, "call_1", "rain, 4 C", 0), BRG_OK);
+    brg_model_tool_t tool = {
+        "get_weather",
+        0,
+        "The weather in a city",
+        0,
+        "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}",
+        0};
+    ck_assert_int_eq(brg_model_chat_add_tool(chat, &tool), BRG_OK);
+    ck_assert_int_eq(brg_model_chat_set_model(chat, "gpt-test"), BRG_OK);
+    ck_assert_int_eq(brg_model_chat_set_temperature(chat, 0.5), BRG_OK);
+    ck_assert_int_eq(brg_model_chat_set_max_tokens(chat, 77), BRG_OK);
+    ck_assert_int_eq(brg_model_chat_set_timeout(chat, 1234), BRG_OK);
+    ck_assert_int_eq(brg_model_chat_set_max_attempts(chat, 4), BRG_OK);
+    brg_model_chat_set_json_mode(chat, true);
+    brg_model_chat_set_retry_unsafe(chat, true);
+    brg_model_chat_set_stream(chat, 99);
+    // Refused: bad role, bad UTF-8, bad tool name, a call without id, ranges.
+    ck_assert_int_eq(brg_model_chat_add_message(chat, BRG_MODEL_TOOL, "x", 0), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_chat_add_message(chat, BRG_MODEL_USER, "\xff", 0), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_chat_add_message(chat, BRG_MODEL_USER, NULL, 0), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_chat_add_assistant(chat, NULL, NULL, 0), BRG_EINVAL);
+    brg_model_tool_call_t no_id = {NULL, 0, "f", 0, "{}", 0};
+    ck_assert_int_eq(brg_model_chat_add_assistant(chat, NULL, &no_id, 1), BRG_EINVAL);
+    brg_model_tool_t bad_name = {"get weather", 0, NULL, 0, NULL, 0};
+    ck_assert_int_eq(brg_model_chat_add_tool(chat, &bad_name), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_chat_add_tool_result(chat, "", "x", 0), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_chat_set_temperature(chat, 2.5), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_chat_set_max_tokens(chat, 0), BRG_EINVAL);
+    ck_assert_int_eq(brg_model_chat_set_max_attempts(chat, 11), BRG_EINVAL);
+
+    brg_msg_t *msg = brg_model_chat_msg(chat);
+    ck_assert_ptr_nonnull(msg);
+    brg_model_chat_view_t v;
+    ck_assert_int_eq(brg_model_read_chat(msg, &v), BRG_OK);
+    ck_assert_uint_eq(v.stream_id, 99);
+    tm_eq(v.model, v.model_len, "gpt-test");
+    ck_assert(v.temperature == 0.5);
+    ck_assert_int_eq(v.max_tokens, 77);
+    ck_assert(v.json_mode && v.retry_unsafe);
+    ck_assert_int_eq(v.timeout_ms, 1234);
+    ck_assert_int_eq(v.max_attempts, 4);
+    ck_assert_uint_eq(v.n_messages, 4);
+    ck_assert_uint_eq(v.n_tools, 1);
+    brg_model_message_t m;
+    ck_assert_int_eq(brg_model_chat_message(&v, 0, &m), BRG_OK);
+    ck_assert_int_eq(m.role, BRG_MODEL_SYSTEM);
+    tm_eq(m.content, m.content_len, "Be brief.");
+    ck_assert_ptr_null(m.tool_call_id);
+    ck_assert_int_eq(brg_model_chat_message(&v, 2, &m), BRG_OK);
+    ck_assert_int_eq(m.role, BRG_MODEL_ASSISTANT);
+    ck_assert_ptr_null(m.content);
+    ck_assert_uint_eq(m.n_tool_calls, 2);
+    brg_model_tool_call_t c;
+    ck_assert_int_eq(brg_model_message_tool_call(&m, 0, &c), BRG_OK);
+    tm_eq(c.id, c.id_len, "call_1");
+    tm_eq(c.name, c.name_len, "get_weather");
+    tm_eq(c.arguments, c.arguments_len, "{\"city\":\"Oslo\"}");
+    ck_assert_int_eq(brg_model_message_tool_call(&m, 1, &c), BRG_OK);
+    tm_eq(c.arguments, c.arguments_len, "{}"); // NULL arguments: an empty object
+    ck_assert_int_eq(brg_model_message_tool_call(&m, 2, &c), BRG_ERANGE);
+    ck_assert_int_eq(brg_model_chat_message(&v, 3, &m), BRG_OK);
+    ck_assert_int_eq(m.role, BRG_MODEL_TOOL);
+    tm_eq(m.tool_call_id, m.tool_call_id_len, "call_1");
+    tm_eq(m.content, m.content_len, "rain, 4 C");
+    ck_assert_int_eq(brg_model_chat_message(&v, 4, &m), BRG_ERANGE);
+    brg_model_tool_t t;
+    ck_assert_int_eq(brg_model_chat_tool(&v, 0, &t), BRG_OK);
+    tm_eq(t.name, t.name_len, "get_weather");
+    tm_eq(t.description, t.description_len, "The weather in a city");
+    ck_assert(t.parameters_len > 10 && t.parameters[0] == '{');
+    ck_assert_int_eq(brg_model_chat_tool(&v, 1, &t), BRG_ERANGE);
+    brg_msg_destroy(&msg);
+
+    // Defaults: nothing set.
+    brg_model_chat_t *plain = brg_model_chat_new();
+    ck_assert_int_eq(brg_model_chat_add_message(plain, BRG_MODEL_USER, "hi", 0), BRG_OK);
+    msg = brg_model_chat_msg(plain);
+    ck_assert_int_eq(brg_model_read_chat(msg, &v), BRG_OK);
+    ck_assert(v.stream_id == 0 && !v.model && v.temperature == -1 && v.max_tokens == 0 &&
+              !v.json_mode && !v.retry_unsafe && v.timeout_ms == 0 && v.max_attempts == 0);
+    brg_msg_destroy(&msg);
+    brg_model_chat_destroy(&plain);
+    brg_model_chat_destroy(&chat);
+    ck_assert_ptr_null(chat);
+
+    // Malformed requests: another tag, a tool message without its call id.
+    msg = brg_msg_new("other");
+    ck_assert_int_eq(brg_model_read_chat(msg, &v), BRG_ETYPE);
+    brg_msg_destroy(&msg);
+    msg = brg_msg_new(BRG_MODEL_TAG_CHAT);
+    brg_msg_add_uint(msg, 0);
+    brg_msg_add_nil(msg);
+    brg_msg_add_double(msg, -1);
+    brg_msg_add_int(msg, 0);
+    brg_msg_add_bool(msg, false);
+    brg_msg_add_bool(msg, false);
+    brg_msg_add_int(msg, 0);
+    brg_msg_add_int(msg, 0);
+    brg_msg_add_array(msg, 1);
+    brg_msg_add_array(msg, 4);
+    brg_msg_add_int(msg, BRG_MODEL_TOOL);
+    brg_msg_add_str(msg, "result");
+    brg_msg_add_nil(msg); // no tool_call_id
+    brg_msg_add_array(msg, 0);
+    brg_msg_add_array(msg, 0);
+    ck_assert_int_eq(brg_model_read_chat(msg, &v), BRG_EBADMSG);
+    brg_msg_destroy(&msg);
+}
+END_TEST
+
+START_TEST(test_model_chat_reply_error_delta_and_end_round_trip)
+{
+    brg_model_tool_call_t calls[] = {{"c1", 0, "f", 0, "{\"a\":1}", 0}};
+    brg_model_chat_reply_t in = {.text = "hello",
+                                 .len = 5,
+                                 .finish_reason = "tool_calls",
+                                 .prompt_tokens = 10,
+                                 .completion_tokens = 3,
+                                 .total_tokens = 13,
+                                 .model = "m",
+                                 .backend = "openai",
+                                 .attempts = 2};
+    brg_msg_t *msg = brg_model_msg_chat_reply(&in, calls, 1);
+    brg_model_chat_reply_t r;
+    ck_assert_int_eq(brg_model_read_chat_reply(msg, &r), BRG_OK);
+    tm_eq(r.text, r.len, "hello");
+    tm_eq(r.finish_reason, r.finish_reason_len, "tool_calls");
+    tm_eq(r.model, r.model_len, "m");
+    tm_eq(r.backend, r.backend_len, "openai");
+    ck_assert(r.prompt_tokens == 10 && r.completion_tokens == 3 && r.total_tokens == 13);
+    ck_assert_int_eq(r.attempts, 2);
+    ck_assert_uint_eq(r.n_tool_calls, 1);
+    brg_model_tool_call_t c;
+    ck_assert_int_eq(brg_model_chat_reply_tool_call(&r, 0, &c), BRG_OK);
+    tm_eq(c.arguments, c.arguments_len, "{\"a\":1}");
+    ck_assert_int_eq(brg_model_chat_status(BRG_OK, msg), BRG_OK);
+    ck_assert_int_eq(brg_model_chat_status(BRG_ETIMEDOUT, msg), BRG_ETIMEDOUT);
+    brg_model_error_t e;
+    ck_assert_int_eq(brg_model_read_error(msg, &e), BRG_ETYPE);
+    brg_msg_destroy(&msg);
+
+    brg_model_error_t ein = {.code = BRG_EHTTP,
+                             .http_status = 429,
+                             .type = "rate_limit_exceeded",
+                             .message = "slow down",
+                             .retry_after_ms = 2000,
+                             .attempts = 3};
+    ein.type_len = strlen(ein.type);
+    ein.message_len = strlen(ein.message);
+    msg = brg_model_msg_error(&ein);
+    ck_assert_int_eq(brg_model_read_error(msg, &e), BRG_OK);
+    ck_assert_int_eq(e.code, BRG_EHTTP);
+    ck_assert_int_eq(e.http_status, 429);
+    tm_eq(e.type, e.type_len, "rate_limit_exceeded");
+    tm_eq(e.message, e.message_len, "slow down");
+    ck_assert_int_eq(e.retry_after_ms, 2000);
+    ck_assert_int_eq(e.attempts, 3);
+    ck_assert_int_eq(brg_model_chat_status(BRG_OK, msg), BRG_EHTTP);
+    ck_assert_int_eq(brg_model_read_chat_reply(msg, &r), BRG_ETYPE);
+    brg_msg_destroy(&msg);
+
+    brg_model_delta_t din = {.stream_id = 7,
+                             .tool_index = 1,
+                             .id = "c1",
+                             .id_len = 2,
+                             .name = "f",
+                             .name_len = 1,
+                             .arguments = "{\"a",
+                             .arguments_len = 3};
+    msg = brg_model_msg_delta(&din);
+    brg_model_delta_t d;
+    ck_assert_int_eq(brg_model_read_delta(msg, &d), BRG_OK);
+    ck_assert_uint_eq(d.stream_id, 7);
+    ck_assert_int_eq(d.tool_index, 1);
+    ck_assert_uint_eq(d.len, 0);
+    tm_eq(d.id, d.id_len, "c1");
+    tm_eq(d.name, d.name_len, "f");
+    tm_eq(d.arguments, d.arguments_len, "{\"a");
+    brg_msg_destroy(&msg);
+
+    in.finish_reason_len = 0;
+    msg = brg_model_msg_end(7, BRG_OK, &in, NULL);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(msg, &end), BRG_OK);
+    ck_assert_uint_eq(end.stream_id, 7);
+    ck_assert_int_eq(end.status, BRG_OK);
+    tm_eq(end.reply.finish_reason, end.reply.finish_reason_len, "tool_calls");
+    ck_assert_int_eq(end.reply.total_tokens, 13);
+    tm_eq(end.reply.backend, end.reply.backend_len, "openai");
+    ck_assert_int_eq(brg_model_chat_status(BRG_OK, msg), BRG_OK);
+    brg_msg_destroy(&msg);
+    msg = brg_model_msg_end(8, BRG_EHTTP, NULL, &ein);
+    ck_assert_int_eq(brg_model_read_end(msg, &end), BRG_OK);
+    ck_assert_int_eq(end.status, BRG_EHTTP);
+    ck_assert_int_eq(end.error.http_status, 429);
+    tm_eq(end.error.message, end.error.message_len, "slow down");
+    ck_assert_int_eq(end.error.retry_after_ms, 2000);
+    ck_assert_int_eq(end.error.attempts, 3);
+    ck_assert_int_eq(brg_model_chat_status(BRG_OK, msg), BRG_EHTTP);
+    brg_msg_destroy(&msg);
+
+    msg = brg_model_msg_cancel(5);
+    ck_assert(brg_msg_is(msg, BRG_MODEL_TAG_CANCEL));
+    ck_assert_int_eq(tu_msg_int(msg), 5);
+    brg_msg_destroy(&msg);
+    ck_assert_str_eq(brg_model_role_name(BRG_MODEL_TOOL), "tool");
+    ck_assert_str_eq(brg_model_role_name((brg_model_role_t)9), "unknown");
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
+//  A stream collector: an actor that sends a chat request and gathers the
+//  stream's fragments. The test thread reads the results under tm_col.lock
+//  once `done` counts the ends it waits for.
+
+typedef struct {
+    pthread_mutex_t lock;
+    brg_ref_t model;
+    brg_msg_t *request; // handed over by the test before "tm.go"
+    uint64_t cancel_id; // "tm.cancel": the stream to cancel
+    char text[4096];    // text deltas of stream 1 and 2, in order
+    char text2[4096];
+    char args[4][1024]; // tool-call argument fragments by index (stream 1)
+    char ids[4][64];
+    char names[4][64];
+    int deltas;
+    int first_fragments; // tool deltas with an id and name
+    int done;
+    brg_msg_t *ends[4];
+} tm_collector_t;
+
+static tm_collector_t tm_col = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+tm_cat(char *dst, size_t size, const char *s, size_t len)
+{
+    size_t have = strlen(dst);
+    ck_assert_uint_lt(have + len, size);
+    memcpy(dst + have, s, len);
+    dst[have + len] = '\0';
+}
+
+static int
+tm_collect(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_model_delta_t d;
+    pthread_mutex_lock(&tm_col.lock);
+    if (brg_msg_is(msg, "tm.go")) {
+        brg_msg_t *req = tm_col.request;
+        tm_col.request = NULL;
+        pthread_mutex_unlock(&tm_col.lock);
+        ck_assert_int_eq(brg_send(ctx, tm_col.model, &req), BRG_OK);
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, "tm.cancel")) {
+        brg_msg_t *cancel = brg_model_msg_cancel(tm_col.cancel_id);
+        pthread_mutex_unlock(&tm_col.lock);
+        ck_assert_int_eq(brg_send(ctx, tm_col.model, &cancel), BRG_OK);
+        return BRG_OK;
+    }
+    if (brg_model_read_delta(msg, &d) == BRG_OK) {
+        tm_col.deltas++;
+        if (d.tool_index < 0) {
+            char *dst = d.stream_id == 2 ? tm_col.text2 : tm_col.text;
+            tm_cat(dst, sizeof tm_col.text, d.text, d.len);
+        } else {
+            ck_assert_int_lt(d.tool_index, 4);
+            if (d.id_len) {
+                tm_col.first_fragments++;
+                tm_cat(tm_col.ids[d.tool_index], 64, d.id, d.id_len);
+                tm_cat(tm_col.names[d.tool_index], 64, d.name, d.name_len);
+            }
+            tm_cat(tm_col.args[d.tool_index], 1024, d.arguments, d.arguments_len);
+        }
+    } else if (brg_msg_is(msg, BRG_MODEL_TAG_END)) {
+        ck_assert_int_lt(tm_col.done, 4);
+        tm_col.ends[tm_col.done++] = brg_msg_dup(msg);
+    }
+    pthread_mutex_unlock(&tm_col.lock);
+    return BRG_OK;
+}
+
+static void
+tm_collector_reset(void)
+{
+    pthread_mutex_lock(&tm_col.lock);
+    for (int i = 0; i < tm_col.done; i++)
+        brg_msg_destroy(&tm_col.ends[i]);
+    brg_msg_destroy(&tm_col.request);
+    memset(tm_col.text, 0, sizeof tm_col.text);
+    memset(tm_col.text2, 0, sizeof tm_col.text2);
+    memset(tm_col.args, 0, sizeof tm_col.args);
+    memset(tm_col.ids, 0, sizeof tm_col.ids);
+    memset(tm_col.names, 0, sizeof tm_col.names);
+    tm_col.deltas = tm_col.first_fragments = tm_col.done = 0;
+    pthread_mutex_unlock(&tm_col.lock);
+}
+
+//  Start a collector that sends `request` (taken) to model.
+static brg_ref_t
+tm_stream(brg_ref_t model, brg_msg_t *request)
+{
+    tm_collector_reset();
+    pthread_mutex_lock(&tm_col.lock);
+    tm_col.model = model;
+    tm_col.request = request;
+    pthread_mutex_unlock(&tm_col.lock);
+    brg_ref_t col = tu_spawn(tu_sys, tm_collect);
+    ck_assert_int_eq(tu_send_tag(tu_sys, col, "tm.go"), BRG_OK);
+    return col;
+}
+
+//  Wait until n ends came (10 s at most, times the multiplier).
+static void
+tm_wait_ends(int n)
+{
+    for (int t = 0; t < 1000 * (int)tu_multiplier(); t++) {
+        pthread_mutex_lock(&tm_col.lock);
+        int done = tm_col.done;
+        pthread_mutex_unlock(&tm_col.lock);
+        if (done >= n)
+            return;
+        tu_sleep_ms(10);
+    }
+    ck_abort_msg("the stream did not end");
+}
+
+//  ---------------------------------------------------------------------------
+//  Offline chat script
+
+static const brg_model_tool_call_t tm_weather_call[] = {
+    {"call_w1", 0, "get_weather", 0, "{\"city\":\"Oslo\",\"unit\":\"celsius\"}", 0}};
+
+static const brg_model_rule_t tm_rules[] = {
+    {.after_tool = true, .text = "The tool says: {tool}."},
+    {.contains = "weather",
+     .tool_offered = "get_weather",
+     .tool_calls = tm_weather_call,
+     .n_tool_calls = 1},
+    {.contains = "json", .text = "{\"ok\":true}"},
+    {.turn = 2, .text = "This is turn two; you said {user}!"},
+};
+
+static brg_ref_t tm_script;
+
+static void
+tm_setup_script(void)
+{
+    tu_setup();
+    tm_collector_reset();
+    brg_model_offline_opts_t opts;
+    brg_model_offline_opts_init(&opts);
+    opts.rules = tm_rules;
+    opts.n_rules = sizeof tm_rules / sizeof tm_rules[0];
+    opts.model = "script-1";
+    opts.stream_chunk = 5;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &opts, &tm_script), BRG_OK);
+}
+
+static void
+tm_teardown_script(void)
+{
+    tu_teardown();
+    tm_collector_reset();
+}
+
+//  Ask the script; the reply is the caller's.
+static brg_msg_t *
+tm_chat(brg_ref_t model, brg_model_chat_t *chat)
+{
+    brg_msg_t *msg = brg_model_chat_msg(chat), *reply = NULL;
+    ck_assert_ptr_nonnull(msg);
+    ck_assert_int_eq(brg_system_ask(tu_sys, model, &msg, 10000, &reply), BRG_OK);
+    return reply;
+}
+
+START_TEST(test_model_offline_chat_follows_its_script)
+{
+    brg_model_tool_t weather = {"get_weather", 0, "weather", 0, NULL, 0};
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_SYSTEM, "You help.", 0);
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "hello there", 0);
+    // No rule: the default echo; usage by the estimate.
+    brg_msg_t *reply = tm_chat(tm_script, chat);
+    brg_model_chat_reply_t r;
+    ck_assert_int_eq(brg_model_read_chat_reply(reply, &r), BRG_OK);
+    tm_eq(r.text, r.len, "You said: hello there");
+    tm_eq(r.finish_reason, r.finish_reason_len, "stop");
+    tm_eq(r.model, r.model_len, "script-1");
+    tm_eq(r.backend, r.backend_len, "offline");
+    ck_assert_uint_eq(r.n_tool_calls, 0);
+    ck_assert_int_eq(r.prompt_tokens, (9 + 11 + 3) / 4); // all the contents
+    ck_assert_int_eq(r.completion_tokens, (21 + 3) / 4);
+    ck_assert_int_eq(r.total_tokens, r.prompt_tokens + r.completion_tokens);
+    brg_msg_destroy(&reply);
+
+    // Turn 2 (one assistant message before): the turn rule, with {user}.
+    brg_model_chat_add_assistant(chat, "You said: hello there", NULL, 0);
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "again", 0);
+    reply = tm_chat(tm_script, chat);
+    ck_assert_int_eq(brg_model_read_chat_reply(reply, &r), BRG_OK);
+    tm_eq(r.text, r.len, "This is turn two; you said again!");
+    brg_msg_destroy(&reply);
+    brg_model_chat_destroy(&chat);
+
+    // "weather" matches only when the tool is offered.
+    chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "what is the weather in Oslo?", 0);
+    reply = tm_chat(tm_script, chat);
+    ck_assert_int_eq(brg_model_read_chat_reply(reply, &r), BRG_OK);
+    tm_eq(r.text, r.len, "You said: what is the weather in Oslo?");
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(brg_model_chat_add_tool(chat, &weather), BRG_OK);
+    reply = tm_chat(tm_script, chat);
+    ck_assert_int_eq(brg_model_read_chat_reply(reply, &r), BRG_OK);
+    tm_eq(r.text, r.len, "");
+    tm_eq(r.finish_reason, r.finish_reason_len, "tool_calls");
+    ck_assert_uint_eq(r.n_tool_calls, 1);
+    brg_model_tool_call_t c;
+    ck_assert_int_eq(brg_model_chat_reply_tool_call(&r, 0, &c), BRG_OK);
+    tm_eq(c.id, c.id_len, "call_w1");
+    tm_eq(c.name, c.name_len, "get_weather");
+    tm_eq(c.arguments, c.arguments_len, "{\"city\":\"Oslo\",\"unit\":\"celsius\"}");
+    // The agent runs the tool and sends the result: the after_tool rule.
+    ck_assert_int_eq(brg_model_chat_add_assistant(chat, NULL, &c, 1), BRG_OK);
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(brg_model_chat_add_tool_result(chat, "call_w1", "rain, 4 C", 0), BRG_OK);
+    reply = tm_chat(tm_script, chat);
+    ck_assert_int_eq(brg_model_read_chat_reply(reply, &r), BRG_OK);
+    tm_eq(r.text, r.len, "The tool says: rain, 4 C.");
+    tm_eq(r.finish_reason, r.finish_reason_len, "stop");
+    brg_msg_destroy(&reply);
+    brg_model_chat_destroy(&chat);
+
+    // A malformed chat request: an ask error, as for the old tasks.
+    brg_msg_t *bad = brg_msg_new(BRG_MODEL_TAG_CHAT);
+    brg_msg_add_str(bad, "nonsense");
+    ck_assert_int_eq(brg_system_ask(tu_sys, tm_script, &bad, 10000, &reply), BRG_EBADMSG);
+
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, tm_script, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.requests, 6);
+    ck_assert_uint_eq(st.errors, 1);
+    ck_assert_uint_eq(st.streams, 0);
+    ck_assert_uint_gt(st.prompt_tokens, 0);
+    ck_assert_uint_gt(st.completion_tokens, 0);
+    ck_assert_uint_eq(st.retries, 0);
+}
+END_TEST
+
+START_TEST(test_model_offline_chat_streams_text_and_tool_call_fragments)
+{
+    // Text: "You said: " + a multi-byte text, in fragments of at most 5 bytes
+    // that never cut a character.
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "blåbærsyltetøy", 0);
+    brg_model_chat_set_stream(chat, 1);
+    tm_stream(tm_script, brg_model_chat_msg(chat));
+    tm_wait_ends(1);
+    pthread_mutex_lock(&tm_col.lock);
+    ck_assert_str_eq(tm_col.text, "You said: blåbærsyltetøy");
+    ck_assert_int_ge(tm_col.deltas, 5);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    ck_assert_uint_eq(end.stream_id, 1);
+    ck_assert_int_eq(end.status, BRG_OK);
+    tm_eq(end.reply.finish_reason, end.reply.finish_reason_len, "stop");
+    ck_assert_int_eq(end.reply.completion_tokens, (strlen("You said: blåbærsyltetøy") + 3) / 4);
+    tm_eq(end.reply.model, end.reply.model_len, "script-1");
+    pthread_mutex_unlock(&tm_col.lock);
+    brg_model_chat_destroy(&chat);
+
+    // Tool calls: the id and name in the first fragment, the arguments in pieces.
+    chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "weather?", 0);
+    brg_model_tool_t weather = {"get_weather", 0, "weather", 0, NULL, 0};
+    brg_model_chat_add_tool(chat, &weather);
+    brg_model_chat_set_stream(chat, 1);
+    tm_stream(tm_script, brg_model_chat_msg(chat));
+    tm_wait_ends(1);
+    pthread_mutex_lock(&tm_col.lock);
+    ck_assert_str_eq(tm_col.text, "");
+    ck_assert_int_eq(tm_col.first_fragments, 1);
+    ck_assert_str_eq(tm_col.ids[0], "call_w1");
+    ck_assert_str_eq(tm_col.names[0], "get_weather");
+    ck_assert_str_eq(tm_col.args[0], "{\"city\":\"Oslo\",\"unit\":\"celsius\"}");
+    ck_assert_int_ge(tm_col.deltas, 1 + 33 / 5);
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    tm_eq(end.reply.finish_reason, end.reply.finish_reason_len, "tool_calls");
+    pthread_mutex_unlock(&tm_col.lock);
+    brg_model_chat_destroy(&chat);
+
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, tm_script, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.requests, 2);
+    ck_assert_uint_eq(st.streams, 2);
+}
+END_TEST
+
+START_TEST(test_model_offline_spawn_rejects_bad_scripts)
+{
+    brg_model_offline_opts_t opts;
+    brg_model_offline_opts_init(&opts);
+    brg_model_rule_t empty = {.contains = "x"}; // no text, no call
+    opts.rules = &empty;
+    opts.n_rules = 1;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &opts, NULL), BRG_EINVAL);
+    brg_model_tool_call_t no_name = {"id", 0, NULL, 0, NULL, 0};
+    brg_model_rule_t bad_call = {.tool_calls = &no_name, .n_tool_calls = 1};
+    opts.rules = &bad_call;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &opts, NULL), BRG_EINVAL);
+    opts.n_rules = 0;
+    opts.stream_chunk = 0;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &opts, NULL), BRG_EINVAL);
+    ck_assert_uint_eq(tu_stats(tu_sys).actors_alive, 1); // the fixture's script only
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
 //  OpenAI-compatible backend against the server
 
 static const char tm_completion[] =
@@ -465,7 +1002,16 @@ model_suite(void)
     tcase_add_test(offline, test_model_offline_lists_keywords_with_counts);
     tcase_add_test(offline, test_model_offline_refuses_chat_and_malformed_requests);
     tcase_add_test(offline, test_model_request_round_trips_through_the_reader);
+    tcase_add_test(offline, test_model_chat_request_round_trips_through_the_readers);
+    tcase_add_test(offline, test_model_chat_reply_error_delta_and_end_round_trip);
     suite_add_tcase(s, offline);
+    TCase *script = tcase_create("script");
+    tcase_add_checked_fixture(script, tm_setup_script, tm_teardown_script);
+    tcase_set_timeout(script, 30);
+    tcase_add_test(script, test_model_offline_chat_follows_its_script);
+    tcase_add_test(script, test_model_offline_chat_streams_text_and_tool_call_fragments);
+    tcase_add_test(script, test_model_offline_spawn_rejects_bad_scripts);
+    suite_add_tcase(s, script);
     TCase *openai = tcase_create("openai");
     tcase_add_checked_fixture(openai, tm_setup_openai, tm_teardown_openai);
     tcase_set_timeout(openai, 30);
