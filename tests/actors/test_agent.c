@@ -108,6 +108,483 @@ START_TEST(test_history_trim_by_tokens_and_without_a_system_message)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  The conversation, against the offline backend's chat script
+
+//  Tools of the tests, spawned on the blocking pool where they wait.
+static atomic_int ta_started; // calls of ta_meet begun
+static atomic_int ta_echoes;  // calls of ta_echo
+
+//  Answers only once both of its calls have begun: two calls of one step
+//  that were not sent in parallel would wait for each other until the
+//  deadline.
+static void
+ta_meet(void *arg, const brg_tool_call_t *call, brg_tool_out_t *out)
+{
+    (void)arg;
+    atomic_fetch_add(&ta_started, 1);
+    uint64_t until = tu_now_ms() + 5000;
+    while (atomic_load(&ta_started) < 2 && tu_now_ms() < until)
+        tu_sleep_ms(1);
+    char who[32] = "?";
+    brg_tool_arg_str(call, "who", who, sizeof(who));
+    if (atomic_load(&ta_started) < 2)
+        brg_tool_errorf(out, "%s met nobody", who);
+    else
+        brg_tool_printf(out, "%s met", who);
+}
+
+static void
+ta_echo(void *arg, const brg_tool_call_t *call, brg_tool_out_t *out)
+{
+    (void)arg;
+    atomic_fetch_add(&ta_echoes, 1);
+    brg_tool_printf(out, "echo %.*s", (int)call->arguments_len, call->arguments);
+}
+
+static int
+ta_silent(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    return BRG_OK; // never answers
+}
+
+static int
+ta_failing(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_reply_error(ctx, BRG_EFAILED);
+    return BRG_OK;
+}
+
+static brg_tool_t
+ta_tool(const char *name, brg_ref_t ref)
+{
+    brg_tool_t t = {name, "a test tool", "{\"type\":\"object\"}", ref, BRG_REF_NONE, NULL};
+    return t;
+}
+
+static brg_ref_t
+ta_model(const brg_model_rule_t *rules, size_t n, size_t chunk)
+{
+    brg_model_offline_opts_t mo;
+    brg_model_offline_opts_init(&mo);
+    mo.rules = rules;
+    mo.n_rules = n;
+    if (chunk)
+        mo.stream_chunk = chunk;
+    brg_ref_t model;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &mo, &model), BRG_OK);
+    return model;
+}
+
+static brg_ref_t
+ta_conv(brg_conv_opts_t *o)
+{
+    brg_ref_t conv;
+    ck_assert_int_eq(brg_conv_spawn_root(tu_sys, o, &conv), BRG_OK);
+    return conv;
+}
+
+//  Say text; the answer (or error detail) must be `want` with status `status`.
+static brg_conv_answer_t
+ta_say(brg_ref_t conv, const char *text, int status, const char *want)
+{
+    char *got = NULL;
+    brg_conv_answer_t turn;
+    memset(&turn, 0, sizeof(turn));
+    int rc = brg_conv_say(tu_sys, conv, text, 10000, NULL, NULL, &got, &turn);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_msg(rc == status, "%s: status %s, want %s (%s)", text, brg_err_name(rc),
+                  brg_err_name(status), got);
+    if (want)
+        ck_assert_msg(strcmp(got, want) == 0, "%s: got '%s', want '%s'", text, got, want);
+    free(got);
+    return turn;
+}
+
+static brg_conv_stats_t
+ta_stats(brg_ref_t conv)
+{
+    brg_conv_stats_t st;
+    ck_assert_int_eq(brg_conv_stats(tu_sys, conv, 5000, &st), BRG_OK);
+    return st;
+}
+
+//  The history as one line per message: "role: content" with tool calls
+//  as " [name(arguments)]" and tool messages as "tool name: content".
+static char *
+ta_history(brg_ref_t conv)
+{
+    brg_msg_t *ask = brg_msg_new(BRG_CONV_TAG_HISTORY), *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, conv, &ask, 5000, &reply), BRG_OK);
+    size_t pos, n;
+    ck_assert_int_eq(brg_conv_history_count(reply, &pos, &n), BRG_OK);
+    static char buf[8192];
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        brg_conv_entry_t e;
+        ck_assert_int_eq(brg_conv_history_next(reply, &pos, &e), BRG_OK);
+        used += (size_t)snprintf(buf + used, sizeof(buf) - used, "%s%s%s%.*s: %.*s", i ? "\n" : "",
+                                 brg_conv_role_name(e.role), e.name_len ? " " : "", (int)e.name_len,
+                                 e.name, (int)e.len, e.content);
+        for (size_t k = 0; k < e.n_calls; k++)
+            used += (size_t)snprintf(buf + used, sizeof(buf) - used, " [%.*s(%.*s)]",
+                                     (int)e.calls[k].name_len, e.calls[k].name,
+                                     (int)e.calls[k].arguments_len, e.calls[k].arguments);
+    }
+    brg_msg_destroy(&reply);
+    return buf;
+}
+
+START_TEST(test_conv_answers_and_keeps_the_history_of_every_turn)
+{
+    brg_model_rule_t rules[] = {{.contains = "hello", .text = "Hi! How can I help?"}};
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(rules, 1, 0);
+    o.system = "You are terse.";
+    brg_ref_t conv = ta_conv(&o);
+    brg_conv_answer_t t = ta_say(conv, "hello", BRG_OK, "Hi! How can I help?");
+    ck_assert_int_eq(t.steps, 1);
+    ck_assert_int_eq(t.tool_calls, 0);
+    ck_assert_int_gt(t.prompt_tokens, 0);
+    ck_assert_int_gt(t.completion_tokens, 0);
+    ta_say(conv, "what now?", BRG_OK, "You said: what now?");
+    ck_assert_str_eq(ta_history(conv), "system: You are terse.\n"
+                                       "user: hello\n"
+                                       "assistant: Hi! How can I help?\n"
+                                       "user: what now?\n"
+                                       "assistant: You said: what now?");
+    brg_conv_stats_t st = ta_stats(conv);
+    ck_assert_uint_eq(st.turns, 2);
+    ck_assert_uint_eq(st.steps, 2);
+    ck_assert_uint_eq(st.messages, 5);
+    ck_assert_uint_gt(st.history_tokens, 5 * 4);
+}
+END_TEST
+
+START_TEST(test_conv_sends_the_calls_of_one_step_to_their_tools_in_parallel)
+{
+    // Two tool actors that each answer only once both have been called: if
+    // the conversation waited for one before calling the other, the first
+    // would wait past the tools' deadline.
+    brg_model_tool_call_t calls[] = {
+        {"call_a", 0, "meet_a", 0, "{\"who\":\"a\"}", 0},
+        {"call_b", 0, "meet_b", 0, "{\"who\":\"b\"}", 0},
+    };
+    brg_model_rule_t rules[] = {
+        {.contains = "meet", .turn = 1, .tool_calls = calls, .n_tool_calls = 2},
+        {.after_tool = true, .text = "Done: {tool}"},
+    };
+    brg_ref_t a, b;
+    ck_assert_int_eq(brg_tool_spawn_root(tu_sys, NULL, ta_meet, NULL, BRG_SPAWN_BLOCKING, &a),
+                     BRG_OK);
+    ck_assert_int_eq(
+        brg_tool_spawn_root(tu_sys, "tool.meet_b", ta_meet, NULL, BRG_SPAWN_BLOCKING, &b), BRG_OK);
+    brg_tool_t tools[] = {ta_tool("meet_a", a), ta_tool("meet_b", BRG_REF_NONE)};
+    tools[1].actor_name = "tool.meet_b"; // by registered name, looked up per call
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(rules, 2, 0);
+    o.tool_timeout_ms = 3000;
+    o.tools = tools;
+    o.n_tools = 2;
+    brg_ref_t conv = ta_conv(&o);
+    brg_conv_answer_t t = ta_say(conv, "let them meet", BRG_OK, "Done: b met");
+    ck_assert_int_eq(t.steps, 2);
+    ck_assert_int_eq(t.tool_calls, 2);
+    ck_assert_str_eq(ta_history(conv),
+                     "user: let them meet\n"
+                     "assistant:  [meet_a({\"who\":\"a\"})] [meet_b({\"who\":\"b\"})]\n"
+                     "tool meet_a: a met\n"
+                     "tool meet_b: b met\n"
+                     "assistant: Done: b met");
+    brg_conv_stats_t st = ta_stats(conv);
+    ck_assert_uint_eq(st.tool_calls, 2);
+    ck_assert_uint_eq(st.tool_errors, 0);
+}
+END_TEST
+
+START_TEST(test_conv_reports_timeouts_failures_dead_and_unknown_tools_to_the_model)
+{
+    brg_model_tool_call_t calls[] = {
+        {"c1", 0, "silent", 0, "{}", 0},      {"c2", 0, "failing", 0, "{}", 0},
+        {"c3", 0, "dead", 0, "{}", 0},        {"c4", 0, "nosuch", 0, "{}", 0},
+        {"c5", 0, "echo", 0, "{\"x\":1}", 0},
+    };
+    brg_model_rule_t rules[] = {
+        {.turn = 1, .tool_calls = calls, .n_tool_calls = 5},
+        {.after_tool = true, .text = "Coped."},
+    };
+    brg_ref_t silent = tu_spawn(tu_sys, ta_silent);
+    brg_ref_t failing = tu_spawn(tu_sys, ta_failing);
+    brg_ref_t dead = tu_spawn(tu_sys, ta_silent);
+    ck_assert_int_eq(brg_actor_stop(tu_sys, dead), BRG_OK);
+    TU_WAIT_DEAD(tu_sys, dead);
+    brg_ref_t echo;
+    ck_assert_int_eq(brg_tool_spawn_root(tu_sys, NULL, ta_echo, NULL, 0, &echo), BRG_OK);
+    brg_tool_t tools[] = {ta_tool("silent", silent), ta_tool("failing", failing),
+                          ta_tool("dead", dead), ta_tool("echo", echo)};
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(rules, 2, 0);
+    o.tool_timeout_ms = 300;
+    o.tools = tools;
+    o.n_tools = 4;
+    brg_ref_t conv = ta_conv(&o);
+    uint64_t start = tu_now_ms();
+    ta_say(conv, "try everything", BRG_OK, "Coped.");
+    (void)start;
+    const char *h = ta_history(conv);
+    ck_assert_msg(strstr(h, "tool silent: error: tool 'silent' timed out after 300 ms\n"), "%s", h);
+    ck_assert_msg(strstr(h, "tool failing: error: tool 'failing' failed: actor failed\n"), "%s", h);
+    ck_assert_msg(strstr(h, "tool dead: error: tool 'dead' is not available"), "%s", h);
+    ck_assert_msg(strstr(h, "tool nosuch: error: unknown tool 'nosuch'\n"), "%s", h);
+    ck_assert_msg(strstr(h, "tool echo: echo {\"x\":1}\n"), "%s", h);
+    brg_conv_stats_t st = ta_stats(conv);
+    ck_assert_uint_eq(st.tool_calls, 5);
+    ck_assert_uint_eq(st.tool_errors, 4);
+    ck_assert_uint_eq(st.turns, 1);
+}
+END_TEST
+
+START_TEST(test_conv_step_limit_fails_the_turn_and_leaves_no_trace)
+{
+    brg_model_tool_call_t calls[] = {{"c", 0, "echo", 0, "{}", 0}};
+    brg_model_rule_t rules[] = {
+        {.contains = "loop", .tool_calls = calls, .n_tool_calls = 1}, // for ever
+    };
+    brg_ref_t echo;
+    ck_assert_int_eq(brg_tool_spawn_root(tu_sys, NULL, ta_echo, NULL, 0, &echo), BRG_OK);
+    brg_tool_t tools[] = {ta_tool("echo", echo)};
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(rules, 1, 0);
+    o.system = "sys";
+    o.max_steps = 3;
+    o.tools = tools;
+    o.n_tools = 1;
+    brg_ref_t conv = ta_conv(&o);
+    ta_say(conv, "hi", BRG_OK, "You said: hi");
+    brg_conv_answer_t t = ta_say(conv, "loop please", BRG_ERANGE,
+                                 "step limit reached (3 model calls without a final answer)");
+    ck_assert_int_eq(t.steps, 3);
+    ck_assert_int_eq(t.tool_calls, 2);
+    ck_assert_int_eq(atomic_load(&ta_echoes), 2);
+    // The failed turn is gone: the history is as it was before it.
+    ck_assert_str_eq(ta_history(conv), "system: sys\nuser: hi\nassistant: You said: hi");
+    brg_conv_stats_t st = ta_stats(conv);
+    ck_assert_uint_eq(st.turns, 1);
+    ck_assert_uint_eq(st.failed_turns, 1);
+    ck_assert_uint_eq(st.steps, 4);
+    ck_assert_uint_eq(st.messages, 3);
+    // And the conversation goes on.
+    ta_say(conv, "again", BRG_OK, "You said: again");
+}
+END_TEST
+
+//  Events seen by brg_conv_say's callback, on this thread.
+static char ta_events[4096];
+static char ta_streamed[1024];
+
+static int ta_last_text_step; // the step of the last event if it was text, else 0
+
+static void
+ta_on_event(void *arg, const brg_conv_event_t *ev)
+{
+    (*(int *)arg)++;
+    size_t n = strlen(ta_events);
+    if (ev->kind == BRG_CONV_EV_TEXT) {
+        strncat(ta_streamed, ev->text, ev->len);
+        if (ta_last_text_step != ev->step) // one marker per run of text fragments
+            snprintf(ta_events + n, sizeof(ta_events) - n, "text[%d] ", ev->step);
+        ta_last_text_step = ev->step;
+        return;
+    }
+    ta_last_text_step = 0;
+    snprintf(ta_events + n, sizeof(ta_events) - n, "%s[%d] %.*s(%.*s)%s%.*s ",
+             ev->kind == BRG_CONV_EV_TOOL_CALL ? "call" : "result", ev->step, (int)ev->name_len,
+             ev->name, (int)ev->id_len, ev->id, ev->kind == BRG_CONV_EV_TOOL_RESULT ? "=" : "",
+             ev->kind == BRG_CONV_EV_TOOL_RESULT ? (int)ev->len : 0, ev->text);
+}
+
+START_TEST(test_conv_streams_the_model_deltas_and_tool_events_of_every_step)
+{
+    brg_model_tool_call_t calls[] = {{"c9", 0, "echo", 0, "{\"n\":42}", 0}};
+    brg_model_rule_t rules[] = {
+        {.turn = 1, .text = "Let me check.", .tool_calls = calls, .n_tool_calls = 1},
+        {.after_tool = true, .text = "The tool said: {tool}. That is all."},
+    };
+    brg_ref_t echo;
+    ck_assert_int_eq(brg_tool_spawn_root(tu_sys, NULL, ta_echo, NULL, 0, &echo), BRG_OK);
+    brg_tool_t tools[] = {ta_tool("echo", echo)};
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(rules, 2, 4); // 4-byte fragments
+    o.tools = tools;
+    o.n_tools = 1;
+    brg_ref_t conv = ta_conv(&o);
+    int events = 0;
+    char *text = NULL;
+    brg_conv_answer_t t;
+    ck_assert_int_eq(brg_conv_say(tu_sys, conv, "go", 10000, ta_on_event, &events, &text, &t),
+                     BRG_OK);
+    ck_assert_str_eq(text, "The tool said: echo {\"n\":42}. That is all.");
+    // Every text fragment of both steps came, in order, before the answer.
+    ck_assert_str_eq(ta_streamed, "Let me check.The tool said: echo {\"n\":42}. That is all.");
+    ck_assert_msg(strcmp(ta_events, "text[1] call[1] echo(c9) result[1] echo(c9)=echo {\"n\":42} "
+                                    "text[2] ") == 0,
+                  "%s", ta_events);
+    ck_assert_int_gt(events, 10); // fragments of 4 bytes, not one piece
+    ck_assert_int_eq(t.steps, 2);
+    free(text);
+    // The assistant message of step 1 keeps its text and its call.
+    ck_assert_str_eq(ta_history(conv), "user: go\n"
+                                       "assistant: Let me check. [echo({\"n\":42})]\n"
+                                       "tool echo: echo {\"n\":42}\n"
+                                       "assistant: The tool said: echo {\"n\":42}. That is all.");
+}
+END_TEST
+
+START_TEST(test_conv_usage_totals_are_the_sum_of_the_turns)
+{
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(NULL, 0, 0);
+    brg_ref_t conv = ta_conv(&o);
+    int64_t prompt = 0, completion = 0;
+    const char *says[] = {"one", "two two", "three three three"};
+    for (int i = 0; i < 3; i++) {
+        brg_conv_answer_t t = ta_say(conv, says[i], BRG_OK, NULL);
+        ck_assert_int_gt(t.prompt_tokens, 0);
+        prompt += t.prompt_tokens;
+        completion += t.completion_tokens;
+    }
+    brg_conv_stats_t st = ta_stats(conv);
+    ck_assert_uint_eq(st.prompt_tokens, (uint64_t)prompt);
+    ck_assert_uint_eq(st.completion_tokens, (uint64_t)completion);
+    ck_assert_uint_gt(st.completion_tokens, 0);
+    // The model's own counters agree: every token it counted is ours.
+    brg_model_stats_t ms;
+    ck_assert_int_eq(brg_model_stats(tu_sys, o.model, 5000, &ms), BRG_OK);
+    ck_assert_uint_eq(ms.prompt_tokens, st.prompt_tokens);
+    ck_assert_uint_eq(ms.completion_tokens, st.completion_tokens);
+}
+END_TEST
+
+START_TEST(test_conv_trims_the_history_it_sends_by_whole_turns)
+{
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(NULL, 0, 0);
+    o.system = "sys";
+    o.max_messages = 4;
+    brg_ref_t conv = ta_conv(&o);
+    ta_say(conv, "a", BRG_OK, "You said: a");
+    ta_say(conv, "b", BRG_OK, "You said: b"); // 4 messages before it: turn a goes
+    ck_assert_str_eq(ta_history(conv), "system: sys\nuser: b\nassistant: You said: b");
+    brg_conv_stats_t st = ta_stats(conv);
+    ck_assert_uint_eq(st.dropped, 2);
+    ck_assert_uint_eq(st.messages, 3);
+}
+END_TEST
+
+START_TEST(test_conv_model_errors_carry_their_detail_and_leave_no_trace)
+{
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model_name = "model.missing"; // looked up at every step
+    brg_ref_t conv = ta_conv(&o);
+    ta_say(conv, "hello", BRG_ENOACTOR, "no model backend is registered as 'model.missing'");
+    ck_assert_str_eq(ta_history(conv), "");
+    // Once it is registered, the same conversation works.
+    brg_model_offline_opts_t mo;
+    brg_model_offline_opts_init(&mo);
+    mo.name = "model.missing";
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &mo, NULL), BRG_OK);
+    ta_say(conv, "hello", BRG_OK, "You said: hello");
+}
+END_TEST
+
+START_TEST(test_conv_refuses_bad_options_and_bad_turns)
+{
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    brg_ref_t conv;
+    ck_assert_int_eq(brg_conv_spawn_root(tu_sys, &o, &conv), BRG_EINVAL); // no model
+    o.model = ta_model(NULL, 0, 0);
+    o.max_steps = 0;
+    ck_assert_int_eq(brg_conv_spawn_root(tu_sys, &o, &conv), BRG_EINVAL);
+    o.max_steps = 8;
+    brg_tool_t tools[] = {ta_tool("same", o.model), ta_tool("same", o.model)};
+    o.tools = tools;
+    o.n_tools = 2;
+    ck_assert_int_eq(brg_conv_spawn_root(tu_sys, &o, &conv), BRG_EINVAL); // two of one name
+    tools[1].name = "bad name";
+    ck_assert_int_eq(brg_conv_spawn_root(tu_sys, &o, &conv), BRG_EINVAL);
+    o.n_tools = 0;
+    conv = ta_conv(&o);
+    ta_say(conv, "\xff\xfe not UTF-8", BRG_EINVAL, "the text is not valid UTF-8");
+    brg_msg_t *bad = brg_msg_new_int(BRG_CONV_TAG_SAY, 5), *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, conv, &bad, 5000, &reply), BRG_EBADMSG);
+    ta_say(conv, "fine", BRG_OK, "You said: fine");
+}
+END_TEST
+
+//  An actor that asks the conversation three turns at once and records the
+//  answers in the order they come.
+static char ta_order[256];
+static atomic_int ta_answered;
+
+static int
+ta_on_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    brg_conv_answer_t a;
+    ck_assert_int_eq(status, BRG_OK);
+    ck_assert_int_eq(brg_conv_read_answer(reply, &a), BRG_OK);
+    strncat(ta_order, a.text, a.len);
+    strcat(ta_order, ";");
+    atomic_fetch_add(&ta_answered, 1);
+    return BRG_OK;
+}
+
+static int
+ta_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_ref_t conv;
+    size_t pos = 0;
+    ck_assert_int_eq(brg_msg_read_ref(msg, &pos, &conv), BRG_OK);
+    const char *says[] = {"1", "2", "3"};
+    for (int i = 0; i < 3; i++) {
+        brg_msg_t *say = brg_conv_msg_say(says[i], false);
+        ck_assert_int_eq(brg_ask(ctx, conv, &say, 10000, ta_on_answer, NULL), BRG_OK);
+    }
+    return BRG_OK;
+}
+
+START_TEST(test_conv_answers_turns_that_arrive_together_one_after_the_other)
+{
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(NULL, 0, 0);
+    brg_ref_t conv = ta_conv(&o);
+    brg_ref_t asker = tu_spawn(tu_sys, ta_asker);
+    brg_msg_t *go = brg_msg_new("go");
+    brg_msg_add_ref(go, conv);
+    ck_assert_int_eq(brg_system_send(tu_sys, asker, &go), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&ta_answered) == 3, TU_WAIT_MS);
+    ck_assert_str_eq(ta_order, "You said: 1;You said: 2;You said: 3;");
+    ck_assert_str_eq(ta_history(conv), "user: 1\nassistant: You said: 1\n"
+                                       "user: 2\nassistant: You said: 2\n"
+                                       "user: 3\nassistant: You said: 3");
+}
+END_TEST
+
 Suite *
 agent_suite(void)
 {
@@ -118,6 +595,21 @@ agent_suite(void)
         hist, test_history_trim_by_count_drops_the_oldest_whole_turns_and_keeps_the_system_message);
     tcase_add_test(hist, test_history_trim_by_tokens_and_without_a_system_message);
     suite_add_tcase(s, hist);
+
+    TCase *conv = tcase_create("conversation");
+    tcase_add_checked_fixture(conv, tu_setup, tu_teardown);
+    tcase_set_timeout(conv, 60);
+    tcase_add_test(conv, test_conv_answers_and_keeps_the_history_of_every_turn);
+    tcase_add_test(conv, test_conv_sends_the_calls_of_one_step_to_their_tools_in_parallel);
+    tcase_add_test(conv, test_conv_reports_timeouts_failures_dead_and_unknown_tools_to_the_model);
+    tcase_add_test(conv, test_conv_step_limit_fails_the_turn_and_leaves_no_trace);
+    tcase_add_test(conv, test_conv_streams_the_model_deltas_and_tool_events_of_every_step);
+    tcase_add_test(conv, test_conv_usage_totals_are_the_sum_of_the_turns);
+    tcase_add_test(conv, test_conv_trims_the_history_it_sends_by_whole_turns);
+    tcase_add_test(conv, test_conv_model_errors_carry_their_detail_and_leave_no_trace);
+    tcase_add_test(conv, test_conv_refuses_bad_options_and_bad_turns);
+    tcase_add_test(conv, test_conv_answers_turns_that_arrive_together_one_after_the_other);
+    suite_add_tcase(s, conv);
     return s;
 }
 
