@@ -7,6 +7,8 @@
 
 #include "actors/agent_history.h"
 
+#include <unistd.h>
+
 //  ---------------------------------------------------------------------------
 //  The history (actors/agent_history.h)
 
@@ -585,6 +587,80 @@ START_TEST(test_conv_answers_turns_that_arrive_together_one_after_the_other)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  A tool on another node (two nodes in this process, over inproc://)
+
+static brg_system_t *ta_far_sys;
+
+static void
+ta_far_teardown(void)
+{
+    brg_system_destroy(&ta_far_sys);
+    tu_teardown();
+}
+
+START_TEST(test_conv_calls_tools_on_another_node_by_ref_and_by_node_and_name)
+{
+    // This node (tu_sys) runs the conversation and the model; the far node
+    // runs the tools.
+    brg_config_t cfg;
+    tu_config(&cfg, 2);
+    ta_far_sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(ta_far_sys);
+    brg_node_t *nodes[2];
+    brg_system_t *systems[2] = {tu_sys, ta_far_sys};
+    for (int i = 0; i < 2; i++) {
+        brg_node_config_t nc;
+        brg_node_config_init(&nc);
+        char name[32], ep[96];
+        snprintf(name, sizeof name, "agent-%d", i);
+        snprintf(ep, sizeof ep, "inproc://test-agent-%d-%d", (int)getpid(), i);
+        nc.name = name;
+        nc.listen[0] = ep;
+        nodes[i] = brg_node_new(systems[i], &nc);
+        ck_assert_ptr_nonnull(nodes[i]);
+    }
+    char ep[256];
+    ck_assert_int_eq(brg_node_endpoint(nodes[1], 0, ep, sizeof ep), BRG_OK);
+    brg_ref_t far;
+    ck_assert_int_eq(brg_node_connect(nodes[0], ep, 5000, &far), BRG_OK);
+
+    brg_ref_t by_ref;
+    ck_assert_int_eq(brg_tool_spawn_root(ta_far_sys, NULL, ta_echo, NULL, 0, &by_ref), BRG_OK);
+    ck_assert_int_eq(brg_tool_spawn_root(ta_far_sys, "tool.far_echo", ta_echo, NULL, 0, NULL),
+                     BRG_OK);
+    brg_tool_t tools[] = {ta_tool("echo_ref", by_ref), ta_tool("echo_named", BRG_REF_NONE),
+                          ta_tool("echo_gone", BRG_REF_NONE)};
+    tools[1].node = far;
+    tools[1].actor_name = "tool.far_echo";
+    tools[2].node = far;
+    tools[2].actor_name = "tool.not_there";
+    brg_model_tool_call_t calls[] = {
+        {"r1", 0, "echo_ref", 0, "{\"via\":\"ref\"}", 0},
+        {"r2", 0, "echo_named", 0, "{\"via\":\"name\"}", 0},
+        {"r3", 0, "echo_gone", 0, "{}", 0},
+    };
+    brg_model_rule_t rules[] = {
+        {.turn = 1, .tool_calls = calls, .n_tool_calls = 3},
+        {.after_tool = true, .text = "Far away: {tool}"},
+    };
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(rules, 2, 0);
+    o.tools = tools;
+    o.n_tools = 3;
+    o.tool_timeout_ms = 5000;
+    brg_ref_t conv = ta_conv(&o);
+    ta_say(conv, "call far", BRG_OK, NULL);
+    const char *h = ta_history(conv);
+    ck_assert_msg(strstr(h, "tool echo_ref: echo {\"via\":\"ref\"}\n"), "%s", h);
+    ck_assert_msg(strstr(h, "tool echo_named: echo {\"via\":\"name\"}\n"), "%s", h);
+    // A name not registered there: that node answers no-actor.
+    ck_assert_msg(strstr(h, "tool echo_gone: error: tool 'echo_gone' is not available"), "%s", h);
+    ck_assert_int_eq(atomic_load(&ta_echoes), 2);
+}
+END_TEST
+
 Suite *
 agent_suite(void)
 {
@@ -610,6 +686,12 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_refuses_bad_options_and_bad_turns);
     tcase_add_test(conv, test_conv_answers_turns_that_arrive_together_one_after_the_other);
     suite_add_tcase(s, conv);
+
+    TCase *nodes = tcase_create("nodes");
+    tcase_add_checked_fixture(nodes, tu_setup, ta_far_teardown);
+    tcase_set_timeout(nodes, 60);
+    tcase_add_test(nodes, test_conv_calls_tools_on_another_node_by_ref_and_by_node_and_name);
+    suite_add_tcase(s, nodes);
     return s;
 }
 
