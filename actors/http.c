@@ -27,6 +27,17 @@
 //  actor takes any message; the I/O thread reads it only after it took a
 //  transfer from the inbox, which the actor pushed later under the lock.
 //
+//  Streaming. The write callback (I/O thread) of a streaming request whose
+//  status is 2xx sends each piece at once to the requester with
+//  brg_system_send instead of keeping it; the requester's ref and the
+//  system were copied into the transfer before it was handed over. Those
+//  sends happen before the transfer is pushed to the done list, and the
+//  actor answers only after taking it from there, so the chunks are in the
+//  requester's mailbox before the answer.
+//  Cancel. The actor puts a cancel (stream id, requester) on `cancels` under
+//  the lock and wakes the thread; the thread takes the matching transfer
+//  out of the multi handle, marks it cancelled and hands it back as done.
+//
 //  Stop. state_destroy runs after the actor's last message: it sets `quit`
 //  (release; the thread's acquire load sees it), wakes the thread and joins
 //  it. The thread removes the transfers it still runs from the multi handle
@@ -56,7 +67,21 @@ typedef struct s_xfer {
     bool too_big, no_memory; // set by the write callback
     CURLcode result;         // set by the I/O thread when the transfer ends
     char errbuf[CURL_ERROR_SIZE];
+    // Streaming and error detail (set by the actor before the hand-over).
+    uint64_t stream_id;  // > 0: streaming mode
+    bool error_detail;   // answer failures with BRG_HTTP_TAG_ERROR
+    brg_ref_t requester; // the request's sender, where chunks go
+    brg_system_t *sys;   //
+    size_t streamed;     // I/O thread: body bytes sent as chunks
+    bool requester_gone; // I/O thread: a chunk could not be sent
+    bool cancelled;      // I/O thread: taken out by a cancel
 } s_xfer_t;
+
+//  A cancel waiting for the I/O thread.
+typedef struct {
+    uint64_t stream_id;
+    brg_ref_t from;
+} s_cancel_t;
 
 //  A FIFO of transfers linked through `next`.
 typedef struct {
@@ -105,6 +130,8 @@ typedef struct {
     s_list_t inbox;
     s_list_t done;
     bool wake_sent; // a wake is on its way; the actor clears it when it drains
+    s_cancel_t *cancels;
+    size_t n_cancels, cap_cancels;
     // I/O thread.
     pthread_t thread;
     bool thread_started;
@@ -147,6 +174,28 @@ s_on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     s_xfer_t *x = arg;
     size_t n = size * nmemb;
+    long code = 0;
+    if (x->stream_id && curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK &&
+        code >= 200 && code <= 299) {
+        if (n > x->body_max - x->streamed) {
+            x->too_big = true;
+            return 0;
+        }
+        brg_msg_t *chunk = brg_msg_new(BRG_HTTP_TAG_CHUNK);
+        if (!chunk || brg_msg_add_uint(chunk, x->stream_id) != BRG_OK ||
+            brg_msg_add_int(chunk, code) != BRG_OK || brg_msg_add_bin(chunk, data, n) != BRG_OK) {
+            brg_msg_destroy(&chunk);
+            x->no_memory = true;
+            return 0;
+        }
+        if (brg_system_send(x->sys, x->requester, &chunk) != BRG_OK) {
+            brg_msg_destroy(&chunk);
+            x->requester_gone = true; // nobody to stream to: abort
+            return 0;
+        }
+        x->streamed += n;
+        return n;
+    }
     if (n > x->body_max - x->body_len) {
         x->too_big = true;
         return 0; // anything but n ends the transfer with CURLE_WRITE_ERROR
@@ -174,6 +223,8 @@ s_on_body(char *data, size_t size, size_t nmemb, void *arg)
 static int
 s_status(const s_xfer_t *x)
 {
+    if (x->cancelled)
+        return BRG_ECANCELED;
     if (x->too_big || x->result == CURLE_FILESIZE_EXCEEDED)
         return BRG_EMSGSIZE;
     if (x->no_memory || x->result == CURLE_OUT_OF_MEMORY)
@@ -241,6 +292,31 @@ s_active_remove(s_http_t *self, s_xfer_t *x)
     x->next = x->prev = NULL;
 }
 
+//  Take the transfers the waiting cancels name out of the multi handle,
+//  marked cancelled, onto finished.
+static void
+s_take_cancels(s_http_t *self, s_list_t *finished)
+{
+    pthread_mutex_lock(&self->lock);
+    s_cancel_t *cancels = self->cancels;
+    size_t n = self->n_cancels;
+    self->cancels = NULL;
+    self->n_cancels = self->cap_cancels = 0;
+    pthread_mutex_unlock(&self->lock);
+    for (size_t i = 0; i < n; i++) {
+        for (s_xfer_t *x = self->active; x; x = x->next) {
+            if (x->stream_id == cancels[i].stream_id && brg_ref_eq(x->requester, cancels[i].from)) {
+                curl_multi_remove_handle(self->multi, x->easy);
+                s_active_remove(self, x);
+                x->cancelled = true;
+                s_list_push(finished, x);
+                break;
+            }
+        }
+    }
+    free(cancels);
+}
+
 static void *
 s_io_main(void *arg)
 {
@@ -264,6 +340,7 @@ s_io_main(void *arg)
                 s_list_push(&finished, x);
             }
         }
+        s_take_cancels(self, &finished);
         int running = 0, left = 0;
         curl_multi_perform(self->multi, &running);
         CURLMsg *m;
@@ -317,6 +394,7 @@ s_http_destroy(void *state)
     }
     s_xfer_free_list(self->inbox.head);
     s_xfer_free_list(self->done.head);
+    free(self->cancels);
     if (self->multi)
         curl_multi_cleanup(self->multi);
     pthread_mutex_destroy(&self->lock);
@@ -376,6 +454,14 @@ s_decode(s_xfer_t *x, int *timeout_ms)
     if (brg_msg_read_int(msg, &pos, &timeout) != BRG_OK || timeout < 0 || timeout > INT32_MAX)
         return BRG_EINVAL;
     *timeout_ms = (int)timeout;
+    // Optional (older encoders stop here): stream id and flags.
+    uint64_t flags = 0;
+    int rc = brg_msg_read_uint(msg, &pos, &x->stream_id);
+    if (rc == BRG_OK)
+        rc = brg_msg_read_uint(msg, &pos, &flags);
+    if (rc != BRG_OK && rc != BRG_ENODATA)
+        return BRG_EINVAL;
+    x->error_detail = (flags & 1) != 0;
     x->body_out = body;
     x->body_out_len = body_len;
     // libcurl would send "Expect: 100-continue" before larger bodies and wait
@@ -456,6 +542,8 @@ s_on_request(s_http_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
         return;
     }
     x->body_max = self->max_response_bytes;
+    x->requester = brg_msg_sender(msg);
+    x->sys = self->sys;
     int timeout_ms = 0;
     // The copy is kept to answer, and holds the body libcurl sends from.
     int rc = (x->request = brg_msg_dup(msg)) != NULL ? s_decode(x, &timeout_ms) : BRG_ENOMEM;
@@ -474,6 +562,54 @@ s_on_request(s_http_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     curl_multi_wakeup(self->multi);
 }
 
+//  The Retry-After header of a response in ms from now (delay seconds or an
+//  HTTP date; a date in the past is 0), -1 if none or unreadable.
+static int64_t
+s_retry_after_ms(CURL *easy)
+{
+    struct curl_header *h = NULL;
+    if (curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h ||
+        !h->value)
+        return -1;
+    const char *v = h->value;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    if (*v >= '0' && *v <= '9') {
+        char *end;
+        unsigned long long seconds = strtoull(v, &end, 10);
+        while (*end == ' ' || *end == '\t')
+            end++;
+        if (*end)
+            return -1;
+        return seconds > 86400ULL * 365 ? 86400LL * 365 * 1000 : (int64_t)seconds * 1000;
+    }
+    time_t when = curl_getdate(v, NULL);
+    if (when == -1)
+        return -1;
+    time_t now = time(NULL);
+    return when <= now ? 0 : (int64_t)(when - now) * 1000;
+}
+
+//  Answer a failed transfer with its detail (a request with error_detail).
+static void
+s_answer_detail(brg_ctx_t *ctx, s_xfer_t *x, int status, const char *why)
+{
+    long sent = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent);
+    bool nothing_sent = !x->cancelled && (sent == 0 || x->result == CURLE_COULDNT_RESOLVE_HOST ||
+                                          x->result == CURLE_COULDNT_CONNECT ||
+                                          x->result == CURLE_COULDNT_RESOLVE_PROXY);
+    brg_msg_t *reply = brg_msg_new(BRG_HTTP_TAG_ERROR);
+    if (reply &&
+        (brg_msg_add_int(reply, status) != BRG_OK ||
+         brg_msg_add_bool(reply, nothing_sent) != BRG_OK || brg_msg_add_str(reply, why) != BRG_OK))
+        brg_msg_destroy(&reply);
+    if (reply)
+        brg_reply_to(ctx, x->request, &reply);
+    else
+        brg_reply_error_to(ctx, x->request, status);
+}
+
 //  Answer one finished transfer.
 static void
 s_answer(s_http_t *self, brg_ctx_t *ctx, s_xfer_t *x)
@@ -490,7 +626,8 @@ s_answer(s_http_t *self, brg_ctx_t *ctx, s_xfer_t *x)
         size_t type_len = type ? strnlen(type, BRG_HTTP_CONTENT_TYPE_MAX) : 0;
         if (!reply || brg_msg_add_int(reply, code) != BRG_OK ||
             brg_msg_add_strn(reply, type ? type : "", type_len) != BRG_OK ||
-            brg_msg_add_bin(reply, x->body ? x->body : "", x->body_len) != BRG_OK) {
+            brg_msg_add_bin(reply, x->body ? x->body : "", x->body_len) != BRG_OK ||
+            brg_msg_add_int(reply, s_retry_after_ms(x->easy)) != BRG_OK) {
             brg_msg_destroy(&reply);
             status = BRG_ENOMEM;
         }
@@ -502,16 +639,21 @@ s_answer(s_http_t *self, brg_ctx_t *ctx, s_xfer_t *x)
     }
     self->counts.failed++;
     char url[256];
-    if (self->log_errors && brg_log_enabled(brg_ctx_system(ctx), BRG_LOG_WARNING)) {
+    const char *why = x->cancelled        ? "cancelled by the requester"
+                      : x->too_big        ? "response body larger than max_response_bytes"
+                      : x->requester_gone ? "the requester of the stream is gone"
+                      : x->errbuf[0]      ? x->errbuf
+                                          : curl_easy_strerror(x->result);
+    if (self->log_errors && !x->cancelled &&
+        brg_log_enabled(brg_ctx_system(ctx), BRG_LOG_WARNING)) {
         brg__http_url_for_log(x->url, url, sizeof url);
         brg_system_log(brg_ctx_system(ctx), BRG_LOG_WARNING, "http", brg_self(ctx),
-                       "%s %s: %s (%s)", x->method, url,
-                       x->too_big     ? "response body larger than max_response_bytes"
-                       : x->errbuf[0] ? x->errbuf
-                                      : curl_easy_strerror(x->result),
-                       brg_err_name(status));
+                       "%s %s: %s (%s)", x->method, url, why, brg_err_name(status));
     }
-    brg_reply_error_to(ctx, x->request, status);
+    if (x->error_detail)
+        s_answer_detail(ctx, x, status, why);
+    else
+        brg_reply_error_to(ctx, x->request, status);
 }
 
 static void
@@ -546,6 +688,33 @@ s_on_stats(s_http_t *self, brg_ctx_t *ctx)
         brg_reply_error(ctx, BRG_ENOMEM);
 }
 
+//  Queue a cancel for the I/O thread (a malformed one is ignored; one the
+//  queue has no room for is dropped, and the stream runs to its end).
+static void
+s_on_cancel(s_http_t *self, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    uint64_t id;
+    if (brg_msg_read_uint(msg, &pos, &id) != BRG_OK || id == 0)
+        return;
+    pthread_mutex_lock(&self->lock);
+    bool room = self->n_cancels < self->cap_cancels;
+    if (!room && self->n_cancels < 100000) {
+        size_t cap = self->cap_cancels ? 2 * self->cap_cancels : 8;
+        s_cancel_t *more = realloc(self->cancels, cap * sizeof(*more));
+        if (more) {
+            self->cancels = more;
+            self->cap_cancels = cap;
+            room = true;
+        }
+    }
+    if (room)
+        self->cancels[self->n_cancels++] = (s_cancel_t){id, brg_msg_sender(msg)};
+    pthread_mutex_unlock(&self->lock);
+    if (room)
+        curl_multi_wakeup(self->multi);
+}
+
 static int
 s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
@@ -558,6 +727,8 @@ s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
         s_on_request(self, ctx, msg);
     else if (brg_msg_is(msg, BRG_HTTP_TAG_STATS))
         s_on_stats(self, ctx);
+    else if (brg_msg_is(msg, BRG_HTTP_TAG_CANCEL))
+        s_on_cancel(self, msg);
     else
         return BRG_UNHANDLED;
     return BRG_OK;
@@ -686,6 +857,10 @@ brg_http_msg_request(const brg_http_request_t *req)
         rc = req->body ? brg_msg_add_bin(msg, req->body, req->body_len) : brg_msg_add_nil(msg);
     if (rc == BRG_OK)
         rc = brg_msg_add_int(msg, req->timeout_ms);
+    if (rc == BRG_OK)
+        rc = brg_msg_add_uint(msg, req->stream_id);
+    if (rc == BRG_OK)
+        rc = brg_msg_add_uint(msg, req->error_detail ? 1 : 0);
     if (rc != BRG_OK)
         brg_msg_destroy(&msg);
     return msg;
@@ -705,9 +880,61 @@ brg_http_read_response(const brg_msg_t *reply, brg_http_response_t *out)
         brg_msg_read_str(reply, &pos, &r.content_type, &r.content_type_len) != BRG_OK ||
         brg_msg_read_bin(reply, &pos, &r.body, &r.body_len) != BRG_OK)
         return BRG_EBADMSG;
+    int rc = brg_msg_read_int(reply, &pos, &r.retry_after_ms);
+    if (rc == BRG_ENODATA)
+        r.retry_after_ms = -1; // an older encoder
+    else if (rc != BRG_OK || r.retry_after_ms < -1)
+        return BRG_EBADMSG;
     r.status = (int)status;
     *out = r;
     return BRG_OK;
+}
+
+int
+brg_http_read_chunk(const brg_msg_t *msg, brg_http_chunk_t *out)
+{
+    assert(msg);
+    assert(out);
+    if (!brg_msg_is(msg, BRG_HTTP_TAG_CHUNK))
+        return BRG_ETYPE;
+    size_t pos = 0;
+    int64_t status;
+    brg_http_chunk_t c;
+    if (brg_msg_read_uint(msg, &pos, &c.stream_id) != BRG_OK ||
+        brg_msg_read_int(msg, &pos, &status) != BRG_OK || status < 0 || status > 999 ||
+        brg_msg_read_bin(msg, &pos, &c.data, &c.len) != BRG_OK)
+        return BRG_EBADMSG;
+    c.status = (int)status;
+    *out = c;
+    return BRG_OK;
+}
+
+int
+brg_http_read_error(const brg_msg_t *msg, brg_http_error_t *out)
+{
+    assert(msg);
+    assert(out);
+    if (!brg_msg_is(msg, BRG_HTTP_TAG_ERROR))
+        return BRG_ETYPE;
+    size_t pos = 0;
+    int64_t code;
+    brg_http_error_t e;
+    if (brg_msg_read_int(msg, &pos, &code) != BRG_OK || code >= 0 || code < -1000 ||
+        brg_msg_read_bool(msg, &pos, &e.nothing_sent) != BRG_OK ||
+        brg_msg_read_str(msg, &pos, &e.message, &e.message_len) != BRG_OK)
+        return BRG_EBADMSG;
+    e.code = (int)code;
+    *out = e;
+    return BRG_OK;
+}
+
+brg_msg_t *
+brg_http_msg_cancel(uint64_t stream_id)
+{
+    brg_msg_t *msg = brg_msg_new(BRG_HTTP_TAG_CANCEL);
+    if (msg && brg_msg_add_uint(msg, stream_id) != BRG_OK)
+        brg_msg_destroy(&msg);
+    return msg;
 }
 
 brg_msg_t *

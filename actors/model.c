@@ -707,12 +707,26 @@ typedef struct {
     bool log_errors;
     bool own_http; // spawn the HTTP actor in init
     brg_ref_t http;
+    // Retries.
+    int max_attempts, retry_base_ms, retry_max_ms, retry_budget_min, retry_window_ms;
+    double retry_budget_ratio;
+    int64_t window_start_ms; // the budget's window: its start and counts
+    uint64_t window_requests, window_retries;
+    unsigned rand_state; // rand_r state for the jitter
+    // Chat calls in progress, and the last HTTP stream id used.
+    struct s_call *calls;
+    uint64_t next_http_id;
+    brg_model_stats_t stats;
 } s_openai_t;
+
+static void s_call_unlink_free(s_openai_t *self, struct s_call *c);
 
 static void
 s_openai_destroy(void *state)
 {
     s_openai_t *self = state;
+    while (self->calls) // only if an ask callback never came (it frees its call)
+        s_call_unlink_free(self, self->calls);
     free(self->url);
     free(self->auth);
     free(self->model);
@@ -763,12 +777,17 @@ s_answer_completion(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *request,
               root ? "no choices[0].message.content" : err.text,
               strlen(root ? "no choices[0].message.content" : err.text));
         json_decref(root);
+        self->stats.errors++;
         return brg_reply_error_to(ctx, request, BRG_EPROTO);
     }
     json_t *usage = json_object_get(root, "usage");
     json_t *prompt = json_object_get(usage, "prompt_tokens");
     json_t *completion = json_object_get(usage, "completion_tokens");
     const char *model = json_string_value(json_object_get(root, "model"));
+    if (json_is_integer(prompt) && json_integer_value(prompt) > 0)
+        self->stats.prompt_tokens += (uint64_t)json_integer_value(prompt);
+    if (json_is_integer(completion) && json_integer_value(completion) > 0)
+        self->stats.completion_tokens += (uint64_t)json_integer_value(completion);
     int rc = s_reply_text(ctx, request, json_string_value(content), json_string_length(content),
                           "openai", model ? model : self->model,
                           json_is_integer(prompt) ? json_integer_value(prompt) : -1,
@@ -783,6 +802,10 @@ s_on_http(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     s_openai_t *self = brg_state(ctx);
     brg_msg_t *request = arg; // our copy of the caller's request
     brg_http_response_t r;
+    self->stats.in_flight--;
+    if (status != BRG_OK || brg_http_read_response(reply, &r) != BRG_OK || r.status < 200 ||
+        r.status > 299)
+        self->stats.errors++;
     if (status == BRG_ECLOSED) {
         // We are stopping: tell the caller now rather than at its deadline.
         brg_reply_error_to(ctx, request, BRG_ECLOSED);
@@ -817,6 +840,842 @@ s_body(const s_openai_t *self, const brg_model_request_t *req)
     return text;
 }
 
+//  ---------------------------------------------------------------------------
+//  OpenAI-compatible backend: chat requests
+//
+//  A chat call (s_call_t) lives from the request until it is answered
+//  (`ended`) and no ask of ours still names it (`http_out`, `waiting`):
+//  the ask callbacks run exactly once, also with BRG_ECLOSED when the
+//  backend stops, and the last one frees the call. Attempts: each is an ask
+//  to the HTTP actor with error_detail (so a failure says whether anything
+//  was sent) and, when streaming, a stream id of its own (`http_id`) that
+//  the HTTP actor's chunks carry. A retry waits by asking ourselves a
+//  message nobody answers, with the wait as the ask's deadline: the
+//  callback comes with BRG_ETIMEDOUT after the wait, or BRG_ECLOSED at once
+//  when we stop, so a waiting caller is answered then too.
+
+#define S_TAG_WAIT "brg.model.wait"
+#define S_SSE_MAX (1024 * 1024) // longest SSE line or event
+
+typedef struct s_call {
+    struct s_call *next, *prev;
+    brg_msg_t *request; // the caller's chat request (a copy), answered with brg_reply_to
+    brg_ref_t sender;   // where stream fragments go
+    uint64_t stream_id; // the caller's; 0: not streamed
+    uint64_t http_id;   // the current attempt's HTTP stream id (streaming)
+    char *body;         // the JSON body, kept for retries
+    char *model;        // the model asked for
+    int attempts, max_attempts;
+    bool retry_unsafe;
+    int64_t deadline_ms; // monotonic
+    bool ended, http_out, waiting;
+    // The last failure.
+    int err_code, err_http;
+    int64_t err_retry_after;
+    char err_type[128], err_message[512];
+    // The stream: the line being received, the event's data, what came.
+    char *line, *data;
+    size_t line_len, line_cap, data_len, data_cap;
+    bool delta_sent, done, has_data;
+    char finish[32], answered_model[128];
+    int64_t prompt, completion, total;
+} s_call_t;
+
+static int64_t
+s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+s_call_unlink_free(s_openai_t *self, s_call_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (self->calls == c)
+        self->calls = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    brg_msg_destroy(&c->request);
+    free(c->body);
+    free(c->model);
+    free(c->line);
+    free(c->data);
+    free(c);
+}
+
+//  Free the call if it is answered and nothing of ours names it any more.
+static void
+s_call_release(s_openai_t *self, s_call_t *c)
+{
+    if (c->ended && !c->http_out && !c->waiting) {
+        self->stats.in_flight--;
+        s_call_unlink_free(self, c);
+    }
+}
+
+//  Keep a failure's detail (strings cut to fit, on a character boundary).
+static void
+s_call_error(s_call_t *c, int code, int http, const char *type, size_t type_len,
+             const char *message, size_t message_len, int64_t retry_after)
+{
+    c->err_code = code;
+    c->err_http = http;
+    c->err_retry_after = retry_after;
+    if (!type || !brg__model_utf8_ok(type, type_len))
+        type = "", type_len = 0;
+    if (!message || !brg__model_utf8_ok(message, message_len))
+        message = "(the server's error is not text)", message_len = strlen(message);
+    size_t t = s_utf8_cut(type, type_len, sizeof c->err_type - 1);
+    size_t m = s_utf8_cut(message, message_len, sizeof c->err_message - 1);
+    memcpy(c->err_type, type, t);
+    c->err_type[t] = '\0';
+    memcpy(c->err_message, message, m);
+    c->err_message[m] = '\0';
+}
+
+//  Answer the call with its last failure: an error message, or an error end
+//  for a stream. Counts and logs it.
+static void
+s_call_fail(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c)
+{
+    brg_model_error_t e = {.code = c->err_code,
+                           .http_status = c->err_http,
+                           .type = c->err_type,
+                           .type_len = strlen(c->err_type),
+                           .message = c->err_message,
+                           .message_len = strlen(c->err_message),
+                           .retry_after_ms = c->err_retry_after,
+                           .attempts = c->attempts,
+                           .stream_id = c->stream_id};
+    char what[64];
+    snprintf(what, sizeof what, "chat failed after %d attempt%s (HTTP %d)", c->attempts,
+             c->attempts == 1 ? "" : "s", c->err_http);
+    s_log(ctx, self, c->err_code, what, e.message, e.message_len);
+    brg_msg_t *m = c->stream_id ? brg_model_msg_end(c->stream_id, c->err_code, NULL, &e)
+                                : brg_model_msg_error(&e);
+    if (m)
+        brg_reply_to(ctx, c->request, &m);
+    else
+        brg_reply_error_to(ctx, c->request, BRG_ENOMEM);
+    self->stats.errors++;
+    c->ended = true;
+}
+
+static void
+s_call_fail_with(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, int code, const char *message)
+{
+    s_call_error(c, code, c->err_http, NULL, 0, message, strlen(message), -1);
+    s_call_fail(ctx, self, c);
+}
+
+static void
+s_add_usage(s_openai_t *self, int64_t prompt, int64_t completion)
+{
+    if (prompt > 0)
+        self->stats.prompt_tokens += (uint64_t)prompt;
+    if (completion > 0)
+        self->stats.completion_tokens += (uint64_t)completion;
+}
+
+//  Usage counts of a JSON usage object, -1 each when unknown.
+static void
+s_read_usage_json(json_t *usage, int64_t *prompt, int64_t *completion, int64_t *total)
+{
+    json_t *p = json_object_get(usage, "prompt_tokens");
+    json_t *c = json_object_get(usage, "completion_tokens");
+    json_t *t = json_object_get(usage, "total_tokens");
+    *prompt = json_is_integer(p) ? json_integer_value(p) : -1;
+    *completion = json_is_integer(c) ? json_integer_value(c) : -1;
+    *total = json_is_integer(t)                 ? json_integer_value(t)
+             : *prompt >= 0 && *completion >= 0 ? *prompt + *completion
+                                                : -1;
+}
+
+//  Answer a non-streamed call with the chat completion in body.
+static void
+s_chat_completion(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, const void *body, size_t len)
+{
+    json_error_t err;
+    json_t *root = json_loadb(body, len, 0, &err);
+    json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
+    json_t *message = json_object_get(choice, "message");
+    json_t *content = json_object_get(message, "content");
+    json_t *calls = json_object_get(message, "tool_calls");
+    size_t n_calls = json_is_array(calls) ? json_array_size(calls) : 0;
+    const char *why = !root                                  ? err.text
+                      : !json_is_object(message)             ? "no choices[0].message"
+                      : !json_is_string(content) && !n_calls ? "no content and no tool calls"
+                      : n_calls > BRG_MODEL_TOOL_CALLS_MAX   ? "too many tool calls"
+                                                             : NULL;
+    brg_model_tool_call_t tc[BRG_MODEL_TOOL_CALLS_MAX];
+    for (size_t i = 0; !why && i < n_calls; i++) {
+        json_t *call = json_array_get(calls, i);
+        json_t *fn = json_object_get(call, "function");
+        json_t *id = json_object_get(call, "id"), *name = json_object_get(fn, "name");
+        json_t *args = json_object_get(fn, "arguments");
+        if (!json_is_string(id) || !json_is_string(name) || !json_is_string(args)) {
+            why = "a tool call without id, function.name or function.arguments";
+            break;
+        }
+        tc[i] = (brg_model_tool_call_t){json_string_value(id),   json_string_length(id),
+                                        json_string_value(name), json_string_length(name),
+                                        json_string_value(args), json_string_length(args)};
+    }
+    if (why) {
+        char text[256];
+        snprintf(text, sizeof text, "not a chat completion: %s", why);
+        s_call_error(c, BRG_EPROTO, c->err_http, NULL, 0, text, strlen(text), -1);
+        json_decref(root);
+        s_call_fail(ctx, self, c);
+        return;
+    }
+    json_t *finish = json_object_get(choice, "finish_reason");
+    const char *model = json_string_value(json_object_get(root, "model"));
+    brg_model_chat_reply_t r = {.text = json_is_string(content) ? json_string_value(content) : "",
+                                .len = json_is_string(content) ? json_string_length(content) : 0,
+                                .finish_reason = json_is_string(finish) ? json_string_value(finish)
+                                                 : n_calls              ? "tool_calls"
+                                                                        : "stop",
+                                .model = model ? model : c->model,
+                                .backend = "openai",
+                                .attempts = c->attempts};
+    r.finish_reason_len = strlen(r.finish_reason);
+    r.model_len = strlen(r.model);
+    r.backend_len = 6;
+    s_read_usage_json(json_object_get(root, "usage"), &r.prompt_tokens, &r.completion_tokens,
+                      &r.total_tokens);
+    brg_msg_t *reply = brg_model_msg_chat_reply(&r, tc, n_calls);
+    json_decref(root);
+    c->ended = true;
+    if (!reply) {
+        self->stats.errors++;
+        brg_reply_error_to(ctx, c->request, BRG_ENOMEM);
+        return;
+    }
+    s_add_usage(self, r.prompt_tokens, r.completion_tokens);
+    brg_reply_to(ctx, c->request, &reply);
+}
+
+//  End a stream well: finish reason and usage as they came.
+static void
+s_stream_end(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, const char *finish)
+{
+    brg_model_chat_reply_t r = {.finish_reason = finish,
+                                .finish_reason_len = strlen(finish),
+                                .prompt_tokens = c->prompt,
+                                .completion_tokens = c->completion,
+                                .total_tokens = c->total,
+                                .model = c->answered_model[0] ? c->answered_model : c->model,
+                                .backend = "openai",
+                                .backend_len = 6,
+                                .attempts = c->attempts};
+    r.model_len = strlen(r.model);
+    brg_msg_t *end = brg_model_msg_end(c->stream_id, BRG_OK, &r, NULL);
+    c->ended = true;
+    if (!end) {
+        self->stats.errors++;
+        brg_reply_error_to(ctx, c->request, BRG_ENOMEM);
+        return;
+    }
+    s_add_usage(self, c->prompt, c->completion);
+    brg_reply_to(ctx, c->request, &end);
+}
+
+//  Send one fragment to the caller. false (and the call failed) if it could not.
+static bool
+s_stream_send(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, const brg_model_delta_t *d)
+{
+    brg_msg_t *m = brg_model_msg_delta(d);
+    int rc = m ? brg_send(ctx, c->sender, &m) : BRG_ENOMEM;
+    if (rc != BRG_OK) {
+        brg_msg_destroy(&m);
+        s_call_fail_with(ctx, self, c, rc, "could not send a stream fragment to the caller");
+        return false;
+    }
+    c->delta_sent = true;
+    return true;
+}
+
+//  One server-sent event's data: a chat.completion.chunk, or [DONE].
+static void
+s_sse_event(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, const char *data, size_t len)
+{
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        c->done = true;
+        s_stream_end(ctx, self, c, c->finish[0] ? c->finish : "stop");
+        return;
+    }
+    json_error_t err;
+    json_t *root = json_loadb(data, len, 0, &err);
+    if (!json_is_object(root)) {
+        char text[256];
+        snprintf(text, sizeof text, "a stream event is not a JSON object: %s",
+                 root ? "another JSON value" : err.text);
+        s_call_error(c, BRG_EPROTO, c->err_http, NULL, 0, text, strlen(text), -1);
+        json_decref(root);
+        s_call_fail(ctx, self, c);
+        return;
+    }
+    json_t *error = json_object_get(root, "error");
+    if (json_is_object(error)) { // an error in the middle of a stream
+        json_t *type = json_object_get(error, "type"), *message = json_object_get(error, "message");
+        if (!json_is_string(type))
+            type = json_object_get(error, "code");
+        s_call_error(c, BRG_EPROTO, c->err_http, json_string_value(type), json_string_length(type),
+                     json_string_value(message), json_string_length(message), -1);
+        json_decref(root);
+        s_call_fail(ctx, self, c);
+        return;
+    }
+    const char *model = json_string_value(json_object_get(root, "model"));
+    if (model && !c->answered_model[0])
+        snprintf(c->answered_model, sizeof c->answered_model, "%s", model);
+    json_t *usage = json_object_get(root, "usage");
+    if (json_is_object(usage))
+        s_read_usage_json(usage, &c->prompt, &c->completion, &c->total);
+    // choices is empty (or null) in the usage chunk.
+    json_t *choice = json_array_get(json_object_get(root, "choices"), 0);
+    json_t *delta = json_object_get(choice, "delta");
+    json_t *content = json_object_get(delta, "content");
+    json_t *calls = json_object_get(delta, "tool_calls");
+    json_t *finish = json_object_get(choice, "finish_reason");
+    bool ok = true;
+    if (json_is_string(content) && json_string_length(content) > 0) {
+        brg_model_delta_t d = {.stream_id = c->stream_id,
+                               .text = json_string_value(content),
+                               .len = json_string_length(content),
+                               .tool_index = -1};
+        ok = s_stream_send(ctx, self, c, &d);
+    }
+    for (size_t i = 0; ok && json_is_array(calls) && i < json_array_size(calls); i++) {
+        json_t *call = json_array_get(calls, i);
+        json_t *index = json_object_get(call, "index");
+        json_t *fn = json_object_get(call, "function");
+        json_t *id = json_object_get(call, "id"), *name = json_object_get(fn, "name");
+        json_t *args = json_object_get(fn, "arguments");
+        if (!json_is_integer(index) || json_integer_value(index) < 0 ||
+            json_integer_value(index) >= BRG_MODEL_TOOL_CALLS_MAX) {
+            s_call_fail_with(ctx, self, c, BRG_EPROTO,
+                             "a tool-call fragment without a valid index");
+            ok = false;
+            break;
+        }
+        brg_model_delta_t d = {.stream_id = c->stream_id,
+                               .tool_index = (int)json_integer_value(index),
+                               .id = json_string_value(id),
+                               .id_len = json_string_length(id),
+                               .name = json_string_value(name),
+                               .name_len = json_string_length(name),
+                               .arguments = json_string_value(args),
+                               .arguments_len = json_string_length(args)};
+        ok = s_stream_send(ctx, self, c, &d);
+    }
+    if (ok && json_is_string(finish))
+        snprintf(c->finish, sizeof c->finish, "%s", json_string_value(finish));
+    json_decref(root);
+}
+
+//  Append to a growing buffer; false past S_SSE_MAX or out of memory.
+static bool
+s_grow_append(char **buf, size_t *len, size_t *cap, const char *data, size_t n)
+{
+    if (*len + n > S_SSE_MAX)
+        return false;
+    if (*len + n + 1 > *cap) {
+        size_t want = *cap ? *cap : 256;
+        while (want < *len + n + 1)
+            want *= 2;
+        char *more = realloc(*buf, want);
+        if (!more)
+            return false;
+        *buf = more;
+        *cap = want;
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
+//  One line of the stream (without its line end). The SSE rules: a blank
+//  line dispatches the event; "data:" lines add to its data (joined by
+//  "\n"); ':' starts a comment; other fields (event, id, retry) are ignored.
+static void
+s_sse_line(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, const char *line, size_t len)
+{
+    if (len == 0) {
+        if (c->has_data)
+            s_sse_event(ctx, self, c, c->data ? c->data : "", c->data_len);
+        c->data_len = 0;
+        c->has_data = false;
+        return;
+    }
+    if (line[0] == ':')
+        return;
+    const char *colon = memchr(line, ':', len);
+    size_t name_len = colon ? (size_t)(colon - line) : len;
+    if (name_len != 4 || memcmp(line, "data", 4) != 0)
+        return;
+    const char *value = colon ? colon + 1 : line + len;
+    size_t value_len = (size_t)(line + len - value);
+    if (value_len && value[0] == ' ')
+        value++, value_len--;
+    if ((c->has_data && !s_grow_append(&c->data, &c->data_len, &c->data_cap, "\n", 1)) ||
+        !s_grow_append(&c->data, &c->data_len, &c->data_cap, value, value_len)) {
+        s_call_fail_with(ctx, self, c, BRG_EPROTO, "a stream event larger than 1 MiB");
+        return;
+    }
+    c->has_data = true;
+}
+
+//  Stream bytes as they come: split lines ("\n", "\r\n") and feed them.
+static void
+s_sse_feed(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, const char *data, size_t len)
+{
+    for (size_t i = 0; i < len && !c->ended;) {
+        const char *nl = memchr(data + i, '\n', len - i);
+        size_t n = nl ? (size_t)(nl - (data + i)) : len - i;
+        if (!s_grow_append(&c->line, &c->line_len, &c->line_cap, data + i, n)) {
+            s_call_fail_with(ctx, self, c, BRG_EPROTO, "a stream line larger than 1 MiB");
+            return;
+        }
+        i += n;
+        if (!nl)
+            break;
+        i++; // the '\n'
+        size_t line_len = c->line_len;
+        if (line_len && c->line[line_len - 1] == '\r')
+            line_len--;
+        s_sse_line(ctx, self, c, c->line ? c->line : "", line_len);
+        c->line_len = 0;
+    }
+}
+
+static s_call_t *
+s_call_by_http_id(s_openai_t *self, uint64_t http_id)
+{
+    for (s_call_t *c = self->calls; c; c = c->next)
+        if (c->http_id == http_id && c->http_out)
+            return c;
+    return NULL;
+}
+
+static void
+s_on_chunk(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *msg)
+{
+    brg_http_chunk_t chunk;
+    if (brg_http_read_chunk(msg, &chunk) != BRG_OK || chunk.stream_id == 0)
+        return;
+    s_call_t *c = s_call_by_http_id(self, chunk.stream_id);
+    if (!c || c->ended)
+        return; // a cancelled or failed stream: the rest of its bytes go
+    c->err_http = chunk.status;
+    s_sse_feed(ctx, self, c, chunk.data, chunk.len);
+    if (c->ended && !c->done) {
+        // Failed mid-stream: stop the transfer (its answer releases the call).
+        brg_msg_t *cancel = brg_http_msg_cancel(c->http_id);
+        if (cancel && brg_send(ctx, self->http, &cancel) != BRG_OK)
+            brg_msg_destroy(&cancel);
+    }
+}
+
+//  The retry budget (after gRPC's retry throttling, as a window): at most
+//  retry_budget_min + retry_budget_ratio x requests retries per window.
+static void
+s_window_roll(s_openai_t *self, int64_t now)
+{
+    if (now - self->window_start_ms >= self->retry_window_ms) {
+        self->window_start_ms = now;
+        self->window_requests = self->window_retries = 0;
+    }
+}
+
+static bool
+s_budget_allows(s_openai_t *self)
+{
+    s_window_roll(self, s_now_ms());
+    double allowed = self->retry_budget_min + self->retry_budget_ratio * self->window_requests;
+    return (double)self->window_retries < allowed;
+}
+
+static void s_attempt(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c);
+
+static int
+s_on_wait(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)reply;
+    s_openai_t *self = brg_state(ctx);
+    s_call_t *c = arg;
+    c->waiting = false;
+    if (!c->ended && status == BRG_ECLOSED)
+        s_call_fail_with(ctx, self, c, BRG_ECLOSED, "the model backend stopped");
+    else if (!c->ended)
+        s_attempt(ctx, self, c); // the wait is over (its ask timed out, as meant)
+    s_call_release(self, c);
+    return BRG_OK;
+}
+
+//  After a retryable failure (kept in c): wait and try again, or fail now
+//  if the attempts, the budget or the deadline do not allow it.
+static void
+s_retry(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c)
+{
+    if (c->attempts >= c->max_attempts) {
+        s_call_fail(ctx, self, c);
+        return;
+    }
+    if (!s_budget_allows(self)) {
+        self->stats.retries_throttled++;
+        s_call_fail(ctx, self, c);
+        return;
+    }
+    // Full jitter: uniform in [0, min(cap, base x 2^(attempts-1))].
+    int64_t ceiling = self->retry_base_ms;
+    for (int i = 1; i < c->attempts && ceiling < self->retry_max_ms; i++)
+        ceiling *= 2;
+    if (ceiling > self->retry_max_ms)
+        ceiling = self->retry_max_ms;
+    int64_t wait = (int64_t)(rand_r(&self->rand_state) % (unsigned)(ceiling + 1));
+    if (c->err_retry_after >= 0) {
+        int64_t asked =
+            c->err_retry_after < self->retry_max_ms ? c->err_retry_after : self->retry_max_ms;
+        if (asked > wait)
+            wait = asked;
+    }
+    if (s_now_ms() + wait >= c->deadline_ms) {
+        s_call_fail(ctx, self, c); // no time left to wait and try again
+        return;
+    }
+    brg_msg_t *m = brg_msg_new(S_TAG_WAIT);
+    int rc =
+        m ? brg_ask(ctx, brg_self(ctx), &m, wait > 0 ? (int)wait : 1, s_on_wait, c) : BRG_ENOMEM;
+    if (rc != BRG_OK) {
+        brg_msg_destroy(&m);
+        s_call_fail(ctx, self, c);
+        return;
+    }
+    c->waiting = true;
+    self->window_retries++;
+}
+
+//  Keep the detail of an HTTP error response: status, the server's error
+//  type and message, Retry-After.
+static void
+s_http_error_detail(s_call_t *c, const brg_http_response_t *r)
+{
+    json_t *root = json_loadb(r->body, r->body_len, 0, NULL);
+    json_t *error = json_object_get(root, "error");
+    json_t *type = json_object_get(error, "type"), *message = json_object_get(error, "message");
+    if (!json_is_string(type))
+        type = json_object_get(error, "code");
+    if (json_is_string(message)) {
+        s_call_error(c, BRG_EHTTP, r->status, json_string_value(type), json_string_length(type),
+                     json_string_value(message), json_string_length(message), r->retry_after_ms);
+    } else {
+        // Not the OpenAI error shape: the body's start, if it is text.
+        size_t n = r->body_len < 300 ? r->body_len : 300;
+        n = s_utf8_cut(r->body, r->body_len, n);
+        s_call_error(c, BRG_EHTTP, r->status, json_string_value(type), json_string_length(type),
+                     r->body, n, r->retry_after_ms);
+    }
+    json_decref(root);
+}
+
+static int
+s_on_chat_http(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    s_openai_t *self = brg_state(ctx);
+    s_call_t *c = arg;
+    c->http_out = false;
+    brg_http_response_t r;
+    brg_http_error_t he;
+    if (c->ended) {
+        // Answered already (cancelled, or failed mid-stream).
+    } else if (status == BRG_ECLOSED) {
+        s_call_fail_with(ctx, self, c, BRG_ECLOSED, "the model backend stopped");
+    } else if (status != BRG_OK) {
+        // Refused before any transfer (BRG_EBUSY: nothing sent, retry), or
+        // our backstop deadline (the request may have gone: unsafe).
+        s_call_error(c, status, 0, NULL, 0, brg_strerror(status), strlen(brg_strerror(status)), -1);
+        if (status == BRG_EBUSY || (status == BRG_ETIMEDOUT && c->retry_unsafe))
+            s_retry(ctx, self, c);
+        else
+            s_call_fail(ctx, self, c);
+    } else if (brg_http_read_error(reply, &he) == BRG_OK) {
+        s_call_error(c, he.code, 0, NULL, 0, he.message, he.message_len, -1);
+        bool transient = he.code == BRG_ENETWORK || he.code == BRG_ETIMEDOUT;
+        if (transient && !c->delta_sent && (he.nothing_sent || c->retry_unsafe))
+            s_retry(ctx, self, c);
+        else
+            s_call_fail(ctx, self, c);
+    } else if (brg_http_read_response(reply, &r) != BRG_OK) {
+        s_call_fail_with(ctx, self, c, BRG_EPROTO, "the HTTP actor's answer is malformed");
+    } else if (r.status < 200 || r.status > 299) {
+        s_http_error_detail(c, &r);
+        if (r.status == 429 || r.status >= 500)
+            s_retry(ctx, self, c);
+        else
+            s_call_fail(ctx, self, c);
+    } else if (!c->stream_id) {
+        c->err_http = r.status;
+        s_chat_completion(ctx, self, c, r.body, r.body_len);
+    } else if (c->finish[0]) {
+        // Closed after a finish reason but without [DONE]: accept it.
+        s_stream_end(ctx, self, c, c->finish);
+    } else {
+        s_call_fail_with(ctx, self, c, BRG_EPROTO, "the stream ended before data: [DONE]");
+    }
+    s_call_release(self, c);
+    return BRG_OK;
+}
+
+//  Send the next attempt.
+static void
+s_attempt(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c)
+{
+    int64_t left = c->deadline_ms - s_now_ms();
+    if (left <= 0) {
+        if (!c->err_code)
+            s_call_error(c, BRG_ETIMEDOUT, 0, NULL, 0, "the call's deadline passed", 26, -1);
+        else
+            c->err_code = BRG_ETIMEDOUT;
+        s_call_fail(ctx, self, c);
+        return;
+    }
+    if (c->attempts++ > 0)
+        self->stats.retries++;
+    c->http_id = c->stream_id ? ++self->next_http_id : 0;
+    c->line_len = c->data_len = 0;
+    c->has_data = false;
+    const char *headers[] = {"Content-Type: application/json", self->auth};
+    brg_http_request_t hr = {.method = "POST",
+                             .url = self->url,
+                             .headers = headers,
+                             .n_headers = self->auth ? 2 : 1,
+                             .body = c->body,
+                             .body_len = strlen(c->body),
+                             .timeout_ms = (int)left,
+                             .stream_id = c->http_id,
+                             .error_detail = true};
+    brg_msg_t *call = brg_http_msg_request(&hr);
+    int rc =
+        call ? brg_ask(ctx, self->http, &call, (int)left + 2000, s_on_chat_http, c) : BRG_ENOMEM;
+    if (rc != BRG_OK) {
+        brg_msg_destroy(&call);
+        s_call_fail_with(ctx, self, c, rc, "could not ask the HTTP actor");
+        return;
+    }
+    c->http_out = true;
+}
+
+//  jansson helpers: set key to value (taken), or note the failure.
+static void
+s_set(json_t *obj, const char *key, json_t *value, bool *ok)
+{
+    if (!value || json_object_set_new(obj, key, value) != 0)
+        *ok = false;
+}
+
+static void
+s_push(json_t *array, json_t *value, bool *ok)
+{
+    if (!value || json_array_append_new(array, value) != 0)
+        *ok = false;
+}
+
+//  The chat-completions body for a chat request, as a JSON string (free
+//  it), or NULL with *why set (a string that is not UTF-8, tool parameters
+//  that are not JSON, out of memory).
+static char *
+s_chat_body(const s_openai_t *self, const brg_model_chat_view_t *v, const char **why)
+{
+    bool ok = true;
+    json_t *root = json_object(), *messages = json_array(), *tools = NULL;
+    *why = "out of memory";
+    if (!root || !messages) {
+        json_decref(root);
+        json_decref(messages);
+        return NULL;
+    }
+    if (v->model)
+        s_set(root, "model", json_stringn(v->model, v->model_len), &ok);
+    else
+        s_set(root, "model", json_string(self->model), &ok);
+    for (uint32_t i = 0; ok && i < v->n_messages; i++) {
+        brg_model_message_t m;
+        json_t *jm = json_object();
+        ok = brg_model_chat_message(v, i, &m) == BRG_OK && jm;
+        if (ok)
+            s_set(jm, "role", json_string(brg_model_role_name(m.role)), &ok);
+        if (ok)
+            s_set(jm, "content", m.content ? json_stringn(m.content, m.content_len) : json_null(),
+                  &ok);
+        if (ok && m.tool_call_id)
+            s_set(jm, "tool_call_id", json_stringn(m.tool_call_id, m.tool_call_id_len), &ok);
+        json_t *calls = m.n_tool_calls && ok ? json_array() : NULL;
+        for (uint32_t k = 0; ok && k < m.n_tool_calls; k++) {
+            brg_model_tool_call_t tc;
+            ok = calls && brg_model_message_tool_call(&m, k, &tc) == BRG_OK;
+            if (ok)
+                s_push(calls,
+                       json_pack("{s:s%, s:s, s:{s:s%, s:s%}}", "id", tc.id, tc.id_len, "type",
+                                 "function", "function", "name", tc.name, tc.name_len, "arguments",
+                                 tc.arguments, tc.arguments_len),
+                       &ok);
+        }
+        if (calls)
+            s_set(jm, "tool_calls", calls, &ok);
+        if (jm)
+            s_push(messages, jm, &ok);
+        if (!ok)
+            *why = "a message that is not valid UTF-8";
+    }
+    s_set(root, "messages", messages, &ok);
+    if (ok && v->n_tools)
+        ok = (tools = json_array()) != NULL;
+    for (uint32_t i = 0; ok && i < v->n_tools; i++) {
+        brg_model_tool_t t;
+        ok = brg_model_chat_tool(v, i, &t) == BRG_OK;
+        json_t *params = ok ? json_loadb(t.parameters, t.parameters_len, 0, NULL) : NULL;
+        if (!json_is_object(params)) {
+            json_decref(params);
+            *why = "tool parameters that are not a JSON object";
+            ok = false;
+            break;
+        }
+        json_t *fn = json_pack("{s:s%, s:s%, s:o}", "name", t.name, t.name_len, "description",
+                               t.description, t.description_len, "parameters", params);
+        if (!fn) {
+            *why = "a tool that is not valid UTF-8";
+            ok = false;
+            break;
+        }
+        s_push(tools, json_pack("{s:s, s:o}", "type", "function", "function", fn), &ok);
+    }
+    if (tools)
+        s_set(root, "tools", tools, &ok);
+    if (ok) {
+        *why = "out of memory";
+        s_set(root, "max_tokens", json_integer(v->max_tokens ? v->max_tokens : self->max_tokens),
+              &ok);
+        s_set(root, "temperature",
+              json_real(v->temperature >= 0 ? v->temperature : self->temperature), &ok);
+        if (v->json_mode)
+            s_set(root, "response_format", json_pack("{s:s}", "type", "json_object"), &ok);
+        if (v->stream_id) {
+            s_set(root, "stream", json_true(), &ok);
+            s_set(root, "stream_options", json_pack("{s:b}", "include_usage", 1), &ok);
+        }
+    }
+    char *text = ok ? json_dumps(root, JSON_COMPACT) : NULL;
+    json_decref(root);
+    return text;
+}
+
+//  Answer the current chat request at once with an error message.
+static void
+s_chat_refuse(brg_ctx_t *ctx, s_openai_t *self, uint64_t stream_id, int code, const char *why)
+{
+    self->stats.errors++;
+    brg_model_error_t e = {.code = code,
+                           .message = why,
+                           .message_len = strlen(why),
+                           .retry_after_ms = -1,
+                           .stream_id = stream_id};
+    brg_msg_t *m =
+        stream_id ? brg_model_msg_end(stream_id, code, NULL, &e) : brg_model_msg_error(&e);
+    if (m)
+        brg_reply(ctx, &m);
+    else
+        brg_reply_error(ctx, BRG_ENOMEM);
+}
+
+static void
+s_openai_chat(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *msg)
+{
+    brg_model_chat_view_t v;
+    self->stats.requests++;
+    int64_t now = s_now_ms();
+    s_window_roll(self, now);
+    self->window_requests++;
+    if (brg_model_read_chat(msg, &v) != BRG_OK) {
+        self->stats.errors++;
+        brg_reply_error(ctx, BRG_EBADMSG);
+        return;
+    }
+    if (v.stream_id)
+        self->stats.streams++;
+    const char *why;
+    char *body = s_chat_body(self, &v, &why);
+    if (!body) {
+        s_chat_refuse(ctx, self, v.stream_id,
+                      strcmp(why, "out of memory") ? BRG_EINVAL : BRG_ENOMEM, why);
+        return;
+    }
+    if (strlen(body) > BRG_MSG_MAX - 4096) {
+        free(body);
+        s_chat_refuse(ctx, self, v.stream_id, BRG_EMSGSIZE, "the request body is too large");
+        return;
+    }
+    s_call_t *c = calloc(1, sizeof(*c));
+    if (c) {
+        c->request = brg_msg_dup(msg);
+        c->model = v.model ? strndup(v.model, v.model_len) : strdup(self->model);
+    }
+    if (!c || !c->request || !c->model) {
+        free(body);
+        if (c) {
+            brg_msg_destroy(&c->request);
+            free(c->model);
+            free(c);
+        }
+        s_chat_refuse(ctx, self, v.stream_id, BRG_ENOMEM, "out of memory");
+        return;
+    }
+    c->body = body;
+    c->sender = brg_msg_sender(msg);
+    c->stream_id = v.stream_id;
+    c->max_attempts = v.max_attempts ? v.max_attempts : self->max_attempts;
+    c->retry_unsafe = v.retry_unsafe;
+    c->deadline_ms = now + (v.timeout_ms ? v.timeout_ms : self->timeout_ms);
+    c->prompt = c->completion = c->total = -1;
+    c->err_retry_after = -1;
+    c->next = self->calls;
+    if (self->calls)
+        self->calls->prev = c;
+    self->calls = c;
+    self->stats.in_flight++;
+    s_attempt(ctx, self, c);
+    s_call_release(self, c);
+}
+
+//  A cancel from a stream's caller: abort the transfer and end the stream.
+static void
+s_openai_cancel(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    uint64_t id;
+    if (brg_msg_read_uint(msg, &pos, &id) != BRG_OK || id == 0)
+        return;
+    brg_ref_t from = brg_msg_sender(msg);
+    for (s_call_t *c = self->calls; c; c = c->next) {
+        if (c->ended || c->stream_id != id || !brg_ref_eq(c->sender, from))
+            continue;
+        if (c->http_out) {
+            brg_msg_t *cancel = brg_http_msg_cancel(c->http_id);
+            if (cancel && brg_send(ctx, self->http, &cancel) != BRG_OK)
+                brg_msg_destroy(&cancel);
+        }
+        self->stats.cancelled++;
+        s_stream_end(ctx, self, c, "cancelled");
+        s_call_release(self, c);
+        return;
+    }
+}
+
 static int
 s_openai(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
@@ -824,28 +1683,46 @@ s_openai(brg_ctx_t *ctx, const brg_msg_t *msg)
     brg_model_request_t req;
     if (brg__actors_on_exit(ctx, msg, self->parent))
         return BRG_OK;
+    if (brg_msg_is(msg, BRG_HTTP_TAG_CHUNK))
+        return s_on_chunk(ctx, self, msg), BRG_OK;
+    if (brg_msg_is(msg, BRG_MODEL_TAG_CHAT))
+        return s_openai_chat(ctx, self, msg), BRG_OK;
+    if (brg_msg_is(msg, BRG_MODEL_TAG_CANCEL))
+        return s_openai_cancel(ctx, self, msg), BRG_OK;
+    if (brg_msg_is(msg, BRG_MODEL_TAG_STATS))
+        return s_reply_stats(ctx, &self->stats), BRG_OK;
+    if (brg_msg_is(msg, S_TAG_WAIT))
+        return BRG_OK; // a retry's wait: left unanswered on purpose (s_retry)
     if (!brg_msg_is(msg, BRG_MODEL_TAG_REQUEST))
         return BRG_UNHANDLED;
+    self->stats.requests++;
     if (brg_model_read_request(msg, &req) != BRG_OK)
-        return brg_reply_error(ctx, BRG_EBADMSG), BRG_OK;
+        return self->stats.errors++, brg_reply_error(ctx, BRG_EBADMSG), BRG_OK;
     // NULL also when the text is not valid UTF-8 (JSON strings must be).
     char *body = s_body(self, &req);
     if (!body)
-        return brg_reply_error(ctx, BRG_EINVAL), BRG_OK;
+        return self->stats.errors++, brg_reply_error(ctx, BRG_EINVAL), BRG_OK;
     // JSON escapes can make the body up to 6 times the text: past the
     // message limit it cannot travel to the HTTP actor.
     if (strlen(body) > BRG_MSG_MAX - 4096) {
         free(body);
+        self->stats.errors++;
         return brg_reply_error(ctx, BRG_EMSGSIZE), BRG_OK;
     }
     const char *headers[] = {"Content-Type: application/json", self->auth};
-    brg_http_request_t hr = {"POST", self->url,    headers,         self->auth ? 2 : 1,
-                             body,   strlen(body), self->timeout_ms};
+    brg_http_request_t hr = {.method = "POST",
+                             .url = self->url,
+                             .headers = headers,
+                             .n_headers = self->auth ? 2 : 1,
+                             .body = body,
+                             .body_len = strlen(body),
+                             .timeout_ms = self->timeout_ms};
     brg_msg_t *call = brg_http_msg_request(&hr);
     brg_msg_t *saved = call ? brg_msg_dup(msg) : NULL;
     free(body);
     if (!saved) {
         brg_msg_destroy(&call);
+        self->stats.errors++;
         return brg_reply_error(ctx, BRG_ENOMEM), BRG_OK;
     }
     // The HTTP actor's own deadline answers first; ours is the backstop.
@@ -853,7 +1730,10 @@ s_openai(brg_ctx_t *ctx, const brg_msg_t *msg)
     if (rc != BRG_OK) {
         brg_msg_destroy(&call);
         brg_msg_destroy(&saved);
+        self->stats.errors++;
         brg_reply_error(ctx, rc);
+    } else {
+        self->stats.in_flight++;
     }
     return BRG_OK;
 }
@@ -884,6 +1764,12 @@ brg_model_openai_opts_init(brg_model_openai_opts_t *opts)
     opts->timeout_ms = 60000;
     opts->http = BRG_REF_NONE;
     opts->log_errors = true;
+    opts->max_attempts = 3;
+    opts->retry_base_ms = 500;
+    opts->retry_max_ms = 20000;
+    opts->retry_budget_ratio = 0.1;
+    opts->retry_budget_min = 10;
+    opts->retry_window_ms = 60000;
 }
 
 int
@@ -926,7 +1812,12 @@ s_openai_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_openai_opts_t 
         !brg__http_url_ok(opts->url, strlen(opts->url)) ||
         (opts->api_key && !s_token_ok(opts->api_key)) || opts->max_tokens < 1 ||
         opts->max_tokens > 100000 || !(opts->temperature >= 0) || opts->temperature > 2 ||
-        opts->timeout_ms < 1 || opts->timeout_ms > 3600000)
+        opts->timeout_ms < 1 || opts->timeout_ms > 3600000 || opts->max_attempts < 1 ||
+        opts->max_attempts > 10 || opts->retry_base_ms < 1 || opts->retry_base_ms > 60000 ||
+        opts->retry_max_ms < opts->retry_base_ms || opts->retry_max_ms > 600000 ||
+        !(opts->retry_budget_ratio >= 0) || opts->retry_budget_ratio > 1 ||
+        opts->retry_budget_min < 0 || opts->retry_budget_min > 1000000 ||
+        opts->retry_window_ms < 1000 || opts->retry_window_ms > 3600000)
         return BRG_EINVAL;
     s_openai_t *self = calloc(1, sizeof(*self));
     if (!self)
@@ -957,6 +1848,15 @@ s_openai_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_openai_opts_t 
     self->log_errors = opts->log_errors;
     self->http = opts->http;
     self->own_http = brg_ref_is_none(opts->http);
+    self->max_attempts = opts->max_attempts;
+    self->retry_base_ms = opts->retry_base_ms;
+    self->retry_max_ms = opts->retry_max_ms;
+    self->retry_budget_ratio = opts->retry_budget_ratio;
+    self->retry_budget_min = opts->retry_budget_min;
+    self->retry_window_ms = opts->retry_window_ms;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    self->rand_state = (unsigned)ts.tv_nsec ^ (unsigned)(uintptr_t)self;
     self->parent = ctx ? brg_self(ctx) : BRG_REF_NONE;
     return brg__actors_spawn(sys, ctx, s_openai, self, s_openai_destroy, s_openai_init, opts->name,
                              model);

@@ -45,6 +45,15 @@ typedef struct {
     int delay_ms;             // wait before answering
     bool no_length;           // send no Content-Length: the body ends when the connection closes
     bool raw;                 // send body as it is, no status line or headers (not HTTP)
+    char headers[256];        // extra header lines, each ending "\r\n" (e.g. Retry-After)
+    // Streaming: with n_chunks > 0 the body is sent chunked (Transfer-Encoding),
+    // chunk by chunk, waiting chunk_delay_ms before each but the first, and
+    // hang_ms after chunk number hang_after (1-based; 0: never). The chunks
+    // are malloc'd by the handler and freed by the server; body is unused.
+    char *chunks[64];
+    int n_chunks;
+    int chunk_delay_ms;
+    int hang_after, hang_ms;
 } tu_http_resp_t;
 
 typedef void (*tu_http_handler_fn)(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg);
@@ -159,24 +168,52 @@ tu__http_conn_main(void *arg)
         snprintf(server->last_body, sizeof server->last_body, "%s", req.body);
         server->last.body = server->last_body;
         pthread_mutex_unlock(&server->lock);
-        tu_http_resp_t resp = {200, NULL, NULL, 0, 0, false, false};
+        tu_http_resp_t resp;
+        memset(&resp, 0, sizeof resp);
+        resp.status = 200;
         server->handler(&req, &resp, server->arg);
         tu__http_sleep_ms(server, resp.delay_ms);
-        if (resp.raw && resp.body && !atomic_load(&server->stopping)) {
+        if (resp.n_chunks > 0 && !atomic_load(&server->stopping)) {
+            char head[1024];
+            int n =
+                snprintf(head, sizeof head,
+                         "HTTP/1.1 %d Test\r\nContent-Type: %s\r\n%sTransfer-Encoding: "
+                         "chunked\r\nConnection: close\r\n\r\n",
+                         resp.status, resp.content_type ? resp.content_type : "text/event-stream",
+                         resp.headers);
+            bool ok = tu__http_write_all(conn->fd, head, (size_t)n);
+            for (int i = 0; ok && i < resp.n_chunks && !atomic_load(&server->stopping); i++) {
+                if (i > 0)
+                    tu__http_sleep_ms(server, resp.chunk_delay_ms);
+                if (resp.hang_after > 0 && i == resp.hang_after)
+                    tu__http_sleep_ms(server, resp.hang_ms);
+                char size[32];
+                size_t len = strlen(resp.chunks[i]);
+                int m = snprintf(size, sizeof size, "%zx\r\n", len);
+                ok = tu__http_write_all(conn->fd, size, (size_t)m) &&
+                     tu__http_write_all(conn->fd, resp.chunks[i], len) &&
+                     tu__http_write_all(conn->fd, "\r\n", 2);
+            }
+            if (ok && !atomic_load(&server->stopping))
+                tu__http_write_all(conn->fd, "0\r\n\r\n", 5);
+        } else if (resp.raw && resp.body && !atomic_load(&server->stopping)) {
             tu__http_write_all(conn->fd, resp.body,
                                resp.body_len ? resp.body_len : strlen(resp.body));
         } else if (resp.status > 0 && !atomic_load(&server->stopping)) {
             size_t blen = resp.body ? (resp.body_len ? resp.body_len : strlen(resp.body)) : 0;
-            char head[512];
-            int n = snprintf(head, sizeof head,
-                             "HTTP/1.1 %d Test\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                             "Connection: close\r\n\r\n",
-                             resp.status,
-                             resp.content_type ? resp.content_type : "application/json", blen);
+            char head[1024];
+            int n =
+                snprintf(head, sizeof head,
+                         "HTTP/1.1 %d Test\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                         "%sConnection: close\r\n\r\n",
+                         resp.status, resp.content_type ? resp.content_type : "application/json",
+                         blen, resp.headers);
             if (tu__http_write_all(conn->fd, head, (size_t)n) && blen)
                 tu__http_write_all(conn->fd, resp.body, blen);
         }
         free(resp.body);
+        for (int i = 0; i < resp.n_chunks; i++)
+            free(resp.chunks[i]);
         free(req.body);
     }
     close(conn->fd);

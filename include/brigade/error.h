@@ -31,7 +31,8 @@
     XX(ENETWORK, -17, "network failure (resolve, connect, TLS or transfer)")                       \
     XX(EHTTP, -18, "HTTP error status (not 2xx)")                                                  \
     XX(EDEADLK, -19, "blocking call refused on a thread of its own system (would deadlock)")       \
-    XX(EPERM, -20, "not permitted (the peer's key or role may not do this)")
+    XX(EPERM, -20, "not permitted (the peer's key or role may not do this)")                       \
+    XX(ECANCELED, -21, "cancelled by the requester")
 
 typedef enum {
     BRG_OK = 0,

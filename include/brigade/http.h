@@ -40,6 +40,36 @@
 //  Spawned with brg_http_spawn, it ends when the spawning actor ends, for
 //  any reason (it traps exits to see a normal exit too).
 //
+//  Streaming mode (a request with stream_id > 0). Once the response's status
+//  line and headers are in and the status is 2xx, every piece of the body is
+//  sent at once, as it arrives, to the request's sender as a plain
+//  BRG_HTTP_TAG_CHUNK message [stream_id, status, bytes] (from the I/O
+//  thread; sender BRG_REF_NONE), and the final answer (the response, after
+//  the last chunk) has an empty body. The actor keeps no body of a 2xx
+//  stream, so its memory stays bounded however long the stream runs; the
+//  total is still capped by max_response_bytes (then BRG_EMSGSIZE). A
+//  status that is not 2xx is not streamed: its body is kept and comes in
+//  the response as usual (an error body to read). If the sender is gone,
+//  the transfer is aborted. Chunks and the answer reach the sender in order
+//  (the chunks are sent before the transfer is handed back to the actor).
+//
+//  Cancel: BRG_HTTP_TAG_CANCEL [stream_id] (brg_http_msg_cancel) from the
+//  sender of a streaming request aborts its transfer (the connection is
+//  closed) and the request is answered with BRG_ECANCELED. A cancel that
+//  matches no running transfer of that sender is ignored (the request may
+//  have been answered already).
+//
+//  Error detail (a request with error_detail): a failed transfer is answered
+//  with a BRG_HTTP_TAG_ERROR message (ask status BRG_OK) instead of an ask
+//  error: [code, nothing_sent, message] where code is the error above,
+//  nothing_sent is true when no byte of the request left (resolve or connect
+//  failed: safe to send again), and message is curl's explanation. Requests
+//  refused before a transfer (BRG_EBUSY, BRG_EINVAL, BRG_ENOMEM) are still
+//  answered with an ask error.
+//
+//  Retry-After: a response carries the server's Retry-After header (delay
+//  seconds or an HTTP date) as retry_after_ms from when it came, -1 if none.
+//
 //  Messages with a tag starting "brg.http." are the HTTP actor's protocol.
 #ifndef BRG_HTTP_H
 #define BRG_HTTP_H
@@ -66,6 +96,9 @@
 #define BRG_HTTP_TAG_REQUEST "brg.http.request"   // -> brg.http.response or an error
 #define BRG_HTTP_TAG_RESPONSE "brg.http.response" // [status, content_type, body]
 #define BRG_HTTP_TAG_STATS "brg.http.stats"       // -> the counters, in field order
+#define BRG_HTTP_TAG_CHUNK "brg.http.chunk"       // [stream_id, status, bytes], streaming
+#define BRG_HTTP_TAG_CANCEL "brg.http.cancel"     // [stream_id]: abort that stream
+#define BRG_HTTP_TAG_ERROR "brg.http.error"       // [code, nothing_sent, message]
 
 //  HTTP actor options. Start from brg_http_opts_init(&opts); the actor
 //  copies them and their strings.
@@ -91,6 +124,8 @@ typedef struct brg_http_request {
     const void *body;           // request body, or NULL
     size_t body_len;            //
     int timeout_ms;             // > 0: this request's deadline; 0: the actor's default
+    uint64_t stream_id;         // > 0: streaming mode (see above), 0: the whole body at the end
+    bool error_detail;          // failures as BRG_HTTP_TAG_ERROR messages (see above)
 } brg_http_request_t;
 
 //  A response as brg_http_read_response sees it. The pointers point into the
@@ -101,7 +136,25 @@ typedef struct brg_http_response {
     size_t content_type_len;  //
     const void *body;         // the body (not NUL-terminated)
     size_t body_len;          //
+    int64_t retry_after_ms;   // the Retry-After header in ms (>= 0), -1 if none
 } brg_http_response_t;
+
+//  A streamed piece of a body, as brg_http_read_chunk sees it (a view into
+//  the message).
+typedef struct brg_http_chunk {
+    uint64_t stream_id;
+    int status; // the response's HTTP status (2xx)
+    const void *data;
+    size_t len;
+} brg_http_chunk_t;
+
+//  A failure with its detail, as brg_http_read_error sees it.
+typedef struct brg_http_error {
+    int code;          // BRG_ETIMEDOUT, BRG_ENETWORK, BRG_EMSGSIZE, BRG_ECANCELED, ...
+    bool nothing_sent; // no byte of the request was sent
+    const char *message;
+    size_t message_len;
+} brg_http_error_t;
 
 //  Counters as the actor reports them (a plain value: read its fields).
 typedef struct brg_http_stats {
@@ -110,7 +163,7 @@ typedef struct brg_http_stats {
     uint64_t responses; // of those, answered with a response (any HTTP status)
     uint64_t failed;    // of those, answered with an error: BRG_ETIMEDOUT,
                         // BRG_ENETWORK, BRG_EMSGSIZE, BRG_EINVAL (libcurl refused
-                        // the URL) or BRG_ENOMEM
+                        // the URL), BRG_ECANCELED or BRG_ENOMEM
     uint64_t rejected;  // requests refused before a transfer: BRG_EBUSY,
                         // BRG_EINVAL (malformed) or BRG_ENOMEM
 } brg_http_stats_t;
@@ -140,6 +193,15 @@ BRG_EXPORT brg_msg_t *brg_http_msg_request(const brg_http_request_t *req);
 //  Read a response (views into reply). BRG_OK, BRG_ETYPE (another tag) or
 //  BRG_EBADMSG.
 BRG_EXPORT int brg_http_read_response(const brg_msg_t *reply, brg_http_response_t *out);
+
+//  Read a streamed chunk (views into msg). BRG_OK, BRG_ETYPE or BRG_EBADMSG.
+BRG_EXPORT int brg_http_read_chunk(const brg_msg_t *msg, brg_http_chunk_t *out);
+
+//  Read an error-detail reply (views into msg). BRG_OK, BRG_ETYPE or BRG_EBADMSG.
+BRG_EXPORT int brg_http_read_error(const brg_msg_t *msg, brg_http_error_t *out);
+
+//  A cancel of the sender's stream stream_id. NULL if out of memory. Caller owns it.
+BRG_EXPORT brg_msg_t *brg_http_msg_cancel(uint64_t stream_id);
 
 //  A request for the counters, for brg_ask. NULL if out of memory. Caller owns it.
 BRG_EXPORT brg_msg_t *brg_http_msg_stats(void);

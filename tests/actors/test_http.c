@@ -103,8 +103,13 @@ th_ask(const char *method, const char *path, const char *const *headers, size_t 
 {
     char url[256];
     tu_http_server_url(th_server, url, sizeof url, path);
-    brg_http_request_t req = {method,    url, headers, n_headers, body, body ? strlen(body) : 0,
-                              timeout_ms};
+    brg_http_request_t req = {.method = method,
+                              .url = url,
+                              .headers = headers,
+                              .n_headers = n_headers,
+                              .body = body,
+                              .body_len = body ? strlen(body) : 0,
+                              .timeout_ms = timeout_ms};
     brg_msg_t *msg = brg_http_msg_request(&req);
     ck_assert_ptr_nonnull(msg);
     *reply = NULL;

@@ -8,7 +8,7 @@
 //  malformed JSON and JSON that is not a completion (BRG_EPROTO), invalid
 //  UTF-8 input (BRG_EINVAL), a backend stopped mid-call, and the choice of
 //  backend from the environment.
-#include "http_test_server.h"
+#include "model_test_server.h"
 #include "test_util.h"
 
 #include <jansson.h>
@@ -393,9 +393,10 @@ END_TEST
 typedef struct {
     pthread_mutex_t lock;
     brg_ref_t model;
-    brg_msg_t *request; // handed over by the test before "tm.go"
-    uint64_t cancel_id; // "tm.cancel": the stream to cancel
-    char text[4096];    // text deltas of stream 1 and 2, in order
+    brg_msg_t *request;  // handed over by the test before "tm.go"
+    brg_msg_t *request2; // optional second request, sent right after
+    uint64_t cancel_id;  // "tm.cancel": the stream to cancel
+    char text[4096];     // text deltas of stream 1 and 2, in order
     char text2[4096];
     char args[4][1024]; // tool-call argument fragments by index (stream 1)
     char ids[4][64];
@@ -423,10 +424,12 @@ tm_collect(brg_ctx_t *ctx, const brg_msg_t *msg)
     brg_model_delta_t d;
     pthread_mutex_lock(&tm_col.lock);
     if (brg_msg_is(msg, "tm.go")) {
-        brg_msg_t *req = tm_col.request;
-        tm_col.request = NULL;
+        brg_msg_t *req = tm_col.request, *req2 = tm_col.request2;
+        tm_col.request = tm_col.request2 = NULL;
         pthread_mutex_unlock(&tm_col.lock);
         ck_assert_int_eq(brg_send(ctx, tm_col.model, &req), BRG_OK);
+        if (req2)
+            ck_assert_int_eq(brg_send(ctx, tm_col.model, &req2), BRG_OK);
         return BRG_OK;
     }
     if (brg_msg_is(msg, "tm.cancel")) {
@@ -464,6 +467,7 @@ tm_collector_reset(void)
     for (int i = 0; i < tm_col.done; i++)
         brg_msg_destroy(&tm_col.ends[i]);
     brg_msg_destroy(&tm_col.request);
+    brg_msg_destroy(&tm_col.request2);
     memset(tm_col.text, 0, sizeof tm_col.text);
     memset(tm_col.text2, 0, sizeof tm_col.text2);
     memset(tm_col.args, 0, sizeof tm_col.args);
@@ -473,18 +477,41 @@ tm_collector_reset(void)
     pthread_mutex_unlock(&tm_col.lock);
 }
 
-//  Start a collector that sends `request` (taken) to model.
+//  Start a collector that sends `request` and then `request2` (taken; may
+//  be NULL) to model.
 static brg_ref_t
-tm_stream(brg_ref_t model, brg_msg_t *request)
+tm_stream_two(brg_ref_t model, brg_msg_t *request, brg_msg_t *request2)
 {
     tm_collector_reset();
     pthread_mutex_lock(&tm_col.lock);
     tm_col.model = model;
     tm_col.request = request;
+    tm_col.request2 = request2;
     pthread_mutex_unlock(&tm_col.lock);
     brg_ref_t col = tu_spawn(tu_sys, tm_collect);
     ck_assert_int_eq(tu_send_tag(tu_sys, col, "tm.go"), BRG_OK);
     return col;
+}
+
+static brg_ref_t
+tm_stream(brg_ref_t model, brg_msg_t *request)
+{
+    return tm_stream_two(model, request, NULL);
+}
+
+//  Wait until at least n fragments came.
+static void
+tm_wait_deltas(int n)
+{
+    for (int t = 0; t < 1000 * (int)tu_multiplier(); t++) {
+        pthread_mutex_lock(&tm_col.lock);
+        int deltas = tm_col.deltas;
+        pthread_mutex_unlock(&tm_col.lock);
+        if (deltas >= n)
+            return;
+        tu_sleep_ms(10);
+    }
+    ck_abort_msg("no stream fragment came");
 }
 
 //  Wait until n ends came (10 s at most, times the multiplier).
@@ -990,6 +1017,567 @@ START_TEST(test_model_openai_spawn_rejects_bad_options)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  OpenAI-compatible backend: chat, against tests/model_test_server.h
+
+static tu_model_server_t tm_ms = TU_MODEL_SERVER_INIT;
+static tu_http_server_t *tm_chat_server;
+static brg_ref_t tm_chat_http; // the backends' HTTP actor (its stats are read)
+
+static void
+tm_setup_chat(void)
+{
+    tu_setup();
+    tm_collector_reset();
+    atomic_store(&tm_ms.requests, 0);
+    tm_ms.fail_first = tm_ms.fail_status = tm_ms.close_first = 0;
+    tm_ms.retry_after = NULL;
+    tm_ms.chunk_delay_ms = tm_ms.delay_ms = 0;
+    tm_ms.last_error[0] = '\0';
+    tm_chat_server = tu_http_server_start(tu_model_handler, &tm_ms);
+    ck_assert_ptr_nonnull(tm_chat_server);
+    brg_http_opts_t hopts;
+    brg_http_opts_init(&hopts);
+    hopts.log_errors = false;
+    ck_assert_int_eq(brg_http_spawn_root(tu_sys, &hopts, &tm_chat_http), BRG_OK);
+}
+
+static void
+tm_teardown_chat(void)
+{
+    tu_teardown();
+    tu_http_server_stop(&tm_chat_server);
+    tm_collector_reset();
+}
+
+//  An openai backend on the chat server under path (e.g. "/v1"), fast
+//  retries; tweak may change the options first.
+static brg_ref_t
+tm_chat_openai(const char *path, void (*tweak)(brg_model_openai_opts_t *))
+{
+    char url[128];
+    tu_http_server_url(tm_chat_server, url, sizeof url, path);
+    brg_model_openai_opts_t opts;
+    brg_model_openai_opts_init(&opts);
+    opts.url = url;
+    opts.api_key = "sk-test";
+    opts.model = "test-default";
+    opts.http = tm_chat_http;
+    opts.log_errors = false;
+    opts.retry_base_ms = 10;
+    opts.retry_max_ms = 50;
+    opts.timeout_ms = 10000;
+    if (tweak)
+        tweak(&opts);
+    brg_ref_t model;
+    ck_assert_int_eq(brg_model_openai_spawn_root(tu_sys, &opts, &model), BRG_OK);
+    return model;
+}
+
+//  The server's copy of the last request body, parsed.
+static json_t *
+tm_last_body(void)
+{
+    static char body[16384];
+    tu_http_server_last(tm_chat_server, NULL, body, sizeof body);
+    json_t *root = json_loads(body, 0, NULL);
+    ck_assert_ptr_nonnull(root);
+    return root;
+}
+
+//  Ask and read an error reply into *e (the reply is kept in *keep).
+static void
+tm_chat_error(brg_ref_t model, brg_model_chat_t *chat, brg_model_error_t *e, brg_msg_t **keep)
+{
+    *keep = tm_chat(model, chat);
+    ck_assert_int_eq(brg_model_read_error(*keep, e), BRG_OK);
+}
+
+START_TEST(test_model_openai_chat_puts_history_tools_and_settings_on_the_wire)
+{
+    brg_ref_t model = tm_chat_openai("/v1", NULL);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_SYSTEM, "You help.", 0);
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "Weather in Oslo?", 0);
+    brg_model_tool_call_t call = {"call_9", 0, "get_weather", 0, "{\"city\":\"Oslo\"}", 0};
+    brg_model_chat_add_assistant(chat, NULL, &call, 1);
+    brg_model_chat_add_tool_result(chat, "call_9", "rain", 0);
+    brg_model_tool_t tool = {
+        "get_weather",
+        0,
+        "The weather",
+        0,
+        "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}",
+        0};
+    brg_model_chat_add_tool(chat, &tool);
+    brg_model_chat_set_model(chat, "override-1");
+    brg_model_chat_set_temperature(chat, 0.25);
+    brg_model_chat_set_max_tokens(chat, 50);
+    brg_msg_t *reply = tm_chat(model, chat);
+    brg_model_chat_reply_t r;
+    ck_assert_int_eq(brg_model_read_chat_reply(reply, &r), BRG_OK);
+    tm_eq(r.text, r.len, "Tool said: rain");
+    tm_eq(r.finish_reason, r.finish_reason_len, "stop");
+    tm_eq(r.model, r.model_len, "override-1");
+    tm_eq(r.backend, r.backend_len, "openai");
+    ck_assert_int_eq(r.attempts, 1);
+    ck_assert_int_gt(r.prompt_tokens, 10);
+    ck_assert_int_eq(r.completion_tokens, 8);
+    ck_assert_int_eq(r.total_tokens, r.prompt_tokens + 8);
+    brg_msg_destroy(&reply);
+
+    json_t *body = tm_last_body();
+    ck_assert_str_eq(json_string_value(json_object_get(body, "model")), "override-1");
+    ck_assert_int_eq(json_integer_value(json_object_get(body, "max_tokens")), 50);
+    ck_assert(json_real_value(json_object_get(body, "temperature")) == 0.25);
+    ck_assert_ptr_null(json_object_get(body, "stream"));
+    ck_assert_ptr_null(json_object_get(body, "response_format"));
+    json_t *messages = json_object_get(body, "messages");
+    ck_assert_uint_eq(json_array_size(messages), 4);
+    json_t *asst = json_array_get(messages, 2);
+    ck_assert(json_is_null(json_object_get(asst, "content")));
+    json_t *tc = json_array_get(json_object_get(asst, "tool_calls"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(tc, "id")), "call_9");
+    ck_assert_str_eq(json_string_value(json_object_get(tc, "type")), "function");
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(tc, "function"), "arguments")),
+        "{\"city\":\"Oslo\"}");
+    json_t *toolmsg = json_array_get(messages, 3);
+    ck_assert_str_eq(json_string_value(json_object_get(toolmsg, "role")), "tool");
+    ck_assert_str_eq(json_string_value(json_object_get(toolmsg, "tool_call_id")), "call_9");
+    json_t *fn = json_object_get(json_array_get(json_object_get(body, "tools"), 0), "function");
+    ck_assert_str_eq(json_string_value(json_object_get(fn, "name")), "get_weather");
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(fn, "parameters"), "type")),
+                     "object");
+    json_decref(body);
+
+    // JSON mode, and the backend's defaults when the request sets none.
+    brg_model_chat_t *json_chat = brg_model_chat_new();
+    brg_model_chat_add_message(json_chat, BRG_MODEL_USER, "answer in JSON", 0);
+    brg_model_chat_set_json_mode(json_chat, true);
+    reply = tm_chat(model, json_chat);
+    ck_assert_int_eq(brg_model_read_chat_reply(reply, &r), BRG_OK);
+    tm_eq(r.text, r.len, "{\"answer\":\"json\"}");
+    brg_msg_destroy(&reply);
+    body = tm_last_body();
+    ck_assert_str_eq(
+        json_string_value(json_object_get(json_object_get(body, "response_format"), "type")),
+        "json_object");
+    ck_assert_str_eq(json_string_value(json_object_get(body, "model")), "test-default");
+    ck_assert_int_eq(json_integer_value(json_object_get(body, "max_tokens")), 512);
+    json_decref(body);
+    brg_model_chat_destroy(&json_chat);
+    brg_model_chat_destroy(&chat);
+
+    // A tool whose parameters are not JSON never leaves: an error with why.
+    chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "x", 0);
+    brg_model_tool_t bad = {"f", 0, "", 0, "{not json", 0};
+    brg_model_chat_add_tool(chat, &bad);
+    brg_model_error_t e;
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.code, BRG_EINVAL);
+    ck_assert_int_eq(e.attempts, 0);
+    ck_assert(strstr(e.message, "parameters") != NULL);
+    brg_msg_destroy(&reply);
+    brg_model_chat_destroy(&chat);
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 2);
+
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.requests, 3);
+    ck_assert_uint_eq(st.errors, 1);
+    ck_assert_uint_eq(st.completion_tokens, 16);
+    ck_assert_uint_gt(st.prompt_tokens, 20);
+    ck_assert_uint_eq(st.in_flight, 0);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_answers_with_tool_calls)
+{
+    brg_ref_t model = tm_chat_openai("/v1", NULL);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "look it up", 0);
+    brg_model_tool_t tool = {"search", 0, "Search", 0, NULL, 0};
+    brg_model_chat_add_tool(chat, &tool);
+    brg_msg_t *reply = tm_chat(model, chat);
+    brg_model_chat_reply_t r;
+    ck_assert_int_eq(brg_model_read_chat_reply(reply, &r), BRG_OK);
+    tm_eq(r.text, r.len, "");
+    tm_eq(r.finish_reason, r.finish_reason_len, "tool_calls");
+    ck_assert_uint_eq(r.n_tool_calls, 1);
+    brg_model_tool_call_t c;
+    ck_assert_int_eq(brg_model_chat_reply_tool_call(&r, 0, &c), BRG_OK);
+    tm_eq(c.id, c.id_len, "call_1");
+    tm_eq(c.name, c.name_len, "search");
+    tm_eq(c.arguments, c.arguments_len, "{\"q\":\"look it up\"}");
+    brg_msg_destroy(&reply);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_streams_text_tool_calls_and_usage)
+{
+    tm_ms.chunk_delay_ms = 5;
+    brg_ref_t model = tm_chat_openai("/v1", NULL);
+    // Two streams at once from one actor: text (id 1) and a tool call (id 2).
+    brg_model_chat_t *a = brg_model_chat_new(), *b = brg_model_chat_new();
+    brg_model_chat_add_message(a, BRG_MODEL_USER, "hello stream", 0);
+    brg_model_chat_set_stream(a, 1);
+    brg_model_chat_add_message(b, BRG_MODEL_USER, "find it", 0);
+    brg_model_tool_t tool = {"search", 0, "Search", 0, NULL, 0};
+    brg_model_chat_add_tool(b, &tool);
+    brg_model_chat_set_stream(b, 2);
+    tm_stream_two(model, brg_model_chat_msg(a), brg_model_chat_msg(b));
+    tm_wait_ends(2);
+    pthread_mutex_lock(&tm_col.lock);
+    ck_assert_str_eq(tm_col.text, "Echo: hello stream");
+    ck_assert_str_eq(tm_col.text2, "");
+    ck_assert_int_eq(tm_col.first_fragments, 1);
+    ck_assert_str_eq(tm_col.names[0], "search");
+    ck_assert(strncmp(tm_col.ids[0], "call_", 5) == 0);
+    ck_assert_str_eq(tm_col.args[0], "{\"q\":\"find it\"}");
+    ck_assert_int_ge(tm_col.deltas, 5 + 4); // 18 bytes in 4s, 15 in 5s and a first fragment
+    for (int i = 0; i < 2; i++) {
+        brg_model_end_t end;
+        ck_assert_int_eq(brg_model_read_end(tm_col.ends[i], &end), BRG_OK);
+        ck_assert_int_eq(end.status, BRG_OK);
+        ck_assert(end.stream_id == 1 || end.stream_id == 2);
+        tm_eq(end.reply.finish_reason, end.reply.finish_reason_len,
+              end.stream_id == 1 ? "stop" : "tool_calls");
+        ck_assert_int_eq(end.reply.completion_tokens, 8); // from the usage chunk
+        ck_assert_int_gt(end.reply.prompt_tokens, 10);
+        ck_assert_int_eq(end.reply.total_tokens, end.reply.prompt_tokens + 8);
+        tm_eq(end.reply.model, end.reply.model_len, "test-default");
+        ck_assert_int_eq(end.reply.attempts, 1);
+    }
+    pthread_mutex_unlock(&tm_col.lock);
+    json_t *body = tm_last_body();
+    ck_assert(json_is_true(json_object_get(body, "stream")));
+    ck_assert(
+        json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage")));
+    json_decref(body);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.streams, 2);
+    ck_assert_uint_eq(st.completion_tokens, 16);
+    ck_assert_uint_eq(st.errors, 0);
+    brg_model_chat_destroy(&a);
+    brg_model_chat_destroy(&b);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_cancel_mid_stream_aborts_the_transfer)
+{
+    brg_ref_t model = tm_chat_openai("/hang/v1", NULL);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "a long answer please", 0);
+    brg_model_chat_set_stream(chat, 5);
+    brg_ref_t col = tm_stream(model, brg_model_chat_msg(chat));
+    pthread_mutex_lock(&tm_col.lock);
+    tm_col.cancel_id = 5;
+    pthread_mutex_unlock(&tm_col.lock);
+    tm_wait_deltas(1); // "Echo", then the server hangs for 10 s
+    ck_assert_int_eq(tu_send_tag(tu_sys, col, "tm.cancel"), BRG_OK);
+    tm_wait_ends(1);
+    pthread_mutex_lock(&tm_col.lock);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    ck_assert_int_eq(end.status, BRG_OK);
+    tm_eq(end.reply.finish_reason, end.reply.finish_reason_len, "cancelled");
+    ck_assert_str_eq(tm_col.text, "Echo");
+    pthread_mutex_unlock(&tm_col.lock);
+    // The HTTP actor aborted the transfer (BRG_ECANCELED counts as failed)
+    // long before the server's 10 s pause ends.
+    brg_http_stats_t hs = {0};
+    for (int t = 0; t < 500 * (int)tu_multiplier(); t++) {
+        ck_assert_int_eq(brg_http_stats(tu_sys, tm_chat_http, 10000, &hs), BRG_OK);
+        if (hs.failed == 1)
+            break;
+        tu_sleep_ms(10);
+    }
+    ck_assert_uint_eq(hs.failed, 1);
+    ck_assert_uint_eq(hs.in_flight, 0);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.cancelled, 1);
+    ck_assert_uint_eq(st.errors, 0);
+    ck_assert_uint_eq(st.in_flight, 0);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_stream_cut_short_ends_with_an_error)
+{
+    brg_ref_t model = tm_chat_openai("/cut/v1", NULL);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "hello", 0);
+    brg_model_chat_set_stream(chat, 3);
+    tm_stream(model, brg_model_chat_msg(chat));
+    tm_wait_ends(1);
+    pthread_mutex_lock(&tm_col.lock);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    ck_assert_int_eq(end.status, BRG_EPROTO);
+    ck_assert_int_eq(end.error.http_status, 200);
+    ck_assert(strstr(end.error.message, "[DONE]") != NULL);
+    ck_assert_int_eq(end.error.attempts, 1); // fragments went out: never retried
+    ck_assert_str_eq(tm_col.text, "Echo");
+    pthread_mutex_unlock(&tm_col.lock);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_errors_keep_status_type_message_and_retry_after)
+{
+    tm_ms.fail_first = 1000;
+    tm_ms.fail_status = 401; // not retried
+    brg_ref_t model = tm_chat_openai("/v1", NULL);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "hi", 0);
+    brg_model_error_t e;
+    brg_msg_t *reply;
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.code, BRG_EHTTP);
+    ck_assert_int_eq(e.http_status, 401);
+    tm_eq(e.type, e.type_len, "server_error");
+    tm_eq(e.message, e.message_len, "injected failure 1 of 1000");
+    ck_assert_int_eq(e.retry_after_ms, -1);
+    ck_assert_int_eq(e.attempts, 1);
+    ck_assert_int_eq(brg_model_chat_status(BRG_OK, reply), BRG_EHTTP);
+    brg_msg_destroy(&reply);
+
+    // 429 with Retry-After in seconds, one attempt allowed: the detail says when.
+    tm_ms.fail_status = 429;
+    tm_ms.retry_after = "7";
+    ck_assert_int_eq(brg_model_chat_set_max_attempts(chat, 1), BRG_OK);
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.http_status, 429);
+    tm_eq(e.type, e.type_len, "rate_limit_exceeded");
+    ck_assert_int_eq(e.retry_after_ms, 7000);
+    brg_msg_destroy(&reply);
+
+    // ... and as an HTTP date a minute ahead.
+    static char date[64];
+    time_t later = time(NULL) + 60;
+    struct tm gmt;
+    gmtime_r(&later, &gmt);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &gmt);
+    tm_ms.retry_after = date;
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_ge(e.retry_after_ms, 55000);
+    ck_assert_int_le(e.retry_after_ms, 60000);
+    brg_msg_destroy(&reply);
+
+    // A streamed request that fails before any fragment: an error end.
+    brg_model_chat_set_stream(chat, 4);
+    tm_stream(model, brg_model_chat_msg(chat));
+    tm_wait_ends(1);
+    pthread_mutex_lock(&tm_col.lock);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    ck_assert_int_eq(end.status, BRG_EHTTP);
+    ck_assert_uint_eq(end.stream_id, 4);
+    ck_assert_int_eq(end.error.http_status, 429);
+    ck_assert(end.error.retry_after_ms > 0);
+    pthread_mutex_unlock(&tm_col.lock);
+    brg_model_chat_destroy(&chat);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.errors, 4);
+    ck_assert_uint_eq(st.retries, 0);
+}
+END_TEST
+
+static void
+tm_slow_retries(brg_model_openai_opts_t *opts)
+{
+    opts->retry_max_ms = 5000; // lets a Retry-After of 1 s through
+}
+
+START_TEST(test_model_openai_chat_retries_429_honouring_retry_after)
+{
+    tm_ms.fail_first = 2;
+    tm_ms.fail_status = 429;
+    tm_ms.retry_after = "1";
+    brg_ref_t model = tm_chat_openai("/v1", tm_slow_retries);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "patience", 0);
+    uint64_t start = tu_now_ms();
+    brg_msg_t *reply = tm_chat(model, chat);
+    uint64_t took = tu_now_ms() - start;
+    brg_model_chat_reply_t r;
+    ck_assert_int_eq(brg_model_read_chat_reply(reply, &r), BRG_OK);
+    tm_eq(r.text, r.len, "Echo: patience");
+    ck_assert_int_eq(r.attempts, 3);
+    // Each retry waited for the server's Retry-After (a lower bound: the
+    // backoff alone, at most 50 ms here, would not take this long).
+    ck_assert_uint_ge(took, 2000);
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 3);
+    brg_msg_destroy(&reply);
+    brg_model_chat_destroy(&chat);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.retries, 2);
+    ck_assert_uint_eq(st.errors, 0);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_retries_5xx_until_the_attempts_run_out)
+{
+    tm_ms.fail_first = 1000;
+    tm_ms.fail_status = 503;
+    brg_ref_t model = tm_chat_openai("/v1", NULL);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "down?", 0);
+    brg_model_error_t e;
+    brg_msg_t *reply;
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.code, BRG_EHTTP);
+    ck_assert_int_eq(e.http_status, 503);
+    ck_assert_int_eq(e.attempts, 3);
+    tm_eq(e.message, e.message_len, "injected failure 3 of 1000");
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 3);
+    brg_msg_destroy(&reply);
+    // The request's own limit wins over the backend's.
+    ck_assert_int_eq(brg_model_chat_set_max_attempts(chat, 5), BRG_OK);
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.attempts, 5);
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 8);
+    brg_msg_destroy(&reply);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+static void
+tm_small_budget(brg_model_openai_opts_t *opts)
+{
+    opts->retry_budget_min = 2;
+    opts->retry_budget_ratio = 0;
+    opts->max_attempts = 10;
+}
+
+START_TEST(test_model_openai_chat_retry_budget_stops_an_outage_from_multiplying)
+{
+    tm_ms.fail_first = 1000;
+    tm_ms.fail_status = 500;
+    brg_ref_t model = tm_chat_openai("/v1", tm_small_budget);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "x", 0);
+    brg_model_error_t e;
+    brg_msg_t *reply;
+    // Two retries in the window in all: the first call spends them...
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.attempts, 3);
+    brg_msg_destroy(&reply);
+    // ... and the next ones get none, although max_attempts is 10.
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.attempts, 1);
+    ck_assert_int_eq(e.http_status, 500);
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 4);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.retries, 2);
+    ck_assert_uint_eq(st.retries_throttled, 2);
+    ck_assert_uint_eq(st.requests, 2);
+    ck_assert_uint_eq(st.errors, 2);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_does_not_retry_a_request_that_may_have_arrived)
+{
+    // The server reads the request and closes without answering: the
+    // request was sent, so it is not sent again...
+    tm_ms.close_first = 1000;
+    brg_ref_t model = tm_chat_openai("/v1", NULL);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "once only", 0);
+    brg_model_error_t e;
+    brg_msg_t *reply;
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.code, BRG_ENETWORK);
+    ck_assert_int_eq(e.http_status, 0);
+    ck_assert_int_eq(e.attempts, 1);
+    ck_assert_uint_gt(e.message_len, 0); // curl's explanation
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 1);
+    brg_msg_destroy(&reply);
+    // ... unless the request says it is safe.
+    brg_model_chat_set_retry_unsafe(chat, true);
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.attempts, 3);
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 4);
+    brg_msg_destroy(&reply);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_retries_a_connect_failure_where_nothing_was_sent)
+{
+    // A port nobody listens on (the server's, after it stopped).
+    char url[128];
+    tu_http_server_url(tm_chat_server, url, sizeof url, "/v1");
+    tu_http_server_stop(&tm_chat_server);
+    brg_model_openai_opts_t opts;
+    brg_model_openai_opts_init(&opts);
+    opts.url = url;
+    opts.http = tm_chat_http;
+    opts.log_errors = false;
+    opts.retry_base_ms = 10;
+    opts.retry_max_ms = 50;
+    brg_ref_t model;
+    ck_assert_int_eq(brg_model_openai_spawn_root(tu_sys, &opts, &model), BRG_OK);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "anyone?", 0);
+    brg_model_error_t e;
+    brg_msg_t *reply;
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.code, BRG_ENETWORK);
+    ck_assert_int_eq(e.attempts, 3);
+    brg_msg_destroy(&reply);
+    brg_model_chat_destroy(&chat);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.retries, 2);
+}
+END_TEST
+
+static void
+tm_short_deadline(brg_model_openai_opts_t *opts)
+{
+    opts->timeout_ms = 300;
+    opts->retry_max_ms = 5000;
+}
+
+START_TEST(test_model_openai_chat_deadline_covers_the_retries)
+{
+    // 429 with Retry-After 2 s and a 300 ms deadline: no time to wait, so
+    // the call fails at once with the 429's detail rather than waiting.
+    tm_ms.fail_first = 1000;
+    tm_ms.fail_status = 429;
+    tm_ms.retry_after = "2";
+    brg_ref_t model = tm_chat_openai("/v1", tm_short_deadline);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "quick", 0);
+    brg_model_error_t e;
+    brg_msg_t *reply;
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.code, BRG_EHTTP);
+    ck_assert_int_eq(e.http_status, 429);
+    ck_assert_int_eq(e.attempts, 1);
+    brg_msg_destroy(&reply);
+    // A server slower than the deadline: BRG_ETIMEDOUT, not retried.
+    tm_ms.fail_first = 0;
+    tm_ms.delay_ms = 2000;
+    tm_chat_error(model, chat, &e, &reply);
+    ck_assert_int_eq(e.code, BRG_ETIMEDOUT);
+    ck_assert_int_eq(e.attempts, 1);
+    brg_msg_destroy(&reply);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
 Suite *
 model_suite(void)
 {
@@ -1025,6 +1613,22 @@ model_suite(void)
     tcase_add_test(openai, test_model_backend_is_chosen_from_the_environment);
     tcase_add_test(openai, test_model_openai_spawn_rejects_bad_options);
     suite_add_tcase(s, openai);
+    TCase *chat = tcase_create("chat");
+    tcase_add_checked_fixture(chat, tm_setup_chat, tm_teardown_chat);
+    tcase_set_timeout(chat, 30);
+    tcase_add_test(chat, test_model_openai_chat_puts_history_tools_and_settings_on_the_wire);
+    tcase_add_test(chat, test_model_openai_chat_answers_with_tool_calls);
+    tcase_add_test(chat, test_model_openai_chat_streams_text_tool_calls_and_usage);
+    tcase_add_test(chat, test_model_openai_chat_cancel_mid_stream_aborts_the_transfer);
+    tcase_add_test(chat, test_model_openai_chat_stream_cut_short_ends_with_an_error);
+    tcase_add_test(chat, test_model_openai_chat_errors_keep_status_type_message_and_retry_after);
+    tcase_add_test(chat, test_model_openai_chat_retries_429_honouring_retry_after);
+    tcase_add_test(chat, test_model_openai_chat_retries_5xx_until_the_attempts_run_out);
+    tcase_add_test(chat, test_model_openai_chat_retry_budget_stops_an_outage_from_multiplying);
+    tcase_add_test(chat, test_model_openai_chat_does_not_retry_a_request_that_may_have_arrived);
+    tcase_add_test(chat, test_model_openai_chat_retries_a_connect_failure_where_nothing_was_sent);
+    tcase_add_test(chat, test_model_openai_chat_deadline_covers_the_retries);
+    suite_add_tcase(s, chat);
     return s;
 }
 

@@ -53,6 +53,7 @@ START_TEST(test_error_enum_values_match_the_table)
     ck_assert_int_eq(BRG_EHTTP, -18);
     ck_assert_int_eq(BRG_EDEADLK, -19);
     ck_assert_int_eq(BRG_EPERM, -20);
+    ck_assert_int_eq(BRG_ECANCELED, -21);
     ck_assert_str_eq(brg_err_name(BRG_ENOMEM), "BRG_ENOMEM");
     ck_assert_str_eq(brg_strerror(BRG_ENOMEM), "out of memory");
 }
@@ -68,7 +69,7 @@ END_TEST
 
 START_TEST(test_error_unknown_codes_give_unknown_error)
 {
-    static const int unknown[] = {1, 42, -21, -1000, -2147483647 - 1, 2147483647};
+    static const int unknown[] = {1, 42, -22, -1000, -2147483647 - 1, 2147483647};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         ck_assert_str_eq(brg_strerror(unknown[i]), "unknown error");
         ck_assert_str_eq(brg_err_name(unknown[i]), "BRG_EUNKNOWN");
