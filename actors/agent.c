@@ -301,14 +301,15 @@ brg_conv_read_event(const brg_msg_t *msg, brg_conv_event_t *out)
     return BRG_OK;
 }
 
-#define S_STATS_FIELDS 10
+#define S_STATS_FIELDS 11
 
 static void
 s_stats_fields(const brg_conv_stats_t *s, uint64_t *f)
 {
     uint64_t v[S_STATS_FIELDS] = {
         s->turns,         s->failed_turns,      s->steps,    s->tool_calls,     s->tool_errors,
-        s->prompt_tokens, s->completion_tokens, s->messages, s->history_tokens, s->dropped};
+        s->prompt_tokens, s->completion_tokens, s->messages, s->history_tokens, s->dropped,
+        s->waiting};
     memcpy(f, v, sizeof(v));
 }
 
@@ -319,7 +320,7 @@ brg_conv_read_stats(const brg_msg_t *msg, brg_conv_stats_t *out)
     int rc = brg__actors_read_uints(msg, BRG_CONV_TAG_STATS, f, S_STATS_FIELDS);
     if (rc != BRG_OK)
         return rc;
-    brg_conv_stats_t s = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]};
+    brg_conv_stats_t s = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]};
     *out = s;
     return BRG_OK;
 }
@@ -833,6 +834,24 @@ s_model_detail(int code, const brg_msg_t *reply)
 
 static int s_on_tool(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg);
 
+//  The conversation is stopping (a pending callback is called with
+//  BRG_ECLOSED, before the state goes): the running turn and every waiting
+//  one are answered BRG_ECLOSED now, not at their askers' deadlines.
+static void
+s_closing(brg_ctx_t *ctx, s_conv_t *s)
+{
+    if (s->turn.asker) {
+        brg_reply_error_to(ctx, s->turn.asker, BRG_ECLOSED);
+        brg_msg_destroy(&s->turn.asker);
+    }
+    for (; s->q_len > 0; s->q_len--) {
+        brg_msg_t **ask = &s->queue[s->q_head];
+        brg_reply_error_to(ctx, *ask, BRG_ECLOSED);
+        brg_msg_destroy(ask);
+        s->q_head = (s->q_head + 1) % (size_t)s->opts.max_queue;
+    }
+}
+
 static const s_tool_t *
 s_find_tool(const s_conv_t *s, const char *name)
 {
@@ -946,7 +965,11 @@ s_on_tool(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     s_conv_t *s = brg_state(ctx);
     uintptr_t a = (uintptr_t)arg;
     size_t i = a & ((1u << S_CALL_SEQ_SHIFT) - 1);
-    if (status == BRG_ECLOSED || !s->turn.asker ||
+    if (status == BRG_ECLOSED) {
+        s_closing(ctx, s);
+        return BRG_OK;
+    }
+    if (!s->turn.asker ||
         (a >> S_CALL_SEQ_SHIFT) != (s->dispatch_seq & (UINTPTR_MAX >> S_CALL_SEQ_SHIFT)) ||
         i >= s->n_calls || s->calls[i].done)
         return BRG_OK; // stopping, or a call of a step that is over
@@ -981,9 +1004,7 @@ s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     if (!s->turn.asker || (uint64_t)(uintptr_t)arg != s->turn.seq)
         return BRG_OK; // a turn that already ended
     if (status == BRG_ECLOSED) {
-        // The conversation is stopping: tell the asker now.
-        brg_reply_error_to(ctx, s->turn.asker, BRG_ECLOSED);
-        brg_msg_destroy(&s->turn.asker);
+        s_closing(ctx, s);
         return BRG_OK;
     }
     int code = brg_model_chat_status(status, reply);
@@ -1174,6 +1195,7 @@ s_conv_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
         st.messages = s->h.n;
         st.history_tokens = s->h.tokens;
         st.dropped = s->h.dropped;
+        st.waiting = s->q_len;
         uint64_t f[S_STATS_FIELDS];
         s_stats_fields(&st, f);
         brg_msg_t *reply = brg_msg_new(BRG_CONV_TAG_STATS);

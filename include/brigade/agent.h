@@ -19,7 +19,10 @@
 //  A failed turn (model error, step limit, history error) leaves no trace:
 //  the history is as it was before the turn, so the user can try again.
 //  Turns are answered one at a time, in the order they arrive; a turn that
-//  arrives while one runs waits for it (at most max_queue wait).
+//  arrives while one runs waits for it (at most max_queue wait; more are
+//  answered with the ask error BRG_EBUSY). When the conversation stops, the
+//  running turn and the waiting ones are answered with the ask error
+//  BRG_ECLOSED at once.
 //
 //  Streaming: a turn asked with stream set gets, while it runs, plain
 //  messages from the conversation before its answer: BRG_CONV_TAG_EVENT,
@@ -170,6 +173,7 @@ typedef struct brg_conv_stats {
     uint64_t messages;          // in the history now (with the system message)
     uint64_t history_tokens;    // the estimate of the history now
     uint64_t dropped;           // messages dropped by trimming
+    uint64_t waiting;           // turns waiting now behind the running one
 } brg_conv_stats_t;
 
 //  BRG_OK, BRG_ETYPE or BRG_EBADMSG.

@@ -508,6 +508,24 @@ START_TEST(test_conv_model_errors_carry_their_detail_and_leave_no_trace)
     mo.name = "model.missing";
     ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &mo, NULL), BRG_OK);
     ta_say(conv, "hello", BRG_OK, "You said: hello");
+
+    // An OpenAI-compatible backend with nothing listening: the network error
+    // comes back with its detail.
+    brg_model_openai_opts_t oo;
+    brg_model_openai_opts_init(&oo);
+    oo.url = "http://127.0.0.1:1/v1";
+    oo.max_attempts = 1;
+    oo.log_errors = false;
+    brg_conv_opts_init(&o);
+    ck_assert_int_eq(brg_model_openai_spawn_root(tu_sys, &oo, &o.model), BRG_OK);
+    o.model_timeout_ms = 5000;
+    conv = ta_conv(&o);
+    char *got = NULL;
+    int rc = brg_conv_say(tu_sys, conv, "hello", 20000, NULL, NULL, &got, NULL);
+    ck_assert_msg(rc == BRG_ENETWORK, "%s: %s", brg_err_name(rc), got);
+    ck_assert_msg(strncmp(got, "the model call failed: network failure", 38) == 0, "%s", got);
+    free(got);
+    ck_assert_str_eq(ta_history(conv), "");
 }
 END_TEST
 
@@ -584,6 +602,50 @@ START_TEST(test_conv_answers_turns_that_arrive_together_one_after_the_other)
     ck_assert_str_eq(ta_history(conv), "user: 1\nassistant: You said: 1\n"
                                        "user: 2\nassistant: You said: 2\n"
                                        "user: 3\nassistant: You said: 3");
+}
+END_TEST
+
+//  A turn said from a thread of its own.
+typedef struct {
+    pthread_t thread;
+    brg_ref_t conv;
+    const char *text;
+    int rc;
+    char *got;
+} ta_turn_t;
+
+static void *
+ta_turn_main(void *arg)
+{
+    ta_turn_t *t = arg;
+    t->rc = brg_conv_say(tu_sys, t->conv, t->text, 30000, NULL, NULL, &t->got, NULL);
+    return NULL;
+}
+
+START_TEST(test_conv_stopped_mid_turn_answers_the_running_and_the_waiting_turns_closed)
+{
+    brg_model_tool_call_t calls[] = {{"c1", 0, "silent", 0, "{}", 0}};
+    brg_model_rule_t rules[] = {{.tool_calls = calls, .n_tool_calls = 1}};
+    brg_tool_t tools[] = {ta_tool("silent", tu_spawn(tu_sys, ta_silent))};
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(rules, 1, 0);
+    o.tools = tools;
+    o.n_tools = 1;
+    o.tool_timeout_ms = 60000; // longer than anyone waits
+    brg_ref_t conv = ta_conv(&o);
+    ta_turn_t turns[2] = {{.conv = conv, .text = "first"}, {.conv = conv, .text = "second"}};
+    ck_assert_int_eq(pthread_create(&turns[0].thread, NULL, ta_turn_main, &turns[0]), 0);
+    TU_WAIT_UNTIL(ta_stats(conv).tool_calls == 1, TU_WAIT_MS); // the first waits on its tool
+    ck_assert_int_eq(pthread_create(&turns[1].thread, NULL, ta_turn_main, &turns[1]), 0);
+    TU_WAIT_UNTIL(ta_stats(conv).waiting == 1, TU_WAIT_MS); // the second waits behind it
+    ck_assert_int_eq(brg_actor_stop(tu_sys, conv), BRG_OK);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(pthread_join(turns[i].thread, NULL), 0);
+        ck_assert_msg(turns[i].rc == BRG_ECLOSED, "%s: %s (%s)", turns[i].text,
+                      brg_err_name(turns[i].rc), turns[i].got);
+        free(turns[i].got);
+    }
 }
 END_TEST
 
@@ -685,6 +747,8 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_model_errors_carry_their_detail_and_leave_no_trace);
     tcase_add_test(conv, test_conv_refuses_bad_options_and_bad_turns);
     tcase_add_test(conv, test_conv_answers_turns_that_arrive_together_one_after_the_other);
+    tcase_add_test(conv,
+                   test_conv_stopped_mid_turn_answers_the_running_and_the_waiting_turns_closed);
     suite_add_tcase(s, conv);
 
     TCase *nodes = tcase_create("nodes");
