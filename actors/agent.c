@@ -95,6 +95,7 @@ typedef struct {
     size_t acc_len, acc_cap;
     s_acc_call_t *acc_calls;
     size_t n_acc_calls;
+    bool acc_failed; // a fragment was lost (out of memory): the step fails at its end
 
     // The step's tool calls.
     s_call_t *calls;
@@ -570,6 +571,7 @@ static void
 s_clear_acc(s_conv_t *s)
 {
     s->acc_len = 0;
+    s->acc_failed = false;
     if (s->acc_text)
         s->acc_text[0] = '\0';
     for (size_t i = 0; i < s->n_acc_calls; i++) {
@@ -765,8 +767,10 @@ s_on_delta(brg_ctx_t *ctx, s_conv_t *s, const brg_msg_t *msg)
             while (cap < s->acc_len + d.len + 1)
                 cap *= 2;
             char *t = realloc(s->acc_text, cap);
-            if (!t)
-                return; // the answer will miss this piece; the end decides
+            if (!t) {
+                s->acc_failed = true;
+                return;
+            }
             s->acc_text = t;
             s->acc_cap = cap;
         }
@@ -781,25 +785,29 @@ s_on_delta(brg_ctx_t *ctx, s_conv_t *s, const brg_msg_t *msg)
     size_t i = (size_t)d.tool_index;
     if (i >= s->n_acc_calls) {
         s_acc_call_t *v = realloc(s->acc_calls, (i + 1) * sizeof(*v));
-        if (!v)
+        if (!v) {
+            s->acc_failed = true;
             return;
+        }
         memset(v + s->n_acc_calls, 0, (i + 1 - s->n_acc_calls) * sizeof(*v));
         s->acc_calls = v;
         s->n_acc_calls = i + 1;
     }
     s_acc_call_t *c = &s->acc_calls[i];
-    if (d.id_len && !c->id)
-        c->id = s_strndup(d.id, d.id_len);
-    if (d.name_len && !c->name)
-        c->name = s_strndup(d.name, d.name_len);
+    if (d.id_len && !c->id && !(c->id = s_strndup(d.id, d.id_len)))
+        s->acc_failed = true;
+    if (d.name_len && !c->name && !(c->name = s_strndup(d.name, d.name_len)))
+        s->acc_failed = true;
     if (d.arguments_len) {
         if (c->args_len + d.arguments_len + 1 > c->args_cap) {
             size_t cap = c->args_cap ? c->args_cap : 64;
             while (cap < c->args_len + d.arguments_len + 1)
                 cap *= 2;
             char *t = realloc(c->args, cap);
-            if (!t)
+            if (!t) {
+                s->acc_failed = true;
                 return;
+            }
             c->args = t;
             c->args_cap = cap;
         }
@@ -1030,6 +1038,10 @@ s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
         brg_model_end_t end;
         if (brg_model_read_end(reply, &end) != BRG_OK) {
             s_fail(ctx, s, BRG_EPROTO, "the model's stream did not end with an end message");
+            return BRG_OK;
+        }
+        if (s->acc_failed) {
+            s_fail(ctx, s, BRG_ENOMEM, "out of memory while the model's answer streamed in");
             return BRG_OK;
         }
         r = end.reply;
@@ -1347,6 +1359,8 @@ brg_conv_say(brg_system_t *sys, brg_ref_t conv, const char *text, int timeout_ms
         return BRG_EINVAL;
     if (brg_system_is_own_thread(sys))
         return BRG_EDEADLK;
+    if (brg_system_is_deterministic(sys))
+        return BRG_EINVAL; // nothing would run the conversation while we wait
     s_say_t *box = calloc(1, sizeof(*box));
     s_say_helper_t *h = calloc(1, sizeof(*h));
     brg_msg_t *say = brg_conv_msg_say(text, on_event != NULL);

@@ -218,7 +218,9 @@ typedef void (*brg_conv_event_fn)(void *arg, const brg_conv_event_t *ev);
 //  memory), and *turn (if not NULL) the turn's counters. Returns BRG_OK or
 //  the turn's error (BRG_ERANGE: step limit; the model's error, as
 //  BRG_ETIMEDOUT, BRG_EHTTP, ...), or BRG_ETIMEDOUT (no answer in time),
-//  BRG_ENOACTOR, BRG_EINVAL, BRG_ENOMEM, BRG_EDEADLK (on a system thread).
+//  BRG_ENOACTOR, BRG_EINVAL (also for a deterministic system: nothing would
+//  run it while the caller waits), BRG_ENOMEM, BRG_EDEADLK (on a system
+//  thread).
 //  Thread: any but the system's own; blocks.
 BRG_EXPORT int brg_conv_say(brg_system_t *sys, brg_ref_t conv, const char *text, int timeout_ms,
                             brg_conv_event_fn on_event, void *arg, char **text_out,

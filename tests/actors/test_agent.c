@@ -551,6 +551,17 @@ START_TEST(test_conv_refuses_bad_options_and_bad_turns)
     brg_msg_t *bad = brg_msg_new_int(BRG_CONV_TAG_SAY, 5), *reply = NULL;
     ck_assert_int_eq(brg_system_ask(tu_sys, conv, &bad, 5000, &reply), BRG_EBADMSG);
     ta_say(conv, "fine", BRG_OK, "You said: fine");
+
+    // brg_conv_say needs threads to run the conversation while it waits.
+    brg_config_t cfg;
+    brg_config_init(&cfg);
+    cfg.deterministic = true;
+    brg_system_t *det = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(det);
+    char *got = NULL;
+    ck_assert_int_eq(brg_conv_say(det, conv, "hi", 1000, NULL, NULL, &got, NULL), BRG_EINVAL);
+    ck_assert_ptr_null(got);
+    brg_system_destroy(&det);
 }
 END_TEST
 
@@ -622,7 +633,7 @@ ta_turn_main(void *arg)
     return NULL;
 }
 
-START_TEST(test_conv_stopped_mid_turn_answers_the_running_and_the_waiting_turns_closed)
+START_TEST(test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_stopped)
 {
     brg_model_tool_call_t calls[] = {{"c1", 0, "silent", 0, "{}", 0}};
     brg_model_rule_t rules[] = {{.tool_calls = calls, .n_tool_calls = 1}};
@@ -633,12 +644,17 @@ START_TEST(test_conv_stopped_mid_turn_answers_the_running_and_the_waiting_turns_
     o.tools = tools;
     o.n_tools = 1;
     o.tool_timeout_ms = 60000; // longer than anyone waits
+    o.max_queue = 1;
     brg_ref_t conv = ta_conv(&o);
     ta_turn_t turns[2] = {{.conv = conv, .text = "first"}, {.conv = conv, .text = "second"}};
     ck_assert_int_eq(pthread_create(&turns[0].thread, NULL, ta_turn_main, &turns[0]), 0);
     TU_WAIT_UNTIL(ta_stats(conv).tool_calls == 1, TU_WAIT_MS); // the first waits on its tool
     ck_assert_int_eq(pthread_create(&turns[1].thread, NULL, ta_turn_main, &turns[1]), 0);
     TU_WAIT_UNTIL(ta_stats(conv).waiting == 1, TU_WAIT_MS); // the second waits behind it
+    // A third finds the queue (max_queue 1) full.
+    char *got = NULL;
+    ck_assert_int_eq(brg_conv_say(tu_sys, conv, "third", 5000, NULL, NULL, &got, NULL), BRG_EBUSY);
+    free(got);
     ck_assert_int_eq(brg_actor_stop(tu_sys, conv), BRG_OK);
     for (int i = 0; i < 2; i++) {
         ck_assert_int_eq(pthread_join(turns[i].thread, NULL), 0);
