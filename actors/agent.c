@@ -95,7 +95,8 @@ typedef struct {
     size_t acc_len, acc_cap;
     s_acc_call_t *acc_calls;
     size_t n_acc_calls;
-    bool acc_failed; // a fragment was lost (out of memory): the step fails at its end
+    bool acc_failed;   // a fragment was lost (out of memory): the step fails at its end
+    size_t acc_deltas; // fragments of this stream received
 
     // The step's tool calls.
     s_call_t *calls;
@@ -572,6 +573,7 @@ s_clear_acc(s_conv_t *s)
 {
     s->acc_len = 0;
     s->acc_failed = false;
+    s->acc_deltas = 0;
     if (s->acc_text)
         s->acc_text[0] = '\0';
     for (size_t i = 0; i < s->n_acc_calls; i++) {
@@ -759,6 +761,7 @@ s_on_delta(brg_ctx_t *ctx, s_conv_t *s, const brg_msg_t *msg)
     if (brg_model_read_delta(msg, &d) != BRG_OK || !s->turn.asker || d.stream_id != s->stream_id ||
         s->stream_id == 0)
         return; // another (earlier) stream's, or malformed: dropped
+    s->acc_deltas++;
     if (d.tool_index < 0) {
         if (d.len == 0)
             return;
@@ -1045,6 +1048,15 @@ s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
             return BRG_OK;
         }
         r = end.reply;
+        if (s->acc_deltas == 0 && r.completion_tokens > 0) {
+            // The model wrote an answer, but its fragments went to someone
+            // else: the sender of the request it saw was not us.
+            s_fail(ctx, s, BRG_EPROTO,
+                   "the model's stream did not reach the conversation (a limiter or proxy "
+                   "in front of the backend relays answers, not streams: ask without "
+                   "streaming, or stream from the backend itself)");
+            return BRG_OK;
+        }
         text = s->acc_text ? s->acc_text : "";
         len = s->acc_len;
     } else {

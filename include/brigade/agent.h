@@ -29,7 +29,10 @@
 //  one per text delta of the model (as the model streams it, for every
 //  step), one per tool call sent and one per tool result received (read
 //  them with brg_conv_read_event). The answer still comes last, as the
-//  reply to the ask.
+//  reply to the ask. The fragments come from the backend to the
+//  conversation, so a streamed turn needs the backend itself as the model:
+//  through a limiter they go to the limiter, and a step whose answer
+//  (completion tokens > 0) came without a fragment fails with BRG_EPROTO.
 //
 //  History limits (max_messages, max_history_tokens) and the trimming rule:
 //  before every model call, while the history is over a limit, the oldest

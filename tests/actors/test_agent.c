@@ -616,6 +616,33 @@ START_TEST(test_conv_answers_turns_that_arrive_together_one_after_the_other)
 }
 END_TEST
 
+START_TEST(test_conv_behind_a_limiter_answers_and_refuses_a_stream_it_cannot_see)
+{
+    brg_limiter_opts_t lo;
+    brg_limiter_opts_init(&lo);
+    lo.target = ta_model(NULL, 0, 0);
+    lo.max_in_flight = 1;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &lo, &limiter), BRG_OK);
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = limiter;
+    brg_ref_t conv = ta_conv(&o);
+    ta_say(conv, "through", BRG_OK, "You said: through");
+    // Streamed, the backend sends its fragments to the limiter (the sender
+    // it sees): the turn fails with a reason instead of an empty answer.
+    int events = 0;
+    char *got = NULL;
+    ck_assert_int_eq(
+        brg_conv_say(tu_sys, conv, "stream it", 10000, ta_on_event, &events, &got, NULL),
+        BRG_EPROTO);
+    ck_assert_msg(strstr(got, "did not reach the conversation"), "%s", got);
+    ck_assert_int_eq(events, 0);
+    free(got);
+    ck_assert_str_eq(ta_history(conv), "user: through\nassistant: You said: through");
+}
+END_TEST
+
 //  A turn said from a thread of its own.
 typedef struct {
     pthread_t thread;
@@ -763,8 +790,9 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_model_errors_carry_their_detail_and_leave_no_trace);
     tcase_add_test(conv, test_conv_refuses_bad_options_and_bad_turns);
     tcase_add_test(conv, test_conv_answers_turns_that_arrive_together_one_after_the_other);
+    tcase_add_test(conv, test_conv_behind_a_limiter_answers_and_refuses_a_stream_it_cannot_see);
     tcase_add_test(conv,
-                   test_conv_stopped_mid_turn_answers_the_running_and_the_waiting_turns_closed);
+                   test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_stopped);
     suite_add_tcase(s, conv);
 
     TCase *nodes = tcase_create("nodes");
