@@ -106,6 +106,7 @@ typedef struct {
     // Turns waiting (copies of their asks), FIFO.
     brg_msg_t **queue;
     size_t q_head, q_len;
+    bool starting; // s_next_turn is running
 
     brg_conv_stats_t stats;
 } s_conv_t;
@@ -639,16 +640,24 @@ s_start(brg_ctx_t *ctx, s_conv_t *s, brg_msg_t *ask)
     s_step(ctx, s);
 }
 
+//  Start the waiting turns while none runs. A turn that fails at once
+//  (no model registered) calls this again from s_finish: the flag makes
+//  that a no-op, and this loop takes the next one, so a long queue of such
+//  turns never grows the stack.
 static void
 s_next_turn(brg_ctx_t *ctx, s_conv_t *s)
 {
-    if (s->turn.asker || s->q_len == 0)
+    if (s->starting)
         return;
-    brg_msg_t *ask = s->queue[s->q_head];
-    s->queue[s->q_head] = NULL;
-    s->q_head = (s->q_head + 1) % (size_t)s->opts.max_queue;
-    s->q_len--;
-    s_start(ctx, s, ask);
+    s->starting = true;
+    while (!s->turn.asker && s->q_len > 0) {
+        brg_msg_t *ask = s->queue[s->q_head];
+        s->queue[s->q_head] = NULL;
+        s->q_head = (s->q_head + 1) % (size_t)s->opts.max_queue;
+        s->q_len--;
+        s_start(ctx, s, ask);
+    }
+    s->starting = false;
 }
 
 //  The chat request for the history as it is now.

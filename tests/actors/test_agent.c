@@ -598,6 +598,84 @@ ta_asker(brg_ctx_t *ctx, const brg_msg_t *msg)
     return BRG_OK;
 }
 
+static int
+ta_on_failed_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    brg_conv_answer_t a;
+    ck_assert_int_eq(status, BRG_OK);
+    ck_assert_int_eq(brg_conv_read_answer(reply, &a), BRG_OK);
+    ck_assert_int_eq(a.status, atomic_load(&ta_answered) == 0 ? BRG_EFAILED : BRG_ENOACTOR);
+    atomic_fetch_add(&ta_answered, 1);
+    return BRG_OK;
+}
+
+//  A model that keeps the first request until told "release", then fails
+//  it and stops.
+static int
+ta_hold_model(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_msg_t **kept = brg_state(ctx);
+    if (brg_msg_is(msg, "release")) {
+        brg_reply_error_to(ctx, *kept, BRG_EFAILED);
+        brg_stop(ctx);
+        return BRG_OK;
+    }
+    if (!*kept)
+        *kept = brg_msg_dup(msg);
+    return BRG_OK;
+}
+
+static void
+ta_hold_free(void *state)
+{
+    brg_msg_t **kept = state;
+    brg_msg_destroy(kept);
+}
+
+//  Asks 200 turns at once.
+static int
+ta_flood(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_ref_t conv;
+    size_t pos = 0;
+    ck_assert_int_eq(brg_msg_read_ref(msg, &pos, &conv), BRG_OK);
+    for (int i = 0; i < 200; i++) {
+        brg_msg_t *say = brg_conv_msg_say("x", false);
+        ck_assert_int_eq(brg_ask(ctx, conv, &say, 10000, ta_on_failed_answer, NULL), BRG_OK);
+    }
+    return BRG_OK;
+}
+
+START_TEST(test_conv_waiting_turns_that_fail_at_once_are_each_answered)
+{
+    // The first turn waits on the model while 199 queue behind it; then
+    // the model fails it and dies, and the 199 fail at once, one after the
+    // other (each brg_ask to the dead model is refused on the spot).
+    brg_spawn_opts_t so;
+    brg_spawn_opts_init(&so);
+    so.state_size = sizeof(brg_msg_t *);
+    so.state_destroy = ta_hold_free;
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    ck_assert_int_eq(brg_system_spawn(tu_sys, ta_hold_model, &so, &o.model), BRG_OK);
+    o.max_queue = 1000;
+    brg_ref_t conv = ta_conv(&o);
+    brg_ref_t asker = tu_spawn(tu_sys, ta_flood);
+    brg_msg_t *go = brg_msg_new("go");
+    brg_msg_add_ref(go, conv);
+    ck_assert_int_eq(brg_system_send(tu_sys, asker, &go), BRG_OK);
+    TU_WAIT_UNTIL(ta_stats(conv).waiting == 199, TU_WAIT_MS);
+    ck_assert_int_eq(tu_send_tag(tu_sys, o.model, "release"), BRG_OK);
+    TU_WAIT_UNTIL(atomic_load(&ta_answered) == 200, TU_WAIT_MS);
+    brg_conv_stats_t st = ta_stats(conv);
+    ck_assert_uint_eq(st.failed_turns, 200);
+    ck_assert_uint_eq(st.waiting, 0);
+    ck_assert_uint_eq(st.messages, 0);
+}
+END_TEST
+
 START_TEST(test_conv_answers_turns_that_arrive_together_one_after_the_other)
 {
     brg_conv_opts_t o;
@@ -790,6 +868,7 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_model_errors_carry_their_detail_and_leave_no_trace);
     tcase_add_test(conv, test_conv_refuses_bad_options_and_bad_turns);
     tcase_add_test(conv, test_conv_answers_turns_that_arrive_together_one_after_the_other);
+    tcase_add_test(conv, test_conv_waiting_turns_that_fail_at_once_are_each_answered);
     tcase_add_test(conv, test_conv_behind_a_limiter_answers_and_refuses_a_stream_it_cannot_see);
     tcase_add_test(conv,
                    test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_stopped);
