@@ -5,6 +5,8 @@
 //  leave no trace, a tool on another node).
 #include "test_util.h"
 
+#include "model_test_server.h"
+
 #include "actors/agent_history.h"
 
 #include <unistd.h>
@@ -771,6 +773,90 @@ START_TEST(test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_s
 END_TEST
 
 //  ---------------------------------------------------------------------------
+//  Over HTTP: the openai backend against tests/model_test_server.h, which
+//  checks every request body against the chat-completions wire format,
+//  calls the first tool offered with {"q": <the user's text>} and, after a
+//  tool result, answers "Tool said: <it>".
+
+static tu_model_server_t ta_ms = TU_MODEL_SERVER_INIT;
+static tu_http_server_t *ta_server;
+
+static void
+ta_http_setup(void)
+{
+    tu_setup();
+    ta_server = tu_http_server_start(tu_model_handler, &ta_ms);
+    ck_assert_ptr_nonnull(ta_server);
+}
+
+static void
+ta_http_teardown(void)
+{
+    tu_teardown();
+    tu_http_server_stop(&ta_server);
+}
+
+START_TEST(test_conv_over_http_streams_the_tool_loop_and_sends_history_tools_and_settings)
+{
+    char url[128], body[16384];
+    tu_http_server_url(ta_server, url, sizeof url, "/v1");
+    brg_model_openai_opts_t mo;
+    brg_model_openai_opts_init(&mo);
+    mo.url = url;
+    mo.model = "test-model-1";
+    mo.max_attempts = 1;
+    mo.log_errors = false;
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    ck_assert_int_eq(brg_model_openai_spawn_root(tu_sys, &mo, &o.model), BRG_OK);
+    brg_ref_t echo;
+    ck_assert_int_eq(brg_tool_spawn_root(tu_sys, NULL, ta_echo, NULL, 0, &echo), BRG_OK);
+    brg_tool_t tools[] = {ta_tool("lookup", echo)};
+    o.tools = tools;
+    o.n_tools = 1;
+    o.system = "Be brief.";
+    o.max_tokens = 77;
+    o.temperature = 0.5;
+    brg_ref_t conv = ta_conv(&o);
+
+    int events = 0;
+    char *got = NULL;
+    brg_conv_answer_t t;
+    int rc = brg_conv_say(tu_sys, conv, "find it", 10000, ta_on_event, &events, &got, &t);
+    ck_assert_msg(rc == BRG_OK, "%s: %s (server: %s)", brg_err_name(rc), got, ta_ms.last_error);
+    ck_assert_str_eq(got, "Tool said: echo {\"q\":\"find it\"}");
+    free(got);
+    ck_assert_str_eq(ta_streamed, "Tool said: echo {\"q\":\"find it\"}"); // 4-byte SSE pieces
+    ck_assert_msg(strstr(ta_events, "call[1] lookup(call_") && strstr(ta_events, "text[2] "), "%s",
+                  ta_events);
+    ck_assert_int_eq(t.steps, 2);
+    ck_assert_int_eq(t.completion_tokens, 16); // the server counts 8 per answer
+    ck_assert_int_gt(t.prompt_tokens, 0);
+    // The second request carried the whole turn: system, user, the assistant's
+    // call, the tool's result; the tool definition and the settings.
+    ck_assert_int_eq(tu_http_server_last(ta_server, NULL, body, sizeof body), 2);
+    ck_assert_msg(strstr(body, "\"content\":\"Be brief.\"") && strstr(body, "\"tool_calls\":[") &&
+                      strstr(body, "\"role\":\"tool\"") &&
+                      strstr(body, "\"tool_call_id\":\"call_") &&
+                      strstr(body, "\"name\":\"lookup\"") && strstr(body, "\"max_tokens\":77") &&
+                      strstr(body, "\"temperature\":0.5") && strstr(body, "\"stream\":true"),
+                  "%s", body);
+
+    // Not streamed, the same loop; the history keeps both turns.
+    ta_say(conv, "and again", BRG_OK, "Tool said: echo {\"q\":\"and again\"}");
+    ck_assert_int_eq(atomic_load(&ta_ms.requests), 4);
+    tu_http_server_last(ta_server, NULL, body, sizeof body);
+    ck_assert_msg(!strstr(body, "\"stream\":true") && strstr(body, "find it"), "%s", body);
+    brg_conv_stats_t st = ta_stats(conv);
+    ck_assert_uint_eq(st.turns, 2);
+    ck_assert_uint_eq(st.steps, 4);
+    ck_assert_uint_eq(st.tool_calls, 2);
+    ck_assert_uint_eq(st.completion_tokens, 32);
+    ck_assert_uint_eq(st.messages, 9);
+}
+END_TEST
+
+//  ---------------------------------------------------------------------------
 //  A tool on another node (two nodes in this process, over inproc://)
 
 static brg_system_t *ta_far_sys;
@@ -873,6 +959,13 @@ agent_suite(void)
     tcase_add_test(conv,
                    test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_stopped);
     suite_add_tcase(s, conv);
+
+    TCase *http = tcase_create("http");
+    tcase_add_checked_fixture(http, ta_http_setup, ta_http_teardown);
+    tcase_set_timeout(http, 60);
+    tcase_add_test(http,
+                   test_conv_over_http_streams_the_tool_loop_and_sends_history_tools_and_settings);
+    suite_add_tcase(s, http);
 
     TCase *nodes = tcase_create("nodes");
     tcase_add_checked_fixture(nodes, tu_setup, ta_far_teardown);
