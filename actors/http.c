@@ -295,14 +295,8 @@ s_active_remove(s_http_t *self, s_xfer_t *x)
 //  Take the transfers the waiting cancels name out of the multi handle,
 //  marked cancelled, onto finished.
 static void
-s_take_cancels(s_http_t *self, s_list_t *finished)
+s_take_cancels(s_http_t *self, s_cancel_t *cancels, size_t n, s_list_t *finished)
 {
-    pthread_mutex_lock(&self->lock);
-    s_cancel_t *cancels = self->cancels;
-    size_t n = self->n_cancels;
-    self->cancels = NULL;
-    self->n_cancels = self->cap_cancels = 0;
-    pthread_mutex_unlock(&self->lock);
     for (size_t i = 0; i < n; i++) {
         for (s_xfer_t *x = self->active; x; x = x->next) {
             if (x->stream_id == cancels[i].stream_id && brg_ref_eq(x->requester, cancels[i].from)) {
@@ -324,8 +318,15 @@ s_io_main(void *arg)
     bool retry_wake = false;
     while (!atomic_load_explicit(&self->quit, memory_order_acquire)) {
         s_list_t inbox = {NULL, NULL}, finished = {NULL, NULL};
+        // Cancels are taken with the inbox, under one lock: a cancel comes
+        // after its request, so its transfer is then in the multi handle
+        // (or done) by the time the cancel is looked at.
         pthread_mutex_lock(&self->lock);
         s_list_move(&inbox, &self->inbox);
+        s_cancel_t *cancels = self->cancels;
+        size_t n_cancels = self->n_cancels;
+        self->cancels = NULL;
+        self->n_cancels = self->cap_cancels = 0;
         pthread_mutex_unlock(&self->lock);
         for (s_xfer_t *x = inbox.head, *next; x; x = next) {
             next = x->next;
@@ -340,7 +341,7 @@ s_io_main(void *arg)
                 s_list_push(&finished, x);
             }
         }
-        s_take_cancels(self, &finished);
+        s_take_cancels(self, cancels, n_cancels, &finished);
         int running = 0, left = 0;
         curl_multi_perform(self->multi, &running);
         CURLMsg *m;

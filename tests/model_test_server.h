@@ -22,7 +22,10 @@
 //  Failure injection: the first fail_first requests get fail_status with an
 //  OpenAI error body (and a Retry-After header when retry_after is set);
 //  paths containing "/hang/" stop for 10 s after the second event (cancel);
-//  "/cut/" ends the stream after two events without [DONE].
+//  "/cut/" ends the stream after two events without [DONE]; "/error-event/"
+//  and "/not-json/" send an error event or a broken JSON event third;
+//  "/variants/" sends the stream with CRLF, comments, event: fields, events
+//  cut across chunks and a multi-line data event.
 //
 //  Thread contract: the handler runs on connection threads; the counters are
 //  atomics and last_error is under `lock`.
@@ -149,6 +152,37 @@ tu__model_event(tu_http_resp_t *resp, json_t *json)
     free(text);
     if (event)
         resp->chunks[resp->n_chunks++] = event;
+}
+
+//  "/variants/": the same events as other servers may send them: "\r\n"
+//  line ends, a comment and an "event:" field before each, every event cut
+//  in two chunks mid-line, and one event's JSON over two data: lines.
+static void
+tu__model_variants(tu_http_resp_t *resp)
+{
+    int n = resp->n_chunks;
+    char *events[64];
+    memcpy(events, resp->chunks, sizeof(char *) * (size_t)n);
+    resp->n_chunks = 0;
+    for (int i = 0; i < n && resp->n_chunks + 2 <= 64; i++) {
+        // "data: X\n\n" -> ": ping\r\nevent: message\r\ndata: X\r\n\r\n", the
+        // first event's JSON split over two data: lines at its first comma.
+        const char *x = events[i] + 6;
+        size_t xlen = strlen(x) - 2;
+        size_t len = xlen + 64;
+        char *out = malloc(len);
+        const char *comma = i == 1 ? memchr(x, ',', xlen) : NULL;
+        if (comma)
+            snprintf(out, len, ": ping\r\nevent: message\r\ndata: %.*s\r\ndata: %.*s\r\n\r\n",
+                     (int)(comma + 1 - x), x, (int)(xlen - (size_t)(comma + 1 - x)), comma + 1);
+        else
+            snprintf(out, len, ": ping\r\nevent: message\r\ndata: %.*s\r\n\r\n", (int)xlen, x);
+        free(events[i]);
+        size_t half = strlen(out) / 2;
+        resp->chunks[resp->n_chunks++] = strndup(out, half);
+        resp->chunks[resp->n_chunks++] = strdup(out + half);
+        free(out);
+    }
 }
 
 static void
@@ -284,6 +318,17 @@ tu_model_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
             tu__model_event(resp, TU_CHUNK(json_pack("{s:s}", "content", piece), json_null()));
         }
     }
+    if (strstr(req->path, "/error-event/") || strstr(req->path, "/not-json/")) {
+        while (resp->n_chunks > 2)
+            free(resp->chunks[--resp->n_chunks]);
+        resp->chunks[resp->n_chunks++] =
+            strdup(strstr(req->path, "/not-json/")
+                       ? "data: {\"choices\": [{\"delta\": \n\n"
+                       : "data: {\"error\":{\"message\":\"overloaded mid-stream\","
+                         "\"type\":\"server_error\"}}\n\n");
+        json_decref(root);
+        return;
+    }
     if (strstr(req->path, "/cut/")) {
         while (resp->n_chunks > 2)
             free(resp->chunks[--resp->n_chunks]);
@@ -297,6 +342,8 @@ tu_model_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
                                     "prompt_tokens", prompt, "completion_tokens", 8, "total_tokens",
                                     prompt + 8));
     tu__model_event(resp, NULL); // data: [DONE]
+    if (strstr(req->path, "/variants/"))
+        tu__model_variants(resp);
     json_decref(root);
 }
 

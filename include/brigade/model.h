@@ -1,4 +1,9 @@
-//  model - the model backend interface: one protocol, two backends.
+//  model - the model backend interface: two protocols, two backends.
+//
+//  The task protocol (this first part): a task and one text, answered with
+//  one text. The chat protocol (the second part, "Chat"): a conversation
+//  with tools, tool calls, per-request settings, streaming, errors with
+//  their detail, retries and usage. Both backends answer both.
 //
 //  A model backend is an actor that answers a model request (an ask tagged
 //  BRG_MODEL_TAG_REQUEST) with a model reply (BRG_MODEL_TAG_REPLY) or an
@@ -20,7 +25,8 @@
 //    a space; CHECK writes "line L, column C: message (rule)" per finding,
 //    or "No problems found."; KEYWORDS writes "word (count), ..." for the
 //    top ten. It has no language model: CHAT is answered with BRG_EINVAL,
-//    and `instructions` are ignored.
+//    and `instructions` are ignored. (Chat requests are answered from its
+//    script, see "The offline backend's chat script".)
 //  - openai: any OpenAI-compatible chat-completions endpoint, over an HTTP
 //    actor (brigade/http.h). It POSTs {model, messages: [system, user],
 //    max_tokens, temperature} and answers with choices[0].message.content.
@@ -135,7 +141,8 @@ typedef struct brg_model_openai_opts {
     brg_ref_t http;      // an HTTP actor to use; BRG_REF_NONE: spawn one, linked
     bool log_errors;     // one log line per failed call (default true)
     const char *name;    // optional registered name of the backend
-    // Retries of chat requests (see "Retries" above; the old tasks are not retried).
+    // Retries of chat requests (see "The openai backend and chat" below; the
+    // old tasks are not retried).
     int max_attempts;          // attempts per call, the first included (default 3, 1 .. 10)
     int retry_base_ms;         // backoff base (default 500, 1 .. 60000)
     int retry_max_ms;          // cap of one wait and of a Retry-After honoured
@@ -216,6 +223,31 @@ BRG_EXPORT int brg_model_spawn_from_env_root(brg_system_t *sys, const char *name
 //  stream ends at once with finish reason "cancelled" (status BRG_OK); a
 //  cancel for a stream that is not running (already ended, unknown id,
 //  another sender) is ignored.
+//
+//  The openai backend and chat. It POSTs {model, messages (role, content,
+//  tool_calls [{id, type "function", function {name, arguments}}],
+//  tool_call_id), tools [{type "function", function {name, description,
+//  parameters}}], max_tokens, temperature, response_format {type
+//  json_object} in JSON mode, stream and stream_options {include_usage:
+//  true} when streaming} and reads choices[0] (message, or delta pieces),
+//  finish_reason, usage and model. A stream is read as server-sent events
+//  (data: lines, blank-line separated, ending with data: [DONE]; the usage
+//  chunk has empty or null choices); an "error" event, a chunk that is not
+//  JSON, or a close before [DONE] with no finish reason ends it with
+//  BRG_EPROTO. Tool parameters that are not a JSON object, or text that is
+//  not UTF-8, are answered BRG_EINVAL without a call.
+//  Retries: 429, 5xx, and failures where nothing was sent (no connection,
+//  the HTTP actor full) are tried again, up to max_attempts (the request's,
+//  else the backend's), after a wait drawn uniformly from [0, min(
+//  retry_max_ms, retry_base_ms x 2^(attempt-1))] (full jitter) and raised to
+//  the server's Retry-After, capped at retry_max_ms. A timeout or a transfer
+//  broken after the request was sent is retried only with retry_unsafe; a
+//  stream that delivered a fragment is never retried. The call's deadline
+//  (the request's timeout, else timeout_ms) covers all attempts and waits:
+//  a retry whose wait would pass it is not made. The retry budget: in each
+//  retry_window_ms, at most retry_budget_min + retry_budget_ratio x requests
+//  retries; a retry over it is not made (stats: retries_throttled) and the
+//  call fails with its last error.
 //
 //  Usage: token counts are -1 when unknown. The openai backend reports the
 //  server's usage; the offline backend estimates (see its section).
@@ -310,7 +342,7 @@ BRG_EXPORT int brg_model_chat_add_tool(brg_model_chat_t *chat, const brg_model_t
 //  Per-request settings; each overrides the backend's default when set.
 //  model: copied, NULL back to the default; BRG_EINVAL if longer than 256.
 BRG_EXPORT int brg_model_chat_set_model(brg_model_chat_t *chat, const char *model);
-//  temperature 0 .. 2 (BRG_EINVAL otherwise); < 0 is not accepted, see reset.
+//  temperature 0 .. 2 (BRG_EINVAL otherwise).
 BRG_EXPORT int brg_model_chat_set_temperature(brg_model_chat_t *chat, double temperature);
 //  max_tokens 1 .. 1000000 (BRG_EINVAL otherwise).
 BRG_EXPORT int brg_model_chat_set_max_tokens(brg_model_chat_t *chat, int max_tokens);

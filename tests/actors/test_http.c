@@ -4,7 +4,10 @@
 //  statuses as responses; the deadline (BRG_ETIMEDOUT), a refused connection
 //  (BRG_ENETWORK), a body over the limit (BRG_EMSGSIZE), requests refused
 //  before any transfer (BRG_EINVAL, BRG_EBUSY); many transfers at once from
-//  one actor, each answered once; and an actor stopped mid-transfer.
+//  one actor, each answered once; an actor stopped mid-transfer; streaming
+//  mode (chunks in order before the answer, errors kept whole, the size
+//  limit), cancelling one stream, failures with detail (nothing_sent), and
+//  Retry-After.
 //
 //  The server's "/gate" requests wait until the test opens th_gate, so "all
 //  requests are in flight at once" is a fact of the test, not of timing.
@@ -52,6 +55,19 @@ th_handler(const tu_http_req_t *req, tu_http_resp_t *resp, void *arg)
     } else if (strcmp(req->path, "/bad-status") == 0) {
         resp->raw = true;
         resp->body = strdup("HTTP/1.1 abc Broken\r\nContent-Length: 0\r\n\r\n");
+    } else if (strcmp(req->path, "/stream") == 0 || strcmp(req->path, "/stream-hang") == 0) {
+        resp->content_type = "text/event-stream";
+        resp->chunks[0] = strdup("data: one\n\n");
+        resp->chunks[1] = strdup("data: two\n\n");
+        resp->chunks[2] = strdup("data: three\n\n");
+        resp->n_chunks = 3;
+        resp->chunk_delay_ms = 50;
+        if (strcmp(req->path, "/stream-hang") == 0)
+            resp->hang_after = 1, resp->hang_ms = 10000;
+    } else if (strcmp(req->path, "/retry-after") == 0) {
+        resp->status = 429;
+        snprintf(resp->headers, sizeof resp->headers, "Retry-After: 3\r\n");
+        resp->body = strdup("{}");
     } else if (strcmp(req->path, "/hangup") == 0) {
         resp->status = 0; // close without answering
     } else {
@@ -581,19 +597,22 @@ th_on_jitter(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     return BRG_OK;
 }
 
-//  "go" [first, n, http]: ask for /jitter/<i> for each i in [first, first + n).
+//  "go" [first, n, http, port]: ask for /jitter/<i> for each i in [first,
+//  first + n). The port comes in the message: a client may still run when
+//  the test's teardown frees th_server.
 static int
 th_jitter_client(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     size_t pos = 0;
-    int64_t first, n;
+    int64_t first, n, port;
     brg_ref_t http;
     ck_assert_int_eq(brg_msg_read_int(msg, &pos, &first), BRG_OK);
     ck_assert_int_eq(brg_msg_read_int(msg, &pos, &n), BRG_OK);
     ck_assert_int_eq(brg_msg_read_ref(msg, &pos, &http), BRG_OK);
+    ck_assert_int_eq(brg_msg_read_int(msg, &pos, &port), BRG_OK);
     for (int64_t i = first; i < first + n; i++) {
         char url[256];
-        snprintf(url, sizeof url, "http://127.0.0.1:%d/jitter/%lld", th_server->port, (long long)i);
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/jitter/%lld", (int)port, (long long)i);
         brg_http_request_t req = {.url = url};
         brg_msg_t *ask = brg_http_msg_request(&req);
         if (brg_ask(ctx, http, &ask, 30000, th_on_jitter, (void *)(intptr_t)i) != BRG_OK)
@@ -611,6 +630,7 @@ th_jitter(brg_ref_t http, int64_t first, int64_t n)
     brg_msg_add_int(go, first);
     brg_msg_add_int(go, n);
     brg_msg_add_ref(go, http);
+    brg_msg_add_int(go, th_server->port);
     ck_assert_int_eq(brg_system_send(tu_sys, client, &go), BRG_OK);
 }
 
@@ -650,6 +670,196 @@ START_TEST(test_http_stress_actors_stopped_while_transfers_run)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Streaming mode, cancel, error detail, Retry-After
+
+//  A streaming requester: on "th.go" it asks th_http for th_stream_path in
+//  streaming mode (id 7); it gathers the chunks and the final answer, which
+//  the test reads under th_col.lock. "th.cancel" cancels stream 7.
+static struct {
+    pthread_mutex_t lock;
+    char url[256];
+    char data[4096];
+    int chunks;
+    int bad_chunks; // chunks with another stream id or status
+    bool answered;
+    int status;      // the ask's status
+    int http_status; // the response's status
+    size_t body_len; // the response's body length
+} th_col = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int
+th_on_stream_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    brg_http_response_t r;
+    pthread_mutex_lock(&th_col.lock);
+    th_col.status = status;
+    if (status == BRG_OK && brg_http_read_response(reply, &r) == BRG_OK) {
+        th_col.http_status = r.status;
+        th_col.body_len = r.body_len;
+    }
+    th_col.answered = true;
+    pthread_mutex_unlock(&th_col.lock);
+    return BRG_OK;
+}
+
+static int
+th_streamer(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_http_chunk_t c;
+    if (brg_msg_is(msg, "th.go")) {
+        char url[256];
+        pthread_mutex_lock(&th_col.lock);
+        snprintf(url, sizeof url, "%s", th_col.url);
+        pthread_mutex_unlock(&th_col.lock);
+        brg_http_request_t req = {.url = url, .stream_id = 7};
+        brg_msg_t *m = brg_http_msg_request(&req);
+        ck_assert_int_eq(brg_ask(ctx, th_http, &m, 20000, th_on_stream_answer, NULL), BRG_OK);
+    } else if (brg_msg_is(msg, "th.cancel")) {
+        brg_msg_t *m = brg_http_msg_cancel(7);
+        ck_assert_int_eq(brg_send(ctx, th_http, &m), BRG_OK);
+    } else if (brg_http_read_chunk(msg, &c) == BRG_OK) {
+        pthread_mutex_lock(&th_col.lock);
+        // Chunks must all come before the answer.
+        if (c.stream_id != 7 || c.status != 200 || th_col.answered)
+            th_col.bad_chunks++;
+        size_t have = strlen(th_col.data);
+        if (have + c.len < sizeof th_col.data) {
+            memcpy(th_col.data + have, c.data, c.len);
+            th_col.data[have + c.len] = '\0';
+        }
+        th_col.chunks++;
+        pthread_mutex_unlock(&th_col.lock);
+    }
+    return BRG_OK;
+}
+
+static brg_ref_t
+th_stream(const char *path)
+{
+    pthread_mutex_lock(&th_col.lock);
+    tu_http_server_url(th_server, th_col.url, sizeof th_col.url, path);
+    th_col.data[0] = '\0';
+    th_col.chunks = th_col.bad_chunks = 0;
+    th_col.answered = false;
+    th_col.status = th_col.http_status = 0;
+    th_col.body_len = 0;
+    pthread_mutex_unlock(&th_col.lock);
+    brg_ref_t s = tu_spawn(tu_sys, th_streamer);
+    ck_assert_int_eq(tu_send_tag(tu_sys, s, "th.go"), BRG_OK);
+    return s;
+}
+
+//  Wait until cond (evaluated under the lock) holds, 10 s at most.
+#define TH_WAIT(cond)                                                                              \
+    do {                                                                                           \
+        bool ok_ = false;                                                                          \
+        for (int t_ = 0; !ok_ && t_ < 1000 * (int)tu_multiplier(); t_++) {                         \
+            pthread_mutex_lock(&th_col.lock);                                                      \
+            ok_ = (cond);                                                                          \
+            pthread_mutex_unlock(&th_col.lock);                                                    \
+            if (!ok_)                                                                              \
+                tu_sleep_ms(10);                                                                   \
+        }                                                                                          \
+        ck_assert_msg(ok_, "timed out waiting for " #cond);                                        \
+    } while (0)
+
+START_TEST(test_http_streaming_sends_chunks_as_they_arrive_then_the_end)
+{
+    th_stream("/stream");
+    TH_WAIT(th_col.answered);
+    pthread_mutex_lock(&th_col.lock);
+    ck_assert_int_eq(th_col.status, BRG_OK);
+    ck_assert_int_eq(th_col.http_status, 200);
+    ck_assert_uint_eq(th_col.body_len, 0); // the body went as chunks
+    ck_assert_str_eq(th_col.data, "data: one\n\ndata: two\n\ndata: three\n\n");
+    ck_assert_int_ge(th_col.chunks, 2); // 50 ms apart: not one piece
+    ck_assert_int_eq(th_col.bad_chunks, 0);
+    pthread_mutex_unlock(&th_col.lock);
+    // A status that is not 2xx is kept whole for the answer.
+    th_stream("/fail");
+    TH_WAIT(th_col.answered);
+    pthread_mutex_lock(&th_col.lock);
+    ck_assert_int_eq(th_col.http_status, 503);
+    ck_assert_uint_eq(th_col.body_len, strlen("{\"error\":\"overloaded\"}"));
+    ck_assert_int_eq(th_col.chunks, 0);
+    pthread_mutex_unlock(&th_col.lock);
+    // A streamed body over max_response_bytes (1024 here) still fails.
+    th_stream("/big-stream");
+    TH_WAIT(th_col.answered);
+    pthread_mutex_lock(&th_col.lock);
+    ck_assert_int_eq(th_col.status, BRG_EMSGSIZE);
+    pthread_mutex_unlock(&th_col.lock);
+}
+END_TEST
+
+START_TEST(test_http_cancel_aborts_one_stream)
+{
+    brg_ref_t s = th_stream("/stream-hang");
+    TH_WAIT(th_col.chunks >= 1); // then the server waits 10 s
+    ck_assert_int_eq(tu_send_tag(tu_sys, s, "th.cancel"), BRG_OK);
+    TH_WAIT(th_col.answered);
+    pthread_mutex_lock(&th_col.lock);
+    ck_assert_int_eq(th_col.status, BRG_ECANCELED);
+    ck_assert_str_eq(th_col.data, "data: one\n\n");
+    pthread_mutex_unlock(&th_col.lock);
+    brg_http_stats_t st = th_stats();
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(st.in_flight, 0);
+    // A cancel from someone else, or for no stream, changes nothing.
+    brg_msg_t *m = brg_http_msg_cancel(7);
+    ck_assert_int_eq(brg_system_send(tu_sys, th_http, &m), BRG_OK);
+    brg_msg_t *reply;
+    ck_assert_int_eq(th_ask("GET", "/hello", NULL, 0, NULL, 0, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+}
+END_TEST
+
+START_TEST(test_http_error_detail_says_whether_anything_was_sent)
+{
+    char url[256];
+    // Refused connection: nothing sent.
+    tu_http_server_t *gone = tu_http_server_start(th_handler, NULL);
+    tu_http_server_url(gone, url, sizeof url, "/hello");
+    tu_http_server_stop(&gone);
+    brg_http_request_t req = {.url = url, .error_detail = true};
+    brg_msg_t *msg = brg_http_msg_request(&req), *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, th_http, &msg, 10000, &reply), BRG_OK);
+    brg_http_error_t e;
+    ck_assert_int_eq(brg_http_read_error(reply, &e), BRG_OK);
+    ck_assert_int_eq(e.code, BRG_ENETWORK);
+    ck_assert(e.nothing_sent);
+    ck_assert_uint_gt(e.message_len, 0);
+    brg_msg_destroy(&reply);
+    // The server read the request and hung up: it was sent.
+    tu_http_server_url(th_server, url, sizeof url, "/hangup");
+    msg = brg_http_msg_request(&req);
+    ck_assert_int_eq(brg_system_ask(tu_sys, th_http, &msg, 10000, &reply), BRG_OK);
+    ck_assert_int_eq(brg_http_read_error(reply, &e), BRG_OK);
+    ck_assert_int_eq(e.code, BRG_ENETWORK);
+    ck_assert(!e.nothing_sent);
+    brg_msg_destroy(&reply);
+}
+END_TEST
+
+START_TEST(test_http_response_carries_retry_after)
+{
+    brg_msg_t *reply;
+    brg_http_response_t r;
+    ck_assert_int_eq(th_ask("GET", "/retry-after", NULL, 0, NULL, 0, &reply), BRG_OK);
+    ck_assert_int_eq(brg_http_read_response(reply, &r), BRG_OK);
+    ck_assert_int_eq(r.status, 429);
+    ck_assert_int_eq(r.retry_after_ms, 3000);
+    brg_msg_destroy(&reply);
+    ck_assert_int_eq(th_ask("GET", "/hello", NULL, 0, NULL, 0, &reply), BRG_OK);
+    ck_assert_int_eq(brg_http_read_response(reply, &r), BRG_OK);
+    ck_assert_int_eq(r.retry_after_ms, -1);
+    brg_msg_destroy(&reply);
+}
+END_TEST
+
 Suite *
 http_suite(void)
 {
@@ -671,6 +881,10 @@ http_suite(void)
     tcase_add_test(core, test_http_spawned_from_an_actor_ends_with_it_however_it_ends);
     tcase_add_test(core, test_http_runs_many_transfers_at_once_and_answers_each_once);
     tcase_add_test(core, test_http_stopped_mid_transfer_cancels_and_frees_everything);
+    tcase_add_test(core, test_http_streaming_sends_chunks_as_they_arrive_then_the_end);
+    tcase_add_test(core, test_http_cancel_aborts_one_stream);
+    tcase_add_test(core, test_http_error_detail_says_whether_anything_was_sent);
+    tcase_add_test(core, test_http_response_carries_retry_after);
     suite_add_tcase(s, core);
     TCase *small = tcase_create("small");
     tcase_add_checked_fixture(small, th_setup_small, th_teardown);

@@ -385,6 +385,91 @@ START_TEST(test_model_chat_reply_error_delta_and_end_round_trip)
 }
 END_TEST
 
+//  Run every reader (and, when they accept, every view) on msg.
+static void
+tm_read_everything(const brg_msg_t *msg)
+{
+    brg_model_chat_view_t v;
+    if (brg_model_read_chat(msg, &v) == BRG_OK) {
+        for (uint32_t i = 0; i < v.n_messages; i++) {
+            brg_model_message_t m;
+            ck_assert_int_eq(brg_model_chat_message(&v, i, &m), BRG_OK);
+            for (uint32_t k = 0; k < m.n_tool_calls; k++) {
+                brg_model_tool_call_t c;
+                ck_assert_int_eq(brg_model_message_tool_call(&m, k, &c), BRG_OK);
+            }
+        }
+        for (uint32_t i = 0; i < v.n_tools; i++) {
+            brg_model_tool_t t;
+            ck_assert_int_eq(brg_model_chat_tool(&v, i, &t), BRG_OK);
+        }
+    }
+    brg_model_chat_reply_t r;
+    if (brg_model_read_chat_reply(msg, &r) == BRG_OK)
+        for (uint32_t k = 0; k < r.n_tool_calls; k++) {
+            brg_model_tool_call_t c;
+            ck_assert_int_eq(brg_model_chat_reply_tool_call(&r, k, &c), BRG_OK);
+        }
+    brg_model_error_t e;
+    brg_model_delta_t d;
+    brg_model_end_t end;
+    brg_model_stats_t st;
+    (void)brg_model_read_error(msg, &e);
+    (void)brg_model_read_delta(msg, &d);
+    (void)brg_model_read_end(msg, &end);
+    (void)brg_model_read_stats(msg, &st);
+    (void)brg_model_chat_status(BRG_OK, msg);
+}
+
+START_TEST(test_model_chat_readers_survive_mutated_messages)
+{
+    // Valid messages of every kind, then each with bytes changed (kept when
+    // still msgpack): the readers answer BRG_OK or an error, never read
+    // out of bounds (the sanitizer builds check), and a request they accept
+    // can be walked whole.
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "hello", 0);
+    brg_model_tool_call_t calls[] = {{"c1", 0, "f", 0, "{}", 0}, {"c2", 0, "g", 0, "[]", 0}};
+    brg_model_chat_add_assistant(chat, "x", calls, 2);
+    brg_model_chat_add_tool_result(chat, "c1", "r", 0);
+    brg_model_tool_t tool = {"f", 0, "d", 0, NULL, 0};
+    brg_model_chat_add_tool(chat, &tool);
+    brg_model_chat_reply_t in = {.text = "t", .len = 1, .finish_reason = "stop"};
+    brg_model_error_t ein = {.code = BRG_EHTTP, .message = "m", .retry_after_ms = -1};
+    brg_model_delta_t din = {.stream_id = 1, .text = "a", .len = 1, .tool_index = -1};
+    brg_msg_t *valid[] = {brg_model_chat_msg(chat),
+                          brg_model_msg_chat_reply(&in, calls, 2),
+                          brg_model_msg_error(&ein),
+                          brg_model_msg_delta(&din),
+                          brg_model_msg_end(1, BRG_OK, &in, NULL),
+                          brg_model_msg_end(1, BRG_EHTTP, NULL, &ein)};
+    unsigned seed = 12345;
+    int accepted = 0;
+    for (size_t k = 0; k < sizeof valid / sizeof valid[0]; k++) {
+        ck_assert_ptr_nonnull(valid[k]);
+        tm_read_everything(valid[k]);
+        const uint8_t *data = brg_msg_data(valid[k]);
+        size_t size = brg_msg_size(valid[k]);
+        uint8_t copy[1024];
+        ck_assert_uint_le(size, sizeof copy);
+        for (int round = 0; round < 3000; round++) {
+            memcpy(copy, data, size);
+            for (int flips = 1 + rand_r(&seed) % 3; flips > 0; flips--)
+                copy[rand_r(&seed) % size] = (uint8_t)rand_r(&seed);
+            brg_msg_t *m = brg_msg_new(brg_msg_tag(valid[k]));
+            if (brg_msg_add_raw(m, copy, size) == BRG_OK) {
+                accepted++;
+                tm_read_everything(m);
+            }
+            brg_msg_destroy(&m);
+        }
+        brg_msg_destroy(&valid[k]);
+    }
+    ck_assert_int_gt(accepted, 1000); // most mutations stay msgpack
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
 //  ---------------------------------------------------------------------------
 //  A stream collector: an actor that sends a chat request and gathers the
 //  stream's fragments. The test thread reads the results under tm_col.lock
@@ -1578,6 +1663,58 @@ START_TEST(test_model_openai_chat_deadline_covers_the_retries)
 }
 END_TEST
 
+START_TEST(test_model_openai_chat_reads_sse_variants)
+{
+    // CRLF line ends, comments, event: fields, events cut across chunks,
+    // a JSON split over two data: lines: the same text comes out.
+    brg_ref_t model = tm_chat_openai("/variants/v1", NULL);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "odd framing", 0);
+    brg_model_chat_set_stream(chat, 8);
+    tm_stream(model, brg_model_chat_msg(chat));
+    tm_wait_ends(1);
+    pthread_mutex_lock(&tm_col.lock);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    ck_assert_int_eq(end.status, BRG_OK);
+    ck_assert_str_eq(tm_col.text, "Echo: odd framing");
+    ck_assert_int_eq(end.reply.completion_tokens, 8);
+    pthread_mutex_unlock(&tm_col.lock);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+START_TEST(test_model_openai_chat_bad_stream_events_end_with_eproto)
+{
+    const char *paths[] = {"/error-event/v1", "/not-json/v1"};
+    for (int i = 0; i < 2; i++) {
+        brg_ref_t model = tm_chat_openai(paths[i], NULL);
+        brg_model_chat_t *chat = brg_model_chat_new();
+        brg_model_chat_add_message(chat, BRG_MODEL_USER, "hello", 0);
+        brg_model_chat_set_stream(chat, 9);
+        tm_stream(model, brg_model_chat_msg(chat));
+        tm_wait_ends(1);
+        pthread_mutex_lock(&tm_col.lock);
+        brg_model_end_t end;
+        ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+        ck_assert_int_eq(end.status, BRG_EPROTO);
+        ck_assert_int_eq(end.error.attempts, 1);
+        if (i == 0) {
+            tm_eq(end.error.type, end.error.type_len, "server_error");
+            tm_eq(end.error.message, end.error.message_len, "overloaded mid-stream");
+        } else {
+            ck_assert(strstr(end.error.message, "not a JSON object") != NULL);
+        }
+        ck_assert_str_eq(tm_col.text, "Echo");
+        pthread_mutex_unlock(&tm_col.lock);
+        brg_model_chat_destroy(&chat);
+        brg_model_stats_t st;
+        ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+        ck_assert_uint_eq(st.errors, 1);
+    }
+}
+END_TEST
+
 Suite *
 model_suite(void)
 {
@@ -1592,6 +1729,7 @@ model_suite(void)
     tcase_add_test(offline, test_model_request_round_trips_through_the_reader);
     tcase_add_test(offline, test_model_chat_request_round_trips_through_the_readers);
     tcase_add_test(offline, test_model_chat_reply_error_delta_and_end_round_trip);
+    tcase_add_test(offline, test_model_chat_readers_survive_mutated_messages);
     suite_add_tcase(s, offline);
     TCase *script = tcase_create("script");
     tcase_add_checked_fixture(script, tm_setup_script, tm_teardown_script);
@@ -1621,6 +1759,8 @@ model_suite(void)
     tcase_add_test(chat, test_model_openai_chat_streams_text_tool_calls_and_usage);
     tcase_add_test(chat, test_model_openai_chat_cancel_mid_stream_aborts_the_transfer);
     tcase_add_test(chat, test_model_openai_chat_stream_cut_short_ends_with_an_error);
+    tcase_add_test(chat, test_model_openai_chat_reads_sse_variants);
+    tcase_add_test(chat, test_model_openai_chat_bad_stream_events_end_with_eproto);
     tcase_add_test(chat, test_model_openai_chat_errors_keep_status_type_message_and_retry_after);
     tcase_add_test(chat, test_model_openai_chat_retries_429_honouring_retry_after);
     tcase_add_test(chat, test_model_openai_chat_retries_5xx_until_the_attempts_run_out);

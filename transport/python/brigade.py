@@ -99,6 +99,7 @@ ERRORS = (
     ("EHTTP", -18, "HTTP error status (not 2xx)"),
     ("EDEADLK", -19, "blocking call refused on a thread of its own system (would deadlock)"),
     ("EPERM", -20, "not permitted (the peer's key or role may not do this)"),
+    ("ECANCELED", -21, "cancelled by the requester"),
 )
 _ERROR_BY_CODE = {code: (name, text) for name, code, text in ERRORS}
 
@@ -179,6 +180,7 @@ class NetworkError(ReplyError): pass         # noqa: E701 -17
 class HTTPError(ReplyError): pass            # noqa: E701 -18
 class WouldDeadlock(ReplyError): pass        # noqa: E701 -19
 class NotPermitted(ReplyError): pass         # noqa: E701 -20
+class Cancelled(ReplyError): pass            # noqa: E701 -21
 
 
 # BRG_E... name -> class; every name of ERRORS has one (the test checks).
@@ -189,7 +191,7 @@ ERROR_CLASSES = {
     "ECLOSED": Closed, "EMSGSIZE": MessageTooLarge, "ENODATA": NoData,
     "EFAILED": ActorFailed, "EBUSY": Busy, "EPROTO": ProtocolError,
     "ESYS": SystemCallFailed, "ENETWORK": NetworkError, "EHTTP": HTTPError,
-    "EDEADLK": WouldDeadlock, "EPERM": NotPermitted,
+    "EDEADLK": WouldDeadlock, "EPERM": NotPermitted, "ECANCELED": Cancelled,
 }
 __all__ += [cls.__name__ for cls in ERROR_CLASSES.values()]
 
