@@ -106,7 +106,7 @@ typedef struct brg_conv_opts {
 } brg_conv_opts_t;
 
 #define BRG_CONV_TOOLS_MAX 64
-//  Tool calls one model answer may make; more are answered with an error.
+//  Tool calls one model answer may make; more fail the turn (BRG_ERANGE).
 #define BRG_CONV_CALLS_MAX 16
 
 BRG_EXPORT void brg_conv_opts_init(brg_conv_opts_t *opts);
