@@ -390,6 +390,31 @@ START_TEST(test_conv_step_limit_fails_the_turn_and_leaves_no_trace)
 }
 END_TEST
 
+START_TEST(test_conv_fails_a_turn_whose_model_asks_for_too_many_calls_at_once)
+{
+    brg_model_tool_call_t calls[BRG_CONV_CALLS_MAX + 1];
+    char ids[BRG_CONV_CALLS_MAX + 1][8];
+    for (int i = 0; i <= BRG_CONV_CALLS_MAX; i++) {
+        snprintf(ids[i], sizeof ids[i], "c%d", i);
+        brg_model_tool_call_t c = {ids[i], 0, "echo", 0, "{}", 0};
+        calls[i] = c;
+    }
+    brg_model_rule_t rules[] = {{.tool_calls = calls, .n_tool_calls = BRG_CONV_CALLS_MAX + 1}};
+    brg_ref_t echo;
+    ck_assert_int_eq(brg_tool_spawn_root(tu_sys, NULL, ta_echo, NULL, 0, &echo), BRG_OK);
+    brg_tool_t tools[] = {ta_tool("echo", echo)};
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = ta_model(rules, 1, 0);
+    o.tools = tools;
+    o.n_tools = 1;
+    brg_ref_t conv = ta_conv(&o);
+    ta_say(conv, "many", BRG_ERANGE, "the model asked for 17 tool calls at once (at most 16)");
+    ck_assert_int_eq(atomic_load(&ta_echoes), 0); // none was sent
+    ck_assert_str_eq(ta_history(conv), "");
+}
+END_TEST
+
 //  Events seen by brg_conv_say's callback, on this thread.
 static char ta_events[4096];
 static char ta_streamed[1024];
@@ -948,6 +973,7 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_sends_the_calls_of_one_step_to_their_tools_in_parallel);
     tcase_add_test(conv, test_conv_reports_timeouts_failures_dead_and_unknown_tools_to_the_model);
     tcase_add_test(conv, test_conv_step_limit_fails_the_turn_and_leaves_no_trace);
+    tcase_add_test(conv, test_conv_fails_a_turn_whose_model_asks_for_too_many_calls_at_once);
     tcase_add_test(conv, test_conv_streams_the_model_deltas_and_tool_events_of_every_step);
     tcase_add_test(conv, test_conv_usage_totals_are_the_sum_of_the_turns);
     tcase_add_test(conv, test_conv_trims_the_history_it_sends_by_whole_turns);
