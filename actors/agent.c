@@ -59,7 +59,9 @@ typedef struct {
     char *id, *name, *args; // owned
     bool done;
     bool is_error;
-    char *result; // owned: the text for the model
+    bool monitored;   // a monitor watches its tool actor until it settles
+    uint64_t monitor; //   (its id)
+    char *result;     // owned: the text for the model
 } s_call_t;
 
 //  A tool call being streamed in by fragments.
@@ -556,9 +558,11 @@ s_event(brg_ctx_t *ctx, s_conv_t *s, brg_conv_event_kind_t kind, const char *tex
 }
 
 static void
-s_clear_calls(s_conv_t *s)
+s_clear_calls(brg_ctx_t *ctx, s_conv_t *s)
 {
     for (size_t i = 0; i < s->n_calls; i++) {
+        if (s->calls[i].monitored)
+            brg_demonitor(ctx, s->calls[i].monitor);
         free(s->calls[i].id);
         free(s->calls[i].name);
         free(s->calls[i].args);
@@ -606,7 +610,7 @@ s_finish(brg_ctx_t *ctx, s_conv_t *s, int status, const char *text, size_t len)
     else
         brg_reply_error_to(ctx, s->turn.asker, BRG_ENOMEM);
     brg_msg_destroy(&s->turn.asker);
-    s_clear_calls(s);
+    s_clear_calls(ctx, s);
     s_clear_acc(s);
     s->stream_id = 0;
     s->turn_seq++; // late callbacks of this turn are recognised
@@ -888,6 +892,10 @@ s_settle(brg_ctx_t *ctx, s_conv_t *s, size_t i, bool is_error, const char *text,
     s_call_t *c = &s->calls[i];
     c->done = true;
     c->is_error = is_error;
+    if (c->monitored) {
+        brg_demonitor(ctx, c->monitor); // a DOWN already on its way is dropped
+        c->monitored = false;
+    }
     c->result = s_utf8_clean(text, len);
     if (is_error)
         s->stats.tool_errors++;
@@ -907,7 +915,7 @@ s_tools_done(brg_ctx_t *ctx, s_conv_t *s)
             return;
         }
     }
-    s_clear_calls(s);
+    s_clear_calls(ctx, s);
     s_step(ctx, s);
 }
 
@@ -953,19 +961,23 @@ s_dispatch(brg_ctx_t *ctx, s_conv_t *s, const brg__hmsg_t *m)
         }
         void *arg = (void *)(uintptr_t)(s->dispatch_seq << S_CALL_SEQ_SHIFT | i);
         int rc;
-        if (!brg_ref_is_none(t->ref)) {
-            rc = brg_ask(ctx, t->ref, &call, s->opts.tool_timeout_ms, s_on_tool, arg);
-        } else if (!brg_ref_is_none(t->node)) {
+        brg_ref_t ref = t->ref; // none for a (node, name) address
+        if (brg_ref_is_none(ref) && brg_ref_is_none(t->node) &&
+            brg_whereis(brg_ctx_system(ctx), t->actor_name, &ref) != BRG_OK)
+            ref = BRG_REF_NONE; // not registered: the ask below is not made
+        // As gen_server:call does: watch the callee from before the call, so
+        // a tool that dies before it answers settles its call now, with its
+        // exit reason, not at the deadline. An answer it sent first arrives
+        // before the DOWN.
+        if (!brg_ref_is_none(ref) && brg_monitor(ctx, ref, &c->monitor) == BRG_OK)
+            c->monitored = true;
+        if (!brg_ref_is_none(ref))
+            rc = brg_ask(ctx, ref, &call, s->opts.tool_timeout_ms, s_on_tool, arg);
+        else if (!brg_ref_is_none(t->node))
             rc = brg_ask_named_at(ctx, t->node, t->actor_name, &call, s->opts.tool_timeout_ms,
                                   s_on_tool, arg);
-        } else {
-            brg_ref_t ref;
-            rc = brg_whereis(brg_ctx_system(ctx), t->actor_name, &ref);
-            if (rc == BRG_OK)
-                rc = brg_ask(ctx, ref, &call, s->opts.tool_timeout_ms, s_on_tool, arg);
-            else
-                rc = BRG_ENOACTOR;
-        }
+        else
+            rc = BRG_ENOACTOR;
         brg_msg_destroy(&call);
         if (rc == BRG_OK) {
             s->pending++;
@@ -1144,6 +1156,30 @@ s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     return BRG_OK;
 }
 
+//  A tool actor being called stopped (its monitor's DOWN): its call settles.
+static void
+s_on_down(brg_ctx_t *ctx, s_conv_t *s, const brg_msg_t *msg)
+{
+    brg_ref_t from;
+    uint64_t monitor;
+    brg_exit_reason_t why;
+    if (brg_msg_read_down(msg, &from, &monitor, &why) != BRG_OK || !s->turn.asker)
+        return;
+    for (size_t i = 0; i < s->n_calls; i++) {
+        s_call_t *c = &s->calls[i];
+        if (!c->monitored || c->monitor != monitor || c->done)
+            continue;
+        c->monitored = false; // a DOWN ends its monitor
+        char *d = s_printf("error: tool '%s' stopped before it answered (%s%s%s)", c->name,
+                           brg_exit_kind_name(why.kind), why.text[0] ? ": " : "", why.text);
+        s_settle(ctx, s, i, true, d ? d : "error: tool stopped", d ? strlen(d) : 19);
+        free(d);
+        if (--s->pending == 0)
+            s_tools_done(ctx, s);
+        return;
+    }
+}
+
 //  ---------------------------------------------------------------------------
 //  The behaviour
 
@@ -1188,6 +1224,10 @@ s_conv_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
     s_conv_t *s = brg_state(ctx);
     if (brg_msg_is_tag(msg, BRG_TAG(BRG_MODEL_TAG_DELTA))) {
         s_on_delta(ctx, s, msg);
+        return BRG_OK;
+    }
+    if (brg_msg_is_tag(msg, BRG_TAG(BRG_TAG_DOWN))) {
+        s_on_down(ctx, s, msg);
         return BRG_OK;
     }
     if (brg_msg_is_tag(msg, BRG_TAG(BRG_CONV_TAG_SAY))) {

@@ -10,9 +10,11 @@
 //  One turn: the user message joins the history; the model is asked. When it
 //  answers with tool calls, each call goes to its tool's actor
 //  (brigade/tool.h) at once, all in parallel and under one deadline
-//  (tool_timeout_ms); every result, error text, "tool timed out" or "tool
-//  not available" joins the history as a tool message, in the order of the
-//  calls, and the model is asked again. That repeats until the model answers
+//  (tool_timeout_ms); every result, error text, "tool timed out", "tool
+//  not available" or "tool stopped before it answered" (a tool actor the
+//  conversation has a ref for is monitored during the call, so its death
+//  settles the call at once) joins the history as a tool message, in the
+//  order of the calls, and the model is asked again. That repeats until the model answers
 //  with text and no tool calls (the answer), or until max_steps model calls
 //  have been made without one: the turn then fails with BRG_ERANGE and the
 //  text "step limit reached (N model calls without a final answer)".

@@ -162,6 +162,14 @@ ta_failing(brg_ctx_t *ctx, const brg_msg_t *msg)
     return BRG_OK;
 }
 
+static int
+ta_crashing(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    return BRG_EFAILED; // fails without answering
+}
+
 static brg_tool_t
 ta_tool(const char *name, brg_ref_t ref)
 {
@@ -317,10 +325,10 @@ START_TEST(test_conv_reports_timeouts_failures_dead_and_unknown_tools_to_the_mod
     brg_model_tool_call_t calls[] = {
         {"c1", 0, "silent", 0, "{}", 0},      {"c2", 0, "failing", 0, "{}", 0},
         {"c3", 0, "dead", 0, "{}", 0},        {"c4", 0, "nosuch", 0, "{}", 0},
-        {"c5", 0, "echo", 0, "{\"x\":1}", 0},
+        {"c5", 0, "echo", 0, "{\"x\":1}", 0}, {"c6", 0, "crashing", 0, "{}", 0},
     };
     brg_model_rule_t rules[] = {
-        {.turn = 1, .tool_calls = calls, .n_tool_calls = 5},
+        {.turn = 1, .tool_calls = calls, .n_tool_calls = 6},
         {.after_tool = true, .text = "Coped."},
     };
     brg_ref_t silent = tu_spawn(tu_sys, ta_silent);
@@ -331,13 +339,14 @@ START_TEST(test_conv_reports_timeouts_failures_dead_and_unknown_tools_to_the_mod
     brg_ref_t echo;
     ck_assert_int_eq(brg_tool_spawn_root(tu_sys, NULL, ta_echo, NULL, 0, &echo), BRG_OK);
     brg_tool_t tools[] = {ta_tool("silent", silent), ta_tool("failing", failing),
-                          ta_tool("dead", dead), ta_tool("echo", echo)};
+                          ta_tool("dead", dead), ta_tool("echo", echo),
+                          ta_tool("crashing", tu_spawn(tu_sys, ta_crashing))};
     brg_conv_opts_t o;
     brg_conv_opts_init(&o);
     o.model = ta_model(rules, 2, 0);
     o.tool_timeout_ms = 300;
     o.tools = tools;
-    o.n_tools = 4;
+    o.n_tools = 5;
     brg_ref_t conv = ta_conv(&o);
     uint64_t start = tu_now_ms();
     ta_say(conv, "try everything", BRG_OK, "Coped.");
@@ -348,9 +357,13 @@ START_TEST(test_conv_reports_timeouts_failures_dead_and_unknown_tools_to_the_mod
     ck_assert_msg(strstr(h, "tool dead: error: tool 'dead' is not available"), "%s", h);
     ck_assert_msg(strstr(h, "tool nosuch: error: unknown tool 'nosuch'\n"), "%s", h);
     ck_assert_msg(strstr(h, "tool echo: echo {\"x\":1}\n"), "%s", h);
+    // A tool actor that fails while it handles the call: gone, at once.
+    ck_assert_msg(
+        strstr(h, "tool crashing: error: tool 'crashing' stopped before it answered (failed"), "%s",
+        h);
     brg_conv_stats_t st = ta_stats(conv);
-    ck_assert_uint_eq(st.tool_calls, 5);
-    ck_assert_uint_eq(st.tool_errors, 4);
+    ck_assert_uint_eq(st.tool_calls, 6);
+    ck_assert_uint_eq(st.tool_errors, 5);
     ck_assert_uint_eq(st.turns, 1);
 }
 END_TEST
