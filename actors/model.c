@@ -223,8 +223,38 @@ typedef struct {
     size_t n_rules;
     char *model;
     size_t chunk;
+    int interval_ms; // > 0: one stream fragment per interval (see s_paced_t)
+    struct s_paced *paced;
+    uint64_t next_key;
     brg_model_stats_t stats;
 } s_offline_t;
+
+//  A paced offline stream: its fragments, sent one per tick (a timer
+//  message to ourselves carrying `key`), then its end. A cancel drops the
+//  rest and ends it at once.
+typedef struct s_paced {
+    struct s_paced *next;
+    uint64_t key, stream_id;
+    brg_ref_t sender;
+    brg_msg_t *request; // a copy, answered with the end (brg_reply_to)
+    brg_msg_t **frags;
+    size_t n, sent;
+    brg_msg_t *end;
+    int64_t prompt_tokens, completion_tokens;
+} s_paced_t;
+
+#define S_TAG_TICK "brg.model.offline.tick"
+
+static void
+s_paced_free(s_paced_t *p)
+{
+    for (size_t i = p->sent; i < p->n; i++)
+        brg_msg_destroy(&p->frags[i]);
+    free(p->frags);
+    brg_msg_destroy(&p->end);
+    brg_msg_destroy(&p->request);
+    free(p);
+}
 
 static void
 s_offline_destroy(void *state)
@@ -244,6 +274,11 @@ s_offline_destroy(void *state)
     }
     free(self->rules);
     free(self->model);
+    while (self->paced) { // streams still running when we stop: their callers get no end
+        s_paced_t *p = self->paced;
+        self->paced = p->next;
+        s_paced_free(p);
+    }
     free(self);
 }
 
@@ -409,18 +444,51 @@ s_utf8_cut(const char *s, size_t len, size_t max)
     return n;
 }
 
-//  Send the answer as deltas to the request's sender. BRG_OK or the error
-//  of the first send that failed.
+//  A growing list of fragments.
+typedef struct {
+    brg_msg_t **frags;
+    size_t n, cap;
+} s_frags_t;
+
 static int
-s_offline_stream(brg_ctx_t *ctx, const s_offline_t *self, uint64_t id, brg_ref_t to,
-                 const char *text, size_t len, const brg_model_tool_call_t *calls, size_t n_calls)
+s_frags_push(s_frags_t *f, brg_msg_t *m)
+{
+    if (!m)
+        return BRG_ENOMEM;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 16;
+        brg_msg_t **more = realloc(f->frags, cap * sizeof(*more));
+        if (!more) {
+            brg_msg_destroy(&m);
+            return BRG_ENOMEM;
+        }
+        f->frags = more;
+        f->cap = cap;
+    }
+    f->frags[f->n++] = m;
+    return BRG_OK;
+}
+
+static void
+s_frags_free(s_frags_t *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        brg_msg_destroy(&f->frags[i]);
+    free(f->frags);
+    f->frags = NULL;
+    f->n = f->cap = 0;
+}
+
+//  The answer as stream fragments, in order, into out. BRG_OK or BRG_ENOMEM.
+static int
+s_offline_fragments(const s_offline_t *self, uint64_t id, const char *text, size_t len,
+                    const brg_model_tool_call_t *calls, size_t n_calls, s_frags_t *out)
 {
     int rc = BRG_OK;
     for (size_t off = 0; rc == BRG_OK && off < len;) {
         size_t n = s_utf8_cut(text + off, len - off, self->chunk);
         brg_model_delta_t d = {.stream_id = id, .text = text + off, .len = n, .tool_index = -1};
-        brg_msg_t *m = brg_model_msg_delta(&d);
-        rc = m ? brg_send(ctx, to, &m) : BRG_ENOMEM;
+        rc = s_frags_push(out, brg_model_msg_delta(&d));
         off += n;
     }
     for (size_t k = 0; rc == BRG_OK && k < n_calls; k++) {
@@ -431,20 +499,106 @@ s_offline_stream(brg_ctx_t *ctx, const s_offline_t *self, uint64_t id, brg_ref_t
                                .id_len = c->id_len,
                                .name = c->name,
                                .name_len = c->name_len};
-        brg_msg_t *m = brg_model_msg_delta(&d);
-        rc = m ? brg_send(ctx, to, &m) : BRG_ENOMEM;
+        rc = s_frags_push(out, brg_model_msg_delta(&d));
         for (size_t off = 0; rc == BRG_OK && off < c->arguments_len;) {
             size_t n = s_utf8_cut(c->arguments + off, c->arguments_len - off, self->chunk);
             brg_model_delta_t a = {.stream_id = id,
                                    .tool_index = (int)k,
                                    .arguments = c->arguments + off,
                                    .arguments_len = n};
-            m = brg_model_msg_delta(&a);
-            rc = m ? brg_send(ctx, to, &m) : BRG_ENOMEM;
+            rc = s_frags_push(out, brg_model_msg_delta(&a));
             off += n;
         }
     }
     return rc;
+}
+
+//  Arm the next tick of a paced stream. BRG_OK or brg_send_after's error.
+static int
+s_paced_arm(brg_ctx_t *ctx, const s_offline_t *self, const s_paced_t *p)
+{
+    brg_msg_t *tick = brg_msg_new(S_TAG_TICK);
+    if (!tick || brg_msg_add_uint(tick, p->key) != BRG_OK) {
+        brg_msg_destroy(&tick);
+        return BRG_ENOMEM;
+    }
+    return brg_send_after(ctx, brg_self(ctx), &tick, self->interval_ms, NULL);
+}
+
+//  Unlink p from the paced list (it must be there).
+static void
+s_paced_unlink(s_offline_t *self, s_paced_t *p)
+{
+    for (s_paced_t **at = &self->paced; *at; at = &(*at)->next)
+        if (*at == p) {
+            *at = p->next;
+            return;
+        }
+}
+
+//  A tick: send the stream's next fragment, or its end after the last.
+static void
+s_offline_tick(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    uint64_t key;
+    if (brg_msg_read_uint(msg, &pos, &key) != BRG_OK)
+        return;
+    s_paced_t *p = self->paced;
+    while (p && p->key != key)
+        p = p->next;
+    if (!p)
+        return; // cancelled meanwhile
+    if (p->sent < p->n) {
+        brg_msg_t *m = p->frags[p->sent];
+        p->frags[p->sent++] = NULL;
+        if (brg_send(ctx, p->sender, &m) != BRG_OK) {
+            brg_msg_destroy(&m);
+            p->sent = p->n; // the caller is gone: no more fragments, the end still goes
+        }
+    }
+    if (p->sent < p->n && s_paced_arm(ctx, self, p) == BRG_OK)
+        return;
+    // The last fragment went (or no tick could be armed): the end.
+    self->stats.prompt_tokens += (uint64_t)p->prompt_tokens;
+    self->stats.completion_tokens += (uint64_t)p->completion_tokens;
+    brg_reply_to(ctx, p->request, &p->end);
+    s_paced_unlink(self, p);
+    s_paced_free(p);
+}
+
+//  A cancel from a paced stream's caller: drop the rest, end it "cancelled".
+static void
+s_offline_cancel(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    uint64_t id;
+    if (brg_msg_read_uint(msg, &pos, &id) != BRG_OK)
+        return;
+    brg_ref_t from = brg_msg_sender(msg);
+    s_paced_t *p = self->paced;
+    while (p && !(p->stream_id == id && brg_ref_eq(p->sender, from)))
+        p = p->next;
+    if (!p)
+        return; // ended already, or never ours: ignored
+    brg_model_chat_reply_t r = {.finish_reason = "cancelled",
+                                .finish_reason_len = 9,
+                                .prompt_tokens = p->prompt_tokens,
+                                .completion_tokens = -1,
+                                .total_tokens = -1,
+                                .model = self->model,
+                                .model_len = strlen(self->model),
+                                .backend = "offline",
+                                .backend_len = 7};
+    brg_msg_t *end = brg_model_msg_end(p->stream_id, BRG_OK, &r, NULL);
+    self->stats.cancelled++;
+    self->stats.prompt_tokens += (uint64_t)p->prompt_tokens;
+    if (end)
+        brg_reply_to(ctx, p->request, &end);
+    else
+        brg_reply_to(ctx, p->request, &p->end); // out of memory: the full end, at least an end
+    s_paced_unlink(self, p);
+    s_paced_free(p);
 }
 
 //  Answer the current message with an error: an ask error for a malformed
@@ -510,16 +664,46 @@ s_offline_chat(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
     r.total_tokens = r.prompt_tokens + r.completion_tokens;
     int rc = BRG_OK;
     brg_msg_t *reply = NULL;
+    s_frags_t frags = {NULL, 0, 0};
     if (v.stream_id) {
-        rc = s_offline_stream(ctx, self, v.stream_id, brg_msg_sender(msg), r.text, r.len, calls,
-                              n_calls);
+        rc = s_offline_fragments(self, v.stream_id, r.text, r.len, calls, n_calls, &frags);
         if (rc == BRG_OK && !(reply = brg_model_msg_end(v.stream_id, BRG_OK, &r, NULL)))
             rc = BRG_ENOMEM;
     } else if (!(reply = brg_model_msg_chat_reply(&r, calls, n_calls))) {
         rc = BRG_ENOMEM;
     }
     free(b.data);
+    if (rc == BRG_OK && v.stream_id && self->interval_ms > 0 && frags.n > 0) {
+        // Paced: the fragments go one per tick; the end after the last.
+        s_paced_t *p = calloc(1, sizeof(*p));
+        brg_msg_t *request = p ? brg_msg_dup(msg) : NULL;
+        if (request) {
+            p->next = self->paced;
+            p->key = ++self->next_key;
+            p->stream_id = v.stream_id;
+            p->sender = brg_msg_sender(msg);
+            p->request = request;
+            p->prompt_tokens = r.prompt_tokens;
+            p->completion_tokens = r.completion_tokens;
+            if (s_paced_arm(ctx, self, p) == BRG_OK) {
+                p->frags = frags.frags; // the fragments and the end are p's now
+                p->n = frags.n;
+                p->end = reply;
+                self->paced = p;
+                return;
+            }
+            s_paced_free(p); // frees the request copy only
+        } else {
+            free(p);
+        }
+        rc = BRG_ENOMEM;
+    }
+    for (size_t i = 0; rc == BRG_OK && i < frags.n; i++) {
+        rc = brg_send(ctx, brg_msg_sender(msg), &frags.frags[i]);
+    }
+    s_frags_free(&frags);
     if (rc != BRG_OK) {
+        brg_msg_destroy(&reply);
         s_offline_error(ctx, self, v.stream_id, rc, "could not send the answer");
         return;
     }
@@ -551,7 +735,9 @@ s_offline(brg_ctx_t *ctx, const brg_msg_t *msg)
     else if (brg_msg_is(msg, BRG_MODEL_TAG_STATS))
         s_reply_stats(ctx, &self->stats);
     else if (brg_msg_is(msg, BRG_MODEL_TAG_CANCEL))
-        ; // every offline stream has ended by the time a cancel comes
+        s_offline_cancel(ctx, self, msg);
+    else if (brg_msg_is(msg, S_TAG_TICK))
+        s_offline_tick(ctx, self, msg);
     else
         return BRG_UNHANDLED;
     return BRG_OK;
@@ -619,6 +805,7 @@ s_offline_spawn_opts(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_offline_
                      brg_ref_t *model)
 {
     if (opts->n_rules > 1024 || (opts->n_rules && !opts->rules) || opts->stream_chunk < 1 ||
+        opts->stream_interval_ms < 0 || opts->stream_interval_ms > 60000 ||
         opts->stream_chunk > 65536 || (opts->model && (!*opts->model || strlen(opts->model) > 256)))
         return BRG_EINVAL;
     s_offline_t *self = calloc(1, sizeof(*self));
@@ -626,6 +813,7 @@ s_offline_spawn_opts(brg_system_t *sys, brg_ctx_t *ctx, const brg_model_offline_
         return BRG_ENOMEM;
     self->parent = ctx ? brg_self(ctx) : BRG_REF_NONE;
     self->chunk = opts->stream_chunk;
+    self->interval_ms = opts->stream_interval_ms;
     self->model = strdup(opts->model ? opts->model : "offline-script");
     int rc = self->model ? BRG_OK : BRG_ENOMEM;
     if (rc == BRG_OK && opts->n_rules &&

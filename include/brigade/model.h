@@ -585,7 +585,12 @@ BRG_EXPORT int brg_model_stats(brg_system_t *sys, brg_ref_t model, int timeout_m
 //  finish reason "stop".
 //  Streaming: the answer goes as text fragments of stream_chunk bytes (never
 //  splitting a UTF-8 character), then per call one fragment with index, id
-//  and name and fragments of its arguments, then the end.
+//  and name and fragments of its arguments, then the end. By default all at
+//  once (a cancel then comes after the end and is ignored); with
+//  stream_interval_ms > 0 one fragment per interval (a timer), so a cancel
+//  can come mid-stream: the rest is dropped and the end says "cancelled"
+//  (prompt tokens counted, completion -1). Streams running when the backend
+//  stops get no end.
 //  Usage estimate: prompt tokens = the sum over all message contents, tool
 //  call arguments and tool definitions of (bytes + 3) / 4; completion tokens
 //  = (bytes of the answer text and call arguments + 3) / 4; total = both.
@@ -609,6 +614,8 @@ typedef struct brg_model_offline_opts {
     size_t n_rules;                //   (at most 1024)
     const char *model;             // model name in replies (default "offline-script")
     size_t stream_chunk;           // bytes per text or argument fragment (default 16, 1 .. 65536)
+    int stream_interval_ms;        // 0: a stream's fragments all at once (default); > 0: one
+                                   //   per interval (0 .. 60000), so a cancel can land mid-stream
     const char *name;              // optional registered name
 } brg_model_offline_opts_t;
 
@@ -617,7 +624,8 @@ BRG_EXPORT void brg_model_offline_opts_init(brg_model_offline_opts_t *opts);
 //  Spawn the offline backend with a chat script, from inside a behaviour and
 //  linked to the calling actor (as brg_model_offline_spawn; the old tasks are
 //  answered as there). Errors: BRG_EINVAL (too many rules, a rule without
-//  text and calls, a call without id or name, stream_chunk out of range),
+//  text and calls, a call without id or name, stream_chunk or
+//  stream_interval_ms out of range),
 //  BRG_ENOMEM, then as brg_spawn.
 BRG_EXPORT int brg_model_offline_spawn_opts(brg_ctx_t *ctx, const brg_model_offline_opts_t *opts,
                                             brg_ref_t *model);

@@ -786,6 +786,59 @@ START_TEST(test_model_offline_chat_streams_text_and_tool_call_fragments)
 }
 END_TEST
 
+START_TEST(test_model_offline_paced_stream_can_be_cancelled_mid_stream)
+{
+    brg_model_offline_opts_t opts;
+    brg_model_offline_opts_init(&opts);
+    opts.stream_chunk = 2;
+    opts.stream_interval_ms = 20;
+    brg_ref_t paced;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &opts, &paced), BRG_OK);
+    // Played to its end: the same text as unpaced, fragment by fragment.
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "slowly", 0);
+    brg_model_chat_set_stream(chat, 11);
+    tm_stream(paced, brg_model_chat_msg(chat));
+    tm_wait_ends(1);
+    pthread_mutex_lock(&tm_col.lock);
+    ck_assert_str_eq(tm_col.text, "You said: slowly");
+    ck_assert_int_eq(tm_col.deltas, 8);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    tm_eq(end.reply.finish_reason, end.reply.finish_reason_len, "stop");
+    pthread_mutex_unlock(&tm_col.lock);
+    // Cancelled after the first fragment: the rest never comes.
+    brg_model_chat_t *long_chat = brg_model_chat_new();
+    brg_model_chat_add_message(long_chat, BRG_MODEL_USER,
+                               "a long question that takes many fragments to answer", 0);
+    brg_model_chat_set_stream(long_chat, 12);
+    brg_ref_t col = tm_stream(paced, brg_model_chat_msg(long_chat));
+    pthread_mutex_lock(&tm_col.lock);
+    tm_col.cancel_id = 12;
+    pthread_mutex_unlock(&tm_col.lock);
+    tm_wait_deltas(1);
+    ck_assert_int_eq(tu_send_tag(tu_sys, col, "tm.cancel"), BRG_OK);
+    tm_wait_ends(1);
+    tu_sleep_ms(100); // time for more fragments, if any were still coming
+    pthread_mutex_lock(&tm_col.lock);
+    ck_assert_int_eq(tm_col.done, 1);
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    ck_assert_int_eq(end.status, BRG_OK);
+    tm_eq(end.reply.finish_reason, end.reply.finish_reason_len, "cancelled");
+    ck_assert_int_eq(end.reply.completion_tokens, -1);
+    ck_assert_int_lt(tm_col.deltas, 30); // 61 bytes in 2-byte fragments when played whole
+    int deltas = tm_col.deltas;
+    pthread_mutex_unlock(&tm_col.lock);
+    ck_assert_int_ge(deltas, 1);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, paced, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.cancelled, 1);
+    ck_assert_uint_eq(st.streams, 2);
+    brg_model_chat_destroy(&chat);
+    brg_model_chat_destroy(&long_chat);
+}
+END_TEST
+
 START_TEST(test_model_offline_spawn_rejects_bad_scripts)
 {
     brg_model_offline_opts_t opts;
@@ -800,6 +853,9 @@ START_TEST(test_model_offline_spawn_rejects_bad_scripts)
     ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &opts, NULL), BRG_EINVAL);
     opts.n_rules = 0;
     opts.stream_chunk = 0;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &opts, NULL), BRG_EINVAL);
+    opts.stream_chunk = 16;
+    opts.stream_interval_ms = -1;
     ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &opts, NULL), BRG_EINVAL);
     ck_assert_uint_eq(tu_stats(tu_sys).actors_alive, 1); // the fixture's script only
 }
@@ -1736,6 +1792,7 @@ model_suite(void)
     tcase_set_timeout(script, 30);
     tcase_add_test(script, test_model_offline_chat_follows_its_script);
     tcase_add_test(script, test_model_offline_chat_streams_text_and_tool_call_fragments);
+    tcase_add_test(script, test_model_offline_paced_stream_can_be_cancelled_mid_stream);
     tcase_add_test(script, test_model_offline_spawn_rejects_bad_scripts);
     suite_add_tcase(s, script);
     TCase *openai = tcase_create("openai");
