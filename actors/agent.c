@@ -92,6 +92,7 @@ typedef struct {
     uint64_t turn_seq;
 
     // The model call in flight (streaming).
+    brg_ref_t model_ref; // the backend asked last
     uint64_t stream_id, stream_seq;
     char *acc_text;
     size_t acc_len, acc_cap;
@@ -732,6 +733,20 @@ s_request(s_conv_t *s, int *err)
 
 static int s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg);
 
+//  Tell the backend to stop the stream in flight, if there is one (the
+//  transfer is aborted; its end comes as a late reply, a dead letter).
+static void
+s_cancel_stream(brg_ctx_t *ctx, s_conv_t *s)
+{
+    if (!s->stream_id)
+        return;
+    brg_msg_t *cancel = brg_model_msg_cancel(s->stream_id);
+    if (cancel)
+        brg_send(ctx, s->model_ref, &cancel);
+    brg_msg_destroy(&cancel);
+    s->stream_id = 0; // its late fragments are ignored
+}
+
 //  Ask the model with the whole history.
 static void
 s_step(brg_ctx_t *ctx, s_conv_t *s)
@@ -757,6 +772,7 @@ s_step(brg_ctx_t *ctx, s_conv_t *s)
         free(d);
         return;
     }
+    s->model_ref = model;
     rc = brg_ask(ctx, model, &req, s->opts.model_timeout_ms + S_GRACE_MS, s_on_model,
                  (void *)(uintptr_t)s->turn.seq);
     if (rc != BRG_OK) {
@@ -1041,14 +1057,8 @@ s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     }
     int code = brg_model_chat_status(status, reply);
     if (code != BRG_OK) {
-        if (status == BRG_ETIMEDOUT && s->stream_id) {
-            brg_msg_t *cancel = brg_model_msg_cancel(s->stream_id);
-            brg_ref_t model = s->opts.model;
-            if (cancel && (!brg_ref_is_none(model) ||
-                           brg_whereis(brg_ctx_system(ctx), s->model_name, &model) == BRG_OK))
-                brg_send(ctx, model, &cancel);
-            brg_msg_destroy(&cancel);
-        }
+        if (status == BRG_ETIMEDOUT)
+            s_cancel_stream(ctx, s);
         char *d = s_model_detail(code, status == BRG_OK ? reply : NULL);
         s_fail(ctx, s, code, d ? d : "the model call failed");
         free(d);
@@ -1245,7 +1255,11 @@ s_conv_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
                 len > BRG_TOOL_TEXT_MAX ? "the text is too long" : "the text is not valid UTF-8";
             brg_msg_t *a = s_msg_answer(BRG_EINVAL, why, strlen(why), 0, 0, 0, 0);
             s->stats.failed_turns++;
-            return a ? brg_reply(ctx, &a) : brg_reply_error(ctx, BRG_EINVAL);
+            if (a)
+                brg_reply(ctx, &a); // an asker that is gone is a dead letter, not our failure
+            else
+                brg_reply_error(ctx, BRG_EINVAL);
+            return BRG_OK;
         }
         brg_msg_t *ask = brg_msg_dup(msg);
         if (!ask) {
@@ -1263,6 +1277,25 @@ s_conv_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
         }
         return BRG_OK;
     }
+    if (brg_msg_is_tag(msg, BRG_TAG(BRG_CONV_TAG_CANCEL))) {
+        bool running = s->turn.asker != NULL;
+        if (running) {
+            // The model call or the tool calls in flight are abandoned: their
+            // late answers are recognised and ignored; a stream is stopped.
+            s_cancel_stream(ctx, s);
+            s_fail(ctx, s, BRG_ECANCELED, "the turn was cancelled");
+        }
+        if (brg_ref_is_none(brg_msg_sender(msg)))
+            return BRG_OK; // sent from outside any actor, not asked: nobody to tell
+        brg_msg_t *reply = brg_msg_new(BRG_CONV_TAG_CANCEL);
+        if (reply && brg_msg_add_bool(reply, running) != BRG_OK)
+            brg_msg_destroy(&reply);
+        if (reply)
+            brg_reply(ctx, &reply); // an asker that is gone is a dead letter, not our failure
+        else
+            brg_reply_error(ctx, BRG_ENOMEM);
+        return BRG_OK;
+    }
     if (brg_msg_is_tag(msg, BRG_TAG(BRG_CONV_TAG_STATS))) {
         brg_conv_stats_t st = s->stats;
         st.messages = s->h.n;
@@ -1275,7 +1308,11 @@ s_conv_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
         for (size_t i = 0; reply && i < S_STATS_FIELDS; i++)
             if (brg_msg_add_uint(reply, f[i]) != BRG_OK)
                 brg_msg_destroy(&reply);
-        return reply ? brg_reply(ctx, &reply) : brg_reply_error(ctx, BRG_ENOMEM);
+        if (reply)
+            brg_reply(ctx, &reply); // an asker that is gone is a dead letter, not our failure
+        else
+            brg_reply_error(ctx, BRG_ENOMEM);
+        return BRG_OK;
     }
     if (brg_msg_is_tag(msg, BRG_TAG(BRG_CONV_TAG_HISTORY))) {
         s_reply_history(ctx, s);

@@ -70,6 +70,12 @@
 //  Streamed to a turn's asker: [kind: int, step: int, text: str, name: str,
 //  id: str, is_error: bool].
 #define BRG_CONV_TAG_EVENT "brg.conv.event"
+//  [] -> BRG_CONV_TAG_CANCEL [was_running: bool]; also as a plain message.
+//  Cancels the running turn: it is answered now with BRG_ECANCELED and "the
+//  turn was cancelled" and leaves no trace; a model stream in flight is
+//  cancelled at the backend (brg_model_msg_cancel); late answers of the
+//  model or the tools are ignored. The waiting turns go on.
+#define BRG_CONV_TAG_CANCEL "brg.conv.cancel"
 //  [] -> BRG_CONV_TAG_STATS with the counters of brg_conv_stats_t, in order.
 #define BRG_CONV_TAG_STATS "brg.conv.stats"
 //  [] -> BRG_CONV_TAG_HISTORY: [count, then per message: role: int,

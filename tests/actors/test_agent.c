@@ -491,6 +491,66 @@ START_TEST(test_conv_streams_the_model_deltas_and_tool_events_of_every_step)
 }
 END_TEST
 
+//  Cancels the turn at its first text fragment (from brg_conv_say's thread).
+static void
+ta_cancel_on_first_text(void *arg, const brg_conv_event_t *ev)
+{
+    brg_ref_t *conv = arg;
+    if (ev->kind != BRG_CONV_EV_TEXT || ta_streamed[0])
+        return;
+    strncat(ta_streamed, ev->text, ev->len);
+    brg_msg_t *cancel = brg_msg_new(BRG_CONV_TAG_CANCEL);
+    ck_assert_int_eq(brg_system_send(tu_sys, *conv, &cancel), BRG_OK);
+}
+
+START_TEST(test_conv_cancel_stops_the_model_stream_and_fails_the_turn_without_a_trace)
+{
+    brg_model_rule_t rules[] = {
+        {.contains = "long",
+         .text = "This answer is streamed slowly, one small piece at a time, "
+                 "so there is time to cancel it long before its end."},
+    };
+    brg_model_offline_opts_t mo;
+    brg_model_offline_opts_init(&mo);
+    mo.rules = rules;
+    mo.n_rules = 1;
+    mo.stream_chunk = 4;
+    mo.stream_interval_ms = 50; // about 30 fragments: 1.5 s
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &mo, &o.model), BRG_OK);
+    brg_ref_t conv = ta_conv(&o);
+    ta_say(conv, "short", BRG_OK, "You said: short");
+    char *got = NULL;
+    int rc =
+        brg_conv_say(tu_sys, conv, "a long one", 10000, ta_cancel_on_first_text, &conv, &got, NULL);
+    ck_assert_msg(rc == BRG_ECANCELED, "%s: %s", brg_err_name(rc), got);
+    ck_assert_str_eq(got, "the turn was cancelled");
+    free(got);
+    ck_assert_str_eq(ta_streamed, "This");
+    // The backend stopped the stream; the turn left no trace.
+    brg_model_stats_t ms;
+    do {
+        ck_assert_int_eq(brg_model_stats(tu_sys, o.model, 5000, &ms), BRG_OK);
+        tu_sleep_ms(1);
+    } while (ms.cancelled == 0 && ms.in_flight > 0);
+    ck_assert_uint_eq(ms.cancelled, 1);
+    ck_assert_str_eq(ta_history(conv), "user: short\nassistant: You said: short");
+    // Asked, a cancel says whether a turn was running; the next turn works.
+    brg_msg_t *cancel = brg_msg_new(BRG_CONV_TAG_CANCEL), *reply = NULL;
+    ck_assert_int_eq(brg_system_ask(tu_sys, conv, &cancel, 5000, &reply), BRG_OK);
+    size_t pos = 0;
+    bool running = true;
+    ck_assert_int_eq(brg_msg_read_bool(reply, &pos, &running), BRG_OK);
+    ck_assert(!running);
+    brg_msg_destroy(&reply);
+    ta_say(conv, "again", BRG_OK, "You said: again");
+    brg_conv_stats_t st = ta_stats(conv);
+    ck_assert_uint_eq(st.failed_turns, 1);
+    ck_assert_uint_eq(st.turns, 2);
+}
+END_TEST
+
 START_TEST(test_conv_usage_totals_are_the_sum_of_the_turns)
 {
     brg_conv_opts_t o;
@@ -988,6 +1048,8 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_step_limit_fails_the_turn_and_leaves_no_trace);
     tcase_add_test(conv, test_conv_fails_a_turn_whose_model_asks_for_too_many_calls_at_once);
     tcase_add_test(conv, test_conv_streams_the_model_deltas_and_tool_events_of_every_step);
+    tcase_add_test(conv,
+                   test_conv_cancel_stops_the_model_stream_and_fails_the_turn_without_a_trace);
     tcase_add_test(conv, test_conv_usage_totals_are_the_sum_of_the_turns);
     tcase_add_test(conv, test_conv_trims_the_history_it_sends_by_whole_turns);
     tcase_add_test(conv, test_conv_model_errors_carry_their_detail_and_leave_no_trace);
