@@ -551,6 +551,39 @@ START_TEST(test_conv_cancel_stops_the_model_stream_and_fails_the_turn_without_a_
 }
 END_TEST
 
+START_TEST(test_conv_a_streamed_model_call_past_its_deadline_is_cancelled_at_the_backend)
+{
+    char text[257];
+    memset(text, 'z', 256);
+    text[256] = '\0';
+    brg_model_rule_t rules[] = {{.text = text}};
+    brg_model_offline_opts_t mo;
+    brg_model_offline_opts_init(&mo);
+    mo.rules = rules;
+    mo.n_rules = 1;
+    mo.stream_chunk = 4;
+    mo.stream_interval_ms = 50; // 64 fragments: 3.2 s, past the 1.1 s the ask waits
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &mo, &o.model), BRG_OK);
+    o.model_timeout_ms = 100; // the ask waits this plus a grace of 1 s
+    brg_ref_t conv = ta_conv(&o);
+    int events = 0;
+    char *got = NULL;
+    int rc = brg_conv_say(tu_sys, conv, "slow", 10000, ta_on_event, &events, &got, NULL);
+    ck_assert_msg(rc == BRG_ETIMEDOUT, "%s: %s", brg_err_name(rc), got);
+    ck_assert_str_eq(got, "the model call failed: deadline expired");
+    free(got);
+    ck_assert_int_gt(events, 0);
+    brg_model_stats_t ms;
+    do {
+        ck_assert_int_eq(brg_model_stats(tu_sys, o.model, 5000, &ms), BRG_OK);
+        tu_sleep_ms(1);
+    } while (ms.cancelled == 0 && ms.in_flight > 0);
+    ck_assert_uint_eq(ms.cancelled, 1);
+}
+END_TEST
+
 START_TEST(test_conv_usage_totals_are_the_sum_of_the_turns)
 {
     brg_conv_opts_t o;
@@ -1050,6 +1083,8 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_streams_the_model_deltas_and_tool_events_of_every_step);
     tcase_add_test(conv,
                    test_conv_cancel_stops_the_model_stream_and_fails_the_turn_without_a_trace);
+    tcase_add_test(conv,
+                   test_conv_a_streamed_model_call_past_its_deadline_is_cancelled_at_the_backend);
     tcase_add_test(conv, test_conv_usage_totals_are_the_sum_of_the_turns);
     tcase_add_test(conv, test_conv_trims_the_history_it_sends_by_whole_turns);
     tcase_add_test(conv, test_conv_model_errors_carry_their_detail_and_leave_no_trace);
