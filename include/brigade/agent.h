@@ -14,10 +14,12 @@
 //  not available" or "tool stopped before it answered" (a tool actor the
 //  conversation has a ref for is monitored during the call, so its death
 //  settles the call at once) joins the history as a tool message, in the
-//  order of the calls, and the model is asked again. That repeats until the model answers
-//  with text and no tool calls (the answer), or until max_steps model calls
-//  have been made without one: the turn then fails with BRG_ERANGE and the
-//  text "step limit reached (N model calls without a final answer)".
+//  order of the calls, and the model is asked again. That repeats until the
+//  model answers with text and no tool calls (the answer), or until
+//  max_steps model calls have been made without one: the turn then fails
+//  with BRG_ERANGE and the text "step limit reached (N model calls without a
+//  final answer)". A user text that is not valid UTF-8 is answered with
+//  BRG_EINVAL; a tool result's invalid bytes are replaced by '?'.
 //  A failed turn (model error, step limit, history error) leaves no trace:
 //  the history is as it was before the turn, so the user can try again.
 //  Turns are answered one at a time, in the order they arrive; a turn that
@@ -37,7 +39,8 @@
 //  (completion tokens > 0) came without a fragment fails with BRG_EPROTO.
 //
 //  History limits (max_messages, max_history_tokens) and the trimming rule:
-//  before every model call, while the history is over a limit, the oldest
+//  before every model call and after every answered turn, while the
+//  history is over a limit, the oldest
 //  whole turn (a user message and everything after it up to the next user
 //  message) is dropped. The system message is never dropped, nor the turn
 //  being answered, so an assistant message with tool calls is never split
