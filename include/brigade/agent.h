@@ -40,10 +40,9 @@
 //
 //  History limits (max_messages, max_history_tokens) and the trimming rule:
 //  before every model call and after every answered turn, while the
-//  history is over a limit, the oldest
-//  whole turn (a user message and everything after it up to the next user
-//  message) is dropped. The system message is never dropped, nor the turn
-//  being answered, so an assistant message with tool calls is never split
+//  history is over a limit, the oldest whole turn (a user message and
+//  everything after it up to the next user message) is dropped. The system message is never
+//  dropped, nor the turn being answered, so an assistant message with tool calls is never split
 //  from its tool results. The token estimate: 4 tokens per message plus one
 //  per 4 bytes of its text and of its tool calls' names, arguments and ids
 //  (about right for English with the common tokenisers; the real counts come
