@@ -3,7 +3,7 @@
 //  Internal to actors/ (and its tests): the conversation actor
 //  (actors/agent.c) owns one history and touches it only on its thread.
 //
-//  The token estimate: BRG_CONV_TOKENS_PER_MESSAGE per message, plus one
+//  The token estimate: 4 tokens per message, plus one
 //  token per 4 bytes (rounded up) of its text, and for each tool call of an
 //  assistant message one per 4 bytes of its name, arguments and id. English
 //  text is about 4 bytes a token for the common tokenisers; the estimate is
