@@ -480,6 +480,8 @@ s_conv_spawn(brg_system_t *sys, brg_ctx_t *ctx, const brg_conv_opts_t *opts, brg
     s->opts = *opts;
     s->opts.tools = NULL;
     s->opts.name = NULL;
+    s->opts.model_name = NULL; // the copies below are used instead
+    s->opts.system = NULL;
     s->model_name = s_strdup(opts->model_name);
     s->system = s_strdup(opts->system);
     s->tools = opts->n_tools ? calloc(opts->n_tools, sizeof(*s->tools)) : NULL;
