@@ -15,7 +15,8 @@
 //  BRG_MODEL_KEY, BRG_MODEL_NAME) set, any OpenAI-compatible endpoint is
 //  the model, and it decides which tools to call.
 //
-//  Usage: agent [--no-stream] [--max-steps=N] [--tool-timeout=MS] [--docs=DIR] [MESSAGE...]
+//  Usage: agent [--no-stream] [--max-steps=N] [--tool-timeout=MS] [--docs=DIR]
+//               [--] [MESSAGE...]
 //  With no MESSAGE it says the built-in turns (they build on each other).
 //  Exits 0 when every turn was answered.
 #include "tools.h"
@@ -79,7 +80,7 @@ usage(const char *argv0, const char *bad)
         fprintf(stderr, "agent: bad argument '%s'\n", bad);
     fprintf(bad ? stderr : stdout,
             "usage: %s [--no-stream] [--max-steps=N] [--tool-timeout=MS] [--docs=DIR] "
-            "[MESSAGE...]\n"
+            "[--] [MESSAGE...]\n"
             "  MESSAGE           a user turn (default: three built-in turns that build on each "
             "other)\n"
             "  --no-stream       print each answer when it is complete, not as it streams\n"
@@ -175,12 +176,14 @@ int
 main(int argc, char **argv)
 {
     int first = 1;
+    bool dashdash = false; // after "--" every argument is a message
     for (; first < argc && strncmp(argv[first], "--", 2) == 0; first++) {
         const char *a = argv[first];
         if (strcmp(a, "--help") == 0)
             return usage(argv[0], NULL);
         if (strcmp(a, "--") == 0) {
             first++;
+            dashdash = true;
             break;
         }
         if (strcmp(a, "--no-stream") == 0)
@@ -196,7 +199,7 @@ main(int argc, char **argv)
         else
             return usage(argv[0], a);
     }
-    if (first < argc && argv[first][0] == '-' && strcmp(argv[first], "-") != 0)
+    if (!dashdash && first < argc && argv[first][0] == '-' && strcmp(argv[first], "-") != 0)
         return usage(argv[0], argv[first]);
     const char *const *turns = first < argc ? (const char *const *)argv + first : default_turns;
     int n_turns =
