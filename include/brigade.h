@@ -23,6 +23,7 @@
 #define BRIGADE_H
 
 #include "brigade/actor.h"
+#include "brigade/agent.h"
 #include "brigade/cancel.h"
 #include "brigade/error.h"
 #include "brigade/export.h"
@@ -46,6 +47,7 @@
 #include "brigade/system.h"
 #include "brigade/text.h"
 #include "brigade/timer.h"
+#include "brigade/tool.h"
 #include "brigade/trace.h"
 #include "brigade/version.h"
 
