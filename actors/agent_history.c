@@ -1,4 +1,5 @@
 //  agent_history - the message history of a conversation (agent_history.h).
+//  Part of the agent library (BRG_AGENT_SOURCE, actors/CMakeLists.txt): only agent.c uses it.
 #include "actors_internal.h"
 
 #include "agent_history.h"
