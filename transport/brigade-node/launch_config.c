@@ -176,7 +176,7 @@ s_opt_u32(brg__launch_t *self, const json_t *obj, const char *key, const char *p
         return BRG_OK;
     char sub[S_PATH];
     s_join(sub, "%s.%s", path, key);
-    int64_t n;
+    int64_t n = 0; // set when s_int returns BRG_OK (gcc -O3 cannot tell)
     int rc = s_int(self, v, sub, min, max, &n);
     if (rc == BRG_OK)
         *out = (uint32_t)n;
