@@ -62,6 +62,7 @@ typedef struct {
     bool monitored;   // a monitor watches its tool actor until it settles
     uint64_t monitor; //   (its id)
     char *result;     // owned: the text for the model
+    brg_span_t *span; // its "execute_tool" span (NULL: tracing off; brigade/trace.h)
 } s_call_t;
 
 //  A tool call being streamed in by fragments.
@@ -566,6 +567,10 @@ s_clear_calls(brg_ctx_t *ctx, s_conv_t *s)
     for (size_t i = 0; i < s->n_calls; i++) {
         if (s->calls[i].monitored)
             brg_demonitor(ctx, s->calls[i].monitor);
+        if (s->calls[i].span) { // the turn ended before this call settled
+            brg_span_set_error(s->calls[i].span, BRG_ECANCELED, "the turn ended first");
+            brg_span_end(ctx, &s->calls[i].span);
+        }
         free(s->calls[i].id);
         free(s->calls[i].name);
         free(s->calls[i].args);
@@ -917,6 +922,11 @@ s_settle(brg_ctx_t *ctx, s_conv_t *s, size_t i, bool is_error, const char *text,
     c->result = s_utf8_clean(text, len);
     if (is_error)
         s->stats.tool_errors++;
+    if (c->span) {
+        if (is_error)
+            brg_span_set_error(c->span, BRG_EFAILED, c->result);
+        brg_span_end(ctx, &c->span);
+    }
     s_event(ctx, s, BRG_CONV_EV_TOOL_RESULT, text, len, c->name, c->id, is_error);
 }
 
@@ -965,6 +975,15 @@ s_dispatch(brg_ctx_t *ctx, s_conv_t *s, const brg__hmsg_t *m)
         s->turn.tool_calls++;
         s->stats.tool_calls++;
         s_event(ctx, s, BRG_CONV_EV_TOOL_CALL, c->args, strlen(c->args), c->name, c->id, false);
+        // The call's span (GenAI names); the ask below is its child, and it
+        // ends when the call settles (s_settle).
+        char span_name[BRG_TOOL_NAME_MAX + 16];
+        snprintf(span_name, sizeof span_name, "execute_tool %s", c->name);
+        c->span = brg_span_start(ctx, span_name, BRG_SPAN_INTERNAL);
+        brg_span_set_str(c->span, BRG_ATTR_GEN_AI_OPERATION_NAME, "execute_tool");
+        brg_span_set_str(c->span, BRG_ATTR_GEN_AI_TOOL_NAME, c->name);
+        brg_span_set_str(c->span, BRG_ATTR_GEN_AI_TOOL_CALL_ID, c->id);
+        brg_span_set_str(c->span, BRG_ATTR_GEN_AI_TOOL_TYPE, "function");
         const s_tool_t *t = s_find_tool(s, c->name);
         if (!t) {
             char *d = s_printf("error: unknown tool '%s'", c->name);
@@ -997,6 +1016,7 @@ s_dispatch(brg_ctx_t *ctx, s_conv_t *s, const brg__hmsg_t *m)
         else
             rc = BRG_ENOACTOR;
         brg_msg_destroy(&call);
+        brg_span_leave(ctx, c->span); // the next call's ask is not this one's child
         if (rc == BRG_OK) {
             s->pending++;
         } else {

@@ -1075,6 +1075,7 @@ typedef struct s_call {
     bool delta_sent, done, has_data;
     char finish[32], answered_model[128];
     int64_t prompt, completion, total;
+    brg_span_t *span; // the model call's span (NULL: tracing off; trace.h, GenAI names)
 } s_call_t;
 
 static int64_t
@@ -1088,6 +1089,10 @@ s_now_ms(void)
 static void
 s_call_unlink_free(s_openai_t *self, s_call_t *c)
 {
+    if (c->span) { // never answered (the backend stopped): the span says so
+        brg_span_set_error(c->span, BRG_ECLOSED, NULL);
+        brg_span_end(NULL, &c->span);
+    }
     if (c->prev)
         c->prev->next = c->next;
     else if (self->calls == c)
@@ -1100,6 +1105,33 @@ s_call_unlink_free(s_openai_t *self, s_call_t *c)
     free(c->line);
     free(c->data);
     free(c);
+}
+
+//  End the call's model span with what the answer says (r NULL: failed
+//  with code and message). Attribute names: OpenTelemetry's GenAI
+//  conventions (brigade/trace.h, docs/AGENTS.md "Tracing").
+static void
+s_call_span_end(brg_ctx_t *ctx, s_call_t *c, const brg_model_chat_reply_t *r, int code,
+                const char *message)
+{
+    if (!c->span)
+        return;
+    if (r) {
+        char model[128], finish[64];
+        snprintf(model, sizeof model, "%.*s", (int)r->model_len, r->model);
+        snprintf(finish, sizeof finish, "%.*s", (int)r->finish_reason_len, r->finish_reason);
+        const char *reasons[1] = {finish};
+        brg_span_set_str(c->span, BRG_ATTR_GEN_AI_RESPONSE_MODEL, model);
+        brg_span_set_strs(c->span, BRG_ATTR_GEN_AI_RESPONSE_FINISH_REASONS, reasons, 1);
+        if (r->prompt_tokens >= 0)
+            brg_span_set_int(c->span, BRG_ATTR_GEN_AI_USAGE_INPUT_TOKENS, r->prompt_tokens);
+        if (r->completion_tokens >= 0)
+            brg_span_set_int(c->span, BRG_ATTR_GEN_AI_USAGE_OUTPUT_TOKENS, r->completion_tokens);
+    } else {
+        brg_span_set_error(c->span, code, message);
+    }
+    brg_span_set_int(c->span, "brg.model.attempts", c->attempts);
+    brg_span_end(ctx, &c->span);
 }
 
 //  Free the call if it is answered and nothing of ours names it any more.
@@ -1150,6 +1182,7 @@ s_call_fail(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c)
     snprintf(what, sizeof what, "chat failed after %d attempt%s (HTTP %d)", c->attempts,
              c->attempts == 1 ? "" : "s", c->err_http);
     s_log(ctx, self, c->err_code, what, e.message, e.message_len);
+    s_call_span_end(ctx, c, NULL, c->err_code, c->err_message);
     brg_msg_t *m = c->stream_id ? brg_model_msg_end(c->stream_id, c->err_code, NULL, &e)
                                 : brg_model_msg_error(&e);
     if (m)
@@ -1243,6 +1276,7 @@ s_chat_completion(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, const void *bod
     r.backend_len = 6;
     s_read_usage_json(json_object_get(root, "usage"), &r.prompt_tokens, &r.completion_tokens,
                       &r.total_tokens);
+    s_call_span_end(ctx, c, &r, BRG_OK, NULL);
     brg_msg_t *reply = brg_model_msg_chat_reply(&r, tc, n_calls);
     json_decref(root);
     c->ended = true;
@@ -1269,6 +1303,7 @@ s_stream_end(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, const char *finish)
                                 .backend_len = 6,
                                 .attempts = c->attempts};
     r.model_len = strlen(r.model);
+    s_call_span_end(ctx, c, &r, BRG_OK, NULL);
     brg_msg_t *end = brg_model_msg_end(c->stream_id, BRG_OK, &r, NULL);
     c->ended = true;
     if (!end) {
@@ -1833,7 +1868,23 @@ s_openai_chat(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *msg)
         self->calls->prev = c;
     self->calls = c;
     self->stats.in_flight++;
+    // The model call's span: the HTTP asks below are its children; what
+    // this behaviour sends after them is not.
+    char span_name[160];
+    snprintf(span_name, sizeof span_name, "chat %s", c->model);
+    c->span = brg_span_start(ctx, span_name, BRG_SPAN_CLIENT);
+    if (c->span) {
+        brg_span_set_str(c->span, BRG_ATTR_GEN_AI_OPERATION_NAME, "chat");
+        brg_span_set_str(c->span, BRG_ATTR_GEN_AI_PROVIDER_NAME, "openai");
+        brg_span_set_str(c->span, BRG_ATTR_GEN_AI_REQUEST_MODEL, c->model);
+        brg_span_set_int(c->span, BRG_ATTR_GEN_AI_REQUEST_MAX_TOKENS,
+                         v.max_tokens ? v.max_tokens : self->max_tokens);
+        brg_span_set_double(c->span, BRG_ATTR_GEN_AI_REQUEST_TEMPERATURE,
+                            v.temperature >= 0 ? v.temperature : self->temperature);
+        brg_span_set_int(c->span, "brg.model.stream", c->stream_id != 0);
+    }
     s_attempt(ctx, self, c);
+    brg_span_leave(ctx, c->span);
     s_call_release(self, c);
 }
 

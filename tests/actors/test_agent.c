@@ -927,6 +927,92 @@ ta_http_teardown(void)
     tu_http_server_stop(&ta_server);
 }
 
+//  Tracing (brigade/trace.h): with a trace hook on, one turn of the tool
+//  loop over HTTP yields a model span per model call and a tool span per
+//  tool call, with the OpenTelemetry GenAI attribute names.
+static pthread_mutex_t ta_trace_lock = PTHREAD_MUTEX_INITIALIZER;
+static char ta_trace[65536];
+static size_t ta_trace_len;
+
+static void
+ta_trace_hook(void *arg, const char *json, size_t len)
+{
+    (void)arg;
+    pthread_mutex_lock(&ta_trace_lock);
+    if (ta_trace_len + len + 1 < sizeof ta_trace) {
+        memcpy(ta_trace + ta_trace_len, json, len);
+        ta_trace_len += len;
+        ta_trace[ta_trace_len++] = '\n';
+        ta_trace[ta_trace_len] = '\0';
+    }
+    pthread_mutex_unlock(&ta_trace_lock);
+}
+
+START_TEST(test_conv_model_and_tool_calls_are_traced_with_the_genai_names)
+{
+    brg_config_t cfg;
+    tu_config(&cfg, 2);
+    cfg.trace_hook = ta_trace_hook;
+    ta_trace_len = 0;
+    ta_trace[0] = '\0';
+    brg_system_t *sys = brg_system_new(&cfg);
+    ck_assert_ptr_nonnull(sys);
+    char url[128];
+    tu_http_server_url(ta_server, url, sizeof url, "/v1");
+    brg_model_openai_opts_t mo;
+    brg_model_openai_opts_init(&mo);
+    mo.url = url;
+    mo.model = "test-model-1";
+    mo.max_attempts = 1;
+    mo.log_errors = false;
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    ck_assert_int_eq(brg_model_openai_spawn_root(sys, &mo, &o.model), BRG_OK);
+    brg_ref_t echo;
+    ck_assert_int_eq(brg_tool_spawn_root(sys, NULL, ta_echo, NULL, 0, &echo), BRG_OK);
+    brg_tool_t tools[] = {ta_tool("lookup", echo)};
+    o.tools = tools;
+    o.n_tools = 1;
+    brg_ref_t conv;
+    ck_assert_int_eq(brg_conv_spawn_root(sys, &o, &conv), BRG_OK);
+    char *got = NULL;
+    brg_conv_answer_t t;
+    brg_span_t *root = brg_system_trace_start(sys, "user request", BRG_SPAN_SERVER);
+    ck_assert_ptr_nonnull(root);
+    int rc = brg_conv_say(sys, conv, "find it", 10000, NULL, NULL, &got, &t);
+    brg_span_end(NULL, &root);
+    ck_assert_msg(rc == BRG_OK, "%s: %s", brg_err_name(rc), got);
+    free(got);
+    brg_system_destroy(&sys); // flushes the exporter
+    pthread_mutex_lock(&ta_trace_lock);
+    const char *tr = ta_trace;
+    // Two model calls (the tool call, then the answer), one tool call.
+    int chats = 0;
+    for (const char *p = tr; (p = strstr(p, "\"name\":\"chat test-model-1\"")); p++)
+        chats++;
+    ck_assert_msg(chats == 2, "%d model spans in: %s", chats, tr);
+    ck_assert_msg(strstr(tr, "\"name\":\"execute_tool lookup\""), "%s", tr);
+    static const char *const keys[] = {
+        "gen_ai.operation.name",
+        "gen_ai.provider.name",
+        "gen_ai.request.model",
+        "gen_ai.response.model",
+        "gen_ai.response.finish_reasons",
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.output_tokens",
+        "gen_ai.tool.name",
+        "gen_ai.tool.call.id",
+        "gen_ai.request.max_tokens",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        ck_assert_msg(strstr(tr, keys[i]), "no %s in: %s", keys[i], tr);
+    ck_assert_msg(strstr(tr, "\"stringValue\":\"execute_tool\"") &&
+                      strstr(tr, "\"stringValue\":\"tool_calls\""),
+                  "%s", tr);
+    pthread_mutex_unlock(&ta_trace_lock);
+}
+END_TEST
+
 START_TEST(test_conv_over_http_streams_the_tool_loop_and_sends_history_tools_and_settings)
 {
     char url[128], body[16384];
@@ -1101,6 +1187,7 @@ agent_suite(void)
     tcase_set_timeout(http, 60);
     tcase_add_test(http,
                    test_conv_over_http_streams_the_tool_loop_and_sends_history_tools_and_settings);
+    tcase_add_test(http, test_conv_model_and_tool_calls_are_traced_with_the_genai_names);
     suite_add_tcase(s, http);
 
     TCase *nodes = tcase_create("nodes");
