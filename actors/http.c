@@ -37,6 +37,15 @@
 //  Cancel. The actor puts a cancel (stream id, requester) on `cancels` under
 //  the lock and wakes the thread; the thread takes the matching transfer
 //  out of the multi handle, marks it cancelled and hands it back as done.
+//  A brg.cancel (any request, by its ask) is matched by the actor itself:
+//  it keeps every transfer it handed over and not yet answered on its own
+//  list (`out`, linked through out_next/out_prev, which only the actor
+//  touches), and transfers are freed only by the actor, so it may read a
+//  listed transfer's `request` and `seq` (written before the hand-over and
+//  never changed; the I/O thread only reads the body bytes). It queues a
+//  cancel naming the transfer's seq, a number never reused, so a cancel
+//  that comes after its transfer ended (and the memory is reused) matches
+//  nothing.
 //
 //  Stop. state_destroy runs after the actor's last message: it sets `quit`
 //  (release; the thread's acquire load sees it), wakes the thread and joins
@@ -75,12 +84,15 @@ typedef struct s_xfer {
     size_t streamed;     // I/O thread: body bytes sent as chunks
     bool requester_gone; // I/O thread: a chunk could not be sent
     bool cancelled;      // I/O thread: taken out by a cancel
+    uint64_t seq;        // set by the actor before the hand-over: the transfer's number
+    struct s_xfer *out_next, *out_prev; // actor only: in self->out while not answered
 } s_xfer_t;
 
 //  A cancel waiting for the I/O thread.
 typedef struct {
-    uint64_t stream_id;
-    brg_ref_t from;
+    uint64_t stream_id; // a stream cancel: the requester's stream id ...
+    brg_ref_t from;     //   ... and the requester
+    uint64_t seq;       // > 0: a brg.cancel: the transfer numbered seq
 } s_cancel_t;
 
 //  A FIFO of transfers linked through `next`.
@@ -139,6 +151,8 @@ typedef struct {
     s_xfer_t *active; // transfers in the multi handle (owned by the I/O thread)
     // Actor.
     brg_http_stats_t counts;
+    s_xfer_t *out;     // transfers handed over and not yet answered (out_next)
+    uint64_t next_seq; // the last transfer number given
 } s_http_t;
 
 //  ---------------------------------------------------------------------------
@@ -299,7 +313,10 @@ s_take_cancels(s_http_t *self, s_cancel_t *cancels, size_t n, s_list_t *finished
 {
     for (size_t i = 0; i < n; i++) {
         for (s_xfer_t *x = self->active; x; x = x->next) {
-            if (x->stream_id == cancels[i].stream_id && brg_ref_eq(x->requester, cancels[i].from)) {
+            bool match = cancels[i].seq ? x->seq == cancels[i].seq
+                                        : x->stream_id == cancels[i].stream_id &&
+                                              brg_ref_eq(x->requester, cancels[i].from);
+            if (match) {
                 curl_multi_remove_handle(self->multi, x->easy);
                 s_active_remove(self, x);
                 x->cancelled = true;
@@ -571,6 +588,11 @@ s_on_request(s_http_t *self, brg_ctx_t *ctx, const brg_msg_t *msg)
     }
     self->counts.in_flight++;
     self->counts.requests++;
+    x->seq = ++self->next_seq;
+    x->out_next = self->out;
+    if (self->out)
+        self->out->out_prev = x;
+    self->out = x;
     pthread_mutex_lock(&self->lock);
     s_list_push(&self->inbox, x);
     pthread_mutex_unlock(&self->lock);
@@ -671,6 +693,19 @@ s_answer(s_http_t *self, brg_ctx_t *ctx, s_xfer_t *x)
         brg_reply_error_to(ctx, x->request, status);
 }
 
+//  Take x off the actor's list of transfers out (it is answered now).
+static void
+s_out_remove(s_http_t *self, s_xfer_t *x)
+{
+    if (x->out_prev)
+        x->out_prev->out_next = x->out_next;
+    else if (self->out == x)
+        self->out = x->out_next;
+    if (x->out_next)
+        x->out_next->out_prev = x->out_prev;
+    x->out_next = x->out_prev = NULL;
+}
+
 static void
 s_drain(s_http_t *self, brg_ctx_t *ctx)
 {
@@ -682,6 +717,7 @@ s_drain(s_http_t *self, brg_ctx_t *ctx)
     s_xfer_t *x = done.head;
     while (x) {
         s_xfer_t *next = x->next;
+        s_out_remove(self, x);
         s_answer(self, ctx, x);
         s_xfer_free(x);
         x = next;
@@ -703,15 +739,11 @@ s_on_stats(s_http_t *self, brg_ctx_t *ctx)
         brg_reply_error(ctx, BRG_ENOMEM);
 }
 
-//  Queue a cancel for the I/O thread (a malformed one is ignored; one the
-//  queue has no room for is dropped, and the stream runs to its end).
+//  Queue a cancel for the I/O thread (one the queue has no room for is
+//  dropped, and the transfer runs to its end).
 static void
-s_on_cancel(s_http_t *self, const brg_msg_t *msg)
+s_queue_cancel(s_http_t *self, s_cancel_t cancel)
 {
-    size_t pos = 0;
-    uint64_t id;
-    if (brg_msg_read_uint(msg, &pos, &id) != BRG_OK || id == 0)
-        return;
     pthread_mutex_lock(&self->lock);
     bool room = self->n_cancels < self->cap_cancels;
     if (!room && self->n_cancels < 100000) {
@@ -724,10 +756,33 @@ s_on_cancel(s_http_t *self, const brg_msg_t *msg)
         }
     }
     if (room)
-        self->cancels[self->n_cancels++] = (s_cancel_t){id, brg_msg_sender(msg)};
+        self->cancels[self->n_cancels++] = cancel;
     pthread_mutex_unlock(&self->lock);
     if (room)
         curl_multi_wakeup(self->multi);
+}
+
+//  A stream cancel [stream_id] (a malformed one is ignored).
+static void
+s_on_cancel(s_http_t *self, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    uint64_t id;
+    if (brg_msg_read_uint(msg, &pos, &id) != BRG_OK || id == 0)
+        return;
+    s_queue_cancel(self, (s_cancel_t){id, brg_msg_sender(msg), 0});
+}
+
+//  A brg.cancel of a request still out: cancel its transfer (one that
+//  matches nothing is ignored: answered already, or never ours).
+static void
+s_on_ask_cancel(s_http_t *self, const brg_msg_t *msg)
+{
+    for (s_xfer_t *x = self->out; x; x = x->out_next)
+        if (brg_cancel_matches(msg, x->request)) {
+            s_queue_cancel(self, (s_cancel_t){0, BRG_REF_NONE, x->seq});
+            return;
+        }
 }
 
 static int
@@ -744,6 +799,8 @@ s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
         s_on_stats(self, ctx);
     else if (brg_msg_is(msg, BRG_HTTP_TAG_CANCEL))
         s_on_cancel(self, msg);
+    else if (brg_msg_is_cancel(msg))
+        s_on_ask_cancel(self, msg);
     else
         return BRG_UNHANDLED;
     return BRG_OK;

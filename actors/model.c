@@ -601,6 +601,22 @@ s_offline_cancel(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
     s_paced_free(p);
 }
 
+//  A brg.cancel of a paced stream's request (its asker gave up): drop the
+//  rest and stop, without an end (nobody waits for it).
+static void
+s_offline_ask_cancel(s_offline_t *self, const brg_msg_t *msg)
+{
+    s_paced_t *p = self->paced;
+    while (p && !brg_cancel_matches(msg, p->request))
+        p = p->next;
+    if (!p)
+        return; // ended already, or never ours: ignored
+    self->stats.cancelled++;
+    self->stats.prompt_tokens += (uint64_t)p->prompt_tokens;
+    s_paced_unlink(self, p);
+    s_paced_free(p);
+}
+
 //  Answer the current chat request with an error message carrying `message`
 //  (an error end for a stream, stream_id != 0), counting it in *errors;
 //  BRG_ENOMEM as a plain ask error if even that cannot be built. Shared by
@@ -744,6 +760,8 @@ s_offline(brg_ctx_t *ctx, const brg_msg_t *msg)
         s_reply_stats(ctx, &self->stats);
     else if (brg_msg_is(msg, BRG_MODEL_TAG_CANCEL))
         s_offline_cancel(ctx, self, msg);
+    else if (brg_msg_is_cancel(msg))
+        s_offline_ask_cancel(self, msg);
     else if (brg_msg_is(msg, S_TAG_TICK))
         s_offline_tick(ctx, self, msg);
     else
@@ -911,11 +929,36 @@ typedef struct {
     unsigned rand_state; // rand_r state for the jitter
     // Chat calls in progress, and the last HTTP stream id used.
     struct s_call *calls;
+    struct s_req *reqs; // task requests (brg.model.request) waiting for their HTTP call
     uint64_t next_http_id;
     brg_model_stats_t stats;
 } s_openai_t;
 
 static void s_call_unlink_free(s_openai_t *self, struct s_call *c);
+
+//  A task request (brg.model.request) out to the HTTP actor: from the ask
+//  until its callback (s_on_http), which unlinks and frees it. A cancel of
+//  its request cancels the ask at the HTTP actor and marks it, so the
+//  callback answers nobody.
+typedef struct s_req {
+    struct s_req *next, *prev;
+    brg_msg_t *request; // our copy of the caller's request
+    uint64_t http_ask;  // the ask's id at the HTTP actor
+    bool cancelled;
+} s_req_t;
+
+static void
+s_req_unlink_free(s_openai_t *self, s_req_t *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (self->reqs == r)
+        self->reqs = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    brg_msg_destroy(&r->request);
+    free(r);
+}
 
 static void
 s_openai_destroy(void *state)
@@ -923,6 +966,8 @@ s_openai_destroy(void *state)
     s_openai_t *self = state;
     while (self->calls) // only if an ask callback never came (it frees its call)
         s_call_unlink_free(self, self->calls);
+    while (self->reqs)
+        s_req_unlink_free(self, self->reqs);
     free(self->url);
     free(self->auth);
     free(self->model);
@@ -996,9 +1041,15 @@ static int
 s_on_http(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
 {
     s_openai_t *self = brg_state(ctx);
-    brg_msg_t *request = arg; // our copy of the caller's request
+    s_req_t *req = arg;
+    brg_msg_t *request = req->request; // our copy of the caller's request
     brg_http_response_t r;
     self->stats.in_flight--;
+    if (req->cancelled) {
+        // Its asker gave up (counted `cancelled` then): answer nobody.
+        s_req_unlink_free(self, req);
+        return BRG_OK;
+    }
     if (status != BRG_OK || brg_http_read_response(reply, &r) != BRG_OK || r.status < 200 ||
         r.status > 299)
         self->stats.errors++;
@@ -1016,7 +1067,7 @@ s_on_http(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     } else {
         s_answer_completion(ctx, self, request, &r);
     }
-    brg_msg_destroy(&request);
+    s_req_unlink_free(self, req);
     return BRG_OK;
 }
 
@@ -1064,6 +1115,7 @@ typedef struct s_call {
     int attempts, max_attempts;
     bool retry_unsafe;
     int64_t deadline_ms; // monotonic
+    uint64_t http_ask;   // the current attempt's ask id at the HTTP actor
     bool ended, http_out, waiting;
     // The last failure.
     int err_code, err_http;
@@ -1693,7 +1745,8 @@ s_attempt(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c)
                              .error_detail = true};
     brg_msg_t *call = brg_http_msg_request(&hr);
     int rc =
-        call ? brg_ask(ctx, self->http, &call, (int)left + 2000, s_on_chat_http, c) : BRG_ENOMEM;
+        call ? brg_ask_id(ctx, self->http, &call, (int)left + 2000, s_on_chat_http, c, &c->http_ask)
+             : BRG_ENOMEM;
     if (rc != BRG_OK) {
         brg_msg_destroy(&call);
         s_call_fail_with(ctx, self, c, rc, "could not ask the HTTP actor");
@@ -1912,6 +1965,34 @@ s_openai_cancel(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *msg)
     }
 }
 
+//  A brg.cancel (brigade/cancel.h) of a request or chat call still running:
+//  its asker gave up. Cancel the HTTP call (the transfer is aborted), end
+//  the call so no retry follows (also one waiting to retry), count it
+//  `cancelled`, and answer nobody. The HTTP ask's callback still comes
+//  (BRG_ECANCELED, at once) and frees what it names.
+static void
+s_openai_ask_cancel(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *msg)
+{
+    for (s_req_t *r = self->reqs; r; r = r->next) {
+        if (r->cancelled || !brg_cancel_matches(msg, r->request))
+            continue;
+        r->cancelled = true;
+        self->stats.cancelled++;
+        brg_cancel(ctx, self->http, r->http_ask);
+        return;
+    }
+    for (s_call_t *c = self->calls; c; c = c->next) {
+        if (c->ended || !brg_cancel_matches(msg, c->request))
+            continue;
+        c->ended = true; // no answer, no further attempt (s_on_chat_http, s_on_wait)
+        self->stats.cancelled++;
+        if (c->http_out)
+            brg_cancel(ctx, self->http, c->http_ask);
+        s_call_release(self, c);
+        return;
+    }
+}
+
 static int
 s_openai(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
@@ -1925,6 +2006,8 @@ s_openai(brg_ctx_t *ctx, const brg_msg_t *msg)
         return s_openai_chat(ctx, self, msg), BRG_OK;
     if (brg_msg_is(msg, BRG_MODEL_TAG_CANCEL))
         return s_openai_cancel(ctx, self, msg), BRG_OK;
+    if (brg_msg_is_cancel(msg))
+        return s_openai_ask_cancel(ctx, self, msg), BRG_OK;
     if (brg_msg_is(msg, BRG_MODEL_TAG_STATS))
         return s_reply_stats(ctx, &self->stats), BRG_OK;
     if (brg_msg_is(msg, S_TAG_WAIT))
@@ -1954,21 +2037,30 @@ s_openai(brg_ctx_t *ctx, const brg_msg_t *msg)
                              .body_len = strlen(body),
                              .timeout_ms = self->timeout_ms};
     brg_msg_t *call = brg_http_msg_request(&hr);
-    brg_msg_t *saved = call ? brg_msg_dup(msg) : NULL;
+    s_req_t *saved = call ? calloc(1, sizeof(*saved)) : NULL;
+    if (saved)
+        saved->request = brg_msg_dup(msg);
     free(body);
-    if (!saved) {
+    if (!saved || !saved->request) {
+        free(saved);
         brg_msg_destroy(&call);
         self->stats.errors++;
         return brg_reply_error(ctx, BRG_ENOMEM), BRG_OK;
     }
     // The HTTP actor's own deadline answers first; ours is the backstop.
-    int rc = brg_ask(ctx, self->http, &call, self->timeout_ms + 2000, s_on_http, saved);
+    int rc = brg_ask_id(ctx, self->http, &call, self->timeout_ms + 2000, s_on_http, saved,
+                        &saved->http_ask);
     if (rc != BRG_OK) {
         brg_msg_destroy(&call);
-        brg_msg_destroy(&saved);
+        brg_msg_destroy(&saved->request);
+        free(saved);
         self->stats.errors++;
         brg_reply_error(ctx, rc);
     } else {
+        saved->next = self->reqs;
+        if (self->reqs)
+            self->reqs->prev = saved;
+        self->reqs = saved;
         self->stats.in_flight++;
     }
     return BRG_OK;

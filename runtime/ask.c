@@ -48,6 +48,8 @@
 //  (waiter->closed: BRG_ECLOSED) and waits until each has let go of it.
 #include "runtime_internal.h"
 
+#include "brigade/cancel.h" // brg_ask_id is declared (and exported) there
+
 typedef struct {
     uint64_t corr; // 0 = empty slot
     brg_reply_fn fn;

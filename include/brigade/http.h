@@ -58,6 +58,15 @@
 //  closed) and the request is answered with BRG_ECANCELED. A cancel that
 //  matches no running transfer of that sender is ignored (the request may
 //  have been answered already).
+//  Any request, streamed or not, can also be cancelled by its asker with
+//  the generic cancel (brigade/cancel.h): a BRG_TAG_CANCEL from the
+//  request's sender carrying the ask's id (brg_ask_id, then brg_cancel; a
+//  limiter or gather in front of the HTTP actor sends it too). It aborts
+//  the transfer the same way (the connection is closed, counted `failed`)
+//  and answers the request with BRG_ECANCELED (or the error detail of
+//  BRG_ECANCELED), so an asker that cancelled its own still open ask gets
+//  its callback at once; an asker that gave up sees that answer as a late
+//  reply. A cancel that matches no request still in flight is ignored.
 //
 //  Error detail (a request with error_detail): a failed transfer is answered
 //  with a BRG_HTTP_TAG_ERROR message (ask status BRG_OK) instead of an ask

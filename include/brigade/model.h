@@ -224,6 +224,19 @@ BRG_EXPORT int brg_model_spawn_from_env_root(brg_system_t *sys, const char *name
 //  cancel for a stream that is not running (already ended, unknown id,
 //  another sender) is ignored.
 //
+//  The generic cancel (brigade/cancel.h): both backends honour a
+//  BRG_TAG_CANCEL of a request they are still working on, from its asker (a
+//  limiter past request_timeout_ms, a gather past its deadline, or any
+//  actor with brg_ask_id and brg_cancel), for old tasks and chats, streamed
+//  or not. The asker has given up, so the work stops and nothing answers
+//  it: no reply, no end message, no further fragment. The openai backend
+//  cancels its HTTP call (the HTTP actor aborts the transfer, the
+//  connection is closed), makes no retry of it (a retry that was waiting
+//  is dropped), and counts it `cancelled`, not in `errors`. The offline
+//  backend stops a paced stream (stream_interval_ms) where it is; its other
+//  answers are made at once, so a cancel then comes too late and is
+//  ignored, as is any cancel that matches nothing running.
+//
 //  The openai backend and chat. It POSTs {model, messages (role, content,
 //  tool_calls [{id, type "function", function {name, arguments}}],
 //  tool_call_id), tools [{type "function", function {name, description,
@@ -550,7 +563,8 @@ typedef struct brg_model_stats {
     uint64_t prompt_tokens;     // sums of the known usage counts
     uint64_t completion_tokens; //
     uint64_t streams;           // of the requests, streamed
-    uint64_t cancelled;         // streams ended by a cancel
+    uint64_t cancelled;         // calls stopped by a cancel: streams ended by
+                                //   brg_model_msg_cancel, requests by brg.cancel
     uint64_t in_flight;         // calls running now
 } brg_model_stats_t;
 

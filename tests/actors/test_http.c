@@ -716,6 +716,7 @@ static struct {
     int status;      // the ask's status
     int http_status; // the response's status
     size_t body_len; // the response's body length
+    uint64_t ask_id; // "th.go-plain": the ask's id (brg_ask_id)
 } th_col = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int
@@ -747,6 +748,25 @@ th_streamer(brg_ctx_t *ctx, const brg_msg_t *msg)
         brg_http_request_t req = {.url = url, .stream_id = 7};
         brg_msg_t *m = brg_http_msg_request(&req);
         ck_assert_int_eq(brg_ask(ctx, th_http, &m, 20000, th_on_stream_answer, NULL), BRG_OK);
+    } else if (brg_msg_is(msg, "th.go-plain")) {
+        // Not streamed, asked with an id for brg_cancel ("th.ask-cancel").
+        char url[256];
+        pthread_mutex_lock(&th_col.lock);
+        snprintf(url, sizeof url, "%s", th_col.url);
+        pthread_mutex_unlock(&th_col.lock);
+        brg_http_request_t req = {.url = url};
+        brg_msg_t *m = brg_http_msg_request(&req);
+        uint64_t id = 0;
+        ck_assert_int_eq(brg_ask_id(ctx, th_http, &m, 20000, th_on_stream_answer, NULL, &id),
+                         BRG_OK);
+        pthread_mutex_lock(&th_col.lock);
+        th_col.ask_id = id;
+        pthread_mutex_unlock(&th_col.lock);
+    } else if (brg_msg_is(msg, "th.ask-cancel")) {
+        pthread_mutex_lock(&th_col.lock);
+        uint64_t id = th_col.ask_id;
+        pthread_mutex_unlock(&th_col.lock);
+        ck_assert_int_eq(brg_cancel(ctx, th_http, id), BRG_OK);
     } else if (brg_msg_is(msg, "th.cancel")) {
         brg_msg_t *m = brg_http_msg_cancel(7);
         ck_assert_int_eq(brg_send(ctx, th_http, &m), BRG_OK);
@@ -767,7 +787,7 @@ th_streamer(brg_ctx_t *ctx, const brg_msg_t *msg)
 }
 
 static brg_ref_t
-th_stream(const char *path)
+th_stream_go(const char *path, const char *go)
 {
     pthread_mutex_lock(&th_col.lock);
     tu_http_server_url(th_server, th_col.url, sizeof th_col.url, path);
@@ -776,10 +796,17 @@ th_stream(const char *path)
     th_col.answered = false;
     th_col.status = th_col.http_status = 0;
     th_col.body_len = 0;
+    th_col.ask_id = 0;
     pthread_mutex_unlock(&th_col.lock);
     brg_ref_t s = tu_spawn(tu_sys, th_streamer);
-    ck_assert_int_eq(tu_send_tag(tu_sys, s, "th.go"), BRG_OK);
+    ck_assert_int_eq(tu_send_tag(tu_sys, s, go), BRG_OK);
     return s;
+}
+
+static brg_ref_t
+th_stream(const char *path)
+{
+    return th_stream_go(path, "th.go");
 }
 
 //  Wait until cond (evaluated under the lock) holds, 10 s at most.
@@ -844,6 +871,48 @@ START_TEST(test_http_cancel_aborts_one_stream)
     brg_msg_t *reply;
     ck_assert_int_eq(th_ask("GET", "/hello", NULL, 0, NULL, 0, &reply), BRG_OK);
     brg_msg_destroy(&reply);
+}
+END_TEST
+
+//  Any request, not only a stream, is cancelled by its asker's brg.cancel
+//  (brigade/cancel.h); a cancel from another actor with the same id is not
+//  its asker's and changes nothing.
+START_TEST(test_http_brg_cancel_aborts_a_plain_request)
+{
+    brg_ref_t s = th_stream_go("/slow", "th.go-plain"); // the server waits 5 s
+    TH_WAIT(th_col.ask_id != 0);
+    for (int t = 0; t < 500 * (int)tu_multiplier() && th_stats().in_flight < 1; t++)
+        tu_sleep_ms(10);
+    pthread_mutex_lock(&th_col.lock);
+    uint64_t id = th_col.ask_id;
+    pthread_mutex_unlock(&th_col.lock);
+    brg_msg_t *m = brg_msg_new(BRG_TAG_CANCEL);
+    ck_assert_int_eq(brg_msg_add_uint(m, id), BRG_OK);
+    ck_assert_int_eq(brg_system_send(tu_sys, th_http, &m), BRG_OK); // not from the asker
+    tu_sleep_ms(100);
+    pthread_mutex_lock(&th_col.lock);
+    ck_assert(!th_col.answered);
+    pthread_mutex_unlock(&th_col.lock);
+    ck_assert_uint_eq(th_stats().in_flight, 1);
+    uint64_t start = tu_now_ms();
+    ck_assert_int_eq(tu_send_tag(tu_sys, s, "th.ask-cancel"), BRG_OK);
+    TH_WAIT(th_col.answered);
+    ck_assert_uint_lt(tu_now_ms() - start, 4500); // before the server's 5 s were up
+    pthread_mutex_lock(&th_col.lock);
+    ck_assert_int_eq(th_col.status, BRG_ECANCELED);
+    pthread_mutex_unlock(&th_col.lock);
+    brg_http_stats_t st = th_stats();
+    ck_assert_uint_eq(st.failed, 1);
+    ck_assert_uint_eq(st.responses, 0);
+    ck_assert_uint_eq(st.in_flight, 0);
+    // A second cancel of the answered request matches nothing.
+    ck_assert_int_eq(tu_send_tag(tu_sys, s, "th.ask-cancel"), BRG_OK);
+    brg_msg_t *reply;
+    ck_assert_int_eq(th_ask("GET", "/hello", NULL, 0, NULL, 0, &reply), BRG_OK);
+    brg_msg_destroy(&reply);
+    st = th_stats();
+    ck_assert_uint_eq(st.responses, 1);
+    ck_assert_uint_eq(st.failed, 1);
 }
 END_TEST
 
@@ -914,6 +983,7 @@ http_suite(void)
     tcase_add_test(core, test_http_stopped_mid_transfer_cancels_and_frees_everything);
     tcase_add_test(core, test_http_streaming_sends_chunks_as_they_arrive_then_the_end);
     tcase_add_test(core, test_http_cancel_aborts_one_stream);
+    tcase_add_test(core, test_http_brg_cancel_aborts_a_plain_request);
     tcase_add_test(core, test_http_error_detail_says_whether_anything_was_sent);
     tcase_add_test(core, test_http_response_carries_retry_after);
     suite_add_tcase(s, core);

@@ -1771,6 +1771,278 @@ START_TEST(test_model_openai_chat_bad_stream_events_end_with_eproto)
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  brg.cancel (brigade/cancel.h): an asker that gives up
+
+//  An asker actor: "tm.ask" asks tm_giver.target with tm_giver.request
+//  (taken) by brg_ask_id, "tm.cancel" cancels that ask; the ask's status
+//  and whether a reply came are kept, stream fragments counted.
+typedef struct {
+    pthread_mutex_t lock;
+    brg_ref_t target;
+    brg_msg_t *request;
+    int timeout_ms;
+    uint64_t ask_id;
+    int status;   // the ask callback's status
+    bool done;    // the callback ran
+    bool replied; // ... with a reply
+    int deltas;   // stream fragments that came
+} tm_giver_t;
+
+static tm_giver_t tm_giver = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int
+tm_giver_answer(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
+{
+    (void)ctx, (void)arg;
+    pthread_mutex_lock(&tm_giver.lock);
+    tm_giver.status = status;
+    tm_giver.replied = reply != NULL;
+    tm_giver.done = true;
+    pthread_mutex_unlock(&tm_giver.lock);
+    return BRG_OK;
+}
+
+static int
+tm_giver_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_model_delta_t d;
+    pthread_mutex_lock(&tm_giver.lock);
+    if (brg_msg_is(msg, "tm.ask")) {
+        brg_msg_t *req = tm_giver.request;
+        tm_giver.request = NULL;
+        int rc = brg_ask_id(ctx, tm_giver.target, &req, tm_giver.timeout_ms, tm_giver_answer, NULL,
+                            &tm_giver.ask_id);
+        pthread_mutex_unlock(&tm_giver.lock);
+        ck_assert_int_eq(rc, BRG_OK);
+        return BRG_OK;
+    }
+    if (brg_msg_is(msg, "tm.cancel")) {
+        int rc = brg_cancel(ctx, tm_giver.target, tm_giver.ask_id);
+        pthread_mutex_unlock(&tm_giver.lock);
+        ck_assert_int_eq(rc, BRG_OK);
+        return BRG_OK;
+    }
+    if (brg_model_read_delta(msg, &d) == BRG_OK)
+        tm_giver.deltas++;
+    pthread_mutex_unlock(&tm_giver.lock);
+    return BRG_OK;
+}
+
+//  Start an asker that asks target with request (taken), timeout_ms.
+static brg_ref_t
+tm_giver_start(brg_ref_t target, brg_msg_t *request, int timeout_ms)
+{
+    ck_assert_ptr_nonnull(request);
+    pthread_mutex_lock(&tm_giver.lock);
+    brg_msg_destroy(&tm_giver.request);
+    tm_giver.target = target;
+    tm_giver.request = request;
+    tm_giver.timeout_ms = timeout_ms;
+    tm_giver.ask_id = 0;
+    tm_giver.status = 0;
+    tm_giver.done = tm_giver.replied = false;
+    tm_giver.deltas = 0;
+    pthread_mutex_unlock(&tm_giver.lock);
+    brg_ref_t asker = tu_spawn(tu_sys, tm_giver_fn);
+    ck_assert_int_eq(tu_send_tag(tu_sys, asker, "tm.ask"), BRG_OK);
+    return asker;
+}
+
+static int
+tm_giver_deltas(void)
+{
+    pthread_mutex_lock(&tm_giver.lock);
+    int n = tm_giver.deltas;
+    pthread_mutex_unlock(&tm_giver.lock);
+    return n;
+}
+
+//  Wait for the asker's callback (at most 30 s times the multiplier); its status.
+static int
+tm_giver_wait(bool *replied)
+{
+    for (int t = 0; t < 3000 * (int)tu_multiplier(); t++) {
+        pthread_mutex_lock(&tm_giver.lock);
+        bool done = tm_giver.done;
+        int status = tm_giver.status;
+        *replied = tm_giver.replied;
+        pthread_mutex_unlock(&tm_giver.lock);
+        if (done)
+            return status;
+        tu_sleep_ms(10);
+    }
+    ck_abort_msg("the ask never ended");
+    return 0;
+}
+
+static void
+tm_giver_cleanup(void)
+{
+    pthread_mutex_lock(&tm_giver.lock);
+    brg_msg_destroy(&tm_giver.request);
+    pthread_mutex_unlock(&tm_giver.lock);
+}
+
+//  Wait until the HTTP actor has no transfer running and `failed` of them
+//  failed (a cancelled transfer counts as failed); its stats.
+static brg_http_stats_t
+tm_wait_http_failed(uint64_t failed)
+{
+    brg_http_stats_t hs = {0};
+    for (int t = 0; t < 500 * (int)tu_multiplier(); t++) {
+        ck_assert_int_eq(brg_http_stats(tu_sys, tm_chat_http, 10000, &hs), BRG_OK);
+        if (hs.failed == failed && hs.in_flight == 0)
+            break;
+        tu_sleep_ms(10);
+    }
+    return hs;
+}
+
+START_TEST(test_model_offline_paced_stream_stops_on_brg_cancel)
+{
+    brg_model_offline_opts_t opts;
+    brg_model_offline_opts_init(&opts);
+    opts.stream_chunk = 2;
+    opts.stream_interval_ms = 20;
+    brg_ref_t paced;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &opts, &paced), BRG_OK);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER,
+                               "a long question that takes many fragments to answer", 0);
+    brg_model_chat_set_stream(chat, 7);
+    brg_ref_t asker = tm_giver_start(paced, brg_model_chat_msg(chat), 1000);
+    for (int t = 0; t < 1000 * (int)tu_multiplier() && tm_giver_deltas() < 1; t++)
+        tu_sleep_ms(10);
+    ck_assert_int_ge(tm_giver_deltas(), 1);
+    ck_assert_int_eq(tu_send_tag(tu_sys, asker, "tm.cancel"), BRG_OK);
+    // The stream stops and is not answered: the ask runs out its deadline.
+    bool replied;
+    ck_assert_int_eq(tm_giver_wait(&replied), BRG_ETIMEDOUT);
+    ck_assert(!replied);
+    int deltas = tm_giver_deltas();
+    tu_sleep_ms(100); // time for more fragments, if any were still coming
+    ck_assert_int_eq(tm_giver_deltas(), deltas);
+    ck_assert_int_lt(deltas, 30); // 61 bytes in 2-byte fragments when played whole
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, paced, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.cancelled, 1);
+    ck_assert_uint_eq(st.streams, 1);
+    ck_assert_uint_eq(st.errors, 0);
+    tm_giver_cleanup();
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+//  A limiter in front of the openai backend gives up on a slow chat call
+//  (request_timeout_ms) and cancels it: the backend aborts the HTTP
+//  transfer long before the server would answer, does not retry it, counts
+//  it cancelled and answers nobody.
+START_TEST(test_model_openai_limiter_timeout_cancels_the_http_call)
+{
+    tm_ms.delay_ms = 10000; // the server sits on every request for 10 s
+    brg_ref_t model = tm_chat_openai("/v1", NULL);
+    brg_limiter_opts_t lopts;
+    brg_limiter_opts_init(&lopts);
+    lopts.target = model;
+    lopts.request_timeout_ms = 200;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &lopts, &limiter), BRG_OK);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "too slow", 0);
+    brg_msg_t *msg = brg_model_chat_msg(chat), *reply = NULL;
+    ck_assert_ptr_nonnull(msg);
+    uint64_t start = tu_now_ms();
+    ck_assert_int_eq(brg_system_ask(tu_sys, limiter, &msg, 10000, &reply), BRG_ETIMEDOUT);
+    ck_assert_ptr_null(reply);
+    brg_http_stats_t hs = tm_wait_http_failed(1);
+    ck_assert_uint_lt(tu_now_ms() - start, 9000); // before the server's 10 s were up
+    ck_assert_uint_eq(hs.failed, 1);              // BRG_ECANCELED
+    ck_assert_uint_eq(hs.responses, 0);
+    ck_assert_uint_eq(hs.in_flight, 0);
+    tu_sleep_ms(200); // time for a retry, if one were coming
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 1);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.cancelled, 1);
+    ck_assert_uint_eq(st.retries, 0);
+    ck_assert_uint_eq(st.errors, 0);
+    ck_assert_uint_eq(st.in_flight, 0);
+    brg_limiter_stats_t ls;
+    ck_assert_int_eq(brg_limiter_stats(tu_sys, limiter, 10000, &ls), BRG_OK);
+    ck_assert_uint_eq(ls.failed, 1);
+    ck_assert_uint_eq(ls.in_flight, 0);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+//  A task request (brg.model.request) asked with brg_ask_id and cancelled
+//  with brg_cancel: the HTTP transfer is aborted, and the ask is never
+//  answered (its callback comes at its own deadline, with no reply).
+START_TEST(test_model_openai_brg_cancel_aborts_a_task_request)
+{
+    tm_ms.delay_ms = 10000;
+    brg_ref_t model = tm_chat_openai("/v1", NULL);
+    brg_model_request_t req = {.task = BRG_MODEL_SUMMARISE, .text = "A long document."};
+    brg_ref_t asker = tm_giver_start(model, brg_model_msg_request(&req), 1500);
+    for (int t = 0; t < 1000 * (int)tu_multiplier() && atomic_load(&tm_ms.requests) < 1; t++)
+        tu_sleep_ms(10);
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 1); // the call is at the server
+    uint64_t start = tu_now_ms();
+    ck_assert_int_eq(tu_send_tag(tu_sys, asker, "tm.cancel"), BRG_OK);
+    brg_http_stats_t hs = tm_wait_http_failed(1);
+    ck_assert_uint_lt(tu_now_ms() - start, 9000);
+    ck_assert_uint_eq(hs.failed, 1);
+    ck_assert_uint_eq(hs.in_flight, 0);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.cancelled, 1);
+    ck_assert_uint_eq(st.errors, 0);
+    ck_assert_uint_eq(st.in_flight, 0);
+    bool replied;
+    ck_assert_int_eq(tm_giver_wait(&replied), BRG_ETIMEDOUT);
+    ck_assert(!replied);
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 1);
+    tm_giver_cleanup();
+}
+END_TEST
+
+//  A chat call waiting to retry (after a 503) is cancelled: the retry
+//  never happens.
+START_TEST(test_model_openai_brg_cancel_stops_a_pending_retry)
+{
+    tm_ms.fail_first = 1;
+    tm_ms.retry_after = "1"; // the retry waits 1 s
+    brg_ref_t model = tm_chat_openai("/v1", tm_slow_retries);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "again later", 0);
+    brg_ref_t asker = tm_giver_start(model, brg_model_chat_msg(chat), 3000);
+    for (int t = 0; t < 1000 * (int)tu_multiplier() && atomic_load(&tm_ms.requests) < 1; t++)
+        tu_sleep_ms(10);
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 1);
+    brg_http_stats_t hs = {0};
+    for (int t = 0; t < 1000 * (int)tu_multiplier(); t++) { // the 503 came back
+        ck_assert_int_eq(brg_http_stats(tu_sys, tm_chat_http, 10000, &hs), BRG_OK);
+        if (hs.responses == 1)
+            break;
+        tu_sleep_ms(5);
+    }
+    ck_assert_uint_eq(hs.responses, 1);
+    ck_assert_int_eq(tu_send_tag(tu_sys, asker, "tm.cancel"), BRG_OK);
+    bool replied;
+    ck_assert_int_eq(tm_giver_wait(&replied), BRG_ETIMEDOUT);
+    ck_assert(!replied);
+    ck_assert_int_eq(atomic_load(&tm_ms.requests), 1); // the retry was due after 1 s
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.cancelled, 1);
+    ck_assert_uint_eq(st.retries, 0);
+    ck_assert_uint_eq(st.errors, 0);
+    tm_giver_cleanup();
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
 Suite *
 model_suite(void)
 {
@@ -1794,6 +2066,7 @@ model_suite(void)
     tcase_add_test(script, test_model_offline_chat_streams_text_and_tool_call_fragments);
     tcase_add_test(script, test_model_offline_paced_stream_can_be_cancelled_mid_stream);
     tcase_add_test(script, test_model_offline_spawn_rejects_bad_scripts);
+    tcase_add_test(script, test_model_offline_paced_stream_stops_on_brg_cancel);
     suite_add_tcase(s, script);
     TCase *openai = tcase_create("openai");
     tcase_add_checked_fixture(openai, tm_setup_openai, tm_teardown_openai);
@@ -1818,6 +2091,9 @@ model_suite(void)
     tcase_add_test(chat, test_model_openai_chat_stream_cut_short_ends_with_an_error);
     tcase_add_test(chat, test_model_openai_chat_reads_sse_variants);
     tcase_add_test(chat, test_model_openai_chat_bad_stream_events_end_with_eproto);
+    tcase_add_test(chat, test_model_openai_limiter_timeout_cancels_the_http_call);
+    tcase_add_test(chat, test_model_openai_brg_cancel_aborts_a_task_request);
+    tcase_add_test(chat, test_model_openai_brg_cancel_stops_a_pending_retry);
     tcase_add_test(chat, test_model_openai_chat_errors_keep_status_type_message_and_retry_after);
     tcase_add_test(chat, test_model_openai_chat_retries_429_honouring_retry_after);
     tcase_add_test(chat, test_model_openai_chat_retries_5xx_until_the_attempts_run_out);
