@@ -1986,6 +1986,7 @@ s_openai_ask_cancel(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *msg)
             continue;
         c->ended = true; // no answer, no further attempt (s_on_chat_http, s_on_wait)
         self->stats.cancelled++;
+        s_call_span_end(ctx, c, NULL, BRG_ECANCELED, "the asker gave up (brg.cancel)");
         if (c->http_out)
             brg_cancel(ctx, self->http, c->http_ask);
         s_call_release(self, c);
