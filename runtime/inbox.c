@@ -150,10 +150,11 @@ s_file(brg_inbox_t *self, brg_msg_t *msg)
 
 //  Take what was pushed since the last look, oldest first. The mailbox is
 //  left RUNNING (pushes do not wake) until s_sleep puts it back to idle.
+//  File a stack taken from the mailbox (newest first, ending at NULL or
+//  RUNNING), in the order it was pushed.
 static void
-s_pull(brg_inbox_t *self)
+s_file_stack(brg_inbox_t *self, brg_msg_t *top)
 {
-    brg_msg_t *top = brg__mailbox_take(self->actor);
     brg_msg_t *rev = NULL;
     while (top && top != BRG__MB_RUNNING) {
         brg_msg_t *next = atomic_load_explicit(&top->next, memory_order_relaxed);
@@ -166,6 +167,12 @@ s_pull(brg_inbox_t *self)
         s_file(self, rev);
         rev = next;
     }
+}
+
+static void
+s_pull(brg_inbox_t *self)
+{
+    s_file_stack(self, brg__mailbox_take(self->actor));
 }
 
 //  Wait for a push, the system's close, or the deadline (NULL: none).
@@ -351,19 +358,7 @@ brg_inbox_destroy(brg_inbox_t **self_p)
     // failed send, finds the ref dead. What was pushed before is filed as
     // usual (a LINK or MONITOR request joins the tables, so it hears the
     // normal exit below), then everything queued is a dead letter.
-    brg_msg_t *top = brg__mailbox_close(actor);
-    brg_msg_t *rev = NULL;
-    while (top && top != BRG__MB_RUNNING) {
-        brg_msg_t *next = atomic_load_explicit(&top->next, memory_order_relaxed);
-        atomic_store_explicit(&top->next, rev, memory_order_relaxed);
-        rev = top;
-        top = next;
-    }
-    while (rev) {
-        brg_msg_t *next = atomic_load_explicit(&rev->next, memory_order_relaxed);
-        s_file(self, rev);
-        rev = next;
-    }
+    s_file_stack(self, brg__mailbox_close(actor));
     actor->flags |= BRG__ACTOR_DEAD;
     brg_msg_t *msg;
     while ((msg = s_scan(self, NULL, NULL, NULL)) != NULL)

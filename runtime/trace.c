@@ -602,15 +602,26 @@ brg_span_set_str(brg_span_t *span, const char *key, const char *value)
     return BRG_OK;
 }
 
+//  The slot for key in span, for a number: NULL with *rc set when there is
+//  none to fill (span NULL: BRG_OK, nothing to do; key NULL: BRG_EINVAL).
+static s_attr_t *
+s_num_slot(brg_span_t *span, const char *key, int *rc)
+{
+    *rc = BRG_OK;
+    if (!span)
+        return NULL;
+    if (!key) {
+        *rc = BRG_EINVAL;
+        return NULL;
+    }
+    return s_attr_slot(span, key, rc);
+}
+
 int
 brg_span_set_int(brg_span_t *span, const char *key, int64_t value)
 {
-    if (!span)
-        return BRG_OK;
-    if (!key)
-        return BRG_EINVAL;
-    int rc = BRG_OK;
-    s_attr_t *a = s_attr_slot(span, key, &rc);
+    int rc;
+    s_attr_t *a = s_num_slot(span, key, &rc);
     if (!a)
         return rc;
     a->type = S_INT;
@@ -621,12 +632,8 @@ brg_span_set_int(brg_span_t *span, const char *key, int64_t value)
 int
 brg_span_set_double(brg_span_t *span, const char *key, double value)
 {
-    if (!span)
-        return BRG_OK;
-    if (!key)
-        return BRG_EINVAL;
-    int rc = BRG_OK;
-    s_attr_t *a = s_attr_slot(span, key, &rc);
+    int rc;
+    s_attr_t *a = s_num_slot(span, key, &rc);
     if (!a)
         return rc;
     a->type = S_DOUBLE;
