@@ -827,11 +827,19 @@ START_TEST(test_conv_answers_turns_that_arrive_together_one_after_the_other)
 }
 END_TEST
 
-START_TEST(test_conv_behind_a_limiter_answers_and_refuses_a_stream_it_cannot_see)
+static brg_limiter_stats_t
+ta_limiter_stats(brg_ref_t limiter)
+{
+    brg_limiter_stats_t st;
+    ck_assert_int_eq(brg_limiter_stats(tu_sys, limiter, 5000, &st), BRG_OK);
+    return st;
+}
+
+START_TEST(test_conv_behind_a_limiter_answers_and_streams_its_turns)
 {
     brg_limiter_opts_t lo;
     brg_limiter_opts_init(&lo);
-    lo.target = ta_model(NULL, 0, 0);
+    lo.target = ta_model(NULL, 0, 4); // 4-byte fragments
     lo.max_in_flight = 1;
     brg_ref_t limiter;
     ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &lo, &limiter), BRG_OK);
@@ -840,17 +848,85 @@ START_TEST(test_conv_behind_a_limiter_answers_and_refuses_a_stream_it_cannot_see
     o.model = limiter;
     brg_ref_t conv = ta_conv(&o);
     ta_say(conv, "through", BRG_OK, "You said: through");
-    // Streamed, the backend sends its fragments to the limiter (the sender
-    // it sees): the turn fails with a reason instead of an empty answer.
+    // Streamed: the conversation asks with stream_to = itself, so the
+    // backend's fragments come straight to it, the end through the limiter.
     int events = 0;
     char *got = NULL;
     ck_assert_int_eq(
-        brg_conv_say(tu_sys, conv, "stream it", 10000, ta_on_event, &events, &got, NULL),
-        BRG_EPROTO);
-    ck_assert_msg(strstr(got, "did not reach the conversation"), "%s", got);
-    ck_assert_int_eq(events, 0);
+        brg_conv_say(tu_sys, conv, "stream it please", 10000, ta_on_event, &events, &got, NULL),
+        BRG_OK);
+    ck_assert_str_eq(got, "You said: stream it please");
     free(got);
-    ck_assert_str_eq(ta_history(conv), "user: through\nassistant: You said: through");
+    ck_assert_str_eq(ta_streamed, "You said: stream it please");
+    ck_assert_int_ge(events, 7); // 26 bytes in fragments of 4
+    ck_assert_str_eq(ta_history(conv), "user: through\nassistant: You said: through\n"
+                                       "user: stream it please\n"
+                                       "assistant: You said: stream it please");
+    brg_limiter_stats_t ls = ta_limiter_stats(limiter);
+    ck_assert_uint_eq(ls.started, 2);
+    ck_assert_uint_eq(ls.answered, 2);
+    ck_assert_uint_eq(ls.failed, 0);
+    brg_model_stats_t ms;
+    ck_assert_int_eq(brg_model_stats(tu_sys, lo.target, 5000, &ms), BRG_OK);
+    ck_assert_uint_eq(ms.streams, 1);
+}
+END_TEST
+
+START_TEST(test_conv_cancel_through_a_limiter_stops_the_backend_stream)
+{
+    brg_model_rule_t rules[] = {
+        {.contains = "long",
+         .text = "This answer is streamed slowly, one small piece at a time, "
+                 "so there is time to cancel it long before its end."},
+    };
+    brg_model_offline_opts_t mo;
+    brg_model_offline_opts_init(&mo);
+    mo.rules = rules;
+    mo.n_rules = 1;
+    mo.stream_chunk = 4;
+    mo.stream_interval_ms = 50; // about 30 fragments: 1.5 s
+    brg_ref_t model;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &mo, &model), BRG_OK);
+    brg_limiter_opts_t lo;
+    brg_limiter_opts_init(&lo);
+    lo.target = model;
+    lo.max_in_flight = 1;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &lo, &limiter), BRG_OK);
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = limiter;
+    brg_ref_t conv = ta_conv(&o);
+    // Cancelled at its first fragment: the conversation sends the stream
+    // cancel to the limiter, which passes it on to the backend.
+    char *got = NULL;
+    int rc =
+        brg_conv_say(tu_sys, conv, "a long one", 10000, ta_cancel_on_first_text, &conv, &got, NULL);
+    ck_assert_msg(rc == BRG_ECANCELED, "%s: %s", brg_err_name(rc), got);
+    ck_assert_str_eq(got, "the turn was cancelled");
+    free(got);
+    ck_assert_str_eq(ta_streamed, "This");
+    // The backend stopped the stream (not run to its end) and answered the
+    // limiter with the "cancelled" end, which frees the limiter's one slot.
+    brg_model_stats_t ms;
+    do {
+        ck_assert_int_eq(brg_model_stats(tu_sys, model, 5000, &ms), BRG_OK);
+        tu_sleep_ms(1);
+    } while (ms.cancelled == 0 && ms.in_flight > 0);
+    ck_assert_uint_eq(ms.cancelled, 1);
+    ck_assert_uint_eq(ms.in_flight, 0);
+    brg_limiter_stats_t ls;
+    do {
+        ls = ta_limiter_stats(limiter);
+        tu_sleep_ms(1);
+    } while (ls.in_flight > 0);
+    // The cancel was passed on, not limited as a request of its own.
+    ck_assert_uint_eq(ls.started, 1);
+    ck_assert_uint_eq(ls.answered, 1);
+    ck_assert_str_eq(ta_history(conv), "");
+    // The next turn goes through the same slot.
+    ta_say(conv, "again", BRG_OK, "You said: again");
+    ck_assert_uint_eq(ta_limiter_stats(limiter).started, 2);
 }
 END_TEST
 
@@ -1177,7 +1253,8 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_refuses_bad_options_and_bad_turns);
     tcase_add_test(conv, test_conv_answers_turns_that_arrive_together_one_after_the_other);
     tcase_add_test(conv, test_conv_waiting_turns_that_fail_at_once_are_each_answered);
-    tcase_add_test(conv, test_conv_behind_a_limiter_answers_and_refuses_a_stream_it_cannot_see);
+    tcase_add_test(conv, test_conv_behind_a_limiter_answers_and_streams_its_turns);
+    tcase_add_test(conv, test_conv_cancel_through_a_limiter_stops_the_backend_stream);
     tcase_add_test(conv,
                    test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_stopped);
     suite_add_tcase(s, conv);
