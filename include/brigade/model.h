@@ -394,7 +394,7 @@ typedef struct brg_model_chat_view {
     uint64_t stream_id;  // 0: not streaming
     brg_ref_t stream_to; // where fragments go; BRG_REF_NONE: the sender
     const char *model;   // NULL: the backend's
-    size_t model_len;   //
+    size_t model_len;    //
     double temperature;
     int max_tokens;
     bool json_mode;
