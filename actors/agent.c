@@ -38,7 +38,12 @@
 //  one asked: a backend matches it by stream id and by us as the stream_to,
 //  a limiter passes it on to its backend with brg_forward (we stay the
 //  sender). The backend then ends the stream at once; its end is a late
-//  answer the callback recognises (by turn sequence) and ignores.
+//  answer the callback recognises (by turn sequence) and ignores. Then the
+//  model ask itself is cancelled (brg_ask_id / brg_cancel, brigade/cancel.h),
+//  streamed or not, so a limiter drops a request still in its queue, where
+//  the stream cancel cannot find it; the stream cancel goes first, so the
+//  backend ends the stream with an answer (freeing the limiter's slot)
+//  before a brg.cancel could stop it without one.
 //
 //  Failure leaves no trace: the history is truncated back to where the turn
 //  began (turn.start), so the next turn sees the history as it was.
@@ -102,6 +107,7 @@ typedef struct {
 
     // The model call in flight (streaming).
     brg_ref_t model_ref; // the backend asked last
+    uint64_t model_ask;  // the model ask in flight (brg_ask_id), for a brg.cancel; 0: none
     uint64_t stream_id, stream_seq;
     char *acc_text;
     size_t acc_len, acc_cap;
@@ -747,18 +753,26 @@ s_request(brg_ctx_t *ctx, s_conv_t *s, int *err)
 
 static int s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg);
 
-//  Tell the backend to stop the stream in flight, if there is one (the
-//  transfer is aborted; its end comes as a late reply, a dead letter).
+//  Give up the model call in flight, if there is one. A stream is stopped
+//  first with a stream cancel (the backend ends it at once and answers the
+//  ask with a "cancelled" end, which frees a limiter's slot); then the ask
+//  itself is cancelled (brigade/cancel.h): a limiter drops the request if it
+//  still waits in its queue (where a stream cancel cannot find it), else
+//  passes that on to its target. Both go to the model ref asked; a late
+//  answer is recognised by its turn sequence and ignored.
 static void
-s_cancel_stream(brg_ctx_t *ctx, s_conv_t *s)
+s_cancel_model(brg_ctx_t *ctx, s_conv_t *s)
 {
-    if (!s->stream_id)
-        return;
-    brg_msg_t *cancel = brg_model_msg_cancel(s->stream_id);
-    if (cancel)
-        brg_send(ctx, s->model_ref, &cancel);
-    brg_msg_destroy(&cancel);
-    s->stream_id = 0; // its late fragments are ignored
+    if (s->stream_id) {
+        brg_msg_t *cancel = brg_model_msg_cancel(s->stream_id);
+        if (cancel)
+            brg_send(ctx, s->model_ref, &cancel);
+        brg_msg_destroy(&cancel);
+        s->stream_id = 0; // its late fragments are ignored
+    }
+    if (s->model_ask)
+        brg_cancel(ctx, s->model_ref, s->model_ask); // advisory: a failed send changes nothing
+    s->model_ask = 0;
 }
 
 //  Ask the model with the whole history.
@@ -787,8 +801,8 @@ s_step(brg_ctx_t *ctx, s_conv_t *s)
         return;
     }
     s->model_ref = model;
-    rc = brg_ask(ctx, model, &req, s->opts.model_timeout_ms + S_GRACE_MS, s_on_model,
-                 (void *)(uintptr_t)s->turn.seq);
+    rc = brg_ask_id(ctx, model, &req, s->opts.model_timeout_ms + S_GRACE_MS, s_on_model,
+                    (void *)(uintptr_t)s->turn.seq, &s->model_ask);
     if (rc != BRG_OK) {
         char *d = s_printf("the model could not be asked: %s", brg_strerror(rc));
         s_fail(ctx, s, rc, d ? d : "the model could not be asked");
@@ -1086,12 +1100,14 @@ s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     int code = brg_model_chat_status(status, reply);
     if (code != BRG_OK) {
         if (status == BRG_ETIMEDOUT)
-            s_cancel_stream(ctx, s);
+            s_cancel_model(ctx, s); // we gave up: the backend (or limiter) may stop too
+        s->model_ask = 0;
         char *d = s_model_detail(code, status == BRG_OK ? reply : NULL);
         s_fail(ctx, s, code, d ? d : "the model call failed");
         free(d);
         return BRG_OK;
     }
+    s->model_ask = 0; // answered
     // The answer: text and tool calls, from the reply or the stream.
     brg_model_chat_reply_t r;
     const char *text = "";
@@ -1301,7 +1317,7 @@ s_conv_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
         if (running) {
             // The model call or the tool calls in flight are abandoned: their
             // late answers are recognised and ignored; a stream is stopped.
-            s_cancel_stream(ctx, s);
+            s_cancel_model(ctx, s);
             s_fail(ctx, s, BRG_ECANCELED, "the turn was cancelled");
         }
         if (brg_ref_is_none(brg_msg_sender(msg)))

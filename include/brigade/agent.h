@@ -76,7 +76,8 @@
 //  Cancels the running turn: it is answered now with BRG_ECANCELED and "the
 //  turn was cancelled" and leaves no trace; a model stream in flight is
 //  cancelled at the backend (brg_model_msg_cancel, sent to the model ref: a
-//  limiter passes it on to the backend with brg_forward); late answers of the
+//  limiter passes it on to the backend with brg_forward), then the model ask
+//  itself (brg_cancel: a limiter drops a request still queued); late answers of the
 //  model or the tools are ignored. The waiting turns go on.
 #define BRG_CONV_TAG_CANCEL "brg.conv.cancel"
 //  [] -> BRG_CONV_TAG_STATS with the counters of brg_conv_stats_t, in order.

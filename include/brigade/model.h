@@ -231,8 +231,8 @@ BRG_EXPORT int brg_model_spawn_from_env_root(brg_system_t *sys, const char *name
 //  sender: an actor that asked through a limiter with stream_to = itself
 //  sends its cancel to the limiter, as it sent the request. (A cancel that
 //  reaches the backend before the request, one still queued in the
-//  limiter, finds no stream and is ignored; that request's fragments then
-//  still come, under the old stream id.)
+//  limiter, finds no stream and is ignored; also send the limiter a
+//  brg_cancel for the ask (brigade/cancel.h), which drops a queued request.)
 //  Order: the fragments go straight to stream_to and the end through the
 //  asker's path. When the asker is stream_to and the limiter runs on the
 //  node of either of them, every fragment arrives before the end (messages

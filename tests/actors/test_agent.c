@@ -947,6 +947,92 @@ ta_turn_main(void *arg)
     return NULL;
 }
 
+//  A streamed turn said from a thread of its own, counting its events.
+typedef struct {
+    pthread_t thread;
+    brg_ref_t conv;
+    const char *text;
+    atomic_int events;
+    int rc;
+    char *got;
+} ta_streamed_turn_t;
+
+static void
+ta_count_event(void *arg, const brg_conv_event_t *ev)
+{
+    (void)ev;
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static void *
+ta_streamed_turn_main(void *arg)
+{
+    ta_streamed_turn_t *t = arg;
+    t->rc =
+        brg_conv_say(tu_sys, t->conv, t->text, 30000, ta_count_event, &t->events, &t->got, NULL);
+    return NULL;
+}
+
+START_TEST(test_conv_cancel_of_a_turn_queued_in_the_limiter_drops_its_request)
+{
+    brg_model_rule_t rules[] = {
+        {.contains = "long",
+         .text = "This answer is streamed slowly, one small piece at a time, "
+                 "so there is time to cancel it long before its end."},
+    };
+    brg_model_offline_opts_t mo;
+    brg_model_offline_opts_init(&mo);
+    mo.rules = rules;
+    mo.n_rules = 1;
+    mo.stream_chunk = 4;
+    mo.stream_interval_ms = 50; // about 30 fragments: 1.5 s
+    brg_ref_t model;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &mo, &model), BRG_OK);
+    brg_limiter_opts_t lo;
+    brg_limiter_opts_init(&lo);
+    lo.target = model;
+    lo.max_in_flight = 1;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &lo, &limiter), BRG_OK);
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = limiter;
+    ta_streamed_turn_t a = {.conv = ta_conv(&o), .text = "a long one"};
+    ta_streamed_turn_t b = {.conv = ta_conv(&o), .text = "waits its turn"};
+    // a's stream holds the limiter's one slot; b's request waits in its queue.
+    ck_assert_int_eq(pthread_create(&a.thread, NULL, ta_streamed_turn_main, &a), 0);
+    TU_WAIT_UNTIL(ta_limiter_stats(limiter).in_flight == 1, TU_WAIT_MS);
+    ck_assert_int_eq(pthread_create(&b.thread, NULL, ta_streamed_turn_main, &b), 0);
+    TU_WAIT_UNTIL(ta_limiter_stats(limiter).queued == 1, TU_WAIT_MS);
+    // Cancelling b cancels its model ask at the limiter: the request is
+    // dropped from the queue, never started.
+    brg_msg_t *cancel = brg_msg_new(BRG_CONV_TAG_CANCEL);
+    ck_assert_int_eq(brg_system_send(tu_sys, b.conv, &cancel), BRG_OK);
+    ck_assert_int_eq(pthread_join(b.thread, NULL), 0);
+    ck_assert_msg(b.rc == BRG_ECANCELED, "%s: %s", brg_err_name(b.rc), b.got);
+    free(b.got);
+    TU_WAIT_UNTIL(ta_limiter_stats(limiter).queued == 0, TU_WAIT_MS);
+    brg_limiter_stats_t ls = ta_limiter_stats(limiter);
+    ck_assert_uint_eq(ls.cancelled, 1);
+    ck_assert_uint_eq(ls.started, 1);
+    // Then a: its stream stops at the backend, its slot frees up, and b's
+    // request does not start in it.
+    cancel = brg_msg_new(BRG_CONV_TAG_CANCEL);
+    ck_assert_int_eq(brg_system_send(tu_sys, a.conv, &cancel), BRG_OK);
+    ck_assert_int_eq(pthread_join(a.thread, NULL), 0);
+    ck_assert_msg(a.rc == BRG_ECANCELED, "%s: %s", brg_err_name(a.rc), a.got);
+    free(a.got);
+    TU_WAIT_UNTIL(ta_limiter_stats(limiter).in_flight == 0, TU_WAIT_MS);
+    ls = ta_limiter_stats(limiter);
+    ck_assert_uint_eq(ls.started, 1);
+    ck_assert_uint_eq(ls.answered, 1);
+    ck_assert_int_eq(atomic_load(&b.events), 0);
+    brg_model_stats_t ms;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 5000, &ms), BRG_OK);
+    ck_assert_uint_eq(ms.requests, 1);
+}
+END_TEST
+
 START_TEST(test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_stopped)
 {
     brg_model_tool_call_t calls[] = {{"c1", 0, "silent", 0, "{}", 0}};
@@ -1255,6 +1341,7 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_waiting_turns_that_fail_at_once_are_each_answered);
     tcase_add_test(conv, test_conv_behind_a_limiter_answers_and_streams_its_turns);
     tcase_add_test(conv, test_conv_cancel_through_a_limiter_stops_the_backend_stream);
+    tcase_add_test(conv, test_conv_cancel_of_a_turn_queued_in_the_limiter_drops_its_request);
     tcase_add_test(conv,
                    test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_stopped);
     suite_add_tcase(s, conv);
