@@ -23,14 +23,27 @@
 //  callbacks with BRG_ECLOSED before the state destructor frees the state.
 //
 //  Streaming. When the asker asked for it, the model is asked with a stream
-//  id (brg_model_chat_set_stream) and still with brg_ask: the backend sends
+//  id (brg_model_chat_set_stream) and stream_to = the conversation
+//  (brg_model_chat_set_stream_to), still with brg_ask: the backend sends
 //  BRG_MODEL_TAG_DELTA messages to the conversation's behaviour, then
-//  answers the ask with BRG_MODEL_TAG_END. Messages from one actor to another
-//  arrive in order, so every delta is in before the callback runs. Deltas
+//  answers the ask with BRG_MODEL_TAG_END (through a limiter, if the model
+//  ref is one, which relays it). Messages from one actor to another arrive
+//  in order, and a limiter relays the end only after the backend sent the
+//  deltas, so every delta is in before the callback runs (with a limiter on
+//  a third node that order is not guaranteed, see brigade/model.h). Deltas
 //  are accumulated (text, and tool calls by index) and each text delta is
 //  forwarded to the asker as a BRG_CONV_TAG_EVENT at once. A delta of another
 //  stream id (a step that timed out) is ignored. When a streamed step times
-//  out, a cancel goes to the backend.
+//  out or the turn is cancelled, a stream cancel goes to the model ref, the
+//  one asked: a backend matches it by stream id and by us as the stream_to,
+//  a limiter passes it on to its backend with brg_forward (we stay the
+//  sender). The backend then ends the stream at once; its end is a late
+//  answer the callback recognises (by turn sequence) and ignores. Then the
+//  model ask itself is cancelled (brg_ask_id / brg_cancel, brigade/cancel.h),
+//  streamed or not, so a limiter drops a request still in its queue, where
+//  the stream cancel cannot find it; the stream cancel goes first, so the
+//  backend ends the stream with an answer (freeing the limiter's slot)
+//  before a brg.cancel could stop it without one.
 //
 //  Failure leaves no trace: the history is truncated back to where the turn
 //  began (turn.start), so the next turn sees the history as it was.
@@ -94,13 +107,13 @@ typedef struct {
 
     // The model call in flight (streaming).
     brg_ref_t model_ref; // the backend asked last
+    uint64_t model_ask;  // the model ask in flight (brg_ask_id), for a brg.cancel; 0: none
     uint64_t stream_id, stream_seq;
     char *acc_text;
     size_t acc_len, acc_cap;
     s_acc_call_t *acc_calls;
     size_t n_acc_calls;
-    bool acc_failed;   // a fragment was lost (out of memory): the step fails at its end
-    size_t acc_deltas; // fragments of this stream received
+    bool acc_failed; // a fragment was lost (out of memory): the step fails at its end
 
     // The step's tool calls.
     s_call_t *calls;
@@ -586,7 +599,6 @@ s_clear_acc(s_conv_t *s)
 {
     s->acc_len = 0;
     s->acc_failed = false;
-    s->acc_deltas = 0;
     if (s->acc_text)
         s->acc_text[0] = '\0';
     for (size_t i = 0; i < s->n_acc_calls; i++) {
@@ -674,7 +686,7 @@ s_next_turn(brg_ctx_t *ctx, s_conv_t *s)
 
 //  The chat request for the history as it is now.
 static brg_msg_t *
-s_request(s_conv_t *s, int *err)
+s_request(brg_ctx_t *ctx, s_conv_t *s, int *err)
 {
     brg_model_chat_t *chat = brg_model_chat_new();
     int rc = chat ? BRG_OK : BRG_ENOMEM;
@@ -727,6 +739,7 @@ s_request(s_conv_t *s, int *err)
     if (rc == BRG_OK && s->turn.stream) {
         s->stream_id = ++s->stream_seq;
         brg_model_chat_set_stream(chat, s->stream_id);
+        brg_model_chat_set_stream_to(chat, brg_self(ctx)); // also through a limiter
     } else {
         s->stream_id = 0;
     }
@@ -740,18 +753,26 @@ s_request(s_conv_t *s, int *err)
 
 static int s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg);
 
-//  Tell the backend to stop the stream in flight, if there is one (the
-//  transfer is aborted; its end comes as a late reply, a dead letter).
+//  Give up the model call in flight, if there is one. A stream is stopped
+//  first with a stream cancel (the backend ends it at once and answers the
+//  ask with a "cancelled" end, which frees a limiter's slot); then the ask
+//  itself is cancelled (brigade/cancel.h): a limiter drops the request if it
+//  still waits in its queue (where a stream cancel cannot find it), else
+//  passes that on to its target. Both go to the model ref asked; a late
+//  answer is recognised by its turn sequence and ignored.
 static void
-s_cancel_stream(brg_ctx_t *ctx, s_conv_t *s)
+s_cancel_model(brg_ctx_t *ctx, s_conv_t *s)
 {
-    if (!s->stream_id)
-        return;
-    brg_msg_t *cancel = brg_model_msg_cancel(s->stream_id);
-    if (cancel)
-        brg_send(ctx, s->model_ref, &cancel);
-    brg_msg_destroy(&cancel);
-    s->stream_id = 0; // its late fragments are ignored
+    if (s->stream_id) {
+        brg_msg_t *cancel = brg_model_msg_cancel(s->stream_id);
+        if (cancel)
+            brg_send(ctx, s->model_ref, &cancel);
+        brg_msg_destroy(&cancel);
+        s->stream_id = 0; // its late fragments are ignored
+    }
+    if (s->model_ask)
+        brg_cancel(ctx, s->model_ref, s->model_ask); // advisory: a failed send changes nothing
+    s->model_ask = 0;
 }
 
 //  Ask the model with the whole history.
@@ -763,7 +784,7 @@ s_step(brg_ctx_t *ctx, s_conv_t *s)
     brg__history_trim(&s->h);
     s_clear_acc(s);
     int rc;
-    brg_msg_t *req = s_request(s, &rc);
+    brg_msg_t *req = s_request(ctx, s, &rc);
     if (!req) {
         char *d = s_printf("the chat request could not be built: %s", brg_strerror(rc));
         s_fail(ctx, s, rc, d ? d : "the chat request could not be built");
@@ -780,8 +801,8 @@ s_step(brg_ctx_t *ctx, s_conv_t *s)
         return;
     }
     s->model_ref = model;
-    rc = brg_ask(ctx, model, &req, s->opts.model_timeout_ms + S_GRACE_MS, s_on_model,
-                 (void *)(uintptr_t)s->turn.seq);
+    rc = brg_ask_id(ctx, model, &req, s->opts.model_timeout_ms + S_GRACE_MS, s_on_model,
+                    (void *)(uintptr_t)s->turn.seq, &s->model_ask);
     if (rc != BRG_OK) {
         char *d = s_printf("the model could not be asked: %s", brg_strerror(rc));
         s_fail(ctx, s, rc, d ? d : "the model could not be asked");
@@ -797,7 +818,6 @@ s_on_delta(brg_ctx_t *ctx, s_conv_t *s, const brg_msg_t *msg)
     if (brg_model_read_delta(msg, &d) != BRG_OK || !s->turn.asker || d.stream_id != s->stream_id ||
         s->stream_id == 0)
         return; // another (earlier) stream's, or malformed: dropped
-    s->acc_deltas++;
     if (d.tool_index < 0) {
         if (d.len == 0)
             return;
@@ -1080,12 +1100,14 @@ s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
     int code = brg_model_chat_status(status, reply);
     if (code != BRG_OK) {
         if (status == BRG_ETIMEDOUT)
-            s_cancel_stream(ctx, s);
+            s_cancel_model(ctx, s); // we gave up: the backend (or limiter) may stop too
+        s->model_ask = 0;
         char *d = s_model_detail(code, status == BRG_OK ? reply : NULL);
         s_fail(ctx, s, code, d ? d : "the model call failed");
         free(d);
         return BRG_OK;
     }
+    s->model_ask = 0; // answered
     // The answer: text and tool calls, from the reply or the stream.
     brg_model_chat_reply_t r;
     const char *text = "";
@@ -1101,15 +1123,6 @@ s_on_model(brg_ctx_t *ctx, int status, const brg_msg_t *reply, void *arg)
             return BRG_OK;
         }
         r = end.reply;
-        if (s->acc_deltas == 0 && r.completion_tokens > 0) {
-            // The model wrote an answer, but its fragments went to someone
-            // else: the sender of the request it saw was not us.
-            s_fail(ctx, s, BRG_EPROTO,
-                   "the model's stream did not reach the conversation (a limiter or proxy "
-                   "in front of the backend relays answers, not streams: ask without "
-                   "streaming, or stream from the backend itself)");
-            return BRG_OK;
-        }
         text = s->acc_text ? s->acc_text : "";
         len = s->acc_len;
     } else {
@@ -1304,7 +1317,7 @@ s_conv_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
         if (running) {
             // The model call or the tool calls in flight are abandoned: their
             // late answers are recognised and ignored; a stream is stopped.
-            s_cancel_stream(ctx, s);
+            s_cancel_model(ctx, s);
             s_fail(ctx, s, BRG_ECANCELED, "the turn was cancelled");
         }
         if (brg_ref_is_none(brg_msg_sender(msg)))

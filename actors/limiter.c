@@ -43,6 +43,13 @@
 //  target answers or the request times out, since the target may still be
 //  at work. Both count as cancelled.
 //
+//  Stream cancels (BRG_MODEL_TAG_CANCEL of brigade/model.h, by stream id):
+//  the limiter cannot match them (it does not read chat requests), so it
+//  passes each on to the target at once with brg_forward, never limited or
+//  queued. The target sees the canceller as the sender and matches it to the
+//  stream whose stream_to (or sender) it is. If the target cannot be reached
+//  the cancel is unhandled, a dead letter.
+//
 //  In-flight requests live in a list in the state, because the runtime never
 //  calls an ask callback of an actor that stopped: the state destructor
 //  frees them and the queue, so a stopped limiter leaks nothing.
@@ -383,6 +390,13 @@ s_behaviour(brg_ctx_t *ctx, const brg_msg_t *msg)
     if (brg_msg_is_cancel(msg)) {
         s_on_cancel(self, ctx, msg); // never limited, never passed on as a request
         return BRG_OK;
+    }
+    if (brg_msg_is(msg, BRG_MODEL_TAG_CANCEL)) {
+        brg_ref_t target = self->opts.target;
+        if (self->opts.target_name &&
+            brg_whereis(self->sys, self->opts.target_name, &target) != BRG_OK)
+            return BRG_UNHANDLED;
+        return brg_forward(ctx, target) == BRG_OK ? BRG_OK : BRG_UNHANDLED;
     }
     if (strncmp(brg_msg_tag(msg), S_PREFIX, sizeof(S_PREFIX) - 1) != 0)
         return s_on_request(self, ctx, msg);

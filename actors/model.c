@@ -229,14 +229,32 @@ typedef struct {
     brg_model_stats_t stats;
 } s_offline_t;
 
+//  Where a streamed request's fragments go: its stream_to, else its sender.
+static brg_ref_t
+s_stream_dest(const brg_msg_t *request, const brg_model_chat_view_t *v)
+{
+    return brg_ref_is_none(v->stream_to) ? brg_msg_sender(request) : v->stream_to;
+}
+
+//  A stream cancel matches a stream by id, from its request's sender (who
+//  asked, a limiter included) or from its stream_to (the actor that gets the
+//  fragments; through a limiter, which brg_forwards the cancel, the sender
+//  the backend sees is the original one).
+static bool
+s_cancel_from(brg_ref_t from, brg_ref_t sender, brg_ref_t stream_to)
+{
+    return !brg_ref_is_none(from) && (brg_ref_eq(from, sender) || brg_ref_eq(from, stream_to));
+}
+
 //  A paced offline stream: its fragments, sent one per tick (a timer
 //  message to ourselves carrying `key`), then its end. A cancel drops the
 //  rest and ends it at once.
 typedef struct s_paced {
     struct s_paced *next;
     uint64_t key, stream_id;
-    brg_ref_t sender;
-    brg_msg_t *request; // a copy, answered with the end (brg_reply_to)
+    brg_ref_t sender;    // the request's, who may cancel
+    brg_ref_t stream_to; // where fragments go (its stream_to, else sender), who may cancel too
+    brg_msg_t *request;  // a copy, answered with the end (brg_reply_to)
     brg_msg_t **frags;
     size_t n, sent;
     brg_msg_t *end;
@@ -552,7 +570,7 @@ s_offline_tick(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
     if (p->sent < p->n) {
         brg_msg_t *m = p->frags[p->sent];
         p->frags[p->sent++] = NULL;
-        if (brg_send(ctx, p->sender, &m) != BRG_OK) {
+        if (brg_send(ctx, p->stream_to, &m) != BRG_OK) {
             brg_msg_destroy(&m);
             p->sent = p->n; // the caller is gone: no more fragments, the end still goes
         }
@@ -577,7 +595,7 @@ s_offline_cancel(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
         return;
     brg_ref_t from = brg_msg_sender(msg);
     s_paced_t *p = self->paced;
-    while (p && !(p->stream_id == id && brg_ref_eq(p->sender, from)))
+    while (p && !(p->stream_id == id && s_cancel_from(from, p->sender, p->stream_to)))
         p = p->next;
     if (!p)
         return; // ended already, or never ours: ignored
@@ -706,6 +724,7 @@ s_offline_chat(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
             p->key = ++self->next_key;
             p->stream_id = v.stream_id;
             p->sender = brg_msg_sender(msg);
+            p->stream_to = s_stream_dest(msg, &v);
             p->request = request;
             p->prompt_tokens = r.prompt_tokens;
             p->completion_tokens = r.completion_tokens;
@@ -723,7 +742,7 @@ s_offline_chat(brg_ctx_t *ctx, s_offline_t *self, const brg_msg_t *msg)
         rc = BRG_ENOMEM;
     }
     for (size_t i = 0; rc == BRG_OK && i < frags.n; i++) {
-        rc = brg_send(ctx, brg_msg_sender(msg), &frags.frags[i]);
+        rc = brg_send(ctx, s_stream_dest(msg, &v), &frags.frags[i]);
     }
     s_frags_free(&frags);
     if (rc != BRG_OK) {
@@ -1106,12 +1125,13 @@ s_body(const s_openai_t *self, const brg_model_request_t *req)
 
 typedef struct s_call {
     struct s_call *next, *prev;
-    brg_msg_t *request; // the caller's chat request (a copy), answered with brg_reply_to
-    brg_ref_t sender;   // where stream fragments go
-    uint64_t stream_id; // the caller's; 0: not streamed
-    uint64_t http_id;   // the current attempt's HTTP stream id (streaming)
-    char *body;         // the JSON body, kept for retries
-    char *model;        // the model asked for
+    brg_msg_t *request;  // the caller's chat request (a copy), answered with brg_reply_to
+    brg_ref_t sender;    // the request's (who may cancel)
+    brg_ref_t stream_to; // where stream fragments go: its stream_to, else sender
+    uint64_t stream_id;  // the caller's; 0: not streamed
+    uint64_t http_id;    // the current attempt's HTTP stream id (streaming)
+    char *body;          // the JSON body, kept for retries
+    char *model;         // the model asked for
     int attempts, max_attempts;
     bool retry_unsafe;
     int64_t deadline_ms; // monotonic
@@ -1372,7 +1392,7 @@ static bool
 s_stream_send(brg_ctx_t *ctx, s_openai_t *self, s_call_t *c, const brg_model_delta_t *d)
 {
     brg_msg_t *m = brg_model_msg_delta(d);
-    int rc = m ? brg_send(ctx, c->sender, &m) : BRG_ENOMEM;
+    int rc = m ? brg_send(ctx, c->stream_to, &m) : BRG_ENOMEM;
     if (rc != BRG_OK) {
         brg_msg_destroy(&m);
         s_call_fail_with(ctx, self, c, rc, "could not send a stream fragment to the caller");
@@ -1910,6 +1930,7 @@ s_openai_chat(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *msg)
     }
     c->body = body;
     c->sender = brg_msg_sender(msg);
+    c->stream_to = s_stream_dest(msg, &v);
     c->stream_id = v.stream_id;
     c->max_attempts = v.max_attempts ? v.max_attempts : self->max_attempts;
     c->retry_unsafe = v.retry_unsafe;
@@ -1951,7 +1972,7 @@ s_openai_cancel(brg_ctx_t *ctx, s_openai_t *self, const brg_msg_t *msg)
         return;
     brg_ref_t from = brg_msg_sender(msg);
     for (s_call_t *c = self->calls; c; c = c->next) {
-        if (c->ended || c->stream_id != id || !brg_ref_eq(c->sender, from))
+        if (c->ended || c->stream_id != id || !s_cancel_from(from, c->sender, c->stream_to))
             continue;
         if (c->http_out) {
             brg_msg_t *cancel = brg_http_msg_cancel(c->http_id);

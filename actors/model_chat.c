@@ -6,7 +6,10 @@
 //  meaning of each field):
 //    chat       stream_id, model|nil, temperature (double, -1 unset),
 //               max_tokens, json_mode, retry_unsafe, timeout_ms,
-//               max_attempts, [message...], [tool...]
+//               max_attempts, [message...], [tool...], then optionally
+//               stream_to (a ref; written only when set, so a reader
+//               that predates it ignores it and one that knows it reads
+//               a request without it as "the sender")
 //      message  [role, content|nil, tool_call_id|nil, [call...]]
 //      call     [id, name, arguments]
 //      tool     [name, description, parameters]
@@ -178,8 +181,9 @@ struct brg_model_chat {
     bool json_mode;
     bool retry_unsafe;
     uint64_t stream_id;
-    int timeout_ms;   // 0: unset
-    int max_attempts; // 0: unset
+    brg_ref_t stream_to; // none: the sender
+    int timeout_ms;      // 0: unset
+    int max_attempts;    // 0: unset
 };
 
 static void
@@ -436,6 +440,13 @@ brg_model_chat_set_stream(brg_model_chat_t *chat, uint64_t stream_id)
     chat->stream_id = stream_id;
 }
 
+void
+brg_model_chat_set_stream_to(brg_model_chat_t *chat, brg_ref_t to)
+{
+    assert(chat);
+    chat->stream_to = to;
+}
+
 int
 brg_model_chat_set_timeout(brg_model_chat_t *chat, int timeout_ms)
 {
@@ -517,6 +528,8 @@ brg_model_chat_msg(const brg_model_chat_t *chat)
     for (size_t i = 0; rc == BRG_OK && i < chat->n_tools; i++)
         rc = s_add_call(msg, &chat->tools[i].name, &chat->tools[i].description,
                         &chat->tools[i].parameters);
+    if (rc == BRG_OK && !brg_ref_is_none(chat->stream_to))
+        rc = brg_msg_add_ref(msg, chat->stream_to);
     if (rc != BRG_OK)
         brg_msg_destroy(&msg);
     return msg;
@@ -614,6 +627,10 @@ brg_model_read_chat(const brg_msg_t *msg, brg_model_chat_view_t *out)
         if (s_read_triple(msg, &pos, &s, &len, &s, &len, &s, &len) != BRG_OK)
             return BRG_EBADMSG;
     }
+    // Optional, last: where the stream's fragments go.
+    if (brg_msg_peek(msg, pos) != BRG_TYPE_NONE &&
+        (brg_msg_read_ref(msg, &pos, &v.stream_to) != BRG_OK || brg_ref_is_none(v.stream_to)))
+        return BRG_EBADMSG;
     *out = v;
     return BRG_OK;
 }

@@ -46,6 +46,7 @@
 //  behind the waiter to send an EXIT or DOWN later (brg__waiter_drop).
 //  The system counts the asks under way (asks_waiting); destroy wakes them
 //  (waiter->closed: BRG_ECLOSED) and waits until each has let go of it.
+#include "brigade/cancel.h" // brg_ask_id is declared (and exported) there
 #include "runtime_internal.h"
 
 #include "brigade/cancel.h" // brg_ask_id is declared (and exported) there

@@ -33,10 +33,10 @@
 //  one per text delta of the model (as the model streams it, for every
 //  step), one per tool call sent and one per tool result received (read
 //  them with brg_conv_read_event). The answer still comes last, as the
-//  reply to the ask. The fragments come from the backend to the
-//  conversation, so a streamed turn needs the backend itself as the model:
-//  through a limiter they go to the limiter, and a step whose answer
-//  (completion tokens > 0) came without a fragment fails with BRG_EPROTO.
+//  reply to the ask. The conversation asks the model with stream_to set to
+//  itself (brg_model_chat_set_stream_to), so the fragments come from the
+//  backend straight to it also when the model ref is a limiter in front of
+//  the backend (the limiter relays the stream's end, the ask's answer).
 //
 //  History limits (max_messages, max_history_tokens) and the trimming rule:
 //  before every model call and after every answered turn, while the
@@ -75,7 +75,9 @@
 //  [] -> BRG_CONV_TAG_CANCEL [was_running: bool]; also as a plain message.
 //  Cancels the running turn: it is answered now with BRG_ECANCELED and "the
 //  turn was cancelled" and leaves no trace; a model stream in flight is
-//  cancelled at the backend (brg_model_msg_cancel); late answers of the
+//  cancelled at the backend (brg_model_msg_cancel, sent to the model ref: a
+//  limiter passes it on to the backend with brg_forward), then the model ask
+//  itself (brg_cancel: a limiter drops a request still queued); late answers of the
 //  model or the tools are ignored. The waiting turns go on.
 #define BRG_CONV_TAG_CANCEL "brg.conv.cancel"
 //  [] -> BRG_CONV_TAG_STATS with the counters of brg_conv_stats_t, in order.

@@ -40,6 +40,13 @@
 //  the limiter's own ask, and the request keeps its slot until the target
 //  answers or times out. A cancel is never limited or queued itself.
 //
+//  A stream cancel (BRG_MODEL_TAG_CANCEL, brigade/model.h) is passed on to
+//  the target at once with brg_forward, never limited or queued, so the
+//  target sees the canceller as its sender: a caller that asked for a
+//  streamed chat through the limiter (with stream_to = itself) cancels the
+//  stream through the limiter too. If the target cannot be reached, the
+//  cancel is a dead letter.
+//
 //  Messages with a tag starting "brg.limiter." are the limiter's own protocol
 //  (below) and are never passed on.
 #ifndef BRG_LIMITER_H

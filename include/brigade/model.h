@@ -207,8 +207,11 @@ BRG_EXPORT int brg_model_spawn_from_env_root(brg_system_t *sys, const char *name
 //
 //  Streaming (brg_model_chat_set_stream(chat, id), id > 0): send the request
 //  from an actor (brg_send, or brg_ask: then the ask is answered with the
-//  end message). The backend sends the request's sender, as plain messages
-//  in this order:
+//  end message). The fragments go to the request's stream_to
+//  (brg_model_chat_set_stream_to), else to its sender; the end is the
+//  answer to the request, so it goes where any answer goes: to the asker
+//  (through a limiter: to the limiter, which relays it), or for a plain
+//  send to the sender. The backend sends, as plain messages, in this order:
 //    BRG_MODEL_TAG_DELTA  zero or more: a text fragment, or a tool-call
 //                         fragment (index; id and name in the first fragment
 //                         of a call, argument text in any), brg_model_read_delta
@@ -219,10 +222,23 @@ BRG_EXPORT int brg_model_spawn_from_env_root(brg_system_t *sys, const char *name
 //                         detail as BRG_MODEL_TAG_ERROR (brg_model_read_end).
 //  Every one carries the request's stream id, so one actor may run several
 //  streams at once. Cancel a running stream with brg_model_msg_cancel(id)
-//  sent to the backend from the same actor: the transfer is aborted and the
-//  stream ends at once with finish reason "cancelled" (status BRG_OK); a
-//  cancel for a stream that is not running (already ended, unknown id,
-//  another sender) is ignored.
+//  sent to the backend from the request's sender or from its stream_to: the
+//  transfer is aborted and the stream ends at once with finish reason
+//  "cancelled" (status BRG_OK); a cancel for a stream that is not running
+//  (already ended, unknown id, from another actor) is ignored. A limiter
+//  passes a BRG_MODEL_TAG_CANCEL on to its target at once with brg_forward
+//  (never limited or queued), so the backend sees the canceller as its
+//  sender: an actor that asked through a limiter with stream_to = itself
+//  sends its cancel to the limiter, as it sent the request. (A cancel that
+//  reaches the backend before the request, one still queued in the
+//  limiter, finds no stream and is ignored; also send the limiter a
+//  brg_cancel for the ask (brigade/cancel.h), which drops a queued request.)
+//  Order: the fragments go straight to stream_to and the end through the
+//  asker's path. When the asker is stream_to and the limiter runs on the
+//  node of either of them, every fragment arrives before the end (messages
+//  between two actors keep their order, and a limiter relays the end only
+//  after the backend sent the fragments). With the limiter on a third node
+//  that order is not guaranteed.
 //
 //  The generic cancel (brigade/cancel.h): both backends honour a
 //  BRG_TAG_CANCEL of a request they are still working on, from its asker (a
@@ -363,6 +379,11 @@ BRG_EXPORT int brg_model_chat_set_max_tokens(brg_model_chat_t *chat, int max_tok
 BRG_EXPORT void brg_model_chat_set_json_mode(brg_model_chat_t *chat, bool on);
 //  Stream the answer under stream_id (> 0); 0 turns streaming off.
 BRG_EXPORT void brg_model_chat_set_stream(brg_model_chat_t *chat, uint64_t stream_id);
+//  Send the stream's fragments to `to` instead of the request's sender (a
+//  caller that asks through a limiter or a proxy sets it to itself); the
+//  end still answers the request. BRG_REF_NONE: back to the sender (the
+//  default). Written on the wire only when set (an optional last field).
+BRG_EXPORT void brg_model_chat_set_stream_to(brg_model_chat_t *chat, brg_ref_t to);
 //  The whole call's deadline, retries included (ms, 1 .. 3600000; BRG_EINVAL
 //  otherwise). Default: the backend's timeout_ms.
 BRG_EXPORT int brg_model_chat_set_timeout(brg_model_chat_t *chat, int timeout_ms);
@@ -383,9 +404,10 @@ BRG_EXPORT brg_msg_t *brg_model_chat_msg(const brg_model_chat_t *chat);
 //  valid while the caller keeps it. Unset settings: model NULL, temperature
 //  -1, max_tokens 0, timeout_ms 0, max_attempts 0.
 typedef struct brg_model_chat_view {
-    uint64_t stream_id; // 0: not streaming
-    const char *model;  // NULL: the backend's
-    size_t model_len;   //
+    uint64_t stream_id;  // 0: not streaming
+    brg_ref_t stream_to; // where fragments go; BRG_REF_NONE: the sender
+    const char *model;   // NULL: the backend's
+    size_t model_len;    //
     double temperature;
     int max_tokens;
     bool json_mode;

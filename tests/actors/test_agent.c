@@ -827,11 +827,19 @@ START_TEST(test_conv_answers_turns_that_arrive_together_one_after_the_other)
 }
 END_TEST
 
-START_TEST(test_conv_behind_a_limiter_answers_and_refuses_a_stream_it_cannot_see)
+static brg_limiter_stats_t
+ta_limiter_stats(brg_ref_t limiter)
+{
+    brg_limiter_stats_t st;
+    ck_assert_int_eq(brg_limiter_stats(tu_sys, limiter, 5000, &st), BRG_OK);
+    return st;
+}
+
+START_TEST(test_conv_behind_a_limiter_answers_and_streams_its_turns)
 {
     brg_limiter_opts_t lo;
     brg_limiter_opts_init(&lo);
-    lo.target = ta_model(NULL, 0, 0);
+    lo.target = ta_model(NULL, 0, 4); // 4-byte fragments
     lo.max_in_flight = 1;
     brg_ref_t limiter;
     ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &lo, &limiter), BRG_OK);
@@ -840,17 +848,88 @@ START_TEST(test_conv_behind_a_limiter_answers_and_refuses_a_stream_it_cannot_see
     o.model = limiter;
     brg_ref_t conv = ta_conv(&o);
     ta_say(conv, "through", BRG_OK, "You said: through");
-    // Streamed, the backend sends its fragments to the limiter (the sender
-    // it sees): the turn fails with a reason instead of an empty answer.
+    // Streamed: the conversation asks with stream_to = itself, so the
+    // backend's fragments come straight to it, the end through the limiter.
     int events = 0;
     char *got = NULL;
     ck_assert_int_eq(
-        brg_conv_say(tu_sys, conv, "stream it", 10000, ta_on_event, &events, &got, NULL),
-        BRG_EPROTO);
-    ck_assert_msg(strstr(got, "did not reach the conversation"), "%s", got);
-    ck_assert_int_eq(events, 0);
+        brg_conv_say(tu_sys, conv, "stream it please", 10000, ta_on_event, &events, &got, NULL),
+        BRG_OK);
+    ck_assert_str_eq(got, "You said: stream it please");
     free(got);
-    ck_assert_str_eq(ta_history(conv), "user: through\nassistant: You said: through");
+    ck_assert_str_eq(ta_streamed, "You said: stream it please");
+    ck_assert_int_ge(events, 7); // 26 bytes in fragments of 4
+    ck_assert_str_eq(ta_history(conv), "user: through\nassistant: You said: through\n"
+                                       "user: stream it please\n"
+                                       "assistant: You said: stream it please");
+    brg_limiter_stats_t ls = ta_limiter_stats(limiter);
+    ck_assert_uint_eq(ls.started, 2);
+    ck_assert_uint_eq(ls.answered, 2);
+    ck_assert_uint_eq(ls.failed, 0);
+    brg_model_stats_t ms;
+    ck_assert_int_eq(brg_model_stats(tu_sys, lo.target, 5000, &ms), BRG_OK);
+    ck_assert_uint_eq(ms.streams, 1);
+}
+END_TEST
+
+START_TEST(test_conv_cancel_through_a_limiter_stops_the_backend_stream)
+{
+    brg_model_rule_t rules[] = {
+        {.contains = "long",
+         .text = "This answer is streamed slowly, one small piece at a time, "
+                 "so there is time to cancel it long before its end."},
+    };
+    brg_model_offline_opts_t mo;
+    brg_model_offline_opts_init(&mo);
+    mo.rules = rules;
+    mo.n_rules = 1;
+    mo.stream_chunk = 4;
+    mo.stream_interval_ms = 50; // about 30 fragments: 1.5 s
+    brg_ref_t model;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &mo, &model), BRG_OK);
+    brg_limiter_opts_t lo;
+    brg_limiter_opts_init(&lo);
+    lo.target = model;
+    lo.max_in_flight = 1;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &lo, &limiter), BRG_OK);
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = limiter;
+    brg_ref_t conv = ta_conv(&o);
+    // Cancelled at its first fragment: the conversation sends the stream
+    // cancel to the limiter, which passes it on to the backend.
+    char *got = NULL;
+    int rc =
+        brg_conv_say(tu_sys, conv, "a long one", 10000, ta_cancel_on_first_text, &conv, &got, NULL);
+    ck_assert_msg(rc == BRG_ECANCELED, "%s: %s", brg_err_name(rc), got);
+    ck_assert_str_eq(got, "the turn was cancelled");
+    free(got);
+    ck_assert_str_eq(ta_streamed, "This");
+    // The backend stopped the stream (not run to its end) and answered the
+    // limiter with the "cancelled" end, which frees the limiter's one slot.
+    // (The cancel goes through the limiter, so it may reach the backend
+    // after the turn's answer came back: wait for it.)
+    brg_model_stats_t ms;
+    for (int t = 0; t < 1000 * (int)tu_multiplier(); t++) {
+        ck_assert_int_eq(brg_model_stats(tu_sys, model, 5000, &ms), BRG_OK);
+        if (ms.cancelled > 0)
+            break;
+        tu_sleep_ms(1);
+    }
+    ck_assert_uint_eq(ms.cancelled, 1);
+    brg_limiter_stats_t ls;
+    do {
+        ls = ta_limiter_stats(limiter);
+        tu_sleep_ms(1);
+    } while (ls.in_flight > 0);
+    // The cancel was passed on, not limited as a request of its own.
+    ck_assert_uint_eq(ls.started, 1);
+    ck_assert_uint_eq(ls.answered, 1);
+    ck_assert_str_eq(ta_history(conv), "");
+    // The next turn goes through the same slot.
+    ta_say(conv, "again", BRG_OK, "You said: again");
+    ck_assert_uint_eq(ta_limiter_stats(limiter).started, 2);
 }
 END_TEST
 
@@ -870,6 +949,92 @@ ta_turn_main(void *arg)
     t->rc = brg_conv_say(tu_sys, t->conv, t->text, 30000, NULL, NULL, &t->got, NULL);
     return NULL;
 }
+
+//  A streamed turn said from a thread of its own, counting its events.
+typedef struct {
+    pthread_t thread;
+    brg_ref_t conv;
+    const char *text;
+    atomic_int events;
+    int rc;
+    char *got;
+} ta_streamed_turn_t;
+
+static void
+ta_count_event(void *arg, const brg_conv_event_t *ev)
+{
+    (void)ev;
+    atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+static void *
+ta_streamed_turn_main(void *arg)
+{
+    ta_streamed_turn_t *t = arg;
+    t->rc =
+        brg_conv_say(tu_sys, t->conv, t->text, 30000, ta_count_event, &t->events, &t->got, NULL);
+    return NULL;
+}
+
+START_TEST(test_conv_cancel_of_a_turn_queued_in_the_limiter_drops_its_request)
+{
+    brg_model_rule_t rules[] = {
+        {.contains = "long",
+         .text = "This answer is streamed slowly, one small piece at a time, "
+                 "so there is time to cancel it long before its end."},
+    };
+    brg_model_offline_opts_t mo;
+    brg_model_offline_opts_init(&mo);
+    mo.rules = rules;
+    mo.n_rules = 1;
+    mo.stream_chunk = 4;
+    mo.stream_interval_ms = 50; // about 30 fragments: 1.5 s
+    brg_ref_t model;
+    ck_assert_int_eq(brg_model_offline_spawn_opts_root(tu_sys, &mo, &model), BRG_OK);
+    brg_limiter_opts_t lo;
+    brg_limiter_opts_init(&lo);
+    lo.target = model;
+    lo.max_in_flight = 1;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &lo, &limiter), BRG_OK);
+    brg_conv_opts_t o;
+    brg_conv_opts_init(&o);
+    o.model = limiter;
+    ta_streamed_turn_t a = {.conv = ta_conv(&o), .text = "a long one"};
+    ta_streamed_turn_t b = {.conv = ta_conv(&o), .text = "waits its turn"};
+    // a's stream holds the limiter's one slot; b's request waits in its queue.
+    ck_assert_int_eq(pthread_create(&a.thread, NULL, ta_streamed_turn_main, &a), 0);
+    TU_WAIT_UNTIL(ta_limiter_stats(limiter).in_flight == 1, TU_WAIT_MS);
+    ck_assert_int_eq(pthread_create(&b.thread, NULL, ta_streamed_turn_main, &b), 0);
+    TU_WAIT_UNTIL(ta_limiter_stats(limiter).queued == 1, TU_WAIT_MS);
+    // Cancelling b cancels its model ask at the limiter: the request is
+    // dropped from the queue, never started.
+    brg_msg_t *cancel = brg_msg_new(BRG_CONV_TAG_CANCEL);
+    ck_assert_int_eq(brg_system_send(tu_sys, b.conv, &cancel), BRG_OK);
+    ck_assert_int_eq(pthread_join(b.thread, NULL), 0);
+    ck_assert_msg(b.rc == BRG_ECANCELED, "%s: %s", brg_err_name(b.rc), b.got);
+    free(b.got);
+    TU_WAIT_UNTIL(ta_limiter_stats(limiter).queued == 0, TU_WAIT_MS);
+    brg_limiter_stats_t ls = ta_limiter_stats(limiter);
+    ck_assert_uint_eq(ls.cancelled, 1);
+    ck_assert_uint_eq(ls.started, 1);
+    // Then a: its stream stops at the backend, its slot frees up, and b's
+    // request does not start in it.
+    cancel = brg_msg_new(BRG_CONV_TAG_CANCEL);
+    ck_assert_int_eq(brg_system_send(tu_sys, a.conv, &cancel), BRG_OK);
+    ck_assert_int_eq(pthread_join(a.thread, NULL), 0);
+    ck_assert_msg(a.rc == BRG_ECANCELED, "%s: %s", brg_err_name(a.rc), a.got);
+    free(a.got);
+    TU_WAIT_UNTIL(ta_limiter_stats(limiter).in_flight == 0, TU_WAIT_MS);
+    ls = ta_limiter_stats(limiter);
+    ck_assert_uint_eq(ls.started, 1);
+    ck_assert_uint_eq(ls.answered, 1);
+    ck_assert_int_eq(atomic_load(&b.events), 0);
+    brg_model_stats_t ms;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 5000, &ms), BRG_OK);
+    ck_assert_uint_eq(ms.requests, 1);
+}
+END_TEST
 
 START_TEST(test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_stopped)
 {
@@ -1177,7 +1342,9 @@ agent_suite(void)
     tcase_add_test(conv, test_conv_refuses_bad_options_and_bad_turns);
     tcase_add_test(conv, test_conv_answers_turns_that_arrive_together_one_after_the_other);
     tcase_add_test(conv, test_conv_waiting_turns_that_fail_at_once_are_each_answered);
-    tcase_add_test(conv, test_conv_behind_a_limiter_answers_and_refuses_a_stream_it_cannot_see);
+    tcase_add_test(conv, test_conv_behind_a_limiter_answers_and_streams_its_turns);
+    tcase_add_test(conv, test_conv_cancel_through_a_limiter_stops_the_backend_stream);
+    tcase_add_test(conv, test_conv_cancel_of_a_turn_queued_in_the_limiter_drops_its_request);
     tcase_add_test(conv,
                    test_conv_refuses_a_turn_past_its_queue_and_answers_all_closed_when_stopped);
     suite_add_tcase(s, conv);

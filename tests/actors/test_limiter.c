@@ -512,6 +512,85 @@ START_TEST(test_limiter_drops_a_cancelled_queued_request_and_passes_on_an_in_fli
 }
 END_TEST
 
+//  A target that holds every request (never answers) and records the
+//  stream cancels it is sent: their sender and stream id.
+static int tl_model_cancels;
+static brg_ref_t tl_model_cancel_from;
+static uint64_t tl_model_cancel_id;
+
+static int
+tl_stream_target(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, BRG_MODEL_TAG_CANCEL)) {
+        size_t pos = 0;
+        ck_assert_int_eq(brg_msg_read_uint(msg, &pos, &tl_model_cancel_id), BRG_OK);
+        tl_model_cancel_from = brg_msg_sender(msg);
+        tl_model_cancels++;
+        return BRG_OK;
+    }
+    return tl_holder(ctx, msg);
+}
+
+//  "go" [limiter ref]: send the limiter a stream cancel for stream 7.
+static int
+tl_stream_canceller(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    size_t pos = 0;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_msg_read_ref(msg, &pos, &limiter), BRG_OK);
+    brg_msg_t *cancel = brg_model_msg_cancel(7);
+    ck_assert_int_eq(brg_send(ctx, limiter, &cancel), BRG_OK);
+    return BRG_OK;
+}
+
+static brg_ref_t
+tl_stream_cancel_via(brg_ref_t limiter)
+{
+    brg_ref_t canceller = tu_spawn(tu_sys, tl_stream_canceller);
+    brg_msg_t *go = brg_msg_new("go");
+    ck_assert_int_eq(brg_msg_add_ref(go, limiter), BRG_OK);
+    ck_assert_int_eq(brg_system_send(tu_sys, canceller, &go), BRG_OK);
+    brg_system_run_until_idle(tu_sys);
+    return canceller;
+}
+
+START_TEST(test_limiter_forwards_a_stream_cancel_to_its_target_at_once_keeping_its_sender)
+{
+    brg_spawn_opts_t so;
+    brg_spawn_opts_init(&so);
+    so.state = calloc(1, sizeof(tl_holder_t));
+    so.state_destroy = tl_holder_free;
+    brg_ref_t target;
+    ck_assert_int_eq(brg_system_spawn(tu_sys, tl_stream_target, &so, &target), BRG_OK);
+    ck_assert_int_eq(brg_register(tu_sys, "tl.model", target), BRG_OK);
+    brg_limiter_opts_t opts;
+    brg_limiter_opts_init(&opts);
+    opts.target_name = "tl.model";
+    opts.max_in_flight = 1;
+    brg_ref_t limiter;
+    ck_assert_int_eq(brg_limiter_spawn_root(tu_sys, &opts, &limiter), BRG_OK);
+    // The one slot is taken and a request waits: the cancel still goes
+    // through at once, from its own sender, and is no request of its own.
+    tl_go(limiter, 2, 10000);
+    brg_system_run_until_idle(tu_sys);
+    brg_ref_t canceller = tl_stream_cancel_via(limiter);
+    ck_assert_int_eq(tl_model_cancels, 1);
+    ck_assert_uint_eq(tl_model_cancel_id, 7);
+    ck_assert(brg_ref_eq(tl_model_cancel_from, canceller));
+    ck_assert_int_eq(tl_held_total, 1);
+    brg_limiter_stats_t st = tl_stats(limiter);
+    ck_assert_uint_eq(st.started, 1);
+    ck_assert_uint_eq(st.in_flight, 1);
+    ck_assert_uint_eq(st.queued, 1);
+    ck_assert_uint_eq(tu_dead.total, 0);
+    // With no target registered under the name, the cancel is a dead letter.
+    ck_assert_int_eq(brg_unregister(tu_sys, "tl.model"), BRG_OK);
+    tl_stream_cancel_via(limiter);
+    ck_assert_int_eq(tl_model_cancels, 1);
+    ck_assert_uint_eq(tu_dead.total, 1);
+}
+END_TEST
+
 START_TEST(test_limiter_spawn_rejects_bad_options_and_spawns_nothing)
 {
     brg_limiter_opts_t opts;
@@ -637,6 +716,8 @@ limiter_suite(void)
     tcase_add_test(core, test_limiter_expires_requests_that_waited_too_long_in_the_queue);
     tcase_add_test(core, test_limiter_expired_requests_free_their_queue_places);
     tcase_add_test(core, test_limiter_spawn_rejects_bad_options_and_spawns_nothing);
+    tcase_add_test(core,
+                   test_limiter_forwards_a_stream_cancel_to_its_target_at_once_keeping_its_sender);
     suite_add_tcase(s, core);
 
     TCase *load = tcase_create("load");

@@ -191,6 +191,8 @@ START_TEST(test_model_chat_request_round_trips_through_the_readers)
     brg_model_chat_set_json_mode(chat, true);
     brg_model_chat_set_retry_unsafe(chat, true);
     brg_model_chat_set_stream(chat, 99);
+    brg_ref_t to = {.node_hi = 7, .node_lo = 9, .id = 42};
+    brg_model_chat_set_stream_to(chat, to);
     // Refused: bad role, bad UTF-8, bad tool name, a call without id, ranges.
     ck_assert_int_eq(brg_model_chat_add_message(chat, BRG_MODEL_TOOL, "x", 0), BRG_EINVAL);
     ck_assert_int_eq(brg_model_chat_add_message(chat, BRG_MODEL_USER, "\xff", 0), BRG_EINVAL);
@@ -210,6 +212,7 @@ START_TEST(test_model_chat_request_round_trips_through_the_readers)
     brg_model_chat_view_t v;
     ck_assert_int_eq(brg_model_read_chat(msg, &v), BRG_OK);
     ck_assert_uint_eq(v.stream_id, 99);
+    ck_assert(brg_ref_eq(v.stream_to, to));
     tm_eq(v.model, v.model_len, "gpt-test");
     ck_assert(v.temperature == 0.5);
     ck_assert_int_eq(v.max_tokens, 77);
@@ -255,6 +258,21 @@ START_TEST(test_model_chat_request_round_trips_through_the_readers)
     ck_assert_int_eq(brg_model_read_chat(msg, &v), BRG_OK);
     ck_assert(v.stream_id == 0 && !v.model && v.temperature == -1 && v.max_tokens == 0 &&
               !v.json_mode && !v.retry_unsafe && v.timeout_ms == 0 && v.max_attempts == 0);
+    ck_assert(brg_ref_is_none(v.stream_to));
+    // stream_to is optional and last: a request without it is the old
+    // layout; something else in its place, or a none ref, is malformed.
+    ck_assert_int_eq(brg_msg_add_int(msg, 5), BRG_OK);
+    ck_assert_int_eq(brg_model_read_chat(msg, &v), BRG_EBADMSG);
+    brg_msg_destroy(&msg);
+    msg = brg_model_chat_msg(plain);
+    ck_assert_int_eq(brg_msg_add_ref(msg, BRG_REF_NONE), BRG_OK);
+    ck_assert_int_eq(brg_model_read_chat(msg, &v), BRG_EBADMSG);
+    brg_msg_destroy(&msg);
+    brg_model_chat_set_stream_to(plain, to);
+    brg_model_chat_set_stream_to(plain, BRG_REF_NONE); // back to the sender: not on the wire
+    msg = brg_model_chat_msg(plain);
+    ck_assert_int_eq(brg_model_read_chat(msg, &v), BRG_OK);
+    ck_assert(brg_ref_is_none(v.stream_to));
     brg_msg_destroy(&msg);
     brg_model_chat_destroy(&plain);
     brg_model_chat_destroy(&chat);
@@ -1448,6 +1466,160 @@ START_TEST(test_model_openai_chat_cancel_mid_stream_aborts_the_transfer)
 }
 END_TEST
 
+//  A stream_to actor: collects the fragments it is sent; "tm.cancel" sends
+//  the model a cancel for tm_col.cancel_id (from this actor).
+static struct {
+    pthread_mutex_t lock;
+    char text[4096];
+    int deltas, others;
+} tm_to = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int
+tm_stream_to_collect(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_model_delta_t d;
+    if (brg_msg_is(msg, "tm.cancel")) {
+        pthread_mutex_lock(&tm_col.lock);
+        brg_msg_t *cancel = brg_model_msg_cancel(tm_col.cancel_id);
+        brg_ref_t model = tm_col.model;
+        pthread_mutex_unlock(&tm_col.lock);
+        ck_assert_int_eq(brg_send(ctx, model, &cancel), BRG_OK);
+        return BRG_OK;
+    }
+    pthread_mutex_lock(&tm_to.lock);
+    if (brg_model_read_delta(msg, &d) == BRG_OK && d.tool_index < 0) {
+        tm_to.deltas++;
+        tm_cat(tm_to.text, sizeof tm_to.text, d.text, d.len);
+    } else {
+        tm_to.others++; // an end, or anything else: not for this actor
+    }
+    pthread_mutex_unlock(&tm_to.lock);
+    return BRG_OK;
+}
+
+START_TEST(test_model_openai_chat_sends_fragments_to_stream_to_and_the_end_to_the_sender)
+{
+    tm_ms.chunk_delay_ms = 5;
+    brg_ref_t model = tm_chat_openai("/v1", NULL);
+    brg_ref_t to = tu_spawn(tu_sys, tm_stream_to_collect);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "hello stream", 0);
+    brg_model_chat_set_stream(chat, 1);
+    brg_model_chat_set_stream_to(chat, to);
+    tm_stream(model, brg_model_chat_msg(chat)); // the collector sends it: the sender
+    tm_wait_ends(1);
+    brg_model_stats_t st;
+    ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+    ck_assert_uint_eq(st.streams, 1);
+    ck_assert_uint_eq(st.errors, 0);
+    // The end went to the sender, the fragments to stream_to and only there
+    // (sent before the end, from the same backend: all in by now, but the
+    // other actor's mailbox is its own, so wait for the text).
+    for (int t = 0; t < 1000 * (int)tu_multiplier(); t++) {
+        pthread_mutex_lock(&tm_to.lock);
+        bool all = strcmp(tm_to.text, "Echo: hello stream") == 0;
+        pthread_mutex_unlock(&tm_to.lock);
+        if (all)
+            break;
+        tu_sleep_ms(10);
+    }
+    pthread_mutex_lock(&tm_to.lock);
+    ck_assert_str_eq(tm_to.text, "Echo: hello stream");
+    ck_assert_int_ge(tm_to.deltas, 4);
+    ck_assert_int_eq(tm_to.others, 0);
+    pthread_mutex_unlock(&tm_to.lock);
+    pthread_mutex_lock(&tm_col.lock);
+    ck_assert_int_eq(tm_col.deltas, 0);
+    ck_assert_int_eq(tm_col.done, 1);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    ck_assert_int_eq(end.status, BRG_OK);
+    ck_assert_uint_eq(end.stream_id, 1);
+    tm_eq(end.reply.finish_reason, end.reply.finish_reason_len, "stop");
+    pthread_mutex_unlock(&tm_col.lock);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
+//  A stranger: "tm.cancel" sends the model a cancel for tm_col.cancel_id,
+//  then a stats request (a plain send: its answer comes back here, after
+//  the cancel was handled); the stats it gets are kept.
+static atomic_int tm_stranger_stats; // 0: none yet; else 1 + cancelled * 10 + in_flight
+
+static int
+tm_stranger(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    brg_model_stats_t st;
+    if (brg_msg_is(msg, "tm.cancel")) {
+        pthread_mutex_lock(&tm_col.lock);
+        brg_msg_t *cancel = brg_model_msg_cancel(tm_col.cancel_id);
+        brg_ref_t model = tm_col.model;
+        pthread_mutex_unlock(&tm_col.lock);
+        brg_msg_t *stats = brg_model_msg_stats();
+        ck_assert_int_eq(brg_send(ctx, model, &cancel), BRG_OK);
+        ck_assert_int_eq(brg_send(ctx, model, &stats), BRG_OK);
+    } else if (brg_model_read_stats(msg, &st) == BRG_OK) {
+        atomic_store(&tm_stranger_stats, (int)(1 + st.cancelled * 10 + st.in_flight));
+    }
+    return BRG_OK;
+}
+
+START_TEST(test_model_openai_chat_stream_to_may_cancel_a_stranger_may_not)
+{
+    brg_ref_t model = tm_chat_openai("/hang/v1", NULL);
+    brg_ref_t to = tu_spawn(tu_sys, tm_stream_to_collect);
+    brg_model_chat_t *chat = brg_model_chat_new();
+    brg_model_chat_add_message(chat, BRG_MODEL_USER, "a long answer please", 0);
+    brg_model_chat_set_stream(chat, 5);
+    brg_model_chat_set_stream_to(chat, to);
+    tm_stream(model, brg_model_chat_msg(chat));
+    pthread_mutex_lock(&tm_col.lock);
+    tm_col.cancel_id = 5;
+    pthread_mutex_unlock(&tm_col.lock);
+    for (int t = 0; t < 1000 * (int)tu_multiplier(); t++) { // "Echo", then a 10 s pause
+        pthread_mutex_lock(&tm_to.lock);
+        int deltas = tm_to.deltas;
+        pthread_mutex_unlock(&tm_to.lock);
+        if (deltas > 0)
+            break;
+        tu_sleep_ms(10);
+    }
+    // A cancel for the stream's id from an actor that is neither the sender
+    // nor stream_to is ignored: the stats the stranger asks for after it
+    // (handled after it) show the stream still running, nothing cancelled.
+    atomic_store(&tm_stranger_stats, 0);
+    brg_ref_t stranger = tu_spawn(tu_sys, tm_stranger);
+    ck_assert_int_eq(tu_send_tag(tu_sys, stranger, "tm.cancel"), BRG_OK);
+    for (int t = 0; t < 1000 * (int)tu_multiplier() && !atomic_load(&tm_stranger_stats); t++)
+        tu_sleep_ms(10);
+    ck_assert_int_eq(atomic_load(&tm_stranger_stats), 1 + 0 * 10 + 1);
+    brg_model_stats_t st;
+    // From stream_to, it ends the stream "cancelled"; the end goes to the sender.
+    ck_assert_int_eq(tu_send_tag(tu_sys, to, "tm.cancel"), BRG_OK);
+    tm_wait_ends(1);
+    pthread_mutex_lock(&tm_col.lock);
+    brg_model_end_t end;
+    ck_assert_int_eq(brg_model_read_end(tm_col.ends[0], &end), BRG_OK);
+    ck_assert_int_eq(end.status, BRG_OK);
+    tm_eq(end.reply.finish_reason, end.reply.finish_reason_len, "cancelled");
+    ck_assert_int_eq(tm_col.deltas, 0);
+    pthread_mutex_unlock(&tm_col.lock);
+    pthread_mutex_lock(&tm_to.lock);
+    ck_assert_str_eq(tm_to.text, "Echo");
+    pthread_mutex_unlock(&tm_to.lock);
+    // The call is released when the aborted transfer's answer comes back.
+    for (int t = 0; t < 1000 * (int)tu_multiplier(); t++) {
+        ck_assert_int_eq(brg_model_stats(tu_sys, model, 10000, &st), BRG_OK);
+        if (st.in_flight == 0)
+            break;
+        tu_sleep_ms(10);
+    }
+    ck_assert_uint_eq(st.cancelled, 1);
+    ck_assert_uint_eq(st.in_flight, 0);
+    brg_model_chat_destroy(&chat);
+}
+END_TEST
+
 START_TEST(test_model_openai_chat_stream_cut_short_ends_with_an_error)
 {
     brg_ref_t model = tm_chat_openai("/cut/v1", NULL);
@@ -2088,6 +2260,9 @@ model_suite(void)
     tcase_add_test(chat, test_model_openai_chat_answers_with_tool_calls);
     tcase_add_test(chat, test_model_openai_chat_streams_text_tool_calls_and_usage);
     tcase_add_test(chat, test_model_openai_chat_cancel_mid_stream_aborts_the_transfer);
+    tcase_add_test(chat,
+                   test_model_openai_chat_sends_fragments_to_stream_to_and_the_end_to_the_sender);
+    tcase_add_test(chat, test_model_openai_chat_stream_to_may_cancel_a_stranger_may_not);
     tcase_add_test(chat, test_model_openai_chat_stream_cut_short_ends_with_an_error);
     tcase_add_test(chat, test_model_openai_chat_reads_sse_variants);
     tcase_add_test(chat, test_model_openai_chat_bad_stream_events_end_with_eproto);
