@@ -49,7 +49,6 @@
 #include "brigade/cancel.h" // brg_ask_id is declared (and exported) there
 #include "runtime_internal.h"
 
-
 typedef struct {
     uint64_t corr; // 0 = empty slot
     brg_reply_fn fn;
