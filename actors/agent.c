@@ -810,6 +810,28 @@ s_step(brg_ctx_t *ctx, s_conv_t *s)
     }
 }
 
+//  Append n bytes to the NUL-terminated buffer *buf (length *len, capacity
+//  *cap, doubled from `first` as needed). false if out of memory (the
+//  buffer is then unchanged).
+static bool
+s_append(char **buf, size_t *len, size_t *cap, size_t first, const char *p, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : first;
+        while (c < *len + n + 1)
+            c *= 2;
+        char *t = realloc(*buf, c);
+        if (!t)
+            return false;
+        *buf = t;
+        *cap = c;
+    }
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
 //  A streamed fragment (the behaviour's BRG_MODEL_TAG_DELTA).
 static void
 s_on_delta(brg_ctx_t *ctx, s_conv_t *s, const brg_msg_t *msg)
@@ -821,21 +843,10 @@ s_on_delta(brg_ctx_t *ctx, s_conv_t *s, const brg_msg_t *msg)
     if (d.tool_index < 0) {
         if (d.len == 0)
             return;
-        if (s->acc_len + d.len + 1 > s->acc_cap) {
-            size_t cap = s->acc_cap ? s->acc_cap : 256;
-            while (cap < s->acc_len + d.len + 1)
-                cap *= 2;
-            char *t = realloc(s->acc_text, cap);
-            if (!t) {
-                s->acc_failed = true;
-                return;
-            }
-            s->acc_text = t;
-            s->acc_cap = cap;
+        if (!s_append(&s->acc_text, &s->acc_len, &s->acc_cap, 256, d.text, d.len)) {
+            s->acc_failed = true;
+            return;
         }
-        memcpy(s->acc_text + s->acc_len, d.text, d.len);
-        s->acc_len += d.len;
-        s->acc_text[s->acc_len] = '\0';
         s_event(ctx, s, BRG_CONV_EV_TEXT, d.text, d.len, NULL, NULL, false);
         return;
     }
@@ -857,23 +868,9 @@ s_on_delta(brg_ctx_t *ctx, s_conv_t *s, const brg_msg_t *msg)
         s->acc_failed = true;
     if (d.name_len && !c->name && !(c->name = s_strndup(d.name, d.name_len)))
         s->acc_failed = true;
-    if (d.arguments_len) {
-        if (c->args_len + d.arguments_len + 1 > c->args_cap) {
-            size_t cap = c->args_cap ? c->args_cap : 64;
-            while (cap < c->args_len + d.arguments_len + 1)
-                cap *= 2;
-            char *t = realloc(c->args, cap);
-            if (!t) {
-                s->acc_failed = true;
-                return;
-            }
-            c->args = t;
-            c->args_cap = cap;
-        }
-        memcpy(c->args + c->args_len, d.arguments, d.arguments_len);
-        c->args_len += d.arguments_len;
-        c->args[c->args_len] = '\0';
-    }
+    if (d.arguments_len &&
+        !s_append(&c->args, &c->args_len, &c->args_cap, 64, d.arguments, d.arguments_len))
+        s->acc_failed = true;
 }
 
 //  The detail of a failed model call, as a malloc'ed line.
