@@ -45,6 +45,28 @@
 //  other way round.
 #include "runtime_internal.h"
 
+#include <errno.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+static void
+s_wake_fd_write(int fd)
+{
+    uint64_t one = 1;
+    // Only EAGAIN (the counter is full: a wake-up is pending anyway) or
+    // EINTR can fail it.
+    while (write(fd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+}
+
+static void
+s_wake_fd_drain(int fd)
+{
+    uint64_t v;
+    while (read(fd, &v, sizeof v) < 0 && errno == EINTR)
+        ;
+}
+
 //  Wake worker w from its condition variable (a notifier chose it, or
 //  shutdown). Thread: any.
 void
@@ -53,13 +75,19 @@ brg__park_unpark(brg__worker_t *w)
     atomic_fetch_add_explicit(&w->sched->unparks, 1, memory_order_relaxed); // a count only
     pthread_mutex_lock(&w->park_lock);
     w->notified = true;
+    bool in_wait = w->hook_waiting;
     pthread_mutex_unlock(&w->park_lock);
     // Signalled after the unlock: signalled under it, the woken worker ran
     // at once into the mutex we still held and slept again until our unlock,
     // two wake-ups per unpark (perf sched on a remote round trip). Safe: the
     // worker waits in a loop on `notified`, which it reads under the lock,
-    // and park_cond lives as long as the system.
-    pthread_cond_signal(&w->park_cond);
+    // and park_cond lives as long as the system. A worker in the park hook's
+    // wait (park.c, "The park hook") polls its eventfd instead: the write
+    // makes the poll return; wake_fd lives as long as the system too.
+    if (in_wait)
+        s_wake_fd_write(w->wake_fd);
+    else
+        pthread_cond_signal(&w->park_cond);
 }
 
 //  The two sides of the Dekker pair (design notes, "No wake-up is lost").
@@ -137,6 +165,79 @@ brg__park_ramp(brg__sched_t *self)
         brg__park_notify(self);
 }
 
+//  Take worker w off the idle stack, where it put itself to park. False if
+//  it is not there: a notifier popped it and is waking it.
+static bool
+s_unlist(brg__worker_t *w)
+{
+    brg__sched_t *self = w->sched;
+    pthread_mutex_lock(&self->idle_lock);
+    for (uint32_t i = 0; i < self->n_idle; i++) {
+        if (self->idle[i] == w->index) {
+            self->idle[i] = self->idle[--self->n_idle];
+            atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
+            pthread_mutex_unlock(&self->idle_lock);
+            return true;
+        }
+    }
+    pthread_mutex_unlock(&self->idle_lock);
+    return false;
+}
+
+//  Worker 0 parks in the hook (design notes, "The park hook"): offline on
+//  entry and on return. Returns true if w took itself off the idle stack
+//  because a turn made work for it; false when notified (or the hook went
+//  away: the caller's loop decides).
+static bool
+s_park_hook(brg__worker_t *w)
+{
+    brg__sched_t *self = w->sched;
+    bool left = false;
+    pthread_mutex_lock(&self->hook_lock);
+    for (const brg__park_hook_t *h;
+         (h = self->hook) != NULL && atomic_load_explicit(&self->hook_on, memory_order_relaxed);) {
+        // (hook_on false: brg__sched_clear_park_hook waits for hook_lock.)
+        brg__reclaim_online(w); // turn may deliver: it uses actors
+        w->in_hook = true;
+        uint64_t deadline = 0;
+        uint32_t moved = 0;
+        bool busy = h->turn(h->arg, true, &deadline, &moved);
+        brg__send_call_end(); // a turn is a call: its coalesced sends go out now
+        w->in_hook = false;
+        brg__park_note_moved(w, moved);
+        brg__reclaim_offline(w);
+        if (w->lifo || s_any_work(self)) {
+            // What the turn delivered runs here, on the thread that read it
+            // (its actors went to our LIFO slot and ring: sched.c); nobody
+            // was woken for them unless more than one became runnable.
+            if (s_unlist(w)) {
+                left = true;
+                break;
+            }
+            // A notifier popped us meanwhile: its unpark sets notified.
+        }
+        pthread_mutex_lock(&w->park_lock);
+        if (w->notified) {
+            pthread_mutex_unlock(&w->park_lock);
+            break;
+        }
+        if (busy) {
+            pthread_mutex_unlock(&w->park_lock);
+            continue;
+        }
+        w->hook_waiting = true; // from here brg__park_unpark writes wake_fd
+        pthread_mutex_unlock(&w->park_lock);
+        bool rang = h->wait(h->arg, w->wake_fd, deadline);
+        pthread_mutex_lock(&w->park_lock);
+        w->hook_waiting = false;
+        pthread_mutex_unlock(&w->park_lock);
+        if (rang)
+            s_wake_fd_drain(w->wake_fd);
+    }
+    pthread_mutex_unlock(&self->hook_lock);
+    return left;
+}
+
 void
 brg__park(brg__worker_t *w)
 {
@@ -155,16 +256,8 @@ brg__park(brg__worker_t *w)
     // in brg__park_notify (design notes).
     S_FENCE_SEQ_CST();
     if (s_any_work(self) || atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
-        pthread_mutex_lock(&self->idle_lock);
-        for (uint32_t i = 0; i < self->n_idle; i++) {
-            if (self->idle[i] == w->index) {
-                self->idle[i] = self->idle[--self->n_idle];
-                atomic_fetch_sub_explicit(&self->idle_state, 1, memory_order_acq_rel);
-                pthread_mutex_unlock(&self->idle_lock);
-                return; // back to searching
-            }
-        }
-        pthread_mutex_unlock(&self->idle_lock);
+        if (s_unlist(w))
+            return; // back to searching
         // Not in the stack: a notifier popped us and is waking us; wait for it.
     }
     // Asleep, this worker holds no actor: it must not hold up reclamation,
@@ -173,8 +266,25 @@ brg__park(brg__worker_t *w)
     brg__reclaim_hand_over(w);
     brg__reclaim_offline(w);
     pthread_mutex_lock(&w->park_lock);
-    while (!w->notified)
+    while (!w->notified) {
+        // Worker 0 with a park hook sleeps in the hook's wait instead; it
+        // comes back here when the hook is removed (and waits on the
+        // condition, which brg__sched_set_park_hook signals to move it in).
+        if (w->index == 0 && atomic_load_explicit(&self->hook_on, memory_order_acquire) &&
+            !atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
+            pthread_mutex_unlock(&w->park_lock);
+            if (s_park_hook(w)) {
+                brg__reclaim_online(w);
+                return; // off the idle stack, not searching: its LIFO slot is next
+            }
+            pthread_mutex_lock(&w->park_lock);
+            if (!w->notified && atomic_load_explicit(&self->hook_on, memory_order_acquire))
+                continue; // a stale turn (popped, notified soon): back into the hook
+            if (w->notified)
+                break;
+        }
         pthread_cond_wait(&w->park_cond, &w->park_lock);
+    }
     w->notified = false;
     pthread_mutex_unlock(&w->park_lock);
     brg__reclaim_online(w);
@@ -182,4 +292,65 @@ brg__park(brg__worker_t *w)
     // then exits without searching).
     if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed))
         w->searching = true;
+}
+
+int
+brg__sched_set_park_hook(brg__sched_t *self, const brg__park_hook_t *hook)
+{
+    if (self->n == 0)
+        return BRG_EINVAL;
+    brg__worker_t *w = &self->workers[0];
+    // Checked before hook_lock, which worker 0 holds while it waits in an
+    // installed hook (set and clear come from one thread, the transport's).
+    if (atomic_load_explicit(&self->hook_on, memory_order_relaxed))
+        return BRG_EEXIST;
+    pthread_mutex_lock(&self->hook_lock);
+    if (self->hook != NULL) {
+        pthread_mutex_unlock(&self->hook_lock);
+        return BRG_EEXIST;
+    }
+    if (w->wake_fd < 0) {
+        // Made once, kept until the scheduler is destroyed: brg__park_unpark
+        // may write it after the hook is gone.
+        int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (fd < 0) {
+            pthread_mutex_unlock(&self->hook_lock);
+            return BRG_ENOMEM;
+        }
+        pthread_mutex_lock(&w->park_lock);
+        w->wake_fd = fd; // read by unparkers under park_lock (hook_waiting)
+        pthread_mutex_unlock(&w->park_lock);
+    }
+    self->hook = hook;
+    // Release: with hook_lock, what the installer made (the transport's
+    // sockets) is visible to worker 0 when it takes the hook.
+    atomic_store_explicit(&self->hook_on, true, memory_order_release);
+    pthread_mutex_unlock(&self->hook_lock);
+    // Worker 0 may sleep on its condition: move it into the hook.
+    pthread_mutex_lock(&w->park_lock);
+    pthread_mutex_unlock(&w->park_lock);
+    pthread_cond_signal(&w->park_cond);
+    return BRG_OK;
+}
+
+void
+brg__sched_clear_park_hook(brg__sched_t *self)
+{
+    if (self->n == 0)
+        return;
+    brg__worker_t *w = &self->workers[0];
+    atomic_store_explicit(&self->hook_on, false, memory_order_release);
+    // Make a wait return, then wait for the hook's user to let go of it:
+    // after hook_lock, worker 0 never calls it again (it reads hook under
+    // the lock), and what it did to the sockets is visible to us.
+    pthread_mutex_lock(&w->park_lock);
+    int fd = w->wake_fd;
+    pthread_mutex_unlock(&w->park_lock);
+    if (fd >= 0)
+        s_wake_fd_write(fd);
+    pthread_mutex_lock(&self->hook_lock);
+    self->hook = NULL;
+    // No turn runs now or later: nothing sets it again.
+    atomic_store_explicit(&w->io_bound, false, memory_order_relaxed);
+    pthread_mutex_unlock(&self->hook_lock);
 }

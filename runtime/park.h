@@ -56,4 +56,14 @@ brg__park_stop_searching(brg__worker_t *w, bool found)
     }
 }
 
+//  Worker 0 ran a park hook turn that moved `moved` messages: it is
+//  I/O-bound while turns are heavy (sched.h, "Heavy I/O"). Thread: w's.
+static inline void
+brg__park_note_moved(brg__worker_t *w, uint32_t moved)
+{
+    bool heavy = moved >= BRG__HOOK_HEAVY && w->sched->n > 1;
+    if (heavy != atomic_load_explicit(&w->io_bound, memory_order_relaxed))
+        atomic_store_explicit(&w->io_bound, heavy, memory_order_relaxed);
+}
+
 #endif

@@ -67,6 +67,20 @@ brg__system_spawn_hidden(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn
 }
 
 int
+brg__system_set_park_hook(brg_system_t *sys, const brg__park_hook_t *hook)
+{
+    assert(sys && hook && hook->turn && hook->wait);
+    return brg__sched_set_park_hook(sys->sched, hook);
+}
+
+void
+brg__system_clear_park_hook(brg_system_t *sys)
+{
+    assert(sys);
+    brg__sched_clear_park_hook(sys->sched);
+}
+
+int
 brg__system_set_remote_ops(brg_system_t *sys, const brg__remote_ops_t *ops, void *arg)
 {
     assert(sys);
@@ -105,8 +119,10 @@ brg__remote_send(brg_system_t *sys, brg_ref_t to, const char *name, brg_msg_t *m
 {
     // Acquire: pairs with the release CAS in brg__system_set_remote_ops.
     const brg__remote_ops_t *ops = atomic_load_explicit(&sys->remote_ops, memory_order_acquire);
-    if (ops && !atomic_load_explicit(&sys->remote_closed, memory_order_relaxed))
+    if (ops && !atomic_load_explicit(&sys->remote_closed, memory_order_relaxed)) {
+        brg__sched_note_remote_send(sys->sched); // worker 0 with a park hook flushes it next
         return ops->send(sys->remote_arg, to, name, &msg);
+    }
     brg__remote_dead_letter(sys, to, msg, ops ? BRG_DEAD_SHUTDOWN : BRG_DEAD_REMOTE, BRG_ENETWORK);
     return BRG_ENETWORK;
 }

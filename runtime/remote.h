@@ -44,6 +44,7 @@
 #include "brigade/msg.h"
 #include "brigade/ref.h"
 #include "brigade/system.h"
+#include "sched.h"
 
 typedef struct brg__remote_ops {
     //  A message or signal for another node's actor `to` (its kind, sender,
@@ -76,6 +77,13 @@ int brg__system_deliver_named(brg_system_t *sys, brg_ref_t node, const char *nam
 //  with the others. Thread: any.
 int brg__system_spawn_hidden(brg_system_t *sys, brg_behaviour_fn fn, const brg_spawn_opts_t *opts,
                              brg_ref_t *ref);
+
+//  Run the transport's I/O loop on worker 0 (the park hook, sched.h):
+//  install it, or remove it (returns once worker 0 has let go of it for
+//  good). Thread: the transport's own thread, never a worker. set returns
+//  as brg__sched_set_park_hook.
+int brg__system_set_park_hook(brg_system_t *sys, const brg__park_hook_t *hook);
+void brg__system_clear_park_hook(brg_system_t *sys);
 
 //  Plug a transport into sys. Returns BRG_OK, or BRG_EEXIST if one is
 //  already plugged in. ops and its three functions must not be NULL.

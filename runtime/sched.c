@@ -327,6 +327,24 @@ brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
     }
     if (!first)
         return;
+    brg__worker_t *w = s_worker;
+    if (w && w->sched == self && w->in_hook) {
+        // Worker 0 delivering from its park hook's turn (park.c): the actors
+        // run here, on the thread that read their messages, the first next
+        // (the LIFO slot), the rest from our ring, where the usual wake-up
+        // lets another worker help when there is more than one.
+        for (brg__actor_t *a = first, *next; a; a = next) {
+            next = a->next;
+            a->next = NULL;
+            if (!w->lifo)
+                w->lifo = a;
+            else
+                s_push_local(w, a);
+        }
+        if (brg__runq_len(&w->runq) > 0)
+            brg__park_notify(self);
+        return;
+    }
     // One round on the inject queue for the whole list, and one wake-up at
     // most: the woken worker takes half of what waits (s_inject_take) and,
     // finding work as the last searcher, wakes the next (design notes,
@@ -570,6 +588,8 @@ s_stalled(brg__worker_t *w, uint32_t v, uint64_t now)
         w->seen_at[v] = 0; // empty: the next entry starts a new wait
         return false;
     }
+    if (atomic_load_explicit(&victim->io_bound, memory_order_relaxed))
+        return true; // worker 0 serving heavy I/O left these to us (sched.h)
     uint32_t progress = atomic_load_explicit(&victim->progress, memory_order_relaxed);
     if (progress != w->seen_head[v] || w->seen_at[v] == 0) {
         w->seen_head[v] = progress; // it moved: the owner is running batches
@@ -640,6 +660,10 @@ s_search(brg__worker_t *w)
     // The bound kept: a worker never spins longer than BRG__SPIN_NS per search;
     // idle_state is only read (relaxed: a stale count costs one budget choice).
     uint64_t start = brg__now_ns(), now = start;
+    // Worker 0 with a park hook takes one look only while lone: what comes
+    // to it then comes from its sockets, which a spin does not watch and
+    // its park's poll does (and an unpark reaches that poll too).
+    bool hooked = w->index == 0 && atomic_load_explicit(&self->hook_on, memory_order_relaxed);
     uint32_t pause = 32;
     bool lone = false;
     w->took_injected = false;
@@ -665,7 +689,7 @@ s_search(brg__worker_t *w)
             pause *= 2;
         now = brg__now_ns();
     } while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed) &&
-             now - start < (lone ? w->lone_spin_ns : BRG__SPIN_NS));
+             now - start < (lone ? (hooked ? 0 : w->lone_spin_ns) : BRG__SPIN_NS));
     if (lone) {
         s_lone_note(w, w->lone_spin_ns);
         w->lone_spin_ns = w->lone_spin_ns / 2 < BRG__LONE_SPIN_MIN_NS ? BRG__LONE_SPIN_MIN_NS
@@ -696,6 +720,56 @@ s_run(brg__worker_t *w, brg__actor_t *actor)
     }
 }
 
+//  Worker 0 with a park hook, between activations: one turn of the
+//  transport's I/O loop (park.c, "The park hook"), so sockets are read and
+//  written while it runs actors. Thread: worker 0, online, no actor running.
+void
+brg__sched_note_remote_send(brg__sched_t *self)
+{
+    brg__worker_t *w = s_worker;
+    if (w && w->sched == self)
+        w->remote_sent = true;
+}
+
+static void
+s_hook_turn(brg__worker_t *w)
+{
+    brg__sched_t *self = w->sched;
+    w->hook_tick = 0;
+    w->remote_sent = false;
+    pthread_mutex_lock(&self->hook_lock);
+    const brg__park_hook_t *h = self->hook;
+    if (h && atomic_load_explicit(&self->hook_on, memory_order_relaxed)) {
+        uint64_t deadline;
+        uint32_t moved = 0;
+        w->in_hook = true;
+        h->turn(h->arg, false, &deadline, &moved);
+        brg__send_call_end(); // a turn is a call: its coalesced sends go out now
+        w->in_hook = false;
+        brg__park_note_moved(w, moved);
+    }
+    pthread_mutex_unlock(&self->hook_lock);
+}
+
+//  Worker 0 is I/O-bound (sched.h, "Heavy I/O"): its runnable actors go to
+//  its ring, where s_stalled lets any worker take them at once, and one is
+//  woken for them. True if it should turn again instead of running an actor.
+static bool
+s_hook_shed(brg__worker_t *w)
+{
+    if (w->io_streak++ >= BRG__HOOK_STREAK) {
+        w->io_streak = 0;
+        return false; // its own actors get an activation now and then
+    }
+    if (w->lifo) {
+        s_push_local(w, w->lifo);
+        w->lifo = NULL;
+    }
+    if (brg__runq_len(&w->runq) > 0)
+        brg__park_notify(w->sched);
+    return true;
+}
+
 static void *
 s_worker_main(void *arg)
 {
@@ -714,7 +788,22 @@ s_worker_main(void *arg)
     brg__reclaim_online(w);
     while (!atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
         brg__reclaim_quiescent(w); // between activations
+        // Relaxed: a hint; the turn takes hook_lock (s_hook_turn).
+        bool hooked = w->index == 0 && atomic_load_explicit(&self->hook_on, memory_order_relaxed);
+        if (hooked) {
+            bool io_bound = atomic_load_explicit(&w->io_bound, memory_order_relaxed);
+            if (io_bound || w->remote_sent || ++w->hook_tick >= BRG__HOOK_EVERY)
+                s_hook_turn(w); // the I/O bound while busy (sched.h, BRG__HOOK_EVERY)
+            if (atomic_load_explicit(&w->io_bound, memory_order_relaxed) && s_hook_shed(w))
+                continue;
+            if (!atomic_load_explicit(&w->io_bound, memory_order_relaxed))
+                w->io_streak = 0;
+        }
         brg__actor_t *a = s_next_local(w);
+        if (!a && hooked) {
+            s_hook_turn(w); // send what we queued, read what came, before a search
+            a = s_next_local(w);
+        }
         if (!a) {
             if (w->limbo)
                 brg__reclaim_worker(w); // nothing to run: a good moment
@@ -759,6 +848,8 @@ static void
 s_free(brg__sched_t *self)
 {
     for (uint32_t i = 0; i < self->n; i++) {
+        if (self->workers[i].wake_fd >= 0)
+            close(self->workers[i].wake_fd);
         pthread_mutex_destroy(&self->workers[i].park_lock);
         pthread_cond_destroy(&self->workers[i].park_cond);
         free(self->workers[i].seen_head);
@@ -774,6 +865,7 @@ s_free(brg__sched_t *self)
     pthread_mutex_destroy(&self->bp_lock);
     pthread_mutex_destroy(&self->inject_lock);
     pthread_mutex_destroy(&self->idle_lock);
+    pthread_mutex_destroy(&self->hook_lock);
     pthread_mutex_destroy(&self->pool_lock);
     pthread_cond_destroy(&self->pool_cond);
     free(self->workers);
@@ -818,6 +910,7 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
     atomic_init(&self->inject_taken, 0);
     pthread_mutex_init(&self->inject_lock, NULL);
     pthread_mutex_init(&self->idle_lock, NULL);
+    pthread_mutex_init(&self->hook_lock, NULL);
     pthread_mutex_init(&self->pool_lock, NULL);
     pthread_cond_init(&self->pool_cond, NULL);
     if (!self->workers || !self->idle || !self->pool || !self->pool_watch) {
@@ -833,6 +926,7 @@ brg__sched_new(brg_system_t *sys, int workers, int blocking, int batch, bool det
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
         w->lone_spin_ns = BRG__SPIN_NS;
+        w->wake_fd = -1;
         atomic_init(&w->qs, BRG__QS_OFFLINE); // until its thread starts (brg__reclaim_online)
         w->qs_local = BRG__QS_OFFLINE;
         pthread_mutex_init(&w->park_lock, NULL);

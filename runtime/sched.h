@@ -112,6 +112,63 @@ void brg__sched_note_send(void);
 //  True when the calling thread is a worker or blocking-pool thread of sys.
 bool brg__sched_on_thread_of(brg_system_t *sys);
 
+//  The park hook: a transport's I/O loop run by worker 0 in place of its
+//  sleep (TRANSPORT.md section 14, docs/ARCHITECTURE.md "I/O on a worker").
+//  With a hook installed, worker 0 does not wait on its condition variable
+//  when it parks: it calls turn, and when turn says it may sleep, it calls
+//  wait, which blocks in the transport's poll on its sockets and on the
+//  worker's wake-up eventfd (brg__park_unpark writes it). So a message from
+//  the network reaches its actor on the thread that read it, and that
+//  actor's reply leaves from the same thread, without a hand-off between
+//  threads in either direction. While worker 0 runs actors, it calls turn
+//  (may_sleep false) between activations, every BRG__HOOK_EVERY of them,
+//  and before it starts searching for work.
+//  Threads. Both functions run on worker 0's thread only, never nested in an
+//  actor's behaviour call, and never at the same time (so the transport may
+//  keep its sockets owned by that thread: hook_lock hands them over with the
+//  full barrier ZeroMQ asks for when a socket moves between threads).
+//  turn runs with the worker online (it may deliver messages: actors it
+//  makes runnable run on worker 0 next); wait runs offline (it must not touch
+//  actors). turn returns true if it did work (call it again before
+//  sleeping); false if wait may be called, with *deadline_ns (brg__now_ns
+//  clock, 0: none) the latest time for the next turn; *moved: the messages
+//  it took from senders or delivered. wait returns true if wake_fd was
+//  readable (the scheduler drains it).
+//  Heavy I/O. A turn that moved BRG__HOOK_HEAVY messages or more makes
+//  worker 0 I/O-bound: it hands its runnable actors to the other workers
+//  (its ring, stealable at once, and a wake-up) and turns again instead of
+//  running them, as long as turns stay heavy, running one activation of
+//  its own at least every BRG__HOOK_STREAK turns. A stream then has its
+//  sockets served on one core and its actors run on the other, as with a
+//  dedicated I/O thread; a request and its reply (light turns) stay on
+//  worker 0.
+typedef struct brg__park_hook {
+    bool (*turn)(void *arg, bool may_sleep, uint64_t *deadline_ns, uint32_t *moved);
+    bool (*wait)(void *arg, int wake_fd, uint64_t deadline_ns);
+    void *arg;
+} brg__park_hook_t;
+
+//  Between activations, worker 0 calls a hook's turn at least once every
+//  this many activations while it runs actors.
+#define BRG__HOOK_EVERY 64
+#define BRG__HOOK_HEAVY 256
+#define BRG__HOOK_STREAK 16
+
+//  A message for another node is being queued by the calling thread: if
+//  it is worker 0 with a park hook, its next turn comes right after the
+//  running activation (the reply of a request/reply leaves at once; a
+//  stream is seen to be heavy after one activation). Thread: any.
+void brg__sched_note_remote_send(brg__sched_t *self);
+
+//  Install hook (it must outlive its removal). BRG_EINVAL without worker
+//  threads (deterministic mode), BRG_EEXIST if one is installed, BRG_ENOMEM
+//  without an eventfd. Thread: any but worker 0.
+int brg__sched_set_park_hook(brg__sched_t *self, const brg__park_hook_t *hook);
+
+//  Remove the hook: returns once worker 0 is out of turn and wait for
+//  good. Thread: any but worker 0.
+void brg__sched_clear_park_hook(brg__sched_t *self);
+
 //  The number of worker and blocking-pool threads.
 uint32_t brg__sched_workers(const brg__sched_t *self);
 uint32_t brg__sched_blocking(const brg__sched_t *self);

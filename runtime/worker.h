@@ -48,11 +48,18 @@ typedef struct brg__worker {
     pthread_t thread;
     pthread_mutex_t park_lock;
     pthread_cond_t park_cond;
-    bool notified;           // park_lock: woken by s_notify or shutdown
-    brg__watch_t watch;      // this thread's watchdog slot
-    _Atomic uint64_t qs;     // epoch at the last quiescent point, or BRG__QS_OFFLINE (owner writes)
-    uint64_t qs_local;       // the value last stored in qs (owner)
-    brg__actor_t *limbo;     // actors retired here, oldest first, linked by next (owner)
+    bool notified;         // park_lock: woken by s_notify or shutdown
+    bool hook_waiting;     // park_lock: in the park hook's wait (wake it through wake_fd)
+    bool in_hook;          // running the park hook's turn (owner)
+    uint32_t hook_tick;    // activations since the last hook turn (owner)
+    bool remote_sent;      // sent to another node since the last hook turn (owner)
+    uint32_t io_streak;    // heavy turns in a row without running an actor (owner)
+    _Atomic bool io_bound; // worker 0's last turn was heavy (owner writes; thieves read, relaxed)
+    int wake_fd;         // worker 0 with a park hook: its eventfd (immutable while hooked), else -1
+    brg__watch_t watch;  // this thread's watchdog slot
+    _Atomic uint64_t qs; // epoch at the last quiescent point, or BRG__QS_OFFLINE (owner writes)
+    uint64_t qs_local;   // the value last stored in qs (owner)
+    brg__actor_t *limbo; // actors retired here, oldest first, linked by next (owner)
     brg__actor_t *limbo_end; // its last entry (owner)
     uint32_t limbo_n;        // entries in limbo (owner)
     uint32_t batches;        // batch starts and help points, the value last in progress (owner)
@@ -79,6 +86,15 @@ struct brg__sched {
     _Atomic uint64_t idle_state; // searching << 32 | sleeping (see the design notes)
     _Atomic uint64_t unparks;    // workers woken from sleep (relaxed; test hook, park.c)
     _Atomic bool shutdown;
+
+    //  The park hook (sched.h): hook_on is read by worker 0 between
+    //  activations (relaxed) and when it parks (acquire, then hook under
+    //  hook_lock); hook_lock is held by worker 0 while it calls the hook and
+    //  by brg__sched_clear_park_hook to wait for it. Lock order: hook_lock
+    //  before idle_lock and park_lock.
+    _Atomic bool hook_on;
+    pthread_mutex_t hook_lock;
+    const brg__park_hook_t *hook; // hook_lock
 
     pthread_t *pool; // blocking-pool threads
     uint32_t n_pool;
