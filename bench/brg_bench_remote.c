@@ -172,6 +172,11 @@ s_new_node(int threads, const char *name, brg_node_t **node)
     // key pair both processes read from one temporary key directory.
     const char *curve = getenv("BRG_BENCH_CURVE");
     ncfg.insecure_loopback = curve == NULL || strcmp(curve, "1") != 0;
+    // The node's I/O on worker 0 (cfg.io_on_worker, the default);
+    // BRG_BENCH_IO=thread: on the node's own I/O thread.
+    const char *io = getenv("BRG_BENCH_IO");
+    if (io != NULL && strcmp(io, "thread") == 0)
+        ncfg.io_on_worker = false;
     *node = brg_node_new(sys, &ncfg);
     if (!*node)
         s_die("node", 0);

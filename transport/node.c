@@ -78,6 +78,7 @@ brg_node_config_init(brg_node_config_t *cfg)
     cfg->peer_queue_bytes = 64u * 1024 * 1024;
     cfg->max_frame = 16u * 1024 * 1024 + 64u * 1024;
     cfg->mesh = true;
+    cfg->io_on_worker = true;
 }
 
 brg_node_t *

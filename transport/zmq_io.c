@@ -13,6 +13,32 @@
 //  BATCH frames (up to 64 KiB or 1024 envelopes each), sends the frames,
 //  reads every inbound frame, runs the session timers, and reconnects seeds.
 //
+//  I/O on a worker (cfg.io_on_worker, the default). "This thread" below is
+//  then worker 0 for the node's whole life between start and stop: the I/O
+//  thread binds, dials the seeds, and hands the sockets to worker 0 through
+//  the scheduler's park hook (runtime/sched.h, s_hand_to_worker); worker 0
+//  runs s_hook_turn (one turn of the loop, s_turn) between activations and
+//  whenever it would sleep, and sleeps in s_hook_wait (zmq_poll on every
+//  socket, the doorbell and its own wake-up eventfd) instead of on its
+//  condition variable. Only one thread ever uses the sockets at a time: the
+//  I/O thread before it installs the hook and after brg__io_shutdown has it
+//  removed, worker 0 in between; the hook's lock is the full barrier
+//  libzmq asks for when a socket moves between threads. What it buys: a
+//  frame read by worker 0 makes its actors runnable in worker 0's own LIFO
+//  slot, so they run on the thread that read it, and their replies, queued
+//  on the same thread, go out in the turn right after the activation
+//  (brg__sched_note_remote_send): no thread hand-off in either direction
+//  (with the dedicated thread, two per message: worker to I/O thread and
+//  I/O thread to worker). What it costs: while worker 0 runs actors, the
+//  sockets are served only between its activations (every 64 at least, and
+//  after each one that sent to another node), so a long behaviour call on
+//  worker 0 delays the node's traffic; and a stream would have its encoding
+//  and its actors share one core. For that, a turn that moved 256 messages
+//  or more makes worker 0 I/O-bound (sched.h, "Heavy I/O"): it hands its
+//  actors to the other workers and keeps turning while turns stay heavy.
+//  cfg.io_on_worker = false keeps the dedicated thread (the loop in
+//  s_main) for the node's whole life.
+//
 //  Sockets (TRANSPORT.md section 3.1). One ROUTER (the inbox) bound to every
 //  listen endpoint: ROUTER_MANDATORY (an unroutable reply is an error, not a
 //  silent drop), ROUTER_HANDOVER, MAXMSGSIZE = max_frame, no ZMTP heartbeats
@@ -161,9 +187,10 @@
 #define S_BACKOFF_RESET_NS (30ull * 1000000000ull)
 #define S_SHUTDOWN_LINGER_MS 1000
 #define S_PARK_MAX 64
-#define S_TURN_ITEMS 4096              // queued items handled per turn of the loop
-#define S_REPOLL_NS 250000ull          // longest run of busy turns without a look at the sockets
-#define S_STANDBY_NS 200000000ull      // a standing-by dial looks at its node this often
+#define S_TURN_ITEMS 4096         // queued items handled per turn of the loop
+#define S_HOOK_REPOLL_NS 20000ull // I/O on a worker: its busy turns look at the sockets this often
+#define S_REPOLL_NS 250000ull     // longest run of busy turns without a look at the sockets
+#define S_STANDBY_NS 200000000ull // a standing-by dial looks at its node this often
 #define S_RESOLVE_GAP_NS 1000000000ull // "all down" re-resolves a name at most this often
 #define S_RESOLVE_JOIN_MS 2000         // shutdown waits this long for a resolution
 #define S_RESOLVED_MAX 64              // addresses of a name dialed (the first ones)
@@ -399,6 +426,16 @@ struct brg__io {
     int nbound;
 
     brg__outq_t q;
+    //  I/O on worker 0 (cfg.io_on_worker; "I/O on a worker" in the design
+    //  notes): the park hook, installed by the I/O thread after start, and
+    //  hook_stop (lock/cond) that tells the I/O thread to take the sockets
+    //  back and stop.
+    brg__park_hook_t hook;
+    bool hooked;    // the I/O thread installed the hook (its own)
+    uint32_t moved; // messages taken from the queue or delivered (this thread's; a turn's measure)
+    bool
+        hook_stop; // lock; signalled on hook_cond (its own: cond wakes for every stats publication)
+    pthread_cond_t hook_cond;
     pthread_t thread;
     bool thread_started;
     bool shut_down; // brg__io_shutdown ran (the destroying thread)
@@ -1383,6 +1420,7 @@ s_cb_deliver(void *arg, const brg__remote_target_t *to, brg_msg_t **msgs, size_t
     // sees the lost node as up.
     if (brg__session_state(conn->sess) == BRG__SESS_ENDED)
         s_mark_down(conn);
+    conn->io->moved += (uint32_t)n;
     brg__remote_deliver(conn->io->sys, to, msgs, n);
 }
 
@@ -3197,9 +3235,10 @@ s_grab(brg__io_t *self)
     for (int k = 0; self->left != NULL && k < S_TURN_ITEMS; k++) {
         s_item_t *it = (s_item_t *)self->left;
         self->left = self->left->next;
-        if (it->type == S_ITEM_MSG)
+        if (it->type == S_ITEM_MSG) {
+            self->moved++;
             s_on_msg(self, it);
-        else
+        } else
             s_on_command(self, it);
     }
     return any;
@@ -3348,10 +3387,10 @@ s_timers(brg__io_t *self, uint64_t now)
 
 //  Block in zmq_poll until a socket, the doorbell or the next deadline
 //  (deadline 0: do not block), and set the ready flags from what it saw.
-static void
-s_poll(brg__io_t *self, uint64_t deadline)
+static bool
+s_poll(brg__io_t *self, uint64_t deadline, int wake_fd)
 {
-    size_t n = 4;
+    size_t n = 5;
     for (s_conn_t *c = self->conns; c != NULL; c = c->next)
         n += c->outbox != NULL ? 2 : 0;
     zmq_pollitem_t stack_items[64];
@@ -3361,11 +3400,17 @@ s_poll(brg__io_t *self, uint64_t deadline)
         self->inbox_ready = self->sec_ready = self->sec_mon_ready = true;
         for (s_conn_t *c = self->conns; c != NULL; c = c->next)
             c->out_ready = c->mon_ready = c->can_write = true;
-        return;
+        return wake_fd >= 0;
     }
     items[0] = (zmq_pollitem_t){NULL, self->q.efd, ZMQ_POLLIN, 0};
     items[1] = (zmq_pollitem_t){self->router, 0, ZMQ_POLLIN, 0};
     size_t i = 2;
+    size_t wake_i = 0; // 0: no wake fd
+    if (wake_fd >= 0) {
+        wake_i = i;
+        items[i++] = (zmq_pollitem_t){NULL, wake_fd, ZMQ_POLLIN, 0};
+    }
+    size_t sec_i = i;
     if (self->router_sec != NULL) {
         items[i++] = (zmq_pollitem_t){self->router_sec, 0, ZMQ_POLLIN, 0};
         items[i++] = (zmq_pollitem_t){self->sec_monitor, 0, ZMQ_POLLIN, 0};
@@ -3390,9 +3435,10 @@ s_poll(brg__io_t *self, uint64_t deadline)
         brg__outq_drain_bell(&self->q);
     self->inbox_ready |= (items[1].revents & ZMQ_POLLIN) != 0;
     if (self->router_sec != NULL) {
-        self->sec_ready |= (items[2].revents & ZMQ_POLLIN) != 0;
-        self->sec_mon_ready |= (items[3].revents & ZMQ_POLLIN) != 0;
+        self->sec_ready |= (items[sec_i].revents & ZMQ_POLLIN) != 0;
+        self->sec_mon_ready |= (items[sec_i + 1].revents & ZMQ_POLLIN) != 0;
     }
+    bool woke = wake_i != 0 && (items[wake_i].revents & ZMQ_POLLIN) != 0;
     i = first_conn;
     for (s_conn_t *c = self->conns; c != NULL; c = c->next) {
         if (c->outbox == NULL)
@@ -3404,6 +3450,7 @@ s_poll(brg__io_t *self, uint64_t deadline)
     }
     if (items != stack_items)
         free(items);
+    return woke;
 }
 
 static bool
@@ -3542,6 +3589,105 @@ s_close_inboxes(brg__io_t *self)
     }
 }
 
+//  One turn of the I/O loop without its sleep: take what the workers
+//  queued, read every socket that may hold frames, run the timers, send.
+//  *next: the next timer deadline. True if anything was done.
+static bool
+s_turn(brg__io_t *self, uint64_t *next)
+{
+    bool busy = s_grab(self);
+    if (self->inbox_ready) {
+        int n = s_read_inbox(self, self->router);
+        // A full burst may have left frames behind; fewer means empty.
+        self->inbox_ready = n == S_RECV_BURST;
+        busy |= n > 0;
+    }
+    if (self->sec_ready) {
+        int n = s_read_inbox(self, self->router_sec);
+        self->sec_ready = n == S_RECV_BURST;
+        busy |= n > 0;
+    }
+    if (self->sec_mon_ready)
+        busy |= s_read_sec_monitor(self) > 0;
+    for (s_conn_t *c = self->conns; c != NULL; c = c->next)
+        busy |= s_read_outbox(self, c) > 0;
+    s_reap(self);
+    *next = s_timers(self, s_now());
+    busy |= s_flush(self);
+    s_reap(self);
+    return busy;
+}
+
+//  The park hook's turn (runtime/sched.h), on worker 0: s_turn, and when
+//  it did nothing and may sleep, the queue goes idle (so producers ring
+//  the doorbell) and the stats are published, as before the I/O thread's
+//  sleep. Busy, or between activations: a look at the sockets at least
+//  every S_REPOLL_NS; between activations the look comes with every call
+//  (the inbound frames that came meanwhile are seen only by a poll).
+static bool
+s_hook_turn(void *arg, bool may_sleep, uint64_t *deadline_ns, uint32_t *moved)
+{
+    brg__io_t *self = arg;
+    *deadline_ns = 0;
+    *moved = 0;
+    if (self->stopping)
+        return false; // the I/O thread takes over (s_hand_to_worker)
+    uint64_t next;
+    self->moved = 0;
+    bool busy = s_turn(self, &next);
+    *moved = self->moved;
+    if (self->stopping)
+        return false;
+    if (!may_sleep) {
+        if (s_now() - self->polled_ns >= S_HOOK_REPOLL_NS)
+            s_poll(self, 0, -1);
+        return busy;
+    }
+    if (busy || !brg__outq_try_idle(&self->q)) {
+        if (s_now() - self->polled_ns >= S_REPOLL_NS)
+            s_poll(self, 0, -1);
+        return true;
+    }
+    s_publish_stats(self);
+    // The runtime's clock and ours are both CLOCK_MONOTONIC nanoseconds.
+    *deadline_ns = next;
+    return false;
+}
+
+//  The park hook's wait: block in zmq_poll on every socket, the doorbell
+//  and worker 0's wake-up fd, until one is ready or the deadline.
+static bool
+s_hook_wait(void *arg, int wake_fd, uint64_t deadline_ns)
+{
+    brg__io_t *self = arg;
+    // No deadline (the stop): a second at most; the hook's removal wakes us.
+    return s_poll(self, deadline_ns == 0 ? s_now() + 1000000000ull : deadline_ns, wake_fd);
+}
+
+//  I/O on a worker (design notes): hand the sockets to worker 0 through
+//  the park hook and wait until brg__io_shutdown asks for them back; the
+//  stop then runs here as in the thread's own loop. If the system has no
+//  worker threads, the loop stays on this thread (logged).
+static void
+s_hand_to_worker(brg__io_t *self)
+{
+    self->hook = (brg__park_hook_t){s_hook_turn, s_hook_wait, self};
+    int rc = brg__system_set_park_hook(self->sys, &self->hook);
+    if (rc != BRG_OK) {
+        s_log(self, BRG_LOG_WARNING, "io_on_worker: %s; the node's I/O stays on its own thread%s",
+              rc == BRG_EINVAL ? "the system has no worker threads" : brg_strerror(rc), "");
+        return;
+    }
+    self->hooked = true;
+    pthread_mutex_lock(&self->lock);
+    while (!self->hook_stop)
+        pthread_cond_wait(&self->hook_cond, &self->lock);
+    pthread_mutex_unlock(&self->lock);
+    // Returns once worker 0 will never call the hook again; hook_lock's
+    // hand-over is the full barrier ZeroMQ asks for to move sockets back.
+    brg__system_clear_park_hook(self->sys);
+}
+
 static void *
 s_main(void *arg)
 {
@@ -3564,27 +3710,11 @@ s_main(void *arg)
     for (int i = 0; i < BRG_NODE_MAX_ENDPOINTS && self->cfg.connect[i] != NULL; i++)
         s_connect(self, self->cfg.connect[i], 0);
     s_reap(self);
+    if (self->cfg.io_on_worker)
+        s_hand_to_worker(self);
     while (!self->stopping) {
-        bool busy = s_grab(self);
-        if (self->inbox_ready) {
-            int n = s_read_inbox(self, self->router);
-            // A full burst may have left frames behind; fewer means empty.
-            self->inbox_ready = n == S_RECV_BURST;
-            busy |= n > 0;
-        }
-        if (self->sec_ready) {
-            int n = s_read_inbox(self, self->router_sec);
-            self->sec_ready = n == S_RECV_BURST;
-            busy |= n > 0;
-        }
-        if (self->sec_mon_ready)
-            busy |= s_read_sec_monitor(self) > 0;
-        for (s_conn_t *c = self->conns; c != NULL; c = c->next)
-            busy |= s_read_outbox(self, c) > 0;
-        s_reap(self);
-        uint64_t next = s_timers(self, s_now());
-        busy |= s_flush(self);
-        s_reap(self);
+        uint64_t next;
+        bool busy = s_turn(self, &next);
         if (self->stopping)
             break;
         if (busy || !brg__outq_try_idle(&self->q)) {
@@ -3592,11 +3722,11 @@ s_main(void *arg)
             // S_REPOLL_NS, so a long outbound stream still reads the peer's
             // acks, ticks and replies.
             if (s_now() - self->polled_ns >= S_REPOLL_NS)
-                s_poll(self, 0);
+                s_poll(self, 0, -1);
             continue;
         }
         s_publish_stats(self);
-        s_poll(self, next);
+        s_poll(self, next, -1);
     }
     s_resolver_stop(self); // before s_stop_all's last grab: no answer comes after it
     s_stop_all(self);
@@ -3804,6 +3934,7 @@ brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn
     pthread_mutex_init(&self->exp_lock, NULL);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, NULL);
+    pthread_cond_init(&self->hook_cond, NULL);
     self->start_rc = 1;
     self->next_waiter = 1;
     if (brg__outq_init(&self->q) != BRG_OK)
@@ -3836,6 +3967,7 @@ fail_thread:
 fail_ctx:
     brg__outq_fini(&self->q);
 fail_q:
+    pthread_cond_destroy(&self->hook_cond);
     pthread_cond_destroy(&self->cond);
     pthread_mutex_destroy(&self->lock);
     s_security_fini(self);
@@ -3861,6 +3993,12 @@ brg__io_shutdown(brg__io_t *self)
             it->type = S_ITEM_STOP;
             s_push_item(self, it);
         }
+        // With the I/O on worker 0, the I/O thread waits for this to take
+        // the sockets back and stop (s_hand_to_worker).
+        pthread_mutex_lock(&self->lock);
+        self->hook_stop = true;
+        pthread_cond_signal(&self->hook_cond);
+        pthread_mutex_unlock(&self->lock);
         pthread_join(self->thread, NULL);
         self->thread_started = false;
     }
@@ -3908,6 +4046,7 @@ brg__io_destroy(brg__io_t **self_p)
     s_ctx_release();
     s_security_fini(self);
     brg__outq_fini(&self->q);
+    pthread_cond_destroy(&self->hook_cond);
     pthread_cond_destroy(&self->cond);
     pthread_mutex_destroy(&self->lock);
     free(self);

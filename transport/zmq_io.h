@@ -9,7 +9,8 @@
 //  destroying thread. brg__io_send, find, peers, peer_up, endpoint, and the
 //  published stats: any thread. brg__io_connect with a wait, and the fresh
 //  stats: any thread that may block. The event callback runs on the I/O
-//  thread.
+//  thread, or on worker 0 while it runs the I/O loop (cfg.io_on_worker;
+//  zmq_io.c, "I/O on a worker").
 #ifndef BRG_TRANSPORT_ZMQ_IO_H
 #define BRG_TRANSPORT_ZMQ_IO_H
 

@@ -20,7 +20,8 @@
 //
 //  Threads. brg_node_new and brg_node_stats may be called from any thread
 //  that is not one of the system's own; the other calls from any thread. One
-//  I/O thread per node owns every socket. The node is destroyed with its
+//  thread at a time owns every socket of a node: its I/O thread, or worker 0
+//  (cfg.io_on_worker). The node is destroyed with its
 //  system (brg_system_destroy flushes, says BYE to every peer, joins the
 //  I/O thread); there is no separate destroy.
 
@@ -110,6 +111,22 @@ typedef struct brg_node_config {
     //  tells its peers about others nor dials what it is told; it still
     //  accepts every session a peer opens to it.
     bool mesh;
+    //  Run the node's I/O on worker 0 instead of on the node's own I/O
+    //  thread (default true; docs/ARCHITECTURE.md section 10d, "I/O on a
+    //  worker"): when worker 0 has nothing to run it waits in the poll on
+    //  the node's sockets, so a message from the network runs on the thread
+    //  that read it and its reply is written by that thread, one thread
+    //  hand-off less each way (a remote round trip 1.6x faster,
+    //  docs/PERFORMANCE.md). While worker 0 runs actors it serves the
+    //  sockets between activations (every 64 at least, and after each one
+    //  that sent to another node); while the traffic is heavy (a stream) it
+    //  hands its actors to the other workers and serves the sockets only.
+    //  The price: a long behaviour call on worker 0 delays the node's
+    //  traffic and heartbeats until it returns (the watchdog reports such
+    //  calls). false: the node's I/O thread keeps the sockets for the
+    //  node's whole life. Ignored (logged) on a system without worker
+    //  threads (deterministic mode).
+    bool io_on_worker;
 } brg_node_config_t;
 
 BRG_EXPORT void brg_node_config_init(brg_node_config_t *cfg);

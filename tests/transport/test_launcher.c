@@ -516,6 +516,7 @@ static const struct {
     {"{\"listen\": [\"http://x\"]}", ": $.listen[0]: \"http://x\" is not tcp://"},
     {"{\"log\": {\"level\": \"loud\"}}", ": $.log.level: \"loud\" is not error"},
     {"{\"workers\": 0}", ": $.workers: 0 is out of range (1 .. 1024)"},
+    {"{\"io_on_worker\": 1}", ": $: io_on_worker must be true or false, not an integer"},
     {"{\"tick_ms\": 1000, \"timeout_ms\": 500}", ": $.timeout_ms: must be larger than tick_ms"},
     {"{\"allowed_keys\": [{\"name\": \"b\", \"key\": \"short\"}]}",
      ": $.allowed_keys[0].key: is not a public key"},

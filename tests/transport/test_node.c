@@ -10,12 +10,16 @@
 #include <brigade/node.h>
 #include <unistd.h>
 
+#include "runtime/park.h"
+#include "runtime/system.h" // the scheduler's wake-up counter (a test hook)
+
 #define TN_TICK_MS 100
 #define TN_TIMEOUT_MS 1000
 
 static brg_system_t *tn_sys[3];
 static brg_node_t *tn_node[3];
-static int tn_transport; // 0 inproc, 1 tcp
+static int tn_transport;  // 0 inproc, 1 tcp
+static bool tn_io_thread; // the nodes keep their own I/O thread (cfg.io_on_worker false)
 static uint32_t tn_timeout_ms = TN_TIMEOUT_MS;
 
 //  ---------------------------------------------------------------------------
@@ -211,6 +215,7 @@ tn_make(int i, const char *name, size_t peer_queue_bytes)
     nc.listen[0] = ep;
     nc.tick_ms = TN_TICK_MS;
     nc.timeout_ms = tn_timeout_ms;
+    nc.io_on_worker = !tn_io_thread;
     if (peer_queue_bytes)
         nc.peer_queue_bytes = peer_queue_bytes;
     tn_node[i] = brg_node_new(tn_sys[i], &nc);
@@ -257,6 +262,17 @@ static void
 tn_setup(void)
 {
     atomic_store(&tn_nevents, 0);
+    tn_io_thread = false;
+}
+
+//  Loop variants of the tests that also run with each node's own I/O
+//  thread: 0 inproc, 1 tcp (I/O on worker 0, the default), 2 inproc, 3 tcp
+//  (the I/O thread).
+static void
+tn_variant(int i)
+{
+    tn_transport = i % 2;
+    tn_io_thread = i >= 2;
 }
 
 static void
@@ -283,7 +299,7 @@ tn_command(int i, brg_ref_t rec, const char *tag, brg_ref_t arg)
 
 START_TEST(test_node_ask_reaches_an_actor_on_another_node_and_its_reply_comes_back)
 {
-    tn_transport = _i;
+    tn_variant(_i);
     tn_make(0, "a", 0);
     tn_make(1, "b", 0);
     tn_join(0, 1);
@@ -508,7 +524,7 @@ END_TEST
 
 START_TEST(test_node_a_forwarded_ask_is_answered_straight_to_the_asker_on_a_third_node)
 {
-    tn_transport = _i;
+    tn_variant(_i);
     tn_make(0, "a", 0);
     tn_make(1, "b", 0);
     tn_make(2, "c", 0);
@@ -570,7 +586,7 @@ END_TEST
 
 START_TEST(test_node_a_lost_connection_gives_noconnection_to_links_monitors_and_asks)
 {
-    tn_transport = _i;
+    tn_variant(_i);
     tn_make(0, "a", 0);
     tn_make(1, "b", 0);
     brg_ref_t nb = tn_join(0, 1);
@@ -672,6 +688,40 @@ START_TEST(test_node_subscribers_see_node_up_and_down)
 }
 END_TEST
 
+//  I/O on worker 0 (transport/zmq_io.c, "I/O on a worker"): a request read
+//  from the network runs on the worker that read it, and its reply leaves
+//  from there: the server's workers are never woken for it. With the node's
+//  own I/O thread every request is handed to a sleeping worker: one
+//  wake-up each. Counted by the scheduler's wake-up counter, not timed.
+START_TEST(test_node_a_request_is_served_on_the_worker_that_read_it)
+{
+    enum { ASKS = 100 };
+    tn_variant(_i == 0 ? 1 : 3); // tcp, I/O on worker 0 (0) or on the I/O thread (1)
+    tn_make(0, "a", 0);
+    tn_make(1, "b", 0);
+    tn_join(0, 1);
+    brg_ref_t echo = tn_spawn(1, tn_echo, "echo");
+    brg__sched_t *sc = tn_sys[1]->sched;
+    uint64_t woken = 0;
+    for (int k = 0; k < ASKS; k++) {
+        // Every worker of the server asleep first, as between the
+        // requests of a quiet service.
+        TU_WAIT_UNTIL(BRG__IDLE_SLEEPING(atomic_load(&sc->idle_state)) == sc->n, TU_WAIT_MS);
+        uint64_t before = atomic_load(&sc->unparks);
+        brg_msg_t *q = brg_msg_new_int("hello", k);
+        brg_msg_t *r = NULL;
+        ck_assert_int_eq(brg_system_ask(tn_sys[0], echo, &q, 5000, &r), BRG_OK);
+        ck_assert_int_eq(tu_msg_int(r), k);
+        brg_msg_destroy(&r);
+        woken += atomic_load(&sc->unparks) - before;
+    }
+    if (_i == 0)
+        ck_assert_uint_le(woken, ASKS / 10); // a timer or a reclamation now and then
+    else
+        ck_assert_uint_ge(woken, ASKS - ASKS / 10);
+}
+END_TEST
+
 static atomic_int tn_received;
 
 static int
@@ -685,7 +735,7 @@ tn_sink(brg_ctx_t *ctx, const brg_msg_t *msg)
 
 START_TEST(test_node_sends_past_the_peer_budget_fail_with_ebusy_and_are_counted)
 {
-    tn_transport = _i;
+    tn_variant(_i);
     tn_make(0, "a", 4096);
     tn_make(1, "b", 0);
     tn_join(0, 1);
@@ -842,7 +892,7 @@ node_suite(void)
     tcase_set_timeout(core, 30);
     tcase_add_checked_fixture(core, tn_setup, tn_teardown);
     tcase_add_loop_test(
-        core, test_node_ask_reaches_an_actor_on_another_node_and_its_reply_comes_back, 0, 2);
+        core, test_node_ask_reaches_an_actor_on_another_node_and_its_reply_comes_back, 0, 4);
     tcase_add_loop_test(core, test_node_await_actors_waits_for_user_actors_not_the_node_service, 0,
                         2);
     tcase_add_loop_test(
@@ -854,15 +904,16 @@ node_suite(void)
     tcase_add_loop_test(core, test_node_named_sends_and_asks_resolve_on_the_target_node, 0, 2);
     tcase_add_loop_test(core, test_node_refs_in_payloads_survive_the_trip_and_can_be_sent_to, 0, 2);
     tcase_add_loop_test(
-        core, test_node_a_forwarded_ask_is_answered_straight_to_the_asker_on_a_third_node, 0, 2);
+        core, test_node_a_forwarded_ask_is_answered_straight_to_the_asker_on_a_third_node, 0, 4);
     tcase_add_loop_test(core, test_node_links_and_monitors_across_nodes_get_the_real_exit_reason, 0,
                         2);
     tcase_add_loop_test(
-        core, test_node_a_lost_connection_gives_noconnection_to_links_monitors_and_asks, 0, 2);
+        core, test_node_a_lost_connection_gives_noconnection_to_links_monitors_and_asks, 0, 4);
     tcase_add_loop_test(core, test_node_a_destroyed_node_fails_pending_asks_with_enetwork, 0, 2);
     tcase_add_loop_test(core, test_node_subscribers_see_node_up_and_down, 0, 2);
+    tcase_add_loop_test(core, test_node_a_request_is_served_on_the_worker_that_read_it, 0, 2);
     tcase_add_loop_test(core, test_node_sends_past_the_peer_budget_fail_with_ebusy_and_are_counted,
-                        0, 2);
+                        0, 4);
     suite_add_tcase(s, core);
     TCase *stress = tcase_create("stress");
     tcase_set_tags(stress, "stress");

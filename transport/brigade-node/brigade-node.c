@@ -66,43 +66,46 @@
 static int
 s_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: brigade-node [--config FILE] [--check-config] [--name NAME]\n"
-            "                    [--listen ENDPOINT ...] [--connect ENDPOINT ...]\n"
-            "                    [--cluster NAME] [--advertise ENDPOINT] [--tick-ms MS]\n"
-            "                    [--timeout-ms MS] [--workers N] [--log-level LEVEL]\n"
-            "                    [--ready-file PATH] [--parent-pid PID] [--key-dir DIR]\n"
-            "                    [--insecure-loopback] [--no-mesh] [--export NAME ...]\n"
-            "       brigade-node --keygen FILE [--name NAME] [--role node|client|admin]\n"
-            "  --config FILE        read the settings and the supervision tree from a JSON\n"
-            "                       file (docs/DEPLOYMENT.md); the options below override it\n"
-            "                       (a list option given here replaces the file's list)\n"
-            "  --check-config       check the config file and the options, then exit\n"
-            "                       (0 if good, 2 if not)\n"
-            "  --name NAME          this node's name (1..63 bytes)\n"
-            "  --listen ENDPOINT    bind tcp://HOST:PORT (PORT 0: any), ipc:///PATH (up to %d)\n"
-            "  --connect ENDPOINT   a seed to dial at start and redial when lost (up to %d;\n"
-            "                       KEY@ or NAME@ before tcp:// names its key)\n"
-            "  --cluster NAME       refuse peers of another cluster (default brigade)\n"
-            "  --advertise ENDPOINT where peers connect back (default: the first bound)\n"
-            "  --tick-ms MS         heartbeat interval (default 1000)\n"
-            "  --timeout-ms MS      silence that means a peer is down (default 10000)\n"
-            "  --workers N          worker threads (default: one per CPU)\n"
-            "  --log-level LEVEL    error, warning, notice, info (default), debug or off\n"
-            "  --ready-file PATH    write PATH (atomically) when ready, remove it on exit\n"
-            "  --parent-pid PID     stop when process PID (our parent) ends\n"
-            "  --key-dir DIR        key pair and allowed/ keys (default $BRG_KEY_DIR or\n"
-            "                       ~/.config/brigade; made on first start)\n"
-            "  --insecure-loopback  plain tcp, allowed only on loopback addresses\n"
-            "  --no-mesh            do not dial the nodes peers tell about (default: full mesh)\n"
-            "  --export NAME        clients may send and ask to the actor named NAME\n"
-            "  --keygen FILE        write a key pair to FILE and FILE_secret, print the\n"
-            "                       public key (Z85) and exit; --role node|client|admin\n"
-            "                       (default node; admin: an operator's key for brgctl)\n"
-            "                       and --name go into its metadata\n"
-            "Kinds a config file's supervision tree can start (and those its \"plugins\"\n"
-            "register, docs/DEPLOYMENT.md):\n",
-            BRG_NODE_MAX_ENDPOINTS, BRG__LAUNCH_SEEDS_MAX);
+    fprintf(
+        out,
+        "usage: brigade-node [--config FILE] [--check-config] [--name NAME]\n"
+        "                    [--listen ENDPOINT ...] [--connect ENDPOINT ...]\n"
+        "                    [--cluster NAME] [--advertise ENDPOINT] [--tick-ms MS]\n"
+        "                    [--timeout-ms MS] [--workers N] [--log-level LEVEL]\n"
+        "                    [--ready-file PATH] [--parent-pid PID] [--key-dir DIR]\n"
+        "                    [--insecure-loopback] [--no-mesh] [--io-thread] [--export NAME ...]\n"
+        "       brigade-node --keygen FILE [--name NAME] [--role node|client|admin]\n"
+        "  --config FILE        read the settings and the supervision tree from a JSON\n"
+        "                       file (docs/DEPLOYMENT.md); the options below override it\n"
+        "                       (a list option given here replaces the file's list)\n"
+        "  --check-config       check the config file and the options, then exit\n"
+        "                       (0 if good, 2 if not)\n"
+        "  --name NAME          this node's name (1..63 bytes)\n"
+        "  --listen ENDPOINT    bind tcp://HOST:PORT (PORT 0: any), ipc:///PATH (up to %d)\n"
+        "  --connect ENDPOINT   a seed to dial at start and redial when lost (up to %d;\n"
+        "                       KEY@ or NAME@ before tcp:// names its key)\n"
+        "  --cluster NAME       refuse peers of another cluster (default brigade)\n"
+        "  --advertise ENDPOINT where peers connect back (default: the first bound)\n"
+        "  --tick-ms MS         heartbeat interval (default 1000)\n"
+        "  --timeout-ms MS      silence that means a peer is down (default 10000)\n"
+        "  --workers N          worker threads (default: one per CPU)\n"
+        "  --log-level LEVEL    error, warning, notice, info (default), debug or off\n"
+        "  --ready-file PATH    write PATH (atomically) when ready, remove it on exit\n"
+        "  --parent-pid PID     stop when process PID (our parent) ends\n"
+        "  --key-dir DIR        key pair and allowed/ keys (default $BRG_KEY_DIR or\n"
+        "                       ~/.config/brigade; made on first start)\n"
+        "  --insecure-loopback  plain tcp, allowed only on loopback addresses\n"
+        "  --no-mesh            do not dial the nodes peers tell about (default: full mesh)\n"
+        "  --io-thread          serve the sockets on the node's own I/O thread, not on\n"
+        "                       worker 0 (default: worker 0, see io_on_worker in brigade/node.h)\n"
+        "  --export NAME        clients may send and ask to the actor named NAME\n"
+        "  --keygen FILE        write a key pair to FILE and FILE_secret, print the\n"
+        "                       public key (Z85) and exit; --role node|client|admin\n"
+        "                       (default node; admin: an operator's key for brgctl)\n"
+        "                       and --name go into its metadata\n"
+        "Kinds a config file's supervision tree can start (and those its \"plugins\"\n"
+        "register, docs/DEPLOYMENT.md):\n",
+        BRG_NODE_MAX_ENDPOINTS, BRG__LAUNCH_SEEDS_MAX);
     for (size_t i = 0; brg__kind_at(i) != NULL; i++)
         fprintf(out, "  %-20s %s\n", brg__kind_at(i)->name, brg__kind_at(i)->about);
     fprintf(out, "Runs until SIGTERM or SIGINT, then stops the supervision tree, says BYE to\n"
@@ -140,7 +143,7 @@ typedef struct {
     int n_listen, n_connect, n_exports;
     long tick_ms, timeout_ms, workers, parent;
     int log_level;
-    bool log_level_set, insecure_loopback, no_mesh, check;
+    bool log_level_set, insecure_loopback, no_mesh, io_thread, check;
 } s_cli_t;
 
 //  Parse argv into cli: 0, or the exit status (usage printed).
@@ -159,6 +162,10 @@ s_parse_args(int argc, char **argv, s_cli_t *cli)
         }
         if (strcmp(a, "--check-config") == 0) {
             cli->check = true;
+            continue;
+        }
+        if (strcmp(a, "--io-thread") == 0) {
+            cli->io_thread = true;
             continue;
         }
         if (strcmp(a, "--no-mesh") == 0) {
@@ -242,6 +249,8 @@ s_configure(const s_cli_t *cli, brg__launch_t *L)
         L->ncfg.insecure_loopback = true;
     if (cli->no_mesh)
         L->ncfg.mesh = false;
+    if (cli->io_thread)
+        L->ncfg.io_on_worker = false;
     if (cli->ready_file)
         L->ready_file = cli->ready_file;
     if (cli->tick_ms)

@@ -681,7 +681,8 @@ s_document(brg__launch_t *self, const json_t *doc)
         "seeds",      "key_dir",    "allowed_keys", "insecure_loopback",
         "mesh",       "exports",    "log",          "workers",
         "tick_ms",    "timeout_ms", "handshake_ms", "reconnect_max_ms",
-        "ready_file", "plugins",    "supervision",  NULL};
+        "ready_file", "plugins",    "supervision",  "io_on_worker",
+        NULL};
     if (!json_is_object(doc))
         return s_fail(self, "$", "the file must hold one JSON object, not %s", s_type_name(doc));
     int rc = s_keys(self, doc, "$", allowed);
@@ -699,6 +700,8 @@ s_document(brg__launch_t *self, const json_t *doc)
         rc = s_opt_bool(self, doc, "insecure_loopback", "$", &self->ncfg.insecure_loopback);
     if (rc == BRG_OK)
         rc = s_opt_bool(self, doc, "mesh", "$", &self->ncfg.mesh);
+    if (rc == BRG_OK)
+        rc = s_opt_bool(self, doc, "io_on_worker", "$", &self->ncfg.io_on_worker);
     if (rc == BRG_OK)
         rc = s_opt_strings(self, doc, "exports", "$", BRG__LAUNCH_EXPORTS_MAX, BRG_NAME_MAX,
                            self->exports, &self->n_exports);
