@@ -184,6 +184,28 @@ s_unlist(brg__worker_t *w)
     return false;
 }
 
+bool
+brg__park_hook_turn(brg__worker_t *w, const brg__park_hook_t *h, bool may_sleep,
+                    uint64_t *deadline_ns)
+{
+    // A turn runs no activation: its sends are nobody's, so backpressure
+    // must not charge them to the actor that ran last on this thread
+    // (brg__bp_running stays set between activations). Charged to it, a
+    // flood delivered to a congested receiver suspended the last receiver
+    // that ran, waiting for another one (test_node's stress case, under
+    // TSan: two receivers suspended for good).
+    brg__actor_bp_frame_t frame = brg__actor_bp_save();
+    brg__actor_bp_restore((brg__actor_bp_frame_t){NULL, 0});
+    uint32_t moved = 0;
+    w->in_hook = true;
+    bool busy = h->turn(h->arg, may_sleep, deadline_ns, &moved);
+    brg__send_call_end(); // a turn is a call: its coalesced sends go out now
+    w->in_hook = false;
+    brg__actor_bp_restore(frame);
+    brg__park_note_moved(w, moved);
+    return busy;
+}
+
 //  Worker 0 parks in the hook (design notes, "The park hook"): offline on
 //  entry and on return. Returns true if w took itself off the idle stack
 //  because a turn made work for it; false when notified (or the hook went
@@ -198,13 +220,8 @@ s_park_hook(brg__worker_t *w)
          (h = self->hook) != NULL && atomic_load_explicit(&self->hook_on, memory_order_relaxed);) {
         // (hook_on false: brg__sched_clear_park_hook waits for hook_lock.)
         brg__reclaim_online(w); // turn may deliver: it uses actors
-        w->in_hook = true;
         uint64_t deadline = 0;
-        uint32_t moved = 0;
-        bool busy = h->turn(h->arg, true, &deadline, &moved);
-        brg__send_call_end(); // a turn is a call: its coalesced sends go out now
-        w->in_hook = false;
-        brg__park_note_moved(w, moved);
+        bool busy = brg__park_hook_turn(w, h, true, &deadline);
         brg__reclaim_offline(w);
         if (w->lifo || s_any_work(self)) {
             // What the turn delivered runs here, on the thread that read it

@@ -56,6 +56,11 @@ brg__park_stop_searching(brg__worker_t *w, bool found)
     }
 }
 
+//  One turn of park hook h on worker 0 (w), online, outside any activation:
+//  returns the turn's busy, sets *deadline_ns, notes what it moved. Thread: w's.
+bool brg__park_hook_turn(brg__worker_t *w, const brg__park_hook_t *h, bool may_sleep,
+                         uint64_t *deadline_ns);
+
 //  Worker 0 ran a park hook turn that moved `moved` messages: it is
 //  I/O-bound while turns are heavy (sched.h, "Heavy I/O"). Thread: w's.
 static inline void

@@ -741,12 +741,7 @@ s_hook_turn(brg__worker_t *w)
     const brg__park_hook_t *h = self->hook;
     if (h && atomic_load_explicit(&self->hook_on, memory_order_relaxed)) {
         uint64_t deadline;
-        uint32_t moved = 0;
-        w->in_hook = true;
-        h->turn(h->arg, false, &deadline, &moved);
-        brg__send_call_end(); // a turn is a call: its coalesced sends go out now
-        w->in_hook = false;
-        brg__park_note_moved(w, moved);
+        brg__park_hook_turn(w, h, false, &deadline);
     }
     pthread_mutex_unlock(&self->hook_lock);
 }
