@@ -17,6 +17,7 @@
 //  waits with brg_system_await_actors as CAF waits with await_all_actors_done.
 //  RESULT lines go to stdout at the end; diagnostics go to stderr.
 #include <brigade.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,10 +347,31 @@ typedef struct {
     int64_t m;
 } s_fanin_arg_t;
 
+//  Where the work ran, for the diagnostic line (stderr): the threads that
+//  ran the senders' sends and the one that last ran the receiver.
+#define S_FANIN_THREADS_MAX 64
+static pthread_t s_fanin_threads[S_FANIN_THREADS_MAX];
+static atomic_int s_fanin_nthreads;
+static pthread_t s_fanin_receiver_thread;
+
+static void
+s_fanin_note_thread(void)
+{
+    pthread_t me = pthread_self();
+    int n = atomic_load(&s_fanin_nthreads);
+    for (int i = 0; i < n; i++)
+        if (pthread_equal(s_fanin_threads[i], me))
+            return;
+    int i = atomic_fetch_add(&s_fanin_nthreads, 1);
+    if (i < S_FANIN_THREADS_MAX)
+        s_fanin_threads[i] = me;
+}
+
 static int
 s_fanin_receiver(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     s_count_t *self = brg_state(ctx);
+    s_fanin_receiver_thread = pthread_self();
     if (++self->count == self->total) {
         s_stamp1();
         brg_stop(ctx);
@@ -367,6 +389,7 @@ static int
 s_fanin_sender_init(brg_ctx_t *ctx, void *arg)
 {
     const s_fanin_arg_t *fa = arg;
+    s_fanin_note_thread();
     brg_span_t *span = s_trace_begin(ctx);
     for (int64_t i = 0; i < fa->m; i++) {
         int rc = brg_send_int(ctx, fa->receiver, "n", i);
@@ -402,7 +425,20 @@ s_bench_fanin(brg_system_t *sys, int threads, int64_t s, int64_t m)
     char name[32];
     snprintf(name, sizeof name, "fanin%lld", (long long)s);
     double secs = s_elapsed_s();
-    fprintf(stderr, "brigade %s: %.1f ns per message\n", name, secs * 1e9 / (double)(s * m));
+    // Distinct threads (not atomic-exact: a diagnostic) that ran senders.
+    int nt = atomic_load(&s_fanin_nthreads);
+    int distinct = 0;
+    bool with_receiver = false;
+    for (int i = 0; i < nt && i < S_FANIN_THREADS_MAX; i++) {
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            seen |= pthread_equal(s_fanin_threads[i], s_fanin_threads[j]) != 0;
+        distinct += !seen;
+        with_receiver |= pthread_equal(s_fanin_threads[i], s_fanin_receiver_thread) != 0;
+    }
+    fprintf(stderr, "brigade %s: %.1f ns per message; senders ran on %d thread(s)%s\n", name,
+            secs * 1e9 / (double)(s * m), distinct,
+            distinct == 1 && with_receiver ? ", the receiver's" : "");
     s_result(name, threads, (double)(s * m) / secs, "msgs/s");
 }
 

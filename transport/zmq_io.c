@@ -3674,7 +3674,9 @@ s_hand_to_worker(brg__io_t *self)
     self->hook = (brg__park_hook_t){s_hook_turn, s_hook_wait, self};
     int rc = brg__system_set_park_hook(self->sys, &self->hook);
     if (rc != BRG_OK) {
-        s_log(self, BRG_LOG_WARNING, "io_on_worker: %s; the node's I/O stays on its own thread%s",
+        // Expected without worker threads (deterministic mode): informational.
+        s_log(self, rc == BRG_EINVAL ? BRG_LOG_INFO : BRG_LOG_WARNING,
+              "io_on_worker: %s; the node's I/O stays on its own thread%s",
               rc == BRG_EINVAL ? "the system has no worker threads" : brg_strerror(rc), "");
         return;
     }
