@@ -40,9 +40,33 @@
 //  searching drop to 0 (and wakes a sleeper itself) or our re-check sees its
 //  work (and we wake one).
 //
+//  The park hook (sched.h). A transport may give worker 0 its I/O loop to
+//  run in place of sleeping: turn (online: it may deliver) and wait
+//  (offline: it blocks in the transport's poll on its sockets and on
+//  worker 0's eventfd, wake_fd). Worker 0 parks as any worker: on the idle
+//  stack, counted as sleeping, after the same Dekker re-check; then, while
+//  the hook is installed and nobody notified it, it alternates turn and
+//  wait (s_park_hook). No wake-up is lost: it sets hook_waiting under
+//  park_lock after checking notified, and brg__park_unpark, which sets
+//  notified under that lock, writes wake_fd when it saw hook_waiting and
+//  signals the condition otherwise; eventfd keeps a write made before the
+//  poll. A turn that made work for worker 0 (its LIFO slot or any queue)
+//  takes it off the idle stack (s_unlist) and back to running, not
+//  searching; if a notifier popped it first, its unpark comes and the loop
+//  sees notified. hook_lock is held by worker 0 for the whole of
+//  s_park_hook and for each turn between activations (sched.c
+//  s_hook_turn); brg__sched_clear_park_hook clears hook_on (the loop's
+//  exit condition), writes wake_fd and takes the lock, so it returns once
+//  worker 0 is out for good. brg__sched_park_hook_try lets the transport's
+//  own thread take a turn under the lock when worker 0 does not hold it
+//  (worker 0 busy running actors): the sockets are used by one thread at a
+//  time, handed over by the lock. A turn runs outside any activation: an
+//  empty backpressure frame (its sends hold back no actor) and its
+//  coalesced sends pushed when it returns (brg__park_hook_turn).
+//
 //  Locks: idle_lock guards the idle stack, each worker's park_lock its
 //  notified flag; idle_lock is taken before a worker's park_lock, never the
-//  other way round.
+//  other way round; hook_lock is taken before both.
 #include "runtime_internal.h"
 
 #include <errno.h>
@@ -370,4 +394,16 @@ brg__sched_clear_park_hook(brg__sched_t *self)
     // No turn runs now or later: nothing sets it again.
     atomic_store_explicit(&w->io_bound, false, memory_order_relaxed);
     pthread_mutex_unlock(&self->hook_lock);
+}
+
+bool
+brg__sched_park_hook_try(brg__sched_t *self, void (*fn)(void *arg), void *arg)
+{
+    if (self->n == 0 || pthread_mutex_trylock(&self->hook_lock) != 0)
+        return false;
+    bool ran = self->hook != NULL && atomic_load_explicit(&self->hook_on, memory_order_relaxed);
+    if (ran)
+        fn(arg);
+    pthread_mutex_unlock(&self->hook_lock);
+    return ran;
 }

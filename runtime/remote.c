@@ -80,6 +80,13 @@ brg__system_clear_park_hook(brg_system_t *sys)
     brg__sched_clear_park_hook(sys->sched);
 }
 
+bool
+brg__system_park_hook_try(brg_system_t *sys, void (*fn)(void *arg), void *arg)
+{
+    assert(sys && fn);
+    return brg__sched_park_hook_try(sys->sched, fn, arg);
+}
+
 int
 brg__system_set_remote_ops(brg_system_t *sys, const brg__remote_ops_t *ops, void *arg)
 {

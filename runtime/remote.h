@@ -84,6 +84,8 @@ int brg__system_spawn_hidden(brg_system_t *sys, brg_behaviour_fn fn, const brg_s
 //  as brg__sched_set_park_hook.
 int brg__system_set_park_hook(brg_system_t *sys, const brg__park_hook_t *hook);
 void brg__system_clear_park_hook(brg_system_t *sys);
+//  As brg__sched_park_hook_try (sched.h). Thread: the transport's own.
+bool brg__system_park_hook_try(brg_system_t *sys, void (*fn)(void *arg), void *arg);
 
 //  Plug a transport into sys. Returns BRG_OK, or BRG_EEXIST if one is
 //  already plugged in. ops and its three functions must not be NULL.

@@ -169,6 +169,14 @@ int brg__sched_set_park_hook(brg__sched_t *self, const brg__park_hook_t *hook);
 //  good. Thread: any but worker 0.
 void brg__sched_clear_park_hook(brg__sched_t *self);
 
+//  Run fn(arg) under the hook's lock if nobody holds it and a hook is
+//  installed: the transport's own thread serving the sockets while worker 0
+//  runs actors (a long behaviour call there must not stop the node's I/O).
+//  Worker 0 holds the lock while it turns or waits in the hook, so fn never
+//  runs beside it, and the lock's hand-over is the barrier that moves the
+//  sockets. Returns true if fn ran. Thread: any but a worker.
+bool brg__sched_park_hook_try(brg__sched_t *self, void (*fn)(void *arg), void *arg);
+
 //  The number of worker and blocking-pool threads.
 uint32_t brg__sched_workers(const brg__sched_t *self);
 uint32_t brg__sched_blocking(const brg__sched_t *self);

@@ -29,15 +29,19 @@
 //  on the same thread, go out in the turn right after the activation
 //  (brg__sched_note_remote_send): no thread hand-off in either direction
 //  (with the dedicated thread, two per message: worker to I/O thread and
-//  I/O thread to worker). What it costs: while worker 0 runs actors, the
-//  sockets are served only between its activations (every 64 at least, and
-//  after each one that sent to another node), so a long behaviour call on
-//  worker 0 delays the node's traffic; and a stream would have its encoding
-//  and its actors share one core. For that, a turn that moved 256 messages
-//  or more makes worker 0 I/O-bound (sched.h, "Heavy I/O"): it hands its
-//  actors to the other workers and keeps turning while turns stay heavy.
-//  cfg.io_on_worker = false keeps the dedicated thread (the loop in
-//  s_main) for the node's whole life.
+//  I/O thread to worker). What it costs: while worker 0 runs actors, it
+//  serves the sockets only between its activations (every 64 at least,
+//  and after each one that sent to another node), so a long behaviour call
+//  on worker 0 would hold the node's traffic and ticks until it returned.
+//  The I/O thread is the backup: it wakes every S_BACKUP_NS (10 ms) and,
+//  if the hook's lock is free (worker 0 is neither turning nor waiting in
+//  the hook), takes a turn itself under that lock (s_backup_turn; what it
+//  delivers goes through the inject queue, as it did before the hook). A
+//  stream would have its encoding and its actors share one core: a turn
+//  that moved 256 messages or more makes worker 0 I/O-bound (sched.h,
+//  "Heavy I/O"): it hands its actors to the other workers and keeps
+//  turning while turns stay heavy. cfg.io_on_worker = false keeps the
+//  dedicated thread (the loop in s_main) for the node's whole life.
 //
 //  Sockets (TRANSPORT.md section 3.1). One ROUTER (the inbox) bound to every
 //  listen endpoint: ROUTER_MANDATORY (an unroutable reply is an error, not a
@@ -189,6 +193,7 @@
 #define S_PARK_MAX 64
 #define S_TURN_ITEMS 4096         // queued items handled per turn of the loop
 #define S_HOOK_REPOLL_NS 20000ull // I/O on a worker: its busy turns look at the sockets this often
+#define S_BACKUP_NS 10000000ull   // I/O on a worker: the I/O thread's look while worker 0 is busy
 #define S_REPOLL_NS 250000ull     // longest run of busy turns without a look at the sockets
 #define S_STANDBY_NS 200000000ull // a standing-by dial looks at its node this often
 #define S_RESOLVE_GAP_NS 1000000000ull // "all down" re-resolves a name at most this often
@@ -433,6 +438,7 @@ struct brg__io {
     brg__park_hook_t hook;
     bool hooked;    // the I/O thread installed the hook (its own)
     uint32_t moved; // messages taken from the queue or delivered (this thread's; a turn's measure)
+    _Atomic uint64_t backup_turns; // turns the I/O thread took for a busy worker 0 (a count)
     bool
         hook_stop; // lock; signalled on hook_cond (its own: cond wakes for every stats publication)
     pthread_cond_t hook_cond;
@@ -3664,6 +3670,22 @@ s_hook_wait(void *arg, int wake_fd, uint64_t deadline_ns)
     return s_poll(self, deadline_ns == 0 ? s_now() + 1000000000ull : deadline_ns, wake_fd);
 }
 
+//  The backup's turn (s_hand_to_worker), on the I/O thread under the
+//  hook's lock while worker 0 runs actors: look at the sockets, then one
+//  turn; what it delivers goes through the inject queue, as from any thread
+//  that is not a worker.
+static void
+s_backup_turn(void *arg)
+{
+    brg__io_t *self = arg;
+    if (self->stopping)
+        return;
+    s_poll(self, 0, -1);
+    uint64_t next;
+    self->moved = 0;
+    s_turn(self, &next);
+}
+
 //  I/O on a worker (design notes): hand the sockets to worker 0 through
 //  the park hook and wait until brg__io_shutdown asks for them back; the
 //  stop then runs here as in the thread's own loop. If the system has no
@@ -3681,9 +3703,25 @@ s_hand_to_worker(brg__io_t *self)
         return;
     }
     self->hooked = true;
+    // The backup: every S_BACKUP_NS this thread serves the sockets itself if
+    // worker 0 is not (it holds the hook's lock while it turns or waits in
+    // the hook): a long behaviour call on worker 0 then delays the node's
+    // traffic and ticks by S_BACKUP_NS at most, not until it returns.
     pthread_mutex_lock(&self->lock);
-    while (!self->hook_stop)
-        pthread_cond_wait(&self->hook_cond, &self->lock);
+    while (!self->hook_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        uint64_t ns = (uint64_t)until.tv_nsec + S_BACKUP_NS;
+        until.tv_sec += (time_t)(ns / 1000000000ull);
+        until.tv_nsec = (long)(ns % 1000000000ull);
+        pthread_cond_timedwait(&self->hook_cond, &self->lock, &until);
+        if (self->hook_stop)
+            break;
+        pthread_mutex_unlock(&self->lock);
+        if (brg__system_park_hook_try(self->sys, s_backup_turn, self))
+            atomic_fetch_add_explicit(&self->backup_turns, 1, memory_order_relaxed);
+        pthread_mutex_lock(&self->lock);
+    }
     pthread_mutex_unlock(&self->lock);
     // Returns once worker 0 will never call the hook again; hook_lock's
     // hand-over is the full barrier ZeroMQ asks for to move sockets back.
@@ -3936,7 +3974,13 @@ brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn
     pthread_mutex_init(&self->exp_lock, NULL);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, NULL);
-    pthread_cond_init(&self->hook_cond, NULL);
+    // hook_cond's timed waits (the backup, s_hand_to_worker) use the
+    // monotonic clock.
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&self->hook_cond, &ca);
+    pthread_condattr_destroy(&ca);
     self->start_rc = 1;
     self->next_waiter = 1;
     if (brg__outq_init(&self->q) != BRG_OK)

@@ -121,11 +121,12 @@ typedef struct brg_node_config {
     //  sockets between activations (every 64 at least, and after each one
     //  that sent to another node); while the traffic is heavy (a stream) it
     //  hands its actors to the other workers and serves the sockets only.
-    //  The price: a long behaviour call on worker 0 delays the node's
-    //  traffic and heartbeats until it returns (the watchdog reports such
-    //  calls). false: the node's I/O thread keeps the sockets for the
-    //  node's whole life. Ignored (logged) on a system without worker
-    //  threads (deterministic mode).
+    //  While worker 0 is inside a long behaviour call, the node's I/O
+    //  thread serves the sockets every 10 ms, so such a call delays the
+    //  node's traffic by up to 10 ms instead of by its length (one wake-up
+    //  of that thread every 10 ms is the idle cost). false: the node's I/O
+    //  thread keeps the sockets for the node's whole life. Ignored (logged)
+    //  on a system without worker threads (deterministic mode).
     bool io_on_worker;
 } brg_node_config_t;
 

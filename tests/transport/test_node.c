@@ -8,6 +8,8 @@
 #include "test_util.h"
 
 #include <brigade/node.h>
+#include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "runtime/park.h"
@@ -722,6 +724,53 @@ START_TEST(test_node_a_request_is_served_on_the_worker_that_read_it)
 }
 END_TEST
 
+//  A behaviour that holds its worker until the test lets it go, and says
+//  whether that worker is worker 0 (the one that serves the sockets).
+static atomic_int tn_hog_gate, tn_hog_running, tn_hog_on_worker_0;
+
+static int
+tn_hog(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)ctx;
+    (void)msg;
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    atomic_store(&tn_hog_on_worker_0, strcmp(name, "brg-worker-0") == 0);
+    atomic_store(&tn_hog_running, 1);
+    tu_gate_wait(&tn_hog_gate);
+    return BRG_OK;
+}
+
+//  I/O on a worker: while worker 0 runs a long behaviour call, the node's
+//  I/O thread serves the sockets (zmq_io.c, the backup, every 10 ms): a
+//  request to another actor of that node is answered. Without the backup
+//  it would wait for the call to end (here: for ever, the gate opens after).
+START_TEST(test_node_a_long_call_on_worker_0_does_not_stop_the_nodes_io)
+{
+    tn_variant(1); // tcp, I/O on worker 0
+    tn_make(0, "a", 0);
+    tn_make(1, "b", 0);
+    tn_join(0, 1);
+    brg_ref_t echo = tn_spawn(1, tn_echo, "echo");
+    brg_ref_t hog = tn_spawn(1, tn_hog, "hog");
+    atomic_store(&tn_hog_gate, 0);
+    atomic_store(&tn_hog_running, 0);
+    // From the other node, so worker 0 of b reads it and runs it itself.
+    tu_send_tag(tn_sys[0], hog, "hold");
+    TU_WAIT_UNTIL(atomic_load(&tn_hog_running), TU_WAIT_MS);
+    ck_assert(atomic_load(&tn_hog_on_worker_0));
+    for (int k = 0; k < 5; k++) {
+        brg_msg_t *q = brg_msg_new_int("hello", k);
+        brg_msg_t *r = NULL;
+        ck_assert_int_eq(brg_system_ask(tn_sys[0], echo, &q, 5000, &r), BRG_OK);
+        ck_assert_int_eq(tu_msg_int(r), k);
+        brg_msg_destroy(&r);
+    }
+    ck_assert(!atomic_load(&tn_hog_gate)); // still held all along
+    atomic_store(&tn_hog_gate, 1);
+}
+END_TEST
+
 static atomic_int tn_received;
 
 static int
@@ -912,6 +961,7 @@ node_suite(void)
     tcase_add_loop_test(core, test_node_a_destroyed_node_fails_pending_asks_with_enetwork, 0, 2);
     tcase_add_loop_test(core, test_node_subscribers_see_node_up_and_down, 0, 2);
     tcase_add_loop_test(core, test_node_a_request_is_served_on_the_worker_that_read_it, 0, 2);
+    tcase_add_test(core, test_node_a_long_call_on_worker_0_does_not_stop_the_nodes_io);
     tcase_add_loop_test(core, test_node_sends_past_the_peer_budget_fail_with_ebusy_and_are_counted,
                         0, 4);
     suite_add_tcase(s, core);
