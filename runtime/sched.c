@@ -786,13 +786,14 @@ s_worker_main(void *arg)
         // Relaxed: a hint; the turn takes hook_lock (s_hook_turn).
         bool hooked = w->index == 0 && atomic_load_explicit(&self->hook_on, memory_order_relaxed);
         if (hooked) {
-            bool io_bound = atomic_load_explicit(&w->io_bound, memory_order_relaxed);
-            if (io_bound || w->remote_sent || ++w->hook_tick >= BRG__HOOK_EVERY)
+            // io_bound is ours (written by our turns): relaxed reads of our own stores.
+            if (atomic_load_explicit(&w->io_bound, memory_order_relaxed) || w->remote_sent ||
+                ++w->hook_tick >= BRG__HOOK_EVERY)
                 s_hook_turn(w); // the I/O bound while busy (sched.h, BRG__HOOK_EVERY)
-            if (atomic_load_explicit(&w->io_bound, memory_order_relaxed) && s_hook_shed(w))
-                continue;
             if (!atomic_load_explicit(&w->io_bound, memory_order_relaxed))
                 w->io_streak = 0;
+            else if (s_hook_shed(w))
+                continue;
         }
         brg__actor_t *a = s_next_local(w);
         if (!a && hooked) {

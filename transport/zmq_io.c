@@ -436,9 +436,7 @@ struct brg__io {
     //  hook_stop (lock/cond) that tells the I/O thread to take the sockets
     //  back and stop.
     brg__park_hook_t hook;
-    bool hooked;    // the I/O thread installed the hook (its own)
     uint32_t moved; // messages taken from the queue or delivered (this thread's; a turn's measure)
-    _Atomic uint64_t backup_turns; // turns the I/O thread took for a busy worker 0 (a count)
     bool
         hook_stop; // lock; signalled on hook_cond (its own: cond wakes for every stats publication)
     pthread_cond_t hook_cond;
@@ -3702,7 +3700,6 @@ s_hand_to_worker(brg__io_t *self)
               rc == BRG_EINVAL ? "the system has no worker threads" : brg_strerror(rc), "");
         return;
     }
-    self->hooked = true;
     // The backup: every S_BACKUP_NS this thread serves the sockets itself if
     // worker 0 is not (it holds the hook's lock while it turns or waits in
     // the hook): a long behaviour call on worker 0 then delays the node's
@@ -3718,8 +3715,7 @@ s_hand_to_worker(brg__io_t *self)
         if (self->hook_stop)
             break;
         pthread_mutex_unlock(&self->lock);
-        if (brg__system_park_hook_try(self->sys, s_backup_turn, self))
-            atomic_fetch_add_explicit(&self->backup_turns, 1, memory_order_relaxed);
+        brg__system_park_hook_try(self->sys, s_backup_turn, self);
         pthread_mutex_lock(&self->lock);
     }
     pthread_mutex_unlock(&self->lock);
