@@ -55,12 +55,13 @@
 #include "msg.h"
 #include "session.h"
 
-#define S_BATCH_BYTES (64u * 1024u) // a BATCH is sealed at this size...
-#define S_BATCH_ENVS 1024u          // ... or this many envelopes
-#define S_ENV_OVERHEAD 128u         // an envelope's bytes beyond tag and payload, at most
-#define S_FRAME_OVERHEAD 32u        // a BATCH frame's bytes before its envelopes, at most
-#define S_UNACKED_MAX 4096u         // sent-frame ranges kept for acks
-#define S_ANSWER_CHUNK 256u         // answers of an ended session per deliver call
+#define S_BATCH_BYTES (64u * 1024u)  // a BATCH is sealed at this size...
+#define S_BATCH_ENVS 1024u           // ... or this many envelopes
+#define S_ENVS_KEPT_MAX S_BATCH_ENVS // decoded envelopes kept per frame (wire.c design notes)
+#define S_ENV_OVERHEAD 128u          // an envelope's bytes beyond tag and payload, at most
+#define S_FRAME_OVERHEAD 32u         // a BATCH frame's bytes before its envelopes, at most
+#define S_UNACKED_MAX 4096u          // sent-frame ranges kept for acks
+#define S_ANSWER_CHUNK 256u          // answers of an ended session per deliver call
 #define S_NS_PER_MS 1000000ull
 
 //  ---------------------------------------------------------------------------
@@ -349,6 +350,7 @@ brg__session_destroy(brg__session_t **self_p)
     free(self->name_at);
     free(self->names);
     free(self->walk);
+    free(self->in.envs);
     free(self);
     *self_p = NULL;
 }
@@ -920,6 +922,9 @@ s_walk_begin(brg__session_t *self, const brg__frame_t *frame, size_t pos, uint32
         w->count = frame->count;
         w->data = frame->data;
         w->len = frame->len;
+        w->envs = frame->envs;
+        w->envs_cap = frame->envs_cap;
+        w->stored = frame->stored;
     }
     w->pos = pos;
     w->next = next;
@@ -1135,6 +1140,27 @@ brg__session_on_frame(brg__session_t *self, const brg__frame_t *frame, bool inbo
     return s_fail(self, inbound, BRG__WERR_MALFORMED, "unknown frame type");
 }
 
+//  After a BATCH of more envelopes than self->in keeps, room for that many
+//  (up to S_ENVS_KEPT_MAX), so the next such frame is read once (wire.c
+//  design notes). Grown only after a valid frame, and in powers of two, so a
+//  peer's frames cost a few reallocations, not one per frame; out of memory
+//  just keeps the old store (the envelopes past it are read twice).
+static void
+s_grow_kept(brg__session_t *self, const brg__frame_t *frame)
+{
+    if (frame->type != BRG__FRAME_BATCH || frame->count <= frame->envs_cap ||
+        frame->envs_cap >= S_ENVS_KEPT_MAX || frame->count == 0)
+        return;
+    uint32_t cap = frame->envs_cap ? frame->envs_cap : 16;
+    while (cap < frame->count && cap < S_ENVS_KEPT_MAX)
+        cap *= 2;
+    brg__env_t *envs = realloc(self->in.envs, cap * sizeof(*envs));
+    if (envs) {
+        self->in.envs = envs;
+        self->in.envs_cap = cap;
+    }
+}
+
 int
 brg__session_on_bytes(brg__session_t *self, const void *data, size_t len, bool inbound,
                       uint64_t now_ns)
@@ -1149,6 +1175,10 @@ brg__session_on_bytes(brg__session_t *self, const void *data, size_t len, bool i
         brg__session_end(self, BRG__END_LOCAL);
         return BRG_ENOMEM;
     }
+    if (!own) {
+        frame->envs = NULL; // a nested frame keeps no envelopes
+        frame->envs_cap = 0;
+    }
     self->in_busy = true;
     int rc = brg__wire_decode(data, len, &self->cfg.limits, frame, &werr);
     if (rc == BRG_OK) {
@@ -1158,10 +1188,12 @@ brg__session_on_bytes(brg__session_t *self, const void *data, size_t len, bool i
         self->stats.bytes_in += len;
         rc = s_fail(self, inbound, werr, "malformed frame");
     }
-    if (own)
+    if (own) {
         self->in_busy = false;
-    else
+        s_grow_kept(self, frame);
+    } else {
         free(frame);
+    }
     return rc;
 }
 

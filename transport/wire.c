@@ -13,10 +13,17 @@
 //  node is valid on the wire, whatever the envelope around it adds.
 //
 //  One function, s_env, reads and checks an envelope. brg__wire_decode runs
-//  it over every envelope of a BATCH before it returns, and
-//  brg__wire_next_env runs it again to hand each one out: the second pass
-//  costs one more walk over the arguments and saves an allocation (a
-//  decoded frame stores no per-envelope offsets).
+//  it over every envelope of a BATCH before it returns (a frame is accepted
+//  or refused whole, so nothing of a malformed frame is ever delivered), and
+//  keeps what it read in the caller's envelope store (frame->envs), so
+//  brg__wire_next_env hands the envelopes out without reading them again.
+//  An envelope past the store's capacity is read a second time by
+//  brg__wire_next_env. The store belongs to the frame's owner and the
+//  decoder never allocates it: an untrusted frame's count cannot make the
+//  decoder allocate, and the owner chooses the memory it spends (a session
+//  grows its store to the batches it has seen, up to a bound; session.c).
+//  Reading each envelope once instead of twice took about a tenth of the
+//  receiving node's CPU per message off remote_stream (docs/PERFORMANCE.md).
 //
 //  Encoding writes msgpack bytes directly (the few forms it needs), minimal
 //  widths except the BATCH's array32 header, which is back-patched with the
@@ -617,7 +624,7 @@ brg__wire_decode(const void *data, size_t len, const brg__wire_limits_t *limits,
     frame->text[0] = '\0';
     frame->data = NULL;
     frame->len = frame->pos = 0;
-    frame->next = 0;
+    frame->next = frame->stored = 0;
     if (len > limits->max_frame)
         return BRG_EPROTO;
     s_cur_t cur = {data, len, 0};
@@ -648,11 +655,16 @@ brg__wire_decode(const void *data, size_t len, const brg__wire_limits_t *limits,
             break;
         size_t max_payload = limits->max_payload < BRG_MSG_MAX ? limits->max_payload : BRG_MSG_MAX;
         frame->count = n - 3;
-        frame->pos = cur.pos;
+        uint32_t keep = frame->count < frame->envs_cap ? frame->count : frame->envs_cap;
         brg__env_t env;
         rc = BRG_OK;
-        for (uint32_t i = 0; i < frame->count && rc == BRG_OK; i++)
-            rc = s_env(&cur, max_payload, &env);
+        for (uint32_t i = 0; i < frame->count && rc == BRG_OK; i++) {
+            if (i == keep)
+                frame->pos = cur.pos; // the first envelope read again by next_env
+            rc = s_env(&cur, max_payload, i < keep ? &frame->envs[i] : &env);
+        }
+        if (rc == BRG_OK)
+            frame->stored = keep;
         break;
     }
     case BRG__FRAME_TICK:
@@ -673,7 +685,7 @@ brg__wire_decode(const void *data, size_t len, const brg__wire_limits_t *limits,
         break;
     }
     if (rc != BRG_OK || cur.pos != len) { // trailing bytes are malformed too
-        frame->count = 0;                 // nothing to walk
+        frame->count = frame->stored = 0; // nothing to walk
         return BRG_EPROTO;
     }
     frame->type = (brg__frame_type_t)type;
@@ -691,6 +703,10 @@ brg__wire_next_env(brg__frame_t *frame, brg__env_t *env)
     assert(frame && env);
     if (frame->type != BRG__FRAME_BATCH || frame->next >= frame->count)
         return BRG_ENODATA;
+    if (frame->next < frame->stored) {
+        *env = frame->envs[frame->next++];
+        return BRG_OK;
+    }
     s_cur_t cur = {frame->data, frame->len, frame->pos};
     // The frame was checked whole by brg__wire_decode: this cannot fail.
     int rc = s_env(&cur, BRG_MSG_MAX, env);

@@ -156,8 +156,17 @@ typedef struct brg__frame {
     char text[BRG__WIRE_TEXT_MAX + 1]; // BYE, ERROR
     const uint8_t *data;               // the frame's bytes (the caller's), any type
     size_t len;                        // (the receiver counts them: bytes_in)
+    //  The caller's store for a BATCH's envelopes (may be NULL, 0): the
+    //  decoder checks every envelope once and keeps the first envs_cap of
+    //  them here, so that brg__wire_next_env hands those out without reading
+    //  them again; the rest it reads again from the bytes. brg__wire_decode
+    //  never allocates, resizes or frees it: the owner of the frame does
+    //  (a session grows it to the batches it receives, wire.c design notes).
+    brg__env_t *envs;
+    uint32_t envs_cap;
     // private: the walk over a BATCH
-    size_t pos;
+    uint32_t stored; // envelopes kept in envs (min(count, envs_cap))
+    size_t pos;      // where envelope `stored` starts
     uint32_t next;
 } brg__frame_t;
 

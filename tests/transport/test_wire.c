@@ -558,6 +558,90 @@ START_TEST(test_wire_every_kind_round_trips_through_a_batch)
 }
 END_TEST
 
+static void
+assert_env_eq(const brg__env_t *a, const brg__env_t *b)
+{
+    ck_assert_int_eq(a->kind, b->kind);
+    ck_assert_int_eq(a->to_is_name, b->to_is_name);
+    ck_assert_uint_eq(a->to_id, b->to_id);
+    ck_assert_ptr_eq(a->to_name, b->to_name);
+    ck_assert_uint_eq(a->to_name_len, b->to_name_len);
+    ck_assert_int_eq(a->has_to_node, b->has_to_node);
+    ck_assert(brg_ref_eq(a->to_ref, b->to_ref));
+    ck_assert_int_eq(a->from_form, b->from_form);
+    ck_assert_uint_eq(a->from_id, b->from_id);
+    ck_assert(brg_ref_eq(a->from_ref, b->from_ref));
+    ck_assert_uint_eq(a->corr, b->corr);
+    ck_assert_ptr_eq(a->tag, b->tag);
+    ck_assert_uint_eq(a->tag_len, b->tag_len);
+    ck_assert_ptr_eq(a->args, b->args);
+    ck_assert_uint_eq(a->args_len, b->args_len);
+    ck_assert_int_eq(a->status, b->status);
+    ck_assert_int_eq(a->trace_flags, b->trace_flags);
+    ck_assert_ptr_eq(a->trace_ids, b->trace_ids);
+}
+
+//  The decoder keeps the envelopes it checked in the caller's store, as many
+//  as fit; next_env hands out exactly what a second read would, whatever the
+//  store's size, also on a second walk from the start; and a frame refused
+//  for its last envelope leaves nothing to walk, though earlier ones were kept.
+START_TEST(test_wire_kept_envelopes_equal_the_ones_read_again)
+{
+    brg__wbuf_t out = {0};
+    ck_assert_int_eq(brg__wire_batch_begin(&out, 9), BRG_OK);
+    enum { N = 40 };
+    for (int i = 0; i < N; i++) {
+        const kind_case_t c = {BRG__MSG_USER, BRG__WK_SEND,
+                               i % 3 ? s_ref(s_peer, 7 + (uint64_t)i) : s_ref(s_third, 12),
+                               (uint64_t)i % 5, 0};
+        brg_msg_t *m = build_msg(&c);
+        ck_assert_int_eq(brg__wire_batch_add(&out, s_peer, s_ref(s_here, 100 + (uint64_t)i),
+                                             i % 4 ? NULL : "kept.name", m),
+                         BRG_OK);
+        brg__msg_free(m);
+    }
+    ck_assert_int_eq(brg__wire_batch_end(&out), BRG_OK);
+    brg__wire_limits_t limits = s_limits();
+    int werr;
+    static brg__frame_t plain, kept;
+    ck_assert_int_eq(brg__wire_decode(out.data, out.size, &limits, &plain, &werr), BRG_OK);
+    ck_assert_uint_eq(plain.stored, 0);
+    brg__env_t ref[N], env;
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(brg__wire_next_env(&plain, &ref[i]), BRG_OK);
+    static brg__env_t store[64];
+    const uint32_t caps[] = {1, 5, N - 1, N, 64};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        kept.envs = store;
+        kept.envs_cap = caps[c];
+        ck_assert_int_eq(brg__wire_decode(out.data, out.size, &limits, &kept, &werr), BRG_OK);
+        ck_assert_uint_eq(kept.stored, caps[c] < N ? caps[c] : N);
+        size_t pos = kept.pos;
+        for (int walk = 0; walk < 2; walk++) {
+            kept.pos = pos; // a second walk from the start (a client's frame)
+            kept.next = 0;
+            for (int i = 0; i < N; i++) {
+                ck_assert_int_eq(brg__wire_next_env(&kept, &env), BRG_OK);
+                assert_env_eq(&ref[i], &env);
+            }
+            ck_assert_int_eq(brg__wire_next_env(&kept, &env), BRG_ENODATA);
+        }
+    }
+    // The last envelope's tag cut to an invalid byte: refused whole.
+    uint8_t *bad = malloc(out.size);
+    memcpy(bad, out.data, out.size);
+    size_t at = (size_t)(ref[N - 1].tag - (const char *)out.data);
+    bad[at] = 0xff;
+    kept.envs_cap = 64;
+    ck_assert_int_eq(brg__wire_decode(bad, out.size, &limits, &kept, &werr), BRG_EPROTO);
+    ck_assert_uint_eq(kept.stored, 0);
+    ck_assert_uint_eq(kept.count, 0);
+    ck_assert_int_eq(brg__wire_next_env(&kept, &env), BRG_ENODATA);
+    free(bad);
+    brg__wbuf_free(&out);
+}
+END_TEST
+
 START_TEST(test_wire_refs_in_payloads_survive_the_trip)
 {
     brg_msg_t *msg = brg_msg_new("refs");
@@ -1696,6 +1780,12 @@ s_fuzz(uint64_t seed, long iterations)
         uint8_t *exact = malloc(len ? len : 1);
         memcpy(exact, work, len);
         int werr = -1;
+        // A store of none, a few or many envelopes: s_check_accepted
+        // compares the walk with a frame read from the bytes alone.
+        static brg__env_t store[64];
+        static const uint32_t caps[] = {0, 1, 3, 64};
+        frame.envs = store;
+        frame.envs_cap = caps[s_rand(&rng) % 4];
         int rc = brg__wire_decode(exact, len, &limits, &frame, &werr);
         if (rc == BRG_OK) {
             ck_assert_int_eq(werr, 0);
@@ -1948,6 +2038,7 @@ wire_suite(void)
     tcase_add_test(tc, test_wire_probe_and_standby_features);
     tcase_add_test(tc, test_wire_tick_bye_error_round_trip);
     tcase_add_test(tc, test_wire_every_kind_round_trips_through_a_batch);
+    tcase_add_test(tc, test_wire_kept_envelopes_equal_the_ones_read_again);
     tcase_add_test(tc, test_wire_refs_in_payloads_survive_the_trip);
     tcase_add_test(tc, test_wire_targets_by_id_name_and_ref);
     tcase_add_test(tc, test_wire_kind_maps);
