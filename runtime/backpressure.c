@@ -19,6 +19,20 @@
 //  then reads the word (seq_cst); a running receiver looks at WAITERS at
 //  every batch end; its death's RMW sets CLOSED and sees WAITERS.
 //
+//  Gates. A transport's congested peer (remote.h, "Busy peers") is a
+//  receiver too: its key in the table is BRG__BP_GATE_KEY(gate), which no
+//  actor id can be. The sender's send notes it (brg__mailbox_note_gate), the
+//  activation ends after that call as for a congested actor, and
+//  brg__bp_suspend_gate puts the sender in the table and then, still under
+//  bp_lock, asks the transport (ops->gate_wait) to record a waiter and say
+//  whether the peer is still over its low-water mark; if not, the sender
+//  is taken out again and runs on. No lost hand-back: the transport records
+//  the waiter (seq_cst RMW) before it reads the level (seq_cst), and after
+//  every drop of the level it reads the waiter (seq_cst) and opens the gate
+//  (brg__bp_wake_id with the gate's key), which takes bp_lock, so after the
+//  registration. Nothing waits for a gate's sender in the table (a gate is
+//  no actor), and the gate opens whatever actors do: no cycle.
+//
 //  The senders' side (the count in each mailbox's bp word, the estimate a
 //  push makes, the frame that remembers a congested receiver, and the
 //  suspension after the behaviour call) is in mailbox.c, "Backpressure".
@@ -33,6 +47,44 @@ s_bp_bucket(uint64_t receiver_id)
     return (uint32_t)(receiver_id ^ (receiver_id >> 32)) & (BRG__BP_BUCKETS - 1);
 }
 
+static void s_bp_unlink(brg__sched_t *self, brg__actor_t **pp, brg__actor_t *actor);
+
+//  No cycle of suspended actors: one that others wait for keeps running (it
+//  must drain for them), so an edge is added only from an actor nobody waits
+//  for, and no path can lead back to it. bp_lock held.
+static bool
+s_bp_waited_for(brg__sched_t *self, const brg__actor_t *sender)
+{
+    for (brg__actor_t *a = self->bp_bucket[s_bp_bucket(sender->id)]; a; a = a->ext->bp_next)
+        if (a->ext->bp_on == sender->id)
+            return true;
+    return false;
+}
+
+//  Mark sender SUSPENDED and put it in the table under key (bp_lock held).
+//  Refused (false) with a stop or kill pushed to it: its pusher sees
+//  SUSPENDED and resumes it (brg__actor_push), or it sees URGENT and stays.
+static bool
+s_bp_insert(brg__sched_t *self, brg__actor_t *sender, brg__actor_ext_t *ext, uint64_t key)
+{
+    uint32_t sw = atomic_fetch_or_explicit(&sender->bp, BRG__BP_SUSPENDED, memory_order_acq_rel);
+    if (sw & BRG__BP_URGENT) {
+        atomic_fetch_and_explicit(&sender->bp, ~BRG__BP_SUSPENDED, memory_order_relaxed);
+        return false;
+    }
+    uint32_t b = s_bp_bucket(key);
+    ext->bp_on = key;
+    ext->bp_next = self->bp_bucket[b];
+    self->bp_bucket[b] = sender;
+    // Relaxed: statistics, written under bp_lock.
+    atomic_store_explicit(&self->bp_n, atomic_load_explicit(&self->bp_n, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&self->bp_total,
+                          atomic_load_explicit(&self->bp_total, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    return true;
+}
+
 bool
 brg__bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver)
 {
@@ -45,12 +97,8 @@ brg__bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver
         return false; // out of memory: the sender is simply not held back
     uint32_t low = (uint32_t)self->sys->cfg.mailbox_high_water / 2;
     pthread_mutex_lock(&self->bp_lock);
-    // No cycle of suspended actors: one that others wait for keeps running
-    // (it must drain for them), so an edge is added only from an actor
-    // nobody waits for, and no path can lead back to it.
-    for (brg__actor_t *a = self->bp_bucket[s_bp_bucket(sender->id)]; a; a = a->ext->bp_next)
-        if (a->ext->bp_on == sender->id)
-            goto refuse;
+    if (s_bp_waited_for(self, sender))
+        goto refuse;
     // One RMW on the receiver's word, in its total order with the
     // receiver's drain (fetch_sub) and death (fetch_or CLOSED): either they
     // come after it and see WAITERS (and wake us, after our unlock), or it
@@ -70,29 +118,43 @@ brg__bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver
                    BRG__BP_COUNT(rw) + (head != BRG__MB_RUNNING);
     if (len <= low)
         goto refuse;
-    // Likewise with a stop or kill pushed to us (brg__actor_push): its
-    // pusher sees SUSPENDED and resumes us, or we see URGENT and stay.
-    uint32_t sw = atomic_fetch_or_explicit(&sender->bp, BRG__BP_SUSPENDED, memory_order_acq_rel);
-    if (sw & BRG__BP_URGENT) {
-        atomic_fetch_and_explicit(&sender->bp, ~BRG__BP_SUSPENDED, memory_order_relaxed);
+    if (!s_bp_insert(self, sender, ext, receiver->id))
         goto refuse;
-    }
-    uint32_t b = s_bp_bucket(receiver->id);
-    ext->bp_on = receiver->id;
-    ext->bp_next = self->bp_bucket[b];
-    self->bp_bucket[b] = sender;
-    // Relaxed: statistics, written under bp_lock.
-    atomic_store_explicit(&self->bp_n, atomic_load_explicit(&self->bp_n, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-    atomic_store_explicit(&self->bp_total,
-                          atomic_load_explicit(&self->bp_total, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
     // The unlock publishes the sender's state to whoever hands it back.
     pthread_mutex_unlock(&self->bp_lock);
     return true;
 refuse:
     pthread_mutex_unlock(&self->bp_lock);
     return false;
+}
+
+bool
+brg__bp_suspend_gate(brg__sched_t *self, brg__actor_t *sender, uint32_t gate,
+                     bool (*wait)(void *arg, uint32_t gate), void *arg)
+{
+    brg__actor_ext_t *ext = brg__actor_ext(sender); // ours: we run it
+    if (!ext)
+        return false;
+    pthread_mutex_lock(&self->bp_lock);
+    bool ok =
+        !s_bp_waited_for(self, sender) && s_bp_insert(self, sender, ext, BRG__BP_GATE_KEY(gate));
+    // The transport's half of the Dekker pair (remote.h, gate_wait): it
+    // records a waiter, then looks at the gate; whoever opens the gate after
+    // that record takes bp_lock to hand us back, so after our unlock.
+    if (ok && !wait(arg, gate)) {
+        brg__actor_t **pp = &self->bp_bucket[s_bp_bucket(BRG__BP_GATE_KEY(gate))];
+        while (*pp != sender)
+            pp = &(*pp)->ext->bp_next;
+        s_bp_unlink(self, pp, sender);
+        ext->bp_next = NULL;
+        // Not a suspension after all: the count is of real ones.
+        atomic_store_explicit(&self->bp_total,
+                              atomic_load_explicit(&self->bp_total, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+        ok = false;
+    }
+    pthread_mutex_unlock(&self->bp_lock);
+    return ok;
 }
 
 //  Take actor out of the table (bp_lock held, actor suspended).

@@ -22,6 +22,19 @@
 //  by a reference.
 bool brg__bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver);
 
+//  Suspend sender on a transport's gate (remote.h, "Busy peers"): under
+//  the bp lock, wait(arg, gate) records a waiter on the gate and says
+//  whether it is still congested; refused (false, sender still ours) if it
+//  is not, if others wait for sender, or with a stop or kill pending.
+//  Handed back by brg__bp_wake_id(BRG__BP_GATE_KEY(gate)) or brg__bp_resume.
+//  Thread: the one running sender, after its behaviour call.
+bool brg__bp_suspend_gate(brg__sched_t *self, brg__actor_t *sender, uint32_t gate,
+                          bool (*wait)(void *arg, uint32_t gate), void *arg);
+
+//  brg__bp_suspend_gate with the system's transport (remote.c): refused
+//  without one, without ops->gate_wait, or once its shutdown has begun.
+bool brg__remote_gate_suspend(brg_system_t *sys, brg__actor_t *actor, uint32_t gate);
+
 //  Hand back every sender suspended on receiver, to the back of the calling
 //  worker's ring (the receiver's worker: the senders run beside it).
 //  Thread: the one running receiver (it drained to the low-water mark, or died).

@@ -158,6 +158,16 @@ s_bp_note(brg__actor_t *actor)
     atomic_fetch_or_explicit(&running->bp, BRG__BP_URGENT, memory_order_relaxed);
 }
 
+void
+brg__mailbox_note_gate(brg_system_t *sys, uint32_t gate)
+{
+    brg__actor_t *running = brg__bp_running;
+    if (running == NULL || running->sys != sys || brg__bp_target != 0)
+        return; // one target per call: the first congestion it met
+    brg__bp_target = BRG__BP_GATE_KEY(gate);
+    atomic_fetch_or_explicit(&running->bp, BRG__BP_URGENT, memory_order_relaxed);
+}
+
 //  A stack of messages (not NULL, RUNNING or DEAD).
 static inline bool
 s_is_stack(const brg_msg_t *top)
@@ -476,6 +486,8 @@ brg__mailbox_bp_suspend(brg__actor_t *actor)
         return false;
     // Senders may register on us while we wait: they read this.
     atomic_store_explicit(&actor->bp_pub, actor->queued, memory_order_relaxed);
+    if (BRG__BP_IS_GATE(id))
+        return brg__remote_gate_suspend(sys, actor, BRG__BP_GATE_OF(id));
     // A counted reference: the receiver may have died since the send.
     brg__actor_t *receiver = brg__actor_acquire(sys, id);
     if (!receiver)

@@ -125,6 +125,20 @@ int brg__actor_push_deferred(brg__actor_t *actor, brg_msg_t *msg, bool *runnable
 extern _Thread_local brg__actor_t *brg__bp_running __attribute__((tls_model("initial-exec")));
 extern _Thread_local uint64_t brg__bp_target __attribute__((tls_model("initial-exec")));
 
+//  A target that is not an actor: a transport's gate (a congested peer,
+//  remote.h brg__remote_note_busy), in a key no actor id can have (its slot
+//  half is all ones; slots stay under 2^31, system.c's max_actors bound).
+#define BRG__BP_GATE_SLOT 0xffffffffu
+#define BRG__BP_GATE_KEY(gate) (((uint64_t)(gate) << 32) | BRG__BP_GATE_SLOT)
+#define BRG__BP_IS_GATE(key) (((key)&0xffffffffu) == BRG__BP_GATE_SLOT)
+#define BRG__BP_GATE_OF(key) ((uint32_t)((key) >> 32))
+
+//  Note that the running activation sent to a congested gate: it is
+//  suspended on the gate after its behaviour call, as on a congested
+//  receiver. Not for a thread that runs no activation of sys, nor inside a
+//  call that already noted a target. Thread: any (a sender inside ops->send).
+void brg__mailbox_note_gate(brg_system_t *sys, uint32_t gate);
+
 //  Move a stack taken from head (newest first, ending at NULL or RUNNING)
 //  into the actor's private FIFO lists, restoring send order; system kinds
 //  (stop, kill, ask timeout) go to the system lane. Returns how many.

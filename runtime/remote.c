@@ -134,6 +134,28 @@ brg__remote_send(brg_system_t *sys, brg_ref_t to, const char *name, brg_msg_t *m
     return BRG_ENETWORK;
 }
 
+void
+brg__remote_note_busy(brg_system_t *sys, uint32_t gate)
+{
+    brg__mailbox_note_gate(sys, gate);
+}
+
+void
+brg__remote_gate_open(brg_system_t *sys, uint32_t gate)
+{
+    brg__bp_wake_id(sys->sched, BRG__BP_GATE_KEY(gate));
+}
+
+bool
+brg__remote_gate_suspend(brg_system_t *sys, brg__actor_t *actor, uint32_t gate)
+{
+    const brg__remote_ops_t *ops = atomic_load_explicit(&sys->remote_ops, memory_order_acquire);
+    if (ops == NULL || ops->gate_wait == NULL ||
+        atomic_load_explicit(&sys->remote_closed, memory_order_relaxed))
+        return false;
+    return brg__bp_suspend_gate(sys->sched, actor, gate, ops->gate_wait, sys->remote_arg);
+}
+
 static bool
 s_name_ok(const char *name)
 {

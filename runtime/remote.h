@@ -63,7 +63,31 @@ typedef struct brg__remote_ops {
     void (*shutdown)(void *arg);
     //  Free the transport.
     void (*destroy)(void *arg);
+    //  Busy peers (may be NULL: senders are never held back). An actor
+    //  whose send went to a congested gate (brg__remote_note_busy) is about
+    //  to be suspended on it: record a waiter on the gate with a seq_cst RMW,
+    //  then say with a seq_cst load whether the gate is still congested.
+    //  The transport, after any change that leaves the gate uncongested
+    //  (a seq_cst RMW), looks for a recorded waiter (a seq_cst load) and
+    //  then opens the gate (brg__remote_gate_open): so either it sees the
+    //  waiter, or the waiter sees the gate open and is not suspended.
+    //  Called under the runtime's bp lock: it must take no lock and never
+    //  call back into the runtime.
+    bool (*gate_wait)(void *arg, uint32_t gate);
 } brg__remote_ops_t;
+
+//  Busy peers, as Erlang's busy distribution port (dist_buf_busy_limit):
+//  a transport that finds a peer's outbound queue over its busy mark while
+//  an actor sends to it calls brg__remote_note_busy from ops->send; the
+//  actor's activation then ends after that behaviour call and the actor is
+//  suspended on the gate (backpressure, ARCHITECTURE section 6) until the
+//  transport opens it (brg__remote_gate_open), or a stop or kill comes. A
+//  send from outside any actor (a thread of the caller's, a blocking call)
+//  is never held back: it meets the hard budget (BRG_EBUSY) instead. Gates
+//  are the transport's numbers, 1..2^32-1, unique within the system.
+//  note: thread: the sender's, inside ops->send. open: thread: any.
+void brg__remote_note_busy(brg_system_t *sys, uint32_t gate);
+void brg__remote_gate_open(brg_system_t *sys, uint32_t gate);
 
 //  The one send path for a name on another node (brg_send_named_at,
 //  brg_ask_named_at): ops->send with the name, or a dead letter

@@ -76,6 +76,7 @@ brg_node_config_init(brg_node_config_t *cfg)
     cfg->handshake_ms = 5000;
     cfg->reconnect_max_ms = 30000;
     cfg->peer_queue_bytes = 64u * 1024 * 1024;
+    cfg->peer_busy_bytes = 1024u * 1024;
     cfg->max_frame = 16u * 1024 * 1024 + 64u * 1024;
     cfg->mesh = true;
     cfg->io_on_worker = true;
@@ -494,6 +495,13 @@ s_ops_send(void *arg, brg_ref_t to, const char *to_name, brg_msg_t **msg_p)
     return brg__io_send(self->io, to, to_name, msg_p);
 }
 
+static bool
+s_ops_gate_wait(void *arg, uint32_t gate)
+{
+    brg_node_t *self = arg;
+    return brg__io_gate_wait(self->io, gate);
+}
+
 static void
 s_ops_shutdown(void *arg)
 {
@@ -528,6 +536,7 @@ static const brg__remote_ops_t s_ops = {
     .send = s_ops_send,
     .shutdown = s_ops_shutdown,
     .destroy = s_ops_destroy,
+    .gate_wait = s_ops_gate_wait,
 };
 
 //  ---------------------------------------------------------------------------

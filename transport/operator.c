@@ -86,6 +86,7 @@ brg__operator_add_counters(brg_msg_t *m, const brg_node_stats_t *st)
         {"bytes_in", st->bytes_in},
         {"bytes_out", st->bytes_out},
         {"dropped_busy", st->dropped_busy},
+        {"busy_waits", st->busy_waits},
         {"dropped_unreachable", st->dropped_unreachable},
         {"dead_on_session_end", st->dead_on_session_end},
         {"lost_in_flight", st->lost_in_flight},

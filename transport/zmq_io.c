@@ -137,6 +137,20 @@
 //  it and the frames after it, stops feeding the session, and polls the
 //  outbox for POLLOUT: messages wait in the peer's backlog, so the budget
 //  fills and senders learn it.
+//  Busy peers (runtime/remote.h, as Erlang's busy distribution port): long
+//  before the budget, an actor whose user send finds more than
+//  peer_busy_bytes queued for the peer (default 1 MiB) is suspended after
+//  that behaviour call on the peer's gate (brg__remote_note_busy): its sends
+//  all succeed, its worker runs other actors, and it runs again when this
+//  thread has drained the peer to half the mark (s_unqueue opens the gate)
+//  or dead-lettered its queue (the node was lost, or shut down). So a stream
+//  keeps at most the mark plus one behaviour call's sends per sender queued,
+//  where it used to run up to the 64 MiB budget ahead: about 170 MB of
+//  messages and queue entries, page faults and cache misses on both sides
+//  (remote_stream went from 0.6x to about 1x raw ZeroMQ; docs/PERFORMANCE.md).
+//  A peer's gate number is its table slot + 1 with a serial above it
+//  (S_GATE_SLOT_BITS), so brg__io_gate_wait finds the peer in O(1) and a
+//  retired peer's gate is never mistaken for its slot's next tenant.
 //
 //  Session callbacks are synchronous (session.h): a session never frees
 //  itself, and this thread never destroys a session from inside one of its
@@ -145,7 +159,14 @@
 //  Synchronization with other threads:
 //    peer table slots    written here (release), read by senders (acquire)
 //    peer->state         written here (release), read by senders (acquire)
-//    peer->queued_bytes  relaxed RMWs by senders and here (a budget, orders nothing)
+//    peer->queued_bytes  relaxed increments by senders (a budget); the
+//                        decrements (s_unqueue) are seq_cst RMWs, each
+//                        followed by a seq_cst load of gate_waiters: the
+//                        Dekker pair with brg__io_gate_wait, which stores
+//                        gate_waiters then loads queued_bytes (seq_cst), so
+//                        a suspended sender is always seen and woken
+//    peer->gate_waiters  set by a sender being suspended (under the runtime's
+//                        bp lock), cleared by whoever opens the gate
 //    counters (atomics)  relaxed: they only count
 //    io->lock            guards the waiters of brg_node_connect, the
 //                        published stats and the started flag; no other
@@ -186,7 +207,10 @@
 //  it, inserts reuse it. Never dereferenced.
 #define S_TOMB ((brg__peer_t *)(uintptr_t)1)
 #define S_ENV_OVERHEAD 64 // bytes a message's envelope adds to its payload, for the budget
-#define S_RECV_BURST 64   // inbound frames read per socket per turn (up to 64 Ki messages)
+//  A peer's busy gate: its table slot + 1 in the low bits (12: S_TABLE_SIZE
+//  is 2^11), which peer of that slot above them (s_gate_wait).
+#define S_GATE_SLOT_BITS 12
+#define S_RECV_BURST 64 // inbound frames read per socket per turn (up to 64 Ki messages)
 #define S_BACKOFF_MIN_MS 100
 #define S_BACKOFF_RESET_NS (30ull * 1000000000ull)
 #define S_SHUTDOWN_LINGER_MS 1000
@@ -227,6 +251,8 @@ typedef struct brg__peer {
     char name[BRG__WIRE_NAME_MAX + 1]; // its name from its first HELLO (immutable)
     _Atomic int state;                 // S_PEER_*: written here, read by senders
     _Atomic size_t queued_bytes;       // budget: senders add, this thread subtracts
+    uint32_t gate;                     // its busy gate (s_gate_of; immutable once published)
+    _Atomic uint32_t gate_waiters;     // a sender may be suspended on the gate (s_gate_wait)
     _Atomic uint32_t epoch;            // sessions ended so far: written here, read by senders
     //  For operators (brg__io_peer_stats), relaxed: they only count.
     _Atomic bool client_pub;       // client (below), for other threads (written here)
@@ -449,6 +475,9 @@ struct brg__io {
     uint32_t npeers;                // live entries of the table; I/O thread only
     brg__peer_t *retired_peers;     // client peers taken out of the table; freed at destroy
     _Atomic uint64_t retired_count; // how many: written here, relaxed (a count)
+    uint32_t gate_serial;           // peers added so far (s_peer_add; their gates)
+    size_t busy_low;                // a busy peer's gate opens at or under this (busy/2)
+    _Atomic uint64_t busy_waits;    // senders suspended on busy peers (s_gate_wait)
 
     // Security (PROTOCOL.md section 22). curve and cert are written before
     // the thread starts and immutable after; keys has its own lock.
@@ -807,6 +836,21 @@ s_slot_of(uint64_t hi, uint64_t lo)
     return (uint32_t)(h >> 40) & (S_TABLE_SIZE - 1);
 }
 
+//  Busy peers (design notes, "Backpressure"). A message left a peer's
+//  budget (encoded, or dead-lettered): once the budget is at or under the
+//  low-water mark, the senders suspended on the peer's gate go back to work.
+//  Seq_cst RMW, then seq_cst load of gate_waiters: the Dekker pair with
+//  s_gate_wait (store gate_waiters, load queued_bytes), remote.h. Any thread
+//  that runs the I/O (this one, or worker 0's turn).
+static inline void
+s_unqueue(brg__io_t *self, brg__peer_t *p, size_t bytes)
+{
+    size_t left = atomic_fetch_sub_explicit(&p->queued_bytes, bytes, memory_order_seq_cst) - bytes;
+    if (left <= self->busy_low && atomic_load_explicit(&p->gate_waiters, memory_order_seq_cst) &&
+        atomic_exchange_explicit(&p->gate_waiters, 0, memory_order_relaxed))
+        brg__remote_gate_open(self->sys, p->gate);
+}
+
 static brg__peer_t *
 s_peer_find(brg__io_t *self, uint64_t hi, uint64_t lo)
 {
@@ -838,6 +882,7 @@ s_peer_add(brg__io_t *self, uint64_t hi, uint64_t lo, const char *name)
     p->hi = hi;
     p->lo = lo;
     snprintf(p->name, sizeof p->name, "%s", name);
+    atomic_init(&p->gate_waiters, 0);
     atomic_init(&p->state, S_PEER_DOWN);
     atomic_init(&p->queued_bytes, 0);
     // The first free or retired slot of the probe sequence (there is one:
@@ -849,6 +894,8 @@ s_peer_add(brg__io_t *self, uint64_t hi, uint64_t lo, const char *name)
             break;
         i = (i + 1) & (S_TABLE_SIZE - 1);
     }
+    // The slot says where the peer is, the serial which peer of that slot.
+    p->gate = (++self->gate_serial << S_GATE_SLOT_BITS) | (i + 1);
     // Release: publishes the peer's fields; pairs with s_peer_find's acquire.
     atomic_store_explicit(&self->table[i], p, memory_order_release);
     self->npeers++;
@@ -1515,7 +1562,7 @@ s_dead_letter_backlog(brg__io_t *self, brg__peer_t *p, brg_dead_reason_t reason)
     while (p->bl_head != NULL) {
         s_item_t *it = p->bl_head;
         p->bl_head = it->next;
-        atomic_fetch_sub_explicit(&p->queued_bytes, it->bytes, memory_order_relaxed);
+        s_unqueue(self, p, it->bytes);
         atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
         brg__remote_dead_letter(self->sys, it->to, it->msg, reason, BRG_ENETWORK);
         s_item_free(it);
@@ -3094,7 +3141,7 @@ static void
 s_push(brg__io_t *self, s_conn_t *conn, s_item_t *it)
 {
     brg__peer_t *p = it->peer;
-    atomic_fetch_sub_explicit(&p->queued_bytes, it->bytes, memory_order_relaxed);
+    s_unqueue(self, p, it->bytes);
     int rc = brg__session_push(conn->sess, it->to, it->name[0] ? it->name : NULL, &it->msg);
     if (rc == BRG_ENETWORK) {
         atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
@@ -3143,7 +3190,7 @@ s_on_msg(brg__io_t *self, s_item_t *it)
         atomic_load_explicit(&p->state, memory_order_relaxed) == S_PEER_DOWN) {
         // Accepted while the peer was up or connecting; its session ended
         // before the message left.
-        atomic_fetch_sub_explicit(&p->queued_bytes, it->bytes, memory_order_relaxed);
+        s_unqueue(self, p, it->bytes);
         atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
         brg__remote_dead_letter(self->sys, it->to, it->msg, BRG_DEAD_REMOTE_DOWN, BRG_ENETWORK);
         s_item_free(it);
@@ -3323,6 +3370,7 @@ s_publish_stats(brg__io_t *self)
     s.bytes_in = sum.bytes_in;
     s.bytes_out = sum.bytes_out;
     s.dropped_busy = atomic_load_explicit(&self->dropped_busy, memory_order_relaxed);
+    s.busy_waits = atomic_load_explicit(&self->busy_waits, memory_order_relaxed);
     s.dropped_unreachable = atomic_load_explicit(&self->dropped_unreachable, memory_order_relaxed);
     s.dead_on_session_end =
         sum.dead_on_end + atomic_load_explicit(&self->dead_on_end, memory_order_relaxed);
@@ -3493,7 +3541,7 @@ s_stop_all(brg__io_t *self)
             s_item_t *it = (s_item_t *)n;
             n = n->next;
             if (it->type == S_ITEM_MSG) {
-                atomic_fetch_sub_explicit(&it->peer->queued_bytes, it->bytes, memory_order_relaxed);
+                s_unqueue(self, it->peer, it->bytes);
                 atomic_fetch_add_explicit(&self->dead_on_end, 1, memory_order_relaxed);
                 brg__remote_dead_letter(self->sys, it->to, it->msg, BRG_DEAD_SHUTDOWN, BRG_ECLOSED);
             }
@@ -3915,6 +3963,9 @@ brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn
     self->event_fn = fn;
     self->event_arg = arg;
     self->cfg = *cfg;
+    if (self->cfg.peer_busy_bytes > self->cfg.peer_queue_bytes)
+        self->cfg.peer_busy_bytes = self->cfg.peer_queue_bytes; // node.h: at most the budget
+    self->busy_low = self->cfg.peer_busy_bytes / 2;
     snprintf(self->name, sizeof self->name, "%s", cfg->name);
     snprintf(self->cluster, sizeof self->cluster, "%s", cfg->cluster);
     self->cfg.name = self->name;
@@ -4124,8 +4175,10 @@ brg__io_send(brg__io_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg
         it = brg__msg_block_alloc();
     if (it == NULL) {
         // Over the budget (or out of memory for the queue entry, which is
-        // the same condition for the sender: no room now, try later).
-        atomic_fetch_sub_explicit(&p->queued_bytes, bytes, memory_order_relaxed);
+        // the same condition for the sender: no room now, try later). A
+        // sender that met the budget with this message on it may be waiting
+        // for the gate: taken off, it may be open now.
+        s_unqueue(self, p, bytes);
         atomic_fetch_add_explicit(&self->dropped_busy, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&p->dropped_busy, 1, memory_order_relaxed);
         brg__remote_dead_letter(self->sys, to, msg, BRG_DEAD_REMOTE_BUSY, BRG_EBUSY);
@@ -4141,7 +4194,30 @@ brg__io_send(brg__io_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg
     it->waiter = 0;
     memcpy(it->name, to_name != NULL ? to_name : "", name_len + 1);
     s_push_item(self, it);
+    // Busy (design notes, "Backpressure"): an actor that sends a user
+    // message past the busy mark is suspended after this behaviour call
+    // until the peer drains to half of it.
+    if (user && old + bytes > self->cfg.peer_busy_bytes && self->cfg.peer_busy_bytes != 0)
+        brg__remote_note_busy(self->sys, p->gate);
     return BRG_OK;
+}
+
+bool
+brg__io_gate_wait(brg__io_t *self, uint32_t gate)
+{
+    uint32_t slot = (gate & ((1u << S_GATE_SLOT_BITS) - 1)) - 1;
+    if (slot >= S_TABLE_SIZE)
+        return false;
+    // Acquire: p->gate was written before the release store of s_peer_add.
+    brg__peer_t *p = atomic_load_explicit(&self->table[slot], memory_order_acquire);
+    if (p == NULL || p == S_TOMB || p->gate != gate)
+        return false; // retired: whatever it had queued is dead-lettered already
+    // The waiter, then the level, both seq_cst: s_unqueue's pair.
+    atomic_exchange_explicit(&p->gate_waiters, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&p->queued_bytes, memory_order_seq_cst) <= self->busy_low)
+        return false;
+    atomic_fetch_add_explicit(&self->busy_waits, 1, memory_order_relaxed);
+    return true;
 }
 
 int

@@ -50,6 +50,13 @@ void brg__io_destroy(brg__io_t **self_p);
 //  BRG_DEAD_REMOTE_DOWN). Never blocks. Thread: any.
 int brg__io_send(brg__io_t *self, brg_ref_t to, const char *to_name, brg_msg_t **msg_p);
 
+//  The remote ops' gate_wait (runtime/remote.h, "Busy peers"): a sender is
+//  about to be suspended on a peer's gate; record it and say whether the
+//  peer is still over the low-water mark (half of peer_busy_bytes). false
+//  for a peer that is gone. Takes no lock. Thread: any (a worker, under the
+//  runtime's bp lock).
+bool brg__io_gate_wait(brg__io_t *self, uint32_t gate);
+
 //  As brg_node_endpoint, brg_node_connect, brg_node_disconnect,
 //  brg_node_find and brg_node_peers (node.h).
 int brg__io_endpoint(brg__io_t *self, int i, char *buf, size_t len);

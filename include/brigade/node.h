@@ -83,7 +83,16 @@ typedef struct brg_node_config {
     uint32_t handshake_ms;     // connect + HELLO without WELCOME (default 5000)
     uint32_t reconnect_max_ms; // backoff ceiling for seeds (default 30000)
     size_t peer_queue_bytes;   // outbound budget per peer (default 64 MiB)
-    size_t max_frame;          // largest inbound frame (default 16 MiB + 64 KiB)
+    //  Busy mark per peer (default 1 MiB; 0: off; a larger value than
+    //  peer_queue_bytes acts as peer_queue_bytes),
+    //  as Erlang's dist_buf_busy_limit: an actor whose send finds more than
+    //  this queued for the peer is suspended after that behaviour call
+    //  (its worker runs other actors) until the peer's queue drains to half
+    //  of it, or the peer is lost. Its sends all succeed meanwhile; only
+    //  senders outside actors (other threads, blocking calls) meet the hard
+    //  budget peer_queue_bytes and BRG_EBUSY. docs/PROTOCOL.md section 21.
+    size_t peer_busy_bytes;
+    size_t max_frame; // largest inbound frame (default 16 MiB + 64 KiB)
     //  Security (docs/PROTOCOL.md section 22). Every tcp:// endpoint, bound
     //  or dialed, uses CURVE: encrypted, and only keys on the allow-list get
     //  in. ipc:// and inproc:// stay plain (the file system's permissions
@@ -333,6 +342,7 @@ typedef struct brg_node_stats {
     uint64_t sessions_started, sessions_ended;
     uint64_t frames_in, frames_out, msgs_in, msgs_out, bytes_in, bytes_out;
     uint64_t dropped_busy;        // sends refused past peer_queue_bytes
+    uint64_t busy_waits;          // actors suspended on a peer past peer_busy_bytes
     uint64_t dropped_unreachable; // sends to unknown or down nodes
     uint64_t dead_on_session_end; // queued, never sent, when a session ended
     uint64_t lost_in_flight;      // sent, never acked, when a session ended

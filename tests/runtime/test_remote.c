@@ -8,6 +8,7 @@
 //  (brg__remote_dead_letter).
 #include "test_util.h"
 
+#include "runtime/backpressure.h"
 #include "runtime/msg.h"
 #include "runtime/remote.h"
 #include "runtime/system.h"
@@ -43,7 +44,17 @@ typedef struct {
     atomic_int sends_at_shutdown;    // ops->send calls before shutdown
     atomic_int send_in_shutdown_rc;  // what a brg_system_send from shutdown returned
     atomic_ullong last_corr;         // the corr of the last request sent
+    //  The busy gate (remote.h, "Busy peers"): while gate_busy, a user send
+    //  notes gate S_GATE busy; gate_wait records a waiter and answers
+    //  gate_busy (or "open" with gate_says_open: the race where the gate
+    //  opened between the send and the suspension).
+    atomic_int gate_busy;
+    atomic_int gate_waiters;
+    atomic_int gate_waits; // gate_wait calls
+    atomic_bool gate_says_open;
 } s_end_t;
+
+#define S_GATE 7u
 
 static s_end_t s_ends[2];
 static atomic_bool s_up[2]; // end i's system takes deliveries
@@ -69,6 +80,7 @@ s_send(void *arg, brg_ref_t to, const char *name, brg_msg_t **msg_p)
     *msg_p = NULL;
     atomic_fetch_add(&e->sends, 1);
     atomic_fetch_add(&e->kinds[msg->kind & 15], 1);
+    bool note_busy = s_is_user_lane(msg) && atomic_load(&e->gate_busy);
     if (msg->kind == BRG__MSG_USER && msg->corr)
         atomic_store(&e->last_corr, msg->corr);
     int fail = atomic_load(&e->fail);
@@ -99,7 +111,28 @@ s_send(void *arg, brg_ref_t to, const char *name, brg_msg_t **msg_p)
     entry->msg = copy;
     pthread_cond_signal(&e->cond);
     pthread_mutex_unlock(&e->lock);
+    if (note_busy)
+        brg__remote_note_busy(e->sys, S_GATE);
     return BRG_OK;
+}
+
+static bool
+s_gate_wait(void *arg, uint32_t gate)
+{
+    s_end_t *e = arg;
+    ck_assert_uint_eq(gate, S_GATE);
+    atomic_fetch_add(&e->gate_waits, 1);
+    atomic_exchange(&e->gate_waiters, 1); // seq_cst RMW, then a seq_cst load
+    return !atomic_load(&e->gate_says_open) && atomic_load(&e->gate_busy);
+}
+
+//  The gate is no longer busy: open it for a recorded waiter.
+static void
+s_gate_release(s_end_t *e)
+{
+    atomic_exchange(&e->gate_busy, 0);
+    if (atomic_exchange(&e->gate_waiters, 0))
+        brg__remote_gate_open(e->sys, S_GATE);
 }
 
 //  The I/O thread of one end: everything queued goes to the other system
@@ -187,7 +220,7 @@ s_destroy(void *arg)
     pthread_cond_destroy(&e->cond);
 }
 
-static const brg__remote_ops_t s_ops = {s_send, s_shutdown, s_destroy};
+static const brg__remote_ops_t s_ops = {s_send, s_shutdown, s_destroy, s_gate_wait};
 
 static void
 s_plug(int i, brg_system_t *sys)
@@ -970,6 +1003,138 @@ START_TEST(test_remote_stress_a_flood_from_many_senders_keeps_order_and_loses_no
 }
 END_TEST
 
+//  ---------------------------------------------------------------------------
+//  Busy peers: a sender is suspended on the transport's gate
+
+static atomic_int s_rounds;     // activations of the streamer that sent
+static atomic_int s_rounds_max; // it stops sending after this many
+static atomic_int s_per_round;  // "hello"s per activation
+
+//  Sends s_per_round greetings to s_target per activation, then asks
+//  itself for another round, s_rounds_max times.
+static int
+s_streamer(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    if (atomic_load(&s_rounds) >= atomic_load(&s_rounds_max))
+        return BRG_OK;
+    for (int i = 0; i < atomic_load(&s_per_round); i++)
+        ck_assert_int_eq(brg_send_tag(ctx, s_target, "hello"), BRG_OK);
+    atomic_fetch_add(&s_rounds, 1);
+    return brg_send_tag(ctx, brg_self(ctx), "go");
+}
+
+static brg_ref_t
+s_stream(int rounds, int per_round)
+{
+    atomic_store(&s_rounds_max, rounds);
+    atomic_store(&s_per_round, per_round);
+    s_target = tu_spawn(s_b, s_peer);
+    brg_ref_t st = tu_spawn(s_a, s_streamer);
+    ck_assert_int_eq(tu_send_tag(s_a, st, "go"), BRG_OK);
+    return st;
+}
+
+START_TEST(test_remote_sender_to_a_busy_peer_is_suspended_until_the_gate_opens)
+{
+    s_end_t *e = &s_ends[0];
+    atomic_store(&e->gate_busy, 1);
+    s_stream(50, 10);
+    // One activation's sends, then it waits on the gate: its "go" stays
+    // in the mailbox, whatever the workers do meanwhile.
+    TU_WAIT_UNTIL(brg__bp_suspended(s_a->sched) == 1, TU_WAIT_MS);
+    TU_WAIT_UNTIL(atomic_load(&s_hello) == 10, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_rounds), 1);
+    ck_assert_int_eq(atomic_load(&e->gate_waits), 1);
+    ck_assert_uint_eq(brg__bp_suspensions(s_a->sched), 1);
+    tu_sleep_us(20000);
+    ck_assert_int_eq(atomic_load(&s_rounds), 1);
+    s_gate_release(e);
+    TU_WAIT_UNTIL(atomic_load(&s_hello) == 500, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&s_rounds), 50);
+    ck_assert_uint_eq(brg__bp_suspended(s_a->sched), 0);
+    ck_assert_uint_eq(brg__bp_suspensions(s_a->sched), 1);
+    ck_assert_uint_eq(atomic_load(&tu_dead.total), 0);
+}
+END_TEST
+
+START_TEST(test_remote_sender_is_not_suspended_on_a_gate_that_opened_before_it_waited)
+{
+    s_end_t *e = &s_ends[0];
+    atomic_store(&e->gate_says_open, true);
+    atomic_store(&e->gate_busy, 1);
+    s_stream(50, 10);
+    TU_WAIT_UNTIL(atomic_load(&s_hello) == 500, TU_WAIT_MS);
+    // Every activation noted the gate and asked; none was held back.
+    ck_assert_int_eq(atomic_load(&e->gate_waits), 50);
+    ck_assert_uint_eq(brg__bp_suspensions(s_a->sched), 0);
+    ck_assert_uint_eq(brg__bp_suspended(s_a->sched), 0);
+}
+END_TEST
+
+START_TEST(test_remote_sender_suspended_on_a_gate_still_stops_and_is_killed)
+{
+    s_end_t *e = &s_ends[0];
+    atomic_store(&e->gate_busy, 1);
+    brg_ref_t st = s_stream(50, 10);
+    TU_WAIT_UNTIL(brg__bp_suspended(s_a->sched) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(brg_actor_stop(s_a, st), BRG_OK);
+    TU_WAIT_DEAD(s_a, st);
+    ck_assert_uint_eq(brg__bp_suspended(s_a->sched), 0);
+    ck_assert_int_eq(atomic_load(&s_rounds), 1);
+    s_gate_release(e); // opens on nobody
+    // Another one, killed this time.
+    atomic_store(&s_rounds, 0);
+    atomic_store(&e->gate_busy, 1);
+    st = s_stream(50, 10);
+    TU_WAIT_UNTIL(brg__bp_suspended(s_a->sched) == 1, TU_WAIT_MS);
+    ck_assert_int_eq(brg_exit(s_a, st, BRG_EXIT_KILLED), BRG_OK);
+    TU_WAIT_DEAD(s_a, st);
+    ck_assert_uint_eq(brg__bp_suspended(s_a->sched), 0);
+}
+END_TEST
+
+//  The gate flips from another thread at random moments while the streamer
+//  runs: no suspension is ever left without its wake-up (the Dekker pair in
+//  remote.h), so every round runs.
+static atomic_bool s_flipping;
+
+static void *
+s_flipper(void *arg)
+{
+    s_end_t *e = arg;
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    while (atomic_load(&s_flipping)) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        atomic_store(&e->gate_busy, 1);
+        if (rng & 1)
+            tu_sleep_us((unsigned)(rng >> 8) % 200);
+        s_gate_release(e);
+        if (rng & 2)
+            tu_sleep_us((unsigned)(rng >> 16) % 100);
+    }
+    return NULL;
+}
+
+START_TEST(test_remote_stress_a_flipping_gate_never_strands_a_sender)
+{
+    s_end_t *e = &s_ends[0];
+    atomic_store(&s_flipping, true);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, s_flipper, e), 0);
+    const int rounds = 20000;
+    s_stream(rounds, 3);
+    TU_WAIT_UNTIL(atomic_load(&s_hello) == 3 * rounds, 120000);
+    atomic_store(&s_flipping, false);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(atomic_load(&s_rounds), rounds);
+    ck_assert_uint_gt(brg__bp_suspensions(s_a->sched), 0); // it did wait, many times
+    ck_assert_uint_eq(brg__bp_suspended(s_a->sched), 0);
+}
+END_TEST
+
 START_TEST(test_remote_destroy_shuts_the_transport_down_after_the_last_actor_then_frees_it)
 {
     // A watcher on B monitors an actor on A; destroying A stops it, and its
@@ -1033,6 +1198,10 @@ remote_suite(void)
     tcase_add_test(core, test_remote_deliver_makes_many_actors_runnable_in_one_batch);
     tcase_add_test(core, test_remote_deliver_into_a_deterministic_system_runs_in_its_steps);
     tcase_add_test(core, test_remote_ops_are_plugged_in_once);
+    tcase_add_test(core, test_remote_sender_to_a_busy_peer_is_suspended_until_the_gate_opens);
+    tcase_add_test(core,
+                   test_remote_sender_is_not_suspended_on_a_gate_that_opened_before_it_waited);
+    tcase_add_test(core, test_remote_sender_suspended_on_a_gate_still_stops_and_is_killed);
     tcase_add_test(core, test_remote_messages_keep_their_order_per_sender_and_receiver);
     tcase_add_test(core,
                    test_remote_destroy_shuts_the_transport_down_after_the_last_actor_then_frees_it);
@@ -1042,6 +1211,7 @@ remote_suite(void)
     tcase_set_tags(stress, "stress");
     tcase_add_checked_fixture(stress, s_setup, s_teardown);
     tcase_set_timeout(stress, 300);
+    tcase_add_test(stress, test_remote_stress_a_flipping_gate_never_strands_a_sender);
     tcase_add_test(stress,
                    test_remote_stress_a_flood_from_many_senders_keeps_order_and_loses_nothing);
     suite_add_tcase(s, stress);

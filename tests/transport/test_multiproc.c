@@ -359,6 +359,80 @@ START_TEST(test_multiproc_a_stopped_process_is_node_down_within_timeout_plus_tic
 }
 END_TEST
 
+//  Streams 1000-byte blobs to the name "sink" on tm_stream_to, 200 per
+//  call, until a send fails; counts what was accepted and keeps the rc.
+static brg_ref_t tm_stream_to;
+static atomic_llong tm_stream_ok;
+static atomic_int tm_stream_rc = 1;
+
+static int
+tm_blob_streamer(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    static const char blob[1000];
+    for (int k = 0; k < 200; k++) {
+        brg_msg_t *m = brg_msg_new("blob");
+        brg_msg_add_bin(m, blob, sizeof blob);
+        int rc = brg_send_named_at(ctx, tm_stream_to, "sink", &m);
+        if (rc != BRG_OK) {
+            atomic_store(&tm_stream_rc, rc);
+            return BRG_OK;
+        }
+        atomic_fetch_add(&tm_stream_ok, 1);
+    }
+    return brg_send_tag(ctx, brg_self(ctx), "more");
+}
+
+static int
+tm_echo(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    (void)msg;
+    brg_msg_t *r = brg_msg_new("pong");
+    return brg_reply(ctx, &r);
+}
+
+static brg_node_stats_t
+tm_stats(void)
+{
+    brg_node_stats_t st;
+    brg_node_stats(tm_node, &st);
+    return st;
+}
+
+//  An actor streaming to a frozen node is suspended once the node's queue
+//  passes the busy mark (its worker is free meanwhile), never refused, and
+//  goes back to work when the node is declared down: its next send fails
+//  with BRG_ENETWORK, and what was queued is counted.
+START_TEST(test_multiproc_a_sender_suspended_on_a_frozen_node_resumes_when_it_is_lost)
+{
+    char buf[128];
+    const int timeout_ms = 3000;
+    tm_local(_i, timeout_ms);
+    tm_recorder_start();
+    tm_child_t *c = tm_start_node("frozen", tm_listen(_i, "frozen", buf, sizeof buf), timeout_ms);
+    tm_stream_to = tm_connect(c, c->ep);
+    TU_WAIT_UNTIL(atomic_load(&tm_ups) == 1, TU_WAIT_MS);
+    kill(c->pid, SIGSTOP);
+    ck_assert_int_eq(tu_send_tag(tm_sys, tu_spawn(tm_sys, tm_blob_streamer), "more"), BRG_OK);
+    TU_WAIT_UNTIL(tm_stats().busy_waits >= 1, TU_WAIT_MS);
+    // Held back while the node was still up (it may run again each time
+    // ZeroMQ and the kernel take some more, until both are full).
+    ck_assert_int_eq(atomic_load(&tm_downs), 0);
+    ck_assert_int_eq(atomic_load(&tm_stream_rc), 1);
+    // The system still runs other actors meanwhile.
+    brg_msg_t *q = brg_msg_new("ping"), *r = NULL;
+    ck_assert_int_eq(brg_system_ask(tm_sys, tu_spawn(tm_sys, tm_echo), &q, 5000, &r), BRG_OK);
+    brg_msg_destroy(&r);
+    TU_WAIT_UNTIL(atomic_load(&tm_downs) == 1, (int)(timeout_ms * 3));
+    TU_WAIT_UNTIL(atomic_load(&tm_stream_rc) != 1, TU_WAIT_MS);
+    ck_assert_int_eq(atomic_load(&tm_stream_rc), BRG_ENETWORK);
+    brg_node_stats_t st = tm_stats();
+    ck_assert_uint_eq(st.dropped_busy, 0);
+    ck_assert_uint_gt(st.dead_on_session_end + st.lost_in_flight, 0);
+    kill(c->pid, SIGCONT);
+}
+END_TEST
+
 //  The proxy: a child process controlled through its stdin.
 static pid_t tm_proxy_pid;
 static int tm_proxy_in, tm_proxy_out;
@@ -511,6 +585,8 @@ multiproc_suite(void)
         core, test_multiproc_kill_9_gives_noconnection_at_once_and_the_supervisor_restarts, 0, 2);
     tcase_add_loop_test(
         core, test_multiproc_a_stopped_process_is_node_down_within_timeout_plus_tick, 0, 2);
+    tcase_add_loop_test(
+        core, test_multiproc_a_sender_suspended_on_a_frozen_node_resumes_when_it_is_lost, 0, 2);
     tcase_add_test(core,
                    test_multiproc_a_link_reset_by_the_proxy_is_node_down_at_once_then_reconnects);
     tcase_add_test(core, test_multiproc_a_blackholed_link_is_node_down_within_timeout_plus_tick);

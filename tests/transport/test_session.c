@@ -2008,7 +2008,7 @@ r_ops_destroy(void *arg)
 {
 }
 
-static const brg__remote_ops_t R_OPS = {r_ops_send, r_ops_shutdown, r_ops_destroy};
+static const brg__remote_ops_t R_OPS = {r_ops_send, r_ops_shutdown, r_ops_destroy, NULL};
 
 static int R_dead[2][16];     // dead letters by system and message kind
 static int R_dead_why[2][16]; // ... and by reason
