@@ -204,6 +204,8 @@ tl_config(const char *supervision)
              "  \"workers\": 2,\n"
              "  \"tick_ms\": 100,\n"
              "  \"timeout_ms\": 30000,\n"
+             "  \"peer_queue_bytes\": 8388608,\n"
+             "  \"peer_busy_bytes\": 262144,\n"
              "  \"log\": {\"level\": \"info\"},\n"
              "  \"ready_file\": \"%s\",\n"
              "  \"supervision\": %s\n"
@@ -517,6 +519,9 @@ static const struct {
     {"{\"log\": {\"level\": \"loud\"}}", ": $.log.level: \"loud\" is not error"},
     {"{\"workers\": 0}", ": $.workers: 0 is out of range (1 .. 1024)"},
     {"{\"io_on_worker\": 1}", ": $: io_on_worker must be true or false, not an integer"},
+    {"{\"peer_queue_bytes\": 100}", ": $.peer_queue_bytes: 100 is out of range (65536 .. "},
+    {"{\"peer_busy_bytes\": -1}", ": $.peer_busy_bytes: -1 is out of range (0 .. "},
+    {"{\"peer_busy_bytes\": \"1M\"}", ": $.peer_busy_bytes: must be an integer, not a string"},
     {"{\"tick_ms\": 1000, \"timeout_ms\": 500}", ": $.timeout_ms: must be larger than tick_ms"},
     {"{\"allowed_keys\": [{\"name\": \"b\", \"key\": \"short\"}]}",
      ": $.allowed_keys[0].key: is not a public key"},

@@ -184,6 +184,22 @@ s_opt_u32(brg__launch_t *self, const json_t *obj, const char *key, const char *p
 }
 
 static int
+s_opt_size(brg__launch_t *self, const json_t *obj, const char *key, const char *path, int64_t min,
+           int64_t max, size_t *out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (v == NULL)
+        return BRG_OK;
+    char sub[S_PATH];
+    s_join(sub, "%s.%s", path, key);
+    int64_t n = 0; // set when s_int returns BRG_OK
+    int rc = s_int(self, v, sub, min, max, &n);
+    if (rc == BRG_OK)
+        *out = (size_t)n;
+    return rc;
+}
+
+static int
 s_opt_bool(brg__launch_t *self, const json_t *obj, const char *key, const char *path, bool *out)
 {
     const json_t *v = json_object_get(obj, key);
@@ -676,13 +692,29 @@ s_supervisor(brg__launch_t *self, s_names_t *names, const json_t *obj, const cha
 static int
 s_document(brg__launch_t *self, const json_t *doc)
 {
-    static const char *const allowed[] = {
-        "name",       "cluster",    "listen",       "advertise",
-        "seeds",      "key_dir",    "allowed_keys", "insecure_loopback",
-        "mesh",       "exports",    "log",          "workers",
-        "tick_ms",    "timeout_ms", "handshake_ms", "reconnect_max_ms",
-        "ready_file", "plugins",    "supervision",  "io_on_worker",
-        NULL};
+    static const char *const allowed[] = {"name",
+                                          "cluster",
+                                          "listen",
+                                          "advertise",
+                                          "seeds",
+                                          "key_dir",
+                                          "allowed_keys",
+                                          "insecure_loopback",
+                                          "mesh",
+                                          "exports",
+                                          "log",
+                                          "workers",
+                                          "tick_ms",
+                                          "timeout_ms",
+                                          "handshake_ms",
+                                          "reconnect_max_ms",
+                                          "ready_file",
+                                          "plugins",
+                                          "supervision",
+                                          "io_on_worker",
+                                          "peer_queue_bytes",
+                                          "peer_busy_bytes",
+                                          NULL};
     if (!json_is_object(doc))
         return s_fail(self, "$", "the file must hold one JSON object, not %s", s_type_name(doc));
     int rc = s_keys(self, doc, "$", allowed);
@@ -731,6 +763,13 @@ s_document(brg__launch_t *self, const json_t *doc)
     if (rc == BRG_OK)
         rc = s_opt_u32(self, doc, "reconnect_max_ms", "$", 100, 3600000,
                        &self->ncfg.reconnect_max_ms);
+    // The budget and the busy mark per peer (brigade/node.h): 64 KiB .. 1 TiB, 0 .. 1 TiB.
+    if (rc == BRG_OK)
+        rc = s_opt_size(self, doc, "peer_queue_bytes", "$", 65536, (int64_t)1 << 40,
+                        &self->ncfg.peer_queue_bytes);
+    if (rc == BRG_OK)
+        rc = s_opt_size(self, doc, "peer_busy_bytes", "$", 0, (int64_t)1 << 40,
+                        &self->ncfg.peer_busy_bytes);
     if (rc == BRG_OK)
         rc = s_opt_string(self, doc, "ready_file", "$", PATH_MAX - 32, &self->ready_file);
     if (rc == BRG_OK)
