@@ -367,11 +367,18 @@ s_fanin_note_thread(void)
         s_fanin_threads[i] = me;
 }
 
+//  How often the receiver ran on another thread than for its previous
+//  message (a diagnostic: 1 when everything ran on one worker).
+static uint64_t s_fanin_moves;
+
 static int
 s_fanin_receiver(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     s_count_t *self = brg_state(ctx);
-    s_fanin_receiver_thread = pthread_self();
+    pthread_t me = pthread_self();
+    if (!pthread_equal(me, s_fanin_receiver_thread))
+        s_fanin_moves++;
+    s_fanin_receiver_thread = me;
     if (++self->count == self->total) {
         s_stamp1();
         brg_stop(ctx);
@@ -436,9 +443,12 @@ s_bench_fanin(brg_system_t *sys, int threads, int64_t s, int64_t m)
         distinct += !seen;
         with_receiver |= pthread_equal(s_fanin_threads[i], s_fanin_receiver_thread) != 0;
     }
-    fprintf(stderr, "brigade %s: %.1f ns per message; senders ran on %d thread(s)%s\n", name,
-            secs * 1e9 / (double)(s * m), distinct,
-            distinct == 1 && with_receiver ? ", the receiver's" : "");
+    fprintf(stderr,
+            "brigade %s: %.1f ns per message; senders ran on %d thread(s)%s; the receiver "
+            "changed threads %llu times\n",
+            name, secs * 1e9 / (double)(s * m), distinct,
+            distinct == 1 && with_receiver ? ", the receiver's" : "",
+            (unsigned long long)s_fanin_moves);
     s_result(name, threads, (double)(s * m) / secs, "msgs/s");
 }
 
