@@ -821,103 +821,6 @@ START_TEST(test_node_sends_past_the_peer_budget_fail_with_ebusy_and_are_counted)
 }
 END_TEST
 
-//  Busy peers: actors that stream past the busy mark are suspended until
-//  the peer drains, never refused; everything arrives, in order per sender.
-//  The budget (256 KiB) is over the bound the suspension keeps (busy mark +
-//  one call's sends per streamer: 16 KiB + 4 * 200 * ~180 bytes), and far
-//  under what they send (14 MB): without the suspension they meet BRG_EBUSY.
-#define TN_STREAMERS 4
-#define TN_STREAM_N 20000
-#define TN_STREAM_CHUNK 200
-
-static atomic_llong tn_streamed, tn_stream_errors;
-static brg_ref_t tn_stream_sink;
-
-typedef struct {
-    int64_t next[TN_STREAMERS];
-} tn_ordered_t;
-
-static int
-tn_ordered_sink(brg_ctx_t *ctx, const brg_msg_t *msg)
-{
-    tn_ordered_t *self = brg_state(ctx);
-    size_t pos = 0;
-    int64_t from, seq;
-    if (brg_msg_read_int(msg, &pos, &from) != BRG_OK ||
-        brg_msg_read_int(msg, &pos, &seq) != BRG_OK || from < 0 || from >= TN_STREAMERS ||
-        seq != self->next[from]) {
-        atomic_fetch_add(&tn_stream_errors, 1);
-        return BRG_OK;
-    }
-    self->next[from] = seq + 1;
-    atomic_fetch_add(&tn_streamed, 1);
-    return BRG_OK;
-}
-
-typedef struct {
-    int64_t index, next;
-} tn_streamer_t;
-
-static int
-tn_streamer(brg_ctx_t *ctx, const brg_msg_t *msg)
-{
-    tn_streamer_t *self = brg_state(ctx);
-    size_t at = 0;
-    int64_t index;
-    if (brg_msg_read_int(msg, &at, &index) == BRG_OK)
-        self->index = index; // the first message: which streamer this is
-    static const char pad[100];
-    for (int k = 0; k < TN_STREAM_CHUNK && self->next < TN_STREAM_N; k++) {
-        brg_msg_t *m = brg_msg_new("seq");
-        brg_msg_add_int(m, self->index);
-        brg_msg_add_int(m, self->next);
-        brg_msg_add_bin(m, pad, sizeof pad);
-        int rc = brg_send(ctx, tn_stream_sink, &m);
-        if (rc != BRG_OK) {
-            atomic_fetch_add(&tn_stream_errors, 1);
-            brg_stop(ctx);
-            return BRG_OK;
-        }
-        self->next++;
-    }
-    if (self->next < TN_STREAM_N)
-        return brg_send_tag(ctx, brg_self(ctx), "more");
-    brg_stop(ctx);
-    return BRG_OK;
-}
-
-START_TEST(test_node_actors_streaming_past_the_busy_mark_are_suspended_never_refused)
-{
-    tn_variant(_i);
-    tn_busy_bytes = 16 * 1024;
-    tn_make(0, "a", 256 * 1024);
-    tn_make(1, "b", 0);
-    tn_join(0, 1);
-    brg_spawn_opts_t opts;
-    brg_spawn_opts_init(&opts);
-    opts.state_size = sizeof(tn_ordered_t);
-    ck_assert_int_eq(brg_system_spawn(tn_sys[1], tn_ordered_sink, &opts, &tn_stream_sink), BRG_OK);
-    for (int i = 0; i < TN_STREAMERS; i++) {
-        brg_spawn_opts_init(&opts);
-        opts.state_size = sizeof(tn_streamer_t);
-        brg_ref_t ref;
-        ck_assert_int_eq(brg_system_spawn(tn_sys[0], tn_streamer, &opts, &ref), BRG_OK);
-        // The first message says which streamer it is; then each asks
-        // itself for more.
-        ck_assert_int_eq(tu_send_int(tn_sys[0], ref, "more", i), BRG_OK);
-    }
-    TU_WAIT_UNTIL(atomic_load(&tn_streamed) == (long long)TN_STREAMERS * TN_STREAM_N ||
-                      atomic_load(&tn_stream_errors) > 0,
-                  20000);
-    ck_assert_int_eq(atomic_load(&tn_stream_errors), 0);
-    brg_node_stats_t sa;
-    brg_node_stats(tn_node[0], &sa);
-    ck_assert_uint_eq(sa.dropped_busy, 0);
-    ck_assert_uint_gt(sa.busy_waits, 0); // they were held back, not refused
-    ck_assert_uint_eq(sa.lost_in_flight, 0);
-}
-END_TEST
-
 //  ---------------------------------------------------------------------------
 //  Stress: a million messages from many senders on node a to receivers on
 //  node b, over tcp: none lost, none duplicated, per-pair order kept.
@@ -1031,6 +934,83 @@ START_TEST(test_node_stress_a_million_messages_from_many_senders_arrive_once_and
     ck_assert_uint_eq(sa.dropped_busy, (uint64_t)atomic_load(&tn_busy));
     ck_assert_uint_eq(sa.lost_in_flight, 0);
     ck_assert_uint_eq(sa.dead_on_session_end, 0);
+}
+END_TEST
+
+//  Busy peers: actors that stream past the busy mark are suspended until
+//  the peer drains, never refused; everything arrives, in order per sender.
+//  The budget (256 KiB) is over the bound the suspension keeps (busy mark +
+//  one call's sends per streamer: 16 KiB + 4 * 200 * ~180 bytes), and far
+//  under what they send (14 MB): without the suspension they meet BRG_EBUSY.
+#define TN_STREAMERS 4
+#define TN_STREAM_N 20000
+#define TN_STREAM_CHUNK 200
+_Static_assert(TN_STREAMERS <= TN_SENDERS, "the stress receiver's order table");
+
+static brg_ref_t tn_stream_sink;
+
+typedef struct {
+    int64_t index, next;
+} tn_streamer_t;
+
+static int
+tn_streamer(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    tn_streamer_t *self = brg_state(ctx);
+    size_t at = 0;
+    int64_t index;
+    if (brg_msg_read_int(msg, &at, &index) == BRG_OK)
+        self->index = index; // the first message: which streamer this is
+    static const char pad[100];
+    for (int k = 0; k < TN_STREAM_CHUNK && self->next < TN_STREAM_N; k++) {
+        brg_msg_t *m = brg_msg_new("seq");
+        brg_msg_add_int(m, self->index);
+        brg_msg_add_int(m, self->next);
+        brg_msg_add_bin(m, pad, sizeof pad);
+        int rc = brg_send(ctx, tn_stream_sink, &m);
+        if (rc != BRG_OK) {
+            atomic_fetch_add(&tn_order_errors, 1);
+            brg_stop(ctx);
+            return BRG_OK;
+        }
+        self->next++;
+    }
+    if (self->next < TN_STREAM_N)
+        return brg_send_tag(ctx, brg_self(ctx), "more");
+    brg_stop(ctx);
+    return BRG_OK;
+}
+
+START_TEST(test_node_actors_streaming_past_the_busy_mark_are_suspended_never_refused)
+{
+    tn_variant(_i);
+    tn_busy_bytes = 16 * 1024;
+    tn_make(0, "a", 256 * 1024);
+    tn_make(1, "b", 0);
+    tn_join(0, 1);
+    brg_spawn_opts_t opts;
+    brg_spawn_opts_init(&opts);
+    opts.state_size = sizeof(tn_receiver_t); // the stress test's: per-sender order
+    ck_assert_int_eq(brg_system_spawn(tn_sys[1], tn_stress_receiver, &opts, &tn_stream_sink),
+                     BRG_OK);
+    for (int i = 0; i < TN_STREAMERS; i++) {
+        brg_spawn_opts_init(&opts);
+        opts.state_size = sizeof(tn_streamer_t);
+        brg_ref_t ref;
+        ck_assert_int_eq(brg_system_spawn(tn_sys[0], tn_streamer, &opts, &ref), BRG_OK);
+        // The first message says which streamer it is; then each asks
+        // itself for more.
+        ck_assert_int_eq(tu_send_int(tn_sys[0], ref, "more", i), BRG_OK);
+    }
+    TU_WAIT_UNTIL(atomic_load(&tn_got) == (long long)TN_STREAMERS * TN_STREAM_N ||
+                      atomic_load(&tn_order_errors) > 0,
+                  20000);
+    ck_assert_int_eq(atomic_load(&tn_order_errors), 0);
+    brg_node_stats_t sa;
+    brg_node_stats(tn_node[0], &sa);
+    ck_assert_uint_eq(sa.dropped_busy, 0);
+    ck_assert_uint_gt(sa.busy_waits, 0); // they were held back, not refused
+    ck_assert_uint_eq(sa.lost_in_flight, 0);
 }
 END_TEST
 

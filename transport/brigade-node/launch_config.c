@@ -167,18 +167,31 @@ s_int(brg__launch_t *self, const json_t *v, const char *path, int64_t min, int64
     return BRG_OK;
 }
 
+//  An optional integer key of obj in min..max: *out set (and *found true)
+//  only when the key is there and valid.
 static int
-s_opt_u32(brg__launch_t *self, const json_t *obj, const char *key, const char *path, int64_t min,
-          int64_t max, uint32_t *out)
+s_opt_i64(brg__launch_t *self, const json_t *obj, const char *key, const char *path, int64_t min,
+          int64_t max, int64_t *out, bool *found)
 {
     const json_t *v = json_object_get(obj, key);
+    *found = false;
     if (v == NULL)
         return BRG_OK;
     char sub[S_PATH];
     s_join(sub, "%s.%s", path, key);
-    int64_t n = 0; // set when s_int returns BRG_OK (gcc -O3 cannot tell)
-    int rc = s_int(self, v, sub, min, max, &n);
-    if (rc == BRG_OK)
+    int rc = s_int(self, v, sub, min, max, out);
+    *found = rc == BRG_OK;
+    return rc;
+}
+
+static int
+s_opt_u32(brg__launch_t *self, const json_t *obj, const char *key, const char *path, int64_t min,
+          int64_t max, uint32_t *out)
+{
+    int64_t n = 0; // set when found (gcc -O3 cannot tell)
+    bool found;
+    int rc = s_opt_i64(self, obj, key, path, min, max, &n, &found);
+    if (found)
         *out = (uint32_t)n;
     return rc;
 }
@@ -187,14 +200,10 @@ static int
 s_opt_size(brg__launch_t *self, const json_t *obj, const char *key, const char *path, int64_t min,
            int64_t max, size_t *out)
 {
-    const json_t *v = json_object_get(obj, key);
-    if (v == NULL)
-        return BRG_OK;
-    char sub[S_PATH];
-    s_join(sub, "%s.%s", path, key);
-    int64_t n = 0; // set when s_int returns BRG_OK
-    int rc = s_int(self, v, sub, min, max, &n);
-    if (rc == BRG_OK)
+    int64_t n = 0;
+    bool found;
+    int rc = s_opt_i64(self, obj, key, path, min, max, &n, &found);
+    if (found)
         *out = (size_t)n;
     return rc;
 }
