@@ -149,7 +149,12 @@ __attribute__((noinline, cold)) static void
 s_bp_note(brg__actor_t *actor)
 {
     brg__actor_t *running = brg__bp_running;
-    if (running == NULL || actor == running || actor->sys != running->sys)
+    // A dying actor's last sends (error replies to its queued asks, its
+    // callbacks', its state destructor's) hold back nobody: it will never
+    // be suspended, and a target left behind would suspend the next actor
+    // its thread runs.
+    if (running == NULL || actor == running || actor->sys != running->sys ||
+        (running->flags & BRG__ACTOR_DEAD))
         return;
     brg__bp_target = actor->id;
     // Raise our own URGENT: the check brg__actor_run makes before every
@@ -162,8 +167,9 @@ void
 brg__mailbox_note_gate(brg_system_t *sys, uint32_t gate)
 {
     brg__actor_t *running = brg__bp_running;
-    if (running == NULL || running->sys != sys || brg__bp_target != 0)
-        return; // one target per call: the first congestion it met
+    if (running == NULL || running->sys != sys || brg__bp_target != 0 ||
+        (running->flags & BRG__ACTOR_DEAD))
+        return; // one target per call: the first congestion it met; none for the dying (s_bp_note)
     brg__bp_target = BRG__BP_GATE_KEY(gate);
     atomic_fetch_or_explicit(&running->bp, BRG__BP_URGENT, memory_order_relaxed);
 }

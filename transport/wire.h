@@ -162,6 +162,7 @@ typedef struct brg__frame {
     //  them again; the rest it reads again from the bytes. brg__wire_decode
     //  never allocates, resizes or frees it: the owner of the frame does
     //  (a session grows it to the batches it receives, wire.c design notes).
+    //  Zero a frame (or set these two) before its first decode.
     brg__env_t *envs;
     uint32_t envs_cap;
     // private: the walk over a BATCH

@@ -3963,8 +3963,10 @@ brg__io_new(brg_system_t *sys, const brg_node_config_t *cfg, brg__io_event_fn fn
     self->event_fn = fn;
     self->event_arg = arg;
     self->cfg = *cfg;
-    if (self->cfg.peer_busy_bytes > self->cfg.peer_queue_bytes)
-        self->cfg.peer_busy_bytes = self->cfg.peer_queue_bytes; // node.h: at most the budget
+    // node.h: at most half the budget, so that a held-back actor is
+    // suspended well before its sends could meet BRG_EBUSY.
+    if (self->cfg.peer_busy_bytes > self->cfg.peer_queue_bytes / 2)
+        self->cfg.peer_busy_bytes = self->cfg.peer_queue_bytes / 2;
     self->busy_low = self->cfg.peer_busy_bytes / 2;
     snprintf(self->name, sizeof self->name, "%s", cfg->name);
     snprintf(self->cluster, sizeof self->cluster, "%s", cfg->cluster);

@@ -83,14 +83,18 @@ typedef struct brg_node_config {
     uint32_t handshake_ms;     // connect + HELLO without WELCOME (default 5000)
     uint32_t reconnect_max_ms; // backoff ceiling for seeds (default 30000)
     size_t peer_queue_bytes;   // outbound budget per peer (default 64 MiB)
-    //  Busy mark per peer (default 1 MiB; 0: off; a larger value than
-    //  peer_queue_bytes acts as peer_queue_bytes),
-    //  as Erlang's dist_buf_busy_limit: an actor whose send finds more than
-    //  this queued for the peer is suspended after that behaviour call
-    //  (its worker runs other actors) until the peer's queue drains to half
-    //  of it, or the peer is lost. Its sends all succeed meanwhile; only
-    //  senders outside actors (other threads, blocking calls) meet the hard
-    //  budget peer_queue_bytes and BRG_EBUSY. docs/PROTOCOL.md section 21.
+    //  Busy mark per peer (default 1 MiB; 0: off; at most half of
+    //  peer_queue_bytes: a larger value acts as that), as Erlang's
+    //  dist_buf_busy_limit: an actor whose send finds more than this queued
+    //  for the peer is suspended after that behaviour call (its worker runs
+    //  other actors) until the peer's queue drains to half of it, or the
+    //  peer is lost. Its sends succeed meanwhile (they are checked against
+    //  the budget as always: one call that sends more than the budget by
+    //  itself still meets BRG_EBUSY). Not held back, so meeting the budget
+    //  and BRG_EBUSY instead: threads outside actors (brg_system_send from
+    //  the caller's threads), and an actor that other actors are suspended
+    //  on by mailbox backpressure (it must run to drain for them).
+    //  docs/PROTOCOL.md section 21.
     size_t peer_busy_bytes;
     size_t max_frame; // largest inbound frame (default 16 MiB + 64 KiB)
     //  Security (docs/PROTOCOL.md section 22). Every tcp:// endpoint, bound

@@ -1094,6 +1094,65 @@ START_TEST(test_remote_sender_suspended_on_a_gate_still_stops_and_is_killed)
 }
 END_TEST
 
+//  A dying actor's last sends may meet a busy gate (the error replies to
+//  the asks still in its mailbox): that must not hold back the next actor
+//  its worker runs. The holder blocks until let go, with a remote ask and
+//  a stop queued behind it; then it greets s_target (which goes to its
+//  worker's LIFO slot, so that it runs there next) and dies.
+static atomic_int s_hold_gate;
+
+static int
+s_holder(brg_ctx_t *ctx, const brg_msg_t *msg)
+{
+    if (brg_msg_is(msg, "block")) {
+        tu_gate_wait(&s_hold_gate);
+        return brg_send_tag(ctx, s_target, "hello");
+    }
+    return BRG_OK;
+}
+
+static brg_ref_t s_held;
+
+static void *
+s_remote_asker(void *arg)
+{
+    (void)arg;
+    brg_msg_t *q = brg_msg_new("silent"), *r = NULL;
+    int rc = brg_system_ask(s_b, s_held, &q, 10000, &r);
+    brg_msg_destroy(&r);
+    return (void *)(intptr_t)rc;
+}
+
+START_TEST(test_remote_a_dying_actors_last_sends_hold_back_no_other_actor)
+{
+    s_end_t *e = &s_ends[0];
+    for (int round = 0; round < 5; round++) {
+        atomic_store(&s_hold_gate, 0);
+        atomic_store(&s_hello, 0);
+        atomic_store(&e->gate_busy, 1);
+        s_target = tu_spawn(s_a, s_peer); // local: it waits for nobody
+        s_held = tu_spawn(s_a, s_holder);
+        ck_assert_int_eq(tu_send_tag(s_a, s_held, "block"), BRG_OK);
+        int delivered = atomic_load(&s_ends[1].batches);
+        pthread_t t;
+        ck_assert_int_eq(pthread_create(&t, NULL, s_remote_asker, NULL), 0);
+        TU_WAIT_UNTIL(atomic_load(&s_ends[1].batches) > delivered, TU_WAIT_MS); // queued
+        ck_assert_int_eq(brg_actor_stop(s_a, s_held), BRG_OK);
+        atomic_store(&s_hold_gate, 1);
+        void *rc;
+        pthread_join(t, &rc);
+        // Answered at the holder's death, through the busy gate.
+        ck_assert_int_ne((int)(intptr_t)rc, BRG_OK);
+        TU_WAIT_UNTIL(atomic_load(&s_hello) == 1, TU_WAIT_MS);
+        ck_assert_int_eq(tu_send_tag(s_a, s_target, "hello"), BRG_OK);
+        TU_WAIT_UNTIL(atomic_load(&s_hello) == 2, TU_WAIT_MS);
+        ck_assert_int_eq(atomic_load(&e->gate_waits), 0);
+        ck_assert_uint_eq(brg__bp_suspended(s_a->sched), 0);
+        s_gate_release(e);
+    }
+}
+END_TEST
+
 //  The gate flips from another thread at random moments while the streamer
 //  runs: no suspension is ever left without its wake-up (the Dekker pair in
 //  remote.h), so every round runs.
@@ -1202,6 +1261,7 @@ remote_suite(void)
     tcase_add_test(core,
                    test_remote_sender_is_not_suspended_on_a_gate_that_opened_before_it_waited);
     tcase_add_test(core, test_remote_sender_suspended_on_a_gate_still_stops_and_is_killed);
+    tcase_add_test(core, test_remote_a_dying_actors_last_sends_hold_back_no_other_actor);
     tcase_add_test(core, test_remote_messages_keep_their_order_per_sender_and_receiver);
     tcase_add_test(core,
                    test_remote_destroy_shuts_the_transport_down_after_the_last_actor_then_frees_it);
