@@ -268,6 +268,7 @@ tn_setup(void)
 {
     atomic_store(&tn_nevents, 0);
     tn_io_thread = false;
+    tn_busy_bytes = 0;
 }
 
 //  Loop variants of the tests that also run with each node's own I/O
