@@ -449,9 +449,10 @@ s_sink_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
 //  A sink that costs more per message than a flooder's send: on two workers
 //  the plain sink, alone on a worker, can drain as fast as four flooders on
 //  the other fill it, and then backpressure never has to act (CI saw "no
-//  flooder was ever held back" once). This one cannot keep up, so on any
-//  number of workers the backlog reaches the high-water mark and the
-//  flooders must be held back.
+//  flooder was ever held back" once). This one cannot keep up when it has
+//  a worker to itself; placed beside the flooders it is helped along and
+//  may still keep up (about one run in seven), hence s_flood_memory's
+//  retries.
 static int
 s_slow_sink_fn(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
@@ -561,9 +562,22 @@ END_TEST
 
 static atomic_llong s_flooder_msgs[S_FLOODERS];
 
+//  One flood: the sink's longest backlog and the suspensions it took; the
+//  flooders' progress is checked here. The bound is checked on every run;
+//  a run in which the sink kept up by itself (no flooder was ever held
+//  back, about one run in seven on two workers: where the scheduler puts
+//  the sink decides it) proves nothing about backpressure, so
+//  s_flood_memory floods again, up to S_FLOOD_TRIES times.
+#define S_FLOOD_TRIES 5
+
 static void
-s_flood_memory(int workers)
+s_flood_once(int workers, uint64_t *suspensions)
 {
+    atomic_store(&s_flood_stop, 0);
+    atomic_store(&s_flood_msgs, 0);
+    atomic_store(&s_sink_msgs, 0);
+    for (int i = 0; i < S_FLOODERS; i++)
+        atomic_store(&s_flooder_msgs[i], 0);
     brg_system_t *sys = tu_system_new(workers);
     ck_assert_ptr_nonnull(sys);
     s_sink = tu_spawn(sys, workers > 1 ? s_slow_sink_fn : s_sink_fn);
@@ -577,7 +591,7 @@ s_flood_memory(int workers)
     }
     TU_WAIT_UNTIL(s_all_msgs() > S_FLOOD_MSGS, 120000);
     uint64_t hwm = tu_stats(sys).mailbox_hwm;
-    uint64_t suspensions = brg__bp_suspensions(sys->sched);
+    *suspensions = brg__bp_suspensions(sys->sched);
     long long each[S_FLOODERS], flooded = 0;
     for (int i = 0; i < S_FLOODERS; i++)
         flooded += each[i] = atomic_load(&s_flooder_msgs[i]);
@@ -588,10 +602,18 @@ s_flood_memory(int workers)
     ck_assert_msg(hwm <= bound,
                   "with %d workers the sink's backlog reached %llu messages (bound %llu)", workers,
                   (unsigned long long)hwm, (unsigned long long)bound);
-    ck_assert_msg(suspensions > 0, "no flooder was ever held back");
     for (int i = 0; i < S_FLOODERS; i++)
         ck_assert_msg(each[i] * S_FLOODERS * 8 >= flooded,
                       "flooder %d ran %lld of %lld flooder messages", i, each[i], flooded);
+}
+
+static void
+s_flood_memory(int workers)
+{
+    uint64_t suspensions = 0;
+    for (int k = 0; k < S_FLOOD_TRIES && suspensions == 0; k++)
+        s_flood_once(workers, &suspensions);
+    ck_assert_msg(suspensions > 0, "no flooder was ever held back in %d floods", S_FLOOD_TRIES);
 }
 
 START_TEST(test_sched_stress_a_sink_fed_by_floods_keeps_a_bounded_backlog_on_one_worker)
