@@ -138,7 +138,10 @@ brg__bp_suspend_gate(brg__sched_t *self, brg__actor_t *sender, uint32_t gate,
     pthread_mutex_lock(&self->bp_lock);
     bool ok =
         !s_bp_waited_for(self, sender) && s_bp_insert(self, sender, ext, BRG__BP_GATE_KEY(gate));
-    // The transport's half of the Dekker pair (remote.h, gate_wait): it
+    // Inserted before the transport is asked, so that a stop or kill
+    // (s_bp_insert refuses on URGENT) never leaves a waiter recorded or
+    // counted there (its busy_waits count real suspensions). The
+    // transport's half of the Dekker pair (remote.h, gate_wait): it
     // records a waiter, then looks at the gate; whoever opens the gate after
     // that record takes bp_lock to hand us back, so after our unlock.
     if (ok && !wait(arg, gate)) {

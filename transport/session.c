@@ -1142,14 +1142,16 @@ brg__session_on_frame(brg__session_t *self, const brg__frame_t *frame, bool inbo
 
 //  After a BATCH of more envelopes than self->in keeps, room for that many
 //  (up to S_ENVS_KEPT_MAX), so the next such frame is read once (wire.c
-//  design notes). Grown only after a valid frame, and in powers of two, so a
-//  peer's frames cost a few reallocations, not one per frame; out of memory
-//  just keeps the old store (the envelopes past it are read twice).
+//  design notes). Grown after any frame that decoded (whatever the session
+//  then made of it), never during its walk, which reads the store: so not
+//  in s_grow_scratch. In powers of two, so a peer's frames cost a few
+//  reallocations, not one per frame; out of memory just keeps the old store
+//  (the envelopes past it are read twice).
 static void
 s_grow_kept(brg__session_t *self, const brg__frame_t *frame)
 {
     if (frame->type != BRG__FRAME_BATCH || frame->count <= frame->envs_cap ||
-        frame->envs_cap >= S_ENVS_KEPT_MAX || frame->count == 0)
+        frame->envs_cap >= S_ENVS_KEPT_MAX)
         return;
     uint32_t cap = frame->envs_cap ? frame->envs_cap : 16;
     while (cap < frame->count && cap < S_ENVS_KEPT_MAX)

@@ -208,7 +208,7 @@
 #define S_TOMB ((brg__peer_t *)(uintptr_t)1)
 #define S_ENV_OVERHEAD 64 // bytes a message's envelope adds to its payload, for the budget
 //  A peer's busy gate: its table slot + 1 in the low bits (12: S_TABLE_SIZE
-//  is 2^11), which peer of that slot above them (s_gate_wait).
+//  is 2^11), which peer of that slot above them (brg__io_gate_wait).
 #define S_GATE_SLOT_BITS 12
 #define S_RECV_BURST 64 // inbound frames read per socket per turn (up to 64 Ki messages)
 #define S_BACKOFF_MIN_MS 100
@@ -251,8 +251,8 @@ typedef struct brg__peer {
     char name[BRG__WIRE_NAME_MAX + 1]; // its name from its first HELLO (immutable)
     _Atomic int state;                 // S_PEER_*: written here, read by senders
     _Atomic size_t queued_bytes;       // budget: senders add, this thread subtracts
-    uint32_t gate;                     // its busy gate (s_gate_of; immutable once published)
-    _Atomic uint32_t gate_waiters;     // a sender may be suspended on the gate (s_gate_wait)
+    uint32_t gate;                     // its busy gate (s_peer_add; immutable once published)
+    _Atomic uint32_t gate_waiters;     // a sender may be suspended on the gate (brg__io_gate_wait)
     _Atomic uint32_t epoch;            // sessions ended so far: written here, read by senders
     //  For operators (brg__io_peer_stats), relaxed: they only count.
     _Atomic bool client_pub;       // client (below), for other threads (written here)
@@ -477,7 +477,7 @@ struct brg__io {
     _Atomic uint64_t retired_count; // how many: written here, relaxed (a count)
     uint32_t gate_serial;           // peers added so far (s_peer_add; their gates)
     size_t busy_low;                // a busy peer's gate opens at or under this (busy/2)
-    _Atomic uint64_t busy_waits;    // senders suspended on busy peers (s_gate_wait)
+    _Atomic uint64_t busy_waits;    // senders suspended on busy peers (brg__io_gate_wait)
 
     // Security (PROTOCOL.md section 22). curve and cert are written before
     // the thread starts and immutable after; keys has its own lock.
@@ -840,8 +840,10 @@ s_slot_of(uint64_t hi, uint64_t lo)
 //  budget (encoded, or dead-lettered): once the budget is at or under the
 //  low-water mark, the senders suspended on the peer's gate go back to work.
 //  Seq_cst RMW, then seq_cst load of gate_waiters: the Dekker pair with
-//  s_gate_wait (store gate_waiters, load queued_bytes), remote.h. Any thread
-//  that runs the I/O (this one, or worker 0's turn).
+//  brg__io_gate_wait (store gate_waiters, load queued_bytes), remote.h. The
+//  thread that runs the I/O (this one, or worker 0's turn), and a sender in
+//  brg__io_send taking back a refused message's bytes; the gate opens from
+//  either (brg__remote_gate_open: any thread).
 static inline void
 s_unqueue(brg__io_t *self, brg__peer_t *p, size_t bytes)
 {
