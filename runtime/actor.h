@@ -87,7 +87,11 @@ struct brg__actor {
         uint32_t retired_epoch; // once dead, awaiting reclaim: low bits of its epoch (reclaim.c)
     };
     uint16_t flags; // BRG__ACTOR_... (owner)
-    uint16_t mode;  // BRG__MODE_... (immutable after spawn)
+    uint8_t mode;   // BRG__MODE_... (immutable after spawn)
+    //  Its home: the worker that last ran it, as index % 255 + 1 (0: none
+    //  yet), a hint for senders pacing an in-call flood (sched.c, "Pacing
+    //  in-call floods"). Written by its runner, read by any thread (relaxed).
+    _Atomic uint8_t home;
     //  Introspection (observe.c): label is immutable after spawn (published
     //  with the slot's LIVE CAS); processed is written by the owner only
     //  (a relaxed load and store per batch, no RMW) and read by any thread.

@@ -181,6 +181,37 @@ s_is_stack(const brg_msg_t *top)
     return (uintptr_t)top > (uintptr_t)BRG__MB_DEAD;
 }
 
+brg__actor_t *
+brg__mailbox_pace_peek(brg_system_t *sys, uint64_t id, uint64_t *level)
+{
+    brg__actor_t *running = brg__bp_running;
+    if (id == 0 || BRG__BP_IS_GATE(id) || running == NULL || s_bp_high == UINT32_MAX)
+        return NULL;
+    // Others are suspended on the running actor: it must end its call and
+    // drain for them (no cycle of waits, as in brg__bp_suspend). Relaxed: a
+    // hint; a WAITERS set just after this look costs them one pace's wait.
+    if (atomic_load_explicit(&running->bp, memory_order_relaxed) & BRG__BP_WAITERS)
+        return NULL;
+    brg__slot_t *slot = brg__slots_peek(sys, id);
+    if (!slot)
+        return NULL; // dead (or gone): nothing to wait for
+    brg__actor_t *receiver = brg__slot_actor(slot);
+    // A reply box is drained by its own thread, a blocking actor by the
+    // pool's, at the pace of what they block on: never wait for them here.
+    if (receiver == running || (receiver->mode & (BRG__MODE_WAITER | BRG__MODE_BLOCKING)))
+        return NULL;
+    // Relaxed loads, as s_bp_check's: the estimate is never below the
+    // length (design notes, "Backpressure").
+    brg_msg_t *head = atomic_load_explicit(&receiver->head, memory_order_relaxed);
+    if (head == NULL || head == BRG__MB_DEAD)
+        return NULL;
+    uint64_t est = atomic_load_explicit(&receiver->bp_pub, memory_order_relaxed);
+    if (s_is_stack(head))
+        est += BRG__BP_COUNT(atomic_load_explicit(&receiver->bp, memory_order_relaxed)) + 1;
+    *level = est;
+    return receiver;
+}
+
 //  The count of a push of n messages whose CAS is about to replace old
 //  (design notes, "Backpressure"): onto a stack it adds n, onto an empty
 //  mailbox n - 1 (its oldest is the new stack's bottom). *added is what this

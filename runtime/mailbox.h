@@ -61,7 +61,8 @@ typedef struct {
     brg__actor_t *to; // the last plain send's target (reference-free lookup), or NULL
     brg_msg_t *top;
     brg_msg_t *oldest;
-    uint32_t n; // 0: no chain
+    uint32_t n;     // 0: no chain
+    uint32_t calls; // behaviour calls ended on this thread (modular): pacing tells calls apart
 } brg__send_chain_t;
 extern _Thread_local brg__send_chain_t brg__send_chain __attribute__((tls_model("initial-exec")));
 void brg__send_flush_slow(void);
@@ -84,6 +85,7 @@ brg__send_call_end(void)
 {
     brg__send_flush();
     brg__send_chain.to = NULL;
+    brg__send_chain.calls++;
 }
 
 //  The longest chain any thread has pushed so far (a test hook for the bound
@@ -149,6 +151,16 @@ uint32_t brg__mailbox_take_stack(brg__actor_t *actor, brg_msg_t *top);
 //  call sent to (brg__bp_target). Returns true if it is suspended: no
 //  longer ours. Thread: the owner, after the call.
 bool brg__mailbox_bp_suspend(brg__actor_t *actor);
+
+//  Pacing an in-call flood (sched.c, "Pacing in-call floods"): the
+//  receiver named by id if the calling thread's running behaviour call may
+//  wait for it, with *level its backlog estimate (never below its length):
+//  an actor of sys, alive and not idle, not the running actor, not a reply
+//  box or a blocking actor, backpressure on, and nobody suspended on the
+//  running actor. NULL otherwise. The pointer is reference-free: valid
+//  until the caller's next quiescent point. Thread: a worker of sys running
+//  an activation.
+brg__actor_t *brg__mailbox_pace_peek(brg_system_t *sys, uint64_t id, uint64_t *level);
 
 //  The owner's side, inline: brg__actor_run calls these per message.
 

@@ -47,6 +47,49 @@
 //  so the backlog is bounded only while one worker drains faster than the
 //  others produce: the hard bound is backpressure (next).
 //
+//  Pacing in-call floods. Backpressure suspends a sender only after the
+//  behaviour call that found its receiver congested, and a call that floods
+//  in one long loop (a fan-in sender, a driver handing out work) runs on
+//  meanwhile. Help-along drains the receiver when it waits in the sender's
+//  own ring, but with senders on two workers the receiver lives on one of
+//  them: in fanin8 its backlog reached 700,000 messages (each then a cache
+//  miss), most messages were written on one core and read on the other,
+//  and two workers ran 2-4 times slower than one (docs/PERFORMANCE.md). So
+//  from the second help point of one behaviour call on (brg__sched_note_send:
+//  every BRG__HELP_EVERY sends; a call that sent only a message or two is
+//  left to backpressure), a flood waits there, for the receiver of its run
+//  of sends (the send chain's target) or the congested receiver
+//  backpressure noted:
+//    - for its turn, when the receiver's home (the worker that last ran it,
+//      actor.h) is another worker whose running call floods the same
+//      receiver (that worker's `feeding`, published at its help points and
+//      cleared when its activation ends): there the receiver reads messages
+//      written on its own core, and ours would cross. For BRG__STALL_NS at
+//      most; then the level alone holds it back;
+//    - for the level, while the receiver's backlog estimate is over its
+//      low-water mark (mailbox_high_water / 2), until it has not dropped
+//      for BRG__STALL_NS.
+//  While it waits, the worker moves its LIFO slot's occupant to its ring
+//  (it is often the receiver) and runs help-along: its ring (the receiver,
+//  if it waits there), the inject queue whenever something waits in it (the
+//  fairness bound counts these batches as any), a stalled worker's ring.
+//  Not waited for: a receiver that never ran (its init may have to run
+//  first, and help-along does not run one nested), a reply box, a blocking
+//  actor, the sender itself; nothing when backpressure is off, nor for an
+//  actor others are suspended on (it must return and drain for them).
+//  Calls that help-along runs nested are not paced (one level, as help).
+//  Invariants. (1) Memory: a receiver fed by floods on workers holds at
+//  most high-water + two help intervals (2 x BRG__HELP_EVERY) per flooding
+//  call + one interval per wait given up because it did not drain (each
+//  counted: brg__sched_pace_stats; stats.send_pauses counts the waits).
+//  (2) No deadlock: every wait ends within BRG__STALL_NS of the receiver's
+//  last drain, and a turn after BRG__STALL_NS, whatever the other actors
+//  do. (3) Progress: a flood kept from its turn still sends a help interval
+//  per BRG__STALL_NS; its receiver's own worker never waits for a turn.
+//  The price: a send may wait (a bounded busy wait, spent on queued work
+//  when there is some) while its receiver is congested; the watchdog counts
+//  that wait as part of the behaviour call.
+//
 //  Locality before parallelism. Most messages cost tens of nanoseconds to
 //  handle, less than moving an actor's mailbox and messages to another core
 //  (a cache-line round trip is 60-350 ns on the 2-vCPU VM, microseconds when
@@ -54,10 +97,11 @@
 //  two workers several times slower than one on fan-in and fork-join: the
 //  idle worker took the consumers (or a second producer) of a busy one, and
 //  every message then crossed cores. So work is left where it is while its
-//  owner is getting to it: a worker with nothing to run steals from a ring
-//  only if its owner has neither started a batch nor reached a help-along
-//  point (its `progress` counter) for BRG__STALL_NS, or the ring is half
-//  full (s_stalled); a ring that empties starts a new wait. It takes
+//  owner is getting to it: a worker with nothing to run, or helping along,
+//  steals from a ring only if its owner has neither started a batch nor
+//  reached a help-along point (its `progress` counter) for BRG__STALL_NS,
+//  or the ring is half full (s_stalled); a ring that empties starts a new
+//  wait. It takes
 //  from the inject queue at once only if no other worker is running actors,
 //  else only once nobody has taken from it for BRG__STALL_NS (s_inject_idle);
 //  busy workers poll it from help-along whenever it is not empty. Help-along
@@ -75,7 +119,10 @@
 //  file are in worker.h.
 //
 //  Threads and ownership. Each worker owns its ring's push/pop side, its LIFO
-//  slot and its counters' writes. inject_lock guards the inject queue,
+//  slot and its counters' writes, and writes its `feeding` (others read it,
+//  relaxed: a hint); an actor's `home` is written by whoever runs it and
+//  read by any (relaxed: a hint; a stale one costs one wait of at most
+//  BRG__STALL_NS, or a help interval that crosses cores). inject_lock guards the inject queue,
 //  idle_lock the idle stack, each worker's park_lock its notified flag,
 //  pool_lock the blocking pool's queue. Lock order: idle_lock before a
 //  worker's park_lock; no other lock is held while taking another.
@@ -87,10 +134,22 @@
 #define BRG__LONE_SPIN_MIN_NS 2000u // the shortest search while no other worker runs
 #define BRG__PAUSE_MAX 1024u        // most pauses between two looks of a searching worker
 #define BRG__STALL_NS 100000u       // work another worker has not touched this long may be taken
+#define BRG__PACE_SPIN 32u          // pauses between a pacing sender's first two looks
 
 //  The worker the calling thread is, or NULL; and the system whose thread it is
 //  (workers and blocking pool).
 static _Thread_local brg__worker_t *s_worker;
+
+//  The calling worker runs actor: it is the actor's home now (actor.h;
+//  "Pacing in-call floods"). Relaxed: a hint; stored only when it changes,
+//  so an actor that stays on one worker never has its line written for it.
+static inline void
+s_note_home(brg__worker_t *w, brg__actor_t *actor)
+{
+    uint8_t home = (uint8_t)(w->index % 255u + 1u);
+    if (atomic_load_explicit(&actor->home, memory_order_relaxed) != home)
+        atomic_store_explicit(&actor->home, home, memory_order_relaxed);
+}
 static _Thread_local brg_system_t *s_thread_sys;
 //  The system whose worker the calling thread is, or NULL (see sched.h).
 _Thread_local brg_system_t *brg__worker_sys __attribute__((tls_model("initial-exec")));
@@ -364,14 +423,18 @@ brg__sched_schedule_list(brg__sched_t *self, brg__actor_t *head, uint32_t n)
 #define BRG__HELP_EVERY 64
 #define BRG__HELP_STEAL_TRIES 4
 
+static bool s_stalled(brg__worker_t *w, uint32_t v, uint64_t now);
+
 //  The actor help-along runs: the oldest one in our ring whose init has run;
-//  failing that, one taken from another worker's ring. Actors whose init has
+//  failing that, one taken from the ring of another worker that has stalled
+//  (s_stalled: the rule of idle workers' steals). Actors whose init has
 //  not run (a first activation may be a flood itself; in a fan-in the other
 //  senders wait ahead of the consumer) go to the tail of our ring, in their
-//  order: a stolen one simply moves to us, as in any steal. Stealing matters
-//  because a helped actor that still has work goes back to the helper's
-//  ring: without it, only that one worker would ever help it, while the
-//  other worker's sender goes on filling its mailbox.
+//  order: a stolen one simply moves to us, as in any steal. A busy worker's
+//  ring is left to it: taking its actors moved a fan-in's consumer from core
+//  to core at every help point, so that every message crossed cores, while
+//  the sender on the other worker went on filling the consumer's mailbox
+//  (that sender is paced now: "Pacing in-call floods").
 static brg__actor_t *
 s_help_pick(brg__worker_t *w)
 {
@@ -384,8 +447,19 @@ s_help_pick(brg__worker_t *w)
         s_push_local(w, a);
     }
     brg__sched_t *self = w->sched;
+    uint64_t now = 0;
     for (uint32_t i = 1; i < self->n; i++) {
-        brg__worker_t *v = &self->workers[(w->index + i) % self->n];
+        uint32_t vi = (w->index + i) % self->n;
+        brg__worker_t *v = &self->workers[vi];
+        // Relaxed: a hint (the steal's CAS decides), so that a look at an
+        // empty ring reads no clock.
+        if (atomic_load_explicit(&v->runq.tail, memory_order_relaxed) ==
+            atomic_load_explicit(&v->runq.head, memory_order_relaxed))
+            continue;
+        if (!now)
+            now = brg__now_ns();
+        if (!s_stalled(w, vi, now))
+            continue;
         for (int tries = 0; tries < BRG__HELP_STEAL_TRIES; tries++) {
             brg__actor_t *a = brg__runq_steal_one(&v->runq);
             if (!a)
@@ -403,7 +477,8 @@ s_help_pick(brg__worker_t *w)
 //  Help-along. A behaviour that sends in a long loop (a fan-in sender, a
 //  fork-join driver) holds its worker for the whole loop; when every other
 //  worker is busy too, the actors it feeds wait in this worker's ring while
-//  their mailboxes grow without bound. So every BRG__HELP_EVERY sends of the
+//  their mailboxes grow without bound (a receiver living on another worker
+//  is paced for instead: "Pacing in-call floods"). So every BRG__HELP_EVERY sends of the
 //  outer actor, the sender's thread runs one queued actor (s_help_pick) for
 //  up to BRG__HELP_BATCHES batches (one if a worker is idle: it may take
 //  the actor instead, see "Locality") right here, nested inside the send,
@@ -413,8 +488,8 @@ s_help_pick(brg__worker_t *w)
 //  its backlog reached 0.3-2.5 M messages, and each then cost two cache
 //  misses and often a malloc; with 16 the backlog stays in the thousands and
 //  fanin runs ~1.7x faster (docs/PERFORMANCE.md).
-//  This is safe: the nested actor came out of a run queue (ours, or another
-//  worker's by a steal's CAS), so we own it, and it is not the running actor
+//  This is safe: the nested actor came out of a run queue (ours, or a
+//  stalled worker's by a steal's CAS), so we own it, and it is not the running actor
 //  (a running actor is in no queue). Nesting is one
 //  level deep (helping), actors whose init has not run are not helped (a first
 //  activation may be a flood itself), and the LIFO slot and send count of the
@@ -469,6 +544,7 @@ s_help(brg__worker_t *w)
             }
         }
         s_count_batch(w);
+        s_note_home(w, actor);
         if (!brg__actor_run(actor, w->sched->batch))
             actor = NULL; // idle (or dead): no longer ours
     }
@@ -482,6 +558,96 @@ s_help(brg__worker_t *w)
     brg__actor_bp_restore(bp);
 }
 
+//  Pacing (design notes): why a flood waits at a help point.
+enum { S_PACE_NONE, S_PACE_LEVEL, S_PACE_TURN };
+
+//  What the running call's flood into the receiver id must wait for, if
+//  anything: its turn (the receiver's home is another worker, whose running
+//  call floods it too), or its level (over low). *level: its backlog
+//  estimate. turns: whether a turn may still be waited for.
+static int
+s_pace_need(brg__worker_t *w, uint64_t id, uint64_t low, bool turns, uint64_t *level)
+{
+    brg__actor_t *receiver = brg__mailbox_pace_peek(w->sched->sys, id, level);
+    if (!receiver)
+        return S_PACE_NONE;
+    // Relaxed: a hint. A stale one costs a wait of at most BRG__STALL_NS,
+    // or a chain that crosses cores.
+    uint32_t home = atomic_load_explicit(&receiver->home, memory_order_relaxed);
+    if (home == 0)
+        return S_PACE_NONE; // it never ran: it may have an init to run first (design notes)
+    if (turns) {
+        if (home != w->index % 255u + 1u && home - 1 < w->sched->n &&
+            atomic_load_explicit(&w->sched->workers[home - 1].feeding, memory_order_relaxed) == id)
+            return S_PACE_TURN;
+    }
+    return *level > low ? S_PACE_LEVEL : S_PACE_NONE;
+}
+
+//  Pace the running call's flood into the receiver id (design notes,
+//  "Pacing in-call floods"): wait while s_pace_need says so, running our
+//  queued actors and outside work meanwhile; a turn for BRG__STALL_NS at
+//  most, a level until the receiver has not drained for BRG__STALL_NS.
+__attribute__((noinline, cold)) static void
+s_pace(brg__worker_t *w, uint64_t id)
+{
+    uint64_t low = (uint64_t)w->sched->sys->cfg.mailbox_high_water / 2;
+    uint64_t level;
+    bool turns = true;
+    int need = s_pace_need(w, id, low, turns, &level);
+    if (need == S_PACE_NONE)
+        return;
+    // Relaxed: counters, written by this thread only (stats, test hooks).
+    atomic_store_explicit(&w->paces, atomic_load_explicit(&w->paces, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    // The LIFO slot's occupant (often the receiver: our push made it
+    // runnable) to the ring, where help-along runs it and a stalled
+    // worker's thieves may take it; left in the slot, nobody would run it
+    // until this call ends.
+    if (w->lifo) {
+        s_push_local(w, w->lifo);
+        w->lifo = NULL;
+    }
+    uint64_t start = brg__now_ns(), since = start, best = level;
+    uint32_t spin = BRG__PACE_SPIN;
+    for (;;) {
+        // Our ring (the receiver itself, if it waits there), outside work
+        // when there is some (s_help polls the inject queue and counts its
+        // batches for the fairness bound), a stalled worker's ring.
+        s_help(w);
+        // Backing off: every look reads the receiver's lines, which its
+        // worker and the other senders write.
+        for (uint32_t i = 0; i < spin; i++)
+            brg__cpu_relax();
+        if (spin < BRG__PAUSE_MAX)
+            spin *= 2;
+        need = s_pace_need(w, id, low, turns, &level);
+        if (need == S_PACE_NONE)
+            return;
+        uint64_t now = brg__now_ns();
+        if (need == S_PACE_TURN) {
+            if (now - start < BRG__STALL_NS) {
+                since = now;
+                best = level;
+                continue;
+            }
+            turns = false; // our turn now: the level alone holds us from here
+            need = s_pace_need(w, id, low, turns, &level);
+            if (need == S_PACE_NONE)
+                return;
+        }
+        if (level < best) {
+            best = level;
+            since = now;
+        } else if (now - since >= BRG__STALL_NS) {
+            atomic_store_explicit(&w->pace_stalls,
+                                  atomic_load_explicit(&w->pace_stalls, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+            return; // not draining: do not wait for it (design notes)
+        }
+    }
+}
+
 void
 brg__sched_note_send(void)
 {
@@ -489,15 +655,37 @@ brg__sched_note_send(void)
     if (!w)
         return;
     if (__builtin_expect(++w->help_tick >= BRG__HELP_EVERY, 0) && !w->helping) {
+        // The receiver of the call's run of sends, for pacing ("Pacing
+        // in-call floods"): published for the other workers' pacing, and
+        // compared with our last help point's to pace a call's flood from
+        // its second help point on (a call that sent one message here is
+        // suspended by backpressure when it returns, never paced).
+        // Relaxed store: a hint.
+        brg__actor_t *to = brg__send_chain.to;
+        uint64_t feeding = to ? to->id : 0;
+        if (atomic_load_explicit(&w->feeding, memory_order_relaxed) != feeding)
+            atomic_store_explicit(&w->feeding, feeding, memory_order_relaxed);
+        uint64_t target =
+            brg__bp_target != 0 && !BRG__BP_IS_GATE(brg__bp_target) ? brg__bp_target : feeding;
+        bool pace =
+            target != 0 && target == w->pace_target && brg__send_chain.calls == w->pace_calls;
         // Called before the send's delivery, so a quiescent point: a long
         // flood must not hold up reclamation for its whole activation. The
         // pending chain holds a reference-free actor pointer: out first, and
         // its target forgotten, so that no address compared after the
-        // quiescent point can belong to a reclaimed actor's successor.
-        brg__send_call_end();
+        // quiescent point can belong to a reclaimed actor's successor. Not
+        // brg__send_call_end: the call goes on.
+        brg__send_flush();
+        brg__send_chain.to = NULL;
         brg__reclaim_quiescent(w);
         s_progress(w);
         s_help(w);
+        if (pace)
+            s_pace(w, target);
+        // After the nested runs (they end calls of their own): the outer
+        // call's next help point finds the count unchanged.
+        w->pace_target = target;
+        w->pace_calls = brg__send_chain.calls;
         // After the help: the nested actors' sends do not count towards the
         // next one, or every send of the outer actor would help again.
         w->help_tick = 0;
@@ -708,11 +896,15 @@ s_run(brg__worker_t *w, brg__actor_t *actor)
     int batch = w->sched->batch;
     uint32_t batches = actor->queued / (uint32_t)batch + 1;
     bool again;
+    s_note_home(w, actor);
     do {
         w->sends = 0;
         s_count_batch(w);
         again = brg__actor_run(actor, batch);
     } while (again && --batches > 0 && !s_inject_waiting(w));
+    // The activation is over: no call of ours floods anyone (pacing). Relaxed: a hint.
+    if (atomic_load_explicit(&w->feeding, memory_order_relaxed) != 0)
+        atomic_store_explicit(&w->feeding, 0, memory_order_relaxed);
     if (again) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)
@@ -974,6 +1166,16 @@ brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm)
     }
     *processed = p;
     *hwm = h;
+}
+
+void
+brg__sched_pace_stats(brg__sched_t *self, uint64_t *paces, uint64_t *stalls)
+{
+    *paces = *stalls = 0;
+    for (uint32_t i = 0; i < self->n; i++) {
+        *paces += atomic_load_explicit(&self->workers[i].paces, memory_order_relaxed);
+        *stalls += atomic_load_explicit(&self->workers[i].pace_stalls, memory_order_relaxed);
+    }
 }
 
 uint32_t

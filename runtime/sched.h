@@ -87,6 +87,11 @@ void brg__sched_stats(brg__sched_t *self, uint64_t *processed, uint64_t *hwm);
 //  batches it runs, counting batches run nested by help-along.
 #define BRG__INJECT_EVERY 32
 
+//  In-call floods paced at help points (sched.c, "Pacing in-call floods"),
+//  and the paces given up because the receiver did not drain for
+//  BRG__STALL_NS, summed over the workers. Thread: any (relaxed).
+void brg__sched_pace_stats(brg__sched_t *self, uint64_t *paces, uint64_t *stalls);
+
 //  Test hook: the most batches any worker has run (nested help-along batches
 //  included) between two of its polls of the inject queue. Thread: any.
 uint32_t brg__sched_inject_gap_max(brg__sched_t *self);

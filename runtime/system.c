@@ -271,6 +271,8 @@ brg_system_stats(brg_system_t *self, brg_stats_t *stats)
     stats->mailbox_hwm = hwm > aux_hwm ? hwm : aux_hwm;
     stats->timers_active = brg__timers_active(self->timers);
     stats->watchdog_reports = atomic_load_explicit(&self->watchdog_reports, memory_order_relaxed);
+    uint64_t stalls;
+    brg__sched_pace_stats(self->sched, &stats->send_pauses, &stalls);
     stats->workers = brg__sched_workers(self->sched);
     stats->blocking_threads = brg__sched_blocking(self->sched);
 }

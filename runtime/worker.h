@@ -21,17 +21,27 @@
 //  ring's push/pop side, its LIFO slot and its counters' writes; the locks
 //  and their order are listed there).
 typedef struct brg__worker {
-    brg__runq_t runq;                // stealable FIFO (first: it is cache-line aligned inside)
-    brg__sched_t *sched;             // immutable
-    uint32_t index;                  // immutable
-    brg__actor_t *lifo;              // next to run; owner only, never stolen
-    uint32_t lifo_streak;            // actors run from lifo in a row (owner)
-    uint32_t sends;                  // sends by the running actor while lifo is full (owner)
-    uint32_t since_inject;           // batches started since this worker last polled inject (owner)
-    _Atomic uint32_t gap_max;        // the largest since_inject seen (owner writes; stats read)
-    bool searching;                  // counted in idle_state (owner)
-    bool helping;                    // running a queued actor inside a send (owner)
-    uint32_t help_tick;              // sends since the last help check (owner)
+    brg__runq_t runq;         // stealable FIFO (first: it is cache-line aligned inside)
+    brg__sched_t *sched;      // immutable
+    uint32_t index;           // immutable
+    brg__actor_t *lifo;       // next to run; owner only, never stolen
+    uint32_t lifo_streak;     // actors run from lifo in a row (owner)
+    uint32_t sends;           // sends by the running actor while lifo is full (owner)
+    uint32_t since_inject;    // batches started since this worker last polled inject (owner)
+    _Atomic uint32_t gap_max; // the largest since_inject seen (owner writes; stats read)
+    bool searching;           // counted in idle_state (owner)
+    bool helping;             // running a queued actor inside a send (owner)
+    uint32_t help_tick;       // sends since the last help check (owner)
+    // Pacing in-call floods (sched.c). feeding: the actor (id) the running
+    // call's last run of sends went to, at its last help point, 0 after the
+    // activation (owner writes, any reads: relaxed, a hint). pace_target and
+    // pace_calls: the target and the send chain's call count at our last
+    // help point, to tell a call's second help point (owner).
+    _Atomic uint64_t feeding;
+    uint64_t pace_target;
+    uint32_t pace_calls;
+    _Atomic uint64_t paces;          // waits begun at help points (owner writes; stats read)
+    _Atomic uint64_t pace_stalls;    // waits given up: the receiver did not drain (owner writes)
     uint64_t rng;                    // victim choice (owner)
     uint32_t *seen_head;             // per victim: its progress at our last look (owner)
     uint64_t *seen_at;               // per victim: when that value was first seen (owner)

@@ -43,15 +43,20 @@ typedef struct brg_config {
     //  mailbox longer than mailbox_high_water messages, the sender finishes
     //  the behaviour call it is in and is then not run again until the
     //  receiver has drained to mailbox_high_water / 2 or died (or the
-    //  sender is sent a stop or kill). 0 = the default, 4096 (at least
-    //  2 x batch); negative = off. Not held back: sends from threads outside
+    //  sender is sent a stop or kill). A call on a worker thread that goes
+    //  on sending to it is paced meanwhile: it waits at every 64th send
+    //  while the receiver drains (brg_send, "Pacing"), so it adds at most
+    //  2 x 64 messages over the mark, plus 64 per 100 us in which the
+    //  receiver drains nothing. 0 = the default, 4096 (at least 2 x batch);
+    //  negative = off (no suspension, no pacing). Not held back: sends from threads outside
     //  the system (brg_system_send, timers: they cannot be suspended and stay
     //  unbounded), an actor's sends to itself, sends to the reply box of a
     //  brg_system_ask, and an actor that has senders suspended on it (no
     //  cycle of suspended actors can form). So a mailbox holds at most
     //  mailbox_high_water + the sum, over the actors sending to it, of the
-    //  messages each sends it in one behaviour call, plus those exempt sends
-    //  (docs/ARCHITECTURE.md section 6, "Backpressure").
+    //  messages each sends it in one behaviour call (128 for a paced one),
+    //  plus those exempt sends (docs/ARCHITECTURE.md section 6,
+    //  "Backpressure").
     int mailbox_high_water;
     //  Logging (brigade/log.h). Events at log_level or more severe go to
     //  log_fn(log_arg, event), or to stderr (brg_log_stderr) when log_fn is
@@ -113,6 +118,7 @@ typedef struct brg_stats {
     uint64_t mailbox_hwm;        // longest mailbox seen by any actor
     uint64_t timers_active;      // timers armed and not yet fired or cancelled
     uint64_t watchdog_reports;   // behaviour calls reported by the watchdog
+    uint64_t send_pauses;        // waits of paced floods (brg_send, "Pacing")
     uint32_t workers;            // worker threads
     uint32_t blocking_threads;   // blocking-pool threads
 } brg_stats_t;
