@@ -127,10 +127,10 @@ s_await(brg_system_t *sys, const char *bench, uint64_t dead_ok)
     brg_system_stats(sys, &st);
     fprintf(stderr,
             "brigade %s: messages %llu, dead letters %llu, spawned %llu, failed %llu, "
-            "mailbox hwm %llu\n",
+            "mailbox hwm %llu, send pauses %llu\n",
             bench, (unsigned long long)st.messages_processed, (unsigned long long)st.dead_letters,
             (unsigned long long)st.actors_spawned, (unsigned long long)st.actors_failed,
-            (unsigned long long)st.mailbox_hwm);
+            (unsigned long long)st.mailbox_hwm, (unsigned long long)st.send_pauses);
     if (st.actors_failed != 0 || st.dead_letters > dead_ok) {
         fprintf(stderr, "brg_bench: %s: unexpected failures or dead letters\n", bench);
         exit(1);
