@@ -9,12 +9,13 @@
 //    return BRG_EDEADLK at once on a thread of their own system (worker,
 //    blocking pool, timer thread), in every build;
 //  - a send from a behaviour may run another actor's behaviour on the same
-//    thread before it returns (help-along, when every worker is busy), so a
-//    behaviour must not hold a lock across a send that another behaviour takes;
-//  - a behaviour call that keeps sending to one actor (a flood: from its
-//    65th send on) may wait at a send while that actor's mailbox is over half
-//    of cfg.mailbox_high_water and draining, or while that actor's own worker
-//    floods it too; every such wait is bounded (brigade/actor.h, brg_send).
+//    thread before it returns (help-along: every 64 sends), so a behaviour
+//    must not hold a lock across a send that another behaviour takes;
+//  - a behaviour call that goes on sending (a flood: from its 65th send on)
+//    may wait at a send while the actor it sends to is over half of
+//    cfg.mailbox_high_water and draining, or while that actor's own worker
+//    floods it too; no such wait outlasts 100 us without the receiver
+//    draining (pacing: brigade/actor.h, brg_send).
 //
 //  Ownership of messages: a call taking brg_msg_t ** always takes the message
 //  and sets the caller's pointer to NULL, success or failure; what cannot be

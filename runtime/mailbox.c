@@ -185,7 +185,10 @@ brg__actor_t *
 brg__mailbox_pace_peek(brg_system_t *sys, uint64_t id, uint64_t *level)
 {
     brg__actor_t *running = brg__bp_running;
-    if (id == 0 || BRG__BP_IS_GATE(id) || running == NULL || s_bp_high == UINT32_MAX)
+    // A dying actor's last calls (its callbacks, error replies) are not
+    // paced, as they are not held back (s_bp_note).
+    if (id == 0 || BRG__BP_IS_GATE(id) || running == NULL || s_bp_high == UINT32_MAX ||
+        (running->flags & BRG__ACTOR_DEAD))
         return NULL;
     // Others are suspended on the running actor: it must end its call and
     // drain for them (no cycle of waits, as in brg__bp_suspend). Relaxed: a
@@ -344,6 +347,7 @@ brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg)
         // failed (the mailbox closed) starts no run, so every later send to
         // that target fails the same way, at once, with the same reason.
         s_chain.to = rc == BRG_OK ? actor : NULL;
+        s_chain.to_id = id;
         return rc;
     }
     if (s_chain.n >= BRG__SEND_CHAIN_MAX)

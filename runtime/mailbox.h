@@ -59,6 +59,7 @@ int brg__actor_send(brg_system_t *sys, uint64_t id, brg_msg_t *msg);
 #define BRG__SEND_CHAIN_MAX 64
 typedef struct {
     brg__actor_t *to; // the last plain send's target (reference-free lookup), or NULL
+    uint64_t to_id;   // its id (pacing reads it without touching the actor)
     brg_msg_t *top;
     brg_msg_t *oldest;
     uint32_t n;     // 0: no chain

@@ -63,32 +63,36 @@
 //    - for its turn, when the receiver's home (the worker that last ran it,
 //      actor.h) is another worker whose running call floods the same
 //      receiver (that worker's `feeding`, published at its help points and
-//      cleared when its activation ends): there the receiver reads messages
+//      cleared after each batch it runs): there the receiver reads messages
 //      written on its own core, and ours would cross. For BRG__STALL_NS at
 //      most; then the level alone holds it back;
 //    - for the level, while the receiver's backlog estimate is over its
 //      low-water mark (mailbox_high_water / 2), until it has not dropped
 //      for BRG__STALL_NS.
 //  While it waits, the worker moves its LIFO slot's occupant to its ring
-//  (it is often the receiver) and runs help-along: its ring (the receiver,
-//  if it waits there), the inject queue whenever something waits in it (the
-//  fairness bound counts these batches as any), a stalled worker's ring.
-//  Not waited for: a receiver that never ran (its init may have to run
-//  first, and help-along does not run one nested), a reply box, a blocking
-//  actor, the sender itself; nothing when backpressure is off, nor for an
-//  actor others are suspended on (it must return and drain for them).
-//  Calls that help-along runs nested are not paced (one level, as help).
+//  (it is often the receiver: left in the slot, nobody ran it until the
+//  call ended) and runs help-along: its ring (the receiver, if it waits
+//  there), the inject queue whenever something waits in it (the fairness
+//  bound counts these batches as any), a stalled worker's ring; and it
+//  passes a quiescent point at every look. Not waited for: a receiver that
+//  never ran (its init may have to run first, and help-along does not run
+//  one nested), a reply box, a blocking actor, the sender itself; nothing
+//  when backpressure is off, for an actor others are suspended on (it must
+//  return and drain for them) or for a dying one. Calls that help-along
+//  runs nested are not paced (one level, as help).
 //  Invariants. (1) Memory: a receiver fed by floods on workers holds at
 //  most high-water + two help intervals (2 x BRG__HELP_EVERY) per flooding
 //  call + one interval per wait given up because it did not drain (each
-//  counted: brg__sched_pace_stats; stats.send_pauses counts the waits).
-//  (2) No deadlock: every wait ends within BRG__STALL_NS of the receiver's
-//  last drain, and a turn after BRG__STALL_NS, whatever the other actors
-//  do. (3) Progress: a flood kept from its turn still sends a help interval
-//  per BRG__STALL_NS; its receiver's own worker never waits for a turn.
-//  The price: a send may wait (a bounded busy wait, spent on queued work
-//  when there is some) while its receiver is congested; the watchdog counts
-//  that wait as part of the behaviour call.
+//  counted: brg__sched_pace_stats; stats.send_pauses counts the waits),
+//  plus what nested calls send it. (2) No deadlock: every wait ends within
+//  BRG__STALL_NS of the receiver's last drain, and a turn after
+//  BRG__STALL_NS, whatever the other actors do (once the nested runs of its
+//  help-along have returned). (3) Progress: a flood kept from its turn
+//  still sends a help interval per BRG__STALL_NS; its receiver's own worker
+//  never waits for a turn. A wait on the level lasts while the receiver
+//  drains: the flood goes at the receiver's pace. The price: a send may
+//  wait while its receiver is congested (spent on queued work when there
+//  is some); the watchdog counts the wait as part of the behaviour call.
 //
 //  Locality before parallelism. Most messages cost tens of nanoseconds to
 //  handle, less than moving an actor's mailbox and messages to another core
@@ -143,6 +147,8 @@ static _Thread_local brg__worker_t *s_worker;
 //  The calling worker runs actor: it is the actor's home now (actor.h;
 //  "Pacing in-call floods"). Relaxed: a hint; stored only when it changes,
 //  so an actor that stays on one worker never has its line written for it.
+//  With more than 255 workers, workers share home values: a hint still
+//  (s_pace_need then may wait for, or skip, a turn it should not: bounded).
 static inline void
 s_note_home(brg__worker_t *w, brg__actor_t *actor)
 {
@@ -615,6 +621,11 @@ s_pace(brg__worker_t *w, uint64_t id)
         // when there is some (s_help polls the inject queue and counts its
         // batches for the fairness bound), a stalled worker's ring.
         s_help(w);
+        // A quiescent point, as the help point's: the nested runs pushed
+        // their chains, and we hold no actor pointer across it (the
+        // receiver is looked up again below), so a long wait does not hold
+        // up reclamation.
+        brg__reclaim_quiescent(w);
         // Backing off: every look reads the receiver's lines, which its
         // worker and the other senders write.
         for (uint32_t i = 0; i < spin; i++)
@@ -655,20 +666,19 @@ brg__sched_note_send(void)
     if (!w)
         return;
     if (__builtin_expect(++w->help_tick >= BRG__HELP_EVERY, 0) && !w->helping) {
-        // The receiver of the call's run of sends, for pacing ("Pacing
-        // in-call floods"): published for the other workers' pacing, and
-        // compared with our last help point's to pace a call's flood from
-        // its second help point on (a call that sent one message here is
-        // suspended by backpressure when it returns, never paced).
-        // Relaxed store: a hint.
-        brg__actor_t *to = brg__send_chain.to;
-        uint64_t feeding = to ? to->id : 0;
+        // Pacing ("Pacing in-call floods"). The receiver of the call's run
+        // of sends, published for the other workers' pacing (relaxed store:
+        // a hint; the id, not read through the actor, whose line its
+        // worker writes per message). A call is paced from its second help
+        // point on (the call count unchanged since our last one: it sent
+        // BRG__HELP_EVERY more messages); a call that sent a message or two
+        // here is left to backpressure, which suspends it when it returns.
+        uint64_t feeding = brg__send_chain.to ? brg__send_chain.to_id : 0;
         if (atomic_load_explicit(&w->feeding, memory_order_relaxed) != feeding)
             atomic_store_explicit(&w->feeding, feeding, memory_order_relaxed);
         uint64_t target =
             brg__bp_target != 0 && !BRG__BP_IS_GATE(brg__bp_target) ? brg__bp_target : feeding;
-        bool pace =
-            target != 0 && target == w->pace_target && brg__send_chain.calls == w->pace_calls;
+        bool pace = target != 0 && brg__send_chain.calls == w->pace_calls;
         // Called before the send's delivery, so a quiescent point: a long
         // flood must not hold up reclamation for its whole activation. The
         // pending chain holds a reference-free actor pointer: out first, and
@@ -684,7 +694,6 @@ brg__sched_note_send(void)
             s_pace(w, target);
         // After the nested runs (they end calls of their own): the outer
         // call's next help point finds the count unchanged.
-        w->pace_target = target;
         w->pace_calls = brg__send_chain.calls;
         // After the help: the nested actors' sends do not count towards the
         // next one, or every send of the outer actor would help again.
@@ -901,10 +910,11 @@ s_run(brg__worker_t *w, brg__actor_t *actor)
         w->sends = 0;
         s_count_batch(w);
         again = brg__actor_run(actor, batch);
+        // The batch is over: no call of ours floods anyone (pacing).
+        // Relaxed: a hint.
+        if (atomic_load_explicit(&w->feeding, memory_order_relaxed) != 0)
+            atomic_store_explicit(&w->feeding, 0, memory_order_relaxed);
     } while (again && --batches > 0 && !s_inject_waiting(w));
-    // The activation is over: no call of ours floods anyone (pacing). Relaxed: a hint.
-    if (atomic_load_explicit(&w->feeding, memory_order_relaxed) != 0)
-        atomic_store_explicit(&w->feeding, 0, memory_order_relaxed);
     if (again) {
         s_push_local(w, actor);
         if (brg__runq_len(&w->runq) > 1 || w->lifo)

@@ -32,13 +32,8 @@ typedef struct brg__worker {
     bool searching;           // counted in idle_state (owner)
     bool helping;             // running a queued actor inside a send (owner)
     uint32_t help_tick;       // sends since the last help check (owner)
-    // Pacing in-call floods (sched.c). feeding: the actor (id) the running
-    // call's last run of sends went to, at its last help point, 0 after the
-    // activation (owner writes, any reads: relaxed, a hint). pace_target and
-    // pace_calls: the target and the send chain's call count at our last
-    // help point, to tell a call's second help point (owner).
-    _Atomic uint64_t feeding;
-    uint64_t pace_target;
+    // Pacing in-call floods (sched.c): the send chain's call count at our
+    // last help point, to tell a call's second help point (owner).
     uint32_t pace_calls;
     _Atomic uint64_t paces;          // waits begun at help points (owner writes; stats read)
     _Atomic uint64_t pace_stalls;    // waits given up: the receiver did not drain (owner writes)
@@ -76,6 +71,11 @@ typedef struct brg__worker {
     // Batches started, for thieves deciding whether this worker stalls
     // (s_stalled). Its own line: thieves read it while the owner writes it.
     _Alignas(64) _Atomic uint32_t progress;
+    // Pacing in-call floods (sched.c): the actor (id) the running call's
+    // last run of sends went to, at its last help point; 0 after the batch.
+    // Owner writes (when it changes), pacing workers read it (relaxed: a
+    // hint). Here, away from the fields the owner writes per send.
+    _Atomic uint64_t feeding;
 } brg__worker_t;
 
 struct brg__sched {

@@ -122,8 +122,8 @@ BRG_EXPORT brg_system_t *brg_ctx_system(const brg_ctx_t *ctx);
 //  when the node cannot be reached (unknown, down, or no transport plugged
 //  in; dead letter BRG_DEAD_REMOTE_DOWN, or BRG_DEAD_REMOTE without a
 //  transport) and BRG_EBUSY when the node's outbound queue is full (dead
-//  letter BRG_DEAD_REMOTE_BUSY). Never blocks for long (below: pacing).
-//  Messages from one actor to
+//  letter BRG_DEAD_REMOTE_BUSY). Never blocks on a receiver that does not
+//  drain (below: pacing). Messages from one actor to
 //  another arrive in the order sent. On a worker, the second and later of a
 //  run of sends to one actor within one behaviour call may be handed over
 //  together when the run ends (another send or effect, 64 messages, or the
@@ -134,15 +134,20 @@ BRG_EXPORT brg_system_t *brg_ctx_system(const brg_ctx_t *ctx);
 //  counts as sent: if the target dies before the run is handed over, it is
 //  a dead letter with BRG_DEAD_STOPPED, as if left in its mailbox. A send
 //  may also run another actor's behaviour on this thread before it returns
-//  (help-along, brigade.h). Pacing: on a worker, every 64th send of a
-//  behaviour call that keeps sending to one actor (from the second such
-//  point of the call on) may wait, running queued actors meanwhile, while
-//  that actor's mailbox is over half of cfg.mailbox_high_water, until it
-//  drains there or has not drained for 100 us; and, for at most 100 us,
-//  while the worker that runs that actor floods it too (its messages are
-//  read there without crossing cores). Not for an actor that has not run
-//  yet, a blocking actor, or with backpressure off; counted in
-//  stats.send_pauses (docs/ARCHITECTURE.md section 6, "Pacing in-call
+//  (help-along, brigade.h). Pacing: on a worker, a behaviour call that
+//  goes on sending (every 64th send, from the second such send of the call
+//  on) may wait, running queued actors meanwhile, while the actor it sends
+//  to has more than half of cfg.mailbox_high_water queued: as long as that
+//  actor keeps draining, until it is at half the mark, and no longer than
+//  100 us after it last drained; and, for at most 100 us, while the worker
+//  that runs that actor floods it too (its messages are then read without
+//  crossing cores). So a flood goes at its receiver's pace, as a suspended
+//  sender does between calls. Not for a receiver that has not run yet, a
+//  blocking actor or a reply box; not for a sender that others are
+//  suspended on, a dying one, a call help-along runs nested inside
+//  another actor's send, or with backpressure off. The wait is part of the
+//  behaviour call for the watchdog (cfg.watchdog_ms); stats.send_pauses
+//  counts the waits (docs/ARCHITECTURE.md section 6, "Pacing in-call
 //  floods").
 //  Takes ownership of *msg_p and sets it to NULL.
 BRG_EXPORT int brg_send(brg_ctx_t *ctx, brg_ref_t to, brg_msg_t **msg_p);

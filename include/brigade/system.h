@@ -76,7 +76,8 @@ typedef struct brg_config {
     //  preempt a running function: the report comes while it runs, and with
     //  watchdog_fail the actor fails (reason failed, BRG_ETIMEDOUT) once the
     //  call returns. Reports are counted (stats.watchdog_reports) and logged
-    //  (category "watchdog", level warning).
+    //  (category "watchdog", level warning). A call's waits at its sends
+    //  while their receiver drains (pacing, brg_send) count as part of it.
     int watchdog_ms;
     bool watchdog_fail;
     //  Deterministic test mode (default false): no threads at all. Every actor
@@ -118,9 +119,9 @@ typedef struct brg_stats {
     uint64_t mailbox_hwm;        // longest mailbox seen by any actor
     uint64_t timers_active;      // timers armed and not yet fired or cancelled
     uint64_t watchdog_reports;   // behaviour calls reported by the watchdog
-    uint64_t send_pauses;        // waits of paced floods (brg_send, "Pacing")
     uint32_t workers;            // worker threads
     uint32_t blocking_threads;   // blocking-pool threads
+    uint64_t send_pauses;        // waits of paced floods (brg_send, "Pacing")
 } brg_stats_t;
 
 //  Fill cfg with the defaults.

@@ -641,8 +641,10 @@ END_TEST
 //  another thread.
 
 #define S_FAN 8
-#ifdef BRG_DEBUG_YIELD
+#if defined(BRG_DEBUG_YIELD)
 #define S_FAN_MSGS 20000
+#elif defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define S_FAN_MSGS 50000
 #else
 #define S_FAN_MSGS 200000
 #endif
