@@ -1100,11 +1100,13 @@ END_TEST
 //  a stop queued behind it; then it greets s_target (which goes to its
 //  worker's LIFO slot, so that it runs there next) and dies.
 static atomic_int s_hold_gate;
+static atomic_int s_holding; // the holder is inside "block"
 
 static int
 s_holder(brg_ctx_t *ctx, const brg_msg_t *msg)
 {
     if (brg_msg_is(msg, "block")) {
+        atomic_store(&s_holding, 1);
         tu_gate_wait(&s_hold_gate);
         return brg_send_tag(ctx, s_target, "hello");
     }
@@ -1128,11 +1130,16 @@ START_TEST(test_remote_a_dying_actors_last_sends_hold_back_no_other_actor)
     s_end_t *e = &s_ends[0];
     for (int round = 0; round < 5; round++) {
         atomic_store(&s_hold_gate, 0);
+        atomic_store(&s_holding, 0);
         atomic_store(&s_hello, 0);
         atomic_store(&e->gate_busy, 1);
         s_target = tu_spawn(s_a, s_peer); // local: it waits for nobody
         s_held = tu_spawn(s_a, s_holder);
         ck_assert_int_eq(tu_send_tag(s_a, s_held, "block"), BRG_OK);
+        // Inside "block" before the stop is sent: a stop that came first
+        // would overtake "block" (system lane), and no "hello" would ever
+        // be sent (CI under load saw that).
+        TU_WAIT_UNTIL(atomic_load(&s_holding) == 1, TU_WAIT_MS);
         int delivered = atomic_load(&s_ends[1].batches);
         pthread_t t;
         ck_assert_int_eq(pthread_create(&t, NULL, s_remote_asker, NULL), 0);

@@ -166,7 +166,11 @@ ti_every_end(bool tcp)
 
     brg_supervisor_counts_t counts;
     ck_assert_int_eq(brg_supervisor_count(ti_sys, sup, TU_WAIT_MS, &counts), BRG_OK);
-    ck_assert_uint_eq(counts.restarts, 4);
+    // Four ends, four restarts; plus one for each fresh process that was
+    // not up in time (a loaded CI host: its start failed, loudly, and was
+    // restarted like any other failure).
+    int slow_starts = tu_log_count("child 'fragile'", "not up within");
+    ck_assert_uint_eq(counts.restarts, 4 + (unsigned)slow_starts);
     ck_assert_uint_eq(counts.running, 1);
 
     // Shutting the supervisor down ends the last process too.
