@@ -114,9 +114,7 @@ brg__bp_suspend(brg__sched_t *self, brg__actor_t *sender, brg__actor_t *receiver
         goto refuse;
     // The mailbox's length is at most the published private backlog plus
     // the stack (its count + 1): not over the low-water mark, no wait.
-    uint64_t len = (uint64_t)atomic_load_explicit(&receiver->bp_pub, memory_order_relaxed) +
-                   BRG__BP_COUNT(rw) + (head != BRG__MB_RUNNING);
-    if (len <= low)
+    if (brg__mailbox_estimate(receiver, head, rw) <= low)
         goto refuse;
     if (!s_bp_insert(self, sender, ext, receiver->id))
         goto refuse;

@@ -203,15 +203,12 @@ brg__mailbox_pace_peek(brg_system_t *sys, uint64_t id, uint64_t *level)
     // pool's, at the pace of what they block on: never wait for them here.
     if (receiver == running || (receiver->mode & (BRG__MODE_WAITER | BRG__MODE_BLOCKING)))
         return NULL;
-    // Relaxed loads, as s_bp_check's: the estimate is never below the
-    // length (design notes, "Backpressure").
+    // Relaxed loads, as s_bp_check's.
     brg_msg_t *head = atomic_load_explicit(&receiver->head, memory_order_relaxed);
     if (head == NULL || head == BRG__MB_DEAD)
         return NULL;
-    uint64_t est = atomic_load_explicit(&receiver->bp_pub, memory_order_relaxed);
-    if (s_is_stack(head))
-        est += BRG__BP_COUNT(atomic_load_explicit(&receiver->bp, memory_order_relaxed)) + 1;
-    *level = est;
+    *level = brg__mailbox_estimate(receiver, head,
+                                   atomic_load_explicit(&receiver->bp, memory_order_relaxed));
     return receiver;
 }
 

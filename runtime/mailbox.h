@@ -180,6 +180,18 @@ brg__mailbox_pop(brg_msg_t **head, brg_msg_t **tail)
     return msg;
 }
 
+//  The mailbox's length as others see it (design notes, "Backpressure"):
+//  the owner's published private backlog plus the stack (its count + 1),
+//  never below the length. head and bp: the caller's own loads of those
+//  words (relaxed, or the RMW it made). Thread: any.
+static inline uint64_t
+brg__mailbox_estimate(brg__actor_t *actor, const brg_msg_t *head, uint32_t bp)
+{
+    bool stack = head != NULL && head != BRG__MB_RUNNING && head != BRG__MB_DEAD;
+    return (uint64_t)atomic_load_explicit(&actor->bp_pub, memory_order_relaxed) +
+           BRG__BP_COUNT(bp) + (stack ? 1u : 0u);
+}
+
 //  Take whatever was pushed since the last grab. Returns true if anything was.
 static inline bool
 brg__mailbox_grab(brg__actor_t *actor)

@@ -36,11 +36,7 @@ s_fill(brg_system_t *sys, brg__actor_t *actor, brg_actor_info_t *info)
         snprintf(info->label, sizeof info->label, "%s", actor->label);
     brg_msg_t *head = atomic_load_explicit(&actor->head, memory_order_relaxed);
     uint32_t bp = atomic_load_explicit(&actor->bp, memory_order_relaxed);
-    uint32_t pub = atomic_load_explicit(&actor->bp_pub, memory_order_relaxed);
-    bool stack = head != NULL && head != BRG__MB_RUNNING && head != BRG__MB_DEAD;
-    // A stack of k pushed messages counts k - 1 in bp (mailbox.h): its
-    // bottom one is the + 1.
-    uint64_t queued = (uint64_t)pub + BRG__BP_COUNT(bp) + (stack ? 1u : 0u);
+    uint64_t queued = brg__mailbox_estimate(actor, head, bp);
     info->mailbox = queued > UINT32_MAX ? UINT32_MAX : (uint32_t)queued;
     info->processed = atomic_load_explicit(&actor->processed, memory_order_relaxed);
     if (head == BRG__MB_DEAD)

@@ -637,15 +637,11 @@ s_pace(brg__worker_t *w, uint64_t id)
             return;
         uint64_t now = brg__now_ns();
         if (need == S_PACE_TURN) {
-            if (now - start < BRG__STALL_NS) {
-                since = now;
-                best = level;
-                continue;
-            }
-            turns = false; // our turn now: the level alone holds us from here
-            need = s_pace_need(w, id, low, turns, &level);
-            if (need == S_PACE_NONE)
-                return;
+            if (now - start >= BRG__STALL_NS)
+                turns = false; // our turn now: the level alone holds us from the next look
+            since = now;       // the wait on the level starts after the turn's
+            best = level;
+            continue;
         }
         if (level < best) {
             best = level;
